@@ -1,0 +1,21 @@
+// Command dpfdoctor diagnoses and repairs NVIDIA DPF DMS provisioning.
+package main
+
+import (
+	"context"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/dpfdoctor/dpfdoctor/internal/cli"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	streams := cli.DefaultStreams()
+	cmd := cli.NewRootCommand(streams)
+	cmd.SetContext(ctx)
+	code := cli.Run(cmd, os.Args[1:], streams.ErrOut)
+	stop()
+	os.Exit(code)
+}

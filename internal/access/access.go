@@ -1,0 +1,117 @@
+// Package access names one Kubernetes API access: the attributes an
+// authorizer decides on. It is the common currency between the DPF call
+// tables, SubjectAccessReviews, RBAC evaluation and the fix plan.
+package access
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+)
+
+// Request is one resource access: what a SubjectAccessReview asks and what a
+// single RBAC rule must cover. Name is empty for list/create/collection calls.
+// Namespace is empty for cluster-scoped resources.
+type Request struct {
+	Verb        string `json:"verb"`
+	Group       string `json:"group"`
+	Resource    string `json:"resource"`
+	Subresource string `json:"subresource,omitempty"`
+	Namespace   string `json:"namespace,omitempty"`
+	Name        string `json:"name,omitempty"`
+	// NonResourceURL is set instead of the resource fields for requests
+	// such as GET /version.
+	NonResourceURL string `json:"nonResourceURL,omitempty"`
+}
+
+// GroupResource is "resource.group", or "resource" for the core group, with
+// "/subresource" appended when set: the form kubectl and RBAC messages use.
+func (r Request) GroupResource() string {
+	s := r.Resource
+	if r.Group != "" {
+		s += "." + r.Group
+	}
+	if r.Subresource != "" {
+		s += "/" + r.Subresource
+	}
+	return s
+}
+
+// RBACResource is the resource string as it appears in a PolicyRule:
+// "resource" or "resource/subresource".
+func (r Request) RBACResource() string {
+	if r.Subresource != "" {
+		return r.Resource + "/" + r.Subresource
+	}
+	return r.Resource
+}
+
+// String renders the request the way people read it:
+// "get secrets/node-1-server-secret in dpf-operator-system".
+func (r Request) String() string {
+	if r.NonResourceURL != "" {
+		return r.Verb + " " + r.NonResourceURL
+	}
+	var b strings.Builder
+	b.WriteString(r.Verb)
+	b.WriteByte(' ')
+	b.WriteString(r.GroupResource())
+	if r.Name != "" {
+		b.WriteString(" " + r.Name)
+	}
+	if r.Namespace != "" {
+		b.WriteString(" in " + r.Namespace)
+	} else {
+		b.WriteString(" (cluster-scoped)")
+	}
+	return b.String()
+}
+
+// Key is a stable identity for de-duplication and sorting.
+func (r Request) Key() string {
+	return strings.Join([]string{r.Verb, r.Group, r.Resource, r.Subresource, r.Namespace, r.Name, r.NonResourceURL}, "|")
+}
+
+// Sort orders requests by Key, in place, and returns them.
+func Sort(rs []Request) []Request {
+	sort.Slice(rs, func(i, j int) bool { return rs[i].Key() < rs[j].Key() })
+	return rs
+}
+
+// Unique returns rs without duplicates, sorted.
+func Unique(rs []Request) []Request {
+	seen := make(map[string]bool, len(rs))
+	out := make([]Request, 0, len(rs))
+	for _, r := range rs {
+		if k := r.Key(); !seen[k] {
+			seen[k] = true
+			out = append(out, r)
+		}
+	}
+	return Sort(out)
+}
+
+// Subject is who makes a request: a user name and its groups, as the API
+// server authenticates them.
+type Subject struct {
+	User   string   `json:"user"`
+	Groups []string `json:"groups,omitempty"`
+}
+
+// ServiceAccount returns the subject the API server sees for a ServiceAccount
+// token: its user name and the three groups every ServiceAccount belongs to.
+func ServiceAccount(namespace, name string) Subject {
+	return Subject{
+		User:   fmt.Sprintf("system:serviceaccount:%s:%s", namespace, name),
+		Groups: []string{"system:serviceaccounts", "system:serviceaccounts:" + namespace, "system:authenticated"},
+	}
+}
+
+// ParseServiceAccountUser splits "system:serviceaccount:ns:name".
+func ParseServiceAccountUser(user string) (namespace, name string, ok bool) {
+	parts := strings.Split(user, ":")
+	if len(parts) != 4 || parts[0] != "system" || parts[1] != "serviceaccount" || parts[2] == "" || parts[3] == "" {
+		return "", "", false
+	}
+	return parts[2], parts[3], true
+}

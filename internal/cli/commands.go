@@ -1,0 +1,14 @@
+package cli
+
+import (
+	"github.com/spf13/cobra"
+	"k8s.io/cli-runtime/pkg/genericclioptions"
+	"k8s.io/cli-runtime/pkg/genericiooptions"
+)
+
+// subcommands lists every verb. Each lives in its own file.
+func subcommands(kf *genericclioptions.ConfigFlags, s genericiooptions.IOStreams) []*cobra.Command {
+	return []*cobra.Command{
+		NewCmdVersion(s),
+	}
+}

@@ -1,0 +1,101 @@
+package dpf
+
+import (
+	"regexp"
+	"strconv"
+	"strings"
+
+	"github.com/dpfdoctor/dpfdoctor/internal/access"
+)
+
+// LogPrefix starts every line dmsinit.sh prints through log() or error().
+const LogPrefix = "[dmsinit] "
+
+var errorLine = regexp.MustCompile(`^\[dmsinit\] Error \(([A-Za-z_][A-Za-z0-9_]*):(\d+)\): (.*)$`)
+
+// ScriptError is a parsed "[dmsinit] Error (func:line): msg" line.
+type ScriptError struct {
+	Func    string `json:"func"`
+	Line    int    `json:"line"`
+	Message string `json:"message"`
+}
+
+// ParseErrorLine parses one dmsinit error line.
+func ParseErrorLine(line string) (ScriptError, bool) {
+	m := errorLine.FindStringSubmatch(strings.TrimRight(line, "\r\n"))
+	if m == nil {
+		return ScriptError{}, false
+	}
+	n, err := strconv.Atoi(m[2])
+	if err != nil {
+		return ScriptError{}, false
+	}
+	return ScriptError{Func: m[1], Line: n, Message: m[3]}, true
+}
+
+// FormatError renders an error line exactly as dmsinit.sh's error() does.
+func FormatError(fn string, line int, msg string) string {
+	return LogPrefix + "Error (" + fn + ":" + strconv.Itoa(line) + "): " + msg
+}
+
+// Messages dmsinit.sh prints that classifiers look for.
+const (
+	MsgVersionFailed         = "Failed to check kubectl version: "
+	MsgNoDPUs                = "No DPUs found on this system"
+	MsgSecretTimeoutB        = "Timed out waiting for certificate secret to be created"
+	MsgSecretTimeoutC        = "Timed out waiting for secret "
+	MsgWaitingSecretB        = "Waiting for certificate secret to be created..."
+	MsgWaitingSecretC        = "Waiting for secret "
+	MsgUpdatePCIFailed       = "Failed to update PCI address for DPUDevice "
+	MsgCreateDPUDeviceFailed = "Failed to create DPUDevice "
+	MsgCreateDPUNodeFailed   = "Failed to create DPUNode "
+	MsgCreateCertFailed      = "Failed to create certificate "
+	MsgNodeUIDFailed         = "Failed to get UID for node "
+	MsgSerialFailed          = "Failed to get serial number for PCI address "
+	MsgCompleted             = "Main function completed successfully"
+)
+
+// forbidden matches the API server's Forbidden message as kubectl prints it,
+// anywhere in a line:
+//
+//	secrets "x" is forbidden: User "u" cannot get resource "secrets" in API group "" in the namespace "ns"
+//	dpunodes.provisioning.dpu.nvidia.com is forbidden: User "u" cannot create resource "dpunodes" in API group "provisioning.dpu.nvidia.com" in the namespace "ns"
+//	nodes "n" is forbidden: User "u" cannot get resource "nodes" in API group "" at the cluster scope
+var forbidden = regexp.MustCompile(`(?:([a-z0-9][a-z0-9.-]*)(?: "([^"]*)")? is forbidden: )?User "([^"]+)" cannot ([a-z]+) resource "([^"/]+)(?:/([^"]+))?" in API group "([^"]*)"(?: in the namespace "([^"]+)"| at the cluster scope)`)
+
+// Forbidden is one parsed Forbidden message.
+type Forbidden struct {
+	User    string         `json:"user"`
+	Request access.Request `json:"request"`
+}
+
+// ParseForbidden finds an API server Forbidden message in a line.
+func ParseForbidden(line string) (Forbidden, bool) {
+	m := forbidden.FindStringSubmatch(line)
+	if m == nil {
+		return Forbidden{}, false
+	}
+	return Forbidden{User: m[3], Request: access.Request{
+		Verb: m[4], Resource: m[5], Subresource: m[6], Group: m[7], Namespace: m[8], Name: m[2],
+	}}, true
+}
+
+// ForbiddenMessage renders the API server's Forbidden text for a request, as
+// kubectl shows it after "Error from server (Forbidden): ".
+func ForbiddenMessage(user string, r access.Request) string {
+	var b strings.Builder
+	b.WriteString(r.Resource)
+	if r.Group != "" {
+		b.WriteString("." + r.Group)
+	}
+	if r.Name != "" {
+		b.WriteString(` "` + r.Name + `"`)
+	}
+	b.WriteString(` is forbidden: User "` + user + `" cannot ` + r.Verb + ` resource "` + r.RBACResource() + `" in API group "` + r.Group + `"`)
+	if r.Namespace != "" {
+		b.WriteString(` in the namespace "` + r.Namespace + `"`)
+	} else {
+		b.WriteString(" at the cluster scope")
+	}
+	return b.String()
+}

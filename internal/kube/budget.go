@@ -1,0 +1,99 @@
+// Package kube builds the clients every command uses: explicit QPS/Burst, a
+// user agent, a request counter that can also enforce a budget, and the
+// mapping from transport and API errors to the sentinels the exit codes use.
+package kube
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"sync"
+	"sync/atomic"
+)
+
+// ErrBudgetExceeded is returned by a Budget's RoundTripper once more requests
+// were attempted than the budget allows.
+var ErrBudgetExceeded = errors.New("API request budget exceeded")
+
+// Record is one request seen by a Budget.
+type Record struct {
+	Method string `json:"method"`
+	Path   string `json:"path"`
+	Query  string `json:"query,omitempty"`
+	// Accept tells metadata-only requests (PartialObjectMetadata) apart.
+	Accept string `json:"accept,omitempty"`
+	Status int    `json:"status,omitempty"`
+}
+
+// Budget counts the API requests of every client built for one command, and
+// optionally records them. It is safe for concurrent use.
+type Budget struct {
+	used atomic.Int64
+	max  atomic.Int64
+
+	mu      sync.Mutex
+	record  bool
+	records []Record
+}
+
+// NewBudget returns a Budget allowing max requests (0 = unlimited).
+func NewBudget(max int64) *Budget {
+	b := &Budget{}
+	b.max.Store(max)
+	return b
+}
+
+// Recording makes the Budget keep every request; used by tests and audits.
+func (b *Budget) Recording() *Budget {
+	b.mu.Lock()
+	b.record = true
+	b.mu.Unlock()
+	return b
+}
+
+// Used returns the number of requests attempted so far.
+func (b *Budget) Used() int64 { return b.used.Load() }
+
+// Records returns a copy of the recorded requests.
+func (b *Budget) Records() []Record {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return append([]Record(nil), b.records...)
+}
+
+// Reset zeroes the counter and drops the records.
+func (b *Budget) Reset() {
+	b.used.Store(0)
+	b.mu.Lock()
+	b.records = nil
+	b.mu.Unlock()
+}
+
+// Wrap is a transport.WrapperFunc: it returns a new RoundTripper around next
+// on every call, as rest.Config.Wrap expects.
+func (b *Budget) Wrap(next http.RoundTripper) http.RoundTripper {
+	return &counting{b: b, next: next}
+}
+
+type counting struct {
+	b    *Budget
+	next http.RoundTripper
+}
+
+func (c *counting) RoundTrip(r *http.Request) (*http.Response, error) {
+	n := c.b.used.Add(1)
+	if max := c.b.max.Load(); max > 0 && n > max {
+		return nil, fmt.Errorf("%w: more than %d requests", ErrBudgetExceeded, max)
+	}
+	resp, err := c.next.RoundTrip(r)
+	c.b.mu.Lock()
+	if c.b.record {
+		rec := Record{Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery, Accept: r.Header.Get("Accept")}
+		if resp != nil {
+			rec.Status = resp.StatusCode
+		}
+		c.b.records = append(c.b.records, rec)
+	}
+	c.b.mu.Unlock()
+	return resp, err
+}
