@@ -104,11 +104,16 @@ func (m Mix) Assign(n int) []Scenario {
 		}
 	}
 	rest := n - counted
-	for i, e := range m {
+	if rest < 0 {
+		rest = 0
+	}
+	seenOpen := 0
+	for _, e := range m {
 		c := e.Count
-		if c == 0 && open > 0 {
+		if c == 0 {
+			seenOpen++
 			c = rest / open
-			if i == len(m)-1 || rest%open > 0 {
+			if seenOpen == open {
 				c = rest - (rest/open)*(open-1)
 			}
 		}
