@@ -1,0 +1,419 @@
+package sim
+
+import (
+	"context"
+	"fmt"
+	"hash/fnv"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	authnv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/informers"
+	listersv1 "k8s.io/client-go/listers/core/v1"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/util/workqueue"
+
+	"github.com/dpfdoctor/dpfdoctor/internal/dpf"
+)
+
+// Kubelet timing (before TimeScale), as a real kubelet's.
+const (
+	backoffInitial = 10 * time.Second
+	backoffMax     = 5 * time.Minute
+	mountRetry     = 10 * time.Second
+	// PCIAddress is the simulated DPU's PCI address on every host.
+	PCIAddress = "0000:3b:00.0"
+)
+
+// kubelet runs the containers of every DMS pod: init containers in order,
+// each failure answered with CrashLoopBackOff back-off, status and events
+// written as a kubelet would, logs kept for the pods/log endpoint.
+type kubelet struct {
+	c     *Cluster
+	queue workqueue.TypedDelayingInterface[string]
+	pods  listersv1.PodLister
+
+	mu     sync.Mutex
+	states map[string]*podState // by pod name
+
+	tokMu    sync.Mutex
+	token    string
+	tokenExp time.Time
+	callers  map[string]apiCaller
+
+	evMu   sync.Mutex
+	events map[string]*corev1.Event
+
+	caFile, emptyKubeconfig, cacheDir string
+}
+
+type containerRun struct {
+	lines    []string
+	exitCode int32
+	message  string
+	started  time.Time
+	finished time.Time
+}
+
+type podState struct {
+	uid      types.UID
+	node     string
+	created  time.Time
+	next     int // index of the init container to run next
+	failures map[string]int32
+	backoff  time.Duration
+	due      time.Time
+	runs     map[string][]containerRun // per container, oldest first (last two kept)
+	mounted  bool
+	done     bool
+	readyAt  time.Time
+}
+
+func newKubelet(c *Cluster) *kubelet {
+	return &kubelet{c: c, states: map[string]*podState{}, callers: map[string]apiCaller{}, events: map[string]*corev1.Event{},
+		queue: workqueue.NewTypedDelayingQueueWithConfig(workqueue.TypedDelayingQueueConfig[string]{Name: "sim-kubelet"})}
+}
+
+func (k *kubelet) start(ctx context.Context, wg *sync.WaitGroup) error {
+	c := k.c
+	k.caFile = filepath.Join(c.dir, "apiserver-ca.crt")
+	k.emptyKubeconfig = filepath.Join(c.dir, "empty-kubeconfig")
+	k.cacheDir = filepath.Join(c.dir, "kubectl-cache")
+	if err := os.WriteFile(k.caFile, c.Config.CAData, 0o600); err != nil {
+		return err
+	}
+	if err := os.WriteFile(k.emptyKubeconfig, nil, 0o600); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(k.cacheDir, 0o700); err != nil {
+		return err
+	}
+	inf := informers.NewSharedInformerFactoryWithOptions(c.kube, 0, informers.WithNamespace(c.Namespace),
+		informers.WithTweakListOptions(func(lo *metav1.ListOptions) { lo.LabelSelector = dpf.ComponentLabel }))
+	pi := inf.Core().V1().Pods()
+	k.pods = pi.Lister()
+	enqueue := func(obj any) {
+		if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+			obj = t.Obj
+		}
+		if p, ok := obj.(*corev1.Pod); ok && p.Spec.NodeName != "" {
+			k.queue.Add(p.Name)
+		}
+	}
+	if _, err := pi.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{AddFunc: enqueue, DeleteFunc: enqueue,
+		UpdateFunc: func(o, n any) {
+			if o.(*corev1.Pod).UID != n.(*corev1.Pod).UID || n.(*corev1.Pod).DeletionTimestamp != nil {
+				enqueue(n)
+			}
+		}}); err != nil {
+		return err
+	}
+	inf.Start(ctx.Done())
+	if !cache.WaitForCacheSync(ctx.Done(), pi.Informer().HasSynced) {
+		return fmt.Errorf("kubelet cache did not sync")
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		<-ctx.Done()
+		k.queue.ShutDown()
+	}()
+	for i := 0; i < k.c.opts.Workers; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				name, quit := k.queue.Get()
+				if quit {
+					return
+				}
+				if err := k.sync(ctx, name); err != nil && ctx.Err() == nil {
+					k.c.logf("kubelet: pod %s: %v", name, err)
+					k.queue.AddAfter(name, k.c.scale(time.Second))
+				}
+				k.queue.Done(name)
+			}
+		}()
+	}
+	return nil
+}
+
+func (k *kubelet) state(p *corev1.Pod) *podState {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	st := k.states[p.Name]
+	if st == nil || st.uid != p.UID {
+		st = &podState{uid: p.UID, node: p.Spec.NodeName, created: p.CreationTimestamp.Time, failures: map[string]int32{},
+			backoff: k.c.scale(backoffInitial), runs: map[string][]containerRun{}}
+		if st.created.IsZero() {
+			st.created = time.Now()
+		}
+		k.states[p.Name] = st
+	}
+	return st
+}
+
+// sync advances one pod as far as it can go now.
+func (k *kubelet) sync(ctx context.Context, name string) error {
+	pod, err := k.pods.Pods(k.c.Namespace).Get(name)
+	if apierrors.IsNotFound(err) || (err == nil && pod.DeletionTimestamp != nil) {
+		k.mu.Lock()
+		delete(k.states, name)
+		k.mu.Unlock()
+		return nil
+	} else if err != nil {
+		return err
+	}
+	st := k.state(pod)
+	if st.done {
+		return nil
+	}
+	if wait := time.Until(st.due); wait > 0 {
+		k.queue.AddAfter(name, wait)
+		return nil
+	}
+	node := &corev1.Node{}
+	if n, err := k.c.kube.CoreV1().Nodes().Get(ctx, pod.Spec.NodeName, metav1.GetOptions{}); err == nil {
+		node = n
+	}
+	scen := k.c.scenarioOf(node)
+
+	// Volumes: the node's server Secret must exist before anything runs.
+	if !st.mounted {
+		if vol := secretVolume(pod); vol != "" {
+			if _, err := k.c.kube.CoreV1().Secrets(k.c.Namespace).Get(ctx, vol, metav1.GetOptions{}); apierrors.IsNotFound(err) {
+				k.event(ctx, pod, "", corev1.EventTypeWarning, "FailedMount",
+					fmt.Sprintf("MountVolume.SetUp failed for volume %q : secret %q not found", dpf.ServerVolume, vol))
+				st.due = time.Now().Add(k.c.scale(mountRetry))
+				k.queue.AddAfter(name, k.c.scale(mountRetry))
+				return k.writeStatus(ctx, pod, st)
+			} else if err != nil {
+				return err
+			}
+		}
+		st.mounted = true
+	}
+
+	for st.next < len(pod.Spec.InitContainers) {
+		ctr := pod.Spec.InitContainers[st.next]
+		run := k.runContainer(ctx, pod, node, scen, ctr)
+		if ctx.Err() != nil {
+			return nil
+		}
+		k.mu.Lock()
+		runs := append(st.runs[ctr.Name], run)
+		if len(runs) > 2 {
+			runs = runs[len(runs)-2:]
+		}
+		st.runs[ctr.Name] = runs
+		k.mu.Unlock()
+		k.event(ctx, pod, ctr.Name, corev1.EventTypeNormal, "Started", "Started container "+ctr.Name)
+		if run.exitCode != 0 {
+			st.failures[ctr.Name]++
+			delay := st.backoff
+			st.backoff *= 2
+			if max := k.c.scale(backoffMax); st.backoff > max {
+				st.backoff = max
+			}
+			st.due = time.Now().Add(delay)
+			k.event(ctx, pod, ctr.Name, corev1.EventTypeWarning, "BackOff",
+				fmt.Sprintf("Back-off restarting failed container %s in pod %s_%s(%s)", ctr.Name, pod.Name, pod.Namespace, pod.UID))
+			k.queue.AddAfter(name, delay)
+			return k.writeStatus(ctx, pod, st)
+		}
+		st.next++
+		st.backoff = k.c.scale(backoffInitial)
+	}
+	now := time.Now()
+	k.mu.Lock()
+	for _, ctr := range pod.Spec.Containers {
+		st.runs[ctr.Name] = []containerRun{{started: now, lines: []string{
+			fmt.Sprintf("time=%q level=info msg=\"starting %s\" node=%s", now.UTC().Format(time.RFC3339), ctr.Name, pod.Spec.NodeName)}}}
+	}
+	st.done, st.readyAt = true, now
+	k.mu.Unlock()
+	for _, ctr := range pod.Spec.Containers {
+		k.event(ctx, pod, ctr.Name, corev1.EventTypeNormal, "Started", "Started container "+ctr.Name)
+	}
+	return k.writeStatus(ctx, pod, st)
+}
+
+func secretVolume(p *corev1.Pod) string {
+	for _, v := range p.Spec.Volumes {
+		if v.Secret != nil {
+			return v.Secret.SecretName
+		}
+	}
+	return ""
+}
+
+// runContainer runs one init container's program for the pod's scenario.
+func (k *kubelet) runContainer(ctx context.Context, pod *corev1.Pod, node *corev1.Node, scen Scenario, ctr corev1.Container) containerRun {
+	run := containerRun{started: time.Now()}
+	defer func() { run.finished = time.Now() }()
+	switch ctr.Name {
+	case dpf.ContainerRshimPreflight:
+		run.lines = []string{dpf.LogPrefix + "Running cmd check-rshim-not-occupied"}
+		if scen == RshimOccupied {
+			run.exitCode, run.message = 1, PCIAddress
+		}
+	case dpf.ContainerDMSInit:
+		api, err := k.caller(ctx, pod, scen)
+		if err != nil {
+			run.lines, run.exitCode = []string{"sim: " + err.Error()}, 1
+			return run
+		}
+		argv := append(append([]string{}, ctr.Command...), ctr.Args...)
+		d := &dmsInit{
+			variant: dpf.ScriptForImageTag(dpf.ImageTag(ctr.Image)), args: dpf.ParseArgs(argv), node: pod.Spec.NodeName,
+			pci: PCIAddress, serial: serialNumber(pod.Spec.NodeName), noDPU: scen == NoDPUFound, api: api,
+			attempts: k.c.opts.SecretWaitAttempts, sleep: k.sleep,
+		}
+		lines, code := d.run(ctx)
+		run.lines, run.exitCode = lines, int32(code)
+	case dpf.ContainerConfigureVF:
+		run.lines = []string{"restoring VF configuration: nothing to restore"}
+	}
+	run.finished = time.Now()
+	return run
+}
+
+func (k *kubelet) sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(k.c.scale(d))
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
+
+// serialNumber is the simulated DPU's serial number for a node.
+func serialNumber(node string) string {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(node))
+	return fmt.Sprintf("MT2306XZ%05X", h.Sum32()&0xFFFFF)
+}
+
+// caller returns the API caller for a pod: the pod's KUBERNETES_SERVICE_*
+// env decides where kubectl connects; the token is the ServiceAccount's.
+func (k *kubelet) caller(ctx context.Context, pod *corev1.Pod, scen Scenario) (apiCaller, error) {
+	host, port := k.c.apiHost, fmt.Sprint(k.c.apiPort)
+	for _, ctr := range pod.Spec.InitContainers {
+		for _, e := range ctr.Env {
+			switch e.Name {
+			case "KUBERNETES_SERVICE_HOST":
+				host = e.Value
+			case "KUBERNETES_SERVICE_PORT":
+				port = e.Value
+			}
+		}
+	}
+	server := "https://" + net.JoinHostPort(host, port)
+	if scen == APIServerUnreachable {
+		// This node cannot reach the VIP (when the whole cluster's VIP is
+		// wrong, the env already points nowhere).
+		server = k.c.closedURL
+	}
+	sa := pod.Spec.ServiceAccountName
+	if sa == "" {
+		sa = "default"
+	}
+	token, err := k.saToken(ctx, sa)
+	if err != nil {
+		return nil, err
+	}
+	if k.c.useKubectl {
+		return &kubectlCaller{path: k.c.kubectlPath(), server: server, token: token, caFile: k.caFile,
+			kubeconfig: k.emptyKubeconfig, cacheDir: k.cacheDir}, nil
+	}
+	k.tokMu.Lock()
+	defer k.tokMu.Unlock()
+	key := server + "|" + token
+	if a, ok := k.callers[key]; ok {
+		return a, nil
+	}
+	a, err := newClientCaller(server, token, k.c.Config.CAData)
+	if err != nil {
+		return nil, err
+	}
+	k.callers[key] = a
+	return a, nil
+}
+
+// saToken returns a TokenRequest token for the ServiceAccount, renewed
+// before it expires.
+func (k *kubelet) saToken(ctx context.Context, sa string) (string, error) {
+	k.tokMu.Lock()
+	defer k.tokMu.Unlock()
+	if k.token != "" && time.Until(k.tokenExp) > 10*time.Minute {
+		return k.token, nil
+	}
+	exp := int64(3600)
+	tr, err := k.c.kube.CoreV1().ServiceAccounts(k.c.Namespace).CreateToken(ctx, sa,
+		&authnv1.TokenRequest{Spec: authnv1.TokenRequestSpec{ExpirationSeconds: &exp}}, metav1.CreateOptions{})
+	if err != nil {
+		return "", fmt.Errorf("token for ServiceAccount %s: %w", sa, err)
+	}
+	k.token, k.tokenExp = tr.Status.Token, tr.Status.ExpirationTimestamp.Time
+	k.callers = map[string]apiCaller{}
+	return k.token, nil
+}
+
+func (c *Cluster) kubectlPath() string {
+	if c.opts.Kubectl != "" {
+		return c.opts.Kubectl
+	}
+	return KubectlPath()
+}
+
+// KubectlPath finds kubectl: $KUBECTL, then $KUBEBUILDER_ASSETS/kubectl,
+// then kubectl on PATH.
+func KubectlPath() string {
+	if p := os.Getenv("KUBECTL"); p != "" {
+		return p
+	}
+	if d := os.Getenv("KUBEBUILDER_ASSETS"); d != "" {
+		if p := filepath.Join(d, "kubectl"); fileExists(p) {
+			return p
+		}
+	}
+	return "kubectl"
+}
+
+func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }
+
+// containerLog serves pods/log through the kubelet endpoint.
+func (k *kubelet) containerLog(ns, podName, container string, previous bool) (string, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	st := k.states[podName]
+	if ns != k.c.Namespace || st == nil {
+		return "", fmt.Errorf("pod %q in namespace %q not found", podName, ns)
+	}
+	runs := st.runs[container]
+	if previous {
+		if len(runs) < 2 {
+			return "", fmt.Errorf("previous terminated container %q in pod %q not found", container, podName)
+		}
+		return joinLines(runs[len(runs)-2].lines), nil
+	}
+	if len(runs) == 0 {
+		return "", fmt.Errorf("container %q in pod %q is waiting to start: PodInitializing", container, podName)
+	}
+	return joinLines(runs[len(runs)-1].lines), nil
+}
+
+func joinLines(lines []string) string {
+	if len(lines) == 0 {
+		return ""
+	}
+	return strings.Join(lines, "\n") + "\n"
+}

@@ -1,0 +1,457 @@
+// Package sim runs a simulated DPF cluster on a real kube-apiserver and etcd
+// (controller-runtime envtest) with RBAC enforced: the DPF CRDs, the
+// operator's inventory and reconcile loop, DMS pods, and a kubelet that runs
+// each pod's dms-init as its ServiceAccount, with real Forbidden answers,
+// CrashLoopBackOff back-off, events and logs served through pods/log.
+package sim
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	"github.com/dpfdoctor/dpfdoctor/internal/dpf"
+)
+
+// ScenarioLabel on a Node selects its scenario; nodes without it get the
+// first scenario of the mix.
+const ScenarioLabel = "sim.dpfdoctor.dev/scenario"
+
+// Options configure a simulated cluster.
+type Options struct {
+	// Version of DPF to simulate (default v25.4.0).
+	Version string
+	// Nodes is the number of DPU hosts (default 8).
+	Nodes int
+	// Scenario is a mix such as "secrets-forbidden" or
+	// "secrets-forbidden=6,healthy=2" (default healthy).
+	Scenario string
+	// TimeScale multiplies every simulated delay: the operator resync
+	// (10 s), kubelet back-off (10 s doubling to 5 min) and dmsinit's 2 s
+	// sleeps. Default 1.
+	TimeScale float64
+	// Resync is the operator's resync period before scaling (default 10 s;
+	// real DPF uses 10 min).
+	Resync time.Duration
+	// NodePrefix names nodes <prefix>1, <prefix>2, … (default "dpu-worker-").
+	NodePrefix string
+	// Kubectl is the kubectl binary dms-init runs; default $KUBECTL, then
+	// $KUBEBUILDER_ASSETS/kubectl, then kubectl on PATH.
+	Kubectl string
+	// KubectlMaxNodes: with at most this many nodes dms-init runs the real
+	// kubectl; above it, client-go with the same token (default 32; -1 =
+	// never use kubectl).
+	KubectlMaxNodes int
+	// SecretWaitAttempts is how often dms-init polls the Secret (the
+	// script uses 30 × 2 s; default 5).
+	SecretWaitAttempts int
+	// Workers run pods' containers in parallel (default 4 with kubectl,
+	// 16 with client-go).
+	Workers int
+	// MaxAddresses caps the distinct loopback node addresses (default 250).
+	MaxAddresses int
+	// Log receives one line per notable event; nil discards.
+	Log io.Writer
+	// KubeconfigOut is where the admin kubeconfig is written (default a
+	// file in the sim's temporary directory).
+	KubeconfigOut string
+}
+
+func (o *Options) defaults() error {
+	if o.Version == "" {
+		o.Version = "v25.4.0"
+	}
+	if o.Nodes == 0 {
+		o.Nodes = 8
+	}
+	if o.Nodes < 0 {
+		return fmt.Errorf("--nodes must be positive")
+	}
+	if o.Scenario == "" {
+		o.Scenario = string(Healthy)
+	}
+	if o.TimeScale == 0 {
+		o.TimeScale = 1
+	}
+	if o.TimeScale < 0 {
+		return fmt.Errorf("--time-scale must be positive")
+	}
+	if o.Resync == 0 {
+		o.Resync = 10 * time.Second
+	}
+	if o.NodePrefix == "" {
+		o.NodePrefix = "dpu-worker-"
+	}
+	if o.KubectlMaxNodes == 0 {
+		o.KubectlMaxNodes = 32
+	}
+	if o.SecretWaitAttempts == 0 {
+		o.SecretWaitAttempts = 5
+	}
+	if o.MaxAddresses <= 0 {
+		o.MaxAddresses = 250
+	}
+	if o.Log == nil {
+		o.Log = io.Discard
+	}
+	return nil
+}
+
+// Cluster is a running simulated DPF cluster.
+type Cluster struct {
+	// Config is an admin (system:masters) client config.
+	Config *rest.Config
+	// KubeconfigPath holds the admin kubeconfig.
+	KubeconfigPath string
+	// Namespace is the DPF namespace (dpf-operator-system).
+	Namespace string
+	// Release is the simulated DPF release.
+	Release dpf.Release
+	// Nodes are the initial node names, in order.
+	Nodes []string
+
+	opts       Options
+	mix        Mix
+	env        *envtest.Environment
+	dir        string
+	kube       kubernetes.Interface
+	dyn        dynamic.Interface
+	kubelet    *kubeletServer
+	closedURL  string // a loopback address nothing listens on: the wrong VIP
+	apiHost    string
+	apiPort    int
+	useKubectl bool
+
+	op     *operator
+	kl     *kubelet
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	nodeCount atomic.Int64
+	stopOnce  sync.Once
+	stopErr   error
+}
+
+// ErrAssets is returned when the envtest binaries are missing.
+var ErrAssets = errors.New("envtest binaries not found (run `make envtest` or set KUBEBUILDER_ASSETS)")
+
+// Start boots envtest, installs DPF and starts the operator and kubelet
+// loops. Stop the cluster with Stop.
+func Start(ctx context.Context, opts Options) (*Cluster, error) {
+	if err := opts.defaults(); err != nil {
+		return nil, err
+	}
+	release, err := dpf.Lookup(opts.Version)
+	if err != nil {
+		return nil, err
+	}
+	if release.Script == dpf.ScriptNone || release.Script == dpf.ScriptHostAgent {
+		return nil, fmt.Errorf("sim: DPF %s is not simulated yet (supported: v25.4.x, v25.7.x)", release.Version)
+	}
+	mix, err := ParseMix(opts.Scenario)
+	if err != nil {
+		return nil, err
+	}
+	if os.Getenv("KUBEBUILDER_ASSETS") == "" {
+		return nil, ErrAssets
+	}
+	dir, err := os.MkdirTemp("", "dpfdoctor-sim-")
+	if err != nil {
+		return nil, err
+	}
+	c := &Cluster{opts: opts, mix: mix, Release: release, Namespace: dpf.DefaultNamespace, dir: dir}
+	c.useKubectl = opts.KubectlMaxNodes > 0 && opts.Nodes <= opts.KubectlMaxNodes
+	if c.opts.Workers == 0 {
+		c.opts.Workers = 16
+		if c.useKubectl {
+			c.opts.Workers = 4
+		}
+	}
+	if err := c.start(ctx); err != nil {
+		_ = c.Stop()
+		return nil, err
+	}
+	return c, nil
+}
+
+func (c *Cluster) logf(format string, a ...any) {
+	fmt.Fprintf(c.opts.Log, "sim: "+format+"\n", a...)
+}
+
+func (c *Cluster) scale(d time.Duration) time.Duration {
+	return time.Duration(float64(d) * c.opts.TimeScale)
+}
+
+func (c *Cluster) start(ctx context.Context) error {
+	n := c.opts.Nodes
+	distinct := n
+	if distinct > c.opts.MaxAddresses {
+		distinct = c.opts.MaxAddresses
+	}
+	addrs := make([]string, distinct)
+	for i := range addrs {
+		addrs[i] = nodeAddress(i, c.opts.MaxAddresses)
+	}
+	c.kl = newKubelet(c)
+	kl, err := newKubeletServer(addrs, c.kl)
+	if err != nil {
+		return err
+	}
+	c.kubelet = kl
+	caFile := filepath.Join(c.dir, "kubelet-ca.crt")
+	if err := os.WriteFile(caFile, kl.caPEM, 0o600); err != nil {
+		return err
+	}
+
+	// A loopback port nothing listens on: where a wrong API VIP points.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	c.closedURL = "https://" + l.Addr().String()
+	_ = l.Close()
+
+	c.env = &envtest.Environment{
+		CRDInstallOptions: envtest.CRDInstallOptions{CRDs: crds(c.needsStatusSubresource())},
+	}
+	api := c.env.ControlPlane.GetAPIServer().Configure()
+	api.Set("authorization-mode", "RBAC")
+	api.Set("kubelet-certificate-authority", caFile)
+	api.Set("kubelet-preferred-address-types", "InternalIP")
+	cfg, err := c.env.Start()
+	if err != nil {
+		return fmt.Errorf("start envtest: %w", err)
+	}
+	cfg.QPS, cfg.Burst = 1000, 2000
+	c.Config = cfg
+	u := c.env.ControlPlane.APIServer.SecureServing.ListenAddr
+	c.apiHost = u.Address
+	c.apiPort, _ = strconv.Atoi(u.Port)
+	if c.kube, err = kubernetes.NewForConfig(cfg); err != nil {
+		return err
+	}
+	if c.dyn, err = dynamic.NewForConfig(cfg); err != nil {
+		return err
+	}
+	if err := c.writeKubeconfig(); err != nil {
+		return err
+	}
+	if err := c.install(ctx); err != nil {
+		return err
+	}
+	runCtx, cancel := context.WithCancel(context.Background())
+	c.cancel = cancel
+	c.op = newOperator(c)
+	if err := c.op.start(runCtx, &c.wg); err != nil {
+		return err
+	}
+	if err := c.kl.start(runCtx, &c.wg); err != nil {
+		return err
+	}
+	c.logf("DPF %s with %d nodes (%s) at %s", c.Release.Version, n, c.mix, cfg.Host)
+	return nil
+}
+
+// needsStatusSubresource: v25.7 CRDs, or v25.4.0 with a newer hostdriver
+// whose dms-init patches dpudevices/status (CRDs upgraded ahead of the
+// operator's role).
+func (c *Cluster) needsStatusSubresource() bool {
+	if c.Release.DPUDeviceStatusSubresource {
+		return true
+	}
+	for _, e := range c.mix {
+		if e.Scenario == DPUDeviceStatusForbidden || e.Scenario == SecretsForbiddenQuiet {
+			return true
+		}
+	}
+	return false
+}
+
+// install creates the namespace, the DPFOperatorConfig, the nodes, and runs
+// the operator's first inventory apply.
+func (c *Cluster) install(ctx context.Context) error {
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: c.Namespace}}
+	if _, err := c.kube.CoreV1().Namespaces().Create(ctx, ns, metav1.CreateOptions{}); err != nil {
+		return fmt.Errorf("create namespace: %w", err)
+	}
+	// v25.1 pods run as the default ServiceAccount; the ServiceAccount
+	// admission plugin is off in envtest, so create it.
+	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "default", Namespace: c.Namespace}}
+	if _, err := c.kube.CoreV1().ServiceAccounts(c.Namespace).Create(ctx, sa, metav1.CreateOptions{}); err != nil {
+		return fmt.Errorf("create default ServiceAccount: %w", err)
+	}
+	vip, port := c.apiHost, int64(c.apiPort)
+	if allUnreachable(c.mix) {
+		// The whole cluster's DPFOperatorConfig names a VIP nothing serves.
+		h, p, _ := net.SplitHostPort(c.closedURL[len("https://"):])
+		vip = h
+		pn, _ := strconv.Atoi(p)
+		port = int64(pn)
+	}
+	cfg := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "operator.dpu.nvidia.com/v1alpha1", "kind": "DPFOperatorConfig",
+		"metadata": map[string]any{"name": dpf.OperatorConfigName, "namespace": c.Namespace},
+		"spec": map[string]any{
+			"overrides":              map[string]any{"paused": false, "kubernetesAPIServerVIP": vip, "kubernetesAPIServerPort": port},
+			"provisioningController": map[string]any{"bfbPVCName": "bfb-pvc", "dmsTimeout": int64(900)},
+		},
+	}}
+	if _, err := c.dyn.Resource(gvrOperatorCfg).Namespace(c.Namespace).Create(ctx, cfg, metav1.CreateOptions{}); err != nil {
+		return fmt.Errorf("create DPFOperatorConfig: %w", err)
+	}
+	if _, err := (inventory{release: c.Release, namespace: c.Namespace, imageTag: c.Release.Version}).apply(ctx, c.kube, c.dyn); err != nil {
+		return err
+	}
+	scen := c.mix.Assign(c.opts.Nodes)
+	c.Nodes = make([]string, c.opts.Nodes)
+	errs := make(chan error, c.opts.Nodes)
+	sem := make(chan struct{}, 32)
+	var wg sync.WaitGroup
+	for i := range c.Nodes {
+		c.Nodes[i] = c.opts.NodePrefix + strconv.Itoa(i+1)
+		wg.Add(1)
+		sem <- struct{}{}
+		go func(i int) {
+			defer wg.Done()
+			defer func() { <-sem }()
+			if err := c.createNode(ctx, c.Nodes[i], scen[i], i); err != nil {
+				errs <- err
+			}
+		}(i)
+	}
+	wg.Wait()
+	close(errs)
+	c.nodeCount.Store(int64(c.opts.Nodes))
+	return <-errs
+}
+
+func allUnreachable(m Mix) bool {
+	for _, e := range m {
+		if e.Scenario != APIServerUnreachable {
+			return false
+		}
+	}
+	return true
+}
+
+// createNode creates a DPU Node with a loopback InternalIP and the kubelet
+// endpoint, as a kubelet registering itself would.
+func (c *Cluster) createNode(ctx context.Context, name string, s Scenario, i int) error {
+	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{
+		dpf.DPUNodeLabel: "true", ScenarioLabel: string(s), corev1.LabelHostname: name,
+	}}}
+	created, err := c.kube.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{})
+	if err != nil {
+		return fmt.Errorf("create node %s: %w", name, err)
+	}
+	return c.setNodeStatus(ctx, created, i)
+}
+
+func (c *Cluster) setNodeStatus(ctx context.Context, node *corev1.Node, i int) error {
+	node = node.DeepCopy()
+	node.Status.Addresses = []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: nodeAddress(i, c.opts.MaxAddresses)}}
+	node.Status.DaemonEndpoints.KubeletEndpoint.Port = int32(c.kubelet.port)
+	node.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue, Reason: "KubeletReady",
+		Message: "kubelet is posting ready status", LastHeartbeatTime: metav1.Now(), LastTransitionTime: metav1.Now()}}
+	node.Status.NodeInfo.KubeletVersion = "v1.31.4"
+	if _, err := c.kube.CoreV1().Nodes().UpdateStatus(ctx, node, metav1.UpdateOptions{}); err != nil {
+		return fmt.Errorf("set status of node %s: %w", node.Name, err)
+	}
+	return nil
+}
+
+// AddNode adds a DPU host with the given scenario (like a new server joining)
+// and returns its name.
+func (c *Cluster) AddNode(ctx context.Context, s Scenario) (string, error) {
+	if !s.valid() {
+		return "", fmt.Errorf("unknown scenario %q", s)
+	}
+	i := int(c.nodeCount.Add(1)) - 1
+	name := c.opts.NodePrefix + strconv.Itoa(i+1)
+	return name, c.createNode(ctx, name, s, i)
+}
+
+// Reconciles is how many inventory reconciles the operator has run.
+func (c *Cluster) Reconciles() int64 { return c.op.reconciles.Load() }
+
+// Reconcile runs one operator inventory reconcile now (as a resync would).
+func (c *Cluster) Reconcile(ctx context.Context) error { return c.op.reconcileInventory(ctx) }
+
+// KubeletPort is the port of the simulated kubelet endpoint.
+func (c *Cluster) KubeletPort() int { return c.kubelet.port }
+
+// Dir is the sim's temporary directory.
+func (c *Cluster) Dir() string { return c.dir }
+
+// Stop stops the loops, the kubelet endpoint and envtest, and removes the
+// temporary directory (not KubeconfigOut). It is safe to call twice.
+func (c *Cluster) Stop() error {
+	c.stopOnce.Do(func() {
+		if c.cancel != nil {
+			c.cancel()
+		}
+		c.wg.Wait()
+		if c.kubelet != nil {
+			c.kubelet.close()
+		}
+		if c.env != nil {
+			c.stopErr = c.env.Stop()
+		}
+		_ = os.RemoveAll(c.dir)
+	})
+	return c.stopErr
+}
+
+func (c *Cluster) writeKubeconfig() error {
+	path := c.opts.KubeconfigOut
+	if path == "" {
+		path = filepath.Join(c.dir, "kubeconfig")
+	}
+	kc := clientcmdapi.NewConfig()
+	kc.Clusters["dpf-sim"] = &clientcmdapi.Cluster{Server: c.Config.Host, CertificateAuthorityData: c.Config.CAData}
+	kc.AuthInfos["dpf-sim-admin"] = &clientcmdapi.AuthInfo{ClientCertificateData: c.Config.CertData, ClientKeyData: c.Config.KeyData}
+	kc.Contexts["dpf-sim"] = &clientcmdapi.Context{Cluster: "dpf-sim", AuthInfo: "dpf-sim-admin", Namespace: c.Namespace}
+	kc.CurrentContext = "dpf-sim"
+	if err := clientcmd.WriteToFile(*kc, path); err != nil {
+		return fmt.Errorf("write kubeconfig: %w", err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		return err
+	}
+	c.KubeconfigPath = path
+	return nil
+}
+
+// UserConfig returns a client config for a user authenticated by a client
+// certificate (name and groups), with no rights until something binds some.
+func (c *Cluster) UserConfig(name string, groups ...string) (*rest.Config, error) {
+	u, err := c.env.AddUser(envtest.User{Name: name, Groups: groups}, nil)
+	if err != nil {
+		return nil, err
+	}
+	return u.Config(), nil
+}
+
+// APIServerURL is the apiserver's URL.
+func (c *Cluster) APIServerURL() string { return c.Config.Host }
+
+// ClosedURL is a loopback URL where nothing listens (the "wrong VIP").
+func (c *Cluster) ClosedURL() string { return c.closedURL }
