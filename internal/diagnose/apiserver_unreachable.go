@@ -1,0 +1,88 @@
+package diagnose
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/dpfdoctor/dpfdoctor/internal/dpf"
+	"github.com/dpfdoctor/dpfdoctor/internal/evidence"
+)
+
+// apiServerUnreachable reports dms-init failing `kubectl version` ("Failed
+// to check kubectl version: ..."): the hostNetwork pod cannot reach the API
+// server at the address the operator gave it (DPFOperatorConfig
+// spec.overrides.kubernetesAPIServerVIP/Port → KUBERNETES_SERVICE_HOST/PORT).
+type apiServerUnreachable struct{}
+
+func (apiServerUnreachable) ID() string   { return CodeAPIServerUnreachable }
+func (apiServerUnreachable) Class() Class { return ClassAPIServerUnreachable }
+
+func (apiServerUnreachable) Classify(b *evidence.Bundle) []Finding {
+	in := b.Install
+	f := Finding{Class: ClassAPIServerUnreachable, Code: CodeAPIServerUnreachable, Severity: SeverityError}
+	vip := in.APIServerVIP
+	if vip == "" {
+		vip = "(not set)"
+	}
+	port := "(not set)"
+	if in.APIServerPort != 0 {
+		port = fmt.Sprint(in.APIServerPort)
+	}
+	f.Evidence = append(f.Evidence, Evidence{Kind: EvidenceConfig, Source: fmt.Sprintf("DPFOperatorConfig %s/%s", in.Namespace, in.OperatorConfig),
+		Text: fmt.Sprintf("spec.overrides.kubernetesAPIServerVIP: %s, kubernetesAPIServerPort: %s", vip, port)})
+	envs := map[string]bool{}
+	for _, p := range failing(b) {
+		l, e, ok := scriptError(podLog(b, p.Name), dpf.MsgVersionFailed)
+		if !ok {
+			continue
+		}
+		f.Pods = append(f.Pods, p.Name)
+		f.Evidence = appendLimited(f.Evidence, logEvidence(l), maxQuoted)
+		env := podAPIEnv(p)
+		if !envs[env] {
+			envs[env] = true
+			f.Evidence = append(f.Evidence, Evidence{Kind: EvidenceObject, Source: fmt.Sprintf("pod %s %s env", p.Name, dpf.ContainerDMSInit), Text: env})
+		}
+		f.setDetail(p.Name, "kubectl cannot reach the API server: "+shorten(strings.TrimPrefix(e.Message, dpf.MsgVersionFailed), 120))
+	}
+	if len(f.Pods) == 0 {
+		return nil
+	}
+	f.Summary = fmt.Sprintf("dms-init cannot reach the Kubernetes API server from %s (kubectl version fails)", plural(len(f.Pods), "host", "hosts"))
+	f.NextStep = fmt.Sprintf("from a DPU host, check that the address the pods get answers: `curl -k https://<host>:<port>/version`; "+
+		"then point DPF at one that does: kubectl patch dpfoperatorconfig %s -n %s --type merge -p "+
+		"'{\"spec\":{\"overrides\":{\"kubernetesAPIServerVIP\":\"<reachable address>\",\"kubernetesAPIServerPort\":6443}}}' "+
+		"; new DMS pods get the new KUBERNETES_SERVICE_* values, so then delete the failing pods: kubectl delete pod -n %s -l %s=%s "+
+		"(dms-init fails before it creates the DPUNode, so the operator re-creates them)",
+		in.OperatorConfig, in.Namespace, in.Namespace, dpf.ComponentLabel, dpf.ComponentDMS)
+	return []Finding{f}
+}
+
+// podAPIEnv renders the pod's KUBERNETES_SERVICE_HOST/PORT.
+func podAPIEnv(p evidence.Pod) string {
+	c, ok := p.Work()
+	if !ok {
+		return "no dms-init container"
+	}
+	var parts []string
+	for _, name := range []string{"KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT"} {
+		v, ok := c.Getenv(name)
+		switch {
+		case !ok:
+			parts = append(parts, name+" not set in the pod spec (the kubelet injects the in-cluster service address)")
+		case v.From != "":
+			parts = append(parts, name+" from "+v.From)
+		default:
+			parts = append(parts, name+"="+v.Value)
+		}
+	}
+	return strings.Join(parts, ", ")
+}
+
+func shorten(s string, n int) string {
+	s = strings.TrimSpace(s)
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}

@@ -1,0 +1,138 @@
+package diagnose
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/dpfdoctor/dpfdoctor/internal/dpf"
+	"github.com/dpfdoctor/dpfdoctor/internal/evidence"
+)
+
+// certificateNotReady reports pods that cannot start because the node's
+// server Secret (<node>-server-secret, written by cert-manager for the
+// Certificate <node>-dms-server-cert) is missing: the kubelet cannot mount
+// server-volume, so not even rshim-preflight runs. It also covers the
+// certificate path of dmsinit.sh timing out on a Secret it may read but
+// that does not exist.
+type certificateNotReady struct{}
+
+func (certificateNotReady) ID() string   { return CodeCertificateNotReady }
+func (certificateNotReady) Class() Class { return ClassCertificateNotReady }
+
+func (certificateNotReady) Classify(b *evidence.Bundle) []Finding {
+	f := Finding{Class: ClassCertificateNotReady, Code: CodeCertificateNotReady, Severity: SeverityError}
+	issuerBad := false
+	for _, p := range failing(b) {
+		ev, detail, ok := certificateEvidence(b, p)
+		if !ok {
+			continue
+		}
+		f.Pods = append(f.Pods, p.Name)
+		f.setDetail(p.Name, detail)
+		if len(f.Pods) <= maxQuoted {
+			f.Evidence = append(f.Evidence, ev...)
+		}
+	}
+	if len(f.Pods) == 0 {
+		return nil
+	}
+	ns := b.Install.Namespace
+	if is, ok := b.Issuer(dpf.Issuer); ok && !is.Ready() {
+		issuerBad = true
+		f.Evidence = append(f.Evidence, Evidence{Kind: EvidenceObject, Source: "Issuer " + ns + "/" + dpf.Issuer, Text: conditionText(is, "Ready")})
+	} else if !ok && len(b.Issuers) > 0 {
+		issuerBad = true
+		f.Evidence = append(f.Evidence, Evidence{Kind: EvidenceObject, Source: "Issuer " + ns + "/" + dpf.Issuer, Text: "absent"})
+	}
+	first, _ := b.Pod(f.Pods[0])
+	f.Summary = fmt.Sprintf("%s cannot start: the node's DMS server certificate Secret does not exist", plural(len(f.Pods), "pod", "pods"))
+	step := fmt.Sprintf("find why cert-manager has not issued it: kubectl describe certificate %s -n %s (or `cmctl status certificate %s -n %s`)",
+		dpf.CertificateName(first.Node), ns, dpf.CertificateName(first.Node), ns)
+	if issuerBad {
+		step = fmt.Sprintf("the Issuer %s is not Ready, so no DMS certificate can be issued: kubectl describe issuer %s -n %s, and check its CA Secret dpf-provisioning-ca-secret and the cert-manager pods; then ",
+			dpf.Issuer, dpf.Issuer, ns) + step
+	}
+	f.NextStep = step + "; the pod starts by itself once the Secret exists (no RBAC change helps here)"
+	return []Finding{f}
+}
+
+// certificateEvidence decides whether a pod is blocked by its certificate
+// and returns what shows it.
+func certificateEvidence(b *evidence.Bundle, p evidence.Pod) ([]Evidence, string, bool) {
+	secret := dpf.SecretName(p.Node)
+	if v, ok := serverVolume(p); ok && v.Secret != "" {
+		secret = v.Secret
+	}
+	certName := dpf.CertificateName(p.Node)
+	ns := b.Install.Namespace
+	var ev []Evidence
+	mount := false
+	for _, e := range b.EventsFor("Pod", p.Name) {
+		if e.Reason == "FailedMount" && (strings.Contains(e.Message, dpf.ServerVolume) || strings.Contains(e.Message, secret)) {
+			mount = true
+			ev = append(ev, Evidence{Kind: EvidenceEvent, Source: "pod " + p.Name + " event FailedMount", Text: e.Message})
+			break
+		}
+	}
+	present, known := b.SecretPresent(secret)
+	absent := known && !present
+	if absent {
+		ev = append(ev, Evidence{Kind: EvidenceObject, Source: "Secret " + ns + "/" + secret, Text: "absent (Secret metadata list)"})
+	}
+	cert, haveCert := b.Certificate(certName)
+	certBad := false
+	switch {
+	case haveCert && !cert.Ready():
+		certBad = true
+		ev = append(ev, Evidence{Kind: EvidenceObject, Source: "Certificate " + ns + "/" + certName, Text: conditionText(cert, "Ready")})
+	case !haveCert && !b.HasGap("certificates"):
+		certBad = true
+		ev = append(ev, Evidence{Kind: EvidenceObject, Source: "Certificate " + ns + "/" + certName, Text: "absent"})
+	}
+	if !p.Started() && (mount || absent) {
+		return ev, "cannot mount Secret " + secret + " (Certificate " + certName + " not issued)", true
+	}
+	// dmsinit.sh's certificate path (--external-certificate none) timed
+	// out on a Secret it is allowed to read: the Secret is the problem.
+	if l, _, ok := scriptError(podLog(b, p.Name), dpf.MsgSecretTimeoutC); ok && (absent || certBad) && secretReadAllowed(b, p) {
+		return append(ev, logEvidence(l)), "timed out waiting for Secret " + secret + ", which cert-manager has not written", true
+	}
+	if l, _, ok := scriptError(podLog(b, p.Name), dpf.MsgSecretTimeoutB); ok && (absent || certBad) && secretReadAllowed(b, p) {
+		return append(ev, logEvidence(l)), "timed out waiting for Secret " + secret + ", which cert-manager has not written", true
+	}
+	return nil, "", false
+}
+
+func serverVolume(p evidence.Pod) (evidence.Volume, bool) {
+	for _, v := range p.Volumes {
+		if v.Name == dpf.ServerVolume {
+			return v, true
+		}
+	}
+	return evidence.Volume{}, false
+}
+
+// secretReadAllowed reports whether no review denied the pod's Secret read.
+func secretReadAllowed(b *evidence.Bundle, p evidence.Pod) bool {
+	for _, d := range deniedCalls(b, p) {
+		if d.req.Resource == "secrets" {
+			return false
+		}
+	}
+	return true
+}
+
+func conditionText(o evidence.Object, t string) string {
+	c, ok := o.Condition(t)
+	if !ok {
+		return t + " condition not set"
+	}
+	s := fmt.Sprintf("%s=%s", c.Type, c.Status)
+	if c.Reason != "" {
+		s += " " + c.Reason
+	}
+	if c.Message != "" {
+		s += ": " + c.Message
+	}
+	return s
+}

@@ -1,0 +1,45 @@
+package diagnose
+
+import "github.com/dpfdoctor/dpfdoctor/internal/evidence"
+
+// Classifier finds one failure class in a bundle. Implementations are pure
+// and live one per file.
+type Classifier interface {
+	// ID is the stable code of the class's main finding, e.g. DPF-RBAC-001.
+	ID() string
+	// Class is the failure class it reports.
+	Class() Class
+	// Classify returns the findings for the class; nil when it does not
+	// apply. Findings list every pod the class applies to; Diagnose then
+	// splits them into primary and secondary pods.
+	Classify(b *evidence.Bundle) []Finding
+}
+
+// All returns every classifier, in priority order, as a fresh slice.
+func All() []Classifier {
+	return []Classifier{
+		operatorPaused{},
+		certificateNotReady{},
+		rshimOccupied{},
+		apiServerUnreachable{},
+		noDPUFound{},
+		rbacForbidden{},
+		statusSubresourceSkew{},
+		unknown{},
+		healthy{},
+	}
+}
+
+// Stable finding codes. Never reuse a retired one.
+const (
+	CodeOperatorPaused       = "DPF-PAUSED-001"
+	CodeCertificateNotReady  = "DPF-CERT-001"
+	CodeRshimOccupied        = "DPF-RSHIM-001"
+	CodeAPIServerUnreachable = "DPF-API-001"
+	CodeNoDPUFound           = "DPF-NODPU-001"
+	CodeRBACForbidden        = "DPF-RBAC-001"
+	CodeStatusSkewFixable    = "DPF-SKEW-001"
+	CodeStatusSkewCRD        = "DPF-SKEW-002"
+	CodeUnknown              = "DPF-UNKNOWN-001"
+	CodeHealthy              = "DPF-OK-000"
+)

@@ -1,0 +1,358 @@
+// Package diagnose turns an evidence Bundle into a Diagnosis: one primary
+// failure class per DMS pod, findings with quoted evidence, whether dpfdoctor
+// can fix them, and the next step. It is pure: no client, no clock, no
+// environment, so it runs the same on a live collection and on a saved
+// bundle.
+package diagnose
+
+import (
+	"sort"
+
+	"github.com/dpfdoctor/dpfdoctor/internal/access"
+	"github.com/dpfdoctor/dpfdoctor/internal/evidence"
+	"github.com/dpfdoctor/dpfdoctor/internal/outcome"
+)
+
+// SchemaVersion identifies the Diagnosis JSON/YAML layout
+// (docs/schema/diagnosis-v1alpha1.md).
+const SchemaVersion = "dpfdoctor.dev/v1alpha1"
+
+// ErrProblems is returned by commands when a diagnosis found problems.
+var ErrProblems = outcome.ErrProblems
+
+// Class is a failure class.
+type Class string
+
+// Classes, in the order a pod's primary class is chosen (see Priority).
+const (
+	ClassCertificateNotReady   Class = "CertificateNotReady"
+	ClassRshimOccupied         Class = "RshimOccupied"
+	ClassAPIServerUnreachable  Class = "APIServerUnreachable"
+	ClassNoDPUFound            Class = "NoDPUFound"
+	ClassRBACForbidden         Class = "RBACForbidden"
+	ClassStatusSubresourceSkew Class = "StatusSubresourceSkew"
+	ClassUnknown               Class = "Unknown"
+	ClassHealthy               Class = "Healthy"
+	// ClassOperatorPaused is cluster-level and never a pod's primary class.
+	ClassOperatorPaused Class = "OperatorPaused"
+)
+
+// Priority lists the pod classes, most decisive first: a pod whose Secret
+// volume cannot be mounted never runs rshim-preflight; rshim-preflight runs
+// before dms-init; dms-init checks the API server before it looks for DPUs,
+// and looks for DPUs before it makes any RBAC-checked call. RBACForbidden
+// and StatusSubresourceSkew never claim the same pod as primary. Healthy
+// applies to Ready pods regardless.
+func Priority() []Class {
+	return []Class{ClassCertificateNotReady, ClassRshimOccupied, ClassAPIServerUnreachable, ClassNoDPUFound,
+		ClassRBACForbidden, ClassStatusSubresourceSkew, ClassUnknown}
+}
+
+func rank(c Class) int {
+	for i, p := range Priority() {
+		if p == c {
+			return i
+		}
+	}
+	return len(Priority())
+}
+
+// Severity of a finding.
+type Severity string
+
+// Severities.
+const (
+	SeverityError   Severity = "error"
+	SeverityWarning Severity = "warning"
+	SeverityInfo    Severity = "info"
+)
+
+// Evidence kinds.
+const (
+	EvidenceLog    = "log"
+	EvidenceSAR    = "sar"
+	EvidenceEvent  = "event"
+	EvidenceObject = "object"
+	EvidenceConfig = "config"
+)
+
+// Evidence is one quoted fact a finding rests on.
+type Evidence struct {
+	// Kind is one of log, sar, event, object, config.
+	Kind string `json:"kind"`
+	// Source says where it came from: "pod x-dms dms-init (previous)",
+	// "Certificate x-dms-server-cert", "SubjectAccessReview".
+	Source string `json:"source"`
+	Text   string `json:"text"`
+}
+
+// Finding is one diagnosed problem (or the healthy pods) with its evidence
+// and next step.
+type Finding struct {
+	Class Class `json:"class"`
+	// Code is stable and never reused, e.g. DPF-RBAC-001.
+	Code     string   `json:"code"`
+	Severity Severity `json:"severity"`
+	Summary  string   `json:"summary"`
+	// Pods are the pods whose primary class this is; Nodes their nodes.
+	Pods  []string `json:"pods,omitempty"`
+	Nodes []string `json:"nodes,omitempty"`
+	// SecondaryPods also have this problem but fail first for a reason of
+	// higher priority; they will hit this one once that is fixed.
+	SecondaryPods []string   `json:"secondaryPods,omitempty"`
+	Evidence      []Evidence `json:"evidence,omitempty"`
+	// Fixable is true when `dpfdoctor fix` can repair it (RBAC).
+	Fixable  bool   `json:"fixable"`
+	NextStep string `json:"nextStep"`
+	// Missing lists, for RBAC classes, the exact permissions to grant with
+	// each node's concrete names, including those the script will need
+	// after the one it fails on now.
+	Missing []access.Request `json:"missing,omitempty"`
+
+	// detail holds a one-line reason per pod for PodResult.Detail.
+	detail map[string]string
+}
+
+// setDetail records a pod's one-line reason.
+func (f *Finding) setDetail(pod, text string) {
+	if f.detail == nil {
+		f.detail = map[string]string{}
+	}
+	f.detail[pod] = text
+}
+
+// PodResult is one pod's primary class.
+type PodResult struct {
+	Name  string `json:"name"`
+	Node  string `json:"node"`
+	Class Class  `json:"class"`
+	Code  string `json:"code"`
+	// State is the pod's status as kubectl shows it (Init:CrashLoopBackOff).
+	State    string `json:"state"`
+	Restarts int32  `json:"restarts"`
+	// Version is the DPF version the pod's image runs and Script its
+	// dmsinit.sh variant.
+	Version string `json:"version,omitempty"`
+	Script  string `json:"script,omitempty"`
+	// Also lists the pod's other classes (lower priority).
+	Also []Class `json:"also,omitempty"`
+	// Detail is a one-line reason.
+	Detail string `json:"detail,omitempty"`
+}
+
+// DPF is what was found about the installation.
+type DPF struct {
+	Namespace                  string `json:"namespace"`
+	OperatorConfig             string `json:"operatorConfig"`
+	Version                    string `json:"version,omitempty"`
+	VersionSource              string `json:"versionSource,omitempty"`
+	Paused                     bool   `json:"paused"`
+	APIServerVIP               string `json:"apiServerVIP,omitempty"`
+	APIServerPort              int64  `json:"apiServerPort,omitempty"`
+	DPUDeviceStatusSubresource bool   `json:"dpuDeviceStatusSubresource"`
+}
+
+// Summary counts pods by primary class.
+type Summary struct {
+	Pods    int           `json:"pods"`
+	Healthy int           `json:"healthy"`
+	Failing int           `json:"failing"`
+	ByClass map[Class]int `json:"byClass"`
+}
+
+// Diagnosis is the result of Diagnose; its JSON form is versioned by
+// SchemaVersion.
+type Diagnosis struct {
+	SchemaVersion string      `json:"schemaVersion"`
+	DPF           DPF         `json:"dpf"`
+	Summary       Summary     `json:"summary"`
+	Findings      []Finding   `json:"findings"`
+	Pods          []PodResult `json:"pods"`
+	// WidelySharedDiagnosis says plainly when the widely shared story
+	// ("v25.4.0 DMS pods crash because the DMS role lacks secrets") is wrong
+	// for this cluster, or where it holds.
+	WidelySharedDiagnosis string         `json:"widelySharedDiagnosis,omitempty"`
+	Gaps                  []evidence.Gap `json:"gaps,omitempty"`
+	// Requests is the number of API requests the evidence cost.
+	Requests int64 `json:"requests"`
+}
+
+// Problems reports whether any pod is not healthy or any finding is an
+// error. OperatorPaused alone (a warning) is not a problem.
+func (d *Diagnosis) Problems() bool {
+	if d == nil {
+		return false
+	}
+	for _, f := range d.Findings {
+		if f.Severity == SeverityError && len(f.Pods) > 0 {
+			return true
+		}
+	}
+	return d.Summary.Failing > 0
+}
+
+// Diagnose classifies every pod in the bundle. A nil bundle yields an empty
+// diagnosis.
+func Diagnose(b *evidence.Bundle) *Diagnosis {
+	if b == nil {
+		b = &evidence.Bundle{}
+	}
+	in := b.Install
+	d := &Diagnosis{
+		SchemaVersion: SchemaVersion,
+		DPF: DPF{Namespace: in.Namespace, OperatorConfig: in.OperatorConfig, Version: in.Version, VersionSource: in.VersionSource,
+			Paused: in.Paused, APIServerVIP: in.APIServerVIP, APIServerPort: in.APIServerPort, DPUDeviceStatusSubresource: in.DPUDeviceStatusSubresource},
+		Gaps:     b.Gaps,
+		Requests: b.Requests,
+	}
+	var findings []Finding
+	for _, c := range All() {
+		findings = append(findings, c.Classify(b)...)
+	}
+	primary := assign(b, findings)
+	for i := range findings {
+		split(&findings[i], primary, b)
+	}
+	findings = keepRelevant(findings)
+	sortFindings(findings)
+	d.Findings = findings
+	d.Pods = podResults(b, findings, primary)
+	d.Summary = summarise(d.Pods)
+	d.WidelySharedDiagnosis = widelyShared(b, d)
+	return d
+}
+
+// assign picks each pod's primary class: Healthy for Ready pods, else the
+// finding class of highest priority that names the pod.
+func assign(b *evidence.Bundle, findings []Finding) map[string]Class {
+	primary := make(map[string]Class, len(b.Pods))
+	for _, f := range findings {
+		if f.Class == ClassOperatorPaused {
+			continue
+		}
+		for _, p := range f.Pods {
+			cur, ok := primary[p]
+			if f.Class == ClassHealthy || (cur != ClassHealthy && (!ok || rank(f.Class) < rank(cur))) {
+				primary[p] = f.Class
+			}
+		}
+	}
+	for _, p := range b.Pods {
+		if _, ok := primary[p.Name]; !ok {
+			primary[p.Name] = ClassUnknown
+		}
+	}
+	return primary
+}
+
+// split moves pods whose primary class is another to SecondaryPods and sets
+// Nodes from the remaining pods.
+func split(f *Finding, primary map[string]Class, b *evidence.Bundle) {
+	if f.Class == ClassOperatorPaused {
+		return
+	}
+	var pods, secondary, nodes []string
+	for _, p := range f.Pods {
+		if primary[p] == f.Class {
+			pods = append(pods, p)
+			if pod, ok := b.Pod(p); ok && pod.Node != "" {
+				nodes = append(nodes, pod.Node)
+			}
+		} else {
+			secondary = append(secondary, p)
+		}
+	}
+	f.Pods, f.SecondaryPods, f.Nodes = pods, secondary, uniqueSorted(nodes)
+}
+
+// keepRelevant drops findings left with no pods at all (cluster-level
+// findings have none to begin with and stay).
+func keepRelevant(fs []Finding) []Finding {
+	out := fs[:0]
+	for _, f := range fs {
+		if f.Class == ClassOperatorPaused || len(f.Pods) > 0 || len(f.SecondaryPods) > 0 {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+func sortFindings(fs []Finding) {
+	order := func(c Class) int {
+		switch c {
+		case ClassOperatorPaused:
+			return -1
+		case ClassHealthy:
+			return 100
+		}
+		return rank(c)
+	}
+	sort.SliceStable(fs, func(i, j int) bool {
+		if order(fs[i].Class) != order(fs[j].Class) {
+			return order(fs[i].Class) < order(fs[j].Class)
+		}
+		if len(fs[i].Pods) != len(fs[j].Pods) {
+			return len(fs[i].Pods) > len(fs[j].Pods)
+		}
+		return fs[i].Code < fs[j].Code
+	})
+}
+
+func podResults(b *evidence.Bundle, findings []Finding, primary map[string]Class) []PodResult {
+	out := make([]PodResult, 0, len(b.Pods))
+	byPod := map[string][]*Finding{}
+	for i := range findings {
+		f := &findings[i]
+		for _, p := range f.Pods {
+			byPod[p] = append(byPod[p], f)
+		}
+		for _, p := range f.SecondaryPods {
+			byPod[p] = append(byPod[p], f)
+		}
+	}
+	for _, p := range b.Pods {
+		r := PodResult{Name: p.Name, Node: p.Node, Class: primary[p.Name], State: p.Status(), Restarts: p.Restarts(),
+			Version: p.Version(b.Install.Version), Script: string(p.Script(b.Install.Version))}
+		seen := map[Class]bool{r.Class: true}
+		for _, f := range byPod[p.Name] {
+			if f.Class == r.Class && r.Code == "" {
+				r.Code, r.Detail = f.Code, f.Summary
+				if d, ok := f.detail[p.Name]; ok {
+					r.Detail = d
+				}
+			}
+			if !seen[f.Class] {
+				seen[f.Class] = true
+				r.Also = append(r.Also, f.Class)
+			}
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+func summarise(pods []PodResult) Summary {
+	s := Summary{Pods: len(pods), ByClass: map[Class]int{}}
+	for _, p := range pods {
+		s.ByClass[p.Class]++
+		if p.Class == ClassHealthy {
+			s.Healthy++
+		} else {
+			s.Failing++
+		}
+	}
+	return s
+}
+
+func uniqueSorted(in []string) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, s := range in {
+		if s != "" && !seen[s] {
+			seen[s] = true
+			out = append(out, s)
+		}
+	}
+	sort.Strings(out)
+	return out
+}

@@ -1,0 +1,29 @@
+package diagnose
+
+import "github.com/dpfdoctor/dpfdoctor/internal/evidence"
+
+// healthy reports the pods that are Ready.
+type healthy struct{}
+
+func (healthy) ID() string   { return CodeHealthy }
+func (healthy) Class() Class { return ClassHealthy }
+
+func (healthy) Classify(b *evidence.Bundle) []Finding {
+	var pods []string
+	for _, p := range b.Pods {
+		if p.Ready {
+			pods = append(pods, p.Name)
+		}
+	}
+	if len(pods) == 0 {
+		return nil
+	}
+	return []Finding{{
+		Class:    ClassHealthy,
+		Code:     CodeHealthy,
+		Severity: SeverityInfo,
+		Summary:  plural(len(pods), "pod is", "pods are") + " Ready",
+		Pods:     pods,
+		NextStep: "nothing to do",
+	}}
+}

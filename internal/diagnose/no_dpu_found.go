@@ -1,0 +1,42 @@
+package diagnose
+
+import (
+	"fmt"
+
+	"github.com/dpfdoctor/dpfdoctor/internal/dpf"
+	"github.com/dpfdoctor/dpfdoctor/internal/evidence"
+)
+
+// noDPUFound reports dms-init finding no BlueField in sysfs ("No DPUs found
+// on this system"): the node is labelled as carrying a DPU but shows none.
+type noDPUFound struct{}
+
+func (noDPUFound) ID() string   { return CodeNoDPUFound }
+func (noDPUFound) Class() Class { return ClassNoDPUFound }
+
+func (noDPUFound) Classify(b *evidence.Bundle) []Finding {
+	f := Finding{Class: ClassNoDPUFound, Code: CodeNoDPUFound, Severity: SeverityError}
+	var nodes []string
+	for _, p := range failing(b) {
+		l, ok := find(podLog(b, p.Name), dpf.MsgNoDPUs)
+		if !ok {
+			continue
+		}
+		f.Pods = append(f.Pods, p.Name)
+		nodes = append(nodes, p.Node)
+		f.Evidence = appendLimited(f.Evidence, logEvidence(l), maxQuoted)
+		f.setDetail(p.Name, "no BlueField (PCI 15b3:a2dc / 15b3:a2d6) visible on the host")
+	}
+	if len(f.Pods) == 0 {
+		return nil
+	}
+	example := "<node>"
+	if len(nodes) > 0 {
+		example = nodes[0]
+	}
+	f.Summary = fmt.Sprintf("dms-init found no DPU on %s labelled %s", plural(len(f.Pods), "node", "nodes"), dpf.DPUNodeLabel)
+	f.NextStep = fmt.Sprintf("on each node, check the PCI devices: `lspci -nn -d 15b3:a2dc` (BlueField-3) and `lspci -nn -d 15b3:a2d6` (BlueField-2); "+
+		"if the DPU is there, check its firmware/mode and that /sys/bus/pci is visible to the pod; if the host has no DPU, remove the label: "+
+		"kubectl label node %s %s-", example, dpf.DPUNodeLabel)
+	return []Finding{f}
+}

@@ -1,0 +1,31 @@
+package diagnose
+
+import (
+	"fmt"
+
+	"github.com/dpfdoctor/dpfdoctor/internal/evidence"
+)
+
+// operatorPaused reports a DPFOperatorConfig with spec.overrides.paused:
+// fixes made now hold, but the operator reconciles nothing.
+type operatorPaused struct{}
+
+func (operatorPaused) ID() string   { return CodeOperatorPaused }
+func (operatorPaused) Class() Class { return ClassOperatorPaused }
+
+func (operatorPaused) Classify(b *evidence.Bundle) []Finding {
+	in := b.Install
+	if !in.Paused {
+		return nil
+	}
+	return []Finding{{
+		Class:    ClassOperatorPaused,
+		Code:     CodeOperatorPaused,
+		Severity: SeverityWarning,
+		Summary:  "the DPF operator is paused: RBAC fixes hold, but it reconciles nothing (no DMS pods re-created, no drift reverted)",
+		Evidence: []Evidence{{Kind: EvidenceConfig, Source: fmt.Sprintf("DPFOperatorConfig %s/%s", in.Namespace, in.OperatorConfig),
+			Text: "spec.overrides.paused: true"}},
+		NextStep: fmt.Sprintf("when you are done, resume it: kubectl patch dpfoperatorconfig %s -n %s --type merge -p '{\"spec\":{\"overrides\":{\"paused\":false}}}'",
+			in.OperatorConfig, in.Namespace),
+	}}
+}

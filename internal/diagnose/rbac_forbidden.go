@@ -1,0 +1,212 @@
+package diagnose
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/dpfdoctor/dpfdoctor/internal/access"
+	"github.com/dpfdoctor/dpfdoctor/internal/dpf"
+	"github.com/dpfdoctor/dpfdoctor/internal/evidence"
+)
+
+// rbacForbidden reports dms-init failing because its ServiceAccount may not
+// make a call its dmsinit.sh makes. The exact permission comes from the
+// Forbidden text kubectl prints when the script shows it, else from
+// SubjectAccessReviews against the pod's call table (the script hides
+// kubectl's stderr around the Secret read from v25.7 on, so only "Waiting
+// for secret..." reaches the log). Missing also lists denied calls the
+// script makes later, so one fix grants them all. A denied
+// dpudevices/status patch that comes first is StatusSubresourceSkew's.
+type rbacForbidden struct{}
+
+func (rbacForbidden) ID() string   { return CodeRBACForbidden }
+func (rbacForbidden) Class() Class { return ClassRBACForbidden }
+
+// rbacCase is one pod's RBAC problem.
+type rbacCase struct {
+	pod       evidence.Pod
+	forbidden []logForbidden
+	denied    []denied
+	missing   []access.Request
+	quiet     []logLine // "Waiting for secret" / "Timed out" lines when no Forbidden is visible
+}
+
+type logForbidden struct {
+	line logLine
+	req  access.Request // for this pod's node
+}
+
+func (rbacForbidden) Classify(b *evidence.Bundle) []Finding {
+	groups := map[string][]rbacCase{}
+	var keys []string
+	for _, p := range failing(b) {
+		rc, ok := rbacCaseFor(b, p)
+		if !ok {
+			continue
+		}
+		k := missingKey(rc.missing, p.Node)
+		if _, seen := groups[k]; !seen {
+			keys = append(keys, k)
+		}
+		groups[k] = append(groups[k], rc)
+	}
+	sort.Strings(keys)
+	var out []Finding
+	for _, k := range keys {
+		out = append(out, rbacFinding(b, groups[k]))
+	}
+	return out
+}
+
+// rbacCaseFor decides whether RBAC stops the pod's dms-init.
+func rbacCaseFor(b *evidence.Bundle, p evidence.Pod) (rbacCase, bool) {
+	rc := rbacCase{pod: p}
+	lines := podLog(b, p.Name)
+	for _, l := range lines {
+		fb, ok := dpf.ParseForbidden(l.text)
+		if !ok {
+			continue
+		}
+		req := forPodNode(b, p, l, fb.Request)
+		if isStatusPatch(req) {
+			continue
+		}
+		rc.forbidden = append(rc.forbidden, logForbidden{line: l, req: req})
+	}
+	rc.denied = deniedCalls(b, p)
+	_, pciFailed := find(lines, dpf.MsgUpdatePCIFailed)
+	blocking, hasBlocking := firstBlocking(rc.denied)
+	if len(rc.forbidden) == 0 && !(hasBlocking && !blocking.isStatusPatch() && !pciFailed) {
+		return rbacCase{}, false
+	}
+	if len(rc.forbidden) == 0 {
+		for _, s := range []string{dpf.MsgWaitingSecretC, dpf.MsgWaitingSecretB} {
+			if l, ok := find(lines, s); ok {
+				rc.quiet = append(rc.quiet, l)
+				break
+			}
+		}
+		for _, s := range []string{dpf.MsgSecretTimeoutC, dpf.MsgSecretTimeoutB} {
+			if l, ok := find(lines, s); ok {
+				rc.quiet = append(rc.quiet, l)
+				break
+			}
+		}
+	}
+	var missing []access.Request
+	for _, f := range rc.forbidden {
+		missing = append(missing, f.req)
+	}
+	for _, d := range rc.denied {
+		missing = append(missing, d.req)
+	}
+	rc.missing = access.Unique(missing)
+	return rc, true
+}
+
+// forPodNode rewrites a Forbidden request quoted from another pod of the
+// same failure signature group to this pod's node: through the call table
+// when a call matches, else by replacing the peer's node name.
+func forPodNode(b *evidence.Bundle, p evidence.Pod, l logLine, r access.Request) access.Request {
+	if l.shared == "" || r.Name == "" {
+		return r
+	}
+	peer, ok := b.Pod(l.shared)
+	if !ok || peer.Node == "" {
+		return r
+	}
+	for _, c := range p.Calls(b.Install.Version) {
+		cr := c.Request(p.ScriptNamespace(), peer.Node)
+		if cr.Verb == r.Verb && cr.Group == r.Group && cr.Resource == r.Resource && cr.Subresource == r.Subresource && cr.Name == r.Name {
+			return c.Request(r.Namespace, p.Node)
+		}
+	}
+	r.Name = strings.ReplaceAll(r.Name, peer.Node, p.Node)
+	return r
+}
+
+// missingKey groups pods that miss the same permissions, with node names
+// abstracted.
+func missingKey(rs []access.Request, node string) string {
+	var parts []string
+	for _, r := range rs {
+		parts = append(parts, patternOf(r, node))
+	}
+	sort.Strings(parts)
+	return strings.Join(parts, ";")
+}
+
+// patternOf renders a request with the node's name replaced by {node}.
+func patternOf(r access.Request, node string) string {
+	if node != "" {
+		r.Name = strings.ReplaceAll(r.Name, node, dpf.PatternNode)
+	}
+	return r.String()
+}
+
+func rbacFinding(b *evidence.Bundle, cases []rbacCase) Finding {
+	f := Finding{Class: ClassRBACForbidden, Code: CodeRBACForbidden, Severity: SeverityError, Fixable: true}
+	var missing []access.Request
+	sarQuoted := map[string]bool{}
+	for i, rc := range cases {
+		p := rc.pod
+		f.Pods = append(f.Pods, p.Name)
+		missing = append(missing, rc.missing...)
+		f.setDetail(p.Name, podDetail(rc))
+		if i >= maxQuoted {
+			continue
+		}
+		for _, fb := range rc.forbidden {
+			f.Evidence = appendLimited(f.Evidence, logEvidence(fb.line), maxQuoted)
+		}
+		for _, l := range rc.quiet {
+			f.Evidence = appendLimited(f.Evidence, logEvidence(l), 2*maxQuoted)
+		}
+		for _, d := range rc.denied {
+			k := d.check.Request.Key()
+			if !sarQuoted[k] {
+				sarQuoted[k] = true
+				f.Evidence = append(f.Evidence, sarEvidence(d, p.Node))
+			}
+		}
+	}
+	f.Missing = access.Unique(missing)
+	first := cases[0]
+	var pats []string
+	for _, r := range first.missing {
+		pats = append(pats, patternOf(r, first.pod.Node))
+	}
+	sa := first.pod.ServiceAccountName()
+	how := "kubectl's Forbidden message in the dms-init log"
+	if len(first.forbidden) == 0 {
+		how = "SubjectAccessReview (the script hides kubectl's error here)"
+	}
+	f.Summary = fmt.Sprintf("%s: ServiceAccount %s may not %s (from %s)",
+		plural(len(cases), "pod", "pods"), sa, strings.Join(pats, "; "), how)
+	role := "dpf-provisioning-dms-role"
+	if r, ok := release(b.Install.Version); ok && r.ClusterRole != "" {
+		role = r.ClusterRole
+	}
+	f.NextStep = fmt.Sprintf("run `dpfdoctor fix` to grant exactly these %s in a separate Role/ClusterRole and binding for %s "+
+		"(do not edit %s: the DPF operator re-applies it and reverts the change); dms-init retries by itself",
+		plural(len(f.Missing), "permission", "permissions"), sa, role)
+	return f
+}
+
+func podDetail(rc rbacCase) string {
+	if len(rc.missing) == 0 {
+		return "RBAC denied"
+	}
+	first := rc.missing[0]
+	if len(rc.forbidden) > 0 {
+		first = rc.forbidden[0].req
+	} else if bl, ok := firstBlocking(rc.denied); ok {
+		first = bl.req
+	}
+	s := "may not " + first.String()
+	if n := len(rc.missing) - 1; n > 0 {
+		s += fmt.Sprintf(" (+%d more it needs)", n)
+	}
+	return s
+}

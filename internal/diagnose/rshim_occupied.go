@@ -1,0 +1,52 @@
+package diagnose
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/dpfdoctor/dpfdoctor/internal/dpf"
+	"github.com/dpfdoctor/dpfdoctor/internal/evidence"
+)
+
+// rshimOccupied reports rshim-preflight exiting 1 with a PCI address as its
+// termination message: the host's own rshim service holds the DPU, so DMS
+// cannot use it.
+type rshimOccupied struct{}
+
+func (rshimOccupied) ID() string   { return CodeRshimOccupied }
+func (rshimOccupied) Class() Class { return ClassRshimOccupied }
+
+func (rshimOccupied) Classify(b *evidence.Bundle) []Finding {
+	f := Finding{Class: ClassRshimOccupied, Code: CodeRshimOccupied, Severity: SeverityError}
+	var nodes []string
+	recreate := true
+	for _, p := range failing(b) {
+		c, ok := p.Init(dpf.ContainerRshimPreflight)
+		if !ok {
+			continue
+		}
+		t, ok := c.LastTermination()
+		if !ok || t.ExitCode != 1 || !evidence.IsPCIAddress(t.Message) {
+			continue
+		}
+		f.Pods = append(f.Pods, p.Name)
+		nodes = append(nodes, p.Node)
+		msg := strings.TrimSpace(t.Message)
+		f.Evidence = appendLimited(f.Evidence, Evidence{Kind: EvidenceObject, Source: fmt.Sprintf("pod %s %s termination message (exit 1)", p.Name, c.Name), Text: msg}, maxQuoted)
+		f.setDetail(p.Name, "the host's rshim holds the DPU at "+msg)
+		recreate = recreate && canRecreate(b, p)
+	}
+	if len(f.Pods) == 0 {
+		return nil
+	}
+	f.Summary = fmt.Sprintf("rshim-preflight found the DPU's rshim in use by the host on %s", plural(len(f.Pods), "node", "nodes"))
+	step := "on each node, stop and disable the host's rshim service: `sudo systemctl stop rshim && sudo systemctl disable rshim`; " +
+		"rshim-preflight then passes at its next restart (CrashLoopBackOff retries within 5 minutes)"
+	if recreate {
+		step += fmt.Sprintf("; to retry at once: kubectl delete pod %s -n %s (the operator re-creates it)", f.Pods[0], b.Install.Namespace)
+	} else {
+		step += "; do not delete the pod: on this DPF version it is not re-created while the node's DPUNode exists"
+	}
+	f.NextStep = step
+	return []Finding{f}
+}

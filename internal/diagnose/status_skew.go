@@ -1,0 +1,154 @@
+package diagnose
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/dpfdoctor/dpfdoctor/internal/access"
+	"github.com/dpfdoctor/dpfdoctor/internal/dpf"
+	"github.com/dpfdoctor/dpfdoctor/internal/evidence"
+)
+
+// statusSubresourceSkew reports a dmsinit.sh that patches DPUDevice status
+// (v25.7 and later: "Failed to update PCI address for DPUDevice ...")
+// running against an operator whose role, or whose DPUDevice CRD, predates
+// it: typically a newer hostdriver image with the v25.4.0 operator. RBAC can
+// fix it only when the CRD has a status subresource.
+type statusSubresourceSkew struct{}
+
+func (statusSubresourceSkew) ID() string   { return CodeStatusSkewFixable }
+func (statusSubresourceSkew) Class() Class { return ClassStatusSubresourceSkew }
+
+type skewCase struct {
+	pod      evidence.Pod
+	line     *logLine
+	denied   []denied
+	notFound bool // the API said the status subresource does not exist
+}
+
+func (statusSubresourceSkew) Classify(b *evidence.Bundle) []Finding {
+	var fixable, crd []skewCase
+	for _, p := range failing(b) {
+		sc, ok := skewCaseFor(b, p)
+		if !ok {
+			continue
+		}
+		if sc.notFound || !statusSubresource(b) {
+			crd = append(crd, sc)
+		} else {
+			fixable = append(fixable, sc)
+		}
+	}
+	var out []Finding
+	if len(fixable) > 0 {
+		out = append(out, skewFinding(b, fixable, true))
+	}
+	if len(crd) > 0 {
+		out = append(out, skewFinding(b, crd, false))
+	}
+	return out
+}
+
+func skewCaseFor(b *evidence.Bundle, p evidence.Pod) (skewCase, bool) {
+	lines := podLog(b, p.Name)
+	sc := skewCase{pod: p, denied: deniedCalls(b, p)}
+	if l, e, ok := scriptError(lines, dpf.MsgUpdatePCIFailed); ok {
+		sc.line = &l
+		msg := strings.ToLower(e.Message)
+		sc.notFound = strings.Contains(msg, "could not find the requested resource") || strings.Contains(msg, "notfound")
+		return sc, true
+	}
+	for _, l := range lines {
+		if fb, ok := dpf.ParseForbidden(l.text); ok && !isStatusPatch(fb.Request) {
+			return skewCase{}, false // an earlier call is refused: RBACForbidden
+		}
+	}
+	if bl, ok := firstBlocking(sc.denied); ok && bl.isStatusPatch() && scriptPatchesStatus(b, p) {
+		return sc, true
+	}
+	return skewCase{}, false
+}
+
+// scriptPatchesStatus reports whether the pod's call table has the status
+// patch (dmsinit.sh C and later, and the host agent).
+func scriptPatchesStatus(b *evidence.Bundle, p evidence.Pod) bool {
+	for _, c := range p.Calls(b.Install.Version) {
+		if c.Resource == "dpudevices" && c.Subresource == "status" {
+			return true
+		}
+	}
+	return false
+}
+
+// statusSubresource reports whether the DPUDevice CRD has a status
+// subresource: as seen, else as the cluster's release ships it.
+func statusSubresource(b *evidence.Bundle) bool {
+	in := b.Install
+	if in.DPUDeviceCRD {
+		return in.DPUDeviceStatusSubresource
+	}
+	r, ok := release(in.Version)
+	return ok && r.DPUDeviceStatusSubresource
+}
+
+func skewFinding(b *evidence.Bundle, cases []skewCase, fixable bool) Finding {
+	in := b.Install
+	f := Finding{Class: ClassStatusSubresourceSkew, Code: CodeStatusSkewFixable, Severity: SeverityError, Fixable: fixable}
+	if !fixable {
+		f.Code = CodeStatusSkewCRD
+	}
+	var missing []access.Request
+	versions := map[string]bool{}
+	sarQuoted := map[string]bool{}
+	for i, sc := range cases {
+		p := sc.pod
+		f.Pods = append(f.Pods, p.Name)
+		v := p.Version(in.Version)
+		versions[v] = true
+		for _, d := range sc.denied {
+			missing = append(missing, d.req)
+		}
+		f.setDetail(p.Name, fmt.Sprintf("dmsinit %s (%s) patches dpudevices/status; operator %s", p.Script(in.Version), v, orUnknown(in.Version)))
+		if i >= maxQuoted {
+			continue
+		}
+		if sc.line != nil {
+			f.Evidence = appendLimited(f.Evidence, logEvidence(*sc.line), maxQuoted)
+		}
+		for _, d := range sc.denied {
+			if k := d.check.Request.Key(); !sarQuoted[k] {
+				sarQuoted[k] = true
+				f.Evidence = append(f.Evidence, sarEvidence(d, p.Node))
+			}
+		}
+	}
+	var vs []string
+	for v := range versions {
+		vs = append(vs, v)
+	}
+	dpf.SortVersions(vs)
+	f.Evidence = append(f.Evidence, Evidence{Kind: EvidenceConfig, Source: "versions",
+		Text: fmt.Sprintf("pods run hostdriver %s; the operator is %s (from %s); DPUDevice CRD status subresource: %t",
+			strings.Join(vs, ", "), orUnknown(in.Version), orUnknown(in.VersionSource), statusSubresource(b))})
+	if fixable {
+		status := access.Request{Verb: "patch", Group: dpf.GroupProvisioning, Resource: "dpudevices", Subresource: "status", Namespace: in.Namespace}
+		f.Missing = access.Unique(append(missing, status))
+		f.Summary = fmt.Sprintf("%s: dmsinit.sh patches dpudevices/status, which the operator's DMS role (%s) does not grant: hostdriver and operator versions differ",
+			plural(len(cases), "pod", "pods"), orUnknown(in.Version))
+		f.NextStep = "run `dpfdoctor fix` to grant patch on dpudevices/status in " + in.Namespace +
+			" (no resourceNames: DPUDevice names are serial numbers) in a separate Role; in the long run, run the hostdriver image that matches the operator version"
+		return f
+	}
+	f.Summary = fmt.Sprintf("%s: dmsinit.sh patches dpudevices/status, but this cluster's DPUDevice CRD has no status subresource (operator %s): no RBAC change can fix it",
+		plural(len(cases), "pod", "pods"), orUnknown(in.Version))
+	f.NextStep = fmt.Sprintf("align versions: either upgrade the DPF operator and its CRDs to the hostdriver's version (%s), or run the hostdriver image of the operator's version (%s)",
+		strings.Join(vs, ", "), orUnknown(in.Version))
+	return f
+}
+
+func orUnknown(s string) string {
+	if s == "" {
+		return "unknown"
+	}
+	return s
+}

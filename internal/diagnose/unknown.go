@@ -1,0 +1,116 @@
+package diagnose
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/dpfdoctor/dpfdoctor/internal/evidence"
+)
+
+// unknown reports failing pods no other classifier explains, with the raw
+// evidence: the blocking container's state, exit code, reason and
+// termination message, and the last log lines.
+type unknown struct{}
+
+func (unknown) ID() string   { return CodeUnknown }
+func (unknown) Class() Class { return ClassUnknown }
+
+// tailLines is how many log lines an Unknown finding quotes.
+const tailLines = 10
+
+func (unknown) Classify(b *evidence.Bundle) []Finding {
+	claimed := map[string]bool{}
+	for _, c := range All() {
+		switch c.Class() {
+		case ClassUnknown, ClassHealthy, ClassOperatorPaused:
+			continue
+		}
+		for _, f := range c.Classify(b) {
+			for _, p := range f.Pods {
+				claimed[p] = true
+			}
+		}
+	}
+	bySig := map[string]*Finding{}
+	var order []string
+	for _, p := range failing(b) {
+		if claimed[p.Name] {
+			continue
+		}
+		sig := p.Signature()
+		f, ok := bySig[sig]
+		if !ok {
+			f = &Finding{Class: ClassUnknown, Code: CodeUnknown, Severity: SeverityError}
+			bySig[sig] = f
+			order = append(order, sig)
+			f.Evidence = rawEvidence(b, p)
+			f.Summary = unknownSummary(p)
+		}
+		f.Pods = append(f.Pods, p.Name)
+		f.setDetail(p.Name, unknownSummary(p))
+	}
+	var out []Finding
+	for _, sig := range order {
+		f := bySig[sig]
+		f.Summary = fmt.Sprintf("%s: %s", plural(len(f.Pods), "pod", "pods"), f.Summary)
+		first := f.Pods[0]
+		f.NextStep = fmt.Sprintf("dpfdoctor does not recognise this failure; read the evidence above, then `kubectl describe pod %s -n %s` and "+
+			"`kubectl logs %s -n %s --all-containers --previous`; for a support case, attach `dpfdoctor diagnose --bundle support.tar.gz`",
+			first, b.Install.Namespace, first, b.Install.Namespace)
+		out = append(out, *f)
+	}
+	return out
+}
+
+func unknownSummary(p evidence.Pod) string {
+	c, ok := p.Blocking()
+	if !ok {
+		return "not Ready, no container is blocking"
+	}
+	if t, ok := c.LastTermination(); ok {
+		return fmt.Sprintf("%s exits %d (%s) with no known failure signature", c.Name, t.ExitCode, orUnknown(t.Reason))
+	}
+	if c.State.Kind == evidence.StateRunning && p.Restarts() == 0 {
+		return fmt.Sprintf("not Ready yet: %s is running and has not failed (still starting?)", c.Name)
+	}
+	reason := c.State.Reason
+	if reason == "" {
+		reason = c.State.Kind
+	}
+	return fmt.Sprintf("%s is %s with no known failure signature", c.Name, orUnknown(reason))
+}
+
+// rawEvidence quotes what is known about a pod dpfdoctor cannot classify.
+func rawEvidence(b *evidence.Bundle, p evidence.Pod) []Evidence {
+	var ev []Evidence
+	if c, ok := p.Blocking(); ok {
+		state := fmt.Sprintf("state %s", orUnknown(c.State.Kind))
+		if c.State.Reason != "" {
+			state += " (" + c.State.Reason + ")"
+		}
+		if t, ok := c.LastTermination(); ok {
+			state += fmt.Sprintf("; last exit %d (%s)", t.ExitCode, orUnknown(t.Reason))
+			if m := strings.TrimSpace(t.Message); m != "" {
+				state += "; termination message: " + shorten(m, 300)
+			}
+		}
+		state += fmt.Sprintf("; restarts %d", c.RestartCount)
+		ev = append(ev, Evidence{Kind: EvidenceObject, Source: fmt.Sprintf("pod %s container %s", p.Name, c.Name), Text: state})
+	}
+	for _, e := range b.EventsFor("Pod", p.Name) {
+		if e.Type == "Warning" {
+			ev = appendLimited(ev, Evidence{Kind: EvidenceEvent, Source: "pod " + p.Name + " event " + e.Reason, Text: e.Message}, maxQuoted)
+		}
+	}
+	lines := podLog(b, p.Name)
+	if len(lines) > tailLines {
+		lines = lines[len(lines)-tailLines:]
+	}
+	for _, l := range lines {
+		ev = append(ev, logEvidence(l))
+	}
+	if len(lines) == 0 && b.HasGap("pods/log") {
+		ev = append(ev, Evidence{Kind: EvidenceConfig, Source: "dpfdoctor", Text: "logs not read: pods/log is forbidden for your user"})
+	}
+	return ev
+}

@@ -1,0 +1,200 @@
+package diagnose
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/dpfdoctor/dpfdoctor/internal/access"
+	"github.com/dpfdoctor/dpfdoctor/internal/dpf"
+	"github.com/dpfdoctor/dpfdoctor/internal/evidence"
+)
+
+// maxQuoted bounds how many pods' evidence a finding quotes, so a finding
+// about 5,000 pods stays readable.
+const maxQuoted = 3
+
+// failing returns the pods that are not Ready.
+func failing(b *evidence.Bundle) []evidence.Pod {
+	var out []evidence.Pod
+	for _, p := range b.Pods {
+		if !p.Ready {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// logLine is one line of a dms-init log and where it came from.
+type logLine struct {
+	text   string
+	source string
+	// shared is set when the line is from another pod of the same failure
+	// signature group, because this pod's logs were not read.
+	shared string
+}
+
+// podLog returns the pod's log lines: its own when they were read, else
+// those of the pods read for its failure signature group.
+func podLog(b *evidence.Bundle, pod string) []logLine {
+	if lines := ownLog(b, pod, ""); len(lines) > 0 {
+		return lines
+	}
+	g, ok := b.Group(pod)
+	if !ok {
+		return nil
+	}
+	for _, peer := range g.Fetched {
+		if peer == pod {
+			continue
+		}
+		if lines := ownLog(b, peer, peer); len(lines) > 0 {
+			return lines
+		}
+	}
+	return nil
+}
+
+func ownLog(b *evidence.Bundle, pod, shared string) []logLine {
+	var out []logLine
+	for _, l := range b.PodLogs(pod) {
+		src := fmt.Sprintf("pod %s %s (%s)", l.Pod, l.Container, l.Instance)
+		for _, t := range strings.Split(l.Text, "\n") {
+			if t = strings.TrimRight(t, "\r"); strings.TrimSpace(t) != "" {
+				out = append(out, logLine{text: t, source: src, shared: shared})
+			}
+		}
+	}
+	return out
+}
+
+// find returns the first log line containing s.
+func find(lines []logLine, s string) (logLine, bool) {
+	for _, l := range lines {
+		if strings.Contains(l.text, s) {
+			return l, true
+		}
+	}
+	return logLine{}, false
+}
+
+// scriptError returns the first "[dmsinit] Error (...)" line whose message
+// starts with prefix.
+func scriptError(lines []logLine, prefix string) (logLine, dpf.ScriptError, bool) {
+	for _, l := range lines {
+		if e, ok := dpf.ParseErrorLine(strings.TrimSpace(l.text)); ok && strings.HasPrefix(e.Message, prefix) {
+			return l, e, true
+		}
+	}
+	return logLine{}, dpf.ScriptError{}, false
+}
+
+func logEvidence(l logLine) Evidence {
+	src := l.source
+	if l.shared != "" {
+		src += " (same failure signature; this pod's logs were not read)"
+	}
+	return Evidence{Kind: EvidenceLog, Source: src, Text: strings.TrimSpace(l.text)}
+}
+
+// denied is one call of a pod's call table that its ServiceAccount may not
+// make, per SubjectAccessReview.
+type denied struct {
+	call  dpf.Call
+	req   access.Request // concrete, for the pod's node
+	check evidence.AccessCheck
+}
+
+// blocks reports whether the script stops when the call is refused: calls
+// with a fatal message, and the certificate Secret read the script waits on.
+func (d denied) blocks() bool { return d.call.FatalMessage != "" || d.call.Resource == "secrets" }
+
+func (d denied) isStatusPatch() bool { return isStatusPatch(d.req) }
+
+func isStatusPatch(r access.Request) bool {
+	return r.Group == dpf.GroupProvisioning && r.Resource == "dpudevices" && r.Subresource == "status"
+}
+
+// deniedCalls returns the pod's calls its ServiceAccount may not make, in
+// the order the script makes them. Calls whose review failed are skipped.
+func deniedCalls(b *evidence.Bundle, p evidence.Pod) []denied {
+	var out []denied
+	seen := map[string]bool{}
+	for _, c := range p.Calls(b.Install.Version) {
+		if c.NonResourceURL != "" {
+			continue
+		}
+		chk, ok := b.Check(p, c)
+		if !ok || !chk.Known() || chk.AllowedFor(p.Node) {
+			continue
+		}
+		req := c.Request(p.ScriptNamespace(), p.Node)
+		if seen[req.Key()] {
+			continue
+		}
+		seen[req.Key()] = true
+		out = append(out, denied{call: c, req: req, check: chk})
+	}
+	return out
+}
+
+// firstBlocking is the first denied call that stops the script.
+func firstBlocking(ds []denied) (denied, bool) {
+	for _, d := range ds {
+		if d.blocks() {
+			return d, true
+		}
+	}
+	return denied{}, false
+}
+
+func sarEvidence(d denied, node string) Evidence {
+	answer := "denied"
+	if d.check.Reason != "" {
+		answer += " (" + d.check.Reason + ")"
+	}
+	text := fmt.Sprintf("%s may not %s: %s", d.check.Subject.User, d.req.String(), answer)
+	if d.check.Request.Name != d.req.Name && d.check.Request.Name != "" {
+		text += fmt.Sprintf("; asked for node %s's name %q, which stands for %s", node, d.check.Request.Name, d.check.NamePattern)
+	}
+	return Evidence{Kind: EvidenceSAR, Source: "SubjectAccessReview", Text: text}
+}
+
+// appendLimited appends e unless a finding already quotes maxQuoted items
+// of its kind from source-like places; it keeps findings short at scale.
+func appendLimited(es []Evidence, e Evidence, limit int) []Evidence {
+	n := 0
+	for _, x := range es {
+		if x.Kind == e.Kind {
+			n++
+		}
+		if x == e {
+			return es
+		}
+	}
+	if n >= limit {
+		return es
+	}
+	return append(es, e)
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return fmt.Sprintf("%d %s", n, one)
+	}
+	return fmt.Sprintf("%d %s", n, many)
+}
+
+// release returns the facts of the pod's DPF release line, if known.
+func release(version string) (dpf.Release, bool) {
+	r, err := dpf.Lookup(version)
+	return r, err == nil
+}
+
+// canRecreate says whether deleting the pod brings it back at once.
+func canRecreate(b *evidence.Bundle, p evidence.Pod) bool {
+	if r, ok := release(b.Install.Version); ok && r.RecreatesDeletedPod {
+		return true
+	}
+	_, hasDPUNode := b.DPUNode(p.Node)
+	return !hasDPUNode
+}

@@ -1,0 +1,96 @@
+package diagnose
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/dpfdoctor/dpfdoctor/internal/evidence"
+)
+
+// widelyShared checks the widely shared diagnosis of DMS pods stuck in
+// Init:CrashLoopBackOff on v25.4.0 ("dpf-provisioning-dms-role lacks
+// secrets; patch it") against this cluster, and says plainly where it is
+// wrong. In Kubernetes mode the operator passes --external-certificate TODO,
+// so dmsinit.sh never reads a Secret there.
+func widelyShared(b *evidence.Bundle, d *Diagnosis) string {
+	if d.Summary.Failing == 0 {
+		return ""
+	}
+	secretPods := map[string]bool{}
+	for _, f := range d.Findings {
+		if f.Class != ClassRBACForbidden {
+			continue
+		}
+		for _, r := range f.Missing {
+			if r.Resource == "secrets" && r.Group == "" {
+				for _, p := range f.Pods {
+					secretPods[p] = true
+				}
+			}
+		}
+	}
+	var k8sMode, failing int
+	others := map[Class]int{}
+	for _, p := range d.Pods {
+		if p.Class == ClassHealthy {
+			continue
+		}
+		failing++
+		if pod, ok := b.Pod(p.Name); ok && !pod.Args().CertPath() {
+			k8sMode++
+		}
+		if !secretPods[p.Name] {
+			others[p.Class]++
+		}
+	}
+	const story = "The widely shared diagnosis (v25.4.0 DMS pods crash because dpf-provisioning-dms-role lacks `secrets`; patch that ClusterRole)"
+	var s []string
+	switch {
+	case len(secretPods) == 0:
+		s = append(s, fmt.Sprintf("%s is wrong for this cluster: none of the %s is blocked by Secrets RBAC.", story, plural(failing, "failing pod", "failing pods")))
+		if k8sMode > 0 {
+			s = append(s, fmt.Sprintf("%s dms-init with --external-certificate other than \"none\" (the operator passes TODO), so dmsinit.sh never reads a Secret; granting secrets changes nothing.",
+				plural(k8sMode, "pod runs", "pods run")))
+		}
+		if secretsAllowed(b) {
+			s = append(s, "The ServiceAccount may already get Secrets (SubjectAccessReview allowed), and pods still fail.")
+		}
+		s = append(s, "They fail for: "+breakdown(others)+".")
+	case len(secretPods) < failing:
+		s = append(s, fmt.Sprintf("%s holds for %s of %d failing pods (their dms-init runs the certificate path, --external-certificate none, and may not get their node's Secret); the other %d fail for: %s.",
+			story, fmt.Sprint(len(secretPods)), failing, failing-len(secretPods), breakdown(others)))
+		s = append(s, "Do not patch dpf-provisioning-dms-role as it suggests: the operator re-applies it and reverts the change.")
+	default:
+		s = append(s, fmt.Sprintf("%s holds for all %s here: their dms-init runs the certificate path (--external-certificate none) and may not get their node's Secret.",
+			story, plural(failing, "failing pod", "failing pods")))
+		s = append(s, "But do not patch dpf-provisioning-dms-role as it suggests: the operator re-applies it and reverts the change; `dpfdoctor fix` grants a separate Role limited to each node's Secret name.")
+	}
+	return strings.Join(s, " ")
+}
+
+// secretsAllowed reports whether a review allowed reading a Secret.
+func secretsAllowed(b *evidence.Bundle) bool {
+	for _, c := range b.Access {
+		if c.Known() && c.Allowed && c.Request.Resource == "secrets" && c.Request.Group == "" {
+			return true
+		}
+	}
+	return false
+}
+
+func breakdown(m map[Class]int) string {
+	classes := make([]Class, 0, len(m))
+	for c := range m {
+		classes = append(classes, c)
+	}
+	sort.Slice(classes, func(i, j int) bool { return rank(classes[i]) < rank(classes[j]) })
+	var parts []string
+	for _, c := range classes {
+		parts = append(parts, fmt.Sprintf("%d %s", m[c], c))
+	}
+	if len(parts) == 0 {
+		return "nothing else"
+	}
+	return strings.Join(parts, ", ")
+}

@@ -1,0 +1,247 @@
+// Package evidence collects what dpfdoctor needs to diagnose DPF's DMS and
+// host-agent pods into one redacted, serialisable Bundle: pods, events, DPF
+// and cert-manager objects, Nodes, Secret names (metadata only, never data),
+// RBAC objects, SubjectAccessReview answers and dms-init logs. It is the only
+// stage of diagnose that talks to the cluster; diagnose itself is pure over a
+// Bundle, so a saved Bundle can be diagnosed offline.
+package evidence
+
+import (
+	"github.com/dpfdoctor/dpfdoctor/internal/access"
+	rbacv1 "k8s.io/api/rbac/v1"
+)
+
+// SchemaVersion identifies the Bundle's JSON layout.
+const SchemaVersion = "dpfdoctor.dev/evidence/v1alpha1"
+
+// Bundle is everything collected for one diagnosis. It never holds Secret
+// data: Secrets appear as names and metadata only, managedFields and
+// last-applied annotations are stripped, and environment values other than
+// the API server address are masked.
+type Bundle struct {
+	SchemaVersion string `json:"schemaVersion"`
+	// CollectedAt is when collection started (RFC 3339); informational only.
+	CollectedAt string `json:"collectedAt,omitempty"`
+	// Install describes the DPF installation.
+	Install Install `json:"install"`
+	// NodeFilter is the --node filter the collection used, if any.
+	NodeFilter []string `json:"nodeFilter,omitempty"`
+
+	Pods         []Pod        `json:"pods"`
+	Events       []Event      `json:"events,omitempty"`
+	DPUNodes     []Object     `json:"dpuNodes,omitempty"`
+	DPUDevices   []Object     `json:"dpuDevices,omitempty"`
+	Certificates []Object     `json:"certificates,omitempty"`
+	Issuers      []Object     `json:"issuers,omitempty"`
+	Nodes        []Node       `json:"nodes,omitempty"`
+	Secrets      []SecretMeta `json:"secrets,omitempty"`
+	// SecretsListed is false when Secret metadata could not be listed, so
+	// an absent name means "unknown", not "absent".
+	SecretsListed bool `json:"secretsListed"`
+	RBAC          RBAC `json:"rbac"`
+	// Access holds one SubjectAccessReview answer per distinct call pattern
+	// the pods' dmsinit.sh needs.
+	Access []AccessCheck `json:"access,omitempty"`
+	// Logs holds dms-init (or host agent) logs of failing pods.
+	Logs []Log `json:"logs,omitempty"`
+	// LogGroups groups failing pods by failure signature; logs are fetched
+	// for at most MaxLogs pods of each group.
+	LogGroups []LogGroup `json:"logGroups,omitempty"`
+	// Gaps lists what could not be seen, and why.
+	Gaps []Gap `json:"gaps,omitempty"`
+	// Requests is the number of API requests the collection made.
+	Requests int64 `json:"requests"`
+}
+
+// Install is what dpfdoctor found out about the DPF installation.
+type Install struct {
+	Namespace string `json:"namespace"`
+	// OperatorConfig is the DPFOperatorConfig's name.
+	OperatorConfig string `json:"operatorConfig"`
+	// Paused is spec.overrides.paused.
+	Paused bool `json:"paused"`
+	// APIServerVIP and APIServerPort are spec.overrides.kubernetesAPIServerVIP
+	// and kubernetesAPIServerPort: what DMS pods get as KUBERNETES_SERVICE_*.
+	APIServerVIP  string `json:"apiServerVIP,omitempty"`
+	APIServerPort int64  `json:"apiServerPort,omitempty"`
+	// Conditions of the DPFOperatorConfig.
+	Conditions []Condition `json:"conditions,omitempty"`
+	// Version is the cluster's DPF version and VersionSource where it came
+	// from (see the VersionFrom constants).
+	Version       string `json:"version,omitempty"`
+	VersionSource string `json:"versionSource,omitempty"`
+	// OperatorImage is the operator Deployment's image, when found.
+	OperatorImage string `json:"operatorImage,omitempty"`
+	// DPUDeviceCRD is true when the DPUDevice CRD was seen, and
+	// DPUDeviceStatusSubresource when it has a status subresource (v25.7+).
+	DPUDeviceCRD               bool `json:"dpuDeviceCRD"`
+	DPUDeviceStatusSubresource bool `json:"dpuDeviceStatusSubresource"`
+}
+
+// Where Install.Version came from.
+const (
+	VersionFromOperatorImage = "operator-image"
+	VersionFromLabel         = "version-label"
+	VersionFromCRDShape      = "crd-shape"
+)
+
+// Condition is a status condition of any object.
+type Condition struct {
+	Type    string `json:"type"`
+	Status  string `json:"status"`
+	Reason  string `json:"reason,omitempty"`
+	Message string `json:"message,omitempty"`
+}
+
+// Object is a DPF or cert-manager object reduced to what diagnosis reads.
+type Object struct {
+	Kind   string            `json:"kind"`
+	Name   string            `json:"name"`
+	Labels map[string]string `json:"labels,omitempty"`
+	// Fields holds selected fields by path, e.g. "spec.secretName".
+	Fields     map[string]string `json:"fields,omitempty"`
+	Conditions []Condition       `json:"conditions,omitempty"`
+}
+
+// Condition returns the condition of type t.
+func (o Object) Condition(t string) (Condition, bool) {
+	for _, c := range o.Conditions {
+		if c.Type == t {
+			return c, true
+		}
+	}
+	return Condition{}, false
+}
+
+// Ready reports whether the object's Ready condition is True.
+func (o Object) Ready() bool {
+	c, ok := o.Condition("Ready")
+	return ok && c.Status == "True"
+}
+
+// Node is a Kubernetes Node carrying a DPU.
+type Node struct {
+	Name       string            `json:"name"`
+	Labels     map[string]string `json:"labels,omitempty"`
+	InternalIP string            `json:"internalIP,omitempty"`
+}
+
+// SecretMeta is a Secret's metadata: never its data, type or annotations.
+type SecretMeta struct {
+	Name    string            `json:"name"`
+	Labels  map[string]string `json:"labels,omitempty"`
+	Created string            `json:"created,omitempty"`
+}
+
+// Event is a Kubernetes Event about a pod or a DPF/cert-manager object.
+type Event struct {
+	Kind     string `json:"kind"`
+	Name     string `json:"name"`
+	Type     string `json:"type"`
+	Reason   string `json:"reason"`
+	Message  string `json:"message"`
+	Count    int32  `json:"count,omitempty"`
+	LastSeen string `json:"lastSeen,omitempty"`
+}
+
+// RBAC holds the RBAC objects relevant to the pods' ServiceAccounts: those
+// binding them, the roles those bindings reference, and every object
+// labelled app.kubernetes.io/managed-by=dpfdoctor. managedFields and the
+// last-applied annotation are stripped.
+type RBAC struct {
+	ClusterRoles        []rbacv1.ClusterRole        `json:"clusterRoles,omitempty"`
+	ClusterRoleBindings []rbacv1.ClusterRoleBinding `json:"clusterRoleBindings,omitempty"`
+	Roles               []rbacv1.Role               `json:"roles,omitempty"`
+	RoleBindings        []rbacv1.RoleBinding        `json:"roleBindings,omitempty"`
+}
+
+// ManagedByLabel marks RBAC objects dpfdoctor created.
+const (
+	ManagedByLabel = "app.kubernetes.io/managed-by"
+	ManagedByValue = "dpfdoctor"
+)
+
+// AccessCheck is one SubjectAccessReview: whether Subject may make Request,
+// which stands for every node's concrete name of NamePattern.
+type AccessCheck struct {
+	Subject access.Subject `json:"subject"`
+	// Request is the SubjectAccessReview as sent: for a per-node name
+	// pattern, one representative node's concrete name.
+	Request access.Request `json:"request"`
+	// NamePattern is the call's name pattern ("{node}-server-secret"); empty
+	// when the call names no object or a name dpfdoctor cannot know.
+	NamePattern string `json:"namePattern,omitempty"`
+	Allowed     bool   `json:"allowed"`
+	Reason      string `json:"reason,omitempty"`
+	// Error is set when the review itself failed; Allowed is then false
+	// and means "unknown".
+	Error string `json:"error,omitempty"`
+	// Pods lists the pods whose call table needs this request.
+	Pods []string `json:"pods,omitempty"`
+	// NodeOverrides lists nodes whose answer differs from the review's
+	// because a listed Role or ClusterRole grants (resourceNames) just their
+	// concrete name.
+	NodeOverrides []NodeOverride `json:"nodeOverrides,omitempty"`
+}
+
+// NodeOverride is a per-node answer derived from listed RBAC objects.
+type NodeOverride struct {
+	Node    string `json:"node"`
+	Name    string `json:"name"`
+	Allowed bool   `json:"allowed"`
+	Source  string `json:"source"`
+}
+
+// Known reports whether the review returned an answer.
+func (c AccessCheck) Known() bool { return c.Error == "" }
+
+// AllowedFor reports whether the subject may make the request for node.
+func (c AccessCheck) AllowedFor(node string) bool {
+	for _, o := range c.NodeOverrides {
+		if o.Node == node {
+			return o.Allowed
+		}
+	}
+	return c.Allowed
+}
+
+// Log instances.
+const (
+	InstanceCurrent  = "current"
+	InstancePrevious = "previous"
+)
+
+// Log is one container log of one pod.
+type Log struct {
+	Pod       string `json:"pod"`
+	Container string `json:"container"`
+	// Instance is InstanceCurrent or InstancePrevious.
+	Instance string `json:"instance"`
+	Text     string `json:"text,omitempty"`
+	// Truncated is true when only the tail was fetched.
+	Truncated bool `json:"truncated,omitempty"`
+	// Error is set when the log could not be read.
+	Error string `json:"error,omitempty"`
+}
+
+// LogGroup is a set of failing pods sharing a failure signature.
+type LogGroup struct {
+	ID        string   `json:"id"`
+	Signature string   `json:"signature"`
+	Container string   `json:"container"`
+	Pods      []string `json:"pods"`
+	// Fetched lists the pods whose logs were read (at most MaxLogs); the
+	// others share the group's classification.
+	Fetched []string `json:"fetched,omitempty"`
+}
+
+// Gap is something dpfdoctor could not see.
+type Gap struct {
+	// What names the missing evidence, e.g. "pods/log" or "secrets".
+	What string `json:"what"`
+	// Request is the permission that was refused, when one was.
+	Request *access.Request `json:"request,omitempty"`
+	Reason  string          `json:"reason"`
+	// Impact says what the diagnosis does without it.
+	Impact string `json:"impact,omitempty"`
+}

@@ -1,0 +1,195 @@
+package evidence
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/dpfdoctor/dpfdoctor/internal/access"
+	"github.com/dpfdoctor/dpfdoctor/internal/dpf"
+	"github.com/dpfdoctor/dpfdoctor/internal/kube"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+)
+
+// Defaults for Options.
+const (
+	DefaultMaxLogs     = 3
+	DefaultConcurrency = 8
+)
+
+// Options select what Collect gathers.
+type Options struct {
+	// Namespace DPF is installed in; "" means the clients' namespace (-n),
+	// else dpf-operator-system.
+	Namespace string
+	// Nodes limits pods, Nodes and per-node objects to these nodes.
+	Nodes []string
+	// MaxLogs is how many pods' logs to read per failure signature: 0 means
+	// DefaultMaxLogs, a negative number none.
+	MaxLogs int
+	// Concurrency bounds parallel log reads and access reviews; 0 means
+	// DefaultConcurrency.
+	Concurrency int
+}
+
+// Collector gathers a Bundle with a request count that does not grow with
+// the number of pods, apart from log reads (bounded per failure signature).
+type Collector struct {
+	Clients *kube.Clients
+}
+
+// Collect gathers the evidence. It fails with an error wrapping
+// outcome.ErrNotInstalled when DPF is not there, kube.ErrInsufficientRights
+// when even the DPFOperatorConfig or the pods cannot be listed, and the
+// kube.Classify sentinels for transport and authentication failures. Other
+// refused reads are recorded as Gaps.
+func (c *Collector) Collect(ctx context.Context, o Options) (*Bundle, error) {
+	if c == nil || c.Clients == nil {
+		return nil, errors.New("collect evidence: no clients")
+	}
+	o = o.withDefaults(c.Clients.Namespace)
+	start := c.Clients.Budget.Used()
+	r := &run{
+		cl:    c.Clients,
+		o:     o,
+		nodes: nodeSet(o.Nodes),
+		b:     &Bundle{SchemaVersion: SchemaVersion, CollectedAt: time.Now().UTC().Format(time.RFC3339), NodeFilter: o.Nodes},
+	}
+	r.b.Install.Namespace = o.Namespace
+	if err := r.operatorConfig(ctx); err != nil {
+		return nil, err
+	}
+	if err := r.pods(ctx); err != nil {
+		return nil, err
+	}
+	err := parallel(
+		func() error { return r.dpuDeviceCRD(ctx) },
+		func() error { return r.deployments(ctx) },
+		func() error { return r.events(ctx) },
+		func() error { return r.objects(ctx) },
+		func() error { return r.nodeList(ctx) },
+		func() error { return r.secrets(ctx) },
+		func() error { return r.rbac(ctx) },
+	)
+	if err != nil {
+		return nil, err
+	}
+	r.detectVersion()
+	if err := r.access(ctx); err != nil {
+		return nil, err
+	}
+	if err := r.logs(ctx); err != nil {
+		return nil, err
+	}
+	sort.SliceStable(r.b.Gaps, func(i, j int) bool { return r.b.Gaps[i].What < r.b.Gaps[j].What })
+	r.b.Requests = c.Clients.Budget.Used() - start
+	return r.b, nil
+}
+
+// run is one collection: the Bundle being filled and what fills it.
+type run struct {
+	cl    *kube.Clients
+	o     Options
+	nodes map[string]bool // --node filter; nil = every node
+	mu    sync.Mutex      // guards b while lists run in parallel
+	b     *Bundle
+	// deployments are kept for version detection only.
+	deploymentImages []deploymentImage
+	configLabels     map[string]string
+}
+
+func (o Options) withDefaults(clientNamespace string) Options {
+	if o.Namespace == "" {
+		o.Namespace = clientNamespace
+	}
+	if o.Namespace == "" {
+		o.Namespace = dpf.DefaultNamespace
+	}
+	if o.MaxLogs == 0 {
+		o.MaxLogs = DefaultMaxLogs
+	}
+	if o.Concurrency <= 0 {
+		o.Concurrency = DefaultConcurrency
+	}
+	o.Nodes = uniqueSorted(o.Nodes)
+	return o
+}
+
+// optional turns a refused or absent list into a Gap; other errors are
+// classified and returned.
+func (r *run) optional(what string, req access.Request, impact string, err error) error {
+	if err == nil {
+		return nil
+	}
+	g := Gap{What: what, Impact: impact}
+	switch {
+	case apierrors.IsForbidden(err):
+		g.Reason = "forbidden: " + req.String()
+		g.Request = &req
+	case apierrors.IsNotFound(err):
+		g.Reason = "not served by this cluster (is its CRD installed?)"
+	default:
+		return fmt.Errorf("list %s: %w", what, kube.Classify(err))
+	}
+	r.gap(g)
+	return nil
+}
+
+func (r *run) gap(g Gap) {
+	r.mu.Lock()
+	r.b.Gaps = append(r.b.Gaps, g)
+	r.mu.Unlock()
+}
+
+// parallel runs fns concurrently and returns the first error.
+func parallel(fns ...func() error) error {
+	errs := make([]error, len(fns))
+	var wg sync.WaitGroup
+	for i, fn := range fns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = fn()
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func nodeSet(nodes []string) map[string]bool {
+	if len(nodes) == 0 {
+		return nil
+	}
+	m := make(map[string]bool, len(nodes))
+	for _, n := range nodes {
+		m[n] = true
+	}
+	return m
+}
+
+// keep reports whether a node passes the --node filter.
+func (r *run) keep(node string) bool { return r.nodes == nil || r.nodes[node] }
+
+func uniqueSorted(in []string) []string {
+	if len(in) == 0 {
+		return nil
+	}
+	seen := map[string]bool{}
+	var out []string
+	for _, s := range in {
+		if s != "" && !seen[s] {
+			seen[s] = true
+			out = append(out, s)
+		}
+	}
+	sort.Strings(out)
+	return out
+}

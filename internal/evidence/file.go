@@ -1,0 +1,148 @@
+package evidence
+
+import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+
+	"sigs.k8s.io/yaml"
+)
+
+// ErrMalformed is returned by Load for a file that is not an evidence Bundle.
+var ErrMalformed = errors.New("malformed evidence bundle")
+
+// Save writes the Bundle as indented JSON, readable only by its owner.
+func (b *Bundle) Save(file string) error {
+	data, err := json.MarshalIndent(b, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode evidence: %w", err)
+	}
+	if err := os.WriteFile(file, append(data, '\n'), 0o600); err != nil {
+		return fmt.Errorf("save evidence: %w", err)
+	}
+	return nil
+}
+
+// Load reads a Bundle saved by Save (JSON), or written as YAML by hand for
+// tests. A file that is not a Bundle yields ErrMalformed.
+func Load(file string) (*Bundle, error) {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("load evidence: %w", err)
+	}
+	return Parse(data)
+}
+
+// Parse decodes a Bundle from JSON or YAML. Unknown fields are refused, so a
+// typo in a hand-written fixture does not pass silently.
+func Parse(data []byte) (*Bundle, error) {
+	var b Bundle
+	if trimmed := bytes.TrimSpace(data); len(trimmed) > 0 && trimmed[0] == '{' {
+		dec := json.NewDecoder(bytes.NewReader(trimmed))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&b); err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+		}
+	} else if err := yaml.UnmarshalStrict(data, &b); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	if b.SchemaVersion != SchemaVersion {
+		return nil, fmt.Errorf("%w: schemaVersion %q, want %q", ErrMalformed, b.SchemaVersion, SchemaVersion)
+	}
+	return &b, nil
+}
+
+// ArchiveFile is an extra file for WriteArchive, such as the diagnosis.
+type ArchiveFile struct {
+	Name string
+	Data []byte
+}
+
+// WriteArchive writes a support bundle: a gzipped tar with evidence.json,
+// logs/<pod>/<container>.<instance>.log, rbac.yaml, events.json and the extra
+// files. It holds no Secret data, because the Bundle holds none.
+func (b *Bundle) WriteArchive(w io.Writer, extra ...ArchiveFile) error {
+	gz := gzip.NewWriter(w)
+	tw := tar.NewWriter(gz)
+	files, err := b.archiveFiles()
+	if err != nil {
+		return err
+	}
+	files = append(files, extra...)
+	now := time.Now()
+	for _, f := range files {
+		hdr := &tar.Header{Name: f.Name, Mode: 0o600, Size: int64(len(f.Data)), ModTime: now, Typeflag: tar.TypeReg}
+		if err := tw.WriteHeader(hdr); err != nil {
+			return fmt.Errorf("write support bundle: %w", err)
+		}
+		if _, err := tw.Write(f.Data); err != nil {
+			return fmt.Errorf("write support bundle: %w", err)
+		}
+	}
+	if err := tw.Close(); err != nil {
+		return fmt.Errorf("write support bundle: %w", err)
+	}
+	if err := gz.Close(); err != nil {
+		return fmt.Errorf("write support bundle: %w", err)
+	}
+	return nil
+}
+
+var unsafeName = regexp.MustCompile(`[^A-Za-z0-9._-]`)
+
+func (b *Bundle) archiveFiles() ([]ArchiveFile, error) {
+	ev, err := json.MarshalIndent(b, "", "  ")
+	if err != nil {
+		return nil, fmt.Errorf("encode evidence: %w", err)
+	}
+	events, err := json.MarshalIndent(b.Events, "", "  ")
+	if err != nil {
+		return nil, fmt.Errorf("encode events: %w", err)
+	}
+	rbac, err := yaml.Marshal(b.RBAC)
+	if err != nil {
+		return nil, fmt.Errorf("encode rbac: %w", err)
+	}
+	files := []ArchiveFile{{"evidence.json", ev}, {"events.json", events}, {"rbac.yaml", rbac}}
+	logs := append([]Log(nil), b.Logs...)
+	sort.Slice(logs, func(i, j int) bool {
+		return logs[i].Pod+"/"+logs[i].Container+"."+logs[i].Instance < logs[j].Pod+"/"+logs[j].Container+"."+logs[j].Instance
+	})
+	for _, l := range logs {
+		text := l.Text
+		if l.Error != "" {
+			text = "# dpfdoctor could not read this log: " + l.Error + "\n" + text
+		}
+		name := path.Join("logs", unsafeName.ReplaceAllString(l.Pod, "_"),
+			unsafeName.ReplaceAllString(l.Container, "_")+"."+unsafeName.ReplaceAllString(l.Instance, "_")+".log")
+		files = append(files, ArchiveFile{name, []byte(text)})
+	}
+	return files, nil
+}
+
+// redact masks PEM blocks and long base64 runs in log text, in case a
+// script ever echoes key material.
+func redact(s string) string {
+	s = pemBlock.ReplaceAllString(s, "[REDACTED PEM BLOCK]")
+	return longBase64.ReplaceAllStringFunc(s, func(m string) string {
+		if strings.ContainsAny(m, "+/=") || len(m) >= 120 {
+			return "[REDACTED]"
+		}
+		return m
+	})
+}
+
+var (
+	pemBlock   = regexp.MustCompile(`(?s)-----BEGIN [A-Z ]+-----.*?(-----END [A-Z ]+-----|$)`)
+	longBase64 = regexp.MustCompile(`[A-Za-z0-9+/]{64,}={0,2}`)
+)

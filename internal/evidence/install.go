@@ -1,0 +1,213 @@
+package evidence
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/dpfdoctor/dpfdoctor/internal/access"
+	"github.com/dpfdoctor/dpfdoctor/internal/dpf"
+	"github.com/dpfdoctor/dpfdoctor/internal/kube"
+	"github.com/dpfdoctor/dpfdoctor/internal/outcome"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+)
+
+var crdGVR = schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"}
+
+// gvr returns the GroupVersionResource dpfdoctor uses for a DPF or
+// cert-manager kind.
+func gvr(kind string) schema.GroupVersionResource {
+	k, _ := dpf.LookupKind(dpf.Kinds(), kind)
+	return schema.GroupVersionResource{Group: k.Group, Version: k.Version, Resource: k.Resource}
+}
+
+// operatorConfig finds the DPFOperatorConfig: without it there is no DPF.
+func (r *run) operatorConfig(ctx context.Context) error {
+	ns := r.o.Namespace
+	res := gvr("DPFOperatorConfig")
+	list, err := r.cl.Dynamic.Resource(res).Namespace(ns).List(ctx, metav1.ListOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+		return fmt.Errorf("%w: the cluster serves no %s.%s (no DPFOperatorConfig CRD); install the DPF operator, or point --kubeconfig/--context at the cluster that has it",
+			outcome.ErrNotInstalled, res.Resource, res.Group)
+	case apierrors.IsForbidden(err):
+		req := access.Request{Verb: "list", Group: res.Group, Resource: res.Resource, Namespace: ns}
+		return fmt.Errorf("%w: dpfdoctor needs %q (bind the ClusterRole in docs/rbac/dpfdoctor-readonly.yaml to your user): %v",
+			kube.ErrInsufficientRights, req.String(), err)
+	case err != nil:
+		return fmt.Errorf("list DPFOperatorConfigs in %s: %w", ns, kube.Classify(err))
+	}
+	if len(list.Items) == 0 {
+		return fmt.Errorf("%w: no DPFOperatorConfig in namespace %q%s", outcome.ErrNotInstalled, ns, r.elsewhere(ctx, res))
+	}
+	items := list.Items
+	sort.Slice(items, func(i, j int) bool {
+		// The operator's default name first, then alphabetical.
+		if (items[i].GetName() == dpf.OperatorConfigName) != (items[j].GetName() == dpf.OperatorConfigName) {
+			return items[i].GetName() == dpf.OperatorConfigName
+		}
+		return items[i].GetName() < items[j].GetName()
+	})
+	cfg := items[0]
+	in := &r.b.Install
+	in.OperatorConfig = cfg.GetName()
+	in.Paused, _, _ = unstructured.NestedBool(cfg.Object, "spec", "overrides", "paused")
+	in.APIServerVIP, _, _ = unstructured.NestedString(cfg.Object, "spec", "overrides", "kubernetesAPIServerVIP")
+	in.APIServerPort = int64Field(cfg.Object, "spec", "overrides", "kubernetesAPIServerPort")
+	in.Conditions = conditions(cfg.Object)
+	r.configLabels = cfg.GetLabels()
+	return nil
+}
+
+// elsewhere names namespaces that do hold a DPFOperatorConfig, so the error
+// can say which -n to pass. It costs one request, only on this error path.
+func (r *run) elsewhere(ctx context.Context, res schema.GroupVersionResource) string {
+	list, err := r.cl.Dynamic.Resource(res).List(ctx, metav1.ListOptions{})
+	if err != nil || len(list.Items) == 0 {
+		return "; is DPF installed in another namespace? pass it with -n"
+	}
+	var nss []string
+	for _, it := range list.Items {
+		nss = append(nss, it.GetNamespace())
+	}
+	nss = uniqueSorted(nss)
+	return fmt.Sprintf("; found one in %s: pass -n %s", strings.Join(nss, ", "), nss[0])
+}
+
+// dpuDeviceCRD records whether the DPUDevice CRD has a status subresource.
+func (r *run) dpuDeviceCRD(ctx context.Context) error {
+	res := gvr("DPUDevice")
+	name := res.Resource + "." + res.Group
+	crd, err := r.cl.Dynamic.Resource(crdGVR).Get(ctx, name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return r.optional("customresourcedefinitions", access.Request{Verb: "get", Group: crdGVR.Group, Resource: crdGVR.Resource, Name: name},
+			"the DPUDevice status subresource is inferred from the DPF version", err)
+	}
+	versions, _, _ := unstructured.NestedSlice(crd.Object, "spec", "versions")
+	status := false
+	for _, v := range versions {
+		m, ok := v.(map[string]any)
+		if !ok {
+			continue
+		}
+		if _, ok, _ := unstructured.NestedFieldNoCopy(m, "subresources", "status"); ok {
+			status = true
+		}
+	}
+	r.mu.Lock()
+	r.b.Install.DPUDeviceCRD = true
+	r.b.Install.DPUDeviceStatusSubresource = status
+	r.mu.Unlock()
+	return nil
+}
+
+type deploymentImage struct {
+	deployment, image string
+	labels            map[string]string
+}
+
+// deployments remembers the images of the namespace's Deployments: the
+// operator's tag is the cluster's DPF version.
+func (r *run) deployments(ctx context.Context) error {
+	list, err := r.cl.Kube.AppsV1().Deployments(r.o.Namespace).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return r.optional("deployments", access.Request{Verb: "list", Group: "apps", Resource: "deployments", Namespace: r.o.Namespace},
+			"the DPF version comes from labels or CRD shapes instead of the operator image", err)
+	}
+	var out []deploymentImage
+	for _, d := range list.Items {
+		for _, c := range d.Spec.Template.Spec.Containers {
+			out = append(out, deploymentImage{deployment: d.Name, image: c.Image, labels: d.Labels})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].deployment < out[j].deployment })
+	r.mu.Lock()
+	r.deploymentImages = out
+	r.mu.Unlock()
+	return nil
+}
+
+// detectVersion sets the cluster's DPF version: the operator Deployment's
+// image tag, else dpf-version labels, else the shape of the CRDs.
+func (r *run) detectVersion() {
+	in := &r.b.Install
+	for _, d := range r.deploymentImages {
+		if !strings.Contains(d.image, "operator") && !strings.Contains(d.deployment, "operator") {
+			continue
+		}
+		if t := dpf.ImageTag(d.image); versionTag.MatchString(t) {
+			in.Version, in.VersionSource, in.OperatorImage = normalise(t), VersionFromOperatorImage, d.image
+			return
+		}
+		if in.OperatorImage == "" {
+			in.OperatorImage = d.image
+		}
+	}
+	labels := []map[string]string{r.configLabels}
+	for _, d := range r.deploymentImages {
+		labels = append(labels, d.labels)
+	}
+	for _, p := range r.b.Pods {
+		labels = append(labels, p.Labels)
+	}
+	for _, l := range labels {
+		if v := l[dpf.VersionLabel]; v != "" {
+			in.Version, in.VersionSource = normalise(v), VersionFromLabel
+			return
+		}
+	}
+	if in.DPUDeviceCRD {
+		in.VersionSource = VersionFromCRDShape
+		if in.DPUDeviceStatusSubresource {
+			in.Version = "v25.7.0" // at least: DPUDevice has a status subresource
+		} else {
+			in.Version = "v25.4.0" // DPUDevice without a status subresource
+		}
+	}
+}
+
+func normalise(v string) string {
+	if !strings.HasPrefix(v, "v") {
+		return "v" + v
+	}
+	return v
+}
+
+func int64Field(obj map[string]any, path ...string) int64 {
+	v, ok, _ := unstructured.NestedFieldNoCopy(obj, path...)
+	if !ok {
+		return 0
+	}
+	switch n := v.(type) {
+	case int64:
+		return n
+	case float64:
+		return int64(n)
+	case string:
+		i, _ := strconv.ParseInt(n, 10, 64)
+		return i
+	}
+	return 0
+}
+
+func conditions(obj map[string]any) []Condition {
+	list, _, _ := unstructured.NestedSlice(obj, "status", "conditions")
+	var out []Condition
+	for _, it := range list {
+		m, ok := it.(map[string]any)
+		if !ok {
+			continue
+		}
+		str := func(k string) string { s, _ := m[k].(string); return s }
+		out = append(out, Condition{Type: str("type"), Status: str("status"), Reason: str("reason"), Message: str("message")})
+	}
+	return out
+}

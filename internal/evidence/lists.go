@@ -1,0 +1,217 @@
+package evidence
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/dpfdoctor/dpfdoctor/internal/access"
+	"github.com/dpfdoctor/dpfdoctor/internal/dpf"
+	"github.com/dpfdoctor/dpfdoctor/internal/kube"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+)
+
+// PodSelector selects DMS and host-agent pods.
+var PodSelector = fmt.Sprintf("%s in (%s,%s)", dpf.ComponentLabel, dpf.ComponentDMS, dpf.ComponentHostAgent)
+
+// pods lists the DMS and host-agent pods with one LIST. Without it there is
+// nothing to diagnose, so a refusal is fatal.
+func (r *run) pods(ctx context.Context) error {
+	ns := r.o.Namespace
+	list, err := r.cl.Kube.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: PodSelector})
+	if apierrors.IsForbidden(err) {
+		req := access.Request{Verb: "list", Resource: "pods", Namespace: ns}
+		return fmt.Errorf("%w: dpfdoctor needs %q (bind the ClusterRole in docs/rbac/dpfdoctor-readonly.yaml to your user): %v",
+			kube.ErrInsufficientRights, req.String(), err)
+	}
+	if err != nil {
+		return fmt.Errorf("list DMS pods in %s: %w", ns, kube.Classify(err))
+	}
+	out := make([]Pod, 0, len(list.Items))
+	for i := range list.Items {
+		p := podFrom(&list.Items[i])
+		if r.keep(p.Node) {
+			out = append(out, p)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	r.b.Pods = out
+	return nil
+}
+
+// events lists the namespace's Events once and keeps those about our pods
+// and about DPF and cert-manager objects.
+func (r *run) events(ctx context.Context) error {
+	ns := r.o.Namespace
+	list, err := r.cl.Kube.CoreV1().Events(ns).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return r.optional("events", access.Request{Verb: "list", Resource: "events", Namespace: ns},
+			"FailedMount and other pod events are not used; certificate problems are judged from Certificates and Secrets", err)
+	}
+	pods := make(map[string]bool, len(r.b.Pods))
+	for _, p := range r.b.Pods {
+		pods[p.Name] = true
+	}
+	kinds := map[string]bool{"Certificate": true, "CertificateRequest": true, "Issuer": true, "DPUNode": true, "DPUDevice": true, "DPFOperatorConfig": true}
+	var out []Event
+	for _, e := range list.Items {
+		o := e.InvolvedObject
+		if !(o.Kind == "Pod" && pods[o.Name]) && !kinds[o.Kind] {
+			continue
+		}
+		out = append(out, Event{
+			Kind: o.Kind, Name: o.Name, Type: e.Type, Reason: e.Reason, Message: e.Message,
+			Count: e.Count, LastSeen: lastSeen(e),
+		})
+	}
+	sort.SliceStable(out, func(i, j int) bool {
+		if out[i].Kind+"/"+out[i].Name != out[j].Kind+"/"+out[j].Name {
+			return out[i].Kind+"/"+out[i].Name < out[j].Kind+"/"+out[j].Name
+		}
+		return out[i].LastSeen < out[j].LastSeen
+	})
+	r.mu.Lock()
+	r.b.Events = out
+	r.mu.Unlock()
+	return nil
+}
+
+func lastSeen(e corev1.Event) string {
+	switch {
+	case !e.LastTimestamp.IsZero():
+		return e.LastTimestamp.UTC().Format(time.RFC3339)
+	case !e.EventTime.IsZero():
+		return e.EventTime.UTC().Format(time.RFC3339)
+	case !e.FirstTimestamp.IsZero():
+		return e.FirstTimestamp.UTC().Format(time.RFC3339)
+	}
+	return ""
+}
+
+// objectList is one DPF or cert-manager list: its kind, the fields kept and
+// where the result goes.
+type objectList struct {
+	kind   string
+	fields [][]string
+	impact string
+	// node maps an object name to its node, for the --node filter.
+	node func(name string) string
+	put  func(b *Bundle, os []Object)
+}
+
+func (r *run) objects(ctx context.Context) error {
+	lists := []objectList{
+		{kind: "DPUNode", fields: [][]string{{"status", "kubeNodeRef"}}, node: func(n string) string { return n },
+			impact: "DPUNode state is not used", put: func(b *Bundle, os []Object) { b.DPUNodes = os }},
+		{kind: "DPUDevice", fields: [][]string{{"spec", "pciAddress"}, {"spec", "serialNumber"}, {"status", "pciAddress"}},
+			impact: "DPUDevice state is not used", put: func(b *Bundle, os []Object) { b.DPUDevices = os }},
+		{kind: "Certificate", fields: [][]string{{"spec", "secretName"}, {"spec", "issuerRef", "name"}, {"spec", "issuerRef", "kind"}},
+			node:   func(n string) string { return trimSuffix(n, "-dms-server-cert") },
+			impact: "Certificate readiness is not checked", put: func(b *Bundle, os []Object) { b.Certificates = os }},
+		{kind: "Issuer", fields: [][]string{{"spec", "ca", "secretName"}},
+			impact: "Issuer readiness is not checked", put: func(b *Bundle, os []Object) { b.Issuers = os }},
+	}
+	fns := make([]func() error, len(lists))
+	for i, l := range lists {
+		fns[i] = func() error { return r.objectList(ctx, l) }
+	}
+	return parallel(fns...)
+}
+
+func (r *run) objectList(ctx context.Context, l objectList) error {
+	res := gvr(l.kind)
+	list, err := r.cl.Dynamic.Resource(res).Namespace(r.o.Namespace).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return r.optional(res.Resource, access.Request{Verb: "list", Group: res.Group, Resource: res.Resource, Namespace: r.o.Namespace}, l.impact, err)
+	}
+	out := make([]Object, 0, len(list.Items))
+	for i := range list.Items {
+		u := &list.Items[i]
+		if l.node != nil && !r.keep(l.node(u.GetName())) {
+			continue
+		}
+		out = append(out, objectFrom(l.kind, u, l.fields))
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	r.mu.Lock()
+	l.put(r.b, out)
+	r.mu.Unlock()
+	return nil
+}
+
+func objectFrom(kind string, u *unstructured.Unstructured, fields [][]string) Object {
+	o := Object{Kind: kind, Name: u.GetName(), Labels: u.GetLabels(), Conditions: conditions(u.Object)}
+	for _, f := range fields {
+		v, ok, _ := unstructured.NestedFieldNoCopy(u.Object, f...)
+		if !ok || v == nil {
+			continue
+		}
+		if o.Fields == nil {
+			o.Fields = map[string]string{}
+		}
+		o.Fields[joinPath(f)] = fmt.Sprint(v)
+	}
+	return o
+}
+
+func joinPath(p []string) string { return strings.Join(p, ".") }
+
+// nodeList lists the Nodes labelled as carrying a DPU.
+func (r *run) nodeList(ctx context.Context) error {
+	list, err := r.cl.Kube.CoreV1().Nodes().List(ctx, metav1.ListOptions{LabelSelector: dpf.DPUNodeLabel})
+	if err != nil {
+		return r.optional("nodes", access.Request{Verb: "list", Resource: "nodes"}, "node labels and addresses are not shown", err)
+	}
+	out := make([]Node, 0, len(list.Items))
+	for _, n := range list.Items {
+		if !r.keep(n.Name) {
+			continue
+		}
+		node := Node{Name: n.Name, Labels: n.Labels}
+		for _, a := range n.Status.Addresses {
+			if a.Type == corev1.NodeInternalIP && node.InternalIP == "" {
+				node.InternalIP = a.Address
+			}
+		}
+		out = append(out, node)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	r.mu.Lock()
+	r.b.Nodes = out
+	r.mu.Unlock()
+	return nil
+}
+
+var secretsGVR = schema.GroupVersionResource{Version: "v1", Resource: "secrets"}
+
+// secrets lists Secret metadata only, through the metadata client: the
+// request asks for PartialObjectMetadata, so the server never sends data.
+func (r *run) secrets(ctx context.Context) error {
+	list, err := r.cl.Metadata.Resource(secretsGVR).Namespace(r.o.Namespace).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return r.optional("secrets", access.Request{Verb: "list", Resource: "secrets", Namespace: r.o.Namespace},
+			"whether a node's server Secret exists is inferred from FailedMount events", err)
+	}
+	out := make([]SecretMeta, 0, len(list.Items))
+	for _, s := range list.Items {
+		out = append(out, SecretMeta{Name: s.Name, Labels: s.Labels, Created: s.CreationTimestamp.UTC().Format(time.RFC3339)})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	r.mu.Lock()
+	r.b.Secrets, r.b.SecretsListed = out, true
+	r.mu.Unlock()
+	return nil
+}
+
+func trimSuffix(s, suffix string) string {
+	if len(s) > len(suffix) && s[len(s)-len(suffix):] == suffix {
+		return s[:len(s)-len(suffix)]
+	}
+	return s
+}

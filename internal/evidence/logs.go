@@ -1,0 +1,166 @@
+package evidence
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+	"sync/atomic"
+
+	"github.com/dpfdoctor/dpfdoctor/internal/access"
+	"github.com/dpfdoctor/dpfdoctor/internal/kube"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+)
+
+// Bounds on one log read.
+const (
+	logTailLines  = 200
+	logLimitBytes = 128 << 10
+)
+
+// logFetch is one log to read.
+type logFetch struct {
+	pod, container, instance string
+}
+
+// logs groups failing pods by failure signature and reads the work
+// container's logs (current and previous) of at most MaxLogs pods per group.
+func (r *run) logs(ctx context.Context) error {
+	groups := groupFailing(r.b.Pods)
+	var fetches []logFetch
+	for i := range groups {
+		g := &groups[i]
+		if r.o.MaxLogs < 0 {
+			continue
+		}
+		for _, name := range g.Pods {
+			if len(g.Fetched) >= r.o.MaxLogs {
+				break
+			}
+			p, _ := r.b.Pod(name)
+			c, ok := p.Work()
+			if !ok || !c.Ran() {
+				continue
+			}
+			g.Fetched = append(g.Fetched, name)
+			for _, inst := range instances(c) {
+				fetches = append(fetches, logFetch{pod: name, container: c.Name, instance: inst})
+			}
+		}
+	}
+	r.b.LogGroups = groups
+	if len(fetches) == 0 {
+		return nil
+	}
+	out := make([]Log, len(fetches))
+	var (
+		refused atomic.Bool
+		fatal   error
+		fatalMu sync.Mutex
+		wg      sync.WaitGroup
+		sem     = make(chan struct{}, r.o.Concurrency)
+	)
+	for i, f := range fetches {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			l, err := r.readLog(ctx, f, &refused)
+			if err != nil {
+				fatalMu.Lock()
+				if fatal == nil {
+					fatal = err
+				}
+				fatalMu.Unlock()
+			}
+			out[i] = l
+		}()
+	}
+	wg.Wait()
+	if fatal != nil {
+		return fatal
+	}
+	if refused.Load() {
+		req := access.Request{Verb: "get", Resource: "pods", Subresource: "log", Namespace: r.o.Namespace}
+		r.gap(Gap{What: "pods/log", Request: &req, Reason: "forbidden: " + req.String(),
+			Impact: "dms-init logs are not read; classes come from pod states, events, objects and SubjectAccessReviews"})
+		for i := range r.b.LogGroups {
+			r.b.LogGroups[i].Fetched = nil
+		}
+		return nil
+	}
+	r.b.Logs = out
+	return nil
+}
+
+// instances are the log instances worth reading. A container waiting after
+// a crash serves its last run as both "current" and "previous", so only
+// "previous" is read then.
+func instances(c Container) []string {
+	switch {
+	case c.State.Kind == StateWaiting && c.LastState.Terminated():
+		return []string{InstancePrevious}
+	case c.LastState.Terminated():
+		return []string{InstanceCurrent, InstancePrevious}
+	default:
+		return []string{InstanceCurrent}
+	}
+}
+
+func (r *run) readLog(ctx context.Context, f logFetch, refused *atomic.Bool) (Log, error) {
+	l := Log{Pod: f.pod, Container: f.container, Instance: f.instance}
+	if refused.Load() {
+		l.Error = "not read: pods/log is forbidden"
+		return l, nil
+	}
+	tail, limit := int64(logTailLines), int64(logLimitBytes)
+	opts := &corev1.PodLogOptions{Container: f.container, Previous: f.instance == InstancePrevious, TailLines: &tail, LimitBytes: &limit}
+	data, err := r.cl.Kube.CoreV1().Pods(r.o.Namespace).GetLogs(f.pod, opts).DoRaw(ctx)
+	switch {
+	case apierrors.IsForbidden(err):
+		refused.Store(true)
+		l.Error = "forbidden: get pods/log"
+		return l, nil
+	case err != nil:
+		classified := kube.Classify(err)
+		if errors.Is(classified, kube.ErrUnreachable) || errors.Is(classified, kube.ErrUnauthenticated) {
+			return l, fmt.Errorf("read logs of %s/%s: %w", f.pod, f.container, classified)
+		}
+		l.Error = err.Error()
+		return l, nil
+	}
+	l.Text = redact(string(data))
+	l.Truncated = len(data) >= logLimitBytes
+	return l, nil
+}
+
+// groupFailing groups pods that are not Ready by failure signature, in a
+// stable order (by their first pod's name), with IDs g1, g2, ...
+func groupFailing(pods []Pod) []LogGroup {
+	bySig := map[string]*LogGroup{}
+	var order []*LogGroup
+	for _, p := range pods { // pods are sorted by name
+		if p.Ready {
+			continue
+		}
+		c, _ := p.Work()
+		sig := p.Signature()
+		g, ok := bySig[sig]
+		if !ok {
+			g = &LogGroup{Signature: sig, Container: c.Name}
+			bySig[sig] = g
+			order = append(order, g)
+		}
+		g.Pods = append(g.Pods, p.Name)
+	}
+	sort.SliceStable(order, func(i, j int) bool { return order[i].Pods[0] < order[j].Pods[0] })
+	out := make([]LogGroup, len(order))
+	for i, g := range order {
+		g.ID = fmt.Sprintf("g%d", i+1)
+		out[i] = *g
+	}
+	return out
+}

@@ -1,0 +1,169 @@
+package evidence
+
+import (
+	"context"
+	"sort"
+	"strings"
+
+	"github.com/dpfdoctor/dpfdoctor/internal/access"
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// lastApplied is stripped from RBAC objects with managedFields.
+const lastApplied = "kubectl.kubernetes.io/last-applied-configuration"
+
+// rbac lists bindings and roles (four LISTs) and keeps those relevant to the
+// pods' ServiceAccounts, plus every object dpfdoctor manages.
+func (r *run) rbac(ctx context.Context) error {
+	ns := r.o.Namespace
+	subjects := r.subjects()
+	var (
+		crbs  []rbacv1.ClusterRoleBinding
+		rbs   []rbacv1.RoleBinding
+		crs   []rbacv1.ClusterRole
+		roles []rbacv1.Role
+	)
+	const impact = "per-node grants (resourceNames) are not taken into account; access comes from SubjectAccessReviews only"
+	rbacReq := func(res, namespace string) access.Request {
+		return access.Request{Verb: "list", Group: rbacv1.GroupName, Resource: res, Namespace: namespace}
+	}
+	err := parallel(
+		func() error {
+			l, err := r.cl.Kube.RbacV1().ClusterRoleBindings().List(ctx, metav1.ListOptions{})
+			if err == nil {
+				crbs = l.Items
+			}
+			return r.optional("clusterrolebindings", rbacReq("clusterrolebindings", ""), impact, err)
+		},
+		func() error {
+			l, err := r.cl.Kube.RbacV1().RoleBindings(ns).List(ctx, metav1.ListOptions{})
+			if err == nil {
+				rbs = l.Items
+			}
+			return r.optional("rolebindings", rbacReq("rolebindings", ns), impact, err)
+		},
+		func() error {
+			l, err := r.cl.Kube.RbacV1().ClusterRoles().List(ctx, metav1.ListOptions{})
+			if err == nil {
+				crs = l.Items
+			}
+			return r.optional("clusterroles", rbacReq("clusterroles", ""), impact, err)
+		},
+		func() error {
+			l, err := r.cl.Kube.RbacV1().Roles(ns).List(ctx, metav1.ListOptions{})
+			if err == nil {
+				roles = l.Items
+			}
+			return r.optional("roles", rbacReq("roles", ns), impact, err)
+		},
+	)
+	if err != nil {
+		return err
+	}
+	var out RBAC
+	wantCR, wantRole := map[string]bool{}, map[string]bool{}
+	for _, b := range crbs {
+		// Bootstrap bindings (system:discovery, ...) grant every
+		// authenticated user the same; they are left out as noise.
+		if managed(b.ObjectMeta) || (bindsAny(b.Subjects, subjects) && !strings.HasPrefix(b.Name, "system:")) {
+			strip(&b.ObjectMeta)
+			out.ClusterRoleBindings = append(out.ClusterRoleBindings, b)
+			wantCR[b.RoleRef.Name] = true
+		}
+	}
+	for _, b := range rbs {
+		if managed(b.ObjectMeta) || bindsAny(b.Subjects, subjects) {
+			strip(&b.ObjectMeta)
+			out.RoleBindings = append(out.RoleBindings, b)
+			if b.RoleRef.Kind == "ClusterRole" {
+				wantCR[b.RoleRef.Name] = true
+			} else {
+				wantRole[b.RoleRef.Name] = true
+			}
+		}
+	}
+	for _, c := range crs {
+		if managed(c.ObjectMeta) || wantCR[c.Name] {
+			strip(&c.ObjectMeta)
+			out.ClusterRoles = append(out.ClusterRoles, c)
+		}
+	}
+	for _, ro := range roles {
+		if managed(ro.ObjectMeta) || wantRole[ro.Name] {
+			strip(&ro.ObjectMeta)
+			out.Roles = append(out.Roles, ro)
+		}
+	}
+	sort.Slice(out.ClusterRoles, func(i, j int) bool { return out.ClusterRoles[i].Name < out.ClusterRoles[j].Name })
+	sort.Slice(out.ClusterRoleBindings, func(i, j int) bool { return out.ClusterRoleBindings[i].Name < out.ClusterRoleBindings[j].Name })
+	sort.Slice(out.Roles, func(i, j int) bool { return out.Roles[i].Name < out.Roles[j].Name })
+	sort.Slice(out.RoleBindings, func(i, j int) bool { return out.RoleBindings[i].Name < out.RoleBindings[j].Name })
+	r.mu.Lock()
+	r.b.RBAC = out
+	r.mu.Unlock()
+	return nil
+}
+
+// subjects are the identities the pods run as.
+func (r *run) subjects() []access.Subject {
+	seen := map[string]bool{}
+	var out []access.Subject
+	for _, p := range r.b.Pods {
+		s := p.Subject()
+		if !seen[s.User] {
+			seen[s.User] = true
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func managed(m metav1.ObjectMeta) bool { return m.Labels[ManagedByLabel] == ManagedByValue }
+
+func strip(m *metav1.ObjectMeta) {
+	m.ManagedFields = nil
+	if _, ok := m.Annotations[lastApplied]; ok {
+		a := make(map[string]string, len(m.Annotations))
+		for k, v := range m.Annotations {
+			if k != lastApplied {
+				a[k] = v
+			}
+		}
+		m.Annotations = a
+	}
+}
+
+func bindsAny(subjects []rbacv1.Subject, who []access.Subject) bool {
+	for _, w := range who {
+		if binds(subjects, w) {
+			return true
+		}
+	}
+	return false
+}
+
+// binds reports whether a binding's subjects include who: as a
+// ServiceAccount, as a user name, or through one of its groups.
+func binds(subjects []rbacv1.Subject, who access.Subject) bool {
+	saNS, saName, isSA := access.ParseServiceAccountUser(who.User)
+	for _, s := range subjects {
+		switch s.Kind {
+		case rbacv1.ServiceAccountKind:
+			if isSA && s.Name == saName && s.Namespace == saNS {
+				return true
+			}
+		case rbacv1.UserKind:
+			if s.Name == who.User {
+				return true
+			}
+		case rbacv1.GroupKind:
+			for _, g := range who.Groups {
+				if s.Name == g {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
