@@ -134,6 +134,7 @@ func callTable(v ScriptVariant) []Call {
 			Call{Func: "create_certificate", Command: "kubectl get secret -n $namespace \"$secret\" -o jsonpath=... 2> /dev/null || true (ca.crt, tls.crt, tls.key)", Verb: "get", Resource: "secrets", Name: "{node}-server-secret", CertPath: true, StderrHidden: true, FatalMessage: "Timed out waiting for secret $secret_name to be fully populated"},
 			Call{Func: "check_resource_exists", Command: "kubectl -n $namespace get -o json DPUDevice $serial", Verb: "get", Group: GroupProvisioning, Resource: "dpudevices", Name: PatternSerial},
 			Call{Func: "create_dpu_device", Command: "kubectl apply -f - (DPUDevice)", Verb: "create", Group: GroupProvisioning, Resource: "dpudevices", FatalMessage: "Failed to create DPUDevice $name: $output"},
+			Call{Func: "create_dpu_device", Command: "kubectl patch dpudevice $name -n $namespace --subresource status ... (kubectl reads the status first)", Verb: "get", Group: GroupProvisioning, Resource: "dpudevices", Subresource: "status", Name: PatternSerial, FatalMessage: "Failed to update PCI address for DPUDevice $name: $output"},
 			Call{Func: "create_dpu_device", Command: "kubectl patch dpudevice $name -n $namespace --subresource status --type=merge -p '{\"status\":{\"pciAddress\":\"$pci\"}}'", Verb: "patch", Group: GroupProvisioning, Resource: "dpudevices", Subresource: "status", Name: PatternSerial, FatalMessage: "Failed to update PCI address for DPUDevice $name: $output"},
 		)
 	}

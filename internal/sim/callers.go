@@ -163,6 +163,10 @@ func (c *clientCaller) patchStatus(ctx context.Context, resource, ns, name, patc
 	if err != nil {
 		return err.Error() + "\n", false
 	}
+	// kubectl patch reads the object (here its status) before patching.
+	if _, err := c.dyn.Resource(gvr).Namespace(ns).Get(ctx, name, metav1.GetOptions{}, "status"); err != nil {
+		return kubectlError(c.server, err) + "\n", false
+	}
 	if _, err := c.dyn.Resource(gvr).Namespace(ns).Patch(ctx, name, types.MergePatchType, []byte(patch), metav1.PatchOptions{}, "status"); err != nil {
 		return kubectlError(c.server, err) + "\n", false
 	}

@@ -164,9 +164,21 @@ func (k *kubelet) state(p *corev1.Pod) *podState {
 // sync advances one pod as far as it can go now.
 func (k *kubelet) sync(ctx context.Context, name string) error {
 	pod, err := k.pods.Pods(k.c.Namespace).Get(name)
+	if err == nil && pod.DeletionTimestamp != nil {
+		// The kubelet confirms a graceful deletion once the containers
+		// have stopped: delete with grace period 0.
+		zero := int64(0)
+		err := k.c.kube.CoreV1().Pods(pod.Namespace).Delete(ctx, pod.Name, metav1.DeleteOptions{GracePeriodSeconds: &zero,
+			Preconditions: &metav1.Preconditions{UID: &pod.UID}})
+		if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
+			return err
+		}
+	}
 	if apierrors.IsNotFound(err) || (err == nil && pod.DeletionTimestamp != nil) {
 		k.mu.Lock()
-		delete(k.states, name)
+		if st := k.states[name]; st != nil && (pod == nil || st.uid == pod.UID) {
+			delete(k.states, name)
+		}
 		k.mu.Unlock()
 		return nil
 	} else if err != nil {

@@ -134,9 +134,19 @@ func tail(text string, n int) string {
 
 // servingCert makes a throwaway CA and a serving certificate for addrs.
 func servingCert(addrs []string) (caPEM []byte, cert tls.Certificate, err error) {
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	caPEM, certPEM, keyPEM, err := issue(addrs)
 	if err != nil {
 		return nil, cert, err
+	}
+	cert, err = tls.X509KeyPair(certPEM, keyPEM)
+	return caPEM, cert, err
+}
+
+// issue makes a throwaway CA and a certificate for addrs, all PEM.
+func issue(addrs []string) (caPEM, certPEM, keyPEM []byte, err error) {
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, nil, err
 	}
 	now := time.Now()
 	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "dpfdoctor-sim-kubelet-ca"},
@@ -144,12 +154,12 @@ func servingCert(addrs []string) (caPEM []byte, cert tls.Certificate, err error)
 		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature}
 	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
 	if err != nil {
-		return nil, cert, err
+		return nil, nil, nil, err
 	}
 	caCert, _ := x509.ParseCertificate(caDER)
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		return nil, cert, err
+		return nil, nil, nil, err
 	}
 	tmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "dpfdoctor-sim-kubelet"},
 		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
@@ -159,15 +169,15 @@ func servingCert(addrs []string) (caPEM []byte, cert tls.Certificate, err error)
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, &key.PublicKey, caKey)
 	if err != nil {
-		return nil, cert, err
+		return nil, nil, nil, err
 	}
 	keyDER, err := x509.MarshalECPrivateKey(key)
 	if err != nil {
-		return nil, cert, err
+		return nil, nil, nil, err
 	}
-	cert, err = tls.X509KeyPair(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-		pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}))
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), cert, err
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}),
+		pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+		pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), nil
 }
 
 // nodeAddress returns the loopback address of node i: 127.0.0.2, 127.0.0.3,

@@ -254,10 +254,6 @@ func (c *Cluster) scenarioOf(node *corev1.Node) Scenario {
 	return c.mix[0].Scenario
 }
 
-// SecretMarker is part of every fake key the sim writes into a server
-// Secret, so tests can prove no Secret data leaks into an output.
-const SecretMarker = "DPFDOCTOR-SIM-FAKE-KEY-MATERIAL"
-
 // ensureCertificate creates <node>-dms-server-cert and, unless the scenario
 // is certificate-not-ready, the <node>-server-secret cert-manager would
 // issue for it.
@@ -297,11 +293,7 @@ func (o *operator) ensureCertificate(ctx context.Context, node *corev1.Node, sce
 		ObjectMeta: metav1.ObjectMeta{Name: dpf.SecretName(node.Name), Namespace: ns,
 			Annotations: map[string]string{"cert-manager.io/certificate-name": certName, "cert-manager.io/issuer-name": dpf.Issuer}},
 		Type: corev1.SecretTypeTLS,
-		Data: map[string][]byte{
-			"ca.crt":  []byte("-----BEGIN CERTIFICATE-----\n" + SecretMarker + " ca " + node.Name + "\n-----END CERTIFICATE-----\n"),
-			"tls.crt": []byte("-----BEGIN CERTIFICATE-----\n" + SecretMarker + " crt " + node.Name + "\n-----END CERTIFICATE-----\n"),
-			"tls.key": []byte("-----BEGIN EC PRIVATE KEY-----\n" + SecretMarker + " key " + node.Name + "\n-----END EC PRIVATE KEY-----\n"),
-		},
+		Data: c.secretData(),
 	}
 	if _, err := c.kube.CoreV1().Secrets(ns).Create(ctx, secret, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 		return fmt.Errorf("create secret: %w", err)

@@ -145,6 +145,8 @@ type Cluster struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
+	secrets secretMaterial
+
 	nodeCount atomic.Int64
 	stopOnce  sync.Once
 	stopErr   error
@@ -170,7 +172,7 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	if err != nil {
 		return nil, err
 	}
-	if os.Getenv("KUBEBUILDER_ASSETS") == "" {
+	if Assets() == "" {
 		return nil, ErrAssets
 	}
 	dir, err := os.MkdirTemp("", "dpfdoctor-sim-")

@@ -2,23 +2,29 @@ package sim
 
 import (
 	"context"
-	"os"
+	"fmt"
 	"os/exec"
 	"strings"
 	"testing"
 	"time"
 
+	authzv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/dpfdoctor/dpfdoctor/internal/access"
 	"github.com/dpfdoctor/dpfdoctor/internal/dpf"
 )
 
 // startSim starts a sim for one test and stops it at the end.
 func startSim(t *testing.T, o Options) (*Cluster, kubernetes.Interface) {
 	t.Helper()
-	if os.Getenv("KUBEBUILDER_ASSETS") == "" {
+	if Assets() == "" {
 		t.Fatal("KUBEBUILDER_ASSETS is not set: run the tests with `make test` (it builds the envtest binaries)")
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -35,23 +41,30 @@ func startSim(t *testing.T, o Options) (*Cluster, kubernetes.Interface) {
 	return c, kubernetes.NewForConfigOrDie(c.Config)
 }
 
+func listPods(t *testing.T, cs kubernetes.Interface) []corev1.Pod {
+	t.Helper()
+	list, err := cs.CoreV1().Pods(dpf.DefaultNamespace).List(context.Background(), metav1.ListOptions{LabelSelector: dpf.ComponentLabel})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return list.Items
+}
+
 // waitPods waits until pred holds for the DMS pods.
 func waitPods(t *testing.T, cs kubernetes.Interface, timeout time.Duration, what string, pred func([]corev1.Pod) bool) []corev1.Pod {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
-		list, err := cs.CoreV1().Pods(dpf.DefaultNamespace).List(context.Background(), metav1.ListOptions{LabelSelector: dpf.ComponentLabel})
-		if err == nil && pred(list.Items) {
-			return list.Items
+		pods := listPods(t, cs)
+		if pred(pods) {
+			return pods
 		}
 		if time.Now().After(deadline) {
 			var states []string
-			if list != nil {
-				for i := range list.Items {
-					states = append(states, list.Items[i].Name+"="+dpf.PodState(&list.Items[i]))
-				}
+			for i := range pods {
+				states = append(states, pods[i].Name+"="+dpf.PodState(&pods[i]))
 			}
-			t.Fatalf("timed out waiting for %s; pods: %v (err %v)", what, states, err)
+			t.Fatalf("timed out waiting for %s; pods: %v", what, states)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -78,12 +91,332 @@ func kubectl(t *testing.T, c *Cluster, args ...string) (string, error) {
 	return string(out), err
 }
 
-func TestSmokeSecretsForbidden(t *testing.T) {
-	c, cs := startSim(t, Options{Nodes: 2, Scenario: "secrets-forbidden", TimeScale: 0.05, SecretWaitAttempts: 2})
-	waitPods(t, cs, time.Minute, "Init:CrashLoopBackOff", allState(2, "Init:CrashLoopBackOff"))
-	out, err := kubectl(t, c, "logs", "-n", c.Namespace, "dpu-worker-1-dms", "-c", "dms-init")
-	if err != nil || !strings.Contains(out, `Error from server (Forbidden): secrets "dpu-worker-1-server-secret" is forbidden`) {
-		t.Fatalf("kubectl logs: %v\n%s", err, out)
+func sar(t *testing.T, cs kubernetes.Interface, r access.Request) bool {
+	t.Helper()
+	subj := access.ServiceAccount(dpf.DefaultNamespace, "dpf-provisioning-dms-service-account")
+	res, err := cs.AuthorizationV1().SubjectAccessReviews().Create(context.Background(), &authzv1.SubjectAccessReview{Spec: authzv1.SubjectAccessReviewSpec{
+		User: subj.User, Groups: subj.Groups,
+		ResourceAttributes: &authzv1.ResourceAttributes{Verb: r.Verb, Group: r.Group, Resource: r.Resource, Subresource: r.Subresource, Namespace: r.Namespace, Name: r.Name},
+	}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Log(out)
+	return res.Status.Allowed
+}
+
+func secretGet(node string) access.Request {
+	return access.Request{Verb: "get", Resource: "secrets", Namespace: dpf.DefaultNamespace, Name: dpf.SecretName(node)}
+}
+
+func hasRule(t *testing.T, cs kubernetes.Interface, resource string) bool {
+	t.Helper()
+	cr, err := cs.RbacV1().ClusterRoles().Get(context.Background(), "dpf-provisioning-dms-role", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range cr.Rules {
+		for _, res := range r.Resources {
+			if res == resource {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// The reported v25.4.0 story with the real kubectl: Forbidden on the Secret,
+// logs through pods/log, a growing back-off; a patch to the operator's
+// ClusterRole is reverted; a separate Role + RoleBinding survives and the
+// pods become Ready.
+func TestSecretsForbiddenStory(t *testing.T) {
+	ctx := context.Background()
+	c, cs := startSim(t, Options{Nodes: 2, Scenario: "secrets-forbidden", TimeScale: 0.05, SecretWaitAttempts: 1, Resync: time.Hour})
+	if !c.useKubectl {
+		t.Fatal("a 2-node sim should run the real kubectl")
+	}
+	node := c.Nodes[0]
+	pod := dpf.PodName(node)
+	if sar(t, cs, secretGet(node)) {
+		t.Fatal("the DMS ServiceAccount may read its Secret before any fix")
+	}
+
+	// Back-off grows: record when each failure appears.
+	var seen []time.Time
+	last := int32(-1)
+	waitPods(t, cs, time.Minute, "four dms-init failures", func(ps []corev1.Pod) bool {
+		for i := range ps {
+			if ps[i].Name != pod {
+				continue
+			}
+			for _, s := range ps[i].Status.InitContainerStatuses {
+				if s.Name == dpf.ContainerDMSInit && s.RestartCount != last {
+					last = s.RestartCount
+					seen = append(seen, time.Now())
+				}
+			}
+		}
+		return last >= 4
+	})
+	gaps := []time.Duration{}
+	for i := 2; i < len(seen); i++ {
+		gaps = append(gaps, seen[i].Sub(seen[i-1]))
+	}
+	for i := 1; i < len(gaps); i++ {
+		if gaps[i] < gaps[i-1]*3/2 {
+			t.Errorf("back-off does not grow: gaps %v", gaps)
+		}
+	}
+	if got := dpf.PodState(getPod(t, cs, pod)); got != "Init:CrashLoopBackOff" {
+		t.Fatalf("pod state %q, want Init:CrashLoopBackOff", got)
+	}
+
+	forbidden := fmt.Sprintf(`Error from server (Forbidden): secrets %q is forbidden: User "system:serviceaccount:dpf-operator-system:dpf-provisioning-dms-service-account" cannot get resource "secrets"`, dpf.SecretName(node))
+	for _, args := range [][]string{{"logs", "-n", c.Namespace, pod, "-c", "dms-init"}, {"logs", "-n", c.Namespace, pod, "-c", "dms-init", "--previous"}} {
+		out, err := kubectl(t, c, args...)
+		if err != nil || !strings.Contains(out, forbidden) || !strings.Contains(out, "[dmsinit] Error (create_certificate:") {
+			t.Fatalf("kubectl %v: %v\n%s", args, err, out)
+		}
+	}
+	if out, err := kubectl(t, c, "get", "pods", "-n", c.Namespace); err != nil || !strings.Contains(out, "Init:CrashLoopBackOff") {
+		t.Fatalf("kubectl get pods: %v\n%s", err, out)
+	}
+	evs, err := cs.CoreV1().Events(c.Namespace).List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=" + pod + ",reason=BackOff"})
+	if err != nil || len(evs.Items) != 1 || evs.Items[0].Count < 2 || evs.Items[0].Type != corev1.EventTypeWarning {
+		t.Fatalf("BackOff event not aggregated as the kubelet does: %+v %v", evs, err)
+	}
+
+	// The widely shared patch is reverted by the next operator reconcile.
+	patch := `[{"op":"add","path":"/rules/-","value":{"apiGroups":[""],"resources":["secrets"],"verbs":["get","list"]}}]`
+	if _, err := cs.RbacV1().ClusterRoles().Patch(ctx, "dpf-provisioning-dms-role", types.JSONPatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if !hasRule(t, cs, "secrets") {
+		t.Fatal("patch did not add the rule")
+	}
+	if err := c.Reconcile(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if hasRule(t, cs, "secrets") {
+		t.Fatal("the operator's reconcile did not revert the patched ClusterRole")
+	}
+
+	// A separate Role + RoleBinding survives the reconcile and fixes dms-init.
+	grantSecrets(t, cs, c.Nodes...)
+	if err := c.Reconcile(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cs.RbacV1().Roles(c.Namespace).Get(ctx, "test-dms-secrets", metav1.GetOptions{}); err != nil {
+		t.Fatalf("the separate Role did not survive the reconcile: %v", err)
+	}
+	waitPods(t, cs, time.Minute, "pods Ready after the grant", allState(2, "Running"))
+	for _, p := range listPods(t, cs) {
+		if !dpf.PodReady(&p) {
+			t.Fatalf("%s is Running but not Ready", p.Name)
+		}
+	}
+	dyn := dynamic.NewForConfigOrDie(c.Config)
+	for _, n := range c.Nodes {
+		if _, err := dyn.Resource(gvrDPUNode).Namespace(c.Namespace).Get(ctx, n, metav1.GetOptions{}); err != nil {
+			t.Fatalf("dms-init did not create DPUNode %s as the ServiceAccount: %v", n, err)
+		}
+	}
+	out, err := kubectl(t, c, "logs", "-n", c.Namespace, pod, "-c", "dms-init")
+	if err != nil || !strings.Contains(out, "Main function completed successfully") {
+		t.Fatalf("successful run not in logs: %v\n%s", err, out)
+	}
+	// Least privilege really holds: other Secrets and list stay forbidden.
+	if sar(t, cs, secretGet("some-other-node")) || sar(t, cs, access.Request{Verb: "list", Resource: "secrets", Namespace: c.Namespace}) {
+		t.Fatal("the per-name grant allows more than the named Secrets")
+	}
+}
+
+func getPod(t *testing.T, cs kubernetes.Interface, name string) *corev1.Pod {
+	t.Helper()
+	p, err := cs.CoreV1().Pods(dpf.DefaultNamespace).Get(context.Background(), name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func grantSecrets(t *testing.T, cs kubernetes.Interface, nodes ...string) {
+	t.Helper()
+	ctx := context.Background()
+	var names []string
+	for _, n := range nodes {
+		names = append(names, dpf.SecretName(n))
+	}
+	role := &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: "test-dms-secrets", Namespace: dpf.DefaultNamespace},
+		Rules: []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: []string{"get"}, ResourceNames: names}}}
+	rb := &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "test-dms-secrets", Namespace: dpf.DefaultNamespace},
+		RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: role.Name},
+		Subjects: []rbacv1.Subject{{Kind: "ServiceAccount", Name: "dpf-provisioning-dms-service-account", Namespace: dpf.DefaultNamespace}}}
+	if _, err := cs.RbacV1().Roles(role.Namespace).Create(ctx, role, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cs.RbacV1().RoleBindings(rb.Namespace).Create(ctx, rb, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !sar(t, cs, secretGet(nodes[0])) {
+		if time.Now().After(deadline) {
+			t.Fatal("grant not effective")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Every scenario yields its pod state, log lines and events.
+func TestEveryScenario(t *testing.T) {
+	var mix []string
+	for _, s := range Scenarios() {
+		mix = append(mix, string(s)+"=1")
+	}
+	c, cs := startSim(t, Options{Nodes: len(mix), Scenario: strings.Join(mix, ","), TimeScale: 0.05, SecretWaitAttempts: 1, KubectlMaxNodes: 16})
+	byScenario := map[Scenario]string{}
+	for i, s := range Scenarios() {
+		byScenario[s] = dpf.PodName(c.Nodes[i])
+	}
+	want := map[Scenario]string{Healthy: "Running", CertificateNotReady: "Init:0/3"}
+	waitPods(t, cs, time.Minute, "every scenario's state", func(ps []corev1.Pod) bool {
+		if len(ps) != len(mix) {
+			return false
+		}
+		for s, name := range byScenario {
+			w := want[s]
+			if w == "" {
+				w = "Init:CrashLoopBackOff"
+			}
+			for i := range ps {
+				if ps[i].Name == name && (dpf.PodState(&ps[i]) != w || (w == "Init:CrashLoopBackOff" && restarts(&ps[i]) < 2)) {
+					return false
+				}
+			}
+		}
+		return true
+	})
+	logs := func(s Scenario, container string) string {
+		out, err := kubectl(t, c, "logs", "-n", c.Namespace, byScenario[s], "-c", container)
+		if err != nil {
+			t.Fatalf("logs of %s: %v\n%s", s, err, out)
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		s        Scenario
+		contains []string
+		not      []string
+	}{
+		{SecretsForbiddenQuiet, []string{"Waiting for secret ", "Timed out waiting for secret "}, []string{"Forbidden"}},
+		{DPUDeviceStatusForbidden, []string{"Failed to update PCI address for DPUDevice", `cannot get resource "dpudevices/status"`}, nil},
+		{APIServerUnreachable, []string{"Failed to check kubectl version", "refused"}, nil},
+		{NoDPUFound, []string{"Error (main:", "No DPUs found on this system, exiting"}, nil},
+		{Healthy, []string{dpf.MsgCompleted}, []string{"Error"}},
+	} {
+		out := logs(tc.s, "dms-init")
+		for _, w := range tc.contains {
+			if !strings.Contains(out, w) {
+				t.Errorf("%s: dms-init log lacks %q:\n%s", tc.s, w, out)
+			}
+		}
+		for _, w := range tc.not {
+			if strings.Contains(out, w) {
+				t.Errorf("%s: dms-init log has %q:\n%s", tc.s, w, out)
+			}
+		}
+	}
+	// DPUDevice status skew runs the newer hostdriver against the v25.4.0 role.
+	if tag := dpf.ImageTag(getPod(t, cs, byScenario[DPUDeviceStatusForbidden]).Spec.InitContainers[1].Image); tag != "v25.7.0" {
+		t.Errorf("status-skew pod runs hostdriver %s, want v25.7.0", tag)
+	}
+	rshim := getPod(t, cs, byScenario[RshimOccupied])
+	st := rshim.Status.InitContainerStatuses[0]
+	if st.Name != dpf.ContainerRshimPreflight || st.LastTerminationState.Terminated == nil ||
+		st.LastTerminationState.Terminated.ExitCode != 1 || st.LastTerminationState.Terminated.Message != PCIAddress {
+		t.Errorf("rshim-preflight status: %+v", st)
+	}
+	evs, err := cs.CoreV1().Events(c.Namespace).List(context.Background(), metav1.ListOptions{FieldSelector: "involvedObject.name=" + byScenario[CertificateNotReady]})
+	if err != nil || len(evs.Items) == 0 || evs.Items[0].Reason != "FailedMount" || !strings.Contains(evs.Items[0].Message, dpf.SecretName(c.Nodes[4])) {
+		t.Errorf("certificate-not-ready: want a FailedMount event naming the Secret, got %+v %v", evs, err)
+	}
+	if _, err := kubectl(t, c, "logs", "-n", c.Namespace, byScenario[CertificateNotReady], "-c", "dms-init"); err == nil {
+		t.Error("logs of a container that never started should fail")
+	}
+}
+
+func restarts(p *corev1.Pod) int32 {
+	var n int32
+	for _, s := range p.Status.InitContainerStatuses {
+		n += s.RestartCount
+	}
+	return n
+}
+
+// v25.4.0 re-creates a deleted DMS pod only on a Node event while no DPUNode
+// exists; v25.7 re-creates it at once.
+func TestPodRecreation(t *testing.T) {
+	for _, tc := range []struct {
+		version  string
+		recreate bool
+	}{{"v25.4.0", false}, {"v25.7.0", true}} {
+		t.Run(tc.version, func(t *testing.T) {
+			ctx := context.Background()
+			c, cs := startSim(t, Options{Version: tc.version, Nodes: 1, TimeScale: 0.05, KubectlMaxNodes: -1})
+			waitPods(t, cs, 30*time.Second, "Ready", allState(1, "Running"))
+			pod := dpf.PodName(c.Nodes[0])
+			if err := cs.CoreV1().Pods(c.Namespace).Delete(ctx, pod, metav1.DeleteOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			// A Node event, as a fix would arrange.
+			patch := []byte(`{"metadata":{"annotations":{"test/poke":"1"}}}`)
+			if _, err := cs.CoreV1().Nodes().Patch(ctx, c.Nodes[0], types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			if tc.recreate {
+				waitPods(t, cs, 30*time.Second, "re-created pod Ready", allState(1, "Running"))
+				return
+			}
+			time.Sleep(2 * time.Second)
+			if _, err := cs.CoreV1().Pods(c.Namespace).Get(ctx, pod, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+				t.Fatalf("v25.4.0 re-created the pod although its DPUNode exists (err=%v)", err)
+			}
+		})
+	}
+}
+
+// When every node is unreachable the DPFOperatorConfig's VIP is wrong and
+// the pods carry it; a paused operator does not revert drift.
+func TestUnreachableVIPAndPause(t *testing.T) {
+	ctx := context.Background()
+	c, cs := startSim(t, Options{Nodes: 2, Scenario: "apiserver-unreachable", TimeScale: 0.05, KubectlMaxNodes: -1, Resync: time.Hour})
+	pods := waitPods(t, cs, 30*time.Second, "CrashLoopBackOff", allState(2, "Init:CrashLoopBackOff"))
+	var host, port string
+	for _, e := range pods[0].Spec.InitContainers[1].Env {
+		if e.Name == "KUBERNETES_SERVICE_HOST" {
+			host = e.Value
+		}
+		if e.Name == "KUBERNETES_SERVICE_PORT" {
+			port = e.Value
+		}
+	}
+	if "https://"+host+":"+port != c.ClosedURL() {
+		t.Fatalf("pod env %s:%s, want the wrong VIP %s", host, port, c.ClosedURL())
+	}
+	dyn := dynamic.NewForConfigOrDie(c.Config)
+	if _, err := dyn.Resource(gvrOperatorCfg).Namespace(c.Namespace).Patch(ctx, dpf.OperatorConfigName, types.MergePatchType,
+		[]byte(`{"spec":{"overrides":{"paused":true}}}`), metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond)
+	before := c.Reconciles()
+	patch := `[{"op":"add","path":"/rules/-","value":{"apiGroups":[""],"resources":["secrets"],"verbs":["get"]}}]`
+	if _, err := cs.RbacV1().ClusterRoles().Patch(ctx, "dpf-provisioning-dms-role", types.JSONPatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Reconcile(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if !hasRule(t, cs, "secrets") || c.Reconciles() != before {
+		t.Fatal("a paused operator reconciled its inventory")
+	}
 }
