@@ -1,0 +1,233 @@
+// Package apply writes a fix plan to the cluster and takes it back: it
+// checks the user's rights, asks the policy, backs up every target (or
+// records its absence) with the plan, server-side dry-runs, then
+// server-side applies as field manager "dpfdoctor". A failure midway rolls
+// back what was written. Rollback restores a backup exactly and is
+// idempotent.
+package apply
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
+	"github.com/dpfdoctor/dpfdoctor/internal/dpf"
+	"github.com/dpfdoctor/dpfdoctor/internal/kube"
+	"github.com/dpfdoctor/dpfdoctor/internal/plan"
+	"github.com/dpfdoctor/dpfdoctor/internal/policy"
+)
+
+var (
+	metav1Zero = metav1.Time{}
+	getOpts    = metav1.GetOptions{}
+)
+
+func notFound(err error) bool { return apierrors.IsNotFound(err) }
+
+// ErrApplyFailed wraps a failure while writing; the message says whether
+// what was written has been rolled back.
+var ErrApplyFailed = errors.New("apply failed")
+
+// Applier writes plans and rolls them back.
+type Applier struct {
+	Clients *kube.Clients
+	// Log receives one line per step; nil discards.
+	Log io.Writer
+	// Retries is how often a rollback step is retried on a transient
+	// error (default 5), with Backoff doubling from 200 ms.
+	Retries int
+	Backoff time.Duration
+}
+
+func (a *Applier) logf(format string, args ...any) {
+	if a.Log != nil {
+		fmt.Fprintf(a.Log, format+"\n", args...)
+	}
+}
+
+// Result is what Apply did.
+type Result struct {
+	// NoOp is true when every object was already in place.
+	NoOp    bool
+	Applied []Applied
+}
+
+// Count returns how many objects were created or updated.
+func (r Result) Count() int {
+	n := 0
+	for _, a := range r.Applied {
+		if a.Action != ActionUnchanged {
+			n++
+		}
+	}
+	return n
+}
+
+// Apply writes b's plan. The caller has checked the user's rights
+// (CheckRights). Apply reads each target and the operator's inventory, asks
+// the policy, and when something is to change backs up every target into
+// b, dry-runs and applies. On an error midway it rolls back what it wrote
+// and returns an error wrapping ErrApplyFailed and the cause's kube
+// sentinel.
+func (a *Applier) Apply(ctx context.Context, b *Backup) (Result, error) {
+	p := b.plan
+	dyn := a.Clients.Dynamic
+	pre := map[plan.ObjectRef]*unstructured.Unstructured{}
+	observed := policy.Observed{Existing: map[plan.ObjectRef]map[string]string{}}
+	for _, c := range p.Changes {
+		ref := c.Ref()
+		live, found, err := get(ctx, dyn, ref)
+		if err != nil {
+			return Result{}, fmt.Errorf("read %s: %w", ref, kube.Classify(err))
+		}
+		pre[ref] = nil
+		if found {
+			pre[ref] = live
+			observed.Existing[ref] = live.GetLabels()
+		}
+	}
+	inv, err := a.inventory(ctx, p.Namespace)
+	if err != nil {
+		return Result{}, err
+	}
+	observed.Inventory = inv
+	if err := policy.Check(p, observed); err != nil {
+		return Result{}, err
+	}
+	b.mu.Lock()
+	b.pre = pre
+	b.mu.Unlock()
+
+	var res Result
+	var todo []plan.Change
+	for _, c := range p.Changes {
+		ref := c.Ref()
+		action := ActionCreated
+		if live := pre[ref]; live != nil {
+			same, err := covers(live, c.Object)
+			if err != nil {
+				return Result{}, err
+			}
+			action = ActionUpdated
+			if same {
+				action = ActionUnchanged
+			}
+		}
+		res.Applied = append(res.Applied, Applied{Ref: ref, Action: action})
+		if action != ActionUnchanged {
+			todo = append(todo, c)
+		}
+	}
+	if len(todo) == 0 {
+		res.NoOp = true
+		a.logf("nothing to do: all %d objects are already in place", len(p.Changes))
+		return res, nil
+	}
+	// A server-side dry run catches validation, admission and escalation
+	// refusals before anything is written.
+	for _, c := range todo {
+		if err := a.ssa(ctx, c.Object, true); err != nil {
+			return Result{}, fmt.Errorf("dry run %s: %w", c.Ref(), kube.Classify(err))
+		}
+	}
+	b.mu.Lock()
+	err = b.create(pre)
+	b.mu.Unlock()
+	if err != nil {
+		return Result{}, err
+	}
+	a.logf("backup: %s", b.Dir)
+	if err := b.setStatus(StatusApplying, ""); err != nil {
+		return Result{}, err
+	}
+	for _, ap := range res.Applied {
+		if ap.Action == ActionUnchanged {
+			if err := b.recordApplied(ap); err != nil {
+				return Result{}, err
+			}
+		}
+	}
+	for _, c := range todo {
+		ref := c.Ref()
+		if err := a.ssa(ctx, c.Object, false); err != nil {
+			return res, a.failed(ctx, b, ref, err)
+		}
+		action := ActionCreated
+		if pre[ref] != nil {
+			action = ActionUpdated
+		}
+		if err := b.recordApplied(Applied{Ref: ref, Action: action}); err != nil {
+			return res, a.failed(ctx, b, ref, err)
+		}
+		a.logf("%s %s", action, ref)
+	}
+	return res, b.setStatus(StatusApplied, "")
+}
+
+// failed rolls back after a write failed and returns the error to report.
+func (a *Applier) failed(ctx context.Context, b *Backup, ref plan.ObjectRef, cause error) error {
+	cause = kube.Classify(cause)
+	a.logf("apply %s failed: %v; rolling back", ref, cause)
+	// The caller's context may be what failed; the rollback gets its own.
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+	defer cancel()
+	_, rbErr := a.Rollback(rctx, b.Dir)
+	if rbErr != nil {
+		_ = b.setStatus(StatusRollbackFailed, cause.Error())
+		return fmt.Errorf("%w: %s: %w; the rollback did not complete either (%v): run `dpfdoctor rollback --backup %s`",
+			ErrApplyFailed, ref, cause, rbErr, b.Dir)
+	}
+	_ = b.setStatus(StatusFailedRolledBack, cause.Error())
+	return fmt.Errorf("%w: %s: %w; everything written was rolled back (backup %s)", ErrApplyFailed, ref, cause, b.Dir)
+}
+
+// ssa server-side applies one object as field manager "dpfdoctor", without
+// forcing: a field someone else owns is a conflict to report, not to take.
+func (a *Applier) ssa(ctx context.Context, obj *unstructured.Unstructured, dryRun bool) error {
+	ri, err := resource(a.Clients.Dynamic, plan.RefOf(obj))
+	if err != nil {
+		return err
+	}
+	opts := metav1.ApplyOptions{FieldManager: plan.FieldManager, Force: false}
+	if dryRun {
+		opts.DryRun = []string{metav1.DryRunAll}
+	}
+	_, err = ri.Apply(ctx, obj.GetName(), obj, opts)
+	if apierrors.IsConflict(err) {
+		return fmt.Errorf("another field manager owns fields dpfdoctor would set (resolve by hand; dpfdoctor does not force): %w", err)
+	}
+	return err
+}
+
+// inventory reads the operator's applyset inventory (metadata only). A
+// parent that is absent or unreadable leaves the check to the part-of
+// label on existing objects.
+func (a *Applier) inventory(ctx context.Context, namespace string) ([]plan.ObjectRef, error) {
+	parent := dpf.ApplySetParentName(dpf.ProvisioningComponent)
+	m, err := a.Clients.Metadata.Resource(secretsGVR).Namespace(namespace).Get(ctx, parent, metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err), apierrors.IsForbidden(err):
+		a.logf("note: applyset parent Secret %s/%s not readable (%v); relying on the %s label", namespace, parent, reasonOf(err), dpf.ApplySetPartOfLabel)
+		return nil, nil
+	case err != nil:
+		return nil, fmt.Errorf("read the operator's applyset: %w", kube.Classify(err))
+	}
+	inv, perr := policy.ParseInventory(m.GetAnnotations()[dpf.ApplySetInventoryAnnotation])
+	if perr != nil {
+		a.logf("note: %v", perr)
+	}
+	return inv, nil
+}
+
+func reasonOf(err error) string {
+	if r := apierrors.ReasonForError(err); r != metav1.StatusReasonUnknown {
+		return string(r)
+	}
+	return err.Error()
+}

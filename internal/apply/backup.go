@@ -1,0 +1,354 @@
+package apply
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"sigs.k8s.io/yaml"
+
+	"github.com/dpfdoctor/dpfdoctor/internal/plan"
+)
+
+// Backup layout, under <root>/<UTC timestamp>/:
+//
+//	manifest.json   what was backed up: each target's pre-state file and hash, or its absence
+//	plan.yaml       the plan that was applied
+//	objects/*.json  pre-state of each target that existed (0600)
+//	receipt.json    what was done: objects applied, annotations set, status
+//	report.md, report.json   written by the fix command
+const (
+	ManifestFile    = "manifest.json"
+	PlanFile        = "plan.yaml"
+	ReceiptFile     = "receipt.json"
+	objectsDir      = "objects"
+	backupSchema    = "dpfdoctor.dev/backup/v1alpha1"
+	dirMode         = 0o700
+	fileMode        = 0o600
+	timestampFormat = "20060102T150405Z"
+)
+
+// DefaultRoot is where backups go unless told otherwise.
+const DefaultRoot = "dpfdoctor-backups"
+
+// ErrBadBackup is returned for a backup directory that is missing,
+// incomplete or was altered since it was written.
+var ErrBadBackup = errors.New("invalid backup")
+
+// Manifest describes a backup.
+type Manifest struct {
+	SchemaVersion string `json:"schemaVersion"`
+	PlanID        string `json:"planID"`
+	CreatedAt     string `json:"createdAt"`
+	// Server is the API server the backup was taken from.
+	Server    string  `json:"server"`
+	Namespace string  `json:"namespace"`
+	Objects   []Entry `json:"objects"`
+	// PlanSHA256 is the hash of plan.yaml.
+	PlanSHA256 string `json:"planSHA256"`
+}
+
+// Entry is one target object's pre-state.
+type Entry struct {
+	Ref plan.ObjectRef `json:"ref"`
+	// Existed is false when the object was absent before the apply.
+	Existed bool `json:"existed"`
+	// File is the pre-state's path relative to the backup, and SHA256 its
+	// hash; both empty when the object was absent.
+	File   string `json:"file,omitempty"`
+	SHA256 string `json:"sha256,omitempty"`
+}
+
+// Receipt statuses.
+const (
+	StatusPlanned          = "planned"
+	StatusApplying         = "applying"
+	StatusApplied          = "applied"
+	StatusNoOp             = "no-op"
+	StatusRolledBack       = "rolled-back"
+	StatusFailedRolledBack = "failed-rolled-back"
+	StatusRollbackFailed   = "rollback-incomplete"
+)
+
+// Receipt records what one fix did, as it happened.
+type Receipt struct {
+	SchemaVersion string `json:"schemaVersion"`
+	PlanID        string `json:"planID"`
+	Status        string `json:"status"`
+	// Applied lists each object written and how: created, updated or
+	// unchanged.
+	Applied []Applied `json:"applied,omitempty"`
+	// Annotations lists annotations set on objects dpfdoctor does not own
+	// (Nodes, the DPFOperatorConfig), with their previous values.
+	Annotations []AnnotationChange `json:"annotations,omitempty"`
+	// Error is the error that stopped the apply, if any.
+	Error     string `json:"error,omitempty"`
+	UpdatedAt string `json:"updatedAt"`
+}
+
+// Applied is one object written by the apply.
+type Applied struct {
+	Ref    plan.ObjectRef `json:"ref"`
+	Action string         `json:"action"`
+}
+
+// Apply actions.
+const (
+	ActionCreated   = "created"
+	ActionUpdated   = "updated"
+	ActionUnchanged = "unchanged"
+)
+
+// AnnotationChange is one annotation dpfdoctor set.
+type AnnotationChange struct {
+	Ref   plan.ObjectRef `json:"ref"`
+	Key   string         `json:"key"`
+	Value string         `json:"value"`
+	// Previous is the value before, nil when the key was absent.
+	Previous *string `json:"previous,omitempty"`
+}
+
+// Backup is one fix run's backup directory and its journal. The directory
+// is created on first need; a plan that changes nothing leaves none.
+type Backup struct {
+	// Dir is the backup directory, set once created.
+	Dir string
+
+	root     string
+	plan     *plan.Plan
+	server   string
+	now      func() time.Time
+	mu       sync.Mutex
+	pre      map[plan.ObjectRef]*unstructured.Unstructured
+	manifest Manifest
+	receipt  Receipt
+}
+
+// NewBackup prepares a backup under root for p, taken from server.
+func NewBackup(root string, p *plan.Plan, server string, now func() time.Time) *Backup {
+	if root == "" {
+		root = DefaultRoot
+	}
+	if now == nil {
+		now = time.Now
+	}
+	return &Backup{root: root, plan: p, server: server, now: now,
+		receipt: Receipt{SchemaVersion: backupSchema, PlanID: p.ID, Status: StatusPlanned}}
+}
+
+// Created reports whether the directory exists.
+func (b *Backup) Created() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.Dir != ""
+}
+
+// Receipt returns a copy of the journal.
+func (b *Backup) Receipt() Receipt {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	r := b.receipt
+	r.Applied = append([]Applied(nil), r.Applied...)
+	r.Annotations = append([]AnnotationChange(nil), r.Annotations...)
+	return r
+}
+
+// create makes the directory and writes the plan and the pre-states of the
+// targets (nil for an absent one). Call with b.mu held.
+func (b *Backup) create(pre map[plan.ObjectRef]*unstructured.Unstructured) error {
+	if b.Dir != "" {
+		return nil
+	}
+	if err := os.MkdirAll(b.root, dirMode); err != nil {
+		return fmt.Errorf("create backup root: %w", err)
+	}
+	ts := b.now().UTC()
+	var dir string
+	for i := 0; ; i++ {
+		name := ts.Format(timestampFormat)
+		if i > 0 {
+			name = fmt.Sprintf("%s-%d", name, i)
+		}
+		dir = filepath.Join(b.root, name)
+		err := os.Mkdir(dir, dirMode)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, os.ErrExist) || i > 100 {
+			return fmt.Errorf("create backup directory: %w", err)
+		}
+	}
+	if err := os.Mkdir(filepath.Join(dir, objectsDir), dirMode); err != nil {
+		return fmt.Errorf("create backup directory: %w", err)
+	}
+	planYAML, err := yaml.Marshal(b.plan)
+	if err != nil {
+		return fmt.Errorf("back up plan: %w", err)
+	}
+	if err := writeFile(filepath.Join(dir, PlanFile), planYAML); err != nil {
+		return err
+	}
+	m := Manifest{SchemaVersion: backupSchema, PlanID: b.plan.ID, CreatedAt: ts.Format(time.RFC3339), Server: b.server,
+		Namespace: b.plan.Namespace, PlanSHA256: sum(planYAML)}
+	for _, c := range b.plan.Changes {
+		ref := c.Ref()
+		e := Entry{Ref: ref}
+		if obj := pre[ref]; obj != nil {
+			obj = clean(obj)
+			data, err := json.MarshalIndent(obj.Object, "", "  ")
+			if err != nil {
+				return fmt.Errorf("back up %s: %w", ref, err)
+			}
+			e.Existed, e.File, e.SHA256 = true, filepath.Join(objectsDir, fileName(ref)), sum(data)
+			if err := writeFile(filepath.Join(dir, e.File), data); err != nil {
+				return err
+			}
+		}
+		m.Objects = append(m.Objects, e)
+	}
+	data, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := writeFile(filepath.Join(dir, ManifestFile), data); err != nil {
+		return err
+	}
+	b.Dir, b.manifest = dir, m
+	return b.saveLocked()
+}
+
+// Ensure creates the backup directory if it does not exist yet. For a
+// plan with changes, Apply must have observed the targets first.
+func (b *Backup) Ensure() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.Dir != "" {
+		return nil
+	}
+	if len(b.plan.Changes) > 0 && b.pre == nil {
+		return errors.New("back up: the targets' pre-state has not been read")
+	}
+	return b.create(b.pre)
+}
+
+// RecordAnnotation journals an annotation about to be set, before it is
+// set, so that rollback can undo it even if the run dies right after.
+func (b *Backup) RecordAnnotation(ref plan.ObjectRef, key, value string, previous *string) error {
+	if !strings.HasPrefix(key, plan.AnnotationPrefix) {
+		return fmt.Errorf("annotation %q is not a dpfdoctor annotation", key)
+	}
+	if err := b.Ensure(); err != nil {
+		return err
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for i, a := range b.receipt.Annotations {
+		if a.Ref == ref && a.Key == key {
+			// Keep the oldest previous value: that is the pre-state.
+			b.receipt.Annotations[i].Value = value
+			return b.saveLocked()
+		}
+	}
+	b.receipt.Annotations = append(b.receipt.Annotations, AnnotationChange{Ref: ref, Key: key, Value: value, Previous: previous})
+	return b.saveLocked()
+}
+
+func (b *Backup) setStatus(status, errText string) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.receipt.Status, b.receipt.Error = status, errText
+	return b.saveLocked()
+}
+
+func (b *Backup) recordApplied(a Applied) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.receipt.Applied = append(b.receipt.Applied, a)
+	return b.saveLocked()
+}
+
+func (b *Backup) saveLocked() error {
+	if b.Dir == "" {
+		return nil
+	}
+	b.receipt.UpdatedAt = b.now().UTC().Format(time.RFC3339)
+	return saveReceipt(b.Dir, b.receipt)
+}
+
+func saveReceipt(dir string, r Receipt) error {
+	data, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	return writeFile(filepath.Join(dir, ReceiptFile), data)
+}
+
+// writeFile writes atomically (temporary file, then rename) with mode 0600.
+func writeFile(path string, data []byte) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	defer os.Remove(tmp.Name())
+	if err := tmp.Chmod(fileMode); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}
+
+func sum(data []byte) string {
+	h := sha256.Sum256(data)
+	return hex.EncodeToString(h[:])
+}
+
+func fileName(r plan.ObjectRef) string {
+	parts := []string{strings.ToLower(r.Kind)}
+	if r.Namespace != "" {
+		parts = append(parts, r.Namespace)
+	}
+	return strings.Join(append(parts, r.Name), "_") + ".json"
+}
+
+// Latest returns the newest backup directory under root.
+func Latest(root string) (string, error) {
+	if root == "" {
+		root = DefaultRoot
+	}
+	entries, err := os.ReadDir(root)
+	if err != nil {
+		return "", fmt.Errorf("%w: no backups under %s: %v", ErrBadBackup, root, err)
+	}
+	var dirs []string
+	for _, e := range entries {
+		if e.IsDir() {
+			if _, err := os.Stat(filepath.Join(root, e.Name(), ManifestFile)); err == nil {
+				dirs = append(dirs, e.Name())
+			}
+		}
+	}
+	if len(dirs) == 0 {
+		return "", fmt.Errorf("%w: no backups under %s", ErrBadBackup, root)
+	}
+	sort.Strings(dirs)
+	return filepath.Join(root, dirs[len(dirs)-1]), nil
+}

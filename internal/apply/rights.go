@@ -1,0 +1,147 @@
+package apply
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+
+	authorizationv1 "k8s.io/api/authorization/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/dpfdoctor/dpfdoctor/internal/access"
+	"github.com/dpfdoctor/dpfdoctor/internal/kube"
+	"github.com/dpfdoctor/dpfdoctor/internal/plan"
+)
+
+// Needs lists the permissions applying p and rolling it back take: read,
+// create, patch and delete on each target.
+func Needs(p *plan.Plan) []access.Request {
+	var out []access.Request
+	for _, c := range p.Changes {
+		ref := c.Ref()
+		g, err := gvr(ref)
+		if err != nil {
+			continue
+		}
+		for _, verb := range []string{"get", "patch", "delete"} {
+			out = append(out, access.Request{Verb: verb, Group: g.Group, Resource: g.Resource, Namespace: ref.Namespace, Name: ref.Name})
+		}
+		out = append(out, access.Request{Verb: "create", Group: g.Group, Resource: g.Resource, Namespace: ref.Namespace})
+	}
+	return access.Unique(out)
+}
+
+// escalationProof is what lets a user write roles granting permissions it
+// does not hold itself: escalate on the roles and bind on them.
+func escalationProof(p *plan.Plan) []access.Request {
+	var out []access.Request
+	for _, c := range p.Changes {
+		ref := c.Ref()
+		switch ref.Kind {
+		case "Role", "ClusterRole":
+			g, _ := gvr(ref)
+			out = append(out,
+				access.Request{Verb: "escalate", Group: rbacv1.GroupName, Resource: g.Resource, Namespace: ref.Namespace, Name: ref.Name},
+				access.Request{Verb: "bind", Group: rbacv1.GroupName, Resource: g.Resource, Namespace: ref.Namespace, Name: ref.Name})
+		}
+	}
+	return access.Unique(out)
+}
+
+// CheckRights asks the API server, with SelfSubjectAccessReviews, whether
+// the current user may make every request in needs, and may grant what the
+// plan grants: either it holds those permissions itself, or it may escalate
+// and bind the plan's roles. It returns an error wrapping
+// kube.ErrInsufficientRights that names every missing permission, and
+// changes nothing.
+func CheckRights(ctx context.Context, cs kubernetes.Interface, p *plan.Plan, needs []access.Request, concurrency int) error {
+	missing, err := selfReview(ctx, cs, needs, concurrency)
+	if err != nil {
+		return err
+	}
+	if len(p.Changes) > 0 {
+		esc, err := selfReview(ctx, cs, escalationProof(p), concurrency)
+		if err != nil {
+			return err
+		}
+		if len(esc) > 0 {
+			// Without escalate/bind the user must hold every granted
+			// permission itself.
+			held, err := selfReview(ctx, cs, p.Expect, concurrency)
+			if err != nil {
+				return err
+			}
+			if len(held) > 0 {
+				missing = append(missing, esc...)
+				missing = append(missing, held...)
+			}
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	missing = access.Unique(missing)
+	names := make([]string, len(missing))
+	for i, m := range missing {
+		names[i] = m.String()
+	}
+	sort.Strings(names)
+	return &RightsError{Missing: missing, text: fmt.Sprintf("%v: nothing was changed; you may not: %s", kube.ErrInsufficientRights, strings.Join(names, "; "))}
+}
+
+// RightsError names the permissions the user lacks.
+type RightsError struct {
+	Missing []access.Request
+	text    string
+}
+
+func (e *RightsError) Error() string { return e.text }
+
+// Unwrap makes errors.Is(err, kube.ErrInsufficientRights) hold.
+func (e *RightsError) Unwrap() error { return kube.ErrInsufficientRights }
+
+// selfReview returns the requests the user may not make.
+func selfReview(ctx context.Context, cs kubernetes.Interface, reqs []access.Request, concurrency int) ([]access.Request, error) {
+	if concurrency <= 0 {
+		concurrency = 8
+	}
+	var (
+		mu       sync.Mutex
+		denied   []access.Request
+		firstErr error
+		wg       sync.WaitGroup
+	)
+	sem := make(chan struct{}, concurrency)
+	for _, r := range reqs {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func(r access.Request) {
+			defer wg.Done()
+			defer func() { <-sem }()
+			ssar := &authorizationv1.SelfSubjectAccessReview{Spec: authorizationv1.SelfSubjectAccessReviewSpec{}}
+			if r.NonResourceURL != "" {
+				ssar.Spec.NonResourceAttributes = &authorizationv1.NonResourceAttributes{Path: r.NonResourceURL, Verb: r.Verb}
+			} else {
+				ssar.Spec.ResourceAttributes = &authorizationv1.ResourceAttributes{Namespace: r.Namespace, Verb: r.Verb, Group: r.Group,
+					Resource: r.Resource, Subresource: r.Subresource, Name: r.Name}
+			}
+			res, err := cs.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, ssar, metav1.CreateOptions{})
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case err != nil:
+				if firstErr == nil {
+					firstErr = fmt.Errorf("check your rights (%s): %w", r, kube.Classify(err))
+				}
+			case !res.Status.Allowed:
+				denied = append(denied, r)
+			}
+		}(r)
+	}
+	wg.Wait()
+	return denied, firstErr
+}

@@ -1,0 +1,341 @@
+package apply
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/yaml"
+
+	"github.com/dpfdoctor/dpfdoctor/internal/dpf"
+	"github.com/dpfdoctor/dpfdoctor/internal/kube"
+	"github.com/dpfdoctor/dpfdoctor/internal/plan"
+)
+
+// Loaded is a validated backup.
+type Loaded struct {
+	Dir      string
+	Manifest Manifest
+	Receipt  Receipt
+	Plan     *plan.Plan
+	// Pre holds the pre-state of each target that existed.
+	Pre map[plan.ObjectRef]*unstructured.Unstructured
+}
+
+// Load reads and validates a backup directory. Anything missing, altered
+// or naming objects dpfdoctor does not manage yields ErrBadBackup.
+func Load(dir string) (*Loaded, error) {
+	bad := func(format string, a ...any) error {
+		return fmt.Errorf("%w %s: %s", ErrBadBackup, dir, fmt.Sprintf(format, a...))
+	}
+	l := &Loaded{Dir: dir, Pre: map[plan.ObjectRef]*unstructured.Unstructured{}}
+	data, err := os.ReadFile(filepath.Join(dir, ManifestFile))
+	if err != nil {
+		return nil, bad("%v", err)
+	}
+	if err := json.Unmarshal(data, &l.Manifest); err != nil {
+		return nil, bad("%s: %v", ManifestFile, err)
+	}
+	if l.Manifest.SchemaVersion != backupSchema {
+		return nil, bad("%s: schema %q, want %q", ManifestFile, l.Manifest.SchemaVersion, backupSchema)
+	}
+	planYAML, err := os.ReadFile(filepath.Join(dir, PlanFile))
+	if err != nil {
+		return nil, bad("%v", err)
+	}
+	if sum(planYAML) != l.Manifest.PlanSHA256 {
+		return nil, bad("%s was changed after the backup was taken", PlanFile)
+	}
+	l.Plan = &plan.Plan{}
+	if err := yaml.Unmarshal(planYAML, l.Plan); err != nil {
+		return nil, bad("%s: %v", PlanFile, err)
+	}
+	for _, e := range l.Manifest.Objects {
+		if _, err := gvr(e.Ref); err != nil || !strings.HasPrefix(e.Ref.Name, plan.NamePrefix) {
+			return nil, bad("%s is not an object dpfdoctor manages", e.Ref)
+		}
+		if !e.Existed {
+			continue
+		}
+		if filepath.IsAbs(e.File) || strings.Contains(e.File, "..") {
+			return nil, bad("pre-state path %q leaves the backup", e.File)
+		}
+		data, err := os.ReadFile(filepath.Join(dir, e.File))
+		if err != nil {
+			return nil, bad("%v", err)
+		}
+		if sum(data) != e.SHA256 {
+			return nil, bad("%s was changed after the backup was taken", e.File)
+		}
+		u := &unstructured.Unstructured{}
+		if err := u.UnmarshalJSON(data); err != nil {
+			return nil, bad("%s: %v", e.File, err)
+		}
+		if plan.RefOf(u) != e.Ref || u.GetLabels()[plan.ManagedByLabel] != plan.ManagedByValue {
+			return nil, bad("%s does not hold a dpfdoctor-managed %s", e.File, e.Ref)
+		}
+		l.Pre[e.Ref] = u
+	}
+	data, err = os.ReadFile(filepath.Join(dir, ReceiptFile))
+	if err != nil {
+		return nil, bad("%v", err)
+	}
+	if err := json.Unmarshal(data, &l.Receipt); err != nil {
+		return nil, bad("%s: %v", ReceiptFile, err)
+	}
+	for _, a := range l.Receipt.Annotations {
+		if _, err := annotationGVR(a.Ref); err != nil || !strings.HasPrefix(a.Key, plan.AnnotationPrefix) {
+			return nil, bad("annotation %s on %s is not one dpfdoctor sets", a.Key, a.Ref)
+		}
+	}
+	return l, nil
+}
+
+// annotationGVR maps the kinds dpfdoctor annotates (Nodes and the
+// DPFOperatorConfig) to their resources.
+func annotationGVR(ref plan.ObjectRef) (schema.GroupVersionResource, error) {
+	switch {
+	case ref.Kind == "Node" && ref.Group == "":
+		return corev1.SchemeGroupVersion.WithResource("nodes"), nil
+	case ref.Kind == "DPFOperatorConfig" && ref.Group == dpf.GroupOperator:
+		return schema.GroupVersionResource{Group: dpf.GroupOperator, Version: "v1alpha1", Resource: "dpfoperatorconfigs"}, nil
+	}
+	return schema.GroupVersionResource{}, fmt.Errorf("dpfdoctor does not annotate %s", ref)
+}
+
+// RollbackResult is what a rollback did.
+type RollbackResult struct {
+	Dir string
+	// Already is true when nothing needed undoing.
+	Already     bool
+	Deleted     []plan.ObjectRef
+	Restored    []plan.ObjectRef
+	Annotations []AnnotationChange
+	// Left lists what was left alone because someone changed it since.
+	Left []string
+}
+
+// Rollback restores the state a backup recorded: it removes the
+// annotations dpfdoctor set (or restores their previous values), deletes
+// the objects that were absent and restores those that existed. It only
+// ever touches dpfdoctor-managed RBAC objects and dpfdoctor.dev/
+// annotations. Running it again changes nothing and reports Already.
+func (a *Applier) Rollback(ctx context.Context, dir string) (RollbackResult, error) {
+	l, err := Load(dir)
+	if err != nil {
+		return RollbackResult{Dir: dir}, err
+	}
+	res := RollbackResult{Dir: dir}
+	anns := l.Receipt.Annotations
+	for i := len(anns) - 1; i >= 0; i-- {
+		done, left, err := a.undoAnnotation(ctx, anns[i])
+		if err != nil {
+			return res, a.rollbackErr(l, err)
+		}
+		if done {
+			res.Annotations = append(res.Annotations, anns[i])
+		}
+		if left != "" {
+			res.Left = append(res.Left, left)
+		}
+	}
+	objs := append([]Entry(nil), l.Manifest.Objects...)
+	for i := len(objs) - 1; i >= 0; i-- {
+		e := objs[i]
+		var (
+			changed bool
+			left    string
+		)
+		err := a.retry(ctx, func() error {
+			var err error
+			if e.Existed {
+				changed, err = a.restore(ctx, l.Pre[e.Ref])
+			} else {
+				changed, left, err = a.remove(ctx, e.Ref)
+			}
+			return err
+		})
+		if err != nil {
+			return res, a.rollbackErr(l, fmt.Errorf("%s: %w", e.Ref, err))
+		}
+		switch {
+		case changed && e.Existed:
+			res.Restored = append(res.Restored, e.Ref)
+			a.logf("restored %s", e.Ref)
+		case changed:
+			res.Deleted = append(res.Deleted, e.Ref)
+			a.logf("deleted %s", e.Ref)
+		}
+		if left != "" {
+			res.Left = append(res.Left, left)
+		}
+	}
+	res.Already = len(res.Deleted)+len(res.Restored)+len(res.Annotations) == 0
+	status := StatusRolledBack
+	if l.Receipt.Status == StatusFailedRolledBack || l.Receipt.Status == StatusApplying || l.Receipt.Status == StatusRollbackFailed {
+		status = StatusFailedRolledBack
+	}
+	l.Receipt.Status = status
+	l.Receipt.UpdatedAt = time.Now().UTC().Format(time.RFC3339)
+	if err := saveReceipt(dir, l.Receipt); err != nil {
+		return res, err
+	}
+	return res, nil
+}
+
+func (a *Applier) rollbackErr(l *Loaded, err error) error {
+	err = kube.Classify(err)
+	l.Receipt.Status = StatusRollbackFailed
+	_ = saveReceipt(l.Dir, l.Receipt)
+	return fmt.Errorf("roll back %s: %w", l.Dir, err)
+}
+
+// remove deletes an object the apply created, if it still carries
+// dpfdoctor's label.
+func (a *Applier) remove(ctx context.Context, ref plan.ObjectRef) (changed bool, left string, err error) {
+	live, found, err := get(ctx, a.Clients.Dynamic, ref)
+	if err != nil || !found {
+		return false, "", err
+	}
+	if live.GetLabels()[plan.ManagedByLabel] != plan.ManagedByValue {
+		return false, fmt.Sprintf("%s is no longer labelled %s=%s; left alone", ref, plan.ManagedByLabel, plan.ManagedByValue), nil
+	}
+	ri, _ := resource(a.Clients.Dynamic, ref)
+	uid := live.GetUID()
+	err = ri.Delete(ctx, ref.Name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &uid}})
+	if apierrors.IsNotFound(err) {
+		return false, "", nil
+	}
+	return err == nil, "", err
+}
+
+// restore puts a backed-up object back as it was.
+func (a *Applier) restore(ctx context.Context, backup *unstructured.Unstructured) (bool, error) {
+	ref := plan.RefOf(backup)
+	ri, err := resource(a.Clients.Dynamic, ref)
+	if err != nil {
+		return false, err
+	}
+	live, found, err := get(ctx, a.Clients.Dynamic, ref)
+	if err != nil {
+		return false, err
+	}
+	if !found {
+		_, err := ri.Create(ctx, clean(backup), metav1.CreateOptions{FieldManager: plan.FieldManager})
+		return err == nil, err
+	}
+	same, err := identical(live, backup)
+	if err != nil || same {
+		return false, err
+	}
+	want := clean(backup)
+	if lr, br := live.Object["roleRef"], want.Object["roleRef"]; lr != nil && !jsonEqual(lr, br) {
+		// roleRef is immutable: replace the binding.
+		uid := live.GetUID()
+		if err := ri.Delete(ctx, ref.Name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &uid}}); err != nil && !apierrors.IsNotFound(err) {
+			return false, err
+		}
+		_, err := ri.Create(ctx, want, metav1.CreateOptions{FieldManager: plan.FieldManager})
+		return err == nil, err
+	}
+	want.SetResourceVersion(live.GetResourceVersion())
+	_, err = ri.Update(ctx, want, metav1.UpdateOptions{FieldManager: plan.FieldManager})
+	return err == nil, err
+}
+
+func jsonEqual(a, b any) bool {
+	ja, err1 := json.Marshal(a)
+	jb, err2 := json.Marshal(b)
+	return err1 == nil && err2 == nil && string(ja) == string(jb)
+}
+
+// undoAnnotation restores one annotation dpfdoctor set, unless someone has
+// changed it since.
+func (a *Applier) undoAnnotation(ctx context.Context, c AnnotationChange) (done bool, left string, err error) {
+	g, err := annotationGVR(c.Ref)
+	if err != nil {
+		return false, "", err
+	}
+	err = a.retry(ctx, func() error {
+		done, left = false, ""
+		ri := a.Clients.Metadata.Resource(g)
+		var m *metav1.PartialObjectMetadata
+		var err error
+		if c.Ref.Namespace != "" {
+			m, err = ri.Namespace(c.Ref.Namespace).Get(ctx, c.Ref.Name, metav1.GetOptions{})
+		} else {
+			m, err = ri.Get(ctx, c.Ref.Name, metav1.GetOptions{})
+		}
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		cur, has := m.Annotations[c.Key]
+		switch {
+		case c.Previous == nil && !has, c.Previous != nil && has && cur == *c.Previous:
+			return nil // already as before
+		case !has || cur != c.Value:
+			left = fmt.Sprintf("annotation %s on %s was changed since dpfdoctor set it; left alone", c.Key, c.Ref)
+			return nil
+		}
+		var value any // nil removes the key
+		if c.Previous != nil {
+			value = *c.Previous
+		}
+		patch, _ := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]any{c.Key: value}}})
+		dri := a.Clients.Dynamic.Resource(g)
+		if c.Ref.Namespace != "" {
+			_, err = dri.Namespace(c.Ref.Namespace).Patch(ctx, c.Ref.Name, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: plan.FieldManager})
+		} else {
+			_, err = dri.Patch(ctx, c.Ref.Name, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: plan.FieldManager})
+		}
+		done = err == nil
+		return err
+	})
+	if done {
+		a.logf("removed annotation %s from %s", c.Key, c.Ref)
+	}
+	return done, left, err
+}
+
+// retry runs fn until it succeeds, fails for good, or the attempts run out.
+func (a *Applier) retry(ctx context.Context, fn func() error) error {
+	attempts, wait := a.Retries, a.Backoff
+	if attempts <= 0 {
+		attempts = 5
+	}
+	if wait <= 0 {
+		wait = 200 * time.Millisecond
+	}
+	var err error
+	for i := 0; i < attempts; i++ {
+		if err = fn(); err == nil || !transient(err) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return errors.Join(err, ctx.Err())
+		case <-time.After(wait):
+		}
+		wait *= 2
+	}
+	return err
+}
+
+func transient(err error) bool {
+	return errors.Is(kube.Classify(err), kube.ErrUnreachable) || apierrors.IsConflict(err) || apierrors.IsServerTimeout(err) ||
+		apierrors.IsTimeout(err) || apierrors.IsTooManyRequests(err) || apierrors.IsInternalError(err) || apierrors.IsServiceUnavailable(err)
+}

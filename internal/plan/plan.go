@@ -1,0 +1,192 @@
+// Package plan turns diagnose's findings into a fix plan: the RBAC objects
+// to server-side apply (least privilege, in the DPF namespace, never an
+// object of the operator's inventory), the access reviews that must be
+// allowed afterwards and those that must stay denied, the findings it will
+// not touch with their next step, and what to do with each affected pod.
+// It is pure: no client, no clock, no environment.
+package plan
+
+import (
+	"fmt"
+
+	rbacv1 "k8s.io/api/rbac/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
+	"github.com/dpfdoctor/dpfdoctor/internal/access"
+)
+
+// SchemaVersion identifies the Plan's JSON/YAML layout.
+const SchemaVersion = "dpfdoctor.dev/plan/v1alpha1"
+
+// Names, labels and annotations dpfdoctor puts on what it writes.
+const (
+	// FieldManager is the server-side apply field manager of every write.
+	FieldManager = "dpfdoctor"
+	// NamePrefix starts the name of every object dpfdoctor creates.
+	NamePrefix = "dpfdoctor-"
+	// ManagedByLabel=ManagedByValue marks every object dpfdoctor creates.
+	ManagedByLabel = "app.kubernetes.io/managed-by"
+	ManagedByValue = "dpfdoctor"
+	// AnswersAnnotation lists the finding codes an object answers.
+	AnswersAnnotation = "dpfdoctor.dev/answers"
+	// ReasonAnnotation says in words why the object exists.
+	ReasonAnnotation = "dpfdoctor.dev/reason"
+	// RestartedAtAnnotation on a Node is the harmless change that makes the
+	// v25.4.0 NodeReconciler re-create a deleted DMS pod.
+	RestartedAtAnnotation = "dpfdoctor.dev/restarted-at"
+	// ReconcileRequestedAnnotation on the DPFOperatorConfig makes the
+	// operator reconcile its inventory now instead of at its next resync.
+	ReconcileRequestedAnnotation = "dpfdoctor.dev/reconcile-requested-at"
+	// AnnotationPrefix starts every annotation dpfdoctor sets on objects it
+	// does not own; rollback only ever removes annotations with it.
+	AnnotationPrefix = "dpfdoctor.dev/"
+)
+
+// Scopes of a secrets grant.
+const (
+	// ScopeNames grants get on each affected node's Secret by name.
+	ScopeNames = "names"
+	// ScopeNamespace grants get on every Secret in the DPF namespace.
+	ScopeNamespace = "namespace"
+)
+
+// Plan is what `dpfdoctor fix` will do. Its JSON form is versioned by
+// SchemaVersion.
+type Plan struct {
+	SchemaVersion string `json:"schemaVersion"`
+	// ID is a hash of the facts the plan rests on and of its changes.
+	ID string `json:"id"`
+	// Namespace is the DPF namespace every namespaced change lives in.
+	Namespace string `json:"namespace"`
+	// ServiceAccount is the DMS pods' ServiceAccount the changes bind.
+	ServiceAccount string `json:"serviceAccount"`
+	// Version is the cluster's DPF version; it decides restart semantics.
+	Version string `json:"version,omitempty"`
+	// OperatorConfig is the DPFOperatorConfig's name.
+	OperatorConfig string `json:"operatorConfig,omitempty"`
+	// OperatorClusterRole is the operator's DMS ClusterRole, which
+	// verification checks is left untouched.
+	OperatorClusterRole string `json:"operatorClusterRole,omitempty"`
+	// OperatorRules are that ClusterRole's rules as the release ships them.
+	OperatorRules []rbacv1.PolicyRule `json:"operatorRules,omitempty"`
+	// Scope is ScopeNames or ScopeNamespace.
+	Scope string `json:"scope"`
+	// Addresses lists the fixable findings the changes answer.
+	Addresses []Addressed `json:"addresses,omitempty"`
+	// Changes are the objects to server-side apply, roles before bindings.
+	Changes []Change `json:"changes,omitempty"`
+	// Expect are the reviews, as the ServiceAccount, that must be allowed
+	// once the changes are applied.
+	Expect []access.Request `json:"expect,omitempty"`
+	// MustStayDenied are reviews that must stay denied: the proof that the
+	// grant is no wider than needed.
+	MustStayDenied []access.Request `json:"mustStayDenied,omitempty"`
+	// Skipped are the findings RBAC cannot fix; fix leaves them alone.
+	Skipped []Skipped `json:"skipped,omitempty"`
+	// Restart says, per affected pod, how it gets back to running.
+	Restart []PodAction `json:"restart,omitempty"`
+}
+
+// Addressed is a fixable finding the plan answers.
+type Addressed struct {
+	Code    string           `json:"code"`
+	Class   string           `json:"class"`
+	Summary string           `json:"summary"`
+	Pods    []string         `json:"pods,omitempty"`
+	Missing []access.Request `json:"missing,omitempty"`
+}
+
+// Skipped is a finding fix will not touch, with the step that would.
+type Skipped struct {
+	Code     string   `json:"code"`
+	Class    string   `json:"class"`
+	Summary  string   `json:"summary"`
+	Pods     []string `json:"pods,omitempty"`
+	NextStep string   `json:"nextStep"`
+}
+
+// Change is one object to server-side apply.
+type Change struct {
+	Object *unstructured.Unstructured `json:"object"`
+	// Answers lists the finding codes the object answers.
+	Answers []string `json:"answers,omitempty"`
+}
+
+// Ref identifies the change's object.
+func (c Change) Ref() ObjectRef { return RefOf(c.Object) }
+
+// ObjectRef names one object.
+type ObjectRef struct {
+	Group     string `json:"group"`
+	Kind      string `json:"kind"`
+	Namespace string `json:"namespace,omitempty"`
+	Name      string `json:"name"`
+}
+
+// RefOf returns the reference of an object.
+func RefOf(u *unstructured.Unstructured) ObjectRef {
+	if u == nil {
+		return ObjectRef{}
+	}
+	gvk := u.GroupVersionKind()
+	return ObjectRef{Group: gvk.Group, Kind: gvk.Kind, Namespace: u.GetNamespace(), Name: u.GetName()}
+}
+
+// String renders "Role dpf-operator-system/dpfdoctor-dms-secrets".
+func (r ObjectRef) String() string {
+	if r.Namespace == "" {
+		return r.Kind + " " + r.Name
+	}
+	return fmt.Sprintf("%s %s/%s", r.Kind, r.Namespace, r.Name)
+}
+
+// Restart actions.
+const (
+	// ActionDelete deletes the pod; the operator re-creates it and the new
+	// pod starts without the crash-loop back-off.
+	ActionDelete = "delete"
+	// ActionWait leaves the pod alone: deleting it would lose it. It
+	// recovers at the kubelet's next back-off retry.
+	ActionWait = "wait"
+)
+
+// PodAction is how one affected pod gets back to running.
+type PodAction struct {
+	Pod  string `json:"pod"`
+	Node string `json:"node"`
+	// Action is ActionDelete or ActionWait.
+	Action string `json:"action"`
+	// TouchNode is true when the Node must see an event (an annotation)
+	// after the delete for the operator to re-create the pod (v25.4.0).
+	TouchNode bool   `json:"touchNode,omitempty"`
+	Reason    string `json:"reason"`
+}
+
+// Empty reports whether the plan changes nothing and restarts nothing.
+func (p *Plan) Empty() bool { return p == nil || (len(p.Changes) == 0 && len(p.Restart) == 0) }
+
+// Objects returns the changes' objects in apply order.
+func (p *Plan) Objects() []*unstructured.Unstructured {
+	out := make([]*unstructured.Unstructured, 0, len(p.Changes))
+	for _, c := range p.Changes {
+		out = append(out, c.Object)
+	}
+	return out
+}
+
+// Subject is who the plan grants to, as the API server sees it.
+func (p *Plan) Subject() access.Subject { return access.ServiceAccount(p.Namespace, p.ServiceAccount) }
+
+// RBACKinds are the only kinds a plan may contain, in apply order.
+var RBACKinds = []string{"ClusterRole", "Role", "ClusterRoleBinding", "RoleBinding"}
+
+// KindOrder is a kind's place in RBACKinds (roles before bindings), or
+// len(RBACKinds) for any other kind.
+func KindOrder(kind string) int {
+	for i, k := range RBACKinds {
+		if k == kind {
+			return i
+		}
+	}
+	return len(RBACKinds)
+}

@@ -1,0 +1,57 @@
+package plan
+
+import (
+	"fmt"
+	"sort"
+
+	"github.com/dpfdoctor/dpfdoctor/internal/dpf"
+)
+
+// AffectedPod is a pod the plan's changes should bring back.
+type AffectedPod struct {
+	Name string
+	Node string
+	// Ready pods need nothing; Deleting pods are already on their way out.
+	Ready, Deleting bool
+}
+
+// RestartActions decides, per affected pod, how it gets back to running
+// without the crash-loop back-off, for the DPF release the cluster runs
+// (dpf-facts §2, §7):
+//   - releases that re-create a deleted DMS pod (v25.7 on): delete it;
+//   - v25.4.0: the NodeReconciler re-creates a pod only on a Node event and
+//     only while the node has no DPUNode. Without a DPUNode: delete the pod,
+//     then annotate the Node. With one: do not delete (the pod would never
+//     come back); wait for the kubelet's next back-off retry;
+//   - an unknown release: wait, since a delete could lose the pod.
+//
+// dpuNodes holds the names of the DPUNodes that exist. The result is sorted
+// by pod name.
+func RestartActions(release dpf.Release, known bool, pods []AffectedPod, dpuNodes map[string]bool) []PodAction {
+	var out []PodAction
+	for _, p := range pods {
+		if p.Ready || p.Deleting {
+			continue
+		}
+		a := PodAction{Pod: p.Name, Node: p.Node}
+		switch {
+		case !known:
+			a.Action = ActionWait
+			a.Reason = "DPF version unknown: a deleted pod might not be re-created, so dpfdoctor waits for the kubelet's next back-off retry"
+		case release.RecreatesDeletedPod:
+			a.Action = ActionDelete
+			a.Reason = fmt.Sprintf("DPF %s re-creates a deleted DMS pod at once; the new pod skips the back-off", release.Version)
+		case p.Node != "" && !dpuNodes[p.Node]:
+			a.Action, a.TouchNode = ActionDelete, true
+			a.Reason = fmt.Sprintf("DPF %s re-creates a deleted DMS pod only on a Node event while no DPUNode %s exists: dpfdoctor deletes the pod, then annotates Node %s (%s)",
+				release.Version, p.Node, p.Node, RestartedAtAnnotation)
+		default:
+			a.Action = ActionWait
+			a.Reason = fmt.Sprintf("DPUNode %s exists, so DPF %s would never re-create a deleted pod: dpfdoctor does not delete it; it recovers at the kubelet's next back-off retry (at most 5 minutes)",
+				p.Node, release.Version)
+		}
+		out = append(out, a)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Pod < out[j].Pod })
+	return out
+}
