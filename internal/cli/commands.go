@@ -10,5 +10,6 @@ import (
 func subcommands(kf *genericclioptions.ConfigFlags, s genericiooptions.IOStreams) []*cobra.Command {
 	return []*cobra.Command{
 		NewCmdVersion(s),
+		NewCmdSim(s),
 	}
 }

@@ -193,7 +193,7 @@ func (k *kubelet) sync(ctx context.Context, name string) error {
 		return nil
 	}
 	node := &corev1.Node{}
-	if n, err := k.c.kube.CoreV1().Nodes().Get(ctx, pod.Spec.NodeName, metav1.GetOptions{}); err == nil {
+	if n, err := k.c.op.nodes.Get(pod.Spec.NodeName); err == nil {
 		node = n
 	}
 	scen := k.c.scenarioOf(node)

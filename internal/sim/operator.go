@@ -231,7 +231,9 @@ func (o *operator) reconcileNode(ctx context.Context, name string) error {
 		return nil
 	}
 	if nodeIP(node) == "" {
-		return nil // not registered yet; its status update brings it back
+		// Not registered yet: the sim registers nodes it did not create;
+		// the status update brings the node back here.
+		return o.c.register(ctx, node)
 	}
 	scen := o.c.scenarioOf(node)
 	if err := o.ensureCertificate(ctx, node, scen); err != nil {

@@ -148,3 +148,26 @@ func scenarioList() string {
 	sort.Strings(s)
 	return strings.Join(s, ", ")
 }
+
+// Describe says in one line what a scenario simulates.
+func Describe(s Scenario) string {
+	switch s {
+	case SecretsForbidden:
+		return "dms-init reads <node>-server-secret with kubectl (stderr visible): Forbidden"
+	case SecretsForbiddenQuiet:
+		return "the same with a v25.7 dmsinit.sh that hides stderr (and also patches dpudevices/status)"
+	case DPUDeviceStatusForbidden:
+		return "a v25.7 dmsinit.sh against the v25.4.0 role: dpudevices/status Forbidden"
+	case APIServerUnreachable:
+		return "kubectl version fails: the API VIP the pod is given is wrong or unreachable"
+	case CertificateNotReady:
+		return "the Certificate never became a Secret: FailedMount, no container starts"
+	case RshimOccupied:
+		return "rshim-preflight exits 1 with the PCI address: the host's rshim owns the DPU"
+	case NoDPUFound:
+		return "dms-init finds no BlueField device in sysfs"
+	case Healthy:
+		return "everything works"
+	}
+	return ""
+}

@@ -359,7 +359,7 @@ func allUnreachable(m Mix) bool {
 func (c *Cluster) createNode(ctx context.Context, name string, s Scenario, i int) error {
 	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{
 		dpf.DPUNodeLabel: "true", ScenarioLabel: string(s), corev1.LabelHostname: name,
-	}}}
+	}, Annotations: map[string]string{indexAnnotation: strconv.Itoa(i)}}}
 	created, err := c.kube.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{})
 	if err != nil {
 		return fmt.Errorf("create node %s: %w", name, err)
@@ -378,6 +378,20 @@ func (c *Cluster) setNodeStatus(ctx context.Context, node *corev1.Node, i int) e
 		return fmt.Errorf("set status of node %s: %w", node.Name, err)
 	}
 	return nil
+}
+
+// indexAnnotation marks nodes the sim registers itself.
+const indexAnnotation = "sim.dpfdoctor.dev/index"
+
+// register gives a Node someone else created (kubectl create node) an
+// address and the kubelet endpoint, as its kubelet would on joining.
+func (c *Cluster) register(ctx context.Context, node *corev1.Node) error {
+	if _, ok := node.Annotations[indexAnnotation]; ok || nodeIP(node) != "" {
+		return nil
+	}
+	i := int(c.nodeCount.Add(1)) - 1
+	c.logf("registering node %s as %s", node.Name, nodeAddress(i, c.opts.MaxAddresses))
+	return c.setNodeStatus(ctx, node, i)
 }
 
 // AddNode adds a DPU host with the given scenario (like a new server joining)

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# make demo: the whole dpfdoctor story against a simulated DPF v25.4.0
+# cluster, non-interactive. Needs bin/dpfdoctor (make build) and the envtest
+# binaries (make envtest); the Makefile provides both.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export DPFDOCTOR=${DPFDOCTOR:-$PWD/bin/dpfdoctor}
+export KUBEBUILDER_ASSETS=${KUBEBUILDER_ASSETS:-$(hack/envtest.sh)}
+KUBECTL=${KUBECTL:-$KUBEBUILDER_ASSETS/kubectl}
+export KUBECTL
+work=$(mktemp -d)
+export KUBECONFIG=$work/kubeconfig
+pid=$work/sim.pid
+NODES=${NODES:-8}
+cleanup() { "$DPFDOCTOR" sim down --pid-file "$pid" >/dev/null 2>&1 || true; rm -rf "$work"; }
+trap cleanup EXIT
+section() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+run() { printf '$ %s\n' "$*"; "$@"; }
+export -f section run
+
+section "1. A DPF v25.4.0 cluster after the upgrade: $NODES DPU hosts, dms-init failing"
+run "$DPFDOCTOR" sim up --detach --pid-file "$pid" --kubeconfig-out "$KUBECONFIG" \
+  --dpf-version v25.4.0 --nodes "$NODES" --scenario secrets-forbidden --time-scale 0.1
+sleep 6
+run "$KUBECTL" get pods -n dpf-operator-system -l provisioning.dpu.nvidia.com/component=dms
+run "$KUBECTL" logs -n dpf-operator-system dpu-worker-1-dms -c dms-init --tail 6
+
+if "$DPFDOCTOR" diagnose --help >/dev/null 2>&1; then
+  section "2. dpfdoctor diagnose: the root cause, from evidence"
+  run "$DPFDOCTOR" diagnose || true
+fi
+if [ -x hack/demo-fix.sh ] && "$DPFDOCTOR" fix --help >/dev/null 2>&1; then
+  section "3. dpfdoctor fix: least privilege, verified, surviving the operator"
+  hack/demo-fix.sh
+fi
+if [ -x hack/demo-guard.sh ] && "$DPFDOCTOR" guard --help >/dev/null 2>&1; then
+  section "4. dpfdoctor guard: keep it fixed"
+  hack/demo-guard.sh
+fi
+section "done"
+run "$KUBECTL" get pods -n dpf-operator-system -l provisioning.dpu.nvidia.com/component=dms
