@@ -1,0 +1,280 @@
+package rbac
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/dpfdoctor/dpfdoctor/internal/access"
+	rbacv1 "k8s.io/api/rbac/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/component-helpers/auth/rbac/validation"
+)
+
+// Decision is the answer to one request. By names the rule that allows it,
+// e.g. "ClusterRole dpf-provisioning-dms-role rule 2 via ClusterRoleBinding
+// dpf-provisioning-dms-rolebinding" (rules are numbered from 1). Reason
+// explains a denial: "no rule", or the closest miss.
+type Decision struct {
+	Allowed bool   `json:"allowed"`
+	By      string `json:"by,omitempty"`
+	Reason  string `json:"reason,omitempty"`
+}
+
+// Evaluate decides whether subj may make req, the way the API server's RBAC
+// authorizer does: ClusterRoleBindings apply everywhere, RoleBindings only to
+// namespaced requests in their own namespace (also when they reference a
+// ClusterRole), and a rule matches when validation.Covers says it covers the
+// request as a single-verb rule (with the request's name as its only
+// resourceName, and "resource/subresource" as its resource).
+//
+// The cluster's built-in discovery roles (system:discovery,
+// system:public-info-viewer, system:basic-user, bound to
+// system:authenticated) are always in force, as on every cluster, unless the
+// set itself holds a ClusterRole of the same name: so GET /version, the
+// discovery paths and self access reviews are allowed to every
+// authenticated subject.
+func (s *Set) Evaluate(subj access.Subject, req access.Request) Decision {
+	want := requestRule(req)
+	e := evaluation{set: s, subj: subj, want: want}
+	if d, ok := e.clusterBindings(); ok {
+		return d
+	}
+	if req.Namespace != "" && req.NonResourceURL == "" {
+		if d, ok := e.roleBindings(req.Namespace); ok {
+			return d
+		}
+	}
+	if d, ok := e.builtins(); ok {
+		return d
+	}
+	return Decision{Reason: e.denialReason()}
+}
+
+// Missing returns the requests of reqs that subj may not make, sorted and
+// without duplicates.
+func Missing(set *Set, subj access.Subject, reqs []access.Request) []access.Request {
+	var out []access.Request
+	for _, r := range reqs {
+		if !set.Evaluate(subj, r).Allowed {
+			out = append(out, r)
+		}
+	}
+	return access.Unique(out)
+}
+
+// requestRule turns a request into the single-verb rule Covers compares.
+func requestRule(req access.Request) rbacv1.PolicyRule {
+	if req.NonResourceURL != "" {
+		return rbacv1.PolicyRule{Verbs: []string{req.Verb}, NonResourceURLs: []string{req.NonResourceURL}}
+	}
+	r := rbacv1.PolicyRule{Verbs: []string{req.Verb}, APIGroups: []string{req.Group}, Resources: []string{req.RBACResource()}}
+	if req.Name != "" {
+		r.ResourceNames = []string{req.Name}
+	}
+	return r
+}
+
+func covers(rule, want rbacv1.PolicyRule) bool {
+	ok, _ := validation.Covers([]rbacv1.PolicyRule{rule}, []rbacv1.PolicyRule{want})
+	return ok
+}
+
+// evaluation carries one Evaluate call and what it learnt for the denial
+// reason.
+type evaluation struct {
+	set      *Set
+	subj     access.Subject
+	want     rbacv1.PolicyRule
+	bound    bool     // some binding applies to the subject
+	dangling []string // bindings whose role does not exist
+	nearMiss string   // a rule that matches but for its resourceNames
+}
+
+func (e *evaluation) clusterBindings() (Decision, bool) {
+	for _, b := range e.set.ClusterRoleBindings {
+		if !appliesTo(e.subj, b.Subjects, "") {
+			continue
+		}
+		e.bound = true
+		via := "ClusterRoleBinding " + b.Name
+		if b.RoleRef.Kind != "ClusterRole" {
+			continue
+		}
+		if d, ok := e.match(e.clusterRoleRules(b.RoleRef.Name, via), via); ok {
+			return d, true
+		}
+	}
+	return Decision{}, false
+}
+
+func (e *evaluation) roleBindings(ns string) (Decision, bool) {
+	for _, b := range e.set.RoleBindings {
+		if b.Namespace != ns || !appliesTo(e.subj, b.Subjects, b.Namespace) {
+			continue
+		}
+		e.bound = true
+		via := "RoleBinding " + b.Namespace + "/" + b.Name
+		var rules []sourcedRule
+		switch b.RoleRef.Kind {
+		case "ClusterRole":
+			rules = e.clusterRoleRules(b.RoleRef.Name, via)
+		case "Role":
+			rules = e.roleRules(ns, b.RoleRef.Name, via)
+		}
+		if d, ok := e.match(rules, via); ok {
+			return d, true
+		}
+	}
+	return Decision{}, false
+}
+
+func (e *evaluation) builtins() (Decision, bool) {
+	b := builtinSet()
+	skip := map[string]bool{}
+	for _, cr := range e.set.ClusterRoles {
+		skip[cr.Name] = true
+	}
+	for _, crb := range b.ClusterRoleBindings {
+		if skip[crb.RoleRef.Name] || !appliesTo(e.subj, crb.Subjects, "") {
+			continue
+		}
+		for _, cr := range b.ClusterRoles {
+			if cr.Name != crb.RoleRef.Name {
+				continue
+			}
+			for i, r := range cr.Rules {
+				if covers(r, e.want) {
+					return Decision{Allowed: true, By: fmt.Sprintf("ClusterRole %s rule %d via ClusterRoleBinding %s (built-in)", cr.Name, i+1, crb.Name)}, true
+				}
+			}
+		}
+	}
+	return Decision{}, false
+}
+
+// sourcedRule is a rule and where it comes from.
+type sourcedRule struct {
+	rule  rbacv1.PolicyRule
+	index int    // 1-based within its role
+	role  string // "ClusterRole x" or "Role ns/x"
+	into  string // the aggregating ClusterRole, if the rule was aggregated
+}
+
+func (r sourcedRule) String() string {
+	s := fmt.Sprintf("%s rule %d", r.role, r.index)
+	if r.into != "" {
+		s += " (aggregated into ClusterRole " + r.into + ")"
+	}
+	return s
+}
+
+func (e *evaluation) match(rules []sourcedRule, via string) (Decision, bool) {
+	for _, r := range rules {
+		if covers(r.rule, e.want) {
+			return Decision{Allowed: true, By: r.String() + " via " + via}, true
+		}
+		if e.nearMiss == "" && len(r.rule.ResourceNames) > 0 {
+			open := *r.rule.DeepCopy()
+			open.ResourceNames = nil
+			if covers(open, e.want) {
+				e.nearMiss = fmt.Sprintf("%s allows only names %s", r, strings.Join(r.rule.ResourceNames, ", "))
+			}
+		}
+	}
+	return Decision{}, false
+}
+
+func (e *evaluation) clusterRoleRules(name, via string) []sourcedRule {
+	for _, cr := range e.set.ClusterRoles {
+		if cr.Name != name {
+			continue
+		}
+		out := numbered(cr.Rules, "ClusterRole "+cr.Name, "")
+		if cr.AggregationRule != nil {
+			out = append(out, e.aggregated(cr)...)
+		}
+		return out
+	}
+	e.dangling = append(e.dangling, fmt.Sprintf("%s references missing ClusterRole %s", via, name))
+	return nil
+}
+
+func (e *evaluation) roleRules(ns, name, via string) []sourcedRule {
+	for _, r := range e.set.Roles {
+		if r.Namespace == ns && r.Name == name {
+			return numbered(r.Rules, "Role "+ns+"/"+name, "")
+		}
+	}
+	e.dangling = append(e.dangling, fmt.Sprintf("%s references missing Role %s", via, name))
+	return nil
+}
+
+// aggregated collects the rules of the ClusterRoles an aggregating
+// ClusterRole selects, as the cluster's aggregation controller would.
+func (e *evaluation) aggregated(agg rbacv1.ClusterRole) []sourcedRule {
+	var out []sourcedRule
+	for _, sel := range agg.AggregationRule.ClusterRoleSelectors {
+		selector, err := metav1.LabelSelectorAsSelector(&sel)
+		if err != nil {
+			continue
+		}
+		for _, cr := range e.set.ClusterRoles {
+			if cr.Name != agg.Name && selector.Matches(labels.Set(cr.Labels)) {
+				out = append(out, numbered(cr.Rules, "ClusterRole "+cr.Name, agg.Name)...)
+			}
+		}
+	}
+	return out
+}
+
+func numbered(rules []rbacv1.PolicyRule, role, into string) []sourcedRule {
+	out := make([]sourcedRule, len(rules))
+	for i, r := range rules {
+		out[i] = sourcedRule{rule: r, index: i + 1, role: role, into: into}
+	}
+	return out
+}
+
+func (e *evaluation) denialReason() string {
+	switch {
+	case e.nearMiss != "":
+		return e.nearMiss
+	case !e.bound:
+		return "no RoleBinding or ClusterRoleBinding applies to " + e.subj.User
+	case len(e.dangling) > 0:
+		return "no rule (" + strings.Join(e.dangling, "; ") + ")"
+	default:
+		return "no rule"
+	}
+}
+
+// appliesTo mirrors k8s.io/kubernetes pkg/registry/rbac/validation
+// appliesToUser: User and Group subjects match by name, ServiceAccount
+// subjects by namespace and name (a RoleBinding's own namespace stands in
+// for a missing one).
+func appliesTo(subj access.Subject, subjects []rbacv1.Subject, bindingNamespace string) bool {
+	for _, s := range subjects {
+		switch s.Kind {
+		case rbacv1.UserKind:
+			if subj.User == s.Name {
+				return true
+			}
+		case rbacv1.GroupKind:
+			for _, g := range subj.Groups {
+				if g == s.Name {
+					return true
+				}
+			}
+		case rbacv1.ServiceAccountKind:
+			ns := s.Namespace
+			if ns == "" {
+				ns = bindingNamespace
+			}
+			if ns != "" && subj.User == "system:serviceaccount:"+ns+":"+s.Name {
+				return true
+			}
+		}
+	}
+	return false
+}

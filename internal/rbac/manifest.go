@@ -1,0 +1,276 @@
+package rbac
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+
+	rbacv1 "k8s.io/api/rbac/v1"
+	"sigs.k8s.io/yaml"
+)
+
+// ManifestError is a manifest dpfdoctor cannot read: malformed YAML or JSON,
+// or an RBAC object of the wrong shape. Line is 1-based.
+type ManifestError struct {
+	File string
+	Line int
+	Err  error
+}
+
+func (e *ManifestError) Error() string { return fmt.Sprintf("%s:%d: %v", e.File, e.Line, e.Err) }
+func (e *ManifestError) Unwrap() error { return e.Err }
+
+// LoadManifests reads RBAC objects from files and directories. Directories
+// are walked recursively for *.yaml, *.yml and *.json files; a file named
+// explicitly is read whatever its extension. Every file may hold a
+// multi-document stream (Helm or kustomize output included) and `kind: List`
+// objects; kinds other than the four RBAC kinds are ignored.
+func LoadManifests(paths ...string) (*Set, error) {
+	s := &Set{}
+	for _, p := range paths {
+		files, err := manifestFiles(p)
+		if err != nil {
+			return nil, err
+		}
+		for _, f := range files {
+			data, err := os.ReadFile(f)
+			if err != nil {
+				return nil, fmt.Errorf("read RBAC manifests: %w", err)
+			}
+			one, err := ParseManifests(f, data)
+			if err != nil {
+				return nil, err
+			}
+			s.Merge(one)
+		}
+	}
+	return s, nil
+}
+
+func manifestFiles(path string) ([]string, error) {
+	info, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("read RBAC manifests: %w", err)
+	}
+	if !info.IsDir() {
+		return []string{path}, nil
+	}
+	var files []string
+	err = filepath.WalkDir(path, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		switch strings.ToLower(filepath.Ext(p)) {
+		case ".yaml", ".yml", ".json":
+			if !d.IsDir() {
+				files = append(files, p)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read RBAC manifests in %s: %w", path, err)
+	}
+	return files, nil
+}
+
+// ParseManifests reads RBAC objects from one YAML or JSON stream; name is
+// used in errors.
+func ParseManifests(name string, data []byte) (*Set, error) {
+	s := &Set{}
+	for _, d := range SplitDocuments(data) {
+		if err := decodeDocument(d, s); err != nil {
+			return nil, &ManifestError{File: name, Line: err.line, Err: err.err}
+		}
+	}
+	return s, nil
+}
+
+// Document is one document of a YAML stream and the 1-based line it starts on.
+type Document struct {
+	Line int
+	Data []byte
+}
+
+// SplitDocuments cuts a YAML stream at its "---" separators ("..." ends a
+// document too), keeping each document's first line number so errors can
+// point into the original file.
+func SplitDocuments(data []byte) []Document {
+	data = bytes.TrimPrefix(data, []byte("\xef\xbb\xbf"))
+	var docs []Document
+	start, line, docLine := 0, 1, 1
+	for off := 0; off <= len(data); {
+		end := bytes.IndexByte(data[off:], '\n')
+		next := len(data) + 1
+		if end >= 0 {
+			end += off
+			next = end + 1
+		} else {
+			end = len(data)
+		}
+		if isSeparator(data[off:end]) {
+			docs = append(docs, Document{Line: docLine, Data: data[start:off]})
+			start = min(next, len(data))
+			docLine = line + 1
+		}
+		off = next
+		line++
+	}
+	docs = append(docs, Document{Line: docLine, Data: data[start:]})
+	return docs
+}
+
+func isSeparator(line []byte) bool {
+	line = bytes.TrimRight(line, " \t\r")
+	if bytes.Equal(line, []byte("...")) {
+		return true
+	}
+	if !bytes.HasPrefix(line, []byte("---")) {
+		return false
+	}
+	return len(line) == 3 || line[3] == ' ' || line[3] == '\t' // "--- # comment"
+}
+
+// docError is an error at a line of the original file.
+type docError struct {
+	line int
+	err  error
+}
+
+var yamlLine = regexp.MustCompile(`line (\d+)`)
+
+func decodeDocument(d Document, s *Set) *docError {
+	first := d.Line + contentOffset(d.Data)
+	js, err := toJSON(d.Data)
+	if err != nil {
+		line := first
+		if m := yamlLine.FindStringSubmatch(err.Error()); m != nil {
+			if n, convErr := strconv.Atoi(m[1]); convErr == nil && n > 0 {
+				line = d.Line + n - 1
+			}
+		}
+		return &docError{line: line, err: err}
+	}
+	if err := decodeObject(js, s, 0); err != nil {
+		return &docError{line: first, err: err}
+	}
+	return nil
+}
+
+// toJSON converts one YAML document. The YAML library has panicked on hostile
+// input in the past; a panic becomes an error here, never a crash.
+func toJSON(data []byte) (js []byte, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("malformed YAML: %v", r)
+		}
+	}()
+	return yaml.YAMLToJSON(data)
+}
+
+// contentOffset is the number of lines before the first line that is not
+// blank or a comment.
+func contentOffset(data []byte) int {
+	n := 0
+	for _, l := range bytes.Split(data, []byte("\n")) {
+		t := bytes.TrimSpace(l)
+		if len(t) > 0 && t[0] != '#' {
+			return n
+		}
+		n++
+	}
+	return 0
+}
+
+const maxListDepth = 8
+
+type header struct {
+	APIVersion string            `json:"apiVersion"`
+	Kind       string            `json:"kind"`
+	Items      []json.RawMessage `json:"items"`
+}
+
+func decodeObject(js []byte, s *Set, depth int) error {
+	js = bytes.TrimSpace(js)
+	if len(js) == 0 || bytes.Equal(js, []byte("null")) {
+		return nil
+	}
+	if depth > maxListDepth {
+		return errors.New("lists nested too deeply")
+	}
+	switch js[0] {
+	case '[':
+		var items []json.RawMessage
+		if err := json.Unmarshal(js, &items); err != nil {
+			return fmt.Errorf("decode list: %w", err)
+		}
+		return decodeItems(items, s, depth)
+	case '{':
+	default:
+		return fmt.Errorf("expected a Kubernetes object (a mapping), got %s", preview(js))
+	}
+	var h header
+	if err := json.Unmarshal(js, &h); err != nil {
+		return fmt.Errorf("decode object header: %w", err)
+	}
+	if h.Items != nil && strings.HasSuffix(h.Kind, "List") {
+		return decodeItems(h.Items, s, depth)
+	}
+	group, _, _ := strings.Cut(h.APIVersion, "/")
+	if group != rbacv1.GroupName {
+		return nil
+	}
+	var obj any
+	switch h.Kind {
+	case "Role":
+		obj = &rbacv1.Role{}
+	case "ClusterRole":
+		obj = &rbacv1.ClusterRole{}
+	case "RoleBinding":
+		obj = &rbacv1.RoleBinding{}
+	case "ClusterRoleBinding":
+		obj = &rbacv1.ClusterRoleBinding{}
+	default:
+		return nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(js))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(obj); err != nil {
+		return fmt.Errorf("decode %s: %w", h.Kind, err)
+	}
+	switch o := obj.(type) {
+	case *rbacv1.Role:
+		s.Roles = append(s.Roles, *o)
+	case *rbacv1.ClusterRole:
+		s.ClusterRoles = append(s.ClusterRoles, *o)
+	case *rbacv1.RoleBinding:
+		s.RoleBindings = append(s.RoleBindings, *o)
+	case *rbacv1.ClusterRoleBinding:
+		s.ClusterRoleBindings = append(s.ClusterRoleBindings, *o)
+	}
+	return nil
+}
+
+func decodeItems(items []json.RawMessage, s *Set, depth int) error {
+	for i, it := range items {
+		if err := decodeObject(it, s, depth+1); err != nil {
+			return fmt.Errorf("item %d: %w", i, err)
+		}
+	}
+	return nil
+}
+
+func preview(b []byte) string {
+	const max = 40
+	if len(b) > max {
+		return string(b[:max]) + "…"
+	}
+	return string(b)
+}
