@@ -17,7 +17,9 @@ func sa(name string) rbacv1.Subject {
 
 func testSet() *Set {
 	meta := func(name, ns string) metav1.ObjectMeta { return metav1.ObjectMeta{Name: name, Namespace: ns} }
-	ref := func(kind, name string) rbacv1.RoleRef { return rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: kind, Name: name} }
+	ref := func(kind, name string) rbacv1.RoleRef {
+		return rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: kind, Name: name}
+	}
 	return &Set{
 		ClusterRoles: []rbacv1.ClusterRole{
 			{ObjectMeta: meta("dms", ""), Rules: []rbacv1.PolicyRule{
