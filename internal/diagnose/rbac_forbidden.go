@@ -101,7 +101,7 @@ func rbacCaseFor(b *evidence.Bundle, p evidence.Pod) (rbacCase, bool) {
 	for _, d := range rc.denied {
 		missing = append(missing, d.req)
 	}
-	rc.missing = access.Unique(missing)
+	rc.missing = withStatusReads(missing)
 	return rc, true
 }
 

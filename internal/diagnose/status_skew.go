@@ -132,10 +132,10 @@ func skewFinding(b *evidence.Bundle, cases []skewCase, fixable bool) Finding {
 			strings.Join(vs, ", "), orUnknown(in.Version), orUnknown(in.VersionSource), statusSubresource(b))})
 	if fixable {
 		status := access.Request{Verb: "patch", Group: dpf.GroupProvisioning, Resource: "dpudevices", Subresource: "status", Namespace: in.Namespace}
-		f.Missing = access.Unique(append(missing, status))
+		f.Missing = withStatusReads(append(missing, status))
 		f.Summary = fmt.Sprintf("%s: dmsinit.sh patches dpudevices/status, which the operator's DMS role (%s) does not grant: hostdriver and operator versions differ",
 			plural(len(cases), "pod", "pods"), orUnknown(in.Version))
-		f.NextStep = "run `dpfdoctor fix` to grant patch on dpudevices/status in " + in.Namespace +
+		f.NextStep = "run `dpfdoctor fix` to grant get and patch on dpudevices/status in " + in.Namespace +
 			" (no resourceNames: DPUDevice names are serial numbers) in a separate Role; in the long run, run the hostdriver image that matches the operator version"
 		return f
 	}

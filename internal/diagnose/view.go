@@ -159,16 +159,16 @@ func sarEvidence(d denied, node string) Evidence {
 	return Evidence{Kind: EvidenceSAR, Source: "SubjectAccessReview", Text: text}
 }
 
-// appendLimited appends e unless a finding already quotes maxQuoted items
-// of its kind from source-like places; it keeps findings short at scale.
+// appendLimited appends e unless the same text of the same kind is already
+// quoted or limit items of its kind are; it keeps findings short at scale.
 func appendLimited(es []Evidence, e Evidence, limit int) []Evidence {
 	n := 0
 	for _, x := range es {
 		if x.Kind == e.Kind {
 			n++
-		}
-		if x == e {
-			return es
+			if x.Text == e.Text {
+				return es
+			}
 		}
 	}
 	if n >= limit {
@@ -197,4 +197,19 @@ func canRecreate(b *evidence.Bundle, p evidence.Pod) bool {
 	}
 	_, hasDPUNode := b.DPUNode(p.Node)
 	return !hasDPUNode
+}
+
+// withStatusReads adds, for every status patch, a get on the same status
+// subresource: `kubectl patch --subresource status` reads it first, which is
+// why DPF's own roles grant get, patch and update on dpudevices/status.
+func withStatusReads(rs []access.Request) []access.Request {
+	out := append([]access.Request(nil), rs...)
+	for _, r := range rs {
+		if r.Verb == "patch" && r.Subresource == "status" {
+			g := r
+			g.Verb = "get"
+			out = append(out, g)
+		}
+	}
+	return access.Unique(out)
 }

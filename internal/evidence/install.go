@@ -136,19 +136,27 @@ func (r *run) deployments(ctx context.Context) error {
 }
 
 // detectVersion sets the cluster's DPF version: the operator Deployment's
-// image tag, else dpf-version labels, else the shape of the CRDs.
+// image tag (a Deployment whose name or image says "operator", else one
+// running DPF's dpf-system image), else dpf-version labels, else the shape
+// of the CRDs.
 func (r *run) detectVersion() {
 	in := &r.b.Install
-	for _, d := range r.deploymentImages {
-		if !strings.Contains(d.image, "operator") && !strings.Contains(d.deployment, "operator") {
-			continue
-		}
-		if t := dpf.ImageTag(d.image); versionTag.MatchString(t) {
-			in.Version, in.VersionSource, in.OperatorImage = normalise(t), VersionFromOperatorImage, d.image
-			return
-		}
-		if in.OperatorImage == "" {
-			in.OperatorImage = d.image
+	for _, pick := range []func(d deploymentImage) bool{
+		func(d deploymentImage) bool {
+			return strings.Contains(d.image, "operator") || strings.Contains(d.deployment, "operator")
+		},
+		func(d deploymentImage) bool {
+			return strings.Contains(d.image, "dpf-system") || strings.HasPrefix(d.deployment, "dpf-")
+		},
+	} {
+		for _, d := range r.deploymentImages {
+			if !pick(d) {
+				continue
+			}
+			if t := dpf.ImageTag(d.image); versionTag.MatchString(t) {
+				in.Version, in.VersionSource, in.OperatorImage = normalise(t), VersionFromOperatorImage, d.image
+				return
+			}
 		}
 	}
 	labels := []map[string]string{r.configLabels}

@@ -97,17 +97,14 @@ func (r *run) logs(ctx context.Context) error {
 }
 
 // instances are the log instances worth reading. A container waiting after
-// a crash serves its last run as both "current" and "previous", so only
-// "previous" is read then.
+// a crash (CrashLoopBackOff) serves its last run as "current" (and the
+// kubelet serves the same run as "previous"), so only "current" is read
+// then; a running or terminated container with an earlier run gets both.
 func instances(c Container) []string {
-	switch {
-	case c.State.Kind == StateWaiting && c.LastState.Terminated():
-		return []string{InstancePrevious}
-	case c.LastState.Terminated():
+	if c.State.Kind != StateWaiting && c.LastState.Terminated() {
 		return []string{InstanceCurrent, InstancePrevious}
-	default:
-		return []string{InstanceCurrent}
 	}
+	return []string{InstanceCurrent}
 }
 
 func (r *run) readLog(ctx context.Context, f logFetch, refused *atomic.Bool) (Log, error) {

@@ -1,0 +1,24 @@
+package diagnose
+
+import "testing"
+
+func TestAPIServerUnreachable(t *testing.T) {
+	for _, tc := range []struct {
+		file string
+		want *want
+	}{
+		{"apiserver_unreachable/refused.yaml", &want{
+			code: CodeAPIServerUnreachable, pods: []string{"w1-dms", "w2-dms"},
+			evidence: []string{
+				"Failed to check kubectl version: The connection to the server 10.0.0.99:6443 was refused",
+				"kubernetesAPIServerVIP: 10.0.0.10, kubernetesAPIServerPort: 6443",
+				"KUBERNETES_SERVICE_HOST=10.0.0.10, KUBERNETES_SERVICE_PORT=6443",
+			},
+			next: `kubectl patch dpfoperatorconfig dpfoperatorconfig -n dpf-operator-system --type merge -p '{"spec":{"overrides":{"kubernetesAPIServerVIP":"<reachable address>","kubernetesAPIServerPort":6443}}}'`,
+		}},
+		{"apiserver_unreachable/near-miss-other-error.yaml", nil},
+		{"rbac_forbidden/secrets-forbidden.yaml", nil},
+	} {
+		t.Run(tc.file, func(t *testing.T) { expect(t, apiServerUnreachable{}, tc.file, tc.want) })
+	}
+}

@@ -1,0 +1,48 @@
+package diagnose
+
+import "testing"
+
+func TestRBACForbidden(t *testing.T) {
+	const ns = " in dpf-operator-system"
+	for _, tc := range []struct {
+		file string
+		want *want
+	}{
+		{"rbac_forbidden/secrets-forbidden.yaml", &want{
+			code: CodeRBACForbidden, pods: []string{"w1-dms", "w2-dms"}, fixable: true,
+			// w2's logs were not read: it shares w1's signature group and gets its own Secret name.
+			missing:  []string{"get secrets w1-server-secret" + ns, "get secrets w2-server-secret" + ns},
+			evidence: []string{`secrets "w1-server-secret" is forbidden`, "may not get secrets w1-server-secret"},
+			summary:  "may not get secrets {node}-server-secret" + ns + " (from kubectl's Forbidden message",
+			next:     "dpfdoctor fix",
+		}},
+		{"rbac_forbidden/secrets-forbidden-quiet.yaml", &want{
+			code: CodeRBACForbidden, pods: []string{"w1-dms"}, fixable: true,
+			// Pinned to the Secret although the log shows no Forbidden; the
+			// status patch the script makes later is granted in the same go.
+			missing: []string{
+				"get dpudevices.provisioning.dpu.nvidia.com/status" + ns,
+				"get secrets w1-server-secret" + ns,
+				"patch dpudevices.provisioning.dpu.nvidia.com/status" + ns,
+			},
+			evidence: []string{"Waiting for secret w1-server-secret", "Timed out waiting for secret", "may not get secrets w1-server-secret"},
+			summary:  "(from SubjectAccessReview",
+		}},
+		{"rbac_forbidden/per-node-grant.yaml", &want{
+			code: CodeRBACForbidden, pods: []string{"w2-dms"}, fixable: true,
+			missing: []string{"get secrets w2-server-secret" + ns},
+		}},
+		{"rbac_forbidden/near-miss-secrets-granted.yaml", nil},
+		{"status_skew/fixable.yaml", nil},
+	} {
+		t.Run(tc.file, func(t *testing.T) { expect(t, rbacForbidden{}, tc.file, tc.want) })
+	}
+}
+
+func TestRBACForbiddenCreateDPUNode(t *testing.T) {
+	expect(t, rbacForbidden{}, "status_skew/near-miss-dpunode-forbidden.yaml", &want{
+		code: CodeRBACForbidden, pods: []string{"w1-dms"}, fixable: true,
+		missing:  []string{"create dpunodes.provisioning.dpu.nvidia.com in dpf-operator-system"},
+		evidence: []string{"cannot create resource \"dpunodes\""},
+	})
+}

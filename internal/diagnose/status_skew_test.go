@@ -1,0 +1,41 @@
+package diagnose
+
+import "testing"
+
+func TestStatusSubresourceSkew(t *testing.T) {
+	const ns = " in dpf-operator-system"
+	status := []string{"get dpudevices.provisioning.dpu.nvidia.com/status" + ns, "patch dpudevices.provisioning.dpu.nvidia.com/status" + ns}
+	for _, tc := range []struct {
+		file string
+		want *want
+	}{
+		{"status_skew/fixable.yaml", &want{
+			code: CodeStatusSkewFixable, pods: []string{"w1-dms"}, fixable: true, missing: status,
+			evidence: []string{"Failed to update PCI address for DPUDevice", "pods run hostdriver v25.7.0; the operator is v25.4.0"},
+			next:     "get and patch on dpudevices/status",
+		}},
+		{"status_skew/sar-only.yaml", &want{
+			code: CodeStatusSkewFixable, pods: []string{"w1-dms"}, fixable: true, missing: status,
+			evidence: []string{"may not patch dpudevices.provisioning.dpu.nvidia.com/status"},
+		}},
+		{"status_skew/crd-without-status.yaml", &want{
+			code: CodeStatusSkewCRD, pods: []string{"w1-dms"}, fixable: false,
+			evidence: []string{"could not find the requested resource"},
+			summary:  "no RBAC change can fix it",
+			next:     "align versions",
+		}},
+		{"status_skew/near-miss-dpunode-forbidden.yaml", nil},
+		{"rbac_forbidden/secrets-forbidden-quiet.yaml", nil},
+	} {
+		t.Run(tc.file, func(t *testing.T) { expect(t, statusSubresourceSkew{}, tc.file, tc.want) })
+	}
+}
+
+// The quiet Secret case also needs the status patch later: the skew
+// classifier must not claim it, but RBACForbidden lists it.
+func TestQuietSecretIsNotSkew(t *testing.T) {
+	b := load(t, "rbac_forbidden/secrets-forbidden-quiet.yaml")
+	if fs := (statusSubresourceSkew{}).Classify(b); len(fs) != 0 {
+		t.Fatalf("skew fired on the quiet Secret case: %+v", fs)
+	}
+}
