@@ -11,5 +11,6 @@ func subcommands(kf *genericclioptions.ConfigFlags, s genericiooptions.IOStreams
 	return []*cobra.Command{
 		NewCmdVersion(s),
 		NewCmdSim(s),
+		NewCmdVersions(s),
 	}
 }

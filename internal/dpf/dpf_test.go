@@ -129,3 +129,26 @@ func FuzzParseLogLines(f *testing.F) {
 		ScriptForImageTag(s)
 	})
 }
+
+func TestMatrixMatchesRoles(t *testing.T) {
+	r, _ := Lookup("v25.4.0")
+	// The v25.4.0 role allows the Kubernetes-mode path but not the Secret
+	// reads of the certificate path nor a newer dmsinit's status patch.
+	for _, c := range Calls(ScriptB, false) {
+		if !r.Allowed(c.Request(DefaultNamespace, "n")) {
+			t.Errorf("v25.4.0 role denies its own Kubernetes-mode call %s", c.Command)
+		}
+	}
+	if r.Allowed(access.Request{Verb: "get", Resource: "secrets", Namespace: DefaultNamespace, Name: "n-server-secret"}) {
+		t.Error("v25.4.0 role allows secrets")
+	}
+	if r.Allowed(access.Request{Verb: "patch", Group: GroupProvisioning, Resource: "dpudevices", Subresource: "status", Namespace: DefaultNamespace}) {
+		t.Error("v25.4.0 role allows dpudevices/status")
+	}
+	r7, _ := Lookup("v25.7.0")
+	for _, c := range Calls(ScriptE, false) {
+		if !r7.Allowed(c.Request(DefaultNamespace, "n")) {
+			t.Errorf("v25.7.0 role denies its own call %s", c.Command)
+		}
+	}
+}

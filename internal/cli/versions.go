@@ -1,0 +1,75 @@
+package cli
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+	"k8s.io/cli-runtime/pkg/genericiooptions"
+	"k8s.io/cli-runtime/pkg/printers"
+
+	"github.com/dpfdoctor/dpfdoctor/internal/dpf"
+)
+
+// NewCmdVersions prints the DPF compatibility matrix.
+func NewCmdVersions(s genericiooptions.IOStreams) *cobra.Command {
+	var output, out string
+	cmd := &cobra.Command{
+		Use:   "versions",
+		Short: "Print the DPF compatibility matrix: pods, ServiceAccount, dms-init's calls and failure classes per version",
+		Args:  cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			w := s.Out
+			if out != "" {
+				f, err := os.Create(out)
+				if err != nil {
+					return UsageError{Err: err}
+				}
+				defer f.Close()
+				w = f
+			}
+			switch output {
+			case "markdown", "md":
+				return dpf.WriteMatrix(w)
+			case "json":
+				type row struct {
+					dpf.Release
+					Calls          []dpf.Call `json:"calls"`
+					FailureClasses []string   `json:"failureClasses"`
+				}
+				var rows []row
+				for _, r := range dpf.Releases() {
+					rows = append(rows, row{Release: r, Calls: dpf.AllCalls(r.Script), FailureClasses: r.FailureClasses()})
+				}
+				e := json.NewEncoder(w)
+				e.SetIndent("", "  ")
+				return e.Encode(rows)
+			case "table", "":
+				tw := printers.GetNewTabWriter(w)
+				fmt.Fprintln(tw, "VERSION\tSERVICEACCOUNT\tINIT CONTAINERS\tDMSINIT\tCALLS\tFAILURE CLASSES")
+				for _, r := range dpf.Releases() {
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\n", r.Version, dash(r.ServiceAccount), dash(strings.Join(r.InitContainers, ",")),
+						r.Script, len(dpf.AllCalls(r.Script)), strings.Join(r.FailureClasses(), ","))
+				}
+				if err := tw.Flush(); err != nil {
+					return err
+				}
+				fmt.Fprintln(w, "\nEvery call and the permission it needs: dpfdoctor versions -o markdown (also docs/versions.md)")
+				return nil
+			}
+			return Usagef("unknown output format %q (allowed: table, markdown, json)", output)
+		},
+	}
+	cmd.Flags().StringVarP(&output, "output", "o", "table", "table, markdown or json")
+	cmd.Flags().StringVar(&out, "out", "", "write to this file instead of standard output")
+	return cmd
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
