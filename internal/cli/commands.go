@@ -10,6 +10,7 @@ import (
 func subcommands(kf *genericclioptions.ConfigFlags, s genericiooptions.IOStreams) []*cobra.Command {
 	return []*cobra.Command{
 		NewCmdVersion(s),
+		NewCmdDiagnose(kf, s),
 		NewCmdSim(s),
 		NewCmdVersions(s),
 	}

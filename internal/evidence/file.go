@@ -98,6 +98,37 @@ func (b *Bundle) WriteArchive(w io.Writer, extra ...ArchiveFile) error {
 	return nil
 }
 
+// maxEvidenceJSON bounds how much ReadArchive reads of evidence.json.
+const maxEvidenceJSON = 1 << 30
+
+// ReadArchive reads the Bundle back from a support bundle written by
+// WriteArchive.
+func ReadArchive(r io.Reader) (*Bundle, error) {
+	gz, err := gzip.NewReader(r)
+	if err != nil {
+		return nil, fmt.Errorf("%w: not a gzip file: %v", ErrMalformed, err)
+	}
+	defer gz.Close()
+	tr := tar.NewReader(gz)
+	for {
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			return nil, fmt.Errorf("%w: no evidence.json in the archive", ErrMalformed)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+		}
+		if hdr.Name != "evidence.json" {
+			continue
+		}
+		data, err := io.ReadAll(io.LimitReader(tr, maxEvidenceJSON))
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+		}
+		return Parse(data)
+	}
+}
+
 var unsafeName = regexp.MustCompile(`[^A-Za-z0-9._-]`)
 
 func (b *Bundle) archiveFiles() ([]ArchiveFile, error) {
