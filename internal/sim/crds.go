@@ -48,6 +48,9 @@ func crds(statusSubresource bool) []*apiextensionsv1.CustomResourceDefinition {
 			}),
 			open(map[string]apiextensionsv1.JSONSchemaProps{"conditions": conditions, "dpuInstallInterface": str, "kubeNodeRef": str}), true)),
 		crd(dpf.GroupProvisioning, "DPUDevice", "dpudevices", "dpudevice", nil, dpuDeviceVersion),
+		crd(dpf.GroupProvisioning, "DPU", "dpus", "dpu", nil, version("v1alpha1",
+			open(map[string]apiextensionsv1.JSONSchemaProps{"nodeName": str, "pciAddress": str, "bfb": str}),
+			open(map[string]apiextensionsv1.JSONSchemaProps{"phase": str, "conditions": conditions}), true)),
 		crd(dpf.GroupOperator, "DPFOperatorConfig", "dpfoperatorconfigs", "dpfoperatorconfig", nil, version("v1alpha1",
 			open(map[string]apiextensionsv1.JSONSchemaProps{
 				"overrides": open(map[string]apiextensionsv1.JSONSchemaProps{

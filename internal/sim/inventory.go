@@ -28,6 +28,7 @@ var (
 	gvrOperatorCfg = schema.GroupVersionResource{Group: dpf.GroupOperator, Version: "v1alpha1", Resource: "dpfoperatorconfigs"}
 	gvrCertificate = schema.GroupVersionResource{Group: dpf.GroupCertManager, Version: "v1", Resource: "certificates"}
 	gvrIssuer      = schema.GroupVersionResource{Group: dpf.GroupCertManager, Version: "v1", Resource: "issuers"}
+	gvrDPU         = schema.GroupVersionResource{Group: dpf.GroupProvisioning, Version: "v1alpha1", Resource: "dpus"}
 )
 
 // inventory is what the simulated operator server-side applies on every
@@ -76,6 +77,9 @@ func (inv inventory) apply(ctx context.Context, cs kubernetes.Interface, dyn dyn
 		crb := rbacv1ac.ClusterRoleBinding(r.ClusterRoleBinding).WithLabels(inv.labels()).
 			WithRoleRef(rbacv1ac.RoleRef().WithAPIGroup(rbacv1.GroupName).WithKind("ClusterRole").WithName(r.ClusterRole)).
 			WithSubjects(rbacv1ac.Subject().WithKind("ServiceAccount").WithName(r.ServiceAccount).WithNamespace(ns))
+		if r.Component == dpf.ComponentHostAgent {
+			crb.WithSubjects(rbacv1ac.Subject().WithKind("Group").WithAPIGroup(rbacv1.GroupName).WithName("dpf:host-agent"))
+		}
 		if _, err := cs.RbacV1().ClusterRoleBindings().Apply(ctx, crb, opts); err != nil {
 			return n, fmt.Errorf("apply ClusterRoleBinding %s: %w", r.ClusterRoleBinding, err)
 		}

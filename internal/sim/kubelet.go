@@ -96,8 +96,7 @@ func (k *kubelet) start(ctx context.Context, wg *sync.WaitGroup) error {
 	if err := os.MkdirAll(k.cacheDir, 0o700); err != nil {
 		return err
 	}
-	inf := informers.NewSharedInformerFactoryWithOptions(c.kube, 0, informers.WithNamespace(c.Namespace),
-		informers.WithTweakListOptions(func(lo *metav1.ListOptions) { lo.LabelSelector = dpf.ComponentLabel }))
+	inf := informers.NewSharedInformerFactoryWithOptions(c.kube, 0, informers.WithNamespace(c.Namespace))
 	pi := inf.Core().V1().Pods()
 	k.pods = pi.Lister()
 	enqueue := func(obj any) {
@@ -214,8 +213,11 @@ func (k *kubelet) sync(ctx context.Context, name string) error {
 		st.mounted = true
 	}
 
-	for st.next < len(pod.Spec.InitContainers) {
-		ctr := pod.Spec.InitContainers[st.next]
+	// Init containers in order, then the containers; a failure restarts
+	// only the failing one, after the back-off.
+	all := append(append([]corev1.Container{}, pod.Spec.InitContainers...), pod.Spec.Containers...)
+	for st.next < len(all) {
+		ctr := all[st.next]
 		run := k.runContainer(ctx, pod, node, scen, ctr)
 		if ctx.Err() != nil {
 			return nil
@@ -244,17 +246,9 @@ func (k *kubelet) sync(ctx context.Context, name string) error {
 		st.next++
 		st.backoff = k.c.scale(backoffInitial)
 	}
-	now := time.Now()
 	k.mu.Lock()
-	for _, ctr := range pod.Spec.Containers {
-		st.runs[ctr.Name] = []containerRun{{started: now, lines: []string{
-			fmt.Sprintf("time=%q level=info msg=\"starting %s\" node=%s", now.UTC().Format(time.RFC3339), ctr.Name, pod.Spec.NodeName)}}}
-	}
-	st.done, st.readyAt = true, now
+	st.done, st.readyAt = true, time.Now()
 	k.mu.Unlock()
-	for _, ctr := range pod.Spec.Containers {
-		k.event(ctx, pod, ctr.Name, corev1.EventTypeNormal, "Started", "Started container "+ctr.Name)
-	}
 	return k.writeStatus(ctx, pod, st)
 }
 
@@ -278,7 +272,7 @@ func (k *kubelet) runContainer(ctx context.Context, pod *corev1.Pod, node *corev
 			run.exitCode, run.message = 1, PCIAddress
 		}
 	case dpf.ContainerDMSInit:
-		api, err := k.caller(ctx, pod, scen)
+		api, err := k.caller(ctx, pod, scen, true)
 		if err != nil {
 			run.lines, run.exitCode = []string{"sim: " + err.Error()}, 1
 			return run
@@ -293,6 +287,17 @@ func (k *kubelet) runContainer(ctx context.Context, pod *corev1.Pod, node *corev
 		run.lines, run.exitCode = lines, int32(code)
 	case dpf.ContainerConfigureVF:
 		run.lines = []string{"restoring VF configuration: nothing to restore"}
+	case dpf.ContainerHostAgent:
+		// The host agent is a Go program: client-go, never kubectl.
+		api, err := k.caller(ctx, pod, scen, false)
+		if err != nil {
+			run.lines, run.exitCode = []string{"sim: " + err.Error()}, 1
+			return run
+		}
+		lines, code := hostAgent(ctx, api, k.c.Namespace, pod.Spec.NodeName, scen == NoDPUFound)
+		run.lines, run.exitCode = lines, int32(code)
+	default:
+		run.lines = []string{fmt.Sprintf("time=%q level=info msg=\"starting %s\" node=%s", run.started.UTC().Format(time.RFC3339), ctr.Name, pod.Spec.NodeName)}
 	}
 	run.finished = time.Now()
 	return run
@@ -316,9 +321,9 @@ func serialNumber(node string) string {
 
 // caller returns the API caller for a pod: the pod's KUBERNETES_SERVICE_*
 // env decides where kubectl connects; the token is the ServiceAccount's.
-func (k *kubelet) caller(ctx context.Context, pod *corev1.Pod, scen Scenario) (apiCaller, error) {
+func (k *kubelet) caller(ctx context.Context, pod *corev1.Pod, scen Scenario, kubectl bool) (apiCaller, error) {
 	host, port := k.c.apiHost, fmt.Sprint(k.c.apiPort)
-	for _, ctr := range pod.Spec.InitContainers {
+	for _, ctr := range append(append([]corev1.Container{}, pod.Spec.InitContainers...), pod.Spec.Containers...) {
 		for _, e := range ctr.Env {
 			switch e.Name {
 			case "KUBERNETES_SERVICE_HOST":
@@ -342,7 +347,7 @@ func (k *kubelet) caller(ctx context.Context, pod *corev1.Pod, scen Scenario) (a
 	if err != nil {
 		return nil, err
 	}
-	if k.c.useKubectl {
+	if kubectl && k.c.useKubectl {
 		return &kubectlCaller{path: k.c.kubectlPath(), server: server, token: token, caFile: k.caFile,
 			kubeconfig: k.emptyKubeconfig, cacheDir: k.cacheDir}, nil
 	}

@@ -49,7 +49,8 @@ func (k *kubelet) podStatus(pod *corev1.Pod, st *podState) corev1.PodStatus {
 	if n, err := k.c.op.nodes.Get(pod.Spec.NodeName); err == nil {
 		ip = nodeIP(n)
 	}
-	initDone := st.next >= len(pod.Spec.InitContainers) && st.mounted
+	nInit := len(pod.Spec.InitContainers)
+	initDone := st.next >= nInit && st.mounted
 	s := corev1.PodStatus{
 		Phase: corev1.PodPending, HostIP: ip, PodIP: ip, StartTime: &metav1.Time{Time: st.created},
 		Conditions: []corev1.PodCondition{
@@ -63,7 +64,7 @@ func (k *kubelet) podStatus(pod *corev1.Pod, st *podState) corev1.PodStatus {
 	if ip != "" {
 		s.HostIPs, s.PodIPs = []corev1.HostIP{{IP: ip}}, []corev1.PodIP{{IP: ip}}
 	}
-	if st.done {
+	if initDone {
 		s.Phase = corev1.PodRunning
 	}
 	waiting := func(reason, msg string) corev1.ContainerState {
@@ -94,15 +95,26 @@ func (k *kubelet) podStatus(pod *corev1.Pod, st *podState) corev1.PodStatus {
 		}
 		s.InitContainerStatuses = append(s.InitContainerStatuses, cs)
 	}
-	for _, c := range pod.Spec.Containers {
-		cs := corev1.ContainerStatus{Name: c.Name, Image: c.Image, ImageID: c.Image}
-		if st.done {
-			started := true
-			cs.Ready, cs.Started = true, &started
-			cs.State = corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: metav1.NewTime(st.readyAt)}}
-		} else {
+	for j, c := range pod.Spec.Containers {
+		i := nInit + j
+		cs := corev1.ContainerStatus{Name: c.Name, Image: c.Image, ImageID: c.Image, RestartCount: st.failures[c.Name]}
+		runs := st.runs[c.Name]
+		started := false
+		switch {
+		case i < st.next && st.mounted:
+			started = true
+			cs.Ready = st.done
+			cs.State = corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: metav1.NewTime(runs[len(runs)-1].started)}}
+		case i == st.next && len(runs) > 0:
+			cs.LastTerminationState = corev1.ContainerState{Terminated: terminated(runs[len(runs)-1])}
+			cs.State = waiting("CrashLoopBackOff", fmt.Sprintf("back-off %s restarting failed container=%s pod=%s_%s(%s)",
+				time.Until(st.due).Round(time.Second), c.Name, pod.Name, pod.Namespace, pod.UID))
+		case initDone:
+			cs.State = waiting("ContainerCreating", "")
+		default:
 			cs.State = waiting("PodInitializing", "")
 		}
+		cs.Started = &started
 		s.ContainerStatuses = append(s.ContainerStatuses, cs)
 	}
 	return s

@@ -12,7 +12,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/dynamic/dynamicinformer"
 	"k8s.io/client-go/informers"
 	listersv1 "k8s.io/client-go/listers/core/v1"
@@ -47,8 +47,7 @@ func (o *operator) start(ctx context.Context, wg *sync.WaitGroup) error {
 	ns := c.Namespace
 	nodeInf := informers.NewSharedInformerFactoryWithOptions(c.kube, 0,
 		informers.WithTweakListOptions(func(lo *metav1.ListOptions) { lo.LabelSelector = dpf.DPUNodeLabel }))
-	podInf := informers.NewSharedInformerFactoryWithOptions(c.kube, 0, informers.WithNamespace(ns),
-		informers.WithTweakListOptions(func(lo *metav1.ListOptions) { lo.LabelSelector = dpf.ComponentLabel }))
+	podInf := informers.NewSharedInformerFactoryWithOptions(c.kube, 0, informers.WithNamespace(ns))
 	dynInf := dynamicinformer.NewFilteredDynamicSharedInformerFactory(c.dyn, 0, ns, nil)
 
 	ni := nodeInf.Core().V1().Nodes()
@@ -236,10 +235,17 @@ func (o *operator) reconcileNode(ctx context.Context, name string) error {
 		return o.c.register(ctx, node)
 	}
 	scen := o.c.scenarioOf(node)
-	if err := o.ensureCertificate(ctx, node, scen); err != nil {
-		return err
+	if o.c.Release.CertVolume {
+		if err := o.ensureCertificate(ctx, node, scen); err != nil {
+			return err
+		}
 	}
-	if _, err := o.pods.Pods(o.c.Namespace).Get(dpf.PodName(name)); err == nil {
+	if o.c.Release.PodPerDPU {
+		if err := o.ensureDPU(ctx, node); err != nil {
+			return err
+		}
+	}
+	if _, err := o.pods.Pods(o.c.Namespace).Get(o.c.podName(name)); err == nil {
 		return nil
 	}
 	pod := o.c.dmsPod(node, scen)
@@ -261,13 +267,14 @@ func (c *Cluster) scenarioOf(node *corev1.Node) Scenario {
 // issue for it.
 func (o *operator) ensureCertificate(ctx context.Context, node *corev1.Node, scen Scenario) error {
 	ns, c := o.c.Namespace, o.c
-	certName := dpf.CertificateName(node.Name)
+	subject := c.subject(node.Name)
+	certName := dpf.CertificateName(subject)
 	ready := scen != CertificateNotReady
 	cert := &unstructured.Unstructured{Object: map[string]any{
 		"apiVersion": "cert-manager.io/v1", "kind": "Certificate",
 		"metadata": map[string]any{"name": certName, "namespace": ns},
 		"spec": map[string]any{
-			"secretName": dpf.SecretName(node.Name), "duration": "8760h", "renewBefore": "4380h",
+			"secretName": dpf.SecretName(subject), "duration": "8760h", "renewBefore": "4380h",
 			"ipAddresses": []any{nodeIP(node)}, "issuerRef": map[string]any{"name": dpf.Issuer, "kind": "Issuer"},
 		},
 	}}
@@ -292,7 +299,7 @@ func (o *operator) ensureCertificate(ctx context.Context, node *corev1.Node, sce
 		return nil
 	}
 	secret := &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Name: dpf.SecretName(node.Name), Namespace: ns,
+		ObjectMeta: metav1.ObjectMeta{Name: dpf.SecretName(subject), Namespace: ns,
 			Annotations: map[string]string{"cert-manager.io/certificate-name": certName, "cert-manager.io/issuer-name": dpf.Issuer}},
 		Type: corev1.SecretTypeTLS,
 		Data: c.secretData(),
@@ -312,7 +319,26 @@ func nodeIP(n *corev1.Node) string {
 	return ""
 }
 
-// podsByLabel is a helper for tests and the kubelet.
-func (o *operator) dmsPods() ([]*corev1.Pod, error) {
-	return o.pods.Pods(o.c.Namespace).List(labels.Everything())
+// ensureDPU creates the node's DPU object (v25.1 owns the DMS pod by it).
+func (o *operator) ensureDPU(ctx context.Context, node *corev1.Node) error {
+	dpu := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "provisioning.dpu.nvidia.com/v1alpha1", "kind": "DPU",
+		"metadata": map[string]any{"name": dpuName(node.Name), "namespace": o.c.Namespace},
+		"spec":     map[string]any{"nodeName": node.Name, "pciAddress": PCIAddress},
+	}}
+	created, err := o.c.dyn.Resource(gvrDPU).Namespace(o.c.Namespace).Create(ctx, dpu, metav1.CreateOptions{})
+	if apierrors.IsAlreadyExists(err) {
+		return nil
+	} else if err != nil {
+		return fmt.Errorf("create DPU: %w", err)
+	}
+	o.c.dpuUIDs.Store(created.GetName(), created.GetUID())
+	return nil
+}
+
+func (o *operator) dpuUID(name string) types.UID {
+	if v, ok := o.c.dpuUIDs.Load(name); ok {
+		return v.(types.UID)
+	}
+	return ""
 }

@@ -23,9 +23,31 @@ func (c *Cluster) hostdriverTag(s Scenario) string {
 	return c.Release.Version
 }
 
+// subject is what the DMS pod, its Certificate and Secret are named after:
+// the node, or in v25.1 (pods per DPU) the node's DPU.
+func (c *Cluster) subject(node string) string {
+	if c.Release.PodPerDPU {
+		return dpuName(node)
+	}
+	return node
+}
+
+// dpuName is the DPU object of a node's (only) DPU.
+func dpuName(node string) string { return node + "-0000-3b-00-0" }
+
+// podName is the DMS pod of a node.
+func (c *Cluster) podName(node string) string { return dpf.PodName(c.subject(node)) }
+
 // dmsPod builds the DMS pod the operator creates for a node (util/dms/util.go
-// at v25.4.0; v25.7 moves configure-vf to a container and labels the version).
+// at v25.4.0; v25.7 moves configure-vf to a container and labels the version;
+// v25.1 creates it per DPU; v25.10 runs the host agent instead).
 func (c *Cluster) dmsPod(node *corev1.Node, s Scenario) *corev1.Pod {
+	switch {
+	case c.Release.Script == dpf.ScriptHostAgent:
+		return c.hostAgentPod(node)
+	case c.Release.PodPerDPU:
+		return c.perDPUPod(node)
+	}
 	r := c.Release
 	ns := c.Namespace
 	ip := nodeIP(node)
@@ -123,4 +145,56 @@ func (c *Cluster) configUID() types.UID {
 		return cfg.GetUID()
 	}
 	return ""
+}
+
+// hostAgentPod is the v25.10 pod: the host agent and dms, no init
+// containers, no certificate volume.
+func (c *Cluster) hostAgentPod(node *corev1.Node) *corev1.Pod {
+	r := c.Release
+	env := []corev1.EnvVar{
+		{Name: "KUBERNETES_SERVICE_HOST", Value: c.vip()},
+		{Name: "KUBERNETES_SERVICE_PORT", Value: strconv.Itoa(c.vipPort())},
+	}
+	privileged, f := true, false
+	sc := &corev1.SecurityContext{Privileged: &privileged}
+	image := ImageRepo + "/dpf-system:" + r.Version
+	return &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: dpf.PodName(node.Name), Namespace: c.Namespace,
+			Labels: map[string]string{dpf.ComponentLabel: r.Component, dpf.VersionLabel: r.Version},
+			OwnerReferences: []metav1.OwnerReference{{APIVersion: "operator.dpu.nvidia.com/v1alpha1", Kind: "DPFOperatorConfig",
+				Name: dpf.OperatorConfigName, UID: c.configUID(), Controller: ptr(true), BlockOwnerDeletion: &f}}},
+		Spec: corev1.PodSpec{
+			NodeName: node.Name, ServiceAccountName: r.ServiceAccount, HostNetwork: true, DNSPolicy: corev1.DNSClusterFirstWithHostNet,
+			PriorityClassName: "system-node-critical",
+			Containers: []corev1.Container{
+				{Name: dpf.ContainerDMS, Image: image, Command: []string{"/bin/bash", "-c", "rshim --force && /hostagent rundms"}, Env: env, SecurityContext: sc},
+				{Name: dpf.ContainerHostAgent, Image: image, Command: []string{"/hostagent", "serve", "--bfb-registry-address=127.0.0.1:8080"}, Env: env, SecurityContext: sc},
+			},
+		},
+	}
+}
+
+// perDPUPod is the v25.1 pod: per DPU, unlabelled, the namespace's default
+// ServiceAccount, owned by the DPU, the DPU's Secret mounted for dmsd.
+func (c *Cluster) perDPUPod(node *corev1.Node) *corev1.Pod {
+	dpu := dpuName(node.Name)
+	privileged, f := true, false
+	sc := &corev1.SecurityContext{Privileged: &privileged}
+	image := ImageRepo + "/dpf-system:" + c.Release.Version
+	return &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: dpf.PodName(dpu), Namespace: c.Namespace,
+			OwnerReferences: []metav1.OwnerReference{{APIVersion: "provisioning.dpu.nvidia.com/v1alpha1", Kind: "DPU",
+				Name: dpu, UID: c.op.dpuUID(dpu), Controller: ptr(true), BlockOwnerDeletion: &f}}},
+		Spec: corev1.PodSpec{
+			NodeName: node.Name, HostNetwork: true,
+			InitContainers: []corev1.Container{
+				{Name: dpf.ContainerRshimPreflight, Image: image, Command: []string{"/bin/bash", "-c", "! systemctl is-active rshim"}, SecurityContext: sc, TerminationMessagePath: "/dev/termination-log"},
+				{Name: "devlink-grace-period", Image: image, Command: []string{"bash", "-xc", "devlink health set pci/" + PCIAddress + " reporter fw_fatal grace_period 0"}, SecurityContext: sc},
+			},
+			Containers: []corev1.Container{{Name: dpf.ContainerDMS, Image: image, SecurityContext: sc,
+				Command:      []string{"/bin/bash", "-c", "./rshim.sh && dmsd -bind_address 0.0.0.0:9339 -ca /etc/ssl/certs/server/ca.crt"},
+				VolumeMounts: []corev1.VolumeMount{{Name: dpf.ServerVolume, MountPath: "/etc/ssl/certs/server"}}}},
+			Volumes: []corev1.Volume{{Name: dpf.ServerVolume, VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: dpf.SecretName(dpu)}}}},
+		},
+	}
 }

@@ -2,6 +2,8 @@ package sim
 
 import (
 	"fmt"
+
+	"github.com/dpfdoctor/dpfdoctor/internal/dpf"
 	"sort"
 	"strconv"
 	"strings"
@@ -170,4 +172,27 @@ func Describe(s Scenario) string {
 		return "everything works"
 	}
 	return ""
+}
+
+// Applies reports whether a scenario can happen on a release: v25.1 has no
+// dms-init; the v25.10 host agent has no init containers, no certificate
+// volume and takes the rshim itself (rshim --force).
+func Applies(s Scenario, r dpf.Release) bool {
+	switch r.Script {
+	case dpf.ScriptNone:
+		return s == Healthy || s == RshimOccupied || s == CertificateNotReady
+	case dpf.ScriptHostAgent:
+		return s == Healthy || s == APIServerUnreachable || s == NoDPUFound
+	}
+	return true
+}
+
+func scenariosFor(r dpf.Release) string {
+	var out []string
+	for _, s := range Scenarios() {
+		if Applies(s, r) {
+			out = append(out, string(s))
+		}
+	}
+	return strings.Join(out, ", ")
 }

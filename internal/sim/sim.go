@@ -146,6 +146,7 @@ type Cluster struct {
 	wg     sync.WaitGroup
 
 	secrets secretMaterial
+	dpuUIDs sync.Map // DPU name → UID (v25.1)
 
 	nodeCount atomic.Int64
 	stopOnce  sync.Once
@@ -165,12 +166,14 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	if err != nil {
 		return nil, err
 	}
-	if release.Script == dpf.ScriptNone || release.Script == dpf.ScriptHostAgent {
-		return nil, fmt.Errorf("sim: DPF %s is not simulated yet (supported: v25.4.x, v25.7.x)", release.Version)
-	}
 	mix, err := ParseMix(opts.Scenario)
 	if err != nil {
 		return nil, err
+	}
+	for _, e := range mix {
+		if !Applies(e.Scenario, release) {
+			return nil, fmt.Errorf("scenario %s does not apply to DPF %s (it applies to: %s)", e.Scenario, release.Version, scenariosFor(release))
+		}
 	}
 	if Assets() == "" {
 		return nil, ErrAssets

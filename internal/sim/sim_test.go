@@ -420,3 +420,62 @@ func TestUnreachableVIPAndPause(t *testing.T) {
 		t.Fatal("a paused operator reconciled its inventory")
 	}
 }
+
+// v25.1 (pods per DPU, no ServiceAccount, unlabelled) and v25.10 (the host
+// agent) are simulated with the scenarios that apply to them.
+func TestOtherVersions(t *testing.T) {
+	t.Run("v25.1.0", func(t *testing.T) {
+		c, cs := startSim(t, Options{Version: "v25.1.0", Nodes: 3, Scenario: "healthy=1,rshim-occupied=1,certificate-not-ready=1", TimeScale: 0.05})
+		var pods []corev1.Pod
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			list, err := cs.CoreV1().Pods(c.Namespace).List(context.Background(), metav1.ListOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			pods = list.Items
+			states := map[string]string{}
+			for i := range pods {
+				states[pods[i].Name] = dpf.PodState(&pods[i])
+			}
+			if states["dpu-worker-1-0000-3b-00-0-dms"] == "Running" && states["dpu-worker-2-0000-3b-00-0-dms"] == "Init:CrashLoopBackOff" &&
+				states["dpu-worker-3-0000-3b-00-0-dms"] == "Init:0/2" {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("v25.1 pod states: %v", states)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		p := pods[0]
+		if len(p.Labels) != 0 || p.Spec.ServiceAccountName != "" || p.OwnerReferences[0].Kind != "DPU" {
+			t.Fatalf("v25.1 pod shape: labels %v sa %q owner %v", p.Labels, p.Spec.ServiceAccountName, p.OwnerReferences)
+		}
+		if _, err := Start(context.Background(), Options{Version: "v25.1.0", Scenario: "secrets-forbidden"}); err == nil || !strings.Contains(err.Error(), "does not apply") {
+			t.Fatalf("secrets-forbidden on v25.1 should be refused, got %v", err)
+		}
+	})
+	t.Run("v25.10.0", func(t *testing.T) {
+		c, cs := startSim(t, Options{Version: "v25.10.0", Nodes: 3, Scenario: "healthy=1,no-dpu-found=1,apiserver-unreachable=1", TimeScale: 0.05, KubectlMaxNodes: -1})
+		waitPods(t, cs, 30*time.Second, "host agent states", func(ps []corev1.Pod) bool {
+			want := map[string]string{"dpu-worker-1-dms": "Running", "dpu-worker-2-dms": "CrashLoopBackOff", "dpu-worker-3-dms": "CrashLoopBackOff"}
+			for i := range ps {
+				if dpf.PodState(&ps[i]) != want[ps[i].Name] {
+					return false
+				}
+			}
+			return len(ps) == 3
+		})
+		p := getPod(t, cs, "dpu-worker-1-dms")
+		if p.Labels[dpf.ComponentLabel] != dpf.ComponentHostAgent || p.Spec.ServiceAccountName != "dpf-provisioning-hostagent-service-account" || len(p.Spec.InitContainers) != 0 {
+			t.Fatalf("v25.10 pod shape: %v %q", p.Labels, p.Spec.ServiceAccountName)
+		}
+		out, err := kubectl(t, c, "logs", "-n", c.Namespace, "dpu-worker-3-dms", "-c", "hostagent")
+		if err != nil || !strings.Contains(out, "unable to reach the Kubernetes API server") {
+			t.Fatalf("host agent log: %v\n%s", err, out)
+		}
+		if _, err := dynamic.NewForConfigOrDie(c.Config).Resource(gvrDPUNode).Namespace(c.Namespace).Get(context.Background(), "dpu-worker-1", metav1.GetOptions{}); err != nil {
+			t.Fatalf("host agent did not register its DPUNode as its ServiceAccount: %v", err)
+		}
+	})
+}

@@ -20,13 +20,20 @@ type Summary struct {
 
 // Summary lists the DMS pods once and counts their states.
 func (c *Cluster) Summary(ctx context.Context) (Summary, error) {
-	list, err := c.kube.CoreV1().Pods(c.Namespace).List(ctx, metav1.ListOptions{LabelSelector: dpf.ComponentLabel})
+	opts := metav1.ListOptions{LabelSelector: dpf.ComponentLabel}
+	if c.Release.PodPerDPU {
+		opts = metav1.ListOptions{} // v25.1 pods are unlabelled
+	}
+	list, err := c.kube.CoreV1().Pods(c.Namespace).List(ctx, opts)
 	if err != nil {
 		return Summary{}, err
 	}
 	s := Summary{States: map[string]int{}}
 	for i := range list.Items {
 		p := &list.Items[i]
+		if _, ok := dpf.NodeFromPodName(p.Name); !ok {
+			continue
+		}
 		s.Total++
 		if dpf.PodReady(p) {
 			s.Ready++
