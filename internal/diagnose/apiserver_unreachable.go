@@ -31,8 +31,9 @@ func (apiServerUnreachable) Classify(b *evidence.Bundle) []Finding {
 	f.Evidence = append(f.Evidence, Evidence{Kind: EvidenceConfig, Source: fmt.Sprintf("DPFOperatorConfig %s/%s", in.Namespace, in.OperatorConfig),
 		Text: fmt.Sprintf("spec.overrides.kubernetesAPIServerVIP: %s, kubernetesAPIServerPort: %s", vip, port)})
 	envs := map[string]bool{}
-	for _, p := range failing(b) {
-		l, e, ok := scriptError(podLog(b, p.Name), dpf.MsgVersionFailed)
+	v := newView(b)
+	for _, p := range v.failing() {
+		l, e, ok := scriptError(v.log(p.Name), dpf.MsgVersionFailed)
 		if !ok {
 			continue
 		}

@@ -22,8 +22,9 @@ func (certificateNotReady) Class() Class { return ClassCertificateNotReady }
 func (certificateNotReady) Classify(b *evidence.Bundle) []Finding {
 	f := Finding{Class: ClassCertificateNotReady, Code: CodeCertificateNotReady, Severity: SeverityError}
 	issuerBad := false
-	for _, p := range failing(b) {
-		ev, detail, ok := certificateEvidence(b, p)
+	v := newView(b)
+	for _, p := range v.failing() {
+		ev, detail, ok := certificateEvidence(v, p)
 		if !ok {
 			continue
 		}
@@ -44,7 +45,7 @@ func (certificateNotReady) Classify(b *evidence.Bundle) []Finding {
 		issuerBad = true
 		f.Evidence = append(f.Evidence, Evidence{Kind: EvidenceObject, Source: "Issuer " + ns + "/" + dpf.Issuer, Text: "absent"})
 	}
-	first, _ := b.Pod(f.Pods[0])
+	first, _ := v.pod(f.Pods[0])
 	f.Summary = fmt.Sprintf("%s cannot start: the node's DMS server certificate Secret does not exist", plural(len(f.Pods), "pod", "pods"))
 	step := fmt.Sprintf("find why cert-manager has not issued it: kubectl describe certificate %s -n %s (or `cmctl status certificate %s -n %s`)",
 		dpf.CertificateName(first.Node), ns, dpf.CertificateName(first.Node), ns)
@@ -58,7 +59,8 @@ func (certificateNotReady) Classify(b *evidence.Bundle) []Finding {
 
 // certificateEvidence decides whether a pod is blocked by its certificate
 // and returns what shows it.
-func certificateEvidence(b *evidence.Bundle, p evidence.Pod) ([]Evidence, string, bool) {
+func certificateEvidence(v *view, p evidence.Pod) ([]Evidence, string, bool) {
+	b := v.b
 	secret := dpf.SecretName(p.Node)
 	if v, ok := serverVolume(p); ok && v.Secret != "" {
 		secret = v.Secret
@@ -67,19 +69,19 @@ func certificateEvidence(b *evidence.Bundle, p evidence.Pod) ([]Evidence, string
 	ns := b.Install.Namespace
 	var ev []Evidence
 	mount := false
-	for _, e := range b.EventsFor("Pod", p.Name) {
+	for _, e := range v.podEvents(p.Name) {
 		if e.Reason == "FailedMount" && (strings.Contains(e.Message, dpf.ServerVolume) || strings.Contains(e.Message, secret)) {
 			mount = true
 			ev = append(ev, Evidence{Kind: EvidenceEvent, Source: "pod " + p.Name + " event FailedMount", Text: e.Message})
 			break
 		}
 	}
-	present, known := b.SecretPresent(secret)
+	present, known := v.secretPresent(secret)
 	absent := known && !present
 	if absent {
 		ev = append(ev, Evidence{Kind: EvidenceObject, Source: "Secret " + ns + "/" + secret, Text: "absent (Secret metadata list)"})
 	}
-	cert, haveCert := b.Certificate(certName)
+	cert, haveCert := v.certificate(certName)
 	certBad := false
 	switch {
 	case haveCert && !cert.Ready():
@@ -94,10 +96,10 @@ func certificateEvidence(b *evidence.Bundle, p evidence.Pod) ([]Evidence, string
 	}
 	// dmsinit.sh's certificate path (--external-certificate none) timed
 	// out on a Secret it is allowed to read: the Secret is the problem.
-	if l, _, ok := scriptError(podLog(b, p.Name), dpf.MsgSecretTimeoutC); ok && (absent || certBad) && secretReadAllowed(b, p) {
+	if l, _, ok := scriptError(v.log(p.Name), dpf.MsgSecretTimeoutC); ok && (absent || certBad) && v.secretReadAllowed(p) {
 		return append(ev, logEvidence(l)), "timed out waiting for Secret " + secret + ", which cert-manager has not written", true
 	}
-	if l, _, ok := scriptError(podLog(b, p.Name), dpf.MsgSecretTimeoutB); ok && (absent || certBad) && secretReadAllowed(b, p) {
+	if l, _, ok := scriptError(v.log(p.Name), dpf.MsgSecretTimeoutB); ok && (absent || certBad) && v.secretReadAllowed(p) {
 		return append(ev, logEvidence(l)), "timed out waiting for Secret " + secret + ", which cert-manager has not written", true
 	}
 	return nil, "", false
@@ -113,8 +115,8 @@ func serverVolume(p evidence.Pod) (evidence.Volume, bool) {
 }
 
 // secretReadAllowed reports whether no review denied the pod's Secret read.
-func secretReadAllowed(b *evidence.Bundle, p evidence.Pod) bool {
-	for _, d := range deniedCalls(b, p) {
+func (v *view) secretReadAllowed(p evidence.Pod) bool {
+	for _, d := range v.denied(p) {
 		if d.req.Resource == "secrets" {
 			return false
 		}

@@ -138,6 +138,10 @@ type PodResult struct {
 	Also []Class `json:"also,omitempty"`
 	// Detail is a one-line reason.
 	Detail string `json:"detail,omitempty"`
+	// LogsFrom names the pod whose dms-init logs stand for this one: its
+	// own were not read (--max-logs per failure signature) and the pods
+	// read for its group agree. The class is then inferred.
+	LogsFrom string `json:"logsFrom,omitempty"`
 }
 
 // DPF is what was found about the installation.
@@ -209,16 +213,17 @@ func Diagnose(b *evidence.Bundle) *Diagnosis {
 	for _, c := range All() {
 		findings = append(findings, c.Classify(b)...)
 	}
+	v := newView(b)
 	primary := assign(b, findings)
 	for i := range findings {
-		split(&findings[i], primary, b)
+		split(&findings[i], primary, v)
 	}
 	findings = keepRelevant(findings)
 	sortFindings(findings)
 	d.Findings = findings
-	d.Pods = podResults(b, findings, primary)
+	d.Pods = podResults(v, findings, primary)
 	d.Summary = summarise(d.Pods)
-	d.WidelySharedDiagnosis = widelyShared(b, d)
+	d.WidelySharedDiagnosis = widelyShared(v, d)
 	return d
 }
 
@@ -247,7 +252,7 @@ func assign(b *evidence.Bundle, findings []Finding) map[string]Class {
 
 // split moves pods whose primary class is another to SecondaryPods and sets
 // Nodes from the remaining pods.
-func split(f *Finding, primary map[string]Class, b *evidence.Bundle) {
+func split(f *Finding, primary map[string]Class, v *view) {
 	if f.Class == ClassOperatorPaused {
 		return
 	}
@@ -255,7 +260,7 @@ func split(f *Finding, primary map[string]Class, b *evidence.Bundle) {
 	for _, p := range f.Pods {
 		if primary[p] == f.Class {
 			pods = append(pods, p)
-			if pod, ok := b.Pod(p); ok && pod.Node != "" {
+			if pod, ok := v.pod(p); ok && pod.Node != "" {
 				nodes = append(nodes, pod.Node)
 			}
 		} else {
@@ -298,7 +303,8 @@ func sortFindings(fs []Finding) {
 	})
 }
 
-func podResults(b *evidence.Bundle, findings []Finding, primary map[string]Class) []PodResult {
+func podResults(v *view, findings []Finding, primary map[string]Class) []PodResult {
+	b := v.b
 	out := make([]PodResult, 0, len(b.Pods))
 	byPod := map[string][]*Finding{}
 	for i := range findings {
@@ -312,7 +318,7 @@ func podResults(b *evidence.Bundle, findings []Finding, primary map[string]Class
 	}
 	for _, p := range b.Pods {
 		r := PodResult{Name: p.Name, Node: p.Node, Class: primary[p.Name], State: p.Status(), Restarts: p.Restarts(),
-			Version: p.Version(b.Install.Version), Script: string(p.Script(b.Install.Version))}
+			Version: p.Version(b.Install.Version), Script: string(p.Script(b.Install.Version)), LogsFrom: v.logsFrom(p.Name)}
 		seen := map[Class]bool{r.Class: true}
 		for _, f := range byPod[p.Name] {
 			if f.Class == r.Class && r.Code == "" {

@@ -17,8 +17,9 @@ func (noDPUFound) Class() Class { return ClassNoDPUFound }
 func (noDPUFound) Classify(b *evidence.Bundle) []Finding {
 	f := Finding{Class: ClassNoDPUFound, Code: CodeNoDPUFound, Severity: SeverityError}
 	var nodes []string
-	for _, p := range failing(b) {
-		l, ok := find(podLog(b, p.Name), dpf.MsgNoDPUs)
+	v := newView(b)
+	for _, p := range v.failing() {
+		l, ok := find(v.log(p.Name), dpf.MsgNoDPUs)
 		if !ok {
 			continue
 		}

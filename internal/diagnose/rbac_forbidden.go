@@ -40,8 +40,9 @@ type logForbidden struct {
 func (rbacForbidden) Classify(b *evidence.Bundle) []Finding {
 	groups := map[string][]rbacCase{}
 	var keys []string
-	for _, p := range failing(b) {
-		rc, ok := rbacCaseFor(b, p)
+	v := newView(b)
+	for _, p := range v.failing() {
+		rc, ok := rbacCaseFor(v, p)
 		if !ok {
 			continue
 		}
@@ -60,21 +61,21 @@ func (rbacForbidden) Classify(b *evidence.Bundle) []Finding {
 }
 
 // rbacCaseFor decides whether RBAC stops the pod's dms-init.
-func rbacCaseFor(b *evidence.Bundle, p evidence.Pod) (rbacCase, bool) {
+func rbacCaseFor(v *view, p evidence.Pod) (rbacCase, bool) {
 	rc := rbacCase{pod: p}
-	lines := podLog(b, p.Name)
+	lines := v.log(p.Name)
 	for _, l := range lines {
 		fb, ok := dpf.ParseForbidden(l.text)
 		if !ok {
 			continue
 		}
-		req := forPodNode(b, p, l, fb.Request)
+		req := forPodNode(v, p, l, fb.Request)
 		if isStatusPatch(req) {
 			continue
 		}
 		rc.forbidden = append(rc.forbidden, logForbidden{line: l, req: req})
 	}
-	rc.denied = deniedCalls(b, p)
+	rc.denied = v.denied(p)
 	_, pciFailed := find(lines, dpf.MsgUpdatePCIFailed)
 	blocking, hasBlocking := firstBlocking(rc.denied)
 	if len(rc.forbidden) == 0 && !(hasBlocking && !blocking.isStatusPatch() && !pciFailed) {
@@ -108,15 +109,15 @@ func rbacCaseFor(b *evidence.Bundle, p evidence.Pod) (rbacCase, bool) {
 // forPodNode rewrites a Forbidden request quoted from another pod of the
 // same failure signature group to this pod's node: through the call table
 // when a call matches, else by replacing the peer's node name.
-func forPodNode(b *evidence.Bundle, p evidence.Pod, l logLine, r access.Request) access.Request {
+func forPodNode(v *view, p evidence.Pod, l logLine, r access.Request) access.Request {
 	if l.shared == "" || r.Name == "" {
 		return r
 	}
-	peer, ok := b.Pod(l.shared)
+	peer, ok := v.pod(l.shared)
 	if !ok || peer.Node == "" {
 		return r
 	}
-	for _, c := range p.Calls(b.Install.Version) {
+	for _, c := range p.Calls(v.b.Install.Version) {
 		cr := c.Request(p.ScriptNamespace(), peer.Node)
 		if cr.Verb == r.Verb && cr.Group == r.Group && cr.Resource == r.Resource && cr.Subresource == r.Subresource && cr.Name == r.Name {
 			return c.Request(r.Namespace, p.Node)

@@ -20,7 +20,8 @@ func (rshimOccupied) Classify(b *evidence.Bundle) []Finding {
 	f := Finding{Class: ClassRshimOccupied, Code: CodeRshimOccupied, Severity: SeverityError}
 	var nodes []string
 	recreate := true
-	for _, p := range failing(b) {
+	v := newView(b)
+	for _, p := range v.failing() {
 		c, ok := p.Init(dpf.ContainerRshimPreflight)
 		if !ok {
 			continue
@@ -34,7 +35,7 @@ func (rshimOccupied) Classify(b *evidence.Bundle) []Finding {
 		msg := strings.TrimSpace(t.Message)
 		f.Evidence = appendLimited(f.Evidence, Evidence{Kind: EvidenceObject, Source: fmt.Sprintf("pod %s %s termination message (exit 1)", p.Name, c.Name), Text: msg}, maxQuoted)
 		f.setDetail(p.Name, "the host's rshim holds the DPU at "+msg)
-		recreate = recreate && canRecreate(b, p)
+		recreate = recreate && v.canRecreate(p)
 	}
 	if len(f.Pods) == 0 {
 		return nil

@@ -28,8 +28,9 @@ type skewCase struct {
 
 func (statusSubresourceSkew) Classify(b *evidence.Bundle) []Finding {
 	var fixable, crd []skewCase
-	for _, p := range failing(b) {
-		sc, ok := skewCaseFor(b, p)
+	v := newView(b)
+	for _, p := range v.failing() {
+		sc, ok := skewCaseFor(v, p)
 		if !ok {
 			continue
 		}
@@ -49,9 +50,9 @@ func (statusSubresourceSkew) Classify(b *evidence.Bundle) []Finding {
 	return out
 }
 
-func skewCaseFor(b *evidence.Bundle, p evidence.Pod) (skewCase, bool) {
-	lines := podLog(b, p.Name)
-	sc := skewCase{pod: p, denied: deniedCalls(b, p)}
+func skewCaseFor(v *view, p evidence.Pod) (skewCase, bool) {
+	lines := v.log(p.Name)
+	sc := skewCase{pod: p, denied: v.denied(p)}
 	if l, e, ok := scriptError(lines, dpf.MsgUpdatePCIFailed); ok {
 		sc.line = &l
 		msg := strings.ToLower(e.Message)
@@ -63,7 +64,7 @@ func skewCaseFor(b *evidence.Bundle, p evidence.Pod) (skewCase, bool) {
 			return skewCase{}, false // an earlier call is refused: RBACForbidden
 		}
 	}
-	if bl, ok := firstBlocking(sc.denied); ok && bl.isStatusPatch() && scriptPatchesStatus(b, p) {
+	if bl, ok := firstBlocking(sc.denied); ok && bl.isStatusPatch() && scriptPatchesStatus(v.b, p) {
 		return sc, true
 	}
 	return skewCase{}, false

@@ -33,7 +33,8 @@ func (unknown) Classify(b *evidence.Bundle) []Finding {
 	}
 	bySig := map[string]*Finding{}
 	var order []string
-	for _, p := range failing(b) {
+	v := newView(b)
+	for _, p := range v.failing() {
 		if claimed[p.Name] {
 			continue
 		}
@@ -43,7 +44,7 @@ func (unknown) Classify(b *evidence.Bundle) []Finding {
 			f = &Finding{Class: ClassUnknown, Code: CodeUnknown, Severity: SeverityError}
 			bySig[sig] = f
 			order = append(order, sig)
-			f.Evidence = rawEvidence(b, p)
+			f.Evidence = rawEvidence(v, p)
 			f.Summary = unknownSummary(p)
 		}
 		f.Pods = append(f.Pods, p.Name)
@@ -81,7 +82,7 @@ func unknownSummary(p evidence.Pod) string {
 }
 
 // rawEvidence quotes what is known about a pod dpfdoctor cannot classify.
-func rawEvidence(b *evidence.Bundle, p evidence.Pod) []Evidence {
+func rawEvidence(v *view, p evidence.Pod) []Evidence {
 	var ev []Evidence
 	if c, ok := p.Blocking(); ok {
 		state := fmt.Sprintf("state %s", orUnknown(c.State.Kind))
@@ -97,20 +98,26 @@ func rawEvidence(b *evidence.Bundle, p evidence.Pod) []Evidence {
 		state += fmt.Sprintf("; restarts %d", c.RestartCount)
 		ev = append(ev, Evidence{Kind: EvidenceObject, Source: fmt.Sprintf("pod %s container %s", p.Name, c.Name), Text: state})
 	}
-	for _, e := range b.EventsFor("Pod", p.Name) {
+	for _, e := range v.podEvents(p.Name) {
 		if e.Type == "Warning" {
 			ev = appendLimited(ev, Evidence{Kind: EvidenceEvent, Source: "pod " + p.Name + " event " + e.Reason, Text: e.Message}, maxQuoted)
 		}
 	}
-	lines := podLog(b, p.Name)
+	lines := v.log(p.Name)
 	if len(lines) > tailLines {
 		lines = lines[len(lines)-tailLines:]
 	}
 	for _, l := range lines {
 		ev = append(ev, logEvidence(l))
 	}
-	if len(lines) == 0 && b.HasGap("pods/log") {
+	switch g, inGroup := v.groups[p.Name]; {
+	case len(lines) > 0:
+	case v.b.HasGap("pods/log"):
 		ev = append(ev, Evidence{Kind: EvidenceConfig, Source: "dpfdoctor", Text: "logs not read: pods/log is forbidden for your user"})
+	case inGroup && len(g.Fetched) > 0:
+		ev = append(ev, Evidence{Kind: EvidenceConfig, Source: "dpfdoctor", Text: fmt.Sprintf(
+			"logs not read (--max-logs per failure signature), and the pods read for its signature (%s) fail differently: run with --node %s",
+			strings.Join(g.Fetched, ", "), p.Node)})
 	}
 	return ev
 }

@@ -13,60 +13,6 @@ import (
 // about 5,000 pods stays readable.
 const maxQuoted = 3
 
-// failing returns the pods that are not Ready.
-func failing(b *evidence.Bundle) []evidence.Pod {
-	var out []evidence.Pod
-	for _, p := range b.Pods {
-		if !p.Ready {
-			out = append(out, p)
-		}
-	}
-	return out
-}
-
-// logLine is one line of a dms-init log and where it came from.
-type logLine struct {
-	text   string
-	source string
-	// shared is set when the line is from another pod of the same failure
-	// signature group, because this pod's logs were not read.
-	shared string
-}
-
-// podLog returns the pod's log lines: its own when they were read, else
-// those of the pods read for its failure signature group.
-func podLog(b *evidence.Bundle, pod string) []logLine {
-	if lines := ownLog(b, pod, ""); len(lines) > 0 {
-		return lines
-	}
-	g, ok := b.Group(pod)
-	if !ok {
-		return nil
-	}
-	for _, peer := range g.Fetched {
-		if peer == pod {
-			continue
-		}
-		if lines := ownLog(b, peer, peer); len(lines) > 0 {
-			return lines
-		}
-	}
-	return nil
-}
-
-func ownLog(b *evidence.Bundle, pod, shared string) []logLine {
-	var out []logLine
-	for _, l := range b.PodLogs(pod) {
-		src := fmt.Sprintf("pod %s %s (%s)", l.Pod, l.Container, l.Instance)
-		for _, t := range strings.Split(l.Text, "\n") {
-			if t = strings.TrimRight(t, "\r"); strings.TrimSpace(t) != "" {
-				out = append(out, logLine{text: t, source: src, shared: shared})
-			}
-		}
-	}
-	return out
-}
-
 // find returns the first log line containing s.
 func find(lines []logLine, s string) (logLine, bool) {
 	for _, l := range lines {
@@ -112,29 +58,6 @@ func (d denied) isStatusPatch() bool { return isStatusPatch(d.req) }
 
 func isStatusPatch(r access.Request) bool {
 	return r.Group == dpf.GroupProvisioning && r.Resource == "dpudevices" && r.Subresource == "status"
-}
-
-// deniedCalls returns the pod's calls its ServiceAccount may not make, in
-// the order the script makes them. Calls whose review failed are skipped.
-func deniedCalls(b *evidence.Bundle, p evidence.Pod) []denied {
-	var out []denied
-	seen := map[string]bool{}
-	for _, c := range p.Calls(b.Install.Version) {
-		if c.NonResourceURL != "" {
-			continue
-		}
-		chk, ok := b.Check(p, c)
-		if !ok || !chk.Known() || chk.AllowedFor(p.Node) {
-			continue
-		}
-		req := c.Request(p.ScriptNamespace(), p.Node)
-		if seen[req.Key()] {
-			continue
-		}
-		seen[req.Key()] = true
-		out = append(out, denied{call: c, req: req, check: chk})
-	}
-	return out
 }
 
 // firstBlocking is the first denied call that stops the script.
@@ -188,15 +111,6 @@ func plural(n int, one, many string) string {
 func release(version string) (dpf.Release, bool) {
 	r, err := dpf.Lookup(version)
 	return r, err == nil
-}
-
-// canRecreate says whether deleting the pod brings it back at once.
-func canRecreate(b *evidence.Bundle, p evidence.Pod) bool {
-	if r, ok := release(b.Install.Version); ok && r.RecreatesDeletedPod {
-		return true
-	}
-	_, hasDPUNode := b.DPUNode(p.Node)
-	return !hasDPUNode
 }
 
 // withStatusReads adds, for every status patch, a get on the same status

@@ -13,7 +13,8 @@ import (
 // secrets; patch it") against this cluster, and says plainly where it is
 // wrong. In Kubernetes mode the operator passes --external-certificate TODO,
 // so dmsinit.sh never reads a Secret there.
-func widelyShared(b *evidence.Bundle, d *Diagnosis) string {
+func widelyShared(v *view, d *Diagnosis) string {
+	b := v.b
 	if d.Summary.Failing == 0 {
 		return ""
 	}
@@ -37,7 +38,7 @@ func widelyShared(b *evidence.Bundle, d *Diagnosis) string {
 			continue
 		}
 		failing++
-		if pod, ok := b.Pod(p.Name); ok && !pod.Args().CertPath() {
+		if pod, ok := v.pod(p.Name); ok && !pod.Args().CertPath() {
 			k8sMode++
 		}
 		if !secretPods[p.Name] {

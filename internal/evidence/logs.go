@@ -35,16 +35,16 @@ func (r *run) logs(ctx context.Context) error {
 		if r.o.MaxLogs < 0 {
 			continue
 		}
+		var eligible []string
 		for _, name := range g.Pods {
-			if len(g.Fetched) >= r.o.MaxLogs {
-				break
+			if p, _ := r.b.Pod(name); workRan(p) {
+				eligible = append(eligible, name)
 			}
+		}
+		g.Fetched = spread(eligible, r.o.MaxLogs)
+		for _, name := range g.Fetched {
 			p, _ := r.b.Pod(name)
-			c, ok := p.Work()
-			if !ok || !c.Ran() {
-				continue
-			}
-			g.Fetched = append(g.Fetched, name)
+			c, _ := p.Work()
 			for _, inst := range instances(c) {
 				fetches = append(fetches, logFetch{pod: name, container: c.Name, instance: inst})
 			}
@@ -94,6 +94,28 @@ func (r *run) logs(ctx context.Context) error {
 	}
 	r.b.Logs = out
 	return nil
+}
+
+func workRan(p Pod) bool {
+	c, ok := p.Work()
+	return ok && c.Ran()
+}
+
+// spread picks n names spread evenly over the group (first, last, and
+// between), so that a group whose pods fail differently is more likely to
+// show it than with the first n by name.
+func spread(names []string, n int) []string {
+	if n >= len(names) {
+		return names
+	}
+	if n == 1 {
+		return names[:1]
+	}
+	out := make([]string, 0, n)
+	for k := 0; k < n; k++ {
+		out = append(out, names[k*(len(names)-1)/(n-1)])
+	}
+	return out
 }
 
 // instances are the log instances worth reading. A container waiting after

@@ -111,7 +111,8 @@ func CheckKey(subjectUser string, c dpf.Call, namespace string) string {
 	return strings.Join([]string{subjectUser, r.Verb, r.Group, r.Resource, r.Subresource, r.Namespace, namePattern(c)}, "|")
 }
 
-func (c AccessCheck) key() string {
+// Key is the check's CheckKey.
+func (c AccessCheck) Key() string {
 	r := c.Request
 	return strings.Join([]string{c.Subject.User, r.Verb, r.Group, r.Resource, r.Subresource, r.Namespace, c.NamePattern}, "|")
 }
@@ -130,7 +131,7 @@ func namePattern(c dpf.Call) string {
 func (b *Bundle) Check(p Pod, c dpf.Call) (AccessCheck, bool) {
 	k := CheckKey(p.Subject().User, c, p.ScriptNamespace())
 	for _, a := range b.Access {
-		if a.key() == k {
+		if a.Key() == k {
 			return a, true
 		}
 	}

@@ -284,18 +284,17 @@ var (
 	ipv4       = regexp.MustCompile(`\b\d{1,3}(\.\d{1,3}){3}\b`)
 )
 
-// Signature groups pods that fail the same way: the blocking container, its
-// state and its last termination (reason, exit code, message), with node
-// names, PCI and IP addresses normalised away.
+// Signature groups pods that fail the same way: the blocking container and
+// its last termination (exit code, reason, termination message, with node
+// names, PCI and IP addresses normalised away), or its state when it never
+// terminated; and the work container's image tag and certificate mode, so
+// that pods running different dmsinit.sh call tables never share a group.
 func (p Pod) Signature() string {
 	c, ok := p.Blocking()
 	if !ok {
 		return "ready"
 	}
-	parts := []string{c.Name, c.State.Kind}
-	if c.State.Kind == StateWaiting {
-		parts = append(parts, c.State.Reason)
-	}
+	parts := []string{c.Name}
 	if t, ok := c.LastTermination(); ok {
 		msg := t.Message
 		if p.Node != "" {
@@ -307,8 +306,14 @@ func (p Pod) Signature() string {
 			msg = msg[len(msg)-256:]
 		}
 		parts = append(parts, fmt.Sprintf("exit=%d", t.ExitCode), t.Reason, strings.TrimSpace(msg))
+	} else {
+		parts = append(parts, c.State.Kind, c.State.Reason)
 	}
-	return strings.Join(parts, "|")
+	mode := "k8s"
+	if p.Args().CertPath() {
+		mode = "cert"
+	}
+	return strings.Join(append(parts, p.ImageTag(), mode), "|")
 }
 
 // IsPCIAddress reports whether s holds a PCI address such as 0000:3b:00.0.

@@ -1,0 +1,230 @@
+package diagnose
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/dpfdoctor/dpfdoctor/internal/dpf"
+	"github.com/dpfdoctor/dpfdoctor/internal/evidence"
+)
+
+// view indexes a bundle for one classifier run, so that per-pod lookups
+// stay cheap with thousands of pods.
+type view struct {
+	b       *evidence.Bundle
+	pods    map[string]evidence.Pod
+	logs    map[string][]logLine // own log lines by pod
+	groups  map[string]*evidence.LogGroup
+	shared  map[string]sharedLog // by group ID
+	events  map[string][]evidence.Event
+	secrets map[string]bool
+	certs   map[string]evidence.Object
+	dpuNode map[string]bool
+	checks  map[string]evidence.AccessCheck
+	denials map[string][]denied
+}
+
+// logLine is one line of a dms-init log and where it came from.
+type logLine struct {
+	text   string
+	source string
+	// shared names the pod the line is from when this pod's own logs were
+	// not read and its failure signature group's read pods agree.
+	shared string
+}
+
+// sharedLog is what a group's read pods show, when they agree.
+type sharedLog struct {
+	lines []logLine
+	peer  string
+}
+
+func newView(b *evidence.Bundle) *view {
+	v := &view{b: b, pods: make(map[string]evidence.Pod, len(b.Pods)), logs: map[string][]logLine{},
+		groups: map[string]*evidence.LogGroup{}, shared: map[string]sharedLog{}, events: map[string][]evidence.Event{},
+		secrets: make(map[string]bool, len(b.Secrets)), certs: make(map[string]evidence.Object, len(b.Certificates)),
+		dpuNode: make(map[string]bool, len(b.DPUNodes)), checks: make(map[string]evidence.AccessCheck, len(b.Access)),
+		denials: map[string][]denied{}}
+	for _, p := range b.Pods {
+		v.pods[p.Name] = p
+	}
+	for _, l := range b.Logs {
+		src := fmt.Sprintf("pod %s %s (%s)", l.Pod, l.Container, l.Instance)
+		var lines []logLine
+		for _, t := range strings.Split(l.Text, "\n") {
+			if t = strings.TrimRight(t, "\r"); strings.TrimSpace(t) != "" {
+				lines = append(lines, logLine{text: t, source: src})
+			}
+		}
+		if l.Instance == evidence.InstancePrevious {
+			v.logs[l.Pod] = append(lines, v.logs[l.Pod]...)
+		} else {
+			v.logs[l.Pod] = append(v.logs[l.Pod], lines...)
+		}
+	}
+	for i := range b.LogGroups {
+		g := &b.LogGroups[i]
+		for _, p := range g.Pods {
+			v.groups[p] = g
+		}
+		v.shared[g.ID] = v.agreed(g)
+	}
+	for _, e := range b.Events {
+		if e.Kind == "Pod" {
+			v.events[e.Name] = append(v.events[e.Name], e)
+		}
+	}
+	for _, s := range b.Secrets {
+		v.secrets[s.Name] = true
+	}
+	for _, c := range b.Certificates {
+		v.certs[c.Name] = c
+	}
+	for _, n := range b.DPUNodes {
+		v.dpuNode[n.Name] = true
+	}
+	for _, c := range b.Access {
+		v.checks[c.Key()] = c
+	}
+	return v
+}
+
+// agreed returns the log the group's read pods share when they fail the
+// same way (same verdict); otherwise nothing is inferred for unread pods.
+func (v *view) agreed(g *evidence.LogGroup) sharedLog {
+	var out sharedLog
+	first := ""
+	for _, peer := range g.Fetched {
+		lines := v.logs[peer]
+		if len(lines) == 0 {
+			continue
+		}
+		vd := verdict(lines)
+		if out.peer == "" {
+			out, first = sharedLog{lines: lines, peer: peer}, vd
+			continue
+		}
+		if vd != first {
+			return sharedLog{}
+		}
+	}
+	return out
+}
+
+// verdict is how a log says the script failed, comparable across nodes:
+// the error site (func:line) and the first words of its message.
+func verdict(lines []logLine) string {
+	for i := len(lines) - 1; i >= 0; i-- {
+		if e, ok := dpf.ParseErrorLine(strings.TrimSpace(lines[i].text)); ok {
+			words := strings.Fields(e.Message)
+			if len(words) > 4 {
+				words = words[:4]
+			}
+			return fmt.Sprintf("%s:%d %s", e.Func, e.Line, strings.Join(words, " "))
+		}
+	}
+	if _, ok := find(lines, dpf.MsgCompleted); ok {
+		return "completed"
+	}
+	return ""
+}
+
+// failing returns the pods that are not Ready.
+func (v *view) failing() []evidence.Pod {
+	var out []evidence.Pod
+	for _, p := range v.b.Pods {
+		if !p.Ready {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func (v *view) pod(name string) (evidence.Pod, bool) {
+	p, ok := v.pods[name]
+	return p, ok
+}
+
+// log returns the pod's log lines: its own when they were read, else those
+// its failure signature group's read pods agree on.
+func (v *view) log(pod string) []logLine {
+	if lines := v.logs[pod]; len(lines) > 0 {
+		return lines
+	}
+	g, ok := v.groups[pod]
+	if !ok {
+		return nil
+	}
+	sh := v.shared[g.ID]
+	if sh.peer == "" || sh.peer == pod {
+		return nil
+	}
+	out := make([]logLine, len(sh.lines))
+	for i, l := range sh.lines {
+		l.shared = sh.peer
+		out[i] = l
+	}
+	return out
+}
+
+// logsFrom names the pod whose logs classify pod, when not its own.
+func (v *view) logsFrom(pod string) string {
+	if len(v.logs[pod]) > 0 {
+		return ""
+	}
+	if g, ok := v.groups[pod]; ok && v.shared[g.ID].peer != pod {
+		return v.shared[g.ID].peer
+	}
+	return ""
+}
+
+func (v *view) podEvents(pod string) []evidence.Event { return v.events[pod] }
+
+// secretPresent reports whether a Secret exists; known is false when
+// Secrets could not be listed.
+func (v *view) secretPresent(name string) (present, known bool) {
+	if !v.b.SecretsListed {
+		return false, false
+	}
+	return v.secrets[name], true
+}
+
+func (v *view) certificate(name string) (evidence.Object, bool) {
+	c, ok := v.certs[name]
+	return c, ok
+}
+
+// denied returns the pod's calls its ServiceAccount may not make, in the
+// order the script makes them. Calls whose review failed are skipped.
+func (v *view) denied(p evidence.Pod) []denied {
+	if ds, ok := v.denials[p.Name]; ok {
+		return ds
+	}
+	var out []denied
+	seen := map[string]bool{}
+	for _, c := range p.Calls(v.b.Install.Version) {
+		if c.NonResourceURL != "" {
+			continue
+		}
+		chk, ok := v.checks[evidence.CheckKey(p.Subject().User, c, p.ScriptNamespace())]
+		if !ok || !chk.Known() || chk.AllowedFor(p.Node) {
+			continue
+		}
+		req := c.Request(p.ScriptNamespace(), p.Node)
+		if seen[req.Key()] {
+			continue
+		}
+		seen[req.Key()] = true
+		out = append(out, denied{call: c, req: req, check: chk})
+	}
+	v.denials[p.Name] = out
+	return out
+}
+
+// canRecreate says whether deleting the pod brings it back at once.
+func (v *view) canRecreate(p evidence.Pod) bool {
+	if r, ok := release(v.b.Install.Version); ok && r.RecreatesDeletedPod {
+		return true
+	}
+	return !v.dpuNode[p.Node]
+}
