@@ -116,10 +116,12 @@ func (r *run) patterns() []*pattern {
 	return out
 }
 
-// review answers one pattern.
+// review answers one pattern: from the listed RBAC objects when they
+// prove it allowed, else with a SubjectAccessReview.
 func (r *run) review(ctx context.Context, p *pattern, refused *atomic.Bool) (AccessCheck, error) {
 	pat := namePattern(p.call)
-	named := r.nameGrants(p.subject, p.call, p.namespace)
+	grants := r.boundRules(p.subject, p.namespace)
+	named := withNames(grants)
 	rep := probeNode
 	if len(p.nodes) > 0 {
 		rep = p.nodes[0]
@@ -127,13 +129,22 @@ func (r *run) review(ctx context.Context, p *pattern, refused *atomic.Bool) (Acc
 	if strings.Contains(pat, dpf.PatternNode) && len(named) > 0 {
 		rep = probeNode
 		for _, n := range p.nodes {
-			if _, ok := granted(named, p.call, p.namespace, n); !ok {
+			if _, ok := covered(named, p.call.Request(p.namespace, n)); !ok {
 				rep = n
 				break
 			}
 		}
 	}
 	check := AccessCheck{Subject: p.subject, Request: p.call.Request(p.namespace, rep), NamePattern: pat, Pods: p.pods}
+	// A rule bound to the subject that covers the representative request
+	// covers every node: rep is a node no name-restricted rule covers.
+	if r.rbacComplete() {
+		if src, ok := covered(grants, check.Request); ok {
+			check.Allowed, check.Method, check.Reason = true, MethodRBACObjects, "allowed by "+src
+			return check, nil
+		}
+	}
+	check.Method = MethodReview
 	if refused.Load() {
 		check.Error = "not asked: creating SubjectAccessReviews is forbidden"
 		return check, nil
@@ -167,7 +178,7 @@ func (r *run) review(ctx context.Context, p *pattern, refused *atomic.Bool) (Acc
 	}
 	if strings.Contains(pat, dpf.PatternNode) && len(named) > 0 && !check.Allowed {
 		for _, n := range p.nodes {
-			if src, ok := granted(named, p.call, p.namespace, n); ok {
+			if src, ok := covered(named, p.call.Request(p.namespace, n)); ok {
 				check.NodeOverrides = append(check.NodeOverrides, NodeOverride{
 					Node: n, Name: p.call.Request(p.namespace, n).Name, Allowed: true, Source: src,
 				})
@@ -177,24 +188,32 @@ func (r *run) review(ctx context.Context, p *pattern, refused *atomic.Bool) (Acc
 	return check, nil
 }
 
-// nameGrant is a rule restricted to resourceNames that applies to a subject.
-type nameGrant struct {
+// grant is a rule bound to a subject, with where it comes from.
+type grant struct {
 	rule   rbacv1.PolicyRule
 	source string
 }
 
-// nameGrants returns the listed rules with resourceNames that the subject
-// holds in namespace (Role or ClusterRole through a RoleBinding there, or a
-// ClusterRole through a ClusterRoleBinding) and that match the call's verb
-// and resource.
-func (r *run) nameGrants(who access.Subject, c dpf.Call, namespace string) []nameGrant {
+// rbacComplete reports whether every RBAC list succeeded, so that a rule
+// found there proves a request allowed.
+func (r *run) rbacComplete() bool {
+	for _, what := range []string{"clusterrolebindings", "rolebindings", "clusterroles", "roles"} {
+		if r.b.HasGap(what) {
+			return false
+		}
+	}
+	return true
+}
+
+// boundRules returns the listed rules the subject holds in namespace: a
+// Role or ClusterRole through a RoleBinding there, or a ClusterRole through
+// a ClusterRoleBinding.
+func (r *run) boundRules(who access.Subject, namespace string) []grant {
 	rb := r.b.RBAC
-	var out []nameGrant
+	var out []grant
 	add := func(rules []rbacv1.PolicyRule, source string) {
 		for _, rule := range rules {
-			if len(rule.ResourceNames) > 0 {
-				out = append(out, nameGrant{rule: rule, source: source})
-			}
+			out = append(out, grant{rule: rule, source: source})
 		}
 	}
 	clusterRole := func(name string) []rbacv1.PolicyRule {
@@ -227,15 +246,28 @@ func (r *run) nameGrants(who access.Subject, c dpf.Call, namespace string) []nam
 	return out
 }
 
-// granted reports whether a name-restricted rule covers the call for node.
-func granted(grants []nameGrant, c dpf.Call, namespace, node string) (string, bool) {
-	req := c.Request(namespace, node)
-	if req.Name == "" {
+// withNames keeps the rules restricted to resourceNames.
+func withNames(gs []grant) []grant {
+	var out []grant
+	for _, g := range gs {
+		if len(g.rule.ResourceNames) > 0 {
+			out = append(out, g)
+		}
+	}
+	return out
+}
+
+// covered reports whether one of the rules allows the request, and which.
+func covered(grants []grant, req access.Request) (string, bool) {
+	if req.NonResourceURL != "" {
 		return "", false
 	}
-	want := []rbacv1.PolicyRule{{Verbs: []string{req.Verb}, APIGroups: []string{req.Group}, Resources: []string{req.RBACResource()}, ResourceNames: []string{req.Name}}}
+	want := rbacv1.PolicyRule{Verbs: []string{req.Verb}, APIGroups: []string{req.Group}, Resources: []string{req.RBACResource()}}
+	if req.Name != "" {
+		want.ResourceNames = []string{req.Name}
+	}
 	for _, g := range grants {
-		if ok, _ := validation.Covers([]rbacv1.PolicyRule{g.rule}, want); ok {
+		if ok, _ := validation.Covers([]rbacv1.PolicyRule{g.rule}, []rbacv1.PolicyRule{want}); ok {
 			return g.source, true
 		}
 	}

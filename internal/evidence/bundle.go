@@ -172,7 +172,11 @@ type AccessCheck struct {
 	// when the call names no object or a name dpfdoctor cannot know.
 	NamePattern string `json:"namePattern,omitempty"`
 	Allowed     bool   `json:"allowed"`
-	Reason      string `json:"reason,omitempty"`
+	// Method says how the answer was found: MethodRBACObjects when a rule
+	// bound to the subject in the listed RBAC objects allows it (no review
+	// is sent then), else MethodReview.
+	Method string `json:"method,omitempty"`
+	Reason string `json:"reason,omitempty"`
 	// Error is set when the review itself failed; Allowed is then false
 	// and means "unknown".
 	Error string `json:"error,omitempty"`
@@ -183,6 +187,12 @@ type AccessCheck struct {
 	// concrete name.
 	NodeOverrides []NodeOverride `json:"nodeOverrides,omitempty"`
 }
+
+// AccessCheck methods.
+const (
+	MethodReview      = "SubjectAccessReview"
+	MethodRBACObjects = "RBACObjects"
+)
 
 // NodeOverride is a per-node answer derived from listed RBAC objects.
 type NodeOverride struct {

@@ -66,7 +66,6 @@ func (c *Collector) Collect(ctx context.Context, o Options) (*Bundle, error) {
 		return nil, err
 	}
 	err := parallel(
-		func() error { return r.dpuDeviceCRD(ctx) },
 		func() error { return r.deployments(ctx) },
 		func() error { return r.events(ctx) },
 		func() error { return r.objects(ctx) },
@@ -78,6 +77,21 @@ func (c *Collector) Collect(ctx context.Context, o Options) (*Bundle, error) {
 		return nil, err
 	}
 	r.detectVersion()
+	// Evidence only some clusters need: the DPUDevice CRD when a pod's
+	// dmsinit.sh patches DPUDevice status (or no version was found), the
+	// Issuers when a pod is blocked before dms-init or runs the certificate
+	// path.
+	var more []func() error
+	if r.needCRD() {
+		more = append(more, func() error { return r.dpuDeviceCRD(ctx) })
+	}
+	if r.needIssuers() {
+		more = append(more, func() error { return r.objectList(ctx, issuerList) })
+	}
+	if err := parallel(more...); err != nil {
+		return nil, err
+	}
+	r.versionFromCRDs()
 	if err := r.access(ctx); err != nil {
 		return nil, err
 	}

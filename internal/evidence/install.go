@@ -137,8 +137,8 @@ func (r *run) deployments(ctx context.Context) error {
 
 // detectVersion sets the cluster's DPF version: the operator Deployment's
 // image tag (a Deployment whose name or image says "operator", else one
-// running DPF's dpf-system image), else dpf-version labels, else the shape
-// of the CRDs.
+// running DPF's dpf-system image), else dpf-version labels; versionFromCRDs
+// falls back to the shape of the CRDs.
 func (r *run) detectVersion() {
 	in := &r.b.Install
 	for _, pick := range []func(d deploymentImage) bool{
@@ -172,14 +172,48 @@ func (r *run) detectVersion() {
 			return
 		}
 	}
-	if in.DPUDeviceCRD {
-		in.VersionSource = VersionFromCRDShape
-		if in.DPUDeviceStatusSubresource {
-			in.Version = "v25.7.0" // at least: DPUDevice has a status subresource
-		} else {
-			in.Version = "v25.4.0" // DPUDevice without a status subresource
+}
+
+// versionFromCRDs falls back to the CRD shape when nothing else told the
+// version.
+func (r *run) versionFromCRDs() {
+	in := &r.b.Install
+	if in.Version != "" || !in.DPUDeviceCRD {
+		return
+	}
+	in.VersionSource = VersionFromCRDShape
+	if in.DPUDeviceStatusSubresource {
+		in.Version = "v25.7.0" // at least: DPUDevice has a status subresource
+	} else {
+		in.Version = "v25.4.0" // DPUDevice without a status subresource
+	}
+}
+
+// needCRD reports whether the DPUDevice CRD matters: a pod's dmsinit.sh
+// patches DPUDevice status, or the version is still unknown.
+func (r *run) needCRD() bool {
+	if r.b.Install.Version == "" {
+		return true
+	}
+	for _, p := range r.b.Pods {
+		for _, c := range p.Calls(r.b.Install.Version) {
+			if c.Resource == "dpudevices" && c.Subresource == "status" {
+				return true
+			}
 		}
 	}
+	return false
+}
+
+// needIssuers reports whether a failing pod could be blocked by its
+// certificate: it never started, or it runs the certificate path.
+func (r *run) needIssuers() bool {
+	for _, p := range r.b.Pods {
+		if !p.Ready && (!p.Started() || p.Args().CertPath()) {
+			return true
+		}
+	}
+	return false
 }
 
 func normalise(v string) string {

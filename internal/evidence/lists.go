@@ -114,8 +114,6 @@ func (r *run) objects(ctx context.Context) error {
 		{kind: "Certificate", fields: [][]string{{"spec", "secretName"}, {"spec", "issuerRef", "name"}, {"spec", "issuerRef", "kind"}},
 			node:   func(n string) string { return trimSuffix(n, "-dms-server-cert") },
 			impact: "Certificate readiness is not checked", put: func(b *Bundle, os []Object) { b.Certificates = os }},
-		{kind: "Issuer", fields: [][]string{{"spec", "ca", "secretName"}},
-			impact: "Issuer readiness is not checked", put: func(b *Bundle, os []Object) { b.Issuers = os }},
 	}
 	fns := make([]func() error, len(lists))
 	for i, l := range lists {
@@ -123,6 +121,10 @@ func (r *run) objects(ctx context.Context) error {
 	}
 	return parallel(fns...)
 }
+
+// issuerList is listed only when a pod may be blocked by its certificate.
+var issuerList = objectList{kind: "Issuer", fields: [][]string{{"spec", "ca", "secretName"}},
+	impact: "Issuer readiness is not checked", put: func(b *Bundle, os []Object) { b.Issuers = os }}
 
 func (r *run) objectList(ctx context.Context, l objectList) error {
 	res := gvr(l.kind)

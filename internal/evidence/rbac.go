@@ -13,8 +13,9 @@ import (
 // lastApplied is stripped from RBAC objects with managedFields.
 const lastApplied = "kubectl.kubernetes.io/last-applied-configuration"
 
-// rbac lists bindings and roles (four LISTs) and keeps those relevant to the
-// pods' ServiceAccounts, plus every object dpfdoctor manages.
+// rbac lists bindings, then the roles they reference (two to four LISTs),
+// and keeps those relevant to the pods' ServiceAccounts, plus every object
+// dpfdoctor manages.
 func (r *run) rbac(ctx context.Context) error {
 	ns := r.o.Namespace
 	subjects := r.subjects()
@@ -43,22 +44,42 @@ func (r *run) rbac(ctx context.Context) error {
 			}
 			return r.optional("rolebindings", rbacReq("rolebindings", ns), impact, err)
 		},
-		func() error {
+	)
+	if err != nil {
+		return err
+	}
+	// Roles are listed only when a kept binding references one: most
+	// clusters have no RoleBinding for the DMS ServiceAccount until a fix.
+	needCR, needRole := r.b.HasGap("clusterrolebindings") || r.b.HasGap("rolebindings"), r.b.HasGap("rolebindings")
+	for _, b := range crbs {
+		needCR = needCR || managed(b.ObjectMeta) || bindsAny(b.Subjects, subjects)
+	}
+	for _, b := range rbs {
+		if managed(b.ObjectMeta) || bindsAny(b.Subjects, subjects) {
+			needCR = needCR || b.RoleRef.Kind == "ClusterRole"
+			needRole = needRole || b.RoleRef.Kind == "Role"
+		}
+	}
+	var fns []func() error
+	if needCR {
+		fns = append(fns, func() error {
 			l, err := r.cl.Kube.RbacV1().ClusterRoles().List(ctx, metav1.ListOptions{})
 			if err == nil {
 				crs = l.Items
 			}
 			return r.optional("clusterroles", rbacReq("clusterroles", ""), impact, err)
-		},
-		func() error {
+		})
+	}
+	if needRole {
+		fns = append(fns, func() error {
 			l, err := r.cl.Kube.RbacV1().Roles(ns).List(ctx, metav1.ListOptions{})
 			if err == nil {
 				roles = l.Items
 			}
 			return r.optional("roles", rbacReq("roles", ns), impact, err)
-		},
-	)
-	if err != nil {
+		})
+	}
+	if err := parallel(fns...); err != nil {
 		return err
 	}
 	var out RBAC

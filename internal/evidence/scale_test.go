@@ -1,0 +1,164 @@
+package evidence_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/dpfdoctor/dpfdoctor/internal/diagnose"
+	"github.com/dpfdoctor/dpfdoctor/internal/dpf"
+	"github.com/dpfdoctor/dpfdoctor/internal/evidence"
+	"github.com/dpfdoctor/dpfdoctor/internal/kube"
+	"github.com/dpfdoctor/dpfdoctor/internal/sim"
+)
+
+const scaleScenarios = "secrets-forbidden=2,secrets-forbidden-quiet=1,dpudevice-status-forbidden=1,apiserver-unreachable=1," +
+	"certificate-not-ready=1,rshim-occupied=1,no-dpu-found=1,healthy=2"
+
+// splitLogs counts log reads and every other request.
+func splitLogs(b *kube.Budget) (logs, other int) {
+	for _, r := range b.Records() {
+		if strings.HasSuffix(r.Path, "/log") {
+			logs++
+		} else {
+			other++
+		}
+	}
+	return logs, other
+}
+
+// The request count at 10 and at 1,000 pods is the same apart from log
+// reads, which stay bounded by failure signatures × --max-logs.
+func TestRequestsDoNotGrowWithPods(t *testing.T) {
+	c, err := startSim(sim.Options{Nodes: 10, Scenario: scaleScenarios, TimeScale: 0.05, SecretWaitAttempts: 1,
+		KubectlMaxNodes: -1, Resync: time.Hour, MaxAddresses: 50})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Stop() })
+	ctx := context.Background()
+
+	b10, budget10, err := collect(t, c.Config, evidence.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs10, other10 := splitLogs(budget10)
+
+	t.Run("per-node grant", func(t *testing.T) { perNodeGrant(t, c) })
+
+	// Grow to 1,000 DPU hosts with the same scenario mix.
+	scen := make([]sim.Scenario, 0, len(c.Nodes))
+	for _, n := range c.Nodes {
+		scen = append(scen, c.byNode[n])
+	}
+	for i := 0; len(c.byNode) < 1000; i++ {
+		name, err := c.AddNode(ctx, scen[i%len(scen)])
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.byNode[name] = scen[i%len(scen)]
+	}
+	sctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
+	defer cancel()
+	if err := c.settle(sctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	b1000, budget1000, err := collect(t, c.Config, evidence.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs1000, other1000 := splitLogs(budget1000)
+	t.Logf("10 pods: %d requests (%d log reads); 1,000 pods: %d requests (%d log reads)", b10.Requests, logs10, b1000.Requests, logs1000)
+	if len(b1000.Pods) != 1000 {
+		t.Fatalf("%d pods", len(b1000.Pods))
+	}
+	if other10 != other1000 {
+		t.Errorf("requests other than log reads: %d at 10 pods, %d at 1,000", other10, other1000)
+		for _, r := range budget1000.Records() {
+			t.Logf("%s %s", r.Method, r.Path)
+		}
+	}
+	if max := len(b1000.LogGroups) * evidence.DefaultMaxLogs * 2; logs1000 > max {
+		t.Errorf("%d log reads for %d failure signatures (max %d)", logs1000, len(b1000.LogGroups), max)
+	}
+	if len(b1000.LogGroups) != len(b10.LogGroups) {
+		t.Errorf("failure signatures: %d at 10 pods, %d at 1,000", len(b10.LogGroups), len(b1000.LogGroups))
+	}
+	for _, r := range budget1000.Records() {
+		if strings.Contains(r.Path, "/secrets") && !strings.Contains(r.Accept, "as=PartialObjectMetadataList") {
+			t.Errorf("request may read Secret data: %+v", r)
+		}
+	}
+
+	// Classes that do not depend on logs are exact for every pod.
+	d := diagnose.Diagnose(b1000)
+	exact := map[sim.Scenario]diagnose.Class{
+		sim.SecretsForbiddenQuiet: diagnose.ClassRBACForbidden, sim.DPUDeviceStatusForbidden: diagnose.ClassStatusSubresourceSkew,
+		sim.CertificateNotReady: diagnose.ClassCertificateNotReady, sim.RshimOccupied: diagnose.ClassRshimOccupied,
+	}
+	for _, p := range d.Pods {
+		if w, ok := exact[c.byNode[p.Node]]; ok && p.Class != w {
+			t.Errorf("%s (%s): %s, want %s", p.Name, c.byNode[p.Node], p.Class, w)
+		}
+	}
+	t.Logf("1,000 pods by class: %v", d.Summary.ByClass)
+}
+
+// A dpfdoctor-managed Role granting one node's Secret by name: the review
+// is asked for a node it does not cover, and the granted node is answered
+// from the listed Role.
+func perNodeGrant(t *testing.T, c *simCluster) {
+	ctx := context.Background()
+	nodes := c.nodesOf(sim.SecretsForbidden)
+	granted, other := nodes[0], nodes[1]
+	labels := map[string]string{evidence.ManagedByLabel: evidence.ManagedByValue}
+	role := &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: "dpfdoctor-test-secrets", Namespace: c.Namespace, Labels: labels},
+		Rules: []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: []string{"get"}, ResourceNames: []string{dpf.SecretName(granted)}}}}
+	rb := &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: role.Name, Namespace: c.Namespace, Labels: labels},
+		RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: role.Name},
+		Subjects: []rbacv1.Subject{{Kind: "ServiceAccount", Name: c.Release.ServiceAccount, Namespace: c.Namespace}}}
+	if _, err := c.kube.RbacV1().Roles(c.Namespace).Create(ctx, role, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.kube.RbacV1().RoleBindings(c.Namespace).Create(ctx, rb, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		_ = c.kube.RbacV1().RoleBindings(c.Namespace).Delete(ctx, rb.Name, metav1.DeleteOptions{})
+		_ = c.kube.RbacV1().Roles(c.Namespace).Delete(ctx, role.Name, metav1.DeleteOptions{})
+	}()
+	time.Sleep(200 * time.Millisecond) // the RBAC authorizer reads informers
+	b, _, err := collect(t, c.Config, evidence.Options{Nodes: nodes})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var check *evidence.AccessCheck
+	for i := range b.Access {
+		if b.Access[i].Request.Resource == "secrets" && b.Access[i].Request.Group == "" {
+			check = &b.Access[i]
+		}
+	}
+	if check == nil {
+		t.Fatalf("no Secret access check: %+v", b.Access)
+	}
+	if check.Request.Name != dpf.SecretName(other) || check.Allowed {
+		t.Errorf("review asked for %q (allowed %t), want the uncovered %q, denied", check.Request.Name, check.Allowed, dpf.SecretName(other))
+	}
+	if !check.AllowedFor(granted) || check.AllowedFor(other) || len(check.NodeOverrides) != 1 ||
+		!strings.Contains(check.NodeOverrides[0].Source, "Role "+c.Namespace+"/"+role.Name) {
+		t.Errorf("per-node answers: %+v", check.NodeOverrides)
+	}
+	if len(b.RBAC.Roles) == 0 || len(b.RBAC.RoleBindings) == 0 {
+		t.Errorf("managed RBAC objects not in the bundle: %+v", b.RBAC)
+	}
+	d := diagnose.Diagnose(b)
+	for _, p := range d.Pods {
+		if p.Node == other && p.Class != diagnose.ClassRBACForbidden {
+			t.Errorf("%s: %s", p.Name, p.Class)
+		}
+	}
+}
