@@ -1,0 +1,497 @@
+package lint
+
+import (
+	"path"
+	"strconv"
+	"strings"
+
+	"mvdan.cc/sh/v3/syntax"
+)
+
+// call runs a simple command: assignments, a kubectl invocation, a
+// function of the script or a builtin lint understands. Anything else is an
+// external command with an unknown status.
+func (in *interp) call(st *state, c *syntax.CallExpr, io ioctx) *state {
+	if len(c.Args) == 0 {
+		st.status = stOK
+		for _, a := range c.Assigns {
+			in.assign(st, a, io)
+		}
+		return st
+	}
+	for _, a := range c.Assigns {
+		// VAR=x cmd: the value only reaches cmd's environment, but its
+		// expansion may run command substitutions.
+		if a.Value != nil {
+			in.expandValue(st, a.Value, io)
+		}
+	}
+	alts, unknownCount := in.expandFields(st, c.Args, io)
+	var kubectl [][]text
+	for _, argv := range alts {
+		if argv = unwrap(argv); len(argv) > 0 && isKubectl(argv[0]) {
+			kubectl = append(kubectl, argv)
+		}
+	}
+	if len(kubectl) > 0 {
+		in.kubectl(st, c, kubectl, io)
+		st.status, st.out = stUnknown, nil
+		return st
+	}
+	name, ok := commandName(alts)
+	if !ok {
+		st.status, st.out = stUnknown, nil
+		return st
+	}
+	argv, differ := collapse(alts)
+	if fn := in.funcs[name]; fn != nil {
+		return in.callFunc(st, fn, name, argv[1:], unknownCount || differ, io)
+	}
+	return in.builtin(st, name, alts, argv, io, c)
+}
+
+// commandName is the command word when every alternative agrees on it.
+func commandName(alts [][]text) (string, bool) {
+	name := ""
+	for i, argv := range alts {
+		if len(argv) == 0 {
+			return "", false
+		}
+		s, ok := argv[0].exact()
+		if !ok || i > 0 && s != name {
+			return "", false
+		}
+		name = s
+	}
+	return name, name != ""
+}
+
+// collapse merges alternative argument lists into one: fields that differ
+// become unknown. differ reports lists of different lengths.
+func collapse(alts [][]text) (argv []text, differ bool) {
+	if len(alts) == 1 {
+		return alts[0], false
+	}
+	n := len(alts[0])
+	for _, a := range alts[1:] {
+		if len(a) != n {
+			differ = true
+			n = min(n, len(a))
+		}
+	}
+	out := make([]text, n)
+	for i := 0; i < n; i++ {
+		out[i] = alts[0][i]
+		for _, a := range alts[1:] {
+			if a[i].key() != out[i].key() {
+				out[i] = unknownText("${…}")
+				break
+			}
+		}
+	}
+	return out, differ
+}
+
+// wrappers run the command that follows their own options.
+var wrappers = map[string]bool{"sudo": true, "command": true, "exec": true, "env": true, "timeout": true, "nice": true, "nohup": true, "time": true, "stdbuf": true}
+
+// unwrap drops wrapper commands (sudo -E, env A=b, timeout 30, command)
+// in front of the real command.
+func unwrap(argv []text) []text {
+	for depth := 0; depth < 4 && len(argv) > 0; depth++ {
+		w, ok := argv[0].exact()
+		if !ok || !wrappers[path.Base(w)] {
+			return argv
+		}
+		tool := path.Base(w)
+		i := 1
+		for i < len(argv) {
+			a, ok := argv[i].exact()
+			if !ok {
+				break
+			}
+			switch {
+			case a == "--":
+				i++
+			case strings.HasPrefix(a, "-"):
+				if tool == "command" && (a == "-v" || a == "-V") {
+					return nil // command -v kubectl only looks it up
+				}
+				i++
+				if (tool == "sudo" && (a == "-u" || a == "-g")) || (tool == "timeout" && (a == "-s" || a == "-k")) || (tool == "nice" && a == "-n") {
+					i++
+				}
+				continue
+			case tool == "env" && strings.Contains(a, "="):
+				i++
+				continue
+			case tool == "timeout":
+				i++ // the duration
+			}
+			break
+		}
+		if i >= len(argv) {
+			return nil
+		}
+		argv = argv[i:]
+	}
+	return argv
+}
+
+func isKubectl(t text) bool {
+	s, ok := t.exact()
+	if !ok {
+		return false
+	}
+	b := path.Base(s)
+	return b == "kubectl" || b == "oc"
+}
+
+func (in *interp) onStack(name string) bool {
+	for _, s := range in.stack {
+		if s == name {
+			return true
+		}
+	}
+	return false
+}
+
+// callFunc runs a function of the script with its own positional
+// parameters and local variables. Recursion is not followed.
+func (in *interp) callFunc(st *state, fn *syntax.FuncDecl, name string, args []text, argsUnknown bool, io ioctx) *state {
+	if fn.Body == nil || in.onStack(name) || len(in.stack) >= maxCallDepth || in.overBudget() && in.called[fn] {
+		st.status, st.out = stUnknown, nil
+		return st
+	}
+	in.called[fn] = true
+	root := st.guard
+	outerArgs, outerUnknown := st.args, st.argsUnknown
+	st.args, st.argsUnknown = args, argsUnknown
+	st.locals = append(st.locals[:len(st.locals):len(st.locals)], map[string]saved{})
+	f := &frame{kind: frameFunc}
+	in.frames = append(in.frames, f)
+	in.stack = append(in.stack, name)
+	end := in.stmt(st, fn.Body, io)
+	in.stack = in.stack[:len(in.stack)-1]
+	in.frames = in.frames[:len(in.frames)-1]
+
+	states := f.states
+	if end.flow == flowLive {
+		states = append(states, end)
+	} else if end.flow == flowDead {
+		states = append(states, end)
+	}
+	res := join(root, states, []*frame{f}, &reason{kind: "after", line: fn.Position.Line()})
+	if res.flow != flowLive {
+		return res
+	}
+	if n := len(res.locals); n > 0 {
+		for k, sv := range res.locals[n-1] {
+			if sv.set {
+				res.vars[k] = sv.v
+			} else {
+				delete(res.vars, k)
+			}
+		}
+		res.locals = res.locals[:n-1]
+	}
+	res.args, res.argsUnknown = outerArgs, outerUnknown
+	res.out = nil
+	return res
+}
+
+// builtin runs the shell builtins and simple tools lint models. alts are
+// the alternative argument lists, argv their collapsed form.
+func (in *interp) builtin(st *state, name string, alts [][]text, argv []text, io ioctx, c *syntax.CallExpr) *state {
+	st.out = nil
+	switch name {
+	case "true", ":":
+		st.status = stOK
+	case "false":
+		st.status = stFail
+	case "[", "test":
+		res := stUnknown
+		for i, a := range alts {
+			args := a[1:]
+			if name == "[" {
+				if len(args) == 0 || !isLit(args[len(args)-1], "]") {
+					res = stUnknown
+					break
+				}
+				args = args[:len(args)-1]
+			}
+			s := testArgs(args)
+			if i == 0 {
+				res = s
+			} else if s != res {
+				res = stUnknown
+			}
+		}
+		st.status = res
+	case "echo":
+		st.status, st.out = stOK, echo(argv[1:])
+	case "printf":
+		st.status, st.out = stOK, printf(argv[1:])
+	case "cat":
+		st.status = stUnknown
+		if len(argv) == 1 || len(argv) == 2 && isLit(argv[1], "-") {
+			if io.stdin != nil {
+				st.status, st.out = stOK, io.stdin
+			}
+		}
+	case "seq":
+		st.status, st.out = seq(argv[1:])
+	case "basename", "dirname":
+		st.status = stUnknown
+		if len(argv) == 2 {
+			if s, ok := argv[1].exact(); ok {
+				out := path.Base(s)
+				if name == "dirname" {
+					out = path.Dir(s)
+				}
+				st.status, st.out = stOK, litValue(out+"\n")
+			}
+		}
+	case "exit":
+		return in.exit(st, argv, c)
+	case "return":
+		st.status = exitStatus(argv, st.status)
+		f := in.findFrame(frameFunc, 1)
+		if f == nil {
+			st.status = stFail // return outside a function is an error
+			return st
+		}
+		return in.jump(st, f)
+	case "break", "continue":
+		n := 1
+		if len(argv) > 1 {
+			if s, ok := argv[1].exact(); ok {
+				if v, err := strconv.Atoi(s); err == nil && v > 0 {
+					n = v
+				}
+			}
+		}
+		kind := frameBreak
+		if name == "continue" {
+			kind = frameCont
+		}
+		st.status = stOK
+		if f := in.findFrame(kind, n); f != nil {
+			return in.jump(st, f)
+		}
+	case "shift":
+		n := 1
+		if len(argv) > 1 {
+			if s, ok := argv[1].exact(); !ok {
+				st.args, st.argsUnknown = nil, true
+				st.status = stUnknown
+				return st
+			} else if v, err := strconv.Atoi(s); err == nil {
+				n = v
+			}
+		}
+		switch {
+		case st.argsUnknown:
+			st.status = stUnknown
+		case n < 0 || n > len(st.args):
+			st.status = stFail
+		default:
+			st.args = st.args[n:]
+			st.status = stOK
+		}
+	case "set":
+		for i, a := range argv[1:] {
+			if isLit(a, "--") {
+				st.args, st.argsUnknown = append([]text(nil), argv[i+2:]...), false
+				break
+			}
+		}
+		st.status = stOK
+	case "unset":
+		for _, a := range argv[1:] {
+			if s, ok := a.exact(); ok && isName(s) {
+				st.setVar(s, variable{val: litValue("")})
+			}
+		}
+		st.status = stOK
+	case "read", "getopts", "mapfile", "readarray":
+		in.readVars(st, name, argv)
+		st.status = stUnknown
+	case "local", "declare", "typeset", "export", "readonly":
+		// Parsed as DeclClause in bash; here only for other dialects.
+		st.status = stOK
+	case "eval", "source", ".":
+		in.warn(c.Pos().Line(), name+" is not followed: kubectl calls it runs are not checked")
+		st.status = stUnknown
+	default:
+		st.status = stUnknown
+	}
+	return st
+}
+
+func isLit(t text, s string) bool {
+	v, ok := t.exact()
+	return ok && v == s
+}
+
+func exitStatus(argv []text, last status) status {
+	if len(argv) < 2 {
+		return last
+	}
+	s, ok := argv[1].exact()
+	if !ok {
+		return stUnknown
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		return stUnknown
+	}
+	return statusOf(n == 0)
+}
+
+// exit ends the script, or the innermost subshell.
+func (in *interp) exit(st *state, argv []text, c *syntax.CallExpr) *state {
+	st.status = exitStatus(argv, st.status)
+	if f := in.findFrame(frameSub, 1); f != nil {
+		return in.jump(st, f)
+	}
+	st.flow = flowDead
+	st.exitLine = int(c.Pos().Line())
+	st.exitFail = st.status != stOK
+	return st
+}
+
+// readVars makes the variables read, getopts and mapfile assign unknown.
+func (in *interp) readVars(st *state, name string, argv []text) {
+	args := argv[1:]
+	arrayFlag := name == "mapfile" || name == "readarray"
+	var names []string
+	for i := 0; i < len(args); i++ {
+		s, ok := args[i].exact()
+		if !ok {
+			continue
+		}
+		if strings.HasPrefix(s, "-") {
+			switch s {
+			case "-a":
+				arrayFlag = true
+			case "-d", "-n", "-N", "-p", "-t", "-u", "-i", "-C", "-c", "-O", "-s":
+				if name == "read" || s != "-t" {
+					i++
+				}
+			}
+			continue
+		}
+		names = append(names, s)
+	}
+	if name == "getopts" && len(names) > 1 {
+		names = names[1:2]
+	}
+	if len(names) == 0 && name == "read" {
+		names = []string{"REPLY"}
+	}
+	if len(names) == 0 && arrayFlag {
+		names = []string{"MAPFILE"}
+	}
+	for _, n := range names {
+		if !isName(n) {
+			continue
+		}
+		if arrayFlag {
+			st.setVar(n, variable{isArr: true, arrUnknown: true})
+		} else {
+			st.setVar(n, variable{val: unknownValue(varPlaceholder(n))})
+		}
+	}
+}
+
+// echo models echo's output (-n drops the newline; -e escapes are kept).
+func echo(args []text) value {
+	newline := true
+	for len(args) > 0 {
+		s, ok := args[0].exact()
+		if !ok || !strings.HasPrefix(s, "-") || strings.Trim(s[1:], "neE") != "" || len(s) < 2 {
+			break
+		}
+		if strings.Contains(s, "n") {
+			newline = false
+		}
+		args = args[1:]
+	}
+	var t text
+	for i, a := range args {
+		if i > 0 {
+			t = t.concat(lit(" "))
+		}
+		t = t.concat(a)
+	}
+	if newline {
+		t = t.concat(lit("\n"))
+	}
+	if len(t) == 0 {
+		t = lit("")
+	}
+	return value{t}
+}
+
+// printf models the formats scripts use to print data: none, or %s.
+func printf(args []text) value {
+	if len(args) == 0 {
+		return nil
+	}
+	f, ok := args[0].exact()
+	if !ok {
+		return nil
+	}
+	f = strings.NewReplacer(`\n`, "\n", `\t`, "\t").Replace(f)
+	rest := args[1:]
+	if !strings.Contains(f, "%") {
+		return litValue(f)
+	}
+	if strings.Count(f, "%") != 1 || !strings.Contains(f, "%s") {
+		return nil
+	}
+	pre, post, _ := strings.Cut(f, "%s")
+	if len(rest) == 0 {
+		rest = []text{lit("")}
+	}
+	var t text
+	for _, a := range rest {
+		t = t.concat(lit(pre)).concat(a).concat(lit(post))
+	}
+	return value{t}
+}
+
+// seq models `seq [first] last`.
+func seq(args []text) (status, value) {
+	var nums []int64
+	for _, a := range args {
+		s, ok := a.exact()
+		if !ok {
+			return stUnknown, nil
+		}
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			return stUnknown, nil
+		}
+		nums = append(nums, n)
+	}
+	first, last := int64(1), int64(0)
+	switch len(nums) {
+	case 1:
+		last = nums[0]
+	case 2:
+		first, last = nums[0], nums[1]
+	default:
+		return stUnknown, nil
+	}
+	if last-first > maxIterations {
+		return stOK, nil
+	}
+	var b strings.Builder
+	for i := first; i <= last; i++ {
+		b.WriteString(strconv.FormatInt(i, 10))
+		b.WriteByte('\n')
+	}
+	return stOK, litValue(b.String())
+}

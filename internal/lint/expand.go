@@ -1,0 +1,383 @@
+package lint
+
+import (
+	"bytes"
+	"strconv"
+	"strings"
+
+	"mvdan.cc/sh/v3/syntax"
+)
+
+// builder accumulates the fields of one alternative expansion of a
+// command's words.
+type builder struct {
+	fields []text
+	cur    text
+	open   bool
+}
+
+func (b *builder) add(t text) {
+	b.cur = b.cur.concat(t)
+	b.open = true
+}
+
+func (b *builder) flush() {
+	if b.open {
+		b.fields = append(b.fields, b.cur)
+	}
+	b.cur, b.open = nil, false
+}
+
+// addSplit appends an unquoted expansion: whitespace in it separates fields.
+func (b *builder) addSplit(t text) {
+	for _, s := range t {
+		if s.unknown {
+			b.add(text{s})
+			continue
+		}
+		start := 0
+		for i := 0; i < len(s.s); i++ {
+			if !isIFS(s.s[i]) {
+				continue
+			}
+			if i > start {
+				b.add(lit(s.s[start:i]))
+			}
+			b.flush()
+			start = i + 1
+		}
+		if start < len(s.s) {
+			b.add(lit(s.s[start:]))
+		}
+	}
+}
+
+func (b builder) copy() builder {
+	b.fields = append([]text(nil), b.fields...)
+	return b
+}
+
+// expansion is what one word part expands to: a value, or a list of fields
+// ("$@", "${arr[@]}").
+type expansion struct {
+	v           value
+	list        []text
+	isList      bool
+	listUnknown bool
+}
+
+// expandFields expands command words to fields, with word splitting of
+// unquoted expansions. It returns one field list per alternative, and
+// whether the number of fields is unknown ("$@" of unknown arguments, an
+// unresolved array, a glob).
+func (in *interp) expandFields(st *state, words []*syntax.Word, io ioctx) ([][]text, bool) {
+	bs := []builder{{}}
+	unknownCount := false
+	for _, w := range words {
+		bs = in.expandWordInto(st, w, io, bs, &unknownCount)
+		for i := range bs {
+			bs[i].flush()
+		}
+	}
+	out := make([][]text, len(bs))
+	for i, b := range bs {
+		out[i] = b.fields
+	}
+	return out, unknownCount
+}
+
+func (in *interp) expandWordInto(st *state, w *syntax.Word, io ioctx, bs []builder, unknownCount *bool) []builder {
+	for _, p := range w.Parts {
+		bs = in.expandPart(st, p, io, bs, false, unknownCount)
+	}
+	return bs
+}
+
+func (in *interp) expandPart(st *state, p syntax.WordPart, io ioctx, bs []builder, quoted bool, unknownCount *bool) []builder {
+	switch p := p.(type) {
+	case *syntax.Lit:
+		s := unescape(p.Value, quoted)
+		if !quoted && strings.ContainsAny(s, "*?[") {
+			*unknownCount = true // a glob may match any number of paths
+		}
+		for i := range bs {
+			bs[i].add(lit(s))
+		}
+	case *syntax.SglQuoted:
+		s := p.Value
+		if p.Dollar {
+			s = ansiC(s)
+		}
+		for i := range bs {
+			bs[i].add(lit(s))
+		}
+	case *syntax.DblQuoted:
+		for i := range bs {
+			bs[i].open = true
+		}
+		for _, q := range p.Parts {
+			bs = in.expandPart(st, q, io, bs, true, unknownCount)
+		}
+	case *syntax.ParamExp:
+		e := in.param(st, p, io)
+		if e.isList {
+			return in.addList(bs, e, quoted, unknownCount)
+		}
+		return addValue(bs, e.v, quoted)
+	case *syntax.CmdSubst:
+		return addValue(bs, in.cmdSubst(st, p, io), quoted)
+	case *syntax.ArithmExp:
+		v := unknownValue(in.source(p))
+		if n, ok := in.arith(st, p.X, io); ok {
+			v = litValue(strconv.FormatInt(n, 10))
+		}
+		return addValue(bs, v, quoted)
+	case *syntax.ProcSubst:
+		pio := io
+		if p.Op == syntax.CmdIn {
+			pio.stdout = sinkPipe
+		}
+		in.subshell(st, pio, func(sub *state, io ioctx) *state { return in.stmts(sub, p.Stmts, io) })
+		return addValue(bs, unknownValue(in.source(p)), quoted)
+	default:
+		return addValue(bs, unknownValue(in.source(p)), quoted)
+	}
+	return bs
+}
+
+// addValue appends a value to every builder; several alternatives multiply
+// the builders (up to maxAlts, then the value becomes one unknown text).
+func addValue(bs []builder, v value, quoted bool) []builder {
+	if len(v) == 0 {
+		return bs
+	}
+	if len(bs)*len(v) > maxAlts {
+		v = value{v.single("${…}")}
+	}
+	if len(v) == 1 {
+		for i := range bs {
+			addText(&bs[i], v[0], quoted)
+		}
+		return bs
+	}
+	out := make([]builder, 0, len(bs)*len(v))
+	for _, b := range bs {
+		for _, t := range v {
+			c := b.copy()
+			addText(&c, t, quoted)
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+func addText(b *builder, t text, quoted bool) {
+	if quoted {
+		b.add(t)
+		return
+	}
+	b.addSplit(t)
+}
+
+func (in *interp) addList(bs []builder, e expansion, quoted bool, unknownCount *bool) []builder {
+	if e.listUnknown {
+		*unknownCount = true
+		for i := range bs {
+			addText(&bs[i], e.list[0], true)
+		}
+		return bs
+	}
+	for i := range bs {
+		for j, t := range e.list {
+			if j > 0 && quoted {
+				bs[i].flush()
+				bs[i].open = true
+			}
+			if quoted {
+				bs[i].add(t)
+			} else {
+				if j > 0 {
+					bs[i].flush()
+				}
+				bs[i].addSplit(t)
+			}
+		}
+		if len(e.list) == 0 && quoted {
+			// "$@" with no arguments expands to no field at all.
+			if len(bs[i].cur) == 0 {
+				bs[i].open = false
+			}
+		}
+	}
+	return bs
+}
+
+// expandValue expands a word without field splitting, as in an assignment,
+// a case word, a redirection target or a [[ ]] operand.
+func (in *interp) expandValue(st *state, w *syntax.Word, io ioctx) value {
+	if w == nil {
+		return litValue("")
+	}
+	v := litValue("")
+	for _, p := range w.Parts {
+		v = concatValues(v, in.partValue(st, p, io, false), "${…}")
+	}
+	return v
+}
+
+func (in *interp) expandString(st *state, w *syntax.Word, io ioctx) value {
+	return in.expandValue(st, w, io)
+}
+
+func (in *interp) partValue(st *state, p syntax.WordPart, io ioctx, quoted bool) value {
+	switch p := p.(type) {
+	case *syntax.Lit:
+		return litValue(unescape(p.Value, quoted))
+	case *syntax.SglQuoted:
+		if p.Dollar {
+			return litValue(ansiC(p.Value))
+		}
+		return litValue(p.Value)
+	case *syntax.DblQuoted:
+		v := litValue("")
+		for _, q := range p.Parts {
+			v = concatValues(v, in.partValue(st, q, io, true), "${…}")
+		}
+		return v
+	case *syntax.ParamExp:
+		e := in.param(st, p, io)
+		if !e.isList {
+			return e.v
+		}
+		if e.listUnknown {
+			return value{e.list[0]}
+		}
+		var t text
+		for i, x := range e.list {
+			if i > 0 {
+				t = t.concat(lit(" "))
+			}
+			t = t.concat(x)
+		}
+		return value{t}
+	case *syntax.CmdSubst:
+		return in.cmdSubst(st, p, io)
+	case *syntax.ArithmExp:
+		if n, ok := in.arith(st, p.X, io); ok {
+			return litValue(strconv.FormatInt(n, 10))
+		}
+	}
+	return unknownValue(in.source(p))
+}
+
+// expandHeredoc expands an unquoted here-document body. Its literal parts
+// only unescape \$, \`, \\ and line continuations.
+func (in *interp) expandHeredoc(st *state, w *syntax.Word, io ioctx) value {
+	v := litValue("")
+	for _, p := range w.Parts {
+		var pv value
+		if l, ok := p.(*syntax.Lit); ok {
+			pv = litValue(unescapeHeredoc(l.Value))
+		} else {
+			pv = in.partValue(st, p, io, true)
+		}
+		v = concatValues(v, pv, "${…}")
+	}
+	return v
+}
+
+// unescape removes the backslashes the shell removes: every one outside
+// quotes, and before $ ` " \ or a newline inside double quotes.
+func unescape(s string, quoted bool) string {
+	if !strings.ContainsRune(s, '\\') {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c != '\\' || i+1 >= len(s) {
+			b.WriteByte(c)
+			continue
+		}
+		n := s[i+1]
+		switch {
+		case n == '\n':
+			i++
+		case !quoted || strings.IndexByte("$`\"\\", n) >= 0:
+			b.WriteByte(n)
+			i++
+		default:
+			b.WriteByte(c)
+		}
+	}
+	return b.String()
+}
+
+func unescapeHeredoc(s string) string {
+	if !strings.ContainsRune(s, '\\') {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c == '\\' && i+1 < len(s) && strings.IndexByte("$`\\\n", s[i+1]) >= 0 {
+			if s[i+1] != '\n' {
+				b.WriteByte(s[i+1])
+			}
+			i++
+			continue
+		}
+		b.WriteByte(c)
+	}
+	return b.String()
+}
+
+// ansiC handles the common escapes of $'...'.
+func ansiC(s string) string {
+	r := strings.NewReplacer(`\n`, "\n", `\t`, "\t", `\\`, `\`, `\'`, "'", `\"`, `"`, `\r`, "\r")
+	return r.Replace(s)
+}
+
+// source is a node's shell source on one line, used as a placeholder.
+func (in *interp) source(n syntax.Node) string {
+	var b bytes.Buffer
+	if err := in.printer.Print(&b, n); err != nil {
+		return "${…}"
+	}
+	s := strings.Join(strings.Fields(b.String()), " ")
+	const max = 60
+	if len(s) > max {
+		s = s[:max] + "…"
+	}
+	return s
+}
+
+// cmdSubst runs $(...) in a subshell and returns its output when lint can
+// compute it (echo, printf, cat of a here-document, seq), else an unknown
+// placeholder. $? afterwards is the substitution's status.
+func (in *interp) cmdSubst(st *state, cs *syntax.CmdSubst, io ioctx) value {
+	sio := io
+	sio.stdout = sinkCapture
+	res := in.subshell(st, sio, func(sub *state, io ioctx) *state { return in.stmts(sub, cs.Stmts, io) })
+	st.status = res.status
+	if res.out != nil && len(cs.Stmts) == 1 {
+		out := make(value, len(res.out))
+		for i, t := range res.out {
+			out[i] = trimTrailingNewlines(t)
+		}
+		return out
+	}
+	return unknownValue(in.source(cs))
+}
+
+func trimTrailingNewlines(t text) text {
+	if len(t) == 0 || t[len(t)-1].unknown {
+		return t
+	}
+	last := strings.TrimRight(t[len(t)-1].s, "\n")
+	out := append(text(nil), t[:len(t)-1]...)
+	if last != "" || len(out) == 0 {
+		out = append(out, seg{s: last})
+	}
+	return out
+}

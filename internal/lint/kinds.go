@@ -1,0 +1,149 @@
+package lint
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/dpfdoctor/dpfdoctor/internal/dpf"
+	"github.com/dpfdoctor/dpfdoctor/internal/rbac"
+)
+
+// LoadKinds reads CustomResourceDefinitions from files and directories
+// (*.yaml, *.yml, *.json, walked recursively) and returns their kinds ahead
+// of the built-in ones (dpf.Kinds()), so a CRD overrides a built-in kind of
+// the same group. Malformed input is an *rbac.ManifestError.
+func LoadKinds(paths ...string) ([]dpf.Kind, error) {
+	var kinds []dpf.Kind
+	for _, p := range paths {
+		files, err := yamlFiles(p)
+		if err != nil {
+			return nil, err
+		}
+		for _, f := range files {
+			data, err := os.ReadFile(f)
+			if err != nil {
+				return nil, fmt.Errorf("read CRDs: %w", err)
+			}
+			ks, err := ParseCRDs(f, data)
+			if err != nil {
+				return nil, err
+			}
+			kinds = append(kinds, ks...)
+		}
+	}
+	return append(kinds, dpf.Kinds()...), nil
+}
+
+func yamlFiles(path string) ([]string, error) {
+	info, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("read CRDs: %w", err)
+	}
+	if !info.IsDir() {
+		return []string{path}, nil
+	}
+	var files []string
+	err = filepath.WalkDir(path, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		switch strings.ToLower(filepath.Ext(p)) {
+		case ".yaml", ".yml", ".json":
+			if !d.IsDir() {
+				files = append(files, p)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read CRDs in %s: %w", path, err)
+	}
+	return files, nil
+}
+
+type crd struct {
+	APIVersion string `json:"apiVersion"`
+	Kind       string `json:"kind"`
+	Spec       struct {
+		Group string `json:"group"`
+		Scope string `json:"scope"`
+		Names struct {
+			Kind       string   `json:"kind"`
+			Plural     string   `json:"plural"`
+			Singular   string   `json:"singular"`
+			ShortNames []string `json:"shortNames"`
+		} `json:"names"`
+		Version  string `json:"version"`
+		Versions []struct {
+			Name    string `json:"name"`
+			Storage bool   `json:"storage"`
+		} `json:"versions"`
+	} `json:"spec"`
+	Items []json.RawMessage `json:"items"`
+}
+
+// ParseCRDs reads the CustomResourceDefinitions of one YAML or JSON stream;
+// other kinds are ignored.
+func ParseCRDs(name string, data []byte) ([]dpf.Kind, error) {
+	var out []dpf.Kind
+	for _, d := range rbac.SplitDocuments(data) {
+		js, err := yamlToJSON(d.Data)
+		if err != nil {
+			return nil, &rbac.ManifestError{File: name, Line: d.Line, Err: err}
+		}
+		ks, err := crdKinds(js, 0)
+		if err != nil {
+			return nil, &rbac.ManifestError{File: name, Line: d.Line, Err: err}
+		}
+		out = append(out, ks...)
+	}
+	return out, nil
+}
+
+func crdKinds(js []byte, depth int) ([]dpf.Kind, error) {
+	js = bytes.TrimSpace(js)
+	if len(js) == 0 || bytes.Equal(js, []byte("null")) {
+		return nil, nil
+	}
+	if js[0] != '{' || depth > 4 {
+		return nil, fmt.Errorf("expected a CustomResourceDefinition")
+	}
+	var c crd
+	if err := json.Unmarshal(js, &c); err != nil {
+		return nil, fmt.Errorf("decode CustomResourceDefinition: %w", err)
+	}
+	if c.Items != nil && strings.HasSuffix(c.Kind, "List") {
+		var out []dpf.Kind
+		for _, it := range c.Items {
+			ks, err := crdKinds(it, depth+1)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, ks...)
+		}
+		return out, nil
+	}
+	if c.Kind != "CustomResourceDefinition" {
+		return nil, nil
+	}
+	n := c.Spec.Names
+	if c.Spec.Group == "" || n.Kind == "" || n.Plural == "" {
+		return nil, fmt.Errorf("CustomResourceDefinition without spec.group, names.kind or names.plural")
+	}
+	k := dpf.Kind{Kind: n.Kind, Group: c.Spec.Group, Version: c.Spec.Version, Resource: n.Plural,
+		Namespaced: c.Spec.Scope != "Cluster", ShortNames: append([]string(nil), n.ShortNames...)}
+	for _, v := range c.Spec.Versions {
+		if k.Version == "" || v.Storage {
+			k.Version = v.Name
+		}
+	}
+	if n.Singular != "" && n.Singular != strings.ToLower(n.Kind) {
+		k.ShortNames = append(k.ShortNames, n.Singular)
+	}
+	return []dpf.Kind{k}, nil
+}

@@ -1,0 +1,595 @@
+package lint
+
+import (
+	"strings"
+
+	"github.com/dpfdoctor/dpfdoctor/internal/access"
+	"github.com/dpfdoctor/dpfdoctor/internal/dpf"
+	"mvdan.cc/sh/v3/syntax"
+)
+
+// need is one API request a kubectl invocation makes.
+type need struct {
+	req         access.Request
+	namePattern string // set when the name is not resolved
+	nameGlob    string
+	nsPattern   string // set when the namespace is not resolved
+	possible    bool   // made only in some cases (apply's patch, ...)
+	note        string
+	unknownKind string // the kubectl resource word or kind lint does not know
+}
+
+// kubectl flags that take a value, by long name; short forms map to them.
+var (
+	globalValueFlags = set("kubeconfig", "context", "cluster", "user", "token", "server", "request-timeout", "as", "as-group",
+		"as-uid", "certificate-authority", "client-certificate", "client-key", "tls-server-name", "cache-dir", "namespace",
+		"profile", "profile-output", "log-file", "log-dir", "v", "vmodule", "password", "username", "log-flush-frequency")
+	verbValueFlags = set("namespace", "output", "filename", "selector", "field-selector", "subresource", "type", "patch",
+		"patch-file", "container", "since", "since-time", "tail", "template", "for", "timeout", "field-manager", "sort-by",
+		"label-columns", "grace-period", "cascade", "from-literal", "from-file", "from-env-file", "cert", "key", "image",
+		"replicas", "resource-version", "raw", "chunk-size", "max-log-requests", "pod-running-timeout", "kustomize",
+		"docker-server", "docker-username", "docker-password", "docker-email", "duration", "audience", "bound-object-kind",
+		"bound-object-name", "bound-object-uid", "prune-allowlist", "applyset", "dry-run", "limit-bytes", "show-kind", "columns",
+		"output-watch-events", "server-print", "subresource-name")
+	shortFlags = map[byte]string{'n': "namespace", 'o': "output", 'f': "filename", 'l': "selector", 'c': "container",
+		'p': "patch", 'k': "kustomize", 'L': "label-columns", 's': "server"}
+	// Flags written --flag=value only; bare they are booleans.
+	optionalValueFlags = set("dry-run", "server-print", "show-kind", "output-watch-events")
+)
+
+func set(names ...string) map[string]bool {
+	m := make(map[string]bool, len(names))
+	for _, n := range names {
+		m[n] = true
+	}
+	return m
+}
+
+// kubectlArgs is a parsed kubectl command line.
+type kubectlArgs struct {
+	verb  string
+	pos   []text
+	flags map[string][]text
+}
+
+func (k *kubectlArgs) has(name string) bool { return len(k.flags[name]) > 0 }
+
+func (k *kubectlArgs) last(name string) (text, bool) {
+	v := k.flags[name]
+	if len(v) == 0 {
+		return nil, false
+	}
+	return v[len(v)-1], true
+}
+
+func (k *kubectlArgs) flagIs(name, want string) bool {
+	t, ok := k.last(name)
+	return ok && isLit(t, want)
+}
+
+// parseKubectl splits argv (after "kubectl") into verb, positionals and
+// flags. Flags before the verb are global flags.
+func parseKubectl(args []text) (*kubectlArgs, string) {
+	k := &kubectlArgs{flags: map[string][]text{}}
+	for i := 0; i < len(args); i++ {
+		s, ok := args[i].exact()
+		if !ok {
+			if k.verb == "" {
+				return nil, "the kubectl command is not resolved: " + args[i].String()
+			}
+			k.pos = append(k.pos, args[i])
+			continue
+		}
+		if s == "--" {
+			break // the rest belongs to the command kubectl exec runs
+		}
+		if !strings.HasPrefix(s, "-") || s == "-" {
+			if k.verb == "" {
+				k.verb = s
+			} else {
+				k.pos = append(k.pos, args[i])
+			}
+			continue
+		}
+		valueFlags := verbValueFlags
+		if k.verb == "" {
+			valueFlags = globalValueFlags
+		}
+		var name string
+		var val text
+		hasVal := false
+		if strings.HasPrefix(s, "--") {
+			name = s[2:]
+			if n, v, found := strings.Cut(name, "="); found {
+				name, val, hasVal = n, lit(v), true
+			}
+		} else {
+			long, known := shortFlags[s[1]]
+			if !known || k.verb == "logs" && s[1] == 'p' {
+				for _, c := range []byte(s[1:]) {
+					if c == 'A' {
+						k.flags["all-namespaces"] = append(k.flags["all-namespaces"], lit("true"))
+					}
+					if c == 'w' {
+						k.flags["watch"] = append(k.flags["watch"], lit("true"))
+					}
+				}
+				continue
+			}
+			name = long
+			if len(s) > 2 {
+				val, hasVal = lit(strings.TrimPrefix(s[2:], "=")), true
+			}
+		}
+		if !hasVal && valueFlags[name] && !optionalValueFlags[name] {
+			if i+1 < len(args) {
+				i++
+				val, hasVal = args[i], true
+			}
+		}
+		if !hasVal {
+			val = lit("true")
+		}
+		k.flags[name] = append(k.flags[name], val)
+	}
+	if k.verb == "" {
+		return nil, "kubectl without a command"
+	}
+	return k, ""
+}
+
+// kubectlCtx resolves what one invocation touches.
+type kubectlCtx struct {
+	in    *interp
+	args  *kubectlArgs
+	ns    text
+	allNS bool
+	needs []need
+	warns []string
+}
+
+// kubectl records the requests of a kubectl invocation, one alternative
+// argv at a time.
+func (in *interp) kubectl(st *state, c *syntax.CallExpr, alts [][]text, io ioctx) {
+	for _, argv := range alts {
+		args, problem := parseKubectl(argv[1:])
+		if problem != "" {
+			in.warn(c.Pos().Line(), problem)
+			continue
+		}
+		k := &kubectlCtx{in: in, args: args, ns: lit(in.opts.defaultNamespace())}
+		if ns, ok := args.last("namespace"); ok {
+			k.ns = ns
+		}
+		k.allNS = args.has("all-namespaces")
+		k.verbNeeds(io.stdin)
+		for _, w := range k.warns {
+			in.warn(c.Pos().Line(), w)
+		}
+		for _, n := range k.needs {
+			in.record(st, c, n, io)
+		}
+	}
+}
+
+func (k *kubectlCtx) warnf(format string, a ...string) {
+	s := format
+	for _, x := range a {
+		s = strings.Replace(s, "%s", x, 1)
+	}
+	k.warns = append(k.warns, s)
+}
+
+func (k *kubectlCtx) verbNeeds(stdin value) {
+	a := k.args
+	switch a.verb {
+	case "get", "describe":
+		if raw, ok := a.last("raw"); ok {
+			k.nonResource("get", raw)
+			return
+		}
+		k.readNeeds(stdin)
+	case "create":
+		k.create(stdin)
+	case "apply":
+		k.apply(stdin)
+	case "replace":
+		force := a.has("force")
+		k.objectNeeds(stdin, func(o object) {
+			if force {
+				k.add(k.objectReq(o, "delete", true), false, "")
+				k.add(k.objectReq(o, "create", false), false, "")
+				return
+			}
+			k.add(k.objectReq(o, "update", true), false, "")
+		})
+	case "patch":
+		verb := "patch"
+		if a.flagIs("dry-run", "client") {
+			verb = "get"
+		}
+		sub := ""
+		if s, ok := a.last("subresource"); ok {
+			sub = s.String()
+		}
+		if a.has("filename") {
+			k.objectNeeds(stdin, func(o object) { k.add(k.objectReqSub(o, verb, sub), false, "") })
+			return
+		}
+		k.targets(a.pos, func(kind dpf.Kind, word string, name text) {
+			k.add(k.req(kind, word, verb, sub, name), false, "")
+		}, nil)
+	case "delete":
+		if a.has("filename") {
+			k.objectNeeds(stdin, func(o object) { k.add(k.objectReq(o, "delete", true), false, "") })
+			return
+		}
+		k.targets(a.pos, func(kind dpf.Kind, word string, name text) {
+			k.add(k.req(kind, word, "delete", "", name), false, "")
+		}, func(kind dpf.Kind, word string) {
+			if a.has("selector") || a.has("all") || a.has("field-selector") {
+				k.add(k.req(kind, word, "list", "", nil), false, "")
+				k.add(k.req(kind, word, "delete", "", unknownText("${each}")), false, "")
+			}
+		})
+	case "label", "annotate":
+		pos := resourceWords(a.pos)
+		k.targets(pos, func(kind dpf.Kind, word string, name text) {
+			k.add(k.req(kind, word, "get", "", name), false, "")
+			k.add(k.req(kind, word, "patch", "", name), false, "")
+		}, func(kind dpf.Kind, word string) {
+			k.add(k.req(kind, word, "list", "", nil), false, "")
+			k.add(k.req(kind, word, "patch", "", unknownText("${each}")), false, "")
+		})
+	case "wait":
+		k.targets(a.pos, func(kind dpf.Kind, word string, _ text) {
+			k.add(k.req(kind, word, "list", "", nil), false, "")
+			k.add(k.req(kind, word, "watch", "", nil), false, "")
+		}, func(kind dpf.Kind, word string) {
+			k.add(k.req(kind, word, "list", "", nil), false, "")
+			k.add(k.req(kind, word, "watch", "", nil), false, "")
+		})
+	case "logs", "attach", "exec", "port-forward":
+		k.podNeeds()
+	case "version":
+		if !a.has("client") {
+			k.nonResource("get", lit("/version"))
+		}
+	case "api-resources", "api-versions":
+		k.nonResource("get", lit("/api"))
+		k.nonResource("get", lit("/apis"))
+	case "auth":
+		k.auth()
+	case "config", "completion", "help", "plugin", "kustomize", "explain", "options", "alpha":
+	default:
+		k.warnf("kubectl %s is not modelled: its requests are not checked", a.verb)
+	}
+}
+
+// readNeeds: get/describe TYPE [NAME...] | TYPE/NAME... | -f.
+func (k *kubectlCtx) readNeeds(stdin value) {
+	a := k.args
+	watch := a.has("watch") || a.has("watch-only")
+	if a.has("filename") {
+		k.objectNeeds(stdin, func(o object) { k.add(k.objectReq(o, "get", true), false, "") })
+		return
+	}
+	k.targets(a.pos, func(kind dpf.Kind, word string, name text) {
+		k.add(k.req(kind, word, "get", "", name), false, "")
+		if watch {
+			k.add(k.req(kind, word, "list", "", nil), false, "")
+			k.add(k.req(kind, word, "watch", "", nil), false, "")
+		}
+	}, func(kind dpf.Kind, word string) {
+		k.add(k.req(kind, word, "list", "", nil), false, "")
+		if watch {
+			k.add(k.req(kind, word, "watch", "", nil), false, "")
+		}
+	})
+}
+
+func (k *kubectlCtx) create(stdin value) {
+	a := k.args
+	if a.flagIs("dry-run", "client") {
+		return
+	}
+	if a.has("filename") {
+		k.objectNeeds(stdin, func(o object) { k.add(k.objectReq(o, "create", false), false, "") })
+		return
+	}
+	if len(a.pos) == 0 {
+		k.warnf("kubectl create without -f or a resource type")
+		return
+	}
+	word, ok := a.pos[0].exact()
+	if !ok {
+		k.warnf("kubectl create of an unresolved type: %s", a.pos[0].String())
+		return
+	}
+	if word == "token" {
+		sa := unknownText("${serviceaccount}")
+		if len(a.pos) > 1 {
+			sa = a.pos[1]
+		}
+		kind := dpf.Kind{Kind: "ServiceAccount", Version: "v1", Resource: "serviceaccounts", Namespaced: true}
+		k.add(k.req(kind, word, "create", "token", sa), false, "")
+		return
+	}
+	k.each(a.pos[0], func(kind dpf.Kind, word string) { k.add(k.req(kind, word, "create", "", nil), false, "") })
+}
+
+// apply: client-side apply GETs each object, then CREATEs it when absent
+// or PATCHes it when present. get and create are needed whenever the call
+// runs; patch only when the object already exists, so it is possible.
+// --server-side sends one PATCH (apply patch), which also creates.
+func (k *kubectlCtx) apply(stdin value) {
+	a := k.args
+	if a.has("kustomize") {
+		k.warnf("kubectl apply -k is not followed: its objects are not checked")
+		return
+	}
+	serverSide := a.has("server-side") && !a.flagIs("server-side", "false")
+	clientDry := a.flagIs("dry-run", "client")
+	k.objectNeeds(stdin, func(o object) {
+		if serverSide {
+			k.add(k.objectReq(o, "patch", true), false, "")
+			return
+		}
+		k.add(k.objectReq(o, "get", true), false, "")
+		if clientDry {
+			return
+		}
+		k.add(k.objectReq(o, "create", false), false, "")
+		k.add(k.objectReq(o, "patch", true), true, "only when the object already exists")
+	})
+}
+
+func (k *kubectlCtx) podNeeds() {
+	a := k.args
+	pod, ok := dpf.LookupKind(k.in.kinds, "pods")
+	if !ok {
+		pod = dpf.Kind{Kind: "Pod", Version: "v1", Resource: "pods", Namespaced: true}
+	}
+	sub := map[string]string{"logs": "log", "attach": "attach", "exec": "exec", "port-forward": "portforward"}[a.verb]
+	verb := "create"
+	if a.verb == "logs" {
+		verb = "get"
+	}
+	if a.verb == "logs" && a.has("selector") {
+		k.add(k.req(pod, "pods", "list", "", nil), false, "")
+		k.add(k.req(pod, "pods", verb, sub, unknownText("${each}")), false, "")
+		return
+	}
+	if len(a.pos) == 0 {
+		k.warnf("kubectl %s without a pod", a.verb)
+		return
+	}
+	name := a.pos[0]
+	if typ, n, found := cutText(name, "/"); found {
+		word, ok := typ.exact()
+		if !ok {
+			k.warnf("kubectl %s of an unresolved type: %s", a.verb, typ.String())
+			return
+		}
+		if kind, ok := k.in.lookupKind(word); ok && kind.Resource != "pods" {
+			k.add(k.req(kind, word, "get", "", n), false, "")
+			k.add(k.req(pod, "pods", "list", "", nil), false, "")
+			name = unknownText("${pod}")
+		} else {
+			name = n
+		}
+	}
+	if a.verb != "logs" {
+		k.add(k.req(pod, "pods", "get", "", name), false, "")
+	}
+	k.add(k.req(pod, "pods", verb, sub, name), false, "")
+}
+
+func (k *kubectlCtx) auth() {
+	if len(k.args.pos) == 0 {
+		return
+	}
+	switch k.args.pos[0].String() {
+	case "can-i":
+		k.add(need{req: access.Request{Verb: "create", Group: "authorization.k8s.io", Resource: "selfsubjectaccessreviews"}}, false, "")
+	case "whoami":
+		k.add(need{req: access.Request{Verb: "create", Group: "authentication.k8s.io", Resource: "selfsubjectreviews"}}, false, "")
+	default:
+		k.warnf("kubectl auth %s is not modelled: its requests are not checked", k.args.pos[0].String())
+	}
+}
+
+func (k *kubectlCtx) nonResource(verb string, url text) {
+	s, ok := url.exact()
+	if !ok {
+		k.warnf("kubectl request to an unresolved URL: %s", url.String())
+		return
+	}
+	k.add(need{req: access.Request{Verb: verb, NonResourceURL: s}}, false, "")
+}
+
+func (k *kubectlCtx) add(n need, possible bool, note string) {
+	if possible {
+		n.possible = true
+		n.note = note
+	}
+	k.needs = append(k.needs, n)
+}
+
+// targets walks "TYPE[,TYPE] NAME..." or "TYPE/NAME..." arguments. named is
+// called per name, collection per type given without names. Requests on a
+// type lint does not know use a guessed resource and are possible.
+func (k *kubectlCtx) targets(pos []text, named func(dpf.Kind, string, text), collection func(dpf.Kind, string)) {
+	if len(pos) == 0 {
+		k.warnf("kubectl %s without a resource type", k.args.verb)
+		return
+	}
+	if _, _, slash := cutText(pos[0], "/"); slash {
+		for _, p := range pos {
+			typ, name, ok := cutText(p, "/")
+			if !ok {
+				k.warnf("kubectl %s mixes TYPE/NAME and other arguments: %s", k.args.verb, p.String())
+				continue
+			}
+			k.each(typ, func(kind dpf.Kind, word string) { named(kind, word, name) })
+		}
+		return
+	}
+	names := pos[1:]
+	k.each(pos[0], func(kind dpf.Kind, word string) {
+		if len(names) == 0 {
+			if collection != nil {
+				collection(kind, word)
+			}
+			return
+		}
+		for _, n := range names {
+			if n.empty() {
+				continue // kubectl rejects an empty name before any request
+			}
+			named(kind, word, n)
+		}
+	})
+}
+
+func namedVerb(v string) string {
+	switch v {
+	case "describe", "wait", "label", "annotate":
+		return "get"
+	}
+	return v
+}
+
+// each resolves a comma-separated type list. A type lint does not know
+// gets a guessed resource; the requests made for it are marked possible.
+func (k *kubectlCtx) each(types text, f func(kind dpf.Kind, word string)) {
+	s, ok := types.exact()
+	if !ok {
+		k.warnf("kubectl %s of an unresolved resource type: %s", k.args.verb, types.String())
+		return
+	}
+	for _, word := range strings.Split(s, ",") {
+		if word == "" {
+			continue
+		}
+		if word == "all" {
+			k.warnf("kubectl %s all is not expanded: its requests are not checked", k.args.verb)
+			continue
+		}
+		kind, known := k.in.lookupKind(word)
+		if !known {
+			kind = guessKind(word)
+		}
+		start := len(k.needs)
+		f(kind, word)
+		if !known {
+			for i := start; i < len(k.needs); i++ {
+				k.needs[i].unknownKind = word
+				k.needs[i].possible = true
+			}
+		}
+	}
+}
+
+// guessKind is what lint assumes for a resource word it does not know:
+// a namespaced resource named like the word's plural.
+func guessKind(word string) dpf.Kind {
+	res := strings.ToLower(word)
+	group := ""
+	if i := strings.Index(res, "."); i >= 0 {
+		res, group = res[:i], res[i+1:]
+	}
+	return dpf.Kind{Kind: word, Group: group, Resource: plural(res), Namespaced: true}
+}
+
+// resourceWords drops label/annotate arguments (key=value, key-).
+func resourceWords(pos []text) []text {
+	var out []text
+	for i, p := range pos {
+		s := p.String()
+		if i > 0 && (strings.Contains(s, "=") || strings.HasSuffix(s, "-")) {
+			break
+		}
+		out = append(out, p)
+	}
+	return out
+}
+
+// req builds the request for a kind and a name (nil: no name).
+func (k *kubectlCtx) req(kind dpf.Kind, word, verb, sub string, name text) need {
+	n := need{req: requestFor(kind, verb, sub)}
+	k.scope(&n, kind.Namespaced, k.ns)
+	setName(&n, name)
+	return n
+}
+
+func requestFor(kind dpf.Kind, verb, sub string) access.Request {
+	return access.Request{Verb: verb, Group: kind.Group, Resource: kind.Resource, Subresource: sub}
+}
+
+func (k *kubectlCtx) scope(n *need, namespaced bool, ns text) {
+	if !namespaced || k.allNS {
+		return
+	}
+	if s, ok := ns.exact(); ok {
+		n.req.Namespace = s
+		return
+	}
+	n.nsPattern = ns.String()
+	n.req.Namespace = n.nsPattern
+}
+
+func setName(n *need, name text) {
+	if len(name) == 0 {
+		return
+	}
+	if s, ok := name.exact(); ok {
+		n.req.Name = s
+		return
+	}
+	n.namePattern = name.String()
+	n.nameGlob = name.glob()
+}
+
+func plural(s string) string {
+	switch {
+	case strings.HasSuffix(s, "s"):
+		return s
+	case strings.HasSuffix(s, "y") && len(s) > 1 && !strings.ContainsRune("aeiou", rune(s[len(s)-2])):
+		return s[:len(s)-1] + "ies"
+	}
+	return s + "s"
+}
+
+func (in *interp) lookupKind(word string) (dpf.Kind, bool) {
+	return dpf.LookupKind(in.kinds, word)
+}
+
+// cutText splits t at the first sep inside a known part.
+func cutText(t text, sep string) (before, after text, found bool) {
+	for i, s := range t {
+		if s.unknown {
+			continue
+		}
+		if j := strings.Index(s.s, sep); j >= 0 {
+			before = append(append(text(nil), t[:i]...), seg{s: s.s[:j]})
+			after = append(text{{s: s.s[j+len(sep):]}}, t[i+1:]...)
+			return clean(before), clean(after), true
+		}
+	}
+	return t, nil, false
+}
+
+func clean(t text) text {
+	var out text
+	for _, s := range t {
+		if s.s == "" && !s.unknown {
+			continue
+		}
+		out = append(out, s)
+	}
+	if len(out) == 0 {
+		return lit("")
+	}
+	return out
+}

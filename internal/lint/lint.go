@@ -1,0 +1,482 @@
+// Package lint reads shell scripts, finds every kubectl invocation (through
+// variables, functions, pipelines, command substitutions and here-documents)
+// and checks the API requests they make against RBAC manifests. It parses
+// bash with mvdan.cc/sh and walks the syntax tree with a small abstract
+// interpreter that resolves what the script's arguments decide; rule
+// matching is the Kubernetes RBAC code, through internal/rbac.
+//
+// A call is "certain" when every run of the script that completes (does not
+// exit with an error) makes it, given the arguments; "possible" when it
+// depends on something lint cannot resolve. See docs/lint.md.
+package lint
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/dpfdoctor/dpfdoctor/internal/access"
+	"github.com/dpfdoctor/dpfdoctor/internal/dpf"
+	"github.com/dpfdoctor/dpfdoctor/internal/rbac"
+	rbacv1 "k8s.io/api/rbac/v1"
+	"mvdan.cc/sh/v3/syntax"
+)
+
+// Certainty says whether a call is made on every completing run.
+type Certainty string
+
+const (
+	Certain  Certainty = "certain"
+	Possible Certainty = "possible"
+)
+
+// Finding is one API request one kubectl call in a script makes, and the
+// RBAC answer for it.
+type Finding struct {
+	File string `json:"file"`
+	Line int    `json:"line"`
+	Col  int    `json:"col"`
+	// Call is the command as written in the script.
+	Call string `json:"call"`
+	// Func is the script function the call is in ("" at top level).
+	Func    string         `json:"func,omitempty"`
+	Request access.Request `json:"request"`
+	// NamePattern is set when the object name is not resolved, e.g.
+	// "${secret_name}": Request.Name is then empty and the request is
+	// checked for any name.
+	NamePattern string `json:"namePattern,omitempty"`
+	// NamespacePattern is set when the namespace is not resolved; only
+	// ClusterRoleBindings count for such a request.
+	NamespacePattern string `json:"namespacePattern,omitempty"`
+	// UnknownKind is the resource or kind lint has no mapping for.
+	UnknownKind string    `json:"unknownKind,omitempty"`
+	Certainty   Certainty `json:"certainty"`
+	// Why explains a possible call.
+	Why string `json:"why,omitempty"`
+	// StderrHidden: kubectl's stderr does not reach the script's log
+	// (2>/dev/null, captured by $(... 2>&1), piped), so a Forbidden error
+	// is invisible there.
+	StderrHidden bool `json:"stderrHidden,omitempty"`
+	// FailureIgnored: the script discards the call's failure (|| true).
+	FailureIgnored bool          `json:"failureIgnored,omitempty"`
+	Decision       rbac.Decision `json:"decision"`
+
+	nameGlob string
+}
+
+// Needs renders the request with its unresolved parts:
+// "get secrets ${secret_name} in dpf-operator-system".
+func (f Finding) Needs() string {
+	r := f.Request
+	if f.NamePattern != "" {
+		r.Name = f.NamePattern
+	}
+	return r.String()
+}
+
+// Warning is something lint could not follow.
+type Warning struct {
+	File    string `json:"file"`
+	Line    int    `json:"line"`
+	Message string `json:"message"`
+}
+
+// Report is the result of linting scripts against RBAC.
+type Report struct {
+	Subject        access.Subject `json:"subject"`
+	ServiceAccount string         `json:"serviceAccount,omitempty"`
+	Scripts        []string       `json:"scripts"`
+	// Args are the script arguments lint assumed; nil when unknown.
+	Args     []string  `json:"args"`
+	Findings []Finding `json:"findings"`
+	Warnings []Warning `json:"warnings,omitempty"`
+	// Calls is the number of kubectl invocations found.
+	Calls int `json:"calls"`
+	// Allowed, Denied (certain calls) and Possible (possible calls
+	// denied) count findings.
+	Allowed  int `json:"allowed"`
+	Denied   int `json:"denied"`
+	Possible int `json:"possible"`
+	// Suggestion is least-privilege RBAC YAML for the denied certain
+	// calls, when asked for.
+	Suggestion string `json:"suggestion,omitempty"`
+}
+
+// Failed reports whether a certain call is denied.
+func (r *Report) Failed() bool { return r.Denied > 0 }
+
+// Options configure a lint run.
+type Options struct {
+	// Kinds maps kubectl resource words and object kinds; nil means
+	// dpf.Kinds().
+	Kinds []dpf.Kind
+	// Args are the script's arguments; nil means unknown (every branch
+	// they decide is possible).
+	Args *Args
+	// DefaultNamespace is the namespace of calls without -n: kubectl in a
+	// pod uses its ServiceAccount's namespace. "" means "default".
+	DefaultNamespace string
+	// Subject is who runs the script.
+	Subject access.Subject
+	// ServiceAccount is shown in reports ("ns/name").
+	ServiceAccount string
+}
+
+func (o *Options) defaultNamespace() string {
+	if o.DefaultNamespace == "" {
+		return "default"
+	}
+	return o.DefaultNamespace
+}
+
+// Script is a parsed shell script.
+type Script struct {
+	Name string
+	file *syntax.File
+}
+
+// ScriptError is a script lint cannot parse. Line and Col are 1-based.
+type ScriptError struct {
+	File      string
+	Line, Col int
+	Err       error
+}
+
+func (e *ScriptError) Error() string {
+	return fmt.Sprintf("%s:%d:%d: %v", e.File, e.Line, e.Col, e.Err)
+}
+func (e *ScriptError) Unwrap() error { return e.Err }
+
+// ParseScript parses a bash script; name is used in findings and errors.
+func ParseScript(name string, src []byte) (s *Script, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			s, err = nil, &ScriptError{File: name, Line: 1, Col: 1, Err: fmt.Errorf("cannot parse: %v", r)}
+		}
+	}()
+	f, err := syntax.NewParser(syntax.Variant(syntax.LangBash)).Parse(bytes.NewReader(src), name)
+	if err != nil {
+		var pe syntax.ParseError
+		var le syntax.LangError
+		switch {
+		case errors.As(err, &pe):
+			return nil, &ScriptError{File: name, Line: int(pe.Pos.Line()), Col: int(pe.Pos.Col()), Err: errors.New(pe.Text)}
+		case errors.As(err, &le):
+			return nil, &ScriptError{File: name, Line: int(le.Pos.Line()), Col: int(le.Pos.Col()), Err: fmt.Errorf("%s is not bash", le.Feature)}
+		}
+		return nil, &ScriptError{File: name, Line: 1, Col: 1, Err: err}
+	}
+	return &Script{Name: name, file: f}, nil
+}
+
+// LoadScript reads and parses a script file.
+func LoadScript(path string) (*Script, error) {
+	src, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read script: %w", err)
+	}
+	return ParseScript(path, src)
+}
+
+// Lint analyses the scripts and checks every request they need against
+// set, for o.Subject.
+func Lint(scripts []*Script, set *rbac.Set, o Options) *Report {
+	if o.Kinds == nil {
+		o.Kinds = dpf.Kinds()
+	}
+	r := &Report{Subject: o.Subject, ServiceAccount: o.ServiceAccount, Findings: []Finding{}}
+	if o.Args != nil {
+		r.Args = o.Args.Strings()
+	}
+	for _, s := range scripts {
+		r.Scripts = append(r.Scripts, s.Name)
+		fs, ws, calls := analyze(s, &o)
+		r.Findings = append(r.Findings, fs...)
+		r.Warnings = append(r.Warnings, ws...)
+		r.Calls += calls
+	}
+	names, namespaces := set.ResourceNames(), set.BindingNamespaces()
+	for i := range r.Findings {
+		f := &r.Findings[i]
+		evaluate(f, set, o.Subject, names, namespaces)
+		switch {
+		case f.Decision.Allowed:
+			r.Allowed++
+		case f.Certainty == Certain:
+			r.Denied++
+		default:
+			r.Possible++
+		}
+	}
+	return r
+}
+
+// evaluate answers a finding. A request whose name (or namespace) is not
+// resolved is checked for any name; when that is denied but some name the
+// RBAC lists would be allowed, the denial is only possible.
+func evaluate(f *Finding, set *rbac.Set, subj access.Subject, names, namespaces []string) {
+	f.Decision = set.Evaluate(subj, f.Request)
+	if f.Decision.Allowed {
+		return
+	}
+	if f.UnknownKind != "" {
+		f.Decision.Reason = fmt.Sprintf("%s; %q is not a known resource (checked as %q): pass its CustomResourceDefinition with --crds",
+			f.Decision.Reason, f.UnknownKind, f.Request.GroupResource())
+	}
+	if f.Certainty != Certain {
+		return
+	}
+	if f.NamePattern != "" {
+		var ok []string
+		for _, n := range names {
+			if !globMatch(f.nameGlob, n) {
+				continue
+			}
+			r := f.Request
+			r.Name = n
+			if set.Evaluate(subj, r).Allowed {
+				ok = append(ok, n)
+			}
+		}
+		if len(ok) > 0 {
+			f.Certainty = Possible
+			f.Why = fmt.Sprintf("the name %s is not resolved; allowed only if it is %s", f.NamePattern, strings.Join(ok, " or "))
+			return
+		}
+	}
+	if f.NamespacePattern != "" {
+		for _, ns := range namespaces {
+			r := f.Request
+			r.Namespace = ns
+			if set.Evaluate(subj, r).Allowed {
+				f.Certainty = Possible
+				f.Why = fmt.Sprintf("the namespace %s is not resolved; allowed if it is %s", f.NamespacePattern, ns)
+				return
+			}
+		}
+	}
+}
+
+// Suggest renders least-privilege RBAC for the denied certain calls, with
+// the generator `dpfdoctor fix` uses. Requests whose namespace or kind is not
+// resolved are left out; unresolved names are granted for every name.
+func Suggest(r *Report, subject rbacv1.Subject) ([]byte, error) {
+	var grants []rbac.Grant
+	for _, f := range r.Findings {
+		if f.Decision.Allowed || f.Certainty != Certain || f.NamespacePattern != "" || f.UnknownKind != "" {
+			continue
+		}
+		grants = append(grants, rbac.Grant{Request: f.Request,
+			Reason: fmt.Sprintf("%s:%d %s", filepath.Base(f.File), f.Line, f.Needs())})
+	}
+	if len(grants) == 0 {
+		return nil, nil
+	}
+	objs, err := rbac.Render(grants, rbac.RenderOptions{Subject: subject})
+	if err != nil {
+		return nil, fmt.Errorf("suggest RBAC: %w", err)
+	}
+	return rbac.ToYAML(objs)
+}
+
+// analyze walks one script and returns its findings (without decisions),
+// warnings and the number of kubectl invocations.
+func analyze(s *Script, o *Options) ([]Finding, []Warning, int) {
+	in := newInterp(s.Name, o)
+	st := newState()
+	if o.Args == nil {
+		st.argsUnknown = true
+	} else {
+		st.args = o.Args.words
+	}
+	end := in.stmts(st, s.file.Stmts, ioctx{})
+	if end.flow == flowDead && end.exitFail && end.exitLine > 0 {
+		in.warn(uint(end.exitLine), "with these arguments every run ends in a failing exit here; calls after it are not checked")
+	}
+	in.walkUncalled(s.file, end)
+	return in.findings(), in.warnings, len(in.calls)
+}
+
+func newInterp(name string, o *Options) *interp {
+	kinds := o.Kinds
+	if kinds == nil {
+		kinds = dpf.Kinds()
+	}
+	return &interp{
+		file:     name,
+		opts:     o,
+		kinds:    kinds,
+		funcs:    map[string]*syntax.FuncDecl{},
+		called:   map[*syntax.FuncDecl]bool{},
+		recs:     map[recKey]*record{},
+		warned:   map[string]bool{},
+		callText: map[*syntax.CallExpr]string{},
+		printer:  syntax.NewPrinter(syntax.SingleLine(true)),
+		patterns: map[string]*patternRE{},
+		calls:    map[*syntax.CallExpr]bool{},
+	}
+}
+
+// walkUncalled runs the functions no path called, with unknown arguments:
+// their calls are possible.
+func (in *interp) walkUncalled(f *syntax.File, end *state) {
+	var decls []*syntax.FuncDecl
+	syntax.Walk(f, func(n syntax.Node) bool {
+		if fd, ok := n.(*syntax.FuncDecl); ok && fd.Name != nil {
+			decls = append(decls, fd)
+		}
+		return true
+	})
+	base := newState()
+	if end.flow == flowLive {
+		base = end.clone()
+	}
+	base.locals = nil
+	for _, fd := range decls {
+		if in.called[fd] {
+			continue
+		}
+		name := fd.Name.Value
+		if _, ok := in.funcs[name]; !ok {
+			in.funcs[name] = fd
+		}
+		st := base.clone()
+		st.flow, st.status = flowLive, stOK
+		st.guard = &guard{possible: true, why: &reason{kind: "uncalled", fn: name, line: fd.Position.Line()}}
+		in.callFunc(st, fd, name, nil, true, ioctx{})
+	}
+}
+
+type recKey struct {
+	pos                          uint
+	req, name, ns, kind, context string
+	possible                     bool
+}
+
+type record struct {
+	f        Finding
+	guards   []*guard
+	possible bool
+	note     string
+}
+
+// record notes one request of a kubectl call reached under st's guard.
+func (in *interp) record(st *state, c *syntax.CallExpr, n need, io ioctx) {
+	in.calls[c] = true
+	key := recKey{pos: c.Pos().Offset(), req: n.req.Key(), name: n.namePattern, ns: n.nsPattern, kind: n.unknownKind, possible: n.possible}
+	hidden := io.stderr != sinkTerminal
+	r := in.recs[key]
+	if r == nil {
+		fn := ""
+		if len(in.stack) > 0 {
+			fn = in.stack[len(in.stack)-1]
+		}
+		r = &record{f: Finding{
+			File: in.file, Line: int(c.Pos().Line()), Col: int(c.Pos().Col()), Call: in.callSource(c), Func: fn,
+			Request: n.req, NamePattern: n.namePattern, NamespacePattern: n.nsPattern, UnknownKind: n.unknownKind,
+			StderrHidden: hidden, FailureIgnored: io.ignored, nameGlob: n.nameGlob,
+		}, possible: n.possible, note: n.note}
+		in.recs[key] = r
+		in.order = append(in.order, r)
+	} else {
+		r.f.StderrHidden = r.f.StderrHidden && hidden
+		r.f.FailureIgnored = r.f.FailureIgnored && io.ignored
+	}
+	for _, g := range r.guards {
+		if g == st.guard {
+			return
+		}
+	}
+	if len(r.guards) < maxGuardsPerAt {
+		r.guards = append(r.guards, st.guard)
+	}
+}
+
+func (in *interp) callSource(c *syntax.CallExpr) string {
+	if s, ok := in.callText[c]; ok {
+		return s
+	}
+	var b bytes.Buffer
+	s := ""
+	if err := in.printer.Print(&b, c); err == nil {
+		s = strings.TrimSpace(b.String())
+	}
+	in.callText[c] = s
+	return s
+}
+
+func (in *interp) findings() []Finding {
+	out := make([]Finding, 0, len(in.order))
+	for _, r := range in.order {
+		f := r.f
+		f.Certainty = Possible
+		switch {
+		case r.possible:
+			f.Why = r.note
+		default:
+			for _, g := range r.guards {
+				if g.certain() {
+					f.Certainty = Certain
+					break
+				}
+			}
+			if f.Certainty == Possible && len(r.guards) > 0 {
+				f.Why = in.explain(r.guards[0].innermost())
+			}
+		}
+		out = append(out, f)
+	}
+	sort.SliceStable(out, func(i, j int) bool {
+		a, b := out[i], out[j]
+		if a.File != b.File {
+			return a.File < b.File
+		}
+		if a.Line != b.Line {
+			return a.Line < b.Line
+		}
+		if a.Col != b.Col {
+			return a.Col < b.Col
+		}
+		return a.Request.Key()+a.NamePattern < b.Request.Key()+b.NamePattern
+	})
+	return out
+}
+
+// explain renders why a guard is possible.
+func (in *interp) explain(r *reason) string {
+	if r == nil {
+		return "depends on values lint cannot resolve"
+	}
+	src := ""
+	if r.node != nil {
+		src = in.source(r.node)
+	}
+	switch r.kind {
+	case "if":
+		return fmt.Sprintf("only if `%s` succeeds (line %d), which lint cannot resolve", src, r.line)
+	case "else":
+		return fmt.Sprintf("only if `%s` fails (line %d), which lint cannot resolve", src, r.line)
+	case "case":
+		return fmt.Sprintf("only when case pattern `%s` matches (line %d), which lint cannot resolve", src, r.line)
+	case "&&":
+		return fmt.Sprintf("only if `%s` succeeds (line %d), which lint cannot resolve", src, r.line)
+	case "||":
+		return fmt.Sprintf("only if `%s` fails (line %d), which lint cannot resolve", src, r.line)
+	case "while", "for":
+		return fmt.Sprintf("inside a loop (line %d) that may not run: `%s` is not resolved", r.line, src)
+	case "uncalled":
+		return fmt.Sprintf("in function %s (line %d), which no run with these arguments calls", r.fn, r.line)
+	}
+	return fmt.Sprintf("only on paths that pass a conditional return, break or exit (near line %d)", r.line)
+}
+
+// globMatch matches a name against a glob built by text.glob.
+func globMatch(glob, name string) bool {
+	in := &interp{patterns: map[string]*patternRE{}}
+	p := in.pattern(glob)
+	return p != nil && p.match(name)
+}

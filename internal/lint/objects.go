@@ -1,0 +1,236 @@
+package lint
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"strings"
+
+	"github.com/dpfdoctor/dpfdoctor/internal/dpf"
+	"github.com/dpfdoctor/dpfdoctor/internal/rbac"
+	"sigs.k8s.io/yaml"
+)
+
+// object is a Kubernetes object kubectl reads with -f -.
+type object struct {
+	apiVersion, kind string
+	k                dpf.Kind
+	known            bool // k comes from the kind table
+	name, ns         text
+	partial          bool // only in some expansions of the input
+}
+
+// objectNeeds calls f for every object `-f -` reads from stdin; other -f
+// sources are reported as not followed.
+func (k *kubectlCtx) objectNeeds(stdin value, f func(object)) {
+	for _, fv := range k.args.flags["filename"] {
+		if s, ok := fv.exact(); !ok || s != "-" {
+			k.warnf("kubectl %s -f %s reads a file lint does not follow: its objects are not checked", k.args.verb, fv.String())
+			continue
+		}
+		if stdin == nil {
+			k.warnf("kubectl %s -f - reads objects from an input lint cannot resolve: they are not checked", k.args.verb)
+			continue
+		}
+		objs, problems := k.in.parseObjects(stdin)
+		k.warns = append(k.warns, problems...)
+		for _, o := range objs {
+			start := len(k.needs)
+			f(o)
+			for i := start; i < len(k.needs); i++ {
+				if !o.known {
+					k.needs[i].unknownKind = o.kind
+					k.needs[i].possible = true
+				}
+				if o.partial && !k.needs[i].possible {
+					k.needs[i].possible = true
+					k.needs[i].note = "only in some expansions of the objects"
+				}
+			}
+		}
+	}
+}
+
+func (k *kubectlCtx) objectReq(o object, verb string, named bool) need {
+	n := need{req: requestFor(o.k, verb, "")}
+	ns := k.ns
+	if len(o.ns) > 0 {
+		ns = o.ns
+	}
+	k.scope(&n, o.k.Namespaced, ns)
+	if named {
+		setName(&n, o.name)
+	}
+	return n
+}
+
+func (k *kubectlCtx) objectReqSub(o object, verb, sub string) need {
+	n := k.objectReq(o, verb, true)
+	n.req.Subresource = sub
+	return n
+}
+
+// parseObjects reads the objects of every alternative of stdin.
+func (in *interp) parseObjects(stdin value) ([]object, []string) {
+	type entry struct {
+		o     object
+		count int
+	}
+	var order []string
+	byKey := map[string]*entry{}
+	var problems []string
+	parsed := 0
+	for _, alt := range stdin {
+		objs, err := in.decodeObjects(alt.String())
+		if err != nil {
+			problems = append(problems, "cannot read the objects kubectl reads from stdin: "+err.Error())
+			continue
+		}
+		parsed++
+		seen := map[string]bool{}
+		for _, o := range objs {
+			key := strings.Join([]string{o.apiVersion, o.kind, o.name.String(), o.ns.String()}, "\x00")
+			if seen[key] {
+				continue
+			}
+			seen[key] = true
+			if e, ok := byKey[key]; ok {
+				e.count++
+				continue
+			}
+			byKey[key] = &entry{o: o, count: 1}
+			order = append(order, key)
+		}
+	}
+	out := make([]object, 0, len(order))
+	for _, key := range order {
+		e := byKey[key]
+		e.o.partial = e.count < parsed || parsed < len(stdin)
+		out = append(out, e.o)
+	}
+	return out, problems
+}
+
+type objectHeader struct {
+	APIVersion string `json:"apiVersion"`
+	Kind       string `json:"kind"`
+	Metadata   struct {
+		Name      string `json:"name"`
+		Namespace string `json:"namespace"`
+	} `json:"metadata"`
+	Items []json.RawMessage `json:"items"`
+}
+
+// decodeObjects reads a YAML or JSON stream of objects.
+func (in *interp) decodeObjects(s string) ([]object, error) {
+	var out []object
+	for _, d := range rbac.SplitDocuments([]byte(s)) {
+		js, err := yamlToJSON(d.Data)
+		if err != nil {
+			return nil, fmt.Errorf("line %d of the input: %w", d.Line, err)
+		}
+		objs, err := in.objectsFromJSON(js, 0)
+		if err != nil {
+			return nil, fmt.Errorf("line %d of the input: %w", d.Line, err)
+		}
+		out = append(out, objs...)
+	}
+	return out, nil
+}
+
+func (in *interp) objectsFromJSON(js []byte, depth int) ([]object, error) {
+	js = bytes.TrimSpace(js)
+	if len(js) == 0 || bytes.Equal(js, []byte("null")) {
+		return nil, nil
+	}
+	if js[0] != '{' || depth > 4 {
+		return nil, fmt.Errorf("not a Kubernetes object")
+	}
+	var h objectHeader
+	if err := json.Unmarshal(js, &h); err != nil {
+		return nil, err
+	}
+	if h.Items != nil && strings.HasSuffix(h.Kind, "List") {
+		var out []object
+		for _, it := range h.Items {
+			objs, err := in.objectsFromJSON(it, depth+1)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, objs...)
+		}
+		return out, nil
+	}
+	if h.Kind == "" || h.APIVersion == "" {
+		return nil, fmt.Errorf("an object without apiVersion or kind")
+	}
+	o := object{apiVersion: h.APIVersion, kind: h.Kind, name: patternText(h.Metadata.Name)}
+	if h.Metadata.Namespace != "" {
+		o.ns = patternText(h.Metadata.Namespace)
+	}
+	if strings.Contains(h.APIVersion+h.Kind, "${") || strings.Contains(h.APIVersion+h.Kind, "$(") {
+		return nil, fmt.Errorf("an object whose apiVersion or kind is not resolved (%s %s)", h.APIVersion, h.Kind)
+	}
+	o.k, o.known = dpf.KindByGVK(in.kinds, h.APIVersion, h.Kind)
+	if !o.known {
+		group := ""
+		if i := strings.LastIndex(h.APIVersion, "/"); i >= 0 {
+			group = h.APIVersion[:i]
+		}
+		o.k = guessKind(h.Kind)
+		o.k.Group = group
+	}
+	return []object{o}, nil
+}
+
+// yamlToJSON converts one YAML document; a panic in the YAML library becomes
+// an error.
+func yamlToJSON(data []byte) (js []byte, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("malformed YAML: %v", r)
+		}
+	}()
+	return yaml.YAMLToJSON(data)
+}
+
+// patternText turns a string rendered from a text back into one: "${...}"
+// and "$(...)" placeholders become unknown segments.
+func patternText(s string) text {
+	var t text
+	for {
+		i := strings.Index(s, "$")
+		if i < 0 || i+1 >= len(s) {
+			return t.concat(lit(s))
+		}
+		open, close := s[i+1], byte(0)
+		switch open {
+		case '{':
+			close = '}'
+		case '(':
+			close = ')'
+		default:
+			t = t.concat(lit(s[:i+1]))
+			s = s[i+1:]
+			continue
+		}
+		depth, end := 0, -1
+		for j := i + 1; j < len(s); j++ {
+			switch s[j] {
+			case open:
+				depth++
+			case close:
+				depth--
+			}
+			if depth == 0 {
+				end = j
+				break
+			}
+		}
+		if end < 0 {
+			return t.concat(lit(s))
+		}
+		t = t.concat(lit(s[:i])).concat(unknownText(s[i : end+1]))
+		s = s[end+1:]
+	}
+}

@@ -1,0 +1,398 @@
+package lint
+
+import (
+	"mvdan.cc/sh/v3/syntax"
+)
+
+// status is a command's exit status as far as lint knows it.
+type status int8
+
+const (
+	stUnknown status = iota
+	stOK
+	stFail
+)
+
+func statusOf(ok bool) status {
+	if ok {
+		return stOK
+	}
+	return stFail
+}
+
+func (s status) not() status {
+	switch s {
+	case stOK:
+		return stFail
+	case stFail:
+		return stOK
+	}
+	return stUnknown
+}
+
+// variable is a shell variable: a scalar value or an indexed array.
+type variable struct {
+	val        value
+	arr        []text
+	isArr      bool
+	arrUnknown bool // an array whose elements lint cannot list
+}
+
+func (v variable) same(w variable) bool {
+	if v.isArr != w.isArr || v.arrUnknown != w.arrUnknown {
+		return false
+	}
+	if !v.isArr {
+		return v.val.same(w.val)
+	}
+	if len(v.arr) != len(w.arr) {
+		return false
+	}
+	for i := range v.arr {
+		if v.arr[i].key() != w.arr[i].key() {
+			return false
+		}
+	}
+	return true
+}
+
+// scalar is the variable read as $name: an array's first element.
+func (v variable) scalar(name string) value {
+	if !v.isArr {
+		return v.val
+	}
+	if v.arrUnknown {
+		return unknownValue(varPlaceholder(name))
+	}
+	if len(v.arr) == 0 {
+		return litValue("")
+	}
+	return value{v.arr[0]}
+}
+
+// flow says how a path through the script goes on.
+type flow int8
+
+const (
+	flowLive   flow = iota
+	flowDead        // the script exited
+	flowJumped      // return, break, continue, or exit from a subshell
+)
+
+// saved is a variable's value outside a function that declared it local.
+type saved struct {
+	v   variable
+	set bool
+}
+
+// state is one path's view of the shell: variables, positional parameters,
+// the last exit status, and the guard under which the path runs.
+type state struct {
+	vars        map[string]variable
+	args        []text
+	argsUnknown bool
+	status      status
+	out         value // stdout of the last simple command, nil if unknown
+	guard       *guard
+	flow        flow
+	jumps       []*frame           // where a jumped path went
+	locals      []map[string]saved // per active function call
+	exitLine    int                // for dead paths
+	exitFail    bool               // dead by a non-zero (or unknown) exit
+}
+
+func newState() *state {
+	return &state{vars: map[string]variable{}, status: stOK, guard: &guard{}}
+}
+
+// clone copies the state so that a branch can change it independently.
+func (st *state) clone() *state {
+	c := *st
+	c.vars = make(map[string]variable, len(st.vars))
+	for k, v := range st.vars {
+		c.vars[k] = v
+	}
+	if len(st.locals) > 0 {
+		c.locals = make([]map[string]saved, len(st.locals))
+		for i, m := range st.locals {
+			c.locals[i] = make(map[string]saved, len(m))
+			for k, v := range m {
+				c.locals[i][k] = v
+			}
+		}
+	}
+	return &c
+}
+
+// setVar assigns a variable, remembering the outer value first if the
+// current function declared it local.
+func (st *state) setVar(name string, v variable) { st.vars[name] = v }
+
+// declareLocal makes name local to the innermost function call.
+func (st *state) declareLocal(name string) {
+	if len(st.locals) == 0 {
+		return
+	}
+	top := st.locals[len(st.locals)-1]
+	if _, done := top[name]; done {
+		return
+	}
+	old, ok := st.vars[name]
+	top[name] = saved{v: old, set: ok}
+}
+
+// merge joins the variables of paths that meet again: values that differ
+// become alternatives (or unknown).
+func merge(states []*state) *state {
+	m := states[0].clone()
+	m.jumps = nil
+	for _, s := range states[1:] {
+		for name, v := range m.vars {
+			w, ok := s.vars[name]
+			if !ok {
+				m.vars[name] = mergeVar(name, v, variable{val: unknownValue(varPlaceholder(name))})
+				continue
+			}
+			if !v.same(w) {
+				m.vars[name] = mergeVar(name, v, w)
+			}
+		}
+		for name, w := range s.vars {
+			if _, ok := m.vars[name]; !ok {
+				m.vars[name] = mergeVar(name, variable{val: unknownValue(varPlaceholder(name))}, w)
+			}
+		}
+		if !sameArgs(m, s) {
+			m.args, m.argsUnknown = nil, true
+		}
+		if m.status != s.status {
+			m.status = stUnknown
+		}
+		if m.out == nil || s.out == nil {
+			m.out = nil
+		} else {
+			m.out = union("$(…)", m.out, s.out)
+		}
+		for i := range m.locals {
+			if i < len(s.locals) {
+				for k, v := range s.locals[i] {
+					if _, ok := m.locals[i][k]; !ok {
+						m.locals[i][k] = v
+					}
+				}
+			}
+		}
+	}
+	return m
+}
+
+func mergeVar(name string, v, w variable) variable {
+	if v.isArr || w.isArr {
+		if v.same(w) {
+			return v
+		}
+		return variable{isArr: true, arrUnknown: true}
+	}
+	return variable{val: union(varPlaceholder(name), v.val, w.val)}
+}
+
+func sameArgs(a, b *state) bool {
+	if a.argsUnknown || b.argsUnknown {
+		return a.argsUnknown == b.argsUnknown
+	}
+	if len(a.args) != len(b.args) {
+		return false
+	}
+	for i := range a.args {
+		if a.args[i].key() != b.args[i].key() {
+			return false
+		}
+	}
+	return true
+}
+
+// frameKind is what a jump leaves: a function (return), a loop (break or
+// continue) or a subshell (exit inside $(...), a pipeline or ( )).
+type frameKind int8
+
+const (
+	frameFunc frameKind = iota
+	frameBreak
+	frameCont
+	frameSub
+)
+
+// frame collects the paths that jump to it.
+type frame struct {
+	kind   frameKind
+	states []*state
+}
+
+// guard is the condition under which a path runs, as a chain up to the
+// script's start. A possible guard is a condition lint cannot decide. A call
+// is certain when some path reaching it has no possible guard in its chain.
+//
+// Guards are decided late: when all but one branch of a construct end in
+// `exit`, the surviving branch's guard is promoted (made not possible),
+// because every run that completes takes it. Guards placed after a
+// conditional return/break/continue carry the frames those paths escaped
+// to; such a guard is only promoted at the join where those frames end.
+type guard struct {
+	parent   *guard
+	possible bool
+	why      *reason
+	escapes  []*frame
+}
+
+// reason explains a possible guard; it is rendered only when a finding
+// needs it.
+type reason struct {
+	kind string // "if", "case", "&&", "||", "while", "after", "uncalled", "for"
+	node syntax.Node
+	line uint
+	fn   string
+}
+
+func (g *guard) certain() bool {
+	for x := g; x != nil; x = x.parent {
+		if x.possible {
+			return false
+		}
+	}
+	return true
+}
+
+// innermost returns the reason of the innermost possible guard.
+func (g *guard) innermost() *reason {
+	for x := g; x != nil; x = x.parent {
+		if x.possible {
+			return x.why
+		}
+	}
+	return nil
+}
+
+func isAncestor(root, g *guard) bool {
+	for x := g; x != nil; x = x.parent {
+		if x == root {
+			return true
+		}
+	}
+	return false
+}
+
+func resolvedBy(escapes, resolved []*frame) bool {
+	for _, e := range escapes {
+		found := false
+		for _, r := range resolved {
+			if e == r {
+				found = true
+				break
+			}
+		}
+		if !found {
+			return false
+		}
+	}
+	return true
+}
+
+// escapesBetween lists the unresolved escapes on the chain from g up to root.
+func escapesBetween(g, root *guard, resolved []*frame) []*frame {
+	var out []*frame
+	for x := g; x != nil && x != root; x = x.parent {
+		if x.possible && !resolvedBy(x.escapes, resolved) {
+			out = addFrames(out, x.escapes)
+		}
+	}
+	return out
+}
+
+// promote marks the guards between g and root as taken on every completing
+// run, except those that wait for an escape to be resolved.
+func promote(g, root *guard, resolved []*frame) {
+	if !isAncestor(root, g) {
+		return
+	}
+	for x := g; x != root; x = x.parent {
+		if x.possible && resolvedBy(x.escapes, resolved) {
+			x.possible = false
+		}
+	}
+}
+
+func addFrames(to, from []*frame) []*frame {
+	for _, f := range from {
+		dup := false
+		for _, t := range to {
+			if t == f {
+				dup = true
+				break
+			}
+		}
+		if !dup {
+			to = append(to, f)
+		}
+	}
+	return to
+}
+
+func without(fs, drop []*frame) []*frame {
+	var out []*frame
+	for _, f := range fs {
+		if !resolvedBy([]*frame{f}, drop) {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// join merges the paths that meet after a construct. root is the guard in
+// force before it; resolved are the frames that end here (the function
+// called, the loop left). See guard for the promotion rules.
+func join(root *guard, states []*state, resolved []*frame, why *reason) *state {
+	var live []*state
+	var jumps []*frame
+	var dead *state
+	for _, s := range states {
+		switch s.flow {
+		case flowLive:
+			live = append(live, s)
+		case flowJumped:
+			jumps = addFrames(jumps, without(s.jumps, resolved))
+		case flowDead:
+			if dead == nil {
+				dead = s
+			}
+		}
+	}
+	if len(live) == 0 {
+		if len(jumps) > 0 {
+			return &state{vars: map[string]variable{}, flow: flowJumped, jumps: jumps, guard: root}
+		}
+		if dead != nil {
+			return dead
+		}
+		return &state{vars: map[string]variable{}, flow: flowDead, guard: root, exitFail: true}
+	}
+	var carried []*frame
+	for _, s := range live {
+		carried = addFrames(carried, escapesBetween(s.guard, root, resolved))
+	}
+	if len(live) == 1 && len(jumps) == 0 {
+		s := live[0]
+		promote(s.guard, root, resolved)
+		if len(carried) == 0 {
+			s.guard = root
+		}
+		return s
+	}
+	m := merge(live)
+	escapes := addFrames(carried, jumps)
+	if len(escapes) == 0 {
+		m.guard = root
+	} else {
+		m.guard = &guard{parent: root, possible: true, why: why, escapes: escapes}
+	}
+	return m
+}

@@ -1,0 +1,267 @@
+package lint
+
+import (
+	"strings"
+)
+
+// seg is a run of an expanded string. An unknown segment stands for text
+// lint cannot resolve; s then holds its placeholder, such as "${node}".
+type seg struct {
+	s       string
+	unknown bool
+}
+
+// text is one way a word may expand.
+type text []seg
+
+// lit is a fully known text.
+func lit(s string) text { return text{{s: s}} }
+
+// unknownText is a text lint cannot resolve, shown as placeholder.
+func unknownText(placeholder string) text { return text{{s: placeholder, unknown: true}} }
+
+// varPlaceholder is how an unresolved variable is shown: "${name}".
+func varPlaceholder(name string) string { return "${" + name + "}" }
+
+// known reports whether every part of t is resolved.
+func (t text) known() bool {
+	for _, s := range t {
+		if s.unknown {
+			return false
+		}
+	}
+	return true
+}
+
+// exact returns t's string when it is fully known.
+func (t text) exact() (string, bool) {
+	if !t.known() {
+		return "", false
+	}
+	if len(t) == 1 {
+		return t[0].s, true
+	}
+	return t.String(), true
+}
+
+// String renders t with placeholders for its unknown parts.
+func (t text) String() string {
+	switch len(t) {
+	case 0:
+		return ""
+	case 1:
+		return t[0].s
+	}
+	var b strings.Builder
+	for _, s := range t {
+		b.WriteString(s.s)
+	}
+	return b.String()
+}
+
+// empty reports whether t is known to be "".
+func (t text) empty() bool {
+	for _, s := range t {
+		if s.unknown || s.s != "" {
+			return false
+		}
+	}
+	return true
+}
+
+// wholeUnknown reports whether t is a single unknown segment.
+func (t text) wholeUnknown() bool { return len(t) == 1 && t[0].unknown }
+
+// concat returns t followed by u, merging adjacent known segments. It never
+// modifies t or u.
+func (t text) concat(u text) text {
+	if u.empty() {
+		return t
+	}
+	if t.empty() {
+		return u
+	}
+	out := make(text, 0, len(t)+len(u))
+	out = append(out, t...)
+	for _, s := range u {
+		if s.s == "" && !s.unknown {
+			continue
+		}
+		if last := len(out) - 1; !s.unknown && !out[last].unknown {
+			out[last] = seg{s: out[last].s + s.s}
+			continue
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+// key identifies t for comparisons.
+func (t text) key() string {
+	if len(t) == 1 && !t[0].unknown {
+		return t[0].s
+	}
+	var b strings.Builder
+	for _, s := range t {
+		if s.unknown {
+			b.WriteString("\x00")
+		}
+		b.WriteString(s.s)
+		b.WriteString("\x01")
+	}
+	return b.String()
+}
+
+// glob turns t into a shell pattern that matches every string t may stand
+// for: known parts quoted, unknown parts "*".
+func (t text) glob() string {
+	var b strings.Builder
+	for _, s := range t {
+		if s.unknown {
+			b.WriteByte('*')
+			continue
+		}
+		for _, c := range s.s {
+			if strings.ContainsRune(`*?[]\`, c) {
+				b.WriteByte('\\')
+			}
+			b.WriteRune(c)
+		}
+	}
+	return b.String()
+}
+
+// maxAlts bounds how many alternative expansions lint tracks per value.
+const maxAlts = 8
+
+// value is every way something may expand: one text per alternative (at
+// least one). A value of several alternatives comes from branches lint could
+// not decide, such as kubectl_cmd being "kubectl" or "kubectl --kubeconfig x".
+type value []text
+
+func litValue(s string) value { return value{lit(s)} }
+
+func unknownValue(placeholder string) value { return value{unknownText(placeholder)} }
+
+// single returns the only alternative, or an unknown text when there are
+// several.
+func (v value) single(placeholder string) text {
+	if len(v) == 1 {
+		return v[0]
+	}
+	return unknownText(placeholder)
+}
+
+// exact returns the string v always expands to.
+func (v value) exact() (string, bool) {
+	if len(v) != 1 {
+		return "", false
+	}
+	return v[0].exact()
+}
+
+func (v value) known() bool {
+	for _, t := range v {
+		if !t.known() {
+			return false
+		}
+	}
+	return true
+}
+
+// same reports whether v and w are the same alternatives, cheaply when they
+// share storage.
+func (v value) same(w value) bool {
+	if len(v) != len(w) {
+		return false
+	}
+	if len(v) == 0 || &v[0] == &w[0] {
+		return true
+	}
+	for i := range v {
+		if v[i].key() != w[i].key() {
+			return false
+		}
+	}
+	return true
+}
+
+// union merges alternatives, dropping duplicates. Past maxAlts the result
+// collapses to one unknown text.
+func union(placeholder string, vs ...value) value {
+	var out value
+	seen := map[string]bool{}
+	for _, v := range vs {
+		for _, t := range v {
+			k := t.key()
+			if seen[k] {
+				continue
+			}
+			seen[k] = true
+			out = append(out, t)
+		}
+	}
+	if len(out) > maxAlts {
+		return unknownValue(placeholder)
+	}
+	return out
+}
+
+// concatValues is every alternative of v followed by every alternative of w.
+func concatValues(v, w value, placeholder string) value {
+	if len(v) == 1 && len(w) == 1 {
+		return value{v[0].concat(w[0])}
+	}
+	if len(v)*len(w) > maxAlts {
+		return unknownValue(placeholder)
+	}
+	out := make(value, 0, len(v)*len(w))
+	for _, a := range v {
+		for _, b := range w {
+			out = append(out, a.concat(b))
+		}
+	}
+	return out
+}
+
+// isIFS reports whether c separates fields.
+func isIFS(c byte) bool { return c == ' ' || c == '\t' || c == '\n' }
+
+// split word-splits t on whitespace in its known parts, as an unquoted
+// expansion is. Unknown parts stay whole and glued to their neighbours.
+func (t text) split() []text {
+	var fields []text
+	var cur text
+	open := false
+	flush := func() {
+		if open {
+			fields = append(fields, cur)
+		}
+		cur, open = nil, false
+	}
+	for _, s := range t {
+		if s.unknown {
+			cur = cur.concat(text{s})
+			open = true
+			continue
+		}
+		start := 0
+		for i := 0; i < len(s.s); i++ {
+			if !isIFS(s.s[i]) {
+				continue
+			}
+			if i > start {
+				cur = cur.concat(lit(s.s[start:i]))
+				open = true
+			}
+			flush()
+			start = i + 1
+		}
+		if start < len(s.s) {
+			cur = cur.concat(lit(s.s[start:]))
+			open = true
+		}
+	}
+	flush()
+	return fields
+}
