@@ -30,6 +30,7 @@ back cleanly; and lints the next dmsinit.sh against its RBAC in CI.
 ` + ExitCodesHelp,
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Args:          cobra.ArbitraryArgs, // so an unknown command reaches RunE as a usage error
 		RunE: func(c *cobra.Command, args []string) error {
 			if len(args) > 0 {
 				return Usagef("unknown command %q for \"dpfdoctor\"", args[0])

@@ -101,3 +101,7 @@ func crd(group, kind, plural, singular string, short []string, v apiextensionsv1
 		},
 	}
 }
+
+// CRDs returns the CRDs the sim installs, for tests that need DPF's API
+// without its operator (a partially installed DPF).
+func CRDs() []*apiextensionsv1.CustomResourceDefinition { return crds(false) }

@@ -1,0 +1,143 @@
+// Package e2e runs the dpfdoctor binary as a user would, against simulated
+// clusters, and checks exit codes, messages and that nothing panics.
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
+
+	"github.com/dpfdoctor/dpfdoctor/internal/sim"
+)
+
+// suite is what every test in this package shares; set once in TestMain.
+type suite struct {
+	bin     string
+	dir     string
+	dpf     *sim.Cluster // v25.4.0, failing pods
+	bare    *rest.Config // a cluster without DPF
+	partial *rest.Config // DPF CRDs but no operator
+	envs    []*envtest.Environment
+}
+
+var s suite
+
+func TestMain(m *testing.M) {
+	ctrllog.SetLogger(logr.Discard())
+	code, err := run(m)
+	if err != nil {
+		log.Printf("e2e: %v", err)
+		code = 1
+	}
+	os.Exit(code)
+}
+
+func run(m *testing.M) (int, error) {
+	dir, err := os.MkdirTemp("", "dpfdoctor-e2e-")
+	if err != nil {
+		return 1, err
+	}
+	defer os.RemoveAll(dir)
+	s.dir = dir
+	s.bin = filepath.Join(dir, "dpfdoctor")
+	build := exec.Command("go", "build", "-o", s.bin, "github.com/dpfdoctor/dpfdoctor/cmd/dpfdoctor")
+	build.Stderr = os.Stderr
+	if err := build.Run(); err != nil {
+		return 1, fmt.Errorf("build: %w", err)
+	}
+	if sim.Assets() == "" {
+		return 1, sim.ErrAssets
+	}
+	ctx := context.Background()
+	c, err := sim.Start(ctx, sim.Options{Nodes: 3, Scenario: "secrets-forbidden", TimeScale: 0.05, SecretWaitAttempts: 1, KubectlMaxNodes: -1})
+	if err != nil {
+		return 1, err
+	}
+	defer c.Stop()
+	s.dpf = c
+	for _, crds := range [][]*apiextensionsv1.CustomResourceDefinition{nil, sim.CRDs()} {
+		env := &envtest.Environment{CRDInstallOptions: envtest.CRDInstallOptions{CRDs: crds}}
+		cfg, err := env.Start()
+		if err != nil {
+			return 1, err
+		}
+		defer env.Stop()
+		if crds == nil {
+			s.bare = cfg
+		} else {
+			s.partial = cfg
+		}
+	}
+	return m.Run(), nil
+}
+
+// result is one run of the binary.
+type result struct {
+	code           int
+	stdout, stderr string
+}
+
+// dpfdoctor runs the binary with args and a kubeconfig file (may be "").
+func dpfdoctor(t *testing.T, kubeconfig string, args ...string) result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, s.bin, args...)
+	cmd.Dir = t.TempDir()
+	cmd.Env = []string{"HOME=" + cmd.Dir, "PATH=" + os.Getenv("PATH"), "KUBEBUILDER_ASSETS=" + os.Getenv("KUBEBUILDER_ASSETS")}
+	if kubeconfig != "" {
+		cmd.Env = append(cmd.Env, "KUBECONFIG="+kubeconfig)
+	}
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	r := result{stdout: out.String(), stderr: errb.String()}
+	if ee, ok := err.(*exec.ExitError); ok {
+		r.code = ee.ExitCode()
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			t.Fatalf("dpfdoctor %v died of %v", args, ws.Signal())
+		}
+	} else if err != nil {
+		t.Fatalf("run dpfdoctor %v: %v", args, err)
+	}
+	for _, bad := range []string{"panic:", "goroutine ", "runtime error"} {
+		if strings.Contains(r.stderr, bad) || strings.Contains(r.stdout, bad) {
+			t.Fatalf("dpfdoctor %v printed %q:\n%s%s", args, bad, r.stdout, r.stderr)
+		}
+	}
+	return r
+}
+
+// kubeconfig writes a kubeconfig for cfg (with overrides) and returns its path.
+func kubeconfig(t *testing.T, cfg *rest.Config, edit func(*clientcmdapi.Config)) string {
+	t.Helper()
+	kc := clientcmdapi.NewConfig()
+	kc.Clusters["c"] = &clientcmdapi.Cluster{Server: cfg.Host, CertificateAuthorityData: cfg.CAData}
+	kc.AuthInfos["u"] = &clientcmdapi.AuthInfo{ClientCertificateData: cfg.CertData, ClientKeyData: cfg.KeyData, Token: cfg.BearerToken}
+	kc.Contexts["ctx"] = &clientcmdapi.Context{Cluster: "c", AuthInfo: "u"}
+	kc.CurrentContext = "ctx"
+	if edit != nil {
+		edit(kc)
+	}
+	path := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := clientcmd.WriteToFile(*kc, path); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
