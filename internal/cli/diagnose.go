@@ -78,7 +78,12 @@ func newCmdDiagnose(kf *genericclioptions.ConfigFlags, o *DiagnoseOptions) *cobr
 		Short:   "Find the root cause of failing DMS pods, per pod, from evidence (read-only)",
 		Long:    diagnoseLong + ExitCodesHelp,
 		Example: diagnoseExample,
-		Args:    cobra.NoArgs,
+		Args: func(_ *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				return Usagef("unknown command %q for \"dpfdoctor diagnose\"", args[0])
+			}
+			return nil
+		},
 		RunE: func(c *cobra.Command, _ []string) error {
 			if err := o.Complete(kf); err != nil {
 				return err
@@ -248,7 +253,7 @@ func (o *DiagnoseOptions) printTable(d *diagnose.Diagnosis) error {
 		version += " (from " + d.DPF.VersionSource + ")"
 	}
 	fmt.Fprintf(w, "DPF %s in namespace %s, DPFOperatorConfig %s%s\n", version, d.DPF.Namespace, d.DPF.OperatorConfig, pausedNote(d))
-	fmt.Fprintf(w, "%d pods: %d healthy, %d failing; %d API requests\n\n", d.Summary.Pods, d.Summary.Healthy, d.Summary.Failing, d.Requests)
+	fmt.Fprintf(w, "%d pods: %d healthy, %d failing; evidence cost %d API requests\n\n", d.Summary.Pods, d.Summary.Healthy, d.Summary.Failing, d.Requests)
 	if d.Summary.Pods == 0 {
 		fmt.Fprintf(w, "No DMS or host-agent pods (label %s) in %s: check that DPU nodes are labelled and the provisioning controller runs.\n\n",
 			evidence.PodSelector, d.DPF.Namespace)
@@ -383,7 +388,11 @@ func podTable(w io.Writer, d *diagnose.Diagnosis, p palette) error {
 	tw := printers.GetNewTabWriter(w)
 	fmt.Fprintln(tw, "POD\tNODE\tCLASS\tSTATE\tRESTARTS\tVERSION\tDETAIL")
 	for _, r := range d.Pods {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\n", r.Name, r.Node, p.paint(classColour(r.Class), string(r.Class)), r.State, r.Restarts, r.Version, oneLine(r.Detail))
+		detail := oneLine(r.Detail)
+		if r.LogsFrom != "" {
+			detail += " [inferred from " + r.LogsFrom + "'s logs]"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\n", r.Name, r.Node, p.paint(classColour(r.Class), string(r.Class)), r.State, r.Restarts, r.Version, detail)
 	}
 	return tw.Flush()
 }

@@ -53,7 +53,7 @@ func TestDiagnoseMixed(t *testing.T) {
 // The widely shared story is called wrong when no failing pod needs Secrets.
 func TestWidelySharedWrong(t *testing.T) {
 	d := Diagnose(load(t, "rbac_forbidden/near-miss-secrets-granted.yaml"))
-	for _, s := range []string{"is wrong for this cluster", "--external-certificate other than \"none\"", "may already get Secrets", "2 APIServerUnreachable", "1 pod runs dms-init"} {
+	for _, s := range []string{"is wrong for this cluster", "--external-certificate other than \"none\"", "may already get Secrets", "Failing: 2 APIServerUnreachable", "1 pod runs dms-init"} {
 		if !strings.Contains(d.WidelySharedDiagnosis, s) {
 			t.Errorf("widely shared lacks %q: %q", s, d.WidelySharedDiagnosis)
 		}

@@ -18,12 +18,16 @@ func (healthy) Classify(b *evidence.Bundle) []Finding {
 	if len(pods) == 0 {
 		return nil
 	}
-	return []Finding{{
+	f := Finding{
 		Class:    ClassHealthy,
 		Code:     CodeHealthy,
 		Severity: SeverityInfo,
 		Summary:  plural(len(pods), "pod is", "pods are") + " Ready",
 		Pods:     pods,
 		NextStep: "nothing to do",
-	}}
+	}
+	for _, p := range pods {
+		f.setDetail(p, "Ready")
+	}
+	return []Finding{f}
 }

@@ -49,7 +49,11 @@ func widelyShared(v *view, d *Diagnosis) string {
 	var s []string
 	switch {
 	case len(secretPods) == 0:
-		s = append(s, fmt.Sprintf("%s is wrong for this cluster: none of the %s is blocked by Secrets RBAC.", story, plural(failing, "failing pod", "failing pods")))
+		none := fmt.Sprintf("none of the %d failing pods is", failing)
+		if failing == 1 {
+			none = "the failing pod is not"
+		}
+		s = append(s, fmt.Sprintf("%s is wrong for this cluster: %s blocked by Secrets RBAC.", story, none))
 		if k8sMode > 0 {
 			s = append(s, fmt.Sprintf("%s dms-init with --external-certificate other than \"none\" (the operator passes TODO), so dmsinit.sh never reads a Secret; granting secrets changes nothing.",
 				plural(k8sMode, "pod runs", "pods run")))
@@ -57,7 +61,7 @@ func widelyShared(v *view, d *Diagnosis) string {
 		if secretsAllowed(b) {
 			s = append(s, "The ServiceAccount may already get Secrets (SubjectAccessReview allowed), and pods still fail.")
 		}
-		s = append(s, "They fail for: "+breakdown(others)+".")
+		s = append(s, "Failing: "+breakdown(others)+".")
 	case len(secretPods) < failing:
 		s = append(s, fmt.Sprintf("%s holds for %s of %d failing pods (their dms-init runs the certificate path, --external-certificate none, and may not get their node's Secret); the other %d fail for: %s.",
 			story, fmt.Sprint(len(secretPods)), failing, failing-len(secretPods), breakdown(others)))
