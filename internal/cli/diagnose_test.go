@@ -156,4 +156,3 @@ func writeKubeconfig(t *testing.T, cfg *rest.Config) string {
 	}
 	return path
 }
-
