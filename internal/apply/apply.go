@@ -43,6 +43,9 @@ type Applier struct {
 	// error (default 5), with Backoff doubling from 200 ms.
 	Retries int
 	Backoff time.Duration
+	// BeforeWrite, when set, runs once the backup is written and before
+	// the first write; an error stops the apply with nothing written.
+	BeforeWrite func(context.Context) error
 }
 
 func (a *Applier) logf(format string, args ...any) {
@@ -110,7 +113,7 @@ func (a *Applier) Apply(ctx context.Context, b *Backup) (Result, error) {
 		ref := c.Ref()
 		action := ActionCreated
 		if live := pre[ref]; live != nil {
-			same, err := covers(live, c.Object)
+			same, err := plan.Covers(live, c.Object)
 			if err != nil {
 				return Result{}, err
 			}
@@ -145,6 +148,12 @@ func (a *Applier) Apply(ctx context.Context, b *Backup) (Result, error) {
 	a.logf("backup: %s", b.Dir)
 	if err := b.setStatus(StatusApplying, ""); err != nil {
 		return Result{}, err
+	}
+	if a.BeforeWrite != nil {
+		if err := a.BeforeWrite(ctx); err != nil {
+			_ = b.setStatus(StatusFailedRolledBack, err.Error())
+			return Result{}, err
+		}
 	}
 	for _, ap := range res.Applied {
 		if ap.Action == ActionUnchanged {

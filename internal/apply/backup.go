@@ -109,13 +109,7 @@ const (
 )
 
 // AnnotationChange is one annotation dpfdoctor set.
-type AnnotationChange struct {
-	Ref   plan.ObjectRef `json:"ref"`
-	Key   string         `json:"key"`
-	Value string         `json:"value"`
-	// Previous is the value before, nil when the key was absent.
-	Previous *string `json:"previous,omitempty"`
-}
+type AnnotationChange = plan.AnnotationChange
 
 // Backup is one fix run's backup directory and its journal. The directory
 // is created on first need; a plan that changes nothing leaves none.
@@ -240,25 +234,32 @@ func (b *Backup) Ensure() error {
 	return b.create(b.pre)
 }
 
-// RecordAnnotation journals an annotation about to be set, before it is
-// set, so that rollback can undo it even if the run dies right after.
-func (b *Backup) RecordAnnotation(ref plan.ObjectRef, key, value string, previous *string) error {
-	if !strings.HasPrefix(key, plan.AnnotationPrefix) {
-		return fmt.Errorf("annotation %q is not a dpfdoctor annotation", key)
+// RecordAnnotations journals annotations about to be set, before they are
+// set, so that rollback can undo them even if the run dies right after. For
+// an annotation journalled before, the first previous value is kept.
+func (b *Backup) RecordAnnotations(changes ...plan.AnnotationChange) error {
+	for _, c := range changes {
+		if !strings.HasPrefix(c.Key, plan.AnnotationPrefix) {
+			return fmt.Errorf("annotation %q is not a dpfdoctor annotation", c.Key)
+		}
 	}
 	if err := b.Ensure(); err != nil {
 		return err
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	index := map[string]int{}
 	for i, a := range b.receipt.Annotations {
-		if a.Ref == ref && a.Key == key {
-			// Keep the oldest previous value: that is the pre-state.
-			b.receipt.Annotations[i].Value = value
-			return b.saveLocked()
-		}
+		index[a.Ref.String()+"|"+a.Key] = i
 	}
-	b.receipt.Annotations = append(b.receipt.Annotations, AnnotationChange{Ref: ref, Key: key, Value: value, Previous: previous})
+	for _, c := range changes {
+		if i, ok := index[c.Ref.String()+"|"+c.Key]; ok {
+			b.receipt.Annotations[i].Value = c.Value
+			continue
+		}
+		index[c.Ref.String()+"|"+c.Key] = len(b.receipt.Annotations)
+		b.receipt.Annotations = append(b.receipt.Annotations, c)
+	}
 	return b.saveLocked()
 }
 

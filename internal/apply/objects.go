@@ -5,9 +5,7 @@ import (
 	"fmt"
 
 	rbacv1 "k8s.io/api/rbac/v1"
-	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
 
@@ -33,115 +31,6 @@ func resource(dyn dynamic.Interface, ref plan.ObjectRef) (dynamic.ResourceInterf
 		return dyn.Resource(g).Namespace(ref.Namespace), nil
 	}
 	return dyn.Resource(g), nil
-}
-
-// content is what dpfdoctor compares between two versions of an object:
-// its payload (rules, or roleRef and subjects), labels and annotations.
-type content struct {
-	Rules       []rbacv1.PolicyRule
-	Aggregation *rbacv1.AggregationRule
-	RoleRef     rbacv1.RoleRef
-	Subjects    []rbacv1.Subject
-	Labels      map[string]string
-	Annotations map[string]string
-}
-
-func contentOf(u *unstructured.Unstructured) (content, error) {
-	c := content{Labels: u.GetLabels(), Annotations: u.GetAnnotations()}
-	var err error
-	switch u.GetKind() {
-	case "Role":
-		var r rbacv1.Role
-		err = runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, &r)
-		c.Rules = r.Rules
-	case "ClusterRole":
-		var r rbacv1.ClusterRole
-		err = runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, &r)
-		c.Rules, c.Aggregation = r.Rules, r.AggregationRule
-	case "RoleBinding":
-		var b rbacv1.RoleBinding
-		err = runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, &b)
-		c.RoleRef, c.Subjects = b.RoleRef, b.Subjects
-	case "ClusterRoleBinding":
-		var b rbacv1.ClusterRoleBinding
-		err = runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, &b)
-		c.RoleRef, c.Subjects = b.RoleRef, b.Subjects
-	default:
-		err = fmt.Errorf("unexpected kind %q", u.GetKind())
-	}
-	if err != nil {
-		return content{}, fmt.Errorf("read %s: %w", plan.RefOf(u), err)
-	}
-	return c, nil
-}
-
-// covers reports whether live already holds everything desired sets: the
-// same payload, and desired's labels and annotations among live's.
-func covers(live, desired *unstructured.Unstructured) (bool, error) {
-	l, err := contentOf(live)
-	if err != nil {
-		return false, err
-	}
-	d, err := contentOf(desired)
-	if err != nil {
-		return false, err
-	}
-	return samePayload(l, d) && subset(d.Labels, l.Labels) && subset(d.Annotations, l.Annotations), nil
-}
-
-// identical reports whether live is exactly like a backed-up version.
-func identical(live, backup *unstructured.Unstructured) (bool, error) {
-	l, err := contentOf(live)
-	if err != nil {
-		return false, err
-	}
-	b, err := contentOf(backup)
-	if err != nil {
-		return false, err
-	}
-	return samePayload(l, b) && subset(l.Labels, b.Labels) && subset(b.Labels, l.Labels) &&
-		subset(l.Annotations, b.Annotations) && subset(b.Annotations, l.Annotations), nil
-}
-
-func samePayload(a, b content) bool {
-	return equality.Semantic.DeepEqual(normRules(a.Rules), normRules(b.Rules)) &&
-		equality.Semantic.DeepEqual(a.Aggregation, b.Aggregation) &&
-		a.RoleRef == b.RoleRef && equality.Semantic.DeepEqual(normSubjects(a.Subjects), normSubjects(b.Subjects))
-}
-
-func normRules(rs []rbacv1.PolicyRule) []rbacv1.PolicyRule {
-	if len(rs) == 0 {
-		return nil
-	}
-	out := make([]rbacv1.PolicyRule, len(rs))
-	for i, r := range rs {
-		out[i] = rbacv1.PolicyRule{Verbs: nilIfEmpty(r.Verbs), APIGroups: nilIfEmpty(r.APIGroups), Resources: nilIfEmpty(r.Resources),
-			ResourceNames: nilIfEmpty(r.ResourceNames), NonResourceURLs: nilIfEmpty(r.NonResourceURLs)}
-	}
-	return out
-}
-
-func normSubjects(ss []rbacv1.Subject) []rbacv1.Subject {
-	if len(ss) == 0 {
-		return nil
-	}
-	return ss
-}
-
-func nilIfEmpty(s []string) []string {
-	if len(s) == 0 {
-		return nil
-	}
-	return s
-}
-
-func subset(small, big map[string]string) bool {
-	for k, v := range small {
-		if bv, ok := big[k]; !ok || bv != v {
-			return false
-		}
-	}
-	return true
 }
 
 // clean strips server-set fields so a backed-up object can be re-created.

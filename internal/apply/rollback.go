@@ -235,7 +235,7 @@ func (a *Applier) restore(ctx context.Context, backup *unstructured.Unstructured
 		_, err := ri.Create(ctx, clean(backup), metav1.CreateOptions{FieldManager: plan.FieldManager})
 		return err == nil, err
 	}
-	same, err := identical(live, backup)
+	same, err := plan.Identical(live, backup)
 	if err != nil || same {
 		return false, err
 	}

@@ -13,5 +13,7 @@ func subcommands(kf *genericclioptions.ConfigFlags, s genericiooptions.IOStreams
 		NewCmdDiagnose(kf, s),
 		NewCmdSim(s),
 		NewCmdVersions(s),
+		NewCmdFix(kf, s),
+		NewCmdRollback(kf, s),
 	}
 }

@@ -190,3 +190,13 @@ func KindOrder(kind string) int {
 	}
 	return len(RBACKinds)
 }
+
+// AnnotationChange is one annotation dpfdoctor sets on an object it does
+// not own (a Node, the DPFOperatorConfig), with the value it had before.
+type AnnotationChange struct {
+	Ref   ObjectRef `json:"ref"`
+	Key   string    `json:"key"`
+	Value string    `json:"value"`
+	// Previous is the value before, nil when the key was absent.
+	Previous *string `json:"previous,omitempty"`
+}

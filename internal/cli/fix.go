@@ -1,0 +1,285 @@
+package cli
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+	"k8s.io/cli-runtime/pkg/genericclioptions"
+	"k8s.io/cli-runtime/pkg/genericiooptions"
+
+	"github.com/dpfdoctor/dpfdoctor/internal/apply"
+	"github.com/dpfdoctor/dpfdoctor/internal/doctor"
+	"github.com/dpfdoctor/dpfdoctor/internal/kube"
+	"github.com/dpfdoctor/dpfdoctor/internal/outcome"
+	"github.com/dpfdoctor/dpfdoctor/internal/plan"
+	"github.com/dpfdoctor/dpfdoctor/internal/policy"
+)
+
+// FixOptions are the flags of `dpfdoctor fix`.
+type FixOptions struct {
+	genericiooptions.IOStreams
+
+	Output        string
+	Nodes         []string
+	Scope         string
+	Apply         bool
+	Yes           bool
+	Timeout       time.Duration
+	ReconcileWait time.Duration
+	BackupRoot    string
+
+	kf     *genericclioptions.ConfigFlags
+	budget *kube.Budget
+	// interactive is whether In is a terminal; tests set it.
+	interactive *bool
+}
+
+const fixLong = `Plan, and with --apply make, the least-privilege RBAC repair for the DMS
+pods' failing calls: a Role and RoleBinding named dpfdoctor-… in the DPF
+namespace (a ClusterRole and binding only for cluster-scoped resources),
+labelled app.kubernetes.io/managed-by=dpfdoctor, granting exactly the missing
+verbs, per name where a call names one object (--scope names: get on each
+affected node's <node>-server-secret, never list). The operator's own
+ClusterRole is never touched: it re-applies it and would revert any patch.
+
+Without --apply, fix prints the plan and changes nothing; -o yaml prints only
+the RBAC objects, ready to commit to a GitOps repository.
+
+With --apply it checks your rights first (and changes nothing if short),
+backs up every object it will write into ./dpfdoctor-backups/<timestamp>/,
+server-side applies as field manager "dpfdoctor" (rolling back on any
+failure), proves the grant with SubjectAccessReviews as the ServiceAccount,
+requests an operator reconcile and proves the grant survives it, restarts
+the affected pods where the operator re-creates them (DPF-version aware),
+watches them until Ready, and writes report.md and report.json next to the
+backup. Findings RBAC cannot fix are listed with their next step and left
+alone. See docs/fix.md.
+
+`
+
+const fixExample = `  # Show the plan (changes nothing)
+  dpfdoctor fix
+
+  # The RBAC objects only, to commit to Git instead of applying
+  dpfdoctor fix -o yaml > dpfdoctor-rbac.yaml
+
+  # Apply, verify and bring the pods back (asks on a terminal)
+  dpfdoctor fix --apply
+
+  # Non-interactive, for scripts
+  dpfdoctor fix --apply --yes --timeout 15m
+
+  # Undo the last fix
+  dpfdoctor rollback --latest`
+
+// NewCmdFix builds `dpfdoctor fix`.
+func NewCmdFix(kf *genericclioptions.ConfigFlags, s genericiooptions.IOStreams) *cobra.Command {
+	return newCmdFix(kf, &FixOptions{IOStreams: s})
+}
+
+func newCmdFix(kf *genericclioptions.ConfigFlags, o *FixOptions) *cobra.Command {
+	o.Output, o.Scope = OutputTable, plan.ScopeNames
+	cmd := &cobra.Command{
+		Use:     "fix",
+		Short:   "Plan or apply the least-privilege RBAC fix that survives the operator, proven, with rollback",
+		Long:    fixLong + ExitCodesHelp,
+		Example: fixExample,
+		Args:    cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			if err := o.Validate(); err != nil {
+				return err
+			}
+			o.kf = kf
+			if o.budget == nil {
+				o.budget = kube.NewBudget(0)
+			}
+			return o.Run(c.Context())
+		},
+	}
+	f := cmd.Flags()
+	f.StringVarP(&o.Output, "output", "o", o.Output, "Output format: table, yaml (RBAC objects only) or json (the whole plan; the report with --apply)")
+	f.StringArrayVar(&o.Nodes, "node", nil, "Only fix the pod of this node (repeatable)")
+	f.StringVar(&o.Scope, "scope", o.Scope, "Secret grants per object name (names) or for the whole DPF namespace (namespace)")
+	f.BoolVar(&o.Apply, "apply", false, "Apply the plan, verify it and restart the affected pods")
+	f.BoolVarP(&o.Yes, "yes", "y", false, "Do not ask for confirmation (required with --apply when stdin is not a terminal)")
+	f.DurationVar(&o.Timeout, "timeout", 10*time.Minute, "How long to wait for the pods to be Ready")
+	f.DurationVar(&o.ReconcileWait, "reconcile-wait", 15*time.Second, "How long to watch after requesting an operator reconcile")
+	f.StringVar(&o.BackupRoot, "backup-dir", apply.DefaultRoot, "Directory the backups and reports go into")
+	kubeFlags(cmd, kf)
+	return cmd
+}
+
+// Validate checks the flags before any I/O.
+func (o *FixOptions) Validate() error {
+	allowed := []string{OutputTable, OutputYAML, OutputJSON}
+	if err := checkOutput(o.Output, allowed...); err != nil {
+		return err
+	}
+	if o.Scope != plan.ScopeNames && o.Scope != plan.ScopeNamespace {
+		return Usagef("--scope must be %q or %q, got %q", plan.ScopeNames, plan.ScopeNamespace, o.Scope)
+	}
+	for _, n := range o.Nodes {
+		if strings.TrimSpace(n) == "" {
+			return Usagef("--node needs a node name")
+		}
+	}
+	if o.Timeout <= 0 || o.ReconcileWait < 0 {
+		return Usagef("--timeout must be positive and --reconcile-wait not negative")
+	}
+	if o.Yes && !o.Apply {
+		return Usagef("--yes only makes sense with --apply")
+	}
+	if o.Apply && !o.Yes && !o.isInteractive() {
+		return Usagef("--apply asks for confirmation, but stdin is not a terminal: add --yes")
+	}
+	return nil
+}
+
+func (o *FixOptions) isInteractive() bool {
+	if o.interactive != nil {
+		return *o.interactive
+	}
+	f, ok := o.In.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
+}
+
+// Run plans, and with --apply fixes.
+func (o *FixOptions) Run(ctx context.Context) error {
+	clients, err := kube.FromFlags(o.kf, o.budget)
+	if err != nil {
+		return err
+	}
+	po := doctor.PlanOptions{Clients: clients, Namespace: deref(o.kf.Namespace), Nodes: o.Nodes, Scope: o.Scope}
+	if !o.Apply {
+		return o.plan(ctx, po)
+	}
+	rep, err := doctor.Fix(ctx, doctor.FixOptions{
+		PlanOptions: po, BackupRoot: o.BackupRoot, ReconcileWait: o.ReconcileWait, Timeout: o.Timeout,
+		Log: o.ErrOut, Progress: o.ErrOut, TTY: isTerminal(o.ErrOut),
+		Confirm:         o.confirm(clients.Config.Host),
+		RollbackCommand: o.rollbackCommand,
+	})
+	if rep != nil {
+		if perr := o.printReport(rep); perr != nil {
+			return perr
+		}
+	}
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, doctor.ErrDeclined):
+		fmt.Fprintln(o.ErrOut, "Aborted: nothing was changed.")
+		return silent(err)
+	case errors.Is(err, policy.ErrRefused):
+		return fmt.Errorf("%w: %w", outcome.ErrProblems, err)
+	case errors.Is(err, outcome.ErrProblems) && rep != nil:
+		return silent(err)
+	}
+	return err
+}
+
+func (o *FixOptions) plan(ctx context.Context, po doctor.PlanOptions) error {
+	pl, err := doctor.Plan(ctx, po)
+	if err != nil {
+		return err
+	}
+	p := pl.Plan
+	switch o.Output {
+	case OutputYAML:
+		y, err := p.RBACYAML()
+		if err != nil {
+			return err
+		}
+		if len(y) == 0 {
+			fmt.Fprintln(o.ErrOut, "No RBAC change is needed.")
+		}
+		if _, err := o.Out.Write(y); err != nil {
+			return err
+		}
+	case OutputJSON:
+		if err := printStructured(o.Out, OutputJSON, p); err != nil {
+			return err
+		}
+	default:
+		if err := printPlan(o.Out, p, palette(isTerminal(o.Out))); err != nil {
+			return err
+		}
+	}
+	for _, s := range p.Skipped {
+		if len(s.Pods) > 0 {
+			return silent(fmt.Errorf("%w: findings fix does not touch", outcome.ErrProblems))
+		}
+	}
+	return nil
+}
+
+// confirm asks on a terminal; --yes skips it.
+func (o *FixOptions) confirm(cluster string) func(*plan.Plan) (bool, error) {
+	if o.Yes {
+		return nil
+	}
+	return func(p *plan.Plan) (bool, error) {
+		if err := printPlan(o.ErrOut, p, palette(isTerminal(o.ErrOut))); err != nil {
+			return false, err
+		}
+		deletes := 0
+		for _, a := range p.Restart {
+			if a.Action == plan.ActionDelete {
+				deletes++
+			}
+		}
+		fmt.Fprintf(o.ErrOut, "Apply %d changes and restart %d pods on cluster %s? [y/N] ", len(p.Changes), deletes, cluster)
+		line, err := bufio.NewReader(o.In).ReadString('\n')
+		if err != nil && !errors.Is(err, io.EOF) {
+			return false, fmt.Errorf("read answer: %w", err)
+		}
+		a := strings.ToLower(strings.TrimSpace(line))
+		return a == "y" || a == "yes", nil
+	}
+}
+
+// rollbackCommand is the exact command that undoes a backup, with the
+// kubeconfig flags this run used.
+func (o *FixOptions) rollbackCommand(dir string) string {
+	parts := []string{"dpfdoctor", "rollback", "--backup", shellQuote(dir)}
+	if o.kf != nil {
+		if v := deref(o.kf.KubeConfig); v != "" {
+			parts = append(parts, "--kubeconfig", shellQuote(v))
+		}
+		if v := deref(o.kf.Context); v != "" {
+			parts = append(parts, "--context", shellQuote(v))
+		}
+	}
+	return strings.Join(parts, " ")
+}
+
+func (o *FixOptions) printReport(r *doctor.Report) error {
+	if o.Output == OutputJSON || o.Output == OutputYAML {
+		return printStructured(o.Out, o.Output, r)
+	}
+	return printFixSummary(o.Out, r, palette(isTerminal(o.Out)))
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}
+
+func shellQuote(s string) string {
+	if s != "" && strings.IndexFunc(s, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_./:=@+", r))
+	}) < 0 {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}

@@ -1,0 +1,281 @@
+package doctor_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/dpfdoctor/dpfdoctor/internal/access"
+	"github.com/dpfdoctor/dpfdoctor/internal/apply"
+	"github.com/dpfdoctor/dpfdoctor/internal/doctor"
+	"github.com/dpfdoctor/dpfdoctor/internal/dpf"
+	"github.com/dpfdoctor/dpfdoctor/internal/outcome"
+	"github.com/dpfdoctor/dpfdoctor/internal/plan"
+	"github.com/dpfdoctor/dpfdoctor/internal/sim"
+)
+
+func (e *env) fix(root string) (*doctor.Report, error) {
+	e.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	return doctor.Fix(ctx, doctor.FixOptions{
+		PlanOptions:   doctor.PlanOptions{Clients: e.clients()},
+		BackupRoot:    root,
+		ReconcileWait: 500 * time.Millisecond,
+		Timeout:       90 * time.Second,
+		Log:           testLog{e.t},
+	})
+}
+
+// The whole story on 20 failing nodes: plan, apply, verify, survive
+// reconciles, every pod Ready, least privilege proven, idempotent, rolled
+// back exactly, rollback idempotent.
+func TestFixFullStory(t *testing.T) {
+	for _, scen := range []sim.Scenario{sim.SecretsForbidden, sim.SecretsForbiddenQuiet} {
+		t.Run(string(scen), func(t *testing.T) {
+			e := startSim(t, sim.Options{Nodes: 20, Scenario: string(scen)})
+			e.waitFailing(20)
+			pre := e.state()
+			root := t.TempDir()
+
+			rep, err := e.fix(root)
+			if err != nil {
+				if rep.Recovery != nil {
+					for _, p := range rep.Recovery.Pods {
+						if !p.Ready {
+							t.Logf("not Ready: %+v", p)
+						}
+					}
+				}
+				t.Fatalf("fix: %v\nproblems: %v", err, rep.Problems)
+			}
+			if rep.Outcome != doctor.OutcomeFixed || rep.NoOp {
+				t.Fatalf("outcome %q noOp=%t", rep.Outcome, rep.NoOp)
+			}
+			if ready, total := e.readyPods(); ready != 20 || total != 20 {
+				t.Fatalf("Ready %d/%d after fix", ready, total)
+			}
+			if rep.Recovery == nil || rep.Recovery.Ready != 20 {
+				t.Fatalf("report recovery: %+v", rep.Recovery)
+			}
+			for _, p := range rep.Recovery.Pods {
+				if p.Action != plan.ActionDelete || p.NodeEvents < 1 || p.SecondsToReady <= 0 {
+					t.Errorf("v25.4.0 pod %s: action %s, node events %d, ttr %.2f", p.Pod, p.Action, p.NodeEvents, p.SecondsToReady)
+				}
+			}
+			// Objects: one Role and one RoleBinding in the DPF namespace,
+			// nothing cluster-scoped, resourceNames per node.
+			roles, err := e.cs.RbacV1().Roles(e.c.Namespace).List(context.Background(), metav1.ListOptions{LabelSelector: plan.ManagedByLabel + "=" + plan.ManagedByValue})
+			if err != nil || len(roles.Items) != 1 {
+				t.Fatalf("managed Roles: %v %v", roles, err)
+			}
+			for _, r := range roles.Items[0].Rules {
+				for _, res := range r.Resources {
+					if res == "secrets" && len(r.ResourceNames) != 20 {
+						t.Errorf("secrets rule has %d names, want 20", len(r.ResourceNames))
+					}
+				}
+			}
+			if crs, _ := e.cs.RbacV1().ClusterRoles().List(context.Background(), metav1.ListOptions{LabelSelector: plan.ManagedByLabel + "=" + plan.ManagedByValue}); len(crs.Items) != 0 {
+				t.Errorf("fix created ClusterRoles: %v", crs.Items)
+			}
+
+			// The grant survives three operator resyncs.
+			e.waitReconciles(3)
+			for _, n := range e.c.Nodes {
+				if !e.sar(access.Request{Verb: "get", Resource: "secrets", Namespace: e.c.Namespace, Name: dpf.SecretName(n)}) {
+					t.Errorf("after 3 resyncs the SA may not get %s", dpf.SecretName(n))
+				}
+			}
+			// Least privilege: no other Secret, no list, no watch.
+			secrets, err := e.cs.CoreV1().Secrets(e.c.Namespace).List(context.Background(), metav1.ListOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			granted := map[string]bool{}
+			for _, n := range e.c.Nodes {
+				granted[dpf.SecretName(n)] = true
+			}
+			for _, s := range secrets.Items {
+				if !granted[s.Name] && e.sar(access.Request{Verb: "get", Resource: "secrets", Namespace: e.c.Namespace, Name: s.Name}) {
+					t.Errorf("the SA may read Secret %s", s.Name)
+				}
+			}
+			for _, r := range []access.Request{
+				{Verb: "list", Resource: "secrets", Namespace: e.c.Namespace}, {Verb: "watch", Resource: "secrets", Namespace: e.c.Namespace},
+				{Verb: "list", Resource: "secrets"}, {Verb: "get", Resource: "secrets", Namespace: "kube-system", Name: dpf.SecretName(e.c.Nodes[0])},
+			} {
+				if e.sar(r) {
+					t.Errorf("the SA may %s", r)
+				}
+			}
+			// The report is on disk, from measured facts.
+			md, err := os.ReadFile(filepath.Join(rep.BackupDir, doctor.ReportMarkdown))
+			if err != nil || !strings.Contains(string(md), rep.RollbackCommand) || !strings.Contains(string(md), "Time to Ready") {
+				t.Fatalf("report.md: %v\n%s", err, md)
+			}
+			if _, err := os.Stat(filepath.Join(rep.BackupDir, doctor.ReportJSON)); err != nil {
+				t.Fatal(err)
+			}
+
+			// Idempotent: two more applies change nothing.
+			for i := 0; i < 2; i++ {
+				again, err := e.fix(root)
+				if err != nil {
+					t.Fatalf("apply #%d: %v", i+2, err)
+				}
+				if again.Outcome != doctor.OutcomeNothingToDo && !again.NoOp {
+					t.Fatalf("apply #%d changed something: %q %+v", i+2, again.Outcome, again.Applied)
+				}
+			}
+			if dirs, _ := os.ReadDir(root); len(dirs) != 1 {
+				t.Fatalf("%d backups after 3 applies, want 1", len(dirs))
+			}
+
+			// Rollback restores the exact pre-state, and is idempotent.
+			cl := e.clients()
+			res, err := doctor.Rollback(context.Background(), doctor.RollbackOptions{Clients: cl, Dir: rep.BackupDir})
+			if err != nil || res.Already || len(res.Deleted) != 2 {
+				t.Fatalf("rollback: %+v %v", res, err)
+			}
+			if got := e.state(); got.String() != pre.String() {
+				t.Fatalf("state after rollback differs:\n got %s\nwant %s", got, pre)
+			}
+			res, err = doctor.Rollback(context.Background(), doctor.RollbackOptions{Clients: cl, Dir: rep.BackupDir})
+			if err != nil || !res.Already {
+				t.Fatalf("second rollback: %+v %v", res, err)
+			}
+		})
+	}
+}
+
+func TestFixDPUDeviceStatus(t *testing.T) {
+	e := startSim(t, sim.Options{Nodes: 4, Scenario: string(sim.DPUDeviceStatusForbidden)})
+	e.waitFailing(4)
+	rep, err := e.fix(t.TempDir())
+	if err != nil {
+		t.Fatalf("fix: %v (%v)", err, rep.Problems)
+	}
+	if ready, total := e.readyPods(); ready != 4 || total != 4 {
+		t.Fatalf("Ready %d/%d", ready, total)
+	}
+	r := access.Request{Verb: "patch", Group: dpf.GroupProvisioning, Resource: "dpudevices", Subresource: "status", Namespace: e.c.Namespace}
+	if !e.sar(r) {
+		t.Fatalf("the SA may not %s", r)
+	}
+	if e.sar(access.Request{Verb: "delete", Group: dpf.GroupProvisioning, Resource: "dpudevices", Namespace: e.c.Namespace}) {
+		t.Fatal("the SA may delete dpudevices")
+	}
+}
+
+// Problems RBAC cannot fix are left alone, and the outcome says so.
+func TestFixLeavesNonRBACProblems(t *testing.T) {
+	e := startSim(t, sim.Options{Nodes: 4, Scenario: "apiserver-unreachable=2,certificate-not-ready=2"})
+	e.waitFailing(4)
+	pre := e.state()
+	root := t.TempDir()
+	rep, err := e.fix(root)
+	if !errors.Is(err, outcome.ErrProblems) {
+		t.Fatalf("fix: err %v, want problems", err)
+	}
+	if len(rep.Plan.Changes) != 0 || len(rep.Plan.Skipped) != 2 || len(rep.Problems) != 2 {
+		t.Fatalf("plan changes %d, skipped %d, problems %v", len(rep.Plan.Changes), len(rep.Plan.Skipped), rep.Problems)
+	}
+	for _, s := range rep.Plan.Skipped {
+		if s.NextStep == "" {
+			t.Errorf("%s has no next step", s.Code)
+		}
+	}
+	if got := e.state(); got.String() != pre.String() {
+		t.Fatalf("fix changed the cluster:\n got %s\nwant %s", got, pre)
+	}
+	if dirs, _ := os.ReadDir(root); len(dirs) != 0 {
+		t.Fatalf("a backup was written for a plan with nothing to do")
+	}
+}
+
+// v25.4.0 never re-creates a deleted pod whose DPUNode exists: fix must not
+// delete it, and the pod recovers at the kubelet's next retry. v25.7
+// re-creates deleted pods, so no Node event is needed.
+func TestFixRestartSemantics(t *testing.T) {
+	t.Run("v25.4.0 with a DPUNode", func(t *testing.T) {
+		e := startSim(t, sim.Options{Nodes: 2, Scenario: string(sim.SecretsForbidden)})
+		e.waitFailing(2)
+		node := e.c.Nodes[0]
+		dn := map[string]any{"apiVersion": dpf.GroupProvisioning + "/v1alpha1", "kind": "DPUNode",
+			"metadata": map[string]any{"name": node, "namespace": e.c.Namespace}, "spec": map[string]any{}}
+		if _, err := e.dyn.Resource(dpunodes).Namespace(e.c.Namespace).Create(context.Background(), unstructuredOf(dn), metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		pods, _ := e.cs.CoreV1().Pods(e.c.Namespace).Get(context.Background(), dpf.PodName(node), metav1.GetOptions{})
+		rep, err := e.fix(t.TempDir())
+		if err != nil {
+			t.Fatalf("fix: %v (%v)", err, rep.Problems)
+		}
+		for _, a := range rep.Plan.Restart {
+			want := plan.ActionDelete
+			if a.Node == node {
+				want = plan.ActionWait
+			}
+			if a.Action != want {
+				t.Errorf("%s: action %s, want %s (%s)", a.Pod, a.Action, want, a.Reason)
+			}
+		}
+		after, err := e.cs.CoreV1().Pods(e.c.Namespace).Get(context.Background(), dpf.PodName(node), metav1.GetOptions{})
+		if err != nil || after.UID != pods.UID || !dpf.PodReady(after) {
+			t.Fatalf("the waited-for pod was replaced or is not Ready: %v", err)
+		}
+	})
+	t.Run("v25.7.0", func(t *testing.T) {
+		e := startSim(t, sim.Options{Version: "v25.7.0", Nodes: 3, Scenario: string(sim.SecretsForbiddenQuiet)})
+		e.waitFailing(3)
+		pre := e.state()
+		rep, err := e.fix(t.TempDir())
+		if err != nil {
+			t.Fatalf("fix: %v (%v)", err, rep.Problems)
+		}
+		for _, p := range rep.Recovery.Pods {
+			if p.Action != plan.ActionDelete || p.NodeEvents != 0 {
+				t.Errorf("%s: action %s, node events %d", p.Pod, p.Action, p.NodeEvents)
+			}
+		}
+		if _, err := doctor.Rollback(context.Background(), doctor.RollbackOptions{Clients: e.clients(), Dir: rep.BackupDir}); err != nil {
+			t.Fatal(err)
+		}
+		if got := e.state(); got.String() != pre.String() {
+			t.Fatalf("state after rollback differs:\n got %s\nwant %s", got, pre)
+		}
+	})
+}
+
+// A backup altered after the fact is refused before any change.
+func TestRollbackRefusesTamperedBackup(t *testing.T) {
+	e := startSim(t, sim.Options{Nodes: 2, Scenario: string(sim.SecretsForbidden)})
+	e.waitFailing(2)
+	rep, err := e.fix(t.TempDir())
+	if err != nil {
+		t.Fatalf("fix: %v", err)
+	}
+	after := e.state()
+	plan := filepath.Join(rep.BackupDir, apply.PlanFile)
+	data, _ := os.ReadFile(plan)
+	if err := os.WriteFile(plan, append(data, []byte("# edited\n")...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err = doctor.Rollback(context.Background(), doctor.RollbackOptions{Clients: e.clients(), Dir: rep.BackupDir})
+	if !errors.Is(err, apply.ErrBadBackup) {
+		t.Fatalf("rollback of a tampered backup: %v", err)
+	}
+	if _, err := doctor.Rollback(context.Background(), doctor.RollbackOptions{Clients: e.clients(), Dir: t.TempDir()}); !errors.Is(err, apply.ErrBadBackup) {
+		t.Fatalf("rollback of an empty directory: %v", err)
+	}
+	if got := e.state(); got.String() != after.String() {
+		t.Fatalf("a refused rollback changed the cluster")
+	}
+}

@@ -1,0 +1,298 @@
+package doctor
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/dpfdoctor/dpfdoctor/internal/apply"
+	"github.com/dpfdoctor/dpfdoctor/internal/diagnose"
+	"github.com/dpfdoctor/dpfdoctor/internal/plan"
+	"github.com/dpfdoctor/dpfdoctor/internal/verify"
+)
+
+// ReportSchema identifies the fix report's JSON layout.
+const ReportSchema = "dpfdoctor.dev/fix-report/v1alpha1"
+
+// Report files in the backup directory.
+const (
+	ReportJSON     = "report.json"
+	ReportMarkdown = "report.md"
+)
+
+// Outcomes of a fix.
+const (
+	OutcomeFixed        = "fixed"
+	OutcomeAlreadyFixed = "already in place"
+	OutcomeNothingToDo  = "nothing to do"
+	OutcomeProblems     = "problems remain"
+	OutcomeRefused      = "refused"
+	OutcomeDeclined     = "declined"
+	OutcomeFailed       = "failed"
+)
+
+// Report is what one fix did, from measured facts only.
+type Report struct {
+	SchemaVersion string `json:"schemaVersion"`
+	Cluster       string `json:"cluster"`
+	Version       string `json:"dpfVersion,omitempty"`
+	StartedAt     string `json:"startedAt"`
+	FinishedAt    string `json:"finishedAt,omitempty"`
+	PlanID        string `json:"planID,omitempty"`
+	Outcome       string `json:"outcome"`
+	// Problems says why the outcome is not "fixed".
+	Problems []string `json:"problems,omitempty"`
+	Error    string   `json:"error,omitempty"`
+	// Before and After are the findings before the fix and after it.
+	Before []FindingSummary `json:"before"`
+	After  []FindingSummary `json:"after,omitempty"`
+	// Plan is the plan that was applied.
+	Plan *plan.Plan `json:"plan,omitempty"`
+	// Applied lists each object and what the apply did with it; NoOp is
+	// true when everything was already in place.
+	Applied     []apply.Applied `json:"applied,omitempty"`
+	NoOp        bool            `json:"noOp"`
+	AppliedYAML string          `json:"appliedYAML,omitempty"`
+	// AfterApply and AfterReconcile are the access reviews as the DMS
+	// ServiceAccount right after the apply and after the operator's
+	// reconcile.
+	AfterApply     Stage                   `json:"afterApply"`
+	Reconcile      *verify.ReconcileResult `json:"reconcile,omitempty"`
+	AfterReconcile *Stage                  `json:"afterReconcile,omitempty"`
+	// Recovery is each affected pod's way back to Ready.
+	Recovery *verify.RecoverResult `json:"recovery,omitempty"`
+	// Annotations are those dpfdoctor set on Nodes and the
+	// DPFOperatorConfig (journalled for rollback).
+	Annotations     []plan.AnnotationChange `json:"annotations,omitempty"`
+	BackupDir       string                  `json:"backupDir,omitempty"`
+	RollbackCommand string                  `json:"rollbackCommand,omitempty"`
+	// Requests is the number of API requests the fix made.
+	Requests int64 `json:"requests"`
+}
+
+// FindingSummary is one finding, briefly.
+type FindingSummary struct {
+	Code    string `json:"code"`
+	Class   string `json:"class"`
+	Pods    int    `json:"pods"`
+	Fixable bool   `json:"fixable"`
+	Summary string `json:"summary"`
+}
+
+func summarize(d *diagnose.Diagnosis) []FindingSummary {
+	out := []FindingSummary{}
+	if d == nil {
+		return out
+	}
+	for _, f := range d.Findings {
+		out = append(out, FindingSummary{Code: f.Code, Class: string(f.Class), Pods: len(f.Pods), Fixable: f.Fixable, Summary: f.Summary})
+	}
+	return out
+}
+
+// Stage is one round of access reviews.
+type Stage struct {
+	Name   string        `json:"name"`
+	Checks verify.Checks `json:"checks"`
+	// AllowedBefore lists must-stay-denied requests that were already
+	// allowed before the fix: not caused by it, but worth knowing.
+	AllowedBefore []string `json:"allowedBefore,omitempty"`
+	Problems      []string `json:"problems,omitempty"`
+}
+
+// Passed counts the checks with the wanted answer.
+func (s Stage) Passed() int { return len(s.Checks) - len(s.Checks.Failed()) }
+
+func stage(name string, checks, deniedBefore verify.Checks) Stage {
+	s := Stage{Name: name, Checks: checks}
+	pre := map[string]bool{}
+	for _, c := range deniedBefore {
+		if c.Allowed {
+			pre[c.Request.Key()] = true
+			s.AllowedBefore = append(s.AllowedBefore, c.Request.String())
+		}
+	}
+	for _, c := range checks.Failed() {
+		if !c.Want && pre[c.Request.Key()] {
+			continue // allowed before dpfdoctor changed anything
+		}
+		s.Problems = append(s.Problems, fmt.Sprintf("%s: %s", name, c))
+	}
+	return s
+}
+
+func (r *Report) setBackup(b *apply.Backup, rollback func(string) string) {
+	if b == nil || !b.Created() {
+		return
+	}
+	dir := b.Dir
+	if abs, err := filepath.Abs(dir); err == nil {
+		dir = abs
+	}
+	r.BackupDir, r.RollbackCommand = dir, rollback(dir)
+	r.Annotations = b.Receipt().Annotations
+}
+
+// Write saves report.json and report.md into dir (mode 0600).
+func (r *Report) Write(dir string) error {
+	js, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return fmt.Errorf("write report: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, ReportJSON), append(js, '\n'), 0o600); err != nil {
+		return fmt.Errorf("write report: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, ReportMarkdown), []byte(r.Markdown()), 0o600); err != nil {
+		return fmt.Errorf("write report: %w", err)
+	}
+	return nil
+}
+
+// Markdown renders the report for people.
+func (r *Report) Markdown() string {
+	var b strings.Builder
+	w := func(format string, a ...any) { fmt.Fprintf(&b, format, a...) }
+	w("# dpfdoctor fix report\n\n")
+	w("| | |\n|---|---|\n")
+	w("| Cluster | `%s` |\n| DPF version | %s |\n| Plan | `%s` |\n| Started | %s |\n| Finished | %s |\n| Outcome | **%s** |\n| API requests | %d |\n\n",
+		r.Cluster, orDash(r.Version), orDash(r.PlanID), r.StartedAt, orDash(r.FinishedAt), r.Outcome, r.Requests)
+	if len(r.Problems) > 0 || r.Error != "" {
+		w("## Problems remaining\n\n")
+		for _, p := range r.Problems {
+			w("- %s\n", p)
+		}
+		if r.Error != "" && len(r.Problems) == 0 {
+			w("- %s\n", r.Error)
+		}
+		w("\n")
+	}
+	findings := func(title string, fs []FindingSummary) {
+		w("## %s\n\n", title)
+		if len(fs) == 0 {
+			w("None.\n\n")
+			return
+		}
+		w("| Code | Class | Pods | Fixable | Summary |\n|---|---|---:|---|---|\n")
+		for _, f := range fs {
+			w("| %s | %s | %d | %t | %s |\n", f.Code, f.Class, f.Pods, f.Fixable, cell(f.Summary))
+		}
+		w("\n")
+	}
+	findings("Findings before", r.Before)
+	if r.Plan != nil && len(r.Plan.Skipped) > 0 {
+		w("## Not touched by fix\n\n")
+		for _, s := range r.Plan.Skipped {
+			w("- **%s** (%d pods): %s\n  Next step: %s\n", s.Code, len(s.Pods), s.Summary, s.NextStep)
+		}
+		w("\n")
+	}
+	if len(r.Applied) > 0 {
+		w("## Applied\n\n")
+		if r.NoOp {
+			w("Nothing new: every object was already in place.\n\n")
+		}
+		for _, a := range r.Applied {
+			w("- %s: %s\n", a.Ref, a.Action)
+		}
+		w("\nServer-side applied with field manager `%s`:\n\n```yaml\n%s```\n\n", plan.FieldManager, r.AppliedYAML)
+	}
+	stageMD := func(s *Stage) {
+		if s == nil || len(s.Checks) == 0 {
+			return
+		}
+		w("## Access reviews %s\n\n%d of %d as expected.\n\n| Request | Want | Got |\n|---|---|---|\n", s.Name, s.Passed(), len(s.Checks))
+		for _, c := range s.Checks {
+			w("| %s | %s | %s |\n", cell(c.Request.String()), verdict(c.Want), verdict(c.Allowed))
+		}
+		for _, a := range s.AllowedBefore {
+			w("\nNote: %s was already allowed before the fix.\n", a)
+		}
+		w("\n")
+	}
+	stageMD(&r.AfterApply)
+	if rec := r.Reconcile; rec != nil {
+		w("## Operator reconcile\n\n")
+		if rec.Paused {
+			w("The DPFOperatorConfig is paused: no reconcile ran.\n\n")
+		} else {
+			w("Requested at %s (annotation `%s`), watched for %.1fs.\n\n", rec.RequestedAt, plan.ReconcileRequestedAnnotation, rec.WaitedSeconds)
+		}
+		w("- dpfdoctor's objects intact: %t\n", rec.ObjectsIntact)
+		if rec.OperatorRole != "" {
+			w("- operator ClusterRole `%s` untouched: %t (matches the release's rules: %t)\n", rec.OperatorRole, rec.OperatorRoleUntouched, rec.OperatorRoleMatchesRelease)
+		}
+		for _, e := range rec.Events {
+			w("- watch event: %s\n", e)
+		}
+		w("\n")
+	}
+	stageMD(r.AfterReconcile)
+	if rec := r.Recovery; rec != nil {
+		w("## Pods\n\n%d of %d Ready after %.1fs", rec.Ready, rec.Total, rec.Seconds)
+		if rec.TimedOut {
+			w(" (timed out)")
+		}
+		w(".\n\n| Pod | Node | Action | Ready | Time to Ready | State |\n|---|---|---|---|---:|---|\n")
+		pods := append([]verify.PodOutcome(nil), rec.Pods...)
+		sort.Slice(pods, func(i, j int) bool { return pods[i].Pod < pods[j].Pod })
+		for _, p := range pods {
+			ttr := "–"
+			if p.Ready {
+				ttr = fmt.Sprintf("%.1fs", p.SecondsToReady)
+			}
+			w("| %s | %s | %s | %t | %s | %s |\n", p.Pod, p.Node, p.Action, p.Ready, ttr, p.State)
+		}
+		w("\n")
+		if r.Plan != nil {
+			type group struct {
+				reason string
+				n      int
+			}
+			groups := map[string]*group{}
+			var order []string
+			for _, a := range r.Plan.Restart {
+				k := fmt.Sprintf("%s/%t", a.Action, a.TouchNode)
+				if groups[k] == nil {
+					groups[k] = &group{reason: a.Reason}
+					order = append(order, k)
+				}
+				groups[k].n++
+			}
+			for _, k := range order {
+				g := groups[k]
+				w("- %d pods: %s", g.n, g.reason)
+				if g.n > 1 {
+					w(" (likewise for the others)")
+				}
+				w("\n")
+			}
+			w("\n")
+		}
+	}
+	if r.After != nil {
+		findings("Findings after", r.After)
+	}
+	if r.RollbackCommand != "" {
+		w("## Rollback\n\nBackup: `%s`\n\n```sh\n%s\n```\n", r.BackupDir, r.RollbackCommand)
+	}
+	return b.String()
+}
+
+func verdict(b bool) string {
+	if b {
+		return "allowed"
+	}
+	return "denied"
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "–"
+	}
+	return s
+}
+
+func cell(s string) string { return strings.ReplaceAll(strings.ReplaceAll(s, "|", `\|`), "\n", " ") }

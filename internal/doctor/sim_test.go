@@ -1,0 +1,225 @@
+package doctor_test
+
+import (
+	"context"
+	"io"
+	"os"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	authorizationv1 "k8s.io/api/authorization/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/dpfdoctor/dpfdoctor/internal/access"
+	"github.com/dpfdoctor/dpfdoctor/internal/dpf"
+	"github.com/dpfdoctor/dpfdoctor/internal/kube"
+	"github.com/dpfdoctor/dpfdoctor/internal/plan"
+	"github.com/dpfdoctor/dpfdoctor/internal/sim"
+	"github.com/dpfdoctor/dpfdoctor/internal/verify"
+)
+
+// env is one simulated cluster for one test.
+type env struct {
+	t   *testing.T
+	c   *sim.Cluster
+	cs  kubernetes.Interface
+	dyn dynamic.Interface
+}
+
+func startSim(t *testing.T, o sim.Options) *env {
+	t.Helper()
+	if os.Getenv("KUBEBUILDER_ASSETS") == "" {
+		t.Skip("KUBEBUILDER_ASSETS is not set: run `export KUBEBUILDER_ASSETS=$(hack/envtest.sh)` or `make test`")
+	}
+	if o.TimeScale == 0 {
+		o.TimeScale = 0.05
+	}
+	if o.SecretWaitAttempts == 0 {
+		o.SecretWaitAttempts = 2
+	}
+	if o.KubectlMaxNodes == 0 {
+		o.KubectlMaxNodes = -1
+	}
+	if os.Getenv("SIM_LOG") != "" {
+		o.Log = testLog{t}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	c, err := sim.Start(ctx, o)
+	if err != nil {
+		t.Fatalf("sim.Start: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := c.Stop(); err != nil {
+			t.Errorf("stop sim: %v", err)
+		}
+	})
+	return &env{t: t, c: c, cs: kubernetes.NewForConfigOrDie(c.Config), dyn: dynamic.NewForConfigOrDie(c.Config)}
+}
+
+// clients are admin clients with a fresh request counter.
+func (e *env) clients() *kube.Clients {
+	e.t.Helper()
+	cl, err := kube.New(e.c.Config, e.c.Namespace, kube.NewBudget(0))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return cl
+}
+
+// waitFailing waits until n DMS pods exist and none is Ready, and each has
+// failed at least once.
+func (e *env) waitFailing(n int) {
+	e.t.Helper()
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		pods, err := e.cs.CoreV1().Pods(e.c.Namespace).List(context.Background(), metav1.ListOptions{LabelSelector: dpf.ComponentLabel})
+		if err == nil && len(pods.Items) == n {
+			failing := 0
+			for i := range pods.Items {
+				s := dpf.PodState(&pods.Items[i])
+				if strings.Contains(s, "CrashLoopBackOff") || strings.Contains(s, "Error") || strings.HasPrefix(s, "Init:0/") {
+					failing++
+				}
+			}
+			if failing == n {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			e.t.Fatalf("pods did not all fail in time")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// readyPods counts Ready DMS pods.
+func (e *env) readyPods() (ready, total int) {
+	pods, err := e.cs.CoreV1().Pods(e.c.Namespace).List(context.Background(), metav1.ListOptions{LabelSelector: dpf.ComponentLabel})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	for i := range pods.Items {
+		if dpf.PodReady(&pods.Items[i]) {
+			ready++
+		}
+	}
+	return ready, len(pods.Items)
+}
+
+// sar asks as the DMS ServiceAccount.
+func (e *env) sar(r access.Request) bool {
+	e.t.Helper()
+	s := access.ServiceAccount(e.c.Namespace, e.c.Release.ServiceAccount)
+	res, err := e.cs.AuthorizationV1().SubjectAccessReviews().Create(context.Background(), &authorizationv1.SubjectAccessReview{
+		Spec: authorizationv1.SubjectAccessReviewSpec{User: s.User, Groups: s.Groups, ResourceAttributes: &authorizationv1.ResourceAttributes{
+			Namespace: r.Namespace, Verb: r.Verb, Group: r.Group, Resource: r.Resource, Subresource: r.Subresource, Name: r.Name}}}, metav1.CreateOptions{})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return res.Status.Allowed
+}
+
+// waitReconciles waits for n more operator reconciles.
+func (e *env) waitReconciles(n int64) {
+	e.t.Helper()
+	want := e.c.Reconciles() + n
+	deadline := time.Now().Add(time.Minute)
+	for e.c.Reconciles() < want {
+		if time.Now().After(deadline) {
+			e.t.Fatalf("operator ran %d reconciles, want %d", e.c.Reconciles(), want)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// state is what a rollback must restore: dpfdoctor's objects, the
+// dpfdoctor annotations on Nodes and the DPFOperatorConfig, and the
+// operator's ClusterRole rules.
+type state struct {
+	Managed     []string
+	Annotations []string
+	OperatorCR  string
+}
+
+func (e *env) state() state {
+	e.t.Helper()
+	ctx := context.Background()
+	var s state
+	sel := metav1.ListOptions{LabelSelector: plan.ManagedByLabel + "=" + plan.ManagedByValue}
+	rb := e.cs.RbacV1()
+	if l, err := rb.Roles("").List(ctx, sel); err == nil {
+		for _, o := range l.Items {
+			s.Managed = append(s.Managed, "Role/"+o.Namespace+"/"+o.Name)
+		}
+	}
+	if l, err := rb.RoleBindings("").List(ctx, sel); err == nil {
+		for _, o := range l.Items {
+			s.Managed = append(s.Managed, "RoleBinding/"+o.Namespace+"/"+o.Name)
+		}
+	}
+	if l, err := rb.ClusterRoles().List(ctx, sel); err == nil {
+		for _, o := range l.Items {
+			s.Managed = append(s.Managed, "ClusterRole/"+o.Name)
+		}
+	}
+	if l, err := rb.ClusterRoleBindings().List(ctx, sel); err == nil {
+		for _, o := range l.Items {
+			s.Managed = append(s.Managed, "ClusterRoleBinding/"+o.Name)
+		}
+	}
+	nodes, err := e.cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	for _, n := range nodes.Items {
+		for k, v := range n.Annotations {
+			if strings.HasPrefix(k, plan.AnnotationPrefix) {
+				s.Annotations = append(s.Annotations, "Node/"+n.Name+"/"+k+"="+v)
+			}
+		}
+	}
+	cfg, err := e.dyn.Resource(verify.GVROperatorConfig).Namespace(e.c.Namespace).Get(ctx, dpf.OperatorConfigName, metav1.GetOptions{})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	for k, v := range cfg.GetAnnotations() {
+		s.Annotations = append(s.Annotations, "DPFOperatorConfig/"+k+"="+v)
+	}
+	cr, err := rb.ClusterRoles().Get(ctx, e.c.Release.ClusterRole, metav1.GetOptions{})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	s.OperatorCR = cr.ResourceVersion
+	for _, r := range cr.Rules {
+		s.OperatorCR += "|" + strings.Join(r.Verbs, ",") + ":" + strings.Join(r.Resources, ",")
+	}
+	sort.Strings(s.Managed)
+	sort.Strings(s.Annotations)
+	return s
+}
+
+func (s state) String() string {
+	return "managed=" + strings.Join(s.Managed, ",") + " annotations=" + strings.Join(s.Annotations, ",") + " operator=" + s.OperatorCR
+}
+
+// testLog is an io.Writer into t.Log.
+type testLog struct{ t *testing.T }
+
+func (l testLog) Write(p []byte) (int, error) {
+	l.t.Helper()
+	l.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+var _ io.Writer = testLog{}
+
+var dpunodes = schema.GroupVersionResource{Group: dpf.GroupProvisioning, Version: "v1alpha1", Resource: "dpunodes"}
+
+func unstructuredOf(m map[string]any) *unstructured.Unstructured { return &unstructured.Unstructured{Object: m} }

@@ -1,0 +1,312 @@
+package plan
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+
+	rbacv1 "k8s.io/api/rbac/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/dpfdoctor/dpfdoctor/internal/access"
+	"github.com/dpfdoctor/dpfdoctor/internal/diagnose"
+	"github.com/dpfdoctor/dpfdoctor/internal/dpf"
+	"github.com/dpfdoctor/dpfdoctor/internal/evidence"
+	"github.com/dpfdoctor/dpfdoctor/internal/rbac"
+)
+
+// ErrScope is returned for an unknown --scope.
+var ErrScope = errors.New("unknown scope")
+
+// Input is what a plan is built from.
+type Input struct {
+	Diagnosis *diagnose.Diagnosis
+	Bundle    *evidence.Bundle
+	// Scope is ScopeNames (default) or ScopeNamespace.
+	Scope string
+}
+
+// Build makes the plan for a diagnosis: for the fixable findings, the
+// fewest RBAC objects granting exactly the missing permissions (merged with
+// what earlier dpfdoctor runs granted, so nothing is taken away); for the
+// others, a skip with their next step; for the affected pods, a restart
+// decision for the cluster's DPF release.
+func Build(in Input) (*Plan, error) {
+	switch in.Scope {
+	case "":
+		in.Scope = ScopeNames
+	case ScopeNames, ScopeNamespace:
+	default:
+		return nil, fmt.Errorf("%w %q (want %q or %q)", ErrScope, in.Scope, ScopeNames, ScopeNamespace)
+	}
+	b := in.Bundle
+	if b == nil {
+		b = &evidence.Bundle{}
+	}
+	d := in.Diagnosis
+	if d == nil {
+		d = diagnose.Diagnose(b)
+	}
+	release, known := lookup(b.Install.Version)
+	p := &Plan{SchemaVersion: SchemaVersion, Namespace: b.Install.Namespace, Version: b.Install.Version,
+		OperatorConfig: b.Install.OperatorConfig, Scope: in.Scope}
+	if p.Namespace == "" {
+		p.Namespace = dpf.DefaultNamespace
+	}
+	if p.OperatorConfig == "" {
+		p.OperatorConfig = dpf.OperatorConfigName
+	}
+	if known {
+		p.OperatorClusterRole = release.ClusterRole
+		p.OperatorRules = release.Rules
+	}
+
+	var (
+		grants   []rbac.Grant
+		affected []AffectedPod
+	)
+	for _, f := range d.Findings {
+		switch {
+		case f.Class == diagnose.ClassHealthy:
+			continue
+		case !f.Fixable || len(f.Missing) == 0:
+			if len(f.Pods) > 0 || len(f.SecondaryPods) > 0 || f.Severity != diagnose.SeverityInfo {
+				p.Skipped = append(p.Skipped, Skipped{Code: f.Code, Class: string(f.Class), Summary: f.Summary, Pods: f.Pods, NextStep: f.NextStep})
+			}
+			continue
+		}
+		sa, err := serviceAccount(b, f)
+		if err != nil {
+			return nil, err
+		}
+		if p.ServiceAccount == "" {
+			p.ServiceAccount = sa
+		} else if sa != p.ServiceAccount {
+			p.Skipped = append(p.Skipped, Skipped{Code: f.Code, Class: string(f.Class), Summary: f.Summary, Pods: f.Pods,
+				NextStep: fmt.Sprintf("these pods run as ServiceAccount %s, not %s: run `dpfdoctor fix --node ...` for their nodes separately", sa, p.ServiceAccount)})
+			continue
+		}
+		p.Addresses = append(p.Addresses, Addressed{Code: f.Code, Class: string(f.Class), Summary: f.Summary, Pods: f.Pods, Missing: f.Missing})
+		for _, r := range f.Missing {
+			grants = append(grants, rbac.Grant{Request: r, Reason: f.Code})
+		}
+		for _, name := range f.Pods {
+			if pod, ok := b.Pod(name); ok {
+				affected = append(affected, AffectedPod{Name: pod.Name, Node: pod.Node, Ready: pod.Ready, Deleting: pod.Deleting})
+			}
+		}
+	}
+	if len(grants) > 0 {
+		objs, expect, err := render(b, p, grants)
+		if err != nil {
+			return nil, err
+		}
+		for _, o := range objs {
+			u, err := toUnstructured(o)
+			if err != nil {
+				return nil, err
+			}
+			p.Changes = append(p.Changes, Change{Object: u, Answers: answers(u)})
+		}
+		sort.SliceStable(p.Changes, func(i, j int) bool {
+			return KindOrder(p.Changes[i].Ref().Kind) < KindOrder(p.Changes[j].Ref().Kind)
+		})
+		p.Expect = expect
+		p.MustStayDenied = mustStayDenied(p)
+	}
+	p.Restart = RestartActions(release, known, uniquePods(affected), dpuNodes(b))
+	p.ID = id(p, b)
+	return p, nil
+}
+
+func lookup(version string) (dpf.Release, bool) {
+	if version == "" {
+		return dpf.Release{}, false
+	}
+	r, err := dpf.Lookup(version)
+	return r, err == nil
+}
+
+// serviceAccount is the ServiceAccount a finding's pods run as.
+func serviceAccount(b *evidence.Bundle, f diagnose.Finding) (string, error) {
+	for _, name := range append(append([]string(nil), f.Pods...), f.SecondaryPods...) {
+		if pod, ok := b.Pod(name); ok {
+			if sa := pod.ServiceAccountName(); sa != "" {
+				return sa, nil
+			}
+		}
+	}
+	if r, ok := lookup(b.Install.Version); ok && r.ServiceAccount != "" {
+		return r.ServiceAccount, nil
+	}
+	return "", fmt.Errorf("plan: finding %s names no pod with a ServiceAccount", f.Code)
+}
+
+// render renders the grants merged with what dpfdoctor granted before under
+// the same names, and returns the objects and every request they grant.
+func render(b *evidence.Bundle, p *Plan, grants []rbac.Grant) ([]client.Object, []access.Request, error) {
+	opts := rbac.RenderOptions{
+		NamePrefix: NamePrefix,
+		Subject:    rbacv1.Subject{Kind: rbacv1.ServiceAccountKind, Name: p.ServiceAccount, Namespace: p.Namespace},
+		Labels:     map[string]string{ManagedByLabel: ManagedByValue},
+		Annotations: map[string]string{ReasonAnnotation: "least-privilege grant for the DPF DMS ServiceAccount written by `dpfdoctor fix`; " +
+			"separate from the operator's own role so that its reconcile leaves it alone"},
+		Scope: p.Scope,
+	}
+	first, err := rbac.Render(grants, opts)
+	if err != nil {
+		return nil, nil, fmt.Errorf("plan: %w", err)
+	}
+	names := map[ObjectRef]bool{}
+	for _, o := range first {
+		u, err := toUnstructured(o)
+		if err != nil {
+			return nil, nil, err
+		}
+		names[RefOf(u)] = true
+	}
+	all := append(append([]rbac.Grant(nil), grants...), earlierGrants(b, names)...)
+	objs, err := rbac.Render(all, opts)
+	if err != nil {
+		return nil, nil, fmt.Errorf("plan: %w", err)
+	}
+	var expect []access.Request
+	for _, g := range all {
+		expect = append(expect, g.Request)
+	}
+	return objs, access.Unique(expect), nil
+}
+
+// earlierGrants turns the rules of dpfdoctor's existing roles with the
+// given names back into grants, keeping the findings they answered.
+func earlierGrants(b *evidence.Bundle, names map[ObjectRef]bool) []rbac.Grant {
+	var out []rbac.Grant
+	add := func(ns string, meta map[string]string, rules []rbacv1.PolicyRule) {
+		reason := meta[AnswersAnnotation]
+		for _, r := range rules {
+			if len(r.NonResourceURLs) > 0 {
+				continue
+			}
+			for _, verb := range r.Verbs {
+				for _, g := range r.APIGroups {
+					for _, res := range r.Resources {
+						resource, sub, _ := strings.Cut(res, "/")
+						req := access.Request{Verb: verb, Group: g, Resource: resource, Subresource: sub, Namespace: ns}
+						if len(r.ResourceNames) == 0 {
+							out = append(out, rbac.Grant{Request: req, Reason: reason})
+						}
+						for _, n := range r.ResourceNames {
+							req.Name = n
+							out = append(out, rbac.Grant{Request: req, Reason: reason})
+						}
+					}
+				}
+			}
+		}
+	}
+	for _, r := range b.RBAC.Roles {
+		if names[ObjectRef{Group: rbacv1.GroupName, Kind: "Role", Namespace: r.Namespace, Name: r.Name}] && r.Labels[ManagedByLabel] == ManagedByValue {
+			add(r.Namespace, r.Annotations, r.Rules)
+		}
+	}
+	for _, r := range b.RBAC.ClusterRoles {
+		if names[ObjectRef{Group: rbacv1.GroupName, Kind: "ClusterRole", Name: r.Name}] && r.Labels[ManagedByLabel] == ManagedByValue {
+			add("", r.Annotations, r.Rules)
+		}
+	}
+	return out
+}
+
+func toUnstructured(o client.Object) (*unstructured.Unstructured, error) {
+	m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(o)
+	if err != nil {
+		return nil, fmt.Errorf("plan: convert %T: %w", o, err)
+	}
+	u := &unstructured.Unstructured{Object: m}
+	unstructured.RemoveNestedField(u.Object, "metadata", "creationTimestamp")
+	return u, nil
+}
+
+func answers(u *unstructured.Unstructured) []string {
+	var out []string
+	for _, s := range strings.Split(u.GetAnnotations()[AnswersAnnotation], ";") {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// mustStayDenied are the reviews proving the grant is no wider than needed:
+// no Secret listing or watching anywhere, no Secret outside the DPF
+// namespace, with per-name scope not the DPF CA's own Secret, and no RBAC
+// writes.
+func mustStayDenied(p *Plan) []access.Request {
+	ns := p.Namespace
+	out := []access.Request{
+		{Verb: "list", Resource: "secrets", Namespace: ns},
+		{Verb: "watch", Resource: "secrets", Namespace: ns},
+		{Verb: "list", Resource: "secrets"},
+		{Verb: "get", Resource: "secrets", Namespace: "kube-system", Name: "dpfdoctor-canary"},
+		{Verb: "create", Group: rbacv1.GroupName, Resource: "rolebindings", Namespace: ns},
+	}
+	if p.Scope == ScopeNames {
+		out = append(out, access.Request{Verb: "get", Resource: "secrets", Namespace: ns, Name: caSecretName})
+	}
+	if p.OperatorClusterRole != "" {
+		out = append(out, access.Request{Verb: "patch", Group: rbacv1.GroupName, Resource: "clusterroles", Name: p.OperatorClusterRole})
+	}
+	return access.Unique(out)
+}
+
+func uniquePods(ps []AffectedPod) []AffectedPod {
+	seen := map[string]bool{}
+	var out []AffectedPod
+	for _, p := range ps {
+		if !seen[p.Name] {
+			seen[p.Name] = true
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func dpuNodes(b *evidence.Bundle) map[string]bool {
+	m := map[string]bool{}
+	for _, o := range b.DPUNodes {
+		m[o.Name] = true
+	}
+	return m
+}
+
+// id hashes the facts the plan rests on (namespace, version, the affected
+// pods and their state, the missing permissions) and its decisions.
+func id(p *Plan, b *evidence.Bundle) string {
+	type podFact struct {
+		Name, Node string
+		Ready      bool
+	}
+	var pods []podFact
+	for _, pod := range b.Pods {
+		pods = append(pods, podFact{pod.Name, pod.Node, pod.Ready})
+	}
+	sort.Slice(pods, func(i, j int) bool { return pods[i].Name < pods[j].Name })
+	c := *p
+	c.ID = ""
+	data, _ := json.Marshal(struct {
+		Plan Plan
+		Pods []podFact
+	}{c, pods})
+	h := sha256.Sum256(data)
+	return hex.EncodeToString(h[:])[:16]
+}
+
+// caSecretName holds the private key of the CA that signs every DMS
+// server certificate (dpf-facts §5): the Secret a wider grant would leak.
+const caSecretName = "dpf-provisioning-ca-secret"

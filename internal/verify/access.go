@@ -1,0 +1,155 @@
+// Package verify proves a fix: SubjectAccessReviews as the DMS
+// ServiceAccount for every permission the plan grants (allowed) and for
+// those that must stay denied; the grant still holding after the operator
+// reconciled its inventory, with the operator's own objects untouched; and
+// the affected pods back to Ready, watched rather than polled.
+package verify
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	authorizationv1 "k8s.io/api/authorization/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/dpfdoctor/dpfdoctor/internal/access"
+	"github.com/dpfdoctor/dpfdoctor/internal/dpf"
+	"github.com/dpfdoctor/dpfdoctor/internal/kube"
+	"github.com/dpfdoctor/dpfdoctor/internal/plan"
+)
+
+// Check is one SubjectAccessReview and its verdict.
+type Check struct {
+	Request access.Request `json:"request"`
+	// Want is true when the request must be allowed.
+	Want    bool   `json:"want"`
+	Allowed bool   `json:"allowed"`
+	Reason  string `json:"reason,omitempty"`
+}
+
+// OK reports whether the answer is the wanted one.
+func (c Check) OK() bool { return c.Allowed == c.Want }
+
+// String renders "allowed: get secrets/x in ns (want allowed)".
+func (c Check) String() string {
+	verdict := map[bool]string{true: "allowed", false: "denied"}
+	return fmt.Sprintf("%s %s (want %s)", verdict[c.Allowed], c.Request, verdict[c.Want])
+}
+
+// Checks is a list of verdicts.
+type Checks []Check
+
+// Failed returns the checks whose answer is not the wanted one.
+func (cs Checks) Failed() Checks {
+	var out Checks
+	for _, c := range cs {
+		if !c.OK() {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// Access asks, as subject, for every request in allow (wanted allowed) and
+// deny (wanted denied), at most concurrency at a time. An error is returned
+// only when a review itself fails.
+func Access(ctx context.Context, cs kubernetes.Interface, subject access.Subject, allow, deny []access.Request, concurrency int) (Checks, error) {
+	if concurrency <= 0 {
+		concurrency = 16
+	}
+	out := make(Checks, 0, len(allow)+len(deny))
+	for _, r := range allow {
+		out = append(out, Check{Request: r, Want: true})
+	}
+	for _, r := range deny {
+		out = append(out, Check{Request: r, Want: false})
+	}
+	var (
+		wg       sync.WaitGroup
+		mu       sync.Mutex
+		firstErr error
+	)
+	sem := make(chan struct{}, concurrency)
+	for i := range out {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func(c *Check) {
+			defer wg.Done()
+			defer func() { <-sem }()
+			allowed, reason, err := review(ctx, cs, subject, c.Request)
+			if err != nil {
+				mu.Lock()
+				if firstErr == nil {
+					firstErr = fmt.Errorf("review %s as %s: %w", c.Request, subject.User, kube.Classify(err))
+				}
+				mu.Unlock()
+				return
+			}
+			c.Allowed, c.Reason = allowed, reason
+		}(&out[i])
+	}
+	wg.Wait()
+	return out, firstErr
+}
+
+func review(ctx context.Context, cs kubernetes.Interface, s access.Subject, r access.Request) (bool, string, error) {
+	sar := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{User: s.User, Groups: s.Groups}}
+	if r.NonResourceURL != "" {
+		sar.Spec.NonResourceAttributes = &authorizationv1.NonResourceAttributes{Path: r.NonResourceURL, Verb: r.Verb}
+	} else {
+		sar.Spec.ResourceAttributes = &authorizationv1.ResourceAttributes{Namespace: r.Namespace, Verb: r.Verb, Group: r.Group,
+			Resource: r.Resource, Subresource: r.Subresource, Name: r.Name}
+	}
+	res, err := cs.AuthorizationV1().SubjectAccessReviews().Create(ctx, sar, metav1.CreateOptions{})
+	if err != nil {
+		return false, "", err
+	}
+	return res.Status.Allowed, res.Status.Reason, nil
+}
+
+// Needs lists the permissions verifying and recovering p take: access
+// reviews, the reconcile trigger on the DPFOperatorConfig, watches on the
+// RBAC objects, and the pod deletes and Node annotations of the restart.
+func Needs(p *plan.Plan) []access.Request {
+	ns := p.Namespace
+	rb := "rbac.authorization.k8s.io"
+	out := []access.Request{
+		{Verb: "create", Group: "authorization.k8s.io", Resource: "subjectaccessreviews"},
+		{Verb: "list", Resource: "pods", Namespace: ns},
+		{Verb: "watch", Resource: "pods", Namespace: ns},
+	}
+	if len(p.Changes) > 0 {
+		out = append(out,
+			access.Request{Verb: "get", Group: dpf.GroupOperator, Resource: "dpfoperatorconfigs", Namespace: ns, Name: p.OperatorConfig},
+			access.Request{Verb: "patch", Group: dpf.GroupOperator, Resource: "dpfoperatorconfigs", Namespace: ns, Name: p.OperatorConfig},
+			access.Request{Verb: "list", Group: rb, Resource: "clusterroles"},
+			access.Request{Verb: "watch", Group: rb, Resource: "clusterroles"})
+		kinds := map[string]bool{}
+		for _, c := range p.Changes {
+			kinds[c.Ref().Kind] = true
+		}
+		for kind, res := range map[string]string{"Role": "roles", "RoleBinding": "rolebindings", "ClusterRoleBinding": "clusterrolebindings"} {
+			if !kinds[kind] {
+				continue
+			}
+			n := ns
+			if kind == "ClusterRoleBinding" {
+				n = ""
+			}
+			out = append(out, access.Request{Verb: "list", Group: rb, Resource: res, Namespace: n},
+				access.Request{Verb: "watch", Group: rb, Resource: res, Namespace: n})
+		}
+	}
+	// Asked without names: one review each however many pods there are.
+	for _, a := range p.Restart {
+		if a.Action == plan.ActionDelete {
+			out = append(out, access.Request{Verb: "delete", Resource: "pods", Namespace: ns})
+		}
+		if a.TouchNode {
+			out = append(out, access.Request{Verb: "list", Resource: "nodes"}, access.Request{Verb: "patch", Resource: "nodes"})
+		}
+	}
+	return access.Unique(out)
+}

@@ -1,0 +1,80 @@
+package verify
+
+import (
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"time"
+)
+
+// progress prints recovery progress: one line rewritten in place on a
+// terminal, plain lines (at most one a second, and only on change)
+// otherwise.
+type progress struct {
+	w        io.Writer
+	tty      bool
+	now      func() time.Time
+	last     string
+	lastAt   time.Time
+	lastSize int
+}
+
+func newProgress(w io.Writer, tty bool, now func() time.Time) *progress {
+	return &progress{w: w, tty: tty, now: now}
+}
+
+func line(res RecoverResult, states map[string]int) string {
+	keys := make([]string, 0, len(states))
+	for k := range states {
+		if k != "Ready" {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	parts := []string{fmt.Sprintf("pods Ready %d/%d", res.Ready, res.Total)}
+	for _, k := range keys {
+		parts = append(parts, fmt.Sprintf("%s %d", k, states[k]))
+	}
+	return strings.Join(parts, " · ")
+}
+
+func (p *progress) show(res RecoverResult, states map[string]int) {
+	if p.w == nil {
+		return
+	}
+	l := line(res, states)
+	elapsed := fmt.Sprintf(" · %ds", int(res.Seconds))
+	if p.tty {
+		text := l + elapsed
+		pad := ""
+		if n := p.lastSize - len(text); n > 0 {
+			pad = strings.Repeat(" ", n)
+		}
+		fmt.Fprintf(p.w, "\r%s%s", text, pad)
+		p.lastSize = len(text)
+		return
+	}
+	if l == p.last || p.now().Sub(p.lastAt) < time.Second {
+		return
+	}
+	p.last, p.lastAt = l, p.now()
+	fmt.Fprintln(p.w, l+elapsed)
+}
+
+func (p *progress) done(res RecoverResult) {
+	if p.w == nil {
+		return
+	}
+	if p.tty {
+		fmt.Fprintln(p.w)
+	}
+	status := "all Ready"
+	switch {
+	case res.TimedOut:
+		status = "timed out"
+	case res.Ready < res.Total:
+		status = "stopped"
+	}
+	fmt.Fprintf(p.w, "pods Ready %d/%d after %.1fs (%s)\n", res.Ready, res.Total, res.Seconds, status)
+}

@@ -1,0 +1,653 @@
+package verify
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"sort"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/tools/cache"
+
+	"github.com/dpfdoctor/dpfdoctor/internal/dpf"
+	"github.com/dpfdoctor/dpfdoctor/internal/kube"
+	"github.com/dpfdoctor/dpfdoctor/internal/plan"
+)
+
+// RecoverOptions configure a Recovery.
+type RecoverOptions struct {
+	Namespace string
+	Actions   []plan.PodAction
+	// Timeout bounds the wait for every pod to be Ready (default 10 min).
+	Timeout time.Duration
+	// Progress receives a live progress line (TTY) or plain lines.
+	Progress io.Writer
+	TTY      bool
+	// Recorder journals Node annotations before they are set; required
+	// when an action touches a Node.
+	Recorder Recorder
+	// Retouch is how long to wait for the operator to re-create a pod after
+	// a Node event before sending another (default 5 s).
+	Retouch time.Duration
+	// Concurrency bounds parallel deletes and Node patches (default 16).
+	Concurrency int
+	Now         func() time.Time
+}
+
+// PodOutcome is one pod's recovery, measured.
+type PodOutcome struct {
+	Pod    string `json:"pod"`
+	Node   string `json:"node"`
+	Action string `json:"action"`
+	Ready  bool   `json:"ready"`
+	// State is the last state seen, as kubectl shows it.
+	State string `json:"state"`
+	// StartedAt is when the pod could start again: the delete, the Node
+	// event that brings it back (v25.4.0), or the start of the wait.
+	// ReadyAt is when it was first seen Ready.
+	StartedAt string `json:"startedAt,omitempty"`
+	ReadyAt   string `json:"readyAt,omitempty"`
+	// SecondsToReady is ReadyAt - StartedAt.
+	SecondsToReady float64 `json:"secondsToReady,omitempty"`
+	// NodeEvents is how many Node annotations it took (v25.4.0).
+	NodeEvents int `json:"nodeEvents,omitempty"`
+	// Note says why the action differs from the plan's, if it does.
+	Note string `json:"note,omitempty"`
+}
+
+// RecoverResult is the recovery of every affected pod.
+type RecoverResult struct {
+	Pods     []PodOutcome `json:"pods"`
+	Ready    int          `json:"ready"`
+	Total    int          `json:"total"`
+	TimedOut bool         `json:"timedOut"`
+	Seconds  float64      `json:"seconds"`
+}
+
+// tracked is one pod being brought back.
+type tracked struct {
+	action    plan.PodAction
+	oldUID    types.UID
+	started   time.Time
+	deleting  bool // a delete was sent
+	deleted   bool // the delete was seen
+	touchedAt time.Time
+	touches   int
+	readyAt   time.Time
+	state     string
+	// note says why the action changed from the plan's.
+	note string
+}
+
+// Recovery brings the affected pods back. It watches the pods (an
+// informer: one LIST, then a WATCH) and, when a Node must see an event,
+// the DPUNodes, so no step polls.
+//
+// For DPF v25.4.0 (actions with TouchNode) the order matters: a pod deleted
+// after the grant can race the kubelet's own retry, whose dms-init then
+// creates the DPUNode, and v25.4.0 never re-creates a pod whose DPUNode
+// exists. So Quiesce deletes those pods before the grant, when no dms-init
+// run can get that far, and Run sends the Node event after it.
+type Recovery struct {
+	cl      *kube.Clients
+	o       RecoverOptions
+	now     func() time.Time
+	mu      sync.Mutex
+	pods    map[string]*tracked
+	changed chan struct{}
+	touch   chan string
+	closed  bool
+	// value is the Node annotation's value for this run.
+	value    string
+	podStore cache.Store
+	dpuNodes cache.Store
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+}
+
+// StartRecovery starts the watches. Stop it when done.
+func StartRecovery(ctx context.Context, cl *kube.Clients, o RecoverOptions) (*Recovery, error) {
+	if o.Timeout <= 0 {
+		o.Timeout = 10 * time.Minute
+	}
+	if o.Retouch <= 0 {
+		o.Retouch = 5 * time.Second
+	}
+	if o.Concurrency <= 0 {
+		o.Concurrency = 16
+	}
+	now := o.Now
+	if now == nil {
+		now = time.Now
+	}
+	r := &Recovery{cl: cl, o: o, now: now, pods: map[string]*tracked{}, changed: make(chan struct{}, 1), touch: make(chan string, 4*len(o.Actions)+1)}
+	for _, a := range o.Actions {
+		r.pods[a.Pod] = &tracked{action: a, state: "unknown"}
+	}
+	ctx, r.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	if len(r.pods) == 0 {
+		return r, nil
+	}
+	pods := cl.Kube.CoreV1().Pods(o.Namespace)
+	sel := metav1.ListOptions{LabelSelector: dpf.ComponentLabel}
+	// Old UIDs come from a first LIST, before any handler runs, so every
+	// delete event can be matched.
+	initial, err := pods.List(ctx, sel)
+	if err != nil {
+		r.Stop()
+		return nil, fmt.Errorf("list DMS pods: %w", kube.Classify(err))
+	}
+	for i := range initial.Items {
+		p := &initial.Items[i]
+		if t := r.pods[p.Name]; t != nil {
+			t.oldUID, t.state = p.UID, dpf.PodState(p)
+		}
+	}
+	lw := &cache.ListWatch{
+		ListFunc: func(lo metav1.ListOptions) (runtime.Object, error) {
+			lo.LabelSelector = sel.LabelSelector
+			return pods.List(ctx, lo)
+		},
+		WatchFunc: func(lo metav1.ListOptions) (watch.Interface, error) {
+			lo.LabelSelector = sel.LabelSelector
+			return pods.Watch(ctx, lo)
+		},
+	}
+	inf := cache.NewSharedIndexInformer(lw, &corev1.Pod{}, 0, cache.Indexers{})
+	if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(obj any) { r.seen(obj, false) },
+		UpdateFunc: func(_, obj any) { r.seen(obj, false) },
+		DeleteFunc: func(obj any) { r.seen(obj, true) },
+	}); err != nil {
+		r.Stop()
+		return nil, err
+	}
+	r.podStore = inf.GetStore()
+	synced := []cache.InformerSynced{inf.HasSynced}
+	r.run(func() { inf.Run(ctx.Done()) })
+	if r.touches() {
+		dn := r.dpuNodeInformer(ctx)
+		r.dpuNodes = dn.GetStore()
+		synced = append(synced, dn.HasSynced)
+		r.run(func() { dn.Run(ctx.Done()) })
+	}
+	if !cache.WaitForCacheSync(ctx.Done(), synced...) {
+		r.Stop()
+		return nil, fmt.Errorf("watch DMS pods and DPUNodes: %w", kube.Classify(ctx.Err()))
+	}
+	for i := 0; i < o.Concurrency; i++ {
+		r.run(func() {
+			for pod := range r.touch {
+				if err := r.touchNode(ctx, pod); err != nil && ctx.Err() == nil {
+					r.mu.Lock()
+					if t := r.pods[pod]; t != nil && t.note == "" {
+						t.note = err.Error()
+					}
+					r.mu.Unlock()
+				}
+			}
+		})
+	}
+	return r, nil
+}
+
+func (r *Recovery) run(fn func()) {
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		fn()
+	}()
+}
+
+// Stop ends the watches and workers.
+func (r *Recovery) Stop() {
+	r.cancel()
+	r.closeTouch()
+	r.wg.Wait()
+}
+
+// Quiesce deletes, before the grant, the pods that need a Node event to
+// come back (v25.4.0), and waits until the deletes are seen. A pod that is
+// already Ready, or whose DPUNode exists, is left to wait instead.
+func (r *Recovery) Quiesce(ctx context.Context) error {
+	var todo []*tracked
+	r.mu.Lock()
+	for _, t := range r.pods {
+		if t.action.Action == plan.ActionDelete && t.action.TouchNode {
+			todo = append(todo, t)
+		}
+	}
+	r.mu.Unlock()
+	if err := r.deleteAll(ctx, todo); err != nil {
+		return err
+	}
+	deadline := time.NewTimer(time.Minute)
+	defer deadline.Stop()
+	for {
+		pending := 0
+		r.mu.Lock()
+		for _, t := range todo {
+			if t.deleting && !t.deleted {
+				pending++
+			}
+		}
+		r.mu.Unlock()
+		if pending == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-deadline.C:
+			return fmt.Errorf("%d deleted DMS pods are still terminating after a minute", pending)
+		case <-r.changed:
+		}
+	}
+}
+
+// Release sends the Node events for pods Quiesce deleted, without waiting
+// for anything: used when the fix failed, so the operator re-creates the
+// pods as they were.
+func (r *Recovery) Release(ctx context.Context) error {
+	return r.journalAndTouch(ctx)
+}
+
+// Run sends the Node events for the pods Quiesce deleted, deletes the pods
+// whose action is a delete and that are still to be deleted, and watches
+// until every pod is Ready or the timeout passes. Deletes carry the pod's
+// UID as a precondition, so a pod the operator already re-created is never
+// deleted; just before each, the watch caches are checked again.
+func (r *Recovery) Run(ctx context.Context) (RecoverResult, error) {
+	if len(r.pods) == 0 {
+		return RecoverResult{}, nil
+	}
+	start := r.now()
+	r.mu.Lock()
+	var todo []*tracked
+	for _, t := range r.pods {
+		if !t.deleting {
+			t.started = start
+		}
+		if t.action.Action == plan.ActionDelete && !t.deleting {
+			todo = append(todo, t)
+		}
+	}
+	r.mu.Unlock()
+	if err := r.journalAndTouch(ctx); err != nil {
+		return RecoverResult{}, err
+	}
+	errs := make(chan error, 1)
+	go func() {
+		if err := r.deleteAll(ctx, todo); err != nil {
+			errs <- err
+		}
+	}()
+
+	deadline := time.NewTimer(r.o.Timeout)
+	defer deadline.Stop()
+	tick := time.NewTicker(r.o.Retouch / 2)
+	defer tick.Stop()
+	p := newProgress(r.o.Progress, r.o.TTY, r.now)
+	for {
+		res := r.result(r.now().Sub(start))
+		p.show(res, r.states())
+		if res.Ready == res.Total {
+			p.done(res)
+			return res, nil
+		}
+		select {
+		case <-ctx.Done():
+			p.done(res)
+			return res, ctx.Err()
+		case err := <-errs:
+			p.done(res)
+			return res, err
+		case <-deadline.C:
+			res = r.result(r.now().Sub(start))
+			res.TimedOut = true
+			p.done(res)
+			return res, nil
+		case <-tick.C:
+			r.retouch()
+		case <-r.changed:
+		}
+	}
+}
+
+func (r *Recovery) signal() {
+	select {
+	case r.changed <- struct{}{}:
+	default:
+	}
+}
+
+func (r *Recovery) closeTouch() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.closed {
+		r.closed = true
+		close(r.touch)
+	}
+}
+
+// queueTouch asks for a Node event; call with r.mu held.
+func (r *Recovery) queueTouch(pod string) {
+	if !r.closed && r.value != "" {
+		select {
+		case r.touch <- pod:
+		default:
+		}
+	}
+}
+
+// touches reports whether any action needs a Node event.
+func (r *Recovery) touches() bool {
+	for _, t := range r.pods {
+		if t.action.TouchNode {
+			return true
+		}
+	}
+	return false
+}
+
+var gvrDPUNodes = schema.GroupVersionResource{Group: dpf.GroupProvisioning, Version: "v1alpha1", Resource: "dpunodes"}
+
+func (r *Recovery) dpuNodeInformer(ctx context.Context) cache.SharedIndexInformer {
+	ri := r.cl.Metadata.Resource(gvrDPUNodes).Namespace(r.o.Namespace)
+	lw := &cache.ListWatch{
+		ListFunc:  func(lo metav1.ListOptions) (runtime.Object, error) { return ri.List(ctx, lo) },
+		WatchFunc: func(lo metav1.ListOptions) (watch.Interface, error) { return ri.Watch(ctx, lo) },
+	}
+	return cache.NewSharedIndexInformer(lw, &metav1.PartialObjectMetadata{}, 0, cache.Indexers{})
+}
+
+// seen handles one informer event.
+func (r *Recovery) seen(obj any, deleted bool) {
+	if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj = d.Obj
+	}
+	p, ok := obj.(*corev1.Pod)
+	if !ok {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	t := r.pods[p.Name]
+	if t == nil {
+		return
+	}
+	defer r.signal()
+	if deleted {
+		if p.UID == t.oldUID && t.deleting && !t.deleted {
+			t.deleted, t.state = true, "Deleted"
+			if t.action.TouchNode {
+				r.queueTouch(p.Name)
+			}
+		}
+		return
+	}
+	r.observe(t, p)
+}
+
+// observe records a pod's state and readiness; call with r.mu held. The
+// old pod counts only when dpfdoctor waits for it rather than replacing it.
+func (r *Recovery) observe(t *tracked, p *corev1.Pod) {
+	if t.action.Action != plan.ActionWait && p.UID == t.oldUID {
+		if !t.deleted {
+			t.state = dpf.PodState(p)
+		}
+		return
+	}
+	t.state = dpf.PodState(p)
+	if dpf.PodReady(p) && t.readyAt.IsZero() {
+		t.readyAt = r.now()
+	}
+}
+
+// safeToDelete checks, from the watch caches, that deleting the pod now
+// brings a fresh one back. It returns why not otherwise; call with r.mu
+// held.
+func (r *Recovery) safeToDelete(t *tracked) string {
+	obj, ok, _ := r.podStore.GetByKey(r.o.Namespace + "/" + t.action.Pod)
+	if !ok {
+		return ""
+	}
+	p := obj.(*corev1.Pod)
+	if p.UID != t.oldUID {
+		return "the operator already replaced the pod"
+	}
+	if dpf.PodReady(p) {
+		return "the pod recovered on its own retry before dpfdoctor came to delete it"
+	}
+	if !t.action.TouchNode {
+		return ""
+	}
+	if _, exists, _ := r.dpuNodes.GetByKey(r.o.Namespace + "/" + t.action.Node); exists {
+		return fmt.Sprintf("DPUNode %s exists (dms-init got through on a retry); deleting the pod would lose it", t.action.Node)
+	}
+	return ""
+}
+
+// deleteAll deletes the pods, at most Concurrency at a time.
+func (r *Recovery) deleteAll(ctx context.Context, todo []*tracked) error {
+	sort.Slice(todo, func(i, j int) bool { return todo[i].action.Pod < todo[j].action.Pod })
+	jobs := make(chan *tracked)
+	errs := make(chan error, 1)
+	var wg sync.WaitGroup
+	for i := 0; i < r.o.Concurrency; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for t := range jobs {
+				if err := r.deletePod(ctx, t); err != nil {
+					select {
+					case errs <- err:
+					default:
+					}
+				}
+			}
+		}()
+	}
+	for _, t := range todo {
+		select {
+		case jobs <- t:
+		case <-ctx.Done():
+		}
+	}
+	close(jobs)
+	wg.Wait()
+	select {
+	case err := <-errs:
+		return err
+	default:
+		return ctx.Err()
+	}
+}
+
+func (r *Recovery) deletePod(ctx context.Context, t *tracked) error {
+	r.mu.Lock()
+	if why := r.safeToDelete(t); why != "" {
+		t.action.Action, t.action.TouchNode, t.note = plan.ActionWait, false, why
+		if obj, ok, _ := r.podStore.GetByKey(r.o.Namespace + "/" + t.action.Pod); ok {
+			r.observe(t, obj.(*corev1.Pod))
+		}
+		r.mu.Unlock()
+		r.signal()
+		return nil
+	}
+	uid := t.oldUID
+	t.deleting, t.started = true, r.now()
+	r.mu.Unlock()
+	opts := metav1.DeleteOptions{}
+	if uid != "" {
+		opts.Preconditions = &metav1.Preconditions{UID: &uid}
+	}
+	err := r.cl.Kube.CoreV1().Pods(r.o.Namespace).Delete(ctx, t.action.Pod, opts)
+	switch {
+	case err == nil:
+		return nil
+	case apierrors.IsNotFound(err), apierrors.IsConflict(err):
+		// Already gone, or already replaced: nothing to delete.
+		r.mu.Lock()
+		if !t.deleted {
+			t.deleted, t.state = true, "Deleted"
+			if t.action.TouchNode {
+				r.queueTouch(t.action.Pod)
+			}
+		}
+		r.mu.Unlock()
+		r.signal()
+		return nil
+	default:
+		return fmt.Errorf("delete pod %s: %w", t.action.Pod, kube.Classify(err))
+	}
+}
+
+// journalAndTouch journals, in one write, the Node annotations for the
+// pods deleted so far and still to delete, then sends the events for those
+// already deleted.
+func (r *Recovery) journalAndTouch(ctx context.Context) error {
+	r.mu.Lock()
+	var nodes []string
+	for _, t := range r.pods {
+		if t.action.TouchNode && t.action.Node != "" {
+			nodes = append(nodes, t.action.Node)
+		}
+	}
+	r.mu.Unlock()
+	if len(nodes) == 0 {
+		return nil
+	}
+	if r.value == "" {
+		if r.o.Recorder == nil {
+			return fmt.Errorf("restart: no journal for the Node annotations")
+		}
+		sort.Strings(nodes)
+		list, err := r.cl.Metadata.Resource(corev1.SchemeGroupVersion.WithResource("nodes")).List(ctx, metav1.ListOptions{LabelSelector: dpf.DPUNodeLabel})
+		if err != nil {
+			return fmt.Errorf("list Nodes: %w", kube.Classify(err))
+		}
+		prev := map[string]*string{}
+		for _, n := range list.Items {
+			if v, ok := n.Annotations[plan.RestartedAtAnnotation]; ok {
+				prev[n.Name] = &v
+			}
+		}
+		value := r.now().UTC().Format(time.RFC3339Nano)
+		changes := make([]plan.AnnotationChange, 0, len(nodes))
+		for _, n := range nodes {
+			changes = append(changes, plan.AnnotationChange{Ref: nodeRef(n), Key: plan.RestartedAtAnnotation, Value: value, Previous: prev[n]})
+		}
+		if err := r.o.Recorder.RecordAnnotations(changes...); err != nil {
+			return err
+		}
+		r.mu.Lock()
+		r.value = value
+		r.mu.Unlock()
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for name, t := range r.pods {
+		if t.action.TouchNode && t.deleted && t.touches == 0 {
+			t.started = r.now()
+			r.queueTouch(name)
+		}
+	}
+	return nil
+}
+
+func nodeRef(name string) plan.ObjectRef { return plan.ObjectRef{Kind: "Node", Name: name} }
+
+func (r *Recovery) touchNode(ctx context.Context, pod string) error {
+	r.mu.Lock()
+	t := r.pods[pod]
+	if t == nil || !t.readyAt.IsZero() {
+		r.mu.Unlock()
+		return nil
+	}
+	t.touchedAt, t.touches = r.now(), t.touches+1
+	node, value, n := t.action.Node, r.value, t.touches
+	if n > 1 {
+		// A later event needs a new value to be an event at all.
+		value = fmt.Sprintf("%s-%d", r.value, n)
+	}
+	r.mu.Unlock()
+	if n > 1 {
+		if err := r.o.Recorder.RecordAnnotations(plan.AnnotationChange{Ref: nodeRef(node), Key: plan.RestartedAtAnnotation, Value: value}); err != nil {
+			return err
+		}
+	}
+	patch, _ := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]any{plan.RestartedAtAnnotation: value}}})
+	_, err := r.cl.Kube.CoreV1().Nodes().Patch(ctx, node, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: plan.FieldManager})
+	if err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("annotate Node %s: %w", node, kube.Classify(err))
+	}
+	return nil
+}
+
+// retouch sends another Node event for deleted pods the operator has not
+// re-created since the last one (its cache may lag behind ours), and gives
+// up on a pod whose DPUNode appeared meanwhile.
+func (r *Recovery) retouch() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for name, t := range r.pods {
+		if !t.action.TouchNode || !t.deleted || !t.readyAt.IsZero() || t.state != "Deleted" || t.note != "" || t.touches == 0 {
+			continue
+		}
+		if _, exists, _ := r.dpuNodes.GetByKey(r.o.Namespace + "/" + t.action.Node); exists {
+			t.note = fmt.Sprintf("DPUNode %s exists, so the operator will not re-create the pod: delete DPUNode %s/%s and the NodeReconciler re-creates it",
+				t.action.Node, r.o.Namespace, t.action.Node)
+			continue
+		}
+		if t.touches < 6 && r.now().Sub(t.touchedAt) >= r.o.Retouch {
+			t.touchedAt = r.now()
+			r.queueTouch(name)
+		}
+	}
+}
+
+func (r *Recovery) result(elapsed time.Duration) RecoverResult {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	res := RecoverResult{Total: len(r.pods), Seconds: elapsed.Seconds()}
+	for _, t := range r.pods {
+		o := PodOutcome{Pod: t.action.Pod, Node: t.action.Node, Action: t.action.Action, State: t.state, NodeEvents: t.touches, Note: t.note}
+		if !t.started.IsZero() {
+			o.StartedAt = t.started.UTC().Format(time.RFC3339Nano)
+		}
+		if !t.readyAt.IsZero() {
+			o.Ready, o.State = true, "Ready"
+			o.ReadyAt = t.readyAt.UTC().Format(time.RFC3339Nano)
+			o.SecondsToReady = max(0, t.readyAt.Sub(t.started).Seconds())
+			res.Ready++
+		}
+		res.Pods = append(res.Pods, o)
+	}
+	sort.Slice(res.Pods, func(i, j int) bool { return res.Pods[i].Pod < res.Pods[j].Pod })
+	return res
+}
+
+// states counts the pods by state, Ready ones as "Ready".
+func (r *Recovery) states() map[string]int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	m := map[string]int{}
+	for _, t := range r.pods {
+		if !t.readyAt.IsZero() {
+			m["Ready"]++
+		} else {
+			m[t.state]++
+		}
+	}
+	return m
+}
