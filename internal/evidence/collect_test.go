@@ -18,7 +18,8 @@ import (
 // Every scenario of the sim is classified right, with the right pods and
 // evidence, in one mixed cluster.
 func TestScenariosClassified(t *testing.T) {
-	b, _, err := collect(t, mixed.Config, evidence.Options{MaxLogs: 2})
+	m := mixed(t)
+	b, _, err := collect(t, m.Config, evidence.Options{MaxLogs: 2})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -39,8 +40,8 @@ func TestScenariosClassified(t *testing.T) {
 		sim.NoDPUFound:               diagnose.ClassNoDPUFound,
 		sim.Healthy:                  diagnose.ClassHealthy,
 	}
-	for _, node := range mixed.Nodes {
-		s := mixed.byNode[node]
+	for _, node := range m.Nodes {
+		s := m.byNode[node]
 		if got := podResult(t, d, node); got.Class != want[s] {
 			t.Errorf("%s (%s): %s, want %s: %s", node, s, got.Class, want[s], got.Detail)
 		}
@@ -49,7 +50,7 @@ func TestScenariosClassified(t *testing.T) {
 
 	// secrets-forbidden: one log read for three pods; each pod pinned to its
 	// own Secret, from kubectl's Forbidden text.
-	sf := mixed.nodesOf(sim.SecretsForbidden)
+	sf := m.nodesOf(sim.SecretsForbidden)
 	f, ok := finding(d, diagnose.ClassRBACForbidden, dpf.PodName(sf[0]))
 	if !ok {
 		t.Fatal("no RBACForbidden finding for secrets-forbidden")
@@ -73,7 +74,7 @@ func TestScenariosClassified(t *testing.T) {
 	// secrets-forbidden-quiet: no Forbidden in the log, still pinned to
 	// get secrets <node>-server-secret by SubjectAccessReview, plus the
 	// status patch the v25.7 dmsinit makes later.
-	q := mixed.nodesOf(sim.SecretsForbiddenQuiet)[0]
+	q := m.nodesOf(sim.SecretsForbiddenQuiet)[0]
 	f, _ = finding(d, diagnose.ClassRBACForbidden, dpf.PodName(q))
 	for _, w := range []string{"get secrets " + dpf.SecretName(q) + ns, "patch dpudevices.provisioning.dpu.nvidia.com/status" + ns} {
 		if !strings.Contains(missing(f), w) {
@@ -85,7 +86,7 @@ func TestScenariosClassified(t *testing.T) {
 	}
 
 	// dpudevice-status-forbidden: fixable skew (the sim's CRD has status).
-	sk := mixed.nodesOf(sim.DPUDeviceStatusForbidden)[0]
+	sk := m.nodesOf(sim.DPUDeviceStatusForbidden)[0]
 	f, _ = finding(d, diagnose.ClassStatusSubresourceSkew, dpf.PodName(sk))
 	if !f.Fixable || f.Code != diagnose.CodeStatusSkewFixable || !strings.Contains(missing(f), "patch dpudevices.provisioning.dpu.nvidia.com/status"+ns) ||
 		!strings.Contains(evidenceText(f), "Failed to update PCI address for DPUDevice") || !strings.Contains(evidenceText(f), "hostdriver v25.7.0") {
@@ -93,7 +94,7 @@ func TestScenariosClassified(t *testing.T) {
 	}
 
 	// apiserver-unreachable: the config and the pod's env are shown.
-	un := mixed.nodesOf(sim.APIServerUnreachable)[0]
+	un := m.nodesOf(sim.APIServerUnreachable)[0]
 	f, _ = finding(d, diagnose.ClassAPIServerUnreachable, dpf.PodName(un))
 	if !strings.Contains(evidenceText(f), "kubernetesAPIServerVIP: ") || !strings.Contains(evidenceText(f), "KUBERNETES_SERVICE_HOST=") ||
 		!strings.Contains(evidenceText(f), "Failed to check kubectl version") {
@@ -101,7 +102,7 @@ func TestScenariosClassified(t *testing.T) {
 	}
 
 	// certificate-not-ready: FailedMount, the absent Secret, the Certificate.
-	cn := mixed.nodesOf(sim.CertificateNotReady)[0]
+	cn := m.nodesOf(sim.CertificateNotReady)[0]
 	f, _ = finding(d, diagnose.ClassCertificateNotReady, dpf.PodName(cn))
 	for _, w := range []string{"FailedMount", fmt.Sprintf("secret %q not found", dpf.SecretName(cn)), "Certificate " + dpf.DefaultNamespace + "/" + dpf.CertificateName(cn)} {
 		if !strings.Contains(evidenceText(f), w) {
@@ -109,11 +110,11 @@ func TestScenariosClassified(t *testing.T) {
 		}
 	}
 	// rshim-occupied and no-dpu-found quote their evidence.
-	f, _ = finding(d, diagnose.ClassRshimOccupied, dpf.PodName(mixed.nodesOf(sim.RshimOccupied)[0]))
+	f, _ = finding(d, diagnose.ClassRshimOccupied, dpf.PodName(m.nodesOf(sim.RshimOccupied)[0]))
 	if !strings.Contains(evidenceText(f), sim.PCIAddress) {
 		t.Errorf("rshim: evidence:\n%s", evidenceText(f))
 	}
-	f, _ = finding(d, diagnose.ClassNoDPUFound, dpf.PodName(mixed.nodesOf(sim.NoDPUFound)[0]))
+	f, _ = finding(d, diagnose.ClassNoDPUFound, dpf.PodName(m.nodesOf(sim.NoDPUFound)[0]))
 	if !strings.Contains(evidenceText(f), dpf.MsgNoDPUs) {
 		t.Errorf("no DPU: evidence:\n%s", evidenceText(f))
 	}
@@ -124,9 +125,10 @@ func TestScenariosClassified(t *testing.T) {
 
 // --node keeps only those nodes' pods; the classification does not change.
 func TestNodeFilter(t *testing.T) {
-	un := mixed.nodesOf(sim.APIServerUnreachable)[0]
-	hl := mixed.nodesOf(sim.Healthy)[0]
-	b, _, err := collect(t, mixed.Config, evidence.Options{Nodes: []string{un, hl}})
+	m := mixed(t)
+	un := m.nodesOf(sim.APIServerUnreachable)[0]
+	hl := m.nodesOf(sim.Healthy)[0]
+	b, _, err := collect(t, m.Config, evidence.Options{Nodes: []string{un, hl}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,7 +143,8 @@ func TestNodeFilter(t *testing.T) {
 
 // No request reads Secret data: the only Secret request is a metadata LIST.
 func TestNoSecretReads(t *testing.T) {
-	b, budget, err := collect(t, mixed.Config, evidence.Options{})
+	m := mixed(t)
+	b, budget, err := collect(t, m.Config, evidence.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -162,7 +165,7 @@ func TestNoSecretReads(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, fp := range mixed.SecretFingerprints() {
+	for _, fp := range m.SecretFingerprints() {
 		if strings.Contains(data, fp) {
 			t.Fatalf("the bundle holds Secret data (%q)", fp)
 		}
@@ -174,7 +177,8 @@ func TestNoSecretReads(t *testing.T) {
 
 // With just the published read-only ClusterRole, diagnose sees everything.
 func TestReadOnlyClusterRole(t *testing.T) {
-	cfg := user(t, mixed, "reader", readonlyRules(t))
+	m := mixed(t)
+	cfg := user(t, m, "reader", readonlyRules(t))
 	b, _, err := collect(t, cfg, evidence.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -191,7 +195,8 @@ func TestReadOnlyClusterRole(t *testing.T) {
 // Without pods/log, diagnose still classifies what SubjectAccessReviews,
 // states and events show, and lists the gap.
 func TestWithoutLogRights(t *testing.T) {
-	cfg := user(t, mixed, "nologs", without(readonlyRules(t), "pods/log"))
+	m := mixed(t)
+	cfg := user(t, m, "nologs", without(readonlyRules(t), "pods/log"))
 	b, _, err := collect(t, cfg, evidence.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -209,7 +214,7 @@ func TestWithoutLogRights(t *testing.T) {
 		sim.Healthy:                  diagnose.ClassHealthy,
 		sim.NoDPUFound:               diagnose.ClassUnknown, // only the log tells
 	} {
-		for _, n := range mixed.nodesOf(s) {
+		for _, n := range m.nodesOf(s) {
 			if got := podResult(t, d, n).Class; got != c {
 				t.Errorf("%s (%s): %s, want %s", n, s, got, c)
 			}
@@ -226,7 +231,8 @@ func TestWithoutLogRights(t *testing.T) {
 
 // Without Secret list rights the Secret's absence comes from FailedMount.
 func TestWithoutSecretList(t *testing.T) {
-	cfg := user(t, mixed, "nosecrets", without(readonlyRules(t), "secrets"))
+	m := mixed(t)
+	cfg := user(t, m, "nosecrets", without(readonlyRules(t), "secrets"))
 	b, budget, err := collect(t, cfg, evidence.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -240,7 +246,7 @@ func TestWithoutSecretList(t *testing.T) {
 		}
 	}
 	d := diagnose.Diagnose(b)
-	if c := podResult(t, d, mixed.nodesOf(sim.CertificateNotReady)[0]).Class; c != diagnose.ClassCertificateNotReady {
+	if c := podResult(t, d, m.nodesOf(sim.CertificateNotReady)[0]).Class; c != diagnose.ClassCertificateNotReady {
 		t.Errorf("certificate-not-ready without Secret list: %s", c)
 	}
 }
@@ -248,14 +254,15 @@ func TestWithoutSecretList(t *testing.T) {
 // Without the right to list pods there is nothing to diagnose: the error
 // names the permission.
 func TestWithoutPodList(t *testing.T) {
-	cfg := user(t, mixed, "nopods", []rbacv1.PolicyRule{
+	m := mixed(t)
+	cfg := user(t, m, "nopods", []rbacv1.PolicyRule{
 		{APIGroups: []string{dpf.GroupOperator}, Resources: []string{"dpfoperatorconfigs"}, Verbs: []string{"list"}},
 	})
 	_, _, err := collect(t, cfg, evidence.Options{})
 	if !errors.Is(err, kube.ErrInsufficientRights) || !strings.Contains(err.Error(), `"list pods in dpf-operator-system"`) {
 		t.Fatalf("err = %v", err)
 	}
-	cfg = user(t, mixed, "nothing", nil)
+	cfg = user(t, m, "nothing", nil)
 	_, _, err = collect(t, cfg, evidence.Options{})
 	if !errors.Is(err, kube.ErrInsufficientRights) || !strings.Contains(err.Error(), "list dpfoperatorconfigs.operator.dpu.nvidia.com") {
 		t.Fatalf("err = %v", err)
@@ -265,7 +272,8 @@ func TestWithoutPodList(t *testing.T) {
 // A namespace without a DPFOperatorConfig is "not installed", and the error
 // says where one is.
 func TestWrongNamespace(t *testing.T) {
-	_, _, err := collect(t, mixed.Config, evidence.Options{Namespace: "default"})
+	m := mixed(t)
+	_, _, err := collect(t, m.Config, evidence.Options{Namespace: "default"})
 	if !errors.Is(err, outcome.ErrNotInstalled) || !strings.Contains(err.Error(), "pass -n dpf-operator-system") {
 		t.Fatalf("err = %v", err)
 	}

@@ -51,7 +51,7 @@ func (c *Collector) Collect(ctx context.Context, o Options) (*Bundle, error) {
 		return nil, errors.New("collect evidence: no clients")
 	}
 	o = o.withDefaults(c.Clients.Namespace)
-	start := c.Clients.Budget.Used()
+	start := used(c.Clients.Budget)
 	r := &run{
 		cl:    c.Clients,
 		o:     o,
@@ -99,7 +99,7 @@ func (c *Collector) Collect(ctx context.Context, o Options) (*Bundle, error) {
 		return nil, err
 	}
 	sort.SliceStable(r.b.Gaps, func(i, j int) bool { return r.b.Gaps[i].What < r.b.Gaps[j].What })
-	r.b.Requests = c.Clients.Budget.Used() - start
+	r.b.Requests = used(c.Clients.Budget) - start
 	return r.b, nil
 }
 
@@ -113,6 +113,14 @@ type run struct {
 	// deployments are kept for version detection only.
 	deploymentImages []deploymentImage
 	configLabels     map[string]string
+}
+
+// used is the budget's request count; clients built without one count none.
+func used(b *kube.Budget) int64 {
+	if b == nil {
+		return 0
+	}
+	return b.Used()
 }
 
 func (o Options) withDefaults(clientNamespace string) Options {

@@ -24,6 +24,8 @@ func (r *run) rbac(ctx context.Context) error {
 		rbs   []rbacv1.RoleBinding
 		crs   []rbacv1.ClusterRole
 		roles []rbacv1.Role
+
+		crbFailed, rbFailed bool
 	)
 	const impact = "per-node grants (resourceNames) are not taken into account; access comes from SubjectAccessReviews only"
 	rbacReq := func(res, namespace string) access.Request {
@@ -35,6 +37,7 @@ func (r *run) rbac(ctx context.Context) error {
 			if err == nil {
 				crbs = l.Items
 			}
+			crbFailed = err != nil
 			return r.optional("clusterrolebindings", rbacReq("clusterrolebindings", ""), impact, err)
 		},
 		func() error {
@@ -42,6 +45,7 @@ func (r *run) rbac(ctx context.Context) error {
 			if err == nil {
 				rbs = l.Items
 			}
+			rbFailed = err != nil
 			return r.optional("rolebindings", rbacReq("rolebindings", ns), impact, err)
 		},
 	)
@@ -50,7 +54,7 @@ func (r *run) rbac(ctx context.Context) error {
 	}
 	// Roles are listed only when a kept binding references one: most
 	// clusters have no RoleBinding for the DMS ServiceAccount until a fix.
-	needCR, needRole := r.b.HasGap("clusterrolebindings") || r.b.HasGap("rolebindings"), r.b.HasGap("rolebindings")
+	needCR, needRole := crbFailed || rbFailed, rbFailed
 	for _, b := range crbs {
 		needCR = needCR || managed(b.ObjectMeta) || bindsAny(b.Subjects, subjects)
 	}

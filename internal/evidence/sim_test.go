@@ -2,12 +2,12 @@ package evidence_test
 
 import (
 	"bytes"
-	"flag"
 	"context"
 	"encoding/json"
 	"fmt"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -24,9 +24,14 @@ import (
 	"github.com/dpfdoctor/dpfdoctor/internal/sim"
 )
 
-// mixed is the shared simulated cluster: every scenario, with three nodes
-// failing the same way so that the --max-logs group limit shows.
-var mixed *simCluster
+// mixedSim is the shared simulated cluster: every scenario, with three
+// nodes failing the same way so that the --max-logs group limit shows. It
+// starts on first use, so tests that need no cluster run without one.
+var mixedSim struct {
+	once sync.Once
+	c    *simCluster
+	err  error
+}
 
 // mixedScenarios assigns dpu-worker-1..10 in this order.
 const mixedScenarios = "secrets-forbidden=3,secrets-forbidden-quiet=1,dpudevice-status-forbidden=1,apiserver-unreachable=1," +
@@ -38,23 +43,27 @@ type simCluster struct {
 	byNode map[string]sim.Scenario
 }
 
+// mixed returns the shared cluster, starting it if needed.
+func mixed(t testing.TB) *simCluster {
+	t.Helper()
+	mixedSim.once.Do(func() {
+		if sim.Assets() == "" {
+			mixedSim.err = fmt.Errorf("envtest binaries not found: export KUBEBUILDER_ASSETS=$(hack/envtest.sh)")
+			return
+		}
+		mixedSim.c, mixedSim.err = startSim(sim.Options{Nodes: 10, Scenario: mixedScenarios, TimeScale: 0.05, SecretWaitAttempts: 1, Resync: time.Hour})
+	})
+	if mixedSim.err != nil {
+		t.Fatal(mixedSim.err)
+	}
+	return mixedSim.c
+}
+
 func TestMain(m *testing.M) {
-	flag.Parse()
-	if run := flag.Lookup("test.run").Value.String(); run == "^$" || run == "NONE" {
-		os.Exit(m.Run()) // benchmarks only: they start their own sim
-	}
-	if sim.Assets() == "" {
-		fmt.Fprintln(os.Stderr, "envtest binaries not found: export KUBEBUILDER_ASSETS=$(hack/envtest.sh)")
-		os.Exit(1)
-	}
-	c, err := startSim(sim.Options{Nodes: 10, Scenario: mixedScenarios, TimeScale: 0.05, SecretWaitAttempts: 1, Resync: time.Hour})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	mixed = c
 	code := m.Run()
-	_ = c.Stop()
+	if mixedSim.c != nil {
+		_ = mixedSim.c.Stop()
+	}
 	os.Exit(code)
 }
 
