@@ -90,9 +90,9 @@ func ScriptArgv(argv []string, script string) ([]string, bool) {
 func ContainerArgv(name string, data []byte, container string) ([]string, error) {
 	var names []string
 	for _, d := range rbac.SplitDocuments(data) {
-		js, err := yamlToJSON(d.Data)
+		js, line, err := d.JSON()
 		if err != nil {
-			return nil, &rbac.ManifestError{File: name, Line: d.Line, Err: err}
+			return nil, &rbac.ManifestError{File: name, Line: line, Err: err}
 		}
 		js = bytes.TrimSpace(js)
 		if len(js) == 0 || bytes.Equal(js, []byte("null")) {
@@ -100,7 +100,7 @@ func ContainerArgv(name string, data []byte, container string) ([]string, error)
 		}
 		spec, err := podSpec(js)
 		if err != nil {
-			return nil, &rbac.ManifestError{File: name, Line: d.Line, Err: err}
+			return nil, &rbac.ManifestError{File: name, Line: line, Err: err}
 		}
 		for _, c := range append(append([]corev1.Container(nil), spec.InitContainers...), spec.Containers...) {
 			if c.Name == container {

@@ -13,7 +13,7 @@ import (
 const (
 	maxCallDepth   = 24
 	maxIterations  = 256    // concrete iterations of one loop
-	maxSteps       = 400000 // statements walked per script
+	maxSteps       = 50000  // statements walked per script
 	maxGuardsPerAt = 64
 )
 

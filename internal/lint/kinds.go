@@ -92,13 +92,13 @@ type crd struct {
 func ParseCRDs(name string, data []byte) ([]dpf.Kind, error) {
 	var out []dpf.Kind
 	for _, d := range rbac.SplitDocuments(data) {
-		js, err := yamlToJSON(d.Data)
+		js, line, err := d.JSON()
 		if err != nil {
-			return nil, &rbac.ManifestError{File: name, Line: d.Line, Err: err}
+			return nil, &rbac.ManifestError{File: name, Line: line, Err: err}
 		}
 		ks, err := crdKinds(js, 0)
 		if err != nil {
-			return nil, &rbac.ManifestError{File: name, Line: d.Line, Err: err}
+			return nil, &rbac.ManifestError{File: name, Line: line, Err: err}
 		}
 		out = append(out, ks...)
 	}

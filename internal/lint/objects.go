@@ -8,7 +8,6 @@ import (
 
 	"github.com/dpfdoctor/dpfdoctor/internal/dpf"
 	"github.com/dpfdoctor/dpfdoctor/internal/rbac"
-	"sigs.k8s.io/yaml"
 )
 
 // object is a Kubernetes object kubectl reads with -f -.
@@ -125,13 +124,13 @@ type objectHeader struct {
 func (in *interp) decodeObjects(s string) ([]object, error) {
 	var out []object
 	for _, d := range rbac.SplitDocuments([]byte(s)) {
-		js, err := yamlToJSON(d.Data)
+		js, line, err := d.JSON()
 		if err != nil {
-			return nil, fmt.Errorf("line %d of the input: %w", d.Line, err)
+			return nil, fmt.Errorf("line %d of the input: %w", line, err)
 		}
 		objs, err := in.objectsFromJSON(js, 0)
 		if err != nil {
-			return nil, fmt.Errorf("line %d of the input: %w", d.Line, err)
+			return nil, fmt.Errorf("line %d of the input: %w", line, err)
 		}
 		out = append(out, objs...)
 	}
@@ -181,17 +180,6 @@ func (in *interp) objectsFromJSON(js []byte, depth int) ([]object, error) {
 		o.k.Group = group
 	}
 	return []object{o}, nil
-}
-
-// yamlToJSON converts one YAML document; a panic in the YAML library becomes
-// an error.
-func yamlToJSON(data []byte) (js []byte, err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("malformed YAML: %v", r)
-		}
-	}()
-	return yaml.YAMLToJSON(data)
 }
 
 // patternText turns a string rendered from a text back into one: "${...}"

@@ -147,32 +147,37 @@ type docError struct {
 var yamlLine = regexp.MustCompile(`line (\d+)`)
 
 func decodeDocument(d Document, s *Set) *docError {
-	first := d.Line + contentOffset(d.Data)
-	js, err := toJSON(d.Data)
+	js, line, err := d.JSON()
 	if err != nil {
-		line := first
+		return &docError{line: line, err: err}
+	}
+	if err := decodeObject(js, s, 0); err != nil {
+		return &docError{line: line, err: err}
+	}
+	return nil
+}
+
+// JSON converts the document to JSON. line is where an error points: the
+// line the YAML parser names, or else the document's first content line.
+// The YAML library has panicked on hostile input in the past; a panic
+// becomes an error here, never a crash.
+func (d Document) JSON() (js []byte, line int, err error) {
+	line = d.Line + contentOffset(d.Data)
+	defer func() {
+		if r := recover(); r != nil {
+			js, err = nil, fmt.Errorf("malformed YAML: %v", r)
+		}
+	}()
+	js, err = yaml.YAMLToJSON(d.Data)
+	if err != nil {
 		if m := yamlLine.FindStringSubmatch(err.Error()); m != nil {
 			if n, convErr := strconv.Atoi(m[1]); convErr == nil && n > 0 {
 				line = d.Line + n - 1
 			}
 		}
-		return &docError{line: line, err: err}
+		return nil, line, err
 	}
-	if err := decodeObject(js, s, 0); err != nil {
-		return &docError{line: first, err: err}
-	}
-	return nil
-}
-
-// toJSON converts one YAML document. The YAML library has panicked on hostile
-// input in the past; a panic becomes an error here, never a crash.
-func toJSON(data []byte) (js []byte, err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("malformed YAML: %v", r)
-		}
-	}()
-	return yaml.YAMLToJSON(data)
+	return js, line, nil
 }
 
 // contentOffset is the number of lines before the first line that is not
