@@ -12,8 +12,8 @@ import (
 // Limits that keep the interpreter fast and finite on any input.
 const (
 	maxCallDepth   = 24
-	maxIterations  = 256    // concrete iterations of one loop
-	maxSteps       = 50000  // statements walked per script
+	maxIterations  = 256   // concrete iterations of one loop
+	maxSteps       = 50000 // statements walked per script
 	maxGuardsPerAt = 64
 )
 
