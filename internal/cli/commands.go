@@ -15,5 +15,6 @@ func subcommands(kf *genericclioptions.ConfigFlags, s genericiooptions.IOStreams
 		NewCmdVersions(s),
 		NewCmdFix(kf, s),
 		NewCmdRollback(kf, s),
+		NewCmdLint(s),
 	}
 }

@@ -102,10 +102,10 @@ func ContainerArgv(name string, data []byte, container string) ([]string, error)
 		if err != nil {
 			return nil, &rbac.ManifestError{File: name, Line: line, Err: err}
 		}
+		if argv, ok := containerArgv(spec, container); ok {
+			return argv, nil
+		}
 		for _, c := range append(append([]corev1.Container(nil), spec.InitContainers...), spec.Containers...) {
-			if c.Name == container {
-				return append(append([]string(nil), c.Command...), c.Args...), nil
-			}
 			names = append(names, c.Name)
 		}
 	}

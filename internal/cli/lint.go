@@ -1,0 +1,289 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"strings"
+
+	"github.com/dpfdoctor/dpfdoctor/internal/access"
+	"github.com/dpfdoctor/dpfdoctor/internal/dpf"
+	"github.com/dpfdoctor/dpfdoctor/internal/kube"
+	"github.com/dpfdoctor/dpfdoctor/internal/lint"
+	"github.com/dpfdoctor/dpfdoctor/internal/outcome"
+	"github.com/dpfdoctor/dpfdoctor/internal/rbac"
+	"github.com/spf13/cobra"
+	rbacv1 "k8s.io/api/rbac/v1"
+	"k8s.io/cli-runtime/pkg/genericclioptions"
+	"k8s.io/cli-runtime/pkg/genericiooptions"
+)
+
+// LintOptions are the flags of `dpfdoctor lint`.
+type LintOptions struct {
+	genericiooptions.IOStreams
+
+	Scripts        []string
+	RBAC           []string
+	ServiceAccount string // NS/NAME
+	Args           string
+	Pod            string
+	Container      string
+	CRDs           []string
+	Output         string
+	Suggest        bool
+	FromCluster    bool
+
+	argsSet      bool
+	saNS, saName string
+	kf           *genericclioptions.ConfigFlags
+}
+
+const lintLong = `Check the kubectl calls of shell scripts against the RBAC that will run them.
+
+lint parses each --script as bash (no regex scanning) and follows its kubectl
+invocations through variables ($kubectl_cmd), functions, pipelines, command
+substitutions, loops, here-documents and "apply -f -". With the script's
+arguments (--args, or the container command of --pod) it decides the branches
+they select; calls under conditions it cannot decide are "possible" and are
+reported apart from "certain" ones. Every request is checked for the
+ServiceAccount with the Kubernetes RBAC rule matching against the Roles,
+ClusterRoles and bindings in --rbac (files, directories, Helm or kustomize
+output, "-" for stdin), or the live cluster's with --from-cluster.
+
+Exit codes: 0 every certain call is allowed; 3 a certain call is denied;
+2 usage errors and malformed scripts or manifests (the message names
+file:line); 1 internal errors; 4 the cluster is unreachable (--from-cluster).`
+
+const lintExample = `  # The v25.4.0 regression: non-Kubernetes mode reads Secrets the role does not allow (exit 3)
+  dpfdoctor lint --script dmsinit.sh --rbac provisioning-controller.yaml \
+    --args "--external-certificate none --k8s-env false --kubeconfig /etc/dpf/kubeconfig"
+
+  # Kubernetes mode, with the dms-init arguments of a rendered DMS pod
+  dpfdoctor lint --script dmsinit.sh --rbac rbac/ --pod dms-pod.yaml --container dms-init
+
+  # CI: SARIF for code scanning, and the Role that would close the gaps
+  helm template dpf ./chart | dpfdoctor lint --script dmsinit.sh --rbac - -o sarif > lint.sarif
+  dpfdoctor lint --script dmsinit.sh --rbac rbac/ --args "..." --suggest`
+
+// NewCmdLint builds `dpfdoctor lint`.
+func NewCmdLint(s genericiooptions.IOStreams) *cobra.Command {
+	o := &LintOptions{
+		IOStreams:      s,
+		Output:         lint.FormatText,
+		Container:      dpf.ContainerDMSInit,
+		ServiceAccount: dpf.DefaultNamespace + "/" + dmsServiceAccount(),
+		kf:             genericclioptions.NewConfigFlags(true),
+	}
+	cmd := &cobra.Command{
+		Use:     "lint --script FILE --rbac PATH [PATH...]",
+		Short:   "Check a script's kubectl calls against RBAC manifests (for CI)",
+		Long:    lintLong,
+		Example: lintExample,
+		RunE: func(c *cobra.Command, args []string) error {
+			o.Complete(c, args)
+			if err := o.Validate(); err != nil {
+				return UsageError{Err: err}
+			}
+			return o.Run(c.Context())
+		},
+	}
+	f := cmd.Flags()
+	f.StringArrayVar(&o.Scripts, "script", nil, "shell script to check (repeatable)")
+	f.StringSliceVar(&o.RBAC, "rbac", nil, "RBAC manifests: files, directories or - for stdin (repeatable; extra arguments are read as more paths)")
+	f.StringVar(&o.ServiceAccount, "serviceaccount", o.ServiceAccount, "the ServiceAccount that runs the script, NAMESPACE/NAME; calls without -n use its namespace")
+	f.StringVar(&o.Args, "args", "", `the script's arguments, split with shell quoting ($VAR stays unresolved), e.g. "--kube-node-ref worker-1 --external-certificate TODO"`)
+	f.StringVar(&o.Pod, "pod", "", "a Pod (or workload) YAML whose container runs the script: its command and args become the script's arguments")
+	f.StringVar(&o.Container, "container", o.Container, "the container of --pod that runs the script")
+	f.StringSliceVar(&o.CRDs, "crds", nil, "CustomResourceDefinition files or directories, for kinds lint does not know (repeatable)")
+	f.StringVarP(&o.Output, "output", "o", o.Output, "output format: "+strings.Join(lint.Formats, "|"))
+	f.BoolVar(&o.Suggest, "suggest", false, "print least-privilege Role/RoleBinding YAML that allows the denied certain calls")
+	f.BoolVar(&o.FromCluster, "from-cluster", false, "read the RBAC and the DMS pod's dms-init arguments from the cluster (kubeconfig flags below)")
+	o.kf.AddFlags(f)
+	return cmd
+}
+
+// dmsServiceAccount is the DMS ServiceAccount of the newest release that
+// runs dmsinit.sh.
+func dmsServiceAccount() string {
+	name := "dpf-provisioning-dms-service-account"
+	for _, r := range dpf.Releases() {
+		if r.Component == dpf.ComponentDMS && r.ServiceAccount != "" {
+			name = r.ServiceAccount
+		}
+	}
+	return name
+}
+
+// Complete takes extra arguments as RBAC paths, so that `--rbac dir/*.yaml`
+// works after shell globbing.
+func (o *LintOptions) Complete(c *cobra.Command, args []string) {
+	o.RBAC = append(o.RBAC, args...)
+	o.argsSet = c.Flags().Changed("args")
+	o.saNS, o.saName, _ = strings.Cut(o.ServiceAccount, "/")
+}
+
+// Validate checks flag combinations before any file is read.
+func (o *LintOptions) Validate() error {
+	switch {
+	case len(o.Scripts) == 0:
+		return errors.New("--script is required")
+	case len(o.RBAC) == 0 && !o.FromCluster:
+		return errors.New("--rbac (or --from-cluster) is required")
+	case o.argsSet && o.Pod != "":
+		return errors.New("--args and --pod both give the script's arguments: use one")
+	case o.saNS == "" || o.saName == "" || strings.Contains(o.saName, "/"):
+		return fmt.Errorf("--serviceaccount %q: want NAMESPACE/NAME", o.ServiceAccount)
+	}
+	for _, f := range lint.Formats {
+		if o.Output == f {
+			return nil
+		}
+	}
+	return fmt.Errorf("unable to match a printer suitable for the output format %q, allowed formats are: %s", o.Output, strings.Join(lint.Formats, ","))
+}
+
+// Run loads the inputs, lints and prints the report. A denied certain call
+// returns outcome.ErrProblems (exit 3) after the report.
+func (o *LintOptions) Run(ctx context.Context) error {
+	scripts := make([]*lint.Script, 0, len(o.Scripts))
+	for _, p := range o.Scripts {
+		s, err := lint.LoadScript(p)
+		if err != nil {
+			return inputError(err)
+		}
+		scripts = append(scripts, s)
+	}
+	kinds := dpf.Kinds()
+	if len(o.CRDs) > 0 {
+		var err error
+		if kinds, err = lint.LoadKinds(o.CRDs...); err != nil {
+			return inputError(err)
+		}
+	}
+	set, clusterArgv, err := o.loadRBAC(ctx)
+	if err != nil {
+		return err
+	}
+	args, err := o.scriptArgs(clusterArgv)
+	if err != nil {
+		return err
+	}
+	report := lint.Lint(scripts, set, lint.Options{
+		Kinds: kinds, Args: args, DefaultNamespace: o.saNS,
+		Subject: access.ServiceAccount(o.saNS, o.saName), ServiceAccount: o.ServiceAccount,
+	})
+	if o.Suggest {
+		y, err := lint.Suggest(report, rbacv1.Subject{Kind: rbacv1.ServiceAccountKind, Name: o.saName, Namespace: o.saNS})
+		if err != nil {
+			return err
+		}
+		report.Suggestion = string(y)
+		if o.Output == lint.FormatSARIF && len(y) > 0 {
+			fmt.Fprintf(o.ErrOut, "# Least-privilege RBAC that allows the denied certain requests:\n%s", y)
+		}
+	}
+	if err := lint.Write(o.Out, report, o.Output, Version); err != nil {
+		return err
+	}
+	if report.Failed() {
+		return silent(fmt.Errorf("%w: %d certain kubectl %s denied", outcome.ErrProblems, report.Denied, map[bool]string{true: "request", false: "requests"}[report.Denied == 1]))
+	}
+	return nil
+}
+
+func (o *LintOptions) loadRBAC(ctx context.Context) (*rbac.Set, []string, error) {
+	set := &rbac.Set{}
+	var argv []string
+	if o.FromCluster {
+		clients, err := kube.FromFlags(o.kf, kube.NewBudget(0))
+		if err != nil {
+			return nil, nil, err
+		}
+		ns := o.saNS
+		if clients.Namespace != "" {
+			ns = clients.Namespace
+		}
+		cs, a, err := lint.FromCluster(ctx, clients.Kube, ns, dpf.ComponentLabel+"="+dpf.ComponentDMS)
+		if err != nil {
+			return nil, nil, kube.Classify(err)
+		}
+		set.Merge(cs)
+		argv = a
+	}
+	for _, p := range o.RBAC {
+		var one *rbac.Set
+		var err error
+		if p == "-" {
+			var data []byte
+			if data, err = io.ReadAll(o.In); err != nil {
+				return nil, nil, fmt.Errorf("read RBAC from stdin: %w", err)
+			}
+			one, err = rbac.ParseManifests("<stdin>", data)
+		} else {
+			one, err = rbac.LoadManifests(p)
+		}
+		if err != nil {
+			return nil, nil, inputError(err)
+		}
+		set.Merge(one)
+	}
+	set.SetDefaultNamespace(o.saNS)
+	if set.Len() == 0 {
+		return nil, nil, Usagef("no Role, ClusterRole, RoleBinding or ClusterRoleBinding in %s", strings.Join(o.RBAC, ", "))
+	}
+	return set, argv, nil
+}
+
+// scriptArgs decides the script's arguments: --args, --pod, the cluster's
+// DMS pod, or unknown (nil).
+func (o *LintOptions) scriptArgs(clusterArgv []string) (*lint.Args, error) {
+	switch {
+	case o.argsSet:
+		a, err := lint.ParseArgs(o.Args)
+		if err != nil {
+			return nil, UsageError{Err: err}
+		}
+		return a, nil
+	case o.Pod != "":
+		data, err := os.ReadFile(o.Pod)
+		if err != nil {
+			return nil, inputError(fmt.Errorf("read --pod: %w", err))
+		}
+		argv, err := lint.ContainerArgv(o.Pod, data, o.Container)
+		if err != nil {
+			return nil, inputError(err)
+		}
+		words, ok := lint.ScriptArgv(argv, o.Scripts[0])
+		if !ok {
+			return nil, Usagef("container %s in %s does not run %s: %q", o.Container, o.Pod, o.Scripts[0], argv)
+		}
+		return lint.ArgsFromArgv(words), nil
+	case clusterArgv != nil:
+		words, ok := lint.ScriptArgv(clusterArgv, o.Scripts[0])
+		if ok {
+			return lint.ArgsFromArgv(words), nil
+		}
+		fmt.Fprintf(o.ErrOut, "warning: the DMS pod's %s container does not run %s; its arguments are unknown\n", dpf.ContainerDMSInit, o.Scripts[0])
+	case o.FromCluster:
+		fmt.Fprintf(o.ErrOut, "warning: no DMS pod with a %s container in %s; the script's arguments are unknown\n", dpf.ContainerDMSInit, o.saNS)
+	}
+	return nil, nil
+}
+
+// inputError makes unreadable or malformed input files usage errors
+// (exit 2); their messages name file:line.
+func inputError(err error) error {
+	var se *lint.ScriptError
+	var me *rbac.ManifestError
+	if errors.As(err, &se) || errors.As(err, &me) || errors.Is(err, fs.ErrNotExist) || errors.Is(err, fs.ErrPermission) {
+		return UsageError{Err: err}
+	}
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return UsageError{Err: err}
+	}
+	return err
+}
