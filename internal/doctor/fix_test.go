@@ -233,17 +233,30 @@ func TestFixRestartSemantics(t *testing.T) {
 		}
 	})
 	t.Run("v25.7.0", func(t *testing.T) {
-		e := startSim(t, sim.Options{Version: "v25.7.0", Nodes: 3, Scenario: string(sim.SecretsForbiddenQuiet)})
+		// A slower clock, so that the kubelet's back-off outlasts the fix.
+		e := startSim(t, sim.Options{Version: "v25.7.0", Nodes: 3, Scenario: string(sim.SecretsForbiddenQuiet), TimeScale: 0.3})
 		e.waitFailing(3)
 		pre := e.state()
 		rep, err := e.fix(t.TempDir())
 		if err != nil {
 			t.Fatalf("fix: %v (%v)", err, rep.Problems)
 		}
-		for _, p := range rep.Recovery.Pods {
-			if p.Action != plan.ActionDelete || p.NodeEvents != 0 {
-				t.Errorf("%s: action %s, node events %d", p.Pod, p.Action, p.NodeEvents)
+		deleted := 0
+		for _, p := range rep.Plan.Restart {
+			if p.Action != plan.ActionDelete || p.TouchNode {
+				t.Errorf("plan for %s: %s, touch node %t", p.Pod, p.Action, p.TouchNode)
 			}
+		}
+		for _, p := range rep.Recovery.Pods {
+			if p.NodeEvents != 0 || !p.Ready {
+				t.Errorf("%s: node events %d, ready %t", p.Pod, p.NodeEvents, p.Ready)
+			}
+			if p.Action == plan.ActionDelete {
+				deleted++
+			}
+		}
+		if deleted == 0 {
+			t.Error("no pod was deleted (all recovered on their own before the fix got to them)")
 		}
 		if _, err := doctor.Rollback(context.Background(), doctor.RollbackOptions{Clients: e.clients(), Dir: rep.BackupDir}); err != nil {
 			t.Fatal(err)

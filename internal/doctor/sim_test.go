@@ -222,4 +222,6 @@ var _ io.Writer = testLog{}
 
 var dpunodes = schema.GroupVersionResource{Group: dpf.GroupProvisioning, Version: "v1alpha1", Resource: "dpunodes"}
 
-func unstructuredOf(m map[string]any) *unstructured.Unstructured { return &unstructured.Unstructured{Object: m} }
+func unstructuredOf(m map[string]any) *unstructured.Unstructured {
+	return &unstructured.Unstructured{Object: m}
+}

@@ -1,0 +1,255 @@
+package apply_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"testing"
+	"time"
+
+	authorizationv1 "k8s.io/api/authorization/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/dpfdoctor/dpfdoctor/internal/access"
+	"github.com/dpfdoctor/dpfdoctor/internal/apply"
+	"github.com/dpfdoctor/dpfdoctor/internal/diagnose"
+	"github.com/dpfdoctor/dpfdoctor/internal/evidence"
+	"github.com/dpfdoctor/dpfdoctor/internal/kube"
+	"github.com/dpfdoctor/dpfdoctor/internal/plan"
+	"github.com/dpfdoctor/dpfdoctor/internal/policy"
+	"github.com/dpfdoctor/dpfdoctor/internal/sim"
+)
+
+// fixture is a sim with failing pods and a plan for them.
+type fixture struct {
+	c    *sim.Cluster
+	cs   kubernetes.Interface
+	plan *plan.Plan
+}
+
+func setup(t *testing.T) *fixture {
+	t.Helper()
+	if os.Getenv("KUBEBUILDER_ASSETS") == "" {
+		t.Skip("KUBEBUILDER_ASSETS is not set: run `export KUBEBUILDER_ASSETS=$(hack/envtest.sh)` or `make test`")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	// The operator resyncs rarely here: these tests are about the API.
+	c, err := sim.Start(ctx, sim.Options{Nodes: 3, Scenario: "secrets-forbidden", TimeScale: 0.05, SecretWaitAttempts: 2, KubectlMaxNodes: -1, Resync: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Stop() })
+	cl := admin(t, c)
+	var p *plan.Plan
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(300 * time.Millisecond) {
+		b, err := (&evidence.Collector{Clients: cl}).Collect(ctx, evidence.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err = plan.Build(plan.Input{Diagnosis: diagnose.Diagnose(b), Bundle: b})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(p.Changes) == 2 && len(p.Expect) == 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no plan with 2 changes: %+v", p)
+		}
+	}
+	return &fixture{c: c, cs: kubernetes.NewForConfigOrDie(c.Config), plan: p}
+}
+
+func admin(t *testing.T, c *sim.Cluster) *kube.Clients {
+	t.Helper()
+	cl, err := kube.New(c.Config, c.Namespace, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cl
+}
+
+// grant reports how many of the plan's Expect requests are allowed and how
+// many dpfdoctor objects exist.
+func (f *fixture) grant(t *testing.T) (allowed, objects int) {
+	t.Helper()
+	ctx := context.Background()
+	s := f.plan.Subject()
+	for _, r := range f.plan.Expect {
+		res, err := f.cs.AuthorizationV1().SubjectAccessReviews().Create(ctx, &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
+			User: s.User, Groups: s.Groups, ResourceAttributes: &authorizationv1.ResourceAttributes{Namespace: r.Namespace, Verb: r.Verb, Resource: r.Resource, Name: r.Name}}},
+			metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Status.Allowed {
+			allowed++
+		}
+	}
+	sel := metav1.ListOptions{LabelSelector: plan.ManagedByLabel + "=" + plan.ManagedByValue}
+	roles, err := f.cs.RbacV1().Roles(f.c.Namespace).List(ctx, sel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bindings, err := f.cs.RbacV1().RoleBindings(f.c.Namespace).List(ctx, sel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return allowed, len(roles.Items) + len(bindings.Items)
+}
+
+func TestApplyIdempotentAndRollback(t *testing.T) {
+	f := setup(t)
+	ctx := context.Background()
+	a := &apply.Applier{Clients: admin(t, f.c)}
+	root := t.TempDir()
+	var first *apply.Backup
+	for i := 0; i < 3; i++ {
+		b := apply.NewBackup(root, f.plan, f.c.Config.Host, nil)
+		res, err := a.Apply(ctx, b)
+		if err != nil {
+			t.Fatalf("apply #%d: %v", i+1, err)
+		}
+		if (i == 0) == res.NoOp || (i == 0) != (res.Count() == 2) || (i == 0) != b.Created() {
+			t.Fatalf("apply #%d: noOp %t, %d written, backup %t", i+1, res.NoOp, res.Count(), b.Created())
+		}
+		if i == 0 {
+			first = b
+		}
+	}
+	if allowed, objects := f.grant(t); allowed != len(f.plan.Expect) || objects != 2 {
+		t.Fatalf("after apply: %d/%d allowed, %d objects", allowed, len(f.plan.Expect), objects)
+	}
+	entries, _ := os.ReadDir(first.Dir)
+	for _, e := range entries {
+		info, _ := e.Info()
+		if !e.IsDir() && info.Mode().Perm() != 0o600 {
+			t.Errorf("%s has mode %v", e.Name(), info.Mode().Perm())
+		}
+	}
+	if r := first.Receipt(); r.Status != apply.StatusApplied || len(r.Applied) != 2 {
+		t.Fatalf("receipt: %+v", r)
+	}
+	for i, wantAlready := range []bool{false, true} {
+		res, err := a.Rollback(ctx, first.Dir)
+		if err != nil || res.Already != wantAlready {
+			t.Fatalf("rollback #%d: %+v %v", i+1, res, err)
+		}
+	}
+	if allowed, objects := f.grant(t); allowed != 0 || objects != 0 {
+		t.Fatalf("after rollback: %d allowed, %d objects", allowed, objects)
+	}
+}
+
+// An existing object of the same name that dpfdoctor does not manage, or a
+// name from the operator's inventory, is refused before any change.
+func TestApplyRefusesForeignObjects(t *testing.T) {
+	f := setup(t)
+	ctx := context.Background()
+	ref := f.plan.Changes[0].Ref()
+	foreign := &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: ref.Name, Namespace: ref.Namespace},
+		Rules: []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"configmaps"}, Verbs: []string{"get"}}}}
+	if _, err := f.cs.RbacV1().Roles(ref.Namespace).Create(ctx, foreign, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	root := t.TempDir()
+	_, err := (&apply.Applier{Clients: admin(t, f.c)}).Apply(ctx, apply.NewBackup(root, f.plan, "", nil))
+	if !errors.Is(err, policy.ErrRefused) {
+		t.Fatalf("apply over a foreign Role: %v", err)
+	}
+	got, _ := f.cs.RbacV1().Roles(ref.Namespace).Get(ctx, ref.Name, metav1.GetOptions{})
+	if len(got.Rules) != 1 || got.Rules[0].Resources[0] != "configmaps" {
+		t.Fatalf("the foreign Role was changed: %+v", got.Rules)
+	}
+	if entries, _ := os.ReadDir(root); len(entries) != 0 {
+		t.Fatal("a refused apply left a backup")
+	}
+}
+
+// A user without rights is told what is missing and nothing changes.
+func TestCheckRightsNamesMissing(t *testing.T) {
+	f := setup(t)
+	cfg, err := f.c.UserConfig("alice", "devs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl, err := kube.New(cfg, f.c.Namespace, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = apply.CheckRights(context.Background(), cl.Kube, f.plan, apply.Needs(f.plan), 8)
+	var re *apply.RightsError
+	if !errors.Is(err, kube.ErrInsufficientRights) || !errors.As(err, &re) {
+		t.Fatalf("CheckRights: %v", err)
+	}
+	want := access.Request{Verb: "create", Group: rbacv1.GroupName, Resource: "roles", Namespace: f.c.Namespace}
+	found := false
+	for _, m := range re.Missing {
+		found = found || m == want
+	}
+	if !found {
+		t.Fatalf("missing %v does not name %s", re.Missing, want)
+	}
+	if err := apply.CheckRights(context.Background(), admin(t, f.c).Kube, f.plan, apply.Needs(f.plan), 8); err != nil {
+		t.Fatalf("admin: %v", err)
+	}
+}
+
+// Breaking the connection at every point of the apply leaves the full
+// grant or none: never part of it, never a stray object.
+func TestApplyFaultInjection(t *testing.T) {
+	f := setup(t)
+	ctx := context.Background()
+	proxy := startFaultProxy(t, f.c.Config)
+	cl, err := kube.New(proxy.config(), f.c.Namespace, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clean := &apply.Applier{Clients: admin(t, f.c)}
+	var failed, succeeded, broken int64
+	for _, after := range []bool{false, true} {
+		for _, width := range []int64{1, 3} {
+			for k := int64(0); k <= 8; k++ {
+				name := fmt.Sprintf("k=%d width=%d response-lost=%t", k, width, after)
+				root := t.TempDir()
+				proxy.arm(k, width, after)
+				b := apply.NewBackup(root, f.plan, "", nil)
+				_, err := (&apply.Applier{Clients: cl, Backoff: 20 * time.Millisecond}).Apply(ctx, b)
+				broken += proxy.broken.Load()
+				proxy.arm(-1, 0, false)
+				if err != nil {
+					failed++
+				} else {
+					succeeded++
+				}
+				allowed, objects := f.grant(t)
+				full := allowed == len(f.plan.Expect) && objects == 2
+				none := allowed == 0 && objects == 0
+				switch {
+				case err == nil && !full:
+					t.Errorf("%s: apply succeeded but the grant is partial (%d allowed, %d objects)", name, allowed, objects)
+				case err != nil && !none:
+					t.Errorf("%s: apply failed (%v) and left %d allowed, %d objects", name, err, allowed, objects)
+				case err != nil && !errors.Is(err, apply.ErrApplyFailed) && !errors.Is(err, kube.ErrUnreachable):
+					t.Errorf("%s: error %v is neither an apply failure nor unreachable", name, err)
+				}
+				if b.Created() {
+					if _, err := clean.Rollback(ctx, b.Dir); err != nil {
+						t.Fatalf("%s: clean-up rollback: %v", name, err)
+					}
+				}
+				if allowed, objects := f.grant(t); allowed != 0 || objects != 0 {
+					t.Fatalf("%s: clean-up left %d allowed, %d objects", name, allowed, objects)
+				}
+			}
+		}
+	}
+	t.Logf("%d applies failed (rolled back), %d succeeded, %d requests broken, %d through the proxy", failed, succeeded, broken, proxy.total.Load())
+	if failed == 0 || succeeded == 0 || broken == 0 {
+		t.Fatal("the faults did not exercise both outcomes")
+	}
+}
