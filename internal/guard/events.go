@@ -1,0 +1,116 @@
+package guard
+
+import (
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/dpfdoctor/dpfdoctor/internal/diagnose"
+	"github.com/dpfdoctor/dpfdoctor/internal/dpf"
+)
+
+// Event reasons the guard records.
+const (
+	// ReasonDiagnosed (Warning, on the pod): "<class>: <next step>", once per
+	// pod and diagnosis.
+	ReasonDiagnosed = "DPFDoctorDiagnosed"
+	// ReasonRepaired (Normal, on each pod the repair answers): what was
+	// granted, and where.
+	ReasonRepaired = "DPFDoctorRepaired"
+	// ReasonRestored (Normal, on the restored object, or the
+	// DPFOperatorConfig for cluster-scoped ones): a deleted or altered grant
+	// was put back.
+	ReasonRestored = "DPFDoctorRestored"
+	// ReasonRecovered (Normal, on the pod): Ready again, and how long it took.
+	ReasonRecovered = "DPFDoctorRecovered"
+	// ReasonRepairFailed and ReasonRepairRefused (Warning, on the
+	// DPFOperatorConfig): a repair that could not be written, or that the
+	// policy refused.
+	ReasonRepairFailed  = "DPFDoctorRepairFailed"
+	ReasonRepairRefused = "DPFDoctorRepairRefused"
+)
+
+// maxMessage keeps event messages within what the API server accepts.
+const maxMessage = 1000
+
+func clip(s string) string {
+	if len(s) <= maxMessage {
+		return s
+	}
+	return s[:maxMessage-3] + "..."
+}
+
+// recordDiagnoses records DPFDoctorDiagnosed on each failing pod whose
+// diagnosis is new.
+func (r *reconciler) recordDiagnoses(fails []failingPod, d *diagnose.Diagnosis) {
+	byName := make(map[string]*corev1.Pod, len(fails))
+	for _, f := range fails {
+		byName[f.obj.Name] = f.obj
+	}
+	for _, pr := range d.Pods {
+		p, ok := byName[pr.Name]
+		if !ok || pr.Class == diagnose.ClassHealthy {
+			continue
+		}
+		f, ok := findingFor(d, pr)
+		if !ok || !r.tracker.report(p.UID, string(pr.Class)+"|"+pr.Code) {
+			continue
+		}
+		r.recorder.Event(p, corev1.EventTypeWarning, ReasonDiagnosed, clip(fmt.Sprintf("%s: %s", pr.Class, f.NextStep)))
+		r.log.Info("diagnosed", "pod", p.Name, "state", pr.State, "class", pr.Class, "code", pr.Code)
+	}
+}
+
+// findingFor is the finding that gives the pod its primary class.
+func findingFor(d *diagnose.Diagnosis, pr diagnose.PodResult) (diagnose.Finding, bool) {
+	for _, f := range d.Findings {
+		if f.Class != pr.Class {
+			continue
+		}
+		for _, p := range f.Pods {
+			if p == pr.Name {
+				return f, true
+			}
+		}
+	}
+	return diagnose.Finding{}, false
+}
+
+// recordRecovered observes time to Ready and records DPFDoctorRecovered.
+func (r *reconciler) recordRecovered(rs []recovery) {
+	for _, rec := range rs {
+		r.metrics.timeToReady.Observe(rec.after.Seconds())
+		r.recorder.Eventf(rec.pod, corev1.EventTypeNormal, ReasonRecovered, "Ready %.1fs after dpfdoctor guard saw it fail", rec.after.Seconds())
+		r.log.Info("recovered", "pod", rec.pod.Name, "seconds", rec.after.Seconds())
+	}
+}
+
+// setPods sets dpfdoctor_dms_pods{state} from the cache.
+func (m *metrics) setPods(s *snapshot) {
+	counts := map[string]int{}
+	for i := range s.pods {
+		counts[dpf.PodState(&s.pods[i])]++
+	}
+	setCounts(m.pods, counts)
+}
+
+// setFindings sets dpfdoctor_findings{class}: the diagnosed pods by primary
+// class, the pods awaiting a retry by their last class, and the Ready pods
+// as Healthy.
+func (m *metrics) setFindings(d *diagnose.Diagnosis, s *snapshot, waiting []string) {
+	counts := map[string]int{}
+	for _, c := range waiting {
+		counts[c]++
+	}
+	for _, pr := range d.Pods {
+		if pr.Class != diagnose.ClassHealthy {
+			counts[string(pr.Class)]++
+		}
+	}
+	for i := range s.pods {
+		if dpf.PodReady(&s.pods[i]) {
+			counts[string(diagnose.ClassHealthy)]++
+		}
+	}
+	setCounts(m.findings, counts)
+}

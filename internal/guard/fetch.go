@@ -1,0 +1,237 @@
+package guard
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/dpfdoctor/dpfdoctor/internal/access"
+	"github.com/dpfdoctor/dpfdoctor/internal/evidence"
+	"github.com/dpfdoctor/dpfdoctor/internal/kube"
+)
+
+// Bounds on one log read, as the collector's.
+const (
+	logTailLines  = 200
+	logLimitBytes = 128 << 10
+)
+
+// fetcher reads the evidence the cache cannot hold, and remembers it: the
+// work container's logs of at most maxLogs pods per failure signature, the
+// events of pods that never started, and SubjectAccessReview answers. What
+// it remembers is dropped when the pod stops failing; answers also when
+// dpfdoctor's RBAC changes, and logs when the pod fails again after that.
+// At steady state it sends nothing.
+type fetcher struct {
+	kube    kubernetes.Interface
+	ns      string
+	maxLogs int
+
+	mu           sync.Mutex
+	rbacState    string
+	logs         map[types.UID]fetchedLogs
+	events       map[types.UID][]evidence.Event
+	reviews      map[string]review // by check key and representative name
+	logsDenied   bool
+	eventsDenied bool
+	// reviewsDenied: creating SubjectAccessReviews is forbidden.
+	reviewsDenied bool
+}
+
+// fetchedLogs are one pod's logs, read for one failure signature, after
+// restarts restarts, with dpfdoctor's RBAC in state rbacState.
+type fetchedLogs struct {
+	pod       string
+	sig       string
+	restarts  int32
+	rbacState string
+	logs      []evidence.Log
+}
+
+// valid reports whether logs read earlier still tell the pod's story: same
+// signature, and the pod has not failed again since dpfdoctor's RBAC
+// changed. At steady state nothing changes and nothing is read again.
+func (l fetchedLogs) valid(p failingPod, rbacState string) bool {
+	return l.sig == p.sig && (l.rbacState == rbacState || l.restarts == p.restarts)
+}
+
+type review struct {
+	allowed bool
+	reason  string
+	err     string
+}
+
+func newFetcher(cs kubernetes.Interface, ns string, maxLogs int) *fetcher {
+	return &fetcher{kube: cs, ns: ns, maxLogs: maxLogs, logs: map[types.UID]fetchedLogs{},
+		events: map[types.UID][]evidence.Event{}, reviews: map[string]review{}}
+}
+
+// failingPod is a failing pod, cached and converted.
+type failingPod struct {
+	obj      *corev1.Pod
+	ev       evidence.Pod
+	sig      string
+	restarts int32
+}
+
+// fill adds logs, log groups, events and access checks for the failing
+// pods to b. rbacState changes whenever dpfdoctor's RBAC objects do.
+func (f *fetcher) fill(ctx context.Context, b *evidence.Bundle, pods []failingPod, rbacState string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if rbacState != f.rbacState {
+		f.rbacState = rbacState
+		f.reviews = map[string]review{}
+	}
+	f.prune(pods)
+	if err := f.fillLogs(ctx, b, pods); err != nil {
+		return err
+	}
+	if err := f.fillEvents(ctx, b, pods); err != nil {
+		return err
+	}
+	return f.fillAccess(ctx, b)
+}
+
+// prune forgets pods that no longer fail, and logs no longer valid.
+func (f *fetcher) prune(pods []failingPod) {
+	live := make(map[types.UID]failingPod, len(pods))
+	for _, p := range pods {
+		live[p.obj.UID] = p
+	}
+	for uid, l := range f.logs {
+		if p, ok := live[uid]; !ok || !l.valid(p, f.rbacState) {
+			delete(f.logs, uid)
+		}
+	}
+	for uid := range f.events {
+		if _, ok := live[uid]; !ok {
+			delete(f.events, uid)
+		}
+	}
+}
+
+// fillLogs groups the failing pods by signature and reads the logs of up to
+// maxLogs pods per group that it has not read yet.
+func (f *fetcher) fillLogs(ctx context.Context, b *evidence.Bundle, pods []failingPod) error {
+	bySig := map[string][]failingPod{}
+	var order []string
+	for _, p := range pods {
+		if _, ok := bySig[p.sig]; !ok {
+			order = append(order, p.sig)
+		}
+		bySig[p.sig] = append(bySig[p.sig], p)
+	}
+	for i, sig := range order {
+		group := bySig[sig]
+		work, _ := group[0].ev.Work()
+		g := evidence.LogGroup{ID: fmt.Sprintf("g%d", i+1), Signature: sig, Container: work.Name}
+		have := 0
+		for _, p := range group {
+			if _, ok := f.logs[p.obj.UID]; ok {
+				have++
+			}
+		}
+		for _, p := range group {
+			g.Pods = append(g.Pods, p.ev.Name)
+			c, ok := p.ev.Work()
+			if _, done := f.logs[p.obj.UID]; done || f.maxLogs < 0 || f.logsDenied || have >= f.maxLogs || !ok || !c.Ran() {
+				continue
+			}
+			logs, err := f.readLogs(ctx, p.ev, c)
+			if err != nil {
+				return err
+			}
+			if logs != nil {
+				f.logs[p.obj.UID] = fetchedLogs{pod: p.ev.Name, sig: sig, restarts: p.restarts, rbacState: f.rbacState, logs: logs}
+				have++
+			}
+		}
+		for _, p := range group {
+			if l, ok := f.logs[p.obj.UID]; ok {
+				g.Fetched = append(g.Fetched, l.pod)
+				b.Logs = append(b.Logs, l.logs...)
+			}
+		}
+		b.LogGroups = append(b.LogGroups, g)
+	}
+	if f.logsDenied {
+		req := access.Request{Verb: "get", Resource: "pods", Subresource: "log", Namespace: f.ns}
+		b.Gaps = append(b.Gaps, evidence.Gap{What: "pods/log", Request: &req, Reason: "forbidden: " + req.String(),
+			Impact: "dms-init logs are not read; classes come from pod states, events and SubjectAccessReviews"})
+	}
+	return nil
+}
+
+// readLogs reads the current run and, when the container has run before
+// and is not waiting, the previous one.
+func (f *fetcher) readLogs(ctx context.Context, p evidence.Pod, c evidence.Container) ([]evidence.Log, error) {
+	instances := []string{evidence.InstanceCurrent}
+	if c.State.Kind != evidence.StateWaiting && c.LastState.Terminated() {
+		instances = append(instances, evidence.InstancePrevious)
+	}
+	var out []evidence.Log
+	for _, inst := range instances {
+		l := evidence.Log{Pod: p.Name, Container: c.Name, Instance: inst}
+		tail, limit := int64(logTailLines), int64(logLimitBytes)
+		opts := &corev1.PodLogOptions{Container: c.Name, Previous: inst == evidence.InstancePrevious, TailLines: &tail, LimitBytes: &limit}
+		data, err := f.kube.CoreV1().Pods(p.Namespace).GetLogs(p.Name, opts).DoRaw(ctx)
+		switch {
+		case apierrors.IsForbidden(err):
+			f.logsDenied = true
+			return nil, nil
+		case err != nil && fatal(err):
+			return nil, fmt.Errorf("read logs of %s/%s: %w", p.Name, c.Name, kube.Classify(err))
+		case err != nil:
+			l.Error = err.Error()
+		default:
+			l.Text = string(data)
+			l.Truncated = len(data) >= logLimitBytes
+		}
+		out = append(out, l)
+	}
+	return out, nil
+}
+
+// fillEvents reads, once per pod, the events of failing pods that never
+// started a container: the kubelet's FailedMount says why.
+func (f *fetcher) fillEvents(ctx context.Context, b *evidence.Bundle, pods []failingPod) error {
+	for _, p := range pods {
+		if p.ev.Started() {
+			continue
+		}
+		evs, ok := f.events[p.obj.UID]
+		if !ok && !f.eventsDenied {
+			sel := fields.Set{"involvedObject.uid": string(p.obj.UID)}.AsSelector().String()
+			list, err := f.kube.CoreV1().Events(p.obj.Namespace).List(ctx, metav1.ListOptions{FieldSelector: sel})
+			switch {
+			case apierrors.IsForbidden(err):
+				f.eventsDenied = true
+			case err != nil:
+				return fmt.Errorf("read events of %s: %w", p.obj.Name, kube.Classify(err))
+			default:
+				for i := range list.Items {
+					evs = append(evs, evidenceEvent(&list.Items[i]))
+				}
+				f.events[p.obj.UID] = evs
+			}
+		}
+		b.Events = append(b.Events, evs...)
+	}
+	return nil
+}
+
+// fatal errors stop the reconcile (it is retried with back-off); others are
+// recorded as evidence.
+func fatal(err error) bool {
+	c := kube.Classify(err)
+	return errors.Is(c, kube.ErrUnreachable) || errors.Is(c, kube.ErrUnauthenticated) || errors.Is(err, context.Canceled)
+}

@@ -1,0 +1,228 @@
+package guard
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"sync/atomic"
+
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/uuid"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/metadata"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/leaderelection/resourcelock"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/config"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	"github.com/dpfdoctor/dpfdoctor/internal/kube"
+)
+
+// Guard is a configured guard: a controller-runtime manager with the guard's
+// controller, metrics endpoint and probes.
+type Guard struct {
+	mgr      manager.Manager
+	opts     Options
+	identity string
+	metrics  *metrics
+	server   *metricsServer
+	synced   atomic.Bool
+}
+
+// New builds a guard from a client config (the in-cluster ServiceAccount's,
+// or a kubeconfig's). Nothing talks to the cluster until Start.
+func New(cfg *rest.Config, o Options) (*Guard, error) {
+	if cfg == nil {
+		return nil, errors.New("guard: no client config")
+	}
+	if err := o.complete(); err != nil {
+		return nil, err
+	}
+	if o.Logger.GetSink() == nil {
+		o.Logger = ctrllog.Log.WithName(ControllerName)
+	}
+	cfg = o.tune(cfg)
+	sel, err := newSelectors()
+	if err != nil {
+		return nil, err
+	}
+	scheme := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		return nil, fmt.Errorf("guard: scheme: %w", err)
+	}
+	g := &Guard{opts: o, identity: o.Identity}
+	if g.identity == "" {
+		host, _ := os.Hostname()
+		g.identity = host + "_" + string(uuid.NewUUID())
+	}
+	if g.metrics, err = newMetrics(o.Registry); err != nil {
+		return nil, err
+	}
+	skip := true
+	mo := manager.Options{
+		Scheme:                 scheme,
+		Logger:                 o.Logger,
+		Cache:                  cacheOptions(o.Namespace, sel),
+		Client:                 client.Options{Cache: &client.CacheOptions{Unstructured: true}},
+		Metrics:                metricsserver.Options{BindAddress: "0"}, // served by metricsServer
+		HealthProbeBindAddress: o.ProbeAddr,
+		Controller:             config.Controller{SkipNameValidation: &skip},
+	}
+	if o.ProbeAddr == "0" {
+		mo.HealthProbeBindAddress = ""
+	}
+	if o.LeaderElect {
+		lock, err := leaseLock(cfg, o, g.identity)
+		if err != nil {
+			return nil, err
+		}
+		mo.LeaderElection = true
+		mo.LeaderElectionID = o.LeaderElectionID
+		mo.LeaderElectionNamespace = o.LeaderElectionNamespace
+		mo.LeaderElectionResourceLockInterface = lock
+		mo.LeaderElectionReleaseOnCancel = true
+		if o.LeaseDuration > 0 {
+			mo.LeaseDuration = &o.LeaseDuration
+		}
+		if o.RenewDeadline > 0 {
+			mo.RenewDeadline = &o.RenewDeadline
+		}
+		if o.RetryPeriod > 0 {
+			mo.RetryPeriod = &o.RetryPeriod
+		}
+	}
+	if g.mgr, err = manager.New(cfg, mo); err != nil {
+		return nil, fmt.Errorf("guard: manager: %w", kube.Classify(err))
+	}
+	clients, err := newClients(cfg, o.Namespace, o.Budget)
+	if err != nil {
+		return nil, err
+	}
+	r, err := newReconciler(g, clients)
+	if err != nil {
+		return nil, err
+	}
+	if err := r.setup(g.mgr); err != nil {
+		return nil, fmt.Errorf("guard: controller: %w", err)
+	}
+	if err := g.addRunnables(); err != nil {
+		return nil, err
+	}
+	return g, nil
+}
+
+// newClients builds the direct clients (logs, reviews, apply) from the
+// already tuned config, so that requests are counted once.
+func newClients(cfg *rest.Config, namespace string, b *kube.Budget) (*kube.Clients, error) {
+	if b == nil {
+		b = kube.NewBudget(0)
+	}
+	kc, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("guard: client: %w", err)
+	}
+	dc, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("guard: client: %w", err)
+	}
+	mc, err := metadata.NewForConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("guard: client: %w", err)
+	}
+	return &kube.Clients{Config: cfg, Kube: kc, Dynamic: dc, Metadata: mc, Namespace: namespace, Budget: b}, nil
+}
+
+// leaseLock is the Lease the replicas compete for, with a known identity.
+func leaseLock(cfg *rest.Config, o Options, identity string) (resourcelock.Interface, error) {
+	cs, err := kubernetes.NewForConfig(rest.AddUserAgent(rest.CopyConfig(cfg), "leader-election"))
+	if err != nil {
+		return nil, fmt.Errorf("guard: leader election client: %w", err)
+	}
+	lock, err := resourcelock.New(resourcelock.LeasesResourceLock, o.LeaderElectionNamespace, o.LeaderElectionID,
+		cs.CoreV1(), cs.CoordinationV1(), resourcelock.ResourceLockConfig{Identity: identity})
+	if err != nil {
+		return nil, fmt.Errorf("guard: leader election lock: %w", err)
+	}
+	return lock, nil
+}
+
+func (g *Guard) addRunnables() error {
+	if err := g.mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
+		return fmt.Errorf("guard: healthz: %w", err)
+	}
+	if err := g.mgr.AddReadyzCheck("readyz", func(*http.Request) error {
+		if !g.synced.Load() {
+			return errors.New("informer cache not synced yet")
+		}
+		return nil
+	}); err != nil {
+		return fmt.Errorf("guard: readyz: %w", err)
+	}
+	// Readiness: every replica, leader or not, once its cache is synced.
+	if err := g.mgr.Add(everyReplica(func(ctx context.Context) error {
+		if g.mgr.GetCache().WaitForCacheSync(ctx) {
+			g.synced.Store(true)
+		}
+		<-ctx.Done()
+		return nil
+	})); err != nil {
+		return err
+	}
+	// dpfdoctor_guard_leader: 1 while this replica leads.
+	if err := g.mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
+		g.metrics.leader.Set(1)
+		<-ctx.Done()
+		g.metrics.leader.Set(0)
+		return nil
+	})); err != nil {
+		return err
+	}
+	if g.opts.MetricsAddr != "0" {
+		g.server = newMetricsServer(g.opts.MetricsAddr, g.opts.Registry, g.opts.Logger)
+		if err := g.mgr.Add(g.server); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Start runs the guard until ctx is cancelled; a clean shutdown returns nil.
+func (g *Guard) Start(ctx context.Context) error {
+	err := g.mgr.Start(ctx)
+	if err != nil && ctx.Err() == nil {
+		return fmt.Errorf("guard: %w", kube.Classify(err))
+	}
+	return nil
+}
+
+// Manager is the underlying controller-runtime manager.
+func (g *Guard) Manager() manager.Manager { return g.mgr }
+
+// Identity is this replica's leader-election identity.
+func (g *Guard) Identity() string { return g.identity }
+
+// MetricsAddr returns the address /metrics listens on once it does, ""
+// until then or when disabled.
+func (g *Guard) MetricsAddr() string {
+	if g.server == nil {
+		return ""
+	}
+	return g.server.Addr()
+}
+
+// Ready reports whether the guard's cache has synced.
+func (g *Guard) Ready() bool { return g.synced.Load() }
+
+// everyReplica runs fn on every replica, not only the leader.
+type everyReplica func(ctx context.Context) error
+
+func (f everyReplica) Start(ctx context.Context) error { return f(ctx) }
+func (everyReplica) NeedLeaderElection() bool          { return false }

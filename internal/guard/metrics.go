@@ -1,0 +1,151 @@
+package guard
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
+)
+
+// Repair results, the values of dpfdoctor_repairs_total{result}.
+const (
+	ResultApplied = "applied" // objects were written
+	ResultNoOp    = "noop"    // apply found everything in place
+	ResultFailed  = "failed"  // the write failed (rolled back by apply)
+	ResultRefused = "refused" // the policy refused the plan
+)
+
+// Metric names.
+const (
+	MetricDMSPods     = "dpfdoctor_dms_pods"
+	MetricFindings    = "dpfdoctor_findings"
+	MetricRepairs     = "dpfdoctor_repairs_total"
+	MetricTimeToReady = "dpfdoctor_time_to_ready_seconds"
+	MetricLeader      = "dpfdoctor_guard_leader"
+)
+
+// metrics are the guard's own Prometheus metrics.
+type metrics struct {
+	pods        *prometheus.GaugeVec
+	findings    *prometheus.GaugeVec
+	repairs     *prometheus.CounterVec
+	timeToReady prometheus.Histogram
+	leader      prometheus.Gauge
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	m := &metrics{
+		pods: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: MetricDMSPods,
+			Help: "DMS and host-agent pods by state, as kubectl shows it (Running, Init:CrashLoopBackOff, ...)."}, []string{"state"}),
+		findings: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: MetricFindings,
+			Help: "Pods by the primary class of their diagnosis (Healthy for Ready pods)."}, []string{"class"}),
+		repairs: prometheus.NewCounterVec(prometheus.CounterOpts{Name: MetricRepairs,
+			Help: "Repairs attempted by result: applied, noop, failed, refused."}, []string{"result"}),
+		timeToReady: prometheus.NewHistogram(prometheus.HistogramOpts{Name: MetricTimeToReady,
+			Help:    "Seconds from the guard first seeing a pod fail to the pod being Ready.",
+			Buckets: []float64{1, 5, 15, 30, 60, 120, 300, 600, 1200, 3600}}),
+		leader: prometheus.NewGauge(prometheus.GaugeOpts{Name: MetricLeader,
+			Help: "1 while this replica holds the leader lease (or runs without leader election)."}),
+	}
+	for _, r := range []string{ResultApplied, ResultNoOp, ResultFailed, ResultRefused} {
+		m.repairs.WithLabelValues(r)
+	}
+	var err error
+	m.pods = register(reg, m.pods, &err)
+	m.findings = register(reg, m.findings, &err)
+	m.repairs = register(reg, m.repairs, &err)
+	m.timeToReady = register(reg, m.timeToReady, &err)
+	m.leader = register(reg, m.leader, &err)
+	if err != nil {
+		return nil, fmt.Errorf("guard: register metrics: %w", err)
+	}
+	return m, nil
+}
+
+// register registers c, or returns the collector already registered under
+// its name (a second guard in the same process shares the metrics).
+func register[C prometheus.Collector](reg prometheus.Registerer, c C, errp *error) C {
+	if err := reg.Register(c); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			if existing, ok := are.ExistingCollector.(C); ok {
+				return existing
+			}
+		}
+		if *errp == nil {
+			*errp = err
+		}
+	}
+	return c
+}
+
+// setCounts replaces a gauge vector's values with counts.
+func setCounts(g *prometheus.GaugeVec, counts map[string]int) {
+	g.Reset()
+	for k, n := range counts {
+		g.WithLabelValues(k).Set(float64(n))
+	}
+}
+
+// metricsServer serves /metrics on every replica: controller-runtime's
+// registry (controller, workqueue and client-go metrics) and the guard's.
+type metricsServer struct {
+	addr string
+	reg  RegistererGatherer
+	log  logr.Logger
+
+	mu    sync.Mutex
+	bound string
+}
+
+func newMetricsServer(addr string, reg RegistererGatherer, log logr.Logger) *metricsServer {
+	return &metricsServer{addr: addr, reg: reg, log: log}
+}
+
+func (s *metricsServer) NeedLeaderElection() bool { return false }
+
+func (s *metricsServer) Start(ctx context.Context) error {
+	l, err := net.Listen("tcp", s.addr)
+	if err != nil {
+		return fmt.Errorf("metrics: listen on %s: %w", s.addr, err)
+	}
+	s.mu.Lock()
+	s.bound = l.Addr().String()
+	s.mu.Unlock()
+	var g prometheus.Gatherer = s.reg
+	if s.reg != ctrlmetrics.Registry {
+		g = prometheus.Gatherers{ctrlmetrics.Registry, s.reg}
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError}))
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	s.log.Info("serving metrics", "address", s.bound)
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(l) }()
+	select {
+	case <-ctx.Done():
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		return srv.Shutdown(sctx)
+	case err := <-errc:
+		if errors.Is(err, http.ErrServerClosed) {
+			return nil
+		}
+		return fmt.Errorf("metrics: %w", err)
+	}
+}
+
+// Addr is the bound address once listening, else "".
+func (s *metricsServer) Addr() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.bound
+}

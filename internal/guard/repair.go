@@ -1,0 +1,583 @@
+package guard
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+
+	"github.com/dpfdoctor/dpfdoctor/internal/apply"
+	"github.com/dpfdoctor/dpfdoctor/internal/diagnose"
+	"github.com/dpfdoctor/dpfdoctor/internal/evidence"
+	"github.com/dpfdoctor/dpfdoctor/internal/kube"
+	"github.com/dpfdoctor/dpfdoctor/internal/plan"
+	"github.com/dpfdoctor/dpfdoctor/internal/policy"
+)
+
+// settle is how long after its own write the guard waits for the cache to
+// show it before it would consider writing the same objects again.
+const settle = 10 * time.Second
+
+// repairer keeps dpfdoctor's grant in place. It remembers the grant as
+// dpfdoctor last wrote it (or as it found it at start, or as `dpfdoctor fix`
+// rewrote it): "desired". A failing pod that RBAC can fix gets a plan from
+// plan.Build, merged with desired so that nothing granted before is lost; a
+// desired object that was deleted, or altered by anyone but dpfdoctor, is
+// put back. Every write goes through apply (policy check, backup, dry run,
+// server-side apply as field manager dpfdoctor) and is rate-limited.
+type repairer struct {
+	r       *reconciler
+	applier *apply.Applier
+	desired map[plan.ObjectRef]*unstructured.Unstructured
+	// written holds, for each object of the last write, the
+	// resourceVersion the cache showed before it ("" = absent), and when.
+	written   map[plan.ObjectRef]string
+	writtenAt time.Time
+	refused   map[string]bool // plans the policy refused, by content hash
+	window    []time.Time     // writes in the last minute
+}
+
+func newRepairer(r *reconciler) *repairer {
+	return &repairer{r: r, applier: &apply.Applier{Clients: r.clients, Log: logWriter{r.log}},
+		desired: map[plan.ObjectRef]*unstructured.Unstructured{}, refused: map[string]bool{}}
+}
+
+// work is what one repair is to write.
+type work struct {
+	plan    *plan.Plan
+	built   bool                         // the plan came from plan.Build for failing pods
+	deletes []*unstructured.Unstructured // altered by someone else: delete, then re-create
+	changed []plan.ObjectRef             // objects absent or different in the cache
+}
+
+// run repairs what needs repairing and returns when to look again.
+func (rp *repairer) run(ctx context.Context, s *snapshot, b *evidence.Bundle, d *diagnose.Diagnosis) (time.Duration, error) {
+	live, err := liveObjects(s.rbac)
+	if err != nil {
+		return 0, err
+	}
+	rp.adopt(live)
+	rp.completeBindings(s)
+	w, err := rp.plan(s, b, d, live)
+	if err != nil || w == nil {
+		return 0, err
+	}
+	if wait := rp.settling(live, w, s.now); wait > 0 {
+		return wait, nil
+	}
+	key := contentHash(w.plan)
+	if rp.refused[key] {
+		return 0, nil
+	}
+	if wait := rp.allow(s.now); wait > 0 {
+		rp.r.log.Info("repair deferred: too many repairs in the last minute", "max", rp.r.opts.MaxRepairsPerMinute, "retryIn", wait)
+		return wait, nil
+	}
+	return 0, rp.write(ctx, s, w, live, key)
+}
+
+// adopt takes in what the cache shows when dpfdoctor wrote it: objects seen
+// for the first time, and changes made by field manager dpfdoctor (such as
+// a `dpfdoctor fix` run). Changes by anyone else are drift.
+func (rp *repairer) adopt(live map[plan.ObjectRef]*unstructured.Unstructured) {
+	for ref, obj := range live {
+		want, ok := rp.desired[ref]
+		if !ok || (!covers(obj, want) && !foreign(obj)) {
+			rp.desired[ref] = cleanObject(obj)
+		}
+	}
+}
+
+// completeBindings gives every desired Role of dpfdoctor its RoleBinding
+// when the binding was never seen (deleted before this replica started or
+// took the lead): the binding is what rbac.Render makes for the Role, with
+// the Role's metadata, bound to the DMS pods' ServiceAccount of that name.
+func (rp *repairer) completeBindings(s *snapshot) {
+	for ref, role := range rp.desired {
+		if ref.Kind != "Role" {
+			continue
+		}
+		rbRef := plan.ObjectRef{Group: rbacv1.GroupName, Kind: "RoleBinding", Namespace: ref.Namespace, Name: ref.Name}
+		if _, ok := rp.desired[rbRef]; ok {
+			continue
+		}
+		sa := podServiceAccount(s, ref.Name)
+		if sa == "" {
+			continue
+		}
+		rb := &rbacv1.RoleBinding{
+			TypeMeta: metav1.TypeMeta{APIVersion: rbacv1.SchemeGroupVersion.String(), Kind: "RoleBinding"},
+			ObjectMeta: metav1.ObjectMeta{Name: ref.Name, Namespace: ref.Namespace, Labels: role.GetLabels(),
+				Annotations: role.GetAnnotations()},
+			RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: ref.Name},
+			Subjects: []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: sa, Namespace: ref.Namespace}},
+		}
+		data, err := runtime.DefaultUnstructuredConverter.ToUnstructured(rb)
+		if err != nil {
+			continue
+		}
+		u := &unstructured.Unstructured{Object: data}
+		unstructured.RemoveNestedField(u.Object, "metadata", "creationTimestamp")
+		rp.desired[rbRef] = u
+	}
+}
+
+// podServiceAccount is the DMS pods' ServiceAccount whose dpfdoctor grant
+// is named name, or "".
+func podServiceAccount(s *snapshot, name string) string {
+	for i := range s.pods {
+		sa := s.pods[i].Spec.ServiceAccountName
+		if sa != "" && plan.NamePrefix+sa == name {
+			return sa
+		}
+	}
+	return ""
+}
+
+// plan decides what to write; nil when everything is in place.
+func (rp *repairer) plan(s *snapshot, b *evidence.Bundle, d *diagnose.Diagnosis, live map[plan.ObjectRef]*unstructured.Unstructured) (*work, error) {
+	targets := make(map[plan.ObjectRef]*unstructured.Unstructured, len(rp.desired))
+	for ref, obj := range rp.desired {
+		targets[ref] = obj
+	}
+	var built *plan.Plan
+	if fixable(d) {
+		bb := *b
+		rb, err := typedRBAC(rp.desired)
+		if err != nil {
+			return nil, err
+		}
+		bb.RBAC = rb
+		p, err := plan.Build(plan.Input{Diagnosis: d, Bundle: &bb})
+		if err != nil {
+			return nil, fmt.Errorf("plan the repair: %w", err)
+		}
+		for _, c := range p.Changes {
+			targets[c.Ref()] = c.Object
+		}
+		built = p
+	}
+	w := &work{built: built != nil}
+	for ref, t := range targets {
+		l, ok := live[ref]
+		switch {
+		case !ok:
+			w.changed = append(w.changed, ref)
+		case !covers(l, t):
+			w.changed = append(w.changed, ref)
+			if foreign(l) {
+				w.deletes = append(w.deletes, l)
+			}
+		}
+	}
+	if len(w.changed) == 0 {
+		return nil, nil
+	}
+	sort.Slice(w.changed, func(i, j int) bool { return w.changed[i].String() < w.changed[j].String() })
+	w.plan = rp.fullPlan(b, built, targets)
+	return w, nil
+}
+
+// fullPlan is the plan apply writes: every target (apply skips those in
+// place), roles before bindings, so the policy sees each binding's role.
+func (rp *repairer) fullPlan(b *evidence.Bundle, built *plan.Plan, targets map[plan.ObjectRef]*unstructured.Unstructured) *plan.Plan {
+	p := built
+	if p == nil {
+		p = &plan.Plan{SchemaVersion: plan.SchemaVersion, Namespace: rp.r.opts.Namespace, Version: b.Install.Version,
+			OperatorConfig: b.Install.OperatorConfig, Scope: plan.ScopeNames, ServiceAccount: boundServiceAccount(targets, rp.r.opts.Namespace)}
+	} else {
+		cp := *p
+		p = &cp
+	}
+	p.Changes = nil
+	for _, obj := range targets {
+		p.Changes = append(p.Changes, plan.Change{Object: obj.DeepCopy()})
+	}
+	sort.SliceStable(p.Changes, func(i, j int) bool {
+		a, b := p.Changes[i].Ref(), p.Changes[j].Ref()
+		if plan.KindOrder(a.Kind) != plan.KindOrder(b.Kind) {
+			return plan.KindOrder(a.Kind) < plan.KindOrder(b.Kind)
+		}
+		return a.String() < b.String()
+	})
+	if built == nil {
+		p.ID = contentHash(p)
+	}
+	return p
+}
+
+// settling reports how long to wait when the cache has not yet shown the
+// guard's own last write to the objects it would write again.
+func (rp *repairer) settling(live map[plan.ObjectRef]*unstructured.Unstructured, w *work, now time.Time) time.Duration {
+	if rp.written == nil || now.Sub(rp.writtenAt) > settle {
+		return 0
+	}
+	for _, ref := range w.changed {
+		before, ok := rp.written[ref]
+		if !ok {
+			return 0
+		}
+		rv := ""
+		if l := live[ref]; l != nil {
+			rv = l.GetResourceVersion()
+		}
+		if rv != before {
+			return 0
+		}
+	}
+	return time.Second
+}
+
+// allow applies the per-minute cap; it returns how long to wait when the
+// cap is reached.
+func (rp *repairer) allow(now time.Time) time.Duration {
+	kept := rp.window[:0]
+	for _, t := range rp.window {
+		if now.Sub(t) < time.Minute {
+			kept = append(kept, t)
+		}
+	}
+	rp.window = kept
+	if len(rp.window) >= rp.r.opts.MaxRepairsPerMinute {
+		return rp.window[0].Add(time.Minute).Sub(now) + time.Second
+	}
+	rp.window = append(rp.window, now)
+	return 0
+}
+
+// write deletes what someone else altered, then applies the plan.
+func (rp *repairer) write(ctx context.Context, s *snapshot, w *work, live map[plan.ObjectRef]*unstructured.Unstructured, key string) error {
+	r := rp.r
+	observed := policy.Observed{Existing: map[plan.ObjectRef]map[string]string{}}
+	for ref, l := range live {
+		observed.Existing[ref] = l.GetLabels()
+	}
+	if err := namespacedOnly(w.plan); err != nil {
+		return rp.refusedPlan(s, key, err)
+	}
+	if err := policy.Check(w.plan, observed); err != nil {
+		return rp.refusedPlan(s, key, err)
+	}
+	for _, obj := range w.deletes {
+		if err := rp.delete(ctx, obj); err != nil {
+			return rp.failed(s, err)
+		}
+	}
+	rp.written = map[plan.ObjectRef]string{}
+	for _, c := range w.plan.Changes {
+		rv := ""
+		if l := live[c.Ref()]; l != nil {
+			rv = l.GetResourceVersion()
+		}
+		rp.written[c.Ref()] = rv
+	}
+	for _, obj := range w.deletes {
+		rp.written[plan.RefOf(obj)] = ""
+	}
+	rp.writtenAt = s.now
+	backup := apply.NewBackup(r.opts.BackupDir, w.plan, r.clients.Config.Host, time.Now)
+	res, err := rp.applier.Apply(ctx, backup)
+	switch {
+	case errors.Is(err, policy.ErrRefused):
+		return rp.refusedPlan(s, key, err)
+	case err != nil:
+		return rp.failed(s, err)
+	}
+	for _, c := range w.plan.Changes {
+		rp.desired[c.Ref()] = cleanObject(c.Object)
+	}
+	if res.NoOp {
+		r.metrics.repairs.WithLabelValues(ResultNoOp).Inc()
+		return nil
+	}
+	r.metrics.repairs.WithLabelValues(ResultApplied).Inc()
+	r.log.Info("repaired", "changed", refs(w.changed), "backup", backup.Dir)
+	rp.announce(s, w)
+	pruneBackups(r.opts.BackupDir, r.opts.KeepBackups, r.log)
+	return nil
+}
+
+// namespacedOnly refuses plans with cluster-scoped objects: the guard holds
+// no cluster-scoped RBAC write (least privilege), so such a grant is left to
+// `dpfdoctor fix`, run by someone who may.
+func namespacedOnly(p *plan.Plan) error {
+	var v []string
+	for _, c := range p.Changes {
+		if ref := c.Ref(); ref.Namespace == "" {
+			v = append(v, fmt.Sprintf("%s is cluster-scoped: the guard writes only Roles and RoleBindings in %s; run `dpfdoctor fix` for this grant", ref, p.Namespace))
+		}
+	}
+	if len(v) > 0 {
+		return &policy.Refusal{Violations: v}
+	}
+	return nil
+}
+
+// delete removes an object someone else altered, so that apply re-creates
+// it without fighting that field manager; only dpfdoctor's own objects
+// (managed-by label, name prefix) ever get here.
+func (rp *repairer) delete(ctx context.Context, obj *unstructured.Unstructured) error {
+	ref := plan.RefOf(obj)
+	if obj.GetLabels()[plan.ManagedByLabel] != plan.ManagedByValue || !strings.HasPrefix(ref.Name, plan.NamePrefix) {
+		return fmt.Errorf("%w: %s is not dpfdoctor's", policy.ErrRefused, ref)
+	}
+	res, err := rbacResource(ref)
+	if err != nil {
+		return err
+	}
+	uid, rv := obj.GetUID(), obj.GetResourceVersion()
+	ri := rp.r.clients.Dynamic.Resource(res)
+	opts := metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &uid, ResourceVersion: &rv}}
+	if ref.Namespace != "" {
+		err = ri.Namespace(ref.Namespace).Delete(ctx, ref.Name, opts)
+	} else {
+		err = ri.Delete(ctx, ref.Name, opts)
+	}
+	if err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("delete altered %s: %w", ref, kube.Classify(err))
+	}
+	rp.r.log.Info("deleted an altered grant to re-create it", "object", ref.String())
+	return nil
+}
+
+func (rp *repairer) refusedPlan(s *snapshot, key string, err error) error {
+	rp.refused[key] = true
+	rp.r.metrics.repairs.WithLabelValues(ResultRefused).Inc()
+	rp.r.log.Info("repair refused by policy", "reason", err.Error())
+	if s.config != nil {
+		rp.r.recorder.Event(s.config, corev1.EventTypeWarning, ReasonRepairRefused, clip(err.Error()))
+	}
+	return nil
+}
+
+func (rp *repairer) failed(s *snapshot, err error) error {
+	rp.r.metrics.repairs.WithLabelValues(ResultFailed).Inc()
+	if s.config != nil {
+		rp.r.recorder.Event(s.config, corev1.EventTypeWarning, ReasonRepairFailed, clip(err.Error()))
+	}
+	return fmt.Errorf("repair: %w", err)
+}
+
+// announce records what the write did: DPFDoctorRepaired on each pod the
+// plan answers, DPFDoctorRestored for objects put back.
+func (rp *repairer) announce(s *snapshot, w *work) {
+	r := rp.r
+	pods := map[string]*corev1.Pod{}
+	for i := range s.pods {
+		pods[s.pods[i].Name] = &s.pods[i]
+	}
+	changed := refs(w.changed)
+	if w.built {
+		for _, a := range w.plan.Addresses {
+			for _, name := range a.Pods {
+				if p := pods[name]; p != nil {
+					r.recorder.Event(p, corev1.EventTypeNormal, ReasonRepaired, clip(fmt.Sprintf(
+						"%s answered by %s (%s); the pod recovers at its next back-off retry", a.Code, changed, missingFor(a, p.Spec.NodeName))))
+				}
+			}
+		}
+		return
+	}
+	for _, ref := range w.changed {
+		msg := fmt.Sprintf("dpfdoctor's grant %s was deleted or altered; restored", ref)
+		obj := rp.desired[ref]
+		if ref.Namespace == "" || obj == nil {
+			if s.config != nil {
+				r.recorder.Event(s.config, corev1.EventTypeNormal, ReasonRestored, msg)
+			}
+			continue
+		}
+		r.recorder.Event(obj, corev1.EventTypeNormal, ReasonRestored, msg)
+	}
+}
+
+// missingFor renders the permissions of a finding that concern one node.
+func missingFor(a plan.Addressed, node string) string {
+	var out []string
+	for _, m := range a.Missing {
+		if node == "" || strings.Contains(m.Name, node) {
+			out = append(out, m.String())
+		}
+	}
+	if len(out) == 0 {
+		for _, m := range a.Missing {
+			out = append(out, m.String())
+		}
+	}
+	return strings.Join(out, "; ")
+}
+
+func refs(rs []plan.ObjectRef) string {
+	s := make([]string, len(rs))
+	for i, r := range rs {
+		s[i] = r.String()
+	}
+	return strings.Join(s, ", ")
+}
+
+// fixable reports whether a failing pod has a finding a grant answers.
+func fixable(d *diagnose.Diagnosis) bool {
+	for _, f := range d.Findings {
+		if f.Fixable && len(f.Missing) > 0 && len(f.Pods) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// covers reports whether live holds what want sets.
+func covers(live, want *unstructured.Unstructured) bool {
+	ok, err := plan.Covers(live, want)
+	return err == nil && ok
+}
+
+// foreign reports whether a field manager other than dpfdoctor owns the
+// object's payload (rules, subjects, roleRef): someone else changed it.
+func foreign(obj *unstructured.Unstructured) bool {
+	for _, mf := range obj.GetManagedFields() {
+		if mf.Manager == plan.FieldManager || mf.FieldsV1 == nil {
+			continue
+		}
+		var fields map[string]json.RawMessage
+		if err := json.Unmarshal(mf.FieldsV1.Raw, &fields); err != nil {
+			return true
+		}
+		for _, f := range []string{"f:rules", "f:subjects", "f:roleRef", "f:aggregationRule"} {
+			if _, ok := fields[f]; ok {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// boundServiceAccount is the ServiceAccount dpfdoctor's bindings bind.
+func boundServiceAccount(objs map[plan.ObjectRef]*unstructured.Unstructured, ns string) string {
+	for ref, o := range objs {
+		if ref.Kind != "RoleBinding" && ref.Kind != "ClusterRoleBinding" {
+			continue
+		}
+		subjects, _, _ := unstructured.NestedSlice(o.Object, "subjects")
+		for _, s := range subjects {
+			m, _ := s.(map[string]any)
+			if m["kind"] == rbacv1.ServiceAccountKind && m["namespace"] == ns {
+				if name, ok := m["name"].(string); ok {
+					return name
+				}
+			}
+		}
+	}
+	return ""
+}
+
+// contentHash identifies a plan by its objects' content.
+func contentHash(p *plan.Plan) string {
+	data, _ := json.Marshal(p.Changes)
+	h := sha256.Sum256(data)
+	return hex.EncodeToString(h[:])[:16]
+}
+
+// liveObjects turns the cached RBAC objects into unstructured objects with
+// their kind set (informers drop it).
+func liveObjects(m managedRBAC) (map[plan.ObjectRef]*unstructured.Unstructured, error) {
+	out := map[plan.ObjectRef]*unstructured.Unstructured{}
+	add := func(kind string, obj runtime.Object) error {
+		data, err := runtime.DefaultUnstructuredConverter.ToUnstructured(obj)
+		if err != nil {
+			return fmt.Errorf("convert %s: %w", kind, err)
+		}
+		u := &unstructured.Unstructured{Object: data}
+		u.SetAPIVersion(rbacv1.SchemeGroupVersion.String())
+		u.SetKind(kind)
+		out[plan.RefOf(u)] = u
+		return nil
+	}
+	for i := range m.roles {
+		if err := add("Role", &m.roles[i]); err != nil {
+			return nil, err
+		}
+	}
+	for i := range m.roleBindings {
+		if err := add("RoleBinding", &m.roleBindings[i]); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// typedRBAC is the desired objects as the Bundle's RBAC, for plan.Build to
+// merge with: what dpfdoctor granted before is never taken away.
+func typedRBAC(objs map[plan.ObjectRef]*unstructured.Unstructured) (evidence.RBAC, error) {
+	var out evidence.RBAC
+	for ref, o := range objs {
+		var err error
+		switch ref.Kind {
+		case "Role":
+			var r rbacv1.Role
+			if err = runtime.DefaultUnstructuredConverter.FromUnstructured(o.Object, &r); err == nil {
+				out.Roles = append(out.Roles, r)
+			}
+		case "RoleBinding":
+			var r rbacv1.RoleBinding
+			if err = runtime.DefaultUnstructuredConverter.FromUnstructured(o.Object, &r); err == nil {
+				out.RoleBindings = append(out.RoleBindings, r)
+			}
+		case "ClusterRole":
+			var r rbacv1.ClusterRole
+			if err = runtime.DefaultUnstructuredConverter.FromUnstructured(o.Object, &r); err == nil {
+				out.ClusterRoles = append(out.ClusterRoles, r)
+			}
+		case "ClusterRoleBinding":
+			var r rbacv1.ClusterRoleBinding
+			if err = runtime.DefaultUnstructuredConverter.FromUnstructured(o.Object, &r); err == nil {
+				out.ClusterRoleBindings = append(out.ClusterRoleBindings, r)
+			}
+		}
+		if err != nil {
+			return evidence.RBAC{}, fmt.Errorf("read %s: %w", ref, err)
+		}
+	}
+	return out, nil
+}
+
+// cleanObject strips server-set fields, leaving what dpfdoctor applies.
+func cleanObject(u *unstructured.Unstructured) *unstructured.Unstructured {
+	c := u.DeepCopy()
+	for _, f := range []string{"resourceVersion", "uid", "creationTimestamp", "managedFields", "generation"} {
+		unstructured.RemoveNestedField(c.Object, "metadata", f)
+	}
+	unstructured.RemoveNestedField(c.Object, "status")
+	return c
+}
+
+// rbacResource maps the RBAC kinds dpfdoctor writes to their resources.
+func rbacResource(ref plan.ObjectRef) (schema.GroupVersionResource, error) {
+	res, ok := map[string]string{"Role": "roles", "RoleBinding": "rolebindings", "ClusterRole": "clusterroles",
+		"ClusterRoleBinding": "clusterrolebindings"}[ref.Kind]
+	if !ok || ref.Group != rbacv1.GroupName {
+		return schema.GroupVersionResource{}, fmt.Errorf("%s is not an RBAC object dpfdoctor writes", ref)
+	}
+	return rbacv1.SchemeGroupVersion.WithResource(res), nil
+}
+
+// logWriter turns apply's step lines into log entries.
+type logWriter struct{ log logr.Logger }
+
+func (w logWriter) Write(p []byte) (int, error) {
+	w.log.V(1).Info(strings.TrimRight(string(p), "\n"), "step", "apply")
+	return len(p), nil
+}
