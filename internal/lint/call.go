@@ -188,9 +188,9 @@ func (in *interp) callFunc(st *state, fn *syntax.FuncDecl, name string, args []t
 	if n := len(res.locals); n > 0 {
 		for k, sv := range res.locals[n-1] {
 			if sv.set {
-				res.vars[k] = sv.v
+				res.vars.set(k, sv.v)
 			} else {
-				delete(res.vars, k)
+				res.vars.del(k)
 			}
 		}
 		res.locals = res.locals[:n-1]

@@ -1,7 +1,6 @@
 package lint
 
 import (
-	"sort"
 	"strconv"
 	"strings"
 
@@ -15,6 +14,7 @@ const (
 	maxIterations  = 256   // concrete iterations of one loop
 	maxSteps       = 50000 // statements walked per script
 	maxGuardsPerAt = 64
+	minConcrete    = 3 // concrete iterations before a loop may be widened
 )
 
 // sink is where a file descriptor goes.
@@ -397,7 +397,8 @@ func (in *interp) loop(st *state, spec loopSpec) *state {
 
 	var exits []*state
 	cur := st
-	var prevKey string
+	var prev *state
+	widen := false
 	for i := 0; ; i++ {
 		next, cond := spec.next(cur, i)
 		cur = next
@@ -409,18 +410,20 @@ func (in *interp) loop(st *state, spec loopSpec) *state {
 			exits = append(exits, cur)
 			break
 		}
-		if cond == stUnknown || i >= maxIterations || in.overBudget() {
+		if cond == stUnknown || i >= maxIterations || in.overBudget() || widen {
 			exits = append(exits, in.abstractIteration(cur, spec, cont, cond == stUnknown && (!spec.assumeOnce || i > 0))...)
 			break
 		}
-		key := canonicalVars(cur)
-		if spec.fixpoint && i > 0 && key == prevKey {
-			// Nothing changes between iterations: the loop only ends by
-			// break or exit.
-			break
+		if spec.fixpoint {
+			if prev != nil && sameState(prev, cur) {
+				// Nothing changes between iterations: the loop only ends
+				// by break or exit.
+				break
+			}
+			prev = cur.clone()
 		}
-		prevKey = key
 		iterRoot := cur.guard
+		records := len(in.order)
 		end := spec.body(cur)
 		cur = join(iterRoot, append(cont.states, end), []*frame{cont}, &reason{kind: "after", line: spec.why.line})
 		cont.states = nil
@@ -431,6 +434,10 @@ func (in *interp) loop(st *state, spec loopSpec) *state {
 			exits = append(exits, cur)
 			break
 		}
+		// Once iterations only run on some paths (after a conditional
+		// break) and stop finding new calls, the rest is walked once,
+		// abstractly: a 30-attempt retry loop costs a few iterations.
+		widen = i >= minConcrete && len(in.order) == records && possibleSince(cur.guard, root)
 	}
 	res := join(root, append(brk.states, exits...), []*frame{brk, cont}, &reason{kind: "after", line: spec.why.line})
 	if res.flow == flowLive {
@@ -474,40 +481,19 @@ func (in *interp) abstractIteration(cur *state, spec loopSpec, cont *frame, poss
 	return []*state{m}
 }
 
-func canonicalVars(st *state) string {
-	names := make([]string, 0, len(st.vars))
-	for k := range st.vars {
-		names = append(names, k)
-	}
-	sort.Strings(names)
-	var b strings.Builder
-	for _, k := range names {
-		v := st.vars[k]
-		b.WriteString(k)
-		b.WriteByte('=')
-		if v.isArr {
-			b.WriteByte('[')
-			if v.arrUnknown {
-				b.WriteByte('?')
-			}
-			for _, t := range v.arr {
-				b.WriteString(t.key())
-				b.WriteByte(1)
-			}
-			b.WriteByte(']')
-		} else {
-			for _, t := range v.val {
-				b.WriteString(t.key())
-				b.WriteByte(1)
-			}
+// possibleSince reports whether a possible guard lies between g and root.
+func possibleSince(g, root *guard) bool {
+	for x := g; x != nil && x != root; x = x.parent {
+		if x.possible {
+			return true
 		}
-		b.WriteByte(0)
 	}
-	for _, a := range st.args {
-		b.WriteString(a.key())
-		b.WriteByte(2)
-	}
-	return b.String()
+	return false
+}
+
+// sameState reports whether two loop iterations start alike.
+func sameState(a, b *state) bool {
+	return sameArgs(a, b) && sameVars(a.vars, b.vars)
 }
 
 func (in *interp) whileClause(st *state, c *syntax.WhileClause, io ioctx) *state {
@@ -677,7 +663,7 @@ func (in *interp) assign(st *state, a *syntax.Assign, io ioctx) {
 		return
 	}
 	name := a.Name.Value
-	old, had := st.vars[name]
+	old, had := st.vars.get(name)
 	switch {
 	case a.Array != nil:
 		var elems []text

@@ -199,10 +199,10 @@ func Lint(scripts []*Script, set *rbac.Set, o Options) *Report {
 		r.Warnings = append(r.Warnings, ws...)
 		r.Calls += calls
 	}
-	names, namespaces := set.ResourceNames(), set.BindingNamespaces()
+	ev := &evaluator{set: set, subj: o.Subject, names: set.ResourceNames(), namespaces: set.BindingNamespaces(), memo: map[string]rbac.Decision{}}
 	for i := range r.Findings {
 		f := &r.Findings[i]
-		evaluate(f, set, o.Subject, names, namespaces)
+		ev.evaluate(f)
 		switch {
 		case f.Decision.Allowed:
 			r.Allowed++
@@ -215,11 +215,30 @@ func Lint(scripts []*Script, set *rbac.Set, o Options) *Report {
 	return r
 }
 
+// evaluator answers findings, once per distinct request.
+type evaluator struct {
+	set               *rbac.Set
+	subj              access.Subject
+	names, namespaces []string
+	memo              map[string]rbac.Decision
+}
+
+func (e *evaluator) decide(r access.Request) rbac.Decision {
+	k := r.Key()
+	if d, ok := e.memo[k]; ok {
+		return d
+	}
+	d := e.set.Evaluate(e.subj, r)
+	e.memo[k] = d
+	return d
+}
+
 // evaluate answers a finding. A request whose name (or namespace) is not
 // resolved is checked for any name; when that is denied but some name the
 // RBAC lists would be allowed, the denial is only possible.
-func evaluate(f *Finding, set *rbac.Set, subj access.Subject, names, namespaces []string) {
-	f.Decision = set.Evaluate(subj, f.Request)
+func (e *evaluator) evaluate(f *Finding) {
+	names, namespaces := e.names, e.namespaces
+	f.Decision = e.decide(f.Request)
 	if f.Decision.Allowed {
 		return
 	}
@@ -238,7 +257,7 @@ func evaluate(f *Finding, set *rbac.Set, subj access.Subject, names, namespaces 
 			}
 			r := f.Request
 			r.Name = n
-			if set.Evaluate(subj, r).Allowed {
+			if e.decide(r).Allowed {
 				ok = append(ok, n)
 			}
 		}
@@ -252,7 +271,7 @@ func evaluate(f *Finding, set *rbac.Set, subj access.Subject, names, namespaces 
 		for _, ns := range namespaces {
 			r := f.Request
 			r.Namespace = ns
-			if set.Evaluate(subj, r).Allowed {
+			if e.decide(r).Allowed {
 				f.Certainty = Possible
 				f.Why = fmt.Sprintf("the namespace %s is not resolved; allowed if it is %s", f.NamespacePattern, ns)
 				return
@@ -352,9 +371,9 @@ func (in *interp) walkUncalled(f *syntax.File, end *state) {
 }
 
 type recKey struct {
-	pos                          uint
-	req, name, ns, kind, context string
-	possible                     bool
+	pos                 uint
+	req, name, ns, kind string
+	possible            bool
 }
 
 type record struct {

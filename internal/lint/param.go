@@ -34,7 +34,11 @@ func (in *interp) lookup(st *state, name string) (e expansion, set bool) {
 	case "0":
 		return expansion{v: litValue(in.file)}, true
 	}
-	if n, err := strconv.Atoi(name); err == nil {
+	if c := name[0]; c >= '0' && c <= '9' {
+		n, err := strconv.Atoi(name)
+		if err != nil {
+			return expansion{v: unknownValue(varPlaceholder(name))}, false
+		}
 		if st.argsUnknown {
 			return expansion{v: unknownValue(varPlaceholder(name))}, true
 		}
@@ -43,7 +47,7 @@ func (in *interp) lookup(st *state, name string) (e expansion, set bool) {
 		}
 		return expansion{v: litValue("")}, false
 	}
-	v, ok := st.vars[name]
+	v, ok := st.vars.get(name)
 	if !ok {
 		return expansion{v: unknownValue(varPlaceholder(name))}, false
 	}
@@ -92,7 +96,7 @@ func (in *interp) indexed(st *state, pe *syntax.ParamExp, name string, io ioctx)
 		l := w.Lit()
 		all = l == "@" || l == "*"
 	}
-	v, ok := st.vars[name]
+	v, ok := st.vars.get(name)
 	var elems []text
 	unknown := false
 	switch {

@@ -36,6 +36,7 @@ type variable struct {
 	arr        []text
 	isArr      bool
 	arrUnknown bool // an array whose elements lint cannot list
+	gone       bool // unset in this layer (see varStore)
 }
 
 func (v variable) same(w variable) bool {
@@ -88,7 +89,7 @@ type saved struct {
 // state is one path's view of the shell: variables, positional parameters,
 // the last exit status, and the guard under which the path runs.
 type state struct {
-	vars        map[string]variable
+	vars        *varStore
 	args        []text
 	argsUnknown bool
 	status      status
@@ -102,43 +103,37 @@ type state struct {
 }
 
 func newState() *state {
-	return &state{vars: map[string]variable{}, status: stOK, guard: &guard{}}
+	return &state{vars: newVarStore(), status: stOK, guard: &guard{}}
 }
 
 // clone copies the state so that a branch can change it independently.
 func (st *state) clone() *state {
 	c := *st
-	c.vars = make(map[string]variable, len(st.vars))
-	for k, v := range st.vars {
-		c.vars[k] = v
-	}
-	if len(st.locals) > 0 {
-		c.locals = make([]map[string]saved, len(st.locals))
-		for i, m := range st.locals {
-			c.locals[i] = make(map[string]saved, len(m))
-			for k, v := range m {
-				c.locals[i][k] = v
-			}
-		}
-	}
-	return &c
+	st.vars, c.vars = st.vars.fork()
+	return &c // locals are copied on write (declareLocal, merge)
 }
 
 // setVar assigns a variable, remembering the outer value first if the
 // current function declared it local.
-func (st *state) setVar(name string, v variable) { st.vars[name] = v }
+func (st *state) setVar(name string, v variable) { st.vars.set(name, v) }
 
 // declareLocal makes name local to the innermost function call.
 func (st *state) declareLocal(name string) {
 	if len(st.locals) == 0 {
 		return
 	}
-	top := st.locals[len(st.locals)-1]
+	n := len(st.locals)
+	top := st.locals[n-1]
 	if _, done := top[name]; done {
 		return
 	}
-	old, ok := st.vars[name]
-	top[name] = saved{v: old, set: ok}
+	old, ok := st.vars.get(name)
+	next := make(map[string]saved, len(top)+1)
+	for k, v := range top {
+		next[k] = v
+	}
+	next[name] = saved{v: old, set: ok}
+	st.locals = append(append([]map[string]saved(nil), st.locals[:n-1]...), next)
 }
 
 // merge joins the variables of paths that meet again: values that differ
@@ -146,22 +141,12 @@ func (st *state) declareLocal(name string) {
 func merge(states []*state) *state {
 	m := states[0].clone()
 	m.jumps = nil
+	stores := make([]*varStore, len(states))
+	for i, s := range states {
+		stores[i] = s.vars
+	}
+	m.vars = mergeStores(stores)
 	for _, s := range states[1:] {
-		for name, v := range m.vars {
-			w, ok := s.vars[name]
-			if !ok {
-				m.vars[name] = mergeVar(name, v, variable{val: unknownValue(varPlaceholder(name))})
-				continue
-			}
-			if !v.same(w) {
-				m.vars[name] = mergeVar(name, v, w)
-			}
-		}
-		for name, w := range s.vars {
-			if _, ok := m.vars[name]; !ok {
-				m.vars[name] = mergeVar(name, variable{val: unknownValue(varPlaceholder(name))}, w)
-			}
-		}
 		if !sameArgs(m, s) {
 			m.args, m.argsUnknown = nil, true
 		}
@@ -173,17 +158,40 @@ func merge(states []*state) *state {
 		} else {
 			m.out = union("$(…)", m.out, s.out)
 		}
-		for i := range m.locals {
-			if i < len(s.locals) {
-				for k, v := range s.locals[i] {
-					if _, ok := m.locals[i][k]; !ok {
-						m.locals[i][k] = v
-					}
-				}
-			}
-		}
+		m.locals = mergeLocals(m.locals, s.locals)
 	}
 	return m
+}
+
+// mergeLocals adds the saved outer values b has and a lacks. It copies
+// what it changes: a's maps may be shared with other paths.
+func mergeLocals(a, b []map[string]saved) []map[string]saved {
+	var out []map[string]saved
+	for i := 0; i < len(a) && i < len(b); i++ {
+		var level map[string]saved
+		for k, v := range b[i] {
+			if _, ok := a[i][k]; ok {
+				continue
+			}
+			if level == nil {
+				level = make(map[string]saved, len(a[i])+len(b[i]))
+				for x, y := range a[i] {
+					level[x] = y
+				}
+			}
+			level[k] = v
+		}
+		if level != nil {
+			if out == nil {
+				out = append([]map[string]saved(nil), a...)
+			}
+			out[i] = level
+		}
+	}
+	if out == nil {
+		return a
+	}
+	return out
 }
 
 func mergeVar(name string, v, w variable) variable {
@@ -368,12 +376,12 @@ func join(root *guard, states []*state, resolved []*frame, why *reason) *state {
 	}
 	if len(live) == 0 {
 		if len(jumps) > 0 {
-			return &state{vars: map[string]variable{}, flow: flowJumped, jumps: jumps, guard: root}
+			return &state{vars: newVarStore(), flow: flowJumped, jumps: jumps, guard: root}
 		}
 		if dead != nil {
 			return dead
 		}
-		return &state{vars: map[string]variable{}, flow: flowDead, guard: root, exitFail: true}
+		return &state{vars: newVarStore(), flow: flowDead, guard: root, exitFail: true}
 	}
 	var carried []*frame
 	for _, s := range live {

@@ -1,9 +1,14 @@
 package rbac
 
 import (
+	"sync"
+
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
+
+// builtins is builtinSet, built once; it is never modified.
+var builtins = sync.OnceValue(builtinSet)
 
 // builtinSet is the part of the API server's bootstrap policy
 // (plugin/pkg/auth/authorizer/rbac/bootstrappolicy) that every

@@ -75,9 +75,27 @@ func requestRule(req access.Request) rbacv1.PolicyRule {
 	return r
 }
 
+// covers asks validation.Covers whether rule covers the single-verb rule
+// want. A rule whose verbs or API groups cannot match is skipped without
+// the call (Covers allocates); the answer is Covers' alone.
 func covers(rule, want rbacv1.PolicyRule) bool {
+	if !hasOrStar(rule.Verbs, want.Verbs[0], rbacv1.VerbAll) {
+		return false
+	}
+	if len(want.APIGroups) == 1 && !hasOrStar(rule.APIGroups, want.APIGroups[0], rbacv1.APIGroupAll) {
+		return false
+	}
 	ok, _ := validation.Covers([]rbacv1.PolicyRule{rule}, []rbacv1.PolicyRule{want})
 	return ok
+}
+
+func hasOrStar(set []string, s, star string) bool {
+	for _, x := range set {
+		if x == s || x == star {
+			return true
+		}
+	}
+	return false
 }
 
 // evaluation carries one Evaluate call and what it learnt for the denial
@@ -130,7 +148,7 @@ func (e *evaluation) roleBindings(ns string) (Decision, bool) {
 }
 
 func (e *evaluation) builtins() (Decision, bool) {
-	b := builtinSet()
+	b := builtins()
 	skip := map[string]bool{}
 	for _, cr := range e.set.ClusterRoles {
 		skip[cr.Name] = true

@@ -1,0 +1,165 @@
+package lint
+
+// varStore holds a path's variables as layers: a writable top over frozen
+// parents shared with other paths. Cloning a state is then O(1), and
+// comparing or merging two paths only looks at the layers above the one they
+// share. A frozen layer is never written again.
+type varStore struct {
+	local  map[string]variable
+	parent *varStore
+	depth  int
+}
+
+// maxVarDepth bounds the layer chain; deeper chains are flattened.
+const maxVarDepth = 16
+
+func newVarStore() *varStore { return &varStore{} }
+
+func (vs *varStore) get(name string) (variable, bool) {
+	for l := vs; l != nil; l = l.parent {
+		if v, ok := l.local[name]; ok {
+			return v, !v.gone
+		}
+	}
+	return variable{}, false
+}
+
+func (vs *varStore) set(name string, v variable) {
+	if vs.local == nil {
+		vs.local = map[string]variable{}
+	}
+	vs.local[name] = v
+}
+
+func (vs *varStore) del(name string) {
+	if _, ok := vs.get(name); ok {
+		vs.set(name, variable{gone: true})
+	}
+}
+
+// fork freezes vs and returns two fresh tops over it: one for the path
+// that goes on, one for the copy.
+func (vs *varStore) fork() (*varStore, *varStore) {
+	frozen := vs
+	if len(vs.local) == 0 && vs.parent != nil {
+		frozen = vs.parent
+	}
+	if frozen.depth >= maxVarDepth {
+		frozen = frozen.flatten()
+	}
+	return &varStore{parent: frozen, depth: frozen.depth + 1}, &varStore{parent: frozen, depth: frozen.depth + 1}
+}
+
+// flatten copies every visible variable into one frozen layer.
+func (vs *varStore) flatten() *varStore {
+	m := map[string]variable{}
+	for l := vs; l != nil; l = l.parent {
+		for k, v := range l.local {
+			if _, seen := m[k]; !seen {
+				m[k] = v
+			}
+		}
+	}
+	for k, v := range m {
+		if v.gone {
+			delete(m, k)
+		}
+	}
+	return &varStore{local: m}
+}
+
+// names lists the variables defined in layers above stop (all layers when
+// stop is nil), tombstones included.
+func (vs *varStore) names(stop *varStore, into map[string]bool) {
+	for l := vs; l != nil && l != stop; l = l.parent {
+		for k := range l.local {
+			into[k] = true
+		}
+	}
+}
+
+// common returns the deepest layer every store shares (nil if none).
+func common(stores []*varStore) *varStore {
+	index := map[*varStore]int{}
+	i := 0
+	for l := stores[0]; l != nil; l = l.parent {
+		index[l] = i
+		i++
+	}
+	best := -1
+	for _, s := range stores[1:] {
+		found := -1
+		for l := s; l != nil; l = l.parent {
+			if j, ok := index[l]; ok {
+				found = j
+				break
+			}
+		}
+		if found < 0 {
+			return nil
+		}
+		if found > best {
+			best = found
+		}
+	}
+	if best < 0 {
+		return stores[0]
+	}
+	for l := stores[0]; l != nil; l = l.parent {
+		if index[l] == best {
+			return l
+		}
+	}
+	return nil
+}
+
+// sameVars reports whether two stores hold the same variables.
+func sameVars(a, b *varStore) bool {
+	base := common([]*varStore{a, b})
+	names := map[string]bool{}
+	a.names(base, names)
+	b.names(base, names)
+	for n := range names {
+		x, okX := a.get(n)
+		y, okY := b.get(n)
+		if okX != okY || okX && !x.same(y) {
+			return false
+		}
+	}
+	return true
+}
+
+// mergeStores joins the variables of paths that meet again: values that
+// differ become alternatives (or unknown).
+func mergeStores(stores []*varStore) *varStore {
+	base := common(stores)
+	names := map[string]bool{}
+	for _, s := range stores {
+		s.names(base, names)
+	}
+	depth := 0
+	if base != nil {
+		depth = base.depth + 1
+	}
+	out := &varStore{parent: base, depth: depth, local: make(map[string]variable, len(names))}
+	for n := range names {
+		v, ok := stores[0].get(n)
+		if !ok {
+			v = variable{val: unknownValue(varPlaceholder(n))}
+		}
+		changed := !ok
+		for _, s := range stores[1:] {
+			w, okW := s.get(n)
+			if !okW {
+				w = variable{val: unknownValue(varPlaceholder(n))}
+				changed = true
+			}
+			if changed || !v.same(w) {
+				v = mergeVar(n, v, w)
+				changed = true
+			}
+		}
+		out.local[n] = v
+	}
+	return out
+}
