@@ -17,7 +17,10 @@ type apiServerUnreachable struct{}
 func (apiServerUnreachable) ID() string   { return CodeAPIServerUnreachable }
 func (apiServerUnreachable) Class() Class { return ClassAPIServerUnreachable }
 
-func (apiServerUnreachable) Classify(b *evidence.Bundle) []Finding {
+func (c apiServerUnreachable) Classify(b *evidence.Bundle) []Finding { return c.classify(newView(b)) }
+
+func (apiServerUnreachable) classify(v *view) []Finding {
+	b := v.b
 	in := b.Install
 	f := Finding{Class: ClassAPIServerUnreachable, Code: CodeAPIServerUnreachable, Severity: SeverityError}
 	vip := in.APIServerVIP
@@ -31,7 +34,6 @@ func (apiServerUnreachable) Classify(b *evidence.Bundle) []Finding {
 	f.Evidence = append(f.Evidence, Evidence{Kind: EvidenceConfig, Source: fmt.Sprintf("DPFOperatorConfig %s/%s", in.Namespace, in.OperatorConfig),
 		Text: fmt.Sprintf("spec.overrides.kubernetesAPIServerVIP: %s, kubernetesAPIServerPort: %s", vip, port)})
 	envs := map[string]bool{}
-	v := newView(b)
 	for _, p := range v.failing() {
 		l, e, ok := scriptError(v.log(p.Name), dpf.MsgVersionFailed)
 		if !ok {

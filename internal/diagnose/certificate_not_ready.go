@@ -19,10 +19,12 @@ type certificateNotReady struct{}
 func (certificateNotReady) ID() string   { return CodeCertificateNotReady }
 func (certificateNotReady) Class() Class { return ClassCertificateNotReady }
 
-func (certificateNotReady) Classify(b *evidence.Bundle) []Finding {
+func (c certificateNotReady) Classify(b *evidence.Bundle) []Finding { return c.classify(newView(b)) }
+
+func (certificateNotReady) classify(v *view) []Finding {
+	b := v.b
 	f := Finding{Class: ClassCertificateNotReady, Code: CodeCertificateNotReady, Severity: SeverityError}
 	issuerBad := false
-	v := newView(b)
 	for _, p := range v.failing() {
 		ev, detail, ok := certificateEvidence(v, p)
 		if !ok {

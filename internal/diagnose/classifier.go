@@ -15,6 +15,13 @@ type Classifier interface {
 	Classify(b *evidence.Bundle) []Finding
 }
 
+// classifier is what every Classifier here also implements: classification
+// over a shared index of the bundle, so that Diagnose indexes it once.
+type classifier interface {
+	Classifier
+	classify(v *view) []Finding
+}
+
 // All returns every classifier, in priority order, as a fresh slice.
 func All() []Classifier {
 	return []Classifier{

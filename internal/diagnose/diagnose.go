@@ -209,11 +209,19 @@ func Diagnose(b *evidence.Bundle) *Diagnosis {
 		Gaps:     b.Gaps,
 		Requests: b.Requests,
 	}
+	// One index for every classifier; Unknown takes what the others left.
+	v := newView(b)
 	var findings []Finding
 	for _, c := range All() {
-		findings = append(findings, c.Classify(b)...)
+		switch c := c.(type) {
+		case unknown:
+			findings = append(findings, c.unclaimed(v, findings)...)
+		case classifier:
+			findings = append(findings, c.classify(v)...)
+		default:
+			findings = append(findings, c.Classify(b)...)
+		}
 	}
-	v := newView(b)
 	primary := assign(b, findings)
 	for i := range findings {
 		split(&findings[i], primary, v)

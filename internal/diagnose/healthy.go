@@ -8,7 +8,10 @@ type healthy struct{}
 func (healthy) ID() string   { return CodeHealthy }
 func (healthy) Class() Class { return ClassHealthy }
 
-func (healthy) Classify(b *evidence.Bundle) []Finding {
+func (c healthy) Classify(b *evidence.Bundle) []Finding { return c.classify(newView(b)) }
+
+func (healthy) classify(v *view) []Finding {
+	b := v.b
 	var pods []string
 	for _, p := range b.Pods {
 		if p.Ready {

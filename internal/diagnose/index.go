@@ -22,6 +22,22 @@ type view struct {
 	dpuNode map[string]bool
 	checks  map[string]evidence.AccessCheck
 	denials map[string][]denied
+	facts   map[string]*podFacts
+	forbids map[string][]forbiddenLine // Forbidden lines by the pod whose log holds them
+}
+
+// podFacts are what a pod's spec says about its dmsinit.sh, computed once.
+type podFacts struct {
+	args      dpf.Args
+	calls     []dpf.Call
+	namespace string
+	user      string
+}
+
+// forbiddenLine is a parsed API server Forbidden message in a log line.
+type forbiddenLine struct {
+	line logLine
+	fb   dpf.Forbidden
 }
 
 // logLine is one line of a dms-init log and where it came from.
@@ -44,7 +60,7 @@ func newView(b *evidence.Bundle) *view {
 		groups: map[string]*evidence.LogGroup{}, shared: map[string]sharedLog{}, events: map[string][]evidence.Event{},
 		secrets: make(map[string]bool, len(b.Secrets)), certs: make(map[string]evidence.Object, len(b.Certificates)),
 		dpuNode: make(map[string]bool, len(b.DPUNodes)), checks: make(map[string]evidence.AccessCheck, len(b.Access)),
-		denials: map[string][]denied{}}
+		denials: map[string][]denied{}, facts: make(map[string]*podFacts, len(b.Pods)), forbids: map[string][]forbiddenLine{}}
 	for _, p := range b.Pods {
 		v.pods[p.Name] = p
 	}
@@ -194,6 +210,52 @@ func (v *view) certificate(name string) (evidence.Object, bool) {
 	return c, ok
 }
 
+// factsOf returns the pod's dmsinit.sh facts.
+func (v *view) factsOf(p evidence.Pod) *podFacts {
+	if f, ok := v.facts[p.Name]; ok {
+		return f
+	}
+	args := p.Args()
+	ns := args.Namespace
+	if ns == "" {
+		ns = dpf.DefaultNamespace
+	}
+	f := &podFacts{args: args, calls: dpf.Calls(p.Script(v.b.Install.Version), args.CertPath()), namespace: ns, user: p.Subject().User}
+	v.facts[p.Name] = f
+	return f
+}
+
+// forbidden returns the Forbidden messages in the pod's log (its own, or
+// its group's when inferred), parsed once per log.
+func (v *view) forbidden(pod string) []forbiddenLine {
+	lines := v.log(pod)
+	if len(lines) == 0 {
+		return nil
+	}
+	owner := pod
+	if lines[0].shared != "" {
+		owner = lines[0].shared
+	}
+	fs, ok := v.forbids[owner]
+	if !ok {
+		for _, l := range v.logs[owner] {
+			if fb, ok := dpf.ParseForbidden(l.text); ok {
+				fs = append(fs, forbiddenLine{line: l, fb: fb})
+			}
+		}
+		v.forbids[owner] = fs
+	}
+	if owner == pod {
+		return fs
+	}
+	out := make([]forbiddenLine, len(fs))
+	for i, f := range fs {
+		f.line.shared = owner
+		out[i] = f
+	}
+	return out
+}
+
 // denied returns the pod's calls its ServiceAccount may not make, in the
 // order the script makes them. Calls whose review failed are skipped.
 func (v *view) denied(p evidence.Pod) []denied {
@@ -202,15 +264,16 @@ func (v *view) denied(p evidence.Pod) []denied {
 	}
 	var out []denied
 	seen := map[string]bool{}
-	for _, c := range p.Calls(v.b.Install.Version) {
+	f := v.factsOf(p)
+	for _, c := range f.calls {
 		if c.NonResourceURL != "" {
 			continue
 		}
-		chk, ok := v.checks[evidence.CheckKey(p.Subject().User, c, p.ScriptNamespace())]
+		chk, ok := v.checks[evidence.CheckKey(f.user, c, f.namespace)]
 		if !ok || !chk.Known() || chk.AllowedFor(p.Node) {
 			continue
 		}
-		req := c.Request(p.ScriptNamespace(), p.Node)
+		req := c.Request(f.namespace, p.Node)
 		if seen[req.Key()] {
 			continue
 		}

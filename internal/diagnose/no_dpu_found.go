@@ -14,10 +14,11 @@ type noDPUFound struct{}
 func (noDPUFound) ID() string   { return CodeNoDPUFound }
 func (noDPUFound) Class() Class { return ClassNoDPUFound }
 
-func (noDPUFound) Classify(b *evidence.Bundle) []Finding {
+func (c noDPUFound) Classify(b *evidence.Bundle) []Finding { return c.classify(newView(b)) }
+
+func (noDPUFound) classify(v *view) []Finding {
 	f := Finding{Class: ClassNoDPUFound, Code: CodeNoDPUFound, Severity: SeverityError}
 	var nodes []string
-	v := newView(b)
 	for _, p := range v.failing() {
 		l, ok := find(v.log(p.Name), dpf.MsgNoDPUs)
 		if !ok {

@@ -13,7 +13,10 @@ type operatorPaused struct{}
 func (operatorPaused) ID() string   { return CodeOperatorPaused }
 func (operatorPaused) Class() Class { return ClassOperatorPaused }
 
-func (operatorPaused) Classify(b *evidence.Bundle) []Finding {
+func (c operatorPaused) Classify(b *evidence.Bundle) []Finding { return c.classify(newView(b)) }
+
+func (operatorPaused) classify(v *view) []Finding {
+	b := v.b
 	in := b.Install
 	if !in.Paused {
 		return nil

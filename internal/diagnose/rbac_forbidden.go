@@ -37,10 +37,12 @@ type logForbidden struct {
 	req  access.Request // for this pod's node
 }
 
-func (rbacForbidden) Classify(b *evidence.Bundle) []Finding {
+func (c rbacForbidden) Classify(b *evidence.Bundle) []Finding { return c.classify(newView(b)) }
+
+func (rbacForbidden) classify(v *view) []Finding {
+	b := v.b
 	groups := map[string][]rbacCase{}
 	var keys []string
-	v := newView(b)
 	for _, p := range v.failing() {
 		rc, ok := rbacCaseFor(v, p)
 		if !ok {
@@ -64,16 +66,12 @@ func (rbacForbidden) Classify(b *evidence.Bundle) []Finding {
 func rbacCaseFor(v *view, p evidence.Pod) (rbacCase, bool) {
 	rc := rbacCase{pod: p}
 	lines := v.log(p.Name)
-	for _, l := range lines {
-		fb, ok := dpf.ParseForbidden(l.text)
-		if !ok {
-			continue
-		}
-		req := forPodNode(v, p, l, fb.Request)
+	for _, f := range v.forbidden(p.Name) {
+		req := forPodNode(v, p, f.line, f.fb.Request)
 		if isStatusPatch(req) {
 			continue
 		}
-		rc.forbidden = append(rc.forbidden, logForbidden{line: l, req: req})
+		rc.forbidden = append(rc.forbidden, logForbidden{line: f.line, req: req})
 	}
 	rc.denied = v.denied(p)
 	_, pciFailed := find(lines, dpf.MsgUpdatePCIFailed)
@@ -117,8 +115,9 @@ func forPodNode(v *view, p evidence.Pod, l logLine, r access.Request) access.Req
 	if !ok || peer.Node == "" {
 		return r
 	}
-	for _, c := range p.Calls(v.b.Install.Version) {
-		cr := c.Request(p.ScriptNamespace(), peer.Node)
+	f := v.factsOf(p)
+	for _, c := range f.calls {
+		cr := c.Request(f.namespace, peer.Node)
 		if cr.Verb == r.Verb && cr.Group == r.Group && cr.Resource == r.Resource && cr.Subresource == r.Subresource && cr.Name == r.Name {
 			return c.Request(r.Namespace, p.Node)
 		}

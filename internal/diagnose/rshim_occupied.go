@@ -16,11 +16,13 @@ type rshimOccupied struct{}
 func (rshimOccupied) ID() string   { return CodeRshimOccupied }
 func (rshimOccupied) Class() Class { return ClassRshimOccupied }
 
-func (rshimOccupied) Classify(b *evidence.Bundle) []Finding {
+func (c rshimOccupied) Classify(b *evidence.Bundle) []Finding { return c.classify(newView(b)) }
+
+func (rshimOccupied) classify(v *view) []Finding {
+	b := v.b
 	f := Finding{Class: ClassRshimOccupied, Code: CodeRshimOccupied, Severity: SeverityError}
 	var nodes []string
 	recreate := true
-	v := newView(b)
 	for _, p := range v.failing() {
 		c, ok := p.Init(dpf.ContainerRshimPreflight)
 		if !ok {

@@ -26,9 +26,11 @@ type skewCase struct {
 	notFound bool // the API said the status subresource does not exist
 }
 
-func (statusSubresourceSkew) Classify(b *evidence.Bundle) []Finding {
+func (c statusSubresourceSkew) Classify(b *evidence.Bundle) []Finding { return c.classify(newView(b)) }
+
+func (statusSubresourceSkew) classify(v *view) []Finding {
+	b := v.b
 	var fixable, crd []skewCase
-	v := newView(b)
 	for _, p := range v.failing() {
 		sc, ok := skewCaseFor(v, p)
 		if !ok {
@@ -59,21 +61,21 @@ func skewCaseFor(v *view, p evidence.Pod) (skewCase, bool) {
 		sc.notFound = strings.Contains(msg, "could not find the requested resource") || strings.Contains(msg, "notfound")
 		return sc, true
 	}
-	for _, l := range lines {
-		if fb, ok := dpf.ParseForbidden(l.text); ok && !isStatusPatch(fb.Request) {
+	for _, f := range v.forbidden(p.Name) {
+		if !isStatusPatch(f.fb.Request) {
 			return skewCase{}, false // an earlier call is refused: RBACForbidden
 		}
 	}
-	if bl, ok := firstBlocking(sc.denied); ok && bl.isStatusPatch() && scriptPatchesStatus(v.b, p) {
+	if bl, ok := firstBlocking(sc.denied); ok && bl.isStatusPatch() && patchesStatus(v.factsOf(p).calls) {
 		return sc, true
 	}
 	return skewCase{}, false
 }
 
-// scriptPatchesStatus reports whether the pod's call table has the status
-// patch (dmsinit.sh C and later, and the host agent).
-func scriptPatchesStatus(b *evidence.Bundle, p evidence.Pod) bool {
-	for _, c := range p.Calls(b.Install.Version) {
+// patchesStatus reports whether a call table has the status patch
+// (dmsinit.sh C and later, and the host agent).
+func patchesStatus(calls []dpf.Call) bool {
+	for _, c := range calls {
 		if c.Resource == "dpudevices" && c.Subresource == "status" {
 			return true
 		}

@@ -18,22 +18,31 @@ func (unknown) Class() Class { return ClassUnknown }
 // tailLines is how many log lines an Unknown finding quotes.
 const tailLines = 10
 
-func (unknown) Classify(b *evidence.Bundle) []Finding {
-	claimed := map[string]bool{}
+func (c unknown) Classify(b *evidence.Bundle) []Finding { return c.classify(newView(b)) }
+
+func (u unknown) classify(v *view) []Finding {
+	var others []Finding
 	for _, c := range All() {
 		switch c.Class() {
 		case ClassUnknown, ClassHealthy, ClassOperatorPaused:
 			continue
 		}
-		for _, f := range c.Classify(b) {
-			for _, p := range f.Pods {
-				claimed[p] = true
-			}
+		others = append(others, c.(classifier).classify(v)...)
+	}
+	return u.unclaimed(v, others)
+}
+
+// unclaimed reports the failing pods no finding names.
+func (unknown) unclaimed(v *view, findings []Finding) []Finding {
+	b := v.b
+	claimed := map[string]bool{}
+	for _, f := range findings {
+		for _, p := range f.Pods {
+			claimed[p] = true
 		}
 	}
 	bySig := map[string]*Finding{}
 	var order []string
-	v := newView(b)
 	for _, p := range v.failing() {
 		if claimed[p.Name] {
 			continue
