@@ -16,5 +16,6 @@ func subcommands(kf *genericclioptions.ConfigFlags, s genericiooptions.IOStreams
 		NewCmdFix(kf, s),
 		NewCmdRollback(kf, s),
 		NewCmdLint(s),
+		NewCmdGuard(kf, s),
 	}
 }

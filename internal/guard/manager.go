@@ -8,8 +8,10 @@ import (
 	"os"
 	"sync/atomic"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/uuid"
+	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -24,11 +26,13 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/dpfdoctor/dpfdoctor/internal/kube"
+	"github.com/dpfdoctor/dpfdoctor/internal/outcome"
 )
 
 // Guard is a configured guard: a controller-runtime manager with the guard's
 // controller, metrics endpoint and probes.
 type Guard struct {
+	cfg      *rest.Config
 	mgr      manager.Manager
 	opts     Options
 	identity string
@@ -38,7 +42,9 @@ type Guard struct {
 }
 
 // New builds a guard from a client config (the in-cluster ServiceAccount's,
-// or a kubeconfig's). Nothing talks to the cluster until Start.
+// or a kubeconfig's). It asks the API server (discovery, one request)
+// whether it serves the DPFOperatorConfig kind, and fails fast with
+// outcome.ErrNotInstalled or a kube sentinel otherwise.
 func New(cfg *rest.Config, o Options) (*Guard, error) {
 	if cfg == nil {
 		return nil, errors.New("guard: no client config")
@@ -58,7 +64,10 @@ func New(cfg *rest.Config, o Options) (*Guard, error) {
 	if err := clientgoscheme.AddToScheme(scheme); err != nil {
 		return nil, fmt.Errorf("guard: scheme: %w", err)
 	}
-	g := &Guard{opts: o, identity: o.Identity}
+	g := &Guard{cfg: cfg, opts: o, identity: o.Identity}
+	if err := g.preflight(); err != nil {
+		return nil, err
+	}
 	if g.identity == "" {
 		host, _ := os.Hostname()
 		g.identity = host + "_" + string(uuid.NewUUID())
@@ -201,6 +210,30 @@ func (g *Guard) Start(ctx context.Context) error {
 		return fmt.Errorf("guard: %w", kube.Classify(err))
 	}
 	return nil
+}
+
+// preflight fails fast, with the sentinel the exit codes use, when the API
+// server cannot be reached or does not serve the DPFOperatorConfig kind
+// (the watches would otherwise retry until the cache-sync timeout).
+func (g *Guard) preflight() error {
+	dc, err := discovery.NewDiscoveryClientForConfig(g.cfg)
+	if err != nil {
+		return fmt.Errorf("guard: %w", err)
+	}
+	gv := operatorConfigGVK.GroupVersion().String()
+	list, err := dc.ServerResourcesForGroupVersion(gv)
+	switch {
+	case apierrors.IsNotFound(err):
+		return fmt.Errorf("%w: the cluster serves no %s (install the DPF operator, or point --kubeconfig/--context at the cluster that has it)", outcome.ErrNotInstalled, gv)
+	case err != nil:
+		return fmt.Errorf("guard: discover %s: %w", gv, kube.Classify(err))
+	}
+	for _, r := range list.APIResources {
+		if r.Kind == operatorConfigGVK.Kind {
+			return nil
+		}
+	}
+	return fmt.Errorf("%w: %s serves no %s", outcome.ErrNotInstalled, gv, operatorConfigGVK.Kind)
 }
 
 // Manager is the underlying controller-runtime manager.

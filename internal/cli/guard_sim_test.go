@@ -1,0 +1,84 @@
+package cli
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/cli-runtime/pkg/genericiooptions"
+	"k8s.io/client-go/kubernetes"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	"github.com/dpfdoctor/dpfdoctor/internal/guard"
+	"github.com/dpfdoctor/dpfdoctor/internal/sim"
+)
+
+// dpfdoctor guard in observe mode on a sim: it records a diagnosis event
+// on each failing pod, writes nothing else, and exits 0 when interrupted.
+func TestGuardOnSim(t *testing.T) {
+	requireAssets(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	c, err := sim.Start(ctx, sim.Options{Nodes: 2, Scenario: "secrets-forbidden", TimeScale: 0.05, SecretWaitAttempts: 1,
+		KubectlMaxNodes: -1, Resync: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Stop() })
+	cs := kubernetes.NewForConfigOrDie(c.Config)
+
+	s, _, _, errOut := genericiooptions.NewTestIOStreams()
+	cmd := NewRootCommand(s)
+	runCtx, stop := context.WithCancel(ctx)
+	cmd.SetContext(runCtx)
+	done := make(chan int, 1)
+	go func() {
+		done <- Run(cmd, []string{"guard", "--kubeconfig", c.KubeconfigPath, "--metrics-bind-address", "127.0.0.1:0",
+			"--health-probe-bind-address", "127.0.0.1:0"}, errOut)
+	}()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		evs, err := cs.CoreV1().Events(c.Namespace).List(ctx, metav1.ListOptions{FieldSelector: "reason=" + guard.ReasonDiagnosed})
+		if err == nil && len(evs.Items) == 2 && strings.HasPrefix(evs.Items[0].Message, "RBACForbidden: ") {
+			break
+		}
+		if time.Now().After(deadline) {
+			stop()
+			t.Fatalf("no diagnosis events (%v, %v); guard log:\n%s", evs, err, errOut)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	stop()
+	select {
+	case code := <-done:
+		if code != ExitOK {
+			t.Errorf("exit %d after interrupt; log:\n%s", code, errOut)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the guard did not stop")
+	}
+	roles, err := cs.RbacV1().Roles(c.Namespace).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/managed-by=dpfdoctor"})
+	if err != nil || len(roles.Items) != 0 {
+		t.Errorf("observe mode wrote Roles: %v %v", roles, err)
+	}
+	if !strings.Contains(errOut.String(), `"msg"="diagnosed"`) {
+		t.Errorf("log lacks the diagnoses:\n%s", errOut)
+	}
+}
+
+// A cluster without DPF exits 5 at once.
+func TestGuardNotInstalled(t *testing.T) {
+	requireAssets(t)
+	env := &envtest.Environment{}
+	cfg, err := env.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = env.Stop() })
+	code, _, errOut := run(t, "guard", "--kubeconfig", writeKubeconfig(t, cfg), "--metrics-bind-address", "0", "--health-probe-bind-address", "0")
+	if code != ExitNotInstalled || !strings.Contains(errOut, "operator.dpu.nvidia.com") {
+		t.Errorf("exit %d, stderr %q", code, errOut)
+	}
+}
