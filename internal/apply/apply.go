@@ -16,6 +16,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/fields"
 
 	"github.com/dpfdoctor/dpfdoctor/internal/dpf"
 	"github.com/dpfdoctor/dpfdoctor/internal/kube"
@@ -80,26 +81,10 @@ func (r Result) Count() int {
 // sentinel.
 func (a *Applier) Apply(ctx context.Context, b *Backup) (Result, error) {
 	p := b.plan
-	dyn := a.Clients.Dynamic
-	pre := map[plan.ObjectRef]*unstructured.Unstructured{}
-	observed := policy.Observed{Existing: map[plan.ObjectRef]map[string]string{}}
-	for _, c := range p.Changes {
-		ref := c.Ref()
-		live, found, err := get(ctx, dyn, ref)
-		if err != nil {
-			return Result{}, fmt.Errorf("read %s: %w", ref, kube.Classify(err))
-		}
-		pre[ref] = nil
-		if found {
-			pre[ref] = live
-			observed.Existing[ref] = live.GetLabels()
-		}
-	}
-	inv, err := a.inventory(ctx, p.Namespace)
+	pre, observed, err := a.Observe(ctx, p)
 	if err != nil {
 		return Result{}, err
 	}
-	observed.Inventory = inv
 	if err := policy.Check(p, observed); err != nil {
 		return Result{}, err
 	}
@@ -214,24 +199,48 @@ func (a *Applier) ssa(ctx context.Context, obj *unstructured.Unstructured, dryRu
 	return err
 }
 
-// inventory reads the operator's applyset inventory (metadata only). A
-// parent that is absent or unreadable leaves the check to the part-of
-// label on existing objects.
-func (a *Applier) inventory(ctx context.Context, namespace string) ([]plan.ObjectRef, error) {
-	parent := dpf.ApplySetParentName(dpf.ProvisioningComponent)
-	m, err := a.Clients.Metadata.Resource(secretsGVR).Namespace(namespace).Get(ctx, parent, metav1.GetOptions{})
-	switch {
-	case apierrors.IsNotFound(err), apierrors.IsForbidden(err):
-		a.logf("note: applyset parent Secret %s/%s not readable (%v); relying on the %s label", namespace, parent, reasonOf(err), dpf.ApplySetPartOfLabel)
-		return nil, nil
-	case err != nil:
-		return nil, fmt.Errorf("read the operator's applyset: %w", kube.Classify(err))
+// Observe reads what the policy decides on: each target as it is now (nil
+// when absent) and the operator's applyset inventory, from the metadata of
+// its parent Secret (listed by name through the metadata API: never the
+// Secret's data). An absent or unreadable parent leaves the check to the
+// part-of label on existing objects.
+func (a *Applier) Observe(ctx context.Context, p *plan.Plan) (map[plan.ObjectRef]*unstructured.Unstructured, policy.Observed, error) {
+	pre := map[plan.ObjectRef]*unstructured.Unstructured{}
+	observed := policy.Observed{Existing: map[plan.ObjectRef]map[string]string{}}
+	for _, c := range p.Changes {
+		ref := c.Ref()
+		live, found, err := get(ctx, a.Clients.Dynamic, ref)
+		if err != nil {
+			return nil, observed, fmt.Errorf("read %s: %w", ref, kube.Classify(err))
+		}
+		pre[ref] = nil
+		if found {
+			pre[ref] = live
+			observed.Existing[ref] = live.GetLabels()
+		}
 	}
-	inv, perr := policy.ParseInventory(m.GetAnnotations()[dpf.ApplySetInventoryAnnotation])
+	if len(p.Changes) == 0 {
+		return pre, observed, nil
+	}
+	parent := dpf.ApplySetParentName(dpf.ProvisioningComponent)
+	list, err := a.Clients.Metadata.Resource(secretsGVR).Namespace(p.Namespace).List(ctx,
+		metav1.ListOptions{FieldSelector: fields.OneTermEqualSelector("metadata.name", parent).String()})
+	switch {
+	case apierrors.IsForbidden(err):
+		a.logf("note: the applyset parent Secret %s/%s is not readable (%v); relying on the %s label", p.Namespace, parent, reasonOf(err), dpf.ApplySetPartOfLabel)
+		return pre, observed, nil
+	case err != nil:
+		return nil, observed, fmt.Errorf("read the operator's applyset: %w", kube.Classify(err))
+	case len(list.Items) == 0:
+		a.logf("note: no applyset parent Secret %s/%s; relying on the %s label", p.Namespace, parent, dpf.ApplySetPartOfLabel)
+		return pre, observed, nil
+	}
+	inv, perr := policy.ParseInventory(list.Items[0].GetAnnotations()[dpf.ApplySetInventoryAnnotation])
 	if perr != nil {
 		a.logf("note: %v", perr)
 	}
-	return inv, nil
+	observed.Inventory = inv
+	return pre, observed, nil
 }
 
 func reasonOf(err error) string {

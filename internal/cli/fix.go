@@ -209,9 +209,12 @@ func (o *FixOptions) plan(ctx context.Context, po doctor.PlanOptions) error {
 			return err
 		}
 	default:
-		if err := printPlan(o.Out, p, palette(isTerminal(o.Out))); err != nil {
+		if err := printPlan(o.Out, p, pl.Refused, palette(isTerminal(o.Out))); err != nil {
 			return err
 		}
+	}
+	if pl.Refused != nil {
+		return fmt.Errorf("%w: %w", outcome.ErrProblems, pl.Refused)
 	}
 	for _, s := range p.Skipped {
 		if len(s.Pods) > 0 {
@@ -227,7 +230,7 @@ func (o *FixOptions) confirm(cluster string) func(*plan.Plan) (bool, error) {
 		return nil
 	}
 	return func(p *plan.Plan) (bool, error) {
-		if err := printPlan(o.ErrOut, p, palette(isTerminal(o.ErrOut))); err != nil {
+		if err := printPlan(o.ErrOut, p, nil, palette(isTerminal(o.ErrOut))); err != nil {
 			return false, err
 		}
 		deletes := 0

@@ -19,7 +19,7 @@ import (
 const maxListed = 8
 
 // printPlan renders a plan as tables.
-func printPlan(w io.Writer, p *plan.Plan, col palette) error {
+func printPlan(w io.Writer, p *plan.Plan, refused error, col palette) error {
 	fmt.Fprintf(w, "%s %s · DPF %s in %s · ServiceAccount %s · scope %s\n\n", col.paint(bold, "Plan"), short(p.ID),
 		orUnknown(p.Version), p.Namespace, orUnknown(p.ServiceAccount), p.Scope)
 	if len(p.Changes) == 0 {
@@ -64,6 +64,14 @@ func printPlan(w io.Writer, p *plan.Plan, col palette) error {
 		for _, s := range p.Skipped {
 			fmt.Fprintf(w, "  %s  %s\n    next step: %s\n", col.paint(red, s.Code), oneLine(s.Summary), oneLine(s.NextStep))
 		}
+	}
+	if refused != nil {
+		fmt.Fprintf(w, "\n%s %v\n", col.paint(red, "POLICY:"), refused)
+		return nil
+	}
+	if len(p.Changes) > 0 {
+		fmt.Fprintf(w, "\n%s allowed: dpfdoctor-… RBAC objects only, no wildcards, no Secret list/watch, the DPF namespace only, no name from the operator's inventory\n",
+			col.paint(bold, "POLICY:"))
 	}
 	if len(p.Changes) > 0 || len(p.Restart) > 0 {
 		fmt.Fprintln(w, "\nApply with `dpfdoctor fix --apply`, or commit the RBAC objects from `dpfdoctor fix -o yaml` instead.")

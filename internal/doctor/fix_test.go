@@ -9,12 +9,14 @@ import (
 	"testing"
 	"time"
 
+	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/dpfdoctor/dpfdoctor/internal/access"
 	"github.com/dpfdoctor/dpfdoctor/internal/apply"
 	"github.com/dpfdoctor/dpfdoctor/internal/doctor"
 	"github.com/dpfdoctor/dpfdoctor/internal/dpf"
+	"github.com/dpfdoctor/dpfdoctor/internal/kube"
 	"github.com/dpfdoctor/dpfdoctor/internal/outcome"
 	"github.com/dpfdoctor/dpfdoctor/internal/plan"
 	"github.com/dpfdoctor/dpfdoctor/internal/sim"
@@ -290,5 +292,59 @@ func TestRollbackRefusesTamperedBackup(t *testing.T) {
 	}
 	if got := e.state(); got.String() != after.String() {
 		t.Fatalf("a refused rollback changed the cluster")
+	}
+}
+
+// A user who may read everything but write no RBAC is refused before any
+// change, with the missing permissions named.
+func TestFixWithoutRights(t *testing.T) {
+	e := startSim(t, sim.Options{Nodes: 2, Scenario: string(sim.SecretsForbidden)})
+	e.waitFailing(2)
+	ctx := context.Background()
+	viewer := &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: "test-viewer"}, Rules: []rbacv1.PolicyRule{
+		{APIGroups: []string{"*"}, Resources: []string{"*"}, Verbs: []string{"get", "list", "watch"}},
+		{APIGroups: []string{"authorization.k8s.io"}, Resources: []string{"subjectaccessreviews"}, Verbs: []string{"create"}},
+	}}
+	if _, err := e.cs.RbacV1().ClusterRoles().Create(ctx, viewer, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	crb := &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "test-viewer"},
+		RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "test-viewer"},
+		Subjects: []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: "viewer"}}}
+	if _, err := e.cs.RbacV1().ClusterRoleBindings().Create(ctx, crb, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := e.c.UserConfig("viewer")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl, err := kube.New(cfg, e.c.Namespace, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pods, _ := e.cs.CoreV1().Pods(e.c.Namespace).List(ctx, metav1.ListOptions{})
+	pre := e.state()
+	root := t.TempDir()
+	rep, err := doctor.Fix(ctx, doctor.FixOptions{PlanOptions: doctor.PlanOptions{Clients: cl}, BackupRoot: root, ReconcileWait: 100 * time.Millisecond})
+	var re *apply.RightsError
+	if !errors.Is(err, kube.ErrInsufficientRights) || !errors.As(err, &re) || rep.Outcome != doctor.OutcomeRefused {
+		t.Fatalf("fix as a viewer: %v (outcome %q)", err, rep.Outcome)
+	}
+	for _, want := range []string{"create roles.rbac.authorization.k8s.io in " + e.c.Namespace, "delete pods in " + e.c.Namespace, "patch nodes"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("the refusal does not name %q: %v", want, err)
+		}
+	}
+	if got := e.state(); got.String() != pre.String() {
+		t.Fatalf("a refused fix changed the cluster:\n got %s\nwant %s", got, pre)
+	}
+	after, _ := e.cs.CoreV1().Pods(e.c.Namespace).List(ctx, metav1.ListOptions{})
+	for i := range pods.Items {
+		if i >= len(after.Items) || after.Items[i].UID != pods.Items[i].UID {
+			t.Fatal("a refused fix deleted pods")
+		}
+	}
+	if dirs, _ := os.ReadDir(root); len(dirs) != 0 {
+		t.Fatal("a refused fix wrote a backup")
 	}
 }

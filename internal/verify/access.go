@@ -153,3 +153,43 @@ func Needs(p *plan.Plan) []access.Request {
 	}
 	return access.Unique(out)
 }
+
+// Sample keeps, of each group of requests that differ only in their name,
+// at most perGroup spread evenly (always the first and the last), in the
+// original order.
+func Sample(rs []access.Request, perGroup int) []access.Request {
+	if perGroup < 2 {
+		perGroup = 2
+	}
+	groups := map[string][]int{}
+	var order []string
+	for i, r := range rs {
+		k := r
+		k.Name = ""
+		key := k.Key()
+		if _, ok := groups[key]; !ok {
+			order = append(order, key)
+		}
+		groups[key] = append(groups[key], i)
+	}
+	keep := make([]bool, len(rs))
+	for _, key := range order {
+		idx := groups[key]
+		if len(idx) <= perGroup {
+			for _, i := range idx {
+				keep[i] = true
+			}
+			continue
+		}
+		for j := 0; j < perGroup; j++ {
+			keep[idx[j*(len(idx)-1)/(perGroup-1)]] = true
+		}
+	}
+	out := make([]access.Request, 0, len(rs))
+	for i, r := range rs {
+		if keep[i] {
+			out = append(out, r)
+		}
+	}
+	return out
+}

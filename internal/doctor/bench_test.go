@@ -1,0 +1,221 @@
+package doctor_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	authorizationv1 "k8s.io/api/authorization/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/dpfdoctor/dpfdoctor/internal/access"
+	"github.com/dpfdoctor/dpfdoctor/internal/doctor"
+	"github.com/dpfdoctor/dpfdoctor/internal/dpf"
+	"github.com/dpfdoctor/dpfdoctor/internal/kube"
+	"github.com/dpfdoctor/dpfdoctor/internal/sim"
+)
+
+// benchScale is the sim's time scale: every simulated delay (operator
+// resync 10 s, kubelet back-off 10 s … 5 min, dms-init sleeps) times 0.05.
+const benchScale = 0.05
+
+// fixBench is one benchmark result, written to bench/fix-<nodes>.json.
+type fixBench struct {
+	Nodes     int     `json:"nodes"`
+	TimeScale float64 `json:"timeScale"`
+	Version   string  `json:"dpfVersion"`
+	Dpfdoctor struct {
+		Requests     int64   `json:"requests"`
+		Seconds      float64 `json:"seconds"`
+		Ready        int     `json:"ready"`
+		Outcome      string  `json:"outcome"`
+		GrantSurvive bool    `json:"grantSurvivesReconcile"`
+	} `json:"dpfdoctor"`
+	WidelyShared struct {
+		Requests       int64   `json:"requests"`
+		Seconds        float64 `json:"seconds"`
+		Ready          int     `json:"ready"`
+		Polls          int     `json:"polls"`
+		PatchReverted  bool    `json:"patchReverted"`
+		SecretsReadAll bool    `json:"everySecretReadableWhilePatched"`
+	} `json:"widelyShared"`
+}
+
+// BenchmarkFix1000 measures fix-to-all-Ready on 1,000 failing v25.4.0
+// nodes (DPFDOCTOR_BENCH_NODES overrides the count): API requests and wall
+// time, beside the widely shared approach performed on a second sim of the
+// same size: patch the operator's ClusterRole with get,list on every
+// Secret, list the pods, delete each, and list every 10 s (scaled) for 5
+// minutes (scaled).
+func BenchmarkFix1000(b *testing.B) {
+	if os.Getenv("KUBEBUILDER_ASSETS") == "" {
+		b.Skip("KUBEBUILDER_ASSETS is not set")
+	}
+	nodes := 1000
+	if v, err := strconv.Atoi(os.Getenv("DPFDOCTOR_BENCH_NODES")); err == nil && v > 0 {
+		nodes = v
+	}
+	for i := 0; i < b.N; i++ {
+		var res fixBench
+		res.Nodes, res.TimeScale, res.Version = nodes, benchScale, "v25.4.0"
+		benchDpfdoctor(b, nodes, &res)
+		benchWidelyShared(b, nodes, &res)
+		b.ReportMetric(float64(res.Dpfdoctor.Requests), "requests/op")
+		b.ReportMetric(res.Dpfdoctor.Seconds, "s-to-all-ready/op")
+		b.ReportMetric(float64(res.Dpfdoctor.Ready), "ready/op")
+		b.ReportMetric(float64(res.WidelyShared.Requests), "shared-requests/op")
+		b.ReportMetric(float64(res.WidelyShared.Ready), "shared-ready/op")
+		writeBench(b, res)
+	}
+}
+
+func benchSim(b *testing.B, nodes int) (*sim.Cluster, kubernetes.Interface) {
+	b.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	c, err := sim.Start(ctx, sim.Options{Nodes: nodes, Scenario: string(sim.SecretsForbidden), TimeScale: benchScale,
+		SecretWaitAttempts: 2, KubectlMaxNodes: -1})
+	if err != nil {
+		b.Fatal(err)
+	}
+	cs := kubernetes.NewForConfigOrDie(c.Config)
+	for deadline := time.Now().Add(10 * time.Minute); ; time.Sleep(2 * time.Second) {
+		pods, err := cs.CoreV1().Pods(c.Namespace).List(ctx, metav1.ListOptions{LabelSelector: dpf.ComponentLabel})
+		failing := 0
+		if err == nil {
+			for i := range pods.Items {
+				if strings.Contains(dpf.PodState(&pods.Items[i]), "CrashLoopBackOff") {
+					failing++
+				}
+			}
+		}
+		if failing == nodes {
+			return c, cs
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("%d of %d pods failing after 10 minutes", failing, nodes)
+		}
+	}
+}
+
+func benchDpfdoctor(b *testing.B, nodes int, res *fixBench) {
+	c, _ := benchSim(b, nodes)
+	defer func() { _ = c.Stop() }()
+	cl, err := kube.New(c.Config, c.Namespace, kube.NewBudget(0))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	start := time.Now()
+	rep, err := doctor.Fix(context.Background(), doctor.FixOptions{
+		PlanOptions:   doctor.PlanOptions{Clients: cl},
+		BackupRoot:    b.TempDir(),
+		ReconcileWait: time.Duration(float64(15*time.Second) * benchScale),
+		Timeout:       time.Duration(float64(10*time.Minute) * benchScale * 4),
+	})
+	b.StopTimer()
+	res.Dpfdoctor.Seconds = time.Since(start).Seconds()
+	res.Dpfdoctor.Requests = cl.Budget.Used()
+	if err != nil {
+		b.Logf("fix: %v", err)
+	}
+	res.Dpfdoctor.Outcome = rep.Outcome
+	if rep.Recovery != nil {
+		res.Dpfdoctor.Ready = rep.Recovery.Ready
+	}
+	res.Dpfdoctor.GrantSurvive = rep.Reconcile != nil && rep.Reconcile.ObjectsIntact && rep.AfterReconcile != nil && len(rep.AfterReconcile.Problems) == 0
+}
+
+func benchWidelyShared(b *testing.B, nodes int, res *fixBench) {
+	c, _ := benchSim(b, nodes)
+	defer func() { _ = c.Stop() }()
+	budget := kube.NewBudget(0)
+	cl, err := kube.New(c.Config, c.Namespace, budget)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	cs, ns := cl.Kube, c.Namespace
+	start := time.Now()
+	patch := `[{"op":"add","path":"/rules/-","value":{"apiGroups":[""],"resources":["secrets"],"verbs":["get","list"]}}]`
+	if _, err := cs.RbacV1().ClusterRoles().Patch(ctx, c.Release.ClusterRole, types.JSONPatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
+		b.Fatal(err)
+	}
+	pods, err := cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: dpf.ComponentLabel})
+	if err != nil {
+		b.Fatal(err)
+	}
+	// The patched role lets the SA list every Secret.
+	if allowed, err := canI(ctx, cs, ns, c.Release.ServiceAccount, "list", "secrets"); err == nil {
+		res.WidelyShared.SecretsReadAll = allowed
+	}
+	for _, p := range pods.Items {
+		if err := cs.CoreV1().Pods(ns).Delete(ctx, p.Name, metav1.DeleteOptions{}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	poll := time.Duration(float64(10*time.Second) * benchScale)
+	window := time.Duration(float64(5*time.Minute) * benchScale)
+	for deadline := time.Now().Add(window); time.Now().Before(deadline); time.Sleep(poll) {
+		res.WidelyShared.Polls++
+		l, err := cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: dpf.ComponentLabel})
+		if err != nil {
+			b.Fatal(err)
+		}
+		res.WidelyShared.Ready = ready(l.Items)
+		if res.WidelyShared.Ready == nodes {
+			break
+		}
+	}
+	res.WidelyShared.Seconds = time.Since(start).Seconds()
+	res.WidelyShared.Requests = budget.Used() - 1 // the SubjectAccessReview above is ours, not the approach's
+	cr, err := kubernetes.NewForConfigOrDie(c.Config).RbacV1().ClusterRoles().Get(ctx, c.Release.ClusterRole, metav1.GetOptions{})
+	if err == nil {
+		res.WidelyShared.PatchReverted = len(cr.Rules) == len(c.Release.Rules)
+	}
+}
+
+func ready(pods []corev1.Pod) int {
+	n := 0
+	for i := range pods {
+		if dpf.PodReady(&pods[i]) {
+			n++
+		}
+	}
+	return n
+}
+
+func canI(ctx context.Context, cs kubernetes.Interface, ns, sa, verb, resource string) (bool, error) {
+	s := access.ServiceAccount(ns, sa)
+	r, err := cs.AuthorizationV1().SubjectAccessReviews().Create(ctx, &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
+		User: s.User, Groups: s.Groups, ResourceAttributes: &authorizationv1.ResourceAttributes{Namespace: ns, Verb: verb, Resource: resource}}}, metav1.CreateOptions{})
+	if err != nil {
+		return false, err
+	}
+	return r.Status.Allowed, nil
+}
+
+func writeBench(b *testing.B, res fixBench) {
+	b.Helper()
+	dir := filepath.Join("..", "..", "bench")
+	if _, err := os.Stat(dir); err != nil {
+		return
+	}
+	data, _ := json.MarshalIndent(res, "", "  ")
+	file := filepath.Join(dir, fmt.Sprintf("fix-%d.json", res.Nodes))
+	if err := os.WriteFile(file, append(data, '\n'), 0o644); err != nil {
+		b.Logf("write %s: %v", file, err)
+	}
+	b.Logf("fix on %d nodes (time scale %.2f): dpfdoctor %d requests, %d Ready in %.1fs (%s); widely shared %d requests, %d Ready after %d polls, patch reverted %t",
+		res.Nodes, res.TimeScale, res.Dpfdoctor.Requests, res.Dpfdoctor.Ready, res.Dpfdoctor.Seconds, res.Dpfdoctor.Outcome,
+		res.WidelyShared.Requests, res.WidelyShared.Ready, res.WidelyShared.Polls, res.WidelyShared.PatchReverted)
+}
