@@ -637,7 +637,7 @@ func (in *interp) decl(st *state, c *syntax.DeclClause, io ioctx) *state {
 		variant = c.Variant.Value
 	}
 	local := variant == "local" || (variant == "declare" || variant == "typeset") && len(st.locals) > 0
-	st.status = stOK
+	defer func() { st.status = stOK }() // local x=$(false) succeeds
 	for _, a := range c.Args {
 		if a.Name == nil {
 			continue // an option such as -a, -r, -x
