@@ -35,16 +35,21 @@ func (apiServerUnreachable) classify(v *view) []Finding {
 		Text: fmt.Sprintf("spec.overrides.kubernetesAPIServerVIP: %s, kubernetesAPIServerPort: %s", vip, port)})
 	envs := map[string]bool{}
 	for _, p := range v.failing() {
-		l, e, ok := scriptError(v.log(p.Name), dpf.MsgVersionFailed)
+		lines := v.log(p.Name)
+		l, e, ok := scriptError(lines, dpf.MsgVersionFailed)
 		if !ok {
-			continue
+			// The v25.10 host agent (a Go program) says it its own way.
+			if l, ok = find(lines, hostAgentUnreachable); !ok {
+				continue
+			}
+			e.Message = dpf.MsgVersionFailed + l.text[strings.Index(l.text, hostAgentUnreachable)+len(hostAgentUnreachable):]
 		}
 		f.Pods = append(f.Pods, p.Name)
 		f.Evidence = appendLimited(f.Evidence, logEvidence(l), maxQuoted)
 		env := podAPIEnv(p)
 		if !envs[env] {
 			envs[env] = true
-			f.Evidence = append(f.Evidence, Evidence{Kind: EvidenceObject, Source: fmt.Sprintf("pod %s %s env", p.Name, dpf.ContainerDMSInit), Text: env})
+			f.Evidence = append(f.Evidence, Evidence{Kind: EvidenceObject, Source: fmt.Sprintf("pod %s %s env", p.Name, workName(p)), Text: env})
 		}
 		f.setDetail(p.Name, "kubectl cannot reach the API server: "+shorten(strings.TrimPrefix(e.Message, dpf.MsgVersionFailed), 120))
 	}
@@ -59,6 +64,18 @@ func (apiServerUnreachable) classify(v *view) []Finding {
 		"(dms-init fails before it creates the DPUNode, so the operator re-creates them)",
 		in.OperatorConfig, in.Namespace, in.Namespace, dpf.ComponentLabel, dpf.ComponentDMS)
 	return []Finding{f}
+}
+
+// hostAgentUnreachable starts the v25.10 host agent's error when it cannot
+// reach the API server, as internal/sim models it (no public source quotes
+// the host agent's messages).
+const hostAgentUnreachable = "unable to reach the Kubernetes API server: "
+
+func workName(p evidence.Pod) string {
+	if c, ok := p.Work(); ok {
+		return c.Name
+	}
+	return dpf.ContainerDMSInit
 }
 
 // podAPIEnv renders the pod's KUBERNETES_SERVICE_HOST/PORT.

@@ -22,3 +22,14 @@ func TestAPIServerUnreachable(t *testing.T) {
 		t.Run(tc.file, func(t *testing.T) { expect(t, apiServerUnreachable{}, tc.file, tc.want) })
 	}
 }
+
+// The v25.10 host agent logs its failures in klog form.
+func TestHostAgent(t *testing.T) {
+	expect(t, apiServerUnreachable{}, "apiserver_unreachable/hostagent.yaml", &want{
+		code: CodeAPIServerUnreachable, pods: []string{"h1-dms"},
+		evidence: []string{"unable to reach the Kubernetes API server", "pod h1-dms hostagent env"},
+	})
+	expect(t, noDPUFound{}, "apiserver_unreachable/hostagent.yaml", &want{
+		code: CodeNoDPUFound, pods: []string{"h2-dms"}, evidence: []string{"no DPU found on this host"},
+	})
+}

@@ -142,7 +142,26 @@ func verdict(lines []logLine) string {
 	if _, ok := find(lines, dpf.MsgCompleted); ok {
 		return "completed"
 	}
+	for i := len(lines) - 1; i >= 0; i-- {
+		if msg, ok := klogError(lines[i].text); ok {
+			words := strings.Fields(msg)
+			if len(words) > 4 {
+				words = words[:4]
+			}
+			return "klog " + strings.Join(words, " ")
+		}
+	}
 	return ""
+}
+
+// klogError returns the message of a klog error line ("E1125 10:00:00.000000
+// 1 file.go:97] msg"), as the v25.10 host agent, a Go program, logs.
+func klogError(line string) (string, bool) {
+	if len(line) < 2 || (line[0] != 'E' && line[0] != 'F') || line[1] < '0' || line[1] > '9' {
+		return "", false
+	}
+	_, msg, ok := strings.Cut(line, "] ")
+	return msg, ok
 }
 
 // failing returns the pods that are not Ready.

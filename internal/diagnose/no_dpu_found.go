@@ -7,6 +7,10 @@ import (
 	"github.com/dpfdoctor/dpfdoctor/internal/evidence"
 )
 
+// hostAgentNoDPU is the v25.10 host agent's message when it finds no DPU, as
+// internal/sim models it.
+const hostAgentNoDPU = "no DPU found on this host"
+
 // noDPUFound reports dms-init finding no BlueField in sysfs ("No DPUs found
 // on this system"): the node is labelled as carrying a DPU but shows none.
 type noDPUFound struct{}
@@ -20,9 +24,12 @@ func (noDPUFound) classify(v *view) []Finding {
 	f := Finding{Class: ClassNoDPUFound, Code: CodeNoDPUFound, Severity: SeverityError}
 	var nodes []string
 	for _, p := range v.failing() {
-		l, ok := find(v.log(p.Name), dpf.MsgNoDPUs)
+		lines := v.log(p.Name)
+		l, ok := find(lines, dpf.MsgNoDPUs)
 		if !ok {
-			continue
+			if l, ok = find(lines, hostAgentNoDPU); !ok {
+				continue
+			}
 		}
 		f.Pods = append(f.Pods, p.Name)
 		nodes = append(nodes, p.Node)
