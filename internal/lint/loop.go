@@ -1,0 +1,250 @@
+package lint
+
+import (
+	"mvdan.cc/sh/v3/syntax"
+)
+
+// loop runs a loop body: concretely while the condition is known, once
+// abstractly otherwise. next reports whether another iteration starts (and
+// prepares its state); assumeOnce says whether a loop whose condition is
+// unknown is taken to run at least once (for-in over an unresolved list) or
+// not (while).
+type loopSpec struct {
+	next       func(st *state, i int) (*state, status)
+	body       func(st *state) *state
+	post       func(st *state) *state // the C-style loop's step
+	abstract   func(st *state)        // make loop variables unknown
+	assumeOnce bool
+	fixpoint   bool // the condition depends only on variables
+	why        *reason
+}
+
+func (in *interp) loop(st *state, spec loopSpec) *state {
+	root := st.guard
+	brk := &frame{kind: frameBreak}
+	cont := &frame{kind: frameCont}
+	in.frames = append(in.frames, brk, cont)
+	defer func() { in.frames = in.frames[:len(in.frames)-2] }()
+
+	var exits []*state
+	cur := st
+	var prev *state
+	widen := false
+	for i := 0; ; i++ {
+		next, cond := spec.next(cur, i)
+		cur = next
+		if cur.flow != flowLive {
+			exits = append(exits, cur)
+			break
+		}
+		if cond == stFail {
+			exits = append(exits, cur)
+			break
+		}
+		if cond == stUnknown || i >= maxIterations || in.overBudget() || widen {
+			exits = append(exits, in.abstractIteration(cur, spec, cont, cond == stUnknown && (!spec.assumeOnce || i > 0))...)
+			break
+		}
+		if spec.fixpoint {
+			if prev != nil && sameState(prev, cur) {
+				// Nothing changes between iterations: the loop only ends
+				// by break or exit.
+				break
+			}
+			prev = cur.clone()
+		}
+		iterRoot := cur.guard
+		records := len(in.order)
+		end := spec.body(cur)
+		cur = join(iterRoot, append(cont.states, end), []*frame{cont}, &reason{kind: "after", line: spec.why.line})
+		cont.states = nil
+		if cur.flow == flowLive && spec.post != nil {
+			cur = spec.post(cur)
+		}
+		if cur.flow != flowLive {
+			exits = append(exits, cur)
+			break
+		}
+		// Once iterations only run on some paths (after a conditional
+		// break) and stop finding new calls, the rest is walked once,
+		// abstractly: a 30-attempt retry loop costs a few iterations.
+		widen = i >= minConcrete && len(in.order) == records && possibleSince(cur.guard, root)
+	}
+	res := join(root, append(brk.states, exits...), []*frame{brk, cont}, &reason{kind: "after", line: spec.why.line})
+	if res.flow == flowLive {
+		res.status = stOK
+	}
+	return res
+}
+
+// abstractIteration runs the body once with the loop variables unknown.
+// The state after it merges "not run" and "run", since the loop may repeat.
+func (in *interp) abstractIteration(cur *state, spec loopSpec, cont *frame, possible bool) []*state {
+	pre := cur.clone()
+	body := cur
+	if spec.abstract != nil {
+		spec.abstract(body)
+	}
+	iterRoot := body.guard
+	if possible {
+		body.guard = &guard{parent: iterRoot, possible: true, why: spec.why}
+	}
+	bodyRoot := body.guard
+	end := spec.body(body)
+	it := join(bodyRoot, append(cont.states, end), []*frame{cont}, &reason{kind: "after", line: spec.why.line})
+	cont.states = nil
+	if it.flow == flowLive && spec.post != nil {
+		it = spec.post(it)
+	}
+	if it.flow != flowLive {
+		if possible {
+			return []*state{pre, it}
+		}
+		return []*state{it}
+	}
+	// Values after a loop that may repeat: what they were, or anything the
+	// body makes of them.
+	m := merge([]*state{it, pre})
+	m.guard = it.guard
+	if possible {
+		return []*state{pre, m}
+	}
+	return []*state{m}
+}
+
+// possibleSince reports whether a possible guard lies between g and root.
+func possibleSince(g, root *guard) bool {
+	for x := g; x != nil && x != root; x = x.parent {
+		if x.possible {
+			return true
+		}
+	}
+	return false
+}
+
+// sameState reports whether two loop iterations start alike.
+func sameState(a, b *state) bool {
+	return sameArgs(a, b) && sameVars(a.vars, b.vars)
+}
+
+func (in *interp) whileClause(st *state, c *syntax.WhileClause, io ioctx) *state {
+	return in.loop(st, loopSpec{
+		next: func(cur *state, _ int) (*state, status) {
+			cur = in.stmts(cur, c.Cond, io)
+			if cur.flow != flowLive {
+				return cur, stUnknown
+			}
+			s := cur.status
+			if c.Until {
+				s = s.not()
+			}
+			return cur, s
+		},
+		body:     func(cur *state) *state { return in.stmts(cur, c.Do, io) },
+		fixpoint: true,
+		why:      &reason{kind: "while", node: lastStmt(c.Cond), line: c.WhilePos.Line()},
+	})
+}
+
+func lastStmt(list []*syntax.Stmt) syntax.Node {
+	if len(list) == 0 {
+		return nil
+	}
+	return list[len(list)-1]
+}
+
+func (in *interp) forClause(st *state, c *syntax.ForClause, io ioctx) *state {
+	why := &reason{kind: "for", node: c.Loop, line: c.ForPos.Line()}
+	body := func(cur *state) *state { return in.stmts(cur, c.Do, io) }
+	switch l := c.Loop.(type) {
+	case *syntax.WordIter:
+		name := l.Name.Value
+		var items []text
+		unknownList := false
+		if l.InPos.IsValid() {
+			alts, unknownCount := in.expandFields(st, l.Items, io)
+			if len(alts) == 1 && !unknownCount {
+				items = alts[0]
+			} else {
+				unknownList = true
+			}
+		} else if st.argsUnknown {
+			unknownList = true
+		} else {
+			items = st.args
+		}
+		return in.loop(st, loopSpec{
+			next: func(cur *state, i int) (*state, status) {
+				if unknownList {
+					return cur, stUnknown
+				}
+				if i >= len(items) {
+					return cur, stFail
+				}
+				cur.setVar(name, variable{val: value{items[i]}})
+				return cur, stOK
+			},
+			body:       body,
+			abstract:   func(cur *state) { cur.setVar(name, variable{val: unknownValue(varPlaceholder(name))}) },
+			assumeOnce: true,
+			why:        why,
+		})
+	case *syntax.CStyleLoop:
+		if l.Init != nil {
+			in.arith(st, l.Init, io)
+		}
+		return in.loop(st, loopSpec{
+			next: func(cur *state, _ int) (*state, status) {
+				if l.Cond == nil {
+					return cur, stOK
+				}
+				n, ok := in.arith(cur, l.Cond, io)
+				if !ok {
+					return cur, stUnknown
+				}
+				return cur, statusOf(n != 0)
+			},
+			body: body,
+			post: func(cur *state) *state {
+				if l.Post != nil {
+					in.arith(cur, l.Post, io)
+				}
+				return cur
+			},
+			abstract: func(cur *state) {
+				for _, n := range arithNames(l.Init, l.Cond, l.Post) {
+					cur.setVar(n, variable{val: unknownValue(varPlaceholder(n))})
+				}
+			},
+			assumeOnce: true,
+			fixpoint:   true,
+			why:        why,
+		})
+	}
+	st.status = stUnknown
+	return st
+}
+
+// arithNames lists the variables an arithmetic loop header uses.
+func arithNames(xs ...syntax.ArithmExpr) []string {
+	var out []string
+	for _, x := range xs {
+		if x == nil {
+			continue
+		}
+		syntax.Walk(x, func(n syntax.Node) bool {
+			switch n := n.(type) {
+			case *syntax.Word:
+				if l := n.Lit(); l != "" && isName(l) {
+					out = append(out, l)
+				}
+			case *syntax.ParamExp:
+				if n.Param != nil {
+					out = append(out, n.Param.Value)
+				}
+			}
+			return true
+		})
+	}
+	return out
+}
