@@ -268,3 +268,37 @@ func mustParseArgs(t *testing.T, line string) *Args {
 	}
 	return a
 }
+
+func TestWarnings(t *testing.T) {
+	tests := []struct {
+		name string
+		src  string
+		args *Args
+		want string
+	}{
+		{name: "eval", src: "eval \"kubectl get cm x\"\n", want: "t.sh:1: eval is not followed"},
+		{name: "apply from a file", src: "kubectl apply -f manifests/dpunode.yaml\n", want: "t.sh:1: kubectl apply -f manifests/dpunode.yaml reads a file lint does not follow"},
+		{name: "apply from an unknown input", src: "kubectl apply -f - < \"$f\"\n", want: "t.sh:1: kubectl apply -f - reads objects from an input lint cannot resolve"},
+		{name: "unparseable objects", src: "kubectl apply -f - <<EOF\nkind: [\nEOF\n", want: "cannot read the objects kubectl reads from stdin"},
+		{name: "unmodelled verb", src: "kubectl rollout restart deploy/x\n", want: "t.sh:1: kubectl rollout is not modelled"},
+		{name: "unresolved verb", src: "kubectl $verb pods\n", want: "t.sh:1: the kubectl command is not resolved: ${verb}"},
+		{name: "every run fails", src: flagScript, args: ArgsFromArgv([]string{"--bogus"}),
+			want: "t.sh:8: with these arguments every run ends in a failing exit here"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			args := tc.args
+			if args == nil {
+				args = ArgsFromArgv(nil)
+			}
+			r := lintSource(t, tc.src, args)
+			var got []string
+			for _, w := range r.Warnings {
+				got = append(got, fmt.Sprintf("%s:%d: %s", w.File, w.Line, w.Message))
+			}
+			if !strings.Contains(strings.Join(got, "\n"), tc.want) {
+				t.Errorf("warnings %q, want one containing %q", got, tc.want)
+			}
+		})
+	}
+}
