@@ -56,9 +56,18 @@ func (r *reconciler) recordDiagnoses(fails []failingPod, d *diagnose.Diagnosis) 
 		if !ok || !r.tracker.report(p.UID, string(pr.Class)+"|"+pr.Code) {
 			continue
 		}
-		r.recorder.Event(p, corev1.EventTypeWarning, ReasonDiagnosed, clip(fmt.Sprintf("%s: %s", pr.Class, f.NextStep)))
+		r.recorder.Event(p, corev1.EventTypeWarning, ReasonDiagnosed, clip(fmt.Sprintf("%s: %s", pr.Class, r.nextStep(f))))
 		r.log.Info("diagnosed", "pod", p.Name, "state", pr.State, "class", pr.Class, "code", pr.Code)
 	}
+}
+
+// nextStep is the finding's next step; in repair mode, for what a grant
+// fixes, the step is the guard's own.
+func (r *reconciler) nextStep(f diagnose.Finding) string {
+	if r.opts.Mode == ModeRepair && f.Fixable && len(f.Missing) > 0 {
+		return fmt.Sprintf("%s; dpfdoctor guard grants the missing permissions now (see the %s event)", f.Summary, ReasonRepaired)
+	}
+	return f.NextStep
 }
 
 // findingFor is the finding that gives the pod its primary class.

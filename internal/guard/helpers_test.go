@@ -91,20 +91,23 @@ var kindResources = map[string]schema.GroupVersionResource{
 // env is one simulated cluster with the guard's ServiceAccount and RBAC
 // created from deploy/ exactly as shipped.
 type env struct {
-	t        *testing.T
+	t        testing.TB
 	c        *sim.Cluster
 	cs       kubernetes.Interface
 	dyn      dynamic.Interface
 	guardCfg *rest.Config
 }
 
-func startEnv(t *testing.T, o sim.Options) *env {
+func startEnv(t testing.TB, o sim.Options) *env {
 	t.Helper()
 	if sim.Assets() == "" {
 		t.Skip("envtest binaries not found: export KUBEBUILDER_ASSETS=$(hack/envtest.sh)")
 	}
-	o.TimeScale, o.SecretWaitAttempts, o.KubectlMaxNodes, o.Resync = 0.05, 1, -1, time.Hour
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	if o.TimeScale == 0 {
+		o.TimeScale = 0.05
+	}
+	o.SecretWaitAttempts, o.KubectlMaxNodes, o.Resync = 1, -1, time.Hour
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
 	c, err := sim.Start(ctx, o)
 	if err != nil {
