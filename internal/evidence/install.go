@@ -117,7 +117,7 @@ type deploymentImage struct {
 // deployments remembers the images of the namespace's Deployments: the
 // operator's tag is the cluster's DPF version.
 func (r *run) deployments(ctx context.Context) error {
-	list, err := r.cl.Kube.AppsV1().Deployments(r.o.Namespace).List(ctx, metav1.ListOptions{})
+	list, err := r.cl.Kube.AppsV1().Deployments(r.o.Namespace).List(ctx, fromCache)
 	if err != nil {
 		return r.optional("deployments", access.Request{Verb: "list", Group: "apps", Resource: "deployments", Namespace: r.o.Namespace},
 			"the DPF version comes from labels or CRD shapes instead of the operator image", err)

@@ -24,7 +24,7 @@ var PodSelector = fmt.Sprintf("%s in (%s,%s)", dpf.ComponentLabel, dpf.Component
 // nothing to diagnose, so a refusal is fatal.
 func (r *run) pods(ctx context.Context) error {
 	ns := r.o.Namespace
-	list, err := r.cl.Kube.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: PodSelector})
+	list, err := r.core.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: PodSelector, ResourceVersion: "0"})
 	if apierrors.IsForbidden(err) {
 		req := access.Request{Verb: "list", Resource: "pods", Namespace: ns}
 		return fmt.Errorf("%w: dpfdoctor needs %q (bind the ClusterRole in docs/rbac/dpfdoctor-readonly.yaml to your user): %v",
@@ -49,7 +49,7 @@ func (r *run) pods(ctx context.Context) error {
 // and about DPF and cert-manager objects.
 func (r *run) events(ctx context.Context) error {
 	ns := r.o.Namespace
-	list, err := r.cl.Kube.CoreV1().Events(ns).List(ctx, metav1.ListOptions{})
+	list, err := r.core.CoreV1().Events(ns).List(ctx, fromCache)
 	if err != nil {
 		return r.optional("events", access.Request{Verb: "list", Resource: "events", Namespace: ns},
 			"FailedMount and other pod events are not used; certificate problems are judged from Certificates and Secrets", err)
@@ -128,7 +128,7 @@ var issuerList = objectList{kind: "Issuer", fields: [][]string{{"spec", "ca", "s
 
 func (r *run) objectList(ctx context.Context, l objectList) error {
 	res := gvr(l.kind)
-	list, err := r.cl.Dynamic.Resource(res).Namespace(r.o.Namespace).List(ctx, metav1.ListOptions{})
+	list, err := r.cl.Dynamic.Resource(res).Namespace(r.o.Namespace).List(ctx, fromCache)
 	if err != nil {
 		return r.optional(res.Resource, access.Request{Verb: "list", Group: res.Group, Resource: res.Resource, Namespace: r.o.Namespace}, l.impact, err)
 	}
@@ -166,7 +166,7 @@ func joinPath(p []string) string { return strings.Join(p, ".") }
 
 // nodeList lists the Nodes labelled as carrying a DPU.
 func (r *run) nodeList(ctx context.Context) error {
-	list, err := r.cl.Kube.CoreV1().Nodes().List(ctx, metav1.ListOptions{LabelSelector: dpf.DPUNodeLabel})
+	list, err := r.core.CoreV1().Nodes().List(ctx, metav1.ListOptions{LabelSelector: dpf.DPUNodeLabel, ResourceVersion: "0"})
 	if err != nil {
 		return r.optional("nodes", access.Request{Verb: "list", Resource: "nodes"}, "node labels and addresses are not shown", err)
 	}
@@ -195,7 +195,7 @@ var secretsGVR = schema.GroupVersionResource{Version: "v1", Resource: "secrets"}
 // secrets lists Secret metadata only, through the metadata client: the
 // request asks for PartialObjectMetadata, so the server never sends data.
 func (r *run) secrets(ctx context.Context) error {
-	list, err := r.cl.Metadata.Resource(secretsGVR).Namespace(r.o.Namespace).List(ctx, metav1.ListOptions{})
+	list, err := r.cl.Metadata.Resource(secretsGVR).Namespace(r.o.Namespace).List(ctx, fromCache)
 	if err != nil {
 		return r.optional("secrets", access.Request{Verb: "list", Resource: "secrets", Namespace: r.o.Namespace},
 			"whether a node's server Secret exists is inferred from FailedMount events", err)

@@ -33,7 +33,7 @@ func (r *run) rbac(ctx context.Context) error {
 	}
 	err := parallel(
 		func() error {
-			l, err := r.cl.Kube.RbacV1().ClusterRoleBindings().List(ctx, metav1.ListOptions{})
+			l, err := r.cl.Kube.RbacV1().ClusterRoleBindings().List(ctx, fromCache)
 			if err == nil {
 				crbs = l.Items
 			}
@@ -41,7 +41,7 @@ func (r *run) rbac(ctx context.Context) error {
 			return r.optional("clusterrolebindings", rbacReq("clusterrolebindings", ""), impact, err)
 		},
 		func() error {
-			l, err := r.cl.Kube.RbacV1().RoleBindings(ns).List(ctx, metav1.ListOptions{})
+			l, err := r.cl.Kube.RbacV1().RoleBindings(ns).List(ctx, fromCache)
 			if err == nil {
 				rbs = l.Items
 			}
@@ -67,7 +67,7 @@ func (r *run) rbac(ctx context.Context) error {
 	var fns []func() error
 	if needCR {
 		fns = append(fns, func() error {
-			l, err := r.cl.Kube.RbacV1().ClusterRoles().List(ctx, metav1.ListOptions{})
+			l, err := r.cl.Kube.RbacV1().ClusterRoles().List(ctx, fromCache)
 			if err == nil {
 				crs = l.Items
 			}
@@ -76,7 +76,7 @@ func (r *run) rbac(ctx context.Context) error {
 	}
 	if needRole {
 		fns = append(fns, func() error {
-			l, err := r.cl.Kube.RbacV1().Roles(ns).List(ctx, metav1.ListOptions{})
+			l, err := r.cl.Kube.RbacV1().Roles(ns).List(ctx, fromCache)
 			if err == nil {
 				roles = l.Items
 			}

@@ -92,7 +92,7 @@ func startSim(o sim.Options) (*simCluster, error) {
 func (c *simCluster) settle(ctx context.Context, failures int32) error {
 	var last string
 	for {
-		pods, err := c.kube.CoreV1().Pods(c.Namespace).List(ctx, metav1.ListOptions{LabelSelector: dpf.ComponentLabel})
+		pods, err := c.kube.CoreV1().Pods(c.Namespace).List(ctx, metav1.ListOptions{LabelSelector: dpf.ComponentLabel, ResourceVersion: "0"})
 		if err != nil {
 			return err
 		}
@@ -119,7 +119,7 @@ func (c *simCluster) settle(ctx context.Context, failures int32) error {
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("pods did not settle (%d nodes, e.g. %s): %w", len(c.byNode), last, ctx.Err())
-		case <-time.After(200 * time.Millisecond):
+		case <-time.After(200*time.Millisecond + time.Duration(len(c.byNode))*time.Millisecond/5):
 		}
 	}
 }
