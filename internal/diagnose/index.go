@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/dpfdoctor/dpfdoctor/internal/access"
 	"github.com/dpfdoctor/dpfdoctor/internal/dpf"
 	"github.com/dpfdoctor/dpfdoctor/internal/evidence"
 )
@@ -301,6 +302,21 @@ func (v *view) denied(p evidence.Pod) []denied {
 	}
 	v.denials[p.Name] = out
 	return out
+}
+
+// nowAllowed reports whether a request refused in an earlier run is allowed
+// now: a review (or the listed RBAC) answers yes for the call that makes it.
+func (v *view) nowAllowed(p evidence.Pod, r access.Request) bool {
+	f := v.factsOf(p)
+	for _, c := range f.calls {
+		cr := c.Request(f.namespace, p.Node)
+		if cr.Verb != r.Verb || cr.Group != r.Group || cr.Resource != r.Resource || cr.Subresource != r.Subresource {
+			continue
+		}
+		chk, ok := v.checks[evidence.CheckKey(f.user, c, f.namespace)]
+		return ok && chk.Known() && chk.AllowedFor(p.Node)
+	}
+	return false
 }
 
 // canRecreate says whether deleting the pod brings it back at once.

@@ -33,6 +33,7 @@ func TestRBACForbidden(t *testing.T) {
 			missing: []string{"get secrets w2-server-secret" + ns},
 		}},
 		{"rbac_forbidden/near-miss-secrets-granted.yaml", nil},
+		{"rbac_forbidden/near-miss-granted-since.yaml", nil},
 		{"status_skew/fixable.yaml", nil},
 	} {
 		t.Run(tc.file, func(t *testing.T) { expect(t, rbacForbidden{}, tc.file, tc.want) })
@@ -44,5 +45,13 @@ func TestRBACForbiddenCreateDPUNode(t *testing.T) {
 		code: CodeRBACForbidden, pods: []string{"w1-dms"}, fixable: true,
 		missing:  []string{"create dpunodes.provisioning.dpu.nvidia.com in dpf-operator-system"},
 		evidence: []string{"cannot create resource \"dpunodes\""},
+	})
+}
+
+// A Forbidden from a run before the grant is stale: the pod is waiting for
+// its next restart.
+func TestRBACGrantedSince(t *testing.T) {
+	expect(t, unknown{}, "rbac_forbidden/near-miss-granted-since.yaml", &want{
+		code: CodeUnknown, pods: []string{"w1-dms"}, summary: "which is allowed now: it should pass at its next restart",
 	})
 }

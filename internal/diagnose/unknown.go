@@ -54,10 +54,10 @@ func (unknown) unclaimed(v *view, findings []Finding) []Finding {
 			bySig[sig] = f
 			order = append(order, sig)
 			f.Evidence = rawEvidence(v, p)
-			f.Summary = unknownSummary(p)
+			f.Summary = unknownSummary(v, p)
 		}
 		f.Pods = append(f.Pods, p.Name)
-		f.setDetail(p.Name, unknownSummary(p))
+		f.setDetail(p.Name, unknownSummary(v, p))
 	}
 	var out []Finding
 	for _, sig := range order {
@@ -72,7 +72,12 @@ func (unknown) unclaimed(v *view, findings []Finding) []Finding {
 	return out
 }
 
-func unknownSummary(p evidence.Pod) string {
+func unknownSummary(v *view, p evidence.Pod) string {
+	for _, f := range v.forbidden(p.Name) {
+		if v.nowAllowed(p, f.fb.Request) {
+			return fmt.Sprintf("its last run was refused %s, which is allowed now: it should pass at its next restart (CrashLoopBackOff waits up to 5 minutes)", f.fb.Request)
+		}
+	}
 	c, ok := p.Blocking()
 	if !ok {
 		return "not Ready, no container is blocking"
