@@ -64,17 +64,18 @@ type containerRun struct {
 }
 
 type podState struct {
-	uid      types.UID
-	node     string
-	created  time.Time
-	next     int // index of the init container to run next
-	failures map[string]int32
-	backoff  time.Duration
-	due      time.Time
-	runs     map[string][]containerRun // per container, oldest first (last two kept)
-	mounted  bool
-	done     bool
-	readyAt  time.Time
+	uid       types.UID
+	node      string
+	created   time.Time
+	next      int // index of the init container to run next
+	failures  map[string]int32
+	backoff   time.Duration
+	lastDelay time.Duration // the back-off before the next restart, as the status reports it
+	due       time.Time
+	runs      map[string][]containerRun // per container, oldest first (last two kept)
+	mounted   bool
+	done      bool
+	readyAt   time.Time
 }
 
 func newKubelet(c *Cluster) *kubelet {
@@ -233,6 +234,7 @@ func (k *kubelet) sync(ctx context.Context, name string) error {
 		if run.exitCode != 0 {
 			st.failures[ctr.Name]++
 			delay := st.backoff
+			st.lastDelay = delay
 			st.backoff *= 2
 			if max := k.c.scale(backoffMax); st.backoff > max {
 				st.backoff = max

@@ -89,7 +89,7 @@ func (k *kubelet) podStatus(pod *corev1.Pod, st *podState) corev1.PodStatus {
 			last := runs[len(runs)-1]
 			cs.LastTerminationState = corev1.ContainerState{Terminated: terminated(last)}
 			cs.State = waiting("CrashLoopBackOff", fmt.Sprintf("back-off %s restarting failed container=%s pod=%s_%s(%s)",
-				time.Until(st.due).Round(time.Second), c.Name, pod.Name, pod.Namespace, pod.UID))
+				st.lastDelay, c.Name, pod.Name, pod.Namespace, pod.UID))
 		default:
 			cs.State = waiting("PodInitializing", "")
 		}
@@ -108,7 +108,7 @@ func (k *kubelet) podStatus(pod *corev1.Pod, st *podState) corev1.PodStatus {
 		case i == st.next && len(runs) > 0:
 			cs.LastTerminationState = corev1.ContainerState{Terminated: terminated(runs[len(runs)-1])}
 			cs.State = waiting("CrashLoopBackOff", fmt.Sprintf("back-off %s restarting failed container=%s pod=%s_%s(%s)",
-				time.Until(st.due).Round(time.Second), c.Name, pod.Name, pod.Namespace, pod.UID))
+				st.lastDelay, c.Name, pod.Name, pod.Namespace, pod.UID))
 		case initDone:
 			cs.State = waiting("ContainerCreating", "")
 		default:

@@ -140,8 +140,9 @@ func TestSecretsForbiddenStory(t *testing.T) {
 		t.Fatal("the DMS ServiceAccount may read its Secret before any fix")
 	}
 
-	// Back-off grows: record when each failure appears.
-	var seen []time.Time
+	// Back-off grows as a kubelet's: the CrashLoopBackOff message of each
+	// failure names the delay before the next restart.
+	delays := map[int32]time.Duration{} // by restart count
 	last := int32(-1)
 	waitPods(t, cs, time.Minute, "four dms-init failures", func(ps []corev1.Pod) bool {
 		for i := range ps {
@@ -149,22 +150,27 @@ func TestSecretsForbiddenStory(t *testing.T) {
 				continue
 			}
 			for _, s := range ps[i].Status.InitContainerStatuses {
-				if s.Name == dpf.ContainerDMSInit && s.RestartCount != last {
+				if s.Name == dpf.ContainerDMSInit && s.RestartCount != last && s.State.Waiting != nil && s.State.Waiting.Reason == "CrashLoopBackOff" {
 					last = s.RestartCount
-					seen = append(seen, time.Now())
+					f := strings.Fields(s.State.Waiting.Message)
+					d, err := time.ParseDuration(f[1])
+					if err != nil {
+						t.Fatalf("back-off message %q: %v", s.State.Waiting.Message, err)
+					}
+					delays[s.RestartCount] = d
 				}
 			}
 		}
 		return last >= 4
 	})
-	gaps := []time.Duration{}
-	for i := 2; i < len(seen); i++ {
-		gaps = append(gaps, seen[i].Sub(seen[i-1]))
-	}
-	for i := 1; i < len(gaps); i++ {
-		if gaps[i] < gaps[i-1]*3/2 {
-			t.Errorf("back-off does not grow: gaps %v", gaps)
+	// restartCount n (n failures) is followed by 10 s × 2^(n-1), scaled.
+	for n, d := range delays {
+		if want := c.scale(backoffInitial) << (n - 1); d != want {
+			t.Errorf("back-off after failure %d is %v, want %v (all: %v)", n, d, want, delays)
 		}
+	}
+	if len(delays) < 2 {
+		t.Errorf("saw too few failures to judge the back-off: %v", delays)
 	}
 	if got := dpf.PodState(getPod(t, cs, pod)); got != "Init:CrashLoopBackOff" {
 		t.Fatalf("pod state %q, want Init:CrashLoopBackOff", got)
