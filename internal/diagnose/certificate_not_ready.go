@@ -97,11 +97,13 @@ func certificateEvidence(v *view, p evidence.Pod) ([]Evidence, string, bool) {
 		return ev, "cannot mount Secret " + secret + " (Certificate " + certName + " not issued)", true
 	}
 	// dmsinit.sh's certificate path (--external-certificate none) timed
-	// out on a Secret it is allowed to read: the Secret is the problem.
-	if l, _, ok := scriptError(v.log(p.Name), dpf.MsgSecretTimeoutC); ok && (absent || certBad) && v.secretReadAllowed(p) {
+	// out on a Secret it is allowed to read: the Secret is the problem when
+	// it is absent (or, with Secrets unlisted, its Certificate is not Ready).
+	missing := absent || (!known && certBad)
+	if l, _, ok := scriptError(v.log(p.Name), dpf.MsgSecretTimeoutC); ok && missing && v.secretReadAllowed(p) {
 		return append(ev, logEvidence(l)), "timed out waiting for Secret " + secret + ", which cert-manager has not written", true
 	}
-	if l, _, ok := scriptError(v.log(p.Name), dpf.MsgSecretTimeoutB); ok && (absent || certBad) && v.secretReadAllowed(p) {
+	if l, _, ok := scriptError(v.log(p.Name), dpf.MsgSecretTimeoutB); ok && missing && v.secretReadAllowed(p) {
 		return append(ev, logEvidence(l)), "timed out waiting for Secret " + secret + ", which cert-manager has not written", true
 	}
 	return nil, "", false
