@@ -46,6 +46,10 @@ func TestBadInput(t *testing.T) {
 		{"unknown command", good, []string{"no-such-command"}, 2, []string{"no-such-command"}},
 		{"unknown scenario", "", []string{"sim", "up", "--scenario", "nope"}, 2, []string{"unknown scenario"}},
 		{"bad versions format", "", []string{"versions", "-o", "nope"}, 2, []string{"allowed"}},
+		{"malformed bash", "", []string{"lint", "--script", testdata("malformed.sh"), "--rbac", testdata("role-v25.4.0.yaml")}, 2, []string{"malformed.sh:"}},
+		{"malformed RBAC YAML", "", []string{"lint", "--script", testdata("dmsinit-v25.4.0.sh"), "--rbac", testdata("malformed-role.yaml")}, 2, []string{"malformed-role.yaml:"}},
+		{"missing script", "", []string{"lint", "--script", "/nonexistent.sh", "--rbac", testdata("role-v25.4.0.yaml")}, 2, []string{"nonexistent.sh"}},
+		{"lint without --rbac", "", []string{"lint", "--script", testdata("dmsinit-v25.4.0.sh")}, 2, []string{"--rbac"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := dpfdoctor(t, tc.kubeconfig, tc.args...)
@@ -62,6 +66,15 @@ func TestBadInput(t *testing.T) {
 			}
 		})
 	}
+}
+
+// testdata is a lint fixture, by absolute path (the binary runs elsewhere).
+func testdata(name string) string {
+	p, err := filepath.Abs(filepath.Join("..", "..", "internal", "lint", "testdata", name))
+	if err != nil {
+		panic(err)
+	}
+	return p
 }
 
 // The happy path of the read-only commands on a failing cluster.
