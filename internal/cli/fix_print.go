@@ -41,22 +41,34 @@ func printPlan(w io.Writer, p *plan.Plan, refused error, col palette) error {
 		listRequests(w, p.MustStayDenied)
 	}
 	if len(p.Restart) > 0 {
-		fmt.Fprintf(w, "\n%s\n", col.paint(bold, "PODS"))
-		tw := printers.GetNewTabWriter(w)
-		fmt.Fprintln(tw, "POD\tNODE\tACTION\tWHY")
-		for i, a := range p.Restart {
-			if i == maxListed {
-				fmt.Fprintf(tw, "+%d more\t\t\t\n", len(p.Restart)-maxListed)
-				break
-			}
+		fmt.Fprintf(w, "\n%s (%d)\n", col.paint(bold, "PODS"), len(p.Restart))
+		type group struct {
+			reason string
+			pods   []string
+		}
+		groups := map[string]*group{}
+		var order []string
+		for _, a := range p.Restart {
 			action := a.Action
 			if a.TouchNode {
-				action += " + annotate Node"
+				action += ", then annotate the Node"
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", a.Pod, a.Node, action, a.Reason)
+			k := action + "\x00" + a.Reason
+			if groups[k] == nil {
+				groups[k] = &group{reason: a.Reason}
+				order = append(order, k)
+			}
+			groups[k].pods = append(groups[k].pods, a.Pod)
 		}
-		if err := tw.Flush(); err != nil {
-			return err
+		for _, k := range order {
+			g := groups[k]
+			action, _, _ := strings.Cut(k, "\x00")
+			pods := g.pods
+			more := ""
+			if len(pods) > maxListed {
+				pods, more = pods[:maxListed], fmt.Sprintf(" (+%d more)", len(g.pods)-maxListed)
+			}
+			fmt.Fprintf(w, "  %s: %s%s\n    why: %s\n", action, strings.Join(pods, ", "), more, g.reason)
 		}
 	}
 	if len(p.Skipped) > 0 {

@@ -39,6 +39,8 @@ type fixBench struct {
 		Ready        int     `json:"ready"`
 		Outcome      string  `json:"outcome"`
 		GrantSurvive bool    `json:"grantSurvivesReconcile"`
+		// ByKind counts the requests by method and resource.
+		ByKind map[string]int `json:"byKind"`
 	} `json:"dpfdoctor"`
 	WidelyShared struct {
 		Requests       int64   `json:"requests"`
@@ -110,7 +112,7 @@ func benchSim(b *testing.B, nodes int) (*sim.Cluster, kubernetes.Interface) {
 func benchDpfdoctor(b *testing.B, nodes int, res *fixBench) {
 	c, _ := benchSim(b, nodes)
 	defer func() { _ = c.Stop() }()
-	cl, err := kube.New(c.Config, c.Namespace, kube.NewBudget(0))
+	cl, err := kube.New(c.Config, c.Namespace, kube.NewBudget(0).Recording())
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -125,6 +127,7 @@ func benchDpfdoctor(b *testing.B, nodes int, res *fixBench) {
 	b.StopTimer()
 	res.Dpfdoctor.Seconds = time.Since(start).Seconds()
 	res.Dpfdoctor.Requests = cl.Budget.Used()
+	res.Dpfdoctor.ByKind = byKind(cl.Budget.Records())
 	if err != nil {
 		b.Logf("fix: %v", err)
 	}
@@ -215,7 +218,39 @@ func writeBench(b *testing.B, res fixBench) {
 	if err := os.WriteFile(file, append(data, '\n'), 0o644); err != nil {
 		b.Logf("write %s: %v", file, err)
 	}
+	b.Logf("dpfdoctor requests by kind: %v", res.Dpfdoctor.ByKind)
 	b.Logf("fix on %d nodes (time scale %.2f): dpfdoctor %d requests, %d Ready in %.1fs (%s); widely shared %d requests, %d Ready after %d polls, patch reverted %t",
 		res.Nodes, res.TimeScale, res.Dpfdoctor.Requests, res.Dpfdoctor.Ready, res.Dpfdoctor.Seconds, res.Dpfdoctor.Outcome,
 		res.WidelyShared.Requests, res.WidelyShared.Ready, res.WidelyShared.Polls, res.WidelyShared.PatchReverted)
+}
+
+// byKind groups requests as "METHOD resource[/subresource]" ("watch" for
+// watches).
+func byKind(recs []kube.Record) map[string]int {
+	m := map[string]int{}
+	for _, r := range recs {
+		parts := strings.Split(strings.Trim(r.Path, "/"), "/")
+		res := ""
+		// /api/v1/[namespaces/ns/]res[/name[/sub]] or /apis/g/v/[namespaces/ns/]res[/name[/sub]]
+		start := 2
+		if parts[0] == "apis" {
+			start = 3
+		}
+		rest := parts[min(start, len(parts)):]
+		if len(rest) >= 2 && rest[0] == "namespaces" && len(rest) > 2 {
+			rest = rest[2:]
+		}
+		if len(rest) > 0 {
+			res = rest[0]
+		}
+		if len(rest) == 3 {
+			res += "/" + rest[2]
+		}
+		verb := r.Method
+		if strings.Contains(r.Query, "watch=true") {
+			verb = "WATCH"
+		}
+		m[verb+" "+res]++
+	}
+	return m
 }

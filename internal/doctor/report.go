@@ -243,7 +243,11 @@ func (r *Report) Markdown() string {
 			if p.Ready {
 				ttr = fmt.Sprintf("%.1fs", p.SecondsToReady)
 			}
-			w("| %s | %s | %s | %t | %s | %s |\n", p.Pod, p.Node, p.Action, p.Ready, ttr, p.State)
+			state := p.State
+			if p.Note != "" {
+				state += " (" + cell(p.Note) + ")"
+			}
+			w("| %s | %s | %s | %t | %s | %s |\n", p.Pod, p.Node, p.Action, p.Ready, ttr, state)
 		}
 		w("\n")
 		if r.Plan != nil {
@@ -263,11 +267,11 @@ func (r *Report) Markdown() string {
 			}
 			for _, k := range order {
 				g := groups[k]
-				w("- %d pods: %s", g.n, g.reason)
-				if g.n > 1 {
-					w(" (likewise for the others)")
+				action, touch, _ := strings.Cut(k, "/")
+				if touch == "true" {
+					action += ", then annotate the Node"
 				}
-				w("\n")
+				w("- %s (%d pods): %s\n", action, g.n, g.reason)
 			}
 			w("\n")
 		}

@@ -43,12 +43,12 @@ func RestartActions(release dpf.Release, known bool, pods []AffectedPod, dpuNode
 			a.Reason = fmt.Sprintf("DPF %s re-creates a deleted DMS pod at once; the new pod skips the back-off", release.Version)
 		case p.Node != "" && !dpuNodes[p.Node]:
 			a.Action, a.TouchNode = ActionDelete, true
-			a.Reason = fmt.Sprintf("DPF %s re-creates a deleted DMS pod only on a Node event while no DPUNode %s exists: dpfdoctor deletes the pod, then annotates Node %s (%s)",
-				release.Version, p.Node, p.Node, RestartedAtAnnotation)
+			a.Reason = fmt.Sprintf("DPF %s re-creates a deleted DMS pod only on a Node event, and only while the node has no DPUNode: "+
+				"dpfdoctor deletes the pod before the grant and annotates the Node (%s) after it", release.Version, RestartedAtAnnotation)
 		default:
 			a.Action = ActionWait
-			a.Reason = fmt.Sprintf("DPUNode %s exists, so DPF %s would never re-create a deleted pod: dpfdoctor does not delete it; it recovers at the kubelet's next back-off retry (at most 5 minutes)",
-				p.Node, release.Version)
+			a.Reason = fmt.Sprintf("the node's DPUNode exists, so DPF %s would never re-create a deleted pod: dpfdoctor leaves it; "+
+				"it recovers at the kubelet's next back-off retry (at most 5 minutes)", release.Version)
 		}
 		out = append(out, a)
 	}

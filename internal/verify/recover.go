@@ -110,7 +110,11 @@ type Recovery struct {
 	value    string
 	podStore cache.Store
 	dpuNodes cache.Store
-	cancel   context.CancelFunc
+	// lastFresh is when a replacement pod was last seen: while the operator
+	// keeps creating pods it is working through its queue, not missing
+	// events.
+	lastFresh time.Time
+	cancel    context.CancelFunc
 	wg       sync.WaitGroup
 }
 
@@ -407,6 +411,9 @@ func (r *Recovery) observe(t *tracked, p *corev1.Pod) {
 		}
 		return
 	}
+	if t.state == "Deleted" {
+		r.lastFresh = r.now()
+	}
 	t.state = dpf.PodState(p)
 	if dpf.PodReady(p) && t.readyAt.IsZero() {
 		t.readyAt = r.now()
@@ -595,11 +602,13 @@ func (r *Recovery) touchNode(ctx context.Context, pod string) error {
 }
 
 // retouch sends another Node event for deleted pods the operator has not
-// re-created since the last one (its cache may lag behind ours), and gives
-// up on a pod whose DPUNode appeared meanwhile.
+// re-created since the last one, once it has gone quiet (its cache may have
+// lagged behind ours when the first event came), and gives up on a pod
+// whose DPUNode appeared meanwhile.
 func (r *Recovery) retouch() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	quiet := r.now().Sub(r.lastFresh) >= r.o.Retouch
 	for name, t := range r.pods {
 		if !t.action.TouchNode || !t.deleted || !t.readyAt.IsZero() || t.state != "Deleted" || t.note != "" || t.touches == 0 {
 			continue
@@ -609,7 +618,7 @@ func (r *Recovery) retouch() {
 				t.action.Node, r.o.Namespace, t.action.Node)
 			continue
 		}
-		if t.touches < 6 && r.now().Sub(t.touchedAt) >= r.o.Retouch {
+		if quiet && t.touches < 6 && r.now().Sub(t.touchedAt) >= r.o.Retouch {
 			t.touchedAt = r.now()
 			r.queueTouch(name)
 		}
