@@ -115,7 +115,7 @@ type Recovery struct {
 	// events.
 	lastFresh time.Time
 	cancel    context.CancelFunc
-	wg       sync.WaitGroup
+	wg        sync.WaitGroup
 }
 
 // StartRecovery starts the watches. Stop it when done.
