@@ -77,14 +77,51 @@ func cacheOptions(namespace string, sel selectors) cache.Options {
 	}
 }
 
-// trimPod drops what the guard never reads from a cached pod: managed
-// fields and annotations.
+// trimPod keeps what the guard reads of a pod: identity, labels, node,
+// ServiceAccount, Secret volumes, each container's name, image, command,
+// args and environment (values masked except the API server address), and
+// the status. Everything else (managed fields, annotations, probes, mounts,
+// security contexts, ...) is dropped before it reaches the cache.
 func trimPod(obj any) (any, error) {
-	if p, ok := obj.(*corev1.Pod); ok {
-		p.ManagedFields = nil
-		p.Annotations = nil
+	p, ok := obj.(*corev1.Pod)
+	if !ok {
+		return obj, nil
 	}
-	return obj, nil
+	out := &corev1.Pod{
+		TypeMeta: p.TypeMeta,
+		ObjectMeta: metav1.ObjectMeta{Name: p.Name, Namespace: p.Namespace, UID: p.UID, ResourceVersion: p.ResourceVersion,
+			Labels: p.Labels, CreationTimestamp: p.CreationTimestamp, DeletionTimestamp: p.DeletionTimestamp},
+		Spec: corev1.PodSpec{NodeName: p.Spec.NodeName, ServiceAccountName: p.Spec.ServiceAccountName,
+			InitContainers: trimContainers(p.Spec.InitContainers), Containers: trimContainers(p.Spec.Containers)},
+		Status: corev1.PodStatus{Phase: p.Status.Phase, Reason: p.Status.Reason, Conditions: p.Status.Conditions,
+			InitContainerStatuses: p.Status.InitContainerStatuses, ContainerStatuses: p.Status.ContainerStatuses},
+	}
+	for _, v := range p.Spec.Volumes {
+		vol := corev1.Volume{Name: v.Name}
+		if v.Secret != nil {
+			vol.Secret = &corev1.SecretVolumeSource{SecretName: v.Secret.SecretName}
+		}
+		out.Spec.Volumes = append(out.Spec.Volumes, vol)
+	}
+	return out, nil
+}
+
+func trimContainers(cs []corev1.Container) []corev1.Container {
+	out := make([]corev1.Container, len(cs))
+	for i, c := range cs {
+		out[i] = corev1.Container{Name: c.Name, Image: c.Image, Command: c.Command, Args: c.Args}
+		for _, e := range c.Env {
+			switch {
+			case e.ValueFrom != nil:
+				out[i].Env = append(out[i].Env, corev1.EnvVar{Name: e.Name, ValueFrom: e.ValueFrom})
+			case visibleEnv[e.Name] || e.Value == "":
+				out[i].Env = append(out[i].Env, e)
+			default:
+				out[i].Env = append(out[i].Env, corev1.EnvVar{Name: e.Name, Value: masked})
+			}
+		}
+	}
+	return out
 }
 
 // trimNode keeps a Node's name, labels and addresses: a few hundred bytes

@@ -137,7 +137,7 @@ func (r *reconciler) Reconcile(ctx context.Context, _ reconcile.Request) (reconc
 		next  time.Time
 	)
 	for i := range s.pods {
-		p := &s.pods[i]
+		p := s.pods[i]
 		bad, until := failing(p, s.now, r.opts.StartupGrace)
 		if bad {
 			ev := evidencePod(p)

@@ -135,7 +135,7 @@ func evidenceEvent(e *corev1.Event) evidence.Event {
 
 // install describes the installation from the DPFOperatorConfig, with the
 // version from its label, else the DMS pods' (see clusterVersion).
-func install(ns string, cfg *unstructured.Unstructured, pods []corev1.Pod) evidence.Install {
+func install(ns string, cfg *unstructured.Unstructured, pods []*corev1.Pod) evidence.Install {
 	in := evidence.Install{Namespace: ns}
 	if cfg == nil {
 		return in
@@ -167,11 +167,11 @@ const VersionFromPods = "dms-pods"
 
 // clusterVersion is the version most DMS pods run. A hostdriver newer than
 // the operator on a few pods (a version skew) does not outvote the rest.
-func clusterVersion(pods []corev1.Pod) (string, string) {
+func clusterVersion(pods []*corev1.Pod) (string, string) {
 	counts := map[string]int{}
 	best, bestN := "", 0
 	for i := range pods {
-		p := &pods[i]
+		p := pods[i]
 		v := p.Labels[dpf.VersionLabel]
 		if v == "" {
 			for _, c := range p.Spec.InitContainers {

@@ -98,7 +98,7 @@ func (r *reconciler) recordRecovered(rs []recovery) {
 func (m *metrics) setPods(s *snapshot) {
 	counts := map[string]int{}
 	for i := range s.pods {
-		counts[dpf.PodState(&s.pods[i])]++
+		counts[dpf.PodState(s.pods[i])]++
 	}
 	setCounts(m.pods, counts)
 }
@@ -117,7 +117,7 @@ func (m *metrics) setFindings(d *diagnose.Diagnosis, s *snapshot, waiting []stri
 		}
 	}
 	for i := range s.pods {
-		if dpf.PodReady(&s.pods[i]) {
+		if dpf.PodReady(s.pods[i]) {
 			counts[string(diagnose.ClassHealthy)]++
 		}
 	}

@@ -147,9 +147,9 @@ func TestRepairCap(t *testing.T) {
 }
 
 func TestClusterVersion(t *testing.T) {
-	pods := []corev1.Pod{
-		*dmsPod("a", t0, corev1.ContainerStatus{}, true), *dmsPod("b", t0, corev1.ContainerStatus{}, true),
-		*dmsPod("c", t0, corev1.ContainerStatus{}, true),
+	pods := []*corev1.Pod{
+		dmsPod("a", t0, corev1.ContainerStatus{}, true), dmsPod("b", t0, corev1.ContainerStatus{}, true),
+		dmsPod("c", t0, corev1.ContainerStatus{}, true),
 	}
 	pods[2].Spec.InitContainers[0].Image = "example/dpf-hostdriver:v25.7.0" // a skewed hostdriver
 	if v, src := clusterVersion(pods); v != "v25.4.0" || src != VersionFromPods {
@@ -240,7 +240,7 @@ func TestCompleteBindings(t *testing.T) {
 	role.SetName(plan.NamePrefix + "dpf-provisioning-dms-service-account")
 	role.SetLabels(map[string]string{plan.ManagedByLabel: plan.ManagedByValue})
 	rp := &repairer{desired: map[plan.ObjectRef]*unstructured.Unstructured{plan.RefOf(role): role}}
-	s := &snapshot{pods: []corev1.Pod{*dmsPod("a", t0, corev1.ContainerStatus{}, true)}}
+	s := &snapshot{pods: []*corev1.Pod{dmsPod("a", t0, corev1.ContainerStatus{}, true)}}
 	rp.completeBindings(s)
 	rb := rp.desired[plan.ObjectRef{Group: rbacv1.GroupName, Kind: "RoleBinding", Namespace: dpf.DefaultNamespace, Name: role.GetName()}]
 	if rb == nil {
@@ -251,5 +251,33 @@ func TestCompleteBindings(t *testing.T) {
 	}
 	if rb.GetLabels()[plan.ManagedByLabel] != plan.ManagedByValue {
 		t.Errorf("labels %v", rb.GetLabels())
+	}
+}
+
+// The cache keeps a lean pod: no annotations or managed fields, env values
+// masked except the API server address, Secret volumes by name only.
+func TestTrimPod(t *testing.T) {
+	p := dmsPod("a", t0, crashLoop(1, t0), false)
+	p.Annotations = map[string]string{"big": "annotation"}
+	p.ManagedFields = []metav1.ManagedFieldsEntry{{Manager: "x"}}
+	p.Spec.InitContainers[0].Env = []corev1.EnvVar{{Name: "KUBERNETES_SERVICE_HOST", Value: "10.0.0.1"}, {Name: "TOKEN", Value: "s3cr3t"}}
+	p.Spec.InitContainers[0].ReadinessProbe = &corev1.Probe{}
+	p.Spec.Volumes = []corev1.Volume{{Name: dpf.ServerVolume, VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: "a-server-secret"}}}}
+	obj, err := trimPod(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := obj.(*corev1.Pod)
+	c := got.Spec.InitContainers[0]
+	switch {
+	case got.Annotations != nil || got.ManagedFields != nil || c.ReadinessProbe != nil:
+		t.Errorf("not trimmed: %+v", got)
+	case c.Env[0].Value != "10.0.0.1" || c.Env[1].Value != masked:
+		t.Errorf("env %+v", c.Env)
+	case got.Spec.Volumes[0].Secret.SecretName != "a-server-secret" || got.UID != p.UID || dpf.PodState(got) != dpf.PodState(p):
+		t.Errorf("lost what the guard reads: %+v", got)
+	}
+	if ev := evidencePod(got); ev.Signature() != evidencePod(p).Signature() {
+		t.Errorf("signature changed by trimming")
 	}
 }

@@ -378,7 +378,7 @@ func (rp *repairer) announce(s *snapshot, w *work) {
 	r := rp.r
 	pods := map[string]*corev1.Pod{}
 	for i := range s.pods {
-		pods[s.pods[i].Name] = &s.pods[i]
+		pods[s.pods[i].Name] = s.pods[i]
 	}
 	changed := refs(w.changed)
 	if w.built {

@@ -19,7 +19,7 @@ import (
 type snapshot struct {
 	now    time.Time
 	config *unstructured.Unstructured // nil when DPF is not installed
-	pods   []corev1.Pod               // sorted by name
+	pods   []*corev1.Pod              // sorted by name
 	nodes  []corev1.Node
 	rbac   managedRBAC
 }
@@ -48,7 +48,10 @@ func (r *reconciler) read(ctx context.Context) (*snapshot, error) {
 	if err := r.cache.List(ctx, &pods, client.InNamespace(ns), nocopy); err != nil {
 		return nil, fmt.Errorf("read pods from the cache: %w", err)
 	}
-	s.pods = pods.Items
+	s.pods = make([]*corev1.Pod, len(pods.Items))
+	for i := range pods.Items {
+		s.pods[i] = &pods.Items[i]
+	}
 	sort.Slice(s.pods, func(i, j int) bool { return s.pods[i].Name < s.pods[j].Name })
 
 	var nodes corev1.NodeList

@@ -37,7 +37,7 @@ func (t *tracker) update(s *snapshot) []recovery {
 	present := make(map[types.UID]bool, len(s.pods))
 	var out []recovery
 	for i := range s.pods {
-		p := &s.pods[i]
+		p := s.pods[i]
 		present[p.UID] = true
 		if !dpf.PodReady(p) {
 			continue
