@@ -1,12 +1,17 @@
 package cli
 
 import (
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
+	"k8s.io/cli-runtime/pkg/genericclioptions"
+	"k8s.io/cli-runtime/pkg/genericiooptions"
 	"k8s.io/client-go/rest"
+	"sigs.k8s.io/yaml"
 )
 
 // Bad flags exit 2 before any I/O.
@@ -52,5 +57,29 @@ func TestGuardHelp(t *testing.T) {
 	o := &GuardOptions{Mode: "observe", MaxRepairsPerMinute: 1}
 	if err := o.Validate(); err != nil || o.MaxLogsPerSignature != -1 {
 		t.Errorf("validate: %v, max logs %d", err, o.MaxLogsPerSignature)
+	}
+}
+
+// The arguments deploy/deployment.yaml passes are flags this command has.
+func TestGuardDeployArgs(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join("..", "..", "deploy", "deployment.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var d appsv1.Deployment
+	if err := yaml.Unmarshal(data, &d); err != nil {
+		t.Fatal(err)
+	}
+	args := d.Spec.Template.Spec.Containers[0].Args
+	if len(args) == 0 || args[0] != "guard" {
+		t.Fatalf("args %v", args)
+	}
+	s, _, _, _ := genericiooptions.NewTestIOStreams()
+	cmd := NewCmdGuard(genericclioptions.NewConfigFlags(true), s)
+	if err := cmd.ParseFlags(args[1:]); err != nil {
+		t.Fatalf("deploy/ passes %v: %v", args, err)
+	}
+	if m, _ := cmd.Flags().GetString("mode"); m != "repair" {
+		t.Errorf("mode %q", m)
 	}
 }

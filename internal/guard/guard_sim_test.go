@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -288,5 +290,55 @@ func TestDeployRBACLeastPrivilege(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// deploy/deployment.yaml runs the guard hardened: non-root, read-only root
+// filesystem with an emptyDir at /tmp for backups, seccomp RuntimeDefault,
+// no privilege escalation, no capabilities, requests, probes, leader
+// election and repair mode.
+func TestDeployDeploymentHardened(t *testing.T) {
+	objs := deployObjects(t, "deployment.yaml")
+	if len(objs) != 1 {
+		t.Fatalf("%d objects", len(objs))
+	}
+	var d appsv1.Deployment
+	fromUnstructured(t, objs[0], &d)
+	ps := d.Spec.Template.Spec
+	if ps.ServiceAccountName != "dpfdoctor-guard" || ps.SecurityContext == nil || ps.SecurityContext.RunAsNonRoot == nil || !*ps.SecurityContext.RunAsNonRoot ||
+		ps.SecurityContext.SeccompProfile == nil || ps.SecurityContext.SeccompProfile.Type != corev1.SeccompProfileTypeRuntimeDefault {
+		t.Errorf("pod security context: %+v", ps.SecurityContext)
+	}
+	if len(ps.Containers) != 1 {
+		t.Fatalf("%d containers", len(ps.Containers))
+	}
+	c := ps.Containers[0]
+	sc := c.SecurityContext
+	if sc == nil || sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem || sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation ||
+		sc.Capabilities == nil || len(sc.Capabilities.Drop) != 1 || sc.Capabilities.Drop[0] != "ALL" {
+		t.Errorf("container security context: %+v", sc)
+	}
+	if c.Resources.Requests.Cpu().IsZero() || c.Resources.Requests.Memory().IsZero() || c.Resources.Limits.Memory().IsZero() {
+		t.Errorf("resources: %+v", c.Resources)
+	}
+	if c.LivenessProbe == nil || c.LivenessProbe.HTTPGet.Path != "/healthz" || c.ReadinessProbe == nil || c.ReadinessProbe.HTTPGet.Path != "/readyz" {
+		t.Errorf("probes: %+v %+v", c.LivenessProbe, c.ReadinessProbe)
+	}
+	args := strings.Join(c.Args, " ")
+	for _, want := range []string{"guard", "--mode=repair", "--leader-elect", "--backup-dir=/tmp/"} {
+		if !strings.Contains(args, want) {
+			t.Errorf("args %q lack %q", args, want)
+		}
+	}
+	tmp := false
+	for _, m := range c.VolumeMounts {
+		for _, v := range ps.Volumes {
+			if v.Name == m.Name && m.MountPath == "/tmp" && v.EmptyDir != nil {
+				tmp = true
+			}
+		}
+	}
+	if !tmp {
+		t.Error("no emptyDir at /tmp: backups need a writable path")
 	}
 }
