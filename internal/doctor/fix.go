@@ -154,6 +154,10 @@ func Fix(ctx context.Context, o FixOptions) (*Report, error) {
 			r.Problems = append(r.Problems, fmt.Sprintf("%s (%d pods) is not an RBAC problem; fix leaves it alone: %s", s.Code, len(s.Pods), s.NextStep))
 		}
 	}
+	if pl.Refused != nil {
+		r.Outcome = OutcomeRefused
+		return finish(pl.Refused)
+	}
 	if p.Empty() {
 		r.Outcome = OutcomeNothingToDo
 		o.logf("nothing to do: no finding dpfdoctor can fix")
