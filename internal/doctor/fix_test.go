@@ -20,6 +20,7 @@ import (
 	"github.com/dpfdoctor/dpfdoctor/internal/outcome"
 	"github.com/dpfdoctor/dpfdoctor/internal/plan"
 	"github.com/dpfdoctor/dpfdoctor/internal/sim"
+	"github.com/dpfdoctor/dpfdoctor/internal/verify"
 )
 
 func (e *env) fix(root string) (*doctor.Report, error) {
@@ -346,5 +347,54 @@ func TestFixWithoutRights(t *testing.T) {
 	}
 	if dirs, _ := os.ReadDir(root); len(dirs) != 0 {
 		t.Fatal("a refused fix wrote a backup")
+	}
+}
+
+// recorder journals annotations in memory.
+type recorder struct{ changes []plan.AnnotationChange }
+
+func (r *recorder) RecordAnnotations(cs ...plan.AnnotationChange) error {
+	r.changes = append(r.changes, cs...)
+	return nil
+}
+
+// When a fix fails after the v25.4.0 pods were deleted, Release sends the
+// Node events that bring them back (failing, as before).
+func TestRecoveryRelease(t *testing.T) {
+	e := startSim(t, sim.Options{Nodes: 2, Scenario: string(sim.SecretsForbidden)})
+	e.waitFailing(2)
+	ctx := context.Background()
+	cl := e.clients()
+	pl, err := doctor.Plan(ctx, doctor.PlanOptions{Clients: cl})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := &recorder{}
+	r, err := verify.StartRecovery(ctx, cl, verify.RecoverOptions{Namespace: e.c.Namespace, Actions: pl.Plan.Restart, Recorder: rec})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Stop()
+	before, _ := e.cs.CoreV1().Pods(e.c.Namespace).List(ctx, metav1.ListOptions{})
+	if err := r.Quiesce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if pods, _ := e.cs.CoreV1().Pods(e.c.Namespace).List(ctx, metav1.ListOptions{}); len(pods.Items) != 0 {
+		t.Fatalf("%d pods left after Quiesce", len(pods.Items))
+	}
+	if err := r.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if len(rec.changes) != 2 {
+		t.Fatalf("journal: %+v", rec.changes)
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		pods, _ := e.cs.CoreV1().Pods(e.c.Namespace).List(ctx, metav1.ListOptions{})
+		if len(pods.Items) == 2 && pods.Items[0].UID != before.Items[0].UID {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the pods did not come back: %d", len(pods.Items))
+		}
 	}
 }

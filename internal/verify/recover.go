@@ -3,6 +3,7 @@ package verify
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"sort"
@@ -262,7 +263,25 @@ func (r *Recovery) Quiesce(ctx context.Context) error {
 // for anything: used when the fix failed, so the operator re-creates the
 // pods as they were.
 func (r *Recovery) Release(ctx context.Context) error {
-	return r.journalAndTouch(ctx)
+	if err := r.journalAndTouch(ctx, false); err != nil {
+		return err
+	}
+	r.mu.Lock()
+	var pods []string
+	for name, t := range r.pods {
+		if t.action.TouchNode && t.deleted && t.touches == 0 {
+			pods = append(pods, name)
+		}
+	}
+	r.mu.Unlock()
+	sort.Strings(pods)
+	var errs []error
+	for _, pod := range pods {
+		if err := r.touchNode(ctx, pod); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // Run sends the Node events for the pods Quiesce deleted, deletes the pods
@@ -286,7 +305,7 @@ func (r *Recovery) Run(ctx context.Context) (RecoverResult, error) {
 		}
 	}
 	r.mu.Unlock()
-	if err := r.journalAndTouch(ctx); err != nil {
+	if err := r.journalAndTouch(ctx, true); err != nil {
 		return RecoverResult{}, err
 	}
 	errs := make(chan error, 1)
@@ -520,9 +539,9 @@ func (r *Recovery) deletePod(ctx context.Context, t *tracked) error {
 }
 
 // journalAndTouch journals, in one write, the Node annotations for the
-// pods deleted so far and still to delete, then sends the events for those
-// already deleted.
-func (r *Recovery) journalAndTouch(ctx context.Context) error {
+// pods deleted so far and still to delete, then (with queue) queues the
+// events for those already deleted.
+func (r *Recovery) journalAndTouch(ctx context.Context, queue bool) error {
 	r.mu.Lock()
 	var nodes []string
 	for _, t := range r.pods {
@@ -560,6 +579,9 @@ func (r *Recovery) journalAndTouch(ctx context.Context) error {
 		r.mu.Lock()
 		r.value = value
 		r.mu.Unlock()
+	}
+	if !queue {
+		return nil
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
