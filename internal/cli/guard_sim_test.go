@@ -2,6 +2,10 @@ package cli
 
 import (
 	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -34,9 +38,10 @@ func TestGuardOnSim(t *testing.T) {
 	runCtx, stop := context.WithCancel(ctx)
 	cmd.SetContext(runCtx)
 	done := make(chan int, 1)
+	metrics, probes := freeAddr(t), freeAddr(t)
 	go func() {
-		done <- Run(cmd, []string{"guard", "--kubeconfig", c.KubeconfigPath, "--metrics-bind-address", "127.0.0.1:0",
-			"--health-probe-bind-address", "127.0.0.1:0"}, errOut)
+		done <- Run(cmd, []string{"guard", "--kubeconfig", c.KubeconfigPath, "--metrics-bind-address", metrics,
+			"--health-probe-bind-address", probes}, errOut)
 	}()
 	deadline := time.Now().Add(60 * time.Second)
 	for {
@@ -49,6 +54,12 @@ func TestGuardOnSim(t *testing.T) {
 			t.Fatalf("no diagnosis events (%v, %v); guard log:\n%s", evs, err, errOut)
 		}
 		time.Sleep(200 * time.Millisecond)
+	}
+	for _, u := range []string{"http://" + probes + "/healthz", "http://" + probes + "/readyz", "http://" + metrics + "/metrics"} {
+		body := get(t, u)
+		if strings.HasSuffix(u, "/metrics") && !strings.Contains(body, `dpfdoctor_findings{class="RBACForbidden"} 2`) {
+			t.Errorf("/metrics lacks the findings:\n%s", body)
+		}
 	}
 	stop()
 	select {
@@ -80,5 +91,37 @@ func TestGuardNotInstalled(t *testing.T) {
 	code, _, errOut := run(t, "guard", "--kubeconfig", writeKubeconfig(t, cfg), "--metrics-bind-address", "0", "--health-probe-bind-address", "0")
 	if code != ExitNotInstalled || !strings.Contains(errOut, "operator.dpu.nvidia.com") {
 		t.Errorf("exit %d, stderr %q", code, errOut)
+	}
+}
+
+// freeAddr is a loopback address with a port nothing listens on now.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// get fetches u, retrying for a few seconds until it answers 200.
+func get(t *testing.T, u string) string {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		resp, err := http.Get(u)
+		if err == nil {
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return string(body)
+			}
+			err = fmt.Errorf("%s: %s", resp.Status, body)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("GET %s: %v", u, err)
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 }

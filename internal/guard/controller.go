@@ -2,6 +2,7 @@ package guard
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -21,6 +22,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	"github.com/dpfdoctor/dpfdoctor/internal/diagnose"
 	"github.com/dpfdoctor/dpfdoctor/internal/dpf"
@@ -40,6 +42,7 @@ type reconciler struct {
 	log      logr.Logger
 	key      reconcile.Request
 
+	pods    *podIndex
 	fetch   *fetcher
 	tracker *tracker
 	repair  *repairer
@@ -66,6 +69,10 @@ func newReconciler(g *Guard, cl *kube.Clients) (*reconciler, error) {
 // setup registers the controller and its watches, each through the shared
 // cache, each with a predicate that drops changes the guard does not read.
 func (r *reconciler) setup(mgr manager.Manager) error {
+	var err error
+	if r.pods, err = newPodIndex(context.Background(), mgr.GetCache(), r.opts.Namespace); err != nil {
+		return err
+	}
 	all := handler.EnqueueRequestsFromMapFunc(func(context.Context, client.Object) []reconcile.Request {
 		return []reconcile.Request{r.key}
 	})
@@ -78,7 +85,7 @@ func (r *reconciler) setup(mgr manager.Manager) error {
 			RateLimiter:             workqueue.NewTypedItemExponentialFailureRateLimiter[reconcile.Request](time.Second, 5*time.Minute),
 		}).
 		WithLogConstructor(func(*reconcile.Request) logr.Logger { return r.log }).
-		Watches(&corev1.Pod{}, all, builder.WithPredicates(podChanged{})).
+		WatchesRawSource(source.Channel(r.pods.trigger, all)).
 		Watches(&corev1.Node{}, all, builder.WithPredicates(predicate.LabelChangedPredicate{})).
 		Watches(&rbacv1.Role{}, all, builder.WithPredicates(predicate.ResourceVersionChangedPredicate{})).
 		Watches(&rbacv1.RoleBinding{}, all, builder.WithPredicates(predicate.ResourceVersionChangedPredicate{})).
@@ -122,6 +129,9 @@ func (r *reconciler) Reconcile(ctx context.Context, _ reconcile.Request) (reconc
 		}
 	}()
 	s, err := r.read(ctx)
+	if errors.Is(err, errNotSynced) {
+		return reconcile.Result{RequeueAfter: time.Second}, nil
+	}
 	if err != nil {
 		return reconcile.Result{}, err
 	}
@@ -194,15 +204,19 @@ func (r *reconciler) bundle(ctx context.Context, s *snapshot, fails []failingPod
 			Impact: "whether a node's server Secret exists is judged from FailedMount events"}},
 	}
 	r.crd.fill(ctx, r.clients, &b.Install, r.log)
-	nodes := map[string]bool{}
+	names := map[string]bool{}
 	for _, f := range fails {
 		b.Pods = append(b.Pods, f.ev)
-		nodes[f.ev.Node] = true
-	}
-	for i := range s.nodes {
-		if nodes[s.nodes[i].Name] {
-			b.Nodes = append(b.Nodes, evidenceNode(&s.nodes[i]))
+		if f.ev.Node != "" {
+			names[f.ev.Node] = true
 		}
+	}
+	nodes, err := r.nodes(ctx, names)
+	if err != nil {
+		return nil, err
+	}
+	for i := range nodes {
+		b.Nodes = append(b.Nodes, evidenceNode(&nodes[i]))
 	}
 	if len(fails) == 0 {
 		return b, nil

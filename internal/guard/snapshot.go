@@ -2,12 +2,14 @@ package guard
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -20,7 +22,6 @@ type snapshot struct {
 	now    time.Time
 	config *unstructured.Unstructured // nil when DPF is not installed
 	pods   []*corev1.Pod              // sorted by name
-	nodes  []corev1.Node
 	rbac   managedRBAC
 }
 
@@ -44,21 +45,10 @@ func (r *reconciler) read(ctx context.Context) (*snapshot, error) {
 	}
 	s.config = pickConfig(configs.Items)
 
-	var pods corev1.PodList
-	if err := r.cache.List(ctx, &pods, client.InNamespace(ns), nocopy); err != nil {
-		return nil, fmt.Errorf("read pods from the cache: %w", err)
+	if !r.pods.synced() {
+		return nil, errNotSynced
 	}
-	s.pods = make([]*corev1.Pod, len(pods.Items))
-	for i := range pods.Items {
-		s.pods[i] = &pods.Items[i]
-	}
-	sort.Slice(s.pods, func(i, j int) bool { return s.pods[i].Name < s.pods[j].Name })
-
-	var nodes corev1.NodeList
-	if err := r.cache.List(ctx, &nodes, nocopy); err != nil {
-		return nil, fmt.Errorf("read nodes from the cache: %w", err)
-	}
-	s.nodes = nodes.Items
+	s.pods = r.pods.list()
 
 	var (
 		roles rbacv1.RoleList
@@ -71,6 +61,28 @@ func (r *reconciler) read(ctx context.Context) (*snapshot, error) {
 	}
 	s.rbac = managedRBAC{roles: roles.Items, roleBindings: rbs.Items}
 	return s, nil
+}
+
+// errNotSynced: the pod index has not seen the initial list yet.
+var errNotSynced = errors.New("the pod index has not synced yet")
+
+// nodes returns the cached DPU Nodes by name (a copy each, few: only
+// failing pods' nodes are asked for).
+func (r *reconciler) nodes(ctx context.Context, names map[string]bool) ([]corev1.Node, error) {
+	var out []corev1.Node
+	for name := range names {
+		var n corev1.Node
+		err := r.cache.Get(ctx, client.ObjectKey{Name: name}, &n)
+		switch {
+		case apierrors.IsNotFound(err):
+			continue
+		case err != nil:
+			return nil, fmt.Errorf("read node %s from the cache: %w", name, err)
+		}
+		out = append(out, n)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
 }
 
 // pickConfig prefers the operator's default name, then the first by name.
