@@ -160,6 +160,9 @@ func Fix(ctx context.Context, o FixOptions) (*Report, error) {
 	}
 	if p.Empty() {
 		r.Outcome = OutcomeNothingToDo
+		if len(r.Problems) > 0 {
+			r.Outcome = OutcomeProblems
+		}
 		o.logf("nothing to do: no finding dpfdoctor can fix")
 		return finish(nil)
 	}
@@ -228,52 +231,22 @@ func Fix(ctx context.Context, o FixOptions) (*Report, error) {
 		r.AppliedYAML = string(y)
 	}
 
-	if len(p.Changes) > 0 {
-		o.logf("verifying: %d access reviews as %s …", len(p.Expect)+len(p.MustStayDenied), p.Subject().User)
-		checks, err := verify.Access(ctx, cl.Kube, p.Subject(), p.Expect, p.MustStayDenied, 16)
-		if err != nil {
-			return finish(err)
-		}
-		r.AfterApply = stage("after apply", checks, deniedBefore)
-		r.Problems = append(r.Problems, r.AfterApply.Problems...)
-		if !res.NoOp {
-			o.logf("requesting an operator reconcile and watching for %s …", o.ReconcileWait)
-			rec, err := verify.Reconcile(ctx, cl, verify.ReconcileOptions{Plan: p, Wait: o.ReconcileWait, Before: before, Recorder: backup, Now: o.Now})
-			r.setBackup(backup, o.RollbackCommand)
-			if err != nil {
-				return finish(err)
-			}
-			r.Reconcile = &rec
-			r.Problems = append(r.Problems, reconcileProblems(rec, before)...)
-			// The objects were compared field by field above; the reviews
-			// are repeated for a sample of each granted rule.
-			sample := verify.Sample(p.Expect, 8)
-			checks, err := verify.Access(ctx, cl.Kube, p.Subject(), sample, p.MustStayDenied, 16)
-			if err != nil {
-				return finish(err)
-			}
-			name := "after the operator's reconcile"
-			if len(sample) < len(p.Expect) {
-				name = fmt.Sprintf("after the operator's reconcile (%d of %d grants sampled)", len(sample), len(p.Expect))
-			}
-			s := stage(name, checks, deniedBefore)
-			r.AfterReconcile = &s
-			r.Problems = append(r.Problems, s.Problems...)
-		}
+	if err := verifyGrant(ctx, o, p, r, backup, before, deniedBefore, res.NoOp); err != nil {
+		return finish(err)
 	}
 
 	if rec != nil {
 		o.logf("bringing %d pods back and watching them …", len(p.Restart))
 		recovered = true
-		res, err := rec.Run(ctx)
+		rr, err := rec.Run(ctx)
 		r.setBackup(backup, o.RollbackCommand)
-		r.Recovery = &res
+		r.Recovery = &rr
 		if err != nil {
 			return finish(err)
 		}
-		if res.Ready < res.Total {
-			r.Problems = append(r.Problems, fmt.Sprintf("recovery not reached: %d of %d pods Ready after %s", res.Ready, res.Total, o.Timeout))
-			for _, pod := range res.Pods {
+		if rr.Ready < rr.Total {
+			r.Problems = append(r.Problems, fmt.Sprintf("recovery not reached: %d of %d pods Ready after %s", rr.Ready, rr.Total, o.Timeout))
+			for _, pod := range rr.Pods {
 				if !pod.Ready && pod.Note != "" {
 					r.Problems = append(r.Problems, pod.Pod+": "+pod.Note)
 				}
@@ -302,6 +275,49 @@ func Fix(ctx context.Context, o FixOptions) (*Report, error) {
 		r.Outcome = OutcomeProblems
 	}
 	return finish(nil)
+}
+
+// verifyGrant proves the grant with access reviews as the ServiceAccount,
+// and, when something was written, that it survives an operator reconcile.
+func verifyGrant(ctx context.Context, o FixOptions, p *plan.Plan, r *Report, backup *apply.Backup,
+	before *rbacv1.ClusterRole, deniedBefore verify.Checks, noOp bool) error {
+	if len(p.Changes) == 0 {
+		return nil
+	}
+	cl := o.Clients
+	o.logf("verifying: %d access reviews as %s …", len(p.Expect)+len(p.MustStayDenied), p.Subject().User)
+	checks, err := verify.Access(ctx, cl.Kube, p.Subject(), p.Expect, p.MustStayDenied, 16)
+	if err != nil {
+		return err
+	}
+	r.AfterApply = stage("after apply", checks, deniedBefore)
+	r.Problems = append(r.Problems, r.AfterApply.Problems...)
+	if noOp {
+		return nil
+	}
+	o.logf("requesting an operator reconcile and watching for %s …", o.ReconcileWait)
+	rc, err := verify.Reconcile(ctx, cl, verify.ReconcileOptions{Plan: p, Wait: o.ReconcileWait, Before: before, Recorder: backup, Now: o.Now})
+	r.setBackup(backup, o.RollbackCommand)
+	if err != nil {
+		return err
+	}
+	r.Reconcile = &rc
+	r.Problems = append(r.Problems, reconcileProblems(rc, before)...)
+	// The objects were compared field by field above; the reviews are
+	// repeated for a sample of each granted rule.
+	sample := verify.Sample(p.Expect, 8)
+	checks, err = verify.Access(ctx, cl.Kube, p.Subject(), sample, p.MustStayDenied, 16)
+	if err != nil {
+		return err
+	}
+	name := "after the operator's reconcile"
+	if len(sample) < len(p.Expect) {
+		name = fmt.Sprintf("after the operator's reconcile (%d of %d grants sampled)", len(sample), len(p.Expect))
+	}
+	s := stage(name, checks, deniedBefore)
+	r.AfterReconcile = &s
+	r.Problems = append(r.Problems, s.Problems...)
+	return nil
 }
 
 func reconcileProblems(rec verify.ReconcileResult, before *rbacv1.ClusterRole) []string {
