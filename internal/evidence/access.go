@@ -138,7 +138,7 @@ func (r *run) review(ctx context.Context, p *pattern, refused *atomic.Bool) (Acc
 	check := AccessCheck{Subject: p.subject, Request: p.call.Request(p.namespace, rep), NamePattern: pat, Pods: p.pods}
 	// A rule bound to the subject that covers the representative request
 	// covers every node: rep is a node no name-restricted rule covers.
-	if r.rbacComplete() {
+	if r.rbacOK {
 		if src, ok := covered(grants, check.Request); ok {
 			check.Allowed, check.Method, check.Reason = true, MethodRBACObjects, "allowed by "+src
 			return check, nil

@@ -11,6 +11,8 @@ import (
 	"github.com/dpfdoctor/dpfdoctor/internal/access"
 	"github.com/dpfdoctor/dpfdoctor/internal/dpf"
 	"github.com/dpfdoctor/dpfdoctor/internal/kube"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -63,29 +65,29 @@ func (c *Collector) Collect(ctx context.Context, o Options) (*Bundle, error) {
 		b:     &Bundle{SchemaVersion: SchemaVersion, CollectedAt: time.Now().UTC().Format(time.RFC3339), NodeFilter: o.Nodes},
 	}
 	r.b.Install.Namespace = o.Namespace
-	if err := r.operatorConfig(ctx); err != nil {
-		return nil, err
-	}
-	if err := r.pods(ctx); err != nil {
-		return nil, err
-	}
+	// Phase 1: every LIST that needs nothing else, at once. The
+	// DPFOperatorConfig's error comes first (no DPF, no rights), then the
+	// pods'; other refusals are gaps.
 	err := parallel(
+		func() error { return r.operatorConfig(ctx) },
+		func() error { return r.pods(ctx) },
 		func() error { return r.deployments(ctx) },
 		func() error { return r.events(ctx) },
 		func() error { return r.objects(ctx) },
 		func() error { return r.nodeList(ctx) },
 		func() error { return r.secrets(ctx) },
-		func() error { return r.rbac(ctx) },
+		func() error { return r.rbacBindings(ctx) },
 	)
 	if err != nil {
 		return nil, err
 	}
+	r.keepEvents()
 	r.detectVersion()
-	// Evidence only some clusters need: the DPUDevice CRD when a pod's
-	// dmsinit.sh patches DPUDevice status (or no version was found), the
-	// Issuers when a pod is blocked before dms-init or runs the certificate
-	// path.
-	var more []func() error
+	// Phase 2: what depends on the pods: the roles their ServiceAccounts'
+	// bindings reference; the DPUDevice CRD when a pod's dmsinit.sh patches
+	// DPUDevice status (or no version was found); the Issuers when a pod is
+	// blocked before dms-init or runs the certificate path.
+	more := []func() error{func() error { return r.rbacRoles(ctx) }}
 	if r.needCRD() {
 		more = append(more, func() error { return r.dpuDeviceCRD(ctx) })
 	}
@@ -96,10 +98,9 @@ func (c *Collector) Collect(ctx context.Context, o Options) (*Bundle, error) {
 		return nil, err
 	}
 	r.versionFromCRDs()
-	if err := r.access(ctx); err != nil {
-		return nil, err
-	}
-	if err := r.logs(ctx); err != nil {
+	// Phase 3: access reviews and log reads, side by side.
+	r.rbacOK = r.rbacComplete()
+	if err := parallel(func() error { return r.access(ctx) }, func() error { return r.logs(ctx) }); err != nil {
 		return nil, err
 	}
 	sort.SliceStable(r.b.Gaps, func(i, j int) bool { return r.b.Gaps[i].What < r.b.Gaps[j].What })
@@ -125,6 +126,13 @@ type run struct {
 	// deployments are kept for version detection only.
 	deploymentImages []deploymentImage
 	configLabels     map[string]string
+	// Lists kept between phases.
+	rawEvents           []corev1.Event
+	crbs                []rbacv1.ClusterRoleBinding
+	rbs                 []rbacv1.RoleBinding
+	crbFailed, rbFailed bool
+	// rbacOK is true when every RBAC list succeeded.
+	rbacOK bool
 }
 
 // protobuf returns a clientset for the built-in types that speaks protobuf,

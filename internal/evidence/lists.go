@@ -45,8 +45,7 @@ func (r *run) pods(ctx context.Context) error {
 	return nil
 }
 
-// events lists the namespace's Events once and keeps those about our pods
-// and about DPF and cert-manager objects.
+// events lists the namespace's Events once.
 func (r *run) events(ctx context.Context) error {
 	ns := r.o.Namespace
 	list, err := r.core.CoreV1().Events(ns).List(ctx, fromCache)
@@ -54,13 +53,20 @@ func (r *run) events(ctx context.Context) error {
 		return r.optional("events", access.Request{Verb: "list", Resource: "events", Namespace: ns},
 			"FailedMount and other pod events are not used; certificate problems are judged from Certificates and Secrets", err)
 	}
+	r.rawEvents = list.Items
+	return nil
+}
+
+// keepEvents keeps the events about our pods and about DPF and
+// cert-manager objects.
+func (r *run) keepEvents() {
 	pods := make(map[string]bool, len(r.b.Pods))
 	for _, p := range r.b.Pods {
 		pods[p.Name] = true
 	}
 	kinds := map[string]bool{"Certificate": true, "CertificateRequest": true, "Issuer": true, "DPUNode": true, "DPUDevice": true, "DPFOperatorConfig": true}
 	var out []Event
-	for _, e := range list.Items {
+	for _, e := range r.rawEvents {
 		o := e.InvolvedObject
 		if !(o.Kind == "Pod" && pods[o.Name]) && !kinds[o.Kind] {
 			continue
@@ -76,10 +82,7 @@ func (r *run) events(ctx context.Context) error {
 		}
 		return out[i].LastSeen < out[j].LastSeen
 	})
-	r.mu.Lock()
-	r.b.Events = out
-	r.mu.Unlock()
-	return nil
+	r.b.Events, r.rawEvents = out, nil
 }
 
 func lastSeen(e corev1.Event) string {

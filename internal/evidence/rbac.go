@@ -13,48 +13,49 @@ import (
 // lastApplied is stripped from RBAC objects with managedFields.
 const lastApplied = "kubectl.kubernetes.io/last-applied-configuration"
 
-// rbac lists bindings, then the roles they reference (two to four LISTs),
-// and keeps those relevant to the pods' ServiceAccounts, plus every object
-// dpfdoctor manages.
-func (r *run) rbac(ctx context.Context) error {
-	ns := r.o.Namespace
-	subjects := r.subjects()
-	var (
-		crbs  []rbacv1.ClusterRoleBinding
-		rbs   []rbacv1.RoleBinding
-		crs   []rbacv1.ClusterRole
-		roles []rbacv1.Role
+const rbacImpact = "per-node grants (resourceNames) are not taken into account; access comes from SubjectAccessReviews only"
 
-		crbFailed, rbFailed bool
-	)
-	const impact = "per-node grants (resourceNames) are not taken into account; access comes from SubjectAccessReviews only"
-	rbacReq := func(res, namespace string) access.Request {
-		return access.Request{Verb: "list", Group: rbacv1.GroupName, Resource: res, Namespace: namespace}
-	}
-	err := parallel(
+func rbacList(res, namespace string) access.Request {
+	return access.Request{Verb: "list", Group: rbacv1.GroupName, Resource: res, Namespace: namespace}
+}
+
+// rbacBindings lists ClusterRoleBindings and the namespace's RoleBindings.
+func (r *run) rbacBindings(ctx context.Context) error {
+	ns := r.o.Namespace
+	return parallel(
 		func() error {
 			l, err := r.cl.Kube.RbacV1().ClusterRoleBindings().List(ctx, fromCache)
 			if err == nil {
-				crbs = l.Items
+				r.crbs = l.Items
 			}
-			crbFailed = err != nil
-			return r.optional("clusterrolebindings", rbacReq("clusterrolebindings", ""), impact, err)
+			r.crbFailed = err != nil
+			return r.optional("clusterrolebindings", rbacList("clusterrolebindings", ""), rbacImpact, err)
 		},
 		func() error {
 			l, err := r.cl.Kube.RbacV1().RoleBindings(ns).List(ctx, fromCache)
 			if err == nil {
-				rbs = l.Items
+				r.rbs = l.Items
 			}
-			rbFailed = err != nil
-			return r.optional("rolebindings", rbacReq("rolebindings", ns), impact, err)
+			r.rbFailed = err != nil
+			return r.optional("rolebindings", rbacList("rolebindings", ns), rbacImpact, err)
 		},
 	)
-	if err != nil {
-		return err
-	}
+}
+
+// rbacRoles lists the roles the bindings of the pods' ServiceAccounts
+// reference (zero to two LISTs) and keeps what is relevant to them, plus
+// every object dpfdoctor manages.
+func (r *run) rbacRoles(ctx context.Context) error {
+	ns := r.o.Namespace
+	subjects := r.subjects()
+	crbs, rbs := r.crbs, r.rbs
+	var (
+		crs   []rbacv1.ClusterRole
+		roles []rbacv1.Role
+	)
 	// Roles are listed only when a kept binding references one: most
 	// clusters have no RoleBinding for the DMS ServiceAccount until a fix.
-	needCR, needRole := crbFailed || rbFailed, rbFailed
+	needCR, needRole := r.crbFailed || r.rbFailed, r.rbFailed
 	for _, b := range crbs {
 		needCR = needCR || managed(b.ObjectMeta) || bindsAny(b.Subjects, subjects)
 	}
@@ -71,7 +72,7 @@ func (r *run) rbac(ctx context.Context) error {
 			if err == nil {
 				crs = l.Items
 			}
-			return r.optional("clusterroles", rbacReq("clusterroles", ""), impact, err)
+			return r.optional("clusterroles", rbacList("clusterroles", ""), rbacImpact, err)
 		})
 	}
 	if needRole {
@@ -80,7 +81,7 @@ func (r *run) rbac(ctx context.Context) error {
 			if err == nil {
 				roles = l.Items
 			}
-			return r.optional("roles", rbacReq("roles", ns), impact, err)
+			return r.optional("roles", rbacList("roles", ns), rbacImpact, err)
 		})
 	}
 	if err := parallel(fns...); err != nil {
