@@ -74,7 +74,9 @@ func startSim(o sim.Options) (*simCluster, error) {
 	if err != nil {
 		return nil, fmt.Errorf("start sim: %w", err)
 	}
-	sc := &simCluster{Cluster: c, kube: kubernetes.NewForConfigOrDie(c.Config), byNode: map[string]sim.Scenario{}}
+	proto := rest.CopyConfig(c.Config)
+	proto.ContentType = "application/vnd.kubernetes.protobuf"
+	sc := &simCluster{Cluster: c, kube: kubernetes.NewForConfigOrDie(proto), byNode: map[string]sim.Scenario{}}
 	mix, _ := sim.ParseMix(o.Scenario)
 	for i, s := range mix.Assign(len(c.Nodes)) {
 		sc.byNode[c.Nodes[i]] = s
@@ -119,7 +121,7 @@ func (c *simCluster) settle(ctx context.Context, failures int32) error {
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("pods did not settle (%d nodes, e.g. %s): %w", len(c.byNode), last, ctx.Err())
-		case <-time.After(200*time.Millisecond + time.Duration(len(c.byNode))*time.Millisecond/5):
+		case <-time.After(200*time.Millisecond + time.Duration(len(c.byNode))*time.Millisecond):
 		}
 	}
 }
