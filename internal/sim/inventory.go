@@ -64,7 +64,7 @@ func (inv inventory) apply(ctx context.Context, cs kubernetes.Interface, dyn dyn
 			return n, fmt.Errorf("apply ServiceAccount %s: %w", r.ServiceAccount, err)
 		}
 		n++
-		gknn = append(gknn, "ServiceAccount//"+ns+"/"+r.ServiceAccount)
+		gknn = append(gknn, "ServiceAccount/"+r.ServiceAccount+"."+ns)
 	}
 	if r.ClusterRole != "" {
 		cr := rbacv1ac.ClusterRole(r.ClusterRole).WithLabels(inv.labels())
@@ -84,7 +84,7 @@ func (inv inventory) apply(ctx context.Context, cs kubernetes.Interface, dyn dyn
 			return n, fmt.Errorf("apply ClusterRoleBinding %s: %w", r.ClusterRoleBinding, err)
 		}
 		n += 2
-		gknn = append(gknn, "ClusterRole.rbac.authorization.k8s.io//"+r.ClusterRole, "ClusterRoleBinding.rbac.authorization.k8s.io//"+r.ClusterRoleBinding)
+		gknn = append(gknn, "ClusterRole.rbac.authorization.k8s.io/"+r.ClusterRole+".", "ClusterRoleBinding.rbac.authorization.k8s.io/"+r.ClusterRoleBinding+".")
 	}
 	// The provisioning controller Deployment: its image tag is one of the
 	// ways diagnose finds the version. There is no controller-manager in
@@ -99,7 +99,7 @@ func (inv inventory) apply(ctx context.Context, cs kubernetes.Interface, dyn dyn
 		return n, fmt.Errorf("apply Deployment: %w", err)
 	}
 	n++
-	gknn = append(gknn, "Deployment.apps/"+ns+"/dpf-provisioning-controller-manager")
+	gknn = append(gknn, "Deployment.apps/dpf-provisioning-controller-manager."+ns)
 
 	for _, iss := range []struct{ name, spec string }{
 		{"dpf-provisioning-selfsigned-issuer", `{"selfSigned":{}}`},
@@ -127,11 +127,12 @@ func (inv inventory) apply(ctx context.Context, cs kubernetes.Interface, dyn dyn
 			return n, fmt.Errorf("apply Issuer %s: %w", iss.name, err)
 		}
 		n++
-		gknn = append(gknn, "Issuer.cert-manager.io/"+ns+"/"+iss.name)
+		gknn = append(gknn, "Issuer.cert-manager.io/"+iss.name+"."+ns)
 	}
 
 	// The applyset parent: a Secret with no data, labelled with the ID and
-	// annotated with the inventory.
+	// annotated with the inventory, "<Kind>.<group>/<name>.<namespace>"
+	// (GroupKindNamespaceName; empty namespace for cluster-scoped objects).
 	sort.Strings(gknn)
 	parent := corev1ac.Secret(dpf.ApplySetParentName(dpf.ProvisioningComponent), ns).
 		WithLabels(map[string]string{dpf.ApplySetIDLabel: dpf.ApplySetID(dpf.ProvisioningComponent, ns), "dpu.nvidia.com/component": "dpf-provisioning-controller-manager"}).
