@@ -32,8 +32,8 @@ func runCLI(t *testing.T, stdin string, args ...string) (int, string, string) {
 // The command line end to end on a small sim whose dms-init runs the real
 // kubectl: plan, YAML, the confirmation, apply, report, rollback twice.
 func TestFixAndRollbackCommands(t *testing.T) {
-	if os.Getenv("KUBEBUILDER_ASSETS") == "" {
-		t.Skip("KUBEBUILDER_ASSETS is not set: run `export KUBEBUILDER_ASSETS=$(hack/envtest.sh)` or `make test`")
+	if sim.Assets() == "" {
+		t.Fatal("envtest binaries not found: run `make test`, or `export KUBEBUILDER_ASSETS=$(hack/envtest.sh)`")
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()

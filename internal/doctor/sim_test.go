@@ -34,8 +34,8 @@ type env struct {
 
 func startSim(t *testing.T, o sim.Options) *env {
 	t.Helper()
-	if os.Getenv("KUBEBUILDER_ASSETS") == "" {
-		t.Skip("KUBEBUILDER_ASSETS is not set: run `export KUBEBUILDER_ASSETS=$(hack/envtest.sh)` or `make test`")
+	if sim.Assets() == "" {
+		t.Fatal("envtest binaries not found: run `make test`, or `export KUBEBUILDER_ASSETS=$(hack/envtest.sh)`")
 	}
 	if o.TimeScale == 0 {
 		o.TimeScale = 0.05
