@@ -4,9 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"io/fs"
 	"os"
-	"path/filepath"
 	"strings"
 
 	"github.com/dpfdoctor/dpfdoctor/internal/dpf"
@@ -20,9 +18,9 @@ import (
 func LoadKinds(paths ...string) ([]dpf.Kind, error) {
 	var kinds []dpf.Kind
 	for _, p := range paths {
-		files, err := yamlFiles(p)
+		files, err := rbac.ManifestFiles(p)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("read CRDs: %w", err)
 		}
 		for _, f := range files {
 			data, err := os.ReadFile(f)
@@ -37,33 +35,6 @@ func LoadKinds(paths ...string) ([]dpf.Kind, error) {
 		}
 	}
 	return append(kinds, dpf.Kinds()...), nil
-}
-
-func yamlFiles(path string) ([]string, error) {
-	info, err := os.Stat(path)
-	if err != nil {
-		return nil, fmt.Errorf("read CRDs: %w", err)
-	}
-	if !info.IsDir() {
-		return []string{path}, nil
-	}
-	var files []string
-	err = filepath.WalkDir(path, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		switch strings.ToLower(filepath.Ext(p)) {
-		case ".yaml", ".yml", ".json":
-			if !d.IsDir() {
-				files = append(files, p)
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("read CRDs in %s: %w", path, err)
-	}
-	return files, nil
 }
 
 type crd struct {

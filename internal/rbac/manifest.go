@@ -35,9 +35,9 @@ func (e *ManifestError) Unwrap() error { return e.Err }
 func LoadManifests(paths ...string) (*Set, error) {
 	s := &Set{}
 	for _, p := range paths {
-		files, err := manifestFiles(p)
+		files, err := ManifestFiles(p)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("read RBAC manifests: %w", err)
 		}
 		for _, f := range files {
 			data, err := os.ReadFile(f)
@@ -54,10 +54,12 @@ func LoadManifests(paths ...string) (*Set, error) {
 	return s, nil
 }
 
-func manifestFiles(path string) ([]string, error) {
+// ManifestFiles lists the manifest files a path names: the file itself, or
+// every *.yaml, *.yml and *.json below a directory, in walk order.
+func ManifestFiles(path string) ([]string, error) {
 	info, err := os.Stat(path)
 	if err != nil {
-		return nil, fmt.Errorf("read RBAC manifests: %w", err)
+		return nil, err
 	}
 	if !info.IsDir() {
 		return []string{path}, nil
@@ -76,7 +78,7 @@ func manifestFiles(path string) ([]string, error) {
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("read RBAC manifests in %s: %w", path, err)
+		return nil, fmt.Errorf("walk %s: %w", path, err)
 	}
 	return files, nil
 }
