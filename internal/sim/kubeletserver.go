@@ -1,21 +1,16 @@
 package sim
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
-	"math/big"
 	"net"
 	"net/http"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/dpfdoctor/dpfdoctor/internal/selfsigned"
 )
 
 // kubeletServer is the HTTPS endpoint the API server proxies `pods/log` to:
@@ -42,7 +37,7 @@ func newKubeletServer(addrs []string, logs logSource) (*kubeletServer, error) {
 			return nil, fmt.Errorf("kubelet address %q is not a loopback address", a)
 		}
 	}
-	caPEM, cert, err := servingCert(addrs)
+	caPEM, cert, err := selfsigned.Server(addrs...)
 	if err != nil {
 		return nil, err
 	}
@@ -130,54 +125,6 @@ func tail(text string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "")
-}
-
-// servingCert makes a throwaway CA and a serving certificate for addrs.
-func servingCert(addrs []string) (caPEM []byte, cert tls.Certificate, err error) {
-	caPEM, certPEM, keyPEM, err := issue(addrs)
-	if err != nil {
-		return nil, cert, err
-	}
-	cert, err = tls.X509KeyPair(certPEM, keyPEM)
-	return caPEM, cert, err
-}
-
-// issue makes a throwaway CA and a certificate for addrs, all PEM.
-func issue(addrs []string) (caPEM, certPEM, keyPEM []byte, err error) {
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	now := time.Now()
-	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "dpfdoctor-sim-kubelet-ca"},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour), IsCA: true, BasicConstraintsValid: true,
-		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	caCert, _ := x509.ParseCertificate(caDER)
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "dpfdoctor-sim-kubelet"},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
-	for _, a := range addrs {
-		tmpl.IPAddresses = append(tmpl.IPAddresses, net.ParseIP(a))
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, &key.PublicKey, caKey)
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	keyDER, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}),
-		pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-		pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), nil
 }
 
 // nodeAddress returns the loopback address of node i: 127.0.0.2, 127.0.0.3,

@@ -4,6 +4,8 @@ import (
 	"encoding/base64"
 	"strings"
 	"sync"
+
+	"github.com/dpfdoctor/dpfdoctor/internal/selfsigned"
 )
 
 // The fake key material every simulated server Secret holds: one real
@@ -17,7 +19,7 @@ type secretMaterial struct {
 
 func (c *Cluster) secretData() map[string][]byte {
 	m := &c.secrets
-	m.once.Do(func() { m.ca, m.crt, m.key, m.err = issue([]string{"127.0.0.1"}) })
+	m.once.Do(func() { m.ca, m.crt, m.key, m.err = selfsigned.Issue("127.0.0.1") })
 	return map[string][]byte{"ca.crt": m.ca, "tls.crt": m.crt, "tls.key": m.key}
 }
 
