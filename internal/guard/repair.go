@@ -2,9 +2,6 @@ package guard
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
@@ -13,12 +10,9 @@ import (
 
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
-	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 
 	"github.com/dpfdoctor/dpfdoctor/internal/apply"
 	"github.com/dpfdoctor/dpfdoctor/internal/diagnose"
@@ -100,52 +94,6 @@ func (rp *repairer) adopt(live map[plan.ObjectRef]*unstructured.Unstructured) {
 			rp.desired[ref] = cleanObject(obj)
 		}
 	}
-}
-
-// completeBindings gives every desired Role of dpfdoctor its RoleBinding
-// when the binding was never seen (deleted before this replica started or
-// took the lead): the binding is what rbac.Render makes for the Role, with
-// the Role's metadata, bound to the DMS pods' ServiceAccount of that name.
-func (rp *repairer) completeBindings(s *snapshot) {
-	for ref, role := range rp.desired {
-		if ref.Kind != "Role" {
-			continue
-		}
-		rbRef := plan.ObjectRef{Group: rbacv1.GroupName, Kind: "RoleBinding", Namespace: ref.Namespace, Name: ref.Name}
-		if _, ok := rp.desired[rbRef]; ok {
-			continue
-		}
-		sa := podServiceAccount(s, ref.Name)
-		if sa == "" {
-			continue
-		}
-		rb := &rbacv1.RoleBinding{
-			TypeMeta: metav1.TypeMeta{APIVersion: rbacv1.SchemeGroupVersion.String(), Kind: "RoleBinding"},
-			ObjectMeta: metav1.ObjectMeta{Name: ref.Name, Namespace: ref.Namespace, Labels: role.GetLabels(),
-				Annotations: role.GetAnnotations()},
-			RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: ref.Name},
-			Subjects: []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: sa, Namespace: ref.Namespace}},
-		}
-		data, err := runtime.DefaultUnstructuredConverter.ToUnstructured(rb)
-		if err != nil {
-			continue
-		}
-		u := &unstructured.Unstructured{Object: data}
-		unstructured.RemoveNestedField(u.Object, "metadata", "creationTimestamp")
-		rp.desired[rbRef] = u
-	}
-}
-
-// podServiceAccount is the DMS pods' ServiceAccount whose dpfdoctor grant
-// is named name, or "".
-func podServiceAccount(s *snapshot, name string) string {
-	for i := range s.pods {
-		sa := s.pods[i].Spec.ServiceAccountName
-		if sa != "" && plan.NamePrefix+sa == name {
-			return sa
-		}
-	}
-	return ""
 }
 
 // plan decides what to write; nil when everything is in place.
@@ -437,141 +385,6 @@ func fixable(d *diagnose.Diagnosis) bool {
 		}
 	}
 	return false
-}
-
-// covers reports whether live holds what want sets.
-func covers(live, want *unstructured.Unstructured) bool {
-	ok, err := plan.Covers(live, want)
-	return err == nil && ok
-}
-
-// foreign reports whether a field manager other than dpfdoctor owns the
-// object's payload (rules, subjects, roleRef): someone else changed it.
-func foreign(obj *unstructured.Unstructured) bool {
-	for _, mf := range obj.GetManagedFields() {
-		if mf.Manager == plan.FieldManager || mf.FieldsV1 == nil {
-			continue
-		}
-		var fields map[string]json.RawMessage
-		if err := json.Unmarshal(mf.FieldsV1.Raw, &fields); err != nil {
-			return true
-		}
-		for _, f := range []string{"f:rules", "f:subjects", "f:roleRef", "f:aggregationRule"} {
-			if _, ok := fields[f]; ok {
-				return true
-			}
-		}
-	}
-	return false
-}
-
-// boundServiceAccount is the ServiceAccount dpfdoctor's bindings bind.
-func boundServiceAccount(objs map[plan.ObjectRef]*unstructured.Unstructured, ns string) string {
-	for ref, o := range objs {
-		if ref.Kind != "RoleBinding" && ref.Kind != "ClusterRoleBinding" {
-			continue
-		}
-		subjects, _, _ := unstructured.NestedSlice(o.Object, "subjects")
-		for _, s := range subjects {
-			m, _ := s.(map[string]any)
-			if m["kind"] == rbacv1.ServiceAccountKind && m["namespace"] == ns {
-				if name, ok := m["name"].(string); ok {
-					return name
-				}
-			}
-		}
-	}
-	return ""
-}
-
-// contentHash identifies a plan by its objects' content.
-func contentHash(p *plan.Plan) string {
-	data, _ := json.Marshal(p.Changes)
-	h := sha256.Sum256(data)
-	return hex.EncodeToString(h[:])[:16]
-}
-
-// liveObjects turns the cached RBAC objects into unstructured objects with
-// their kind set (informers drop it).
-func liveObjects(m managedRBAC) (map[plan.ObjectRef]*unstructured.Unstructured, error) {
-	out := map[plan.ObjectRef]*unstructured.Unstructured{}
-	add := func(kind string, obj runtime.Object) error {
-		data, err := runtime.DefaultUnstructuredConverter.ToUnstructured(obj)
-		if err != nil {
-			return fmt.Errorf("convert %s: %w", kind, err)
-		}
-		u := &unstructured.Unstructured{Object: data}
-		u.SetAPIVersion(rbacv1.SchemeGroupVersion.String())
-		u.SetKind(kind)
-		out[plan.RefOf(u)] = u
-		return nil
-	}
-	for i := range m.roles {
-		if err := add("Role", &m.roles[i]); err != nil {
-			return nil, err
-		}
-	}
-	for i := range m.roleBindings {
-		if err := add("RoleBinding", &m.roleBindings[i]); err != nil {
-			return nil, err
-		}
-	}
-	return out, nil
-}
-
-// typedRBAC is the desired objects as the Bundle's RBAC, for plan.Build to
-// merge with: what dpfdoctor granted before is never taken away.
-func typedRBAC(objs map[plan.ObjectRef]*unstructured.Unstructured) (evidence.RBAC, error) {
-	var out evidence.RBAC
-	for ref, o := range objs {
-		var err error
-		switch ref.Kind {
-		case "Role":
-			var r rbacv1.Role
-			if err = runtime.DefaultUnstructuredConverter.FromUnstructured(o.Object, &r); err == nil {
-				out.Roles = append(out.Roles, r)
-			}
-		case "RoleBinding":
-			var r rbacv1.RoleBinding
-			if err = runtime.DefaultUnstructuredConverter.FromUnstructured(o.Object, &r); err == nil {
-				out.RoleBindings = append(out.RoleBindings, r)
-			}
-		case "ClusterRole":
-			var r rbacv1.ClusterRole
-			if err = runtime.DefaultUnstructuredConverter.FromUnstructured(o.Object, &r); err == nil {
-				out.ClusterRoles = append(out.ClusterRoles, r)
-			}
-		case "ClusterRoleBinding":
-			var r rbacv1.ClusterRoleBinding
-			if err = runtime.DefaultUnstructuredConverter.FromUnstructured(o.Object, &r); err == nil {
-				out.ClusterRoleBindings = append(out.ClusterRoleBindings, r)
-			}
-		}
-		if err != nil {
-			return evidence.RBAC{}, fmt.Errorf("read %s: %w", ref, err)
-		}
-	}
-	return out, nil
-}
-
-// cleanObject strips server-set fields, leaving what dpfdoctor applies.
-func cleanObject(u *unstructured.Unstructured) *unstructured.Unstructured {
-	c := u.DeepCopy()
-	for _, f := range []string{"resourceVersion", "uid", "creationTimestamp", "managedFields", "generation"} {
-		unstructured.RemoveNestedField(c.Object, "metadata", f)
-	}
-	unstructured.RemoveNestedField(c.Object, "status")
-	return c
-}
-
-// rbacResource maps the RBAC kinds dpfdoctor writes to their resources.
-func rbacResource(ref plan.ObjectRef) (schema.GroupVersionResource, error) {
-	res, ok := map[string]string{"Role": "roles", "RoleBinding": "rolebindings", "ClusterRole": "clusterroles",
-		"ClusterRoleBinding": "clusterrolebindings"}[ref.Kind]
-	if !ok || ref.Group != rbacv1.GroupName {
-		return schema.GroupVersionResource{}, fmt.Errorf("%s is not an RBAC object dpfdoctor writes", ref)
-	}
-	return rbacv1.SchemeGroupVersion.WithResource(res), nil
 }
 
 // logWriter turns apply's step lines into log entries.
