@@ -286,6 +286,10 @@ func (o *DiagnoseOptions) printTable(d *diagnose.Diagnosis) error {
 		}
 		fmt.Fprintf(w, "   Fixable: %s\n   Next: %s\n", fixable, f.NextStep)
 	}
+	if d.Summary.Inferred > 0 {
+		fmt.Fprintf(w, "\n%d pods were classified from the dms-init logs of other pods with the same failure signature "+
+			"(their own were not read: --max-logs per signature); check one with --node NAME, or raise --max-logs.\n", d.Summary.Inferred)
+	}
 	if d.WidelySharedDiagnosis != "" {
 		fmt.Fprintf(w, "\n%s %s\n", p.paint(bold, "About the widely shared diagnosis:"), d.WidelySharedDiagnosis)
 	}

@@ -162,6 +162,9 @@ type Summary struct {
 	Healthy int           `json:"healthy"`
 	Failing int           `json:"failing"`
 	ByClass map[Class]int `json:"byClass"`
+	// Inferred counts the pods whose class comes from the logs of other
+	// pods with the same failure signature (see PodResult.LogsFrom).
+	Inferred int `json:"inferred,omitempty"`
 }
 
 // Diagnosis is the result of Diagnose; its JSON form is versioned by
@@ -353,6 +356,9 @@ func summarise(pods []PodResult) Summary {
 			s.Healthy++
 		} else {
 			s.Failing++
+		}
+		if p.LogsFrom != "" {
+			s.Inferred++
 		}
 	}
 	return s
