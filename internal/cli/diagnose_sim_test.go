@@ -48,6 +48,7 @@ func TestDiagnoseOnSim(t *testing.T) {
 		if code != ExitProblems {
 			t.Fatalf("exit %d; stderr %s", code, errOut)
 		}
+		t.Log(strings.SplitN(out, "\n", 3)[1])
 		for _, w := range []string{"RBACForbidden", "get secrets " + dpf.SecretName(c.Nodes[0]) + " in dpf-operator-system",
 			"get secrets " + dpf.SecretName(c.Nodes[1]) + " in dpf-operator-system", "dpfdoctor fix", "holds for all 2 failing pods"} {
 			if !strings.Contains(out, w) {
