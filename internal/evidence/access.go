@@ -23,21 +23,22 @@ import (
 // granted by name: the review then answers for names nobody granted.
 const probeNode = "dpfdoctor-probe"
 
-// pattern is one distinct access question: who, which call, which
-// namespace, with the pods and nodes that need it.
-type pattern struct {
-	subject   access.Subject
-	call      dpf.Call
-	namespace string
-	pods      []string
-	nodes     []string
+// Pattern is one distinct access question: who, which call, which
+// namespace, with the pods and nodes that need it. Key is its CheckKey.
+type Pattern struct {
+	Key       string
+	Subject   access.Subject
+	Call      dpf.Call
+	Namespace string
+	Pods      []string
+	Nodes     []string
 }
 
 // access sends one SubjectAccessReview per distinct call pattern the pods
 // need, for one representative node, and derives the other nodes' answers
 // from the listed RBAC objects when a Role grants only some names.
 func (r *run) access(ctx context.Context) error {
-	patterns := r.patterns()
+	patterns := AccessPatterns(r.b.Pods, r.b.Install.Version)
 	if len(patterns) == 0 {
 		return nil
 	}
@@ -79,63 +80,88 @@ func (r *run) access(ctx context.Context) error {
 	return nil
 }
 
-// patterns groups every pod's call table into distinct access questions,
-// in a stable order.
-func (r *run) patterns() []*pattern {
-	byKey := map[string]*pattern{}
+// AccessPatterns groups the pods' call tables, for the cluster's version,
+// into distinct access questions, in a stable order. GET /version is open
+// to every client (system:public-info-viewer) and skipped: its failures are
+// reachability failures, not RBAC.
+func AccessPatterns(pods []Pod, version string) []Pattern {
+	byKey := map[string]*Pattern{}
 	var keys []string
-	for _, p := range r.b.Pods {
+	for _, p := range pods {
 		subject := p.Subject()
 		ns := p.ScriptNamespace()
-		for _, c := range p.Calls(r.b.Install.Version) {
+		for _, c := range p.Calls(version) {
 			if c.NonResourceURL != "" {
-				// GET /version is open to every client (system:public-info-viewer);
-				// its failures are reachability failures, not RBAC.
 				continue
 			}
 			k := CheckKey(subject.User, c, ns)
 			pt, ok := byKey[k]
 			if !ok {
-				pt = &pattern{subject: subject, call: c, namespace: ns}
+				pt = &Pattern{Key: k, Subject: subject, Call: c, Namespace: ns}
 				byKey[k] = pt
 				keys = append(keys, k)
 			}
-			if len(pt.pods) == 0 || pt.pods[len(pt.pods)-1] != p.Name {
-				pt.pods = append(pt.pods, p.Name)
-				pt.nodes = append(pt.nodes, p.Node)
+			if len(pt.Pods) == 0 || pt.Pods[len(pt.Pods)-1] != p.Name {
+				pt.Pods = append(pt.Pods, p.Name)
+				pt.Nodes = append(pt.Nodes, p.Node)
 			}
 		}
 	}
 	sort.Strings(keys)
-	out := make([]*pattern, 0, len(keys))
+	out := make([]Pattern, 0, len(keys))
 	for _, k := range keys {
 		pt := byKey[k]
-		pt.nodes = uniqueSorted(pt.nodes)
-		out = append(out, pt)
+		pt.Nodes = uniqueSorted(pt.Nodes)
+		out = append(out, *pt)
+	}
+	return out
+}
+
+// Question is the access check that asks the pattern for one
+// representative node: the first node, or, when name-restricted grants
+// (named) exist for a per-node name, the first node none of them covers
+// (probeNode when they cover every node). A rule that covers that request
+// covers every node.
+func (p Pattern) Question(named []Grant) AccessCheck {
+	pat := namePattern(p.Call)
+	rep := probeNode
+	if len(p.Nodes) > 0 {
+		rep = p.Nodes[0]
+	}
+	if strings.Contains(pat, dpf.PatternNode) && len(named) > 0 {
+		rep = probeNode
+		for _, n := range p.Nodes {
+			if _, ok := covered(named, p.Call.Request(p.Namespace, n)); !ok {
+				rep = n
+				break
+			}
+		}
+	}
+	return AccessCheck{Subject: p.Subject, Request: p.Call.Request(p.Namespace, rep), NamePattern: pat, Pods: p.Pods}
+}
+
+// Overrides are the nodes whose concrete name a name-restricted grant
+// allows, for a question answered "no" for the representative node.
+func (p Pattern) Overrides(named []Grant) []NodeOverride {
+	if !strings.Contains(namePattern(p.Call), dpf.PatternNode) {
+		return nil
+	}
+	var out []NodeOverride
+	for _, n := range p.Nodes {
+		req := p.Call.Request(p.Namespace, n)
+		if src, ok := covered(named, req); ok {
+			out = append(out, NodeOverride{Node: n, Name: req.Name, Allowed: true, Source: src})
+		}
 	}
 	return out
 }
 
 // review answers one pattern: from the listed RBAC objects when they
 // prove it allowed, else with a SubjectAccessReview.
-func (r *run) review(ctx context.Context, p *pattern, refused *atomic.Bool) (AccessCheck, error) {
-	pat := namePattern(p.call)
-	grants := r.boundRules(p.subject, p.namespace)
-	named := withNames(grants)
-	rep := probeNode
-	if len(p.nodes) > 0 {
-		rep = p.nodes[0]
-	}
-	if strings.Contains(pat, dpf.PatternNode) && len(named) > 0 {
-		rep = probeNode
-		for _, n := range p.nodes {
-			if _, ok := covered(named, p.call.Request(p.namespace, n)); !ok {
-				rep = n
-				break
-			}
-		}
-	}
-	check := AccessCheck{Subject: p.subject, Request: p.call.Request(p.namespace, rep), NamePattern: pat, Pods: p.pods}
+func (r *run) review(ctx context.Context, p Pattern, refused *atomic.Bool) (AccessCheck, error) {
+	grants := r.b.RBAC.Grants(p.Subject, p.Namespace)
+	named := NameRestricted(grants)
+	check := p.Question(named)
 	// A rule bound to the subject that covers the representative request
 	// covers every node: rep is a node no name-restricted rule covers.
 	if r.rbacOK {
@@ -150,8 +176,8 @@ func (r *run) review(ctx context.Context, p *pattern, refused *atomic.Bool) (Acc
 		return check, nil
 	}
 	sar := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
-		User:   p.subject.User,
-		Groups: p.subject.Groups,
+		User:   p.Subject.User,
+		Groups: p.Subject.Groups,
 		ResourceAttributes: &authorizationv1.ResourceAttributes{
 			Namespace: check.Request.Namespace, Verb: check.Request.Verb, Group: check.Request.Group,
 			Resource: check.Request.Resource, Subresource: check.Request.Subresource, Name: check.Request.Name,
@@ -176,22 +202,16 @@ func (r *run) review(ctx context.Context, p *pattern, refused *atomic.Bool) (Acc
 	if res.Status.EvaluationError != "" {
 		check.Reason = strings.TrimSpace(check.Reason + " (evaluation error: " + res.Status.EvaluationError + ")")
 	}
-	if strings.Contains(pat, dpf.PatternNode) && len(named) > 0 && !check.Allowed {
-		for _, n := range p.nodes {
-			if src, ok := covered(named, p.call.Request(p.namespace, n)); ok {
-				check.NodeOverrides = append(check.NodeOverrides, NodeOverride{
-					Node: n, Name: p.call.Request(p.namespace, n).Name, Allowed: true, Source: src,
-				})
-			}
-		}
+	if !check.Allowed {
+		check.NodeOverrides = p.Overrides(named)
 	}
 	return check, nil
 }
 
-// grant is a rule bound to a subject, with where it comes from.
-type grant struct {
-	rule   rbacv1.PolicyRule
-	source string
+// Grant is a rule bound to a subject, with where it comes from.
+type Grant struct {
+	Rule   rbacv1.PolicyRule
+	Source string
 }
 
 // rbacComplete reports whether every RBAC list succeeded, so that a rule
@@ -205,15 +225,14 @@ func (r *run) rbacComplete() bool {
 	return true
 }
 
-// boundRules returns the listed rules the subject holds in namespace: a
-// Role or ClusterRole through a RoleBinding there, or a ClusterRole through
-// a ClusterRoleBinding.
-func (r *run) boundRules(who access.Subject, namespace string) []grant {
-	rb := r.b.RBAC
-	var out []grant
+// Grants returns the listed rules who holds in namespace: a Role or
+// ClusterRole through a RoleBinding there, or a ClusterRole through a
+// ClusterRoleBinding.
+func (rb RBAC) Grants(who access.Subject, namespace string) []Grant {
+	var out []Grant
 	add := func(rules []rbacv1.PolicyRule, source string) {
 		for _, rule := range rules {
-			out = append(out, grant{rule: rule, source: source})
+			out = append(out, Grant{Rule: rule, Source: source})
 		}
 	}
 	clusterRole := func(name string) []rbacv1.PolicyRule {
@@ -246,19 +265,19 @@ func (r *run) boundRules(who access.Subject, namespace string) []grant {
 	return out
 }
 
-// withNames keeps the rules restricted to resourceNames.
-func withNames(gs []grant) []grant {
-	var out []grant
+// NameRestricted keeps the grants restricted to resourceNames.
+func NameRestricted(gs []Grant) []Grant {
+	var out []Grant
 	for _, g := range gs {
-		if len(g.rule.ResourceNames) > 0 {
+		if len(g.Rule.ResourceNames) > 0 {
 			out = append(out, g)
 		}
 	}
 	return out
 }
 
-// covered reports whether one of the rules allows the request, and which.
-func covered(grants []grant, req access.Request) (string, bool) {
+// covered reports whether one of the grants allows the request, and which.
+func covered(grants []Grant, req access.Request) (string, bool) {
 	if req.NonResourceURL != "" {
 		return "", false
 	}
@@ -267,8 +286,8 @@ func covered(grants []grant, req access.Request) (string, bool) {
 		want.ResourceNames = []string{req.Name}
 	}
 	for _, g := range grants {
-		if ok, _ := validation.Covers([]rbacv1.PolicyRule{g.rule}, []rbacv1.PolicyRule{want}); ok {
-			return g.source, true
+		if ok, _ := validation.Covers([]rbacv1.PolicyRule{g.Rule}, []rbacv1.PolicyRule{want}); ok {
+			return g.Source, true
 		}
 	}
 	return "", false

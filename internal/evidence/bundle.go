@@ -83,6 +83,9 @@ const (
 	VersionFromOperatorImage = "operator-image"
 	VersionFromLabel         = "version-label"
 	VersionFromCRDShape      = "crd-shape"
+	// VersionFromPods: the version most DMS pods run, from their
+	// dpf-version label, else their image tag (see PodsVersion).
+	VersionFromPods = "dms-pods"
 )
 
 // Condition is a status condition of any object.

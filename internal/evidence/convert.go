@@ -1,22 +1,24 @@
 package evidence
 
 import (
+	"time"
+
 	"github.com/dpfdoctor/dpfdoctor/internal/dpf"
 	corev1 "k8s.io/api/core/v1"
 )
 
-// visibleEnv are the environment variables whose values are kept: the API
-// server address the pod's kubectl uses. Every other value is masked.
-var visibleEnv = map[string]bool{
-	"KUBERNETES_SERVICE_HOST": true,
-	"KUBERNETES_SERVICE_PORT": true,
+// VisibleEnv reports whether an environment variable's value is kept: the
+// API server address the pod's kubectl uses. Every other value is Masked.
+func VisibleEnv(name string) bool {
+	return name == "KUBERNETES_SERVICE_HOST" || name == "KUBERNETES_SERVICE_PORT"
 }
 
-// masked replaces an environment value dpfdoctor does not keep.
-const masked = "(masked)"
+// Masked replaces an environment value dpfdoctor does not keep.
+const Masked = "(masked)"
 
-// podFrom trims a Pod to what diagnosis reads.
-func podFrom(p *corev1.Pod) Pod {
+// PodFrom trims a Pod to what diagnosis reads. The collector and the guard
+// (over its cache) both convert pods with it.
+func PodFrom(p *corev1.Pod) Pod {
 	out := Pod{
 		Name:           p.Name,
 		Namespace:      p.Namespace,
@@ -26,12 +28,8 @@ func podFrom(p *corev1.Pod) Pod {
 		ServiceAccount: p.Spec.ServiceAccountName,
 		Phase:          string(p.Status.Phase),
 		Reason:         p.Status.Reason,
+		Ready:          dpf.PodReady(p),
 		Deleting:       p.DeletionTimestamp != nil,
-	}
-	for _, c := range p.Status.Conditions {
-		if c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue {
-			out.Ready = true
-		}
 	}
 	for _, v := range p.Spec.Volumes {
 		vol := Volume{Name: v.Name}
@@ -78,10 +76,10 @@ func envFrom(env []corev1.EnvVar) []EnvVar {
 		switch {
 		case e.ValueFrom != nil:
 			v.From = envSource(e.ValueFrom)
-		case visibleEnv[e.Name]:
+		case VisibleEnv(e.Name):
 			v.Value = e.Value
 		case e.Value != "":
-			v.Value = masked
+			v.Value = Masked
 		}
 		out = append(out, v)
 	}
@@ -112,4 +110,34 @@ func stateFrom(s corev1.ContainerState) State {
 		return State{Kind: StateWaiting, Reason: s.Waiting.Reason, Message: s.Waiting.Message}
 	}
 	return State{}
+}
+
+// NodeFrom keeps a Node's name, labels and first internal IP.
+func NodeFrom(n *corev1.Node) Node {
+	out := Node{Name: n.Name, Labels: n.Labels}
+	for _, a := range n.Status.Addresses {
+		if a.Type == corev1.NodeInternalIP && out.InternalIP == "" {
+			out.InternalIP = a.Address
+		}
+	}
+	return out
+}
+
+// EventFrom keeps what diagnosis reads of an Event.
+func EventFrom(e *corev1.Event) Event {
+	o := e.InvolvedObject
+	return Event{Kind: o.Kind, Name: o.Name, Type: e.Type, Reason: e.Reason, Message: e.Message, Count: e.Count, LastSeen: lastSeen(e)}
+}
+
+// lastSeen is when the event last happened, in RFC 3339, or "".
+func lastSeen(e *corev1.Event) string {
+	switch {
+	case !e.LastTimestamp.IsZero():
+		return e.LastTimestamp.UTC().Format(time.RFC3339)
+	case !e.EventTime.IsZero():
+		return e.EventTime.UTC().Format(time.RFC3339)
+	case !e.FirstTimestamp.IsZero():
+		return e.FirstTimestamp.UTC().Format(time.RFC3339)
+	}
+	return ""
 }

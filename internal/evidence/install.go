@@ -11,6 +11,7 @@ import (
 	"github.com/dpfdoctor/dpfdoctor/internal/dpf"
 	"github.com/dpfdoctor/dpfdoctor/internal/kube"
 	"github.com/dpfdoctor/dpfdoctor/internal/outcome"
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -54,14 +55,80 @@ func (r *run) operatorConfig(ctx context.Context) error {
 		return items[i].GetName() < items[j].GetName()
 	})
 	cfg := items[0]
-	in := &r.b.Install
+	r.b.Install.setConfig(&cfg)
+	r.configLabels = cfg.GetLabels()
+	return nil
+}
+
+// setConfig records what the DPFOperatorConfig says: its name, overrides
+// and conditions.
+func (in *Install) setConfig(cfg *unstructured.Unstructured) {
 	in.OperatorConfig = cfg.GetName()
 	in.Paused, _, _ = unstructured.NestedBool(cfg.Object, "spec", "overrides", "paused")
 	in.APIServerVIP, _, _ = unstructured.NestedString(cfg.Object, "spec", "overrides", "kubernetesAPIServerVIP")
 	in.APIServerPort = int64Field(cfg.Object, "spec", "overrides", "kubernetesAPIServerPort")
 	in.Conditions = conditions(cfg.Object)
-	r.configLabels = cfg.GetLabels()
-	return nil
+}
+
+// InstallFrom describes the installation from objects the caller already
+// holds (the guard's cache): the DPFOperatorConfig, which may be nil, and
+// the DMS pods. The version is the config's dpf-version label, else the
+// pods' (PodsVersion). The collector reads the same config fields but
+// prefers the operator image's tag (detectVersion).
+func InstallFrom(namespace string, cfg *unstructured.Unstructured, pods []*corev1.Pod) Install {
+	in := Install{Namespace: namespace}
+	if cfg == nil {
+		return in
+	}
+	in.setConfig(cfg)
+	if v := cfg.GetLabels()[dpf.VersionLabel]; v != "" {
+		in.Version, in.VersionSource = normalise(v), VersionFromLabel
+		return in
+	}
+	in.Version, in.VersionSource = PodsVersion(pods)
+	return in
+}
+
+// PodsVersion is the version most DMS pods run, from each pod's
+// dpf-version label, else its dms-init or host-agent image tag, and
+// VersionFromPods; "", "" when no pod tells. A hostdriver newer than the
+// operator on a few pods (a version skew) does not outvote the rest; a tie
+// goes to the older version.
+func PodsVersion(pods []*corev1.Pod) (version, source string) {
+	counts := map[string]int{}
+	best, bestN := "", 0
+	for _, p := range pods {
+		v := p.Labels[dpf.VersionLabel]
+		if v == "" {
+			v = imageTagOf(p.Spec.InitContainers, dpf.ContainerDMSInit)
+		}
+		if v == "" {
+			v = imageTagOf(p.Spec.Containers, dpf.ContainerHostAgent)
+		}
+		if !versionTag.MatchString(v) {
+			continue
+		}
+		v = normalise(v)
+		counts[v]++
+		if n := counts[v]; n > bestN || (n == bestN && dpf.Compare(v, best) < 0) {
+			best, bestN = v, n
+		}
+	}
+	if best == "" {
+		return "", ""
+	}
+	return best, VersionFromPods
+}
+
+// imageTagOf is the image tag of the last container named name, or "".
+func imageTagOf(cs []corev1.Container, name string) string {
+	tag := ""
+	for _, c := range cs {
+		if c.Name == name {
+			tag = dpf.ImageTag(c.Image)
+		}
+	}
+	return tag
 }
 
 // elsewhere names namespaces that do hold a DPFOperatorConfig, so the error

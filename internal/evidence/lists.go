@@ -10,7 +10,6 @@ import (
 	"github.com/dpfdoctor/dpfdoctor/internal/access"
 	"github.com/dpfdoctor/dpfdoctor/internal/dpf"
 	"github.com/dpfdoctor/dpfdoctor/internal/kube"
-	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -35,7 +34,7 @@ func (r *run) pods(ctx context.Context) error {
 	}
 	out := make([]Pod, 0, len(list.Items))
 	for i := range list.Items {
-		p := podFrom(&list.Items[i])
+		p := PodFrom(&list.Items[i])
 		if r.keep(p.Node) {
 			out = append(out, p)
 		}
@@ -66,15 +65,12 @@ func (r *run) keepEvents() {
 	}
 	kinds := map[string]bool{"Certificate": true, "CertificateRequest": true, "Issuer": true, "DPUNode": true, "DPUDevice": true, "DPFOperatorConfig": true}
 	var out []Event
-	for _, e := range r.rawEvents {
-		o := e.InvolvedObject
+	for i := range r.rawEvents {
+		o := r.rawEvents[i].InvolvedObject
 		if !(o.Kind == "Pod" && pods[o.Name]) && !kinds[o.Kind] {
 			continue
 		}
-		out = append(out, Event{
-			Kind: o.Kind, Name: o.Name, Type: e.Type, Reason: e.Reason, Message: e.Message,
-			Count: e.Count, LastSeen: lastSeen(e),
-		})
+		out = append(out, EventFrom(&r.rawEvents[i]))
 	}
 	sort.SliceStable(out, func(i, j int) bool {
 		if out[i].Kind+"/"+out[i].Name != out[j].Kind+"/"+out[j].Name {
@@ -83,18 +79,6 @@ func (r *run) keepEvents() {
 		return out[i].LastSeen < out[j].LastSeen
 	})
 	r.b.Events, r.rawEvents = out, nil
-}
-
-func lastSeen(e corev1.Event) string {
-	switch {
-	case !e.LastTimestamp.IsZero():
-		return e.LastTimestamp.UTC().Format(time.RFC3339)
-	case !e.EventTime.IsZero():
-		return e.EventTime.UTC().Format(time.RFC3339)
-	case !e.FirstTimestamp.IsZero():
-		return e.FirstTimestamp.UTC().Format(time.RFC3339)
-	}
-	return ""
 }
 
 // objectList is one DPF or cert-manager list: its kind, the fields kept and
@@ -174,17 +158,10 @@ func (r *run) nodeList(ctx context.Context) error {
 		return r.optional("nodes", access.Request{Verb: "list", Resource: "nodes"}, "node labels and addresses are not shown", err)
 	}
 	out := make([]Node, 0, len(list.Items))
-	for _, n := range list.Items {
-		if !r.keep(n.Name) {
-			continue
+	for i := range list.Items {
+		if r.keep(list.Items[i].Name) {
+			out = append(out, NodeFrom(&list.Items[i]))
 		}
-		node := Node{Name: n.Name, Labels: n.Labels}
-		for _, a := range n.Status.Addresses {
-			if a.Type == corev1.NodeInternalIP && node.InternalIP == "" {
-				node.InternalIP = a.Address
-			}
-		}
-		out = append(out, node)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	r.mu.Lock()

@@ -104,7 +104,7 @@ func TestSignature(t *testing.T) {
 }
 
 func TestPodFrom(t *testing.T) {
-	p := podFrom(&corev1.Pod{
+	p := PodFrom(&corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: "w9-dms", Labels: map[string]string{dpf.ComponentLabel: dpf.ComponentDMS}},
 		Spec: corev1.PodSpec{InitContainers: []corev1.Container{{Name: dpf.ContainerDMSInit, Image: "x:v25.4.0", Env: []corev1.EnvVar{
 			{Name: "KUBERNETES_SERVICE_HOST", Value: "10.1.1.1"},
@@ -117,7 +117,7 @@ func TestPodFrom(t *testing.T) {
 		t.Errorf("%+v", p)
 	}
 	env := p.InitContainers[0].Env
-	if env[0].Value != "10.1.1.1" || env[1].Value != masked || env[2].Value != "" || env[2].From != "secret s key k" {
+	if env[0].Value != "10.1.1.1" || env[1].Value != Masked || env[2].Value != "" || env[2].From != "secret s key k" {
 		t.Errorf("env not redacted as expected: %+v", env)
 	}
 }

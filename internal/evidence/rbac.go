@@ -193,3 +193,19 @@ func binds(subjects []rbacv1.Subject, who access.Subject) bool {
 	}
 	return false
 }
+
+// ManagedRBAC is the RBAC section for dpfdoctor's own Roles and
+// RoleBindings held elsewhere (the guard's cache), stripped as the
+// collector keeps them.
+func ManagedRBAC(roles []rbacv1.Role, bindings []rbacv1.RoleBinding) RBAC {
+	var out RBAC
+	for _, o := range roles {
+		strip(&o.ObjectMeta)
+		out.Roles = append(out.Roles, o)
+	}
+	for _, o := range bindings {
+		strip(&o.ObjectMeta)
+		out.RoleBindings = append(out.RoleBindings, o)
+	}
+	return out
+}

@@ -15,6 +15,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/dpfdoctor/dpfdoctor/internal/dpf"
+	"github.com/dpfdoctor/dpfdoctor/internal/evidence"
 	"github.com/dpfdoctor/dpfdoctor/internal/plan"
 )
 
@@ -114,10 +115,10 @@ func trimContainers(cs []corev1.Container) []corev1.Container {
 			switch {
 			case e.ValueFrom != nil:
 				out[i].Env = append(out[i].Env, corev1.EnvVar{Name: e.Name, ValueFrom: e.ValueFrom})
-			case visibleEnv[e.Name] || e.Value == "":
+			case evidence.VisibleEnv(e.Name) || e.Value == "":
 				out[i].Env = append(out[i].Env, e)
 			default:
-				out[i].Env = append(out[i].Env, corev1.EnvVar{Name: e.Name, Value: masked})
+				out[i].Env = append(out[i].Env, corev1.EnvVar{Name: e.Name, Value: evidence.Masked})
 			}
 		}
 	}

@@ -150,7 +150,7 @@ func (r *reconciler) Reconcile(ctx context.Context, _ reconcile.Request) (reconc
 		p := s.pods[i]
 		bad, until := failing(p, s.now, r.opts.StartupGrace)
 		if bad {
-			ev := evidencePod(p)
+			ev := evidence.PodFrom(p)
 			fails = append(fails, failingPod{obj: p, ev: ev, sig: ev.Signature(), restarts: restarts(p)})
 		} else if !until.IsZero() && (next.IsZero() || until.Before(next)) {
 			next = until
@@ -198,8 +198,8 @@ func (r *reconciler) bundle(ctx context.Context, s *snapshot, fails []failingPod
 	b := &evidence.Bundle{
 		SchemaVersion: evidence.SchemaVersion,
 		CollectedAt:   s.now.UTC().Format(time.RFC3339),
-		Install:       install(r.opts.Namespace, s.config, s.pods),
-		RBAC:          evidenceRBAC(s.rbac),
+		Install:       evidence.InstallFrom(r.opts.Namespace, s.config, s.pods),
+		RBAC:          evidence.ManagedRBAC(s.rbac.roles, s.rbac.roleBindings),
 		Gaps: []evidence.Gap{{What: "secrets", Reason: "the guard never reads Secrets",
 			Impact: "whether a node's server Secret exists is judged from FailedMount events"}},
 	}
@@ -216,7 +216,7 @@ func (r *reconciler) bundle(ctx context.Context, s *snapshot, fails []failingPod
 		return nil, err
 	}
 	for i := range nodes {
-		b.Nodes = append(b.Nodes, evidenceNode(&nodes[i]))
+		b.Nodes = append(b.Nodes, evidence.NodeFrom(&nodes[i]))
 	}
 	if len(fails) == 0 {
 		return b, nil

@@ -219,7 +219,7 @@ func (f *fetcher) fillEvents(ctx context.Context, b *evidence.Bundle, pods []fai
 				return fmt.Errorf("read events of %s: %w", p.obj.Name, kube.Classify(err))
 			default:
 				for i := range list.Items {
-					evs = append(evs, evidenceEvent(&list.Items[i]))
+					evs = append(evs, evidence.EventFrom(&list.Items[i]))
 				}
 				f.events[p.obj.UID] = evs
 			}

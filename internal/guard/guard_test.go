@@ -152,10 +152,10 @@ func TestClusterVersion(t *testing.T) {
 		dmsPod("c", t0, corev1.ContainerStatus{}, true),
 	}
 	pods[2].Spec.InitContainers[0].Image = "example/dpf-hostdriver:v25.7.0" // a skewed hostdriver
-	if v, src := clusterVersion(pods); v != "v25.4.0" || src != VersionFromPods {
+	if v, src := evidence.PodsVersion(pods); v != "v25.4.0" || src != evidence.VersionFromPods {
 		t.Errorf("version %q from %q", v, src)
 	}
-	if v, _ := clusterVersion(nil); v != "" {
+	if v, _ := evidence.PodsVersion(nil); v != "" {
 		t.Errorf("no pods: %q", v)
 	}
 }
@@ -182,7 +182,7 @@ func TestFetcherReadsOnce(t *testing.T) {
 	var fails []failingPod
 	for _, n := range []string{"n1", "n2", "n3", "n4"} {
 		p := dmsPod(n, t0, crashLoop(1, t0), false)
-		ev := evidencePod(p)
+		ev := evidence.PodFrom(p)
 		fails = append(fails, failingPod{obj: p, ev: ev, sig: ev.Signature(), restarts: 1})
 	}
 	fill := func(state string) *evidence.Bundle {
@@ -272,12 +272,12 @@ func TestTrimPod(t *testing.T) {
 	switch {
 	case got.Annotations != nil || got.ManagedFields != nil || c.ReadinessProbe != nil:
 		t.Errorf("not trimmed: %+v", got)
-	case c.Env[0].Value != "10.0.0.1" || c.Env[1].Value != masked:
+	case c.Env[0].Value != "10.0.0.1" || c.Env[1].Value != evidence.Masked:
 		t.Errorf("env %+v", c.Env)
 	case got.Spec.Volumes[0].Secret.SecretName != "a-server-secret" || got.UID != p.UID || dpf.PodState(got) != dpf.PodState(p):
 		t.Errorf("lost what the guard reads: %+v", got)
 	}
-	if ev := evidencePod(got); ev.Signature() != evidencePod(p).Signature() {
+	if ev := evidence.PodFrom(got); ev.Signature() != evidence.PodFrom(p).Signature() {
 		t.Errorf("signature changed by trimming")
 	}
 }
