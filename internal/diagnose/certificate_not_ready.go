@@ -50,7 +50,7 @@ func (certificateNotReady) classify(v *view) []Finding {
 	first, _ := v.pod(f.Pods[0])
 	f.Summary = fmt.Sprintf("%s cannot start: the node's DMS server certificate Secret does not exist", plural(len(f.Pods), "pod", "pods"))
 	step := fmt.Sprintf("find why cert-manager has not issued it: kubectl describe certificate %s -n %s (or `cmctl status certificate %s -n %s`)",
-		dpf.CertificateName(first.Node), ns, dpf.CertificateName(first.Node), ns)
+		first.CertificateName(), ns, first.CertificateName(), ns)
 	if issuerBad {
 		step = fmt.Sprintf("the Issuer %s is not Ready, so no DMS certificate can be issued: kubectl describe issuer %s -n %s, and check its CA Secret dpf-provisioning-ca-secret and the cert-manager pods; then ",
 			dpf.Issuer, dpf.Issuer, ns) + step
@@ -67,7 +67,7 @@ func certificateEvidence(v *view, p evidence.Pod) ([]Evidence, string, bool) {
 	if v, ok := serverVolume(p); ok && v.Secret != "" {
 		secret = v.Secret
 	}
-	certName := dpf.CertificateName(p.Node)
+	certName := p.CertificateName()
 	ns := b.Install.Namespace
 	var ev []Evidence
 	mount := false

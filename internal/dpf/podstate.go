@@ -2,6 +2,7 @@ package dpf
 
 import (
 	"fmt"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 )
@@ -56,6 +57,24 @@ func PodReady(p *corev1.Pod) bool {
 	for _, c := range p.Status.Conditions {
 		if c.Type == corev1.PodReady {
 			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
+// KindDPU is the provisioning kind that owns v25.1's per-DPU DMS pods.
+const KindDPU = "DPU"
+
+// IsPerDPUPod reports whether p is a v25.1 DMS pod: named "<dpu>-dms" and
+// controlled by a DPU (provisioning.dpu.nvidia.com). Those pods carry no
+// component label.
+func IsPerDPUPod(p *corev1.Pod) bool {
+	if _, ok := NodeFromPodName(p.Name); !ok {
+		return false
+	}
+	for _, ref := range p.OwnerReferences {
+		if ref.Controller != nil && *ref.Controller && ref.Kind == KindDPU && strings.HasPrefix(ref.APIVersion, GroupProvisioning+"/") {
+			return true
 		}
 	}
 	return false

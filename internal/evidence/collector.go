@@ -81,8 +81,14 @@ func (c *Collector) Collect(ctx context.Context, o Options) (*Bundle, error) {
 	if err != nil {
 		return nil, err
 	}
-	r.keepEvents()
 	r.detectVersion()
+	// v25.1's DMS pods carry no label: find them by name and owner.
+	if r.needPerDPUPods() {
+		if err := r.perDPUPods(ctx); err != nil {
+			return nil, err
+		}
+	}
+	r.keepEvents()
 	// Phase 2: what depends on the pods: the roles their ServiceAccounts'
 	// bindings reference; the DPUDevice CRD when a pod's dmsinit.sh patches
 	// DPUDevice status (or no version was found); the Issuers when a pod is

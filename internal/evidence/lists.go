@@ -44,6 +44,48 @@ func (r *run) pods(ctx context.Context) error {
 	return nil
 }
 
+// needPerDPUPods reports whether the DMS pods may be v25.1's: unlabelled,
+// so the label LIST cannot find them. That is so when the detected
+// version's release creates pods per DPU, or when the label LIST found
+// nothing.
+func (r *run) needPerDPUPods() bool {
+	if len(r.b.Pods) == 0 {
+		return true
+	}
+	rel, err := dpf.Lookup(r.b.Install.Version)
+	return err == nil && rel.PodPerDPU
+}
+
+// perDPUPods lists the namespace's pods once, without a selector, and adds
+// the v25.1 DMS pods among them (dpf.IsPerDPUPod): one more LIST however
+// many pods there are.
+func (r *run) perDPUPods(ctx context.Context) error {
+	ns := r.o.Namespace
+	list, err := r.core.CoreV1().Pods(ns).List(ctx, fromCache)
+	if apierrors.IsForbidden(err) {
+		req := access.Request{Verb: "list", Resource: "pods", Namespace: ns}
+		return fmt.Errorf("%w: dpfdoctor needs %q (bind the ClusterRole in docs/rbac/dpfdoctor-readonly.yaml to your user): %v",
+			kube.ErrInsufficientRights, req.String(), err)
+	}
+	if err != nil {
+		return fmt.Errorf("list per-DPU DMS pods in %s: %w", ns, kube.Classify(err))
+	}
+	seen := make(map[string]bool, len(r.b.Pods))
+	for _, p := range r.b.Pods {
+		seen[p.Name] = true
+	}
+	for i := range list.Items {
+		if seen[list.Items[i].Name] || !dpf.IsPerDPUPod(&list.Items[i]) {
+			continue
+		}
+		if p := PodFrom(&list.Items[i]); r.keep(p.Node) {
+			r.b.Pods = append(r.b.Pods, p)
+		}
+	}
+	sort.Slice(r.b.Pods, func(i, j int) bool { return r.b.Pods[i].Name < r.b.Pods[j].Name })
+	return nil
+}
+
 // events lists the namespace's Events once.
 func (r *run) events(ctx context.Context) error {
 	ns := r.o.Namespace

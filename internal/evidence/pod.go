@@ -122,6 +122,18 @@ func (p Pod) Work() (Container, bool) {
 	return p.Main(dpf.ContainerHostAgent)
 }
 
+// CertificateName is the DMS server Certificate whose Secret the pod
+// mounts: "<x>-dms-server-cert" for a server Secret "<x>-server-secret" (x
+// is the DPU on v25.1, the node since), else the node's.
+func (p Pod) CertificateName() string {
+	for _, v := range p.Volumes {
+		if v.Name == dpf.ServerVolume && strings.HasSuffix(v.Secret, "-server-secret") {
+			return dpf.CertificateName(strings.TrimSuffix(v.Secret, "-server-secret"))
+		}
+	}
+	return dpf.CertificateName(p.Node)
+}
+
 // Restarts sums the restart counts of every container.
 func (p Pod) Restarts() int32 {
 	var n int32
