@@ -10,9 +10,6 @@ import (
 // import no cluster client themselves; evidence's types come with its
 // collector), and no stage imports the facade, the CLI or the sim.
 func TestStageImports(t *testing.T) {
-	if testing.Short() {
-		t.Skip("runs go list")
-	}
 	const mod = "github.com/dpfdoctor/dpfdoctor/internal/"
 	for pkg, banned := range map[string][]string{
 		"plan":   {mod + "kube", "k8s.io/client-go/kubernetes", "k8s.io/client-go/rest", mod + "apply", mod + "verify"},

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"sort"
 	"strings"
-	"sync"
 	"sync/atomic"
 
 	"github.com/dpfdoctor/dpfdoctor/internal/access"
@@ -43,33 +42,13 @@ func (r *run) access(ctx context.Context) error {
 		return nil
 	}
 	checks := make([]AccessCheck, len(patterns))
-	var (
-		refused atomic.Bool
-		fatal   error
-		fatalMu sync.Mutex
-		wg      sync.WaitGroup
-		sem     = make(chan struct{}, r.o.Concurrency)
-	)
-	for i, p := range patterns {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			sem <- struct{}{}
-			defer func() { <-sem }()
-			check, err := r.review(ctx, p, &refused)
-			if err != nil {
-				fatalMu.Lock()
-				if fatal == nil {
-					fatal = err
-				}
-				fatalMu.Unlock()
-			}
-			checks[i] = check
-		}()
-	}
-	wg.Wait()
-	if fatal != nil {
-		return fatal
+	var refused atomic.Bool
+	err := each(len(patterns), r.o.Concurrency, func(i int) (err error) {
+		checks[i], err = r.review(ctx, patterns[i], &refused)
+		return err
+	})
+	if err != nil {
+		return err
 	}
 	if refused.Load() {
 		req := access.Request{Verb: "create", Group: authorizationv1.GroupName, Resource: "subjectaccessreviews"}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"sort"
-	"sync"
 	"sync/atomic"
 
 	"github.com/dpfdoctor/dpfdoctor/internal/access"
@@ -55,33 +54,13 @@ func (r *run) logs(ctx context.Context) error {
 		return nil
 	}
 	out := make([]Log, len(fetches))
-	var (
-		refused atomic.Bool
-		fatal   error
-		fatalMu sync.Mutex
-		wg      sync.WaitGroup
-		sem     = make(chan struct{}, r.o.Concurrency)
-	)
-	for i, f := range fetches {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			sem <- struct{}{}
-			defer func() { <-sem }()
-			l, err := r.readLog(ctx, f, &refused)
-			if err != nil {
-				fatalMu.Lock()
-				if fatal == nil {
-					fatal = err
-				}
-				fatalMu.Unlock()
-			}
-			out[i] = l
-		}()
-	}
-	wg.Wait()
-	if fatal != nil {
-		return fatal
+	var refused atomic.Bool
+	err := each(len(fetches), r.o.Concurrency, func(i int) (err error) {
+		out[i], err = r.readLog(ctx, fetches[i], &refused)
+		return err
+	})
+	if err != nil {
+		return err
 	}
 	if refused.Load() {
 		req := access.Request{Verb: "get", Resource: "pods", Subresource: "log", Namespace: r.o.Namespace}

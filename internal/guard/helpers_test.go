@@ -101,7 +101,7 @@ type env struct {
 func startEnv(t testing.TB, o sim.Options) *env {
 	t.Helper()
 	if sim.Assets() == "" {
-		t.Skip("envtest binaries not found: export KUBEBUILDER_ASSETS=$(hack/envtest.sh)")
+		t.Fatal("envtest binaries not found: run `make test`, or `export KUBEBUILDER_ASSETS=$(hack/envtest.sh)`")
 	}
 	if o.TimeScale == 0 {
 		o.TimeScale = 0.05
