@@ -3,14 +3,7 @@ package apply_test
 import (
 	"bufio"
 	"bytes"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -21,6 +14,8 @@ import (
 	"time"
 
 	"k8s.io/client-go/rest"
+
+	"github.com/dpfdoctor/dpfdoctor/internal/selfsigned"
 )
 
 // faultProxy sits in front of the API server and breaks the connection of
@@ -51,7 +46,10 @@ func startFaultProxy(t *testing.T, target *rest.Config) *faultProxy {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cert, caPEM := selfSigned(t)
+	caPEM, cert, err := selfsigned.Server("127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
 	p := &faultProxy{caPEM: caPEM, k: -1}
 	p.upstream = httputil.NewSingleHostReverseProxy(u)
 	p.upstream.Transport = rt
@@ -119,30 +117,4 @@ func (d *discard) Write(b []byte) (int, error) { return d.body.Write(b) }
 func (d *discard) WriteHeader(int)             {}
 func (d *discard) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	return nil, nil, http.ErrNotSupported
-}
-
-func selfSigned(t *testing.T) (tls.Certificate, []byte) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "dpfdoctor-fault-proxy"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
-		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		IsCA: true, BasicConstraintsValid: true}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
-	pair, err := tls.X509KeyPair(certPEM, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pair, certPEM
 }
