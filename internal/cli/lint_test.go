@@ -15,7 +15,7 @@ const lintData = "../lint/testdata/"
 func TestLintCommand(t *testing.T) {
 	script := lintData + "dmsinit-v25.4.0.sh"
 	role := lintData + "role-v25.4.0.yaml"
-	nonK8s := "--external-certificate none --k8s-env false --dms-ip 10.0.0.5 --kubeconfig /etc/dpf/kubeconfig"
+	nonK8s := "--external-certificate none --k8s-env false --dms-ip 127.0.10.5 --kubeconfig /etc/dpf/kubeconfig"
 	tests := []struct {
 		name       string
 		args       []string

@@ -10,9 +10,9 @@ func TestAPIServerUnreachable(t *testing.T) {
 		{"apiserver_unreachable/refused.yaml", &want{
 			code: CodeAPIServerUnreachable, pods: []string{"w1-dms", "w2-dms"},
 			evidence: []string{
-				"Failed to check kubectl version: The connection to the server 10.0.0.99:6443 was refused",
-				"kubernetesAPIServerVIP: 10.0.0.10, kubernetesAPIServerPort: 6443",
-				"KUBERNETES_SERVICE_HOST=10.0.0.10, KUBERNETES_SERVICE_PORT=6443",
+				"Failed to check kubectl version: The connection to the server 127.0.10.99:6443 was refused",
+				"kubernetesAPIServerVIP: 127.0.10.10, kubernetesAPIServerPort: 6443",
+				"KUBERNETES_SERVICE_HOST=127.0.10.10, KUBERNETES_SERVICE_PORT=6443",
 			},
 			next: `kubectl patch dpfoperatorconfig dpfoperatorconfig -n dpf-operator-system --type merge -p '{"spec":{"overrides":{"kubernetesAPIServerVIP":"<reachable address>","kubernetesAPIServerPort":6443}}}'`,
 		}},

@@ -71,6 +71,10 @@ func firstBlocking(ds []denied) (denied, bool) {
 }
 
 func sarEvidence(d denied, node string) Evidence {
+	if d.check.Method == evidence.MethodNotReached {
+		return Evidence{Kind: EvidenceSAR, Source: "call order",
+			Text: fmt.Sprintf("%s needs %s: %s", d.check.Subject.User, d.req.String(), d.check.Reason)}
+	}
 	answer := "denied"
 	if d.check.Reason != "" {
 		answer += " (" + d.check.Reason + ")"

@@ -70,6 +70,18 @@ type Call struct {
 	// FatalMessage is the error the script exits with when the call fails;
 	// empty when a failure is ignored or read as "absent".
 	FatalMessage string `json:"fatalMessage,omitempty"`
+	// AfterRead is true for a request kubectl sends only once the call
+	// before it, its read of the same object, succeeded (kubectl patch
+	// --subresource): while that read is refused, it is never reached.
+	AfterRead bool `json:"afterRead,omitempty"`
+}
+
+// Lead is the read kubectl makes before an AfterRead call: the same object,
+// verb get.
+func (c Call) Lead() Call {
+	l := c
+	l.Verb, l.AfterRead = "get", false
+	return l
 }
 
 // Request resolves the call for a node in a namespace. A name pattern that
@@ -135,7 +147,7 @@ func callTable(v ScriptVariant) []Call {
 			Call{Func: "check_resource_exists", Command: "kubectl -n $namespace get -o json DPUDevice $serial", Verb: "get", Group: GroupProvisioning, Resource: "dpudevices", Name: PatternSerial},
 			Call{Func: "create_dpu_device", Command: "kubectl apply -f - (DPUDevice)", Verb: "create", Group: GroupProvisioning, Resource: "dpudevices", FatalMessage: "Failed to create DPUDevice $name: $output"},
 			Call{Func: "create_dpu_device", Command: "kubectl patch dpudevice $name -n $namespace --subresource status ... (kubectl reads the status first)", Verb: "get", Group: GroupProvisioning, Resource: "dpudevices", Subresource: "status", Name: PatternSerial, FatalMessage: "Failed to update PCI address for DPUDevice $name: $output"},
-			Call{Func: "create_dpu_device", Command: "kubectl patch dpudevice $name -n $namespace --subresource status --type=merge -p '{\"status\":{\"pciAddress\":\"$pci\"}}'", Verb: "patch", Group: GroupProvisioning, Resource: "dpudevices", Subresource: "status", Name: PatternSerial, FatalMessage: "Failed to update PCI address for DPUDevice $name: $output"},
+			Call{Func: "create_dpu_device", Command: "kubectl patch dpudevice $name -n $namespace --subresource status --type=merge -p '{\"status\":{\"pciAddress\":\"$pci\"}}'", Verb: "patch", Group: GroupProvisioning, Resource: "dpudevices", Subresource: "status", Name: PatternSerial, FatalMessage: "Failed to update PCI address for DPUDevice $name: $output", AfterRead: true},
 		)
 	}
 	calls = append(calls,

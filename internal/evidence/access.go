@@ -41,11 +41,9 @@ func (r *run) access(ctx context.Context) error {
 	if len(patterns) == 0 {
 		return nil
 	}
-	checks := make([]AccessCheck, len(patterns))
 	var refused atomic.Bool
-	err := each(len(patterns), r.o.Concurrency, func(i int) (err error) {
-		checks[i], err = r.review(ctx, patterns[i], &refused)
-		return err
+	checks, err := Answer(patterns, r.o.Concurrency, func(p Pattern) (AccessCheck, error) {
+		return r.review(ctx, p, &refused)
 	})
 	if err != nil {
 		return err
@@ -57,6 +55,73 @@ func (r *run) access(ctx context.Context) error {
 	}
 	r.b.Access = checks
 	return nil
+}
+
+// Answer answers every pattern with ask, at most limit at a time, in two
+// rounds: first the requests the script makes on its own, then those kubectl
+// sends only after reading the same object (dpf.Call.AfterRead). While that
+// read is denied for every node, the script never reaches the request, so
+// it is not asked: its check says MethodNotReached and counts as needed.
+// Checks come back in the patterns' order.
+func Answer(patterns []Pattern, limit int, ask func(Pattern) (AccessCheck, error)) ([]AccessCheck, error) {
+	checks := make([]AccessCheck, len(patterns))
+	index := make(map[string]int, len(patterns))
+	var first, then []int
+	for i, p := range patterns {
+		index[p.Key] = i
+		if p.Call.AfterRead {
+			then = append(then, i)
+		} else {
+			first = append(first, i)
+		}
+	}
+	round := func(idx []int) error {
+		return each(len(idx), limit, func(j int) (err error) {
+			i := idx[j]
+			checks[i], err = ask(patterns[i])
+			return err
+		})
+	}
+	if err := round(first); err != nil {
+		return nil, err
+	}
+	var reached []int
+	for _, i := range then {
+		p := patterns[i]
+		lead, ok := index[CheckKey(p.Subject.User, p.Call.Lead(), p.Namespace)]
+		if ok && deniedEverywhere(checks[lead]) {
+			checks[i] = p.notReached(checks[lead])
+			continue
+		}
+		reached = append(reached, i)
+	}
+	if err := round(reached); err != nil {
+		return nil, err
+	}
+	return checks, nil
+}
+
+// deniedEverywhere reports whether a check is a known "no" that no node's
+// own grant overrides.
+func deniedEverywhere(c AccessCheck) bool {
+	if !c.Known() || c.Allowed {
+		return false
+	}
+	for _, o := range c.NodeOverrides {
+		if o.Allowed {
+			return false
+		}
+	}
+	return true
+}
+
+// notReached is the check of a request the script never gets to, because
+// kubectl's read before it (lead) is denied.
+func (p Pattern) notReached(lead AccessCheck) AccessCheck {
+	c := p.Question(nil)
+	c.Method = MethodNotReached
+	c.Reason = "not asked: kubectl sends it only after reading the object, and " + lead.Request.String() + " is denied"
+	return c
 }
 
 // AccessPatterns groups the pods' call tables, for the cluster's version,

@@ -177,7 +177,9 @@ type AccessCheck struct {
 	Allowed     bool   `json:"allowed"`
 	// Method says how the answer was found: MethodRBACObjects when a rule
 	// bound to the subject in the listed RBAC objects allows it (no review
-	// is sent then), else MethodReview.
+	// is sent then), MethodNotReached when the script cannot get that far
+	// (kubectl's read of the same object is denied: not asked, counted as
+	// needed), else MethodReview.
 	Method string `json:"method,omitempty"`
 	Reason string `json:"reason,omitempty"`
 	// Error is set when the review itself failed; Allowed is then false
@@ -195,6 +197,7 @@ type AccessCheck struct {
 const (
 	MethodReview      = "SubjectAccessReview"
 	MethodRBACObjects = "RBACObjects"
+	MethodNotReached  = "NotReached"
 )
 
 // NodeOverride is a per-node answer derived from listed RBAC objects.

@@ -91,8 +91,9 @@ func (c *Collector) Collect(ctx context.Context, o Options) (*Bundle, error) {
 	r.keepEvents()
 	// Phase 2: what depends on the pods: the roles their ServiceAccounts'
 	// bindings reference; the DPUDevice CRD when a pod's dmsinit.sh patches
-	// DPUDevice status (or no version was found); the Issuers when a pod is
-	// blocked before dms-init or runs the certificate path.
+	// DPUDevice status (or no version was found); the Issuers when a pod
+	// that may wait for its certificate (blocked before dms-init, or on the
+	// certificate path) has no Ready Certificate.
 	more := []func() error{func() error { return r.rbacRoles(ctx) }}
 	if r.needCRD() {
 		more = append(more, func() error { return r.dpuDeviceCRD(ctx) })

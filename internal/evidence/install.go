@@ -273,10 +273,18 @@ func (r *run) needCRD() bool {
 }
 
 // needIssuers reports whether a failing pod could be blocked by its
-// certificate: it never started, or it runs the certificate path.
+// certificate (it never started, or it runs the certificate path) and that
+// Certificate is absent or not Ready: only then can the Issuer be why.
 func (r *run) needIssuers() bool {
+	ready := make(map[string]bool, len(r.b.Certificates))
+	for _, c := range r.b.Certificates {
+		ready[c.Name] = c.Ready()
+	}
 	for _, p := range r.b.Pods {
-		if !p.Ready && (!p.Started() || p.Args().CertPath()) {
+		if p.Ready || (p.Started() && !p.Args().CertPath()) {
+			continue
+		}
+		if !ready[p.CertificateName()] {
 			return true
 		}
 	}

@@ -24,7 +24,7 @@ func dmsPod(node, tag, cert string, states ...State) Pod {
 	img := "nvcr.io/nvidia/doca/dpf-hostdriver:" + tag
 	p := Pod{Name: node + "-dms", Node: node, Phase: "Pending", InitContainers: []Container{
 		{Name: dpf.ContainerRshimPreflight, Image: img, State: states[0]},
-		{Name: dpf.ContainerDMSInit, Image: img, Command: []string{"/bin/bash"}, Args: dpf.OperatorArgs(node, "10.0.0.1", cert), State: states[1]},
+		{Name: dpf.ContainerDMSInit, Image: img, Command: []string{"/bin/bash"}, Args: dpf.OperatorArgs(node, "127.0.10.1", cert), State: states[1]},
 		{Name: dpf.ContainerConfigureVF, Image: img, State: waiting},
 	}, Containers: []Container{{Name: dpf.ContainerDMS, State: waiting}}}
 	if len(states) > 2 {
@@ -107,7 +107,7 @@ func TestPodFrom(t *testing.T) {
 	p := PodFrom(&corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: "w9-dms", Labels: map[string]string{dpf.ComponentLabel: dpf.ComponentDMS}},
 		Spec: corev1.PodSpec{InitContainers: []corev1.Container{{Name: dpf.ContainerDMSInit, Image: "x:v25.4.0", Env: []corev1.EnvVar{
-			{Name: "KUBERNETES_SERVICE_HOST", Value: "10.1.1.1"},
+			{Name: "KUBERNETES_SERVICE_HOST", Value: "127.1.1.1"},
 			{Name: "PASSWORD", Value: "hunter2"},
 			{Name: "TOKEN", ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: "s"}, Key: "k"}}},
 		}}}},
@@ -117,7 +117,7 @@ func TestPodFrom(t *testing.T) {
 		t.Errorf("%+v", p)
 	}
 	env := p.InitContainers[0].Env
-	if env[0].Value != "10.1.1.1" || env[1].Value != Masked || env[2].Value != "" || env[2].From != "secret s key k" {
+	if env[0].Value != "127.1.1.1" || env[1].Value != Masked || env[2].Value != "" || env[2].From != "secret s key k" {
 		t.Errorf("env not redacted as expected: %+v", env)
 	}
 }

@@ -162,3 +162,45 @@ func perNodeGrant(t *testing.T, c *simCluster) {
 		}
 	}
 }
+
+// The request budget of one diagnosis, apart from log reads, for the
+// benchmark's mix (every pod failing), every scenario at once, and the
+// plain v25.4.0 story. docs/diagnose.md quotes these budgets.
+func TestRequestBudget(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		scenario string
+		nodes    int
+		budget   int
+	}{
+		// BenchmarkDiagnose5000's mix on ten nodes.
+		{"every pod failing", "dpudevice-status-forbidden=2,apiserver-unreachable=2,certificate-not-ready=2,rshim-occupied=2,no-dpu-found=2", 10, 15},
+		// Adds the Secret review to the status one.
+		{"every scenario", mixedScenarios, 10, 16},
+		{"v25.4.0 secrets-forbidden", "secrets-forbidden", 4, 14},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := mixed(t)
+			if tc.scenario != mixedScenarios {
+				var err error
+				c, err = startSim(sim.Options{Nodes: tc.nodes, Scenario: tc.scenario, TimeScale: 0.05, SecretWaitAttempts: 1, Resync: time.Hour})
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { _ = c.Stop() })
+			}
+			_, budget, err := collect(t, c.Config, evidence.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			logs, other := splitLogs(budget)
+			t.Logf("%d requests and %d log reads", other, logs)
+			if other > tc.budget {
+				t.Errorf("%d requests apart from log reads, budget %d:", other, tc.budget)
+				for _, r := range budget.Records() {
+					t.Logf("  %s %s", r.Method, r.Path)
+				}
+			}
+		})
+	}
+}

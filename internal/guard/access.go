@@ -25,19 +25,23 @@ func (f *fetcher) fillAccess(ctx context.Context, b *evidence.Bundle) error {
 			failing = append(failing, p)
 		}
 	}
-	for _, p := range evidence.AccessPatterns(failing, b.Install.Version) {
+	checks, err := evidence.Answer(evidence.AccessPatterns(failing, b.Install.Version), 1, func(p evidence.Pattern) (evidence.AccessCheck, error) {
 		named := evidence.NameRestricted(b.RBAC.Grants(p.Subject, p.Namespace))
 		check := p.Question(named)
 		ans, err := f.review(ctx, p.Key, check)
 		if err != nil {
-			return err
+			return check, err
 		}
-		check.Allowed, check.Reason, check.Error = ans.allowed, ans.reason, ans.err
+		check.Method, check.Allowed, check.Reason, check.Error = evidence.MethodReview, ans.allowed, ans.reason, ans.err
 		if !check.Allowed {
 			check.NodeOverrides = p.Overrides(named)
 		}
-		b.Access = append(b.Access, check)
+		return check, nil
+	})
+	if err != nil {
+		return err
 	}
+	b.Access = append(b.Access, checks...)
 	if f.reviewsDenied {
 		req := access.Request{Verb: "create", Group: authorizationv1.GroupName, Resource: "subjectaccessreviews"}
 		b.Gaps = append(b.Gaps, evidence.Gap{What: "subjectaccessreviews", Request: &req, Reason: "forbidden: " + req.String(),

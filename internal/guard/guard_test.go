@@ -260,7 +260,7 @@ func TestTrimPod(t *testing.T) {
 	p := dmsPod("a", t0, crashLoop(1, t0), false)
 	p.Annotations = map[string]string{"big": "annotation"}
 	p.ManagedFields = []metav1.ManagedFieldsEntry{{Manager: "x"}}
-	p.Spec.InitContainers[0].Env = []corev1.EnvVar{{Name: "KUBERNETES_SERVICE_HOST", Value: "10.0.0.1"}, {Name: "TOKEN", Value: "s3cr3t"}}
+	p.Spec.InitContainers[0].Env = []corev1.EnvVar{{Name: "KUBERNETES_SERVICE_HOST", Value: "127.0.10.1"}, {Name: "TOKEN", Value: "s3cr3t"}}
 	p.Spec.InitContainers[0].ReadinessProbe = &corev1.Probe{}
 	p.Spec.Volumes = []corev1.Volume{{Name: dpf.ServerVolume, VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: "a-server-secret"}}}}
 	obj, err := trimPod(p)
@@ -272,7 +272,7 @@ func TestTrimPod(t *testing.T) {
 	switch {
 	case got.Annotations != nil || got.ManagedFields != nil || c.ReadinessProbe != nil:
 		t.Errorf("not trimmed: %+v", got)
-	case c.Env[0].Value != "10.0.0.1" || c.Env[1].Value != evidence.Masked:
+	case c.Env[0].Value != "127.0.10.1" || c.Env[1].Value != evidence.Masked:
 		t.Errorf("env %+v", c.Env)
 	case got.Spec.Volumes[0].Secret.SecretName != "a-server-secret" || got.UID != p.UID || dpf.PodState(got) != dpf.PodState(p):
 		t.Errorf("lost what the guard reads: %+v", got)

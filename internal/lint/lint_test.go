@@ -22,9 +22,9 @@ const (
 	dmsNS = "dpf-operator-system"
 	dmsSA = "dpf-provisioning-dms-service-account"
 	// What the DPF docs run on a host outside Kubernetes (non-k8s mode).
-	nonK8sArgs = "--external-certificate none --k8s-env false --dms-ip 10.0.0.5 --node-reboot-method gNOI --kubeconfig /etc/dpf/kubeconfig"
+	nonK8sArgs = "--external-certificate none --k8s-env false --dms-ip 127.0.10.5 --node-reboot-method gNOI --kubeconfig /etc/dpf/kubeconfig"
 	// What the operator passes to dms-init in Kubernetes mode.
-	k8sArgs = "--cmd register --dms-conf-dir /opt/dpf/dms --dms-image-dir /bfb --kube-node-ref worker-1 --dms-port 9339 --dms-ip 10.0.0.5 --external-certificate TODO"
+	k8sArgs = "--cmd register --dms-conf-dir /opt/dpf/dms --dms-image-dir /bfb --kube-node-ref worker-1 --dms-port 9339 --dms-ip 127.0.10.5 --external-certificate TODO"
 )
 
 type scenario struct {
