@@ -131,17 +131,42 @@ func (p Pattern) notReached(lead AccessCheck) AccessCheck {
 func AccessPatterns(pods []Pod, version string) []Pattern {
 	byKey := map[string]*Pattern{}
 	var keys []string
+	// Pods of one shape (ServiceAccount, namespace, script, certificate
+	// mode) share their call table and keys: resolve each shape once.
+	type shape struct {
+		pod, sa, ns string
+		script      dpf.ScriptVariant
+		certPath    bool
+	}
+	type resolved struct {
+		subject access.Subject
+		ns      string
+		calls   []dpf.Call
+		keys    []string
+	}
+	shapes := map[shape]*resolved{}
 	for _, p := range pods {
-		subject := p.Subject()
-		ns := p.ScriptNamespace()
-		for _, c := range p.Calls(version) {
-			if c.NonResourceURL != "" {
-				continue
+		args := p.Args()
+		sh := shape{pod: p.Namespace, sa: p.ServiceAccountName(), ns: args.Namespace, script: p.Script(version), certPath: args.CertPath()}
+		rs, ok := shapes[sh]
+		if !ok {
+			rs = &resolved{subject: p.Subject(), ns: sh.ns}
+			if rs.ns == "" {
+				rs.ns = dpf.DefaultNamespace
 			}
-			k := CheckKey(subject.User, c, ns)
+			for _, c := range dpf.Calls(sh.script, sh.certPath) {
+				if c.NonResourceURL != "" {
+					continue
+				}
+				rs.calls = append(rs.calls, c)
+				rs.keys = append(rs.keys, CheckKey(rs.subject.User, c, rs.ns))
+			}
+			shapes[sh] = rs
+		}
+		for i, k := range rs.keys {
 			pt, ok := byKey[k]
 			if !ok {
-				pt = &Pattern{Key: k, Subject: subject, Call: c, Namespace: ns}
+				pt = &Pattern{Key: k, Subject: rs.subject, Call: rs.calls[i], Namespace: rs.ns}
 				byKey[k] = pt
 				keys = append(keys, k)
 			}

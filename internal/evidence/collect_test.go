@@ -278,3 +278,31 @@ func TestWrongNamespace(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+// Without the right to list Certificates the collection goes on: the gap
+// names the permission, and the Secret list and FailedMount events still
+// show the certificate problem.
+func TestWithoutCertificateList(t *testing.T) {
+	m := mixed(t)
+	cfg := user(t, m, "nocerts", without(readonlyRules(t), "certificates"))
+	b, _, err := collect(t, cfg, evidence.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var gap *evidence.Gap
+	for i := range b.Gaps {
+		if b.Gaps[i].What == "certificates" {
+			gap = &b.Gaps[i]
+		}
+	}
+	if gap == nil || gap.Request == nil || gap.Request.String() != "list certificates.cert-manager.io in dpf-operator-system" {
+		t.Fatalf("gaps %+v", b.Gaps)
+	}
+	if len(b.Certificates) != 0 || len(b.DPUNodes) == 0 {
+		t.Errorf("%d Certificates, %d DPUNodes", len(b.Certificates), len(b.DPUNodes))
+	}
+	d := diagnose.Diagnose(b)
+	if c := podResult(t, d, m.nodesOf(sim.CertificateNotReady)[0]).Class; c != diagnose.ClassCertificateNotReady {
+		t.Errorf("certificate-not-ready without Certificate list: %s", c)
+	}
+}

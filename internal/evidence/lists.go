@@ -2,6 +2,7 @@ package evidence
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"sort"
 	"strings"
@@ -157,17 +158,17 @@ var issuerList = objectList{kind: "Issuer", fields: [][]string{{"spec", "ca", "s
 
 func (r *run) objectList(ctx context.Context, l objectList) error {
 	res := gvr(l.kind)
-	list, err := r.cl.Dynamic.Resource(res).Namespace(r.o.Namespace).List(ctx, fromCache)
+	items, err := r.listObjects(ctx, res)
 	if err != nil {
 		return r.optional(res.Resource, access.Request{Verb: "list", Group: res.Group, Resource: res.Resource, Namespace: r.o.Namespace}, l.impact, err)
 	}
-	out := make([]Object, 0, len(list.Items))
-	for i := range list.Items {
-		u := &list.Items[i]
-		if l.node != nil && !r.keep(l.node(u.GetName())) {
+	out := make([]Object, 0, len(items))
+	for i := range items {
+		it := &items[i]
+		if l.node != nil && !r.keep(l.node(it.Metadata.Name)) {
 			continue
 		}
-		out = append(out, objectFrom(l.kind, u, l.fields))
+		out = append(out, it.object(l.kind, l.fields))
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	r.mu.Lock()
@@ -176,19 +177,54 @@ func (r *run) objectList(ctx context.Context, l objectList) error {
 	return nil
 }
 
-func objectFrom(kind string, u *unstructured.Unstructured, fields [][]string) Object {
-	o := Object{Kind: kind, Name: u.GetName(), Labels: u.GetLabels(), Conditions: conditions(u.Object)}
+// listedObject is a DPF or cert-manager object as a LIST returns it, decoded
+// into just what diagnosis reads: name, labels, spec and status. The rest
+// of the metadata (managedFields above all, thousands of times over) is
+// skipped by the decoder instead of built into maps, as an unstructured
+// list would.
+type listedObject struct {
+	Metadata struct {
+		Name   string            `json:"name"`
+		Labels map[string]string `json:"labels,omitempty"`
+	} `json:"metadata"`
+	Spec   map[string]any `json:"spec,omitempty"`
+	Status map[string]any `json:"status,omitempty"`
+}
+
+// listObjects lists a custom resource in the namespace from the watch cache,
+// as JSON decoded into listedObjects.
+func (r *run) listObjects(ctx context.Context, res schema.GroupVersionResource) ([]listedObject, error) {
+	body, err := r.cl.Kube.Discovery().RESTClient().Get().
+		AbsPath("/apis", res.Group, res.Version, "namespaces", r.o.Namespace, res.Resource).
+		Param("resourceVersion", "0").
+		SetHeader("Accept", "application/json").
+		DoRaw(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var list struct {
+		Items []listedObject `json:"items"`
+	}
+	if err := json.Unmarshal(body, &list); err != nil {
+		return nil, fmt.Errorf("decode %s: %w", res.Resource, err)
+	}
+	return list.Items, nil
+}
+
+func (o *listedObject) object(kind string, fields [][]string) Object {
+	obj := map[string]any{"spec": o.Spec, "status": o.Status}
+	out := Object{Kind: kind, Name: o.Metadata.Name, Labels: o.Metadata.Labels, Conditions: conditions(obj)}
 	for _, f := range fields {
-		v, ok, _ := unstructured.NestedFieldNoCopy(u.Object, f...)
+		v, ok, _ := unstructured.NestedFieldNoCopy(obj, f...)
 		if !ok || v == nil {
 			continue
 		}
-		if o.Fields == nil {
-			o.Fields = map[string]string{}
+		if out.Fields == nil {
+			out.Fields = map[string]string{}
 		}
-		o.Fields[joinPath(f)] = fmt.Sprint(v)
+		out.Fields[joinPath(f)] = fmt.Sprint(v)
 	}
-	return o
+	return out
 }
 
 func joinPath(p []string) string { return strings.Join(p, ".") }

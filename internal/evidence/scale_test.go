@@ -2,6 +2,7 @@ package evidence_test
 
 import (
 	"context"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -177,7 +178,7 @@ func TestRequestBudget(t *testing.T) {
 		{"every pod failing", "dpudevice-status-forbidden=2,apiserver-unreachable=2,certificate-not-ready=2,rshim-occupied=2,no-dpu-found=2", 10, 15},
 		// Adds the Secret review to the status one.
 		{"every scenario", mixedScenarios, 10, 16},
-		{"v25.4.0 secrets-forbidden", "secrets-forbidden", 4, 14},
+		{"v25.4.0 secrets-forbidden", "secrets-forbidden", 4, 13},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := mixed(t)
@@ -194,11 +195,21 @@ func TestRequestBudget(t *testing.T) {
 				t.Fatal(err)
 			}
 			logs, other := splitLogs(budget)
-			t.Logf("%d requests and %d log reads", other, logs)
+			// A 429 (API priority and fairness shedding load while the sim
+			// starts) is retried by client-go: the budget counts requests
+			// dpfdoctor chose to make.
+			throttled := 0
+			for _, r := range budget.Records() {
+				if r.Status == http.StatusTooManyRequests {
+					throttled++
+				}
+			}
+			other -= throttled
+			t.Logf("%d requests and %d log reads (%d throttled and retried)", other, logs, throttled)
 			if other > tc.budget {
 				t.Errorf("%d requests apart from log reads, budget %d:", other, tc.budget)
 				for _, r := range budget.Records() {
-					t.Logf("  %s %s", r.Method, r.Path)
+					t.Logf("  %s %s %s %d", r.Method, r.Path, r.Query, r.Status)
 				}
 			}
 		})
