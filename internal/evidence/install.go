@@ -256,13 +256,16 @@ func (r *run) versionFromCRDs() {
 	}
 }
 
-// needCRD reports whether the DPUDevice CRD matters: a pod's dmsinit.sh
-// patches DPUDevice status, or the version is still unknown.
+// needCRD reports whether the DPUDevice CRD matters: a failing pod's
+// dmsinit.sh patches DPUDevice status, or the version is still unknown.
 func (r *run) needCRD() bool {
 	if r.b.Install.Version == "" {
 		return true
 	}
 	for _, p := range r.b.Pods {
+		if p.Ready {
+			continue
+		}
 		for _, c := range p.Calls(r.b.Install.Version) {
 			if c.Resource == "dpudevices" && c.Subresource == "status" {
 				return true
