@@ -192,9 +192,11 @@ type listedObject struct {
 }
 
 // listObjects lists a custom resource in the namespace from the watch cache,
-// as JSON decoded into listedObjects.
+// as JSON decoded into listedObjects. Any of the clientset's REST clients
+// can send it (AbsPath replaces the group path); the core one carries the
+// clients' timeout and rate limiter, and decodes error Statuses.
 func (r *run) listObjects(ctx context.Context, res schema.GroupVersionResource) ([]listedObject, error) {
-	body, err := r.cl.Kube.Discovery().RESTClient().Get().
+	body, err := r.cl.Kube.CoreV1().RESTClient().Get().
 		AbsPath("/apis", res.Group, res.Version, "namespaces", r.o.Namespace, res.Resource).
 		Param("resourceVersion", "0").
 		SetHeader("Accept", "application/json").
