@@ -18,6 +18,13 @@ func TestStatusSubresourceSkew(t *testing.T) {
 			code: CodeStatusSkewFixable, pods: []string{"w1-dms"}, fixable: true, missing: status,
 			evidence: []string{"may not patch dpudevices.provisioning.dpu.nvidia.com/status"},
 		}},
+		// The collector does not ask about the patch while kubectl's read
+		// before it is denied: both are still missing, and the evidence
+		// says which was asked.
+		{"status_skew/sar-not-reached.yaml", &want{
+			code: CodeStatusSkewFixable, pods: []string{"w1-dms"}, fixable: true, missing: status,
+			evidence: []string{"may not get dpudevices.provisioning.dpu.nvidia.com/status", "needs patch dpudevices.provisioning.dpu.nvidia.com/status in dpf-operator-system: not asked"},
+		}},
 		{"status_skew/crd-without-status.yaml", &want{
 			code: CodeStatusSkewCRD, pods: []string{"w1-dms"}, fixable: false,
 			evidence: []string{"could not find the requested resource"},
