@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+
+	authorizationv1 "k8s.io/api/authorization/v1"
 )
 
 // Request is one resource access: what a SubjectAccessReview asks and what a
@@ -114,4 +116,30 @@ func ParseServiceAccountUser(user string) (namespace, name string, ok bool) {
 		return "", "", false
 	}
 	return parts[2], parts[3], true
+}
+
+// attributes are the request as a review's attributes: exactly one of the
+// two is set.
+func (r Request) attributes() (*authorizationv1.ResourceAttributes, *authorizationv1.NonResourceAttributes) {
+	if r.NonResourceURL != "" {
+		return nil, &authorizationv1.NonResourceAttributes{Path: r.NonResourceURL, Verb: r.Verb}
+	}
+	return &authorizationv1.ResourceAttributes{Namespace: r.Namespace, Verb: r.Verb, Group: r.Group,
+		Resource: r.Resource, Subresource: r.Subresource, Name: r.Name}, nil
+}
+
+// SubjectAccessReview is the review that asks whether s may make r: the one
+// request → review builder every stage uses.
+func (r Request) SubjectAccessReview(s Subject) *authorizationv1.SubjectAccessReview {
+	res, non := r.attributes()
+	return &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
+		User: s.User, Groups: s.Groups, ResourceAttributes: res, NonResourceAttributes: non}}
+}
+
+// SelfSubjectAccessReview is the review that asks whether the caller may
+// make r.
+func (r Request) SelfSubjectAccessReview() *authorizationv1.SelfSubjectAccessReview {
+	res, non := r.attributes()
+	return &authorizationv1.SelfSubjectAccessReview{Spec: authorizationv1.SelfSubjectAccessReviewSpec{
+		ResourceAttributes: res, NonResourceAttributes: non}}
 }

@@ -1,6 +1,11 @@
 package dpf
 
-import "strings"
+import (
+	"fmt"
+	"strings"
+
+	"k8s.io/apimachinery/pkg/runtime/schema"
+)
 
 // Kind maps a kind and its kubectl spellings to the resource RBAC sees.
 type Kind struct {
@@ -27,6 +32,10 @@ func Kinds() []Kind {
 		{Kind: "PersistentVolumeClaim", Version: "v1", Resource: "persistentvolumeclaims", Namespaced: true, ShortNames: []string{"pvc"}},
 		{Kind: "Deployment", Group: "apps", Version: "v1", Resource: "deployments", Namespaced: true, ShortNames: []string{"deploy"}},
 		{Kind: "DaemonSet", Group: "apps", Version: "v1", Resource: "daemonsets", Namespaced: true, ShortNames: []string{"ds"}},
+		{Kind: "Role", Group: GroupRBAC, Version: "v1", Resource: "roles", Namespaced: true},
+		{Kind: "RoleBinding", Group: GroupRBAC, Version: "v1", Resource: "rolebindings", Namespaced: true},
+		{Kind: "ClusterRole", Group: GroupRBAC, Version: "v1", Resource: "clusterroles"},
+		{Kind: "ClusterRoleBinding", Group: GroupRBAC, Version: "v1", Resource: "clusterrolebindings"},
 		{Kind: "Lease", Group: "coordination.k8s.io", Version: "v1", Resource: "leases", Namespaced: true},
 		{Kind: "CertificateSigningRequest", Group: "certificates.k8s.io", Version: "v1", Resource: "certificatesigningrequests", ShortNames: []string{"csr"}},
 		{Kind: "Certificate", Group: GroupCertManager, Version: "v1", Resource: "certificates", Namespaced: true, ShortNames: []string{"cert", "certs"}},
@@ -82,4 +91,39 @@ func KindByGVK(kinds []Kind, apiVersion, kind string) (Kind, bool) {
 		}
 	}
 	return Kind{}, false
+}
+
+// GVR returns the resource of a built-in kind, by group and kind: the one
+// kind → resource table every package uses. An unknown kind is an error,
+// never an empty resource.
+func GVR(group, kind string) (schema.GroupVersionResource, error) {
+	for _, k := range Kinds() {
+		if k.Kind == kind && k.Group == group {
+			return k.GVR(), nil
+		}
+	}
+	if group == "" {
+		return schema.GroupVersionResource{}, fmt.Errorf("unknown kind %s", kind)
+	}
+	return schema.GroupVersionResource{}, fmt.Errorf("unknown kind %s.%s", kind, group)
+}
+
+// MustGVR is GVR for the kinds this package itself lists; it panics on a
+// kind that is not in Kinds, which is a programming error.
+func MustGVR(group, kind string) schema.GroupVersionResource {
+	g, err := GVR(group, kind)
+	if err != nil {
+		panic(err)
+	}
+	return g
+}
+
+// GVR is the kind's group, version and resource.
+func (k Kind) GVR() schema.GroupVersionResource {
+	return schema.GroupVersionResource{Group: k.Group, Version: k.Version, Resource: k.Resource}
+}
+
+// GVK is the kind's group, version and kind.
+func (k Kind) GVK() schema.GroupVersionKind {
+	return schema.GroupVersionKind{Group: k.Group, Version: k.Version, Kind: k.Kind}
 }

@@ -10,6 +10,7 @@ import (
 const (
 	GroupProvisioning = "provisioning.dpu.nvidia.com"
 	GroupOperator     = "operator.dpu.nvidia.com"
+	GroupRBAC         = "rbac.authorization.k8s.io"
 	GroupCertManager  = "cert-manager.io"
 )
 

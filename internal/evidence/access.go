@@ -10,6 +10,7 @@ import (
 
 	"github.com/dpfdoctor/dpfdoctor/internal/access"
 	"github.com/dpfdoctor/dpfdoctor/internal/dpf"
+	"github.com/dpfdoctor/dpfdoctor/internal/fanout"
 	"github.com/dpfdoctor/dpfdoctor/internal/kube"
 	authorizationv1 "k8s.io/api/authorization/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -76,7 +77,7 @@ func Answer(patterns []Pattern, limit int, ask func(Pattern) (AccessCheck, error
 		}
 	}
 	round := func(idx []int) error {
-		return each(len(idx), limit, func(j int) (err error) {
+		return fanout.Each(len(idx), limit, func(j int) (err error) {
 			i := idx[j]
 			checks[i], err = ask(patterns[i])
 			return err

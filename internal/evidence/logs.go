@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 
 	"github.com/dpfdoctor/dpfdoctor/internal/access"
+	"github.com/dpfdoctor/dpfdoctor/internal/fanout"
 	"github.com/dpfdoctor/dpfdoctor/internal/kube"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -55,7 +56,7 @@ func (r *run) logs(ctx context.Context) error {
 	}
 	out := make([]Log, len(fetches))
 	var refused atomic.Bool
-	err := each(len(fetches), r.o.Concurrency, func(i int) (err error) {
+	err := fanout.Each(len(fetches), r.o.Concurrency, func(i int) (err error) {
 		out[i], err = r.readLog(ctx, fetches[i], &refused)
 		return err
 	})

@@ -8,7 +8,6 @@ import (
 
 	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	appsv1ac "k8s.io/client-go/applyconfigurations/apps/v1"
 	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
@@ -23,12 +22,12 @@ import (
 )
 
 var (
-	gvrDPUNode     = schema.GroupVersionResource{Group: dpf.GroupProvisioning, Version: "v1alpha1", Resource: "dpunodes"}
-	gvrDPUDevice   = schema.GroupVersionResource{Group: dpf.GroupProvisioning, Version: "v1alpha1", Resource: "dpudevices"}
-	gvrOperatorCfg = schema.GroupVersionResource{Group: dpf.GroupOperator, Version: "v1alpha1", Resource: "dpfoperatorconfigs"}
-	gvrCertificate = schema.GroupVersionResource{Group: dpf.GroupCertManager, Version: "v1", Resource: "certificates"}
-	gvrIssuer      = schema.GroupVersionResource{Group: dpf.GroupCertManager, Version: "v1", Resource: "issuers"}
-	gvrDPU         = schema.GroupVersionResource{Group: dpf.GroupProvisioning, Version: "v1alpha1", Resource: "dpus"}
+	gvrDPUNode     = dpf.MustGVR(dpf.GroupProvisioning, "DPUNode")
+	gvrDPUDevice   = dpf.MustGVR(dpf.GroupProvisioning, "DPUDevice")
+	gvrOperatorCfg = dpf.MustGVR(dpf.GroupOperator, "DPFOperatorConfig")
+	gvrCertificate = dpf.MustGVR(dpf.GroupCertManager, "Certificate")
+	gvrIssuer      = dpf.MustGVR(dpf.GroupCertManager, "Issuer")
+	gvrDPU         = dpf.MustGVR(dpf.GroupProvisioning, "DPU")
 )
 
 // inventory is what the simulated operator server-side applies on every
