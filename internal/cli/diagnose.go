@@ -78,12 +78,7 @@ func newCmdDiagnose(kf *genericclioptions.ConfigFlags, o *DiagnoseOptions) *cobr
 		Short:   "Find the root cause of failing DMS pods, per pod, from evidence (read-only)",
 		Long:    diagnoseLong + ExitCodesHelp,
 		Example: diagnoseExample,
-		Args: func(_ *cobra.Command, args []string) error {
-			if len(args) > 0 {
-				return Usagef("unknown command %q for \"dpfdoctor diagnose\"", args[0])
-			}
-			return nil
-		},
+		Args:    positional(cobra.NoArgs),
 		RunE: func(c *cobra.Command, _ []string) error {
 			if err := o.Complete(kf); err != nil {
 				return err

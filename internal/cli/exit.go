@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 
+	"github.com/dpfdoctor/dpfdoctor/internal/doctor"
 	"github.com/dpfdoctor/dpfdoctor/internal/kube"
 	"github.com/dpfdoctor/dpfdoctor/internal/outcome"
 )
@@ -18,6 +19,7 @@ const (
 	ExitUnreachable  = 4
 	ExitNotInstalled = 5
 	ExitNoRights     = 6
+	ExitDeclined     = 7
 	ExitTimeout      = 124
 	ExitInterrupted  = 130
 )
@@ -26,11 +28,12 @@ const (
 const ExitCodesHelp = `Exit codes (every command):
   0    healthy / nothing to do / every check passed
   1    internal error
-  2    usage error: bad flag, malformed input file
+  2    usage error: bad flag or argument, unknown command, malformed input file
   3    problems found (diagnose findings, lint denials, recovery not reached)
   4    cluster unreachable, bad kubeconfig or authentication failed
   5    DPF not installed in the cluster
   6    you lack rights dpfdoctor needs (the message names them)
+  7    declined at the confirmation prompt: nothing was changed
   124  timed out
   130  interrupted`
 
@@ -63,6 +66,8 @@ func ExitCode(err error) int {
 		return ExitNotInstalled
 	case errors.Is(err, outcome.ErrProblems):
 		return ExitProblems
+	case errors.Is(err, doctor.ErrDeclined):
+		return ExitDeclined
 	default:
 		return ExitInternal
 	}

@@ -92,7 +92,7 @@ func newCmdFix(kf *genericclioptions.ConfigFlags, o *FixOptions) *cobra.Command 
 		Short:   "Plan or apply the least-privilege RBAC fix that survives the operator, proven, with rollback",
 		Long:    fixLong + ExitCodesHelp,
 		Example: fixExample,
-		Args:    cobra.NoArgs,
+		Args:    positional(cobra.NoArgs),
 		RunE: func(c *cobra.Command, _ []string) error {
 			if err := o.Validate(); err != nil {
 				return err

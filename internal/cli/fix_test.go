@@ -91,7 +91,7 @@ func TestFixAndRollbackCommands(t *testing.T) {
 	fo := &FixOptions{IOStreams: genericiooptions.IOStreams{In: strings.NewReader("n\n"), Out: &o, ErrOut: &eo}, interactive: &interactive}
 	cmd := newCmdFix(genericclioptions.NewConfigFlags(true), fo)
 	cmd.SetArgs([]string{kc, "--apply", "--backup-dir", backups})
-	if code := ExitCode(cmd.Execute()); code != ExitInternal || !strings.Contains(eo.String(), "[y/N]") || managed() != 0 {
+	if code := ExitCode(cmd.Execute()); code != ExitDeclined || !strings.Contains(eo.String(), "[y/N]") || managed() != 0 {
 		t.Fatalf("declined apply: exit %d, %d managed Roles\n%s", code, managed(), eo.String())
 	}
 

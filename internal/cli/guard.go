@@ -79,12 +79,7 @@ func NewCmdGuard(kf *genericclioptions.ConfigFlags, s genericiooptions.IOStreams
 		Short:   "Keep DMS pods fixed: watch, diagnose, record events and metrics, repair (controller)",
 		Long:    guardLong + ExitCodesHelp,
 		Example: guardExample,
-		Args: func(_ *cobra.Command, args []string) error {
-			if len(args) > 0 {
-				return Usagef("unknown command %q for \"dpfdoctor guard\"", args[0])
-			}
-			return nil
-		},
+		Args:    positional(cobra.NoArgs),
 		RunE: func(c *cobra.Command, _ []string) error {
 			o.kf = kf
 			if err := o.Validate(); err != nil {

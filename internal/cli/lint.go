@@ -82,6 +82,7 @@ func NewCmdLint(s genericiooptions.IOStreams) *cobra.Command {
 		Short:   "Check a script's kubectl calls against RBAC manifests (for CI)",
 		Long:    lintLong,
 		Example: lintExample,
+		Args:    positional(cobra.ArbitraryArgs), // more RBAC paths
 		RunE: func(c *cobra.Command, args []string) error {
 			o.Complete(c, args)
 			if err := o.Validate(); err != nil {

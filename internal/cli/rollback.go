@@ -49,7 +49,7 @@ func NewCmdRollback(kf *genericclioptions.ConfigFlags, s genericiooptions.IOStre
 
   # Undo a given fix (the command is in its report.md)
   dpfdoctor rollback --backup dpfdoctor-backups/20250101T120000Z`,
-		Args: cobra.NoArgs,
+		Args: positional(cobra.NoArgs),
 		RunE: func(c *cobra.Command, _ []string) error {
 			if err := o.Validate(); err != nil {
 				return err

@@ -30,13 +30,8 @@ back cleanly; and lints the next dmsinit.sh against its RBAC in CI.
 ` + ExitCodesHelp,
 		SilenceUsage:  true,
 		SilenceErrors: true,
-		Args:          cobra.ArbitraryArgs, // so an unknown command reaches RunE as a usage error
-		RunE: func(c *cobra.Command, args []string) error {
-			if len(args) > 0 {
-				return Usagef("unknown command %q for \"dpfdoctor\"", args[0])
-			}
-			return c.Help()
-		},
+		Args:          positional(cobra.NoArgs),
+		RunE:          showHelp,
 	}
 	root.SetIn(streams.In)
 	root.SetOut(streams.Out)
@@ -48,6 +43,31 @@ back cleanly; and lints the next dmsinit.sh against its RBAC in CI.
 	return root
 }
 
+// positional checks a command's positional arguments with check and makes a
+// wrong one a usage error (exit 2). Every command's Args goes through it. An
+// unknown subcommand of a command that has some gets cobra's suggestion.
+func positional(check cobra.PositionalArgs) cobra.PositionalArgs {
+	return func(c *cobra.Command, args []string) error {
+		err := check(c, args)
+		if err == nil {
+			return nil
+		}
+		if len(args) > 0 && c.HasAvailableSubCommands() {
+			if c.SuggestionsMinimumDistance <= 0 {
+				c.SuggestionsMinimumDistance = 2 // cobra's default, which SuggestionsFor does not apply
+			}
+			if s := c.SuggestionsFor(args[0]); len(s) > 0 {
+				err = fmt.Errorf("%w; did you mean %q?", err, s[0])
+			}
+		}
+		return UsageError{Err: err}
+	}
+}
+
+// showHelp is the RunE of a command that only groups subcommands: without
+// one it prints the help; an unknown one fails its positional(cobra.NoArgs).
+func showHelp(c *cobra.Command, _ []string) error { return c.Help() }
+
 // kubeFlags adds --kubeconfig, --context, -n and friends to a command.
 func kubeFlags(cmd *cobra.Command, kf *genericclioptions.ConfigFlags) {
 	kf.AddFlags(cmd.Flags())
@@ -57,7 +77,7 @@ func kubeFlags(cmd *cobra.Command, kf *genericclioptions.ConfigFlags) {
 // are printed to errOut in one line with a hint, never as a stack trace.
 func Run(cmd *cobra.Command, args []string, errOut io.Writer) int {
 	cmd.SetArgs(args)
-	err := cmd.Execute()
+	failed, err := cmd.ExecuteC()
 	if err != nil && !errors.Is(err, errSilent) {
 		msg := err.Error()
 		if !strings.HasPrefix(msg, "error:") {
@@ -66,7 +86,7 @@ func Run(cmd *cobra.Command, args []string, errOut io.Writer) int {
 		fmt.Fprintln(errOut, msg)
 		var u UsageError
 		if errors.As(err, &u) {
-			fmt.Fprintln(errOut, "See 'dpfdoctor --help' or '<command> --help' for usage.")
+			fmt.Fprintf(errOut, "See '%s --help' for usage.\n", failed.CommandPath())
 		}
 	}
 	return ExitCode(err)

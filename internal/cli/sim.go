@@ -18,6 +18,7 @@ import (
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
+	"github.com/dpfdoctor/dpfdoctor/internal/dpf"
 	"github.com/dpfdoctor/dpfdoctor/internal/sim"
 )
 
@@ -35,6 +36,8 @@ served through the API server (kubectl logs works).
 The envtest binaries are built once from the Go module proxy by
 hack/envtest.sh (make envtest) and found through KUBEBUILDER_ASSETS or the
 cache it writes.`,
+		Args: positional(cobra.NoArgs),
+		RunE: showHelp,
 	}
 	cmd.AddCommand(newCmdSimUp(s), newCmdSimDown(s), newCmdSimScenarios(s))
 	return cmd
@@ -55,9 +58,12 @@ func newCmdSimUp(s genericiooptions.IOStreams) *cobra.Command {
 		Example: `  dpfdoctor sim up --dpf-version v25.4.0 --nodes 8 --scenario secrets-forbidden --kubeconfig-out /tmp/dpf.kubeconfig
   dpfdoctor sim up --nodes 8 --scenario secrets-forbidden=6,healthy=2 --time-scale 0.1
   dpfdoctor sim up --detach --pid-file /tmp/dpf-sim.pid --kubeconfig-out /tmp/dpf.kubeconfig`,
-		Args: cobra.NoArgs,
+		Args: positional(cobra.NoArgs),
 		RunE: func(c *cobra.Command, _ []string) error {
 			if _, err := sim.ParseMix(o.Scenario); err != nil {
+				return UsageError{Err: err}
+			}
+			if _, err := dpf.Lookup(o.Version); err != nil && o.Version != "" {
 				return UsageError{Err: err}
 			}
 			if o.TimeScale <= 0 {
@@ -180,7 +186,7 @@ func newCmdSimDown(s genericiooptions.IOStreams) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "down",
 		Short: "Stop a simulated cluster started with `sim up --detach`",
-		Args:  cobra.NoArgs,
+		Args:  positional(cobra.NoArgs),
 		RunE: func(c *cobra.Command, _ []string) error {
 			b, err := os.ReadFile(pidFile)
 			if err != nil {
@@ -212,7 +218,7 @@ func newCmdSimScenarios(s genericiooptions.IOStreams) *cobra.Command {
 	return &cobra.Command{
 		Use:   "scenarios",
 		Short: "List the scenarios a simulated node can have",
-		Args:  cobra.NoArgs,
+		Args:  positional(cobra.NoArgs),
 		RunE: func(*cobra.Command, []string) error {
 			for _, sc := range sim.Scenarios() {
 				fmt.Fprintf(s.Out, "%-28s %s\n", sc, sim.Describe(sc))

@@ -15,7 +15,7 @@ func NewCmdVersion(s genericiooptions.IOStreams) *cobra.Command {
 	return &cobra.Command{
 		Use:   "version",
 		Short: "Print dpfdoctor's version",
-		Args:  cobra.NoArgs,
+		Args:  positional(cobra.NoArgs),
 		RunE: func(*cobra.Command, []string) error {
 			_, err := fmt.Fprintf(s.Out, "dpfdoctor %s\n", Version)
 			return err

@@ -19,8 +19,13 @@ func NewCmdVersions(s genericiooptions.IOStreams) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "versions",
 		Short: "Print the DPF compatibility matrix: pods, ServiceAccount, dms-init's calls and failure classes per version",
-		Args:  cobra.NoArgs,
+		Args:  positional(cobra.NoArgs),
 		RunE: func(*cobra.Command, []string) error {
+			switch output {
+			case "table", "", "markdown", "md", "json":
+			default:
+				return Usagef("unknown output format %q (allowed: table, markdown, json)", output)
+			}
 			w := s.Out
 			if out != "" {
 				f, err := os.Create(out)
@@ -46,7 +51,7 @@ func NewCmdVersions(s genericiooptions.IOStreams) *cobra.Command {
 				e := json.NewEncoder(w)
 				e.SetIndent("", "  ")
 				return e.Encode(rows)
-			case "table", "":
+			default: // table
 				tw := printers.GetNewTabWriter(w)
 				fmt.Fprintln(tw, "VERSION\tSERVICEACCOUNT\tINIT CONTAINERS\tDMSINIT\tCALLS\tFAILURE CLASSES")
 				for _, r := range dpf.Releases() {
@@ -57,9 +62,8 @@ func NewCmdVersions(s genericiooptions.IOStreams) *cobra.Command {
 					return err
 				}
 				fmt.Fprintln(w, "\nEvery call and the permission it needs: dpfdoctor versions -o markdown (also docs/versions.md)")
-				return nil
 			}
-			return Usagef("unknown output format %q (allowed: table, markdown, json)", output)
+			return nil
 		},
 	}
 	cmd.Flags().StringVarP(&output, "output", "o", "table", "table, markdown or json")
