@@ -12,6 +12,7 @@ import (
 	"github.com/dpfdoctor/dpfdoctor/internal/kube"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/client-go/kubernetes"
 )
 
 // Bounds on one log read.
@@ -45,7 +46,7 @@ func (r *run) logs(ctx context.Context) error {
 		for _, name := range g.Fetched {
 			p, _ := r.b.Pod(name)
 			c, _ := p.Work()
-			for _, inst := range instances(c) {
+			for _, inst := range Instances(c) {
 				fetches = append(fetches, logFetch{pod: name, container: c.Name, instance: inst})
 			}
 		}
@@ -98,11 +99,11 @@ func spread(names []string, n int) []string {
 	return out
 }
 
-// instances are the log instances worth reading. A container waiting after
+// Instances are the log instances worth reading. A container waiting after
 // a crash (CrashLoopBackOff) serves its last run as "current" (and the
 // kubelet serves the same run as "previous"), so only "current" is read
 // then; a running or terminated container with an earlier run gets both.
-func instances(c Container) []string {
+func Instances(c Container) []string {
 	if c.State.Kind != StateWaiting && c.LastState.Terminated() {
 		return []string{InstanceCurrent, InstancePrevious}
 	}
@@ -110,23 +111,38 @@ func instances(c Container) []string {
 }
 
 func (r *run) readLog(ctx context.Context, f logFetch, refused *atomic.Bool) (Log, error) {
-	l := Log{Pod: f.pod, Container: f.container, Instance: f.instance}
 	if refused.Load() {
-		l.Error = "not read: pods/log is forbidden"
+		return Log{Pod: f.pod, Container: f.container, Instance: f.instance, Error: "not read: pods/log is forbidden"}, nil
+	}
+	l, err := ReadLog(ctx, r.cl.Kube, r.o.Namespace, f.pod, f.container, f.instance)
+	if errors.Is(err, ErrLogForbidden) {
+		refused.Store(true)
+		l.Error = err.Error()
 		return l, nil
 	}
+	return l, err
+}
+
+// ErrLogForbidden is ReadLog's answer when pods/log is forbidden.
+var ErrLogForbidden = errors.New("forbidden: get pods/log")
+
+// ReadLog reads one instance of a container's log, bounded (the last
+// lines, at most 128 KiB) and redacted. A read that fails for this log
+// alone is recorded in the Log's Error; a forbidden pods/log returns
+// ErrLogForbidden; an unreachable or unauthenticated API server, or a
+// cancelled context, returns the error.
+func ReadLog(ctx context.Context, cs kubernetes.Interface, namespace, pod, container, instance string) (Log, error) {
+	l := Log{Pod: pod, Container: container, Instance: instance}
 	tail, limit := int64(logTailLines), int64(logLimitBytes)
-	opts := &corev1.PodLogOptions{Container: f.container, Previous: f.instance == InstancePrevious, TailLines: &tail, LimitBytes: &limit}
-	data, err := r.cl.Kube.CoreV1().Pods(r.o.Namespace).GetLogs(f.pod, opts).DoRaw(ctx)
+	opts := &corev1.PodLogOptions{Container: container, Previous: instance == InstancePrevious, TailLines: &tail, LimitBytes: &limit}
+	data, err := cs.CoreV1().Pods(namespace).GetLogs(pod, opts).DoRaw(ctx)
 	switch {
 	case apierrors.IsForbidden(err):
-		refused.Store(true)
-		l.Error = "forbidden: get pods/log"
-		return l, nil
+		return l, ErrLogForbidden
 	case err != nil:
 		classified := kube.Classify(err)
-		if errors.Is(classified, kube.ErrUnreachable) || errors.Is(classified, kube.ErrUnauthenticated) {
-			return l, fmt.Errorf("read logs of %s/%s: %w", f.pod, f.container, classified)
+		if errors.Is(classified, kube.ErrUnreachable) || errors.Is(classified, kube.ErrUnauthenticated) || errors.Is(err, context.Canceled) {
+			return l, fmt.Errorf("read logs of %s/%s: %w", pod, container, classified)
 		}
 		l.Error = err.Error()
 		return l, nil

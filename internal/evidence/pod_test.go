@@ -162,10 +162,10 @@ func TestSpreadAndInstances(t *testing.T) {
 			t.Errorf("spread(%d) = %v, want %v", n, got, want)
 		}
 	}
-	if got := instances(Container{State: crash, LastState: failed}); !slices.Equal(got, []string{InstanceCurrent}) {
+	if got := Instances(Container{State: crash, LastState: failed}); !slices.Equal(got, []string{InstanceCurrent}) {
 		t.Errorf("crash loop: %v", got)
 	}
-	if got := instances(Container{State: State{Kind: StateRunning}, LastState: failed}); len(got) != 2 {
+	if got := Instances(Container{State: State{Kind: StateRunning}, LastState: failed}); len(got) != 2 {
 		t.Errorf("running again: %v", got)
 	}
 }

@@ -9,7 +9,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/selection"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -21,7 +20,7 @@ import (
 
 // operatorConfigGVK is the DPFOperatorConfig, read as unstructured so the
 // guard needs no DPF API types.
-var operatorConfigGVK = schema.GroupVersionKind{Group: dpf.GroupOperator, Version: "v1alpha1", Kind: "DPFOperatorConfig"}
+var operatorConfigGVK = dpf.MustGVR(dpf.GroupOperator, "DPFOperatorConfig").GroupVersion().WithKind("DPFOperatorConfig")
 
 func newOperatorConfig() *unstructured.Unstructured {
 	u := &unstructured.Unstructured{}

@@ -18,12 +18,6 @@ import (
 	"github.com/dpfdoctor/dpfdoctor/internal/kube"
 )
 
-// Bounds on one log read, as the collector's.
-const (
-	logTailLines  = 200
-	logLimitBytes = 128 << 10
-)
-
 // fetcher reads the evidence the cache cannot hold, and remembers it: the
 // work container's logs of at most maxLogs pods per failure signature, the
 // events of pods that never started, and SubjectAccessReview answers. What
@@ -171,30 +165,18 @@ func (f *fetcher) fillLogs(ctx context.Context, b *evidence.Bundle, pods []faili
 	return nil
 }
 
-// readLogs reads the current run and, when the container has run before
-// and is not waiting, the previous one.
+// readLogs reads the instances of the work container's log worth reading,
+// through evidence's reader (bounds and redaction included).
 func (f *fetcher) readLogs(ctx context.Context, p evidence.Pod, c evidence.Container) ([]evidence.Log, error) {
-	instances := []string{evidence.InstanceCurrent}
-	if c.State.Kind != evidence.StateWaiting && c.LastState.Terminated() {
-		instances = append(instances, evidence.InstancePrevious)
-	}
 	var out []evidence.Log
-	for _, inst := range instances {
-		l := evidence.Log{Pod: p.Name, Container: c.Name, Instance: inst}
-		tail, limit := int64(logTailLines), int64(logLimitBytes)
-		opts := &corev1.PodLogOptions{Container: c.Name, Previous: inst == evidence.InstancePrevious, TailLines: &tail, LimitBytes: &limit}
-		data, err := f.kube.CoreV1().Pods(p.Namespace).GetLogs(p.Name, opts).DoRaw(ctx)
+	for _, inst := range evidence.Instances(c) {
+		l, err := evidence.ReadLog(ctx, f.kube, p.Namespace, p.Name, c.Name, inst)
 		switch {
-		case apierrors.IsForbidden(err):
+		case errors.Is(err, evidence.ErrLogForbidden):
 			f.logsDenied = true
 			return nil, nil
-		case err != nil && fatal(err):
-			return nil, fmt.Errorf("read logs of %s/%s: %w", p.Name, c.Name, kube.Classify(err))
 		case err != nil:
-			l.Error = err.Error()
-		default:
-			l.Text = string(data)
-			l.Truncated = len(data) >= logLimitBytes
+			return nil, err
 		}
 		out = append(out, l)
 	}

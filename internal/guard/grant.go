@@ -10,9 +10,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 
-	"github.com/dpfdoctor/dpfdoctor/internal/evidence"
 	"github.com/dpfdoctor/dpfdoctor/internal/plan"
 )
 
@@ -65,25 +63,6 @@ func podServiceAccount(s *snapshot, name string) string {
 	return ""
 }
 
-// boundServiceAccount is the ServiceAccount dpfdoctor's bindings bind.
-func boundServiceAccount(objs map[plan.ObjectRef]*unstructured.Unstructured, ns string) string {
-	for ref, o := range objs {
-		if ref.Kind != "RoleBinding" && ref.Kind != "ClusterRoleBinding" {
-			continue
-		}
-		subjects, _, _ := unstructured.NestedSlice(o.Object, "subjects")
-		for _, s := range subjects {
-			m, _ := s.(map[string]any)
-			if m["kind"] == rbacv1.ServiceAccountKind && m["namespace"] == ns {
-				if name, ok := m["name"].(string); ok {
-					return name
-				}
-			}
-		}
-	}
-	return ""
-}
-
 // contentHash identifies a plan by its objects' content.
 func contentHash(p *plan.Plan) string {
 	data, _ := json.Marshal(p.Changes)
@@ -117,61 +96,6 @@ func liveObjects(m managedRBAC) (map[plan.ObjectRef]*unstructured.Unstructured, 
 		}
 	}
 	return out, nil
-}
-
-// typedRBAC is the desired objects as the Bundle's RBAC, for plan.Build to
-// merge with: what dpfdoctor granted before is never taken away.
-func typedRBAC(objs map[plan.ObjectRef]*unstructured.Unstructured) (evidence.RBAC, error) {
-	var out evidence.RBAC
-	for ref, o := range objs {
-		var err error
-		switch ref.Kind {
-		case "Role":
-			var r rbacv1.Role
-			if err = runtime.DefaultUnstructuredConverter.FromUnstructured(o.Object, &r); err == nil {
-				out.Roles = append(out.Roles, r)
-			}
-		case "RoleBinding":
-			var r rbacv1.RoleBinding
-			if err = runtime.DefaultUnstructuredConverter.FromUnstructured(o.Object, &r); err == nil {
-				out.RoleBindings = append(out.RoleBindings, r)
-			}
-		case "ClusterRole":
-			var r rbacv1.ClusterRole
-			if err = runtime.DefaultUnstructuredConverter.FromUnstructured(o.Object, &r); err == nil {
-				out.ClusterRoles = append(out.ClusterRoles, r)
-			}
-		case "ClusterRoleBinding":
-			var r rbacv1.ClusterRoleBinding
-			if err = runtime.DefaultUnstructuredConverter.FromUnstructured(o.Object, &r); err == nil {
-				out.ClusterRoleBindings = append(out.ClusterRoleBindings, r)
-			}
-		}
-		if err != nil {
-			return evidence.RBAC{}, fmt.Errorf("read %s: %w", ref, err)
-		}
-	}
-	return out, nil
-}
-
-// cleanObject strips server-set fields, leaving what dpfdoctor applies.
-func cleanObject(u *unstructured.Unstructured) *unstructured.Unstructured {
-	c := u.DeepCopy()
-	for _, f := range []string{"resourceVersion", "uid", "creationTimestamp", "managedFields", "generation"} {
-		unstructured.RemoveNestedField(c.Object, "metadata", f)
-	}
-	unstructured.RemoveNestedField(c.Object, "status")
-	return c
-}
-
-// rbacResource maps the RBAC kinds dpfdoctor writes to their resources.
-func rbacResource(ref plan.ObjectRef) (schema.GroupVersionResource, error) {
-	res, ok := map[string]string{"Role": "roles", "RoleBinding": "rolebindings", "ClusterRole": "clusterroles",
-		"ClusterRoleBinding": "clusterrolebindings"}[ref.Kind]
-	if !ok || ref.Group != rbacv1.GroupName {
-		return schema.GroupVersionResource{}, fmt.Errorf("%s is not an RBAC object dpfdoctor writes", ref)
-	}
-	return rbacv1.SchemeGroupVersion.WithResource(res), nil
 }
 
 // foreign reports whether a field manager other than dpfdoctor owns the

@@ -158,6 +158,29 @@ func TestGuardRepairs(t *testing.T) {
 	if m[MetricLeader] != 1 {
 		t.Errorf("leader gauge %v", m[MetricLeader])
 	}
+
+	// The grant's Role becomes part of the operator's applyset and its
+	// binding is deleted: the policy refuses the restore, nothing is
+	// written.
+	role, err = e.cs.RbacV1().Roles(e.c.Namespace).Get(ctx, e.grantName(), metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	role.Labels[dpf.ApplySetPartOfLabel] = "applyset-x-v1"
+	if _, err := e.cs.RbacV1().Roles(e.c.Namespace).Update(ctx, role, metav1.UpdateOptions{FieldManager: "dpf-operator"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.cs.RbacV1().RoleBindings(e.c.Namespace).Delete(ctx, e.grantName(), metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	e.eventually(30*time.Second, "the restore refused", func() bool { return e.scrape(g)[MetricRepairs+`{result="refused"}`] >= 1 })
+	if _, err := e.cs.RbacV1().RoleBindings(e.c.Namespace).Get(ctx, e.grantName(), metav1.GetOptions{}); err == nil {
+		t.Error("the guard restored a binding of an applyset's Role")
+	}
+	refusals := e.guardEvents(ReasonRepairRefused)
+	if len(refusals) == 0 || !strings.Contains(refusals[0].Message, "part of applyset") {
+		t.Errorf("refusal events: %+v", refusals)
+	}
 }
 
 // Observe mode diagnoses and records events but changes nothing; then two

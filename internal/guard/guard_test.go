@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -14,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes/fake"
 
+	"github.com/dpfdoctor/dpfdoctor/internal/access"
 	"github.com/dpfdoctor/dpfdoctor/internal/dpf"
 	"github.com/dpfdoctor/dpfdoctor/internal/evidence"
 	"github.com/dpfdoctor/dpfdoctor/internal/plan"
@@ -133,6 +135,24 @@ func TestForeign(t *testing.T) {
 	}
 }
 
+// A node's permissions are those naming its objects exactly: w1's are not
+// w10's.
+func TestMissingFor(t *testing.T) {
+	a := plan.Addressed{Missing: []access.Request{
+		{Verb: "get", Resource: "secrets", Namespace: dpf.DefaultNamespace, Name: dpf.SecretName("w10")},
+		{Verb: "get", Resource: "secrets", Namespace: dpf.DefaultNamespace, Name: dpf.SecretName("w1")},
+		{Verb: "get", Group: dpf.GroupProvisioning, Resource: "dpunodes", Namespace: dpf.DefaultNamespace, Name: "w1"},
+		{Verb: "create", Group: dpf.GroupProvisioning, Resource: "dpunodes", Namespace: dpf.DefaultNamespace},
+	}}
+	want := a.Missing[1].String() + "; " + a.Missing[2].String()
+	if got := missingFor(a, "w1"); got != want {
+		t.Errorf("w1: %q, want %q", got, want)
+	}
+	if got := missingFor(a, "w2"); strings.Count(got, ";") != 3 {
+		t.Errorf("no permission of w2's: want all four, got %q", got)
+	}
+}
+
 func TestRepairCap(t *testing.T) {
 	rp := &repairer{r: &reconciler{opts: Options{MaxRepairsPerMinute: 2}}}
 	if rp.allow(t0) != 0 || rp.allow(t0.Add(time.Second)) != 0 {
@@ -246,8 +266,9 @@ func TestCompleteBindings(t *testing.T) {
 	if rb == nil {
 		t.Fatal("no binding")
 	}
-	if sa := boundServiceAccount(rp.desired, dpf.DefaultNamespace); sa != "dpf-provisioning-dms-service-account" {
-		t.Errorf("bound %q", sa)
+	subjects, _, _ := unstructured.NestedSlice(rb.Object, "subjects")
+	if len(subjects) != 1 || subjects[0].(map[string]any)["name"] != "dpf-provisioning-dms-service-account" {
+		t.Errorf("bound %v", subjects)
 	}
 	if rb.GetLabels()[plan.ManagedByLabel] != plan.ManagedByValue {
 		t.Errorf("labels %v", rb.GetLabels())

@@ -10,14 +10,13 @@ import (
 
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
+	"github.com/dpfdoctor/dpfdoctor/internal/access"
 	"github.com/dpfdoctor/dpfdoctor/internal/apply"
 	"github.com/dpfdoctor/dpfdoctor/internal/diagnose"
+	"github.com/dpfdoctor/dpfdoctor/internal/dpf"
 	"github.com/dpfdoctor/dpfdoctor/internal/evidence"
-	"github.com/dpfdoctor/dpfdoctor/internal/kube"
 	"github.com/dpfdoctor/dpfdoctor/internal/plan"
 	"github.com/dpfdoctor/dpfdoctor/internal/policy"
 )
@@ -28,11 +27,13 @@ const settle = 10 * time.Second
 
 // repairer keeps dpfdoctor's grant in place. It remembers the grant as
 // dpfdoctor last wrote it (or as it found it at start, or as `dpfdoctor fix`
-// rewrote it): "desired". A failing pod that RBAC can fix gets a plan from
-// plan.Build, merged with desired so that nothing granted before is lost; a
+// rewrote it): "desired". Each repair goes the way `dpfdoctor fix` does:
+// plan.Build (keeping desired, so that nothing granted before is lost, and
+// adding the grant for failing pods RBAC can fix), policy.CheckWith
+// (namespaced objects only, never the operator's inventory), then apply
+// (backup, dry run, server-side apply as field manager dpfdoctor). So a
 // desired object that was deleted, or altered by anyone but dpfdoctor, is
-// put back. Every write goes through apply (policy check, backup, dry run,
-// server-side apply as field manager dpfdoctor) and is rate-limited.
+// put back. Writes are rate-limited.
 type repairer struct {
 	r       *reconciler
 	applier *apply.Applier
@@ -66,7 +67,7 @@ func (rp *repairer) run(ctx context.Context, s *snapshot, b *evidence.Bundle, d 
 	}
 	rp.adopt(live)
 	rp.completeBindings(s)
-	w, err := rp.plan(s, b, d, live)
+	w, err := rp.plan(b, d, live)
 	if err != nil || w == nil {
 		return 0, err
 	}
@@ -91,41 +92,35 @@ func (rp *repairer) adopt(live map[plan.ObjectRef]*unstructured.Unstructured) {
 	for ref, obj := range live {
 		want, ok := rp.desired[ref]
 		if !ok || (!covers(obj, want) && !foreign(obj)) {
-			rp.desired[ref] = cleanObject(obj)
+			rp.desired[ref] = obj
 		}
 	}
 }
 
-// plan decides what to write; nil when everything is in place.
-func (rp *repairer) plan(s *snapshot, b *evidence.Bundle, d *diagnose.Diagnosis, live map[plan.ObjectRef]*unstructured.Unstructured) (*work, error) {
-	targets := make(map[plan.ObjectRef]*unstructured.Unstructured, len(rp.desired))
-	for ref, obj := range rp.desired {
-		targets[ref] = obj
+// plan decides what to write; nil when everything is in place. plan.Build
+// keeps the desired objects: a fix for failing pods merges with them, and
+// those it does not touch are written back as desired.
+func (rp *repairer) plan(b *evidence.Bundle, d *diagnose.Diagnosis, live map[plan.ObjectRef]*unstructured.Unstructured) (*work, error) {
+	in := plan.Input{Diagnosis: &diagnose.Diagnosis{}, Bundle: b, Keep: make([]*unstructured.Unstructured, 0, len(rp.desired))}
+	for _, obj := range rp.desired {
+		in.Keep = append(in.Keep, obj)
 	}
-	var built *plan.Plan
-	if fixable(d) {
-		bb := *b
-		rb, err := typedRBAC(rp.desired)
-		if err != nil {
-			return nil, err
-		}
-		bb.RBAC = rb
-		p, err := plan.Build(plan.Input{Diagnosis: d, Bundle: &bb})
-		if err != nil {
-			return nil, fmt.Errorf("plan the repair: %w", err)
-		}
-		for _, c := range p.Changes {
-			targets[c.Ref()] = c.Object
-		}
-		built = p
+	w := &work{built: fixable(d)}
+	if w.built {
+		in.Diagnosis = d
 	}
-	w := &work{built: built != nil}
-	for ref, t := range targets {
+	p, err := plan.Build(in)
+	if err != nil {
+		return nil, fmt.Errorf("plan the repair: %w", err)
+	}
+	p.Restart = nil // the guard restarts nothing: pods recover at their next back-off retry
+	for _, c := range p.Changes {
+		ref := c.Ref()
 		l, ok := live[ref]
 		switch {
 		case !ok:
 			w.changed = append(w.changed, ref)
-		case !covers(l, t):
+		case !covers(l, c.Object):
 			w.changed = append(w.changed, ref)
 			if foreign(l) {
 				w.deletes = append(w.deletes, l)
@@ -136,36 +131,8 @@ func (rp *repairer) plan(s *snapshot, b *evidence.Bundle, d *diagnose.Diagnosis,
 		return nil, nil
 	}
 	sort.Slice(w.changed, func(i, j int) bool { return w.changed[i].String() < w.changed[j].String() })
-	w.plan = rp.fullPlan(b, built, targets)
+	w.plan = p
 	return w, nil
-}
-
-// fullPlan is the plan apply writes: every target (apply skips those in
-// place), roles before bindings, so the policy sees each binding's role.
-func (rp *repairer) fullPlan(b *evidence.Bundle, built *plan.Plan, targets map[plan.ObjectRef]*unstructured.Unstructured) *plan.Plan {
-	p := built
-	if p == nil {
-		p = &plan.Plan{SchemaVersion: plan.SchemaVersion, Namespace: rp.r.opts.Namespace, Version: b.Install.Version,
-			OperatorConfig: b.Install.OperatorConfig, Scope: plan.ScopeNames, ServiceAccount: boundServiceAccount(targets, rp.r.opts.Namespace)}
-	} else {
-		cp := *p
-		p = &cp
-	}
-	p.Changes = nil
-	for _, obj := range targets {
-		p.Changes = append(p.Changes, plan.Change{Object: obj.DeepCopy()})
-	}
-	sort.SliceStable(p.Changes, func(i, j int) bool {
-		a, b := p.Changes[i].Ref(), p.Changes[j].Ref()
-		if plan.KindOrder(a.Kind) != plan.KindOrder(b.Kind) {
-			return plan.KindOrder(a.Kind) < plan.KindOrder(b.Kind)
-		}
-		return a.String() < b.String()
-	})
-	if built == nil {
-		p.ID = contentHash(p)
-	}
-	return p
 }
 
 // settling reports how long to wait when the cache has not yet shown the
@@ -207,23 +174,23 @@ func (rp *repairer) allow(now time.Time) time.Duration {
 	return 0
 }
 
-// write deletes what someone else altered, then applies the plan.
+// write checks the plan against the cluster as apply observes it (the
+// operator's inventory included) under the guard's policy, deletes what
+// someone else altered, then applies the plan.
 func (rp *repairer) write(ctx context.Context, s *snapshot, w *work, live map[plan.ObjectRef]*unstructured.Unstructured, key string) error {
 	r := rp.r
-	observed := policy.Observed{Existing: map[plan.ObjectRef]map[string]string{}}
-	for ref, l := range live {
-		observed.Existing[ref] = l.GetLabels()
+	_, observed, err := rp.applier.Observe(ctx, w.plan)
+	if err != nil {
+		return rp.failed(s, err)
 	}
-	if err := namespacedOnly(w.plan); err != nil {
-		return rp.refusedPlan(s, key, err)
-	}
-	if err := policy.Check(w.plan, observed); err != nil {
+	if err := policy.CheckWith(w.plan, observed, policy.Options{NamespacedOnly: true}); err != nil {
 		return rp.refusedPlan(s, key, err)
 	}
 	for _, obj := range w.deletes {
-		if err := rp.delete(ctx, obj); err != nil {
+		if err := rp.applier.DeleteAltered(ctx, obj); err != nil {
 			return rp.failed(s, err)
 		}
+		r.log.Info("deleted an altered grant to re-create it", "object", plan.RefOf(obj).String())
 	}
 	rp.written = map[plan.ObjectRef]string{}
 	for _, c := range w.plan.Changes {
@@ -246,7 +213,7 @@ func (rp *repairer) write(ctx context.Context, s *snapshot, w *work, live map[pl
 		return rp.failed(s, err)
 	}
 	for _, c := range w.plan.Changes {
-		rp.desired[c.Ref()] = cleanObject(c.Object)
+		rp.desired[c.Ref()] = c.Object
 	}
 	if res.NoOp {
 		r.metrics.repairs.WithLabelValues(ResultNoOp).Inc()
@@ -256,49 +223,6 @@ func (rp *repairer) write(ctx context.Context, s *snapshot, w *work, live map[pl
 	r.log.Info("repaired", "changed", refs(w.changed), "backup", backup.Dir)
 	rp.announce(s, w)
 	pruneBackups(r.opts.BackupDir, r.opts.KeepBackups, r.log)
-	return nil
-}
-
-// namespacedOnly refuses plans with cluster-scoped objects: the guard holds
-// no cluster-scoped RBAC write (least privilege), so such a grant is left to
-// `dpfdoctor fix`, run by someone who may.
-func namespacedOnly(p *plan.Plan) error {
-	var v []string
-	for _, c := range p.Changes {
-		if ref := c.Ref(); ref.Namespace == "" {
-			v = append(v, fmt.Sprintf("%s is cluster-scoped: the guard writes only Roles and RoleBindings in %s; run `dpfdoctor fix` for this grant", ref, p.Namespace))
-		}
-	}
-	if len(v) > 0 {
-		return &policy.Refusal{Violations: v}
-	}
-	return nil
-}
-
-// delete removes an object someone else altered, so that apply re-creates
-// it without fighting that field manager; only dpfdoctor's own objects
-// (managed-by label, name prefix) ever get here.
-func (rp *repairer) delete(ctx context.Context, obj *unstructured.Unstructured) error {
-	ref := plan.RefOf(obj)
-	if obj.GetLabels()[plan.ManagedByLabel] != plan.ManagedByValue || !strings.HasPrefix(ref.Name, plan.NamePrefix) {
-		return fmt.Errorf("%w: %s is not dpfdoctor's", policy.ErrRefused, ref)
-	}
-	res, err := rbacResource(ref)
-	if err != nil {
-		return err
-	}
-	uid, rv := obj.GetUID(), obj.GetResourceVersion()
-	ri := rp.r.clients.Dynamic.Resource(res)
-	opts := metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &uid, ResourceVersion: &rv}}
-	if ref.Namespace != "" {
-		err = ri.Namespace(ref.Namespace).Delete(ctx, ref.Name, opts)
-	} else {
-		err = ri.Delete(ctx, ref.Name, opts)
-	}
-	if err != nil && !apierrors.IsNotFound(err) {
-		return fmt.Errorf("delete altered %s: %w", ref, kube.Classify(err))
-	}
-	rp.r.log.Info("deleted an altered grant to re-create it", "object", ref.String())
 	return nil
 }
 
@@ -353,11 +277,12 @@ func (rp *repairer) announce(s *snapshot, w *work) {
 	}
 }
 
-// missingFor renders the permissions of a finding that concern one node.
+// missingFor renders the permissions of a finding that concern one node:
+// those naming one of its objects, by exact name (all when none does).
 func missingFor(a plan.Addressed, node string) string {
 	var out []string
 	for _, m := range a.Missing {
-		if node == "" || strings.Contains(m.Name, node) {
+		if node == "" || forNode(m, node) {
 			out = append(out, m.String())
 		}
 	}
@@ -367,6 +292,20 @@ func missingFor(a plan.Addressed, node string) string {
 		}
 	}
 	return strings.Join(out, "; ")
+}
+
+// forNode reports whether a request names one of node's objects as the
+// dms-init and host-agent call tables name them for the node.
+func forNode(m access.Request, node string) bool {
+	for _, v := range []dpf.ScriptVariant{dpf.ScriptB, dpf.ScriptF, dpf.ScriptHostAgent} {
+		for _, c := range dpf.AllCalls(v) {
+			r := c.Request(m.Namespace, node)
+			if strings.Contains(c.Name, dpf.PatternNode) && r.Name == m.Name && r.Group == m.Group && r.Resource == m.Resource {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func refs(rs []plan.ObjectRef) string {

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -30,6 +31,12 @@ type Input struct {
 	Bundle    *evidence.Bundle
 	// Scope is ScopeNames (default) or ScopeNamespace.
 	Scope string
+	// Keep are dpfdoctor's objects as it last wrote them, which the plan
+	// keeps (the guard's grant): the grants merge with these roles instead
+	// of the bundle's, so no name granted before is dropped, and each
+	// object not rendered anew is carried over without its server-set
+	// fields.
+	Keep []*unstructured.Unstructured
 }
 
 // Build makes the plan for a diagnosis: for the fixable findings, the
@@ -103,7 +110,14 @@ func Build(in Input) (*Plan, error) {
 		}
 	}
 	if len(grants) > 0 {
-		objs, expect, err := render(b, p, grants)
+		earlier := b.RBAC
+		if in.Keep != nil {
+			var err error
+			if earlier, err = roles(in.Keep); err != nil {
+				return nil, err
+			}
+		}
+		objs, expect, err := render(earlier, p, grants)
 		if err != nil {
 			return nil, err
 		}
@@ -114,12 +128,10 @@ func Build(in Input) (*Plan, error) {
 			}
 			p.Changes = append(p.Changes, Change{Object: u, Answers: answers(u)})
 		}
-		sort.SliceStable(p.Changes, func(i, j int) bool {
-			return KindOrder(p.Changes[i].Ref().Kind) < KindOrder(p.Changes[j].Ref().Kind)
-		})
 		p.Expect = expect
 		p.MustStayDenied = mustStayDenied(p)
 	}
+	p.keep(in.Keep)
 	p.Restart = RestartActions(release, known, uniquePods(affected), dpuNodes(b))
 	p.ID = id(p, b)
 	return p, nil
@@ -148,9 +160,74 @@ func serviceAccount(b *evidence.Bundle, f diagnose.Finding) (string, error) {
 	return "", fmt.Errorf("plan: finding %s names no pod with a ServiceAccount", f.Code)
 }
 
+// keep carries over the kept objects not rendered anew, sorts the changes
+// roles before bindings, and takes the ServiceAccount from the kept
+// bindings when no finding named it.
+func (p *Plan) keep(objs []*unstructured.Unstructured) {
+	rendered := map[ObjectRef]bool{}
+	for _, c := range p.Changes {
+		rendered[c.Ref()] = true
+	}
+	objs = slices.Clone(objs)
+	sort.Slice(objs, func(i, j int) bool { return RefOf(objs[i]).String() < RefOf(objs[j]).String() })
+	for _, o := range objs {
+		if !rendered[RefOf(o)] {
+			c := Clean(o)
+			p.Changes = append(p.Changes, Change{Object: c, Answers: answers(c)})
+		}
+	}
+	sort.SliceStable(p.Changes, func(i, j int) bool {
+		return KindOrder(p.Changes[i].Ref().Kind) < KindOrder(p.Changes[j].Ref().Kind)
+	})
+	for _, c := range p.Changes {
+		if k := c.Ref().Kind; p.ServiceAccount != "" || (k != "RoleBinding" && k != "ClusterRoleBinding") {
+			continue
+		}
+		subjects, _, _ := unstructured.NestedSlice(c.Object.Object, "subjects")
+		for _, s := range subjects {
+			if m, _ := s.(map[string]any); m["kind"] == rbacv1.ServiceAccountKind && m["namespace"] == p.Namespace {
+				p.ServiceAccount, _ = m["name"].(string)
+			}
+		}
+	}
+}
+
+// roles reads the Roles and ClusterRoles among objs.
+func roles(objs []*unstructured.Unstructured) (evidence.RBAC, error) {
+	var out evidence.RBAC
+	for _, o := range objs {
+		var err error
+		switch o.GetKind() {
+		case "Role":
+			var r rbacv1.Role
+			err = runtime.DefaultUnstructuredConverter.FromUnstructured(o.Object, &r)
+			out.Roles = append(out.Roles, r)
+		case "ClusterRole":
+			var r rbacv1.ClusterRole
+			err = runtime.DefaultUnstructuredConverter.FromUnstructured(o.Object, &r)
+			out.ClusterRoles = append(out.ClusterRoles, r)
+		}
+		if err != nil {
+			return evidence.RBAC{}, fmt.Errorf("plan: read %s: %w", RefOf(o), err)
+		}
+	}
+	return out, nil
+}
+
+// Clean strips the fields the server sets, leaving what dpfdoctor applies.
+func Clean(u *unstructured.Unstructured) *unstructured.Unstructured {
+	c := u.DeepCopy()
+	for _, f := range []string{"resourceVersion", "uid", "creationTimestamp", "managedFields", "generation"} {
+		unstructured.RemoveNestedField(c.Object, "metadata", f)
+	}
+	unstructured.RemoveNestedField(c.Object, "status")
+	return c
+}
+
 // render renders the grants merged with what dpfdoctor granted before under
-// the same names, and returns the objects and every request they grant.
-func render(b *evidence.Bundle, p *Plan, grants []rbac.Grant) ([]client.Object, []access.Request, error) {
+// the same names (the roles in earlier), and returns the objects and every
+// request they grant.
+func render(earlier evidence.RBAC, p *Plan, grants []rbac.Grant) ([]client.Object, []access.Request, error) {
 	opts := rbac.RenderOptions{
 		NamePrefix: NamePrefix,
 		Subject:    rbacv1.Subject{Kind: rbacv1.ServiceAccountKind, Name: p.ServiceAccount, Namespace: p.Namespace},
@@ -171,7 +248,7 @@ func render(b *evidence.Bundle, p *Plan, grants []rbac.Grant) ([]client.Object, 
 		}
 		names[RefOf(u)] = true
 	}
-	all := append(append([]rbac.Grant(nil), grants...), earlierGrants(b, names)...)
+	all := append(append([]rbac.Grant(nil), grants...), earlierGrants(earlier, names)...)
 	objs, err := rbac.Render(all, opts)
 	if err != nil {
 		return nil, nil, fmt.Errorf("plan: %w", err)
@@ -185,7 +262,7 @@ func render(b *evidence.Bundle, p *Plan, grants []rbac.Grant) ([]client.Object, 
 
 // earlierGrants turns the rules of dpfdoctor's existing roles with the
 // given names back into grants, keeping the findings they answered.
-func earlierGrants(b *evidence.Bundle, names map[ObjectRef]bool) []rbac.Grant {
+func earlierGrants(rb evidence.RBAC, names map[ObjectRef]bool) []rbac.Grant {
 	var out []rbac.Grant
 	add := func(ns string, meta map[string]string, rules []rbacv1.PolicyRule) {
 		reason := meta[AnswersAnnotation]
@@ -210,12 +287,12 @@ func earlierGrants(b *evidence.Bundle, names map[ObjectRef]bool) []rbac.Grant {
 			}
 		}
 	}
-	for _, r := range b.RBAC.Roles {
+	for _, r := range rb.Roles {
 		if names[ObjectRef{Group: rbacv1.GroupName, Kind: "Role", Namespace: r.Namespace, Name: r.Name}] && r.Labels[ManagedByLabel] == ManagedByValue {
 			add(r.Namespace, r.Annotations, r.Rules)
 		}
 	}
-	for _, r := range b.RBAC.ClusterRoles {
+	for _, r := range rb.ClusterRoles {
 		if names[ObjectRef{Group: rbacv1.GroupName, Kind: "ClusterRole", Name: r.Name}] && r.Labels[ManagedByLabel] == ManagedByValue {
 			add("", r.Annotations, r.Rules)
 		}

@@ -6,6 +6,7 @@ import (
 
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/yaml"
 
@@ -224,5 +225,53 @@ func TestCovers(t *testing.T) {
 	other, _ := plan.Build(input("v25.4.0", "w2"))
 	if ok, _ := plan.Covers(live, other.Changes[0].Object); ok {
 		t.Fatal("Covers ignores different rules")
+	}
+}
+
+// Kept objects: a new grant merges with the kept Role (no name is
+// dropped, whatever the bundle says), and without a fixable finding the
+// kept objects are carried over as they are, without server-set fields,
+// with the ServiceAccount their binding binds.
+func TestBuildKeep(t *testing.T) {
+	first, err := plan.Build(input("v25.4.0", "w1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var keep []*unstructured.Unstructured
+	for _, c := range first.Changes {
+		o := c.Object.DeepCopy()
+		o.SetResourceVersion("7")
+		o.SetUID("uid-1")
+		keep = append(keep, o)
+	}
+	in := input("v25.4.0", "w2")
+	p, err := plan.Build(plan.Input{Diagnosis: in.Diagnosis, Bundle: in.Bundle, Keep: keep})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Changes) != 2 {
+		t.Fatalf("changes: %+v", p.Changes)
+	}
+	if rs := rules(t, p.Changes[0]); len(rs) != 1 || strings.Join(rs[0].ResourceNames, ",") != "w1-server-secret,w2-server-secret" {
+		t.Fatalf("the kept name was dropped: %+v", rs)
+	}
+
+	p, err = plan.Build(plan.Input{Diagnosis: &diagnose.Diagnosis{}, Bundle: in.Bundle, Keep: keep})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Changes) != 2 || p.ServiceAccount != sa || p.Changes[0].Ref().Kind != "Role" {
+		t.Fatalf("service account %q, changes %+v", p.ServiceAccount, p.Changes)
+	}
+	for i, c := range p.Changes {
+		if c.Object.GetResourceVersion() != "" || c.Object.GetUID() != "" {
+			t.Errorf("%s keeps server-set fields", c.Ref())
+		}
+		if ok, err := plan.Covers(c.Object, first.Changes[i].Object); err != nil || !ok {
+			t.Errorf("%s is not carried over as it was: %v", c.Ref(), err)
+		}
+	}
+	if rs := rules(t, p.Changes[0]); strings.Join(rs[0].ResourceNames, ",") != "w1-server-secret" {
+		t.Errorf("rules %+v", rs)
 	}
 }

@@ -45,8 +45,19 @@ type Observed struct {
 	Existing map[plan.ObjectRef]map[string]string
 }
 
+// Options narrow what a writer may apply.
+type Options struct {
+	// NamespacedOnly refuses cluster-scoped objects: for a writer that
+	// holds no cluster-scoped RBAC write (the guard, least privilege), so
+	// such a grant is left to `dpfdoctor fix`, run by someone who may.
+	NamespacedOnly bool
+}
+
 // Check returns nil when the plan may be applied, else a *Refusal.
-func Check(p *plan.Plan, o Observed) error {
+func Check(p *plan.Plan, o Observed) error { return CheckWith(p, o, Options{}) }
+
+// CheckWith is Check under opts.
+func CheckWith(p *plan.Plan, o Observed, opts Options) error {
 	if p == nil {
 		return nil
 	}
@@ -71,6 +82,9 @@ func Check(p *plan.Plan, o Observed) error {
 			continue
 		}
 		ref := c.Ref()
+		if opts.NamespacedOnly && ref.Namespace == "" {
+			add("%s is cluster-scoped: only Roles and RoleBindings in %s are written here; run `dpfdoctor fix` for this grant", ref, p.Namespace)
+		}
 		for _, msg := range checkObject(p, c.Object, roles) {
 			add("%s: %s", ref, msg)
 		}

@@ -114,6 +114,31 @@ func TestCheck(t *testing.T) {
 	}
 }
 
+// NamespacedOnly refuses a plan with a ClusterRole and passes the same
+// plan without its cluster-scoped objects.
+func TestNamespacedOnly(t *testing.T) {
+	p := goodPlan(t)
+	o := policy.Observed{}
+	only := policy.Options{NamespacedOnly: true}
+	if err := policy.Check(p, o); err != nil {
+		t.Fatalf("refused without the option: %v", err)
+	}
+	err := policy.CheckWith(p, o, only)
+	if !errors.Is(err, policy.ErrRefused) || !strings.Contains(err.Error(), "ClusterRole "+find(p, "ClusterRole").GetName()+" is cluster-scoped") {
+		t.Fatalf("got %v, want a refusal of the ClusterRole", err)
+	}
+	var kept []plan.Change
+	for _, c := range p.Changes {
+		if c.Ref().Namespace != "" {
+			kept = append(kept, c)
+		}
+	}
+	p.Changes = kept
+	if err := policy.CheckWith(p, o, only); err != nil || len(kept) != 2 {
+		t.Fatalf("%d namespaced changes refused: %v", len(kept), err)
+	}
+}
+
 func TestParseInventory(t *testing.T) {
 	got, err := policy.ParseInventory("ClusterRole.rbac.authorization.k8s.io/dpf-provisioning-dms-role.,ServiceAccount./dpf-provisioning-dms-service-account.dpf-operator-system," +
 		"Deployment.apps/dpf-operator-system/dpf-provisioning-controller-manager,ServiceAccount//dpf-operator-system/sa,ClusterRoleBinding.rbac.authorization.k8s.io//crb")
