@@ -25,16 +25,16 @@ func (f *fetcher) fillAccess(ctx context.Context, b *evidence.Bundle) error {
 			failing = append(failing, p)
 		}
 	}
+	set := b.RBAC.Set()
 	checks, err := evidence.Answer(evidence.AccessPatterns(failing, b.Install.Version), 1, func(p evidence.Pattern) (evidence.AccessCheck, error) {
-		named := evidence.NameRestricted(b.RBAC.Grants(p.Subject, p.Namespace))
-		check := p.Question(named)
+		check := p.Question(set)
 		ans, err := f.review(ctx, p.Key, check)
 		if err != nil {
 			return check, err
 		}
 		check.Method, check.Allowed, check.Reason, check.Error = evidence.MethodReview, ans.allowed, ans.reason, ans.err
 		if !check.Allowed {
-			check.NodeOverrides = p.Overrides(named)
+			check.NodeOverrides = p.Overrides(set)
 		}
 		return check, nil
 	})
@@ -59,20 +59,14 @@ func (f *fetcher) review(ctx context.Context, checkKey string, c evidence.Access
 	if f.reviewsDenied {
 		return review{err: "not asked: creating SubjectAccessReviews is forbidden"}, nil
 	}
-	req := c.Request
-	sar := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
-		User: c.Subject.User, Groups: c.Subject.Groups,
-		ResourceAttributes: &authorizationv1.ResourceAttributes{Namespace: req.Namespace, Verb: req.Verb, Group: req.Group,
-			Resource: req.Resource, Subresource: req.Subresource, Name: req.Name},
-	}}
-	res, err := f.kube.AuthorizationV1().SubjectAccessReviews().Create(ctx, sar, metav1.CreateOptions{})
+	res, err := f.kube.AuthorizationV1().SubjectAccessReviews().Create(ctx, c.Request.SubjectAccessReview(c.Subject), metav1.CreateOptions{})
 	var r review
 	switch {
 	case apierrors.IsForbidden(err):
 		f.reviewsDenied = true
 		return review{err: "forbidden: create subjectaccessreviews.authorization.k8s.io"}, nil
 	case err != nil && fatal(err):
-		return review{}, fmt.Errorf("review %s: %w", req, kube.Classify(err))
+		return review{}, fmt.Errorf("review %s: %w", c.Request, kube.Classify(err))
 	case err != nil:
 		r.err = err.Error()
 	default:
