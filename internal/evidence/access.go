@@ -16,6 +16,7 @@ import (
 	authorizationv1 "k8s.io/api/authorization/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
 )
 
 // probeNode stands in for a node when every real node's concrete name is
@@ -50,9 +51,7 @@ func (r *run) access(ctx context.Context) error {
 		return err
 	}
 	if refused.Load() {
-		req := access.Request{Verb: "create", Group: authorizationv1.GroupName, Resource: "subjectaccessreviews"}
-		r.gap(Gap{What: "subjectaccessreviews", Request: &req, Reason: "forbidden: " + req.String(),
-			Impact: "what the pods' ServiceAccount may do is not checked; RBAC problems are found only from Forbidden lines in logs"})
+		r.gap(ReviewsRefused())
 	}
 	r.b.Access = checks
 	return nil
@@ -237,34 +236,57 @@ func (r *run) review(ctx context.Context, p Pattern, set *rbac.Set, refused *ato
 			return check, nil
 		}
 	}
-	check.Method = MethodReview
 	if refused.Load() {
-		check.Error = "not asked: creating SubjectAccessReviews is forbidden"
+		check.Method, check.Error = MethodReview, NotAsked
 		return check, nil
 	}
-	res, err := r.cl.Kube.AuthorizationV1().SubjectAccessReviews().Create(ctx, check.Request.SubjectAccessReview(p.Subject), metav1.CreateOptions{})
-	switch {
-	case apierrors.IsForbidden(err):
+	denied, err := Review(ctx, r.cl.Kube, &check)
+	if denied {
 		refused.Store(true)
-		check.Error = "forbidden: create subjectaccessreviews.authorization.k8s.io"
-		return check, nil
-	case err != nil:
-		classified := kube.Classify(err)
-		if errors.Is(classified, kube.ErrUnreachable) || errors.Is(classified, kube.ErrUnauthenticated) {
-			return check, fmt.Errorf("review %s: %w", check.Request, classified)
-		}
-		check.Error = err.Error()
-		return check, nil
 	}
-	check.Allowed = res.Status.Allowed
-	check.Reason = res.Status.Reason
-	if res.Status.EvaluationError != "" {
-		check.Reason = strings.TrimSpace(check.Reason + " (evaluation error: " + res.Status.EvaluationError + ")")
-	}
-	if !check.Allowed {
+	if err == nil && check.Known() && !check.Allowed {
 		check.NodeOverrides = p.Overrides(set)
 	}
-	return check, nil
+	return check, err
+}
+
+// NotAsked is the error of a check not asked because creating
+// SubjectAccessReviews is forbidden.
+const NotAsked = "not asked: creating SubjectAccessReviews is forbidden"
+
+// Review asks the API server whether c.Subject may make c.Request and
+// records the answer in c. refused reports that creating the review is
+// forbidden. A failed review is recorded in c.Error, except when the API
+// server is unreachable, refuses the credentials or ctx ends: that error is
+// returned.
+func Review(ctx context.Context, kc kubernetes.Interface, c *AccessCheck) (refused bool, err error) {
+	c.Method = MethodReview
+	res, err := kc.AuthorizationV1().SubjectAccessReviews().Create(ctx, c.Request.SubjectAccessReview(c.Subject), metav1.CreateOptions{})
+	switch {
+	case apierrors.IsForbidden(err):
+		c.Error = "forbidden: create subjectaccessreviews.authorization.k8s.io"
+		return true, nil
+	case err != nil:
+		classified := kube.Classify(err)
+		if errors.Is(classified, kube.ErrUnreachable) || errors.Is(classified, kube.ErrUnauthenticated) || errors.Is(err, context.Canceled) {
+			return false, fmt.Errorf("review %s: %w", c.Request, classified)
+		}
+		c.Error = err.Error()
+		return false, nil
+	}
+	c.Allowed, c.Reason = res.Status.Allowed, res.Status.Reason
+	if res.Status.EvaluationError != "" {
+		c.Reason = strings.TrimSpace(c.Reason + " (evaluation error: " + res.Status.EvaluationError + ")")
+	}
+	return false, nil
+}
+
+// ReviewsRefused is the gap of a collection that may not create
+// SubjectAccessReviews.
+func ReviewsRefused() Gap {
+	req := access.Request{Verb: "create", Group: authorizationv1.GroupName, Resource: "subjectaccessreviews"}
+	return Gap{What: "subjectaccessreviews", Request: &req, Reason: "forbidden: " + req.String(),
+		Impact: "what the pods' ServiceAccount may do is not checked; RBAC problems are found only from Forbidden lines in logs"}
 }
 
 // rbacComplete reports whether every RBAC list succeeded, so that a rule

@@ -2,16 +2,8 @@ package guard
 
 import (
 	"context"
-	"fmt"
-	"strings"
 
-	authorizationv1 "k8s.io/api/authorization/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-
-	"github.com/dpfdoctor/dpfdoctor/internal/access"
 	"github.com/dpfdoctor/dpfdoctor/internal/evidence"
-	"github.com/dpfdoctor/dpfdoctor/internal/kube"
 )
 
 // fillAccess answers each distinct call pattern of the failing pods with one
@@ -43,9 +35,7 @@ func (f *fetcher) fillAccess(ctx context.Context, b *evidence.Bundle) error {
 	}
 	b.Access = append(b.Access, checks...)
 	if f.reviewsDenied {
-		req := access.Request{Verb: "create", Group: authorizationv1.GroupName, Resource: "subjectaccessreviews"}
-		b.Gaps = append(b.Gaps, evidence.Gap{What: "subjectaccessreviews", Request: &req, Reason: "forbidden: " + req.String(),
-			Impact: "what the pods' ServiceAccount may do is not checked; RBAC problems are found only from Forbidden lines in logs"})
+		b.Gaps = append(b.Gaps, evidence.ReviewsRefused())
 	}
 	return nil
 }
@@ -57,24 +47,17 @@ func (f *fetcher) review(ctx context.Context, checkKey string, c evidence.Access
 		return r, nil
 	}
 	if f.reviewsDenied {
-		return review{err: "not asked: creating SubjectAccessReviews is forbidden"}, nil
+		return review{err: evidence.NotAsked}, nil
 	}
-	res, err := f.kube.AuthorizationV1().SubjectAccessReviews().Create(ctx, c.Request.SubjectAccessReview(c.Subject), metav1.CreateOptions{})
-	var r review
+	refused, err := evidence.Review(ctx, f.kube, &c)
+	r := review{allowed: c.Allowed, reason: c.Reason, err: c.Error}
 	switch {
-	case apierrors.IsForbidden(err):
-		f.reviewsDenied = true
-		return review{err: "forbidden: create subjectaccessreviews.authorization.k8s.io"}, nil
-	case err != nil && fatal(err):
-		return review{}, fmt.Errorf("review %s: %w", c.Request, kube.Classify(err))
 	case err != nil:
-		r.err = err.Error()
+		return review{}, err
+	case refused:
+		f.reviewsDenied = true
 	default:
-		r.allowed, r.reason = res.Status.Allowed, res.Status.Reason
-		if res.Status.EvaluationError != "" {
-			r.reason = strings.TrimSpace(r.reason + " (evaluation error: " + res.Status.EvaluationError + ")")
-		}
+		f.reviews[key] = r
 	}
-	f.reviews[key] = r
 	return r, nil
 }
