@@ -12,11 +12,11 @@ import (
 	"github.com/dpfdoctor/dpfdoctor/internal/dpf"
 	"github.com/dpfdoctor/dpfdoctor/internal/fanout"
 	"github.com/dpfdoctor/dpfdoctor/internal/kube"
+	"github.com/dpfdoctor/dpfdoctor/internal/rbac"
 	authorizationv1 "k8s.io/api/authorization/v1"
-	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/component-helpers/auth/rbac/validation"
+	"k8s.io/client-go/kubernetes"
 )
 
 // probeNode stands in for a node when every real node's concrete name is
@@ -43,16 +43,15 @@ func (r *run) access(ctx context.Context) error {
 		return nil
 	}
 	var refused atomic.Bool
+	set := r.b.RBAC.Set()
 	checks, err := Answer(patterns, r.o.Concurrency, func(p Pattern) (AccessCheck, error) {
-		return r.review(ctx, p, &refused)
+		return r.review(ctx, p, set, &refused)
 	})
 	if err != nil {
 		return err
 	}
 	if refused.Load() {
-		req := access.Request{Verb: "create", Group: authorizationv1.GroupName, Resource: "subjectaccessreviews"}
-		r.gap(Gap{What: "subjectaccessreviews", Request: &req, Reason: "forbidden: " + req.String(),
-			Impact: "what the pods' ServiceAccount may do is not checked; RBAC problems are found only from Forbidden lines in logs"})
+		r.gap(ReviewsRefused())
 	}
 	r.b.Access = checks
 	return nil
@@ -188,20 +187,19 @@ func AccessPatterns(pods []Pod, version string) []Pattern {
 }
 
 // Question is the access check that asks the pattern for one
-// representative node: the first node, or, when name-restricted grants
-// (named) exist for a per-node name, the first node none of them covers
-// (probeNode when they cover every node). A rule that covers that request
-// covers every node.
-func (p Pattern) Question(named []Grant) AccessCheck {
+// representative node: the first node no name-restricted rule of set grants
+// (probeNode when they grant every node). A rule that allows that request
+// allows every node.
+func (p Pattern) Question(set *rbac.Set) AccessCheck {
 	pat := namePattern(p.Call)
 	rep := probeNode
 	if len(p.Nodes) > 0 {
 		rep = p.Nodes[0]
 	}
-	if strings.Contains(pat, dpf.PatternNode) && len(named) > 0 {
+	if set != nil && strings.Contains(pat, dpf.PatternNode) {
 		rep = probeNode
 		for _, n := range p.Nodes {
-			if _, ok := covered(named, p.Call.Request(p.Namespace, n)); !ok {
+			if !set.EvaluateNamed(p.Subject, p.Call.Request(p.Namespace, n)).Allowed {
 				rep = n
 				break
 			}
@@ -210,78 +208,85 @@ func (p Pattern) Question(named []Grant) AccessCheck {
 	return AccessCheck{Subject: p.Subject, Request: p.Call.Request(p.Namespace, rep), NamePattern: pat, Pods: p.Pods}
 }
 
-// Overrides are the nodes whose concrete name a name-restricted grant
-// allows, for a question answered "no" for the representative node.
-func (p Pattern) Overrides(named []Grant) []NodeOverride {
-	if !strings.Contains(namePattern(p.Call), dpf.PatternNode) {
+// Overrides are the nodes whose concrete name a name-restricted rule of set
+// grants, for a question answered "no" for the representative node.
+func (p Pattern) Overrides(set *rbac.Set) []NodeOverride {
+	if set == nil || !strings.Contains(namePattern(p.Call), dpf.PatternNode) {
 		return nil
 	}
 	var out []NodeOverride
 	for _, n := range p.Nodes {
 		req := p.Call.Request(p.Namespace, n)
-		if src, ok := covered(named, req); ok {
-			out = append(out, NodeOverride{Node: n, Name: req.Name, Allowed: true, Source: src})
+		if d := set.EvaluateNamed(p.Subject, req); d.Allowed {
+			out = append(out, NodeOverride{Node: n, Name: req.Name, Allowed: true, Source: d.By})
 		}
 	}
 	return out
 }
 
-// review answers one pattern: from the listed RBAC objects when they
+// review answers one pattern: from the listed RBAC objects (set) when they
 // prove it allowed, else with a SubjectAccessReview.
-func (r *run) review(ctx context.Context, p Pattern, refused *atomic.Bool) (AccessCheck, error) {
-	grants := r.b.RBAC.Grants(p.Subject, p.Namespace)
-	named := NameRestricted(grants)
-	check := p.Question(named)
-	// A rule bound to the subject that covers the representative request
-	// covers every node: rep is a node no name-restricted rule covers.
+func (r *run) review(ctx context.Context, p Pattern, set *rbac.Set, refused *atomic.Bool) (AccessCheck, error) {
+	check := p.Question(set)
+	// A rule bound to the subject that allows the representative request
+	// allows every node: rep is a node no name-restricted rule grants.
 	if r.rbacOK {
-		if src, ok := covered(grants, check.Request); ok {
-			check.Allowed, check.Method, check.Reason = true, MethodRBACObjects, "allowed by "+src
+		if d := set.Evaluate(p.Subject, check.Request); d.Allowed {
+			check.Allowed, check.Method, check.Reason = true, MethodRBACObjects, "allowed by "+d.By
 			return check, nil
 		}
 	}
-	check.Method = MethodReview
 	if refused.Load() {
-		check.Error = "not asked: creating SubjectAccessReviews is forbidden"
+		check.Method, check.Error = MethodReview, NotAsked
 		return check, nil
 	}
-	sar := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
-		User:   p.Subject.User,
-		Groups: p.Subject.Groups,
-		ResourceAttributes: &authorizationv1.ResourceAttributes{
-			Namespace: check.Request.Namespace, Verb: check.Request.Verb, Group: check.Request.Group,
-			Resource: check.Request.Resource, Subresource: check.Request.Subresource, Name: check.Request.Name,
-		},
-	}}
-	res, err := r.cl.Kube.AuthorizationV1().SubjectAccessReviews().Create(ctx, sar, metav1.CreateOptions{})
-	switch {
-	case apierrors.IsForbidden(err):
+	denied, err := Review(ctx, r.cl.Kube, &check)
+	if denied {
 		refused.Store(true)
-		check.Error = "forbidden: create subjectaccessreviews.authorization.k8s.io"
-		return check, nil
-	case err != nil:
-		classified := kube.Classify(err)
-		if errors.Is(classified, kube.ErrUnreachable) || errors.Is(classified, kube.ErrUnauthenticated) {
-			return check, fmt.Errorf("review %s: %w", check.Request, classified)
-		}
-		check.Error = err.Error()
-		return check, nil
 	}
-	check.Allowed = res.Status.Allowed
-	check.Reason = res.Status.Reason
-	if res.Status.EvaluationError != "" {
-		check.Reason = strings.TrimSpace(check.Reason + " (evaluation error: " + res.Status.EvaluationError + ")")
+	if err == nil && check.Known() && !check.Allowed {
+		check.NodeOverrides = p.Overrides(set)
 	}
-	if !check.Allowed {
-		check.NodeOverrides = p.Overrides(named)
-	}
-	return check, nil
+	return check, err
 }
 
-// Grant is a rule bound to a subject, with where it comes from.
-type Grant struct {
-	Rule   rbacv1.PolicyRule
-	Source string
+// NotAsked is the error of a check not asked because creating
+// SubjectAccessReviews is forbidden.
+const NotAsked = "not asked: creating SubjectAccessReviews is forbidden"
+
+// Review asks the API server whether c.Subject may make c.Request and
+// records the answer in c. refused reports that creating the review is
+// forbidden. A failed review is recorded in c.Error, except when the API
+// server is unreachable, refuses the credentials or ctx ends: that error is
+// returned.
+func Review(ctx context.Context, kc kubernetes.Interface, c *AccessCheck) (refused bool, err error) {
+	c.Method = MethodReview
+	res, err := kc.AuthorizationV1().SubjectAccessReviews().Create(ctx, c.Request.SubjectAccessReview(c.Subject), metav1.CreateOptions{})
+	switch {
+	case apierrors.IsForbidden(err):
+		c.Error = "forbidden: create subjectaccessreviews.authorization.k8s.io"
+		return true, nil
+	case err != nil:
+		classified := kube.Classify(err)
+		if errors.Is(classified, kube.ErrUnreachable) || errors.Is(classified, kube.ErrUnauthenticated) || errors.Is(err, context.Canceled) {
+			return false, fmt.Errorf("review %s: %w", c.Request, classified)
+		}
+		c.Error = err.Error()
+		return false, nil
+	}
+	c.Allowed, c.Reason = res.Status.Allowed, res.Status.Reason
+	if res.Status.EvaluationError != "" {
+		c.Reason = strings.TrimSpace(c.Reason + " (evaluation error: " + res.Status.EvaluationError + ")")
+	}
+	return false, nil
+}
+
+// ReviewsRefused is the gap of a collection that may not create
+// SubjectAccessReviews.
+func ReviewsRefused() Gap {
+	req := access.Request{Verb: "create", Group: authorizationv1.GroupName, Resource: "subjectaccessreviews"}
+	return Gap{What: "subjectaccessreviews", Request: &req, Reason: "forbidden: " + req.String(),
+		Impact: "what the pods' ServiceAccount may do is not checked; RBAC problems are found only from Forbidden lines in logs"}
 }
 
 // rbacComplete reports whether every RBAC list succeeded, so that a rule
@@ -293,72 +298,4 @@ func (r *run) rbacComplete() bool {
 		}
 	}
 	return true
-}
-
-// Grants returns the listed rules who holds in namespace: a Role or
-// ClusterRole through a RoleBinding there, or a ClusterRole through a
-// ClusterRoleBinding.
-func (rb RBAC) Grants(who access.Subject, namespace string) []Grant {
-	var out []Grant
-	add := func(rules []rbacv1.PolicyRule, source string) {
-		for _, rule := range rules {
-			out = append(out, Grant{Rule: rule, Source: source})
-		}
-	}
-	clusterRole := func(name string) []rbacv1.PolicyRule {
-		for _, cr := range rb.ClusterRoles {
-			if cr.Name == name {
-				return cr.Rules
-			}
-		}
-		return nil
-	}
-	for _, b := range rb.ClusterRoleBindings {
-		if binds(b.Subjects, who) {
-			add(clusterRole(b.RoleRef.Name), "ClusterRole "+b.RoleRef.Name+" via ClusterRoleBinding "+b.Name)
-		}
-	}
-	for _, b := range rb.RoleBindings {
-		if b.Namespace != namespace || !binds(b.Subjects, who) {
-			continue
-		}
-		if b.RoleRef.Kind == "ClusterRole" {
-			add(clusterRole(b.RoleRef.Name), "ClusterRole "+b.RoleRef.Name+" via RoleBinding "+namespace+"/"+b.Name)
-			continue
-		}
-		for _, ro := range rb.Roles {
-			if ro.Name == b.RoleRef.Name && ro.Namespace == namespace {
-				add(ro.Rules, "Role "+namespace+"/"+ro.Name+" via RoleBinding "+namespace+"/"+b.Name)
-			}
-		}
-	}
-	return out
-}
-
-// NameRestricted keeps the grants restricted to resourceNames.
-func NameRestricted(gs []Grant) []Grant {
-	var out []Grant
-	for _, g := range gs {
-		if len(g.Rule.ResourceNames) > 0 {
-			out = append(out, g)
-		}
-	}
-	return out
-}
-
-// covered reports whether one of the grants allows the request, and which.
-func covered(grants []Grant, req access.Request) (string, bool) {
-	if req.NonResourceURL != "" {
-		return "", false
-	}
-	want := rbacv1.PolicyRule{Verbs: []string{req.Verb}, APIGroups: []string{req.Group}, Resources: []string{req.RBACResource()}}
-	if req.Name != "" {
-		want.ResourceNames = []string{req.Name}
-	}
-	for _, g := range grants {
-		if ok, _ := validation.Covers([]rbacv1.PolicyRule{g.Rule}, []rbacv1.PolicyRule{want}); ok {
-			return g.Source, true
-		}
-	}
-	return "", false
 }

@@ -8,6 +8,7 @@ package evidence
 
 import (
 	"github.com/dpfdoctor/dpfdoctor/internal/access"
+	"github.com/dpfdoctor/dpfdoctor/internal/rbac"
 	rbacv1 "k8s.io/api/rbac/v1"
 )
 
@@ -156,6 +157,12 @@ type RBAC struct {
 	ClusterRoleBindings []rbacv1.ClusterRoleBinding `json:"clusterRoleBindings,omitempty"`
 	Roles               []rbacv1.Role               `json:"roles,omitempty"`
 	RoleBindings        []rbacv1.RoleBinding        `json:"roleBindings,omitempty"`
+}
+
+// Set is the section as the one RBAC evaluator's input; it shares the
+// section's slices.
+func (rb RBAC) Set() *rbac.Set {
+	return &rbac.Set{Roles: rb.Roles, ClusterRoles: rb.ClusterRoles, RoleBindings: rb.RoleBindings, ClusterRoleBindings: rb.ClusterRoleBindings}
 }
 
 // ManagedByLabel marks RBAC objects dpfdoctor created.

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/dpfdoctor/dpfdoctor/internal/access"
+	"github.com/dpfdoctor/dpfdoctor/internal/rbac"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
@@ -57,10 +58,10 @@ func (r *run) rbacRoles(ctx context.Context) error {
 	// clusters have no RoleBinding for the DMS ServiceAccount until a fix.
 	needCR, needRole := r.crbFailed || r.rbFailed, r.rbFailed
 	for _, b := range crbs {
-		needCR = needCR || managed(b.ObjectMeta) || bindsAny(b.Subjects, subjects)
+		needCR = needCR || managed(b.ObjectMeta) || bindsAny(b.Subjects, "", subjects)
 	}
 	for _, b := range rbs {
-		if managed(b.ObjectMeta) || bindsAny(b.Subjects, subjects) {
+		if managed(b.ObjectMeta) || bindsAny(b.Subjects, b.Namespace, subjects) {
 			needCR = needCR || b.RoleRef.Kind == "ClusterRole"
 			needRole = needRole || b.RoleRef.Kind == "Role"
 		}
@@ -92,14 +93,14 @@ func (r *run) rbacRoles(ctx context.Context) error {
 	for _, b := range crbs {
 		// Bootstrap bindings (system:discovery, ...) grant every
 		// authenticated user the same; they are left out as noise.
-		if managed(b.ObjectMeta) || (bindsAny(b.Subjects, subjects) && !strings.HasPrefix(b.Name, "system:")) {
+		if managed(b.ObjectMeta) || (bindsAny(b.Subjects, "", subjects) && !strings.HasPrefix(b.Name, "system:")) {
 			strip(&b.ObjectMeta)
 			out.ClusterRoleBindings = append(out.ClusterRoleBindings, b)
 			wantCR[b.RoleRef.Name] = true
 		}
 	}
 	for _, b := range rbs {
-		if managed(b.ObjectMeta) || bindsAny(b.Subjects, subjects) {
+		if managed(b.ObjectMeta) || bindsAny(b.Subjects, b.Namespace, subjects) {
 			strip(&b.ObjectMeta)
 			out.RoleBindings = append(out.RoleBindings, b)
 			if b.RoleRef.Kind == "ClusterRole" {
@@ -160,35 +161,12 @@ func strip(m *metav1.ObjectMeta) {
 	}
 }
 
-func bindsAny(subjects []rbacv1.Subject, who []access.Subject) bool {
+// bindsAny reports whether a binding in namespace ("" for a
+// ClusterRoleBinding) applies to one of who.
+func bindsAny(subjects []rbacv1.Subject, namespace string, who []access.Subject) bool {
 	for _, w := range who {
-		if binds(subjects, w) {
+		if rbac.AppliesTo(w, subjects, namespace) {
 			return true
-		}
-	}
-	return false
-}
-
-// binds reports whether a binding's subjects include who: as a
-// ServiceAccount, as a user name, or through one of its groups.
-func binds(subjects []rbacv1.Subject, who access.Subject) bool {
-	saNS, saName, isSA := access.ParseServiceAccountUser(who.User)
-	for _, s := range subjects {
-		switch s.Kind {
-		case rbacv1.ServiceAccountKind:
-			if isSA && s.Name == saName && s.Namespace == saNS {
-				return true
-			}
-		case rbacv1.UserKind:
-			if s.Name == who.User {
-				return true
-			}
-		case rbacv1.GroupKind:
-			for _, g := range who.Groups {
-				if s.Name == g {
-					return true
-				}
-			}
 		}
 	}
 	return false

@@ -111,7 +111,9 @@ func TestRequestsDoNotGrowWithPods(t *testing.T) {
 
 // A dpfdoctor-managed Role granting one node's Secret by name: the review
 // is asked for a node it does not cover, and the granted node is answered
-// from the listed Role.
+// from the listed Role. Its RoleBinding is not labelled and names the
+// ServiceAccount without a namespace (the binding's, as for the API
+// server), so the collector keeps it because it binds the pods' subject.
 func perNodeGrant(t *testing.T, c *simCluster) {
 	ctx := context.Background()
 	nodes := c.nodesOf(sim.SecretsForbidden)
@@ -119,9 +121,9 @@ func perNodeGrant(t *testing.T, c *simCluster) {
 	labels := map[string]string{evidence.ManagedByLabel: evidence.ManagedByValue}
 	role := &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: "dpfdoctor-test-secrets", Namespace: c.Namespace, Labels: labels},
 		Rules: []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: []string{"get"}, ResourceNames: []string{dpf.SecretName(granted)}}}}
-	rb := &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: role.Name, Namespace: c.Namespace, Labels: labels},
+	rb := &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: role.Name, Namespace: c.Namespace},
 		RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: role.Name},
-		Subjects: []rbacv1.Subject{{Kind: "ServiceAccount", Name: c.Release.ServiceAccount, Namespace: c.Namespace}}}
+		Subjects: []rbacv1.Subject{{Kind: "ServiceAccount", Name: c.Release.ServiceAccount}}}
 	if _, err := c.kube.RbacV1().Roles(c.Namespace).Create(ctx, role, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -154,7 +156,7 @@ func perNodeGrant(t *testing.T, c *simCluster) {
 		t.Errorf("per-node answers: %+v", check.NodeOverrides)
 	}
 	if len(b.RBAC.Roles) == 0 || len(b.RBAC.RoleBindings) == 0 {
-		t.Errorf("managed RBAC objects not in the bundle: %+v", b.RBAC)
+		t.Errorf("the Role and its RoleBinding are not in the bundle: %+v", b.RBAC)
 	}
 	d := diagnose.Diagnose(b)
 	for _, p := range d.Pods {

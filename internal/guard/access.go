@@ -2,16 +2,8 @@ package guard
 
 import (
 	"context"
-	"fmt"
-	"strings"
 
-	authorizationv1 "k8s.io/api/authorization/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-
-	"github.com/dpfdoctor/dpfdoctor/internal/access"
 	"github.com/dpfdoctor/dpfdoctor/internal/evidence"
-	"github.com/dpfdoctor/dpfdoctor/internal/kube"
 )
 
 // fillAccess answers each distinct call pattern of the failing pods with one
@@ -25,16 +17,16 @@ func (f *fetcher) fillAccess(ctx context.Context, b *evidence.Bundle) error {
 			failing = append(failing, p)
 		}
 	}
+	set := b.RBAC.Set()
 	checks, err := evidence.Answer(evidence.AccessPatterns(failing, b.Install.Version), 1, func(p evidence.Pattern) (evidence.AccessCheck, error) {
-		named := evidence.NameRestricted(b.RBAC.Grants(p.Subject, p.Namespace))
-		check := p.Question(named)
+		check := p.Question(set)
 		ans, err := f.review(ctx, p.Key, check)
 		if err != nil {
 			return check, err
 		}
 		check.Method, check.Allowed, check.Reason, check.Error = evidence.MethodReview, ans.allowed, ans.reason, ans.err
 		if !check.Allowed {
-			check.NodeOverrides = p.Overrides(named)
+			check.NodeOverrides = p.Overrides(set)
 		}
 		return check, nil
 	})
@@ -43,9 +35,7 @@ func (f *fetcher) fillAccess(ctx context.Context, b *evidence.Bundle) error {
 	}
 	b.Access = append(b.Access, checks...)
 	if f.reviewsDenied {
-		req := access.Request{Verb: "create", Group: authorizationv1.GroupName, Resource: "subjectaccessreviews"}
-		b.Gaps = append(b.Gaps, evidence.Gap{What: "subjectaccessreviews", Request: &req, Reason: "forbidden: " + req.String(),
-			Impact: "what the pods' ServiceAccount may do is not checked; RBAC problems are found only from Forbidden lines in logs"})
+		b.Gaps = append(b.Gaps, evidence.ReviewsRefused())
 	}
 	return nil
 }
@@ -57,30 +47,17 @@ func (f *fetcher) review(ctx context.Context, checkKey string, c evidence.Access
 		return r, nil
 	}
 	if f.reviewsDenied {
-		return review{err: "not asked: creating SubjectAccessReviews is forbidden"}, nil
+		return review{err: evidence.NotAsked}, nil
 	}
-	req := c.Request
-	sar := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
-		User: c.Subject.User, Groups: c.Subject.Groups,
-		ResourceAttributes: &authorizationv1.ResourceAttributes{Namespace: req.Namespace, Verb: req.Verb, Group: req.Group,
-			Resource: req.Resource, Subresource: req.Subresource, Name: req.Name},
-	}}
-	res, err := f.kube.AuthorizationV1().SubjectAccessReviews().Create(ctx, sar, metav1.CreateOptions{})
-	var r review
+	refused, err := evidence.Review(ctx, f.kube, &c)
+	r := review{allowed: c.Allowed, reason: c.Reason, err: c.Error}
 	switch {
-	case apierrors.IsForbidden(err):
-		f.reviewsDenied = true
-		return review{err: "forbidden: create subjectaccessreviews.authorization.k8s.io"}, nil
-	case err != nil && fatal(err):
-		return review{}, fmt.Errorf("review %s: %w", req, kube.Classify(err))
 	case err != nil:
-		r.err = err.Error()
+		return review{}, err
+	case refused:
+		f.reviewsDenied = true
 	default:
-		r.allowed, r.reason = res.Status.Allowed, res.Status.Reason
-		if res.Status.EvaluationError != "" {
-			r.reason = strings.TrimSpace(r.reason + " (evaluation error: " + res.Status.EvaluationError + ")")
-		}
+		f.reviews[key] = r
 	}
-	f.reviews[key] = r
 	return r, nil
 }

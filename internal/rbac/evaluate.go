@@ -35,8 +35,19 @@ type Decision struct {
 // discovery paths and self access reviews are allowed to every
 // authenticated subject.
 func (s *Set) Evaluate(subj access.Subject, req access.Request) Decision {
-	want := requestRule(req)
-	e := evaluation{set: s, subj: subj, want: want}
+	return s.evaluate(subj, req, false)
+}
+
+// EvaluateNamed is Evaluate over the rules that list resourceNames only:
+// whether subj may make req because some rule grants req.Name itself.
+// Evidence derives per-node answers with it, for Roles that grant some
+// nodes' names and not the whole resource.
+func (s *Set) EvaluateNamed(subj access.Subject, req access.Request) Decision {
+	return s.evaluate(subj, req, true)
+}
+
+func (s *Set) evaluate(subj access.Subject, req access.Request, named bool) Decision {
+	e := evaluation{set: s, subj: subj, want: requestRule(req), named: named}
 	if d, ok := e.clusterBindings(); ok {
 		return d
 	}
@@ -104,6 +115,7 @@ type evaluation struct {
 	set      *Set
 	subj     access.Subject
 	want     rbacv1.PolicyRule
+	named    bool     // only rules with resourceNames count (EvaluateNamed)
 	bound    bool     // some binding applies to the subject
 	dangling []string // bindings whose role does not exist
 	nearMiss string   // a rule that matches but for its resourceNames
@@ -111,7 +123,7 @@ type evaluation struct {
 
 func (e *evaluation) clusterBindings() (Decision, bool) {
 	for _, b := range e.set.ClusterRoleBindings {
-		if !appliesTo(e.subj, b.Subjects, "") {
+		if !AppliesTo(e.subj, b.Subjects, "") {
 			continue
 		}
 		e.bound = true
@@ -128,7 +140,7 @@ func (e *evaluation) clusterBindings() (Decision, bool) {
 
 func (e *evaluation) roleBindings(ns string) (Decision, bool) {
 	for _, b := range e.set.RoleBindings {
-		if b.Namespace != ns || !appliesTo(e.subj, b.Subjects, b.Namespace) {
+		if b.Namespace != ns || !AppliesTo(e.subj, b.Subjects, b.Namespace) {
 			continue
 		}
 		e.bound = true
@@ -148,13 +160,16 @@ func (e *evaluation) roleBindings(ns string) (Decision, bool) {
 }
 
 func (e *evaluation) builtins() (Decision, bool) {
+	if e.named { // no built-in rule lists resourceNames
+		return Decision{}, false
+	}
 	b := builtins()
 	skip := map[string]bool{}
 	for _, cr := range e.set.ClusterRoles {
 		skip[cr.Name] = true
 	}
 	for _, crb := range b.ClusterRoleBindings {
-		if skip[crb.RoleRef.Name] || !appliesTo(e.subj, crb.Subjects, "") {
+		if skip[crb.RoleRef.Name] || !AppliesTo(e.subj, crb.Subjects, "") {
 			continue
 		}
 		for _, cr := range b.ClusterRoles {
@@ -189,6 +204,9 @@ func (r sourcedRule) String() string {
 
 func (e *evaluation) match(rules []sourcedRule, via string) (Decision, bool) {
 	for _, r := range rules {
+		if e.named && len(r.rule.ResourceNames) == 0 {
+			continue
+		}
 		if covers(r.rule, e.want) {
 			return Decision{Allowed: true, By: r.String() + " via " + via}, true
 		}
@@ -267,11 +285,13 @@ func (e *evaluation) denialReason() string {
 	}
 }
 
-// appliesTo mirrors k8s.io/kubernetes pkg/registry/rbac/validation
-// appliesToUser: User and Group subjects match by name, ServiceAccount
-// subjects by namespace and name (a RoleBinding's own namespace stands in
-// for a missing one).
-func appliesTo(subj access.Subject, subjects []rbacv1.Subject, bindingNamespace string) bool {
+// AppliesTo reports whether a binding's subjects include subj, as
+// k8s.io/kubernetes pkg/registry/rbac/validation appliesToUser decides:
+// User and Group subjects match by name, ServiceAccount subjects by
+// namespace and name. bindingNamespace is the RoleBinding's namespace, which
+// stands in for a ServiceAccount subject's missing one; it is "" for a
+// ClusterRoleBinding, where such a subject matches nobody.
+func AppliesTo(subj access.Subject, subjects []rbacv1.Subject, bindingNamespace string) bool {
 	for _, s := range subjects {
 		switch s.Kind {
 		case rbacv1.UserKind:

@@ -126,6 +126,28 @@ func TestEvaluate(t *testing.T) {
 	}
 }
 
+func TestEvaluateNamed(t *testing.T) {
+	dms := access.ServiceAccount(testNS, "dms-sa")
+	s := testSet()
+	secret := func(name string) access.Request {
+		return access.Request{Verb: "get", Resource: "secrets", Namespace: testNS, Name: name}
+	}
+	if d := s.EvaluateNamed(dms, secret("node-1-server-secret")); !d.Allowed || !strings.Contains(d.By, "Role dpf-operator-system/secret-reader rule 1") {
+		t.Errorf("named secret: %+v", d)
+	}
+	if d := s.EvaluateNamed(dms, secret("node-2-server-secret")); d.Allowed {
+		t.Errorf("unnamed secret allowed: %+v", d)
+	}
+	// Allowed by an unrestricted rule, so not by a name.
+	nodes := access.Request{Verb: "get", Resource: "nodes", Name: "worker-1"}
+	if !s.Evaluate(dms, nodes).Allowed || s.EvaluateNamed(dms, nodes).Allowed {
+		t.Errorf("EvaluateNamed counted a rule without resourceNames")
+	}
+	if s.EvaluateNamed(dms, access.Request{Verb: "get", NonResourceURL: "/version"}).Allowed {
+		t.Errorf("EvaluateNamed counted a built-in rule")
+	}
+}
+
 func TestEvaluateSetOverridesBuiltin(t *testing.T) {
 	s := &Set{ClusterRoles: []rbacv1.ClusterRole{{ObjectMeta: metav1.ObjectMeta{Name: "system:discovery"}}, {ObjectMeta: metav1.ObjectMeta{Name: "system:public-info-viewer"}}}}
 	if d := s.Evaluate(access.ServiceAccount(testNS, "x"), access.Request{Verb: "get", NonResourceURL: "/version"}); d.Allowed {
