@@ -107,12 +107,6 @@ func (o *FixOptions) defaults() {
 	}
 }
 
-func (o *FixOptions) logf(format string, a ...any) {
-	if o.Log != nil {
-		fmt.Fprintf(o.Log, format+"\n", a...)
-	}
-}
-
 // Fix plans, applies, verifies and recovers, and writes the report into
 // the backup directory. The report is returned even with an error. The
 // error wraps outcome.ErrProblems when problems remain (findings fix does
@@ -163,7 +157,11 @@ func (f *fixRun) run(ctx context.Context) error {
 	return nil
 }
 
-func (f *fixRun) logf(format string, a ...any) { f.o.logf(format, a...) }
+func (f *fixRun) logf(format string, a ...any) {
+	if f.o.Log != nil {
+		fmt.Fprintf(f.o.Log, format+"\n", a...)
+	}
+}
 
 // makePlan collects, diagnoses and plans, and stops when the policy
 // refuses or there is nothing to fix.

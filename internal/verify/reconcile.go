@@ -9,6 +9,7 @@ import (
 
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/fields"
@@ -206,7 +207,7 @@ func (w *watches) follow(kind string, wi watch.Interface) {
 			if !ok {
 				return
 			}
-			m, err := metaOf(ev.Object)
+			m, err := meta.Accessor(ev.Object)
 			if err != nil || ev.Type == watch.Bookmark || ev.Type == watch.Error {
 				continue
 			}
