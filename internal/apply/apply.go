@@ -24,11 +24,6 @@ import (
 	"github.com/dpfdoctor/dpfdoctor/internal/policy"
 )
 
-var (
-	metav1Zero = metav1.Time{}
-	getOpts    = metav1.GetOptions{}
-)
-
 func notFound(err error) bool { return apierrors.IsNotFound(err) }
 
 // ErrApplyFailed wraps a failure while writing; the message says whether
@@ -223,7 +218,7 @@ func (a *Applier) Observe(ctx context.Context, p *plan.Plan) (map[plan.ObjectRef
 		return pre, observed, nil
 	}
 	parent := dpf.ApplySetParentName(dpf.ProvisioningComponent)
-	list, err := a.Clients.Metadata.Resource(secretsGVR).Namespace(p.Namespace).List(ctx,
+	list, err := a.Clients.Metadata.Resource(dpf.MustGVR("", "Secret")).Namespace(p.Namespace).List(ctx,
 		metav1.ListOptions{FieldSelector: fields.OneTermEqualSelector("metadata.name", parent).String()})
 	switch {
 	case apierrors.IsForbidden(err):

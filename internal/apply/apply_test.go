@@ -181,7 +181,7 @@ func TestCheckRightsNamesMissing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = apply.CheckRights(context.Background(), cl.Kube, f.plan, apply.Needs(f.plan), 8)
+	err = apply.CheckRights(context.Background(), cl.Kube, f.plan, apply.Needs(f.plan))
 	var re *apply.RightsError
 	if !errors.Is(err, kube.ErrInsufficientRights) || !errors.As(err, &re) {
 		t.Fatalf("CheckRights: %v", err)
@@ -194,7 +194,7 @@ func TestCheckRightsNamesMissing(t *testing.T) {
 	if !found {
 		t.Fatalf("missing %v does not name %s", re.Missing, want)
 	}
-	if err := apply.CheckRights(context.Background(), admin(t, f.c).Kube, f.plan, apply.Needs(f.plan), 8); err != nil {
+	if err := apply.CheckRights(context.Background(), admin(t, f.c).Kube, f.plan, apply.Needs(f.plan)); err != nil {
 		t.Fatalf("admin: %v", err)
 	}
 }

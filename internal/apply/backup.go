@@ -234,10 +234,10 @@ func (b *Backup) Ensure() error {
 	return b.create(b.pre)
 }
 
-// RecordAnnotations journals annotations about to be set, before they are
+// record journals annotations about to be set, before they are
 // set, so that rollback can undo them even if the run dies right after. For
 // an annotation journalled before, the first previous value is kept.
-func (b *Backup) RecordAnnotations(changes ...plan.AnnotationChange) error {
+func (b *Backup) record(changes ...plan.AnnotationChange) error {
 	for _, c := range changes {
 		if !strings.HasPrefix(c.Key, plan.AnnotationPrefix) {
 			return fmt.Errorf("annotation %q is not a dpfdoctor annotation", c.Key)

@@ -17,7 +17,7 @@ func newTestBackup(t *testing.T, root string) string {
 	t.Helper()
 	p := &plan.Plan{SchemaVersion: plan.SchemaVersion, ID: "test", Namespace: "ns", ServiceAccount: "sa"}
 	b := NewBackup(root, p, "https://example:6443", func() time.Time { return time.Unix(1700000000, 0) })
-	if err := b.RecordAnnotations(plan.AnnotationChange{Ref: plan.ObjectRef{Kind: "Node", Name: "w1"}, Key: plan.RestartedAtAnnotation, Value: "v"}); err != nil {
+	if err := b.record(plan.AnnotationChange{Ref: plan.ObjectRef{Kind: "Node", Name: "w1"}, Key: plan.RestartedAtAnnotation, Value: "v"}); err != nil {
 		t.Fatal(err)
 	}
 	return b.Dir

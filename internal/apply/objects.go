@@ -2,23 +2,29 @@ package apply
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 
-	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/dynamic"
 
+	"github.com/dpfdoctor/dpfdoctor/internal/dpf"
 	"github.com/dpfdoctor/dpfdoctor/internal/plan"
 )
 
 // gvr maps the RBAC kinds a plan may hold to their resources.
 func gvr(ref plan.ObjectRef) (schema.GroupVersionResource, error) {
-	res := map[string]string{"Role": "roles", "RoleBinding": "rolebindings", "ClusterRole": "clusterroles", "ClusterRoleBinding": "clusterrolebindings"}[ref.Kind]
-	if ref.Group != rbacv1.GroupName || res == "" {
+	if ref.Group != dpf.GroupRBAC {
 		return schema.GroupVersionResource{}, fmt.Errorf("%s is not an RBAC object dpfdoctor writes", ref)
 	}
-	return rbacv1.SchemeGroupVersion.WithResource(res), nil
+	g, err := dpf.GVR(ref.Group, ref.Kind)
+	if err != nil {
+		return g, fmt.Errorf("%s is not an RBAC object dpfdoctor writes: %w", ref, err)
+	}
+	return g, nil
 }
 
 // resource returns the dynamic client for an object's kind and namespace.
@@ -38,7 +44,7 @@ func clean(u *unstructured.Unstructured) *unstructured.Unstructured {
 	c := u.DeepCopy()
 	c.SetResourceVersion("")
 	c.SetUID("")
-	c.SetCreationTimestamp(metav1Zero)
+	c.SetCreationTimestamp(metav1.Time{})
 	c.SetManagedFields(nil)
 	c.SetGeneration(0)
 	unstructured.RemoveNestedField(c.Object, "metadata", "creationTimestamp")
@@ -52,7 +58,7 @@ func get(ctx context.Context, dyn dynamic.Interface, ref plan.ObjectRef) (obj *u
 	if err != nil {
 		return nil, false, err
 	}
-	obj, err = ri.Get(ctx, ref.Name, getOpts)
+	obj, err = ri.Get(ctx, ref.Name, metav1.GetOptions{})
 	if notFound(err) {
 		return nil, false, nil
 	}
@@ -62,4 +68,21 @@ func get(ctx context.Context, dyn dynamic.Interface, ref plan.ObjectRef) (obj *u
 	return obj, true, nil
 }
 
-var secretsGVR = schema.GroupVersionResource{Version: "v1", Resource: "secrets"}
+// annotate merge-patches one annotation on an object (value nil removes
+// it), as field manager "dpfdoctor".
+func annotate(ctx context.Context, dyn dynamic.Interface, g schema.GroupVersionResource, ref plan.ObjectRef, key string, value *string) error {
+	var v any // nil removes the key
+	if value != nil {
+		v = *value
+	}
+	patch, err := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]any{key: v}}})
+	if err != nil {
+		return err
+	}
+	ri := dynamic.ResourceInterface(dyn.Resource(g))
+	if ref.Namespace != "" {
+		ri = dyn.Resource(g).Namespace(ref.Namespace)
+	}
+	_, err = ri.Patch(ctx, ref.Name, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: plan.FieldManager})
+	return err
+}

@@ -5,14 +5,13 @@ import (
 	"fmt"
 	"sort"
 	"strings"
-	"sync"
 
-	authorizationv1 "k8s.io/api/authorization/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/dpfdoctor/dpfdoctor/internal/access"
+	"github.com/dpfdoctor/dpfdoctor/internal/fanout"
 	"github.com/dpfdoctor/dpfdoctor/internal/kube"
 	"github.com/dpfdoctor/dpfdoctor/internal/plan"
 )
@@ -58,20 +57,20 @@ func escalationProof(p *plan.Plan) []access.Request {
 // and bind the plan's roles. It returns an error wrapping
 // kube.ErrInsufficientRights that names every missing permission, and
 // changes nothing.
-func CheckRights(ctx context.Context, cs kubernetes.Interface, p *plan.Plan, needs []access.Request, concurrency int) error {
-	missing, err := selfReview(ctx, cs, needs, concurrency)
+func CheckRights(ctx context.Context, cs kubernetes.Interface, p *plan.Plan, needs []access.Request) error {
+	missing, err := selfReview(ctx, cs, needs)
 	if err != nil {
 		return err
 	}
 	if len(p.Changes) > 0 {
-		esc, err := selfReview(ctx, cs, escalationProof(p), concurrency)
+		esc, err := selfReview(ctx, cs, escalationProof(p))
 		if err != nil {
 			return err
 		}
 		if len(esc) > 0 {
 			// Without escalate/bind the user must hold every granted
 			// permission itself.
-			held, err := selfReview(ctx, cs, p.Expect, concurrency)
+			held, err := selfReview(ctx, cs, p.Expect)
 			if err != nil {
 				return err
 			}
@@ -105,43 +104,21 @@ func (e *RightsError) Error() string { return e.text }
 func (e *RightsError) Unwrap() error { return kube.ErrInsufficientRights }
 
 // selfReview returns the requests the user may not make.
-func selfReview(ctx context.Context, cs kubernetes.Interface, reqs []access.Request, concurrency int) ([]access.Request, error) {
-	if concurrency <= 0 {
-		concurrency = 8
+func selfReview(ctx context.Context, cs kubernetes.Interface, reqs []access.Request) ([]access.Request, error) {
+	allowed := make([]bool, len(reqs))
+	err := fanout.Each(len(reqs), fanout.Limit, func(i int) error {
+		res, err := cs.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, reqs[i].SelfSubjectAccessReview(), metav1.CreateOptions{})
+		if err != nil {
+			return fmt.Errorf("check your rights (%s): %w", reqs[i], kube.Classify(err))
+		}
+		allowed[i] = res.Status.Allowed
+		return nil
+	})
+	var denied []access.Request
+	for i, r := range reqs {
+		if !allowed[i] {
+			denied = append(denied, r)
+		}
 	}
-	var (
-		mu       sync.Mutex
-		denied   []access.Request
-		firstErr error
-		wg       sync.WaitGroup
-	)
-	sem := make(chan struct{}, concurrency)
-	for _, r := range reqs {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func(r access.Request) {
-			defer wg.Done()
-			defer func() { <-sem }()
-			ssar := &authorizationv1.SelfSubjectAccessReview{Spec: authorizationv1.SelfSubjectAccessReviewSpec{}}
-			if r.NonResourceURL != "" {
-				ssar.Spec.NonResourceAttributes = &authorizationv1.NonResourceAttributes{Path: r.NonResourceURL, Verb: r.Verb}
-			} else {
-				ssar.Spec.ResourceAttributes = &authorizationv1.ResourceAttributes{Namespace: r.Namespace, Verb: r.Verb, Group: r.Group,
-					Resource: r.Resource, Subresource: r.Subresource, Name: r.Name}
-			}
-			res, err := cs.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, ssar, metav1.CreateOptions{})
-			mu.Lock()
-			defer mu.Unlock()
-			switch {
-			case err != nil:
-				if firstErr == nil {
-					firstErr = fmt.Errorf("check your rights (%s): %w", r, kube.Classify(err))
-				}
-			case !res.Status.Allowed:
-				denied = append(denied, r)
-			}
-		}(r)
-	}
-	wg.Wait()
-	return denied, firstErr
+	return denied, err
 }

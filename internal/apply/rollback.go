@@ -10,12 +10,12 @@ import (
 	"strings"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/yaml"
 
 	"github.com/dpfdoctor/dpfdoctor/internal/dpf"
@@ -105,11 +105,8 @@ func Load(dir string) (*Loaded, error) {
 // annotationGVR maps the kinds dpfdoctor annotates (Nodes and the
 // DPFOperatorConfig) to their resources.
 func annotationGVR(ref plan.ObjectRef) (schema.GroupVersionResource, error) {
-	switch {
-	case ref.Kind == "Node" && ref.Group == "":
-		return corev1.SchemeGroupVersion.WithResource("nodes"), nil
-	case ref.Kind == "DPFOperatorConfig" && ref.Group == dpf.GroupOperator:
-		return schema.GroupVersionResource{Group: dpf.GroupOperator, Version: "v1alpha1", Resource: "dpfoperatorconfigs"}, nil
+	if (ref.Kind == "Node" && ref.Group == "") || (ref.Kind == "DPFOperatorConfig" && ref.Group == dpf.GroupOperator) {
+		return dpf.GVR(ref.Group, ref.Kind)
 	}
 	return schema.GroupVersionResource{}, fmt.Errorf("dpfdoctor does not annotate %s", ref)
 }
@@ -291,17 +288,7 @@ func (a *Applier) undoAnnotation(ctx context.Context, c AnnotationChange) (done 
 			left = fmt.Sprintf("annotation %s on %s was changed since dpfdoctor set it; left alone", c.Key, c.Ref)
 			return nil
 		}
-		var value any // nil removes the key
-		if c.Previous != nil {
-			value = *c.Previous
-		}
-		patch, _ := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]any{c.Key: value}}})
-		dri := a.Clients.Dynamic.Resource(g)
-		if c.Ref.Namespace != "" {
-			_, err = dri.Namespace(c.Ref.Namespace).Patch(ctx, c.Ref.Name, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: plan.FieldManager})
-		} else {
-			_, err = dri.Patch(ctx, c.Ref.Name, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: plan.FieldManager})
-		}
+		err = annotate(ctx, a.Clients.Dynamic, g, c.Ref, c.Key, c.Previous)
 		done = err == nil
 		return err
 	})
@@ -311,28 +298,17 @@ func (a *Applier) undoAnnotation(ctx context.Context, c AnnotationChange) (done 
 	return done, left, err
 }
 
-// retry runs fn until it succeeds, fails for good, or the attempts run out.
+// retry runs fn until it succeeds, fails for good, or the attempts run out
+// (Retries, default 5), waiting Backoff (default 200 ms) and doubling.
 func (a *Applier) retry(ctx context.Context, fn func() error) error {
-	attempts, wait := a.Retries, a.Backoff
-	if attempts <= 0 {
-		attempts = 5
+	b := wait.Backoff{Steps: a.Retries, Duration: a.Backoff, Factor: 2}
+	if b.Steps <= 0 {
+		b.Steps = 5
 	}
-	if wait <= 0 {
-		wait = 200 * time.Millisecond
+	if b.Duration <= 0 {
+		b.Duration = 200 * time.Millisecond
 	}
-	var err error
-	for i := 0; i < attempts; i++ {
-		if err = fn(); err == nil || !transient(err) {
-			return err
-		}
-		select {
-		case <-ctx.Done():
-			return errors.Join(err, ctx.Err())
-		case <-time.After(wait):
-		}
-		wait *= 2
-	}
-	return err
+	return retry.OnError(b, func(err error) bool { return ctx.Err() == nil && transient(err) }, fn)
 }
 
 func transient(err error) bool {

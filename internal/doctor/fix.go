@@ -107,12 +107,6 @@ func (o *FixOptions) defaults() {
 	}
 }
 
-func (o *FixOptions) logf(format string, a ...any) {
-	if o.Log != nil {
-		fmt.Fprintf(o.Log, format+"\n", a...)
-	}
-}
-
 // Fix plans, applies, verifies and recovers, and writes the report into
 // the backup directory. The report is returned even with an error. The
 // error wraps outcome.ErrProblems when problems remain (findings fix does
@@ -121,32 +115,64 @@ func (o *FixOptions) logf(format string, a ...any) {
 // was written has then been rolled back).
 func Fix(ctx context.Context, o FixOptions) (*Report, error) {
 	o.defaults()
-	cl := o.Clients
-	startReq := cl.Budget.Used()
-	r := &Report{SchemaVersion: ReportSchema, Cluster: cl.Config.Host, StartedAt: o.Now().UTC().Format(time.RFC3339)}
-	finish := func(err error) (*Report, error) {
-		r.FinishedAt = o.Now().UTC().Format(time.RFC3339)
-		r.Requests = cl.Budget.Used() - startReq
-		if err == nil && len(r.Problems) > 0 {
-			err = fmt.Errorf("%w: %s", outcome.ErrProblems, strings.Join(r.Problems, "; "))
-		}
-		if err != nil {
-			r.Error = err.Error()
-		}
-		if r.BackupDir != "" {
-			if werr := r.Write(r.BackupDir); werr != nil {
-				err = errors.Join(err, werr)
-			}
-		}
-		return r, err
-	}
+	f := &fixRun{o: o, cl: o.Clients, startReq: o.Clients.Budget.Used(),
+		r: &Report{SchemaVersion: ReportSchema, Cluster: o.Clients.Config.Host, StartedAt: o.Now().UTC().Format(time.RFC3339)}}
+	err := f.run(ctx)
+	f.stopRecovery(ctx, err)
+	return f.report(err)
+}
 
-	o.logf("collecting evidence …")
-	pl, err := Plan(ctx, o.PlanOptions)
-	if err != nil {
-		return finish(err)
+// fixRun is one fix: its options, what the steps found, and the report
+// they fill in.
+type fixRun struct {
+	o        FixOptions
+	cl       *kube.Clients
+	startReq int64
+	r        *Report
+
+	plan *plan.Plan
+	// operatorRole and deniedBefore are the operator's ClusterRole and the
+	// must-stay-denied reviews before any change.
+	operatorRole *rbacv1.ClusterRole
+	deniedBefore verify.Checks
+	backup       *apply.Backup
+	rec          *verify.Recovery
+	noOp         bool
+}
+
+// errDone ends a fix early without an error: there is nothing to do.
+var errDone = errors.New("nothing to do")
+
+// run runs the steps in order until one fails or there is nothing to do.
+func (f *fixRun) run(ctx context.Context) error {
+	for _, step := range []func(context.Context) error{
+		f.makePlan, f.confirm, f.checkRights, f.startRecovery, f.apply, f.verifyGrant, f.reconcile, f.recover, f.rediagnose,
+	} {
+		if err := step(ctx); errors.Is(err, errDone) {
+			return nil
+		} else if err != nil {
+			return err
+		}
 	}
-	p := pl.Plan
+	return nil
+}
+
+func (f *fixRun) logf(format string, a ...any) {
+	if f.o.Log != nil {
+		fmt.Fprintf(f.o.Log, format+"\n", a...)
+	}
+}
+
+// makePlan collects, diagnoses and plans, and stops when the policy
+// refuses or there is nothing to fix.
+func (f *fixRun) makePlan(ctx context.Context) error {
+	f.logf("collecting evidence …")
+	pl, err := Plan(ctx, f.o.PlanOptions)
+	if err != nil {
+		return err
+	}
+	p, r := pl.Plan, f.r
+	f.plan = p
 	r.Plan, r.PlanID, r.Version = p, p.ID, p.Version
 	r.Before = summarize(pl.Diagnosis)
 	for _, s := range p.Skipped {
@@ -156,177 +182,77 @@ func Fix(ctx context.Context, o FixOptions) (*Report, error) {
 	}
 	if pl.Refused != nil {
 		r.Outcome = OutcomeRefused
-		return finish(pl.Refused)
+		return pl.Refused
 	}
 	if p.Empty() {
 		r.Outcome = OutcomeNothingToDo
 		if len(r.Problems) > 0 {
 			r.Outcome = OutcomeProblems
 		}
-		o.logf("nothing to do: no finding dpfdoctor can fix")
-		return finish(nil)
+		f.logf("nothing to do: no finding dpfdoctor can fix")
+		return errDone
 	}
-	if o.Confirm != nil {
-		ok, err := o.Confirm(p)
-		if err != nil {
-			return finish(err)
-		}
-		if !ok {
-			r.Outcome = OutcomeDeclined
-			return finish(ErrDeclined)
-		}
-	}
+	return nil
+}
 
-	o.logf("checking your rights …")
-	needs := append(apply.Needs(p), verify.Needs(p)...)
-	if err := apply.CheckRights(ctx, cl.Kube, p, needs, 16); err != nil {
-		r.Outcome = OutcomeRefused
-		return finish(err)
+// confirm asks the user, once the plan is known.
+func (f *fixRun) confirm(context.Context) error {
+	if f.o.Confirm == nil {
+		return nil
 	}
-	before, err := verify.OperatorRole(ctx, cl, p)
+	ok, err := f.o.Confirm(f.plan)
 	if err != nil {
-		return finish(err)
+		return err
 	}
-	deniedBefore, err := verify.Access(ctx, cl.Kube, p.Subject(), nil, p.MustStayDenied, 16)
+	if !ok {
+		f.r.Outcome = OutcomeDeclined
+		return ErrDeclined
+	}
+	return nil
+}
+
+// rediagnose collects and diagnoses again, and settles the outcome.
+func (f *fixRun) rediagnose(ctx context.Context) error {
+	f.logf("diagnosing again …")
+	after, err := Plan(ctx, f.o.PlanOptions)
 	if err != nil {
-		return finish(err)
+		return err
 	}
-
-	backup := apply.NewBackup(o.BackupRoot, p, cl.Config.Host, o.Now)
-	var rec *verify.Recovery
-	if len(p.Restart) > 0 {
-		rec, err = verify.StartRecovery(ctx, cl, verify.RecoverOptions{Namespace: p.Namespace, Actions: p.Restart, Timeout: o.Timeout,
-			Progress: o.Progress, TTY: o.TTY, Recorder: backup, Now: o.Now})
-		if err != nil {
-			return finish(err)
-		}
-		defer rec.Stop()
-	}
-	// v25.4.0 pods are deleted before the grant (see verify.Recovery); if
-	// anything fails after that, the Node events still bring them back.
-	quiesced, recovered := false, false
-	defer func() {
-		if quiesced && !recovered {
-			if err := rec.Release(context.WithoutCancel(ctx)); err != nil {
-				o.logf("warning: could not send the Node events that bring the deleted pods back: %v", err)
-			}
-		}
-	}()
-	ap := &apply.Applier{Clients: cl, Log: o.Log}
-	if rec != nil {
-		ap.BeforeWrite = func(ctx context.Context) error {
-			quiesced = true
-			o.logf("deleting the v25.4.0 pods that need a Node event, before the grant …")
-			return rec.Quiesce(ctx)
-		}
-	}
-	res, err := ap.Apply(ctx, backup)
-	r.setBackup(backup, o.RollbackCommand)
-	r.Applied, r.NoOp = res.Applied, res.NoOp
-	if err != nil {
-		r.Outcome = OutcomeFailed
-		return finish(err)
-	}
-	if y, yerr := p.RBACYAML(); yerr == nil {
-		r.AppliedYAML = string(y)
-	}
-
-	if err := verifyGrant(ctx, o, p, r, backup, before, deniedBefore, res.NoOp); err != nil {
-		return finish(err)
-	}
-
-	if rec != nil {
-		o.logf("bringing %d pods back and watching them …", len(p.Restart))
-		recovered = true
-		rr, err := rec.Run(ctx)
-		r.setBackup(backup, o.RollbackCommand)
-		r.Recovery = &rr
-		if err != nil {
-			return finish(err)
-		}
-		if rr.Ready < rr.Total {
-			r.Problems = append(r.Problems, fmt.Sprintf("recovery not reached: %d of %d pods Ready after %s", rr.Ready, rr.Total, o.Timeout))
-			for _, pod := range rr.Pods {
-				if !pod.Ready && pod.Note != "" {
-					r.Problems = append(r.Problems, pod.Pod+": "+pod.Note)
-				}
-			}
-		}
-	}
-
-	o.logf("diagnosing again …")
-	after, err := Plan(ctx, o.PlanOptions)
-	if err != nil {
-		return finish(err)
-	}
+	r := f.r
 	r.After = summarize(after.Diagnosis)
 	if r.Recovery == nil || r.Recovery.Ready == r.Recovery.Total {
-		for _, f := range after.Diagnosis.Findings {
-			if f.Fixable && len(f.Pods) > 0 {
-				r.Problems = append(r.Problems, fmt.Sprintf("%s still reported for %d pods after the fix", f.Code, len(f.Pods)))
+		for _, fd := range after.Diagnosis.Findings {
+			if fd.Fixable && len(fd.Pods) > 0 {
+				r.Problems = append(r.Problems, fmt.Sprintf("%s still reported for %d pods after the fix", fd.Code, len(fd.Pods)))
 			}
 		}
 	}
 	r.Outcome = OutcomeFixed
-	if res.NoOp {
+	if f.noOp {
 		r.Outcome = OutcomeAlreadyFixed
 	}
 	if len(r.Problems) > 0 {
 		r.Outcome = OutcomeProblems
 	}
-	return finish(nil)
-}
-
-// verifyGrant proves the grant with access reviews as the ServiceAccount,
-// and, when something was written, that it survives an operator reconcile.
-func verifyGrant(ctx context.Context, o FixOptions, p *plan.Plan, r *Report, backup *apply.Backup,
-	before *rbacv1.ClusterRole, deniedBefore verify.Checks, noOp bool) error {
-	if len(p.Changes) == 0 {
-		return nil
-	}
-	cl := o.Clients
-	o.logf("verifying: %d access reviews as %s …", len(p.Expect)+len(p.MustStayDenied), p.Subject().User)
-	checks, err := verify.Access(ctx, cl.Kube, p.Subject(), p.Expect, p.MustStayDenied, 16)
-	if err != nil {
-		return err
-	}
-	r.AfterApply = stage("after apply", checks, deniedBefore)
-	r.Problems = append(r.Problems, r.AfterApply.Problems...)
-	if noOp {
-		return nil
-	}
-	o.logf("requesting an operator reconcile and watching for %s …", o.ReconcileWait)
-	rc, err := verify.Reconcile(ctx, cl, verify.ReconcileOptions{Plan: p, Wait: o.ReconcileWait, Before: before, Recorder: backup, Now: o.Now})
-	r.setBackup(backup, o.RollbackCommand)
-	if err != nil {
-		return err
-	}
-	r.Reconcile = &rc
-	r.Problems = append(r.Problems, reconcileProblems(rc, before)...)
-	// The objects were compared field by field above; the reviews are
-	// repeated for a sample of each granted rule.
-	sample := verify.Sample(p.Expect, 8)
-	checks, err = verify.Access(ctx, cl.Kube, p.Subject(), sample, p.MustStayDenied, 16)
-	if err != nil {
-		return err
-	}
-	name := "after the operator's reconcile"
-	if len(sample) < len(p.Expect) {
-		name = fmt.Sprintf("after the operator's reconcile (%d of %d grants sampled)", len(sample), len(p.Expect))
-	}
-	s := stage(name, checks, deniedBefore)
-	r.AfterReconcile = &s
-	r.Problems = append(r.Problems, s.Problems...)
 	return nil
 }
 
-func reconcileProblems(rec verify.ReconcileResult, before *rbacv1.ClusterRole) []string {
-	var out []string
-	if !rec.ObjectsIntact {
-		out = append(out, "dpfdoctor's objects changed during the operator's reconcile: "+strings.Join(rec.Drifted, ", "))
+// report finishes the report, writes it into the backup directory if there
+// is one, and returns it with the fix's error.
+func (f *fixRun) report(err error) (*Report, error) {
+	r := f.r
+	r.FinishedAt = f.o.Now().UTC().Format(time.RFC3339)
+	r.Requests = f.cl.Budget.Used() - f.startReq
+	if err == nil && len(r.Problems) > 0 {
+		err = fmt.Errorf("%w: %s", outcome.ErrProblems, strings.Join(r.Problems, "; "))
 	}
-	if before != nil && !rec.OperatorRoleUntouched && !rec.OperatorRoleMatchesRelease {
-		out = append(out, "the operator's ClusterRole "+rec.OperatorRole+" changed while dpfdoctor watched")
+	if err != nil {
+		r.Error = err.Error()
 	}
-	return out
+	if r.BackupDir != "" {
+		if werr := r.Write(r.BackupDir); werr != nil {
+			err = errors.Join(err, werr)
+		}
+	}
+	return r, err
 }

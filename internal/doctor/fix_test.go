@@ -350,16 +350,9 @@ func TestFixWithoutRights(t *testing.T) {
 	}
 }
 
-// recorder journals annotations in memory.
-type recorder struct{ changes []plan.AnnotationChange }
-
-func (r *recorder) RecordAnnotations(cs ...plan.AnnotationChange) error {
-	r.changes = append(r.changes, cs...)
-	return nil
-}
-
-// When a fix fails after the v25.4.0 pods were deleted, Release sends the
-// Node events that bring them back (failing, as before).
+// When a fix fails after the v25.4.0 pods were deleted (here: right after
+// the quiesce, before the grant), Release sends the Node events that bring
+// them back (failing, as before), journalled in the backup.
 func TestRecoveryRelease(t *testing.T) {
 	e := startSim(t, sim.Options{Nodes: 2, Scenario: string(sim.SecretsForbidden)})
 	e.waitFailing(2)
@@ -369,15 +362,22 @@ func TestRecoveryRelease(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rec := &recorder{}
-	r, err := verify.StartRecovery(ctx, cl, verify.RecoverOptions{Namespace: e.c.Namespace, Actions: pl.Plan.Restart, Recorder: rec})
+	backup := apply.NewBackup(t.TempDir(), pl.Plan, cl.Config.Host, nil)
+	r, err := verify.StartRecovery(ctx, cl, verify.RecoverOptions{Namespace: e.c.Namespace, Actions: pl.Plan.Restart, Effects: apply.NewRestarts(cl, backup)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer r.Stop()
 	before, _ := e.cs.CoreV1().Pods(e.c.Namespace).List(ctx, metav1.ListOptions{})
-	if err := r.Quiesce(ctx); err != nil {
-		t.Fatal(err)
+	stop := errors.New("stop before the grant")
+	_, err = (&apply.Applier{Clients: cl, BeforeWrite: func(ctx context.Context) error {
+		if err := r.Quiesce(ctx); err != nil {
+			return err
+		}
+		return stop
+	}}).Apply(ctx, backup)
+	if !errors.Is(err, stop) {
+		t.Fatalf("apply: %v", err)
 	}
 	if pods, _ := e.cs.CoreV1().Pods(e.c.Namespace).List(ctx, metav1.ListOptions{}); len(pods.Items) != 0 {
 		t.Fatalf("%d pods left after Quiesce", len(pods.Items))
@@ -385,8 +385,8 @@ func TestRecoveryRelease(t *testing.T) {
 	if err := r.Release(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if len(rec.changes) != 2 {
-		t.Fatalf("journal: %+v", rec.changes)
+	if got := backup.Receipt().Annotations; len(got) != 2 {
+		t.Fatalf("journal: %+v", got)
 	}
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
 		pods, _ := e.cs.CoreV1().Pods(e.c.Namespace).List(ctx, metav1.ListOptions{})

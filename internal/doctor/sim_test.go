@@ -21,7 +21,6 @@ import (
 	"github.com/dpfdoctor/dpfdoctor/internal/kube"
 	"github.com/dpfdoctor/dpfdoctor/internal/plan"
 	"github.com/dpfdoctor/dpfdoctor/internal/sim"
-	"github.com/dpfdoctor/dpfdoctor/internal/verify"
 )
 
 // env is one simulated cluster for one test.
@@ -185,7 +184,7 @@ func (e *env) state() state {
 			}
 		}
 	}
-	cfg, err := e.dyn.Resource(verify.GVROperatorConfig).Namespace(e.c.Namespace).Get(ctx, dpf.OperatorConfigName, metav1.GetOptions{})
+	cfg, err := e.dyn.Resource(dpf.MustGVR(dpf.GroupOperator, "DPFOperatorConfig")).Namespace(e.c.Namespace).Get(ctx, dpf.OperatorConfigName, metav1.GetOptions{})
 	if err != nil {
 		e.t.Fatal(err)
 	}

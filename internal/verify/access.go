@@ -8,14 +8,14 @@ package verify
 import (
 	"context"
 	"fmt"
-	"sync"
+	"strings"
 
-	authorizationv1 "k8s.io/api/authorization/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/dpfdoctor/dpfdoctor/internal/access"
 	"github.com/dpfdoctor/dpfdoctor/internal/dpf"
+	"github.com/dpfdoctor/dpfdoctor/internal/fanout"
 	"github.com/dpfdoctor/dpfdoctor/internal/kube"
 	"github.com/dpfdoctor/dpfdoctor/internal/plan"
 )
@@ -53,12 +53,9 @@ func (cs Checks) Failed() Checks {
 }
 
 // Access asks, as subject, for every request in allow (wanted allowed) and
-// deny (wanted denied), at most concurrency at a time. An error is returned
-// only when a review itself fails.
-func Access(ctx context.Context, cs kubernetes.Interface, subject access.Subject, allow, deny []access.Request, concurrency int) (Checks, error) {
-	if concurrency <= 0 {
-		concurrency = 16
-	}
+// deny (wanted denied), at most fanout.Limit at a time. An error is
+// returned only when a review itself fails.
+func Access(ctx context.Context, cs kubernetes.Interface, subject access.Subject, allow, deny []access.Request) (Checks, error) {
 	out := make(Checks, 0, len(allow)+len(deny))
 	for _, r := range allow {
 		out = append(out, Check{Request: r, Want: true})
@@ -66,47 +63,16 @@ func Access(ctx context.Context, cs kubernetes.Interface, subject access.Subject
 	for _, r := range deny {
 		out = append(out, Check{Request: r, Want: false})
 	}
-	var (
-		wg       sync.WaitGroup
-		mu       sync.Mutex
-		firstErr error
-	)
-	sem := make(chan struct{}, concurrency)
-	for i := range out {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func(c *Check) {
-			defer wg.Done()
-			defer func() { <-sem }()
-			allowed, reason, err := review(ctx, cs, subject, c.Request)
-			if err != nil {
-				mu.Lock()
-				if firstErr == nil {
-					firstErr = fmt.Errorf("review %s as %s: %w", c.Request, subject.User, kube.Classify(err))
-				}
-				mu.Unlock()
-				return
-			}
-			c.Allowed, c.Reason = allowed, reason
-		}(&out[i])
-	}
-	wg.Wait()
-	return out, firstErr
-}
-
-func review(ctx context.Context, cs kubernetes.Interface, s access.Subject, r access.Request) (bool, string, error) {
-	sar := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{User: s.User, Groups: s.Groups}}
-	if r.NonResourceURL != "" {
-		sar.Spec.NonResourceAttributes = &authorizationv1.NonResourceAttributes{Path: r.NonResourceURL, Verb: r.Verb}
-	} else {
-		sar.Spec.ResourceAttributes = &authorizationv1.ResourceAttributes{Namespace: r.Namespace, Verb: r.Verb, Group: r.Group,
-			Resource: r.Resource, Subresource: r.Subresource, Name: r.Name}
-	}
-	res, err := cs.AuthorizationV1().SubjectAccessReviews().Create(ctx, sar, metav1.CreateOptions{})
-	if err != nil {
-		return false, "", err
-	}
-	return res.Status.Allowed, res.Status.Reason, nil
+	err := fanout.Each(len(out), fanout.Limit, func(i int) error {
+		c := &out[i]
+		res, err := cs.AuthorizationV1().SubjectAccessReviews().Create(ctx, c.Request.SubjectAccessReview(subject), metav1.CreateOptions{})
+		if err != nil {
+			return fmt.Errorf("review %s as %s: %w", c.Request, subject.User, kube.Classify(err))
+		}
+		c.Allowed, c.Reason = res.Status.Allowed, res.Status.Reason
+		return nil
+	})
+	return out, err
 }
 
 // Needs lists the permissions verifying and recovering p take: access
@@ -114,32 +80,30 @@ func review(ctx context.Context, cs kubernetes.Interface, s access.Subject, r ac
 // RBAC objects, and the pod deletes and Node annotations of the restart.
 func Needs(p *plan.Plan) []access.Request {
 	ns := p.Namespace
-	rb := "rbac.authorization.k8s.io"
 	out := []access.Request{
 		{Verb: "create", Group: "authorization.k8s.io", Resource: "subjectaccessreviews"},
 		{Verb: "list", Resource: "pods", Namespace: ns},
 		{Verb: "watch", Resource: "pods", Namespace: ns},
 	}
 	if len(p.Changes) > 0 {
-		out = append(out,
-			access.Request{Verb: "get", Group: dpf.GroupOperator, Resource: "dpfoperatorconfigs", Namespace: ns, Name: p.OperatorConfig},
-			access.Request{Verb: "patch", Group: dpf.GroupOperator, Resource: "dpfoperatorconfigs", Namespace: ns, Name: p.OperatorConfig},
-			access.Request{Verb: "list", Group: rb, Resource: "clusterroles"},
-			access.Request{Verb: "watch", Group: rb, Resource: "clusterroles"})
-		kinds := map[string]bool{}
+		cfg := dpf.MustGVR(dpf.GroupOperator, "DPFOperatorConfig")
+		watch := map[string]bool{"ClusterRole": true}
 		for _, c := range p.Changes {
-			kinds[c.Ref().Kind] = true
+			watch[c.Ref().Kind] = true
 		}
-		for kind, res := range map[string]string{"Role": "roles", "RoleBinding": "rolebindings", "ClusterRoleBinding": "clusterrolebindings"} {
-			if !kinds[kind] {
+		out = append(out, access.Request{Verb: "get", Group: cfg.Group, Resource: cfg.Resource, Namespace: ns, Name: p.OperatorConfig},
+			access.Request{Verb: "patch", Group: cfg.Group, Resource: cfg.Resource, Namespace: ns, Name: p.OperatorConfig})
+		for _, kind := range []string{"Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding"} {
+			if !watch[kind] {
 				continue
 			}
 			n := ns
-			if kind == "ClusterRoleBinding" {
+			if strings.HasPrefix(kind, "Cluster") {
 				n = ""
 			}
-			out = append(out, access.Request{Verb: "list", Group: rb, Resource: res, Namespace: n},
-				access.Request{Verb: "watch", Group: rb, Resource: res, Namespace: n})
+			g := dpf.MustGVR(dpf.GroupRBAC, kind)
+			out = append(out, access.Request{Verb: "list", Group: g.Group, Resource: g.Resource, Namespace: n},
+				access.Request{Verb: "watch", Group: g.Group, Resource: g.Resource, Namespace: n})
 		}
 	}
 	// Asked without names: one review each however many pods there are.

@@ -2,34 +2,25 @@ package verify
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"sort"
+	"strings"
 	"sync"
-	"time"
 
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/fields"
-	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/metadata"
 
 	"github.com/dpfdoctor/dpfdoctor/internal/dpf"
 	"github.com/dpfdoctor/dpfdoctor/internal/kube"
 	"github.com/dpfdoctor/dpfdoctor/internal/plan"
 )
-
-// Recorder journals an annotation before it is set, so that rollback can
-// remove it (apply.Backup implements it).
-type Recorder interface {
-	RecordAnnotations(changes ...plan.AnnotationChange) error
-}
-
-// GVROperatorConfig is the DPFOperatorConfig resource.
-var GVROperatorConfig = schema.GroupVersionResource{Group: dpf.GroupOperator, Version: "v1alpha1", Resource: "dpfoperatorconfigs"}
 
 // OperatorRole reads the operator's DMS ClusterRole; nil when it is absent
 // or the plan names none.
@@ -45,19 +36,6 @@ func OperatorRole(ctx context.Context, cl *kube.Clients, p *plan.Plan) (*rbacv1.
 		return nil, fmt.Errorf("read ClusterRole %s: %w", p.OperatorClusterRole, kube.Classify(err))
 	}
 	return cr, nil
-}
-
-// ReconcileOptions configure Reconcile.
-type ReconcileOptions struct {
-	Plan *plan.Plan
-	// Wait is how long to give the operator after requesting a reconcile.
-	Wait time.Duration
-	// Before is the operator's ClusterRole as it was before the fix.
-	Before *rbacv1.ClusterRole
-	// Recorder journals the trigger annotation; required.
-	Recorder Recorder
-	// Now is the clock (default time.Now).
-	Now func() time.Time
 }
 
 // ReconcileResult is what happened around one operator reconcile.
@@ -87,67 +65,37 @@ type ReconcileResult struct {
 	OperatorRoleMatchesRelease bool `json:"operatorRoleMatchesRelease"`
 }
 
-// Reconcile requests an operator reconcile by annotating the
-// DPFOperatorConfig (plan.ReconcileRequestedAnnotation; journalled first,
-// removed again afterwards), watches dpfdoctor's objects and the operator's
-// ClusterRole for Wait, then checks that the objects still hold what the
-// plan set and that the operator's ClusterRole is untouched.
-func Reconcile(ctx context.Context, cl *kube.Clients, o ReconcileOptions) (ReconcileResult, error) {
-	p := o.Plan
-	now := o.Now
-	if now == nil {
-		now = time.Now
-	}
-	res := ReconcileResult{OperatorRole: p.OperatorClusterRole}
-	cfgs := cl.Dynamic.Resource(GVROperatorConfig).Namespace(p.Namespace)
-	cfg, err := cfgs.Get(ctx, p.OperatorConfig, metav1.GetOptions{})
-	if err != nil {
-		return res, fmt.Errorf("read DPFOperatorConfig %s: %w", p.OperatorConfig, kube.Classify(err))
-	}
-	res.Paused, _, _ = unstructured.NestedBool(cfg.Object, "spec", "overrides", "paused")
+// ReconcileWatch watches dpfdoctor's objects and the operator's
+// ClusterRole while the operator reconciles (apply.RequestReconcile asks it
+// to), then checks that the objects still hold what the plan set and that
+// the operator's ClusterRole is untouched.
+type ReconcileWatch struct {
+	cl *kube.Clients
+	p  *plan.Plan
+	w  *watches
+}
 
+// WatchReconcile starts the watches. Stop them with Result or Stop.
+func WatchReconcile(ctx context.Context, cl *kube.Clients, p *plan.Plan) (*ReconcileWatch, error) {
 	w, err := startWatches(ctx, cl, p)
 	if err != nil {
-		return res, err
+		return nil, err
 	}
-	defer w.stop()
+	return &ReconcileWatch{cl: cl, p: p, w: w}, nil
+}
 
-	start := now()
-	if !res.Paused {
-		ref := plan.ObjectRef{Group: dpf.GroupOperator, Kind: "DPFOperatorConfig", Namespace: p.Namespace, Name: p.OperatorConfig}
-		value := start.UTC().Format(time.RFC3339Nano)
-		prev, had := cfg.GetAnnotations()[plan.ReconcileRequestedAnnotation]
-		var previous *string
-		if had {
-			previous = &prev
-		}
-		if err := o.Recorder.RecordAnnotations(plan.AnnotationChange{Ref: ref, Key: plan.ReconcileRequestedAnnotation, Value: value, Previous: previous}); err != nil {
-			return res, fmt.Errorf("journal the reconcile request: %w", err)
-		}
-		if err := annotate(ctx, cl, p, plan.ReconcileRequestedAnnotation, &value); err != nil {
-			return res, err
-		}
-		res.RequestedAt = value
-		defer func() {
-			// Leave the DPFOperatorConfig as it was; this is one more
-			// harmless reconcile trigger.
-			_ = annotate(context.WithoutCancel(ctx), cl, p, plan.ReconcileRequestedAnnotation, previous)
-		}()
-	}
-	t := time.NewTimer(o.Wait)
-	select {
-	case <-ctx.Done():
-		t.Stop()
-		return res, ctx.Err()
-	case <-t.C:
-	}
-	res.WaitedSeconds = now().Sub(start).Seconds()
-	res.Events = w.stop()
+// Stop ends the watches.
+func (rw *ReconcileWatch) Stop() { rw.w.stop() }
 
-	res.ObjectsIntact = true
+// Result stops the watches and reads back the plan's objects and the
+// operator's ClusterRole; before is that ClusterRole as it was before the
+// fix. It fills everything but the request's fields.
+func (rw *ReconcileWatch) Result(ctx context.Context, before *rbacv1.ClusterRole) (ReconcileResult, error) {
+	p := rw.p
+	res := ReconcileResult{OperatorRole: p.OperatorClusterRole, Events: rw.w.stop(), ObjectsIntact: true}
 	for _, c := range p.Changes {
 		ref := c.Ref()
-		live, err := getObject(ctx, cl, ref)
+		live, err := getObject(ctx, rw.cl, ref)
 		if err != nil {
 			return res, err
 		}
@@ -162,45 +110,27 @@ func Reconcile(ctx context.Context, cl *kube.Clients, o ReconcileOptions) (Recon
 			res.Drifted = append(res.Drifted, ref.String())
 		}
 	}
-	after, err := OperatorRole(ctx, cl, p)
+	after, err := OperatorRole(ctx, rw.cl, p)
 	if err != nil {
 		return res, err
 	}
 	if after != nil {
-		res.OperatorRoleUntouched = o.Before != nil && plan.SameRules(o.Before.Rules, after.Rules)
+		res.OperatorRoleUntouched = before != nil && plan.SameRules(before.Rules, after.Rules)
 		res.OperatorRoleMatchesRelease = len(p.OperatorRules) > 0 && plan.SameRules(p.OperatorRules, after.Rules)
 	}
 	return res, nil
 }
 
-// annotate sets (value non-nil) or removes the annotation on the
-// DPFOperatorConfig.
-func annotate(ctx context.Context, cl *kube.Clients, p *plan.Plan, key string, value *string) error {
-	var v any
-	if value != nil {
-		v = *value
-	}
-	patch, _ := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]any{key: v}}})
-	_, err := cl.Dynamic.Resource(GVROperatorConfig).Namespace(p.Namespace).Patch(ctx, p.OperatorConfig, types.MergePatchType, patch,
-		metav1.PatchOptions{FieldManager: plan.FieldManager})
-	if err != nil {
-		return fmt.Errorf("annotate DPFOperatorConfig %s: %w", p.OperatorConfig, kube.Classify(err))
-	}
-	return nil
-}
-
 func getObject(ctx context.Context, cl *kube.Clients, ref plan.ObjectRef) (*unstructured.Unstructured, error) {
-	g := rbacv1.SchemeGroupVersion.WithResource(map[string]string{"Role": "roles", "RoleBinding": "rolebindings",
-		"ClusterRole": "clusterroles", "ClusterRoleBinding": "clusterrolebindings"}[ref.Kind])
-	var (
-		u   *unstructured.Unstructured
-		err error
-	)
-	if ref.Namespace != "" {
-		u, err = cl.Dynamic.Resource(g).Namespace(ref.Namespace).Get(ctx, ref.Name, metav1.GetOptions{})
-	} else {
-		u, err = cl.Dynamic.Resource(g).Get(ctx, ref.Name, metav1.GetOptions{})
+	g, err := dpf.GVR(ref.Group, ref.Kind)
+	if err != nil {
+		return nil, err
 	}
+	ri := dynamic.ResourceInterface(cl.Dynamic.Resource(g))
+	if ref.Namespace != "" {
+		ri = cl.Dynamic.Resource(g).Namespace(ref.Namespace)
+	}
+	u, err := ri.Get(ctx, ref.Name, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
 		return nil, nil
 	}
@@ -223,78 +153,29 @@ type watches struct {
 func startWatches(ctx context.Context, cl *kube.Clients, p *plan.Plan) (*watches, error) {
 	w := &watches{done: make(chan struct{})}
 	managed := metav1.ListOptions{LabelSelector: plan.ManagedByLabel + "=" + plan.ManagedByValue}
-	rb := cl.Kube.RbacV1()
 	type source struct {
 		kind string
-		open func(metav1.ListOptions) (watch.Interface, error)
-		rv   func() (string, error)
 		opts metav1.ListOptions
 	}
 	var sources []source
 	if p.OperatorClusterRole != "" {
-		byName := metav1.ListOptions{FieldSelector: fields.OneTermEqualSelector("metadata.name", p.OperatorClusterRole).String()}
-		sources = append(sources, source{"ClusterRole", func(o metav1.ListOptions) (watch.Interface, error) { return rb.ClusterRoles().Watch(ctx, o) },
-			func() (string, error) {
-				l, err := rb.ClusterRoles().List(ctx, byName)
-				if err != nil {
-					return "", err
-				}
-				return l.ResourceVersion, nil
-			}, byName})
+		sources = append(sources, source{"ClusterRole", metav1.ListOptions{FieldSelector: fields.OneTermEqualSelector("metadata.name", p.OperatorClusterRole).String()}})
 	}
 	kinds := map[string]bool{}
 	for _, c := range p.Changes {
 		kinds[c.Ref().Kind] = true
 	}
-	if kinds["Role"] {
-		sources = append(sources, source{"Role", func(o metav1.ListOptions) (watch.Interface, error) { return rb.Roles(p.Namespace).Watch(ctx, o) },
-			func() (string, error) {
-				l, err := rb.Roles(p.Namespace).List(ctx, managed)
-				if err != nil {
-					return "", err
-				}
-				return l.ResourceVersion, nil
-			}, managed})
-	}
-	if kinds["RoleBinding"] {
-		sources = append(sources, source{"RoleBinding", func(o metav1.ListOptions) (watch.Interface, error) { return rb.RoleBindings(p.Namespace).Watch(ctx, o) },
-			func() (string, error) {
-				l, err := rb.RoleBindings(p.Namespace).List(ctx, managed)
-				if err != nil {
-					return "", err
-				}
-				return l.ResourceVersion, nil
-			}, managed})
-	}
-	if kinds["ClusterRole"] {
-		sources = append(sources, source{"ClusterRole", func(o metav1.ListOptions) (watch.Interface, error) { return rb.ClusterRoles().Watch(ctx, o) },
-			func() (string, error) {
-				l, err := rb.ClusterRoles().List(ctx, managed)
-				if err != nil {
-					return "", err
-				}
-				return l.ResourceVersion, nil
-			}, managed})
-	}
-	if kinds["ClusterRoleBinding"] {
-		sources = append(sources, source{"ClusterRoleBinding", func(o metav1.ListOptions) (watch.Interface, error) { return rb.ClusterRoleBindings().Watch(ctx, o) },
-			func() (string, error) {
-				l, err := rb.ClusterRoleBindings().List(ctx, managed)
-				if err != nil {
-					return "", err
-				}
-				return l.ResourceVersion, nil
-			}, managed})
+	for _, kind := range []string{"Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding"} {
+		if kinds[kind] {
+			sources = append(sources, source{kind, managed})
+		}
 	}
 	for _, s := range sources {
-		rv, err := s.rv()
-		if err != nil {
-			w.stop()
-			return nil, fmt.Errorf("watch %s: %w", s.kind, kube.Classify(err))
+		ri := metadata.ResourceInterface(cl.Metadata.Resource(dpf.MustGVR(dpf.GroupRBAC, s.kind)))
+		if !strings.HasPrefix(s.kind, "Cluster") {
+			ri = cl.Metadata.Resource(dpf.MustGVR(dpf.GroupRBAC, s.kind)).Namespace(p.Namespace)
 		}
-		opts := s.opts
-		opts.ResourceVersion = rv
-		wi, err := s.open(opts)
+		wi, err := watchFromNow(ctx, ri, s.opts)
 		if err != nil {
 			w.stop()
 			return nil, fmt.Errorf("watch %s: %w", s.kind, kube.Classify(err))
@@ -304,6 +185,16 @@ func startWatches(ctx context.Context, cl *kube.Clients, p *plan.Plan) (*watches
 		go w.follow(s.kind, wi)
 	}
 	return w, nil
+}
+
+// watchFromNow lists (for the resource version) and watches from there.
+func watchFromNow(ctx context.Context, ri metadata.ResourceInterface, opts metav1.ListOptions) (watch.Interface, error) {
+	l, err := ri.List(ctx, opts)
+	if err != nil {
+		return nil, err
+	}
+	opts.ResourceVersion = l.ResourceVersion
+	return ri.Watch(ctx, opts)
 }
 
 func (w *watches) follow(kind string, wi watch.Interface) {
@@ -316,7 +207,7 @@ func (w *watches) follow(kind string, wi watch.Interface) {
 			if !ok {
 				return
 			}
-			m, err := metaOf(ev.Object)
+			m, err := meta.Accessor(ev.Object)
 			if err != nil || ev.Type == watch.Bookmark || ev.Type == watch.Error {
 				continue
 			}

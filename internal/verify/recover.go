@@ -2,7 +2,6 @@ package verify
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -11,15 +10,16 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/tools/cache"
+	"k8s.io/utils/clock"
 
 	"github.com/dpfdoctor/dpfdoctor/internal/dpf"
+	"github.com/dpfdoctor/dpfdoctor/internal/fanout"
 	"github.com/dpfdoctor/dpfdoctor/internal/kube"
 	"github.com/dpfdoctor/dpfdoctor/internal/plan"
 )
@@ -33,15 +33,28 @@ type RecoverOptions struct {
 	// Progress receives a live progress line (TTY) or plain lines.
 	Progress io.Writer
 	TTY      bool
-	// Recorder journals Node annotations before they are set; required
-	// when an action touches a Node.
-	Recorder Recorder
+	// Effects makes the deletes and Node events the recovery decides on
+	// (apply.Restarts); required when an action deletes a pod.
+	Effects Effects
 	// Retouch is how long to wait for the operator to re-create a pod after
 	// a Node event before sending another (default 5 s).
 	Retouch time.Duration
-	// Concurrency bounds parallel deletes and Node patches (default 16).
-	Concurrency int
-	Now         func() time.Time
+	// Clock is the clock (default the real one).
+	Clock clock.WithTicker
+}
+
+// Effects are the writes a recovery decides on. verify writes nothing
+// itself: apply.Restarts makes them and journals the Node annotations in
+// the fix's backup.
+type Effects interface {
+	// DeletePod deletes the pod if its UID is still uid; gone is true when
+	// there was nothing to delete.
+	DeletePod(ctx context.Context, name string, uid types.UID) (gone bool, err error)
+	// JournalNodes journals the Node annotation for every Node that may
+	// get one, before any is set.
+	JournalNodes(ctx context.Context, nodes []string) error
+	// TouchNode sets the Node annotation for the nth time.
+	TouchNode(ctx context.Context, node string, n int) error
 }
 
 // PodOutcome is one pod's recovery, measured.
@@ -98,19 +111,21 @@ type tracked struct {
 // creates the DPUNode, and v25.4.0 never re-creates a pod whose DPUNode
 // exists. So Quiesce deletes those pods before the grant, when no dms-init
 // run can get that far, and Run sends the Node event after it.
+//
+// The Recovery decides what to write and when; o.Effects writes.
 type Recovery struct {
-	cl      *kube.Clients
 	o       RecoverOptions
-	now     func() time.Time
+	clock   clock.WithTicker
 	mu      sync.Mutex
 	pods    map[string]*tracked
 	changed chan struct{}
 	touch   chan string
 	closed  bool
-	// value is the Node annotation's value for this run.
-	value    string
-	podStore cache.Store
-	dpuNodes cache.Store
+	// journalled is true once the Node annotations are journalled;
+	// running once Run has started.
+	journalled, running bool
+	podStore            cache.Store
+	dpuNodes            cache.Store
 	// lastFresh is when a replacement pod was last seen: while the operator
 	// keeps creating pods it is working through its queue, not missing
 	// events.
@@ -121,53 +136,62 @@ type Recovery struct {
 
 // StartRecovery starts the watches. Stop it when done.
 func StartRecovery(ctx context.Context, cl *kube.Clients, o RecoverOptions) (*Recovery, error) {
+	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	pods := cl.Kube.CoreV1().Pods(o.Namespace)
+	podsLW := &cache.ListWatch{
+		ListFunc: func(lo metav1.ListOptions) (runtime.Object, error) {
+			lo.LabelSelector = dpf.ComponentLabel
+			return pods.List(ctx, lo)
+		},
+		WatchFunc: func(lo metav1.ListOptions) (watch.Interface, error) {
+			lo.LabelSelector = dpf.ComponentLabel
+			return pods.Watch(ctx, lo)
+		},
+	}
+	dn := cl.Metadata.Resource(dpf.MustGVR(dpf.GroupProvisioning, "DPUNode")).Namespace(o.Namespace)
+	dpuNodesLW := &cache.ListWatch{
+		ListFunc:  func(lo metav1.ListOptions) (runtime.Object, error) { return dn.List(ctx, lo) },
+		WatchFunc: func(lo metav1.ListOptions) (watch.Interface, error) { return dn.Watch(ctx, lo) },
+	}
+	return startRecovery(ctx, cancel, podsLW, dpuNodesLW, o)
+}
+
+// startRecovery runs the recovery over the DMS pods and DPUNodes that the
+// two sources list and watch; ctx ends with cancel.
+func startRecovery(ctx context.Context, cancel context.CancelFunc, podsLW, dpuNodesLW cache.ListerWatcher, o RecoverOptions) (*Recovery, error) {
 	if o.Timeout <= 0 {
 		o.Timeout = 10 * time.Minute
 	}
 	if o.Retouch <= 0 {
 		o.Retouch = 5 * time.Second
 	}
-	if o.Concurrency <= 0 {
-		o.Concurrency = 16
+	if o.Clock == nil {
+		o.Clock = clock.RealClock{}
 	}
-	now := o.Now
-	if now == nil {
-		now = time.Now
-	}
-	r := &Recovery{cl: cl, o: o, now: now, pods: map[string]*tracked{}, changed: make(chan struct{}, 1), touch: make(chan string, 4*len(o.Actions)+1)}
+	r := &Recovery{o: o, clock: o.Clock, cancel: cancel, pods: map[string]*tracked{}, changed: make(chan struct{}, 1), touch: make(chan string, 4*len(o.Actions)+1)}
 	for _, a := range o.Actions {
 		r.pods[a.Pod] = &tracked{action: a, state: "unknown"}
 	}
-	ctx, r.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	if len(r.pods) == 0 {
 		return r, nil
 	}
-	pods := cl.Kube.CoreV1().Pods(o.Namespace)
-	sel := metav1.ListOptions{LabelSelector: dpf.ComponentLabel}
 	// Old UIDs come from a first LIST, before any handler runs, so every
 	// delete event can be matched.
-	initial, err := pods.List(ctx, sel)
+	initial, err := podsLW.List(metav1.ListOptions{})
+	var items []runtime.Object
+	if err == nil {
+		items, err = meta.ExtractList(initial)
+	}
 	if err != nil {
 		r.Stop()
 		return nil, fmt.Errorf("list DMS pods: %w", kube.Classify(err))
 	}
-	for i := range initial.Items {
-		p := &initial.Items[i]
-		if t := r.pods[p.Name]; t != nil {
-			t.oldUID, t.state = p.UID, dpf.PodState(p)
+	for _, obj := range items {
+		if p, ok := obj.(*corev1.Pod); ok && r.pods[p.Name] != nil {
+			r.pods[p.Name].oldUID, r.pods[p.Name].state = p.UID, dpf.PodState(p)
 		}
 	}
-	lw := &cache.ListWatch{
-		ListFunc: func(lo metav1.ListOptions) (runtime.Object, error) {
-			lo.LabelSelector = sel.LabelSelector
-			return pods.List(ctx, lo)
-		},
-		WatchFunc: func(lo metav1.ListOptions) (watch.Interface, error) {
-			lo.LabelSelector = sel.LabelSelector
-			return pods.Watch(ctx, lo)
-		},
-	}
-	inf := cache.NewSharedIndexInformer(lw, &corev1.Pod{}, 0, cache.Indexers{})
+	inf := cache.NewSharedIndexInformer(podsLW, &corev1.Pod{}, 0, cache.Indexers{})
 	if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(obj any) { r.seen(obj, false) },
 		UpdateFunc: func(_, obj any) { r.seen(obj, false) },
@@ -180,7 +204,7 @@ func StartRecovery(ctx context.Context, cl *kube.Clients, o RecoverOptions) (*Re
 	synced := []cache.InformerSynced{inf.HasSynced}
 	r.run(func() { inf.Run(ctx.Done()) })
 	if r.touches() {
-		dn := r.dpuNodeInformer(ctx)
+		dn := cache.NewSharedIndexInformer(dpuNodesLW, &metav1.PartialObjectMetadata{}, 0, cache.Indexers{})
 		r.dpuNodes = dn.GetStore()
 		synced = append(synced, dn.HasSynced)
 		r.run(func() { dn.Run(ctx.Done()) })
@@ -189,7 +213,7 @@ func StartRecovery(ctx context.Context, cl *kube.Clients, o RecoverOptions) (*Re
 		r.Stop()
 		return nil, fmt.Errorf("watch DMS pods and DPUNodes: %w", kube.Classify(ctx.Err()))
 	}
-	for i := 0; i < o.Concurrency; i++ {
+	for range fanout.Limit {
 		r.run(func() {
 			for pod := range r.touch {
 				if err := r.touchNode(ctx, pod); err != nil && ctx.Err() == nil {
@@ -235,7 +259,7 @@ func (r *Recovery) Quiesce(ctx context.Context) error {
 	if err := r.deleteAll(ctx, todo); err != nil {
 		return err
 	}
-	deadline := time.NewTimer(time.Minute)
+	deadline := r.clock.NewTimer(time.Minute)
 	defer deadline.Stop()
 	for {
 		pending := 0
@@ -252,7 +276,7 @@ func (r *Recovery) Quiesce(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-deadline.C:
+		case <-deadline.C():
 			return fmt.Errorf("%d deleted DMS pods are still terminating after a minute", pending)
 		case <-r.changed:
 		}
@@ -260,20 +284,27 @@ func (r *Recovery) Quiesce(ctx context.Context) error {
 }
 
 // Release sends the Node events for pods Quiesce deleted, without waiting
-// for anything: used when the fix failed, so the operator re-creates the
-// pods as they were.
+// for anything: used when the fix failed before Run, so the operator
+// re-creates the pods as they were. It does nothing once Run has started
+// or when Quiesce deleted nothing.
 func (r *Recovery) Release(ctx context.Context) error {
-	if err := r.journalAndTouch(ctx, false); err != nil {
-		return err
-	}
 	r.mu.Lock()
 	var pods []string
+	quiesced := false
 	for name, t := range r.pods {
+		quiesced = quiesced || t.deleting
 		if t.action.TouchNode && t.deleted && t.touches == 0 {
 			pods = append(pods, name)
 		}
 	}
+	running := r.running
 	r.mu.Unlock()
+	if running || !quiesced {
+		return nil
+	}
+	if err := r.journalAndTouch(ctx, false); err != nil {
+		return err
+	}
 	sort.Strings(pods)
 	var errs []error
 	for _, pod := range pods {
@@ -293,8 +324,9 @@ func (r *Recovery) Run(ctx context.Context) (RecoverResult, error) {
 	if len(r.pods) == 0 {
 		return RecoverResult{}, nil
 	}
-	start := r.now()
+	start := r.clock.Now()
 	r.mu.Lock()
+	r.running = true
 	var todo []*tracked
 	for _, t := range r.pods {
 		if !t.deleting {
@@ -315,13 +347,13 @@ func (r *Recovery) Run(ctx context.Context) (RecoverResult, error) {
 		}
 	}()
 
-	deadline := time.NewTimer(r.o.Timeout)
+	deadline := r.clock.NewTimer(r.o.Timeout)
 	defer deadline.Stop()
-	tick := time.NewTicker(r.o.Retouch / 2)
+	tick := r.clock.NewTicker(r.o.Retouch / 2)
 	defer tick.Stop()
-	p := newProgress(r.o.Progress, r.o.TTY, r.now)
+	p := newProgress(r.o.Progress, r.o.TTY, r.clock.Now)
 	for {
-		res := r.result(r.now().Sub(start))
+		res := r.result(r.clock.Now().Sub(start))
 		p.show(res, r.states())
 		if res.Ready == res.Total {
 			p.done(res)
@@ -334,12 +366,12 @@ func (r *Recovery) Run(ctx context.Context) (RecoverResult, error) {
 		case err := <-errs:
 			p.done(res)
 			return res, err
-		case <-deadline.C:
-			res = r.result(r.now().Sub(start))
+		case <-deadline.C():
+			res = r.result(r.clock.Now().Sub(start))
 			res.TimedOut = true
 			p.done(res)
 			return res, nil
-		case <-tick.C:
+		case <-tick.C():
 			r.retouch()
 		case <-r.changed:
 		}
@@ -364,7 +396,7 @@ func (r *Recovery) closeTouch() {
 
 // queueTouch asks for a Node event; call with r.mu held.
 func (r *Recovery) queueTouch(pod string) {
-	if !r.closed && r.value != "" {
+	if !r.closed && r.journalled {
 		select {
 		case r.touch <- pod:
 		default:
@@ -380,17 +412,6 @@ func (r *Recovery) touches() bool {
 		}
 	}
 	return false
-}
-
-var gvrDPUNodes = schema.GroupVersionResource{Group: dpf.GroupProvisioning, Version: "v1alpha1", Resource: "dpunodes"}
-
-func (r *Recovery) dpuNodeInformer(ctx context.Context) cache.SharedIndexInformer {
-	ri := r.cl.Metadata.Resource(gvrDPUNodes).Namespace(r.o.Namespace)
-	lw := &cache.ListWatch{
-		ListFunc:  func(lo metav1.ListOptions) (runtime.Object, error) { return ri.List(ctx, lo) },
-		WatchFunc: func(lo metav1.ListOptions) (watch.Interface, error) { return ri.Watch(ctx, lo) },
-	}
-	return cache.NewSharedIndexInformer(lw, &metav1.PartialObjectMetadata{}, 0, cache.Indexers{})
 }
 
 // seen handles one informer event.
@@ -431,11 +452,11 @@ func (r *Recovery) observe(t *tracked, p *corev1.Pod) {
 		return
 	}
 	if t.state == "Deleted" {
-		r.lastFresh = r.now()
+		r.lastFresh = r.clock.Now()
 	}
 	t.state = dpf.PodState(p)
 	if dpf.PodReady(p) && t.readyAt.IsZero() {
-		t.readyAt = r.now()
+		t.readyAt = r.clock.Now()
 	}
 }
 
@@ -463,40 +484,18 @@ func (r *Recovery) safeToDelete(t *tracked) string {
 	return ""
 }
 
-// deleteAll deletes the pods, at most Concurrency at a time.
+// deleteAll deletes the pods, at most fanout.Limit at a time.
 func (r *Recovery) deleteAll(ctx context.Context, todo []*tracked) error {
 	sort.Slice(todo, func(i, j int) bool { return todo[i].action.Pod < todo[j].action.Pod })
-	jobs := make(chan *tracked)
-	errs := make(chan error, 1)
-	var wg sync.WaitGroup
-	for i := 0; i < r.o.Concurrency; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for t := range jobs {
-				if err := r.deletePod(ctx, t); err != nil {
-					select {
-					case errs <- err:
-					default:
-					}
-				}
-			}
-		}()
-	}
-	for _, t := range todo {
-		select {
-		case jobs <- t:
-		case <-ctx.Done():
+	if err := fanout.Each(len(todo), fanout.Limit, func(i int) error {
+		if ctx.Err() != nil {
+			return nil
 		}
-	}
-	close(jobs)
-	wg.Wait()
-	select {
-	case err := <-errs:
+		return r.deletePod(ctx, todo[i])
+	}); err != nil {
 		return err
-	default:
-		return ctx.Err()
 	}
+	return ctx.Err()
 }
 
 func (r *Recovery) deletePod(ctx context.Context, t *tracked) error {
@@ -511,31 +510,26 @@ func (r *Recovery) deletePod(ctx context.Context, t *tracked) error {
 		return nil
 	}
 	uid := t.oldUID
-	t.deleting, t.started = true, r.now()
+	t.deleting, t.started = true, r.clock.Now()
 	r.mu.Unlock()
-	opts := metav1.DeleteOptions{}
-	if uid != "" {
-		opts.Preconditions = &metav1.Preconditions{UID: &uid}
+	if r.o.Effects == nil {
+		return fmt.Errorf("restart: nothing to delete pod %s with", t.action.Pod)
 	}
-	err := r.cl.Kube.CoreV1().Pods(r.o.Namespace).Delete(ctx, t.action.Pod, opts)
-	switch {
-	case err == nil:
-		return nil
-	case apierrors.IsNotFound(err), apierrors.IsConflict(err):
-		// Already gone, or already replaced: nothing to delete.
-		r.mu.Lock()
-		if !t.deleted {
-			t.deleted, t.state = true, "Deleted"
-			if t.action.TouchNode {
-				r.queueTouch(t.action.Pod)
-			}
+	gone, err := r.o.Effects.DeletePod(ctx, t.action.Pod, uid)
+	if err != nil || !gone {
+		return err
+	}
+	// Already gone, or already replaced: nothing to delete.
+	r.mu.Lock()
+	if !t.deleted {
+		t.deleted, t.state = true, "Deleted"
+		if t.action.TouchNode {
+			r.queueTouch(t.action.Pod)
 		}
-		r.mu.Unlock()
-		r.signal()
-		return nil
-	default:
-		return fmt.Errorf("delete pod %s: %w", t.action.Pod, kube.Classify(err))
 	}
+	r.mu.Unlock()
+	r.signal()
+	return nil
 }
 
 // journalAndTouch journals, in one write, the Node annotations for the
@@ -553,33 +547,15 @@ func (r *Recovery) journalAndTouch(ctx context.Context, queue bool) error {
 	if len(nodes) == 0 {
 		return nil
 	}
-	if r.value == "" {
-		if r.o.Recorder == nil {
-			return fmt.Errorf("restart: no journal for the Node annotations")
-		}
-		sort.Strings(nodes)
-		list, err := r.cl.Metadata.Resource(corev1.SchemeGroupVersion.WithResource("nodes")).List(ctx, metav1.ListOptions{LabelSelector: dpf.DPUNodeLabel})
-		if err != nil {
-			return fmt.Errorf("list Nodes: %w", kube.Classify(err))
-		}
-		prev := map[string]*string{}
-		for _, n := range list.Items {
-			if v, ok := n.Annotations[plan.RestartedAtAnnotation]; ok {
-				prev[n.Name] = &v
-			}
-		}
-		value := r.now().UTC().Format(time.RFC3339Nano)
-		changes := make([]plan.AnnotationChange, 0, len(nodes))
-		for _, n := range nodes {
-			changes = append(changes, plan.AnnotationChange{Ref: nodeRef(n), Key: plan.RestartedAtAnnotation, Value: value, Previous: prev[n]})
-		}
-		if err := r.o.Recorder.RecordAnnotations(changes...); err != nil {
-			return err
-		}
-		r.mu.Lock()
-		r.value = value
-		r.mu.Unlock()
+	if r.o.Effects == nil {
+		return fmt.Errorf("restart: no journal for the Node annotations")
 	}
+	if err := r.o.Effects.JournalNodes(ctx, nodes); err != nil {
+		return err
+	}
+	r.mu.Lock()
+	r.journalled = true
+	r.mu.Unlock()
 	if !queue {
 		return nil
 	}
@@ -587,14 +563,12 @@ func (r *Recovery) journalAndTouch(ctx context.Context, queue bool) error {
 	defer r.mu.Unlock()
 	for name, t := range r.pods {
 		if t.action.TouchNode && t.deleted && t.touches == 0 {
-			t.started = r.now()
+			t.started = r.clock.Now()
 			r.queueTouch(name)
 		}
 	}
 	return nil
 }
-
-func nodeRef(name string) plan.ObjectRef { return plan.ObjectRef{Kind: "Node", Name: name} }
 
 func (r *Recovery) touchNode(ctx context.Context, pod string) error {
 	r.mu.Lock()
@@ -603,24 +577,10 @@ func (r *Recovery) touchNode(ctx context.Context, pod string) error {
 		r.mu.Unlock()
 		return nil
 	}
-	t.touchedAt, t.touches = r.now(), t.touches+1
-	node, value, n := t.action.Node, r.value, t.touches
-	if n > 1 {
-		// A later event needs a new value to be an event at all.
-		value = fmt.Sprintf("%s-%d", r.value, n)
-	}
+	t.touchedAt, t.touches = r.clock.Now(), t.touches+1
+	node, n := t.action.Node, t.touches
 	r.mu.Unlock()
-	if n > 1 {
-		if err := r.o.Recorder.RecordAnnotations(plan.AnnotationChange{Ref: nodeRef(node), Key: plan.RestartedAtAnnotation, Value: value}); err != nil {
-			return err
-		}
-	}
-	patch, _ := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]any{plan.RestartedAtAnnotation: value}}})
-	_, err := r.cl.Kube.CoreV1().Nodes().Patch(ctx, node, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: plan.FieldManager})
-	if err != nil && !apierrors.IsNotFound(err) {
-		return fmt.Errorf("annotate Node %s: %w", node, kube.Classify(err))
-	}
-	return nil
+	return r.o.Effects.TouchNode(ctx, node, n)
 }
 
 // retouch sends another Node event for deleted pods the operator has not
@@ -630,7 +590,7 @@ func (r *Recovery) touchNode(ctx context.Context, pod string) error {
 func (r *Recovery) retouch() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	quiet := r.now().Sub(r.lastFresh) >= r.o.Retouch
+	quiet := r.clock.Now().Sub(r.lastFresh) >= r.o.Retouch
 	for name, t := range r.pods {
 		if !t.action.TouchNode || !t.deleted || !t.readyAt.IsZero() || t.state != "Deleted" || t.note != "" || t.touches == 0 {
 			continue
@@ -640,8 +600,8 @@ func (r *Recovery) retouch() {
 				t.action.Node, r.o.Namespace, t.action.Node)
 			continue
 		}
-		if quiet && t.touches < 6 && r.now().Sub(t.touchedAt) >= r.o.Retouch {
-			t.touchedAt = r.now()
+		if quiet && t.touches < 6 && r.clock.Now().Sub(t.touchedAt) >= r.o.Retouch {
+			t.touchedAt = r.clock.Now()
 			r.queueTouch(name)
 		}
 	}

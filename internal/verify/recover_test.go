@@ -1,0 +1,251 @@
+package verify
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	fcache "k8s.io/client-go/tools/cache/testing"
+	clocktesting "k8s.io/utils/clock/testing"
+
+	"github.com/dpfdoctor/dpfdoctor/internal/plan"
+)
+
+// The recovery's state machine, driven without a cluster: fake informer
+// sources stand in for the API server, a fake clock for time, and
+// fakeEffects for apply.Restarts (it plays the operator on a Node event).
+
+const ns = "dpf-operator-system"
+
+func dmsPod(node string, uid types.UID, ready bool) *corev1.Pod {
+	p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: node + "-dms", Namespace: ns, UID: uid}, Spec: corev1.PodSpec{NodeName: node},
+		Status: corev1.PodStatus{Phase: corev1.PodPending}}
+	if ready {
+		p.Status.Phase = corev1.PodRunning
+		p.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue}}
+	}
+	return p
+}
+
+type fakeEffects struct {
+	pods *fcache.FakeControllerSource
+	// recreateAt is the Node event after which the operator re-creates a
+	// node's pod, Ready (0: never).
+	recreateAt map[string]int
+
+	mu      sync.Mutex
+	deleted []string
+	journal [][]string
+	touches map[string]int
+}
+
+func (f *fakeEffects) DeletePod(_ context.Context, name string, uid types.UID) (bool, error) {
+	f.mu.Lock()
+	f.deleted = append(f.deleted, name)
+	f.mu.Unlock()
+	f.pods.Delete(dmsPod(strings.TrimSuffix(name, "-dms"), uid, false))
+	return false, nil
+}
+
+func (f *fakeEffects) JournalNodes(_ context.Context, nodes []string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.journal = append(f.journal, slices.Sorted(slices.Values(nodes)))
+	return nil
+}
+
+func (f *fakeEffects) TouchNode(_ context.Context, node string, n int) error {
+	f.mu.Lock()
+	f.touches[node] = n
+	f.mu.Unlock()
+	if f.recreateAt[node] == n {
+		f.pods.Add(dmsPod(node, types.UID(fmt.Sprintf("%s-new", node)), true))
+	}
+	return nil
+}
+
+func (f *fakeEffects) snapshot() (deleted []string, journal [][]string, touches map[string]int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	touches = map[string]int{}
+	for k, v := range f.touches {
+		touches[k] = v
+	}
+	return slices.Sorted(slices.Values(f.deleted)), append([][]string(nil), f.journal...), touches
+}
+
+type harness struct {
+	r        *Recovery
+	clock    *clocktesting.FakeClock
+	pods     *fcache.FakeControllerSource
+	dpuNodes *fcache.FakeControllerSource
+	fx       *fakeEffects
+}
+
+// start runs a recovery of one pod per node, each Failing, with actions.
+func start(t *testing.T, actions []plan.PodAction, dpuNodes []string, recreateAt map[string]int) *harness {
+	t.Helper()
+	h := &harness{clock: clocktesting.NewFakeClock(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)),
+		pods: fcache.NewFakeControllerSource(), dpuNodes: fcache.NewFakeControllerSource()}
+	for _, a := range actions {
+		h.pods.Add(dmsPod(a.Node, types.UID(a.Node+"-old"), false))
+	}
+	for _, n := range dpuNodes {
+		h.dpuNodes.Add(&metav1.PartialObjectMetadata{ObjectMeta: metav1.ObjectMeta{Name: n, Namespace: ns}})
+	}
+	h.fx = &fakeEffects{pods: h.pods, recreateAt: recreateAt, touches: map[string]int{}}
+	ctx, cancel := context.WithCancel(context.Background())
+	r, err := startRecovery(ctx, cancel, h.pods, h.dpuNodes, RecoverOptions{Namespace: ns, Actions: actions, Effects: h.fx,
+		Timeout: time.Minute, Retouch: 5 * time.Second, Clock: h.clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(r.Stop)
+	h.r = r
+	return h
+}
+
+// run runs the recovery while stepping the clock a second at a time.
+func (h *harness) run(t *testing.T) RecoverResult {
+	t.Helper()
+	type out struct {
+		res RecoverResult
+		err error
+	}
+	done := make(chan out, 1)
+	go func() {
+		res, err := h.r.Run(context.Background())
+		done <- out{res, err}
+	}()
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); {
+		select {
+		case o := <-done:
+			if o.err != nil {
+				t.Fatal(o.err)
+			}
+			return o.res
+		case <-time.After(10 * time.Millisecond):
+			h.clock.Step(time.Second)
+		}
+	}
+	t.Fatal("the recovery did not end")
+	return RecoverResult{}
+}
+
+func touch(node string) plan.PodAction {
+	return plan.PodAction{Pod: node + "-dms", Node: node, Action: plan.ActionDelete, TouchNode: true}
+}
+
+// v25.4.0: Quiesce deletes before the grant; Run journals the Node
+// annotations once and then sends a Node event per deleted pod, and another
+// once the operator has gone quiet without re-creating a pod.
+func TestRecoveryNodeEvents(t *testing.T) {
+	h := start(t, []plan.PodAction{touch("w1"), touch("w2")}, nil, map[string]int{"w1": 1, "w2": 2})
+	if err := h.r.Quiesce(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	deleted, journal, touches := h.fx.snapshot()
+	if !slices.Equal(deleted, []string{"w1-dms", "w2-dms"}) || len(journal) != 0 || len(touches) != 0 {
+		t.Fatalf("after Quiesce: deleted %v, journal %v, touches %v", deleted, journal, touches)
+	}
+	res := h.run(t)
+	if res.Ready != 2 || res.TimedOut {
+		t.Fatalf("result %+v", res)
+	}
+	want := map[string]int{"w1-dms": 1, "w2-dms": 2}
+	for _, p := range res.Pods {
+		if p.NodeEvents != want[p.Pod] || !p.Ready || p.Note != "" {
+			t.Errorf("%s: %+v, want %d Node events", p.Pod, p, want[p.Pod])
+		}
+	}
+	_, journal, _ = h.fx.snapshot()
+	if len(journal) != 1 || !slices.Equal(journal[0], []string{"w1", "w2"}) {
+		t.Errorf("journal %v, want one entry for both Nodes", journal)
+	}
+}
+
+// A pod whose DPUNode exists is not deleted (v25.4.0 would never re-create
+// it): it is waited for, and recovers on the kubelet's retry.
+func TestRecoveryKeepsPodWithDPUNode(t *testing.T) {
+	h := start(t, []plan.PodAction{touch("w1"), touch("w2")}, []string{"w1"}, map[string]int{"w2": 1})
+	if err := h.r.Quiesce(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if deleted, _, _ := h.fx.snapshot(); !slices.Equal(deleted, []string{"w2-dms"}) {
+		t.Fatalf("deleted %v, want only w2-dms", deleted)
+	}
+	h.pods.Modify(dmsPod("w1", "w1-old", true))
+	res := h.run(t)
+	if res.Ready != 2 {
+		t.Fatalf("result %+v", res)
+	}
+	p := res.Pods[0]
+	if p.Action != plan.ActionWait || p.NodeEvents != 0 || !strings.Contains(p.Note, "DPUNode w1 exists") {
+		t.Errorf("w1: %+v", p)
+	}
+	if _, journal, _ := h.fx.snapshot(); len(journal) != 1 || !slices.Equal(journal[0], []string{"w2"}) {
+		t.Errorf("journal %v, want w2 only", journal)
+	}
+}
+
+// v25.7: pods are deleted in Run, with no Node event; a pod that recovered
+// on its own before its turn is left alone; the wait ends at the timeout.
+func TestRecoveryDeleteAndTimeout(t *testing.T) {
+	del := func(node string) plan.PodAction {
+		return plan.PodAction{Pod: node + "-dms", Node: node, Action: plan.ActionDelete}
+	}
+	h := start(t, []plan.PodAction{del("w1"), del("w2")}, nil, nil)
+	h.pods.Modify(dmsPod("w1", "w1-old", true))
+	// Wait until the informer has seen it, as Run's safety check reads
+	// the watch cache.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if obj, ok, _ := h.r.podStore.GetByKey(ns + "/w1-dms"); ok && len(obj.(*corev1.Pod).Status.Conditions) > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the informer did not see the update")
+		}
+	}
+	res := h.run(t)
+	if !res.TimedOut || res.Ready != 1 || res.Seconds < 60 {
+		t.Fatalf("result %+v", res)
+	}
+	if deleted, journal, touches := h.fx.snapshot(); !slices.Equal(deleted, []string{"w2-dms"}) || len(journal) != 0 || len(touches) != 0 {
+		t.Errorf("deleted %v, journal %v, touches %v", deleted, journal, touches)
+	}
+	if p := res.Pods[0]; p.Action != plan.ActionWait || !strings.Contains(p.Note, "recovered on its own") {
+		t.Errorf("w1: %+v", p)
+	}
+	if p := res.Pods[1]; p.Ready || p.State != "Deleted" {
+		t.Errorf("w2: %+v", p)
+	}
+}
+
+// Release sends the Node events for the pods Quiesce deleted when the fix
+// fails before Run, and nothing once Run has started.
+func TestRecoveryRelease(t *testing.T) {
+	h := start(t, []plan.PodAction{touch("w1"), touch("w2")}, nil, nil)
+	if err := h.r.Release(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if _, journal, touches := h.fx.snapshot(); len(journal)+len(touches) != 0 {
+		t.Fatalf("Release before Quiesce wrote: journal %v, touches %v", journal, touches)
+	}
+	if err := h.r.Quiesce(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.r.Release(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	_, journal, touches := h.fx.snapshot()
+	if len(journal) != 1 || touches["w1"] != 1 || touches["w2"] != 1 {
+		t.Fatalf("journal %v, touches %v", journal, touches)
+	}
+}
