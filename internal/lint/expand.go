@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"strings"
 
+	"mvdan.cc/sh/v3/expand"
 	"mvdan.cc/sh/v3/syntax"
 )
 
@@ -270,14 +271,15 @@ func (in *interp) partValue(st *state, p syntax.WordPart, io ioctx, quoted bool)
 	return unknownValue(in.source(p))
 }
 
-// expandHeredoc expands an unquoted here-document body. Its literal parts
-// only unescape \$, \`, \\ and line continuations.
+// expandHeredoc expands an unquoted here-document body; expand.Document
+// unescapes its literal parts (\$, \` and \\).
 func (in *interp) expandHeredoc(st *state, w *syntax.Word, io ioctx) value {
 	v := litValue("")
 	for _, p := range w.Parts {
 		var pv value
 		if l, ok := p.(*syntax.Lit); ok {
-			pv = litValue(unescapeHeredoc(l.Value))
+			s, _ := expand.Document(&expand.Config{}, &syntax.Word{Parts: []syntax.WordPart{l}})
+			pv = litValue(s)
 		} else {
 			pv = in.partValue(st, p, io, true)
 		}
@@ -309,25 +311,6 @@ func unescape(s string, quoted bool) string {
 		default:
 			b.WriteByte(c)
 		}
-	}
-	return b.String()
-}
-
-func unescapeHeredoc(s string) string {
-	if !strings.ContainsRune(s, '\\') {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c == '\\' && i+1 < len(s) && strings.IndexByte("$`\\\n", s[i+1]) >= 0 {
-			if s[i+1] != '\n' {
-				b.WriteByte(s[i+1])
-			}
-			i++
-			continue
-		}
-		b.WriteByte(c)
 	}
 	return b.String()
 }
