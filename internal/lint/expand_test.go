@@ -52,9 +52,7 @@ arr=(10 20 30); nm=n; i=1; sh=70`
 	}
 	for _, tc := range tests {
 		t.Run(tc.expr, func(t *testing.T) {
-			cmd := exec.Command("/bin/bash", "-c", setup+"\nprintf %s \""+tc.expr+"\"")
-			cmd.Env = []string{"LC_ALL=C", "PATH=/usr/bin:/bin"}
-			out, err := cmd.Output()
+			out, _, err := bash(setup + "\nprintf %s \"" + tc.expr + "\"")
 			got, known := lintValue(t, setup+"\n__r=\""+tc.expr+"\"\n")
 			switch {
 			case err != nil || tc.unknown:
@@ -63,11 +61,46 @@ arr=(10 20 30); nm=n; i=1; sh=70`
 				}
 			case !known:
 				t.Errorf("lint: unknown, bash: %q", out)
-			case got != string(out):
+			case got != out:
 				t.Errorf("lint: %q, bash: %q", got, out)
 			}
 		})
 	}
+}
+
+// TestIntegerTestsAgainstBash: [[ ]] reads its operands as arithmetic, test
+// and [ read decimals only. An operand bash rejects (it says so on stderr)
+// must be unknown to lint.
+func TestIntegerTestsAgainstBash(t *testing.T) {
+	for _, c := range []string{"[[ 0x10 -eq 16 ]]", "[[ 16#ff -eq 255 ]]", "[[ 010 -eq 8 ]]", "[[ 010 -eq 10 ]]", "[[ $n -lt 2#101 ]]",
+		"[[ n -gt 4 ]]", "[[ 0b1 -eq 1 ]]", "[[ 1_0 -eq 10 ]]", "[ 010 -eq 10 ]", "[ 0x10 -eq 16 ]", "[ 0b1 -eq 1 ]", "[ ' 7' -ge 7 ]",
+		"test +3 -ne 3"} {
+		t.Run(c, func(t *testing.T) {
+			src := "n=5\n" + c + " && __r=0 || __r=1\n"
+			out, stderr, err := bash(src + "printf %s $__r")
+			if err != nil {
+				t.Fatalf("bash: %v", err)
+			}
+			got, known := lintValue(t, src)
+			switch {
+			case stderr != "":
+				if known {
+					t.Errorf("lint: %q, want unknown (bash: %s)", got, stderr)
+				}
+			case !known || got != out:
+				t.Errorf("lint: %q (known %v), bash: %q", got, known, out)
+			}
+		})
+	}
+}
+
+func bash(src string) (stdout, stderr string, err error) {
+	var o, e strings.Builder
+	cmd := exec.Command("/bin/bash", "-c", src)
+	cmd.Env = []string{"LC_ALL=C", "PATH=/usr/bin:/bin"}
+	cmd.Stdout, cmd.Stderr = &o, &e
+	err = cmd.Run()
+	return o.String(), e.String(), err
 }
 
 // lintValue runs src with lint's interpreter and returns $__r.
