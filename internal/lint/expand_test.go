@@ -25,7 +25,7 @@ arr=(10 20 30); nm=n; i=1; sh=70`
 		// Replacement.
 		{expr: "${x/b/X}"}, {expr: "${x//b/X}"}, {expr: "${x/#a/X}"}, {expr: "${x/#b/X}"}, {expr: "${x/%c/X}"}, {expr: "${x/%b/X}"},
 		{expr: "${x/#/X}"}, {expr: "${x/%/X}"}, {expr: "${x/#*/X}"}, {expr: "${p//[:.]/-}"}, {expr: "${x//?/.}"}, {expr: "${x/b}"},
-		{expr: "${x//}"}, {expr: "${x/*/Z}"}, {expr: `${s//"*"/S}`}, {expr: "${s//\\*/S}"}, {expr: "${x//b*c/_}"}, {expr: "${z//./$x}"},
+		{expr: "${x//}"}, {expr: "${x/*/Z}"}, {expr: `${s//"*"/S}`}, {expr: "${s//\\*/S}"}, {expr: "${x//b*c/_}"}, {expr: "${z//./$x}"}, {expr: "${x/b/[&]}", unknown: true},
 		// Case changes.
 		{expr: "${x^^}"}, {expr: "${x,,}"}, {expr: "${x^}"}, {expr: "${x,}"}, {expr: "${y^^}"}, {expr: "${y,,}"}, {expr: "${y^}"},
 		{expr: "${y,}"}, {expr: "${x^^[ab]}"}, {expr: "${y,,[A-M]}"}, {expr: "${e^^}"},

@@ -250,8 +250,10 @@ func (in *interp) replace(st *state, pe *syntax.ParamExp, v value, io ioctx) val
 	if !ok {
 		return unknownValue(ph)
 	}
+	// bash 5.2 puts the match in place of an unquoted & (patsub_replacement),
+	// which expand does not.
 	with, ok := in.expandValue(st, pe.Repl.With, io).exact()
-	if !ok {
+	if !ok || strings.Contains(with, "&") {
 		return unknownValue(ph)
 	}
 	anchor := ""
