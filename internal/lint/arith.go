@@ -48,11 +48,11 @@ const (
 	targetPrefix = "__lint_target_"
 )
 
-// synthetic returns i for the name prefix+i.
-func synthetic(name, prefix string) (int, bool) {
+// synthetic returns i for the name prefix+i, i < n.
+func synthetic(name, prefix string, n int) (int, bool) {
 	s, ok := strings.CutPrefix(name, prefix)
 	i, err := strconv.Atoi(s)
-	return i, ok && err == nil
+	return i, ok && err == nil && i >= 0 && i < n
 }
 
 // operands copies x for expand.Arithm: an operand that is not a literal
@@ -64,7 +64,7 @@ func (e *arithEnv) operands(x syntax.ArithmExpr) (syntax.ArithmExpr, bool) {
 	switch x := x.(type) {
 	case *syntax.Word:
 		if l := x.Lit(); l != "" {
-			return x, isName(l) || bashNumber(l)
+			return x, isName(l) && !strings.HasPrefix(l, "__lint_") || bashNumber(l)
 		}
 		e.leaves = append(e.leaves, x)
 		return litWord(leafPrefix + strconv.Itoa(len(e.leaves)-1)), true
@@ -124,9 +124,9 @@ func (e *arithEnv) Get(name string) expand.Variable {
 	}
 	var s string
 	var ok bool
-	if i, isLeaf := synthetic(name, leafPrefix); isLeaf {
+	if i, isLeaf := synthetic(name, leafPrefix, len(e.leaves)); isLeaf {
 		s, ok = e.in.expandValue(e.st, e.leaves[i], e.io).exact()
-	} else if _, isTarget := synthetic(name, targetPrefix); isTarget {
+	} else if _, isTarget := synthetic(name, targetPrefix, len(e.assigned)); isTarget {
 		ok = true
 	} else if x, _ := e.in.lookup(e.st, name); !x.isList {
 		s, ok = x.v.exact()
@@ -136,14 +136,14 @@ func (e *arithEnv) Get(name string) expand.Variable {
 		e.reads++ // bash evaluates a name's value in turn; give up on long chains
 		ok = ok && e.reads <= 32
 	}
-	if !ok || t != "" && !isName(t) && !bashNumber(t) {
+	if !ok || strings.HasPrefix(t, "__lint_") || t != "" && !isName(t) && !bashNumber(t) {
 		e.unknown = true
 	}
 	return expand.Variable{Set: true, Kind: expand.String, Str: s}
 }
 
 func (e *arithEnv) Set(name string, vr expand.Variable) error {
-	if i, ok := synthetic(name, targetPrefix); ok {
+	if i, ok := synthetic(name, targetPrefix, len(e.assigned)); ok {
 		name = e.assigned[i]
 	}
 	e.st.setVar(name, variable{val: litValue(vr.Str)})
