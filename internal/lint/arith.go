@@ -36,8 +36,9 @@ type arithEnv struct {
 	in       *interp
 	st       *state
 	io       ioctx
-	leaves   []*syntax.Word // operands lint expands itself, read as leafName(i)
-	assigned []string
+	leaves   []*syntax.Word // operands lint expands itself, read as leafPrefix+i
+	assigned []string       // variables assigned, written as targetPrefix+i
+	plain    []bool         // assigned by "=", which needs no old value
 	reads    int
 	unknown  bool
 }
@@ -70,12 +71,12 @@ func (e *arithEnv) operands(x syntax.ArithmExpr) (syntax.ArithmExpr, bool) {
 		return litWord(leafPrefix + strconv.Itoa(len(e.leaves)-1)), true
 	case *syntax.ParenArithm:
 		y, ok := e.operands(x.X)
-		return &syntax.ParenArithm{Lparen: x.Lparen, Rparen: x.Rparen, X: y}, ok
+		return &syntax.ParenArithm{X: y}, ok
 	case *syntax.UnaryArithm:
 		c := *x
 		y, ok := e.operands(x.X)
 		if x.Op == syntax.Inc || x.Op == syntax.Dec {
-			ok = ok && e.target(x.X)
+			y, ok = e.target(x.X, false, ok)
 		}
 		c.X = y
 		return &c, ok
@@ -92,12 +93,7 @@ func (e *arithEnv) operands(x syntax.ArithmExpr) (syntax.ArithmExpr, bool) {
 			ok = ok && isColon && colon.Op == syntax.TernColon
 		}
 		if x.Op == syntax.Assgn || x.Op >= syntax.AddAssgn && x.Op <= syntax.ShrAssgn {
-			ok = ok && e.target(x.X)
-		}
-		if x.Op == syntax.Assgn && ok {
-			// expand reads the old value even for "=": name the target
-			// so that this read is not of an unknown variable.
-			a = litWord(targetPrefix + strconv.Itoa(len(e.assigned)-1))
+			a, ok = e.target(x.X, x.Op == syntax.Assgn, ok)
 		}
 		c.X, c.Y = a, b
 		return &c, ok
@@ -105,13 +101,16 @@ func (e *arithEnv) operands(x syntax.ArithmExpr) (syntax.ArithmExpr, bool) {
 	return nil, false
 }
 
-func (e *arithEnv) target(x syntax.ArithmExpr) bool {
-	w, ok := x.(*syntax.Word)
-	if !ok || !isName(w.Lit()) {
-		return false
+// target renames an assigned variable. expand reads its old value even for
+// "="; for ++, -- and op= that value must be a number, as expand does not
+// evaluate a name there the way bash does.
+func (e *arithEnv) target(x syntax.ArithmExpr, plain, ok bool) (syntax.ArithmExpr, bool) {
+	w, isWord := x.(*syntax.Word)
+	if !isWord || !isName(w.Lit()) || strings.HasPrefix(w.Lit(), "__lint_") {
+		return x, false
 	}
-	e.assigned = append(e.assigned, w.Lit())
-	return true
+	e.assigned, e.plain = append(e.assigned, w.Lit()), append(e.plain, plain)
+	return litWord(targetPrefix + strconv.Itoa(len(e.assigned)-1)), ok
 }
 
 func litWord(s string) *syntax.Word {
@@ -123,18 +122,24 @@ func (e *arithEnv) Get(name string) expand.Variable {
 		return expand.Variable{}
 	}
 	var s string
-	var ok bool
+	var ok, number bool
 	if i, isLeaf := synthetic(name, leafPrefix, len(e.leaves)); isLeaf {
 		s, ok = e.in.expandValue(e.st, e.leaves[i], e.io).exact()
-	} else if _, isTarget := synthetic(name, targetPrefix, len(e.assigned)); isTarget {
-		ok = true
-	} else if x, _ := e.in.lookup(e.st, name); !x.isList {
-		s, ok = x.v.exact()
+	} else {
+		if i, isTarget := synthetic(name, targetPrefix, len(e.assigned)); isTarget {
+			if e.plain[i] {
+				return expand.Variable{}
+			}
+			name, number = e.assigned[i], true
+		}
+		if x, _ := e.in.lookup(e.st, name); !x.isList {
+			s, ok = x.v.exact()
+		}
 	}
 	t := strings.TrimSpace(s)
 	if isName(t) {
 		e.reads++ // bash evaluates a name's value in turn; give up on long chains
-		ok = ok && e.reads <= 32
+		ok = ok && !number && e.reads <= 32
 	}
 	if !ok || strings.HasPrefix(t, "__lint_") || t != "" && !isName(t) && !bashNumber(t) {
 		e.unknown = true

@@ -48,7 +48,7 @@ arr=(10 20 30); nm=n; i=1; sh=70`
 		{expr: "$((0 && 1 / 0))"}, {expr: "$((1 || 1 / 0))"}, {expr: "$((010 + 0x10 + 2#10))"}, {expr: "$((+-5))"}, {expr: "$((~0))"},
 		{expr: "$((!5))"}, {expr: "$((5 == 5 && 3 > 2))"}, {expr: "$((nm))"}, {expr: "$((nm * 2))"}, {expr: "$((e + 1))"},
 		{expr: "$((ex))", unknown: true}, {expr: "$((${#x} + 1))"}, {expr: "$((${arr[1]} + arr[2]))"}, {expr: "$((${#arr[@]}))"},
-		{expr: "$((unset_var + 1))", unknown: true}, {expr: "$(($(echo 6) * 7))"}, {expr: `$((" 5 "))`}, {expr: "$((__lint_operand_0 + 1))", unknown: true}, {expr: "$((__lint_target_3 += 1))", unknown: true}, {expr: "$((x=__lint_operand_0, x + $n))", unknown: true}, {expr: "$((k))", unknown: true},
+		{expr: "$((unset_var + 1))", unknown: true}, {expr: "$(($(echo 6) * 7))"}, {expr: `$((" 5 "))`}, {expr: "$((__lint_operand_0 + 1))", unknown: true}, {expr: "$((__lint_target_3 += 1))", unknown: true}, {expr: "$((x=__lint_operand_0, x + $n))", unknown: true}, {expr: "$((nm++))", unknown: true}, {expr: "$((nm += 1))", unknown: true}, {expr: "$((nm = 1, nm))"}, {expr: "$((k))", unknown: true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.expr, func(t *testing.T) {
