@@ -226,10 +226,6 @@ func (in *interp) expandValue(st *state, w *syntax.Word, io ioctx) value {
 	return v
 }
 
-func (in *interp) expandString(st *state, w *syntax.Word, io ioctx) value {
-	return in.expandValue(st, w, io)
-}
-
 func (in *interp) partValue(st *state, p syntax.WordPart, io ioctx, quoted bool) value {
 	switch p := p.(type) {
 	case *syntax.Lit:

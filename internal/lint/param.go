@@ -71,9 +71,7 @@ func (in *interp) param(st *state, pe *syntax.ParamExp, io ioctx) expansion {
 			}
 			return expansion{v: litValue(strconv.Itoa(len(base.list)))}
 		}
-		return expansion{v: mapKnown(base.v, in.source(pe), func(s string) (string, bool) {
-			return strconv.Itoa(utf8.RuneCountInString(s)), true
-		})}
+		return expansion{v: mapKnown(base.v, in.source(pe), runeLen)}
 	}
 	if base.isList {
 		return base
@@ -131,12 +129,13 @@ func (in *interp) indexed(st *state, pe *syntax.ParamExp, name string, io ioctx)
 		return expansion{v: litValue("")}
 	}
 	if pe.Length {
-		return expansion{v: mapKnown(value{elems[i]}, in.source(pe), func(s string) (string, bool) {
-			return strconv.Itoa(utf8.RuneCountInString(s)), true
-		})}
+		return expansion{v: mapKnown(value{elems[i]}, in.source(pe), runeLen)}
 	}
 	return expansion{v: value{elems[i]}}
 }
+
+// runeLen is ${#x} of a known value.
+func runeLen(s string) (string, bool) { return strconv.Itoa(utf8.RuneCountInString(s)), true }
 
 // mapKnown applies f to every fully known alternative; any unknown
 // alternative makes the result unknown.
