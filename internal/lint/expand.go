@@ -107,7 +107,7 @@ func (in *interp) expandPart(st *state, p syntax.WordPart, io ioctx, bs []builde
 	case *syntax.SglQuoted:
 		s := p.Value
 		if p.Dollar {
-			s = ansiC(s)
+			s = ansiC(p)
 		}
 		for i := range bs {
 			bs[i].add(lit(s))
@@ -232,7 +232,7 @@ func (in *interp) partValue(st *state, p syntax.WordPart, io ioctx, quoted bool)
 		return litValue(unescape(p.Value, quoted))
 	case *syntax.SglQuoted:
 		if p.Dollar {
-			return litValue(ansiC(p.Value))
+			return litValue(ansiC(p))
 		}
 		return litValue(p.Value)
 	case *syntax.DblQuoted:
@@ -311,10 +311,10 @@ func unescape(s string, quoted bool) string {
 	return b.String()
 }
 
-// ansiC handles the common escapes of $'...'.
-func ansiC(s string) string {
-	r := strings.NewReplacer(`\n`, "\n", `\t`, "\t", `\\`, `\`, `\'`, "'", `\"`, `"`, `\r`, "\r")
-	return r.Replace(s)
+// ansiC is the value of $'...', escapes decoded by expand.
+func ansiC(p *syntax.SglQuoted) string {
+	s, _ := expand.Literal(&expand.Config{}, &syntax.Word{Parts: []syntax.WordPart{p}})
+	return s
 }
 
 // source is a node's shell source on one line, used as a placeholder.

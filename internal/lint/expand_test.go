@@ -68,6 +68,17 @@ arr=(10 20 30); nm=n; i=1; sh=70`
 	}
 }
 
+// TestANSICAgainstBash: $'...' escapes are decoded as bash does.
+func TestANSICAgainstBash(t *testing.T) {
+	for _, q := range []string{`$'a\nb\tc'`, `$'50%d %s%%'`, `$'\x41\e\'\"\\\?'`, `$'a\0b'`, `$'\101\r'`} {
+		out, _, err := bash("printf %s " + q)
+		got, known := lintValue(t, "__r="+q+"\n")
+		if err != nil || !known || got != out {
+			t.Errorf("%s: lint %q (known %v), bash %q (%v)", q, got, known, out, err)
+		}
+	}
+}
+
 // TestIntegerTestsAgainstBash: [[ ]] reads its operands as arithmetic, test
 // and [ read decimals only. An operand bash rejects (it says so on stderr)
 // must be unknown to lint.
