@@ -1,236 +1,210 @@
 package lint
 
 import (
+	"math"
 	"strconv"
 	"strings"
 
+	"mvdan.cc/sh/v3/expand"
 	"mvdan.cc/sh/v3/syntax"
 )
 
-// arith evaluates an arithmetic expression, assigning as it goes.
+// arith evaluates an arithmetic expression with expand.Arithm, assigning as
+// it goes. ok is false when the expression reads a value lint cannot resolve
+// or one bash would reject; every variable it assigns is then unknown.
 func (in *interp) arith(st *state, x syntax.ArithmExpr, io ioctx) (int64, bool) {
+	e := &arithEnv{in: in, st: st, io: io}
+	x, ok := e.operands(x)
+	var n int
+	var err error
+	if ok {
+		n, err = expand.Arithm(&expand.Config{Env: e}, x)
+	}
+	if !ok || err != nil || e.unknown {
+		for _, name := range e.assigned {
+			st.setVar(name, variable{val: unknownValue(varPlaceholder(name))})
+		}
+		return 0, false
+	}
+	return int64(n), true
+}
+
+// arithEnv gives expand.Arithm lint's variables. expand reads any string
+// that is not a number as 0, so every value it reads is checked here and
+// any other makes the result unknown.
+type arithEnv struct {
+	in       *interp
+	st       *state
+	io       ioctx
+	leaves   []*syntax.Word // operands lint expands itself, read as leafPrefix+i
+	assigned []string       // variables assigned, written as targetPrefix+i
+	plain    []bool         // assigned by "=", which needs no old value
+	reads    int
+	unknown  bool
+}
+
+// Names of operands and assignment targets in the copy expand evaluates.
+const (
+	leafPrefix   = "__lint_operand_"
+	targetPrefix = "__lint_target_"
+)
+
+// synthetic returns i for the name prefix+i, i < n.
+func synthetic(name, prefix string, n int) (int, bool) {
+	s, ok := strings.CutPrefix(name, prefix)
+	i, err := strconv.Atoi(s)
+	return i, ok && err == nil && i >= 0 && i < n
+}
+
+// operands copies x for expand.Arithm: an operand that is not a literal
+// becomes a variable whose value lint expands when it is read, so reads stay
+// lazy and in order; a shift count is masked to 0-63 as bash does on
+// 64-bit machines. ok is false for a literal bash rejects or an assignment
+// to something that is not a name.
+func (e *arithEnv) operands(x syntax.ArithmExpr) (syntax.ArithmExpr, bool) {
 	switch x := x.(type) {
 	case *syntax.Word:
 		if l := x.Lit(); l != "" {
-			if isName(l) {
-				return in.arithVar(st, l, 0)
-			}
-			return parseInt(l)
+			return x, isName(l) && !strings.HasPrefix(l, "__lint_") || bashNumber(l)
 		}
-		s, ok := in.expandValue(st, x, io).exact()
-		if !ok {
-			return 0, false
-		}
-		if isName(strings.TrimSpace(s)) {
-			return in.arithVar(st, strings.TrimSpace(s), 1)
-		}
-		return parseInt(s)
+		e.leaves = append(e.leaves, x)
+		return litWord(leafPrefix + strconv.Itoa(len(e.leaves)-1)), true
 	case *syntax.ParenArithm:
-		return in.arith(st, x.X, io)
+		y, ok := e.operands(x.X)
+		return &syntax.ParenArithm{X: y}, ok
 	case *syntax.UnaryArithm:
-		return in.unaryArith(st, x, io)
+		c := *x
+		y, ok := e.operands(x.X)
+		if x.Op == syntax.Inc || x.Op == syntax.Dec {
+			y, ok = e.target(x.X, false, ok)
+		}
+		c.X = y
+		return &c, ok
 	case *syntax.BinaryArithm:
-		return in.binaryArith(st, x, io)
-	}
-	return 0, false
-}
-
-func parseInt(s string) (int64, bool) {
-	s = strings.TrimSpace(s)
-	if s == "" {
-		return 0, true
-	}
-	n, err := strconv.ParseInt(s, 0, 64)
-	return n, err == nil
-}
-
-// arithVar reads a variable as a number (recursively, as bash does, to a
-// small depth).
-func (in *interp) arithVar(st *state, name string, depth int) (int64, bool) {
-	if depth > 4 {
-		return 0, false
-	}
-	e, set := in.lookup(st, name)
-	if !set || e.isList {
-		return 0, false
-	}
-	s, ok := e.v.exact()
-	if !ok {
-		return 0, false
-	}
-	s = strings.TrimSpace(s)
-	if isName(s) {
-		return in.arithVar(st, s, depth+1)
-	}
-	return parseInt(s)
-}
-
-func arithName(x syntax.ArithmExpr) string {
-	if w, ok := x.(*syntax.Word); ok {
-		if l := w.Lit(); isName(l) {
-			return l
+		c := *x
+		a, okA := e.operands(x.X)
+		b, okB := e.operands(x.Y)
+		ok := okA && okB
+		switch x.Op {
+		case syntax.Shl, syntax.Shr, syntax.ShlAssgn, syntax.ShrAssgn:
+			b = &syntax.BinaryArithm{Op: syntax.And, X: &syntax.ParenArithm{X: b}, Y: litWord("63")}
+		case syntax.TernQuest:
+			colon, isColon := x.Y.(*syntax.BinaryArithm)
+			ok = ok && isColon && colon.Op == syntax.TernColon
 		}
+		if x.Op == syntax.Assgn || x.Op >= syntax.AddAssgn && x.Op <= syntax.ShrAssgn {
+			a, ok = e.target(x.X, x.Op == syntax.Assgn, ok)
+		}
+		c.X, c.Y = a, b
+		return &c, ok
 	}
-	return ""
+	return nil, false
 }
 
-func (in *interp) setArith(st *state, name string, n int64, ok bool) {
-	if name == "" {
-		return
+// target renames an assigned variable. expand reads its old value even for
+// "="; for ++, -- and op= that value must be a number, as expand does not
+// evaluate a name there the way bash does.
+func (e *arithEnv) target(x syntax.ArithmExpr, plain, ok bool) (syntax.ArithmExpr, bool) {
+	w, isWord := x.(*syntax.Word)
+	if !isWord || !isName(w.Lit()) || strings.HasPrefix(w.Lit(), "__lint_") {
+		return x, false
 	}
-	if ok {
-		st.setVar(name, variable{val: litValue(strconv.FormatInt(n, 10))})
+	e.assigned, e.plain = append(e.assigned, w.Lit()), append(e.plain, plain)
+	return litWord(targetPrefix + strconv.Itoa(len(e.assigned)-1)), ok
+}
+
+func litWord(s string) *syntax.Word {
+	return &syntax.Word{Parts: []syntax.WordPart{&syntax.Lit{Value: s}}}
+}
+
+func (e *arithEnv) Get(name string) expand.Variable {
+	if name == "IFS" { // read by every expand call, not by the expression
+		return expand.Variable{}
+	}
+	var s string
+	var ok, number bool
+	if i, isLeaf := synthetic(name, leafPrefix, len(e.leaves)); isLeaf {
+		s, ok = e.in.expandValue(e.st, e.leaves[i], e.io).exact()
 	} else {
-		st.setVar(name, variable{val: unknownValue(varPlaceholder(name))})
+		if i, isTarget := synthetic(name, targetPrefix, len(e.assigned)); isTarget {
+			if e.plain[i] {
+				return expand.Variable{}
+			}
+			name, number = e.assigned[i], true
+		}
+		if x, _ := e.in.lookup(e.st, name); !x.isList {
+			s, ok = x.v.exact()
+		}
 	}
+	t := strings.TrimSpace(s)
+	if isName(t) {
+		e.reads++ // bash evaluates a name's value in turn; give up on long chains
+		ok = ok && !number && e.reads <= 32
+	}
+	if !ok || strings.HasPrefix(t, "__lint_") || t != "" && !isName(t) && !bashNumber(t) {
+		e.unknown = true
+	}
+	return expand.Variable{Set: true, Kind: expand.String, Str: s}
 }
 
-func (in *interp) unaryArith(st *state, x *syntax.UnaryArithm, io ioctx) (int64, bool) {
-	switch x.Op {
-	case syntax.Inc, syntax.Dec:
-		name := arithName(x.X)
-		n, ok := in.arith(st, x.X, io)
-		d := int64(1)
-		if x.Op == syntax.Dec {
-			d = -1
-		}
-		in.setArith(st, name, n+d, ok)
-		if x.Post {
-			return n, ok
-		}
-		return n + d, ok
+func (e *arithEnv) Set(name string, vr expand.Variable) error {
+	if i, ok := synthetic(name, targetPrefix, len(e.assigned)); ok {
+		name = e.assigned[i]
 	}
-	n, ok := in.arith(st, x.X, io)
-	switch x.Op {
-	case syntax.Not:
-		if n == 0 {
-			return 1, ok
-		}
-		return 0, ok
-	case syntax.BitNegation:
-		return ^n, ok
-	case syntax.Minus:
-		return -n, ok
-	}
-	return n, ok
+	e.st.setVar(name, variable{val: litValue(vr.Str)})
+	return nil
 }
 
-func (in *interp) binaryArith(st *state, x *syntax.BinaryArithm, io ioctx) (int64, bool) {
-	switch x.Op {
-	case syntax.Assgn:
-		n, ok := in.arith(st, x.Y, io)
-		in.setArith(st, arithName(x.X), n, ok)
-		return n, ok
-	case syntax.AndArit:
-		a, ok := in.arith(st, x.X, io)
-		if ok && a == 0 {
-			return 0, true
-		}
-		b, okB := in.arith(st, x.Y, io)
-		return boolInt(a != 0 && b != 0), ok && okB
-	case syntax.OrArit:
-		a, ok := in.arith(st, x.X, io)
-		if ok && a != 0 {
-			return 1, true
-		}
-		b, okB := in.arith(st, x.Y, io)
-		return boolInt(a != 0 || b != 0), ok && okB
-	case syntax.TernQuest:
-		c, ok := in.arith(st, x.X, io)
-		colon, isColon := x.Y.(*syntax.BinaryArithm)
-		if !ok || !isColon || colon.Op != syntax.TernColon {
-			return 0, false
-		}
-		if c != 0 {
-			return in.arith(st, colon.X, io)
-		}
-		return in.arith(st, colon.Y, io)
-	case syntax.Comma:
-		in.arith(st, x.X, io)
-		return in.arith(st, x.Y, io)
-	}
-	if op, ok := compoundAssign[x.Op]; ok {
-		a, okA := in.arith(st, x.X, io)
-		b, okB := in.arith(st, x.Y, io)
-		n, okN := applyArith(op, a, b)
-		ok := okA && okB && okN
-		in.setArith(st, arithName(x.X), n, ok)
-		return n, ok
-	}
-	a, okA := in.arith(st, x.X, io)
-	b, okB := in.arith(st, x.Y, io)
-	n, ok := applyArith(x.Op, a, b)
-	return n, okA && okB && ok
-}
+func (e *arithEnv) Each(func(string, expand.Variable) bool) {}
 
-var compoundAssign = map[syntax.BinAritOperator]syntax.BinAritOperator{
-	syntax.AddAssgn: syntax.Add, syntax.SubAssgn: syntax.Sub, syntax.MulAssgn: syntax.Mul,
-	syntax.QuoAssgn: syntax.Quo, syntax.RemAssgn: syntax.Rem, syntax.AndAssgn: syntax.And,
-	syntax.OrAssgn: syntax.Or, syntax.XorAssgn: syntax.Xor, syntax.ShlAssgn: syntax.Shl, syntax.ShrAssgn: syntax.Shr,
-}
-
-func boolInt(b bool) int64 {
-	if b {
-		return 1
+// bashNumber reports whether s is an integer constant bash accepts (see
+// ARITHMETIC EVALUATION in bash(1)): an optional sign, then decimal, octal
+// with a leading 0, hex with 0x, or base#digits for a base from 2 to 64,
+// within int64. Go's 0b, 0o and 1_000 forms are not among them.
+func bashNumber(s string) bool {
+	if s != "" && (s[0] == '+' || s[0] == '-') {
+		s = s[1:]
 	}
-	return 0
-}
-
-func applyArith(op syntax.BinAritOperator, a, b int64) (int64, bool) {
-	switch op {
-	case syntax.Add:
-		return a + b, true
-	case syntax.Sub:
-		return a - b, true
-	case syntax.Mul:
-		return a * b, true
-	case syntax.Quo:
-		if b == 0 || a == -1<<63 && b == -1 {
-			return 0, false
+	base, digits := uint64(10), s
+	switch {
+	case s == "0x" || s == "0X":
+		return true // bash reads a bare 0x as 0
+	case strings.HasPrefix(s, "0x") || strings.HasPrefix(s, "0X"):
+		base, digits = 16, s[2:]
+	case len(s) > 1 && s[0] == '0':
+		base, digits = 8, s[1:]
+	case strings.Contains(s, "#"):
+		b, d, _ := strings.Cut(s, "#")
+		n, err := strconv.ParseUint(b, 10, 8)
+		if err != nil || n < 2 || n > 64 {
+			return false
 		}
-		return a / b, true
-	case syntax.Rem:
-		if b == 0 || a == -1<<63 && b == -1 {
-			return 0, false
-		}
-		return a % b, true
-	case syntax.Pow:
-		if b < 0 || b > 63 {
-			return 0, false
-		}
-		n := int64(1)
-		for i := int64(0); i < b; i++ {
-			n *= a
-		}
-		return n, true
-	case syntax.Eql:
-		return boolInt(a == b), true
-	case syntax.Neq:
-		return boolInt(a != b), true
-	case syntax.Lss:
-		return boolInt(a < b), true
-	case syntax.Gtr:
-		return boolInt(a > b), true
-	case syntax.Leq:
-		return boolInt(a <= b), true
-	case syntax.Geq:
-		return boolInt(a >= b), true
-	case syntax.And:
-		return a & b, true
-	case syntax.Or:
-		return a | b, true
-	case syntax.Xor:
-		return a ^ b, true
-	case syntax.Shl:
-		if b < 0 || b > 63 {
-			return 0, false
-		}
-		return a << uint(b), true
-	case syntax.Shr:
-		if b < 0 || b > 63 {
-			return 0, false
-		}
-		return a >> uint(b), true
+		base, digits = n, d
 	}
-	return 0, false
+	if digits == "" {
+		return false
+	}
+	var n uint64
+	for _, c := range digits {
+		d := uint64(99)
+		switch {
+		case c >= '0' && c <= '9':
+			d = uint64(c - '0')
+		case c >= 'a' && c <= 'z':
+			d = uint64(c-'a') + 10
+		case c >= 'A' && c <= 'Z' && base <= 36:
+			d = uint64(c-'A') + 10
+		case c >= 'A' && c <= 'Z':
+			d = uint64(c-'A') + 36
+		case c == '@':
+			d = 62
+		case c == '_':
+			d = 63
+		}
+		if d >= base || n > (math.MaxInt64-d)/base {
+			return false
+		}
+		n = n*base + d
+	}
+	return true
 }

@@ -152,6 +152,16 @@ func (in *interp) testExpr(st *state, x syntax.TestExpr, io ioctx) status {
 		if !lok || !rok {
 			return stUnknown
 		}
+		switch x.Op {
+		case syntax.TsEql, syntax.TsNeq, syntax.TsLss, syntax.TsGtr, syntax.TsLeq, syntax.TsGeq:
+			// [[ ]] reads both sides as arithmetic expressions.
+			i, okI := in.arith(st, lw, io)
+			j, okJ := in.arith(st, rw, io)
+			if !okI || !okJ {
+				return stUnknown
+			}
+			return intTest(x.Op.String(), i, j)
+		}
 		left := in.expandValue(st, lw, io)
 		switch x.Op {
 		case syntax.TsMatch, syntax.TsMatchShort, syntax.TsNoMatch:
@@ -238,11 +248,16 @@ func compare1(op string, a, b text) status {
 	case ">":
 		return statusOf(x > y)
 	}
-	i, err1 := strconv.ParseInt(strings.TrimSpace(x), 0, 64)
-	j, err2 := strconv.ParseInt(strings.TrimSpace(y), 0, 64)
+	// test and [ read decimal integers only.
+	i, err1 := strconv.ParseInt(strings.TrimSpace(x), 10, 64)
+	j, err2 := strconv.ParseInt(strings.TrimSpace(y), 10, 64)
 	if err1 != nil || err2 != nil {
 		return stUnknown
 	}
+	return intTest(op, i, j)
+}
+
+func intTest(op string, i, j int64) status {
 	switch op {
 	case "-eq":
 		return statusOf(i == j)

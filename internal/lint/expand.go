@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"strings"
 
+	"mvdan.cc/sh/v3/expand"
 	"mvdan.cc/sh/v3/syntax"
 )
 
@@ -106,7 +107,7 @@ func (in *interp) expandPart(st *state, p syntax.WordPart, io ioctx, bs []builde
 	case *syntax.SglQuoted:
 		s := p.Value
 		if p.Dollar {
-			s = ansiC(s)
+			s = ansiC(p)
 		}
 		for i := range bs {
 			bs[i].add(lit(s))
@@ -225,17 +226,13 @@ func (in *interp) expandValue(st *state, w *syntax.Word, io ioctx) value {
 	return v
 }
 
-func (in *interp) expandString(st *state, w *syntax.Word, io ioctx) value {
-	return in.expandValue(st, w, io)
-}
-
 func (in *interp) partValue(st *state, p syntax.WordPart, io ioctx, quoted bool) value {
 	switch p := p.(type) {
 	case *syntax.Lit:
 		return litValue(unescape(p.Value, quoted))
 	case *syntax.SglQuoted:
 		if p.Dollar {
-			return litValue(ansiC(p.Value))
+			return litValue(ansiC(p))
 		}
 		return litValue(p.Value)
 	case *syntax.DblQuoted:
@@ -270,14 +267,15 @@ func (in *interp) partValue(st *state, p syntax.WordPart, io ioctx, quoted bool)
 	return unknownValue(in.source(p))
 }
 
-// expandHeredoc expands an unquoted here-document body. Its literal parts
-// only unescape \$, \`, \\ and line continuations.
+// expandHeredoc expands an unquoted here-document body; expand.Document
+// unescapes its literal parts (\$, \` and \\).
 func (in *interp) expandHeredoc(st *state, w *syntax.Word, io ioctx) value {
 	v := litValue("")
 	for _, p := range w.Parts {
 		var pv value
 		if l, ok := p.(*syntax.Lit); ok {
-			pv = litValue(unescapeHeredoc(l.Value))
+			s, _ := expand.Document(&expand.Config{}, &syntax.Word{Parts: []syntax.WordPart{l}})
+			pv = litValue(s)
 		} else {
 			pv = in.partValue(st, p, io, true)
 		}
@@ -313,29 +311,10 @@ func unescape(s string, quoted bool) string {
 	return b.String()
 }
 
-func unescapeHeredoc(s string) string {
-	if !strings.ContainsRune(s, '\\') {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c == '\\' && i+1 < len(s) && strings.IndexByte("$`\\\n", s[i+1]) >= 0 {
-			if s[i+1] != '\n' {
-				b.WriteByte(s[i+1])
-			}
-			i++
-			continue
-		}
-		b.WriteByte(c)
-	}
-	return b.String()
-}
-
-// ansiC handles the common escapes of $'...'.
-func ansiC(s string) string {
-	r := strings.NewReplacer(`\n`, "\n", `\t`, "\t", `\\`, `\`, `\'`, "'", `\"`, `"`, `\r`, "\r")
-	return r.Replace(s)
+// ansiC is the value of $'...', escapes decoded by expand.
+func ansiC(p *syntax.SglQuoted) string {
+	s, _ := expand.Literal(&expand.Config{}, &syntax.Word{Parts: []syntax.WordPart{p}})
+	return s
 }
 
 // source is a node's shell source on one line, used as a placeholder.

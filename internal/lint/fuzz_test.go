@@ -23,6 +23,7 @@ func FuzzParseScript(f *testing.F) {
 	f.Add([]byte("kubectl apply -f - <<EOF\napiVersion: v1\nkind: List\nitems: [{apiVersion: v1, kind: ConfigMap, metadata: {name: $x}}]\nEOF\n"))
 	f.Add([]byte("f() { f; kubectl get cm \"${a//[:.]/-}\" \"${b:-x}\" \"${#c[@]}\"; }; f; while true; do break; done; for ((;;)); do continue; done"))
 	f.Add([]byte("x=(a b); x+=(c); x[5]=d; echo \"${x[@]:1:2}\" $(( 1 << 70 )) $(( 7 / 0 )); kubectl get $x ${x[1]} -n${y%%.*}"))
+	f.Add([]byte("x=$(( 16#ff + 64#_ + 0x + 017 )) y=$(( 0b1 + 1_0 + 08 + 2#2 )); (( i <<= 70, k = j++, z = x ? 1 / 0 : 2 ))\nkubectl get cm ${x/#1/a} ${x/%5/b} ${x: -2:-9} ${x^^[ab]} ${x,,} ${x%%*5}\n"))
 	f.Add([]byte("case $1 in a) ;& b) ;;& *) exit;; esac; until false; do kubectl wait pod/$p --for=delete; done"))
 	set, _ := rbac.LoadManifests("testdata/role-v25.4.0.yaml")
 	if set == nil {

@@ -326,7 +326,7 @@ func isTrue(s *syntax.Stmt) bool {
 }
 
 func (in *interp) caseClause(st *state, c *syntax.CaseClause, io ioctx) *state {
-	word := in.expandString(st, c.Word, io)
+	word := in.expandValue(st, c.Word, io)
 	root := st.guard
 	var branches []*state
 	undecided := false

@@ -3,9 +3,9 @@ package lint
 import (
 	"strconv"
 	"strings"
-	"unicode"
 	"unicode/utf8"
 
+	"mvdan.cc/sh/v3/expand"
 	"mvdan.cc/sh/v3/syntax"
 )
 
@@ -71,9 +71,7 @@ func (in *interp) param(st *state, pe *syntax.ParamExp, io ioctx) expansion {
 			}
 			return expansion{v: litValue(strconv.Itoa(len(base.list)))}
 		}
-		return expansion{v: mapKnown(base.v, in.source(pe), func(s string) (string, bool) {
-			return strconv.Itoa(utf8.RuneCountInString(s)), true
-		})}
+		return expansion{v: mapKnown(base.v, in.source(pe), runeLen)}
 	}
 	if base.isList {
 		return base
@@ -131,12 +129,13 @@ func (in *interp) indexed(st *state, pe *syntax.ParamExp, name string, io ioctx)
 		return expansion{v: litValue("")}
 	}
 	if pe.Length {
-		return expansion{v: mapKnown(value{elems[i]}, in.source(pe), func(s string) (string, bool) {
-			return strconv.Itoa(utf8.RuneCountInString(s)), true
-		})}
+		return expansion{v: mapKnown(value{elems[i]}, in.source(pe), runeLen)}
 	}
 	return expansion{v: value{elems[i]}}
 }
+
+// runeLen is ${#x} of a known value.
+func runeLen(s string) (string, bool) { return strconv.Itoa(utf8.RuneCountInString(s)), true }
 
 // mapKnown applies f to every fully known alternative; any unknown
 // alternative makes the result unknown.
@@ -198,21 +197,14 @@ func (in *interp) paramOp(st *state, pe *syntax.ParamExp, name string, v value, 
 		return union(ph, parts...)
 	case syntax.ErrorUnset, syntax.ErrorUnsetOrNull:
 		return v
-	case syntax.RemSmallSuffix, syntax.RemLargeSuffix, syntax.RemSmallPrefix, syntax.RemLargePrefix:
+	case syntax.RemSmallSuffix, syntax.RemLargeSuffix, syntax.RemSmallPrefix, syntax.RemLargePrefix,
+		syntax.UpperFirst, syntax.UpperAll, syntax.LowerFirst, syntax.LowerAll:
 		pat, ok := in.patternOf(st, pe.Exp.Word, io)
-		if !ok {
+		if !ok || in.pattern(pat) == nil {
 			return unknownValue(ph)
 		}
-		re := in.pattern(pat)
-		if re == nil {
-			return unknownValue(ph)
-		}
-		return mapKnown(v, ph, func(s string) (string, bool) { return trimPattern(s, re, op), len(s) <= maxPatternSubject })
-	case syntax.UpperFirst, syntax.UpperAll, syntax.LowerFirst, syntax.LowerAll:
-		if pe.Exp.Word != nil && pe.Exp.Word.Lit() != "" && pe.Exp.Word.Lit() != "?" {
-			return unknownValue(ph) // ${x^^[a-c]}: only some characters
-		}
-		return mapKnown(v, ph, func(s string) (string, bool) { return changeCase(s, op), true })
+		x := syntax.ParamExp{Exp: &syntax.Expansion{Op: op, Word: patWord(pat)}}
+		return mapKnown(v, ph, func(s string) (string, bool) { return expandOn(s, x) })
 	}
 	return unknownValue(ph)
 }
@@ -251,61 +243,16 @@ func hasKnownNonEmpty(t text) bool {
 	return false
 }
 
-func trimPattern(s string, re *patternRE, op syntax.ParExpOperator) string {
-	switch op {
-	case syntax.RemSmallPrefix:
-		for i := 0; i <= len(s); i++ {
-			if re.match(s[:i]) {
-				return s[i:]
-			}
-		}
-	case syntax.RemLargePrefix:
-		for i := len(s); i >= 0; i-- {
-			if re.match(s[:i]) {
-				return s[i:]
-			}
-		}
-	case syntax.RemSmallSuffix:
-		for i := len(s); i >= 0; i-- {
-			if re.match(s[i:]) {
-				return s[:i]
-			}
-		}
-	case syntax.RemLargeSuffix:
-		for i := 0; i <= len(s); i++ {
-			if re.match(s[i:]) {
-				return s[:i]
-			}
-		}
-	}
-	return s
-}
-
-func changeCase(s string, op syntax.ParExpOperator) string {
-	switch op {
-	case syntax.UpperAll:
-		return strings.ToUpper(s)
-	case syntax.LowerAll:
-		return strings.ToLower(s)
-	}
-	r, n := utf8.DecodeRuneInString(s)
-	if n == 0 {
-		return s
-	}
-	if op == syntax.UpperFirst {
-		return string(unicode.ToUpper(r)) + s[n:]
-	}
-	return string(unicode.ToLower(r)) + s[n:]
-}
-
 func (in *interp) replace(st *state, pe *syntax.ParamExp, v value, io ioctx) value {
 	ph := in.source(pe)
 	pat, ok := in.patternOf(st, pe.Repl.Orig, io)
 	if !ok {
 		return unknownValue(ph)
 	}
+	// bash 5.2 puts the match in place of an unquoted & (patsub_replacement),
+	// which expand does not.
 	with, ok := in.expandValue(st, pe.Repl.With, io).exact()
-	if !ok {
+	if !ok || strings.Contains(with, "&") {
 		return unknownValue(ph)
 	}
 	anchor := ""
@@ -313,91 +260,71 @@ func (in *interp) replace(st *state, pe *syntax.ParamExp, v value, io ioctx) val
 		anchor, pat = pat[:1], pat[1:]
 	}
 	re := in.pattern(pat)
-	if re == nil || pat == "" {
+	if re == nil {
 		return unknownValue(ph)
 	}
+	x := syntax.ParamExp{Repl: &syntax.Replace{All: pe.Repl.All, Orig: patWord(pat), With: patWord(with)}}
+	if anchor != "" {
+		// expand does not anchor ${x/#p/r} or ${x/%p/r}: remove the longest
+		// match at that end instead, and put r in its place if p matched.
+		op := map[string]syntax.ParExpOperator{"#": syntax.RemLargePrefix, "%": syntax.RemLargeSuffix}[anchor]
+		x = syntax.ParamExp{Exp: &syntax.Expansion{Op: op, Word: patWord(pat)}}
+	}
 	return mapKnown(v, ph, func(s string) (string, bool) {
-		return replacePattern(s, re, with, pe.Repl.All, anchor), len(s) <= maxPatternSubject
+		r, ok := expandOn(s, x)
+		switch {
+		case anchor == "" || r == s && !re.match(""):
+		case anchor == "#":
+			r = with + r
+		default:
+			r += with
+		}
+		return r, ok
 	})
 }
 
-// maxPatternSubject bounds the strings pattern operations run on; longer
-// ones become unknown rather than slow.
-const maxPatternSubject = 256
-
-// replacePattern replaces the longest match of re, like ${s/pat/with},
-// ${s//pat/with}, ${s/#pat/with} and ${s/%pat/with}.
-func replacePattern(s string, re *patternRE, with string, all bool, anchor string) string {
-	switch anchor {
-	case "#":
-		for j := len(s); j >= 0; j-- {
-			if re.match(s[:j]) {
-				return with + s[j:]
-			}
-		}
-		return s
-	case "%":
-		for j := 0; j <= len(s); j++ {
-			if re.match(s[j:]) {
-				return s[:j] + with
-			}
-		}
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); {
-		end := -1
-		for j := len(s); j > i; j-- {
-			if re.match(s[i:j]) {
-				end = j
-				break
-			}
-		}
-		if end < 0 {
-			b.WriteByte(s[i])
-			i++
-			continue
-		}
-		b.WriteString(with)
-		i = end
-		if !all {
-			b.WriteString(s[i:])
-			return b.String()
-		}
-	}
-	return b.String()
-}
-
+// slice is ${x:offset:length}. bash fails when a negative length ends
+// before the offset; expand does not, so that is unknown here.
 func (in *interp) slice(st *state, pe *syntax.ParamExp, v value, io ioctx) value {
 	ph := in.source(pe)
 	off, ok := in.arith(st, pe.Slice.Offset, io)
 	if !ok {
 		return unknownValue(ph)
 	}
-	length := int64(-1)
+	x := syntax.ParamExp{Slice: &syntax.Slice{Offset: litWord(strconv.FormatInt(off, 10))}}
+	length := int64(0)
 	if pe.Slice.Length != nil {
 		if length, ok = in.arith(st, pe.Slice.Length, io); !ok {
 			return unknownValue(ph)
 		}
+		x.Slice.Length = litWord(strconv.FormatInt(length, 10))
 	}
 	return mapKnown(v, ph, func(s string) (string, bool) {
-		n, o := int64(len(s)), off
-		if o < 0 {
-			o += n
+		n := int64(utf8.RuneCountInString(s))
+		if o := off + n*boolInt(off < 0); length < 0 && o <= n && n+length < o {
+			return "", false
 		}
-		if o < 0 || o > n {
-			return "", true
-		}
-		end := n
-		switch {
-		case length >= 0 && o+length < n:
-			end = o + length
-		case length < 0 && pe.Slice.Length != nil:
-			end = n + length
-		}
-		if end < o {
-			return "", true
-		}
-		return s[o:end], true
+		return expandOn(s, x)
 	})
+}
+
+// expandOn runs the parameter operation x, whose words are literal, on the
+// fully known value s with mvdan.cc/sh/v3/expand.
+func expandOn(s string, x syntax.ParamExp) (string, bool) {
+	x.Param = &syntax.Lit{Value: "x"}
+	r, err := expand.Literal(&expand.Config{Env: expand.ListEnviron("x=" + s)}, &syntax.Word{Parts: []syntax.WordPart{&x}})
+	return r, err == nil
+}
+
+// patWord is a word that expands to s as it stands: an unquoted pattern
+// keeps its meaning, and the empty quotes first stop tilde expansion.
+func patWord(s string) *syntax.Word {
+	return &syntax.Word{Parts: []syntax.WordPart{&syntax.SglQuoted{}, &syntax.Lit{Value: s}}}
+}
+
+func boolInt(b bool) int64 {
+	if b {
+		return 1
+	}
+	return 0
 }

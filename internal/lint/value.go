@@ -137,6 +137,11 @@ const maxAlts = 8
 // value is every way something may expand: one text per alternative (at
 // least one). A value of several alternatives comes from branches lint could
 // not decide, such as kubectl_cmd being "kubectl" or "kubectl --kubeconfig x".
+//
+// This lattice (known and unknown parts, alternatives, unknown arguments) is
+// lint's own because mvdan.cc/sh/v3/expand and interp compute one concrete
+// string and would have to guess every value lint cannot resolve; lint hands
+// them only fully known values (arith.go, param.go).
 type value []text
 
 func litValue(s string) value { return value{lit(s)} }
