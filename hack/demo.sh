@@ -20,7 +20,7 @@ export -f section run
 
 section "1. A DPF v25.4.0 cluster after the upgrade: $NODES DPU hosts, dms-init failing"
 run "$DPFDOCTOR" sim up --detach --pid-file "$pid" --kubeconfig-out "$KUBECONFIG" \
-  --dpf-version v25.4.0 --nodes "$NODES" --scenario secrets-forbidden --time-scale 0.1 --secret-wait-attempts 2
+  --dpf-version v25.4.0 --nodes "$NODES" --scenario hypothetical-secrets-forbidden --time-scale 0.1 --secret-wait-attempts 2
 printf 'waiting until every DMS pod has failed at least once'
 for _ in $(seq 1 120); do
   n=$("$KUBECTL" get pods -n dpf-operator-system -l provisioning.dpu.nvidia.com/component=dms --no-headers 2>/dev/null | grep -c 'Init:CrashLoopBackOff' || true)

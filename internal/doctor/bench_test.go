@@ -84,7 +84,7 @@ func benchSim(b *testing.B, nodes int) (*sim.Cluster, kubernetes.Interface) {
 	b.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	c, err := sim.Start(ctx, sim.Options{Nodes: nodes, Scenario: string(sim.SecretsForbidden), TimeScale: benchScale,
+	c, err := sim.Start(ctx, sim.Options{Nodes: nodes, Scenario: string(sim.HypotheticalSecretsForbidden), TimeScale: benchScale,
 		SecretWaitAttempts: 2, KubectlMaxNodes: -1})
 	if err != nil {
 		b.Fatal(err)

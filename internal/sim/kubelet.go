@@ -268,12 +268,14 @@ func (k *kubelet) runContainer(ctx context.Context, pod *corev1.Pod, node *corev
 	run := containerRun{started: time.Now()}
 	defer func() { run.finished = time.Now() }()
 	switch ctr.Name {
-	case dpf.ContainerRshimPreflight:
-		run.lines = []string{dpf.LogPrefix + "Running cmd check-rshim-not-occupied"}
-		if scen == RshimOccupied {
-			run.exitCode, run.message = 1, PCIAddress
+	case dpf.ContainerRshimPreflight, dpf.ContainerDMSInit:
+		if k.c.Release.Script == dpf.ScriptNone {
+			// v25.1: an inline bash check, no dmsinit.sh.
+			if scen == RshimOccupied {
+				run.exitCode, run.message = 1, PCIAddress
+			}
+			return run
 		}
-	case dpf.ContainerDMSInit:
 		api, err := k.caller(ctx, pod, scen, true)
 		if err != nil {
 			run.lines, run.exitCode = []string{"sim: " + err.Error()}, 1
@@ -282,11 +284,22 @@ func (k *kubelet) runContainer(ctx context.Context, pod *corev1.Pod, node *corev
 		argv := append(append([]string{}, ctr.Command...), ctr.Args...)
 		d := &dmsInit{
 			variant: dpf.ScriptForImageTag(dpf.ImageTag(ctr.Image)), args: dpf.ParseArgs(argv), node: pod.Spec.NodeName,
-			pci: PCIAddress, serial: serialNumber(pod.Spec.NodeName), noDPU: scen == NoDPUFound, api: api,
-			attempts: k.c.opts.SecretWaitAttempts, sleep: k.sleep,
+			pci: PCIAddress, serial: serialNumber(pod.Spec.NodeName), noDPU: scen == NoDPUFound && ctr.Name == dpf.ContainerDMSInit, occupied: scen == RshimOccupied,
+			hypothetical: scen.Hypothetical(), api: api, attempts: k.c.opts.SecretWaitAttempts, sleep: k.sleep,
 		}
+		// The real rshim-preflight runs discover_dpu too and, with no DPU,
+		// fails first (check_rshim_not_occupied: "No DPUs found on this
+		// system, exiting"). The sim lets it pass so that no-dpu-found shows
+		// in dms-init, the container whose log diagnose reads.
+		d.dirs(argv)
 		lines, code := d.run(ctx)
 		run.lines, run.exitCode = lines, int32(code)
+		if code != 0 && ctr.Name == dpf.ContainerRshimPreflight {
+			// What the script writes to /dev/termination-log. B–E write
+			// the address without its function (0000:3b:00); the sim
+			// keeps the function so evidence.IsPCIAddress matches it.
+			run.message = PCIAddress
+		}
 	case dpf.ContainerConfigureVF:
 		run.lines = []string{"restoring VF configuration: nothing to restore"}
 	case dpf.ContainerHostAgent:

@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"errors"
 	"context"
 	"fmt"
 	"os/exec"
@@ -130,7 +131,7 @@ func hasRule(t *testing.T, cs kubernetes.Interface, resource string) bool {
 // pods become Ready.
 func TestSecretsForbiddenStory(t *testing.T) {
 	ctx := context.Background()
-	c, cs := startSim(t, Options{Nodes: 2, Scenario: "secrets-forbidden", TimeScale: 0.05, SecretWaitAttempts: 1, Resync: time.Hour})
+	c, cs := startSim(t, Options{Nodes: 2, Scenario: "hypothetical-secrets-forbidden", TimeScale: 0.05, SecretWaitAttempts: 1, Resync: time.Hour})
 	if !c.useKubectl {
 		t.Fatal("a 2-node sim should run the real kubectl")
 	}
@@ -313,7 +314,7 @@ func TestEveryScenario(t *testing.T) {
 		contains []string
 		not      []string
 	}{
-		{SecretsForbiddenQuiet, []string{"Waiting for secret ", "Timed out waiting for secret "}, []string{"Forbidden"}},
+		{HypotheticalSecretsForbiddenQuiet, []string{"Waiting for secret ", "Timed out waiting for secret "}, []string{"Forbidden"}},
 		{DPUDeviceStatusForbidden, []string{"Failed to update PCI address for DPUDevice", `cannot get resource "dpudevices/status"`}, nil},
 		{APIServerUnreachable, []string{"Failed to check kubectl version", "refused"}, nil},
 		{NoDPUFound, []string{"Error (main:", "No DPUs found on this system, exiting"}, nil},
@@ -457,8 +458,12 @@ func TestOtherVersions(t *testing.T) {
 		if len(p.Labels) != 0 || p.Spec.ServiceAccountName != "" || p.OwnerReferences[0].Kind != "DPU" {
 			t.Fatalf("v25.1 pod shape: labels %v sa %q owner %v", p.Labels, p.Spec.ServiceAccountName, p.OwnerReferences)
 		}
-		if _, err := Start(context.Background(), Options{Version: "v25.1.0", Scenario: "secrets-forbidden"}); err == nil || !strings.Contains(err.Error(), "does not apply") {
-			t.Fatalf("secrets-forbidden on v25.1 should be refused, got %v", err)
+		if _, err := Start(context.Background(), Options{Version: "v25.1.0", Scenario: "hypothetical-secrets-forbidden"}); !errors.Is(err, ErrNotApplicable) {
+			t.Fatalf("hypothetical-secrets-forbidden on v25.1 should be refused, got %v", err)
+		}
+		if _, err := Start(context.Background(), Options{Version: "v25.7.0", Scenario: "dpudevice-status-forbidden"}); !errors.Is(err, ErrNotApplicable) ||
+			!strings.Contains(err.Error(), "it applies to v25.4.0") {
+			t.Fatalf("dpudevice-status-forbidden on v25.7 should be refused naming v25.4.0, got %v", err)
 		}
 	})
 	t.Run("v25.10.0", func(t *testing.T) {
