@@ -31,14 +31,14 @@ func TestScenariosClassified(t *testing.T) {
 	}
 	d := diagnose.Diagnose(b)
 	want := map[sim.Scenario]diagnose.Class{
-		sim.HypotheticalSecretsForbidden:         diagnose.ClassRBACForbidden,
-		sim.HypotheticalSecretsForbiddenQuiet:    diagnose.ClassRBACForbidden,
-		sim.DPUDeviceStatusForbidden: diagnose.ClassStatusSubresourceSkew,
-		sim.APIServerUnreachable:     diagnose.ClassAPIServerUnreachable,
-		sim.CertificateNotReady:      diagnose.ClassCertificateNotReady,
-		sim.RshimOccupied:            diagnose.ClassRshimOccupied,
-		sim.NoDPUFound:               diagnose.ClassNoDPUFound,
-		sim.Healthy:                  diagnose.ClassHealthy,
+		sim.HypotheticalSecretsForbidden:      diagnose.ClassRBACForbidden,
+		sim.HypotheticalSecretsForbiddenQuiet: diagnose.ClassRBACForbidden,
+		sim.DPUDeviceStatusForbidden:          diagnose.ClassStatusSubresourceSkew,
+		sim.APIServerUnreachable:              diagnose.ClassAPIServerUnreachable,
+		sim.CertificateNotReady:               diagnose.ClassCertificateNotReady,
+		sim.RshimOccupied:                     diagnose.ClassRshimOccupied,
+		sim.NoDPUFound:                        diagnose.ClassNoDPUFound,
+		sim.Healthy:                           diagnose.ClassHealthy,
 	}
 	for _, node := range m.Nodes {
 		s := m.byNode[node]
@@ -206,13 +206,13 @@ func TestWithoutLogRights(t *testing.T) {
 	}
 	d := diagnose.Diagnose(b)
 	for s, c := range map[sim.Scenario]diagnose.Class{
-		sim.HypotheticalSecretsForbidden:         diagnose.ClassRBACForbidden, // from the SAR
-		sim.HypotheticalSecretsForbiddenQuiet:    diagnose.ClassRBACForbidden,
-		sim.DPUDeviceStatusForbidden: diagnose.ClassStatusSubresourceSkew,
-		sim.CertificateNotReady:      diagnose.ClassCertificateNotReady,
-		sim.RshimOccupied:            diagnose.ClassRshimOccupied,
-		sim.Healthy:                  diagnose.ClassHealthy,
-		sim.NoDPUFound:               diagnose.ClassUnknown, // only the log tells
+		sim.HypotheticalSecretsForbidden:      diagnose.ClassRBACForbidden, // from the SAR
+		sim.HypotheticalSecretsForbiddenQuiet: diagnose.ClassRBACForbidden,
+		sim.DPUDeviceStatusForbidden:          diagnose.ClassStatusSubresourceSkew,
+		sim.CertificateNotReady:               diagnose.ClassCertificateNotReady,
+		sim.RshimOccupied:                     diagnose.ClassRshimOccupied,
+		sim.Healthy:                           diagnose.ClassHealthy,
+		sim.NoDPUFound:                        diagnose.ClassUnknown, // only the log tells
 	} {
 		for _, n := range m.nodesOf(s) {
 			if got := podResult(t, d, n).Class; got != c {
