@@ -361,6 +361,32 @@ func restarts(p *corev1.Pod) int32 {
 
 // v25.4.0 re-creates a deleted DMS pod only on a Node event while no DPUNode
 // exists; v25.7 re-creates it at once.
+// On v25.4.0 a deleted DMS pod whose node has no DPUNode comes back at the
+// kubelet's next Node status report (5 min × time scale, jittered), with no
+// other Node event.
+func TestNodeStatusReportRecreatesPod(t *testing.T) {
+	ctx := context.Background()
+	c, cs := startSim(t, Options{Nodes: 1, Scenario: string(DPUDeviceStatusForbidden), TimeScale: 0.05, KubectlMaxNodes: -1, Resync: time.Hour})
+	waitPods(t, cs, 30*time.Second, "dms-init failing", allState(1, "Init:CrashLoopBackOff"))
+	pod := dpf.PodName(c.Nodes[0])
+	if err := cs.CoreV1().Pods(c.Namespace).Delete(ctx, pod, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	deleted := time.Now()
+	waitPods(t, cs, 30*time.Second, "pod gone", func(ps []corev1.Pod) bool { return len(ps) == 0 })
+	// The report period is 15 s here (5 min × 0.05) ± 10 %.
+	waitPods(t, cs, 25*time.Second, "pod re-created after a Node status report", func(ps []corev1.Pod) bool { return len(ps) == 1 })
+	n, err := cs.CoreV1().Nodes().Get(ctx, c.Nodes[0], metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, cond := range n.Status.Conditions {
+		if cond.Type == corev1.NodeReady && !cond.LastHeartbeatTime.After(deleted.Add(-time.Second)) {
+			t.Errorf("Ready heartbeat %v is older than the deletion at %v: the pod came back for another reason", cond.LastHeartbeatTime, deleted)
+		}
+	}
+}
+
 func TestPodRecreation(t *testing.T) {
 	for _, tc := range []struct {
 		version  string
