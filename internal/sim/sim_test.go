@@ -343,7 +343,7 @@ func TestEveryScenario(t *testing.T) {
 		t.Errorf("rshim-preflight status: %+v", st)
 	}
 	evs, err := cs.CoreV1().Events(c.Namespace).List(context.Background(), metav1.ListOptions{FieldSelector: "involvedObject.name=" + byScenario[CertificateNotReady]})
-	if err != nil || len(evs.Items) == 0 || evs.Items[0].Reason != "FailedMount" || !strings.Contains(evs.Items[0].Message, dpf.SecretName(c.Nodes[4])) {
+	if err != nil || len(evs.Items) == 0 || evs.Items[0].Reason != "FailedMount" || !strings.Contains(evs.Items[0].Message, dpf.SecretName(strings.TrimSuffix(byScenario[CertificateNotReady], "-dms"))) {
 		t.Errorf("certificate-not-ready: want a FailedMount event naming the Secret, got %+v %v", evs, err)
 	}
 	if _, err := kubectl(t, c, "logs", "-n", c.Namespace, byScenario[CertificateNotReady], "-c", "dms-init"); err == nil {
