@@ -37,11 +37,11 @@ awk '/^```yaml/ { print; print "# … the objects shown by fix -o yaml above"; s
      skip && /^```/ { skip = 0 }
      !skip' "$report"
 
-section "the DMS ServiceAccount now: the status of its own DPUDevices, nothing more"
+section "the DMS ServiceAccount now: DPUDevice status in its namespace (names are serial numbers), still no Secrets"
 dev=$("$KUBECTL" get dpudevices.provisioning.dpu.nvidia.com -n "$NS" -o jsonpath='{.items[0].metadata.name}')
 try "$KUBECTL" auth can-i patch "dpudevices.provisioning.dpu.nvidia.com/$dev" --subresource=status -n "$NS" --as "$SA"
-try "$KUBECTL" auth can-i patch dpudevices.provisioning.dpu.nvidia.com --subresource=status -n "$NS" --as "$SA"
 try "$KUBECTL" auth can-i list secrets -n "$NS" --as "$SA"
+try "$KUBECTL" auth can-i get secret/dpf-provisioning-ca-secret -n "$NS" --as "$SA"
 
 section "a second apply has nothing new to do"
 try "$DPFDOCTOR" fix --apply --yes --reconcile-wait 1s --backup-dir "$backups"
