@@ -2,8 +2,9 @@
 # Demo segment for `dpfdoctor fix`, called by hack/demo.sh with KUBECONFIG
 # (a DPF sim with failing DMS pods), DPFDOCTOR (the binary) and KUBECTL set.
 # Non-interactive: plan → YAML for GitOps → apply (rights, backup, apply,
-# verify, survive a reconcile, pods Ready) → report → idempotence → why the
-# widely shared ClusterRole patch does not last.
+# verify, survive a reconcile, pods Ready) → report → idempotence → why a
+# patch to the operator's ClusterRole does not last (operator paused while
+# the patch is shown, so the window is the real one).
 set -euo pipefail
 : "${KUBECONFIG:?KUBECONFIG must point at the cluster}" "${DPFDOCTOR:?DPFDOCTOR must name the dpfdoctor binary}"
 KUBECTL=${KUBECTL:-kubectl}
@@ -36,29 +37,30 @@ awk '/^```yaml/ { print; print "# … the objects shown by fix -o yaml above"; s
      skip && /^```/ { skip = 0 }
      !skip' "$report"
 
-section "the DMS ServiceAccount now: exactly its own Secret, nothing more"
-node=$("$KUBECTL" get nodes -l feature.node.kubernetes.io/dpu-enabled -o jsonpath='{.items[0].metadata.name}')
-try "$KUBECTL" auth can-i get "secret/$node-server-secret" -n "$NS" --as "$SA"
+section "the DMS ServiceAccount now: DPUDevice status in its namespace (names are serial numbers), still no Secrets"
+dev=$("$KUBECTL" get dpudevices.provisioning.dpu.nvidia.com -n "$NS" -o jsonpath='{.items[0].metadata.name}')
+try "$KUBECTL" auth can-i patch "dpudevices.provisioning.dpu.nvidia.com/$dev" --subresource=status -n "$NS" --as "$SA"
 try "$KUBECTL" auth can-i list secrets -n "$NS" --as "$SA"
 try "$KUBECTL" auth can-i get secret/dpf-provisioning-ca-secret -n "$NS" --as "$SA"
 
 section "a second apply has nothing new to do"
 try "$DPFDOCTOR" fix --apply --yes --reconcile-wait 1s --backup-dir "$backups"
 
-section "why not the widely shared fix? patch the operator's ClusterRole …"
+section "why not patch the operator's ClusterRole? (operator paused while we look)"
+run "$KUBECTL" patch dpfoperatorconfig dpfoperatorconfig -n "$NS" --type=merge -p '{"spec":{"overrides":{"paused":true}}}'
 run "$KUBECTL" patch clusterrole "$ROLE" --type=json \
   -p '[{"op":"add","path":"/rules/-","value":{"apiGroups":[""],"resources":["secrets"],"verbs":["get","list"]}}]'
 secret_rules
 try "$KUBECTL" auth can-i list secrets -n "$NS" --as "$SA"
-echo "… meanwhile the DMS ServiceAccount can list and read every Secret in the namespace."
+echo "… while it lasts, the DMS ServiceAccount can list and read every Secret in the namespace."
 
-section "… and the operator's next reconcile reverts it (triggered now instead of in up to 10 minutes)"
-run "$KUBECTL" annotate dpfoperatorconfig dpfoperatorconfig -n "$NS" "demo.dpfdoctor.dev/poke=$(date +%s)" --overwrite
+section "… and the operator's next reconcile reverts it (unpausing triggers one now instead of in up to 10 minutes)"
+run "$KUBECTL" patch dpfoperatorconfig dpfoperatorconfig -n "$NS" --type=merge -p '{"spec":{"overrides":{"paused":false}}}'
 for _ in $(seq 1 20); do secret_rules | grep -q secrets || break; sleep 0.5; done
 secret_rules
 if secret_rules | grep -q secrets; then echo "(the patch is still there: is the operator paused?)"; else echo "the secrets rule is gone: the operator re-applied its own rules."; fi
-run "$KUBECTL" annotate dpfoperatorconfig dpfoperatorconfig -n "$NS" demo.dpfdoctor.dev/poke-
-try "$KUBECTL" auth can-i get "secret/$node-server-secret" -n "$NS" --as "$SA"
+try "$KUBECTL" auth can-i list secrets -n "$NS" --as "$SA"
+try "$KUBECTL" auth can-i patch "dpudevices.provisioning.dpu.nvidia.com/$dev" --subresource=status -n "$NS" --as "$SA"
 echo "dpfdoctor's separate Role is not part of the operator's inventory, so it stayed."
 echo
 echo "To undo the fix exactly: $DPFDOCTOR rollback --latest --backup-dir $backups"

@@ -63,7 +63,7 @@ metadata:
   labels:
     feature.node.kubernetes.io/dpu-enabled: "true"
     kubernetes.io/hostname: $NODE
-    sim.dpfdoctor.dev/scenario: secrets-forbidden
+    sim.dpfdoctor.dev/scenario: dpudevice-status-forbidden
 EOF
 wait_for 60 "pod $NODE-dms created" "$KUBECTL" get pod -n "$NS" "$NODE-dms"
 wait_for 180 "pod $NODE-dms Ready, with no human action" pod_ready "$NODE-dms"

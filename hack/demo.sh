@@ -18,9 +18,10 @@ section() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 run() { printf '$ %s\n' "$*"; "$@"; }
 export -f section run
 
-section "1. A DPF v25.4.0 cluster after the upgrade: $NODES DPU hosts, dms-init failing"
+section "1. DPF v25.4.0 with a newer hostdriver image: $NODES DPU hosts, dms-init failing"
+echo "The hostdriver image's dmsinit.sh (v25.7 era) patches dpudevices/status; the v25.4.0 role does not grant it."
 run "$DPFDOCTOR" sim up --detach --pid-file "$pid" --kubeconfig-out "$KUBECONFIG" \
-  --dpf-version v25.4.0 --nodes "$NODES" --scenario secrets-forbidden --time-scale 0.1 --secret-wait-attempts 2
+  --dpf-version v25.4.0 --nodes "$NODES" --scenario dpudevice-status-forbidden --time-scale 0.1
 printf 'waiting until every DMS pod has failed at least once'
 for _ in $(seq 1 120); do
   n=$("$KUBECTL" get pods -n dpf-operator-system -l provisioning.dpu.nvidia.com/component=dms --no-headers 2>/dev/null | grep -c 'Init:CrashLoopBackOff' || true)
@@ -29,18 +30,22 @@ for _ in $(seq 1 120); do
 done
 echo
 run "$KUBECTL" get pods -n dpf-operator-system -l provisioning.dpu.nvidia.com/component=dms
-run "$KUBECTL" logs -n dpf-operator-system dpu-worker-1-dms -c dms-init --tail 6
+run "$KUBECTL" logs -n dpf-operator-system dpu-worker-1-dms -c dms-init --tail 3
 
+if [ -x hack/demo-widely-shared.sh ]; then
+  section "2. the widely shared fix: grant secrets in the operator's ClusterRole, delete the failing pods"
+  hack/demo-widely-shared.sh
+fi
 if "$DPFDOCTOR" diagnose --help >/dev/null 2>&1; then
-  section "2. dpfdoctor diagnose: the root cause, from evidence"
+  section "3. dpfdoctor diagnose: the root cause, from evidence"
   run "$DPFDOCTOR" diagnose || true
 fi
 if [ -x hack/demo-fix.sh ] && "$DPFDOCTOR" fix --help >/dev/null 2>&1; then
-  section "3. dpfdoctor fix: least privilege, verified, surviving the operator"
+  section "4. dpfdoctor fix: least privilege, verified, surviving the operator"
   hack/demo-fix.sh
 fi
 if [ -x hack/demo-guard.sh ] && "$DPFDOCTOR" guard --help >/dev/null 2>&1; then
-  section "4. dpfdoctor guard: keep it fixed"
+  section "5. dpfdoctor guard: keep it fixed"
   hack/demo-guard.sh
 fi
 section "done"

@@ -38,7 +38,7 @@ func setup(t *testing.T) *fixture {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	// The operator resyncs rarely here: these tests are about the API.
-	c, err := sim.Start(ctx, sim.Options{Nodes: 3, Scenario: "secrets-forbidden", TimeScale: 0.05, SecretWaitAttempts: 2, KubectlMaxNodes: -1, Resync: time.Hour})
+	c, err := sim.Start(ctx, sim.Options{Nodes: 3, Scenario: "hypothetical-secrets-forbidden", TimeScale: 0.05, SecretWaitAttempts: 2, KubectlMaxNodes: -1, Resync: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}

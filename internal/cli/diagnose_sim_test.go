@@ -34,7 +34,7 @@ func TestDiagnoseOnSim(t *testing.T) {
 	requireAssets(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	c, err := sim.Start(ctx, sim.Options{Nodes: 3, Scenario: "secrets-forbidden=2,healthy=1", TimeScale: 0.05, SecretWaitAttempts: 1, Resync: time.Hour})
+	c, err := sim.Start(ctx, sim.Options{Nodes: 3, Scenario: "hypothetical-secrets-forbidden=2,healthy=1", TimeScale: 0.05, SecretWaitAttempts: 1, Resync: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}

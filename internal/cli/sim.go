@@ -55,15 +55,23 @@ func newCmdSimUp(s genericiooptions.IOStreams) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "up",
 		Short: "Start a simulated DPF cluster and run it until interrupted",
-		Example: `  dpfdoctor sim up --dpf-version v25.4.0 --nodes 8 --scenario secrets-forbidden --kubeconfig-out /tmp/dpf.kubeconfig
-  dpfdoctor sim up --nodes 8 --scenario secrets-forbidden=6,healthy=2 --time-scale 0.1
+		Example: `  dpfdoctor sim up --dpf-version v25.4.0 --nodes 8 --scenario dpudevice-status-forbidden --kubeconfig-out /tmp/dpf.kubeconfig
+  dpfdoctor sim up --nodes 8 --scenario dpudevice-status-forbidden=6,healthy=2 --time-scale 0.1
   dpfdoctor sim up --detach --pid-file /tmp/dpf-sim.pid --kubeconfig-out /tmp/dpf.kubeconfig`,
 		Args: positional(cobra.NoArgs),
 		RunE: func(c *cobra.Command, _ []string) error {
-			if _, err := sim.ParseMix(o.Scenario); err != nil {
+			r, err := dpf.Lookup(o.Version)
+			if err != nil {
 				return UsageError{Err: err}
 			}
-			if _, err := dpf.Lookup(o.Version); err != nil && o.Version != "" {
+			if o.Scenario == "" {
+				o.Scenario = string(sim.DefaultScenario(r))
+			}
+			mix, err := sim.ParseMix(o.Scenario)
+			if err != nil {
+				return UsageError{Err: err}
+			}
+			if err := sim.CheckApplies(mix, r); err != nil {
 				return UsageError{Err: err}
 			}
 			if o.TimeScale <= 0 {
@@ -79,9 +87,9 @@ func newCmdSimUp(s genericiooptions.IOStreams) *cobra.Command {
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&o.Version, "dpf-version", "v25.4.0", "DPF version to simulate (v25.4.x, v25.7.x)")
+	f.StringVar(&o.Version, "dpf-version", "v25.4.0", "DPF version to simulate ("+simVersions()+")")
 	f.IntVar(&o.Nodes, "nodes", 8, "number of DPU hosts")
-	f.StringVar(&o.Scenario, "scenario", "secrets-forbidden", "scenario for every node, or a mix such as secrets-forbidden=6,healthy=2 (see `dpfdoctor sim scenarios`)")
+	f.StringVar(&o.Scenario, "scenario", "", "scenario for every node, or a mix such as dpudevice-status-forbidden=6,healthy=2 (see `dpfdoctor sim scenarios`; default: dpudevice-status-forbidden on v25.4.x, where it happens, else apiserver-unreachable)")
 	f.Float64Var(&o.TimeScale, "time-scale", 1, "multiply every simulated delay (operator resync, kubelet back-off, dmsinit sleeps)")
 	f.DurationVar(&o.Resync, "resync", 10*time.Second, "operator resync period before --time-scale (real DPF: 10m)")
 	f.StringVar(&o.KubeconfigOut, "kubeconfig-out", "", "write the admin kubeconfig here (default: a file in a temporary directory)")
@@ -90,6 +98,15 @@ func newCmdSimUp(s genericiooptions.IOStreams) *cobra.Command {
 	f.BoolVar(&o.detach, "detach", false, "run in the background; stop with `dpfdoctor sim down --pid-file FILE`")
 	f.StringVar(&o.pidFile, "pid-file", filepath.Join(os.TempDir(), "dpfdoctor-sim.pid"), "with --detach: where the background process's pid is written")
 	return cmd
+}
+
+// simVersions lists the release lines the sim supports, from internal/dpf.
+func simVersions() string {
+	var v []string
+	for _, r := range dpf.Releases() {
+		v = append(v, dpf.Line(r.Version)+".x")
+	}
+	return strings.Join(v, ", ")
 }
 
 func (o *simUpOptions) run(ctx context.Context) error {

@@ -17,7 +17,7 @@ func TestAPIServerUnreachable(t *testing.T) {
 			next: `kubectl patch dpfoperatorconfig dpfoperatorconfig -n dpf-operator-system --type merge -p '{"spec":{"overrides":{"kubernetesAPIServerVIP":"<reachable address>","kubernetesAPIServerPort":6443}}}'`,
 		}},
 		{"apiserver_unreachable/near-miss-other-error.yaml", nil},
-		{"rbac_forbidden/secrets-forbidden.yaml", nil},
+		{"rbac_forbidden/hypothetical-secrets-forbidden.yaml", nil},
 	} {
 		t.Run(tc.file, func(t *testing.T) { expect(t, apiServerUnreachable{}, tc.file, tc.want) })
 	}

@@ -58,7 +58,7 @@ func TestWidelySharedWrong(t *testing.T) {
 			t.Errorf("widely shared lacks %q: %q", s, d.WidelySharedDiagnosis)
 		}
 	}
-	d = Diagnose(load(t, "rbac_forbidden/secrets-forbidden.yaml"))
+	d = Diagnose(load(t, "rbac_forbidden/hypothetical-secrets-forbidden.yaml"))
 	if !strings.Contains(d.WidelySharedDiagnosis, "holds for all 2 failing pods") || !strings.Contains(d.WidelySharedDiagnosis, "do not patch") {
 		t.Errorf("widely shared: %q", d.WidelySharedDiagnosis)
 	}

@@ -8,7 +8,7 @@ func TestRBACForbidden(t *testing.T) {
 		file string
 		want *want
 	}{
-		{"rbac_forbidden/secrets-forbidden.yaml", &want{
+		{"rbac_forbidden/hypothetical-secrets-forbidden.yaml", &want{
 			code: CodeRBACForbidden, pods: []string{"w1-dms", "w2-dms"}, fixable: true,
 			// w2's logs were not read: it shares w1's signature group and gets its own Secret name.
 			missing:  []string{"get secrets w1-server-secret" + ns, "get secrets w2-server-secret" + ns},
@@ -16,7 +16,7 @@ func TestRBACForbidden(t *testing.T) {
 			summary:  "may not get secrets {node}-server-secret" + ns + " (from kubectl's Forbidden message",
 			next:     "dpfdoctor fix",
 		}},
-		{"rbac_forbidden/secrets-forbidden-quiet.yaml", &want{
+		{"rbac_forbidden/hypothetical-secrets-forbidden-quiet.yaml", &want{
 			code: CodeRBACForbidden, pods: []string{"w1-dms"}, fixable: true,
 			// Pinned to the Secret although the log shows no Forbidden; the
 			// status patch the script makes later is granted in the same go.

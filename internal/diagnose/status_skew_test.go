@@ -32,7 +32,7 @@ func TestStatusSubresourceSkew(t *testing.T) {
 			next:     "align versions",
 		}},
 		{"status_skew/near-miss-dpunode-forbidden.yaml", nil},
-		{"rbac_forbidden/secrets-forbidden-quiet.yaml", nil},
+		{"rbac_forbidden/hypothetical-secrets-forbidden-quiet.yaml", nil},
 	} {
 		t.Run(tc.file, func(t *testing.T) { expect(t, statusSubresourceSkew{}, tc.file, tc.want) })
 	}
@@ -41,7 +41,7 @@ func TestStatusSubresourceSkew(t *testing.T) {
 // The quiet Secret case also needs the status patch later: the skew
 // classifier must not claim it, but RBACForbidden lists it.
 func TestQuietSecretIsNotSkew(t *testing.T) {
-	b := load(t, "rbac_forbidden/secrets-forbidden-quiet.yaml")
+	b := load(t, "rbac_forbidden/hypothetical-secrets-forbidden-quiet.yaml")
 	if fs := (statusSubresourceSkew{}).Classify(b); len(fs) != 0 {
 		t.Fatalf("skew fired on the quiet Secret case: %+v", fs)
 	}

@@ -40,7 +40,7 @@ func (e *env) fix(root string) (*doctor.Report, error) {
 // reconciles, every pod Ready, least privilege proven, idempotent, rolled
 // back exactly, rollback idempotent.
 func TestFixFullStory(t *testing.T) {
-	for _, scen := range []sim.Scenario{sim.SecretsForbidden, sim.SecretsForbiddenQuiet} {
+	for _, scen := range []sim.Scenario{sim.HypotheticalSecretsForbidden, sim.HypotheticalSecretsForbiddenQuiet} {
 		t.Run(string(scen), func(t *testing.T) {
 			e := startSim(t, sim.Options{Nodes: 20, Scenario: string(scen)})
 			e.waitFailing(20)
@@ -208,7 +208,7 @@ func TestFixLeavesNonRBACProblems(t *testing.T) {
 // re-creates deleted pods, so no Node event is needed.
 func TestFixRestartSemantics(t *testing.T) {
 	t.Run("v25.4.0 with a DPUNode", func(t *testing.T) {
-		e := startSim(t, sim.Options{Nodes: 2, Scenario: string(sim.SecretsForbidden)})
+		e := startSim(t, sim.Options{Nodes: 2, Scenario: string(sim.HypotheticalSecretsForbidden)})
 		e.waitFailing(2)
 		node := e.c.Nodes[0]
 		dn := map[string]any{"apiVersion": dpf.GroupProvisioning + "/v1alpha1", "kind": "DPUNode",
@@ -237,7 +237,7 @@ func TestFixRestartSemantics(t *testing.T) {
 	})
 	t.Run("v25.7.0", func(t *testing.T) {
 		// A slower clock, so that the kubelet's back-off outlasts the fix.
-		e := startSim(t, sim.Options{Version: "v25.7.0", Nodes: 3, Scenario: string(sim.SecretsForbiddenQuiet), TimeScale: 0.3})
+		e := startSim(t, sim.Options{Version: "v25.7.0", Nodes: 3, Scenario: string(sim.HypotheticalSecretsForbiddenQuiet), TimeScale: 0.3})
 		e.waitFailing(3)
 		pre := e.state()
 		rep, err := e.fix(t.TempDir())
@@ -272,7 +272,7 @@ func TestFixRestartSemantics(t *testing.T) {
 
 // A backup altered after the fact is refused before any change.
 func TestRollbackRefusesTamperedBackup(t *testing.T) {
-	e := startSim(t, sim.Options{Nodes: 2, Scenario: string(sim.SecretsForbidden)})
+	e := startSim(t, sim.Options{Nodes: 2, Scenario: string(sim.HypotheticalSecretsForbidden)})
 	e.waitFailing(2)
 	rep, err := e.fix(t.TempDir())
 	if err != nil {
@@ -299,7 +299,7 @@ func TestRollbackRefusesTamperedBackup(t *testing.T) {
 // A user who may read everything but write no RBAC is refused before any
 // change, with the missing permissions named.
 func TestFixWithoutRights(t *testing.T) {
-	e := startSim(t, sim.Options{Nodes: 2, Scenario: string(sim.SecretsForbidden)})
+	e := startSim(t, sim.Options{Nodes: 2, Scenario: string(sim.HypotheticalSecretsForbidden)})
 	e.waitFailing(2)
 	ctx := context.Background()
 	viewer := &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: "test-viewer"}, Rules: []rbacv1.PolicyRule{
@@ -354,7 +354,7 @@ func TestFixWithoutRights(t *testing.T) {
 // the quiesce, before the grant), Release sends the Node events that bring
 // them back (failing, as before), journalled in the backup.
 func TestRecoveryRelease(t *testing.T) {
-	e := startSim(t, sim.Options{Nodes: 2, Scenario: string(sim.SecretsForbidden)})
+	e := startSim(t, sim.Options{Nodes: 2, Scenario: string(sim.HypotheticalSecretsForbidden)})
 	e.waitFailing(2)
 	ctx := context.Background()
 	cl := e.clients()

@@ -31,14 +31,14 @@ func TestScenariosClassified(t *testing.T) {
 	}
 	d := diagnose.Diagnose(b)
 	want := map[sim.Scenario]diagnose.Class{
-		sim.SecretsForbidden:         diagnose.ClassRBACForbidden,
-		sim.SecretsForbiddenQuiet:    diagnose.ClassRBACForbidden,
-		sim.DPUDeviceStatusForbidden: diagnose.ClassStatusSubresourceSkew,
-		sim.APIServerUnreachable:     diagnose.ClassAPIServerUnreachable,
-		sim.CertificateNotReady:      diagnose.ClassCertificateNotReady,
-		sim.RshimOccupied:            diagnose.ClassRshimOccupied,
-		sim.NoDPUFound:               diagnose.ClassNoDPUFound,
-		sim.Healthy:                  diagnose.ClassHealthy,
+		sim.HypotheticalSecretsForbidden:      diagnose.ClassRBACForbidden,
+		sim.HypotheticalSecretsForbiddenQuiet: diagnose.ClassRBACForbidden,
+		sim.DPUDeviceStatusForbidden:          diagnose.ClassStatusSubresourceSkew,
+		sim.APIServerUnreachable:              diagnose.ClassAPIServerUnreachable,
+		sim.CertificateNotReady:               diagnose.ClassCertificateNotReady,
+		sim.RshimOccupied:                     diagnose.ClassRshimOccupied,
+		sim.NoDPUFound:                        diagnose.ClassNoDPUFound,
+		sim.Healthy:                           diagnose.ClassHealthy,
 	}
 	for _, node := range m.Nodes {
 		s := m.byNode[node]
@@ -48,33 +48,33 @@ func TestScenariosClassified(t *testing.T) {
 	}
 	ns := " in " + dpf.DefaultNamespace
 
-	// secrets-forbidden: one log read for three pods; each pod pinned to its
+	// hypothetical-secrets-forbidden: one log read for three pods; each pod pinned to its
 	// own Secret, from kubectl's Forbidden text.
-	sf := m.nodesOf(sim.SecretsForbidden)
+	sf := m.nodesOf(sim.HypotheticalSecretsForbidden)
 	f, ok := finding(d, diagnose.ClassRBACForbidden, dpf.PodName(sf[0]))
 	if !ok {
-		t.Fatal("no RBACForbidden finding for secrets-forbidden")
+		t.Fatal("no RBACForbidden finding for hypothetical-secrets-forbidden")
 	}
 	for _, n := range sf {
 		if !strings.Contains(missing(f), "get secrets "+dpf.SecretName(n)+ns) {
-			t.Errorf("secrets-forbidden: missing lacks %s:\n%s", n, missing(f))
+			t.Errorf("hypothetical-secrets-forbidden: missing lacks %s:\n%s", n, missing(f))
 		}
 	}
 	if !strings.Contains(evidenceText(f), `is forbidden: User "system:serviceaccount:dpf-operator-system:dpf-provisioning-dms-service-account" cannot get resource "secrets"`) {
-		t.Errorf("secrets-forbidden: no Forbidden quote:\n%s", evidenceText(f))
+		t.Errorf("hypothetical-secrets-forbidden: no Forbidden quote:\n%s", evidenceText(f))
 	}
 	if r := podResult(t, d, sf[1]); r.LogsFrom == "" || r.Class != diagnose.ClassRBACForbidden {
 		t.Errorf("the unread pod of the group is not inferred from its peers: %+v", r)
 	}
 	g, _ := b.Group(dpf.PodName(sf[0]))
 	if len(g.Pods) != 3 || len(g.Fetched) != 2 {
-		t.Errorf("secrets-forbidden group: %+v (want 3 pods, 2 fetched with --max-logs 2)", g)
+		t.Errorf("hypothetical-secrets-forbidden group: %+v (want 3 pods, 2 fetched with --max-logs 2)", g)
 	}
 
-	// secrets-forbidden-quiet: no Forbidden in the log, still pinned to
+	// hypothetical-secrets-forbidden-quiet: no Forbidden in the log, still pinned to
 	// get secrets <node>-server-secret by SubjectAccessReview, plus the
 	// status patch the v25.7 dmsinit makes later.
-	q := m.nodesOf(sim.SecretsForbiddenQuiet)[0]
+	q := m.nodesOf(sim.HypotheticalSecretsForbiddenQuiet)[0]
 	f, _ = finding(d, diagnose.ClassRBACForbidden, dpf.PodName(q))
 	for _, w := range []string{"get secrets " + dpf.SecretName(q) + ns, "patch dpudevices.provisioning.dpu.nvidia.com/status" + ns} {
 		if !strings.Contains(missing(f), w) {
@@ -206,13 +206,13 @@ func TestWithoutLogRights(t *testing.T) {
 	}
 	d := diagnose.Diagnose(b)
 	for s, c := range map[sim.Scenario]diagnose.Class{
-		sim.SecretsForbidden:         diagnose.ClassRBACForbidden, // from the SAR
-		sim.SecretsForbiddenQuiet:    diagnose.ClassRBACForbidden,
-		sim.DPUDeviceStatusForbidden: diagnose.ClassStatusSubresourceSkew,
-		sim.CertificateNotReady:      diagnose.ClassCertificateNotReady,
-		sim.RshimOccupied:            diagnose.ClassRshimOccupied,
-		sim.Healthy:                  diagnose.ClassHealthy,
-		sim.NoDPUFound:               diagnose.ClassUnknown, // only the log tells
+		sim.HypotheticalSecretsForbidden:      diagnose.ClassRBACForbidden, // from the SAR
+		sim.HypotheticalSecretsForbiddenQuiet: diagnose.ClassRBACForbidden,
+		sim.DPUDeviceStatusForbidden:          diagnose.ClassStatusSubresourceSkew,
+		sim.CertificateNotReady:               diagnose.ClassCertificateNotReady,
+		sim.RshimOccupied:                     diagnose.ClassRshimOccupied,
+		sim.Healthy:                           diagnose.ClassHealthy,
+		sim.NoDPUFound:                        diagnose.ClassUnknown, // only the log tells
 	} {
 		for _, n := range m.nodesOf(s) {
 			if got := podResult(t, d, n).Class; got != c {

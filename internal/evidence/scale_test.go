@@ -17,7 +17,7 @@ import (
 	"github.com/dpfdoctor/dpfdoctor/internal/sim"
 )
 
-const scaleScenarios = "secrets-forbidden=2,secrets-forbidden-quiet=1,dpudevice-status-forbidden=1,apiserver-unreachable=1," +
+const scaleScenarios = "hypothetical-secrets-forbidden=2,hypothetical-secrets-forbidden-quiet=1,dpudevice-status-forbidden=1,apiserver-unreachable=1," +
 	"certificate-not-ready=1,rshim-occupied=1,no-dpu-found=1,healthy=2"
 
 // splitLogs counts log reads and every other request.
@@ -98,7 +98,7 @@ func TestRequestsDoNotGrowWithPods(t *testing.T) {
 	// Classes that do not depend on logs are exact for every pod.
 	d := diagnose.Diagnose(b1000)
 	exact := map[sim.Scenario]diagnose.Class{
-		sim.SecretsForbiddenQuiet: diagnose.ClassRBACForbidden, sim.DPUDeviceStatusForbidden: diagnose.ClassStatusSubresourceSkew,
+		sim.HypotheticalSecretsForbiddenQuiet: diagnose.ClassRBACForbidden, sim.DPUDeviceStatusForbidden: diagnose.ClassStatusSubresourceSkew,
 		sim.CertificateNotReady: diagnose.ClassCertificateNotReady, sim.RshimOccupied: diagnose.ClassRshimOccupied,
 	}
 	for _, p := range d.Pods {
@@ -116,7 +116,7 @@ func TestRequestsDoNotGrowWithPods(t *testing.T) {
 // server), so the collector keeps it because it binds the pods' subject.
 func perNodeGrant(t *testing.T, c *simCluster) {
 	ctx := context.Background()
-	nodes := c.nodesOf(sim.SecretsForbidden)
+	nodes := c.nodesOf(sim.HypotheticalSecretsForbidden)
 	granted, other := nodes[0], nodes[1]
 	labels := map[string]string{evidence.ManagedByLabel: evidence.ManagedByValue}
 	role := &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: "dpfdoctor-test-secrets", Namespace: c.Namespace, Labels: labels},
@@ -180,7 +180,7 @@ func TestRequestBudget(t *testing.T) {
 		{"every pod failing", "dpudevice-status-forbidden=2,apiserver-unreachable=2,certificate-not-ready=2,rshim-occupied=2,no-dpu-found=2", 10, 15},
 		// Adds the Secret review to the status one.
 		{"every scenario", mixedScenarios, 10, 16},
-		{"v25.4.0 secrets-forbidden", "secrets-forbidden", 4, 13},
+		{"v25.4.0 hypothetical-secrets-forbidden", "hypothetical-secrets-forbidden", 4, 13},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := mixed(t)

@@ -34,7 +34,7 @@ var mixedSim struct {
 }
 
 // mixedScenarios assigns dpu-worker-1..10 in this order.
-const mixedScenarios = "secrets-forbidden=3,secrets-forbidden-quiet=1,dpudevice-status-forbidden=1,apiserver-unreachable=1," +
+const mixedScenarios = "hypothetical-secrets-forbidden=3,hypothetical-secrets-forbidden-quiet=1,dpudevice-status-forbidden=1,apiserver-unreachable=1," +
 	"certificate-not-ready=1,rshim-occupied=1,no-dpu-found=1,healthy=1"
 
 type simCluster struct {

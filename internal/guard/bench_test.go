@@ -42,7 +42,7 @@ func BenchmarkGuardSteadyState500(b *testing.B) {
 
 func benchSteadyState(b *testing.B, nodes, failing int) {
 	ctx := context.Background()
-	e := startEnv(b, sim.Options{Nodes: nodes, Scenario: "secrets-forbidden=" + strconv.Itoa(failing) + ",healthy", TimeScale: 0.2})
+	e := startEnv(b, sim.Options{Nodes: nodes, Scenario: "hypothetical-secrets-forbidden=" + strconv.Itoa(failing) + ",healthy", TimeScale: 0.2})
 	e.waitSummary(20*time.Minute, "pods settled", func(s sim.Summary) bool { return s.Total == nodes && s.Ready >= nodes-failing })
 	heapBefore := heapInUse()
 

@@ -25,7 +25,7 @@ import (
 func TestGuardRepairs(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	e := startEnv(t, sim.Options{Nodes: 8, Scenario: "secrets-forbidden=6,healthy=2"})
+	e := startEnv(t, sim.Options{Nodes: 8, Scenario: "hypothetical-secrets-forbidden=6,healthy=2"})
 	e.eventually(60*time.Second, "6 pods failing in dms-init", func() bool { return e.failingCount() == 6 })
 
 	start := time.Now()
@@ -61,7 +61,7 @@ func TestGuardRepairs(t *testing.T) {
 	}
 
 	// A new DPU host joins and fails like the others: no human action.
-	node, err := e.c.AddNode(ctx, sim.SecretsForbidden)
+	node, err := e.c.AddNode(ctx, sim.HypotheticalSecretsForbidden)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -190,7 +190,7 @@ func TestGuardObserveThenLeaderElection(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	t0 := time.Now()
-	e := startEnv(t, sim.Options{Nodes: 4, Scenario: "secrets-forbidden"})
+	e := startEnv(t, sim.Options{Nodes: 4, Scenario: "hypothetical-secrets-forbidden"})
 	t.Logf("sim up in %s", time.Since(t0))
 	e.eventually(60*time.Second, "4 pods failing in dms-init", func() bool { return e.failingCount() == 4 })
 	t.Logf("pods failing after %s", time.Since(t0))

@@ -20,7 +20,7 @@ func BenchmarkSimUp(b *testing.B) {
 			for i := 0; i < b.N; i++ {
 				ctx := context.Background()
 				start := time.Now()
-				c, err := Start(ctx, Options{Nodes: n, Scenario: "secrets-forbidden=1,healthy", TimeScale: 1, KubectlMaxNodes: -1, SecretWaitAttempts: 1, Resync: time.Hour})
+				c, err := Start(ctx, Options{Nodes: n, Scenario: "hypothetical-secrets-forbidden=1,healthy", TimeScale: 1, KubectlMaxNodes: -1, SecretWaitAttempts: 1, Resync: time.Hour})
 				if err != nil {
 					b.Fatal(err)
 				}

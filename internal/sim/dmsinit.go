@@ -22,27 +22,38 @@ type apiCaller interface {
 	patchStatus(ctx context.Context, resource, namespace, name, patch string) (out string, ok bool)
 }
 
-// dmsInit replays dmsinit.sh --cmd register for one node: the same calls in
-// the same order with the same log lines (dpf-facts §1.2–1.5). The variant
-// decides the B (v25.4.0) or C+ (v25.7) behaviour.
+// dmsInit replays dmsinit.sh for one node: the same calls in the same order
+// with the same log lines and exit code (dpf-facts §1.2–1.7). log() lines go
+// to stdout, error() prints "[dmsinit] Error (<func>:<line>): <msg>" to
+// stderr and exits 1; kubectl's own stderr shows where the script does not
+// capture or hide it. The variant decides B (v25.4.0) or C–F (v25.7 era).
 type dmsInit struct {
 	variant  dpf.ScriptVariant
 	args     dpf.Args
 	node     string
-	pci      string
+	pci      string // 0000:3b:00.0, the first PF in sysfs
 	serial   string
 	noDPU    bool
-	api      apiCaller
-	attempts int                                  // secret wait attempts (the script uses 30)
-	sleep    func(context.Context, time.Duration) // scaled sleep
-	out      []string
+	occupied bool // rshim-preflight: the host's rshim holds the DPU
+	// hypothetical makes the B certificate path retry a Forbidden Secret
+	// read and time out, as the widely shared story claims; the real B
+	// script ignores the failed reads and goes on.
+	hypothetical bool
+	api          apiCaller
+	attempts     int                                  // secret wait attempts (the script uses 30)
+	sleep        func(context.Context, time.Duration) // scaled sleep
+	confDir      string                               // --dms-conf-dir (default /opt/dpf/dms)
+	imageDir     string                               // --dms-image-dir (default <conf>/bfb)
+	out          []string
 }
 
-// Line numbers in error() output. They follow the shape of the real script
-// (error sites in order of the file); exact numbers vary between builds.
+// Error sites: the line error() reports for each call site. create_dpu_device
+// :312 for the status patch is the line observed with script C (dpf-facts
+// §1.7); the others follow the order of the sites in the file and shift by a
+// few lines between builds.
 var errLines = map[string]int{
 	"main": 612, "check_and_install_kubectl": 168, "create_certificate": 241,
-	"create_dpu_device": 318, "create_dpunode": 402,
+	"create_dpu_device": 290, "create_dpu_device/status": 312, "create_dpunode": 402, "create_dpunode/uid": 345,
 }
 
 func (d *dmsInit) log(format string, a ...any) {
@@ -59,24 +70,96 @@ func (d *dmsInit) raw(text string) {
 }
 
 // fail is error(): print the error line and exit 1.
-func (d *dmsInit) fail(fn, msg string) ([]string, int) {
-	d.out = append(d.out, dpf.FormatError(fn, errLines[fn], msg))
+func (d *dmsInit) fail(site, msg string) ([]string, int) {
+	fn, _, _ := strings.Cut(site, "/")
+	d.out = append(d.out, dpf.FormatError(fn, errLines[site], msg))
 	return d.out, 1
 }
 
 func (d *dmsInit) statusPatching() bool { return d.variant != dpf.ScriptB }
 
-// run executes the script and returns its log lines and exit code.
-func (d *dmsInit) run(ctx context.Context) ([]string, int) {
-	ns := d.args.Namespace
+// pciLabel is format_pci_address: 0000:3b:00.0 → 0000-3b-00.
+func (d *dmsInit) pciLabel() string {
+	return strings.ReplaceAll(strings.TrimSuffix(d.pci, d.pci[strings.LastIndex(d.pci, "."):]), ":", "-")
+}
+
+// firstPCI is get_the_first_pci_address: the label with colons, 0000:3b:00.
+func (d *dmsInit) firstPCI() string { return strings.ReplaceAll(d.pciLabel(), "-", ":") }
+
+// discover is parse_arguments' last line, main's first and discover_dpu: a
+// BlueField-3 with two PFs, or none.
+func (d *dmsInit) discover() bool {
+	d.log("DMS image directory: %s", d.imageDir)
 	d.log("Running cmd %s", d.args.Cmd)
-	d.log("DMS image directory: /bfb")
 	if d.noDPU {
+		d.log("Total DPUs discovered: 0")
 		d.log("No DPUs found on this system")
+		return false
+	}
+	pci := d.pciLabel()
+	d.log("Discovered DPU:")
+	d.log("  PCI Address: %s", pci)
+	d.log("  Device ID: 0xa2dc")
+	d.log("  PF0 Name: ens1f0np0")
+	d.log("update number of PFs for %s: 2", pci)
+	d.log("Total DPUs discovered: 1")
+	d.log("Writing PCI addresses to %s/pci_addr", d.confDir)
+	d.log("Wrote 1 PCI addresses to %s/pci_addr", d.confDir)
+	return true
+}
+
+// dirs reads --dms-conf-dir and --dms-image-dir with the script's defaults.
+func (d *dmsInit) dirs(argv []string) {
+	d.confDir, d.imageDir = "", ""
+	var words []string
+	for _, a := range argv {
+		words = append(words, strings.Fields(a)...)
+	}
+	for i := 0; i+1 < len(words); i++ {
+		switch words[i] {
+		case "--dms-conf-dir":
+			d.confDir = words[i+1]
+		case "--dms-image-dir":
+			d.imageDir = words[i+1]
+		}
+	}
+	if d.confDir == "" {
+		d.confDir = "/opt/dpf/dms"
+	}
+	if d.imageDir == "" {
+		d.imageDir = d.confDir + "/bfb"
+	}
+}
+
+// exists is check_resource_exists: any error (NotFound, Forbidden,
+// unreachable) counts as absent and is never printed.
+func (d *dmsInit) exists(ctx context.Context, kind, ns, name string) bool {
+	if _, _, ok := d.api.get(ctx, kind, ns, name, "{.metadata.name}"); !ok {
+		return false
+	}
+	d.log("Resource %s of type %s already exists, skipping creation", name, kind)
+	return true
+}
+
+// run executes the script and returns its output lines and exit code.
+func (d *dmsInit) run(ctx context.Context) ([]string, int) {
+	found := d.discover()
+	if d.args.Cmd == "check-rshim-not-occupied" {
+		if !found {
+			return d.fail("main", "No DPUs found on this system, exiting")
+		}
+		d.log("Using /dev/termination-log for output")
+		d.log("Get PCI address: %s", d.firstPCI())
+		if d.occupied {
+			return d.out, 1 // the PCI address goes to /dev/termination-log
+		}
+		d.log(dpf.MsgCompleted)
+		return d.out, 0
+	}
+	if !found {
 		return d.fail("main", "No DPUs found on this system, exiting")
 	}
-	d.log("Discovered DPU: %s (BlueField-3, device id 0xa2dc)", d.pci)
-	d.log("Total DPUs discovered: 1")
+	ns := d.args.Namespace
 	d.log("kubectl already installed")
 	if out, ok := d.api.version(ctx); !ok {
 		msg := dpf.MsgVersionFailed + strings.TrimRight(out, "\n")
@@ -93,16 +176,15 @@ func (d *dmsInit) run(ctx context.Context) ([]string, int) {
 	}
 
 	// create_dpu_device
-	d.log("Creating DPUDevice for PCI address %s", d.pci)
-	name := d.node + "-" + strings.NewReplacer(":", "-", ".", "-").Replace(d.pci)
-	spec := fmt.Sprintf("  pciAddress: %q\n  psid: MT_0000000884\n  opn: 900-9D3B6-00CV-AA0\n  numberOfPFs: 2\n  pf0Name: ens1f0np0\n", d.pci)
+	pci := d.pciLabel()
+	name := d.node + "-" + pci
+	spec := fmt.Sprintf("  pciAddress: %s\n  pf0Name: ens1f0np0\n  numberOfPFs: 2\n", pci)
 	if d.statusPatching() {
 		name = strings.ToLower(d.serial)
-		spec = fmt.Sprintf("  serialNumber: %s\n  psid: MT_0000000884\n  opn: 900-9D3B6-00CV-AA0\n  numberOfPFs: 2\n  pf0Name: ens1f0np0\n", d.serial)
+		spec = fmt.Sprintf("  serialNumber: %s\n  pf0Name: ens1f0np0\n  numberOfPFs: 2\n", d.serial)
 	}
-	if _, _, exists := d.api.get(ctx, "dpudevice", ns, name, "{.metadata.name}"); exists {
-		d.log("Resource %s of type DPUDevice already exists, skipping creation", name)
-	} else {
+	if !d.exists(ctx, "DPUDevice", ns, name) {
+		d.log("Creating DPUDevice for PCI address %s", pci)
 		manifest := fmt.Sprintf("apiVersion: provisioning.dpu.nvidia.com/v1alpha1\nkind: DPUDevice\nmetadata:\n  name: %s\n  namespace: %s\nspec:\n%s", name, ns, spec)
 		if out, ok := d.api.apply(ctx, manifest); !ok {
 			return d.fail("create_dpu_device", dpf.MsgCreateDPUDeviceFailed+name+": "+strings.TrimRight(out, "\n"))
@@ -110,24 +192,22 @@ func (d *dmsInit) run(ctx context.Context) ([]string, int) {
 		d.log("DPUDevice %s applied successfully", name)
 	}
 	if d.statusPatching() {
-		patch := fmt.Sprintf(`{"status":{"pciAddress":%q}}`, d.pci)
+		patch := fmt.Sprintf(`{"status":{"pciAddress":%q}}`, pci)
 		if out, ok := d.api.patchStatus(ctx, "dpudevice", ns, name, patch); !ok {
-			return d.fail("create_dpu_device", dpf.MsgUpdatePCIFailed+name+": "+strings.TrimRight(out, "\n"))
+			return d.fail("create_dpu_device/status", dpf.MsgUpdatePCIFailed+name+": "+strings.TrimRight(out, "\n"))
 		}
-		d.log("Updated PCI address for DPUDevice %s: %s", name, d.pci)
+		d.log("Updated PCI address for DPUDevice %s: %s", name, pci)
 	}
 	d.log("Added %s to dpudevice_names array", name)
 	d.log("DPU devices created successfully")
 
 	// create_dpunode
-	d.log("Creating DPUNode")
-	if _, _, exists := d.api.get(ctx, "dpunode", ns, d.node, "{.metadata.name}"); exists {
-		d.log("Resource %s of type DPUNode already exists, skipping creation", d.node)
-	} else {
+	if !d.exists(ctx, "DPUNode", ns, d.node) {
+		d.log("Creating DPUNode")
 		uid, stderr, _ := d.api.get(ctx, "node", "", d.args.KubeNodeRef, "{.metadata.uid}")
 		d.raw(stderr)
 		if strings.TrimSpace(uid) == "" {
-			return d.fail("create_dpunode", dpf.MsgNodeUIDFailed+d.args.KubeNodeRef)
+			return d.fail("create_dpunode/uid", dpf.MsgNodeUIDFailed+d.args.KubeNodeRef)
 		}
 		manifest := fmt.Sprintf(`apiVersion: provisioning.dpu.nvidia.com/v1alpha1
 kind: DPUNode
@@ -147,19 +227,24 @@ spec:
     ip: %s
     port: %s
   dpus:
-  - name: %s
+    - name: %s
 `, d.node, ns, d.args.KubeNodeRef, strings.TrimSpace(uid), d.args.DMSIP, d.args.DMSPort, name)
 		if out, ok := d.api.apply(ctx, manifest); !ok {
 			return d.fail("create_dpunode", dpf.MsgCreateDPUNodeFailed+d.node+": "+strings.TrimRight(out, "\n"))
 		}
 		d.log("DPUNode %s applied successfully", d.node)
 	}
-	d.log("DMS configuration created at /opt/dpf/dms/dms.conf")
+	conf := d.confDir
+	d.log("DMS configuration created at %s/dms.conf", conf)
+	d.log("DMS configuration: -bind_address %s:%s -v 99 -auth cert -ca %[3]s/certs/ca.crt -tls_key_file %[3]s/certs/tls.key -tls_cert_file %[3]s/certs/tls.crt -password admin -username admin -image_folder %s -target_pci %s -exec_timeout 900 -disable_unbind_at_activate -reboot_status_check none -debug_command=true",
+		d.args.DMSIP, d.args.DMSPort, conf, d.imageDir, d.firstPCI())
+	d.log("DMS systemd service file created at %s/dmsd.service", conf)
 	if d.statusPatching() {
 		d.log("Skipping Systemd service creation in Kubernetes environment")
 	} else {
 		d.log("Skipping restore-vf service creation in Kubernetes environment")
 	}
+	d.log("Get PCI address: %s", d.firstPCI())
 	d.log(dpf.MsgCompleted)
 	return d.out, 0
 }
@@ -168,29 +253,44 @@ spec:
 // when the script exits inside it.
 func (d *dmsInit) createCertificate(ctx context.Context, ns string) (lines []string, code int, done bool) {
 	cert, secret := dpf.CertificateName(d.node), dpf.SecretName(d.node)
-	d.log("Creating certificate")
-	if _, _, exists := d.api.get(ctx, "certificate", ns, cert, "{.metadata.name}"); exists {
-		d.log("Certificate %s already exists, skipping creation", cert)
-	} else {
-		manifest := fmt.Sprintf("apiVersion: cert-manager.io/v1\nkind: Certificate\nmetadata:\n  name: %s\n  namespace: %s\nspec:\n  secretName: %s\n  ipAddresses:\n  - %s\n  issuerRef:\n    name: %s\n    kind: Issuer\n", cert, ns, secret, d.args.DMSIP, dpf.Issuer)
+	if !d.exists(ctx, "Certificate", ns, cert) {
+		d.log("Creating certificate")
+		manifest := fmt.Sprintf("apiVersion: cert-manager.io/v1\nkind: Certificate\nmetadata:\n  name: %s\n  namespace: %s\nspec:\n  secretName: %s\n  commonName: %s\n  duration: 8760h\n  issuerRef:\n    name: %s\n    kind: Issuer\n  ipAddresses:\n  - %q\n", cert, ns, secret, cert, dpf.Issuer, d.args.DMSIP)
 		if out, ok := d.api.apply(ctx, manifest); !ok {
 			lines, code = d.fail("create_certificate", dpf.MsgCreateCertFailed+cert+": "+strings.TrimRight(out, "\n"))
 			return lines, code, true
 		}
 		d.log("Certificate %s created successfully", cert)
+	} else {
+		d.log("Certificate %s already exists, skipping creation", cert)
 	}
 	if d.variant == dpf.ScriptB {
-		// B: poll spec.secretName (stderr visible), then read the three keys
-		// with stderr visible. The reported v25.4.0 build retries the reads
-		// and gives up with the B timeout message.
-		name, stderr, _ := d.api.get(ctx, "cert", ns, cert, "{.spec.secretName}")
-		d.raw(stderr)
-		if name == "" {
-			name = secret
+		// B polls the Certificate's spec.secretName (stderr visible), which
+		// the Certificate sets at once, then reads the three keys once,
+		// stderr visible and unchecked: a Forbidden read leaves an empty
+		// file and the script goes on.
+		name := ""
+		for i := 1; i <= d.attempts && name == ""; i++ {
+			var stderr string
+			name, stderr, _ = d.api.get(ctx, "cert", ns, cert, "{.spec.secretName}")
+			d.raw(stderr)
+			if name == "" {
+				d.log("%s (attempt %d/%d)", dpf.MsgWaitingSecretB, i, d.attempts)
+				d.sleep(ctx, 2*time.Second)
+			}
 		}
+		if name == "" {
+			lines, code = d.fail("create_certificate", dpf.MsgSecretTimeoutB)
+			return lines, code, true
+		}
+		d.log("Certificate secret name: %s", name)
+		if !d.hypothetical {
+			d.readSecret(ctx, ns, name, false)
+			return nil, 0, false
+		}
+		// The widely shared story: the reads are retried and time out.
 		for i := 1; i <= d.attempts; i++ {
 			if d.readSecret(ctx, ns, name, false) {
-				d.log("Certificate secret name: %s", name)
 				return nil, 0, false
 			}
 			d.log("%s (attempt %d/%d)", dpf.MsgWaitingSecretB, i, d.attempts)

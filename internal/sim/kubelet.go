@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"hash/fnv"
+	"math/rand/v2"
 	"net"
 	"os"
 	"path/filepath"
@@ -15,6 +16,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/informers"
 	listersv1 "k8s.io/client-go/listers/core/v1"
@@ -29,6 +31,10 @@ const (
 	backoffInitial = 10 * time.Second
 	backoffMax     = 5 * time.Minute
 	mountRetry     = 10 * time.Second
+	// nodeStatusReport is the kubelet's nodeStatusReportFrequency: without
+	// a change it still posts its Node status this often, and each post is
+	// a Node update event the operator's NodeReconciler sees.
+	nodeStatusReport = 5 * time.Minute
 	// PCIAddress is the simulated DPU's PCI address on every host.
 	PCIAddress = "0000:3b:00.0"
 )
@@ -126,6 +132,11 @@ func (k *kubelet) start(ctx context.Context, wg *sync.WaitGroup) error {
 		<-ctx.Done()
 		k.queue.ShutDown()
 	}()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		k.reportNodeStatus(ctx)
+	}()
 	for i := 0; i < k.c.opts.Workers; i++ {
 		wg.Add(1)
 		go func() {
@@ -144,6 +155,50 @@ func (k *kubelet) start(ctx context.Context, wg *sync.WaitGroup) error {
 		}()
 	}
 	return nil
+}
+
+// reportNodeStatus posts each registered node's status every
+// nodeStatusReport × time scale, jittered by ±10 % per report as the
+// kubelet's is, by renewing the Ready condition's lastHeartbeatTime.
+func (k *kubelet) reportNodeStatus(ctx context.Context) {
+	period := k.c.scale(nodeStatusReport)
+	if period <= 0 {
+		return
+	}
+	jitter := func(d time.Duration) time.Duration { return time.Duration(float64(d) * (0.9 + 0.2*rand.Float64())) }
+	due := map[string]time.Time{}
+	t := time.NewTicker(max(period/20, 10*time.Millisecond))
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		nodes, err := k.c.op.nodes.List(labels.Everything())
+		if err != nil {
+			continue
+		}
+		now := time.Now()
+		for _, n := range nodes {
+			next, seen := due[n.Name]
+			switch {
+			case nodeIP(n) == "":
+				continue
+			case !seen:
+				// Kubelets start at different times: spread the first reports.
+				due[n.Name] = now.Add(time.Duration(rand.Int64N(int64(period))))
+				continue
+			case now.Before(next):
+				continue
+			}
+			due[n.Name] = now.Add(jitter(period))
+			patch := fmt.Sprintf(`{"status":{"conditions":[{"type":"Ready","lastHeartbeatTime":%q}]}}`, now.UTC().Format(time.RFC3339))
+			if _, err := k.c.kube.CoreV1().Nodes().PatchStatus(ctx, n.Name, []byte(patch)); err != nil && ctx.Err() == nil && !apierrors.IsNotFound(err) {
+				k.c.logf("kubelet: node %s status: %v", n.Name, err)
+			}
+		}
+	}
 }
 
 func (k *kubelet) state(p *corev1.Pod) *podState {
@@ -268,12 +323,14 @@ func (k *kubelet) runContainer(ctx context.Context, pod *corev1.Pod, node *corev
 	run := containerRun{started: time.Now()}
 	defer func() { run.finished = time.Now() }()
 	switch ctr.Name {
-	case dpf.ContainerRshimPreflight:
-		run.lines = []string{dpf.LogPrefix + "Running cmd check-rshim-not-occupied"}
-		if scen == RshimOccupied {
-			run.exitCode, run.message = 1, PCIAddress
+	case dpf.ContainerRshimPreflight, dpf.ContainerDMSInit:
+		if k.c.Release.Script == dpf.ScriptNone {
+			// v25.1: an inline bash check, no dmsinit.sh.
+			if scen == RshimOccupied {
+				run.exitCode, run.message = 1, PCIAddress
+			}
+			return run
 		}
-	case dpf.ContainerDMSInit:
 		api, err := k.caller(ctx, pod, scen, true)
 		if err != nil {
 			run.lines, run.exitCode = []string{"sim: " + err.Error()}, 1
@@ -282,11 +339,22 @@ func (k *kubelet) runContainer(ctx context.Context, pod *corev1.Pod, node *corev
 		argv := append(append([]string{}, ctr.Command...), ctr.Args...)
 		d := &dmsInit{
 			variant: dpf.ScriptForImageTag(dpf.ImageTag(ctr.Image)), args: dpf.ParseArgs(argv), node: pod.Spec.NodeName,
-			pci: PCIAddress, serial: serialNumber(pod.Spec.NodeName), noDPU: scen == NoDPUFound, api: api,
-			attempts: k.c.opts.SecretWaitAttempts, sleep: k.sleep,
+			pci: PCIAddress, serial: serialNumber(pod.Spec.NodeName), noDPU: scen == NoDPUFound && ctr.Name == dpf.ContainerDMSInit, occupied: scen == RshimOccupied,
+			hypothetical: scen.Hypothetical(), api: api, attempts: k.c.opts.SecretWaitAttempts, sleep: k.sleep,
 		}
+		// The real rshim-preflight runs discover_dpu too and, with no DPU,
+		// fails first (check_rshim_not_occupied: "No DPUs found on this
+		// system, exiting"). The sim lets it pass so that no-dpu-found shows
+		// in dms-init, the container whose log diagnose reads.
+		d.dirs(argv)
 		lines, code := d.run(ctx)
 		run.lines, run.exitCode = lines, int32(code)
+		if code != 0 && ctr.Name == dpf.ContainerRshimPreflight {
+			// What the script writes to /dev/termination-log. B–E write
+			// the address without its function (0000:3b:00); the sim
+			// keeps the function so evidence.IsPCIAddress matches it.
+			run.message = PCIAddress
+		}
 	case dpf.ContainerConfigureVF:
 		run.lines = []string{"restoring VF configuration: nothing to restore"}
 	case dpf.ContainerHostAgent:

@@ -15,7 +15,7 @@ import (
 // against this release's role (a version skew).
 func (c *Cluster) hostdriverTag(s Scenario) string {
 	switch s {
-	case SecretsForbiddenQuiet, DPUDeviceStatusForbidden:
+	case HypotheticalSecretsForbiddenQuiet, DPUDeviceStatusForbidden:
 		if dpf.Compare(c.Release.Version, "v25.7.0") < 0 {
 			return "v25.7.0"
 		}
@@ -53,9 +53,10 @@ func (c *Cluster) dmsPod(node *corev1.Node, s Scenario) *corev1.Pod {
 	ip := nodeIP(node)
 	image := ImageRepo + "/dpf-hostdriver:" + c.hostdriverTag(s)
 	extCert := "TODO"
-	if s == SecretsForbidden || s == SecretsForbiddenQuiet {
-		// The reported failure runs create_certificate: dms-init reads the
-		// Secret with kubectl.
+	if s == HypotheticalSecretsForbidden || s == HypotheticalSecretsForbiddenQuiet {
+		// Hypothetical: the operator never passes "none"; these scenarios
+		// run create_certificate in the pod as the widely shared story
+		// assumes.
 		extCert = "none"
 	}
 	env := []corev1.EnvVar{

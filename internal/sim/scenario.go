@@ -1,49 +1,70 @@
 package sim
 
 import (
+	"errors"
 	"fmt"
-
-	"github.com/dpfdoctor/dpfdoctor/internal/dpf"
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/dpfdoctor/dpfdoctor/internal/dpf"
 )
+
+// ErrNotApplicable is returned for a scenario that cannot happen on the
+// chosen DPF version.
+var ErrNotApplicable = errors.New("not applicable")
 
 // Scenario is what goes wrong (or not) on one simulated DPU host.
 type Scenario string
 
 const (
-	// SecretsForbidden: the widely reported v25.4.0 story. dms-init runs the
-	// create_certificate path (--external-certificate none) and reads
-	// <node>-server-secret with kubectl, stderr visible: Forbidden.
-	SecretsForbidden Scenario = "secrets-forbidden"
-	// SecretsForbiddenQuiet: the same with a later dmsinit.sh (v25.7
-	// hostdriver) that hides stderr: only "Waiting for secret…" then
-	// "Timed out…". That dmsinit also patches dpudevices/status.
-	SecretsForbiddenQuiet Scenario = "secrets-forbidden-quiet"
-	// DPUDeviceStatusForbidden: a newer dmsinit.sh (v25.7 hostdriver)
-	// against the v25.4.0 role: the dpudevices/status patch is Forbidden.
+	// DPUDeviceStatusForbidden: a newer hostdriver image (dmsinit.sh C–F,
+	// v25.7 era) with the operator's arguments against the v25.4.0 role.
+	// create_dpu_device's `kubectl patch --subresource status` is
+	// Forbidden; error() quotes kubectl's output and exits 1 (dpf-facts
+	// §1.4, §1.7). The flagship: a failure the real v25.4.0 stack produces.
 	DPUDeviceStatusForbidden Scenario = "dpudevice-status-forbidden"
 	// APIServerUnreachable: `kubectl version` fails; the API VIP the pod is
-	// given is wrong.
+	// given is wrong. B–D print kubectl's output, E and F add the VIP hint.
 	APIServerUnreachable Scenario = "apiserver-unreachable"
 	// CertificateNotReady: the Certificate never became a Secret, so the
 	// pod cannot mount it (FailedMount) and no container starts.
 	CertificateNotReady Scenario = "certificate-not-ready"
-	// RshimOccupied: rshim-preflight exits 1 with the PCI address as its
-	// termination message: the host's rshim owns the DPU.
+	// RshimOccupied: rshim-preflight (--cmd check-rshim-not-occupied)
+	// exits 1 with the PCI address as its termination message: the host's
+	// rshim owns the DPU.
 	RshimOccupied Scenario = "rshim-occupied"
 	// NoDPUFound: dms-init finds no BlueField device in sysfs.
 	NoDPUFound Scenario = "no-dpu-found"
 	// Healthy: everything works.
 	Healthy Scenario = "healthy"
+
+	// HypotheticalSecretsForbidden is the widely shared v25.4.0 story, which
+	// no real combination produces: the operator passes
+	// --external-certificate TODO, so no script reads a Secret in a pod, and
+	// script B with "none" ignores a Forbidden read and exits 0. Here the
+	// pod runs the certificate path and dms-init retries the visible
+	// Forbidden read until "Timed out waiting for certificate secret to be
+	// created". Kept as a classifier fixture; the demo does not use it.
+	HypotheticalSecretsForbidden Scenario = "hypothetical-secrets-forbidden"
+	// HypotheticalSecretsForbiddenQuiet: a C–F script (v25.7-era
+	// hostdriver) with --external-certificate none, which only non-k8s
+	// (systemd) installs pass, run in the operator's pod: the Secret reads
+	// are hidden, then "Timed out waiting for secret … to be fully
+	// populated" and exit 1. The script's behaviour is real; the pod
+	// running it with these arguments is not.
+	HypotheticalSecretsForbiddenQuiet Scenario = "hypothetical-secrets-forbidden-quiet"
 )
 
-// Scenarios lists every scenario.
+// Scenarios lists every scenario: the real ones first, then the
+// hypothetical ones.
 func Scenarios() []Scenario {
-	return []Scenario{SecretsForbidden, SecretsForbiddenQuiet, DPUDeviceStatusForbidden, APIServerUnreachable,
-		CertificateNotReady, RshimOccupied, NoDPUFound, Healthy}
+	return []Scenario{DPUDeviceStatusForbidden, APIServerUnreachable, CertificateNotReady, RshimOccupied, NoDPUFound, Healthy,
+		HypotheticalSecretsForbidden, HypotheticalSecretsForbiddenQuiet}
 }
+
+// Hypothetical reports whether no real DPF combination produces a scenario.
+func (s Scenario) Hypothetical() bool { return strings.HasPrefix(string(s), "hypothetical-") }
 
 func (s Scenario) valid() bool {
 	for _, k := range Scenarios() {
@@ -54,8 +75,8 @@ func (s Scenario) valid() bool {
 	return false
 }
 
-// Mix assigns scenarios to nodes: "secrets-forbidden" (every node) or
-// "secrets-forbidden=6,healthy=2". Nodes are assigned in the order given.
+// Mix assigns scenarios to nodes: "dpudevice-status-forbidden" (every
+// node) or "dpudevice-status-forbidden=6,healthy=2". Nodes are assigned in the order given.
 type Mix []MixEntry
 
 // MixEntry is one scenario and its node count (0 = all remaining nodes).
@@ -151,32 +172,35 @@ func scenarioList() string {
 	return strings.Join(s, ", ")
 }
 
-// Describe says in one line what a scenario simulates.
+// Describe says in one line what a scenario simulates, with the script
+// version and the arguments that produce it.
 func Describe(s Scenario) string {
 	switch s {
-	case SecretsForbidden:
-		return "dms-init reads <node>-server-secret with kubectl (stderr visible): Forbidden"
-	case SecretsForbiddenQuiet:
-		return "the same with a v25.7 dmsinit.sh that hides stderr (and also patches dpudevices/status)"
 	case DPUDeviceStatusForbidden:
-		return "a v25.7 dmsinit.sh against the v25.4.0 role: dpudevices/status Forbidden"
+		return "a v25.7-era hostdriver (dmsinit.sh C–F, operator's arguments) against the v25.4.0 role: the dpudevices/status patch is Forbidden, exit 1"
 	case APIServerUnreachable:
-		return "kubectl version fails: the API VIP the pod is given is wrong or unreachable"
+		return "kubectl version fails: the API VIP the pod is given is wrong or unreachable (E/F add the VIP hint)"
 	case CertificateNotReady:
 		return "the Certificate never became a Secret: FailedMount, no container starts"
 	case RshimOccupied:
-		return "rshim-preflight exits 1 with the PCI address: the host's rshim owns the DPU"
+		return "rshim-preflight (--cmd check-rshim-not-occupied) exits 1 with the PCI address: the host's rshim owns the DPU"
 	case NoDPUFound:
-		return "dms-init finds no BlueField device in sysfs"
+		return "dms-init finds no BlueField device in sysfs and exits 1"
 	case Healthy:
 		return "everything works"
+	case HypotheticalSecretsForbidden:
+		return "not produced by any real script: dms-init reads <node>-server-secret (stderr visible), Forbidden, retries and exits 1"
+	case HypotheticalSecretsForbiddenQuiet:
+		return "a dmsinit.sh C–F with --external-certificate none (non-k8s arguments) in the pod: hidden Forbidden Secret reads, timeout, exit 1"
 	}
 	return ""
 }
 
 // Applies reports whether a scenario can happen on a release: v25.1 has no
 // dms-init; the v25.10 host agent has no init containers, no certificate
-// volume and takes the rshim itself (rshim --force).
+// volume and takes the rshim itself (rshim --force); the dpudevices/status
+// skew needs a role without dpudevices/status (v25.4.0), and the B-script
+// story needs script B.
 func Applies(s Scenario, r dpf.Release) bool {
 	switch r.Script {
 	case dpf.ScriptNone:
@@ -184,7 +208,54 @@ func Applies(s Scenario, r dpf.Release) bool {
 	case dpf.ScriptHostAgent:
 		return s == Healthy || s == APIServerUnreachable || s == NoDPUFound
 	}
+	switch s {
+	case DPUDeviceStatusForbidden:
+		return !grants(r, "dpudevices/status")
+	case HypotheticalSecretsForbidden:
+		return r.Script == dpf.ScriptB
+	}
 	return true
+}
+
+func grants(r dpf.Release, resource string) bool {
+	for _, rule := range r.Rules {
+		for _, res := range rule.Resources {
+			if res == resource {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// CheckApplies returns an error naming the versions where a scenario of the
+// mix applies when one cannot happen on the release.
+func CheckApplies(m Mix, r dpf.Release) error {
+	for _, e := range m {
+		if Applies(e.Scenario, r) {
+			continue
+		}
+		var where []string
+		for _, o := range dpf.Releases() {
+			if Applies(e.Scenario, o) {
+				where = append(where, o.Version)
+			}
+		}
+		return fmt.Errorf("scenario %s cannot happen on DPF %s (%w); it applies to %s. Scenarios for %s: %s",
+			e.Scenario, r.Version, ErrNotApplicable, strings.Join(where, ", "), r.Version, scenariosFor(r))
+	}
+	return nil
+}
+
+// DefaultScenario is the scenario `sim up` runs when none is given: the
+// flagship where it can happen, otherwise one that fails on the release.
+func DefaultScenario(r dpf.Release) Scenario {
+	for _, s := range []Scenario{DPUDeviceStatusForbidden, APIServerUnreachable, RshimOccupied} {
+		if Applies(s, r) {
+			return s
+		}
+	}
+	return Healthy
 }
 
 func scenariosFor(r dpf.Release) string {

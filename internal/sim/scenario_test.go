@@ -15,9 +15,9 @@ func TestMixAssign(t *testing.T) {
 		n    int
 		want map[Scenario]int
 	}{
-		{"secrets-forbidden", 8, map[Scenario]int{SecretsForbidden: 8}},
-		{"secrets-forbidden=6,healthy=2", 8, map[Scenario]int{SecretsForbidden: 6, Healthy: 2}},
-		{"secrets-forbidden=3,healthy", 8, map[Scenario]int{SecretsForbidden: 3, Healthy: 5}},
+		{"hypothetical-secrets-forbidden", 8, map[Scenario]int{HypotheticalSecretsForbidden: 8}},
+		{"hypothetical-secrets-forbidden=6,healthy=2", 8, map[Scenario]int{HypotheticalSecretsForbidden: 6, Healthy: 2}},
+		{"hypothetical-secrets-forbidden=3,healthy", 8, map[Scenario]int{HypotheticalSecretsForbidden: 3, Healthy: 5}},
 		{"healthy,no-dpu-found", 5, map[Scenario]int{Healthy: 2, NoDPUFound: 3}},
 		{"healthy=1,rshim-occupied=1", 4, map[Scenario]int{Healthy: 1, RshimOccupied: 3}},
 	} {

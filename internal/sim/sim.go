@@ -41,8 +41,8 @@ type Options struct {
 	Version string
 	// Nodes is the number of DPU hosts (default 8).
 	Nodes int
-	// Scenario is a mix such as "secrets-forbidden" or
-	// "secrets-forbidden=6,healthy=2" (default healthy).
+	// Scenario is a mix such as "dpudevice-status-forbidden" or
+	// "dpudevice-status-forbidden=6,healthy=2" (default healthy).
 	Scenario string
 	// TimeScale multiplies every simulated delay: the operator resync
 	// (10 s), kubelet back-off (10 s doubling to 5 min) and dmsinit's 2 s
@@ -170,10 +170,8 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	if err != nil {
 		return nil, err
 	}
-	for _, e := range mix {
-		if !Applies(e.Scenario, release) {
-			return nil, fmt.Errorf("scenario %s does not apply to DPF %s (it applies to: %s)", e.Scenario, release.Version, scenariosFor(release))
-		}
+	if err := CheckApplies(mix, release); err != nil {
+		return nil, err
 	}
 	if Assets() == "" {
 		return nil, ErrAssets
@@ -283,7 +281,7 @@ func (c *Cluster) needsStatusSubresource() bool {
 		return true
 	}
 	for _, e := range c.mix {
-		if e.Scenario == DPUDeviceStatusForbidden || e.Scenario == SecretsForbiddenQuiet {
+		if e.Scenario == DPUDeviceStatusForbidden || e.Scenario == HypotheticalSecretsForbiddenQuiet {
 			return true
 		}
 	}

@@ -2,6 +2,7 @@ package sim
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os/exec"
 	"strings"
@@ -130,7 +131,7 @@ func hasRule(t *testing.T, cs kubernetes.Interface, resource string) bool {
 // pods become Ready.
 func TestSecretsForbiddenStory(t *testing.T) {
 	ctx := context.Background()
-	c, cs := startSim(t, Options{Nodes: 2, Scenario: "secrets-forbidden", TimeScale: 0.05, SecretWaitAttempts: 1, Resync: time.Hour})
+	c, cs := startSim(t, Options{Nodes: 2, Scenario: "hypothetical-secrets-forbidden", TimeScale: 0.05, SecretWaitAttempts: 1, Resync: time.Hour})
 	if !c.useKubectl {
 		t.Fatal("a 2-node sim should run the real kubectl")
 	}
@@ -313,7 +314,7 @@ func TestEveryScenario(t *testing.T) {
 		contains []string
 		not      []string
 	}{
-		{SecretsForbiddenQuiet, []string{"Waiting for secret ", "Timed out waiting for secret "}, []string{"Forbidden"}},
+		{HypotheticalSecretsForbiddenQuiet, []string{"Waiting for secret ", "Timed out waiting for secret "}, []string{"Forbidden"}},
 		{DPUDeviceStatusForbidden, []string{"Failed to update PCI address for DPUDevice", `cannot get resource "dpudevices/status"`}, nil},
 		{APIServerUnreachable, []string{"Failed to check kubectl version", "refused"}, nil},
 		{NoDPUFound, []string{"Error (main:", "No DPUs found on this system, exiting"}, nil},
@@ -342,7 +343,7 @@ func TestEveryScenario(t *testing.T) {
 		t.Errorf("rshim-preflight status: %+v", st)
 	}
 	evs, err := cs.CoreV1().Events(c.Namespace).List(context.Background(), metav1.ListOptions{FieldSelector: "involvedObject.name=" + byScenario[CertificateNotReady]})
-	if err != nil || len(evs.Items) == 0 || evs.Items[0].Reason != "FailedMount" || !strings.Contains(evs.Items[0].Message, dpf.SecretName(c.Nodes[4])) {
+	if err != nil || len(evs.Items) == 0 || evs.Items[0].Reason != "FailedMount" || !strings.Contains(evs.Items[0].Message, dpf.SecretName(strings.TrimSuffix(byScenario[CertificateNotReady], "-dms"))) {
 		t.Errorf("certificate-not-ready: want a FailedMount event naming the Secret, got %+v %v", evs, err)
 	}
 	if _, err := kubectl(t, c, "logs", "-n", c.Namespace, byScenario[CertificateNotReady], "-c", "dms-init"); err == nil {
@@ -360,6 +361,32 @@ func restarts(p *corev1.Pod) int32 {
 
 // v25.4.0 re-creates a deleted DMS pod only on a Node event while no DPUNode
 // exists; v25.7 re-creates it at once.
+// On v25.4.0 a deleted DMS pod whose node has no DPUNode comes back at the
+// kubelet's next Node status report (5 min × time scale, jittered), with no
+// other Node event.
+func TestNodeStatusReportRecreatesPod(t *testing.T) {
+	ctx := context.Background()
+	c, cs := startSim(t, Options{Nodes: 1, Scenario: string(DPUDeviceStatusForbidden), TimeScale: 0.05, KubectlMaxNodes: -1, Resync: time.Hour})
+	waitPods(t, cs, 30*time.Second, "dms-init failing", allState(1, "Init:CrashLoopBackOff"))
+	pod := dpf.PodName(c.Nodes[0])
+	if err := cs.CoreV1().Pods(c.Namespace).Delete(ctx, pod, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	deleted := time.Now()
+	waitPods(t, cs, 30*time.Second, "pod gone", func(ps []corev1.Pod) bool { return len(ps) == 0 })
+	// The report period is 15 s here (5 min × 0.05) ± 10 %.
+	waitPods(t, cs, 25*time.Second, "pod re-created after a Node status report", func(ps []corev1.Pod) bool { return len(ps) == 1 })
+	n, err := cs.CoreV1().Nodes().Get(ctx, c.Nodes[0], metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, cond := range n.Status.Conditions {
+		if cond.Type == corev1.NodeReady && !cond.LastHeartbeatTime.After(deleted.Add(-time.Second)) {
+			t.Errorf("Ready heartbeat %v is older than the deletion at %v: the pod came back for another reason", cond.LastHeartbeatTime, deleted)
+		}
+	}
+}
+
 func TestPodRecreation(t *testing.T) {
 	for _, tc := range []struct {
 		version  string
@@ -457,8 +484,12 @@ func TestOtherVersions(t *testing.T) {
 		if len(p.Labels) != 0 || p.Spec.ServiceAccountName != "" || p.OwnerReferences[0].Kind != "DPU" {
 			t.Fatalf("v25.1 pod shape: labels %v sa %q owner %v", p.Labels, p.Spec.ServiceAccountName, p.OwnerReferences)
 		}
-		if _, err := Start(context.Background(), Options{Version: "v25.1.0", Scenario: "secrets-forbidden"}); err == nil || !strings.Contains(err.Error(), "does not apply") {
-			t.Fatalf("secrets-forbidden on v25.1 should be refused, got %v", err)
+		if _, err := Start(context.Background(), Options{Version: "v25.1.0", Scenario: "hypothetical-secrets-forbidden"}); !errors.Is(err, ErrNotApplicable) {
+			t.Fatalf("hypothetical-secrets-forbidden on v25.1 should be refused, got %v", err)
+		}
+		if _, err := Start(context.Background(), Options{Version: "v25.7.0", Scenario: "dpudevice-status-forbidden"}); !errors.Is(err, ErrNotApplicable) ||
+			!strings.Contains(err.Error(), "it applies to v25.4.0") {
+			t.Fatalf("dpudevice-status-forbidden on v25.7 should be refused naming v25.4.0, got %v", err)
 		}
 	})
 	t.Run("v25.10.0", func(t *testing.T) {

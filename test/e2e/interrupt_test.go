@@ -40,7 +40,7 @@ func managed(t *testing.T, cs kubernetes.Interface, ns string) int {
 // the grant (the apply is rolled back), not part of it.
 func TestInterruptedApplyLeavesNothing(t *testing.T) {
 	ctx := context.Background()
-	c, err := sim.Start(ctx, sim.Options{Nodes: 2, Scenario: "secrets-forbidden", TimeScale: 0.05, SecretWaitAttempts: 1, KubectlMaxNodes: -1, Resync: time.Hour})
+	c, err := sim.Start(ctx, sim.Options{Nodes: 2, Scenario: "hypothetical-secrets-forbidden", TimeScale: 0.05, SecretWaitAttempts: 1, KubectlMaxNodes: -1, Resync: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}

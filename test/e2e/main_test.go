@@ -65,7 +65,7 @@ func run(m *testing.M) (int, error) {
 		return 1, sim.ErrAssets
 	}
 	ctx := context.Background()
-	c, err := sim.Start(ctx, sim.Options{Nodes: 3, Scenario: "secrets-forbidden", TimeScale: 0.05, SecretWaitAttempts: 1, KubectlMaxNodes: -1})
+	c, err := sim.Start(ctx, sim.Options{Nodes: 3, Scenario: "hypothetical-secrets-forbidden", TimeScale: 0.05, SecretWaitAttempts: 1, KubectlMaxNodes: -1})
 	if err != nil {
 		return 1, err
 	}
