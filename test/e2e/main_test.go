@@ -5,6 +5,7 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"flag"
 	"fmt"
 	"log"
 	"os"
@@ -40,6 +41,10 @@ var s suite
 
 func TestMain(m *testing.M) {
 	ctrllog.SetLogger(logr.Discard())
+	flag.Parse()
+	if testing.Short() { // every test skips: they all need the clusters
+		os.Exit(m.Run())
+	}
 	code, err := run(m)
 	if err != nil {
 		log.Printf("e2e: %v", err)
