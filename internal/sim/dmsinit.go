@@ -23,8 +23,9 @@ type apiCaller interface {
 }
 
 // dmsInit replays dmsinit.sh --cmd register for one node: the same calls in
-// the same order with the same log lines (dpf-facts §1.2–1.5). The variant
-// decides the B (v25.4.0) or C+ (v25.7) behaviour.
+// the same order with the same log lines (internal/dpf holds them; see
+// docs/versions.md). The variant decides the B (v25.4.0) or C+ (v25.7)
+// behaviour.
 type dmsInit struct {
 	variant  dpf.ScriptVariant
 	args     dpf.Args
