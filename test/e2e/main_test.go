@@ -34,7 +34,6 @@ type suite struct {
 	dpf     *sim.Cluster // v25.4.0, failing pods
 	bare    *rest.Config // a cluster without DPF
 	partial *rest.Config // DPF CRDs but no operator
-	envs    []*envtest.Environment
 }
 
 var s suite
@@ -82,7 +81,7 @@ func run(m *testing.M) (int, error) {
 		if err != nil {
 			return 1, err
 		}
-		defer env.Stop()
+		defer env.Stop() //nolint:gocritic // both servers serve every test and stop when run returns
 		if crds == nil {
 			s.bare = cfg
 		} else {
