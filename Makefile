@@ -1,6 +1,6 @@
 # dpfdoctor — see README.md. Every target works on a fresh machine: the
-# envtest binaries are built from the Go module proxy on first use and cached
-# outside the repo (hack/envtest.sh).
+# envtest binaries and golangci-lint are built from the Go module proxy on
+# first use and cached outside the repo (hack/envtest.sh, hack/tools.sh).
 SHELL := /bin/bash
 GO ?= go
 export GOFLAGS ?= -buildvcs=false
@@ -9,12 +9,15 @@ BIN := bin/dpfdoctor
 PKGS := ./...
 FUZZTIME ?= 10s
 
-.PHONY: all build test test-unit demo bench lint envtest fuzz fuzz-short generate verify-generate clean
+.PHONY: all build test test-unit demo bench lint tools envtest fuzz fuzz-short generate verify-generate clean
 
 all: build
 
 build:
 	$(GO) build -o $(BIN) ./cmd/dpfdoctor
+
+tools:
+	@hack/tools.sh golangci-lint
 
 envtest:
 	@hack/envtest.sh >/dev/null && echo "envtest assets: $$(hack/envtest.sh)"
@@ -25,6 +28,7 @@ test: lint verify-generate envtest
 	KUBEBUILDER_ASSETS=$$(hack/envtest.sh) $(GO) test -count=1 -timeout 45m $(PKGS)
 	$(MAKE) fuzz-short
 
+# Unit tests only: -short skips every test that starts an API server.
 test-unit:
 	$(GO) test -short $(PKGS)
 
@@ -35,10 +39,13 @@ bench: envtest
 	@mkdir -p bench
 	KUBEBUILDER_ASSETS=$$(hack/envtest.sh) hack/bench.sh
 
+# gofmt, go vet, then golangci-lint (.golangci.yml) at the version
+# hack/tools.sh pins; it is built from the Go module proxy on first use.
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	  if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
+	@gl=$$(hack/tools.sh golangci-lint) && echo "$$gl run $(PKGS)" && $$gl run $(PKGS)
 
 generate:
 	$(GO) generate ./...

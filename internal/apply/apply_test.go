@@ -32,6 +32,9 @@ type fixture struct {
 
 func setup(t *testing.T) *fixture {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("starts an API server (envtest); skipped under -short")
+	}
 	if sim.Assets() == "" {
 		t.Fatal("envtest binaries not found: run `make test`, or `export KUBEBUILDER_ASSETS=$(hack/envtest.sh)`")
 	}

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -15,6 +16,7 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/dpfdoctor/dpfdoctor/internal/dpf"
@@ -23,9 +25,39 @@ import (
 
 func requireAssets(t *testing.T) {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("starts an API server (envtest); skipped under -short")
+	}
 	if sim.Assets() == "" {
 		t.Fatal("envtest binaries not found: export KUBEBUILDER_ASSETS=$(hack/envtest.sh)")
 	}
+}
+
+// bare is one API server without DPF, shared by the tests that need no DPF
+// objects: it starts on first use (never under -short) and stops in TestMain.
+var bare struct {
+	once sync.Once
+	env  envtest.Environment
+	cfg  *rest.Config
+	err  error
+}
+
+func bareCluster(t *testing.T) *rest.Config {
+	t.Helper()
+	requireAssets(t)
+	bare.once.Do(func() { bare.cfg, bare.err = bare.env.Start() })
+	if bare.err != nil {
+		t.Fatal(bare.err)
+	}
+	return bare.cfg
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if bare.cfg != nil {
+		_ = bare.env.Stop()
+	}
+	os.Exit(code)
 }
 
 // dpfdoctor diagnose against a simulated cluster: exit codes, messages and
@@ -127,13 +159,7 @@ func TestDiagnoseOnSim(t *testing.T) {
 
 // A cluster without DPF exits 5 and says what is missing.
 func TestDiagnoseNotInstalled(t *testing.T) {
-	requireAssets(t)
-	env := &envtest.Environment{}
-	cfg, err := env.Start()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = env.Stop() })
+	cfg := bareCluster(t)
 	code, _, errOut := run(t, "diagnose", "--kubeconfig", writeKubeconfig(t, cfg))
 	if code != ExitNotInstalled || !strings.Contains(errOut, "no DPFOperatorConfig CRD") || !strings.Contains(errOut, "install the DPF operator") {
 		t.Errorf("exit %d; stderr %s", code, errOut)

@@ -32,6 +32,9 @@ func runCLI(t *testing.T, stdin string, args ...string) (int, string, string) {
 // The command line end to end on a small sim whose dms-init runs the real
 // kubectl: plan, YAML, the confirmation, apply, report, rollback twice.
 func TestFixAndRollbackCommands(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts an API server (envtest); skipped under -short")
+	}
 	if sim.Assets() == "" {
 		t.Fatal("envtest binaries not found: run `make test`, or `export KUBEBUILDER_ASSETS=$(hack/envtest.sh)`")
 	}

@@ -13,7 +13,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 	"k8s.io/client-go/kubernetes"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/dpfdoctor/dpfdoctor/internal/guard"
 	"github.com/dpfdoctor/dpfdoctor/internal/sim"
@@ -81,13 +80,7 @@ func TestGuardOnSim(t *testing.T) {
 
 // A cluster without DPF exits 5 at once.
 func TestGuardNotInstalled(t *testing.T) {
-	requireAssets(t)
-	env := &envtest.Environment{}
-	cfg, err := env.Start()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = env.Stop() })
+	cfg := bareCluster(t)
 	code, _, errOut := run(t, "guard", "--kubeconfig", writeKubeconfig(t, cfg), "--metrics-bind-address", "0", "--health-probe-bind-address", "0")
 	if code != ExitNotInstalled || !strings.Contains(errOut, "operator.dpu.nvidia.com") {
 		t.Errorf("exit %d, stderr %q", code, errOut)

@@ -21,7 +21,6 @@ func (c rshimOccupied) Classify(b *evidence.Bundle) []Finding { return c.classif
 func (rshimOccupied) classify(v *view) []Finding {
 	b := v.b
 	f := Finding{Class: ClassRshimOccupied, Code: CodeRshimOccupied, Severity: SeverityError}
-	var nodes []string
 	recreate := true
 	for _, p := range v.failing() {
 		c, ok := p.Init(dpf.ContainerRshimPreflight)
@@ -33,7 +32,6 @@ func (rshimOccupied) classify(v *view) []Finding {
 			continue
 		}
 		f.Pods = append(f.Pods, p.Name)
-		nodes = append(nodes, p.Node)
 		msg := strings.TrimSpace(t.Message)
 		f.Evidence = appendLimited(f.Evidence, Evidence{Kind: EvidenceObject, Source: fmt.Sprintf("pod %s %s termination message (exit 1)", p.Name, c.Name), Text: msg}, maxQuoted)
 		f.setDetail(p.Name, "the host's rshim holds the DPU at "+msg)

@@ -33,6 +33,9 @@ type env struct {
 
 func startSim(t *testing.T, o sim.Options) *env {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("starts an API server (envtest); skipped under -short")
+	}
 	if sim.Assets() == "" {
 		t.Fatal("envtest binaries not found: run `make test`, or `export KUBEBUILDER_ASSETS=$(hack/envtest.sh)`")
 	}

@@ -7,7 +7,9 @@ import (
 )
 
 func TestApplySetIDMatchesLiveCluster(t *testing.T) {
-	// The value seen on a live v25.4.0 cluster (dpf-facts §3/§4).
+	// The applyset.kubernetes.io/part-of label of dpf-provisioning-dms-role
+	// in a public backup from a live v25.4.0 cluster (github.com/szigmon/
+	// openshift-dpf, dpf-provisioning-dms-role-backup.yaml).
 	const want = "applyset-Adq8goFoWaQPC0zfgewt_Rel4dQcv2VCXrCRMgjWOuo-v1"
 	if got := ApplySetID(ProvisioningComponent, DefaultNamespace); got != want {
 		t.Fatalf("ApplySetID = %s, want %s", got, want)

@@ -6,7 +6,8 @@ package dpf
 
 const (
 	// DefaultNamespace is where the operator, its DPFOperatorConfig and the
-	// DMS pods live. DPF hard-codes it in several places (#4427091).
+	// DMS pods live. DPF hard-codes it in several places (known issue
+	// 4427091 in the DPF v25.4.0 release notes).
 	DefaultNamespace = "dpf-operator-system"
 	// OperatorConfigName is the default DPFOperatorConfig name.
 	OperatorConfigName = "dpfoperatorconfig"

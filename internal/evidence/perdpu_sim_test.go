@@ -15,6 +15,9 @@ import (
 // v25.1's DMS pods are unlabelled, per DPU and owned by the DPU: the
 // collector finds them with one extra LIST, and each is classified right.
 func TestPerDPUPodsClassified(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts an API server (envtest); skipped under -short")
+	}
 	if sim.Assets() == "" {
 		t.Fatal("envtest binaries not found: export KUBEBUILDER_ASSETS=$(hack/envtest.sh)")
 	}

@@ -35,6 +35,9 @@ func splitLogs(b *kube.Budget) (logs, other int) {
 // The request count at 10 and at 1,000 pods is the same apart from log
 // reads, which stay bounded by failure signatures × --max-logs.
 func TestRequestsDoNotGrowWithPods(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts an API server (envtest); skipped under -short")
+	}
 	c, err := startSim(sim.Options{Nodes: 10, Scenario: scaleScenarios, TimeScale: 0.05, SecretWaitAttempts: 1,
 		KubectlMaxNodes: -1, Resync: time.Hour, MaxAddresses: 50})
 	if err != nil {

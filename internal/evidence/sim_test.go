@@ -46,6 +46,9 @@ type simCluster struct {
 // mixed returns the shared cluster, starting it if needed.
 func mixed(t testing.TB) *simCluster {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("starts an API server (envtest); skipped under -short")
+	}
 	mixedSim.once.Do(func() {
 		if sim.Assets() == "" {
 			mixedSim.err = fmt.Errorf("envtest binaries not found: export KUBEBUILDER_ASSETS=$(hack/envtest.sh)")

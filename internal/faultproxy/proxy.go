@@ -53,7 +53,6 @@ type Proxy struct {
 	mu       sync.Mutex
 	rules    []*Rule
 	injected atomic.Int64
-	log      []string
 }
 
 // AfterN matches every request after the first n (the (n+1)th on).

@@ -13,6 +13,9 @@ import (
 )
 
 func TestProxyFaults(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts an API server (envtest); skipped under -short")
+	}
 	ctx := context.Background()
 	c, err := sim.Start(ctx, sim.Options{Nodes: 1, TimeScale: 0.05, KubectlMaxNodes: -1})
 	if err != nil {

@@ -23,10 +23,11 @@ type apiCaller interface {
 }
 
 // dmsInit replays dmsinit.sh for one node: the same calls in the same order
-// with the same log lines and exit code (dpf-facts §1.2–1.7). log() lines go
-// to stdout, error() prints "[dmsinit] Error (<func>:<line>): <msg>" to
-// stderr and exits 1; kubectl's own stderr shows where the script does not
-// capture or hide it. The variant decides B (v25.4.0) or C–F (v25.7 era).
+// with the same log lines and exit code (internal/dpf holds them; see
+// docs/versions.md). log() lines go to stdout, error() prints
+// "[dmsinit] Error (<func>:<line>): <msg>" to stderr and exits 1; kubectl's
+// own stderr shows where the script does not capture or hide it. The
+// variant decides B (v25.4.0) or C–F (v25.7 era).
 type dmsInit struct {
 	variant  dpf.ScriptVariant
 	args     dpf.Args

@@ -23,7 +23,6 @@ import (
 
 var (
 	gvrDPUNode     = dpf.MustGVR(dpf.GroupProvisioning, "DPUNode")
-	gvrDPUDevice   = dpf.MustGVR(dpf.GroupProvisioning, "DPUDevice")
 	gvrOperatorCfg = dpf.MustGVR(dpf.GroupOperator, "DPFOperatorConfig")
 	gvrCertificate = dpf.MustGVR(dpf.GroupCertManager, "Certificate")
 	gvrIssuer      = dpf.MustGVR(dpf.GroupCertManager, "Issuer")

@@ -279,11 +279,10 @@ func (k *kubelet) sync(ctx context.Context, name string) error {
 			return nil
 		}
 		k.mu.Lock()
-		runs := append(st.runs[ctr.Name], run)
-		if len(runs) > 2 {
-			runs = runs[len(runs)-2:]
+		st.runs[ctr.Name] = append(st.runs[ctr.Name], run)
+		if runs := st.runs[ctr.Name]; len(runs) > 2 {
+			st.runs[ctr.Name] = runs[len(runs)-2:]
 		}
-		st.runs[ctr.Name] = runs
 		k.mu.Unlock()
 		k.event(ctx, pod, ctr.Name, corev1.EventTypeNormal, "Started", "Started container "+ctr.Name)
 		if run.exitCode != 0 {

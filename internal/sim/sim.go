@@ -245,7 +245,7 @@ func (c *Cluster) start(ctx context.Context) error {
 	}
 	cfg.QPS, cfg.Burst = 1000, 2000
 	c.Config = cfg
-	u := c.env.ControlPlane.APIServer.SecureServing.ListenAddr
+	u := c.env.ControlPlane.APIServer.ListenAddr
 	c.apiHost = u.Address
 	c.apiPort, _ = strconv.Atoi(u.Port)
 	if c.kube, err = kubernetes.NewForConfig(cfg); err != nil {

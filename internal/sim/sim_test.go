@@ -25,6 +25,9 @@ import (
 // startSim starts a sim for one test and stops it at the end.
 func startSim(t *testing.T, o Options) (*Cluster, kubernetes.Interface) {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("starts an API server (envtest); skipped under -short")
+	}
 	if Assets() == "" {
 		t.Fatal("KUBEBUILDER_ASSETS is not set: run the tests with `make test` (it builds the envtest binaries)")
 	}

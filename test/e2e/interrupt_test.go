@@ -39,6 +39,9 @@ func managed(t *testing.T, cs kubernetes.Interface, ns string) int {
 // SIGINT while `fix --apply` writes: exit 130, and the cluster holds none of
 // the grant (the apply is rolled back), not part of it.
 func TestInterruptedApplyLeavesNothing(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts an API server (envtest); skipped under -short")
+	}
 	ctx := context.Background()
 	c, err := sim.Start(ctx, sim.Options{Nodes: 2, Scenario: "hypothetical-secrets-forbidden", TimeScale: 0.05, SecretWaitAttempts: 1, KubectlMaxNodes: -1, Resync: time.Hour})
 	if err != nil {
@@ -127,6 +130,9 @@ func TestInterruptedApplyLeavesNothing(t *testing.T) {
 // Rollback refuses a backup folder that is missing or tampered with, before
 // touching the cluster.
 func TestRollbackBadBackups(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts an API server (envtest); skipped under -short")
+	}
 	kc := kubeconfig(t, s.dpf.Config, nil)
 	cs := kubernetes.NewForConfigOrDie(s.dpf.Config)
 	before := managed(t, cs, s.dpf.Namespace)

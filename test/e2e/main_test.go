@@ -5,6 +5,7 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"flag"
 	"fmt"
 	"log"
 	"os"
@@ -33,13 +34,16 @@ type suite struct {
 	dpf     *sim.Cluster // v25.4.0, failing pods
 	bare    *rest.Config // a cluster without DPF
 	partial *rest.Config // DPF CRDs but no operator
-	envs    []*envtest.Environment
 }
 
 var s suite
 
 func TestMain(m *testing.M) {
 	ctrllog.SetLogger(logr.Discard())
+	flag.Parse()
+	if testing.Short() { // every test skips: they all need the clusters
+		os.Exit(m.Run())
+	}
 	code, err := run(m)
 	if err != nil {
 		log.Printf("e2e: %v", err)
@@ -77,7 +81,7 @@ func run(m *testing.M) (int, error) {
 		if err != nil {
 			return 1, err
 		}
-		defer env.Stop()
+		defer env.Stop() //nolint:gocritic // both servers serve every test and stop when run returns
 		if crds == nil {
 			s.bare = cfg
 		} else {
