@@ -15,7 +15,7 @@ import (
 	"testing"
 )
 
-// The stages stay in their lanes (STYLE §7): plan and policy are pure (they
+// The stages stay in their lanes (README, "Layout"): plan and policy are pure (they
 // import no cluster client themselves; evidence's types come with its
 // collector), and no stage imports the facade, the CLI or the sim.
 func TestStageImports(t *testing.T) {
@@ -40,7 +40,7 @@ func TestStageImports(t *testing.T) {
 	}
 }
 
-// writers are the packages that may write cluster state (STYLE §8: only
+// writers are the packages that may write cluster state (README, "Layout": only
 // apply writes; sim is the cluster).
 var writers = []string{"internal/apply", "internal/sim"}
 

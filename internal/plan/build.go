@@ -385,5 +385,5 @@ func id(p *Plan, b *evidence.Bundle) string {
 }
 
 // caSecretName holds the private key of the CA that signs every DMS
-// server certificate (dpf-facts §5): the Secret a wider grant would leak.
+// server certificate (docs/versions.md): the Secret a wider grant would leak.
 const caSecretName = "dpf-provisioning-ca-secret"

@@ -17,7 +17,7 @@ type AffectedPod struct {
 
 // RestartActions decides, per affected pod, how it gets back to running
 // without the crash-loop back-off, for the DPF release the cluster runs
-// (dpf-facts §2, §7):
+// (docs/versions.md):
 //   - releases that re-create a deleted DMS pod (v25.7 on): delete it;
 //   - v25.4.0: the NodeReconciler re-creates a pod only on a Node event and
 //     only while the node has no DPUNode. Without a DPUNode: delete the pod,

@@ -49,8 +49,7 @@ type dmsInit struct {
 }
 
 // Error sites: the line error() reports for each call site. create_dpu_device
-// :312 for the status patch is the line observed with script C (dpf-facts
-// §1.7); the others follow the order of the sites in the file and shift by a
+// :312 for the status patch is the line observed with script C (docs/versions.md); the others follow the order of the sites in the file and shift by a
 // few lines between builds.
 var errLines = map[string]int{
 	"main": 612, "check_and_install_kubectl": 168, "create_certificate": 241,

@@ -54,7 +54,7 @@ func (f *fakeAPI) patchStatus(_ context.Context, resource, ns, name, _ string) (
 }
 
 // Each scenario's dms-init output, line by line, and exit code, per script
-// version, pinned to dpf-facts §1.2–1.7.
+// version, pinned to what the DPF scripts print (docs/versions.md).
 func TestDMSInitOutput(t *testing.T) {
 	serial := strings.ToLower(serialNumber("n1"))
 	discovery := []string{
