@@ -21,7 +21,9 @@ const (
 	// DPUDeviceStatusForbidden: a newer hostdriver image (dmsinit.sh C–F,
 	// v25.7 era) with the operator's arguments against the v25.4.0 role.
 	// create_dpu_device's `kubectl patch --subresource status` is
-	// Forbidden; error() quotes kubectl's output and exits 1 (docs/versions.md). The flagship: a failure the real v25.4.0 stack produces.
+	// Forbidden; error() quotes kubectl's output and exits 1
+	// (docs/versions.md). The flagship: a failure the real v25.4.0 stack
+	// produces.
 	DPUDeviceStatusForbidden Scenario = "dpudevice-status-forbidden"
 	// APIServerUnreachable: `kubectl version` fails; the API VIP the pod is
 	// given is wrong. B–D print kubectl's output, E and F add the VIP hint.
