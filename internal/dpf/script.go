@@ -75,6 +75,10 @@ type Call struct {
 	// before it, its read of the same object, succeeded (kubectl patch
 	// --subresource): while that read is refused, it is never reached.
 	AfterRead bool `json:"afterRead,omitempty"`
+	// IfAbsent is true for a call made only when check_resource_exists
+	// found the object absent (a first run): the create and what prepares
+	// it. The other calls are made on every run that completes.
+	IfAbsent bool `json:"ifAbsent,omitempty"`
 }
 
 // Lead is the read kubectl makes before an AfterRead call: the same object,
@@ -133,28 +137,28 @@ func callTable(v ScriptVariant) []Call {
 	calls := []Call{
 		{Func: "check_and_install_kubectl", Command: "kubectl version", Verb: "get", NonResourceURL: "/version", ClusterScoped: true, FatalMessage: versionMsg},
 		{Func: "check_resource_exists", Command: "kubectl -n $namespace get -o json Certificate $node-dms-server-cert", Verb: "get", Group: GroupCertManager, Resource: "certificates", Name: "{node}-dms-server-cert", CertPath: true},
-		{Func: "create_certificate", Command: "kubectl apply -f - (Certificate)", Verb: "create", Group: GroupCertManager, Resource: "certificates", CertPath: true, FatalMessage: "Failed to create certificate $node-dms-server-cert: $output"},
+		{Func: "create_certificate", Command: "kubectl apply -f - (Certificate)", Verb: "create", Group: GroupCertManager, Resource: "certificates", CertPath: true, IfAbsent: true, FatalMessage: "Failed to create certificate $node-dms-server-cert: $output"},
 	}
 	if v == ScriptB {
 		calls = append(calls,
 			Call{Func: "create_certificate", Command: "kubectl get cert -n $namespace $node-dms-server-cert -o jsonpath='{.spec.secretName}'", Verb: "get", Group: GroupCertManager, Resource: "certificates", Name: "{node}-dms-server-cert", CertPath: true, FatalMessage: "Timed out waiting for certificate secret to be created"},
 			Call{Func: "create_certificate", Command: "kubectl get secret -n $namespace $secret -o jsonpath='{.data.ca\\.crt}' (also tls.crt, tls.key)", Verb: "get", Resource: "secrets", Name: "{node}-server-secret", CertPath: true},
 			Call{Func: "check_resource_exists", Command: "kubectl -n $namespace get -o json DPUDevice $node-$pci", Verb: "get", Group: GroupProvisioning, Resource: "dpudevices", Name: "{node}-{pci}"},
-			Call{Func: "create_dpu_device", Command: "kubectl apply -f - (DPUDevice)", Verb: "create", Group: GroupProvisioning, Resource: "dpudevices", FatalMessage: "Failed to create DPUDevice $name: $output"},
+			Call{Func: "create_dpu_device", Command: "kubectl apply -f - (DPUDevice)", Verb: "create", Group: GroupProvisioning, Resource: "dpudevices", IfAbsent: true, FatalMessage: "Failed to create DPUDevice $name: $output"},
 		)
 	} else {
 		calls = append(calls,
 			Call{Func: "create_certificate", Command: "kubectl get secret -n $namespace \"$secret\" -o jsonpath=... 2> /dev/null || true (ca.crt, tls.crt, tls.key)", Verb: "get", Resource: "secrets", Name: "{node}-server-secret", CertPath: true, StderrHidden: true, FatalMessage: "Timed out waiting for secret $secret_name to be fully populated"},
 			Call{Func: "check_resource_exists", Command: "kubectl -n $namespace get -o json DPUDevice $serial", Verb: "get", Group: GroupProvisioning, Resource: "dpudevices", Name: PatternSerial},
-			Call{Func: "create_dpu_device", Command: "kubectl apply -f - (DPUDevice)", Verb: "create", Group: GroupProvisioning, Resource: "dpudevices", FatalMessage: "Failed to create DPUDevice $name: $output"},
+			Call{Func: "create_dpu_device", Command: "kubectl apply -f - (DPUDevice)", Verb: "create", Group: GroupProvisioning, Resource: "dpudevices", IfAbsent: true, FatalMessage: "Failed to create DPUDevice $name: $output"},
 			Call{Func: "create_dpu_device", Command: "kubectl patch dpudevice $name -n $namespace --subresource status ... (kubectl reads the status first)", Verb: "get", Group: GroupProvisioning, Resource: "dpudevices", Subresource: "status", Name: PatternSerial, FatalMessage: "Failed to update PCI address for DPUDevice $name: $output"},
 			Call{Func: "create_dpu_device", Command: "kubectl patch dpudevice $name -n $namespace --subresource status --type=merge -p '{\"status\":{\"pciAddress\":\"$pci\"}}'", Verb: "patch", Group: GroupProvisioning, Resource: "dpudevices", Subresource: "status", Name: PatternSerial, FatalMessage: "Failed to update PCI address for DPUDevice $name: $output", AfterRead: true},
 		)
 	}
 	calls = append(calls,
 		Call{Func: "check_resource_exists", Command: "kubectl -n $namespace get -o json DPUNode $node", Verb: "get", Group: GroupProvisioning, Resource: "dpunodes", Name: PatternNode},
-		Call{Func: "create_dpunode", Command: "kubectl get node $kube_node_ref -o jsonpath='{.metadata.uid}'", Verb: "get", Resource: "nodes", Name: PatternNode, ClusterScoped: true, FatalMessage: "Failed to get UID for node $kube_node_ref"},
-		Call{Func: "create_dpunode", Command: "kubectl apply -f - (DPUNode)", Verb: "create", Group: GroupProvisioning, Resource: "dpunodes", FatalMessage: "Failed to create DPUNode $node: $output"},
+		Call{Func: "create_dpunode", Command: "kubectl get node $kube_node_ref -o jsonpath='{.metadata.uid}'", Verb: "get", Resource: "nodes", Name: PatternNode, ClusterScoped: true, IfAbsent: true, FatalMessage: "Failed to get UID for node $kube_node_ref"},
+		Call{Func: "create_dpunode", Command: "kubectl apply -f - (DPUNode)", Verb: "create", Group: GroupProvisioning, Resource: "dpunodes", IfAbsent: true, FatalMessage: "Failed to create DPUNode $node: $output"},
 	)
 	return calls
 }

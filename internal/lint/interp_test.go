@@ -115,10 +115,11 @@ func TestInterpreter(t *testing.T) {
 				"certain get configmaps c in dpf-operator-system", "certain get configmaps d in dpf-operator-system"},
 		},
 		{
-			name: "status subresource patch",
+			name: "status subresource patch: kubectl reads the status first",
 			src:  "kubectl patch dpudevice d1 -n x --subresource status --type=merge -p '{\"status\":{}}'\nkubectl patch dpudevice d2 -n x --subresource=status -p '{}'\n",
 			args: noArgs,
-			want: []string{"certain patch dpudevices.provisioning.dpu.nvidia.com/status d1 in x", "certain patch dpudevices.provisioning.dpu.nvidia.com/status d2 in x"},
+			want: []string{"certain get dpudevices.provisioning.dpu.nvidia.com/status d1 in x", "certain get dpudevices.provisioning.dpu.nvidia.com/status d2 in x",
+				"certain patch dpudevices.provisioning.dpu.nvidia.com/status d1 in x", "certain patch dpudevices.provisioning.dpu.nvidia.com/status d2 in x"},
 		},
 		{
 			name: "flag parsing loop with defaults: argument given",

@@ -42,7 +42,12 @@ func (k *kubectlCtx) verbNeeds(stdin value) {
 			k.objectNeeds(stdin, func(o object) { k.add(k.objectReqSub(o, verb, sub), false, "") })
 			return
 		}
+		// A named target is read (its subresource, if given) before the
+		// PATCH: cli-runtime's builder retrieves objects it was not given.
 		k.targets(a.pos, func(kind dpf.Kind, word string, name text) {
+			if verb != "get" {
+				k.add(k.req(kind, word, "get", sub, name), false, "")
+			}
 			k.add(k.req(kind, word, verb, sub, name), false, "")
 		}, nil)
 	case "delete":
