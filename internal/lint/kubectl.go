@@ -216,14 +216,6 @@ func (k *kubectlCtx) targets(pos []text, named func(dpf.Kind, string, text), col
 	})
 }
 
-func namedVerb(v string) string {
-	switch v {
-	case "describe", "wait", "label", "annotate":
-		return "get"
-	}
-	return v
-}
-
 // each resolves a comma-separated type list. A type lint does not know
 // gets a guessed resource; the requests made for it are marked possible.
 func (k *kubectlCtx) each(types text, f func(kind dpf.Kind, word string)) {

@@ -165,15 +165,6 @@ func (v value) exact() (string, bool) {
 	return v[0].exact()
 }
 
-func (v value) known() bool {
-	for _, t := range v {
-		if !t.known() {
-			return false
-		}
-	}
-	return true
-}
-
 // same reports whether v and w are the same alternatives, cheaply when they
 // share storage.
 func (v value) same(w value) bool {
@@ -231,42 +222,3 @@ func concatValues(v, w value, placeholder string) value {
 
 // isIFS reports whether c separates fields.
 func isIFS(c byte) bool { return c == ' ' || c == '\t' || c == '\n' }
-
-// split word-splits t on whitespace in its known parts, as an unquoted
-// expansion is. Unknown parts stay whole and glued to their neighbours.
-func (t text) split() []text {
-	var fields []text
-	var cur text
-	open := false
-	flush := func() {
-		if open {
-			fields = append(fields, cur)
-		}
-		cur, open = nil, false
-	}
-	for _, s := range t {
-		if s.unknown {
-			cur = cur.concat(text{s})
-			open = true
-			continue
-		}
-		start := 0
-		for i := 0; i < len(s.s); i++ {
-			if !isIFS(s.s[i]) {
-				continue
-			}
-			if i > start {
-				cur = cur.concat(lit(s.s[start:i]))
-				open = true
-			}
-			flush()
-			start = i + 1
-		}
-		if start < len(s.s) {
-			cur = cur.concat(lit(s.s[start:]))
-			open = true
-		}
-	}
-	flush()
-	return fields
-}
