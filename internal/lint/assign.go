@@ -25,7 +25,7 @@ func (in *interp) decl(st *state, c *syntax.DeclClause, io ioctx) *state {
 		}
 		if a.Naked && a.Value == nil && a.Array == nil {
 			if local {
-				st.setVar(name, variable{val: litValue("")})
+				st.vars.set(name, variable{val: litValue("")})
 			}
 			continue
 		}
@@ -66,12 +66,12 @@ func (in *interp) assign(st *state, a *syntax.Assign, io ioctx) {
 				elems = append(append([]text(nil), old.arr...), elems...)
 			}
 		}
-		st.setVar(name, variable{isArr: true, arr: elems, arrUnknown: unknown})
+		st.vars.set(name, variable{isArr: true, arr: elems, arrUnknown: unknown})
 	case a.Index != nil:
 		v := in.expandValue(st, a.Value, io)
 		i, ok := in.arith(st, a.Index, io)
 		if !ok || !had || !old.isArr || old.arrUnknown || len(v) != 1 || i < 0 || i > int64(len(old.arr)) {
-			st.setVar(name, variable{isArr: true, arrUnknown: true})
+			st.vars.set(name, variable{isArr: true, arrUnknown: true})
 			return
 		}
 		arr := append([]text(nil), old.arr...)
@@ -80,7 +80,7 @@ func (in *interp) assign(st *state, a *syntax.Assign, io ioctx) {
 		} else {
 			arr[i] = v[0]
 		}
-		st.setVar(name, variable{isArr: true, arr: arr})
+		st.vars.set(name, variable{isArr: true, arr: arr})
 	default:
 		v := in.expandValue(st, a.Value, io)
 		if a.Append {
@@ -93,7 +93,7 @@ func (in *interp) assign(st *state, a *syntax.Assign, io ioctx) {
 		if had && old.isArr && !a.Append {
 			// x=v on an array sets element 0.
 			if old.arrUnknown || len(v) != 1 {
-				st.setVar(name, variable{isArr: true, arrUnknown: true})
+				st.vars.set(name, variable{isArr: true, arrUnknown: true})
 				return
 			}
 			arr := append([]text(nil), old.arr...)
@@ -102,10 +102,10 @@ func (in *interp) assign(st *state, a *syntax.Assign, io ioctx) {
 			} else {
 				arr[0] = v[0]
 			}
-			st.setVar(name, variable{isArr: true, arr: arr})
+			st.vars.set(name, variable{isArr: true, arr: arr})
 			return
 		}
-		st.setVar(name, variable{val: named(v, name)})
+		st.vars.set(name, variable{val: named(v, name)})
 	}
 }
 

@@ -2,6 +2,7 @@ package lint
 
 import (
 	"path"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -147,19 +148,10 @@ func isKubectl(t text) bool {
 	return b == "kubectl" || b == "oc"
 }
 
-func (in *interp) onStack(name string) bool {
-	for _, s := range in.stack {
-		if s == name {
-			return true
-		}
-	}
-	return false
-}
-
 // callFunc runs a function of the script with its own positional
 // parameters and local variables. Recursion is not followed.
 func (in *interp) callFunc(st *state, fn *syntax.FuncDecl, name string, args []text, argsUnknown bool, io ioctx) *state {
-	if fn.Body == nil || in.onStack(name) || len(in.stack) >= maxCallDepth || in.overBudget() && in.called[fn] {
+	if fn.Body == nil || slices.Contains(in.stack, name) || len(in.stack) >= maxCallDepth || in.overBudget() && in.called[fn] {
 		st.status, st.out = stUnknown, nil
 		return st
 	}
@@ -310,7 +302,7 @@ func (in *interp) builtin(st *state, name string, alts [][]text, argv []text, io
 	case "unset":
 		for _, a := range argv[1:] {
 			if s, ok := a.exact(); ok && isName(s) {
-				st.setVar(s, variable{val: litValue("")})
+				st.vars.set(s, variable{val: litValue("")})
 			}
 		}
 		st.status = stOK
@@ -398,9 +390,9 @@ func (in *interp) readVars(st *state, name string, argv []text) {
 			continue
 		}
 		if arrayFlag {
-			st.setVar(n, variable{isArr: true, arrUnknown: true})
+			st.vars.set(n, variable{isArr: true, arrUnknown: true})
 		} else {
-			st.setVar(n, variable{val: unknownValue(varPlaceholder(n))})
+			st.vars.set(n, variable{val: unknownValue(varPlaceholder(n))})
 		}
 	}
 }

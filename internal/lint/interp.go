@@ -236,12 +236,12 @@ func (in *interp) ifClause(st *state, c *syntax.IfClause, io ioctx) *state {
 		return in.ifClause(st, c.Else, io)
 	}
 	root := st.guard
-	why := &reason{kind: "if", node: condNode(c), line: c.Position.Line()}
+	why := &reason{kind: "if", node: lastStmt(c.Cond), line: c.Position.Line()}
 	thenSt := st.clone()
 	thenSt.guard = &guard{parent: root, possible: true, why: why}
 	thenEnd := in.stmts(thenSt, c.Then, io)
 	elseSt := st
-	elseSt.guard = &guard{parent: root, possible: true, why: &reason{kind: "else", node: condNode(c), line: c.Position.Line()}}
+	elseSt.guard = &guard{parent: root, possible: true, why: &reason{kind: "else", node: lastStmt(c.Cond), line: c.Position.Line()}}
 	elseSt.status = stOK
 	var elseEnd *state
 	if c.Else != nil {
@@ -250,16 +250,6 @@ func (in *interp) ifClause(st *state, c *syntax.IfClause, io ioctx) *state {
 		elseEnd = elseSt
 	}
 	return join(root, []*state{thenEnd, elseEnd}, nil, &reason{kind: "after", line: c.Position.Line()})
-}
-
-func condNode(c *syntax.IfClause) syntax.Node {
-	if len(c.Cond) == 1 {
-		return c.Cond[0]
-	}
-	if len(c.Cond) > 0 {
-		return c.Cond[len(c.Cond)-1]
-	}
-	return nil
 }
 
 func (in *interp) binary(st *state, c *syntax.BinaryCmd, io ioctx) *state {

@@ -444,7 +444,7 @@ func (in *interp) findings() []Finding {
 				}
 			}
 			if f.Certainty == Possible && len(r.guards) > 0 {
-				f.Why = in.explain(r.guards[0].innermost())
+				f.Why = in.explain(r.guards[0].possibleBelow(nil).why)
 			}
 		}
 		out = append(out, f)

@@ -68,7 +68,7 @@ func (in *interp) loop(st *state, spec loopSpec) *state {
 		// Once iterations only run on some paths (after a conditional
 		// break) and stop finding new calls, the rest is walked once,
 		// abstractly: a 30-attempt retry loop costs a few iterations.
-		widen = i >= minConcrete && len(in.order) == records && possibleSince(cur.guard, root)
+		widen = i >= minConcrete && len(in.order) == records && cur.guard.possibleBelow(root) != nil
 	}
 	res := join(root, append(brk.states, exits...), []*frame{brk, cont}, &reason{kind: "after", line: spec.why.line})
 	if res.flow == flowLive {
@@ -110,16 +110,6 @@ func (in *interp) abstractIteration(cur *state, spec loopSpec, cont *frame, poss
 		return []*state{pre, m}
 	}
 	return []*state{m}
-}
-
-// possibleSince reports whether a possible guard lies between g and root.
-func possibleSince(g, root *guard) bool {
-	for x := g; x != nil && x != root; x = x.parent {
-		if x.possible {
-			return true
-		}
-	}
-	return false
 }
 
 // sameState reports whether two loop iterations start alike.
@@ -181,11 +171,11 @@ func (in *interp) forClause(st *state, c *syntax.ForClause, io ioctx) *state {
 				if i >= len(items) {
 					return cur, stFail
 				}
-				cur.setVar(name, variable{val: value{items[i]}})
+				cur.vars.set(name, variable{val: value{items[i]}})
 				return cur, stOK
 			},
 			body:       body,
-			abstract:   func(cur *state) { cur.setVar(name, variable{val: unknownValue(varPlaceholder(name))}) },
+			abstract:   func(cur *state) { cur.vars.set(name, variable{val: unknownValue(varPlaceholder(name))}) },
 			assumeOnce: true,
 			why:        why,
 		})
@@ -213,7 +203,7 @@ func (in *interp) forClause(st *state, c *syntax.ForClause, io ioctx) *state {
 			},
 			abstract: func(cur *state) {
 				for _, n := range arithNames(l.Init, l.Cond, l.Post) {
-					cur.setVar(n, variable{val: unknownValue(varPlaceholder(n))})
+					cur.vars.set(n, variable{val: unknownValue(varPlaceholder(n))})
 				}
 			},
 			assumeOnce: true,

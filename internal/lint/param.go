@@ -172,7 +172,7 @@ func (in *interp) paramOp(st *state, pe *syntax.ParamExp, name string, v value, 
 			res = v
 		}
 		if (op == syntax.AssignUnset || op == syntax.AssignUnsetOrNull) && isName(name) {
-			st.setVar(name, variable{val: res})
+			st.vars.set(name, variable{val: res})
 		}
 		return res
 	case syntax.AlternateUnset, syntax.AlternateUnsetOrNull:

@@ -171,15 +171,7 @@ func (v value) same(w value) bool {
 	if len(v) != len(w) {
 		return false
 	}
-	if len(v) == 0 || &v[0] == &w[0] {
-		return true
-	}
-	for i := range v {
-		if v[i].key() != w[i].key() {
-			return false
-		}
-	}
-	return true
+	return len(v) == 0 || &v[0] == &w[0] || sameTexts(v, w)
 }
 
 // union merges alternatives, dropping duplicates. Past maxAlts the result

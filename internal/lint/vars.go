@@ -80,37 +80,26 @@ func (vs *varStore) names(stop *varStore, into map[string]bool) {
 
 // common returns the deepest layer every store shares (nil if none).
 func common(stores []*varStore) *varStore {
+	var chain []*varStore
 	index := map[*varStore]int{}
-	i := 0
 	for l := stores[0]; l != nil; l = l.parent {
-		index[l] = i
-		i++
+		index[l] = len(chain)
+		chain = append(chain, l)
 	}
-	best := -1
+	best := 0
 	for _, s := range stores[1:] {
 		found := -1
-		for l := s; l != nil; l = l.parent {
+		for l := s; l != nil && found < 0; l = l.parent {
 			if j, ok := index[l]; ok {
 				found = j
-				break
 			}
 		}
 		if found < 0 {
 			return nil
 		}
-		if found > best {
-			best = found
-		}
+		best = max(best, found)
 	}
-	if best < 0 {
-		return stores[0]
-	}
-	for l := stores[0]; l != nil; l = l.parent {
-		if index[l] == best {
-			return l
-		}
-	}
-	return nil
+	return chain[best]
 }
 
 // sameVars reports whether two stores hold the same variables.
