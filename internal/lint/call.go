@@ -202,24 +202,16 @@ func (in *interp) builtin(st *state, name string, alts [][]text, argv []text, io
 	case "false":
 		st.status = stFail
 	case "[", "test":
-		res := stUnknown
-		for i, a := range alts {
+		st.status = agree(alts, func(a []text) status {
 			args := a[1:]
 			if name == "[" {
 				if len(args) == 0 || !isLit(args[len(args)-1], "]") {
-					res = stUnknown
-					break
+					return stUnknown
 				}
 				args = args[:len(args)-1]
 			}
-			s := testArgs(args)
-			if i == 0 {
-				res = s
-			} else if s != res {
-				res = stUnknown
-			}
-		}
-		st.status = res
+			return testArgs(args)
+		})
 	case "echo":
 		st.status, st.out = stOK, echo(argv[1:])
 	case "printf":

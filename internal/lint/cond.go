@@ -9,24 +9,17 @@ import (
 	"mvdan.cc/sh/v3/syntax"
 )
 
-// patternRE is a compiled shell pattern.
-type patternRE struct{ re *regexp.Regexp }
-
-func (p *patternRE) match(s string) bool { return p.re.MatchString(s) }
-
 const maxPatternCache = 512
 
 // pattern compiles a shell pattern (as in case and [[ == ]]), nil if it is
 // not valid.
-func (in *interp) pattern(pat string) *patternRE {
+func (in *interp) pattern(pat string) *regexp.Regexp {
 	if p, ok := in.patterns[pat]; ok {
 		return p
 	}
-	var p *patternRE
+	var p *regexp.Regexp
 	if expr, err := pattern.Regexp(pat, pattern.EntireString); err == nil {
-		if re, err := regexp.Compile(expr); err == nil {
-			p = &patternRE{re: re}
-		}
+		p, _ = regexp.Compile(expr)
 	}
 	if len(in.patterns) < maxPatternCache {
 		in.patterns[pat] = p
@@ -65,32 +58,35 @@ func (in *interp) patternOf(st *state, w *syntax.Word, io ioctx) (string, bool) 
 	return b.String(), true
 }
 
-// matchValue matches every alternative of v against a pattern.
-func (in *interp) matchValue(v value, pat string, patOK bool) status {
+// agree is the status f gives every one of xs, unknown when they differ
+// (or there are none).
+func agree[T any](xs []T, f func(T) status) status {
 	res := stUnknown
-	for i, t := range v {
-		var m status
-		s, known := t.exact()
-		switch {
-		case patOK && pat == "*":
-			m = stOK
-		case !known || !patOK:
-			m = stUnknown
-		default:
-			re := in.pattern(pat)
-			if re == nil {
-				m = stUnknown
-			} else {
-				m = statusOf(re.match(s))
-			}
-		}
-		if i == 0 {
+	for i, x := range xs {
+		if m := f(x); i == 0 {
 			res = m
 		} else if res != m {
 			return stUnknown
 		}
 	}
 	return res
+}
+
+// matchValue matches every alternative of v against a pattern.
+func (in *interp) matchValue(v value, pat string, patOK bool) status {
+	return agree(v, func(t text) status {
+		s, known := t.exact()
+		switch {
+		case patOK && pat == "*":
+			return stOK
+		case !known || !patOK:
+			return stUnknown
+		}
+		if re := in.pattern(pat); re != nil {
+			return statusOf(re.MatchString(s))
+		}
+		return stUnknown
+	})
 }
 
 // matchAny is a case item: does word match one of the patterns?
@@ -198,38 +194,22 @@ func or3(a, b status) status {
 }
 
 func nonEmpty(v value) status {
-	res := stUnknown
-	for i, t := range v {
-		var m status
+	return agree(v, func(t text) status {
 		if s, ok := t.exact(); ok {
-			m = statusOf(s != "")
-		} else if hasKnownNonEmpty(t) {
-			m = stOK
+			return statusOf(s != "")
 		}
-		if i == 0 {
-			res = m
-		} else if res != m {
-			return stUnknown
+		if hasKnownNonEmpty(t) {
+			return stOK
 		}
-	}
-	return res
+		return stUnknown
+	})
 }
 
 // compare evaluates a binary test operator on every pair of alternatives.
 func compare(op string, l, r value) status {
-	res := stUnknown
-	first := true
-	for _, a := range l {
-		for _, b := range r {
-			m := compare1(op, a, b)
-			if first {
-				res, first = m, false
-			} else if res != m {
-				return stUnknown
-			}
-		}
-	}
-	return res
+	return agree(l, func(a text) status {
+		return agree(r, func(b text) status { return compare1(op, a, b) })
+	})
 }
 
 func compare1(op string, a, b text) status {

@@ -1,6 +1,7 @@
 package lint
 
 import (
+	"regexp"
 	"strconv"
 
 	"github.com/dpfdoctor/dpfdoctor/internal/dpf"
@@ -50,7 +51,7 @@ type interp struct {
 	steps    int
 	callText map[*syntax.CallExpr]string
 	printer  *syntax.Printer
-	patterns map[string]*patternRE
+	patterns map[string]*regexp.Regexp
 	calls    map[*syntax.CallExpr]bool
 }
 

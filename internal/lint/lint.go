@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 
@@ -335,7 +336,7 @@ func newInterp(name string, o *Options) *interp {
 		warned:   map[string]bool{},
 		callText: map[*syntax.CallExpr]string{},
 		printer:  syntax.NewPrinter(syntax.SingleLine(true)),
-		patterns: map[string]*patternRE{},
+		patterns: map[string]*regexp.Regexp{},
 		calls:    map[*syntax.CallExpr]bool{},
 	}
 }
@@ -495,7 +496,7 @@ func (in *interp) explain(r *reason) string {
 
 // globMatch matches a name against a glob built by text.glob.
 func globMatch(glob, name string) bool {
-	in := &interp{patterns: map[string]*patternRE{}}
+	in := &interp{patterns: map[string]*regexp.Regexp{}}
 	p := in.pattern(glob)
-	return p != nil && p.match(name)
+	return p != nil && p.MatchString(name)
 }

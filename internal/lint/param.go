@@ -273,7 +273,7 @@ func (in *interp) replace(st *state, pe *syntax.ParamExp, v value, io ioctx) val
 	return mapKnown(v, ph, func(s string) (string, bool) {
 		r, ok := expandOn(s, x)
 		switch {
-		case anchor == "" || r == s && !re.match(""):
+		case anchor == "" || r == s && !re.MatchString(""):
 		case anchor == "#":
 			r = with + r
 		default:
