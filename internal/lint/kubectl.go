@@ -1,6 +1,7 @@
 package lint
 
 import (
+	"fmt"
 	"strings"
 
 	"github.com/dpfdoctor/dpfdoctor/internal/access"
@@ -172,18 +173,14 @@ func (in *interp) kubectl(st *state, c *syntax.CallExpr, alts [][]text, io ioctx
 	}
 }
 
-func (k *kubectlCtx) warnf(format string, a ...string) {
-	s := format
-	for _, x := range a {
-		s = strings.Replace(s, "%s", x, 1)
-	}
-	k.warns = append(k.warns, s)
+func (k *kubectlCtx) warnf(format string, a ...any) {
+	k.warns = append(k.warns, fmt.Sprintf(format, a...))
 }
 
 // targets walks "TYPE[,TYPE] NAME..." or "TYPE/NAME..." arguments. named is
 // called per name, collection per type given without names. Requests on a
 // type lint does not know use a guessed resource and are possible.
-func (k *kubectlCtx) targets(pos []text, named func(dpf.Kind, string, text), collection func(dpf.Kind, string)) {
+func (k *kubectlCtx) targets(pos []text, named func(dpf.Kind, text), collection func(dpf.Kind)) {
 	if len(pos) == 0 {
 		k.warnf("kubectl %s without a resource type", k.args.verb)
 		return
@@ -195,15 +192,15 @@ func (k *kubectlCtx) targets(pos []text, named func(dpf.Kind, string, text), col
 				k.warnf("kubectl %s mixes TYPE/NAME and other arguments: %s", k.args.verb, p.String())
 				continue
 			}
-			k.each(typ, func(kind dpf.Kind, word string) { named(kind, word, name) })
+			k.each(typ, func(kind dpf.Kind) { named(kind, name) })
 		}
 		return
 	}
 	names := pos[1:]
-	k.each(pos[0], func(kind dpf.Kind, word string) {
+	k.each(pos[0], func(kind dpf.Kind) {
 		if len(names) == 0 {
 			if collection != nil {
-				collection(kind, word)
+				collection(kind)
 			}
 			return
 		}
@@ -211,14 +208,14 @@ func (k *kubectlCtx) targets(pos []text, named func(dpf.Kind, string, text), col
 			if n.empty() {
 				continue // kubectl rejects an empty name before any request
 			}
-			named(kind, word, n)
+			named(kind, n)
 		}
 	})
 }
 
 // each resolves a comma-separated type list. A type lint does not know
 // gets a guessed resource; the requests made for it are marked possible.
-func (k *kubectlCtx) each(types text, f func(kind dpf.Kind, word string)) {
+func (k *kubectlCtx) each(types text, f func(dpf.Kind)) {
 	s, ok := types.exact()
 	if !ok {
 		k.warnf("kubectl %s of an unresolved resource type: %s", k.args.verb, types.String())
@@ -232,12 +229,12 @@ func (k *kubectlCtx) each(types text, f func(kind dpf.Kind, word string)) {
 			k.warnf("kubectl %s all is not expanded: its requests are not checked", k.args.verb)
 			continue
 		}
-		kind, known := k.in.lookupKind(word)
+		kind, known := dpf.LookupKind(k.in.kinds, word)
 		if !known {
 			kind = guessKind(word)
 		}
 		start := len(k.needs)
-		f(kind, word)
+		f(kind)
 		if !known {
 			for i := start; i < len(k.needs); i++ {
 				k.needs[i].unknownKind = word
@@ -271,28 +268,27 @@ func resourceWords(pos []text) []text {
 	return out
 }
 
-// req builds the request for a kind and a name (nil: no name).
-func (k *kubectlCtx) req(kind dpf.Kind, word, verb, sub string, name text) need {
-	n := need{req: requestFor(kind, verb, sub)}
-	k.scope(&n, kind.Namespaced, k.ns)
+// want adds the request for a kind and a name (nil: no name) in the
+// invocation's namespace.
+func (k *kubectlCtx) want(kind dpf.Kind, verb, sub string, name text) {
+	k.add(k.need(kind, verb, sub, name, k.ns))
+}
+
+// need builds a request; ns is ignored for cluster-scoped kinds and with
+// --all-namespaces.
+func (k *kubectlCtx) need(kind dpf.Kind, verb, sub string, name, ns text) need {
+	n := need{req: access.Request{Verb: verb, Group: kind.Group, Resource: kind.Resource, Subresource: sub}}
 	setName(&n, name)
-	return n
-}
-
-func requestFor(kind dpf.Kind, verb, sub string) access.Request {
-	return access.Request{Verb: verb, Group: kind.Group, Resource: kind.Resource, Subresource: sub}
-}
-
-func (k *kubectlCtx) scope(n *need, namespaced bool, ns text) {
-	if !namespaced || k.allNS {
-		return
+	if !kind.Namespaced || k.allNS {
+		return n
 	}
 	if s, ok := ns.exact(); ok {
 		n.req.Namespace = s
-		return
+		return n
 	}
 	n.nsPattern = ns.String()
 	n.req.Namespace = n.nsPattern
+	return n
 }
 
 func setName(n *need, name text) {
@@ -315,10 +311,6 @@ func plural(s string) string {
 		return s[:len(s)-1] + "ies"
 	}
 	return s + "s"
-}
-
-func (in *interp) lookupKind(word string) (dpf.Kind, bool) {
-	return dpf.LookupKind(in.kinds, word)
 }
 
 // cutText splits t at the first sep inside a known part.

@@ -50,23 +50,17 @@ func (k *kubectlCtx) objectNeeds(stdin value, f func(object)) {
 	}
 }
 
-func (k *kubectlCtx) objectReq(o object, verb string, named bool) need {
-	n := need{req: requestFor(o.k, verb, "")}
-	ns := k.ns
+// objectReq is the request verb makes on o; named says whether it names
+// the object (a create does not).
+func (k *kubectlCtx) objectReq(o object, verb, sub string, named bool) need {
+	ns, name := k.ns, o.name
 	if len(o.ns) > 0 {
 		ns = o.ns
 	}
-	k.scope(&n, o.k.Namespaced, ns)
-	if named {
-		setName(&n, o.name)
+	if !named {
+		name = nil
 	}
-	return n
-}
-
-func (k *kubectlCtx) objectReqSub(o object, verb, sub string) need {
-	n := k.objectReq(o, verb, true)
-	n.req.Subresource = sub
-	return n
+	return k.need(o.k, verb, sub, name, ns)
 }
 
 // parseObjects reads the objects of every alternative of stdin.
