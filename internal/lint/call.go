@@ -402,13 +402,7 @@ func echo(args []text) value {
 		}
 		args = args[1:]
 	}
-	var t text
-	for i, a := range args {
-		if i > 0 {
-			t = t.concat(lit(" "))
-		}
-		t = t.concat(a)
-	}
+	t := joinTexts(args)
 	if newline {
 		t = t.concat(lit("\n"))
 	}

@@ -184,30 +184,20 @@ func (in *interp) addList(bs []builder, e expansion, quoted bool, unknownCount *
 	if e.listUnknown {
 		*unknownCount = true
 		for i := range bs {
-			addText(&bs[i], e.list[0], true)
+			bs[i].add(e.list[0])
 		}
 		return bs
 	}
 	for i := range bs {
 		for j, t := range e.list {
-			if j > 0 && quoted {
+			if j > 0 {
 				bs[i].flush()
-				bs[i].open = true
+				bs[i].open = quoted
 			}
-			if quoted {
-				bs[i].add(t)
-			} else {
-				if j > 0 {
-					bs[i].flush()
-				}
-				bs[i].addSplit(t)
-			}
+			addText(&bs[i], t, quoted)
 		}
-		if len(e.list) == 0 && quoted {
-			// "$@" with no arguments expands to no field at all.
-			if len(bs[i].cur) == 0 {
-				bs[i].open = false
-			}
+		if len(e.list) == 0 && quoted && len(bs[i].cur) == 0 {
+			bs[i].open = false // "$@" with no arguments expands to no field at all
 		}
 	}
 	return bs
@@ -219,9 +209,14 @@ func (in *interp) expandValue(st *state, w *syntax.Word, io ioctx) value {
 	if w == nil {
 		return litValue("")
 	}
+	return in.partsValue(st, w.Parts, io, false)
+}
+
+// partsValue concatenates the values of word parts.
+func (in *interp) partsValue(st *state, parts []syntax.WordPart, io ioctx, quoted bool) value {
 	v := litValue("")
-	for _, p := range w.Parts {
-		v = concatValues(v, in.partValue(st, p, io, false), "${…}")
+	for _, p := range parts {
+		v = concatValues(v, in.partValue(st, p, io, quoted), "${…}")
 	}
 	return v
 }
@@ -236,11 +231,7 @@ func (in *interp) partValue(st *state, p syntax.WordPart, io ioctx, quoted bool)
 		}
 		return litValue(p.Value)
 	case *syntax.DblQuoted:
-		v := litValue("")
-		for _, q := range p.Parts {
-			v = concatValues(v, in.partValue(st, q, io, true), "${…}")
-		}
-		return v
+		return in.partsValue(st, p.Parts, io, true)
 	case *syntax.ParamExp:
 		e := in.param(st, p, io)
 		if !e.isList {
@@ -249,14 +240,7 @@ func (in *interp) partValue(st *state, p syntax.WordPart, io ioctx, quoted bool)
 		if e.listUnknown {
 			return value{e.list[0]}
 		}
-		var t text
-		for i, x := range e.list {
-			if i > 0 {
-				t = t.concat(lit(" "))
-			}
-			t = t.concat(x)
-		}
-		return value{t}
+		return value{joinTexts(e.list)}
 	case *syntax.CmdSubst:
 		return in.cmdSubst(st, p, io)
 	case *syntax.ArithmExp:

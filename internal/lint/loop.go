@@ -53,15 +53,8 @@ func (in *interp) loop(st *state, spec loopSpec) *state {
 			}
 			prev = cur.clone()
 		}
-		iterRoot := cur.guard
 		records := len(in.order)
-		end := spec.body(cur)
-		cur = join(iterRoot, append(cont.states, end), []*frame{cont}, &reason{kind: "after", line: spec.why.line})
-		cont.states = nil
-		if cur.flow == flowLive && spec.post != nil {
-			cur = spec.post(cur)
-		}
-		if cur.flow != flowLive {
+		if cur = spec.iterate(cur, cont); cur.flow != flowLive {
 			exits = append(exits, cur)
 			break
 		}
@@ -85,17 +78,10 @@ func (in *interp) abstractIteration(cur *state, spec loopSpec, cont *frame, poss
 	if spec.abstract != nil {
 		spec.abstract(body)
 	}
-	iterRoot := body.guard
 	if possible {
-		body.guard = &guard{parent: iterRoot, possible: true, why: spec.why}
+		body.guard = &guard{parent: body.guard, possible: true, why: spec.why}
 	}
-	bodyRoot := body.guard
-	end := spec.body(body)
-	it := join(bodyRoot, append(cont.states, end), []*frame{cont}, &reason{kind: "after", line: spec.why.line})
-	cont.states = nil
-	if it.flow == flowLive && spec.post != nil {
-		it = spec.post(it)
-	}
+	it := spec.iterate(body, cont)
 	if it.flow != flowLive {
 		if possible {
 			return []*state{pre, it}
@@ -110,6 +96,19 @@ func (in *interp) abstractIteration(cur *state, spec loopSpec, cont *frame, poss
 		return []*state{pre, m}
 	}
 	return []*state{m}
+}
+
+// iterate runs the body once from cur, joins the paths that continue, and
+// runs the step.
+func (spec loopSpec) iterate(cur *state, cont *frame) *state {
+	root := cur.guard
+	end := spec.body(cur)
+	it := join(root, append(cont.states, end), []*frame{cont}, &reason{kind: "after", line: spec.why.line})
+	cont.states = nil
+	if it.flow == flowLive && spec.post != nil {
+		it = spec.post(it)
+	}
+	return it
 }
 
 // sameState reports whether two loop iterations start alike.

@@ -112,6 +112,18 @@ func (t text) key() string {
 	return b.String()
 }
 
+// joinTexts joins ts with spaces, as "$*" and echo do.
+func joinTexts(ts []text) text {
+	var t text
+	for i, x := range ts {
+		if i > 0 {
+			t = t.concat(lit(" "))
+		}
+		t = t.concat(x)
+	}
+	return t
+}
+
 // glob turns t into a shell pattern that matches every string t may stand
 // for: known parts quoted, unknown parts "*".
 func (t text) glob() string {
