@@ -2,7 +2,6 @@ package lint
 
 import (
 	"regexp"
-	"strconv"
 
 	"github.com/dpfdoctor/dpfdoctor/internal/dpf"
 	"mvdan.cc/sh/v3/syntax"
@@ -47,7 +46,7 @@ type interp struct {
 	recs     map[recKey]*record
 	order    []*record
 	warnings []Warning
-	warned   map[string]bool
+	warned   map[Warning]bool
 	steps    int
 	callText map[*syntax.CallExpr]string
 	printer  *syntax.Printer
@@ -56,12 +55,11 @@ type interp struct {
 }
 
 func (in *interp) warn(line uint, msg string) {
-	k := strconv.FormatUint(uint64(line), 10) + msg
-	if in.warned[k] {
-		return
+	w := Warning{File: in.file, Line: int(line), Message: msg}
+	if !in.warned[w] {
+		in.warned[w] = true
+		in.warnings = append(in.warnings, w)
 	}
-	in.warned[k] = true
-	in.warnings = append(in.warnings, Warning{File: in.file, Line: int(line), Message: msg})
 }
 
 func (in *interp) overBudget() bool { return in.steps > maxSteps }

@@ -12,12 +12,13 @@ package lint
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
-	"sort"
+	"slices"
 	"strings"
 
 	"github.com/dpfdoctor/dpfdoctor/internal/access"
@@ -238,7 +239,6 @@ func (e *evaluator) decide(r access.Request) rbac.Decision {
 // resolved is checked for any name; when that is denied but some name the
 // RBAC lists would be allowed, the denial is only possible.
 func (e *evaluator) evaluate(f *Finding) {
-	names, namespaces := e.names, e.namespaces
 	f.Decision = e.decide(f.Request)
 	if f.Decision.Allowed {
 		return
@@ -252,7 +252,7 @@ func (e *evaluator) evaluate(f *Finding) {
 	}
 	if f.NamePattern != "" {
 		var ok []string
-		for _, n := range names {
+		for _, n := range e.names {
 			if !globMatch(f.nameGlob, n) {
 				continue
 			}
@@ -269,7 +269,7 @@ func (e *evaluator) evaluate(f *Finding) {
 		}
 	}
 	if f.NamespacePattern != "" {
-		for _, ns := range namespaces {
+		for _, ns := range e.namespaces {
 			r := f.Request
 			r.Namespace = ns
 			if e.decide(r).Allowed {
@@ -333,7 +333,7 @@ func newInterp(name string, o *Options) *interp {
 		funcs:    map[string]*syntax.FuncDecl{},
 		called:   map[*syntax.FuncDecl]bool{},
 		recs:     map[recKey]*record{},
-		warned:   map[string]bool{},
+		warned:   map[Warning]bool{},
 		callText: map[*syntax.CallExpr]string{},
 		printer:  syntax.NewPrinter(syntax.SingleLine(true)),
 		patterns: map[string]*regexp.Regexp{},
@@ -450,18 +450,9 @@ func (in *interp) findings() []Finding {
 		}
 		out = append(out, f)
 	}
-	sort.SliceStable(out, func(i, j int) bool {
-		a, b := out[i], out[j]
-		if a.File != b.File {
-			return a.File < b.File
-		}
-		if a.Line != b.Line {
-			return a.Line < b.Line
-		}
-		if a.Col != b.Col {
-			return a.Col < b.Col
-		}
-		return a.Request.Key()+a.NamePattern < b.Request.Key()+b.NamePattern
+	slices.SortStableFunc(out, func(a, b Finding) int {
+		return cmp.Or(cmp.Compare(a.File, b.File), cmp.Compare(a.Line, b.Line), cmp.Compare(a.Col, b.Col),
+			cmp.Compare(a.Request.Key()+a.NamePattern, b.Request.Key()+b.NamePattern))
 	})
 	return out
 }
@@ -476,16 +467,12 @@ func (in *interp) explain(r *reason) string {
 		src = in.source(r.node)
 	}
 	switch r.kind {
-	case "if":
+	case "if", "&&":
 		return fmt.Sprintf("only if `%s` succeeds (line %d), which lint cannot resolve", src, r.line)
-	case "else":
+	case "else", "||":
 		return fmt.Sprintf("only if `%s` fails (line %d), which lint cannot resolve", src, r.line)
 	case "case":
 		return fmt.Sprintf("only when case pattern `%s` matches (line %d), which lint cannot resolve", src, r.line)
-	case "&&":
-		return fmt.Sprintf("only if `%s` succeeds (line %d), which lint cannot resolve", src, r.line)
-	case "||":
-		return fmt.Sprintf("only if `%s` fails (line %d), which lint cannot resolve", src, r.line)
 	case "while", "for":
 		return fmt.Sprintf("inside a loop (line %d) that may not run: `%s` is not resolved", r.line, src)
 	case "uncalled":
