@@ -29,6 +29,14 @@ func (in *interp) arith(st *state, x syntax.ArithmExpr, io ioctx) (int64, bool) 
 	return int64(n), true
 }
 
+// arithStatus is the exit status of (( x )): success when x is not 0.
+func (in *interp) arithStatus(st *state, x syntax.ArithmExpr, io ioctx) status {
+	if n, ok := in.arith(st, x, io); ok {
+		return statusOf(n != 0)
+	}
+	return stUnknown
+}
+
 // arithEnv gives expand.Arithm lint's variables. expand reads any string
 // that is not a number as 0, so every value it reads is checked here and
 // any other makes the result unknown.

@@ -168,9 +168,7 @@ func (in *interp) callFunc(st *state, fn *syntax.FuncDecl, name string, args []t
 	in.frames = in.frames[:len(in.frames)-1]
 
 	states := f.states
-	if end.flow == flowLive {
-		states = append(states, end)
-	} else if end.flow == flowDead {
+	if end.flow != flowJumped {
 		states = append(states, end)
 	}
 	res := join(root, states, []*frame{f}, &reason{kind: "after", line: fn.Position.Line()})
@@ -197,7 +195,8 @@ func (in *interp) callFunc(st *state, fn *syntax.FuncDecl, name string, args []t
 func (in *interp) builtin(st *state, name string, alts [][]text, argv []text, io ioctx, c *syntax.CallExpr) *state {
 	st.out = nil
 	switch name {
-	case "true", ":":
+	case "true", ":", "local", "declare", "typeset", "export", "readonly":
+		// The declarations are DeclClauses in bash; here only for other dialects.
 		st.status = stOK
 	case "false":
 		st.status = stFail
@@ -301,9 +300,6 @@ func (in *interp) builtin(st *state, name string, alts [][]text, argv []text, io
 	case "read", "getopts", "mapfile", "readarray":
 		in.readVars(st, name, argv)
 		st.status = stUnknown
-	case "local", "declare", "typeset", "export", "readonly":
-		// Parsed as DeclClause in bash; here only for other dialects.
-		st.status = stOK
 	case "eval", "source", ".":
 		in.warn(c.Pos().Line(), name+" is not followed: kubectl calls it runs are not checked")
 		st.status = stUnknown

@@ -75,7 +75,9 @@ func (in *interp) expandFields(st *state, words []*syntax.Word, io ioctx) ([][]t
 	bs := []builder{{}}
 	unknownCount := false
 	for _, w := range words {
-		bs = in.expandWordInto(st, w, io, bs, &unknownCount)
+		for _, p := range w.Parts {
+			bs = in.expandPart(st, p, io, bs, false, &unknownCount)
+		}
 		for i := range bs {
 			bs[i].flush()
 		}
@@ -85,13 +87,6 @@ func (in *interp) expandFields(st *state, words []*syntax.Word, io ioctx) ([][]t
 		out[i] = b.fields
 	}
 	return out, unknownCount
-}
-
-func (in *interp) expandWordInto(st *state, w *syntax.Word, io ioctx, bs []builder, unknownCount *bool) []builder {
-	for _, p := range w.Parts {
-		bs = in.expandPart(st, p, io, bs, false, unknownCount)
-	}
-	return bs
 }
 
 func (in *interp) expandPart(st *state, p syntax.WordPart, io ioctx, bs []builder, quoted bool, unknownCount *bool) []builder {

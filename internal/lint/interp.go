@@ -125,20 +125,12 @@ func (in *interp) command(st *state, cmd syntax.Command, io ioctx) *state {
 		st.status = in.testExpr(st, c.X, io)
 		return st
 	case *syntax.ArithmCmd:
-		n, ok := in.arith(st, c.X, io)
-		st.status = stUnknown
-		if ok {
-			st.status = statusOf(n != 0)
-		}
+		st.status = in.arithStatus(st, c.X, io)
 		return st
 	case *syntax.LetClause:
 		st.status = stUnknown
 		for _, x := range c.Exprs {
-			if n, ok := in.arith(st, x, io); ok {
-				st.status = statusOf(n != 0)
-			} else {
-				st.status = stUnknown
-			}
+			st.status = in.arithStatus(st, x, io)
 		}
 		return st
 	case *syntax.TimeClause:
@@ -223,8 +215,7 @@ func (in *interp) ifClause(st *state, c *syntax.IfClause, io ioctx) *state {
 	if st.flow != flowLive {
 		return st
 	}
-	cond := st.status
-	switch cond {
+	switch st.status {
 	case stOK:
 		return in.stmts(st, c.Then, io)
 	case stFail:
@@ -242,11 +233,9 @@ func (in *interp) ifClause(st *state, c *syntax.IfClause, io ioctx) *state {
 	elseSt := st
 	elseSt.guard = &guard{parent: root, possible: true, why: &reason{kind: "else", node: lastStmt(c.Cond), line: c.Position.Line()}}
 	elseSt.status = stOK
-	var elseEnd *state
+	elseEnd := elseSt
 	if c.Else != nil {
 		elseEnd = in.ifClause(elseSt, c.Else, io)
-	} else {
-		elseEnd = elseSt
 	}
 	return join(root, []*state{thenEnd, elseEnd}, nil, &reason{kind: "after", line: c.Position.Line()})
 }
@@ -270,18 +259,15 @@ func (in *interp) binary(st *state, c *syntax.BinaryCmd, io ioctx) *state {
 		st.status = stUnknown
 		return st
 	}
-	and := c.Op == syntax.AndStmt
+	runY, kind := stOK, "&&"
 	xio := io
-	if !and && isTrue(c.Y) {
-		xio.ignored = true
+	if c.Op == syntax.OrStmt {
+		runY, kind = stFail, "||"
+		xio.ignored = xio.ignored || isTrue(c.Y)
 	}
 	st = in.stmt(st, c.X, xio)
 	if st.flow != flowLive {
 		return st
-	}
-	runY := stOK
-	if !and {
-		runY = stFail
 	}
 	switch st.status {
 	case runY:
@@ -290,10 +276,6 @@ func (in *interp) binary(st *state, c *syntax.BinaryCmd, io ioctx) *state {
 		return st
 	}
 	root := st.guard
-	kind := "&&"
-	if !and {
-		kind = "||"
-	}
 	why := &reason{kind: kind, node: c.X, line: c.OpPos.Line()}
 	ySt := st.clone()
 	ySt.guard = &guard{parent: root, possible: true, why: why}

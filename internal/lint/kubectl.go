@@ -1,6 +1,7 @@
 package lint
 
 import (
+	"cmp"
 	"fmt"
 	"strings"
 
@@ -158,7 +159,7 @@ func (in *interp) kubectl(st *state, c *syntax.CallExpr, alts [][]text, io ioctx
 			in.warn(c.Pos().Line(), problem)
 			continue
 		}
-		k := &kubectlCtx{in: in, args: args, ns: lit(in.opts.defaultNamespace())}
+		k := &kubectlCtx{in: in, args: args, ns: lit(cmp.Or(in.opts.DefaultNamespace, "default"))}
 		if ns, ok := args.last("namespace"); ok {
 			k.ns = ns
 		}

@@ -128,13 +128,6 @@ type Options struct {
 	ServiceAccount string
 }
 
-func (o *Options) defaultNamespace() string {
-	if o.DefaultNamespace == "" {
-		return "default"
-	}
-	return o.DefaultNamespace
-}
-
 // Script is a parsed shell script.
 type Script struct {
 	Name string
@@ -433,20 +426,13 @@ func (in *interp) findings() []Finding {
 	out := make([]Finding, 0, len(in.order))
 	for _, r := range in.order {
 		f := r.f
-		f.Certainty = Possible
+		f.Certainty, f.Why = Possible, r.note
 		switch {
 		case r.possible:
-			f.Why = r.note
-		default:
-			for _, g := range r.guards {
-				if g.certain() {
-					f.Certainty = Certain
-					break
-				}
-			}
-			if f.Certainty == Possible && len(r.guards) > 0 {
-				f.Why = in.explain(r.guards[0].possibleBelow(nil).why)
-			}
+		case slices.ContainsFunc(r.guards, (*guard).certain):
+			f.Certainty = Certain
+		case len(r.guards) > 0:
+			f.Why = in.explain(r.guards[0].possibleBelow(nil).why)
 		}
 		out = append(out, f)
 	}

@@ -187,11 +187,7 @@ func (in *interp) forClause(st *state, c *syntax.ForClause, io ioctx) *state {
 				if l.Cond == nil {
 					return cur, stOK
 				}
-				n, ok := in.arith(cur, l.Cond, io)
-				if !ok {
-					return cur, stUnknown
-				}
-				return cur, statusOf(n != 0)
+				return cur, in.arithStatus(cur, l.Cond, io)
 			},
 			body: body,
 			post: func(cur *state) *state {
