@@ -256,12 +256,9 @@ func intTest(op string, i, j int64) status {
 }
 
 var (
-	binaryTestOps = map[string]bool{"=": true, "==": true, "!=": true, "<": true, ">": true,
-		"-eq": true, "-ne": true, "-lt": true, "-le": true, "-gt": true, "-ge": true,
-		"-nt": true, "-ot": true, "-ef": true, "=~": true}
-	unaryTestOps = map[string]bool{"-z": true, "-n": true, "-e": true, "-f": true, "-d": true, "-r": true, "-w": true,
-		"-x": true, "-s": true, "-L": true, "-h": true, "-b": true, "-c": true, "-p": true, "-S": true, "-t": true,
-		"-g": true, "-u": true, "-k": true, "-O": true, "-G": true, "-N": true, "-v": true, "-a": true, "-o": true}
+	binaryTestOps = set("=", "==", "!=", "<", ">", "-eq", "-ne", "-lt", "-le", "-gt", "-ge", "-nt", "-ot", "-ef", "=~")
+	unaryTestOps  = set("-z", "-n", "-e", "-f", "-d", "-r", "-w", "-x", "-s", "-L", "-h", "-b", "-c", "-p", "-S", "-t",
+		"-g", "-u", "-k", "-O", "-G", "-N", "-v", "-a", "-o")
 )
 
 // testArgs evaluates the arguments of `test` / `[` (without the "]").

@@ -91,22 +91,11 @@ func (in *interp) expandFields(st *state, words []*syntax.Word, io ioctx) ([][]t
 
 func (in *interp) expandPart(st *state, p syntax.WordPart, io ioctx, bs []builder, quoted bool, unknownCount *bool) []builder {
 	switch p := p.(type) {
-	case *syntax.Lit:
-		s := unescape(p.Value, quoted)
-		if !quoted && strings.ContainsAny(s, "*?[") {
+	case *syntax.Lit, *syntax.SglQuoted:
+		if l, ok := p.(*syntax.Lit); ok && !quoted && strings.ContainsAny(unescape(l.Value, false), "*?[") {
 			*unknownCount = true // a glob may match any number of paths
 		}
-		for i := range bs {
-			bs[i].add(lit(s))
-		}
-	case *syntax.SglQuoted:
-		s := p.Value
-		if p.Dollar {
-			s = ansiC(p)
-		}
-		for i := range bs {
-			bs[i].add(lit(s))
-		}
+		return addValue(bs, in.partValue(st, p, io, quoted), true) // literal text is not split
 	case *syntax.DblQuoted:
 		for i := range bs {
 			bs[i].open = true
@@ -114,31 +103,21 @@ func (in *interp) expandPart(st *state, p syntax.WordPart, io ioctx, bs []builde
 		for _, q := range p.Parts {
 			bs = in.expandPart(st, q, io, bs, true, unknownCount)
 		}
+		return bs
 	case *syntax.ParamExp:
 		e := in.param(st, p, io)
 		if e.isList {
 			return in.addList(bs, e, quoted, unknownCount)
 		}
 		return addValue(bs, e.v, quoted)
-	case *syntax.CmdSubst:
-		return addValue(bs, in.cmdSubst(st, p, io), quoted)
-	case *syntax.ArithmExp:
-		v := unknownValue(in.source(p))
-		if n, ok := in.arith(st, p.X, io); ok {
-			v = litValue(strconv.FormatInt(n, 10))
-		}
-		return addValue(bs, v, quoted)
 	case *syntax.ProcSubst:
 		pio := io
 		if p.Op == syntax.CmdIn {
 			pio.stdout = sinkPipe
 		}
 		in.subshell(st, pio, func(sub *state, io ioctx) *state { return in.stmts(sub, p.Stmts, io) })
-		return addValue(bs, unknownValue(in.source(p)), quoted)
-	default:
-		return addValue(bs, unknownValue(in.source(p)), quoted)
 	}
-	return bs
+	return addValue(bs, in.partValue(st, p, io, quoted), quoted)
 }
 
 // addValue appends a value to every builder; several alternatives multiply

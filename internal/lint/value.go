@@ -38,9 +38,6 @@ func (t text) exact() (string, bool) {
 	if !t.known() {
 		return "", false
 	}
-	if len(t) == 1 {
-		return t[0].s, true
-	}
 	return t.String(), true
 }
 
