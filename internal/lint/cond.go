@@ -134,8 +134,7 @@ func (in *interp) testExpr(st *state, x syntax.TestExpr, io ioctx) status {
 			if l == stFail {
 				return stFail
 			}
-			r := in.testExpr(st, x.Y, io)
-			return and3(l, r)
+			return and3(l, in.testExpr(st, x.Y, io))
 		case syntax.OrTest:
 			l := in.testExpr(st, x.X, io)
 			if l == stOK {

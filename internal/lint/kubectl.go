@@ -35,6 +35,7 @@ var (
 		"output-watch-events", "server-print", "subresource-name")
 	shortFlags = map[byte]string{'n': "namespace", 'o': "output", 'f': "filename", 'l': "selector", 'c': "container",
 		'p': "patch", 'k': "kustomize", 'L': "label-columns", 's': "server"}
+	boolShortFlags = map[byte]string{'A': "all-namespaces", 'w': "watch"}
 	// Flags written --flag=value only; bare they are booleans.
 	optionalValueFlags = set("dry-run", "server-print", "show-kind", "output-watch-events")
 )
@@ -109,11 +110,8 @@ func parseKubectl(args []text) (*kubectlArgs, string) {
 			long, known := shortFlags[s[1]]
 			if !known || k.verb == "logs" && s[1] == 'p' {
 				for _, c := range []byte(s[1:]) {
-					if c == 'A' {
-						k.flags["all-namespaces"] = append(k.flags["all-namespaces"], lit("true"))
-					}
-					if c == 'w' {
-						k.flags["watch"] = append(k.flags["watch"], lit("true"))
+					if long := boolShortFlags[c]; long != "" {
+						k.flags[long] = append(k.flags[long], lit("true"))
 					}
 				}
 				continue

@@ -399,12 +399,7 @@ func (in *interp) record(st *state, c *syntax.CallExpr, n need, io ioctx) {
 		r.f.StderrHidden = r.f.StderrHidden && hidden
 		r.f.FailureIgnored = r.f.FailureIgnored && io.ignored
 	}
-	for _, g := range r.guards {
-		if g == st.guard {
-			return
-		}
-	}
-	if len(r.guards) < maxGuardsPerAt {
+	if !slices.Contains(r.guards, st.guard) && len(r.guards) < maxGuardsPerAt {
 		r.guards = append(r.guards, st.guard)
 	}
 }
