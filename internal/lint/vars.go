@@ -132,16 +132,16 @@ func mergeStores(stores []*varStore) *varStore {
 		if !ok {
 			v = variable{val: unknownValue(varPlaceholder(n))}
 		}
-		changed := !ok
+		differs := !ok
 		for _, s := range stores[1:] {
 			w, okW := s.get(n)
 			if !okW {
 				w = variable{val: unknownValue(varPlaceholder(n))}
-				changed = true
+				differs = true
 			}
-			if changed || !v.same(w) {
+			if differs || !v.same(w) {
 				v = mergeVar(n, v, w)
-				changed = true
+				differs = true
 			}
 		}
 		out.local[n] = v
