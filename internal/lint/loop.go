@@ -148,19 +148,10 @@ func (in *interp) forClause(st *state, c *syntax.ForClause, io ioctx) *state {
 	switch l := c.Loop.(type) {
 	case *syntax.WordIter:
 		name := l.Name.Value
-		var items []text
-		unknownList := false
+		items, unknownList := st.args, st.argsUnknown // for x; do: the arguments
 		if l.InPos.IsValid() {
 			alts, unknownCount := in.expandFields(st, l.Items, io)
-			if len(alts) == 1 && !unknownCount {
-				items = alts[0]
-			} else {
-				unknownList = true
-			}
-		} else if st.argsUnknown {
-			unknownList = true
-		} else {
-			items = st.args
+			items, unknownList = alts[0], len(alts) != 1 || unknownCount
 		}
 		return in.loop(st, loopSpec{
 			next: func(cur *state, i int) (*state, status) {
