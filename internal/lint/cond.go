@@ -283,30 +283,27 @@ func (p *testParser) peek(k int) (string, bool) {
 	return p.args[p.i+k].exact()
 }
 
-func (p *testParser) or() status {
-	s := p.and()
-	for {
-		if w, ok := p.peek(0); !ok || w != "-o" || p.i+1 >= len(p.args) {
-			return s
-		}
-		p.i++
-		s = or3(s, p.and())
-	}
+// is reports whether the next argument is s.
+func (p *testParser) is(s string) bool {
+	w, ok := p.peek(0)
+	return ok && w == s
 }
 
-func (p *testParser) and() status {
-	s := p.not()
-	for {
-		if w, ok := p.peek(0); !ok || w != "-a" || p.i+1 >= len(p.args) {
-			return s
-		}
+func (p *testParser) or() status  { return p.chain("-o", p.and, or3) }
+func (p *testParser) and() status { return p.chain("-a", p.not, and3) }
+
+// chain parses operands joined by a binary operator such as -o.
+func (p *testParser) chain(op string, operand func() status, join func(a, b status) status) status {
+	s := operand()
+	for p.is(op) && p.i+1 < len(p.args) {
 		p.i++
-		s = and3(s, p.not())
+		s = join(s, operand())
 	}
+	return s
 }
 
 func (p *testParser) not() status {
-	if w, ok := p.peek(0); ok && w == "!" && p.i+1 < len(p.args) {
+	if p.is("!") && p.i+1 < len(p.args) {
 		p.i++
 		return p.not().not()
 	}
@@ -318,10 +315,10 @@ func (p *testParser) primary() status {
 		p.bad = true
 		return stUnknown
 	}
-	if w, ok := p.peek(0); ok && w == "(" {
+	if p.is("(") {
 		p.i++
 		s := p.or()
-		if c, ok := p.peek(0); ok && c == ")" {
+		if p.is(")") {
 			p.i++
 			return s
 		}
