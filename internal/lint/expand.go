@@ -53,11 +53,6 @@ func (b *builder) addSplit(t text) {
 	}
 }
 
-func (b builder) copy() builder {
-	b.fields = append([]text(nil), b.fields...)
-	return b
-}
-
 // expansion is what one word part expands to: a value, or a list of fields
 // ("$@", "${arr[@]}").
 type expansion struct {
@@ -138,7 +133,8 @@ func addValue(bs []builder, v value, quoted bool) []builder {
 	out := make([]builder, 0, len(bs)*len(v))
 	for _, b := range bs {
 		for _, t := range v {
-			c := b.copy()
+			c := b
+			c.fields = append([]text(nil), b.fields...)
 			addText(&c, t, quoted)
 			out = append(out, c)
 		}
