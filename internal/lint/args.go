@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"path"
+	"slices"
 	"strings"
 
 	"github.com/dpfdoctor/dpfdoctor/internal/rbac"
@@ -105,7 +106,7 @@ func ContainerArgv(name string, data []byte, container string) ([]string, error)
 		if argv, ok := containerArgv(spec, container); ok {
 			return argv, nil
 		}
-		for _, c := range append(append([]corev1.Container(nil), spec.InitContainers...), spec.Containers...) {
+		for _, c := range slices.Concat(spec.InitContainers, spec.Containers) {
 			names = append(names, c.Name)
 		}
 	}

@@ -22,11 +22,19 @@ func (in *interp) arith(st *state, x syntax.ArithmExpr, io ioctx) (int64, bool) 
 	}
 	if !ok || err != nil || e.unknown {
 		for _, name := range e.assigned {
-			st.setVar(name, variable{val: unknownValue(varPlaceholder(name))})
+			st.vars.set(name, variable{val: unknownValue(varPlaceholder(name))})
 		}
 		return 0, false
 	}
 	return int64(n), true
+}
+
+// arithStatus is the exit status of (( x )): success when x is not 0.
+func (in *interp) arithStatus(st *state, x syntax.ArithmExpr, io ioctx) status {
+	if n, ok := in.arith(st, x, io); ok {
+		return statusOf(n != 0)
+	}
+	return stUnknown
 }
 
 // arithEnv gives expand.Arithm lint's variables. expand reads any string
@@ -151,7 +159,7 @@ func (e *arithEnv) Set(name string, vr expand.Variable) error {
 	if i, ok := synthetic(name, targetPrefix, len(e.assigned)); ok {
 		name = e.assigned[i]
 	}
-	e.st.setVar(name, variable{val: litValue(vr.Str)})
+	e.st.vars.set(name, variable{val: litValue(vr.Str)})
 	return nil
 }
 

@@ -25,7 +25,7 @@ func (in *interp) decl(st *state, c *syntax.DeclClause, io ioctx) *state {
 		}
 		if a.Naked && a.Value == nil && a.Array == nil {
 			if local {
-				st.setVar(name, variable{val: litValue("")})
+				st.vars.set(name, variable{val: litValue("")})
 			}
 			continue
 		}
@@ -66,21 +66,11 @@ func (in *interp) assign(st *state, a *syntax.Assign, io ioctx) {
 				elems = append(append([]text(nil), old.arr...), elems...)
 			}
 		}
-		st.setVar(name, variable{isArr: true, arr: elems, arrUnknown: unknown})
+		st.vars.set(name, variable{isArr: true, arr: elems, arrUnknown: unknown})
 	case a.Index != nil:
 		v := in.expandValue(st, a.Value, io)
 		i, ok := in.arith(st, a.Index, io)
-		if !ok || !had || !old.isArr || old.arrUnknown || len(v) != 1 || i < 0 || i > int64(len(old.arr)) {
-			st.setVar(name, variable{isArr: true, arrUnknown: true})
-			return
-		}
-		arr := append([]text(nil), old.arr...)
-		if int(i) == len(arr) {
-			arr = append(arr, v[0])
-		} else {
-			arr[i] = v[0]
-		}
-		st.setVar(name, variable{isArr: true, arr: arr})
+		setElem(st, name, old, ok && had, i, v)
 	default:
 		v := in.expandValue(st, a.Value, io)
 		if a.Append {
@@ -91,22 +81,28 @@ func (in *interp) assign(st *state, a *syntax.Assign, io ioctx) {
 			v = concatValues(base, v, varPlaceholder(name))
 		}
 		if had && old.isArr && !a.Append {
-			// x=v on an array sets element 0.
-			if old.arrUnknown || len(v) != 1 {
-				st.setVar(name, variable{isArr: true, arrUnknown: true})
-				return
-			}
-			arr := append([]text(nil), old.arr...)
-			if len(arr) == 0 {
-				arr = append(arr, v[0])
-			} else {
-				arr[0] = v[0]
-			}
-			st.setVar(name, variable{isArr: true, arr: arr})
+			setElem(st, name, old, true, 0, v) // x=v on an array sets element 0
 			return
 		}
-		st.setVar(name, variable{val: named(v, name)})
+		st.vars.set(name, variable{val: named(v, name)})
 	}
+}
+
+// setElem assigns element i (at most one past the end) of the array old;
+// ok false, an index out of range, or a value lint cannot follow makes the
+// array unknown.
+func setElem(st *state, name string, old variable, ok bool, i int64, v value) {
+	if !ok || !old.isArr || old.arrUnknown || len(v) != 1 || i < 0 || i > int64(len(old.arr)) {
+		st.vars.set(name, variable{isArr: true, arrUnknown: true})
+		return
+	}
+	arr := append([]text(nil), old.arr...)
+	if int(i) == len(arr) {
+		arr = append(arr, v[0])
+	} else {
+		arr[i] = v[0]
+	}
+	st.vars.set(name, variable{isArr: true, arr: arr})
 }
 
 // named gives a wholly unknown value the name of the variable holding it, so

@@ -2,6 +2,7 @@ package lint
 
 import (
 	"path"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -147,19 +148,10 @@ func isKubectl(t text) bool {
 	return b == "kubectl" || b == "oc"
 }
 
-func (in *interp) onStack(name string) bool {
-	for _, s := range in.stack {
-		if s == name {
-			return true
-		}
-	}
-	return false
-}
-
 // callFunc runs a function of the script with its own positional
 // parameters and local variables. Recursion is not followed.
 func (in *interp) callFunc(st *state, fn *syntax.FuncDecl, name string, args []text, argsUnknown bool, io ioctx) *state {
-	if fn.Body == nil || in.onStack(name) || len(in.stack) >= maxCallDepth || in.overBudget() && in.called[fn] {
+	if fn.Body == nil || slices.Contains(in.stack, name) || len(in.stack) >= maxCallDepth || in.overBudget() && in.called[fn] {
 		st.status, st.out = stUnknown, nil
 		return st
 	}
@@ -176,9 +168,7 @@ func (in *interp) callFunc(st *state, fn *syntax.FuncDecl, name string, args []t
 	in.frames = in.frames[:len(in.frames)-1]
 
 	states := f.states
-	if end.flow == flowLive {
-		states = append(states, end)
-	} else if end.flow == flowDead {
+	if end.flow != flowJumped {
 		states = append(states, end)
 	}
 	res := join(root, states, []*frame{f}, &reason{kind: "after", line: fn.Position.Line()})
@@ -205,29 +195,22 @@ func (in *interp) callFunc(st *state, fn *syntax.FuncDecl, name string, args []t
 func (in *interp) builtin(st *state, name string, alts [][]text, argv []text, io ioctx, c *syntax.CallExpr) *state {
 	st.out = nil
 	switch name {
-	case "true", ":":
+	case "true", ":", "local", "declare", "typeset", "export", "readonly":
+		// The declarations are DeclClauses in bash; here only for other dialects.
 		st.status = stOK
 	case "false":
 		st.status = stFail
 	case "[", "test":
-		res := stUnknown
-		for i, a := range alts {
+		st.status = agree(alts, func(a []text) status {
 			args := a[1:]
 			if name == "[" {
 				if len(args) == 0 || !isLit(args[len(args)-1], "]") {
-					res = stUnknown
-					break
+					return stUnknown
 				}
 				args = args[:len(args)-1]
 			}
-			s := testArgs(args)
-			if i == 0 {
-				res = s
-			} else if s != res {
-				res = stUnknown
-			}
-		}
-		st.status = res
+			return testArgs(args)
+		})
 	case "echo":
 		st.status, st.out = stOK, echo(argv[1:])
 	case "printf":
@@ -310,16 +293,13 @@ func (in *interp) builtin(st *state, name string, alts [][]text, argv []text, io
 	case "unset":
 		for _, a := range argv[1:] {
 			if s, ok := a.exact(); ok && isName(s) {
-				st.setVar(s, variable{val: litValue("")})
+				st.vars.set(s, variable{val: litValue("")})
 			}
 		}
 		st.status = stOK
 	case "read", "getopts", "mapfile", "readarray":
 		in.readVars(st, name, argv)
 		st.status = stUnknown
-	case "local", "declare", "typeset", "export", "readonly":
-		// Parsed as DeclClause in bash; here only for other dialects.
-		st.status = stOK
 	case "eval", "source", ".":
 		in.warn(c.Pos().Line(), name+" is not followed: kubectl calls it runs are not checked")
 		st.status = stUnknown
@@ -398,9 +378,9 @@ func (in *interp) readVars(st *state, name string, argv []text) {
 			continue
 		}
 		if arrayFlag {
-			st.setVar(n, variable{isArr: true, arrUnknown: true})
+			st.vars.set(n, variable{isArr: true, arrUnknown: true})
 		} else {
-			st.setVar(n, variable{val: unknownValue(varPlaceholder(n))})
+			st.vars.set(n, variable{val: unknownValue(varPlaceholder(n))})
 		}
 	}
 }
@@ -418,13 +398,7 @@ func echo(args []text) value {
 		}
 		args = args[1:]
 	}
-	var t text
-	for i, a := range args {
-		if i > 0 {
-			t = t.concat(lit(" "))
-		}
-		t = t.concat(a)
-	}
+	t := joinTexts(args)
 	if newline {
 		t = t.concat(lit("\n"))
 	}

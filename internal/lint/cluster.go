@@ -3,6 +3,7 @@ package lint
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 
 	"github.com/dpfdoctor/dpfdoctor/internal/dpf"
@@ -56,9 +57,9 @@ func FromCluster(ctx context.Context, c kubernetes.Interface, namespace, podLabe
 }
 
 func containerArgv(spec corev1.PodSpec, name string) ([]string, bool) {
-	for _, c := range append(append([]corev1.Container(nil), spec.InitContainers...), spec.Containers...) {
+	for _, c := range slices.Concat(spec.InitContainers, spec.Containers) {
 		if c.Name == name {
-			return append(append([]string(nil), c.Command...), c.Args...), true
+			return slices.Concat(c.Command, c.Args), true
 		}
 	}
 	return nil, false

@@ -9,24 +9,17 @@ import (
 	"mvdan.cc/sh/v3/syntax"
 )
 
-// patternRE is a compiled shell pattern.
-type patternRE struct{ re *regexp.Regexp }
-
-func (p *patternRE) match(s string) bool { return p.re.MatchString(s) }
-
 const maxPatternCache = 512
 
 // pattern compiles a shell pattern (as in case and [[ == ]]), nil if it is
 // not valid.
-func (in *interp) pattern(pat string) *patternRE {
+func (in *interp) pattern(pat string) *regexp.Regexp {
 	if p, ok := in.patterns[pat]; ok {
 		return p
 	}
-	var p *patternRE
+	var p *regexp.Regexp
 	if expr, err := pattern.Regexp(pat, pattern.EntireString); err == nil {
-		if re, err := regexp.Compile(expr); err == nil {
-			p = &patternRE{re: re}
-		}
+		p, _ = regexp.Compile(expr)
 	}
 	if len(in.patterns) < maxPatternCache {
 		in.patterns[pat] = p
@@ -65,32 +58,35 @@ func (in *interp) patternOf(st *state, w *syntax.Word, io ioctx) (string, bool) 
 	return b.String(), true
 }
 
-// matchValue matches every alternative of v against a pattern.
-func (in *interp) matchValue(v value, pat string, patOK bool) status {
+// agree is the status f gives every one of xs, unknown when they differ
+// (or there are none).
+func agree[T any](xs []T, f func(T) status) status {
 	res := stUnknown
-	for i, t := range v {
-		var m status
-		s, known := t.exact()
-		switch {
-		case patOK && pat == "*":
-			m = stOK
-		case !known || !patOK:
-			m = stUnknown
-		default:
-			re := in.pattern(pat)
-			if re == nil {
-				m = stUnknown
-			} else {
-				m = statusOf(re.match(s))
-			}
-		}
-		if i == 0 {
+	for i, x := range xs {
+		if m := f(x); i == 0 {
 			res = m
 		} else if res != m {
 			return stUnknown
 		}
 	}
 	return res
+}
+
+// matchValue matches every alternative of v against a pattern.
+func (in *interp) matchValue(v value, pat string, patOK bool) status {
+	return agree(v, func(t text) status {
+		s, known := t.exact()
+		switch {
+		case patOK && pat == "*":
+			return stOK
+		case !known || !patOK:
+			return stUnknown
+		}
+		if re := in.pattern(pat); re != nil {
+			return statusOf(re.MatchString(s))
+		}
+		return stUnknown
+	})
 }
 
 // matchAny is a case item: does word match one of the patterns?
@@ -138,8 +134,7 @@ func (in *interp) testExpr(st *state, x syntax.TestExpr, io ioctx) status {
 			if l == stFail {
 				return stFail
 			}
-			r := in.testExpr(st, x.Y, io)
-			return and3(l, r)
+			return and3(l, in.testExpr(st, x.Y, io))
 		case syntax.OrTest:
 			l := in.testExpr(st, x.X, io)
 			if l == stOK {
@@ -198,38 +193,22 @@ func or3(a, b status) status {
 }
 
 func nonEmpty(v value) status {
-	res := stUnknown
-	for i, t := range v {
-		var m status
+	return agree(v, func(t text) status {
 		if s, ok := t.exact(); ok {
-			m = statusOf(s != "")
-		} else if hasKnownNonEmpty(t) {
-			m = stOK
+			return statusOf(s != "")
 		}
-		if i == 0 {
-			res = m
-		} else if res != m {
-			return stUnknown
+		if hasKnownNonEmpty(t) {
+			return stOK
 		}
-	}
-	return res
+		return stUnknown
+	})
 }
 
 // compare evaluates a binary test operator on every pair of alternatives.
 func compare(op string, l, r value) status {
-	res := stUnknown
-	first := true
-	for _, a := range l {
-		for _, b := range r {
-			m := compare1(op, a, b)
-			if first {
-				res, first = m, false
-			} else if res != m {
-				return stUnknown
-			}
-		}
-	}
-	return res
+	return agree(l, func(a text) status {
+		return agree(r, func(b text) status { return compare1(op, a, b) })
+	})
 }
 
 func compare1(op string, a, b text) status {
@@ -276,12 +255,9 @@ func intTest(op string, i, j int64) status {
 }
 
 var (
-	binaryTestOps = map[string]bool{"=": true, "==": true, "!=": true, "<": true, ">": true,
-		"-eq": true, "-ne": true, "-lt": true, "-le": true, "-gt": true, "-ge": true,
-		"-nt": true, "-ot": true, "-ef": true, "=~": true}
-	unaryTestOps = map[string]bool{"-z": true, "-n": true, "-e": true, "-f": true, "-d": true, "-r": true, "-w": true,
-		"-x": true, "-s": true, "-L": true, "-h": true, "-b": true, "-c": true, "-p": true, "-S": true, "-t": true,
-		"-g": true, "-u": true, "-k": true, "-O": true, "-G": true, "-N": true, "-v": true, "-a": true, "-o": true}
+	binaryTestOps = set("=", "==", "!=", "<", ">", "-eq", "-ne", "-lt", "-le", "-gt", "-ge", "-nt", "-ot", "-ef", "=~")
+	unaryTestOps  = set("-z", "-n", "-e", "-f", "-d", "-r", "-w", "-x", "-s", "-L", "-h", "-b", "-c", "-p", "-S", "-t",
+		"-g", "-u", "-k", "-O", "-G", "-N", "-v", "-a", "-o")
 )
 
 // testArgs evaluates the arguments of `test` / `[` (without the "]").
@@ -307,30 +283,27 @@ func (p *testParser) peek(k int) (string, bool) {
 	return p.args[p.i+k].exact()
 }
 
-func (p *testParser) or() status {
-	s := p.and()
-	for {
-		if w, ok := p.peek(0); !ok || w != "-o" || p.i+1 >= len(p.args) {
-			return s
-		}
-		p.i++
-		s = or3(s, p.and())
-	}
+// is reports whether the next argument is s.
+func (p *testParser) is(s string) bool {
+	w, ok := p.peek(0)
+	return ok && w == s
 }
 
-func (p *testParser) and() status {
-	s := p.not()
-	for {
-		if w, ok := p.peek(0); !ok || w != "-a" || p.i+1 >= len(p.args) {
-			return s
-		}
+func (p *testParser) or() status  { return p.chain("-o", p.and, or3) }
+func (p *testParser) and() status { return p.chain("-a", p.not, and3) }
+
+// chain parses operands joined by a binary operator such as -o.
+func (p *testParser) chain(op string, operand func() status, join func(a, b status) status) status {
+	s := operand()
+	for p.is(op) && p.i+1 < len(p.args) {
 		p.i++
-		s = and3(s, p.not())
+		s = join(s, operand())
 	}
+	return s
 }
 
 func (p *testParser) not() status {
-	if w, ok := p.peek(0); ok && w == "!" && p.i+1 < len(p.args) {
+	if p.is("!") && p.i+1 < len(p.args) {
 		p.i++
 		return p.not().not()
 	}
@@ -342,10 +315,10 @@ func (p *testParser) primary() status {
 		p.bad = true
 		return stUnknown
 	}
-	if w, ok := p.peek(0); ok && w == "(" {
+	if p.is("(") {
 		p.i++
 		s := p.or()
-		if c, ok := p.peek(0); ok && c == ")" {
+		if p.is(")") {
 			p.i++
 			return s
 		}

@@ -53,11 +53,6 @@ func (b *builder) addSplit(t text) {
 	}
 }
 
-func (b builder) copy() builder {
-	b.fields = append([]text(nil), b.fields...)
-	return b
-}
-
 // expansion is what one word part expands to: a value, or a list of fields
 // ("$@", "${arr[@]}").
 type expansion struct {
@@ -75,7 +70,9 @@ func (in *interp) expandFields(st *state, words []*syntax.Word, io ioctx) ([][]t
 	bs := []builder{{}}
 	unknownCount := false
 	for _, w := range words {
-		bs = in.expandWordInto(st, w, io, bs, &unknownCount)
+		for _, p := range w.Parts {
+			bs = in.expandPart(st, p, io, bs, false, &unknownCount)
+		}
 		for i := range bs {
 			bs[i].flush()
 		}
@@ -87,31 +84,13 @@ func (in *interp) expandFields(st *state, words []*syntax.Word, io ioctx) ([][]t
 	return out, unknownCount
 }
 
-func (in *interp) expandWordInto(st *state, w *syntax.Word, io ioctx, bs []builder, unknownCount *bool) []builder {
-	for _, p := range w.Parts {
-		bs = in.expandPart(st, p, io, bs, false, unknownCount)
-	}
-	return bs
-}
-
 func (in *interp) expandPart(st *state, p syntax.WordPart, io ioctx, bs []builder, quoted bool, unknownCount *bool) []builder {
 	switch p := p.(type) {
-	case *syntax.Lit:
-		s := unescape(p.Value, quoted)
-		if !quoted && strings.ContainsAny(s, "*?[") {
+	case *syntax.Lit, *syntax.SglQuoted:
+		if l, ok := p.(*syntax.Lit); ok && !quoted && strings.ContainsAny(unescape(l.Value, false), "*?[") {
 			*unknownCount = true // a glob may match any number of paths
 		}
-		for i := range bs {
-			bs[i].add(lit(s))
-		}
-	case *syntax.SglQuoted:
-		s := p.Value
-		if p.Dollar {
-			s = ansiC(p)
-		}
-		for i := range bs {
-			bs[i].add(lit(s))
-		}
+		return addValue(bs, in.partValue(st, p, io, quoted), true) // literal text is not split
 	case *syntax.DblQuoted:
 		for i := range bs {
 			bs[i].open = true
@@ -119,31 +98,21 @@ func (in *interp) expandPart(st *state, p syntax.WordPart, io ioctx, bs []builde
 		for _, q := range p.Parts {
 			bs = in.expandPart(st, q, io, bs, true, unknownCount)
 		}
+		return bs
 	case *syntax.ParamExp:
 		e := in.param(st, p, io)
 		if e.isList {
 			return in.addList(bs, e, quoted, unknownCount)
 		}
 		return addValue(bs, e.v, quoted)
-	case *syntax.CmdSubst:
-		return addValue(bs, in.cmdSubst(st, p, io), quoted)
-	case *syntax.ArithmExp:
-		v := unknownValue(in.source(p))
-		if n, ok := in.arith(st, p.X, io); ok {
-			v = litValue(strconv.FormatInt(n, 10))
-		}
-		return addValue(bs, v, quoted)
 	case *syntax.ProcSubst:
 		pio := io
 		if p.Op == syntax.CmdIn {
 			pio.stdout = sinkPipe
 		}
 		in.subshell(st, pio, func(sub *state, io ioctx) *state { return in.stmts(sub, p.Stmts, io) })
-		return addValue(bs, unknownValue(in.source(p)), quoted)
-	default:
-		return addValue(bs, unknownValue(in.source(p)), quoted)
 	}
-	return bs
+	return addValue(bs, in.partValue(st, p, io, quoted), quoted)
 }
 
 // addValue appends a value to every builder; several alternatives multiply
@@ -164,7 +133,8 @@ func addValue(bs []builder, v value, quoted bool) []builder {
 	out := make([]builder, 0, len(bs)*len(v))
 	for _, b := range bs {
 		for _, t := range v {
-			c := b.copy()
+			c := b
+			c.fields = append([]text(nil), b.fields...)
 			addText(&c, t, quoted)
 			out = append(out, c)
 		}
@@ -184,30 +154,20 @@ func (in *interp) addList(bs []builder, e expansion, quoted bool, unknownCount *
 	if e.listUnknown {
 		*unknownCount = true
 		for i := range bs {
-			addText(&bs[i], e.list[0], true)
+			bs[i].add(e.list[0])
 		}
 		return bs
 	}
 	for i := range bs {
 		for j, t := range e.list {
-			if j > 0 && quoted {
+			if j > 0 {
 				bs[i].flush()
-				bs[i].open = true
+				bs[i].open = quoted
 			}
-			if quoted {
-				bs[i].add(t)
-			} else {
-				if j > 0 {
-					bs[i].flush()
-				}
-				bs[i].addSplit(t)
-			}
+			addText(&bs[i], t, quoted)
 		}
-		if len(e.list) == 0 && quoted {
-			// "$@" with no arguments expands to no field at all.
-			if len(bs[i].cur) == 0 {
-				bs[i].open = false
-			}
+		if len(e.list) == 0 && quoted && len(bs[i].cur) == 0 {
+			bs[i].open = false // "$@" with no arguments expands to no field at all
 		}
 	}
 	return bs
@@ -219,9 +179,14 @@ func (in *interp) expandValue(st *state, w *syntax.Word, io ioctx) value {
 	if w == nil {
 		return litValue("")
 	}
+	return in.partsValue(st, w.Parts, io, false)
+}
+
+// partsValue concatenates the values of word parts.
+func (in *interp) partsValue(st *state, parts []syntax.WordPart, io ioctx, quoted bool) value {
 	v := litValue("")
-	for _, p := range w.Parts {
-		v = concatValues(v, in.partValue(st, p, io, false), "${…}")
+	for _, p := range parts {
+		v = concatValues(v, in.partValue(st, p, io, quoted), "${…}")
 	}
 	return v
 }
@@ -236,11 +201,7 @@ func (in *interp) partValue(st *state, p syntax.WordPart, io ioctx, quoted bool)
 		}
 		return litValue(p.Value)
 	case *syntax.DblQuoted:
-		v := litValue("")
-		for _, q := range p.Parts {
-			v = concatValues(v, in.partValue(st, q, io, true), "${…}")
-		}
-		return v
+		return in.partsValue(st, p.Parts, io, true)
 	case *syntax.ParamExp:
 		e := in.param(st, p, io)
 		if !e.isList {
@@ -249,14 +210,7 @@ func (in *interp) partValue(st *state, p syntax.WordPart, io ioctx, quoted bool)
 		if e.listUnknown {
 			return value{e.list[0]}
 		}
-		var t text
-		for i, x := range e.list {
-			if i > 0 {
-				t = t.concat(lit(" "))
-			}
-			t = t.concat(x)
-		}
-		return value{t}
+		return value{joinTexts(e.list)}
 	case *syntax.CmdSubst:
 		return in.cmdSubst(st, p, io)
 	case *syntax.ArithmExp:

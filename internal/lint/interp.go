@@ -1,7 +1,7 @@
 package lint
 
 import (
-	"strconv"
+	"regexp"
 
 	"github.com/dpfdoctor/dpfdoctor/internal/dpf"
 	"mvdan.cc/sh/v3/syntax"
@@ -46,21 +46,20 @@ type interp struct {
 	recs     map[recKey]*record
 	order    []*record
 	warnings []Warning
-	warned   map[string]bool
+	warned   map[Warning]bool
 	steps    int
 	callText map[*syntax.CallExpr]string
 	printer  *syntax.Printer
-	patterns map[string]*patternRE
+	patterns map[string]*regexp.Regexp
 	calls    map[*syntax.CallExpr]bool
 }
 
 func (in *interp) warn(line uint, msg string) {
-	k := strconv.FormatUint(uint64(line), 10) + msg
-	if in.warned[k] {
-		return
+	w := Warning{File: in.file, Line: int(line), Message: msg}
+	if !in.warned[w] {
+		in.warned[w] = true
+		in.warnings = append(in.warnings, w)
 	}
-	in.warned[k] = true
-	in.warnings = append(in.warnings, Warning{File: in.file, Line: int(line), Message: msg})
 }
 
 func (in *interp) overBudget() bool { return in.steps > maxSteps }
@@ -126,20 +125,12 @@ func (in *interp) command(st *state, cmd syntax.Command, io ioctx) *state {
 		st.status = in.testExpr(st, c.X, io)
 		return st
 	case *syntax.ArithmCmd:
-		n, ok := in.arith(st, c.X, io)
-		st.status = stUnknown
-		if ok {
-			st.status = statusOf(n != 0)
-		}
+		st.status = in.arithStatus(st, c.X, io)
 		return st
 	case *syntax.LetClause:
 		st.status = stUnknown
 		for _, x := range c.Exprs {
-			if n, ok := in.arith(st, x, io); ok {
-				st.status = statusOf(n != 0)
-			} else {
-				st.status = stUnknown
-			}
+			st.status = in.arithStatus(st, x, io)
 		}
 		return st
 	case *syntax.TimeClause:
@@ -224,8 +215,7 @@ func (in *interp) ifClause(st *state, c *syntax.IfClause, io ioctx) *state {
 	if st.flow != flowLive {
 		return st
 	}
-	cond := st.status
-	switch cond {
+	switch st.status {
 	case stOK:
 		return in.stmts(st, c.Then, io)
 	case stFail:
@@ -236,30 +226,18 @@ func (in *interp) ifClause(st *state, c *syntax.IfClause, io ioctx) *state {
 		return in.ifClause(st, c.Else, io)
 	}
 	root := st.guard
-	why := &reason{kind: "if", node: condNode(c), line: c.Position.Line()}
+	why := &reason{kind: "if", node: lastStmt(c.Cond), line: c.Position.Line()}
 	thenSt := st.clone()
 	thenSt.guard = &guard{parent: root, possible: true, why: why}
 	thenEnd := in.stmts(thenSt, c.Then, io)
 	elseSt := st
-	elseSt.guard = &guard{parent: root, possible: true, why: &reason{kind: "else", node: condNode(c), line: c.Position.Line()}}
+	elseSt.guard = &guard{parent: root, possible: true, why: &reason{kind: "else", node: lastStmt(c.Cond), line: c.Position.Line()}}
 	elseSt.status = stOK
-	var elseEnd *state
+	elseEnd := elseSt
 	if c.Else != nil {
 		elseEnd = in.ifClause(elseSt, c.Else, io)
-	} else {
-		elseEnd = elseSt
 	}
 	return join(root, []*state{thenEnd, elseEnd}, nil, &reason{kind: "after", line: c.Position.Line()})
-}
-
-func condNode(c *syntax.IfClause) syntax.Node {
-	if len(c.Cond) == 1 {
-		return c.Cond[0]
-	}
-	if len(c.Cond) > 0 {
-		return c.Cond[len(c.Cond)-1]
-	}
-	return nil
 }
 
 func (in *interp) binary(st *state, c *syntax.BinaryCmd, io ioctx) *state {
@@ -281,18 +259,15 @@ func (in *interp) binary(st *state, c *syntax.BinaryCmd, io ioctx) *state {
 		st.status = stUnknown
 		return st
 	}
-	and := c.Op == syntax.AndStmt
+	runY, kind := stOK, "&&"
 	xio := io
-	if !and && isTrue(c.Y) {
-		xio.ignored = true
+	if c.Op == syntax.OrStmt {
+		runY, kind = stFail, "||"
+		xio.ignored = xio.ignored || isTrue(c.Y)
 	}
 	st = in.stmt(st, c.X, xio)
 	if st.flow != flowLive {
 		return st
-	}
-	runY := stOK
-	if !and {
-		runY = stFail
 	}
 	switch st.status {
 	case runY:
@@ -301,10 +276,6 @@ func (in *interp) binary(st *state, c *syntax.BinaryCmd, io ioctx) *state {
 		return st
 	}
 	root := st.guard
-	kind := "&&"
-	if !and {
-		kind = "||"
-	}
 	why := &reason{kind: kind, node: c.X, line: c.OpPos.Line()}
 	ySt := st.clone()
 	ySt.guard = &guard{parent: root, possible: true, why: why}

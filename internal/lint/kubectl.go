@@ -1,6 +1,8 @@
 package lint
 
 import (
+	"cmp"
+	"fmt"
 	"strings"
 
 	"github.com/dpfdoctor/dpfdoctor/internal/access"
@@ -33,6 +35,7 @@ var (
 		"output-watch-events", "server-print", "subresource-name")
 	shortFlags = map[byte]string{'n': "namespace", 'o': "output", 'f': "filename", 'l': "selector", 'c': "container",
 		'p': "patch", 'k': "kustomize", 'L': "label-columns", 's': "server"}
+	boolShortFlags = map[byte]string{'A': "all-namespaces", 'w': "watch"}
 	// Flags written --flag=value only; bare they are booleans.
 	optionalValueFlags = set("dry-run", "server-print", "show-kind", "output-watch-events")
 )
@@ -107,11 +110,8 @@ func parseKubectl(args []text) (*kubectlArgs, string) {
 			long, known := shortFlags[s[1]]
 			if !known || k.verb == "logs" && s[1] == 'p' {
 				for _, c := range []byte(s[1:]) {
-					if c == 'A' {
-						k.flags["all-namespaces"] = append(k.flags["all-namespaces"], lit("true"))
-					}
-					if c == 'w' {
-						k.flags["watch"] = append(k.flags["watch"], lit("true"))
+					if long := boolShortFlags[c]; long != "" {
+						k.flags[long] = append(k.flags[long], lit("true"))
 					}
 				}
 				continue
@@ -157,7 +157,7 @@ func (in *interp) kubectl(st *state, c *syntax.CallExpr, alts [][]text, io ioctx
 			in.warn(c.Pos().Line(), problem)
 			continue
 		}
-		k := &kubectlCtx{in: in, args: args, ns: lit(in.opts.defaultNamespace())}
+		k := &kubectlCtx{in: in, args: args, ns: lit(cmp.Or(in.opts.DefaultNamespace, "default"))}
 		if ns, ok := args.last("namespace"); ok {
 			k.ns = ns
 		}
@@ -172,18 +172,14 @@ func (in *interp) kubectl(st *state, c *syntax.CallExpr, alts [][]text, io ioctx
 	}
 }
 
-func (k *kubectlCtx) warnf(format string, a ...string) {
-	s := format
-	for _, x := range a {
-		s = strings.Replace(s, "%s", x, 1)
-	}
-	k.warns = append(k.warns, s)
+func (k *kubectlCtx) warnf(format string, a ...any) {
+	k.warns = append(k.warns, fmt.Sprintf(format, a...))
 }
 
 // targets walks "TYPE[,TYPE] NAME..." or "TYPE/NAME..." arguments. named is
 // called per name, collection per type given without names. Requests on a
 // type lint does not know use a guessed resource and are possible.
-func (k *kubectlCtx) targets(pos []text, named func(dpf.Kind, string, text), collection func(dpf.Kind, string)) {
+func (k *kubectlCtx) targets(pos []text, named func(dpf.Kind, text), collection func(dpf.Kind)) {
 	if len(pos) == 0 {
 		k.warnf("kubectl %s without a resource type", k.args.verb)
 		return
@@ -195,15 +191,15 @@ func (k *kubectlCtx) targets(pos []text, named func(dpf.Kind, string, text), col
 				k.warnf("kubectl %s mixes TYPE/NAME and other arguments: %s", k.args.verb, p.String())
 				continue
 			}
-			k.each(typ, func(kind dpf.Kind, word string) { named(kind, word, name) })
+			k.each(typ, func(kind dpf.Kind) { named(kind, name) })
 		}
 		return
 	}
 	names := pos[1:]
-	k.each(pos[0], func(kind dpf.Kind, word string) {
+	k.each(pos[0], func(kind dpf.Kind) {
 		if len(names) == 0 {
 			if collection != nil {
-				collection(kind, word)
+				collection(kind)
 			}
 			return
 		}
@@ -211,22 +207,14 @@ func (k *kubectlCtx) targets(pos []text, named func(dpf.Kind, string, text), col
 			if n.empty() {
 				continue // kubectl rejects an empty name before any request
 			}
-			named(kind, word, n)
+			named(kind, n)
 		}
 	})
 }
 
-func namedVerb(v string) string {
-	switch v {
-	case "describe", "wait", "label", "annotate":
-		return "get"
-	}
-	return v
-}
-
 // each resolves a comma-separated type list. A type lint does not know
 // gets a guessed resource; the requests made for it are marked possible.
-func (k *kubectlCtx) each(types text, f func(kind dpf.Kind, word string)) {
+func (k *kubectlCtx) each(types text, f func(dpf.Kind)) {
 	s, ok := types.exact()
 	if !ok {
 		k.warnf("kubectl %s of an unresolved resource type: %s", k.args.verb, types.String())
@@ -240,12 +228,12 @@ func (k *kubectlCtx) each(types text, f func(kind dpf.Kind, word string)) {
 			k.warnf("kubectl %s all is not expanded: its requests are not checked", k.args.verb)
 			continue
 		}
-		kind, known := k.in.lookupKind(word)
+		kind, known := dpf.LookupKind(k.in.kinds, word)
 		if !known {
 			kind = guessKind(word)
 		}
 		start := len(k.needs)
-		f(kind, word)
+		f(kind)
 		if !known {
 			for i := start; i < len(k.needs); i++ {
 				k.needs[i].unknownKind = word
@@ -279,28 +267,27 @@ func resourceWords(pos []text) []text {
 	return out
 }
 
-// req builds the request for a kind and a name (nil: no name).
-func (k *kubectlCtx) req(kind dpf.Kind, word, verb, sub string, name text) need {
-	n := need{req: requestFor(kind, verb, sub)}
-	k.scope(&n, kind.Namespaced, k.ns)
+// want adds the request for a kind and a name (nil: no name) in the
+// invocation's namespace.
+func (k *kubectlCtx) want(kind dpf.Kind, verb, sub string, name text) {
+	k.add(k.need(kind, verb, sub, name, k.ns))
+}
+
+// need builds a request; ns is ignored for cluster-scoped kinds and with
+// --all-namespaces.
+func (k *kubectlCtx) need(kind dpf.Kind, verb, sub string, name, ns text) need {
+	n := need{req: access.Request{Verb: verb, Group: kind.Group, Resource: kind.Resource, Subresource: sub}}
 	setName(&n, name)
-	return n
-}
-
-func requestFor(kind dpf.Kind, verb, sub string) access.Request {
-	return access.Request{Verb: verb, Group: kind.Group, Resource: kind.Resource, Subresource: sub}
-}
-
-func (k *kubectlCtx) scope(n *need, namespaced bool, ns text) {
-	if !namespaced || k.allNS {
-		return
+	if !kind.Namespaced || k.allNS {
+		return n
 	}
 	if s, ok := ns.exact(); ok {
 		n.req.Namespace = s
-		return
+		return n
 	}
 	n.nsPattern = ns.String()
 	n.req.Namespace = n.nsPattern
+	return n
 }
 
 func setName(n *need, name text) {
@@ -323,10 +310,6 @@ func plural(s string) string {
 		return s[:len(s)-1] + "ies"
 	}
 	return s + "s"
-}
-
-func (in *interp) lookupKind(word string) (dpf.Kind, bool) {
-	return dpf.LookupKind(in.kinds, word)
 }
 
 // cutText splits t at the first sep inside a known part.

@@ -12,11 +12,13 @@ package lint
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
-	"sort"
+	"regexp"
+	"slices"
 	"strings"
 
 	"github.com/dpfdoctor/dpfdoctor/internal/access"
@@ -126,13 +128,6 @@ type Options struct {
 	ServiceAccount string
 }
 
-func (o *Options) defaultNamespace() string {
-	if o.DefaultNamespace == "" {
-		return "default"
-	}
-	return o.DefaultNamespace
-}
-
 // Script is a parsed shell script.
 type Script struct {
 	Name string
@@ -237,7 +232,6 @@ func (e *evaluator) decide(r access.Request) rbac.Decision {
 // resolved is checked for any name; when that is denied but some name the
 // RBAC lists would be allowed, the denial is only possible.
 func (e *evaluator) evaluate(f *Finding) {
-	names, namespaces := e.names, e.namespaces
 	f.Decision = e.decide(f.Request)
 	if f.Decision.Allowed {
 		return
@@ -251,7 +245,7 @@ func (e *evaluator) evaluate(f *Finding) {
 	}
 	if f.NamePattern != "" {
 		var ok []string
-		for _, n := range names {
+		for _, n := range e.names {
 			if !globMatch(f.nameGlob, n) {
 				continue
 			}
@@ -268,7 +262,7 @@ func (e *evaluator) evaluate(f *Finding) {
 		}
 	}
 	if f.NamespacePattern != "" {
-		for _, ns := range namespaces {
+		for _, ns := range e.namespaces {
 			r := f.Request
 			r.Namespace = ns
 			if e.decide(r).Allowed {
@@ -332,10 +326,10 @@ func newInterp(name string, o *Options) *interp {
 		funcs:    map[string]*syntax.FuncDecl{},
 		called:   map[*syntax.FuncDecl]bool{},
 		recs:     map[recKey]*record{},
-		warned:   map[string]bool{},
+		warned:   map[Warning]bool{},
 		callText: map[*syntax.CallExpr]string{},
 		printer:  syntax.NewPrinter(syntax.SingleLine(true)),
-		patterns: map[string]*patternRE{},
+		patterns: map[string]*regexp.Regexp{},
 		calls:    map[*syntax.CallExpr]bool{},
 	}
 }
@@ -405,12 +399,7 @@ func (in *interp) record(st *state, c *syntax.CallExpr, n need, io ioctx) {
 		r.f.StderrHidden = r.f.StderrHidden && hidden
 		r.f.FailureIgnored = r.f.FailureIgnored && io.ignored
 	}
-	for _, g := range r.guards {
-		if g == st.guard {
-			return
-		}
-	}
-	if len(r.guards) < maxGuardsPerAt {
+	if !slices.Contains(r.guards, st.guard) && len(r.guards) < maxGuardsPerAt {
 		r.guards = append(r.guards, st.guard)
 	}
 }
@@ -432,35 +421,19 @@ func (in *interp) findings() []Finding {
 	out := make([]Finding, 0, len(in.order))
 	for _, r := range in.order {
 		f := r.f
-		f.Certainty = Possible
+		f.Certainty, f.Why = Possible, r.note
 		switch {
 		case r.possible:
-			f.Why = r.note
-		default:
-			for _, g := range r.guards {
-				if g.certain() {
-					f.Certainty = Certain
-					break
-				}
-			}
-			if f.Certainty == Possible && len(r.guards) > 0 {
-				f.Why = in.explain(r.guards[0].innermost())
-			}
+		case slices.ContainsFunc(r.guards, (*guard).certain):
+			f.Certainty = Certain
+		case len(r.guards) > 0:
+			f.Why = in.explain(r.guards[0].possibleBelow(nil).why)
 		}
 		out = append(out, f)
 	}
-	sort.SliceStable(out, func(i, j int) bool {
-		a, b := out[i], out[j]
-		if a.File != b.File {
-			return a.File < b.File
-		}
-		if a.Line != b.Line {
-			return a.Line < b.Line
-		}
-		if a.Col != b.Col {
-			return a.Col < b.Col
-		}
-		return a.Request.Key()+a.NamePattern < b.Request.Key()+b.NamePattern
+	slices.SortStableFunc(out, func(a, b Finding) int {
+		return cmp.Or(cmp.Compare(a.File, b.File), cmp.Compare(a.Line, b.Line), cmp.Compare(a.Col, b.Col),
+			cmp.Compare(a.Request.Key()+a.NamePattern, b.Request.Key()+b.NamePattern))
 	})
 	return out
 }
@@ -475,16 +448,12 @@ func (in *interp) explain(r *reason) string {
 		src = in.source(r.node)
 	}
 	switch r.kind {
-	case "if":
+	case "if", "&&":
 		return fmt.Sprintf("only if `%s` succeeds (line %d), which lint cannot resolve", src, r.line)
-	case "else":
+	case "else", "||":
 		return fmt.Sprintf("only if `%s` fails (line %d), which lint cannot resolve", src, r.line)
 	case "case":
 		return fmt.Sprintf("only when case pattern `%s` matches (line %d), which lint cannot resolve", src, r.line)
-	case "&&":
-		return fmt.Sprintf("only if `%s` succeeds (line %d), which lint cannot resolve", src, r.line)
-	case "||":
-		return fmt.Sprintf("only if `%s` fails (line %d), which lint cannot resolve", src, r.line)
 	case "while", "for":
 		return fmt.Sprintf("inside a loop (line %d) that may not run: `%s` is not resolved", r.line, src)
 	case "uncalled":
@@ -495,7 +464,7 @@ func (in *interp) explain(r *reason) string {
 
 // globMatch matches a name against a glob built by text.glob.
 func globMatch(glob, name string) bool {
-	in := &interp{patterns: map[string]*patternRE{}}
+	in := &interp{patterns: map[string]*regexp.Regexp{}}
 	p := in.pattern(glob)
-	return p != nil && p.match(name)
+	return p != nil && p.MatchString(name)
 }

@@ -53,22 +53,15 @@ func (in *interp) loop(st *state, spec loopSpec) *state {
 			}
 			prev = cur.clone()
 		}
-		iterRoot := cur.guard
 		records := len(in.order)
-		end := spec.body(cur)
-		cur = join(iterRoot, append(cont.states, end), []*frame{cont}, &reason{kind: "after", line: spec.why.line})
-		cont.states = nil
-		if cur.flow == flowLive && spec.post != nil {
-			cur = spec.post(cur)
-		}
-		if cur.flow != flowLive {
+		if cur = spec.iterate(cur, cont); cur.flow != flowLive {
 			exits = append(exits, cur)
 			break
 		}
 		// Once iterations only run on some paths (after a conditional
 		// break) and stop finding new calls, the rest is walked once,
 		// abstractly: a 30-attempt retry loop costs a few iterations.
-		widen = i >= minConcrete && len(in.order) == records && possibleSince(cur.guard, root)
+		widen = i >= minConcrete && len(in.order) == records && cur.guard.possibleBelow(root) != nil
 	}
 	res := join(root, append(brk.states, exits...), []*frame{brk, cont}, &reason{kind: "after", line: spec.why.line})
 	if res.flow == flowLive {
@@ -85,17 +78,10 @@ func (in *interp) abstractIteration(cur *state, spec loopSpec, cont *frame, poss
 	if spec.abstract != nil {
 		spec.abstract(body)
 	}
-	iterRoot := body.guard
 	if possible {
-		body.guard = &guard{parent: iterRoot, possible: true, why: spec.why}
+		body.guard = &guard{parent: body.guard, possible: true, why: spec.why}
 	}
-	bodyRoot := body.guard
-	end := spec.body(body)
-	it := join(bodyRoot, append(cont.states, end), []*frame{cont}, &reason{kind: "after", line: spec.why.line})
-	cont.states = nil
-	if it.flow == flowLive && spec.post != nil {
-		it = spec.post(it)
-	}
+	it := spec.iterate(body, cont)
 	if it.flow != flowLive {
 		if possible {
 			return []*state{pre, it}
@@ -112,14 +98,17 @@ func (in *interp) abstractIteration(cur *state, spec loopSpec, cont *frame, poss
 	return []*state{m}
 }
 
-// possibleSince reports whether a possible guard lies between g and root.
-func possibleSince(g, root *guard) bool {
-	for x := g; x != nil && x != root; x = x.parent {
-		if x.possible {
-			return true
-		}
+// iterate runs the body once from cur, joins the paths that continue, and
+// runs the step.
+func (spec loopSpec) iterate(cur *state, cont *frame) *state {
+	root := cur.guard
+	end := spec.body(cur)
+	it := join(root, append(cont.states, end), []*frame{cont}, &reason{kind: "after", line: spec.why.line})
+	cont.states = nil
+	if it.flow == flowLive && spec.post != nil {
+		it = spec.post(it)
 	}
-	return false
+	return it
 }
 
 // sameState reports whether two loop iterations start alike.
@@ -159,19 +148,10 @@ func (in *interp) forClause(st *state, c *syntax.ForClause, io ioctx) *state {
 	switch l := c.Loop.(type) {
 	case *syntax.WordIter:
 		name := l.Name.Value
-		var items []text
-		unknownList := false
+		items, unknownList := st.args, st.argsUnknown // for x; do: the arguments
 		if l.InPos.IsValid() {
 			alts, unknownCount := in.expandFields(st, l.Items, io)
-			if len(alts) == 1 && !unknownCount {
-				items = alts[0]
-			} else {
-				unknownList = true
-			}
-		} else if st.argsUnknown {
-			unknownList = true
-		} else {
-			items = st.args
+			items, unknownList = alts[0], len(alts) != 1 || unknownCount
 		}
 		return in.loop(st, loopSpec{
 			next: func(cur *state, i int) (*state, status) {
@@ -181,11 +161,11 @@ func (in *interp) forClause(st *state, c *syntax.ForClause, io ioctx) *state {
 				if i >= len(items) {
 					return cur, stFail
 				}
-				cur.setVar(name, variable{val: value{items[i]}})
+				cur.vars.set(name, variable{val: value{items[i]}})
 				return cur, stOK
 			},
 			body:       body,
-			abstract:   func(cur *state) { cur.setVar(name, variable{val: unknownValue(varPlaceholder(name))}) },
+			abstract:   func(cur *state) { cur.vars.set(name, variable{val: unknownValue(varPlaceholder(name))}) },
 			assumeOnce: true,
 			why:        why,
 		})
@@ -198,11 +178,7 @@ func (in *interp) forClause(st *state, c *syntax.ForClause, io ioctx) *state {
 				if l.Cond == nil {
 					return cur, stOK
 				}
-				n, ok := in.arith(cur, l.Cond, io)
-				if !ok {
-					return cur, stUnknown
-				}
-				return cur, statusOf(n != 0)
+				return cur, in.arithStatus(cur, l.Cond, io)
 			},
 			body: body,
 			post: func(cur *state) *state {
@@ -213,7 +189,7 @@ func (in *interp) forClause(st *state, c *syntax.ForClause, io ioctx) *state {
 			},
 			abstract: func(cur *state) {
 				for _, n := range arithNames(l.Init, l.Cond, l.Post) {
-					cur.setVar(n, variable{val: unknownValue(varPlaceholder(n))})
+					cur.vars.set(n, variable{val: unknownValue(varPlaceholder(n))})
 				}
 			},
 			assumeOnce: true,

@@ -50,33 +50,24 @@ func (k *kubectlCtx) objectNeeds(stdin value, f func(object)) {
 	}
 }
 
-func (k *kubectlCtx) objectReq(o object, verb string, named bool) need {
-	n := need{req: requestFor(o.k, verb, "")}
-	ns := k.ns
+// objectReq is the request verb makes on o; named says whether it names
+// the object (a create does not).
+func (k *kubectlCtx) objectReq(o object, verb, sub string, named bool) need {
+	ns, name := k.ns, o.name
 	if len(o.ns) > 0 {
 		ns = o.ns
 	}
-	k.scope(&n, o.k.Namespaced, ns)
-	if named {
-		setName(&n, o.name)
+	if !named {
+		name = nil
 	}
-	return n
-}
-
-func (k *kubectlCtx) objectReqSub(o object, verb, sub string) need {
-	n := k.objectReq(o, verb, true)
-	n.req.Subresource = sub
-	return n
+	return k.need(o.k, verb, sub, name, ns)
 }
 
 // parseObjects reads the objects of every alternative of stdin.
 func (in *interp) parseObjects(stdin value) ([]object, []string) {
-	type entry struct {
-		o     object
-		count int
-	}
-	var order []string
-	byKey := map[string]*entry{}
+	var out []object
+	var counts []int // how many alternatives hold out[i]
+	index := map[string]int{}
 	var problems []string
 	parsed := 0
 	for _, alt := range stdin {
@@ -93,19 +84,16 @@ func (in *interp) parseObjects(stdin value) ([]object, []string) {
 				continue
 			}
 			seen[key] = true
-			if e, ok := byKey[key]; ok {
-				e.count++
+			if j, ok := index[key]; ok {
+				counts[j]++
 				continue
 			}
-			byKey[key] = &entry{o: o, count: 1}
-			order = append(order, key)
+			index[key] = len(out)
+			out, counts = append(out, o), append(counts, 1)
 		}
 	}
-	out := make([]object, 0, len(order))
-	for _, key := range order {
-		e := byKey[key]
-		e.o.partial = e.count < parsed || parsed < len(stdin)
-		out = append(out, e.o)
+	for i := range out {
+		out[i].partial = counts[i] < parsed || parsed < len(stdin)
 	}
 	return out, problems
 }

@@ -35,11 +35,13 @@ func Write(w io.Writer, r *Report, format, toolVersion string) error {
 }
 
 // WriteJSON renders the report as indented JSON.
-func WriteJSON(w io.Writer, r *Report) error {
+func WriteJSON(w io.Writer, r *Report) error { return writeJSON(w, r, "lint report") }
+
+func writeJSON(w io.Writer, v any, what string) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
-	if err := enc.Encode(r); err != nil {
-		return fmt.Errorf("write lint report: %w", err)
+	if err := enc.Encode(v); err != nil {
+		return fmt.Errorf("write %s: %w", what, err)
 	}
 	return nil
 }
@@ -96,8 +98,7 @@ func WriteText(w io.Writer, r *Report) error {
 		b.WriteString("\n# Least-privilege RBAC that allows the denied certain requests:\n")
 		b.WriteString(r.Suggestion)
 	}
-	_, err := io.WriteString(w, b.String())
-	if err != nil {
+	if _, err := io.WriteString(w, b.String()); err != nil {
 		return fmt.Errorf("write lint report: %w", err)
 	}
 	return nil

@@ -172,7 +172,7 @@ func (in *interp) paramOp(st *state, pe *syntax.ParamExp, name string, v value, 
 			res = v
 		}
 		if (op == syntax.AssignUnset || op == syntax.AssignUnsetOrNull) && isName(name) {
-			st.setVar(name, variable{val: res})
+			st.vars.set(name, variable{val: res})
 		}
 		return res
 	case syntax.AlternateUnset, syntax.AlternateUnsetOrNull:
@@ -273,7 +273,7 @@ func (in *interp) replace(st *state, pe *syntax.ParamExp, v value, io ioctx) val
 	return mapKnown(v, ph, func(s string) (string, bool) {
 		r, ok := expandOn(s, x)
 		switch {
-		case anchor == "" || r == s && !re.match(""):
+		case anchor == "" || r == s && !re.MatchString(""):
 		case anchor == "#":
 			r = with + r
 		default:
@@ -300,8 +300,11 @@ func (in *interp) slice(st *state, pe *syntax.ParamExp, v value, io ioctx) value
 		x.Slice.Length = litWord(strconv.FormatInt(length, 10))
 	}
 	return mapKnown(v, ph, func(s string) (string, bool) {
-		n := int64(utf8.RuneCountInString(s))
-		if o := off + n*boolInt(off < 0); length < 0 && o <= n && n+length < o {
+		n, o := int64(utf8.RuneCountInString(s)), off
+		if off < 0 {
+			o += n
+		}
+		if length < 0 && o <= n && n+length < o {
 			return "", false
 		}
 		return expandOn(s, x)
@@ -320,11 +323,4 @@ func expandOn(s string, x syntax.ParamExp) (string, bool) {
 // keeps its meaning, and the empty quotes first stop tilde expansion.
 func patWord(s string) *syntax.Word {
 	return &syntax.Word{Parts: []syntax.WordPart{&syntax.SglQuoted{}, &syntax.Lit{Value: s}}}
-}
-
-func boolInt(b bool) int64 {
-	if b {
-		return 1
-	}
-	return 0
 }

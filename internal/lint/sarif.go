@@ -1,7 +1,6 @@
 package lint
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"path/filepath"
@@ -142,13 +141,7 @@ func WriteSARIF(w io.Writer, r *Report, toolVersion string) error {
 		run.Results = append(run.Results, sarifResult{RuleID: RuleNotChecked, RuleIndex: 2, Level: "note",
 			Message: sarifText{wn.Message + "."}, Locations: []sarifLocation{location(wn.File, wn.Line, 0)}})
 	}
-	log := sarifLog{Schema: "https://json.schemastore.org/sarif-2.1.0.json", Version: "2.1.0", Runs: []sarifRun{run}}
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	if err := enc.Encode(log); err != nil {
-		return fmt.Errorf("write SARIF: %w", err)
-	}
-	return nil
+	return writeJSON(w, sarifLog{Schema: "https://json.schemastore.org/sarif-2.1.0.json", Version: "2.1.0", Runs: []sarifRun{run}}, "SARIF")
 }
 
 func location(file string, line, col int) sarifLocation {

@@ -1,6 +1,9 @@
 package lint
 
 import (
+	"maps"
+	"slices"
+
 	"mvdan.cc/sh/v3/syntax"
 )
 
@@ -46,15 +49,12 @@ func (v variable) same(w variable) bool {
 	if !v.isArr {
 		return v.val.same(w.val)
 	}
-	if len(v.arr) != len(w.arr) {
-		return false
-	}
-	for i := range v.arr {
-		if v.arr[i].key() != w.arr[i].key() {
-			return false
-		}
-	}
-	return true
+	return sameTexts(v.arr, w.arr)
+}
+
+// sameTexts reports whether a and b hold the same texts in the same order.
+func sameTexts(a, b []text) bool {
+	return slices.EqualFunc(a, b, func(x, y text) bool { return x.key() == y.key() })
 }
 
 // scalar is the variable read as $name: an array's first element.
@@ -113,10 +113,6 @@ func (st *state) clone() *state {
 	return &c // locals are copied on write (declareLocal, merge)
 }
 
-// setVar assigns a variable, remembering the outer value first if the
-// current function declared it local.
-func (st *state) setVar(name string, v variable) { st.vars.set(name, v) }
-
 // declareLocal makes name local to the innermost function call.
 func (st *state) declareLocal(name string) {
 	if len(st.locals) == 0 {
@@ -128,12 +124,9 @@ func (st *state) declareLocal(name string) {
 		return
 	}
 	old, ok := st.vars.get(name)
-	next := make(map[string]saved, len(top)+1)
-	for k, v := range top {
-		next[k] = v
-	}
+	next := maps.Clone(top)
 	next[name] = saved{v: old, set: ok}
-	st.locals = append(append([]map[string]saved(nil), st.locals[:n-1]...), next)
+	st.locals = append(slices.Clone(st.locals[:n-1]), next)
 }
 
 // merge joins the variables of paths that meet again: values that differ
@@ -174,16 +167,13 @@ func mergeLocals(a, b []map[string]saved) []map[string]saved {
 				continue
 			}
 			if level == nil {
-				level = make(map[string]saved, len(a[i])+len(b[i]))
-				for x, y := range a[i] {
-					level[x] = y
-				}
+				level = maps.Clone(a[i])
 			}
 			level[k] = v
 		}
 		if level != nil {
 			if out == nil {
-				out = append([]map[string]saved(nil), a...)
+				out = slices.Clone(a)
 			}
 			out[i] = level
 		}
@@ -208,15 +198,7 @@ func sameArgs(a, b *state) bool {
 	if a.argsUnknown || b.argsUnknown {
 		return a.argsUnknown == b.argsUnknown
 	}
-	if len(a.args) != len(b.args) {
-		return false
-	}
-	for i := range a.args {
-		if a.args[i].key() != b.args[i].key() {
-			return false
-		}
-	}
-	return true
+	return sameTexts(a.args, b.args)
 }
 
 // frameKind is what a jump leaves: a function (return), a loop (break or
@@ -261,24 +243,18 @@ type reason struct {
 	fn   string
 }
 
-func (g *guard) certain() bool {
-	for x := g; x != nil; x = x.parent {
+// possibleBelow returns the innermost possible guard on the chain from g up
+// to (not including) stop, nil if there is none.
+func (g *guard) possibleBelow(stop *guard) *guard {
+	for x := g; x != nil && x != stop; x = x.parent {
 		if x.possible {
-			return false
-		}
-	}
-	return true
-}
-
-// innermost returns the reason of the innermost possible guard.
-func (g *guard) innermost() *reason {
-	for x := g; x != nil; x = x.parent {
-		if x.possible {
-			return x.why
+			return x
 		}
 	}
 	return nil
 }
+
+func (g *guard) certain() bool { return g.possibleBelow(nil) == nil }
 
 func isAncestor(root, g *guard) bool {
 	for x := g; x != nil; x = x.parent {
@@ -291,14 +267,7 @@ func isAncestor(root, g *guard) bool {
 
 func resolvedBy(escapes, resolved []*frame) bool {
 	for _, e := range escapes {
-		found := false
-		for _, r := range resolved {
-			if e == r {
-				found = true
-				break
-			}
-		}
-		if !found {
+		if !slices.Contains(resolved, e) {
 			return false
 		}
 	}
@@ -331,28 +300,11 @@ func promote(g, root *guard, resolved []*frame) {
 
 func addFrames(to, from []*frame) []*frame {
 	for _, f := range from {
-		dup := false
-		for _, t := range to {
-			if t == f {
-				dup = true
-				break
-			}
-		}
-		if !dup {
+		if !slices.Contains(to, f) {
 			to = append(to, f)
 		}
 	}
 	return to
-}
-
-func without(fs, drop []*frame) []*frame {
-	var out []*frame
-	for _, f := range fs {
-		if !resolvedBy([]*frame{f}, drop) {
-			out = append(out, f)
-		}
-	}
-	return out
 }
 
 // join merges the paths that meet after a construct. root is the guard in
@@ -367,7 +319,11 @@ func join(root *guard, states []*state, resolved []*frame, why *reason) *state {
 		case flowLive:
 			live = append(live, s)
 		case flowJumped:
-			jumps = addFrames(jumps, without(s.jumps, resolved))
+			for _, f := range s.jumps {
+				if !slices.Contains(resolved, f) {
+					jumps = addFrames(jumps, []*frame{f})
+				}
+			}
 		case flowDead:
 			if dead == nil {
 				dead = s

@@ -38,9 +38,6 @@ func (t text) exact() (string, bool) {
 	if !t.known() {
 		return "", false
 	}
-	if len(t) == 1 {
-		return t[0].s, true
-	}
 	return t.String(), true
 }
 
@@ -112,6 +109,18 @@ func (t text) key() string {
 	return b.String()
 }
 
+// joinTexts joins ts with spaces, as "$*" and echo do.
+func joinTexts(ts []text) text {
+	var t text
+	for i, x := range ts {
+		if i > 0 {
+			t = t.concat(lit(" "))
+		}
+		t = t.concat(x)
+	}
+	return t
+}
+
 // glob turns t into a shell pattern that matches every string t may stand
 // for: known parts quoted, unknown parts "*".
 func (t text) glob() string {
@@ -165,30 +174,13 @@ func (v value) exact() (string, bool) {
 	return v[0].exact()
 }
 
-func (v value) known() bool {
-	for _, t := range v {
-		if !t.known() {
-			return false
-		}
-	}
-	return true
-}
-
 // same reports whether v and w are the same alternatives, cheaply when they
 // share storage.
 func (v value) same(w value) bool {
 	if len(v) != len(w) {
 		return false
 	}
-	if len(v) == 0 || &v[0] == &w[0] {
-		return true
-	}
-	for i := range v {
-		if v[i].key() != w[i].key() {
-			return false
-		}
-	}
-	return true
+	return len(v) == 0 || &v[0] == &w[0] || sameTexts(v, w)
 }
 
 // union merges alternatives, dropping duplicates. Past maxAlts the result
@@ -231,42 +223,3 @@ func concatValues(v, w value, placeholder string) value {
 
 // isIFS reports whether c separates fields.
 func isIFS(c byte) bool { return c == ' ' || c == '\t' || c == '\n' }
-
-// split word-splits t on whitespace in its known parts, as an unquoted
-// expansion is. Unknown parts stay whole and glued to their neighbours.
-func (t text) split() []text {
-	var fields []text
-	var cur text
-	open := false
-	flush := func() {
-		if open {
-			fields = append(fields, cur)
-		}
-		cur, open = nil, false
-	}
-	for _, s := range t {
-		if s.unknown {
-			cur = cur.concat(text{s})
-			open = true
-			continue
-		}
-		start := 0
-		for i := 0; i < len(s.s); i++ {
-			if !isIFS(s.s[i]) {
-				continue
-			}
-			if i > start {
-				cur = cur.concat(lit(s.s[start:i]))
-				open = true
-			}
-			flush()
-			start = i + 1
-		}
-		if start < len(s.s) {
-			cur = cur.concat(lit(s.s[start:]))
-			open = true
-		}
-	}
-	flush()
-	return fields
-}

@@ -1,5 +1,7 @@
 package lint
 
+import "maps"
+
 // varStore holds a path's variables as layers: a writable top over frozen
 // parents shared with other paths. Cloning a state is then O(1), and
 // comparing or merging two paths only looks at the layers above the one they
@@ -60,65 +62,52 @@ func (vs *varStore) flatten() *varStore {
 			}
 		}
 	}
-	for k, v := range m {
-		if v.gone {
-			delete(m, k)
-		}
-	}
+	maps.DeleteFunc(m, func(_ string, v variable) bool { return v.gone })
 	return &varStore{local: m}
 }
 
-// names lists the variables defined in layers above stop (all layers when
-// stop is nil), tombstones included.
-func (vs *varStore) names(stop *varStore, into map[string]bool) {
-	for l := vs; l != nil && l != stop; l = l.parent {
-		for k := range l.local {
-			into[k] = true
+// changed returns the deepest layer the stores share and the names set
+// (or unset) in any of them above it.
+func changed(stores ...*varStore) (*varStore, map[string]bool) {
+	base := common(stores)
+	names := map[string]bool{}
+	for _, s := range stores {
+		for l := s; l != nil && l != base; l = l.parent {
+			for k := range l.local {
+				names[k] = true
+			}
 		}
 	}
+	return base, names
 }
 
 // common returns the deepest layer every store shares (nil if none).
 func common(stores []*varStore) *varStore {
+	var chain []*varStore
 	index := map[*varStore]int{}
-	i := 0
 	for l := stores[0]; l != nil; l = l.parent {
-		index[l] = i
-		i++
+		index[l] = len(chain)
+		chain = append(chain, l)
 	}
-	best := -1
+	best := 0
 	for _, s := range stores[1:] {
 		found := -1
-		for l := s; l != nil; l = l.parent {
+		for l := s; l != nil && found < 0; l = l.parent {
 			if j, ok := index[l]; ok {
 				found = j
-				break
 			}
 		}
 		if found < 0 {
 			return nil
 		}
-		if found > best {
-			best = found
-		}
+		best = max(best, found)
 	}
-	if best < 0 {
-		return stores[0]
-	}
-	for l := stores[0]; l != nil; l = l.parent {
-		if index[l] == best {
-			return l
-		}
-	}
-	return nil
+	return chain[best]
 }
 
 // sameVars reports whether two stores hold the same variables.
 func sameVars(a, b *varStore) bool {
-	base := common([]*varStore{a, b})
-	names := map[string]bool{}
-	a.names(base, names)
-	b.names(base, names)
+	_, names := changed(a, b)
 	for n := range names {
 		x, okX := a.get(n)
 		y, okY := b.get(n)
@@ -132,11 +121,7 @@ func sameVars(a, b *varStore) bool {
 // mergeStores joins the variables of paths that meet again: values that
 // differ become alternatives (or unknown).
 func mergeStores(stores []*varStore) *varStore {
-	base := common(stores)
-	names := map[string]bool{}
-	for _, s := range stores {
-		s.names(base, names)
-	}
+	base, names := changed(stores...)
 	depth := 0
 	if base != nil {
 		depth = base.depth + 1
@@ -147,16 +132,16 @@ func mergeStores(stores []*varStore) *varStore {
 		if !ok {
 			v = variable{val: unknownValue(varPlaceholder(n))}
 		}
-		changed := !ok
+		differs := !ok
 		for _, s := range stores[1:] {
 			w, okW := s.get(n)
 			if !okW {
 				w = variable{val: unknownValue(varPlaceholder(n))}
-				changed = true
+				differs = true
 			}
-			if changed || !v.same(w) {
+			if differs || !v.same(w) {
 				v = mergeVar(n, v, w)
-				changed = true
+				differs = true
 			}
 		}
 		out.local[n] = v

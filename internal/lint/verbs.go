@@ -23,11 +23,11 @@ func (k *kubectlCtx) verbNeeds(stdin value) {
 		force := a.has("force")
 		k.objectNeeds(stdin, func(o object) {
 			if force {
-				k.add(k.objectReq(o, "delete", true), false, "")
-				k.add(k.objectReq(o, "create", false), false, "")
+				k.add(k.objectReq(o, "delete", "", true))
+				k.add(k.objectReq(o, "create", "", false))
 				return
 			}
-			k.add(k.objectReq(o, "update", true), false, "")
+			k.add(k.objectReq(o, "update", "", true))
 		})
 	case "patch":
 		verb := "patch"
@@ -39,47 +39,43 @@ func (k *kubectlCtx) verbNeeds(stdin value) {
 			sub = s.String()
 		}
 		if a.has("filename") {
-			k.objectNeeds(stdin, func(o object) { k.add(k.objectReqSub(o, verb, sub), false, "") })
+			k.objectNeeds(stdin, func(o object) { k.add(k.objectReq(o, verb, sub, true)) })
 			return
 		}
 		// A named target is read (its subresource, if given) before the
 		// PATCH: cli-runtime's builder retrieves objects it was not given.
-		k.targets(a.pos, func(kind dpf.Kind, word string, name text) {
+		k.targets(a.pos, func(kind dpf.Kind, name text) {
 			if verb != "get" {
-				k.add(k.req(kind, word, "get", sub, name), false, "")
+				k.want(kind, "get", sub, name)
 			}
-			k.add(k.req(kind, word, verb, sub, name), false, "")
+			k.want(kind, verb, sub, name)
 		}, nil)
 	case "delete":
 		if a.has("filename") {
-			k.objectNeeds(stdin, func(o object) { k.add(k.objectReq(o, "delete", true), false, "") })
+			k.objectNeeds(stdin, func(o object) { k.add(k.objectReq(o, "delete", "", true)) })
 			return
 		}
-		k.targets(a.pos, func(kind dpf.Kind, word string, name text) {
-			k.add(k.req(kind, word, "delete", "", name), false, "")
-		}, func(kind dpf.Kind, word string) {
+		k.targets(a.pos, func(kind dpf.Kind, name text) { k.want(kind, "delete", "", name) }, func(kind dpf.Kind) {
 			if a.has("selector") || a.has("all") || a.has("field-selector") {
-				k.add(k.req(kind, word, "list", "", nil), false, "")
-				k.add(k.req(kind, word, "delete", "", unknownText("${each}")), false, "")
+				k.want(kind, "list", "", nil)
+				k.want(kind, "delete", "", unknownText("${each}"))
 			}
 		})
 	case "label", "annotate":
 		pos := resourceWords(a.pos)
-		k.targets(pos, func(kind dpf.Kind, word string, name text) {
-			k.add(k.req(kind, word, "get", "", name), false, "")
-			k.add(k.req(kind, word, "patch", "", name), false, "")
-		}, func(kind dpf.Kind, word string) {
-			k.add(k.req(kind, word, "list", "", nil), false, "")
-			k.add(k.req(kind, word, "patch", "", unknownText("${each}")), false, "")
+		k.targets(pos, func(kind dpf.Kind, name text) {
+			k.want(kind, "get", "", name)
+			k.want(kind, "patch", "", name)
+		}, func(kind dpf.Kind) {
+			k.want(kind, "list", "", nil)
+			k.want(kind, "patch", "", unknownText("${each}"))
 		})
 	case "wait":
-		k.targets(a.pos, func(kind dpf.Kind, word string, _ text) {
-			k.add(k.req(kind, word, "list", "", nil), false, "")
-			k.add(k.req(kind, word, "watch", "", nil), false, "")
-		}, func(kind dpf.Kind, word string) {
-			k.add(k.req(kind, word, "list", "", nil), false, "")
-			k.add(k.req(kind, word, "watch", "", nil), false, "")
-		})
+		listWatch := func(kind dpf.Kind) {
+			k.want(kind, "list", "", nil)
+			k.want(kind, "watch", "", nil)
+		}
+		k.targets(a.pos, func(kind dpf.Kind, _ text) { listWatch(kind) }, listWatch)
 	case "logs", "attach", "exec", "port-forward":
 		k.podNeeds()
 	case "version":
@@ -102,19 +98,19 @@ func (k *kubectlCtx) readNeeds(stdin value) {
 	a := k.args
 	watch := a.has("watch") || a.has("watch-only")
 	if a.has("filename") {
-		k.objectNeeds(stdin, func(o object) { k.add(k.objectReq(o, "get", true), false, "") })
+		k.objectNeeds(stdin, func(o object) { k.add(k.objectReq(o, "get", "", true)) })
 		return
 	}
-	k.targets(a.pos, func(kind dpf.Kind, word string, name text) {
-		k.add(k.req(kind, word, "get", "", name), false, "")
+	k.targets(a.pos, func(kind dpf.Kind, name text) {
+		k.want(kind, "get", "", name)
 		if watch {
-			k.add(k.req(kind, word, "list", "", nil), false, "")
-			k.add(k.req(kind, word, "watch", "", nil), false, "")
+			k.want(kind, "list", "", nil)
+			k.want(kind, "watch", "", nil)
 		}
-	}, func(kind dpf.Kind, word string) {
-		k.add(k.req(kind, word, "list", "", nil), false, "")
+	}, func(kind dpf.Kind) {
+		k.want(kind, "list", "", nil)
 		if watch {
-			k.add(k.req(kind, word, "watch", "", nil), false, "")
+			k.want(kind, "watch", "", nil)
 		}
 	})
 }
@@ -125,7 +121,7 @@ func (k *kubectlCtx) create(stdin value) {
 		return
 	}
 	if a.has("filename") {
-		k.objectNeeds(stdin, func(o object) { k.add(k.objectReq(o, "create", false), false, "") })
+		k.objectNeeds(stdin, func(o object) { k.add(k.objectReq(o, "create", "", false)) })
 		return
 	}
 	if len(a.pos) == 0 {
@@ -143,10 +139,10 @@ func (k *kubectlCtx) create(stdin value) {
 			sa = a.pos[1]
 		}
 		kind := dpf.Kind{Kind: "ServiceAccount", Version: "v1", Resource: "serviceaccounts", Namespaced: true}
-		k.add(k.req(kind, word, "create", "token", sa), false, "")
+		k.want(kind, "create", "token", sa)
 		return
 	}
-	k.each(a.pos[0], func(kind dpf.Kind, word string) { k.add(k.req(kind, word, "create", "", nil), false, "") })
+	k.each(a.pos[0], func(kind dpf.Kind) { k.want(kind, "create", "", nil) })
 }
 
 // apply: client-side apply GETs each object, then CREATEs it when absent
@@ -163,15 +159,17 @@ func (k *kubectlCtx) apply(stdin value) {
 	clientDry := a.flagIs("dry-run", "client")
 	k.objectNeeds(stdin, func(o object) {
 		if serverSide {
-			k.add(k.objectReq(o, "patch", true), false, "")
+			k.add(k.objectReq(o, "patch", "", true))
 			return
 		}
-		k.add(k.objectReq(o, "get", true), false, "")
+		k.add(k.objectReq(o, "get", "", true))
 		if clientDry {
 			return
 		}
-		k.add(k.objectReq(o, "create", false), false, "")
-		k.add(k.objectReq(o, "patch", true), true, "only when the object already exists")
+		k.add(k.objectReq(o, "create", "", false))
+		n := k.objectReq(o, "patch", "", true)
+		n.possible, n.note = true, "only when the object already exists"
+		k.add(n)
 	})
 }
 
@@ -187,8 +185,8 @@ func (k *kubectlCtx) podNeeds() {
 		verb = "get"
 	}
 	if a.verb == "logs" && a.has("selector") {
-		k.add(k.req(pod, "pods", "list", "", nil), false, "")
-		k.add(k.req(pod, "pods", verb, sub, unknownText("${each}")), false, "")
+		k.want(pod, "list", "", nil)
+		k.want(pod, verb, sub, unknownText("${each}"))
 		return
 	}
 	if len(a.pos) == 0 {
@@ -202,18 +200,18 @@ func (k *kubectlCtx) podNeeds() {
 			k.warnf("kubectl %s of an unresolved type: %s", a.verb, typ.String())
 			return
 		}
-		if kind, ok := k.in.lookupKind(word); ok && kind.Resource != "pods" {
-			k.add(k.req(kind, word, "get", "", n), false, "")
-			k.add(k.req(pod, "pods", "list", "", nil), false, "")
+		if kind, ok := dpf.LookupKind(k.in.kinds, word); ok && kind.Resource != "pods" {
+			k.want(kind, "get", "", n)
+			k.want(pod, "list", "", nil)
 			name = unknownText("${pod}")
 		} else {
 			name = n
 		}
 	}
 	if a.verb != "logs" {
-		k.add(k.req(pod, "pods", "get", "", name), false, "")
+		k.want(pod, "get", "", name)
 	}
-	k.add(k.req(pod, "pods", verb, sub, name), false, "")
+	k.want(pod, verb, sub, name)
 }
 
 func (k *kubectlCtx) auth() {
@@ -222,9 +220,9 @@ func (k *kubectlCtx) auth() {
 	}
 	switch k.args.pos[0].String() {
 	case "can-i":
-		k.add(need{req: access.Request{Verb: "create", Group: "authorization.k8s.io", Resource: "selfsubjectaccessreviews"}}, false, "")
+		k.add(need{req: access.Request{Verb: "create", Group: "authorization.k8s.io", Resource: "selfsubjectaccessreviews"}})
 	case "whoami":
-		k.add(need{req: access.Request{Verb: "create", Group: "authentication.k8s.io", Resource: "selfsubjectreviews"}}, false, "")
+		k.add(need{req: access.Request{Verb: "create", Group: "authentication.k8s.io", Resource: "selfsubjectreviews"}})
 	default:
 		k.warnf("kubectl auth %s is not modelled: its requests are not checked", k.args.pos[0].String())
 	}
@@ -236,13 +234,7 @@ func (k *kubectlCtx) nonResource(verb string, url text) {
 		k.warnf("kubectl request to an unresolved URL: %s", url.String())
 		return
 	}
-	k.add(need{req: access.Request{Verb: verb, NonResourceURL: s}}, false, "")
+	k.add(need{req: access.Request{Verb: verb, NonResourceURL: s}})
 }
 
-func (k *kubectlCtx) add(n need, possible bool, note string) {
-	if possible {
-		n.possible = true
-		n.note = note
-	}
-	k.needs = append(k.needs, n)
-}
+func (k *kubectlCtx) add(n need) { k.needs = append(k.needs, n) }
