@@ -24,8 +24,6 @@ import (
 	"github.com/dpfdoctor/dpfdoctor/internal/policy"
 )
 
-func notFound(err error) bool { return apierrors.IsNotFound(err) }
-
 // ErrApplyFailed wraps a failure while writing; the message says whether
 // what was written has been rolled back.
 var ErrApplyFailed = errors.New("apply failed")

@@ -33,7 +33,6 @@ const (
 	objectsDir      = "objects"
 	backupSchema    = "dpfdoctor.dev/backup/v1alpha1"
 	dirMode         = 0o700
-	fileMode        = 0o600
 	timestampFormat = "20060102T150405Z"
 )
 
@@ -293,25 +292,22 @@ func saveReceipt(dir string, r Receipt) error {
 	return writeFile(filepath.Join(dir, ReceiptFile), data)
 }
 
-// writeFile writes atomically (temporary file, then rename) with mode 0600.
+// writeFile writes atomically (temporary file, then rename) with mode 0600,
+// the mode os.CreateTemp gives.
 func writeFile(path string, data []byte) error {
 	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
 	if err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(fileMode); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write %s: %w", path, err)
+	_, err = tmp.Write(data)
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
 	}
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write %s: %w", path, err)
+	if err == nil {
+		err = os.Rename(tmp.Name(), path)
 	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
+	if err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	return nil

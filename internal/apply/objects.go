@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -59,7 +60,7 @@ func get(ctx context.Context, dyn dynamic.Interface, ref plan.ObjectRef) (obj *u
 		return nil, false, err
 	}
 	obj, err = ri.Get(ctx, ref.Name, metav1.GetOptions{})
-	if notFound(err) {
+	if apierrors.IsNotFound(err) {
 		return nil, false, nil
 	}
 	if err != nil {
