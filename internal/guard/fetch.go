@@ -210,10 +210,3 @@ func (f *fetcher) fillEvents(ctx context.Context, b *evidence.Bundle, pods []fai
 	}
 	return nil
 }
-
-// fatal errors stop the reconcile (it is retried with back-off); others are
-// recorded as evidence.
-func fatal(err error) bool {
-	c := kube.Classify(err)
-	return errors.Is(c, kube.ErrUnreachable) || errors.Is(c, kube.ErrUnauthenticated) || errors.Is(err, context.Canceled)
-}
