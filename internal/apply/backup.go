@@ -1,6 +1,7 @@
 package apply
 
 import (
+	"cmp"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -128,9 +129,7 @@ type Backup struct {
 
 // NewBackup prepares a backup under root for p, taken from server.
 func NewBackup(root string, p *plan.Plan, server string, now func() time.Time) *Backup {
-	if root == "" {
-		root = DefaultRoot
-	}
+	root = cmp.Or(root, DefaultRoot)
 	if now == nil {
 		now = time.Now
 	}
@@ -328,9 +327,7 @@ func fileName(r plan.ObjectRef) string {
 
 // Latest returns the newest backup directory under root.
 func Latest(root string) (string, error) {
-	if root == "" {
-		root = DefaultRoot
-	}
+	root = cmp.Or(root, DefaultRoot)
 	entries, err := os.ReadDir(root)
 	if err != nil {
 		return "", fmt.Errorf("%w: no backups under %s: %v", ErrBadBackup, root, err)

@@ -1,6 +1,7 @@
 package evidence
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -151,9 +152,7 @@ func AccessPatterns(pods []Pod, version string) []Pattern {
 		rs, ok := shapes[sh]
 		if !ok {
 			rs = &resolved{subject: p.Subject(), ns: sh.ns}
-			if rs.ns == "" {
-				rs.ns = dpf.DefaultNamespace
-			}
+			rs.ns = cmp.Or(rs.ns, dpf.DefaultNamespace)
 			for _, c := range dpf.Calls(sh.script, sh.certPath) {
 				if c.NonResourceURL != "" {
 					continue

@@ -1,6 +1,7 @@
 package evidence
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"sort"
@@ -98,13 +99,8 @@ func PodsVersion(pods []*corev1.Pod) (version, source string) {
 	counts := map[string]int{}
 	best, bestN := "", 0
 	for _, p := range pods {
-		v := p.Labels[dpf.VersionLabel]
-		if v == "" {
-			v = imageTagOf(p.Spec.InitContainers, dpf.ContainerDMSInit)
-		}
-		if v == "" {
-			v = imageTagOf(p.Spec.Containers, dpf.ContainerHostAgent)
-		}
+		v := cmp.Or(p.Labels[dpf.VersionLabel], imageTagOf(p.Spec.InitContainers, dpf.ContainerDMSInit),
+			imageTagOf(p.Spec.Containers, dpf.ContainerHostAgent))
 		if !versionTag.MatchString(v) {
 			continue
 		}

@@ -2,6 +2,7 @@ package rbac
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -119,9 +120,7 @@ func Render(grants []Grant, o RenderOptions) ([]client.Object, error) {
 }
 
 func (o RenderOptions) complete() (RenderOptions, error) {
-	if o.NamePrefix == "" {
-		o.NamePrefix = DefaultNamePrefix
-	}
+	o.NamePrefix = cmp.Or(o.NamePrefix, DefaultNamePrefix)
 	switch o.Scope {
 	case "":
 		o.Scope = ScopeNames
@@ -129,9 +128,7 @@ func (o RenderOptions) complete() (RenderOptions, error) {
 	default:
 		return o, fmt.Errorf("render RBAC: unknown scope %q (want %q or %q)", o.Scope, ScopeNames, ScopeNamespace)
 	}
-	if o.Subject.Kind == "" {
-		o.Subject.Kind = rbacv1.ServiceAccountKind
-	}
+	o.Subject.Kind = cmp.Or(o.Subject.Kind, rbacv1.ServiceAccountKind)
 	switch o.Subject.Kind {
 	case rbacv1.ServiceAccountKind:
 		o.Subject.APIGroup = ""
