@@ -38,9 +38,7 @@ func (r *run) operatorConfig(ctx context.Context) error {
 		return fmt.Errorf("%w: the cluster serves no %s.%s (no DPFOperatorConfig CRD); install the DPF operator, or point --kubeconfig/--context at the cluster that has it",
 			outcome.ErrNotInstalled, res.Resource, res.Group)
 	case apierrors.IsForbidden(err):
-		req := access.Request{Verb: "list", Group: res.Group, Resource: res.Resource, Namespace: ns}
-		return fmt.Errorf("%w: dpfdoctor needs %q (bind the ClusterRole in docs/rbac/dpfdoctor-readonly.yaml to your user): %v",
-			kube.ErrInsufficientRights, req.String(), err)
+		return needRights(access.Request{Verb: "list", Group: res.Group, Resource: res.Resource, Namespace: ns}, err)
 	case err != nil:
 		return fmt.Errorf("list DPFOperatorConfigs in %s: %w", ns, kube.Classify(err))
 	}
