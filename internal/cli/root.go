@@ -14,8 +14,6 @@ import (
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 )
 
-func errorf(format string, a ...any) error { return fmt.Errorf(format, a...) }
-
 // NewRootCommand builds `dpfdoctor` with every subcommand.
 func NewRootCommand(streams genericiooptions.IOStreams) *cobra.Command {
 	kf := genericclioptions.NewConfigFlags(true)
