@@ -195,7 +195,7 @@ func (b *Backup) create(pre map[plan.ObjectRef]*unstructured.Unstructured) error
 		ref := c.Ref()
 		e := Entry{Ref: ref}
 		if obj := pre[ref]; obj != nil {
-			obj = clean(obj)
+			obj = plan.Clean(obj)
 			data, err := json.MarshalIndent(obj.Object, "", "  ")
 			if err != nil {
 				return fmt.Errorf("back up %s: %w", ref, err)

@@ -40,19 +40,6 @@ func resource(dyn dynamic.Interface, ref plan.ObjectRef) (dynamic.ResourceInterf
 	return dyn.Resource(g), nil
 }
 
-// clean strips server-set fields so a backed-up object can be re-created.
-func clean(u *unstructured.Unstructured) *unstructured.Unstructured {
-	c := u.DeepCopy()
-	c.SetResourceVersion("")
-	c.SetUID("")
-	c.SetCreationTimestamp(metav1.Time{})
-	c.SetManagedFields(nil)
-	c.SetGeneration(0)
-	unstructured.RemoveNestedField(c.Object, "metadata", "creationTimestamp")
-	unstructured.RemoveNestedField(c.Object, "status")
-	return c
-}
-
 // get reads an object; found is false when it does not exist.
 func get(ctx context.Context, dyn dynamic.Interface, ref plan.ObjectRef) (obj *unstructured.Unstructured, found bool, err error) {
 	ri, err := resource(dyn, ref)

@@ -230,14 +230,14 @@ func (a *Applier) restore(ctx context.Context, backup *unstructured.Unstructured
 		return false, err
 	}
 	if !found {
-		_, err := ri.Create(ctx, clean(backup), metav1.CreateOptions{FieldManager: plan.FieldManager})
+		_, err := ri.Create(ctx, plan.Clean(backup), metav1.CreateOptions{FieldManager: plan.FieldManager})
 		return err == nil, err
 	}
 	same, err := plan.Identical(live, backup)
 	if err != nil || same {
 		return false, err
 	}
-	want := clean(backup)
+	want := plan.Clean(backup)
 	if lr, br := live.Object["roleRef"], want.Object["roleRef"]; lr != nil && !equality.Semantic.DeepEqual(lr, br) {
 		// roleRef is immutable: replace the binding.
 		uid := live.GetUID()
