@@ -45,18 +45,26 @@ func (r *run) operatorConfig(ctx context.Context) error {
 	if len(list.Items) == 0 {
 		return fmt.Errorf("%w: no DPFOperatorConfig in namespace %q%s", outcome.ErrNotInstalled, ns, r.elsewhere(ctx, res))
 	}
-	items := list.Items
-	sort.Slice(items, func(i, j int) bool {
-		// The operator's default name first, then alphabetical.
-		if (items[i].GetName() == dpf.OperatorConfigName) != (items[j].GetName() == dpf.OperatorConfigName) {
-			return items[i].GetName() == dpf.OperatorConfigName
-		}
-		return items[i].GetName() < items[j].GetName()
-	})
-	cfg := items[0]
-	r.b.Install.setConfig(&cfg)
+	cfg := PickConfig(list.Items)
+	r.b.Install.setConfig(cfg)
 	r.configLabels = cfg.GetLabels()
 	return nil
+}
+
+// PickConfig is the DPFOperatorConfig that counts among items: the one with
+// the operator's default name, else the first by name; nil for none.
+func PickConfig(items []unstructured.Unstructured) *unstructured.Unstructured {
+	var best *unstructured.Unstructured
+	for i := range items {
+		u := &items[i]
+		switch {
+		case u.GetName() == dpf.OperatorConfigName:
+			return u
+		case best == nil || u.GetName() < best.GetName():
+			best = u
+		}
+	}
+	return best
 }
 
 // setConfig records what the DPFOperatorConfig says: its name, overrides
