@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -19,7 +20,8 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 )
 
-var crdGVR = schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"}
+// CRDGVR is the CustomResourceDefinition resource.
+var CRDGVR = schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"}
 
 // gvr returns the GroupVersionResource dpfdoctor uses for a DPF or
 // cert-manager kind.
@@ -150,32 +152,37 @@ func (r *run) elsewhere(ctx context.Context, res schema.GroupVersionResource) st
 
 // dpuDeviceCRD records whether the DPUDevice CRD has a status subresource.
 func (r *run) dpuDeviceCRD(ctx context.Context) error {
-	res := gvr("DPUDevice")
-	name := res.Resource + "." + res.Group
-	crd, err := r.cl.Dynamic.Resource(crdGVR).Get(ctx, name, metav1.GetOptions{})
+	name := DPUDeviceCRDName()
+	crd, err := r.cl.Dynamic.Resource(CRDGVR).Get(ctx, name, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
 		return nil
 	}
 	if err != nil {
-		return r.optional("customresourcedefinitions", access.Request{Verb: "get", Group: crdGVR.Group, Resource: crdGVR.Resource, Name: name},
+		return r.optional("customresourcedefinitions", access.Request{Verb: "get", Group: CRDGVR.Group, Resource: CRDGVR.Resource, Name: name},
 			"the DPUDevice status subresource is inferred from the DPF version", err)
-	}
-	versions, _, _ := unstructured.NestedSlice(crd.Object, "spec", "versions")
-	status := false
-	for _, v := range versions {
-		m, ok := v.(map[string]any)
-		if !ok {
-			continue
-		}
-		if _, ok, _ := unstructured.NestedFieldNoCopy(m, "subresources", "status"); ok {
-			status = true
-		}
 	}
 	r.mu.Lock()
 	r.b.Install.DPUDeviceCRD = true
-	r.b.Install.DPUDeviceStatusSubresource = status
+	r.b.Install.DPUDeviceStatusSubresource = HasStatusSubresource(crd)
 	r.mu.Unlock()
 	return nil
+}
+
+// DPUDeviceCRDName is the name of the DPUDevice CRD.
+func DPUDeviceCRDName() string {
+	res := gvr("DPUDevice")
+	return res.Resource + "." + res.Group
+}
+
+// HasStatusSubresource reports whether any version of a CRD has a status
+// subresource.
+func HasStatusSubresource(crd *unstructured.Unstructured) bool {
+	versions, _, _ := unstructured.NestedSlice(crd.Object, "spec", "versions")
+	return slices.ContainsFunc(versions, func(v any) bool {
+		m, _ := v.(map[string]any)
+		_, ok, _ := unstructured.NestedFieldNoCopy(m, "subresources", "status")
+		return ok
+	})
 }
 
 type deploymentImage struct {
