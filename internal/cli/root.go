@@ -35,9 +35,7 @@ back cleanly; and lints the next dmsinit.sh against its RBAC in CI.
 	root.SetOut(streams.Out)
 	root.SetErr(streams.ErrOut)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return UsageError{Err: err} })
-	for _, c := range subcommands(kf, streams) {
-		root.AddCommand(c)
-	}
+	root.AddCommand(subcommands(kf, streams)...)
 	return root
 }
 
