@@ -24,8 +24,6 @@ import (
 	"github.com/dpfdoctor/dpfdoctor/internal/policy"
 )
 
-func notFound(err error) bool { return apierrors.IsNotFound(err) }
-
 // ErrApplyFailed wraps a failure while writing; the message says whether
 // what was written has been rolled back.
 var ErrApplyFailed = errors.New("apply failed")
@@ -88,8 +86,8 @@ func (a *Applier) Apply(ctx context.Context, b *Backup) (Result, error) {
 	b.mu.Unlock()
 
 	var res Result
-	var todo []plan.Change
-	for _, c := range p.Changes {
+	var todo []int // the changes to write, by index in p.Changes and res.Applied
+	for i, c := range p.Changes {
 		ref := c.Ref()
 		action := ActionCreated
 		if live := pre[ref]; live != nil {
@@ -104,7 +102,7 @@ func (a *Applier) Apply(ctx context.Context, b *Backup) (Result, error) {
 		}
 		res.Applied = append(res.Applied, Applied{Ref: ref, Action: action})
 		if action != ActionUnchanged {
-			todo = append(todo, c)
+			todo = append(todo, i)
 		}
 	}
 	if len(todo) == 0 {
@@ -114,9 +112,9 @@ func (a *Applier) Apply(ctx context.Context, b *Backup) (Result, error) {
 	}
 	// A server-side dry run catches validation, admission and escalation
 	// refusals before anything is written.
-	for _, c := range todo {
-		if err := a.ssa(ctx, c.Object, true); err != nil {
-			return Result{}, fmt.Errorf("dry run %s: %w", c.Ref(), kube.Classify(err))
+	for _, i := range todo {
+		if err := a.ssa(ctx, p.Changes[i].Object, true); err != nil {
+			return Result{}, fmt.Errorf("dry run %s: %w", res.Applied[i].Ref, kube.Classify(err))
 		}
 	}
 	b.mu.Lock()
@@ -142,19 +140,15 @@ func (a *Applier) Apply(ctx context.Context, b *Backup) (Result, error) {
 			}
 		}
 	}
-	for _, c := range todo {
-		ref := c.Ref()
-		if err := a.ssa(ctx, c.Object, false); err != nil {
-			return res, a.failed(ctx, b, ref, err)
+	for _, i := range todo {
+		ap := res.Applied[i]
+		if err := a.ssa(ctx, p.Changes[i].Object, false); err != nil {
+			return res, a.failed(ctx, b, ap.Ref, err)
 		}
-		action := ActionCreated
-		if pre[ref] != nil {
-			action = ActionUpdated
+		if err := b.recordApplied(ap); err != nil {
+			return res, a.failed(ctx, b, ap.Ref, err)
 		}
-		if err := b.recordApplied(Applied{Ref: ref, Action: action}); err != nil {
-			return res, a.failed(ctx, b, ref, err)
-		}
-		a.logf("%s %s", action, ref)
+		a.logf("%s %s", ap.Action, ap.Ref)
 	}
 	return res, b.setStatus(StatusApplied, "")
 }

@@ -1,6 +1,7 @@
 package apply
 
 import (
+	"cmp"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -33,7 +34,6 @@ const (
 	objectsDir      = "objects"
 	backupSchema    = "dpfdoctor.dev/backup/v1alpha1"
 	dirMode         = 0o700
-	fileMode        = 0o600
 	timestampFormat = "20060102T150405Z"
 )
 
@@ -129,9 +129,7 @@ type Backup struct {
 
 // NewBackup prepares a backup under root for p, taken from server.
 func NewBackup(root string, p *plan.Plan, server string, now func() time.Time) *Backup {
-	if root == "" {
-		root = DefaultRoot
-	}
+	root = cmp.Or(root, DefaultRoot)
 	if now == nil {
 		now = time.Now
 	}
@@ -197,7 +195,7 @@ func (b *Backup) create(pre map[plan.ObjectRef]*unstructured.Unstructured) error
 		ref := c.Ref()
 		e := Entry{Ref: ref}
 		if obj := pre[ref]; obj != nil {
-			obj = clean(obj)
+			obj = plan.Clean(obj)
 			data, err := json.MarshalIndent(obj.Object, "", "  ")
 			if err != nil {
 				return fmt.Errorf("back up %s: %w", ref, err)
@@ -293,25 +291,22 @@ func saveReceipt(dir string, r Receipt) error {
 	return writeFile(filepath.Join(dir, ReceiptFile), data)
 }
 
-// writeFile writes atomically (temporary file, then rename) with mode 0600.
+// writeFile writes atomically (temporary file, then rename) with mode 0600,
+// the mode os.CreateTemp gives.
 func writeFile(path string, data []byte) error {
 	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
 	if err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(fileMode); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write %s: %w", path, err)
+	_, err = tmp.Write(data)
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
 	}
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write %s: %w", path, err)
+	if err == nil {
+		err = os.Rename(tmp.Name(), path)
 	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
+	if err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	return nil
@@ -332,9 +327,7 @@ func fileName(r plan.ObjectRef) string {
 
 // Latest returns the newest backup directory under root.
 func Latest(root string) (string, error) {
-	if root == "" {
-		root = DefaultRoot
-	}
+	root = cmp.Or(root, DefaultRoot)
 	entries, err := os.ReadDir(root)
 	if err != nil {
 		return "", fmt.Errorf("%w: no backups under %s: %v", ErrBadBackup, root, err)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -39,19 +40,6 @@ func resource(dyn dynamic.Interface, ref plan.ObjectRef) (dynamic.ResourceInterf
 	return dyn.Resource(g), nil
 }
 
-// clean strips server-set fields so a backed-up object can be re-created.
-func clean(u *unstructured.Unstructured) *unstructured.Unstructured {
-	c := u.DeepCopy()
-	c.SetResourceVersion("")
-	c.SetUID("")
-	c.SetCreationTimestamp(metav1.Time{})
-	c.SetManagedFields(nil)
-	c.SetGeneration(0)
-	unstructured.RemoveNestedField(c.Object, "metadata", "creationTimestamp")
-	unstructured.RemoveNestedField(c.Object, "status")
-	return c
-}
-
 // get reads an object; found is false when it does not exist.
 func get(ctx context.Context, dyn dynamic.Interface, ref plan.ObjectRef) (obj *unstructured.Unstructured, found bool, err error) {
 	ri, err := resource(dyn, ref)
@@ -59,7 +47,7 @@ func get(ctx context.Context, dyn dynamic.Interface, ref plan.ObjectRef) (obj *u
 		return nil, false, err
 	}
 	obj, err = ri.Get(ctx, ref.Name, metav1.GetOptions{})
-	if notFound(err) {
+	if apierrors.IsNotFound(err) {
 		return nil, false, nil
 	}
 	if err != nil {

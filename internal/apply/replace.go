@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
@@ -29,7 +30,7 @@ func (a *Applier) DeleteAltered(ctx context.Context, obj *unstructured.Unstructu
 	}
 	uid, rv := obj.GetUID(), obj.GetResourceVersion()
 	err = ri.Delete(ctx, ref.Name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &uid, ResourceVersion: &rv}})
-	if err != nil && !notFound(err) {
+	if err != nil && !apierrors.IsNotFound(err) {
 		return fmt.Errorf("delete altered %s: %w", ref, kube.Classify(err))
 	}
 	return nil

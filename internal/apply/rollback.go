@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -229,15 +230,15 @@ func (a *Applier) restore(ctx context.Context, backup *unstructured.Unstructured
 		return false, err
 	}
 	if !found {
-		_, err := ri.Create(ctx, clean(backup), metav1.CreateOptions{FieldManager: plan.FieldManager})
+		_, err := ri.Create(ctx, plan.Clean(backup), metav1.CreateOptions{FieldManager: plan.FieldManager})
 		return err == nil, err
 	}
 	same, err := plan.Identical(live, backup)
 	if err != nil || same {
 		return false, err
 	}
-	want := clean(backup)
-	if lr, br := live.Object["roleRef"], want.Object["roleRef"]; lr != nil && !jsonEqual(lr, br) {
+	want := plan.Clean(backup)
+	if lr, br := live.Object["roleRef"], want.Object["roleRef"]; lr != nil && !equality.Semantic.DeepEqual(lr, br) {
 		// roleRef is immutable: replace the binding.
 		uid := live.GetUID()
 		if err := ri.Delete(ctx, ref.Name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &uid}}); err != nil && !apierrors.IsNotFound(err) {
@@ -249,12 +250,6 @@ func (a *Applier) restore(ctx context.Context, backup *unstructured.Unstructured
 	want.SetResourceVersion(live.GetResourceVersion())
 	_, err = ri.Update(ctx, want, metav1.UpdateOptions{FieldManager: plan.FieldManager})
 	return err == nil, err
-}
-
-func jsonEqual(a, b any) bool {
-	ja, err1 := json.Marshal(a)
-	jb, err2 := json.Marshal(b)
-	return err1 == nil && err2 == nil && string(ja) == string(jb)
 }
 
 // undoAnnotation restores one annotation dpfdoctor set, unless someone has

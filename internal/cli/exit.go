@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"errors"
+	"fmt"
 
 	"github.com/dpfdoctor/dpfdoctor/internal/doctor"
 	"github.com/dpfdoctor/dpfdoctor/internal/kube"
@@ -44,7 +45,7 @@ func (u UsageError) Error() string { return u.Err.Error() }
 func (u UsageError) Unwrap() error { return u.Err }
 
 // Usagef builds a UsageError.
-func Usagef(format string, a ...any) error { return UsageError{Err: errorf(format, a...)} }
+func Usagef(format string, a ...any) error { return UsageError{Err: fmt.Errorf(format, a...)} }
 
 // ExitCode maps an error returned by a command to its exit code.
 func ExitCode(err error) int {

@@ -14,6 +14,7 @@ import (
 	"golang.org/x/term"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
+	"k8s.io/utils/ptr"
 
 	"github.com/dpfdoctor/dpfdoctor/internal/apply"
 	"github.com/dpfdoctor/dpfdoctor/internal/doctor"
@@ -157,7 +158,7 @@ func (o *FixOptions) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	po := doctor.PlanOptions{Clients: clients, Namespace: deref(o.kf.Namespace), Nodes: o.Nodes, Scope: o.Scope}
+	po := doctor.PlanOptions{Clients: clients, Namespace: ptr.Deref(o.kf.Namespace, ""), Nodes: o.Nodes, Scope: o.Scope}
 	if !o.Apply {
 		return o.plan(ctx, po)
 	}
@@ -254,10 +255,10 @@ func (o *FixOptions) confirm(cluster string) func(*plan.Plan) (bool, error) {
 func (o *FixOptions) rollbackCommand(dir string) string {
 	parts := []string{"dpfdoctor", "rollback", "--backup", shellQuote(dir)}
 	if o.kf != nil {
-		if v := deref(o.kf.KubeConfig); v != "" {
+		if v := ptr.Deref(o.kf.KubeConfig, ""); v != "" {
 			parts = append(parts, "--kubeconfig", shellQuote(v))
 		}
-		if v := deref(o.kf.Context); v != "" {
+		if v := ptr.Deref(o.kf.Context, ""); v != "" {
 			parts = append(parts, "--context", shellQuote(v))
 		}
 	}
@@ -269,13 +270,6 @@ func (o *FixOptions) printReport(r *doctor.Report) error {
 		return printStructured(o.Out, o.Output, r)
 	}
 	return printFixSummary(o.Out, r, palette(isTerminal(o.Out)))
-}
-
-func deref(s *string) string {
-	if s == nil {
-		return ""
-	}
-	return *s
 }
 
 func shellQuote(s string) string {

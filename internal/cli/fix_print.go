@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"cmp"
 	"fmt"
 	"io"
 	"sort"
@@ -21,12 +22,12 @@ const maxListed = 8
 // printPlan renders a plan as tables.
 func printPlan(w io.Writer, p *plan.Plan, refused error, col palette) error {
 	fmt.Fprintf(w, "%s %s · DPF %s in %s · ServiceAccount %s · scope %s\n\n", col.paint(bold, "Plan"), short(p.ID),
-		orUnknown(p.Version), p.Namespace, orUnknown(p.ServiceAccount), p.Scope)
+		cmp.Or(p.Version, "unknown"), p.Namespace, cmp.Or(p.ServiceAccount, "unknown"), p.Scope)
 	if len(p.Changes) == 0 {
 		fmt.Fprintln(w, "No RBAC change: no finding RBAC can fix.")
 	} else {
 		fmt.Fprintf(w, "%s (server-side apply, field manager %s; the operator's %s is not touched)\n",
-			col.paint(bold, "CHANGES"), plan.FieldManager, orUnknown(p.OperatorClusterRole))
+			col.paint(bold, "CHANGES"), plan.FieldManager, cmp.Or(p.OperatorClusterRole, "unknown"))
 		tw := printers.GetNewTabWriter(w)
 		fmt.Fprintln(tw, "KIND\tNAME\tGRANTS\tANSWERS")
 		for _, c := range p.Changes {
@@ -203,11 +204,4 @@ func short(id string) string {
 		return "–"
 	}
 	return id
-}
-
-func orUnknown(s string) string {
-	if s == "" {
-		return "unknown"
-	}
-	return s
 }

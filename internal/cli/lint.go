@@ -1,12 +1,14 @@
 package cli
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/dpfdoctor/dpfdoctor/internal/access"
@@ -138,10 +140,8 @@ func (o *LintOptions) Validate() error {
 	case o.saNS == "" || o.saName == "" || strings.Contains(o.saName, "/"):
 		return fmt.Errorf("--serviceaccount %q: want NAMESPACE/NAME", o.ServiceAccount)
 	}
-	for _, f := range lint.Formats {
-		if o.Output == f {
-			return nil
-		}
+	if slices.Contains(lint.Formats, o.Output) {
+		return nil
 	}
 	return fmt.Errorf("unable to match a printer suitable for the output format %q, allowed formats are: %s", o.Output, strings.Join(lint.Formats, ","))
 }
@@ -203,11 +203,7 @@ func (o *LintOptions) loadRBAC(ctx context.Context) (*rbac.Set, []string, error)
 		if err != nil {
 			return nil, nil, err
 		}
-		ns := o.saNS
-		if clients.Namespace != "" {
-			ns = clients.Namespace
-		}
-		cs, a, err := lint.FromCluster(ctx, clients.Kube, ns, dpf.ComponentLabel+"="+dpf.ComponentDMS)
+		cs, a, err := lint.FromCluster(ctx, clients.Kube, cmp.Or(clients.Namespace, o.saNS), dpf.ComponentLabel+"="+dpf.ComponentDMS)
 		if err != nil {
 			return nil, nil, kube.Classify(err)
 		}
@@ -277,13 +273,12 @@ func (o *LintOptions) scriptArgs(clusterArgv []string) (*lint.Args, error) {
 // inputError makes unreadable or malformed input files usage errors
 // (exit 2); their messages name file:line.
 func inputError(err error) error {
-	var se *lint.ScriptError
-	var me *rbac.ManifestError
-	if errors.As(err, &se) || errors.As(err, &me) || errors.Is(err, fs.ErrNotExist) || errors.Is(err, fs.ErrPermission) {
-		return UsageError{Err: err}
-	}
-	var pe *fs.PathError
-	if errors.As(err, &pe) {
+	var (
+		se *lint.ScriptError
+		me *rbac.ManifestError
+		pe *fs.PathError
+	)
+	if errors.As(err, &se) || errors.As(err, &me) || errors.As(err, &pe) || errors.Is(err, fs.ErrNotExist) || errors.Is(err, fs.ErrPermission) {
 		return UsageError{Err: err}
 	}
 	return err

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 
 	"golang.org/x/term"
@@ -21,10 +22,8 @@ const (
 // checkOutput returns a usage error naming the allowed formats when o is not
 // one of them, as kubectl's -o does.
 func checkOutput(o string, allowed ...string) error {
-	for _, a := range allowed {
-		if o == a {
-			return nil
-		}
+	if slices.Contains(allowed, o) {
+		return nil
 	}
 	return Usagef("unable to match a printer suitable for the output format %q, allowed formats are: %s", o, strings.Join(allowed, ","))
 }

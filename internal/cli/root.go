@@ -14,8 +14,6 @@ import (
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 )
 
-func errorf(format string, a ...any) error { return fmt.Errorf(format, a...) }
-
 // NewRootCommand builds `dpfdoctor` with every subcommand.
 func NewRootCommand(streams genericiooptions.IOStreams) *cobra.Command {
 	kf := genericclioptions.NewConfigFlags(true)
@@ -37,9 +35,7 @@ back cleanly; and lints the next dmsinit.sh against its RBAC in CI.
 	root.SetOut(streams.Out)
 	root.SetErr(streams.ErrOut)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return UsageError{Err: err} })
-	for _, c := range subcommands(kf, streams) {
-		root.AddCommand(c)
-	}
+	root.AddCommand(subcommands(kf, streams)...)
 	return root
 }
 

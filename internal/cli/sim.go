@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -148,9 +149,7 @@ func (o *simUpOptions) runDetached(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if o.KubeconfigOut == "" {
-		o.KubeconfigOut = filepath.Join(os.TempDir(), "dpfdoctor-sim.kubeconfig")
-	}
+	o.KubeconfigOut = cmp.Or(o.KubeconfigOut, filepath.Join(os.TempDir(), "dpfdoctor-sim.kubeconfig"))
 	_ = os.Remove(o.KubeconfigOut)
 	var args []string
 	for _, a := range os.Args[1:] {

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -55,7 +56,7 @@ func NewCmdVersions(s genericiooptions.IOStreams) *cobra.Command {
 				tw := printers.GetNewTabWriter(w)
 				fmt.Fprintln(tw, "VERSION\tSERVICEACCOUNT\tINIT CONTAINERS\tDMSINIT\tCALLS\tFAILURE CLASSES")
 				for _, r := range dpf.Releases() {
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\n", r.Version, dash(r.ServiceAccount), dash(strings.Join(r.InitContainers, ",")),
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\n", r.Version, cmp.Or(r.ServiceAccount, "-"), cmp.Or(strings.Join(r.InitContainers, ","), "-"),
 						r.Script, len(dpf.AllCalls(r.Script)), strings.Join(r.FailureClasses(), ","))
 				}
 				if err := tw.Flush(); err != nil {
@@ -69,11 +70,4 @@ func NewCmdVersions(s genericiooptions.IOStreams) *cobra.Command {
 	cmd.Flags().StringVarP(&output, "output", "o", "table", "table, markdown or json")
 	cmd.Flags().StringVar(&out, "out", "", "write to this file instead of standard output")
 	return cmd
-}
-
-func dash(s string) string {
-	if s == "" {
-		return "-"
-	}
-	return s
 }

@@ -1,6 +1,7 @@
 package doctor
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -139,13 +140,13 @@ func (r *Report) setBackup(b *apply.Backup, rollback func(string) string) {
 // Write saves report.json and report.md into dir (mode 0600).
 func (r *Report) Write(dir string) error {
 	js, err := json.MarshalIndent(r, "", "  ")
+	if err == nil {
+		err = os.WriteFile(filepath.Join(dir, ReportJSON), append(js, '\n'), 0o600)
+	}
+	if err == nil {
+		err = os.WriteFile(filepath.Join(dir, ReportMarkdown), []byte(r.Markdown()), 0o600)
+	}
 	if err != nil {
-		return fmt.Errorf("write report: %w", err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, ReportJSON), append(js, '\n'), 0o600); err != nil {
-		return fmt.Errorf("write report: %w", err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, ReportMarkdown), []byte(r.Markdown()), 0o600); err != nil {
 		return fmt.Errorf("write report: %w", err)
 	}
 	return nil
@@ -158,7 +159,7 @@ func (r *Report) Markdown() string {
 	w("# dpfdoctor fix report\n\n")
 	w("| | |\n|---|---|\n")
 	w("| Cluster | `%s` |\n| DPF version | %s |\n| Plan | `%s` |\n| Started | %s |\n| Finished | %s |\n| Outcome | **%s** |\n| API requests | %d |\n\n",
-		r.Cluster, orDash(r.Version), orDash(r.PlanID), r.StartedAt, orDash(r.FinishedAt), r.Outcome, r.Requests)
+		r.Cluster, cmp.Or(r.Version, "–"), cmp.Or(r.PlanID, "–"), r.StartedAt, cmp.Or(r.FinishedAt, "–"), r.Outcome, r.Requests)
 	if len(r.Problems) > 0 || r.Error != "" {
 		w("## Problems remaining\n\n")
 		for _, p := range r.Problems {
@@ -290,13 +291,6 @@ func verdict(b bool) string {
 		return "allowed"
 	}
 	return "denied"
-}
-
-func orDash(s string) string {
-	if s == "" {
-		return "–"
-	}
-	return s
 }
 
 func cell(s string) string { return strings.ReplaceAll(strings.ReplaceAll(s, "|", `\|`), "\n", " ") }

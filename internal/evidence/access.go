@@ -1,9 +1,11 @@
 package evidence
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"sync/atomic"
@@ -104,15 +106,7 @@ func Answer(patterns []Pattern, limit int, ask func(Pattern) (AccessCheck, error
 // deniedEverywhere reports whether a check is a known "no" that no node's
 // own grant overrides.
 func deniedEverywhere(c AccessCheck) bool {
-	if !c.Known() || c.Allowed {
-		return false
-	}
-	for _, o := range c.NodeOverrides {
-		if o.Allowed {
-			return false
-		}
-	}
-	return true
+	return c.Known() && !c.Allowed && !slices.ContainsFunc(c.NodeOverrides, func(o NodeOverride) bool { return o.Allowed })
 }
 
 // notReached is the check of a request the script never gets to, because
@@ -150,10 +144,7 @@ func AccessPatterns(pods []Pod, version string) []Pattern {
 		sh := shape{pod: p.Namespace, sa: p.ServiceAccountName(), ns: args.Namespace, script: p.Script(version), certPath: args.CertPath()}
 		rs, ok := shapes[sh]
 		if !ok {
-			rs = &resolved{subject: p.Subject(), ns: sh.ns}
-			if rs.ns == "" {
-				rs.ns = dpf.DefaultNamespace
-			}
+			rs = &resolved{subject: p.Subject(), ns: cmp.Or(sh.ns, dpf.DefaultNamespace)}
 			for _, c := range dpf.Calls(sh.script, sh.certPath) {
 				if c.NonResourceURL != "" {
 					continue
@@ -292,10 +283,5 @@ func ReviewsRefused() Gap {
 // rbacComplete reports whether every RBAC list succeeded, so that a rule
 // found there proves a request allowed.
 func (r *run) rbacComplete() bool {
-	for _, what := range []string{"clusterrolebindings", "rolebindings", "clusterroles", "roles"} {
-		if r.b.HasGap(what) {
-			return false
-		}
-	}
-	return true
+	return !slices.ContainsFunc([]string{"clusterrolebindings", "rolebindings", "clusterroles", "roles"}, r.b.HasGap)
 }

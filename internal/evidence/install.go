@@ -1,8 +1,10 @@
 package evidence
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -18,7 +20,8 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 )
 
-var crdGVR = schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"}
+// CRDGVR is the CustomResourceDefinition resource.
+var CRDGVR = schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"}
 
 // gvr returns the GroupVersionResource dpfdoctor uses for a DPF or
 // cert-manager kind.
@@ -37,27 +40,33 @@ func (r *run) operatorConfig(ctx context.Context) error {
 		return fmt.Errorf("%w: the cluster serves no %s.%s (no DPFOperatorConfig CRD); install the DPF operator, or point --kubeconfig/--context at the cluster that has it",
 			outcome.ErrNotInstalled, res.Resource, res.Group)
 	case apierrors.IsForbidden(err):
-		req := access.Request{Verb: "list", Group: res.Group, Resource: res.Resource, Namespace: ns}
-		return fmt.Errorf("%w: dpfdoctor needs %q (bind the ClusterRole in docs/rbac/dpfdoctor-readonly.yaml to your user): %v",
-			kube.ErrInsufficientRights, req.String(), err)
+		return needRights(access.Request{Verb: "list", Group: res.Group, Resource: res.Resource, Namespace: ns}, err)
 	case err != nil:
 		return fmt.Errorf("list DPFOperatorConfigs in %s: %w", ns, kube.Classify(err))
 	}
 	if len(list.Items) == 0 {
 		return fmt.Errorf("%w: no DPFOperatorConfig in namespace %q%s", outcome.ErrNotInstalled, ns, r.elsewhere(ctx, res))
 	}
-	items := list.Items
-	sort.Slice(items, func(i, j int) bool {
-		// The operator's default name first, then alphabetical.
-		if (items[i].GetName() == dpf.OperatorConfigName) != (items[j].GetName() == dpf.OperatorConfigName) {
-			return items[i].GetName() == dpf.OperatorConfigName
-		}
-		return items[i].GetName() < items[j].GetName()
-	})
-	cfg := items[0]
-	r.b.Install.setConfig(&cfg)
+	cfg := PickConfig(list.Items)
+	r.b.Install.setConfig(cfg)
 	r.configLabels = cfg.GetLabels()
 	return nil
+}
+
+// PickConfig is the DPFOperatorConfig that counts among items: the one with
+// the operator's default name, else the first by name; nil for none.
+func PickConfig(items []unstructured.Unstructured) *unstructured.Unstructured {
+	var best *unstructured.Unstructured
+	for i := range items {
+		u := &items[i]
+		switch {
+		case u.GetName() == dpf.OperatorConfigName:
+			return u
+		case best == nil || u.GetName() < best.GetName():
+			best = u
+		}
+	}
+	return best
 }
 
 // setConfig records what the DPFOperatorConfig says: its name, overrides
@@ -98,13 +107,8 @@ func PodsVersion(pods []*corev1.Pod) (version, source string) {
 	counts := map[string]int{}
 	best, bestN := "", 0
 	for _, p := range pods {
-		v := p.Labels[dpf.VersionLabel]
-		if v == "" {
-			v = imageTagOf(p.Spec.InitContainers, dpf.ContainerDMSInit)
-		}
-		if v == "" {
-			v = imageTagOf(p.Spec.Containers, dpf.ContainerHostAgent)
-		}
+		v := cmp.Or(p.Labels[dpf.VersionLabel], imageTagOf(p.Spec.InitContainers, dpf.ContainerDMSInit),
+			imageTagOf(p.Spec.Containers, dpf.ContainerHostAgent))
 		if !versionTag.MatchString(v) {
 			continue
 		}
@@ -148,32 +152,37 @@ func (r *run) elsewhere(ctx context.Context, res schema.GroupVersionResource) st
 
 // dpuDeviceCRD records whether the DPUDevice CRD has a status subresource.
 func (r *run) dpuDeviceCRD(ctx context.Context) error {
-	res := gvr("DPUDevice")
-	name := res.Resource + "." + res.Group
-	crd, err := r.cl.Dynamic.Resource(crdGVR).Get(ctx, name, metav1.GetOptions{})
+	name := DPUDeviceCRDName()
+	crd, err := r.cl.Dynamic.Resource(CRDGVR).Get(ctx, name, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
 		return nil
 	}
 	if err != nil {
-		return r.optional("customresourcedefinitions", access.Request{Verb: "get", Group: crdGVR.Group, Resource: crdGVR.Resource, Name: name},
+		return r.optional("customresourcedefinitions", access.Request{Verb: "get", Group: CRDGVR.Group, Resource: CRDGVR.Resource, Name: name},
 			"the DPUDevice status subresource is inferred from the DPF version", err)
-	}
-	versions, _, _ := unstructured.NestedSlice(crd.Object, "spec", "versions")
-	status := false
-	for _, v := range versions {
-		m, ok := v.(map[string]any)
-		if !ok {
-			continue
-		}
-		if _, ok, _ := unstructured.NestedFieldNoCopy(m, "subresources", "status"); ok {
-			status = true
-		}
 	}
 	r.mu.Lock()
 	r.b.Install.DPUDeviceCRD = true
-	r.b.Install.DPUDeviceStatusSubresource = status
+	r.b.Install.DPUDeviceStatusSubresource = HasStatusSubresource(crd)
 	r.mu.Unlock()
 	return nil
+}
+
+// DPUDeviceCRDName is the name of the DPUDevice CRD.
+func DPUDeviceCRDName() string {
+	res := gvr("DPUDevice")
+	return res.Resource + "." + res.Group
+}
+
+// HasStatusSubresource reports whether any version of a CRD has a status
+// subresource.
+func HasStatusSubresource(crd *unstructured.Unstructured) bool {
+	versions, _, _ := unstructured.NestedSlice(crd.Object, "spec", "versions")
+	return slices.ContainsFunc(versions, func(v any) bool {
+		m, _ := v.(map[string]any)
+		_, ok, _ := unstructured.NestedFieldNoCopy(m, "subresources", "status")
+		return ok
+	})
 }
 
 type deploymentImage struct {

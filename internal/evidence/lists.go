@@ -1,9 +1,11 @@
 package evidence
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -26,9 +28,7 @@ func (r *run) pods(ctx context.Context) error {
 	ns := r.o.Namespace
 	list, err := r.core.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: PodSelector, ResourceVersion: "0"})
 	if apierrors.IsForbidden(err) {
-		req := access.Request{Verb: "list", Resource: "pods", Namespace: ns}
-		return fmt.Errorf("%w: dpfdoctor needs %q (bind the ClusterRole in docs/rbac/dpfdoctor-readonly.yaml to your user): %v",
-			kube.ErrInsufficientRights, req.String(), err)
+		return needRights(access.Request{Verb: "list", Resource: "pods", Namespace: ns}, err)
 	}
 	if err != nil {
 		return fmt.Errorf("list DMS pods in %s: %w", ns, kube.Classify(err))
@@ -43,6 +43,13 @@ func (r *run) pods(ctx context.Context) error {
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	r.b.Pods = out
 	return nil
+}
+
+// needRights is the error for a refused request the collection cannot do
+// without.
+func needRights(req access.Request, err error) error {
+	return fmt.Errorf("%w: dpfdoctor needs %q (bind the ClusterRole in docs/rbac/dpfdoctor-readonly.yaml to your user): %v",
+		kube.ErrInsufficientRights, req.String(), err)
 }
 
 // needPerDPUPods reports whether the DMS pods may be v25.1's: unlabelled,
@@ -64,9 +71,7 @@ func (r *run) perDPUPods(ctx context.Context) error {
 	ns := r.o.Namespace
 	list, err := r.core.CoreV1().Pods(ns).List(ctx, fromCache)
 	if apierrors.IsForbidden(err) {
-		req := access.Request{Verb: "list", Resource: "pods", Namespace: ns}
-		return fmt.Errorf("%w: dpfdoctor needs %q (bind the ClusterRole in docs/rbac/dpfdoctor-readonly.yaml to your user): %v",
-			kube.ErrInsufficientRights, req.String(), err)
+		return needRights(access.Request{Verb: "list", Resource: "pods", Namespace: ns}, err)
 	}
 	if err != nil {
 		return fmt.Errorf("list per-DPU DMS pods in %s: %w", ns, kube.Classify(err))
@@ -115,11 +120,8 @@ func (r *run) keepEvents() {
 		}
 		out = append(out, EventFrom(&r.rawEvents[i]))
 	}
-	sort.SliceStable(out, func(i, j int) bool {
-		if out[i].Kind+"/"+out[i].Name != out[j].Kind+"/"+out[j].Name {
-			return out[i].Kind+"/"+out[i].Name < out[j].Kind+"/"+out[j].Name
-		}
-		return out[i].LastSeen < out[j].LastSeen
+	slices.SortStableFunc(out, func(a, b Event) int {
+		return cmp.Or(cmp.Compare(a.Kind+"/"+a.Name, b.Kind+"/"+b.Name), cmp.Compare(a.LastSeen, b.LastSeen))
 	})
 	r.b.Events, r.rawEvents = out, nil
 }
@@ -224,12 +226,10 @@ func (o *listedObject) object(kind string, fields [][]string) Object {
 		if out.Fields == nil {
 			out.Fields = map[string]string{}
 		}
-		out.Fields[joinPath(f)] = fmt.Sprint(v)
+		out.Fields[strings.Join(f, ".")] = fmt.Sprint(v)
 	}
 	return out
 }
-
-func joinPath(p []string) string { return strings.Join(p, ".") }
 
 // nodeList lists the Nodes labelled as carrying a DPU.
 func (r *run) nodeList(ctx context.Context) error {
@@ -250,12 +250,10 @@ func (r *run) nodeList(ctx context.Context) error {
 	return nil
 }
 
-var secretsGVR = schema.GroupVersionResource{Version: "v1", Resource: "secrets"}
-
 // secrets lists Secret metadata only, through the metadata client: the
 // request asks for PartialObjectMetadata, so the server never sends data.
 func (r *run) secrets(ctx context.Context) error {
-	list, err := r.cl.Metadata.Resource(secretsGVR).Namespace(r.o.Namespace).List(ctx, fromCache)
+	list, err := r.cl.Metadata.Resource(dpf.MustGVR("", "Secret")).Namespace(r.o.Namespace).List(ctx, fromCache)
 	if err != nil {
 		return r.optional("secrets", access.Request{Verb: "list", Resource: "secrets", Namespace: r.o.Namespace},
 			"whether a node's server Secret exists is inferred from FailedMount events", err)

@@ -1,6 +1,7 @@
 package evidence
 
 import (
+	"slices"
 	"strings"
 
 	"github.com/dpfdoctor/dpfdoctor/internal/access"
@@ -9,12 +10,7 @@ import (
 
 // Pod returns the named pod.
 func (b *Bundle) Pod(name string) (Pod, bool) {
-	for _, p := range b.Pods {
-		if p.Name == name {
-			return p, true
-		}
-	}
-	return Pod{}, false
+	return first(b.Pods, func(p Pod) bool { return p.Name == name })
 }
 
 // PodLogs returns the logs fetched for a pod, previous instance first.
@@ -35,14 +31,7 @@ func (b *Bundle) PodLogs(pod string) []Log {
 
 // Group returns the log group a pod belongs to.
 func (b *Bundle) Group(pod string) (LogGroup, bool) {
-	for _, g := range b.LogGroups {
-		for _, p := range g.Pods {
-			if p == pod {
-				return g, true
-			}
-		}
-	}
-	return LogGroup{}, false
+	return first(b.LogGroups, func(g LogGroup) bool { return slices.Contains(g.Pods, pod) })
 }
 
 // EventsFor returns the events about one object.
@@ -66,12 +55,16 @@ func (b *Bundle) Issuer(name string) (Object, bool) { return findObject(b.Issuer
 func (b *Bundle) DPUNode(name string) (Object, bool) { return findObject(b.DPUNodes, name) }
 
 func findObject(os []Object, name string) (Object, bool) {
-	for _, o := range os {
-		if o.Name == name {
-			return o, true
-		}
+	return first(os, func(o Object) bool { return o.Name == name })
+}
+
+// first returns the first element of xs that match accepts.
+func first[T any](xs []T, match func(T) bool) (T, bool) {
+	if i := slices.IndexFunc(xs, match); i >= 0 {
+		return xs[i], true
 	}
-	return Object{}, false
+	var zero T
+	return zero, false
 }
 
 // SecretPresent reports whether a Secret exists; known is false when Secrets
@@ -80,23 +73,13 @@ func (b *Bundle) SecretPresent(name string) (present, known bool) {
 	if !b.SecretsListed {
 		return false, false
 	}
-	for _, s := range b.Secrets {
-		if s.Name == name {
-			return true, true
-		}
-	}
-	return false, true
+	return slices.ContainsFunc(b.Secrets, func(s SecretMeta) bool { return s.Name == name }), true
 }
 
 // HasGap reports whether the evidence named what (e.g. "pods/log") is
 // missing.
 func (b *Bundle) HasGap(what string) bool {
-	for _, g := range b.Gaps {
-		if g.What == what {
-			return true
-		}
-	}
-	return false
+	return slices.ContainsFunc(b.Gaps, func(g Gap) bool { return g.What == what })
 }
 
 // Subject is the identity the pod's kubectl calls run as.
@@ -130,12 +113,7 @@ func namePattern(c dpf.Call) string {
 // Check returns the access check that answers a pod's call.
 func (b *Bundle) Check(p Pod, c dpf.Call) (AccessCheck, bool) {
 	k := CheckKey(p.Subject().User, c, p.ScriptNamespace())
-	for _, a := range b.Access {
-		if a.Key() == k {
-			return a, true
-		}
-	}
-	return AccessCheck{}, false
+	return first(b.Access, func(a AccessCheck) bool { return a.Key() == k })
 }
 
 // ClusterVersion is Install.Version.

@@ -2,6 +2,8 @@ package evidence
 
 import (
 	"context"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 
@@ -151,25 +153,15 @@ func managed(m metav1.ObjectMeta) bool { return m.Labels[ManagedByLabel] == Mana
 func strip(m *metav1.ObjectMeta) {
 	m.ManagedFields = nil
 	if _, ok := m.Annotations[lastApplied]; ok {
-		a := make(map[string]string, len(m.Annotations))
-		for k, v := range m.Annotations {
-			if k != lastApplied {
-				a[k] = v
-			}
-		}
-		m.Annotations = a
+		m.Annotations = maps.Clone(m.Annotations) // the caller's map stays as it was
+		delete(m.Annotations, lastApplied)
 	}
 }
 
 // bindsAny reports whether a binding in namespace ("" for a
 // ClusterRoleBinding) applies to one of who.
 func bindsAny(subjects []rbacv1.Subject, namespace string, who []access.Subject) bool {
-	for _, w := range who {
-		if rbac.AppliesTo(w, subjects, namespace) {
-			return true
-		}
-	}
-	return false
+	return slices.ContainsFunc(who, func(w access.Subject) bool { return rbac.AppliesTo(w, subjects, namespace) })
 }
 
 // ManagedRBAC is the RBAC section for dpfdoctor's own Roles and

@@ -2,6 +2,7 @@ package guard
 
 import (
 	"fmt"
+	"slices"
 
 	corev1 "k8s.io/api/core/v1"
 
@@ -72,17 +73,11 @@ func (r *reconciler) nextStep(f diagnose.Finding) string {
 
 // findingFor is the finding that gives the pod its primary class.
 func findingFor(d *diagnose.Diagnosis, pr diagnose.PodResult) (diagnose.Finding, bool) {
-	for _, f := range d.Findings {
-		if f.Class != pr.Class {
-			continue
-		}
-		for _, p := range f.Pods {
-			if p == pr.Name {
-				return f, true
-			}
-		}
+	i := slices.IndexFunc(d.Findings, func(f diagnose.Finding) bool { return f.Class == pr.Class && slices.Contains(f.Pods, pr.Name) })
+	if i < 0 {
+		return diagnose.Finding{}, false
 	}
-	return diagnose.Finding{}, false
+	return d.Findings[i], true
 }
 
 // recordRecovered observes time to Ready and records DPFDoctorRecovered.

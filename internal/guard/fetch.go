@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"sync"
 
 	corev1 "k8s.io/api/core/v1"
@@ -101,16 +102,14 @@ func (f *fetcher) prune(pods []failingPod) {
 	for _, p := range pods {
 		live[p.obj.UID] = p
 	}
-	for uid, l := range f.logs {
-		if p, ok := live[uid]; !ok || !l.valid(p, f.rbacState) {
-			delete(f.logs, uid)
-		}
-	}
-	for uid := range f.events {
-		if _, ok := live[uid]; !ok {
-			delete(f.events, uid)
-		}
-	}
+	maps.DeleteFunc(f.logs, func(uid types.UID, l fetchedLogs) bool {
+		p, ok := live[uid]
+		return !ok || !l.valid(p, f.rbacState)
+	})
+	maps.DeleteFunc(f.events, func(uid types.UID, _ []evidence.Event) bool {
+		_, ok := live[uid]
+		return !ok
+	})
 }
 
 // fillLogs groups the failing pods by signature and reads the logs of up to
@@ -209,11 +208,4 @@ func (f *fetcher) fillEvents(ctx context.Context, b *evidence.Bundle, pods []fai
 		b.Events = append(b.Events, evs...)
 	}
 	return nil
-}
-
-// fatal errors stop the reconcile (it is retried with back-off); others are
-// recorded as evidence.
-func fatal(err error) bool {
-	c := kube.Classify(err)
-	return errors.Is(c, kube.ErrUnreachable) || errors.Is(c, kube.ErrUnauthenticated) || errors.Is(err, context.Canceled)
 }

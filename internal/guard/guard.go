@@ -13,6 +13,7 @@
 package guard
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -115,9 +116,7 @@ type Options struct {
 }
 
 func (o *Options) complete() error {
-	if o.Namespace == "" {
-		o.Namespace = dpf.DefaultNamespace
-	}
+	o.Namespace = cmp.Or(o.Namespace, dpf.DefaultNamespace)
 	switch o.Mode {
 	case "":
 		o.Mode = ModeObserve
@@ -125,30 +124,18 @@ func (o *Options) complete() error {
 	default:
 		return fmt.Errorf("%w %q (want %q or %q)", ErrMode, o.Mode, ModeObserve, ModeRepair)
 	}
-	if o.MetricsAddr == "" {
-		o.MetricsAddr = DefaultMetricsAddr
-	}
-	if o.ProbeAddr == "" {
-		o.ProbeAddr = DefaultProbeAddr
-	}
-	if o.LeaderElectionID == "" {
-		o.LeaderElectionID = DefaultLeaderElectionID
-	}
-	if o.LeaderElectionNamespace == "" {
-		o.LeaderElectionNamespace = o.Namespace
-	}
-	if o.MaxLogsPerSignature == 0 {
-		o.MaxLogsPerSignature = DefaultMaxLogsPerSignature
-	}
+	o.MetricsAddr = cmp.Or(o.MetricsAddr, DefaultMetricsAddr)
+	o.ProbeAddr = cmp.Or(o.ProbeAddr, DefaultProbeAddr)
+	o.LeaderElectionID = cmp.Or(o.LeaderElectionID, DefaultLeaderElectionID)
+	o.LeaderElectionNamespace = cmp.Or(o.LeaderElectionNamespace, o.Namespace)
+	o.MaxLogsPerSignature = cmp.Or(o.MaxLogsPerSignature, DefaultMaxLogsPerSignature)
 	if o.MaxRepairsPerMinute <= 0 {
 		o.MaxRepairsPerMinute = DefaultMaxRepairsPerMinute
 	}
 	if o.StartupGrace <= 0 {
 		o.StartupGrace = DefaultStartupGrace
 	}
-	if o.BackupDir == "" {
-		o.BackupDir = filepath.Join(os.TempDir(), "dpfdoctor-guard-backups")
-	}
+	o.BackupDir = cmp.Or(o.BackupDir, filepath.Join(os.TempDir(), "dpfdoctor-guard-backups"))
 	if o.KeepBackups <= 0 {
 		o.KeepBackups = DefaultKeepBackups
 	}

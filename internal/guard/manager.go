@@ -236,9 +236,6 @@ func (g *Guard) preflight() error {
 	return fmt.Errorf("%w: %s serves no %s", outcome.ErrNotInstalled, gv, operatorConfigGVK.Kind)
 }
 
-// Manager is the underlying controller-runtime manager.
-func (g *Guard) Manager() manager.Manager { return g.mgr }
-
 // Identity is this replica's leader-election identity.
 func (g *Guard) Identity() string { return g.identity }
 
@@ -250,9 +247,6 @@ func (g *Guard) MetricsAddr() string {
 	}
 	return g.server.Addr()
 }
-
-// Ready reports whether the guard's cache has synced.
-func (g *Guard) Ready() bool { return g.synced.Load() }
 
 // everyReplica runs fn on every replica, not only the leader.
 type everyReplica func(ctx context.Context) error

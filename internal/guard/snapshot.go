@@ -14,6 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/dpfdoctor/dpfdoctor/internal/dpf"
+	"github.com/dpfdoctor/dpfdoctor/internal/evidence"
 )
 
 // snapshot is one reconcile's view of the cluster, read from the informer
@@ -43,7 +44,7 @@ func (r *reconciler) read(ctx context.Context) (*snapshot, error) {
 	if err := r.cache.List(ctx, configs, client.InNamespace(ns), nocopy); err != nil {
 		return nil, fmt.Errorf("read DPFOperatorConfigs from the cache: %w", err)
 	}
-	s.config = pickConfig(configs.Items)
+	s.config = evidence.PickConfig(configs.Items)
 
 	if !r.pods.synced() {
 		return nil, errNotSynced
@@ -83,21 +84,6 @@ func (r *reconciler) nodes(ctx context.Context, names map[string]bool) ([]corev1
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out, nil
-}
-
-// pickConfig prefers the operator's default name, then the first by name.
-func pickConfig(items []unstructured.Unstructured) *unstructured.Unstructured {
-	var best *unstructured.Unstructured
-	for i := range items {
-		u := &items[i]
-		switch {
-		case u.GetName() == dpf.OperatorConfigName:
-			return u
-		case best == nil || u.GetName() < best.GetName():
-			best = u
-		}
-	}
-	return best
 }
 
 // crashReasons are waiting reasons that mean a container failed to run.

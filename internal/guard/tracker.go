@@ -1,6 +1,7 @@
 package guard
 
 import (
+	"maps"
 	"strings"
 	"time"
 
@@ -48,16 +49,8 @@ func (t *tracker) update(s *snapshot) []recovery {
 			delete(t.reported, p.UID)
 		}
 	}
-	for uid := range t.firstFail {
-		if !present[uid] {
-			delete(t.firstFail, uid)
-		}
-	}
-	for uid := range t.reported {
-		if !present[uid] {
-			delete(t.reported, uid)
-		}
-	}
+	maps.DeleteFunc(t.firstFail, func(uid types.UID, _ time.Time) bool { return !present[uid] })
+	maps.DeleteFunc(t.reported, func(uid types.UID, _ string) bool { return !present[uid] })
 	return out
 }
 

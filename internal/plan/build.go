@@ -1,6 +1,7 @@
 package plan
 
 import (
+	"cmp"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -63,12 +64,8 @@ func Build(in Input) (*Plan, error) {
 	release, known := lookup(b.Install.Version)
 	p := &Plan{SchemaVersion: SchemaVersion, Namespace: b.Install.Namespace, Version: b.Install.Version,
 		OperatorConfig: b.Install.OperatorConfig, Scope: in.Scope}
-	if p.Namespace == "" {
-		p.Namespace = dpf.DefaultNamespace
-	}
-	if p.OperatorConfig == "" {
-		p.OperatorConfig = dpf.OperatorConfigName
-	}
+	p.Namespace = cmp.Or(p.Namespace, dpf.DefaultNamespace)
+	p.OperatorConfig = cmp.Or(p.OperatorConfig, dpf.OperatorConfigName)
 	if known {
 		p.OperatorClusterRole = release.ClusterRole
 		p.OperatorRules = release.Rules

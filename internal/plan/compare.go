@@ -2,6 +2,7 @@ package plan
 
 import (
 	"fmt"
+	"maps"
 
 	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -73,46 +74,18 @@ func Identical(live, backup *unstructured.Unstructured) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	return samePayload(l, b) && subset(l.Labels, b.Labels) && subset(b.Labels, l.Labels) &&
-		subset(l.Annotations, b.Annotations) && subset(b.Annotations, l.Annotations), nil
+	return samePayload(l, b) && maps.Equal(l.Labels, b.Labels) && maps.Equal(l.Annotations, b.Annotations), nil
 }
 
+// samePayload compares what an object grants or binds; Semantic.DeepEqual
+// counts nil and empty lists as equal.
 func samePayload(a, b content) bool {
-	return equality.Semantic.DeepEqual(normRules(a.Rules), normRules(b.Rules)) &&
-		equality.Semantic.DeepEqual(a.Aggregation, b.Aggregation) &&
-		a.RoleRef == b.RoleRef && equality.Semantic.DeepEqual(normSubjects(a.Subjects), normSubjects(b.Subjects))
+	return SameRules(a.Rules, b.Rules) && equality.Semantic.DeepEqual(a.Aggregation, b.Aggregation) &&
+		a.RoleRef == b.RoleRef && equality.Semantic.DeepEqual(a.Subjects, b.Subjects)
 }
 
 // SameRules reports whether two rule lists grant the same, rule by rule.
-func SameRules(a, b []rbacv1.PolicyRule) bool {
-	return equality.Semantic.DeepEqual(normRules(a), normRules(b))
-}
-
-func normRules(rs []rbacv1.PolicyRule) []rbacv1.PolicyRule {
-	if len(rs) == 0 {
-		return nil
-	}
-	out := make([]rbacv1.PolicyRule, len(rs))
-	for i, r := range rs {
-		out[i] = rbacv1.PolicyRule{Verbs: nilIfEmpty(r.Verbs), APIGroups: nilIfEmpty(r.APIGroups), Resources: nilIfEmpty(r.Resources),
-			ResourceNames: nilIfEmpty(r.ResourceNames), NonResourceURLs: nilIfEmpty(r.NonResourceURLs)}
-	}
-	return out
-}
-
-func normSubjects(ss []rbacv1.Subject) []rbacv1.Subject {
-	if len(ss) == 0 {
-		return nil
-	}
-	return ss
-}
-
-func nilIfEmpty(s []string) []string {
-	if len(s) == 0 {
-		return nil
-	}
-	return s
-}
+func SameRules(a, b []rbacv1.PolicyRule) bool { return equality.Semantic.DeepEqual(a, b) }
 
 func subset(small, big map[string]string) bool {
 	for k, v := range small {

@@ -8,6 +8,7 @@ package plan
 
 import (
 	"fmt"
+	"slices"
 
 	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -183,10 +184,8 @@ var RBACKinds = []string{"ClusterRole", "Role", "ClusterRoleBinding", "RoleBindi
 // KindOrder is a kind's place in RBACKinds (roles before bindings), or
 // len(RBACKinds) for any other kind.
 func KindOrder(kind string) int {
-	for i, k := range RBACKinds {
-		if k == kind {
-			return i
-		}
+	if i := slices.Index(RBACKinds, kind); i >= 0 {
+		return i
 	}
 	return len(RBACKinds)
 }

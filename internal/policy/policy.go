@@ -10,6 +10,7 @@ package policy
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -178,11 +179,9 @@ func checkRules(rules []rbacv1.PolicyRule, clusterScoped bool) []string {
 		if len(r.NonResourceURLs) > 0 {
 			v = append(v, at+": non-resource URLs are not allowed")
 		}
-		for _, field := range [][]string{r.Verbs, r.Resources, r.APIGroups, r.ResourceNames} {
-			for _, s := range field {
-				if strings.Contains(s, "*") {
-					v = append(v, fmt.Sprintf("%s: wildcard %q", at, s))
-				}
+		for _, s := range slices.Concat(r.Verbs, r.Resources, r.APIGroups, r.ResourceNames) {
+			if strings.Contains(s, "*") {
+				v = append(v, fmt.Sprintf("%s: wildcard %q", at, s))
 			}
 		}
 		if len(r.Verbs) == 0 || len(r.Resources) == 0 || len(r.APIGroups) == 0 {
@@ -207,11 +206,11 @@ func checkRules(rules []rbacv1.PolicyRule, clusterScoped bool) []string {
 					v = append(v, fmt.Sprintf("%s: RBAC resources are never granted", at))
 				}
 				if clusterScoped {
-					k, ok := kindFor(kinds, g, base)
+					k := slices.IndexFunc(kinds, func(k dpf.Kind) bool { return k.Group == g && k.Resource == base })
 					switch {
-					case !ok:
+					case k < 0:
 						v = append(v, fmt.Sprintf("%s: %s is not known to be cluster-scoped; grant it in a Role", at, res))
-					case k.Namespaced:
+					case kinds[k].Namespaced:
 						v = append(v, fmt.Sprintf("%s: %s is namespaced; grant it in a Role in the DPF namespace, not a ClusterRole", at, res))
 					}
 				}
@@ -219,15 +218,6 @@ func checkRules(rules []rbacv1.PolicyRule, clusterScoped bool) []string {
 		}
 	}
 	return v
-}
-
-func kindFor(kinds []dpf.Kind, group, resource string) (dpf.Kind, bool) {
-	for _, k := range kinds {
-		if k.Group == group && k.Resource == resource {
-			return k, true
-		}
-	}
-	return dpf.Kind{}, false
 }
 
 func checkBinding(p *plan.Plan, ref rbacv1.RoleRef, subjects []rbacv1.Subject, namespace string, planned map[plan.ObjectRef]bool) []string {

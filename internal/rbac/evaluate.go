@@ -1,7 +1,9 @@
 package rbac
 
 import (
+	"cmp"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/dpfdoctor/dpfdoctor/internal/access"
@@ -101,12 +103,7 @@ func covers(rule, want rbacv1.PolicyRule) bool {
 }
 
 func hasOrStar(set []string, s, star string) bool {
-	for _, x := range set {
-		if x == s || x == star {
-			return true
-		}
-	}
-	return false
+	return slices.Contains(set, s) || slices.Contains(set, star)
 }
 
 // evaluation carries one Evaluate call and what it learnt for the denial
@@ -299,16 +296,11 @@ func AppliesTo(subj access.Subject, subjects []rbacv1.Subject, bindingNamespace 
 				return true
 			}
 		case rbacv1.GroupKind:
-			for _, g := range subj.Groups {
-				if g == s.Name {
-					return true
-				}
+			if slices.Contains(subj.Groups, s.Name) {
+				return true
 			}
 		case rbacv1.ServiceAccountKind:
-			ns := s.Namespace
-			if ns == "" {
-				ns = bindingNamespace
-			}
+			ns := cmp.Or(s.Namespace, bindingNamespace)
 			if ns != "" && subj.User == "system:serviceaccount:"+ns+":"+s.Name {
 				return true
 			}

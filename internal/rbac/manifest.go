@@ -234,34 +234,28 @@ func decodeObject(js []byte, s *Set, depth int) error {
 	if group != rbacv1.GroupName {
 		return nil
 	}
-	var obj any
 	switch h.Kind {
 	case "Role":
-		obj = &rbacv1.Role{}
+		return decodeInto(js, h.Kind, &s.Roles)
 	case "ClusterRole":
-		obj = &rbacv1.ClusterRole{}
+		return decodeInto(js, h.Kind, &s.ClusterRoles)
 	case "RoleBinding":
-		obj = &rbacv1.RoleBinding{}
+		return decodeInto(js, h.Kind, &s.RoleBindings)
 	case "ClusterRoleBinding":
-		obj = &rbacv1.ClusterRoleBinding{}
-	default:
-		return nil
+		return decodeInto(js, h.Kind, &s.ClusterRoleBindings)
 	}
+	return nil
+}
+
+// decodeInto decodes one object strictly (no unknown fields) and appends it.
+func decodeInto[T any](js []byte, kind string, into *[]T) error {
+	var obj T
 	dec := json.NewDecoder(bytes.NewReader(js))
 	dec.DisallowUnknownFields()
-	if err := dec.Decode(obj); err != nil {
-		return fmt.Errorf("decode %s: %w", h.Kind, err)
+	if err := dec.Decode(&obj); err != nil {
+		return fmt.Errorf("decode %s: %w", kind, err)
 	}
-	switch o := obj.(type) {
-	case *rbacv1.Role:
-		s.Roles = append(s.Roles, *o)
-	case *rbacv1.ClusterRole:
-		s.ClusterRoles = append(s.ClusterRoles, *o)
-	case *rbacv1.RoleBinding:
-		s.RoleBindings = append(s.RoleBindings, *o)
-	case *rbacv1.ClusterRoleBinding:
-		s.ClusterRoleBindings = append(s.ClusterRoleBindings, *o)
-	}
+	*into = append(*into, obj)
 	return nil
 }
 

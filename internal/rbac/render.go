@@ -2,9 +2,12 @@ package rbac
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 
@@ -80,13 +83,8 @@ func Render(grants []Grant, o RenderOptions) ([]client.Object, error) {
 		}
 		byNS[g.Request.Namespace] = append(byNS[g.Request.Namespace], g)
 	}
-	namespaces := make([]string, 0, len(byNS))
-	for ns := range byNS {
-		if ns != "" {
-			namespaces = append(namespaces, ns)
-		}
-	}
-	sort.Strings(namespaces)
+	// Cluster-wide grants ("" namespace) go into the ClusterRole below.
+	namespaces := slices.DeleteFunc(slices.Sorted(maps.Keys(byNS)), func(ns string) bool { return ns == "" })
 
 	base := o.NamePrefix + nameSafe(o.Subject.Name)
 	var objs []client.Object
@@ -119,9 +117,7 @@ func Render(grants []Grant, o RenderOptions) ([]client.Object, error) {
 }
 
 func (o RenderOptions) complete() (RenderOptions, error) {
-	if o.NamePrefix == "" {
-		o.NamePrefix = DefaultNamePrefix
-	}
+	o.NamePrefix = cmp.Or(o.NamePrefix, DefaultNamePrefix)
 	switch o.Scope {
 	case "":
 		o.Scope = ScopeNames
@@ -129,9 +125,7 @@ func (o RenderOptions) complete() (RenderOptions, error) {
 	default:
 		return o, fmt.Errorf("render RBAC: unknown scope %q (want %q or %q)", o.Scope, ScopeNames, ScopeNamespace)
 	}
-	if o.Subject.Kind == "" {
-		o.Subject.Kind = rbacv1.ServiceAccountKind
-	}
+	o.Subject.Kind = cmp.Or(o.Subject.Kind, rbacv1.ServiceAccountKind)
 	switch o.Subject.Kind {
 	case rbacv1.ServiceAccountKind:
 		o.Subject.APIGroup = ""
@@ -152,12 +146,9 @@ func (o RenderOptions) complete() (RenderOptions, error) {
 
 func validGrant(r access.Request) error {
 	fields := []string{r.Verb, r.Group, r.Resource, r.Subresource, r.Namespace, r.Name, r.NonResourceURL}
-	for _, f := range fields {
-		if strings.Contains(f, "*") {
-			return fmt.Errorf("%w: %s uses a wildcard", ErrInvalidGrant, r)
-		}
-	}
 	switch {
+	case slices.ContainsFunc(fields, func(f string) bool { return strings.Contains(f, "*") }):
+		return fmt.Errorf("%w: %s uses a wildcard", ErrInvalidGrant, r)
 	case r.Verb == "":
 		return fmt.Errorf("%w: %s has no verb", ErrInvalidGrant, r)
 	case r.NonResourceURL != "" && r.Namespace != "":
@@ -174,9 +165,7 @@ func typeMeta(kind string) metav1.TypeMeta {
 
 func (o RenderOptions) meta(name, ns string, gs []Grant) metav1.ObjectMeta {
 	m := metav1.ObjectMeta{Name: name, Namespace: ns, Labels: map[string]string{}}
-	for k, v := range o.Labels {
-		m.Labels[k] = v
-	}
+	maps.Copy(m.Labels, o.Labels)
 	m.Labels[ManagedByLabel] = ManagedByValue
 	reasons := map[string]bool{}
 	for _, g := range gs {
@@ -186,9 +175,7 @@ func (o RenderOptions) meta(name, ns string, gs []Grant) metav1.ObjectMeta {
 	}
 	if len(o.Annotations) > 0 || len(reasons) > 0 {
 		m.Annotations = map[string]string{}
-		for k, v := range o.Annotations {
-			m.Annotations[k] = v
-		}
+		maps.Copy(m.Annotations, o.Annotations)
 		if len(reasons) > 0 {
 			m.Annotations[AnswersAnnotation] = strings.Join(sortedKeys(reasons), "; ")
 		}

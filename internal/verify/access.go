@@ -122,30 +122,21 @@ func Needs(p *plan.Plan) []access.Request {
 // at most perGroup spread evenly (always the first and the last), in the
 // original order.
 func Sample(rs []access.Request, perGroup int) []access.Request {
-	if perGroup < 2 {
-		perGroup = 2
-	}
+	perGroup = max(perGroup, 2)
 	groups := map[string][]int{}
-	var order []string
 	for i, r := range rs {
-		k := r
-		k.Name = ""
-		key := k.Key()
-		if _, ok := groups[key]; !ok {
-			order = append(order, key)
-		}
-		groups[key] = append(groups[key], i)
+		r.Name = ""
+		groups[r.Key()] = append(groups[r.Key()], i)
 	}
 	keep := make([]bool, len(rs))
-	for _, key := range order {
-		idx := groups[key]
+	for _, idx := range groups {
 		if len(idx) <= perGroup {
 			for _, i := range idx {
 				keep[i] = true
 			}
 			continue
 		}
-		for j := 0; j < perGroup; j++ {
+		for j := range perGroup {
 			keep[idx[j*(len(idx)-1)/(perGroup-1)]] = true
 		}
 	}

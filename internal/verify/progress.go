@@ -3,7 +3,8 @@ package verify
 import (
 	"fmt"
 	"io"
-	"sort"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 )
@@ -25,16 +26,11 @@ func newProgress(w io.Writer, tty bool, now func() time.Time) *progress {
 }
 
 func line(res RecoverResult, states map[string]int) string {
-	keys := make([]string, 0, len(states))
-	for k := range states {
-		if k != "Ready" {
-			keys = append(keys, k)
-		}
-	}
-	sort.Strings(keys)
 	parts := []string{fmt.Sprintf("pods Ready %d/%d", res.Ready, res.Total)}
-	for _, k := range keys {
-		parts = append(parts, fmt.Sprintf("%s %d", k, states[k]))
+	for _, k := range slices.Sorted(maps.Keys(states)) {
+		if k != "Ready" {
+			parts = append(parts, fmt.Sprintf("%s %d", k, states[k]))
+		}
 	}
 	return strings.Join(parts, " · ")
 }
@@ -47,11 +43,7 @@ func (p *progress) show(res RecoverResult, states map[string]int) {
 	elapsed := fmt.Sprintf(" · %ds", int(res.Seconds))
 	if p.tty {
 		text := l + elapsed
-		pad := ""
-		if n := p.lastSize - len(text); n > 0 {
-			pad = strings.Repeat(" ", n)
-		}
-		fmt.Fprintf(p.w, "\r%s%s", text, pad)
+		fmt.Fprintf(p.w, "\r%s%s", text, strings.Repeat(" ", max(0, p.lastSize-len(text))))
 		p.lastSize = len(text)
 		return
 	}
