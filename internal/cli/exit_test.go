@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -121,7 +122,7 @@ func TestBadInputEveryCommand(t *testing.T) {
 		}
 		for _, tc := range cases {
 			t.Run(path+"/"+tc.name, func(t *testing.T) {
-				args := append(strings.Fields(path)[1:], base[path]...)
+				args := slices.Concat(strings.Fields(path)[1:], base[path])
 				code, stdout, stderr := runWithin(t, 10*time.Second, append(args, tc.args...)...)
 				if code != ExitUsage {
 					t.Fatalf("exit %d, want %d\nstdout:\n%s\nstderr:\n%s", code, ExitUsage, stdout, stderr)

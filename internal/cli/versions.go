@@ -3,7 +3,9 @@ package cli
 import (
 	"cmp"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 
@@ -27,47 +29,50 @@ func NewCmdVersions(s genericiooptions.IOStreams) *cobra.Command {
 			default:
 				return Usagef("unknown output format %q (allowed: table, markdown, json)", output)
 			}
-			w := s.Out
-			if out != "" {
-				f, err := os.Create(out)
-				if err != nil {
-					return UsageError{Err: err}
-				}
-				defer f.Close()
-				w = f
+			if out == "" {
+				return writeVersions(s.Out, output)
 			}
-			switch output {
-			case "markdown", "md":
-				return dpf.WriteMatrix(w)
-			case "json":
-				type row struct {
-					dpf.Release
-					Calls          []dpf.Call `json:"calls"`
-					FailureClasses []string   `json:"failureClasses"`
-				}
-				var rows []row
-				for _, r := range dpf.Releases() {
-					rows = append(rows, row{Release: r, Calls: dpf.AllCalls(r.Script), FailureClasses: r.FailureClasses()})
-				}
-				e := json.NewEncoder(w)
-				e.SetIndent("", "  ")
-				return e.Encode(rows)
-			default: // table
-				tw := printers.GetNewTabWriter(w)
-				fmt.Fprintln(tw, "VERSION\tSERVICEACCOUNT\tINIT CONTAINERS\tDMSINIT\tCALLS\tFAILURE CLASSES")
-				for _, r := range dpf.Releases() {
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\n", r.Version, cmp.Or(r.ServiceAccount, "-"), cmp.Or(strings.Join(r.InitContainers, ","), "-"),
-						r.Script, len(dpf.AllCalls(r.Script)), strings.Join(r.FailureClasses(), ","))
-				}
-				if err := tw.Flush(); err != nil {
-					return err
-				}
-				fmt.Fprintln(w, "\nEvery call and the permission it needs: dpfdoctor versions -o markdown (also docs/versions.md)")
+			f, err := os.Create(out)
+			if err != nil {
+				return UsageError{Err: err}
 			}
-			return nil
+			return errors.Join(writeVersions(f, output), f.Close())
 		},
 	}
 	cmd.Flags().StringVarP(&output, "output", "o", "table", "table, markdown or json")
 	cmd.Flags().StringVar(&out, "out", "", "write to this file instead of standard output")
 	return cmd
+}
+
+// writeVersions renders the compatibility matrix in the given format.
+func writeVersions(w io.Writer, output string) error {
+	switch output {
+	case "markdown", "md":
+		return dpf.WriteMatrix(w)
+	case "json":
+		type row struct {
+			dpf.Release
+			Calls          []dpf.Call `json:"calls"`
+			FailureClasses []string   `json:"failureClasses"`
+		}
+		var rows []row
+		for _, r := range dpf.Releases() {
+			rows = append(rows, row{Release: r, Calls: dpf.AllCalls(r.Script), FailureClasses: r.FailureClasses()})
+		}
+		e := json.NewEncoder(w)
+		e.SetIndent("", "  ")
+		return e.Encode(rows)
+	default: // table
+		tw := printers.GetNewTabWriter(w)
+		fmt.Fprintln(tw, "VERSION\tSERVICEACCOUNT\tINIT CONTAINERS\tDMSINIT\tCALLS\tFAILURE CLASSES")
+		for _, r := range dpf.Releases() {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\n", r.Version, cmp.Or(r.ServiceAccount, "-"), cmp.Or(strings.Join(r.InitContainers, ","), "-"),
+				r.Script, len(dpf.AllCalls(r.Script)), strings.Join(r.FailureClasses(), ","))
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+		fmt.Fprintln(w, "\nEvery call and the permission it needs: dpfdoctor versions -o markdown (also docs/versions.md)")
+	}
+	return nil
 }

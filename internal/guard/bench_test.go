@@ -67,7 +67,7 @@ func benchSteadyState(b *testing.B, nodes, failing int) {
 	go func() { done <- g.Start(gctx) }()
 	defer func() {
 		cancel()
-		<-done
+		_ = <-done
 	}()
 	e.waitSummary(10*time.Minute, "every pod Ready after the guard's repair", func(s sim.Summary) bool { return s.Total == nodes && s.Ready == nodes })
 	repaired := time.Since(start)

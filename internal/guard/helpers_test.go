@@ -193,7 +193,7 @@ func (r *running) stop() {
 	r.once.Do(func() {
 		r.cancel()
 		select {
-		case <-r.done:
+		case _ = <-r.done:
 		case <-time.After(30 * time.Second):
 		}
 	})

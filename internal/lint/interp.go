@@ -2,6 +2,7 @@ package lint
 
 import (
 	"regexp"
+	"slices"
 
 	"github.com/dpfdoctor/dpfdoctor/internal/dpf"
 	"mvdan.cc/sh/v3/syntax"
@@ -157,7 +158,7 @@ func (in *interp) subshell(st *state, io ioctx, body func(*state, ioctx) *state)
 	in.frames = append(in.frames, f)
 	end := body(st.clone(), io)
 	in.frames = in.frames[:len(in.frames)-1]
-	states := append(f.states, end)
+	states := append(slices.Clip(f.states), end)
 	res := join(st.guard, states, []*frame{f}, &reason{kind: "after"})
 	if res.flow != flowLive {
 		return &state{status: stFail, guard: st.guard}
