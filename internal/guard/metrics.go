@@ -172,7 +172,7 @@ func (s *metricsServer) Start(ctx context.Context) error {
 	if s.reg != ctrlmetrics.Registry {
 		g = prometheus.Gatherers{ctrlmetrics.Registry, s.reg}
 	}
-	var h http.Handler = promhttp.HandlerFor(g, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
+	h := promhttp.HandlerFor(g, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
 	if s.filter == nil {
 		s.log.Info("serving metrics over plain HTTP without authentication (--metrics-secure=false): for local runs only", "address", s.bound)
 	} else {

@@ -56,7 +56,12 @@ func TestMetricsAuthenticated(t *testing.T) {
 	runCtx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- g.Start(runCtx) }()
-	t.Cleanup(func() { cancel(); <-done })
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("guard: %v", err)
+		}
+	})
 	e.eventually(30*time.Second, "metrics endpoint listening", func() bool { return g.MetricsAddr() != "" })
 
 	// The guard's certificate is self-signed; the token is what counts.
