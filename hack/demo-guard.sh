@@ -48,8 +48,8 @@ pod_ready() {
 }
 
 section "guard --mode repair: watch, diagnose, record events, keep the grant in place"
-printf '$ %s &\n' "$DPFDOCTOR guard --mode repair --metrics-bind-address $METRICS --health-probe-bind-address $PROBES"
-"$DPFDOCTOR" guard --mode repair --metrics-bind-address "$METRICS" --health-probe-bind-address "$PROBES" \
+printf '$ %s &\n' "$DPFDOCTOR guard --mode repair --metrics-bind-address $METRICS --metrics-secure=false --health-probe-bind-address $PROBES"
+"$DPFDOCTOR" guard --mode repair --metrics-bind-address "$METRICS" --metrics-secure=false --health-probe-bind-address "$PROBES" \
   --backup-dir "$work/backups" >"$work/guard.log" 2>&1 &
 guard_pid=$!
 wait_for 60 "guard ready (/readyz)" curl -sf "http://$PROBES/readyz"

@@ -25,6 +25,7 @@ type GuardOptions struct {
 
 	Mode                string
 	MetricsAddr         string
+	MetricsSecure       bool
 	ProbeAddr           string
 	LeaderElect         bool
 	LeaderElectionID    string
@@ -51,10 +52,10 @@ field manager dpfdoctor): a new DPU node's Secret is added to the grant when
 its pod fails, and a grant that is deleted or altered is put back. It never
 touches the operator's objects and caps repairs per minute.
 
-Metrics on --metrics-bind-address /metrics: dpfdoctor_dms_pods{state},
-dpfdoctor_findings{class}, dpfdoctor_repairs_total{result},
-dpfdoctor_time_to_ready_seconds, dpfdoctor_guard_leader and
-controller-runtime's own. /healthz and /readyz on
+Metrics on --metrics-bind-address /metrics, over HTTPS to clients whose
+token may get /metrics: dpfdoctor_dms_pods{state}, dpfdoctor_findings{class},
+dpfdoctor_repairs_total{result}, dpfdoctor_time_to_ready_seconds,
+dpfdoctor_guard_leader, dpfdoctor_build_info and controller-runtime's own. /healthz and /readyz on
 --health-probe-bind-address. With --leader-elect, replicas share a Lease
 and only the leader acts. It runs until interrupted (SIGINT/SIGTERM).
 
@@ -91,6 +92,7 @@ func NewCmdGuard(kf *genericclioptions.ConfigFlags, s genericiooptions.IOStreams
 	f := cmd.Flags()
 	f.StringVar(&o.Mode, "mode", o.Mode, "observe (events and metrics only) or repair (also apply the least-privilege fix)")
 	f.StringVar(&o.MetricsAddr, "metrics-bind-address", o.MetricsAddr, "Address of the /metrics endpoint (\"0\" disables it)")
+	f.BoolVar(&o.MetricsSecure, "metrics-secure", true, "Serve /metrics over HTTPS to authenticated, authorized clients only (false: plain HTTP on a loopback address, for local runs)")
 	f.StringVar(&o.ProbeAddr, "health-probe-bind-address", o.ProbeAddr, "Address of /healthz and /readyz (\"0\" disables them)")
 	f.BoolVar(&o.LeaderElect, "leader-elect", false, "Elect a leader through a Lease so that only one replica acts")
 	f.StringVar(&o.LeaderElectionID, "leader-election-id", o.LeaderElectionID, "Name of the leader-election Lease (in the DPF namespace)")
@@ -128,11 +130,11 @@ func (o *GuardOptions) Run(ctx context.Context) error {
 	log := textLogger(o.ErrOut, o.Verbosity).WithName("guard")
 	ctrllog.SetLogger(log)
 	err = guard.Run(ctx, clients.Config, guard.Options{
-		Namespace: clients.Namespace, Mode: o.Mode, MetricsAddr: o.MetricsAddr, ProbeAddr: o.ProbeAddr,
+		Namespace: clients.Namespace, Mode: o.Mode, MetricsAddr: o.MetricsAddr, InsecureMetrics: !o.MetricsSecure, ProbeAddr: o.ProbeAddr,
 		LeaderElect: o.LeaderElect, LeaderElectionID: o.LeaderElectionID, BackupDir: o.BackupDir,
 		MaxLogsPerSignature: o.MaxLogsPerSignature, MaxRepairsPerMinute: o.MaxRepairsPerMinute, Logger: log,
 	})
-	if errors.Is(err, guard.ErrMode) {
+	if errors.Is(err, guard.ErrMode) || errors.Is(err, guard.ErrInsecureMetrics) {
 		return UsageError{Err: err}
 	}
 	return err

@@ -39,7 +39,7 @@ func TestGuardOnSim(t *testing.T) {
 	done := make(chan int, 1)
 	metrics, probes := freeAddr(t), freeAddr(t)
 	go func() {
-		done <- Run(cmd, []string{"guard", "--kubeconfig", c.KubeconfigPath, "--metrics-bind-address", metrics,
+		done <- Run(cmd, []string{"guard", "--kubeconfig", c.KubeconfigPath, "--metrics-bind-address", metrics, "--metrics-secure=false",
 			"--health-probe-bind-address", probes}, errOut)
 	}()
 	deadline := time.Now().Add(60 * time.Second)
@@ -75,6 +75,9 @@ func TestGuardOnSim(t *testing.T) {
 	}
 	if !strings.Contains(errOut.String(), `"msg"="diagnosed"`) {
 		t.Errorf("log lacks the diagnoses:\n%s", errOut)
+	}
+	if !strings.Contains(errOut.String(), "plain HTTP without authentication") {
+		t.Errorf("log does not say /metrics is insecure:\n%s", errOut)
 	}
 }
 

@@ -17,6 +17,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"time"
@@ -41,7 +42,7 @@ const (
 
 // Defaults.
 const (
-	DefaultMetricsAddr         = ":8080"
+	DefaultMetricsAddr         = ":8443"
 	DefaultProbeAddr           = ":8081"
 	DefaultLeaderElectionID    = "dpfdoctor-guard"
 	DefaultMaxLogsPerSignature = 3
@@ -60,6 +61,23 @@ const (
 // ErrMode is returned for a --mode other than observe or repair.
 var ErrMode = errors.New("unknown mode")
 
+// ErrInsecureMetrics is returned for plain-HTTP metrics on an address that
+// is not loopback.
+var ErrInsecureMetrics = errors.New("insecure metrics address")
+
+// loopback reports whether a host:port address binds to loopback only.
+func loopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
 // RegistererGatherer is a Prometheus registry: where the guard registers its
 // metrics and what its /metrics endpoint serves.
 type RegistererGatherer interface {
@@ -73,8 +91,12 @@ type Options struct {
 	Namespace string
 	// Mode is ModeObserve (default) or ModeRepair.
 	Mode string
-	// MetricsAddr serves /metrics ("0" disables; default :8080).
+	// MetricsAddr serves /metrics ("0" disables; default :8443).
 	MetricsAddr string
+	// InsecureMetrics serves /metrics over plain HTTP without
+	// authentication, on a loopback address only (for local runs). By
+	// default /metrics is HTTPS and needs a token allowed `get` on /metrics.
+	InsecureMetrics bool
 	// ProbeAddr serves /healthz and /readyz ("0" disables; default :8081).
 	ProbeAddr string
 	// LeaderElect turns on Lease-based leader election.
@@ -125,6 +147,9 @@ func (o *Options) complete() error {
 		return fmt.Errorf("%w %q (want %q or %q)", ErrMode, o.Mode, ModeObserve, ModeRepair)
 	}
 	o.MetricsAddr = cmp.Or(o.MetricsAddr, DefaultMetricsAddr)
+	if o.InsecureMetrics && o.MetricsAddr != "0" && !loopback(o.MetricsAddr) {
+		return fmt.Errorf("%w: /metrics without TLS and authentication (--metrics-secure=false) listens on a loopback address only, not %q", ErrInsecureMetrics, o.MetricsAddr)
+	}
 	o.ProbeAddr = cmp.Or(o.ProbeAddr, DefaultProbeAddr)
 	o.LeaderElectionID = cmp.Or(o.LeaderElectionID, DefaultLeaderElectionID)
 	o.LeaderElectionNamespace = cmp.Or(o.LeaderElectionNamespace, o.Namespace)

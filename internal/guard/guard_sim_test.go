@@ -308,7 +308,7 @@ func TestDeployRBACLeastPrivilege(t *testing.T) {
 			}
 			if u.GetKind() == "ClusterRole" && writes {
 				for _, res := range r.Resources {
-					if res != "subjectaccessreviews" {
+					if res != "subjectaccessreviews" && res != "tokenreviews" {
 						t.Errorf("ClusterRole writes %s: %+v", res, r)
 					}
 				}

@@ -172,7 +172,7 @@ func (e *env) startGuard(o Options) *running {
 	e.t.Helper()
 	reg := prometheus.NewRegistry()
 	o.Registry = reg
-	o.MetricsAddr, o.ProbeAddr = "127.0.0.1:0", "0"
+	o.MetricsAddr, o.ProbeAddr, o.InsecureMetrics = "127.0.0.1:0", "0", true
 	o.BackupDir = e.t.TempDir()
 	o.StartupGrace = 3 * time.Second
 	if o.Logger.GetSink() == nil {

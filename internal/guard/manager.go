@@ -195,8 +195,12 @@ func (g *Guard) addRunnables() error {
 		return err
 	}
 	if g.opts.MetricsAddr != "0" {
-		g.server = newMetricsServer(g.opts.MetricsAddr, g.opts.Registry, g.opts.Logger)
-		if err := g.mgr.Add(g.server); err != nil {
+		s, err := newMetricsServer(g.cfg, g.opts)
+		if err != nil {
+			return err
+		}
+		g.server = s
+		if err := g.mgr.Add(s); err != nil {
 			return err
 		}
 	}

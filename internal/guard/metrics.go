@@ -2,17 +2,24 @@ package guard
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
+	"runtime"
+	"runtime/debug"
 	"sync"
 	"time"
 
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"k8s.io/client-go/rest"
+	certutil "k8s.io/client-go/util/cert"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
+	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 )
 
 // Repair results, the values of dpfdoctor_repairs_total{result}.
@@ -30,6 +37,7 @@ const (
 	MetricRepairs     = "dpfdoctor_repairs_total"
 	MetricTimeToReady = "dpfdoctor_time_to_ready_seconds"
 	MetricLeader      = "dpfdoctor_guard_leader"
+	MetricBuildInfo   = "dpfdoctor_build_info"
 )
 
 // metrics are the guard's own Prometheus metrics.
@@ -58,7 +66,11 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	for _, r := range []string{ResultApplied, ResultNoOp, ResultFailed, ResultRefused} {
 		m.repairs.WithLabelValues(r)
 	}
+	version, commit := buildInfo()
+	info := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: MetricBuildInfo,
+		Help: "Always 1; the labels name the guard's build."}, []string{"version", "commit", "go_version"})
 	var err error
+	register(reg, info, &err).WithLabelValues(version, commit, runtime.Version()).Set(1)
 	m.pods = register(reg, m.pods, &err)
 	m.findings = register(reg, m.findings, &err)
 	m.repairs = register(reg, m.repairs, &err)
@@ -95,19 +107,55 @@ func setCounts(g *prometheus.GaugeVec, counts map[string]int) {
 	}
 }
 
+// buildInfo is dpfdoctor_build_info's labels, from the binary's build
+// information: the module version ("dev" for a local build) and the VCS
+// revision ("unknown" when built without VCS stamping).
+func buildInfo() (version, commit string) {
+	version, commit = "dev", "unknown"
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return version, commit
+	}
+	if v := bi.Main.Version; v != "" && v != "(devel)" {
+		version = v
+	}
+	for _, s := range bi.Settings {
+		if s.Key == "vcs.revision" && s.Value != "" {
+			commit = s.Value
+		}
+	}
+	return version, commit
+}
+
 // metricsServer serves /metrics on every replica: controller-runtime's
 // registry (controller, workqueue and client-go metrics) and the guard's.
+// Secure, it serves TLS (a self-signed certificate, as controller-runtime's
+// own metrics server does) and lets a request through only when its bearer
+// token passes a TokenReview and a SubjectAccessReview for `get` on the
+// /metrics non-resource URL (controller-runtime's metrics filter).
 type metricsServer struct {
-	addr string
-	reg  RegistererGatherer
-	log  logr.Logger
+	addr   string
+	reg    RegistererGatherer
+	filter metricsserver.Filter // nil: plain HTTP, no authentication
+	log    logr.Logger
 
 	mu    sync.Mutex
 	bound string
 }
 
-func newMetricsServer(addr string, reg RegistererGatherer, log logr.Logger) *metricsServer {
-	return &metricsServer{addr: addr, reg: reg, log: log}
+func newMetricsServer(cfg *rest.Config, o Options) (*metricsServer, error) {
+	s := &metricsServer{addr: o.MetricsAddr, reg: o.Registry, log: o.Logger}
+	if o.InsecureMetrics {
+		return s, nil
+	}
+	hc, err := rest.HTTPClientFor(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("guard: metrics client: %w", err)
+	}
+	if s.filter, err = filters.WithAuthenticationAndAuthorization(cfg, hc); err != nil {
+		return nil, fmt.Errorf("guard: metrics authentication: %w", err)
+	}
+	return s, nil
 }
 
 func (s *metricsServer) NeedLeaderElection() bool { return false }
@@ -124,10 +172,27 @@ func (s *metricsServer) Start(ctx context.Context) error {
 	if s.reg != ctrlmetrics.Registry {
 		g = prometheus.Gatherers{ctrlmetrics.Registry, s.reg}
 	}
+	h := promhttp.HandlerFor(g, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
+	if s.filter == nil {
+		s.log.Info("serving metrics over plain HTTP without authentication (--metrics-secure=false): for local runs only", "address", s.bound)
+	} else {
+		if h, err = s.filter(s.log.WithName("metrics"), h); err != nil {
+			return fmt.Errorf("metrics: %w", err)
+		}
+		cert, key, err := certutil.GenerateSelfSignedCertKey("localhost", []net.IP{{127, 0, 0, 1}}, nil)
+		if err != nil {
+			return fmt.Errorf("metrics: self-signed certificate: %w", err)
+		}
+		pair, err := tls.X509KeyPair(cert, key)
+		if err != nil {
+			return fmt.Errorf("metrics: self-signed certificate: %w", err)
+		}
+		l = tls.NewListener(l, &tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12})
+		s.log.Info("serving metrics over HTTPS to authenticated, authorized clients", "address", s.bound)
+	}
 	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError}))
+	mux.Handle("/metrics", h)
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	s.log.Info("serving metrics", "address", s.bound)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(l) }()
 	select {

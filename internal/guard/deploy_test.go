@@ -1,0 +1,238 @@
+package guard
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/prometheus/model/rulefmt"
+	"github.com/prometheus/prometheus/promql/parser"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/client-go/kubernetes"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	"sigs.k8s.io/kustomize/api/krusty"
+	"sigs.k8s.io/kustomize/kyaml/filesys"
+	"sigs.k8s.io/yaml"
+
+	"github.com/dpfdoctor/dpfdoctor/internal/sim"
+)
+
+// renderDeploy builds a kustomization under deploy/ as `kubectl apply -k`
+// does.
+func renderDeploy(t testing.TB, dir string) []*unstructured.Unstructured {
+	t.Helper()
+	m, err := krusty.MakeKustomizer(krusty.MakeDefaultOptions()).Run(filesys.MakeFsOnDisk(), filepath.Join(repoRoot(t), "deploy", dir))
+	if err != nil {
+		t.Fatalf("kustomize deploy/%s: %v", dir, err)
+	}
+	var out []*unstructured.Unstructured
+	for _, r := range m.Resources() {
+		data, err := r.MarshalJSON()
+		if err != nil {
+			t.Fatal(err)
+		}
+		u := &unstructured.Unstructured{}
+		if err := u.UnmarshalJSON(data); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, u)
+	}
+	return out
+}
+
+func findObject(t testing.TB, objs []*unstructured.Unstructured, kind, name string) *unstructured.Unstructured {
+	t.Helper()
+	for _, u := range objs {
+		if u.GetKind() == kind && u.GetName() == name {
+			return u
+		}
+	}
+	t.Fatalf("no %s %s in the rendered manifests", kind, name)
+	return nil
+}
+
+// guardPod is the guard Deployment's pod template, rendered from deploy/,
+// as a Pod.
+func guardPod(t testing.TB) *corev1.Pod {
+	t.Helper()
+	var d appsv1.Deployment
+	fromUnstructured(t, findObject(t, renderDeploy(t, "."), "Deployment", ControllerName), &d)
+	return &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: ControllerName, Namespace: d.Namespace, Labels: d.Spec.Template.Labels},
+		Spec:       d.Spec.Template.Spec,
+	}
+}
+
+// TestDeployRestrictedV2 checks the rules of OpenShift's restricted-v2 SCC
+// that the PodSecurity "restricted" level does not: the platform assigns
+// the UID and GID, and the pod uses nothing of the host.
+func TestDeployRestrictedV2(t *testing.T) {
+	p := guardPod(t)
+	s := p.Spec
+	if sc := s.SecurityContext; sc == nil || sc.RunAsUser != nil || sc.RunAsGroup != nil || sc.FSGroup != nil {
+		t.Errorf("pod securityContext fixes a UID or GID: %+v", sc)
+	}
+	if s.SecurityContext == nil || s.SecurityContext.RunAsNonRoot == nil || !*s.SecurityContext.RunAsNonRoot {
+		t.Error("pod securityContext lacks runAsNonRoot: true")
+	}
+	if s.HostNetwork || s.HostPID || s.HostIPC {
+		t.Error("the pod shares a host namespace")
+	}
+	for _, v := range s.Volumes {
+		if v.HostPath != nil {
+			t.Errorf("volume %s is a hostPath", v.Name)
+		}
+	}
+	cs := append(append([]corev1.Container{}, s.InitContainers...), s.Containers...)
+	if len(cs) == 0 {
+		t.Fatal("no containers")
+	}
+	for _, c := range cs {
+		sc := c.SecurityContext
+		if sc == nil {
+			t.Errorf("container %s: no securityContext", c.Name)
+			continue
+		}
+		if sc.RunAsUser != nil || sc.RunAsGroup != nil {
+			t.Errorf("container %s fixes a UID or GID", c.Name)
+		}
+		for _, port := range c.Ports {
+			if port.HostPort != 0 {
+				t.Errorf("container %s: host port %d", c.Name, port.HostPort)
+			}
+		}
+	}
+}
+
+// TestDeployAdmittedRestricted creates the guard's pod in a namespace that
+// enforces the PodSecurity "restricted" level: the API server's admission
+// admits it and rejects the same pod made privileged or given a hostPath.
+func TestDeployAdmittedRestricted(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts an API server (envtest); skipped under -short")
+	}
+	if sim.Assets() == "" {
+		t.Fatal("envtest binaries not found: run `make test`, or `export KUBEBUILDER_ASSETS=$(hack/envtest.sh)`")
+	}
+	t.Parallel()
+	// envtest disables only the ServiceAccount admission plugin; PodSecurity
+	// is on by default. Enable it explicitly all the same.
+	env := &envtest.Environment{}
+	env.ControlPlane.GetAPIServer().Configure().Set("enable-admission-plugins", "PodSecurity")
+	cfg, err := env.Start()
+	if err != nil {
+		t.Fatalf("start envtest: %v", err)
+	}
+	t.Cleanup(func() { _ = env.Stop() })
+	cs := kubernetes.NewForConfigOrDie(cfg)
+	ctx := context.Background()
+
+	pod := guardPod(t)
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: pod.Namespace, Labels: map[string]string{
+		"pod-security.kubernetes.io/enforce": "restricted", "pod-security.kubernetes.io/enforce-version": "latest"}}}
+	if _, err := cs.CoreV1().Namespaces().Create(ctx, ns, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	refused := func(name string, change func(*corev1.Pod)) {
+		p := pod.DeepCopy()
+		p.Name = name
+		change(p)
+		_, err := cs.CoreV1().Pods(p.Namespace).Create(ctx, p, metav1.CreateOptions{})
+		if !apierrors.IsForbidden(err) || !strings.Contains(err.Error(), "PodSecurity") {
+			t.Errorf("%s: admitted or refused for another reason (%v); want a PodSecurity rejection", name, err)
+		}
+	}
+	refused("privileged", func(p *corev1.Pod) {
+		yes := true
+		p.Spec.Containers[0].SecurityContext.Privileged = &yes
+		p.Spec.Containers[0].SecurityContext.AllowPrivilegeEscalation = &yes
+	})
+	refused("hostpath", func(p *corev1.Pod) {
+		p.Spec.Volumes = append(p.Spec.Volumes, corev1.Volume{Name: "host",
+			VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: "/var/run"}}})
+	})
+	if _, err := cs.CoreV1().Pods(pod.Namespace).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
+		t.Fatalf("the guard's pod is not admitted under PodSecurity restricted: %v", err)
+	}
+}
+
+// TestPrometheusRule parses deploy/monitoring's alerts with Prometheus's
+// own rule parser and checks that they use only the guard's metrics and are
+// documented.
+func TestPrometheusRule(t *testing.T) {
+	objs := append(renderDeploy(t, "."), renderDeploy(t, "monitoring")...)
+	spec, err := yaml.Marshal(findObject(t, objs, "PrometheusRule", ControllerName).Object["spec"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	groups, errs := rulefmt.Parse(spec)
+	for _, err := range errs {
+		t.Errorf("prometheusrule.yaml: %v", err)
+	}
+	if len(errs) > 0 {
+		t.FailNow()
+	}
+	reg := prometheus.NewRegistry()
+	m, err := newMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.pods.WithLabelValues("Running")
+	m.findings.WithLabelValues("Healthy")
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	known := map[string]bool{}
+	for _, mf := range mfs {
+		known[mf.GetName()] = true
+	}
+	doc, err := os.ReadFile(filepath.Join(repoRoot(t), "docs", "guard.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var alerts []string
+	for _, g := range groups.Groups {
+		for _, r := range g.Rules {
+			alerts = append(alerts, r.Alert.Value)
+			if !strings.Contains(string(doc), r.Alert.Value) {
+				t.Errorf("alert %s is not in docs/guard.md", r.Alert.Value)
+			}
+			expr, err := parser.ParseExpr(r.Expr.Value)
+			if err != nil {
+				t.Fatalf("alert %s: %v", r.Alert.Value, err)
+			}
+			parser.Inspect(expr, func(n parser.Node, _ []parser.Node) error {
+				if vs, ok := n.(*parser.VectorSelector); ok && !known[vs.Name] {
+					t.Errorf("alert %s uses %s, which the guard does not export", r.Alert.Value, vs.Name)
+				}
+				return nil
+			})
+		}
+	}
+	want := "DPFDoctorDMSPodsFailing DPFDoctorRepairsFailing DPFDoctorGuardDown DPFDoctorGuardNoLeader DPFDoctorGrantDrifting"
+	if got := strings.Join(alerts, " "); got != want {
+		t.Errorf("alerts %s, want %s", got, want)
+	}
+	// The ServiceMonitor scrapes the Service's port with the scraper's token.
+	sm := findObject(t, objs, "ServiceMonitor", ControllerName)
+	eps, _, _ := unstructured.NestedSlice(sm.Object, "spec", "endpoints")
+	svc := findObject(t, objs, "Service", "dpfdoctor-guard-metrics")
+	ports, _, _ := unstructured.NestedSlice(svc.Object, "spec", "ports")
+	if len(eps) != 1 || len(ports) != 1 {
+		t.Fatalf("endpoints %v, ports %v", eps, ports)
+	}
+	ep, port := eps[0].(map[string]any), ports[0].(map[string]any)
+	secret, _, _ := unstructured.NestedString(ep, "authorization", "credentials", "name")
+	if ep["scheme"] != "https" || ep["port"] != port["name"] || secret == "" {
+		t.Errorf("ServiceMonitor endpoint %v does not scrape port %v over HTTPS with a token", ep, port)
+	}
+	findObject(t, objs, "Secret", secret)
+}
