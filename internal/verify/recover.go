@@ -1,6 +1,7 @@
 package verify
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -562,13 +563,22 @@ func (r *Recovery) journalAndTouch(ctx context.Context, queue bool) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for name, t := range r.pods {
-		if t.action.TouchNode && t.deleted && t.touches == 0 {
+		switch {
+		case !t.action.TouchNode || !t.deleted || t.touches > 0:
+		case t.state != "Deleted":
+			// Another Node event (the kubelet's status report) came first.
+			t.note = cmp.Or(t.note, RecreatedByOperator)
+		default:
 			t.started = r.clock.Now()
 			r.queueTouch(name)
 		}
 	}
 	return nil
 }
+
+// RecreatedByOperator notes a pod the operator re-created on a Node event
+// of its own (a kubelet status report) before dpfdoctor sent one.
+const RecreatedByOperator = "re-created by the operator on another Node event (a kubelet status report) before dpfdoctor sent one"
 
 func (r *Recovery) touchNode(ctx context.Context, pod string) error {
 	r.mu.Lock()
