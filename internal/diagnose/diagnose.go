@@ -163,7 +163,7 @@ type Summary struct {
 	// DPUNodes counts the Nodes labelled as carrying a DPU (0 when they
 	// could not be listed) and NodesWithoutPod those of them with no DMS
 	// pod and no DPUNode (PodMissing).
-	DPUNodes        int           `json:"dpuNodes"`
+	DPUNodes        int           `json:"dpuNodes,omitempty"`
 	NodesWithoutPod int           `json:"nodesWithoutPod,omitempty"`
 	Pods            int           `json:"pods"`
 	Healthy         int           `json:"healthy"`
