@@ -29,7 +29,7 @@ func (podMissing) classify(v *view) []Finding {
 	if known && rel.PodPerDPU {
 		return nil
 	}
-	nodes := MissingPodNodes(b)
+	nodes := missingPodNodes(b)
 	if len(nodes) == 0 {
 		return nil
 	}
@@ -63,10 +63,10 @@ func (podMissing) classify(v *view) []Finding {
 // import plan).
 const restartedAtAnnotation = "dpfdoctor.dev/restarted-at"
 
-// MissingPodNodes lists the bundle's Nodes (those labelled
+// missingPodNodes lists the bundle's Nodes (those labelled
 // dpf.DPUNodeLabel) that have no DMS pod (by node, or by dpf.PodName) and
 // no DPUNode (by name or status.kubeNodeRef), sorted.
-func MissingPodNodes(b *evidence.Bundle) []string {
+func missingPodNodes(b *evidence.Bundle) []string {
 	has := map[string]bool{}
 	for _, p := range b.Pods {
 		has[p.Node] = true
