@@ -248,6 +248,7 @@ func (o *DiagnoseOptions) printTable(d *diagnose.Diagnosis) error {
 		version += " (from " + d.DPF.VersionSource + ")"
 	}
 	fmt.Fprintf(w, "DPF %s in namespace %s, DPFOperatorConfig %s%s\n", version, d.DPF.Namespace, d.DPF.OperatorConfig, pausedNote(d))
+	printNodeCount(w, d.Summary)
 	fmt.Fprintf(w, "%d pods: %d healthy, %d failing; evidence cost %d API requests\n\n", d.Summary.Pods, d.Summary.Healthy, d.Summary.Failing, d.Requests)
 	if d.Summary.Pods == 0 {
 		fmt.Fprintf(w, "No DMS or host-agent pods (label %s) in %s: check that DPU nodes are labelled and the provisioning controller runs.\n\n",

@@ -32,6 +32,7 @@ func All() []Classifier {
 		noDPUFound{},
 		rbacForbidden{},
 		statusSubresourceSkew{},
+		podMissing{},
 		unknown{},
 		healthy{},
 	}
@@ -47,6 +48,7 @@ const (
 	CodeRBACForbidden        = "DPF-RBAC-001"
 	CodeStatusSkewFixable    = "DPF-SKEW-001"
 	CodeStatusSkewCRD        = "DPF-SKEW-002"
+	CodePodMissing           = "DPF-NOPOD-001"
 	CodeUnknown              = "DPF-UNKNOWN-001"
 	CodeHealthy              = "DPF-OK-000"
 )

@@ -35,6 +35,8 @@ const (
 	ClassHealthy               Class = "Healthy"
 	// ClassOperatorPaused is cluster-level and never a pod's primary class.
 	ClassOperatorPaused Class = "OperatorPaused"
+	// ClassPodMissing names DPU nodes without a DMS pod; it has no pods.
+	ClassPodMissing Class = "PodMissing"
 )
 
 // Priority lists the pod classes, most decisive first: a pod whose Secret
@@ -156,12 +158,17 @@ type DPF struct {
 	DPUDeviceStatusSubresource bool   `json:"dpuDeviceStatusSubresource"`
 }
 
-// Summary counts pods by primary class.
+// Summary counts pods by primary class, and the DPU nodes.
 type Summary struct {
-	Pods    int           `json:"pods"`
-	Healthy int           `json:"healthy"`
-	Failing int           `json:"failing"`
-	ByClass map[Class]int `json:"byClass"`
+	// DPUNodes counts the Nodes labelled as carrying a DPU (0 when they
+	// could not be listed) and NodesWithoutPod those of them with no DMS
+	// pod and no DPUNode (PodMissing).
+	DPUNodes        int           `json:"dpuNodes,omitempty"`
+	NodesWithoutPod int           `json:"nodesWithoutPod,omitempty"`
+	Pods            int           `json:"pods"`
+	Healthy         int           `json:"healthy"`
+	Failing         int           `json:"failing"`
+	ByClass         map[Class]int `json:"byClass"`
 	// Inferred counts the pods whose class comes from the logs of other
 	// pods with the same failure signature (see PodResult.LogsFrom).
 	Inferred int `json:"inferred,omitempty"`
@@ -191,7 +198,7 @@ func (d *Diagnosis) Problems() bool {
 		return false
 	}
 	for _, f := range d.Findings {
-		if f.Severity == SeverityError && len(f.Pods) > 0 {
+		if f.Severity == SeverityError && (len(f.Pods) > 0 || f.Class == ClassPodMissing) {
 			return true
 		}
 	}
@@ -234,6 +241,12 @@ func Diagnose(b *evidence.Bundle) *Diagnosis {
 	d.Findings = findings
 	d.Pods = podResults(v, findings, primary)
 	d.Summary = summarise(d.Pods)
+	d.Summary.DPUNodes = len(b.Nodes)
+	for _, f := range findings {
+		if f.Class == ClassPodMissing {
+			d.Summary.NodesWithoutPod += len(f.Nodes)
+		}
+	}
 	d.WidelySharedDiagnosis = widelyShared(v, d)
 	return d
 }
@@ -264,7 +277,7 @@ func assign(b *evidence.Bundle, findings []Finding) map[string]Class {
 // split moves pods whose primary class is another to SecondaryPods and sets
 // Nodes from the remaining pods.
 func split(f *Finding, primary map[string]Class, v *view) {
-	if f.Class == ClassOperatorPaused {
+	if f.Class == ClassOperatorPaused || f.Class == ClassPodMissing {
 		return
 	}
 	var pods, secondary, nodes []string
@@ -286,7 +299,7 @@ func split(f *Finding, primary map[string]Class, v *view) {
 func keepRelevant(fs []Finding) []Finding {
 	out := fs[:0]
 	for _, f := range fs {
-		if f.Class == ClassOperatorPaused || len(f.Pods) > 0 || len(f.SecondaryPods) > 0 {
+		if f.Class == ClassOperatorPaused || len(f.Pods) > 0 || len(f.SecondaryPods) > 0 || len(f.Nodes) > 0 {
 			out = append(out, f)
 		}
 	}

@@ -32,7 +32,7 @@ func TestSchemaDocumented(t *testing.T) {
 			}
 		}
 	}
-	for _, c := range append(Priority(), ClassHealthy, ClassOperatorPaused) {
+	for _, c := range append(Priority(), ClassHealthy, ClassOperatorPaused, ClassPodMissing) {
 		if !strings.Contains(doc, "`"+string(c)+"`") {
 			t.Errorf("class %s is not in the schema doc", c)
 		}
@@ -46,7 +46,7 @@ func TestCodesDocumented(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, code := range []string{CodeOperatorPaused, CodeCertificateNotReady, CodeRshimOccupied, CodeAPIServerUnreachable, CodeNoDPUFound,
-		CodeRBACForbidden, CodeStatusSkewFixable, CodeStatusSkewCRD, CodeUnknown, CodeHealthy} {
+		CodeRBACForbidden, CodeStatusSkewFixable, CodeStatusSkewCRD, CodePodMissing, CodeUnknown, CodeHealthy} {
 		if !strings.Contains(string(data), code) {
 			t.Errorf("%s is not in docs/diagnose.md", code)
 		}

@@ -74,10 +74,15 @@ func Build(in Input) (*Plan, error) {
 	var (
 		grants   []rbac.Grant
 		affected []AffectedPod
+		missing  []string
 	)
 	for _, f := range d.Findings {
 		switch {
 		case f.Class == diagnose.ClassHealthy:
+			continue
+		case f.Class == diagnose.ClassPodMissing && f.Fixable:
+			missing = append(missing, f.Nodes...)
+			p.Addresses = append(p.Addresses, Addressed{Code: f.Code, Class: string(f.Class), Summary: f.Summary})
 			continue
 		case !f.Fixable || len(f.Missing) == 0:
 			if len(f.Pods) > 0 || len(f.SecondaryPods) > 0 || f.Severity != diagnose.SeverityInfo {
@@ -129,7 +134,7 @@ func Build(in Input) (*Plan, error) {
 		p.MustStayDenied = mustStayDenied(p)
 	}
 	p.keep(in.Keep)
-	p.Restart = RestartActions(release, known, uniquePods(affected), dpuNodes(b))
+	p.Restart = append(RestartActions(release, known, uniquePods(affected), dpuNodes(b)), MissingPodActions(release, missing)...)
 	p.ID = id(p, b)
 	return p, nil
 }

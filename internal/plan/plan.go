@@ -149,13 +149,17 @@ const (
 	// ActionWait leaves the pod alone: deleting it would lose it. It
 	// recovers at the kubelet's next back-off retry.
 	ActionWait = "wait"
+	// ActionRecreate is for a pod that is gone (diagnose's PodMissing):
+	// nothing to delete; with TouchNode the Node event makes the operator
+	// re-create it (v25.4.0).
+	ActionRecreate = "recreate"
 )
 
 // PodAction is how one affected pod gets back to running.
 type PodAction struct {
 	Pod  string `json:"pod"`
 	Node string `json:"node"`
-	// Action is ActionDelete or ActionWait.
+	// Action is ActionDelete, ActionWait or ActionRecreate.
 	Action string `json:"action"`
 	// TouchNode is true when the Node must see an event (an annotation)
 	// after the delete for the operator to re-create the pod (v25.4.0).

@@ -275,3 +275,47 @@ func TestBuildKeep(t *testing.T) {
 		t.Errorf("rules %+v", rs)
 	}
 }
+
+// A DPU node without its pod: on v25.4.0 the plan annotates its Node next
+// to the grant the other findings need; on v25.7 it only waits; a finding
+// fix cannot act on (version unknown) is skipped.
+func TestBuildMissingPods(t *testing.T) {
+	for _, tc := range []struct {
+		version, want string
+		skipped       bool
+	}{
+		{version: "v25.4.0", want: plan.ActionRecreate + "+touch"},
+		{version: "v25.7.0", want: plan.ActionWait},
+		{version: "", skipped: true},
+	} {
+		t.Run(tc.version, func(t *testing.T) {
+			in := input(tc.version, "w1")
+			in.Diagnosis.Findings = append(in.Diagnosis.Findings, diagnose.Finding{Class: diagnose.ClassPodMissing, Code: diagnose.CodePodMissing,
+				Severity: diagnose.SeverityError, Nodes: []string{"w2", "w3"}, Fixable: tc.version != "", Summary: "2 nodes have no DMS pod"})
+			p, err := plan.Build(in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(p.Changes) == 0 {
+				t.Error("the other findings' grant is gone")
+			}
+			got := map[string]string{}
+			for _, a := range p.Restart {
+				s := a.Action
+				if a.TouchNode {
+					s += "+touch"
+				}
+				got[a.Pod] = s
+			}
+			if tc.skipped {
+				if _, ok := got["w2-dms"]; ok || len(p.Skipped) != 2 {
+					t.Fatalf("restart %v, skipped %+v", got, p.Skipped)
+				}
+				return
+			}
+			if got["w2-dms"] != tc.want || got["w3-dms"] != tc.want {
+				t.Fatalf("restart %v, want %s for w2-dms and w3-dms", got, tc.want)
+			}
+		})
+	}
+}

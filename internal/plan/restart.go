@@ -55,3 +55,26 @@ func RestartActions(release dpf.Release, known bool, pods []AffectedPod, dpuNode
 	sort.Slice(out, func(i, j int) bool { return out[i].Pod < out[j].Pod })
 	return out
 }
+
+// MissingPodActions decides, per DPU node without its DMS pod (diagnose's
+// PodMissing), how the pod comes back: on a release that re-creates
+// deleted pods by itself, wait for the operator; on v25.4.0, whose
+// NodeReconciler re-creates a pod only on a Node event while the node has
+// no DPUNode, annotate the Node (after any grant). The result is sorted by
+// pod name.
+func MissingPodActions(release dpf.Release, nodes []string) []PodAction {
+	var out []PodAction
+	for _, n := range nodes {
+		a := PodAction{Pod: dpf.PodName(n), Node: n, Action: ActionRecreate, TouchNode: true,
+			Reason: fmt.Sprintf("the pod is gone and DPF %s re-creates it only on a Node event while the node has no DPUNode "+
+				"(the kubelet's status report, every ~5 minutes, is one): dpfdoctor annotates the Node (%s) after any grant", release.Version, RestartedAtAnnotation)}
+		if release.RecreatesDeletedPod {
+			a.Action, a.TouchNode = ActionWait, false
+			a.Reason = fmt.Sprintf("the pod is gone and DPF %s re-creates it by itself: at once on the delete, at the latest at the operator's next resync "+
+				"(10 minutes by default); dpfdoctor writes nothing and watches for it", release.Version)
+		}
+		out = append(out, a)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Pod < out[j].Pod })
+	return out
+}

@@ -161,7 +161,7 @@ func (k *kubelet) start(ctx context.Context, wg *sync.WaitGroup) error {
 // nodeStatusReport × time scale, jittered by ±10 % per report as the
 // kubelet's is, by renewing the Ready condition's lastHeartbeatTime.
 func (k *kubelet) reportNodeStatus(ctx context.Context) {
-	period := k.c.scale(nodeStatusReport)
+	period := k.c.scale(k.c.opts.NodeStatusReport)
 	if period <= 0 {
 		return
 	}

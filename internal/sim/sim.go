@@ -51,6 +51,10 @@ type Options struct {
 	// Resync is the operator's resync period before scaling (default 10 s;
 	// real DPF uses 10 min).
 	Resync time.Duration
+	// NodeStatusReport is the kubelet's Node status report period before
+	// scaling (default 5 min, as nodeStatusReportFrequency; negative: no
+	// reports, so a deleted v25.4.0 pod stays gone).
+	NodeStatusReport time.Duration
 	// NodePrefix names nodes <prefix>1, <prefix>2, … (default "dpu-worker-").
 	NodePrefix string
 	// Kubectl is the kubectl binary dms-init runs; default $KUBECTL, then
@@ -96,6 +100,9 @@ func (o *Options) defaults() error {
 	}
 	if o.Resync == 0 {
 		o.Resync = 10 * time.Second
+	}
+	if o.NodeStatusReport == 0 {
+		o.NodeStatusReport = nodeStatusReport
 	}
 	if o.NodePrefix == "" {
 		o.NodePrefix = "dpu-worker-"

@@ -171,7 +171,12 @@ func startRecovery(ctx context.Context, cancel context.CancelFunc, podsLW, dpuNo
 	}
 	r := &Recovery{o: o, clock: o.Clock, cancel: cancel, pods: map[string]*tracked{}, changed: make(chan struct{}, 1), touch: make(chan string, 4*len(o.Actions)+1)}
 	for _, a := range o.Actions {
-		r.pods[a.Pod] = &tracked{action: a, state: "unknown"}
+		t := &tracked{action: a, state: "unknown"}
+		if a.Action == plan.ActionRecreate {
+			// The pod is gone: tracked by name, as if deleted, with no old UID.
+			t.deleted, t.state = true, "Deleted"
+		}
+		r.pods[a.Pod] = t
 	}
 	if len(r.pods) == 0 {
 		return r, nil
@@ -188,9 +193,15 @@ func startRecovery(ctx context.Context, cancel context.CancelFunc, podsLW, dpuNo
 		return nil, fmt.Errorf("list DMS pods: %w", kube.Classify(err))
 	}
 	for _, obj := range items {
-		if p, ok := obj.(*corev1.Pod); ok && r.pods[p.Name] != nil {
-			r.pods[p.Name].oldUID, r.pods[p.Name].state = p.UID, dpf.PodState(p)
+		p, ok := obj.(*corev1.Pod)
+		if !ok || r.pods[p.Name] == nil {
+			continue
 		}
+		if t := r.pods[p.Name]; t.action.Action == plan.ActionRecreate {
+			t.action.Action, t.action.TouchNode, t.deleted = plan.ActionWait, false, false
+			t.note = "the operator re-created the pod before dpfdoctor sent the Node event"
+		}
+		r.pods[p.Name].oldUID, r.pods[p.Name].state = p.UID, dpf.PodState(p)
 	}
 	inf := cache.NewSharedIndexInformer(podsLW, &corev1.Pod{}, 0, cache.Indexers{})
 	if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{

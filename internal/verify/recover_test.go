@@ -95,7 +95,9 @@ func start(t *testing.T, actions []plan.PodAction, dpuNodes []string, recreateAt
 	h := &harness{clock: clocktesting.NewFakeClock(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)),
 		pods: fcache.NewFakeControllerSource(), dpuNodes: fcache.NewFakeControllerSource()}
 	for _, a := range actions {
-		h.pods.Add(dmsPod(a.Node, types.UID(a.Node+"-old"), false))
+		if a.Action != plan.ActionRecreate { // a pod to re-create is gone
+			h.pods.Add(dmsPod(a.Node, types.UID(a.Node+"-old"), false))
+		}
 	}
 	for _, n := range dpuNodes {
 		h.dpuNodes.Add(&metav1.PartialObjectMetadata{ObjectMeta: metav1.ObjectMeta{Name: n, Namespace: ns}})
@@ -168,6 +170,33 @@ func TestRecoveryNodeEvents(t *testing.T) {
 	_, journal, _ = h.fx.snapshot()
 	if len(journal) != 1 || !slices.Equal(journal[0], []string{"w1", "w2"}) {
 		t.Errorf("journal %v, want one entry for both Nodes", journal)
+	}
+}
+
+// A DPU node without its pod (v25.4.0): nothing is deleted; the pod is
+// tracked by name with no old UID, its Node gets the event (again once the
+// operator goes quiet), and the new pod counts when Ready.
+func TestRecoveryRecreatesMissingPods(t *testing.T) {
+	recreate := func(node string) plan.PodAction {
+		return plan.PodAction{Pod: node + "-dms", Node: node, Action: plan.ActionRecreate, TouchNode: true}
+	}
+	h := start(t, []plan.PodAction{recreate("w1"), recreate("w2")}, nil, map[string]int{"w1": 1, "w2": 2})
+	if err := h.r.Quiesce(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	res := h.run(t)
+	if res.Ready != 2 || res.TimedOut {
+		t.Fatalf("result %+v", res)
+	}
+	want := map[string]int{"w1-dms": 1, "w2-dms": 2}
+	for _, p := range res.Pods {
+		if p.Action != plan.ActionRecreate || p.NodeEvents != want[p.Pod] || !p.Ready || p.StartedAt == "" {
+			t.Errorf("%s: %+v, want %d Node events", p.Pod, p, want[p.Pod])
+		}
+	}
+	deleted, journal, _ := h.fx.snapshot()
+	if len(deleted) != 0 || len(journal) != 1 || !slices.Equal(journal[0], []string{"w1", "w2"}) {
+		t.Errorf("deleted %v, journal %v", deleted, journal)
 	}
 }
 

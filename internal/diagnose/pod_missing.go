@@ -1,0 +1,102 @@
+package diagnose
+
+import (
+	"fmt"
+
+	"github.com/dpfdoctor/dpfdoctor/internal/dpf"
+	"github.com/dpfdoctor/dpfdoctor/internal/evidence"
+)
+
+// podMissing reports a Node labelled as carrying a DPU that has neither a
+// DMS (or host agent) pod nor a DPUNode: the pod was deleted, typically by
+// the widely shared script that deletes every non-Running DMS pod, and
+// whether it comes back depends on the release (dpf.Release
+// RecreatesDeletedPod): v25.4.0's NodeReconciler re-creates it only on a
+// Node event while no DPUNode exists (a kubelet status report, every
+// ~5 min, is one); later releases re-create it on their own. v25.1 runs
+// pods per DPU, which this class does not cover. The finding names nodes,
+// not pods: the pod does not exist.
+type podMissing struct{}
+
+func (podMissing) ID() string   { return CodePodMissing }
+func (podMissing) Class() Class { return ClassPodMissing }
+
+func (c podMissing) Classify(b *evidence.Bundle) []Finding { return c.classify(newView(b)) }
+
+func (podMissing) classify(v *view) []Finding {
+	b := v.b
+	rel, known := release(b.Install.Version)
+	if known && rel.PodPerDPU {
+		return nil
+	}
+	nodes := missingPodNodes(b)
+	if len(nodes) == 0 {
+		return nil
+	}
+	f := Finding{Class: ClassPodMissing, Code: CodePodMissing, Severity: SeverityError, Nodes: nodes, Fixable: known}
+	for _, n := range nodes {
+		f.Evidence = appendLimited(f.Evidence, Evidence{Kind: EvidenceObject, Source: "Node " + n,
+			Text: fmt.Sprintf("labelled %s; no pod %s/%s on it and no DPUNode %s/%s",
+				dpf.DPUNodeLabel, b.Install.Namespace, dpf.PodName(n), b.Install.Namespace, n)}, maxQuoted)
+	}
+	f.Summary = fmt.Sprintf("%s labelled %s %s no DMS pod and no DPUNode: nothing provisions %s DPU",
+		plural(len(nodes), "node", "nodes"), dpf.DPUNodeLabel, hasHave(len(nodes)), itsTheir(len(nodes)))
+	rule := "DPF version unknown: whether the operator re-creates a deleted DMS pod by itself is not known"
+	switch {
+	case !known:
+		f.NextStep = "find the DPF version (`dpfdoctor versions`); on v25.4.0 a Node event re-creates the pod, later releases re-create it by themselves"
+	case rel.RecreatesDeletedPod:
+		rule = fmt.Sprintf("DPF %s re-creates a deleted DMS pod by itself, at once on the delete and at the latest at the operator's next resync", rel.Version)
+		f.NextStep = "wait for the operator to re-create the pods (`dpfdoctor fix` watches them come back and writes nothing); " +
+			"if they do not, check that the operator is running and not paused"
+	default:
+		rule = fmt.Sprintf("DPF %s re-creates a deleted DMS pod only on a Node event while the node has no DPUNode; "+
+			"the kubelet's status report (every ~5 min) is such an event", rel.Version)
+		f.NextStep = fmt.Sprintf("run `dpfdoctor fix`: it annotates each Node (%s), which makes the operator re-create the pod now, "+
+			"together with any grant the pods need; or wait for the kubelet's next status report", restartedAtAnnotation)
+	}
+	f.Evidence = append(f.Evidence, Evidence{Kind: EvidenceConfig, Source: "versions", Text: rule})
+	return []Finding{f}
+}
+
+// restartedAtAnnotation is plan.RestartedAtAnnotation (diagnose does not
+// import plan).
+const restartedAtAnnotation = "dpfdoctor.dev/restarted-at"
+
+// missingPodNodes lists the bundle's Nodes (those labelled
+// dpf.DPUNodeLabel) that have no DMS pod (by node, or by dpf.PodName) and
+// no DPUNode (by name or status.kubeNodeRef), sorted.
+func missingPodNodes(b *evidence.Bundle) []string {
+	has := map[string]bool{}
+	for _, p := range b.Pods {
+		has[p.Node] = true
+		if n, ok := dpf.NodeFromPodName(p.Name); ok {
+			has[n] = true
+		}
+	}
+	for _, d := range b.DPUNodes {
+		has[d.Name] = true
+		has[d.Fields["status.kubeNodeRef"]] = true
+	}
+	var out []string
+	for _, n := range b.Nodes {
+		if !has[n.Name] {
+			out = append(out, n.Name)
+		}
+	}
+	return uniqueSorted(out)
+}
+
+func hasHave(n int) string {
+	if n == 1 {
+		return "has"
+	}
+	return "have"
+}
+
+func itsTheir(n int) string {
+	if n == 1 {
+		return "its"
+	}
+	return "their"
+}
