@@ -33,7 +33,8 @@ func splitLogs(b *kube.Budget) (logs, other int) {
 }
 
 // The request count at 10 and at 1,000 pods is the same apart from log
-// reads, which stay bounded by failure signatures × --max-logs.
+// reads: above the log budget, 3 pods per failure signature whose sample
+// agrees, and every pod of one whose sample disagrees.
 func TestRequestsDoNotGrowWithPods(t *testing.T) {
 	c, err := startSim(sim.Options{Nodes: 10, Scenario: scaleScenarios, TimeScale: 0.05, SecretWaitAttempts: 1,
 		KubectlMaxNodes: -1, Resync: time.Hour, MaxAddresses: 50})
@@ -83,8 +84,12 @@ func TestRequestsDoNotGrowWithPods(t *testing.T) {
 			t.Logf("%s %s", r.Method, r.Path)
 		}
 	}
-	if max := len(b1000.LogGroups) * evidence.DefaultMaxLogs * 2; logs1000 > max {
-		t.Errorf("%d log reads for %d failure signatures (max %d)", logs1000, len(b1000.LogGroups), max)
+	// Above the log budget a signature whose sample agrees costs 3 pods'
+	// logs; one whose sample disagrees is read in full.
+	for _, g := range b1000.LogGroups {
+		if g.Unread == evidence.UnreadSampled && len(g.Fetched) > 3 {
+			t.Errorf("signature %s: %d pods' logs read although its sample agrees", g.Signature, len(g.Fetched))
+		}
 	}
 	if len(b1000.LogGroups) != len(b10.LogGroups) {
 		t.Errorf("failure signatures: %d at 10 pods, %d at 1,000", len(b10.LogGroups), len(b1000.LogGroups))
@@ -95,11 +100,14 @@ func TestRequestsDoNotGrowWithPods(t *testing.T) {
 		}
 	}
 
-	// Classes that do not depend on logs are exact for every pod.
+	// Every failing pod's class is exact, log-only causes sharing one
+	// failure signature included.
 	d := diagnose.Diagnose(b1000)
 	exact := map[sim.Scenario]diagnose.Class{
 		sim.SecretsForbiddenQuiet: diagnose.ClassRBACForbidden, sim.DPUDeviceStatusForbidden: diagnose.ClassStatusSubresourceSkew,
 		sim.CertificateNotReady: diagnose.ClassCertificateNotReady, sim.RshimOccupied: diagnose.ClassRshimOccupied,
+		sim.SecretsForbidden: diagnose.ClassRBACForbidden, sim.APIServerUnreachable: diagnose.ClassAPIServerUnreachable,
+		sim.NoDPUFound: diagnose.ClassNoDPUFound,
 	}
 	for _, p := range d.Pods {
 		if w, ok := exact[c.byNode[p.Node]]; ok && p.Class != w {
@@ -173,12 +181,15 @@ func TestRequestBudget(t *testing.T) {
 		scenario string
 		nodes    int
 		budget   int
+		// logBudget, when set, forces sampling: one cause then costs at
+		// most 3 pods' logs.
+		logBudget int
 	}{
 		// BenchmarkDiagnose5000's mix on ten nodes.
-		{"every pod failing", "dpudevice-status-forbidden=2,apiserver-unreachable=2,certificate-not-ready=2,rshim-occupied=2,no-dpu-found=2", 10, 15},
+		{"every pod failing", "dpudevice-status-forbidden=2,apiserver-unreachable=2,certificate-not-ready=2,rshim-occupied=2,no-dpu-found=2", 10, 15, 0},
 		// Adds the Secret review to the status one.
-		{"every scenario", mixedScenarios, 10, 16},
-		{"v25.4.0 secrets-forbidden", "secrets-forbidden", 4, 13},
+		{"every scenario", mixedScenarios, 10, 16, 0},
+		{"v25.4.0 secrets-forbidden, sampled", "secrets-forbidden", 4, 13, 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := mixed(t)
@@ -190,9 +201,15 @@ func TestRequestBudget(t *testing.T) {
 				}
 				t.Cleanup(func() { _ = c.Stop() })
 			}
-			_, budget, err := collect(t, c.Config, evidence.Options{})
+			b, budget, err := collect(t, c.Config, evidence.Options{LogBudget: tc.logBudget})
 			if err != nil {
 				t.Fatal(err)
+			}
+			if tc.logBudget > 0 {
+				d := diagnose.Diagnose(b)
+				if n := podsRead(b); n > 3 || d.Summary.Inferred != tc.nodes-n || d.Summary.ByClass[diagnose.ClassRBACForbidden] != tc.nodes {
+					t.Errorf("one cause, sampled: %d pods' logs read, %d inferred, classes %v", n, d.Summary.Inferred, d.Summary.ByClass)
+				}
 			}
 			logs, other := splitLogs(budget)
 			// A 429 (API priority and fairness shedding load while the sim
