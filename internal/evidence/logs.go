@@ -1,6 +1,7 @@
 package evidence
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -36,12 +37,12 @@ type logFetch struct {
 
 // logs reads the work container's logs (current and previous) of failing
 // pods. With at most LogBudget failing pods whose container ran, it reads
-// every one. Above that it reads logSample pods of each failure signature,
-// spread over the group, and the rest of a group only when its sample
+// every one. Above that it reads logSample pods of each failure signature
+// (see sample), and the rest of a group only when its sample
 // disagrees. Agreement is dpf.LogVerdict, the rule diagnose uses to let
 // unread pods share their peers' class. It lives in dpf rather than being
 // passed in from diagnose so that data still flows one way and every
-// caller (diagnose, fix, the guard) samples by the same rule. So one cause
+// collector caller (diagnose, fix) samples by the same rule. So one cause
 // costs logSample logs however many pods it breaks, and a mixed signature
 // is read in full. MaxLogs caps the total.
 func (r *run) logs(ctx context.Context) error {
@@ -65,7 +66,7 @@ func (r *run) logs(ctx context.Context) error {
 	pick := make([][]string, len(groups))
 	for i, names := range ran {
 		if sampling {
-			names = spread(names, logSample)
+			names = sample(names)
 		}
 		pick[i] = take(names, &left)
 	}
@@ -205,26 +206,51 @@ func (r *run) readLogs(ctx context.Context, pick [][]string, progress func(read,
 	return lines, nil
 }
 
+// sample picks logSample pods of a group: in natural name order
+// (worker-2 before worker-10), the first two and the last. Neighbours
+// catch causes that alternate node by node, first and last catch causes
+// assigned in blocks (racks, batches); names spread evenly would alias
+// with a fleet whose causes repeat every k nodes.
+func sample(names []string) []string {
+	if len(names) <= logSample {
+		return names
+	}
+	sorted := slices.Clone(names)
+	slices.SortFunc(sorted, naturalCompare)
+	return []string{sorted[0], sorted[1], sorted[len(sorted)-1]}
+}
+
+// naturalCompare orders names with their digit runs compared as numbers.
+func naturalCompare(a, b string) int {
+	for a != "" && b != "" {
+		da, db := digits(a), digits(b)
+		if da > 0 && db > 0 {
+			na, nb := strings.TrimLeft(a[:da], "0"), strings.TrimLeft(b[:db], "0")
+			if c := cmp.Or(cmp.Compare(len(na), len(nb)), strings.Compare(na, nb)); c != 0 {
+				return c
+			}
+			a, b = a[da:], b[db:]
+			continue
+		}
+		if a[0] != b[0] {
+			return cmp.Compare(a[0], b[0])
+		}
+		a, b = a[1:], b[1:]
+	}
+	return cmp.Compare(len(a), len(b))
+}
+
+func digits(s string) int {
+	n := 0
+	for n < len(s) && s[n] >= '0' && s[n] <= '9' {
+		n++
+	}
+	return n
+}
+
 func workRan(p Pod) bool {
 	c, ok := p.Work()
 	return ok && c.Ran()
-}
-
-// spread picks n names spread evenly over the group (first, last, and
-// between), so that a group whose pods fail differently is more likely to
-// show it than with the first n by name.
-func spread(names []string, n int) []string {
-	if n >= len(names) {
-		return names
-	}
-	if n == 1 {
-		return names[:1]
-	}
-	out := make([]string, 0, n)
-	for k := 0; k < n; k++ {
-		out = append(out, names[k*(len(names)-1)/(n-1)])
-	}
-	return out
 }
 
 // Instances are the log instances worth reading. A container waiting after

@@ -180,11 +180,15 @@ func TestArchive(t *testing.T) {
 	}
 }
 
-func TestSpreadAndInstances(t *testing.T) {
-	names := []string{"a", "b", "c", "d", "e"}
-	for n, want := range map[int][]string{1: {"a"}, 2: {"a", "e"}, 3: {"a", "c", "e"}, 9: names} {
-		if got := spread(names, n); !slices.Equal(got, want) {
-			t.Errorf("spread(%d) = %v, want %v", n, got, want)
+func TestSampleAndInstances(t *testing.T) {
+	for _, tc := range []struct{ names, want []string }{
+		{[]string{"w-1", "w-2"}, []string{"w-1", "w-2"}},
+		// natural order: w-2 before w-10; first two and last
+		{[]string{"w-1", "w-10", "w-11", "w-2", "w-3", "w-9"}, []string{"w-1", "w-2", "w-11"}},
+		{[]string{"rack02-n7", "rack10-n1", "rack2-n10", "rack2-n9"}, []string{"rack02-n7", "rack2-n9", "rack10-n1"}},
+	} {
+		if got := sample(tc.names); !slices.Equal(got, tc.want) {
+			t.Errorf("sample(%v) = %v, want %v", tc.names, got, tc.want)
 		}
 	}
 	if got := Instances(Container{State: crash, LastState: failed}); !slices.Equal(got, []string{InstanceCurrent}) {
