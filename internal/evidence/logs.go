@@ -33,6 +33,9 @@ const logSample = 3
 type logFetch struct {
 	group                    int
 	pod, container, instance string
+	// fallback: read the previous run when the current one is empty or
+	// gone (the container restarted since the pods were listed).
+	fallback bool
 }
 
 // logs reads the work container's logs (current and previous) of failing
@@ -153,8 +156,10 @@ func (r *run) readLogs(ctx context.Context, pick [][]string, progress func(read,
 		for _, name := range names {
 			p, _ := r.b.Pod(name)
 			c, _ := p.Work()
-			for _, inst := range Instances(c) {
-				fetches = append(fetches, logFetch{group: i, pod: name, container: c.Name, instance: inst})
+			insts := Instances(c)
+			for _, inst := range insts {
+				fetches = append(fetches, logFetch{group: i, pod: name, container: c.Name, instance: inst,
+					fallback: len(insts) == 1})
 			}
 		}
 	}
@@ -269,6 +274,9 @@ func (r *run) readLog(ctx context.Context, f logFetch, refused *atomic.Bool) (Lo
 		return Log{Pod: f.pod, Container: f.container, Instance: f.instance, Error: "not read: pods/log is forbidden"}, nil
 	}
 	l, err := ReadLog(ctx, r.cl.Kube, r.o.Namespace, f.pod, f.container, f.instance)
+	if err == nil && l.Text == "" && f.fallback {
+		l, err = ReadLog(ctx, r.cl.Kube, r.o.Namespace, f.pod, f.container, InstancePrevious)
+	}
 	if errors.Is(err, ErrLogForbidden) {
 		refused.Store(true)
 		l.Error = err.Error()
