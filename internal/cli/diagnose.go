@@ -40,9 +40,12 @@ type DiagnoseOptions struct {
 const diagnoseLong = `Find why DPF's DMS (or host-agent) pods fail, per pod, from evidence: pod
 states, events, Certificates, Secret names (metadata only: dpfdoctor never
 reads Secret data), DPUNodes, DPUDevices, RBAC objects, SubjectAccessReviews
-for the calls each pod's dmsinit.sh makes, and dms-init logs of failing pods
-(at most --max-logs per failure signature). The number of API requests does
-not grow with the number of pods, apart from those log reads.
+for the calls each pod's dmsinit.sh makes, and dms-init logs of failing pods.
+With up to 200 failing pods it reads every one's log. Above that it reads 3
+per failure signature and, when those disagree, the rest of that signature,
+so one cause costs 3 logs however many pods it breaks. --max-logs caps the
+total. Apart from log reads, the number of API requests does not grow with
+the number of pods. A pod whose own log was not read says so, and why.
 
 Classes: RBACForbidden, StatusSubresourceSkew, APIServerUnreachable,
 CertificateNotReady, RshimOccupied, NoDPUFound, OperatorPaused, Unknown and
@@ -93,7 +96,7 @@ func newCmdDiagnose(kf *genericclioptions.ConfigFlags, o *DiagnoseOptions) *cobr
 	f.StringVarP(&o.Output, "output", "o", o.Output, "Output format: table, json or yaml")
 	f.BoolVarP(&o.Verbose, "verbose", "v", false, "Show per-pod detail and the evidence behind each finding")
 	f.StringArrayVar(&o.Nodes, "node", nil, "Only diagnose the pod of this node (repeatable); shows per-pod detail")
-	f.IntVar(&o.MaxLogs, "max-logs", o.MaxLogs, "Read dms-init logs of at most this many pods per failure signature (0: none)")
+	f.IntVar(&o.MaxLogs, "max-logs", o.MaxLogs, "Read dms-init logs of at most this many pods in total (0: none)")
 	f.StringVar(&o.Bundle, "bundle", "", "Write a support bundle (tar.gz, no Secret data) to this file")
 	f.StringVar(&o.FromBundle, "from-bundle", "", "Diagnose a saved bundle (support tar.gz or evidence JSON) instead of a cluster")
 	kubeFlags(cmd, kf)
@@ -175,7 +178,7 @@ func (o *DiagnoseOptions) evidence(ctx context.Context) (*evidence.Bundle, error
 		maxLogs = -1 // no logs
 	}
 	c := &evidence.Collector{Clients: clients}
-	b, err := c.Collect(ctx, evidence.Options{Nodes: o.Nodes, MaxLogs: maxLogs})
+	b, err := c.Collect(ctx, evidence.Options{Nodes: o.Nodes, MaxLogs: maxLogs, Progress: o.progress()})
 	if err != nil {
 		return nil, fmt.Errorf("diagnose: %w", err)
 	}
@@ -268,7 +271,7 @@ func (o *DiagnoseOptions) printTable(d *diagnose.Diagnosis) error {
 		steps++
 		fmt.Fprintf(w, "\n%d. %s %s: %s\n", steps, p.paint(bold, f.Code), f.Class, f.Summary)
 		if len(f.SecondaryPods) > 0 {
-			fmt.Fprintf(w, "   Also affects %d pods once their first problem is fixed.\n", len(f.SecondaryPods))
+			fmt.Fprintf(w, "   Also affects %s once their first problem is fixed.\n", count(len(f.SecondaryPods), "pod", "pods"))
 		}
 		printMissing(w, f)
 		if o.Verbose {
@@ -283,8 +286,13 @@ func (o *DiagnoseOptions) printTable(d *diagnose.Diagnosis) error {
 		fmt.Fprintf(w, "   Fixable: %s\n   Next: %s\n", fixable, f.NextStep)
 	}
 	if d.Summary.Inferred > 0 {
-		fmt.Fprintf(w, "\n%d pods were classified from the dms-init logs of other pods with the same failure signature "+
-			"(their own were not read: --max-logs per signature); check one with --node NAME, or raise --max-logs.\n", d.Summary.Inferred)
+		fmt.Fprintf(w, "\n%s classified from the dms-init logs of other pods with the same failure signature "+
+			"(their own were not read: the pods sampled for that signature agree); check one with --node NAME.\n",
+			count(d.Summary.Inferred, "pod was", "pods were"))
+	}
+	if d.Summary.Unread > 0 {
+		fmt.Fprintf(w, "\n%s not read (-v says why per pod); their class comes from pod state, events, objects and access reviews.\n",
+			count(d.Summary.Unread, "failing pod's own dms-init log was", "failing pods' own dms-init logs were"))
 	}
 	if d.WidelySharedDiagnosis != "" {
 		fmt.Fprintf(w, "\n%s %s\n", p.paint(bold, "About the widely shared diagnosis:"), d.WidelySharedDiagnosis)
@@ -389,12 +397,36 @@ func podTable(w io.Writer, d *diagnose.Diagnosis, p palette) error {
 	fmt.Fprintln(tw, "POD\tNODE\tCLASS\tSTATE\tRESTARTS\tVERSION\tDETAIL")
 	for _, r := range d.Pods {
 		detail := oneLine(r.Detail)
-		if r.LogsFrom != "" {
-			detail += " [inferred from " + r.LogsFrom + "'s logs]"
+		if r.LogNotRead != "" {
+			detail += " [" + r.LogNotRead + "]"
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\n", r.Name, r.Node, p.paint(classColour(r.Class), string(r.Class)), r.State, r.Restarts, r.Version, detail)
 	}
 	return tw.Flush()
+}
+
+// count renders "1 pod" or "2 pods".
+func count(n int, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return fmt.Sprintf("%d %s", n, many)
+}
+
+// progress returns a progress line on a terminal (stderr) for the log
+// reads of signatures whose samples disagree; nil elsewhere.
+func (o *DiagnoseOptions) progress() func(read, total int) {
+	if !isTerminal(o.ErrOut) {
+		return nil
+	}
+	return func(read, total int) {
+		if read%50 == 0 || read == total {
+			fmt.Fprintf(o.ErrOut, "\rreading dms-init logs where samples disagree: %d/%d", read, total)
+			if read == total {
+				fmt.Fprintln(o.ErrOut)
+			}
+		}
+	}
 }
 
 func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }

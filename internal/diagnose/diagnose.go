@@ -141,9 +141,12 @@ type PodResult struct {
 	// Detail is a one-line reason.
 	Detail string `json:"detail,omitempty"`
 	// LogsFrom names the pod whose dms-init logs stand for this one: its
-	// own were not read (--max-logs per failure signature) and the pods
+	// own were not read (its failure signature was sampled) and the pods
 	// read for its group agree. The class is then inferred.
 	LogsFrom string `json:"logsFrom,omitempty"`
+	// LogNotRead says, for a failing pod whose container ran, why its own
+	// dms-init log was not read and where its class came from instead.
+	LogNotRead string `json:"logNotRead,omitempty"`
 }
 
 // DPF is what was found about the installation.
@@ -172,6 +175,9 @@ type Summary struct {
 	// Inferred counts the pods whose class comes from the logs of other
 	// pods with the same failure signature (see PodResult.LogsFrom).
 	Inferred int `json:"inferred,omitempty"`
+	// Unread counts the other failing pods whose own log was not read
+	// (see PodResult.LogNotRead).
+	Unread int `json:"unread,omitempty"`
 }
 
 // Diagnosis is the result of Diagnose; its JSON form is versioned by
@@ -342,7 +348,7 @@ func podResults(v *view, findings []Finding, primary map[string]Class) []PodResu
 	}
 	for _, p := range b.Pods {
 		r := PodResult{Name: p.Name, Node: p.Node, Class: primary[p.Name], State: p.Status(), Restarts: p.Restarts(),
-			Version: p.Version(b.Install.Version), Script: string(p.Script(b.Install.Version)), LogsFrom: v.logsFrom(p.Name)}
+			Version: p.Version(b.Install.Version), Script: string(p.Script(b.Install.Version)), LogsFrom: v.logsFrom(p.Name), LogNotRead: v.logNotRead(p)}
 		seen := map[Class]bool{r.Class: true}
 		for _, f := range byPod[p.Name] {
 			if f.Class == r.Class && r.Code == "" {
@@ -370,8 +376,11 @@ func summarise(pods []PodResult) Summary {
 		} else {
 			s.Failing++
 		}
-		if p.LogsFrom != "" {
+		switch {
+		case p.LogsFrom != "":
 			s.Inferred++
+		case p.LogNotRead != "":
+			s.Unread++
 		}
 	}
 	return s

@@ -2,6 +2,7 @@ package diagnose
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/dpfdoctor/dpfdoctor/internal/access"
@@ -128,41 +129,14 @@ func (v *view) agreed(g *evidence.LogGroup) sharedLog {
 	return out
 }
 
-// verdict is how a log says the script failed, comparable across nodes:
-// the error site (func:line) and the first words of its message.
+// verdict is dpf.LogVerdict of the lines: the rule evidence also uses to
+// stop reading a failure signature's logs.
 func verdict(lines []logLine) string {
-	for i := len(lines) - 1; i >= 0; i-- {
-		if e, ok := dpf.ParseErrorLine(strings.TrimSpace(lines[i].text)); ok {
-			words := strings.Fields(e.Message)
-			if len(words) > 4 {
-				words = words[:4]
-			}
-			return fmt.Sprintf("%s:%d %s", e.Func, e.Line, strings.Join(words, " "))
-		}
+	texts := make([]string, len(lines))
+	for i, l := range lines {
+		texts[i] = l.text
 	}
-	if _, ok := find(lines, dpf.MsgCompleted); ok {
-		return "completed"
-	}
-	for i := len(lines) - 1; i >= 0; i-- {
-		if msg, ok := klogError(lines[i].text); ok {
-			words := strings.Fields(msg)
-			if len(words) > 4 {
-				words = words[:4]
-			}
-			return "klog " + strings.Join(words, " ")
-		}
-	}
-	return ""
-}
-
-// klogError returns the message of a klog error line ("E1125 10:00:00.000000
-// 1 file.go:97] msg"), as the v25.10 host agent, a Go program, logs.
-func klogError(line string) (string, bool) {
-	if len(line) < 2 || (line[0] != 'E' && line[0] != 'F') || line[1] < '0' || line[1] > '9' {
-		return "", false
-	}
-	_, msg, ok := strings.Cut(line, "] ")
-	return msg, ok
+	return dpf.LogVerdict(texts)
 }
 
 // failing returns the pods that are not Ready.
@@ -212,6 +186,47 @@ func (v *view) logsFrom(pod string) string {
 		return v.shared[g.ID].peer
 	}
 	return ""
+}
+
+// logNotRead says why a failing pod's own dms-init log was not read, and
+// where its class came from then; "" when it was read, or when the
+// container never ran (there is no log).
+func (v *view) logNotRead(p evidence.Pod) string {
+	c, ok := p.Work()
+	if p.Ready || !ok || !c.Ran() || len(v.logs[p.Name]) > 0 {
+		return ""
+	}
+	if v.b.HasGap("pods/log") {
+		return "log not read: pods/log is forbidden for your user; class from pod state, events, objects and access reviews"
+	}
+	g, ok := v.groups[p.Name]
+	switch {
+	case !ok:
+		return "log not read"
+	case v.logsFrom(p.Name) != "":
+		word := "pods"
+		if len(g.Fetched) == 1 {
+			word = "pod"
+		}
+		return fmt.Sprintf("log not read: class inferred from %s %s with the same failure signature", word, listNames(g.Fetched))
+	case g.Unread == evidence.UnreadDisabled:
+		return "log not read: --max-logs 0; class from pod state, events, objects and access reviews"
+	case g.Unread == evidence.UnreadMaxLogs:
+		return "log not read: log budget reached (--max-logs); class from pod state, events, objects and access reviews"
+	case slices.Contains(g.Fetched, p.Name):
+		return "log read but empty or unreadable"
+	case len(g.Fetched) > 0:
+		return fmt.Sprintf("log not read, and the pods read for its failure signature (%s) fail differently", listNames(g.Fetched))
+	}
+	return "log not read"
+}
+
+// listNames joins up to five names.
+func listNames(names []string) string {
+	if len(names) > 5 {
+		return strings.Join(names[:5], ", ") + fmt.Sprintf(" and %d more", len(names)-5)
+	}
+	return strings.Join(names, ", ")
 }
 
 func (v *view) podEvents(pod string) []evidence.Event { return v.events[pod] }

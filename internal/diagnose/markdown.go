@@ -13,7 +13,11 @@ func (d *Diagnosis) Markdown() string {
 	p("- Schema: `%s`\n", d.SchemaVersion)
 	p("- DPF: namespace `%s`, DPFOperatorConfig `%s`, version %s (from %s), paused: %t\n",
 		d.DPF.Namespace, d.DPF.OperatorConfig, orUnknown(d.DPF.Version), orUnknown(d.DPF.VersionSource), d.DPF.Paused)
-	p("- Pods: %d (%d healthy, %d failing); API requests used: %d\n\n", d.Summary.Pods, d.Summary.Healthy, d.Summary.Failing, d.Requests)
+	p("- Pods: %d (%d healthy, %d failing); API requests used: %d\n", d.Summary.Pods, d.Summary.Healthy, d.Summary.Failing, d.Requests)
+	if n := d.Summary.Inferred + d.Summary.Unread; n > 0 {
+		p("- Own dms-init log not read: %d (%d classified from pods with the same failure signature); see the Pods table\n", n, d.Summary.Inferred)
+	}
+	p("\n")
 	if d.WidelySharedDiagnosis != "" {
 		p("## About the widely shared diagnosis\n\n%s\n\n", d.WidelySharedDiagnosis)
 	}
@@ -57,7 +61,11 @@ func (d *Diagnosis) Markdown() string {
 	}
 	p("## Pods\n\n| Pod | Node | Class | State | Restarts | Version | Detail |\n|---|---|---|---|---|---|---|\n")
 	for _, r := range d.Pods {
-		p("| %s | %s | %s | %s | %d | %s | %s |\n", r.Name, r.Node, r.Class, r.State, r.Restarts, r.Version, strings.ReplaceAll(r.Detail, "|", "\\|"))
+		detail := r.Detail
+		if r.LogNotRead != "" {
+			detail += " (" + r.LogNotRead + ")"
+		}
+		p("| %s | %s | %s | %s | %d | %s | %s |\n", r.Name, r.Node, r.Class, r.State, r.Restarts, r.Version, strings.ReplaceAll(detail, "|", "\\|"))
 	}
 	return w.String()
 }

@@ -188,9 +188,13 @@ func rbacFinding(b *evidence.Bundle, cases []rbacCase) Finding {
 	if r, ok := release(b.Install.Version); ok && r.ClusterRole != "" {
 		role = r.ClusterRole
 	}
-	f.NextStep = fmt.Sprintf("run `dpfdoctor fix` to grant exactly these %s in a separate Role/ClusterRole and binding for %s "+
+	what := fmt.Sprintf("these %d permissions", len(f.Missing))
+	if len(f.Missing) == 1 {
+		what = "this permission"
+	}
+	f.NextStep = fmt.Sprintf("run `dpfdoctor fix` to grant exactly %s in a separate Role/ClusterRole and binding for %s "+
 		"(do not edit %s: the DPF operator re-applies it and reverts the change); dms-init retries by itself",
-		plural(len(f.Missing), "permission", "permissions"), sa, role)
+		what, sa, role)
 	return f
 }
 

@@ -124,14 +124,13 @@ func rawEvidence(v *view, p evidence.Pod) []Evidence {
 	for _, l := range lines {
 		ev = append(ev, logEvidence(l))
 	}
-	switch g, inGroup := v.groups[p.Name]; {
-	case len(lines) > 0:
-	case v.b.HasGap("pods/log"):
-		ev = append(ev, Evidence{Kind: EvidenceConfig, Source: "dpfdoctor", Text: "logs not read: pods/log is forbidden for your user"})
-	case inGroup && len(g.Fetched) > 0:
-		ev = append(ev, Evidence{Kind: EvidenceConfig, Source: "dpfdoctor", Text: fmt.Sprintf(
-			"logs not read (--max-logs per failure signature), and the pods read for its signature (%s) fail differently: run with --node %s",
-			strings.Join(g.Fetched, ", "), p.Node)})
+	if len(lines) == 0 {
+		if why := v.logNotRead(p); why != "" {
+			if !v.b.HasGap("pods/log") {
+				why += ": run with --node " + p.Node
+			}
+			ev = append(ev, Evidence{Kind: EvidenceConfig, Source: "dpfdoctor", Text: why})
+		}
 	}
 	return ev
 }

@@ -67,8 +67,12 @@ func widelyShared(v *view, d *Diagnosis) string {
 			story, fmt.Sprint(len(secretPods)), failing, failing-len(secretPods), breakdown(others)))
 		s = append(s, "Do not patch dpf-provisioning-dms-role as it suggests: the operator re-applies it and reverts the change.")
 	default:
-		s = append(s, fmt.Sprintf("%s holds for all %s here: their dms-init runs the certificate path (--external-certificate none) and may not get their node's Secret.",
-			story, plural(failing, "failing pod", "failing pods")))
+		who, their := fmt.Sprintf("all %d failing pods", failing), "their"
+		if failing == 1 {
+			who, their = "the one failing pod", "its"
+		}
+		s = append(s, fmt.Sprintf("%s holds for %s here: %s dms-init runs the certificate path (--external-certificate none) and may not get %s node's Secret.",
+			story, who, their, their))
 		s = append(s, "But do not patch dpf-provisioning-dms-role as it suggests: the operator re-applies it and reverts the change; `dpfdoctor fix` grants a separate Role limited to each node's Secret name.")
 	}
 	return strings.Join(s, " ")

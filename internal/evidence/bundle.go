@@ -45,8 +45,8 @@ type Bundle struct {
 	Access []AccessCheck `json:"access,omitempty"`
 	// Logs holds dms-init (or host agent) logs of failing pods.
 	Logs []Log `json:"logs,omitempty"`
-	// LogGroups groups failing pods by failure signature; logs are fetched
-	// for at most MaxLogs pods of each group.
+	// LogGroups groups failing pods by failure signature and says whose
+	// logs were read (see Options.LogBudget and MaxLogs).
 	LogGroups []LogGroup `json:"logGroups,omitempty"`
 	// Gaps lists what could not be seen, and why.
 	Gaps []Gap `json:"gaps,omitempty"`
@@ -253,10 +253,25 @@ type LogGroup struct {
 	Signature string   `json:"signature"`
 	Container string   `json:"container"`
 	Pods      []string `json:"pods"`
-	// Fetched lists the pods whose logs were read (at most MaxLogs); the
-	// others share the group's classification.
+	// Fetched lists the pods whose logs were read.
 	Fetched []string `json:"fetched,omitempty"`
+	// Unread says why the logs of the group's other pods (those whose
+	// container ran) were not read: one of the Unread constants.
+	Unread string `json:"unread,omitempty"`
 }
+
+// Why a LogGroup's pods were not all read.
+const (
+	// UnreadSampled: more failing pods than Options.LogBudget, and the
+	// sampled pods' logs of this signature agree (same dpf.LogVerdict).
+	UnreadSampled = "sampled"
+	// UnreadMaxLogs: Options.MaxLogs (--max-logs) pods were read in total.
+	UnreadMaxLogs = "max-logs"
+	// UnreadForbidden: pods/log is forbidden for the user.
+	UnreadForbidden = "forbidden"
+	// UnreadDisabled: no logs were asked for (--max-logs 0).
+	UnreadDisabled = "disabled"
+)
 
 // Gap is something dpfdoctor could not see.
 type Gap struct {

@@ -21,7 +21,8 @@ import (
 
 // Defaults for Options.
 const (
-	DefaultMaxLogs     = 3
+	DefaultLogBudget   = 200
+	DefaultMaxLogs     = 10000
 	DefaultConcurrency = 8
 )
 
@@ -32,16 +33,23 @@ type Options struct {
 	Namespace string
 	// Nodes limits pods, Nodes and per-node objects to these nodes.
 	Nodes []string
-	// MaxLogs is how many pods' logs to read per failure signature: 0 means
-	// DefaultMaxLogs, a negative number none.
+	// LogBudget: with at most this many failing pods every one's logs are
+	// read; above it, a sample per failure signature, and the whole
+	// signature when the sample disagrees. 0 means DefaultLogBudget.
+	LogBudget int
+	// MaxLogs caps the number of pods whose logs are read, in total: 0
+	// means DefaultMaxLogs, a negative number none.
 	MaxLogs int
+	// Progress, when set, is told how many of the pods chosen for reading
+	// after a sample disagreed have been read.
+	Progress func(read, total int)
 	// Concurrency bounds parallel log reads and access reviews; 0 means
 	// DefaultConcurrency.
 	Concurrency int
 }
 
 // Collector gathers a Bundle with a request count that does not grow with
-// the number of pods, apart from log reads (bounded per failure signature).
+// the number of pods, apart from log reads (see Options.LogBudget).
 type Collector struct {
 	Clients *kube.Clients
 }
@@ -177,6 +185,9 @@ func (o Options) withDefaults(clientNamespace string) Options {
 	}
 	if o.MaxLogs == 0 {
 		o.MaxLogs = DefaultMaxLogs
+	}
+	if o.LogBudget <= 0 {
+		o.LogBudget = DefaultLogBudget
 	}
 	if o.Concurrency <= 0 {
 		o.Concurrency = DefaultConcurrency

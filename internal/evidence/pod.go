@@ -294,38 +294,55 @@ func (p Pod) Blocking() (Container, bool) {
 var (
 	pciAddress = regexp.MustCompile(`\b[0-9a-fA-F]{4}:[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7]\b`)
 	ipv4       = regexp.MustCompile(`\b\d{1,3}(\.\d{1,3}){3}\b`)
+	uid        = regexp.MustCompile(`\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b`)
+	duration   = regexp.MustCompile(`\b\d+(\.\d+)?(ms|[hms])(\d+(\.\d+)?(ms|[hms]))*\b`)
 )
 
-// Signature groups pods that fail the same way: the blocking container and
-// its last termination (exit code, reason, termination message, with node
-// names, PCI and IP addresses normalised away), or its state when it never
-// terminated; and the work container's image tag and certificate mode, so
-// that pods running different dmsinit.sh call tables never share a group.
+// Signature groups pods that fail the same way, from everything the pod
+// list carries: the blocking container's name and image, its last
+// termination (exit code, reason, termination message) or, when it never
+// terminated, its state (kind, reason, message); the work container's
+// image, the pod's DPF version and certificate mode, so that pods running
+// different dmsinit.sh call tables never share a group. Node and pod
+// names, PCI and IP addresses, UIDs and back-off durations are normalised
+// away, so pods that fail alike on different nodes do share one.
 func (p Pod) Signature() string {
 	c, ok := p.Blocking()
 	if !ok {
 		return "ready"
 	}
-	parts := []string{c.Name}
+	parts := []string{c.Name, c.Image}
 	if t, ok := c.LastTermination(); ok {
-		msg := t.Message
-		if p.Node != "" {
-			msg = strings.ReplaceAll(msg, p.Node, "{node}")
-		}
-		msg = pciAddress.ReplaceAllString(msg, "{pci}")
-		msg = ipv4.ReplaceAllString(msg, "{ip}")
-		if len(msg) > 256 {
-			msg = msg[len(msg)-256:]
-		}
-		parts = append(parts, fmt.Sprintf("exit=%d", t.ExitCode), t.Reason, strings.TrimSpace(msg))
+		parts = append(parts, fmt.Sprintf("exit=%d", t.ExitCode), t.Reason, p.normalise(t.Message))
 	} else {
-		parts = append(parts, c.State.Kind, c.State.Reason)
+		parts = append(parts, c.State.Kind, c.State.Reason, p.normalise(c.State.Message))
 	}
+	work, _ := p.Work()
 	mode := "k8s"
 	if p.Args().CertPath() {
 		mode = "cert"
 	}
-	return strings.Join(append(parts, p.ImageTag(), mode), "|")
+	return strings.Join(append(parts, work.Image, p.Version(""), mode), "|")
+}
+
+// normalise strips what differs between pods failing alike from a message.
+func (p Pod) normalise(msg string) string {
+	if p.Name != "" { // first: pod names often hold the node's
+		msg = strings.ReplaceAll(msg, p.Name, "{pod}")
+	}
+	if p.Node != "" {
+		msg = strings.ReplaceAll(msg, p.Node, "{node}")
+	}
+	for _, x := range []struct {
+		re *regexp.Regexp
+		to string
+	}{{pciAddress, "{pci}"}, {ipv4, "{ip}"}, {uid, "{uid}"}, {duration, "{duration}"}} {
+		msg = x.re.ReplaceAllString(msg, x.to)
+	}
+	if len(msg) > 256 {
+		msg = msg[len(msg)-256:]
+	}
+	return strings.TrimSpace(msg)
 }
 
 // IsPCIAddress reports whether s holds a PCI address such as 0000:3b:00.0.

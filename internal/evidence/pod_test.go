@@ -98,6 +98,31 @@ func TestSignature(t *testing.T) {
 			t.Errorf("same signature %q", x.Signature())
 		}
 	}
+	// A waiting message naming the pod, its UID and a back-off groups alike;
+	// another image or DPF version label does not.
+	msg := func(node, uid, backoff string) Pod {
+		p := dmsPod(node, "v25.4.0", "TODO", done, waiting)
+		p.InitContainers[1].State.Message = "back-off " + backoff + " restarting failed container=dms-init pod=" + p.Name + "_ns(" + uid + ")"
+		return p
+	}
+	m1, m2 := msg("worker-1", "0b4c3a1e-6f1d-4c58-9a51-0f4d1c3b2a10", "10s"), msg("worker-2", "7f0e9d2c-1a2b-4c3d-8e9f-a0b1c2d3e4f5", "2m40s")
+	if m1.Signature() != m2.Signature() {
+		t.Errorf("%q != %q", m1.Signature(), m2.Signature())
+	}
+	other := msg("worker-2", "7f0e9d2c-1a2b-4c3d-8e9f-a0b1c2d3e4f5", "10s")
+	other.InitContainers[1].Image = "registry.example/dpf-hostdriver:v25.4.0"
+	labelled := msg("worker-2", "7f0e9d2c-1a2b-4c3d-8e9f-a0b1c2d3e4f5", "10s")
+	for i := range labelled.InitContainers {
+		labelled.InitContainers[i].Image = "nvcr.io/nvidia/doca/dpf-hostdriver:latest"
+	}
+	labelled.Labels = map[string]string{dpf.VersionLabel: "v25.7.0"}
+	unlabelled := msg("worker-3", "7f0e9d2c-1a2b-4c3d-8e9f-a0b1c2d3e4f5", "10s")
+	for i := range unlabelled.InitContainers {
+		unlabelled.InitContainers[i].Image = "nvcr.io/nvidia/doca/dpf-hostdriver:latest"
+	}
+	if other.Signature() == m1.Signature() || labelled.Signature() == unlabelled.Signature() {
+		t.Errorf("image or version not in the signature: %q", other.Signature())
+	}
 	if !IsPCIAddress("find 0000:3b:00.0 in /dev/rshim0") || IsPCIAddress("rshim busy") {
 		t.Error("IsPCIAddress")
 	}
@@ -155,11 +180,15 @@ func TestArchive(t *testing.T) {
 	}
 }
 
-func TestSpreadAndInstances(t *testing.T) {
-	names := []string{"a", "b", "c", "d", "e"}
-	for n, want := range map[int][]string{1: {"a"}, 2: {"a", "e"}, 3: {"a", "c", "e"}, 9: names} {
-		if got := spread(names, n); !slices.Equal(got, want) {
-			t.Errorf("spread(%d) = %v, want %v", n, got, want)
+func TestSampleAndInstances(t *testing.T) {
+	for _, tc := range []struct{ names, want []string }{
+		{[]string{"w-1", "w-2"}, []string{"w-1", "w-2"}},
+		// natural order: w-2 before w-10; first two and last
+		{[]string{"w-1", "w-10", "w-11", "w-2", "w-3", "w-9"}, []string{"w-1", "w-2", "w-11"}},
+		{[]string{"rack02-n7", "rack10-n1", "rack2-n10", "rack2-n9"}, []string{"rack02-n7", "rack2-n9", "rack10-n1"}},
+	} {
+		if got := sample(tc.names); !slices.Equal(got, tc.want) {
+			t.Errorf("sample(%v) = %v, want %v", tc.names, got, tc.want)
 		}
 	}
 	if got := Instances(Container{State: crash, LastState: failed}); !slices.Equal(got, []string{InstanceCurrent}) {

@@ -33,13 +33,16 @@ func splitLogs(b *kube.Budget) (logs, other int) {
 }
 
 // The request count at 10 and at 1,000 pods is the same apart from log
-// reads, which stay bounded by failure signatures × --max-logs.
+// reads: above the log budget, 3 pods per failure signature whose sample
+// agrees, and every pod of one whose sample disagrees.
 func TestRequestsDoNotGrowWithPods(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts an API server (envtest); skipped under -short")
 	}
+	// MaxAddresses 10: the sim's kubelet serves logs on the addresses of
+	// the nodes it starts with, so the nodes added later share them.
 	c, err := startSim(sim.Options{Nodes: 10, Scenario: scaleScenarios, TimeScale: 0.05, SecretWaitAttempts: 1,
-		KubectlMaxNodes: -1, Resync: time.Hour, MaxAddresses: 50})
+		KubectlMaxNodes: -1, Resync: time.Hour, MaxAddresses: 10})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -86,8 +89,12 @@ func TestRequestsDoNotGrowWithPods(t *testing.T) {
 			t.Logf("%s %s", r.Method, r.Path)
 		}
 	}
-	if max := len(b1000.LogGroups) * evidence.DefaultMaxLogs * 2; logs1000 > max {
-		t.Errorf("%d log reads for %d failure signatures (max %d)", logs1000, len(b1000.LogGroups), max)
+	// Above the log budget a signature whose sample agrees costs 3 pods'
+	// logs; one whose sample disagrees is read in full.
+	for _, g := range b1000.LogGroups {
+		if g.Unread == evidence.UnreadSampled && len(g.Fetched) > 3 {
+			t.Errorf("signature %s: %d pods' logs read although its sample agrees", g.Signature, len(g.Fetched))
+		}
 	}
 	if len(b1000.LogGroups) != len(b10.LogGroups) {
 		t.Errorf("failure signatures: %d at 10 pods, %d at 1,000", len(b10.LogGroups), len(b1000.LogGroups))
@@ -98,18 +105,27 @@ func TestRequestsDoNotGrowWithPods(t *testing.T) {
 		}
 	}
 
-	// Classes that do not depend on logs are exact for every pod.
+	// Every failing pod's class is exact, log-only causes sharing one
+	// failure signature included.
 	d := diagnose.Diagnose(b1000)
 	exact := map[sim.Scenario]diagnose.Class{
 		sim.HypotheticalSecretsForbiddenQuiet: diagnose.ClassRBACForbidden, sim.DPUDeviceStatusForbidden: diagnose.ClassStatusSubresourceSkew,
 		sim.CertificateNotReady: diagnose.ClassCertificateNotReady, sim.RshimOccupied: diagnose.ClassRshimOccupied,
+		sim.HypotheticalSecretsForbidden: diagnose.ClassRBACForbidden, sim.APIServerUnreachable: diagnose.ClassAPIServerUnreachable,
+		sim.NoDPUFound: diagnose.ClassNoDPUFound,
 	}
 	for _, p := range d.Pods {
 		if w, ok := exact[c.byNode[p.Node]]; ok && p.Class != w {
-			t.Errorf("%s (%s): %s, want %s", p.Name, c.byNode[p.Node], p.Class, w)
+			t.Errorf("%s (%s): %s, want %s: %s [%s]", p.Name, c.byNode[p.Node], p.Class, w, p.Detail, p.LogNotRead)
 		}
 	}
 	t.Logf("1,000 pods by class: %v", d.Summary.ByClass)
+	for _, l := range b1000.Logs {
+		if l.Error != "" {
+			t.Logf("log %s %s: %s", l.Pod, l.Instance, l.Error)
+			break
+		}
+	}
 }
 
 // A dpfdoctor-managed Role granting one node's Secret by name: the review
@@ -178,12 +194,15 @@ func TestRequestBudget(t *testing.T) {
 		scenario string
 		nodes    int
 		budget   int
+		// logBudget, when set, forces sampling: one cause then costs at
+		// most 3 pods' logs.
+		logBudget int
 	}{
 		// BenchmarkDiagnose5000's mix on ten nodes.
-		{"every pod failing", "dpudevice-status-forbidden=2,apiserver-unreachable=2,certificate-not-ready=2,rshim-occupied=2,no-dpu-found=2", 10, 15},
+		{"every pod failing", "dpudevice-status-forbidden=2,apiserver-unreachable=2,certificate-not-ready=2,rshim-occupied=2,no-dpu-found=2", 10, 15, 0},
 		// Adds the Secret review to the status one.
-		{"every scenario", mixedScenarios, 10, 16},
-		{"v25.4.0 hypothetical-secrets-forbidden", "hypothetical-secrets-forbidden", 4, 13},
+		{"every scenario", mixedScenarios, 10, 16, 0},
+		{"v25.4.0 hypothetical-secrets-forbidden, sampled", "hypothetical-secrets-forbidden", 4, 13, 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := mixed(t)
@@ -195,9 +214,15 @@ func TestRequestBudget(t *testing.T) {
 				}
 				t.Cleanup(func() { _ = c.Stop() })
 			}
-			_, budget, err := collect(t, c.Config, evidence.Options{})
+			b, budget, err := collect(t, c.Config, evidence.Options{LogBudget: tc.logBudget})
 			if err != nil {
 				t.Fatal(err)
+			}
+			if tc.logBudget > 0 {
+				d := diagnose.Diagnose(b)
+				if n := podsRead(b); n > 3 || d.Summary.Inferred != tc.nodes-n || d.Summary.ByClass[diagnose.ClassRBACForbidden] != tc.nodes {
+					t.Errorf("one cause, sampled: %d pods' logs read, %d inferred, classes %v", n, d.Summary.Inferred, d.Summary.ByClass)
+				}
 			}
 			logs, other := splitLogs(budget)
 			// A 429 (API priority and fairness shedding load while the sim

@@ -70,7 +70,11 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-func startSim(o sim.Options) (*simCluster, error) {
+func startSim(o sim.Options) (*simCluster, error) { return startSimFailed(o, 2) }
+
+// startSimFailed starts a sim and waits until each failing pod has failed
+// `failures` times.
+func startSimFailed(o sim.Options, failures int32) (*simCluster, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute+time.Duration(o.Nodes)*100*time.Millisecond)
 	defer cancel()
 	c, err := sim.Start(ctx, o)
@@ -84,7 +88,7 @@ func startSim(o sim.Options) (*simCluster, error) {
 	for i, s := range mix.Assign(len(c.Nodes)) {
 		sc.byNode[c.Nodes[i]] = s
 	}
-	if err := sc.settle(ctx, 2); err != nil {
+	if err := sc.settle(ctx, failures); err != nil {
 		_ = c.Stop()
 		return nil, err
 	}
