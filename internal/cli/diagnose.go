@@ -193,7 +193,7 @@ func loadBundle(file string) (*evidence.Bundle, error) {
 		if err != nil {
 			return nil, fmt.Errorf("read bundle: %w", err)
 		}
-		defer f.Close()
+		defer func() { _ = f.Close() }() // read side: ReadArchive checks what it reads
 		return evidence.ReadArchive(f)
 	}
 	return evidence.Load(file)

@@ -67,7 +67,9 @@ func benchSteadyState(b *testing.B, nodes, failing int) {
 	go func() { done <- g.Start(gctx) }()
 	defer func() {
 		cancel()
-		_ = <-done
+		if err := <-done; err != nil {
+			b.Logf("guard stopped: %v", err)
+		}
 	}()
 	e.waitSummary(10*time.Minute, "every pod Ready after the guard's repair", func(s sim.Summary) bool { return s.Total == nodes && s.Ready == nodes })
 	repaired := time.Since(start)

@@ -193,7 +193,8 @@ func (r *running) stop() {
 	r.once.Do(func() {
 		r.cancel()
 		select {
-		case _ = <-r.done:
+		case err := <-r.done:
+			_ = err // shutting down: the guard's own error is not this cleanup's to judge
 		case <-time.After(30 * time.Second):
 		}
 	})
