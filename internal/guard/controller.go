@@ -55,7 +55,7 @@ func newReconciler(g *Guard, cl *kube.Clients) (*reconciler, error) {
 		opts:     o,
 		cache:    g.mgr.GetClient(),
 		clients:  cl,
-		recorder: g.mgr.GetEventRecorderFor(ControllerName),
+		recorder: g.mgr.GetEventRecorderFor(ControllerName), //nolint:staticcheck // SA1019: core/v1 Events, which deploy/rbac.yaml grants
 		metrics:  g.metrics,
 		log:      o.Logger,
 		key:      reconcile.Request{NamespacedName: types.NamespacedName{Namespace: o.Namespace, Name: "dms"}},

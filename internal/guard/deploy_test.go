@@ -2,12 +2,14 @@ package guard
 
 import (
 	"context"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/rulefmt"
 	"github.com/prometheus/prometheus/promql/parser"
 	appsv1 "k8s.io/api/apps/v1"
@@ -172,7 +174,8 @@ func TestPrometheusRule(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	groups, errs := rulefmt.Parse(spec)
+	promql := parser.NewParser(parser.Options{})
+	groups, errs := rulefmt.Parse(spec, false, model.UTF8Validation, promql, slog.New(slog.DiscardHandler))
 	for _, err := range errs {
 		t.Errorf("prometheusrule.yaml: %v", err)
 	}
@@ -201,17 +204,17 @@ func TestPrometheusRule(t *testing.T) {
 	var alerts []string
 	for _, g := range groups.Groups {
 		for _, r := range g.Rules {
-			alerts = append(alerts, r.Alert.Value)
-			if !strings.Contains(string(doc), r.Alert.Value) {
-				t.Errorf("alert %s is not in docs/guard.md", r.Alert.Value)
+			alerts = append(alerts, r.Alert)
+			if !strings.Contains(string(doc), r.Alert) {
+				t.Errorf("alert %s is not in docs/guard.md", r.Alert)
 			}
-			expr, err := parser.ParseExpr(r.Expr.Value)
+			expr, err := promql.ParseExpr(r.Expr)
 			if err != nil {
-				t.Fatalf("alert %s: %v", r.Alert.Value, err)
+				t.Fatalf("alert %s: %v", r.Alert, err)
 			}
 			parser.Inspect(expr, func(n parser.Node, _ []parser.Node) error {
 				if vs, ok := n.(*parser.VectorSelector); ok && !known[vs.Name] {
-					t.Errorf("alert %s uses %s, which the guard does not export", r.Alert.Value, vs.Name)
+					t.Errorf("alert %s uses %s, which the guard does not export", r.Alert, vs.Name)
 				}
 				return nil
 			})

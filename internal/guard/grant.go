@@ -106,7 +106,7 @@ func foreign(obj *unstructured.Unstructured) bool {
 			continue
 		}
 		var fields map[string]json.RawMessage
-		if err := json.Unmarshal(mf.FieldsV1.Raw, &fields); err != nil {
+		if err := json.Unmarshal(mf.FieldsV1.GetRawBytes(), &fields); err != nil {
 			return true
 		}
 		for _, f := range []string{"f:rules", "f:subjects", "f:roleRef", "f:aggregationRule"} {

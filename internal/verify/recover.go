@@ -140,19 +140,19 @@ func StartRecovery(ctx context.Context, cl *kube.Clients, o RecoverOptions) (*Re
 	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	pods := cl.Kube.CoreV1().Pods(o.Namespace)
 	podsLW := &cache.ListWatch{
-		ListFunc: func(lo metav1.ListOptions) (runtime.Object, error) {
+		ListWithContextFunc: func(ctx context.Context, lo metav1.ListOptions) (runtime.Object, error) {
 			lo.LabelSelector = dpf.ComponentLabel
 			return pods.List(ctx, lo)
 		},
-		WatchFunc: func(lo metav1.ListOptions) (watch.Interface, error) {
+		WatchFuncWithContext: func(ctx context.Context, lo metav1.ListOptions) (watch.Interface, error) {
 			lo.LabelSelector = dpf.ComponentLabel
 			return pods.Watch(ctx, lo)
 		},
 	}
 	dn := cl.Metadata.Resource(dpf.MustGVR(dpf.GroupProvisioning, "DPUNode")).Namespace(o.Namespace)
 	dpuNodesLW := &cache.ListWatch{
-		ListFunc:  func(lo metav1.ListOptions) (runtime.Object, error) { return dn.List(ctx, lo) },
-		WatchFunc: func(lo metav1.ListOptions) (watch.Interface, error) { return dn.Watch(ctx, lo) },
+		ListWithContextFunc:  func(ctx context.Context, lo metav1.ListOptions) (runtime.Object, error) { return dn.List(ctx, lo) },
+		WatchFuncWithContext: func(ctx context.Context, lo metav1.ListOptions) (watch.Interface, error) { return dn.Watch(ctx, lo) },
 	}
 	return startRecovery(ctx, cancel, podsLW, dpuNodesLW, o)
 }
@@ -183,7 +183,7 @@ func startRecovery(ctx context.Context, cancel context.CancelFunc, podsLW, dpuNo
 	}
 	// Old UIDs come from a first LIST, before any handler runs, so every
 	// delete event can be matched.
-	initial, err := podsLW.List(metav1.ListOptions{})
+	initial, err := cache.ToListerWatcherWithContext(podsLW).ListWithContext(ctx, metav1.ListOptions{})
 	var items []runtime.Object
 	if err == nil {
 		items, err = meta.ExtractList(initial)
