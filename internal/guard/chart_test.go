@@ -130,7 +130,7 @@ func TestChartLint(t *testing.T) {
 // and roles. The case's namespace is mapped to deploy/'s.
 func TestChartRBACMatchesDeploy(t *testing.T) {
 	deploy := renderDeploy(t, ".")
-	monitoring := append(deploy[:len(deploy):len(deploy)], renderDeploy(t, "monitoring")...)
+	monitoring := slices.Concat(deploy, renderDeploy(t, "monitoring"))
 	for _, tc := range chartCases {
 		t.Run(tc.name, func(t *testing.T) {
 			want := deploy
