@@ -24,7 +24,8 @@ golangci-lint)
   ;;
 helm)
   # charts/dpfdoctor-guard: make generate renders deploy/ with it, and the
-  # tests lint and render the chart.
+  # tests lint and render the chart. Estimated from the 162 s of CPU time of
+  # a cold build that took 354 s on busy cores (bench/test-time.md).
   version=$HELM cold="about 2 minutes"
   pkg=helm.sh/helm/v3/cmd/helm
   ;;
