@@ -1,7 +1,6 @@
 package lint
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -89,26 +88,24 @@ func ScriptArgv(argv []string, script string) ([]string, bool) {
 // args. name is used in errors, which are *rbac.ManifestError for malformed
 // input.
 func ContainerArgv(name string, data []byte, container string) ([]string, error) {
-	var names []string
-	for _, d := range rbac.SplitDocuments(data) {
-		js, line, err := d.JSON()
-		if err != nil {
-			return nil, &rbac.ManifestError{File: name, Line: line, Err: err}
-		}
-		js = bytes.TrimSpace(js)
-		if len(js) == 0 || bytes.Equal(js, []byte("null")) {
-			continue
-		}
+	var names, argv []string
+	found := false
+	line, err := eachObject(data, "expected a Pod or a workload object", func(js []byte) error {
 		spec, err := podSpec(js)
-		if err != nil {
-			return nil, &rbac.ManifestError{File: name, Line: line, Err: err}
+		if err != nil || found {
+			return err
 		}
-		if argv, ok := containerArgv(spec, container); ok {
-			return argv, nil
-		}
+		argv, found = containerArgv(spec, container)
 		for _, c := range slices.Concat(spec.InitContainers, spec.Containers) {
 			names = append(names, c.Name)
 		}
+		return nil
+	})
+	switch {
+	case found:
+		return argv, nil
+	case err != nil:
+		return nil, &rbac.ManifestError{File: name, Line: line, Err: err}
 	}
 	return nil, fmt.Errorf("%s: no container %q (containers: %s)", name, container, strings.Join(names, ", "))
 }
@@ -129,9 +126,6 @@ func podSpec(js []byte) (corev1.PodSpec, error) {
 				} `json:"spec"`
 			} `json:"jobTemplate"`
 		} `json:"spec"`
-	}
-	if js[0] != '{' {
-		return corev1.PodSpec{}, errors.New("expected a Pod or a workload object")
 	}
 	if err := json.Unmarshal(js, &obj); err != nil {
 		return corev1.PodSpec{}, fmt.Errorf("decode %s: %w", obj.Kind, err)

@@ -73,7 +73,7 @@ func (e *arithEnv) operands(x syntax.ArithmExpr) (syntax.ArithmExpr, bool) {
 	switch x := x.(type) {
 	case *syntax.Word:
 		if l := x.Lit(); l != "" {
-			return x, isName(l) && !strings.HasPrefix(l, "__lint_") || bashNumber(l)
+			return x, syntax.ValidName(l) && !strings.HasPrefix(l, "__lint_") || bashNumber(l)
 		}
 		e.leaves = append(e.leaves, x)
 		return litWord(leafPrefix + strconv.Itoa(len(e.leaves)-1)), true
@@ -114,7 +114,7 @@ func (e *arithEnv) operands(x syntax.ArithmExpr) (syntax.ArithmExpr, bool) {
 // evaluate a name there the way bash does.
 func (e *arithEnv) target(x syntax.ArithmExpr, plain, ok bool) (syntax.ArithmExpr, bool) {
 	w, isWord := x.(*syntax.Word)
-	if !isWord || !isName(w.Lit()) || strings.HasPrefix(w.Lit(), "__lint_") {
+	if !isWord || !syntax.ValidName(w.Lit()) || strings.HasPrefix(w.Lit(), "__lint_") {
 		return x, false
 	}
 	e.assigned, e.plain = append(e.assigned, w.Lit()), append(e.plain, plain)
@@ -145,11 +145,11 @@ func (e *arithEnv) Get(name string) expand.Variable {
 		}
 	}
 	t := strings.TrimSpace(s)
-	if isName(t) {
+	if syntax.ValidName(t) {
 		e.reads++ // bash evaluates a name's value in turn; give up on long chains
 		ok = ok && !number && e.reads <= 32
 	}
-	if !ok || strings.HasPrefix(t, "__lint_") || t != "" && !isName(t) && !bashNumber(t) {
+	if !ok || strings.HasPrefix(t, "__lint_") || t != "" && !syntax.ValidName(t) && !bashNumber(t) {
 		e.unknown = true
 	}
 	return expand.Variable{Set: true, Kind: expand.String, Str: s}

@@ -292,7 +292,7 @@ func (in *interp) builtin(st *state, name string, alts [][]text, argv []text, io
 		st.status = stOK
 	case "unset":
 		for _, a := range argv[1:] {
-			if s, ok := a.exact(); ok && isName(s) {
+			if s, ok := a.exact(); ok && syntax.ValidName(s) {
 				st.vars.set(s, variable{val: litValue("")})
 			}
 		}
@@ -374,7 +374,7 @@ func (in *interp) readVars(st *state, name string, argv []text) {
 		names = []string{"MAPFILE"}
 	}
 	for _, n := range names {
-		if !isName(n) {
+		if !syntax.ValidName(n) {
 			continue
 		}
 		if arrayFlag {

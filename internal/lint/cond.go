@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"strings"
 
+	"k8s.io/apimachinery/pkg/util/sets"
 	"mvdan.cc/sh/v3/pattern"
 	"mvdan.cc/sh/v3/syntax"
 )
@@ -255,8 +256,8 @@ func intTest(op string, i, j int64) status {
 }
 
 var (
-	binaryTestOps = set("=", "==", "!=", "<", ">", "-eq", "-ne", "-lt", "-le", "-gt", "-ge", "-nt", "-ot", "-ef", "=~")
-	unaryTestOps  = set("-z", "-n", "-e", "-f", "-d", "-r", "-w", "-x", "-s", "-L", "-h", "-b", "-c", "-p", "-S", "-t",
+	binaryTestOps = sets.New("=", "==", "!=", "<", ">", "-eq", "-ne", "-lt", "-le", "-gt", "-ge", "-nt", "-ot", "-ef", "=~")
+	unaryTestOps  = sets.New("-z", "-n", "-e", "-f", "-d", "-r", "-w", "-x", "-s", "-L", "-h", "-b", "-c", "-p", "-S", "-t",
 		"-g", "-u", "-k", "-O", "-G", "-N", "-v", "-a", "-o")
 )
 
@@ -325,7 +326,7 @@ func (p *testParser) primary() status {
 		p.bad = true
 		return stUnknown
 	}
-	if op, ok := p.peek(1); ok && binaryTestOps[op] && p.i+2 < len(p.args) {
+	if op, ok := p.peek(1); ok && binaryTestOps.Has(op) && p.i+2 < len(p.args) {
 		l, r := p.args[p.i], p.args[p.i+2]
 		p.i += 3
 		if op == "-nt" || op == "-ot" || op == "-ef" || op == "=~" {
@@ -333,7 +334,7 @@ func (p *testParser) primary() status {
 		}
 		return compare1(op, l, r)
 	}
-	if op, ok := p.peek(0); ok && unaryTestOps[op] && p.i+1 < len(p.args) {
+	if op, ok := p.peek(0); ok && unaryTestOps.Has(op) && p.i+1 < len(p.args) {
 		arg := p.args[p.i+1]
 		p.i += 2
 		switch op {

@@ -4,7 +4,6 @@ import (
 	"regexp"
 	"slices"
 
-	"github.com/dpfdoctor/dpfdoctor/internal/dpf"
 	"mvdan.cc/sh/v3/syntax"
 )
 
@@ -39,7 +38,6 @@ type ioctx struct {
 type interp struct {
 	file     string
 	opts     *Options
-	kinds    []dpf.Kind
 	funcs    map[string]*syntax.FuncDecl
 	called   map[*syntax.FuncDecl]bool
 	stack    []string
@@ -341,17 +339,4 @@ func (in *interp) caseBody(st *state, c *syntax.CaseClause, i int, io ioctx) *st
 		}
 	}
 	return st
-}
-
-func isName(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i, c := range s {
-		if c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || i > 0 && c >= '0' && c <= '9' {
-			continue
-		}
-		return false
-	}
-	return true
 }

@@ -1,7 +1,6 @@
 package lint
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -55,66 +54,39 @@ type crd struct {
 			Storage bool   `json:"storage"`
 		} `json:"versions"`
 	} `json:"spec"`
-	Items []json.RawMessage `json:"items"`
 }
 
 // ParseCRDs reads the CustomResourceDefinitions of one YAML or JSON stream;
 // other kinds are ignored.
 func ParseCRDs(name string, data []byte) ([]dpf.Kind, error) {
 	var out []dpf.Kind
-	for _, d := range rbac.SplitDocuments(data) {
-		js, line, err := d.JSON()
-		if err != nil {
-			return nil, &rbac.ManifestError{File: name, Line: line, Err: err}
+	line, err := eachObject(data, "expected a CustomResourceDefinition", func(js []byte) error {
+		var c crd
+		if err := json.Unmarshal(js, &c); err != nil {
+			return fmt.Errorf("decode CustomResourceDefinition: %w", err)
 		}
-		ks, err := crdKinds(js, 0)
-		if err != nil {
-			return nil, &rbac.ManifestError{File: name, Line: line, Err: err}
+		if c.Kind != "CustomResourceDefinition" {
+			return nil
 		}
-		out = append(out, ks...)
+		n := c.Spec.Names
+		if c.Spec.Group == "" || n.Kind == "" || n.Plural == "" {
+			return fmt.Errorf("CustomResourceDefinition without spec.group, names.kind or names.plural")
+		}
+		k := dpf.Kind{Kind: n.Kind, Group: c.Spec.Group, Version: c.Spec.Version, Resource: n.Plural,
+			Namespaced: c.Spec.Scope != "Cluster", ShortNames: append([]string(nil), n.ShortNames...)}
+		for _, v := range c.Spec.Versions {
+			if k.Version == "" || v.Storage {
+				k.Version = v.Name
+			}
+		}
+		if n.Singular != "" && n.Singular != strings.ToLower(n.Kind) {
+			k.ShortNames = append(k.ShortNames, n.Singular)
+		}
+		out = append(out, k)
+		return nil
+	})
+	if err != nil {
+		return nil, &rbac.ManifestError{File: name, Line: line, Err: err}
 	}
 	return out, nil
-}
-
-func crdKinds(js []byte, depth int) ([]dpf.Kind, error) {
-	js = bytes.TrimSpace(js)
-	if len(js) == 0 || bytes.Equal(js, []byte("null")) {
-		return nil, nil
-	}
-	if js[0] != '{' || depth > 4 {
-		return nil, fmt.Errorf("expected a CustomResourceDefinition")
-	}
-	var c crd
-	if err := json.Unmarshal(js, &c); err != nil {
-		return nil, fmt.Errorf("decode CustomResourceDefinition: %w", err)
-	}
-	if c.Items != nil && strings.HasSuffix(c.Kind, "List") {
-		var out []dpf.Kind
-		for _, it := range c.Items {
-			ks, err := crdKinds(it, depth+1)
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, ks...)
-		}
-		return out, nil
-	}
-	if c.Kind != "CustomResourceDefinition" {
-		return nil, nil
-	}
-	n := c.Spec.Names
-	if c.Spec.Group == "" || n.Kind == "" || n.Plural == "" {
-		return nil, fmt.Errorf("CustomResourceDefinition without spec.group, names.kind or names.plural")
-	}
-	k := dpf.Kind{Kind: n.Kind, Group: c.Spec.Group, Version: c.Spec.Version, Resource: n.Plural,
-		Namespaced: c.Spec.Scope != "Cluster", ShortNames: append([]string(nil), n.ShortNames...)}
-	for _, v := range c.Spec.Versions {
-		if k.Version == "" || v.Storage {
-			k.Version = v.Name
-		}
-	}
-	if n.Singular != "" && n.Singular != strings.ToLower(n.Kind) {
-		k.ShortNames = append(k.ShortNames, n.Singular)
-	}
-	return []dpf.Kind{k}, nil
 }

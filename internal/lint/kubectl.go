@@ -7,6 +7,7 @@ import (
 
 	"github.com/dpfdoctor/dpfdoctor/internal/access"
 	"github.com/dpfdoctor/dpfdoctor/internal/dpf"
+	"k8s.io/apimachinery/pkg/util/sets"
 	"mvdan.cc/sh/v3/syntax"
 )
 
@@ -23,10 +24,10 @@ type need struct {
 
 // kubectl flags that take a value, by long name; short forms map to them.
 var (
-	globalValueFlags = set("kubeconfig", "context", "cluster", "user", "token", "server", "request-timeout", "as", "as-group",
+	globalValueFlags = sets.New("kubeconfig", "context", "cluster", "user", "token", "server", "request-timeout", "as", "as-group",
 		"as-uid", "certificate-authority", "client-certificate", "client-key", "tls-server-name", "cache-dir", "namespace",
 		"profile", "profile-output", "log-file", "log-dir", "v", "vmodule", "password", "username", "log-flush-frequency")
-	verbValueFlags = set("namespace", "output", "filename", "selector", "field-selector", "subresource", "type", "patch",
+	verbValueFlags = sets.New("namespace", "output", "filename", "selector", "field-selector", "subresource", "type", "patch",
 		"patch-file", "container", "since", "since-time", "tail", "template", "for", "timeout", "field-manager", "sort-by",
 		"label-columns", "grace-period", "cascade", "from-literal", "from-file", "from-env-file", "cert", "key", "image",
 		"replicas", "resource-version", "raw", "chunk-size", "max-log-requests", "pod-running-timeout", "kustomize",
@@ -37,16 +38,8 @@ var (
 		'p': "patch", 'k': "kustomize", 'L': "label-columns", 's': "server"}
 	boolShortFlags = map[byte]string{'A': "all-namespaces", 'w': "watch"}
 	// Flags written --flag=value only; bare they are booleans.
-	optionalValueFlags = set("dry-run", "server-print", "show-kind", "output-watch-events")
+	optionalValueFlags = sets.New("dry-run", "server-print", "show-kind", "output-watch-events")
 )
-
-func set(names ...string) map[string]bool {
-	m := make(map[string]bool, len(names))
-	for _, n := range names {
-		m[n] = true
-	}
-	return m
-}
 
 // kubectlArgs is a parsed kubectl command line.
 type kubectlArgs struct {
@@ -121,7 +114,7 @@ func parseKubectl(args []text) (*kubectlArgs, string) {
 				val, hasVal = lit(strings.TrimPrefix(s[2:], "=")), true
 			}
 		}
-		if !hasVal && valueFlags[name] && !optionalValueFlags[name] {
+		if !hasVal && valueFlags.Has(name) && !optionalValueFlags.Has(name) {
 			if i+1 < len(args) {
 				i++
 				val, hasVal = args[i], true
@@ -228,7 +221,7 @@ func (k *kubectlCtx) each(types text, f func(dpf.Kind)) {
 			k.warnf("kubectl %s all is not expanded: its requests are not checked", k.args.verb)
 			continue
 		}
-		kind, known := dpf.LookupKind(k.in.kinds, word)
+		kind, known := dpf.LookupKind(k.in.opts.Kinds, word)
 		if !known {
 			kind = guessKind(word)
 		}

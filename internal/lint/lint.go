@@ -315,14 +315,9 @@ func analyze(s *Script, o *Options) ([]Finding, []Warning, int) {
 }
 
 func newInterp(name string, o *Options) *interp {
-	kinds := o.Kinds
-	if kinds == nil {
-		kinds = dpf.Kinds()
-	}
 	return &interp{
 		file:     name,
 		opts:     o,
-		kinds:    kinds,
 		funcs:    map[string]*syntax.FuncDecl{},
 		called:   map[*syntax.FuncDecl]bool{},
 		recs:     map[recKey]*record{},

@@ -211,7 +211,7 @@ func arithNames(xs ...syntax.ArithmExpr) []string {
 		syntax.Walk(x, func(n syntax.Node) bool {
 			switch n := n.(type) {
 			case *syntax.Word:
-				if l := n.Lit(); l != "" && isName(l) {
+				if l := n.Lit(); l != "" && syntax.ValidName(l) {
 					out = append(out, l)
 				}
 			case *syntax.ParamExp:

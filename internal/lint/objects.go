@@ -3,6 +3,7 @@ package lint
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -105,69 +106,86 @@ type objectHeader struct {
 		Name      string `json:"name"`
 		Namespace string `json:"namespace"`
 	} `json:"metadata"`
-	Items []json.RawMessage `json:"items"`
+}
+
+// eachObject calls fn with every object of a YAML or JSON stream, the items
+// of a List (nested at most 4 deep) in place of the List; empty documents
+// are skipped. notObject is the error for a document that is not an object.
+// line is the document an error is in.
+func eachObject(data []byte, notObject string, fn func(js []byte) error) (line int, err error) {
+	var visit func(js []byte, depth int) error
+	visit = func(js []byte, depth int) error {
+		js = bytes.TrimSpace(js)
+		if len(js) == 0 || bytes.Equal(js, []byte("null")) {
+			return nil
+		}
+		if js[0] != '{' || depth > 4 {
+			return errors.New(notObject)
+		}
+		var list struct {
+			Kind  string            `json:"kind"`
+			Items []json.RawMessage `json:"items"`
+		}
+		if json.Unmarshal(js, &list) != nil || list.Items == nil || !strings.HasSuffix(list.Kind, "List") {
+			return fn(js) // fn reports a decoding error in its own words
+		}
+		for _, it := range list.Items {
+			if err := visit(it, depth+1); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	for _, d := range rbac.SplitDocuments(data) {
+		js, line, err := d.JSON()
+		if err == nil {
+			err = visit(js, 0)
+		}
+		if err != nil {
+			return line, err
+		}
+	}
+	return 0, nil
 }
 
 // decodeObjects reads a YAML or JSON stream of objects.
 func (in *interp) decodeObjects(s string) ([]object, error) {
 	var out []object
-	for _, d := range rbac.SplitDocuments([]byte(s)) {
-		js, line, err := d.JSON()
-		if err != nil {
-			return nil, fmt.Errorf("line %d of the input: %w", line, err)
-		}
-		objs, err := in.objectsFromJSON(js, 0)
-		if err != nil {
-			return nil, fmt.Errorf("line %d of the input: %w", line, err)
-		}
-		out = append(out, objs...)
+	line, err := eachObject([]byte(s), "not a Kubernetes object", func(js []byte) error {
+		o, err := in.objectFromJSON(js)
+		out = append(out, o)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("line %d of the input: %w", line, err)
 	}
 	return out, nil
 }
 
-func (in *interp) objectsFromJSON(js []byte, depth int) ([]object, error) {
-	js = bytes.TrimSpace(js)
-	if len(js) == 0 || bytes.Equal(js, []byte("null")) {
-		return nil, nil
-	}
-	if js[0] != '{' || depth > 4 {
-		return nil, fmt.Errorf("not a Kubernetes object")
-	}
+func (in *interp) objectFromJSON(js []byte) (object, error) {
 	var h objectHeader
 	if err := json.Unmarshal(js, &h); err != nil {
-		return nil, err
-	}
-	if h.Items != nil && strings.HasSuffix(h.Kind, "List") {
-		var out []object
-		for _, it := range h.Items {
-			objs, err := in.objectsFromJSON(it, depth+1)
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, objs...)
-		}
-		return out, nil
+		return object{}, err
 	}
 	if h.Kind == "" || h.APIVersion == "" {
-		return nil, fmt.Errorf("an object without apiVersion or kind")
+		return object{}, fmt.Errorf("an object without apiVersion or kind")
+	}
+	if strings.Contains(h.APIVersion+h.Kind, "${") || strings.Contains(h.APIVersion+h.Kind, "$(") {
+		return object{}, fmt.Errorf("an object whose apiVersion or kind is not resolved (%s %s)", h.APIVersion, h.Kind)
 	}
 	o := object{apiVersion: h.APIVersion, kind: h.Kind, name: patternText(h.Metadata.Name)}
 	if h.Metadata.Namespace != "" {
 		o.ns = patternText(h.Metadata.Namespace)
 	}
-	if strings.Contains(h.APIVersion+h.Kind, "${") || strings.Contains(h.APIVersion+h.Kind, "$(") {
-		return nil, fmt.Errorf("an object whose apiVersion or kind is not resolved (%s %s)", h.APIVersion, h.Kind)
-	}
-	o.k, o.known = dpf.KindByGVK(in.kinds, h.APIVersion, h.Kind)
+	o.k, o.known = dpf.KindByGVK(in.opts.Kinds, h.APIVersion, h.Kind)
 	if !o.known {
-		group := ""
-		if i := strings.LastIndex(h.APIVersion, "/"); i >= 0 {
-			group = h.APIVersion[:i]
-		}
 		o.k = guessKind(h.Kind)
-		o.k.Group = group
+		o.k.Group = ""
+		if i := strings.LastIndex(h.APIVersion, "/"); i >= 0 {
+			o.k.Group = h.APIVersion[:i]
+		}
 	}
-	return []object{o}, nil
+	return o, nil
 }
 
 // patternText turns a string rendered from a text back into one: "${...}"

@@ -171,7 +171,7 @@ func (in *interp) paramOp(st *state, pe *syntax.ParamExp, name string, v value, 
 		default:
 			res = v
 		}
-		if (op == syntax.AssignUnset || op == syntax.AssignUnsetOrNull) && isName(name) {
+		if (op == syntax.AssignUnset || op == syntax.AssignUnsetOrNull) && syntax.ValidName(name) {
 			st.vars.set(name, variable{val: res})
 		}
 		return res

@@ -175,7 +175,7 @@ func (k *kubectlCtx) apply(stdin value) {
 
 func (k *kubectlCtx) podNeeds() {
 	a := k.args
-	pod, ok := dpf.LookupKind(k.in.kinds, "pods")
+	pod, ok := dpf.LookupKind(k.in.opts.Kinds, "pods")
 	if !ok {
 		pod = dpf.Kind{Kind: "Pod", Version: "v1", Resource: "pods", Namespaced: true}
 	}
@@ -200,7 +200,7 @@ func (k *kubectlCtx) podNeeds() {
 			k.warnf("kubectl %s of an unresolved type: %s", a.verb, typ.String())
 			return
 		}
-		if kind, ok := dpf.LookupKind(k.in.kinds, word); ok && kind.Resource != "pods" {
+		if kind, ok := dpf.LookupKind(k.in.opts.Kinds, word); ok && kind.Resource != "pods" {
 			k.want(kind, "get", "", n)
 			k.want(pod, "list", "", nil)
 			name = unknownText("${pod}")
