@@ -141,11 +141,7 @@ func unwrap(argv []text) []text {
 
 func isKubectl(t text) bool {
 	s, ok := t.exact()
-	if !ok {
-		return false
-	}
-	b := path.Base(s)
-	return b == "kubectl" || b == "oc"
+	return ok && (path.Base(s) == "kubectl" || path.Base(s) == "oc")
 }
 
 // callFunc runs a function of the script with its own positional
@@ -318,10 +314,7 @@ func exitStatus(argv []text, last status) status {
 	if len(argv) < 2 {
 		return last
 	}
-	s, ok := argv[1].exact()
-	if !ok {
-		return stUnknown
-	}
+	s, _ := argv[1].exact() // "" when unknown
 	n, err := strconv.Atoi(s)
 	if err != nil {
 		return stUnknown
