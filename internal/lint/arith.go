@@ -22,7 +22,7 @@ func (in *interp) arith(st *state, x syntax.ArithmExpr, io ioctx) (int64, bool) 
 	}
 	if !ok || err != nil || e.unknown {
 		for _, name := range e.assigned {
-			st.vars.set(name, variable{val: unknownValue(varPlaceholder(name))})
+			st.vars[name] = unknownVar(name)
 		}
 		return 0, false
 	}
@@ -159,7 +159,7 @@ func (e *arithEnv) Set(name string, vr expand.Variable) error {
 	if i, ok := synthetic(name, targetPrefix, len(e.assigned)); ok {
 		name = e.assigned[i]
 	}
-	e.st.vars.set(name, variable{val: litValue(vr.Str)})
+	e.st.vars[name] = variable{val: litValue(vr.Str)}
 	return nil
 }
 

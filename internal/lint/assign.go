@@ -25,7 +25,7 @@ func (in *interp) decl(st *state, c *syntax.DeclClause, io ioctx) *state {
 		}
 		if a.Naked && a.Value == nil && a.Array == nil {
 			if local {
-				st.vars.set(name, variable{val: litValue("")})
+				st.vars[name] = variable{val: litValue("")}
 			}
 			continue
 		}
@@ -40,7 +40,7 @@ func (in *interp) assign(st *state, a *syntax.Assign, io ioctx) {
 		return
 	}
 	name := a.Name.Value
-	old, had := st.vars.get(name)
+	old, had := st.vars[name]
 	switch {
 	case a.Array != nil:
 		var elems []text
@@ -66,7 +66,7 @@ func (in *interp) assign(st *state, a *syntax.Assign, io ioctx) {
 				elems = append(append([]text(nil), old.arr...), elems...)
 			}
 		}
-		st.vars.set(name, variable{isArr: true, arr: elems, arrUnknown: unknown})
+		st.vars[name] = variable{isArr: true, arr: elems, arrUnknown: unknown}
 	case a.Index != nil:
 		v := in.expandValue(st, a.Value, io)
 		i, ok := in.arith(st, a.Index, io)
@@ -84,7 +84,7 @@ func (in *interp) assign(st *state, a *syntax.Assign, io ioctx) {
 			setElem(st, name, old, true, 0, v) // x=v on an array sets element 0
 			return
 		}
-		st.vars.set(name, variable{val: named(v, name)})
+		st.vars[name] = variable{val: named(v, name)}
 	}
 }
 
@@ -93,7 +93,7 @@ func (in *interp) assign(st *state, a *syntax.Assign, io ioctx) {
 // array unknown.
 func setElem(st *state, name string, old variable, ok bool, i int64, v value) {
 	if !ok || !old.isArr || old.arrUnknown || len(v) != 1 || i < 0 || i > int64(len(old.arr)) {
-		st.vars.set(name, variable{isArr: true, arrUnknown: true})
+		st.vars[name] = variable{isArr: true, arrUnknown: true}
 		return
 	}
 	arr := append([]text(nil), old.arr...)
@@ -102,7 +102,7 @@ func setElem(st *state, name string, old variable, ok bool, i int64, v value) {
 	} else {
 		arr[i] = v[0]
 	}
-	st.vars.set(name, variable{isArr: true, arr: arr})
+	st.vars[name] = variable{isArr: true, arr: arr}
 }
 
 // named gives a wholly unknown value the name of the variable holding it, so

@@ -174,9 +174,9 @@ func (in *interp) callFunc(st *state, fn *syntax.FuncDecl, name string, args []t
 	if n := len(res.locals); n > 0 {
 		for k, sv := range res.locals[n-1] {
 			if sv.set {
-				res.vars.set(k, sv.v)
+				res.vars[k] = sv.v
 			} else {
-				res.vars.del(k)
+				delete(res.vars, k)
 			}
 		}
 		res.locals = res.locals[:n-1]
@@ -289,7 +289,7 @@ func (in *interp) builtin(st *state, name string, alts [][]text, argv []text, io
 	case "unset":
 		for _, a := range argv[1:] {
 			if s, ok := a.exact(); ok && syntax.ValidName(s) {
-				st.vars.set(s, variable{val: litValue("")})
+				st.vars[s] = variable{val: litValue("")}
 			}
 		}
 		st.status = stOK
@@ -371,9 +371,9 @@ func (in *interp) readVars(st *state, name string, argv []text) {
 			continue
 		}
 		if arrayFlag {
-			st.vars.set(n, variable{isArr: true, arrUnknown: true})
+			st.vars[n] = variable{isArr: true, arrUnknown: true}
 		} else {
-			st.vars.set(n, variable{val: unknownValue(varPlaceholder(n))})
+			st.vars[n] = unknownVar(n)
 		}
 	}
 }

@@ -123,7 +123,7 @@ func lintValue(t *testing.T, src string) (string, bool) {
 	}
 	in := newInterp("t.sh", &Options{})
 	st := in.stmts(newState(), s.file.Stmts, ioctx{})
-	v, ok := st.vars.get("__r")
+	v, ok := st.vars["__r"]
 	if !ok {
 		return "", false
 	}

@@ -1,6 +1,8 @@
 package lint
 
 import (
+	"maps"
+
 	"mvdan.cc/sh/v3/syntax"
 )
 
@@ -113,7 +115,7 @@ func (spec loopSpec) iterate(cur *state, cont *frame) *state {
 
 // sameState reports whether two loop iterations start alike.
 func sameState(a, b *state) bool {
-	return sameArgs(a, b) && sameVars(a.vars, b.vars)
+	return sameArgs(a, b) && maps.EqualFunc(a.vars, b.vars, variable.same)
 }
 
 func (in *interp) whileClause(st *state, c *syntax.WhileClause, io ioctx) *state {
@@ -161,11 +163,11 @@ func (in *interp) forClause(st *state, c *syntax.ForClause, io ioctx) *state {
 				if i >= len(items) {
 					return cur, stFail
 				}
-				cur.vars.set(name, variable{val: value{items[i]}})
+				cur.vars[name] = variable{val: value{items[i]}}
 				return cur, stOK
 			},
 			body:       body,
-			abstract:   func(cur *state) { cur.vars.set(name, variable{val: unknownValue(varPlaceholder(name))}) },
+			abstract:   func(cur *state) { cur.vars[name] = unknownVar(name) },
 			assumeOnce: true,
 			why:        why,
 		})
@@ -189,7 +191,7 @@ func (in *interp) forClause(st *state, c *syntax.ForClause, io ioctx) *state {
 			},
 			abstract: func(cur *state) {
 				for _, n := range arithNames(l.Init, l.Cond, l.Post) {
-					cur.vars.set(n, variable{val: unknownValue(varPlaceholder(n))})
+					cur.vars[n] = unknownVar(n)
 				}
 			},
 			assumeOnce: true,

@@ -47,7 +47,7 @@ func (in *interp) lookup(st *state, name string) (e expansion, set bool) {
 		}
 		return expansion{v: litValue("")}, false
 	}
-	v, ok := st.vars.get(name)
+	v, ok := st.vars[name]
 	if !ok {
 		return expansion{v: unknownValue(varPlaceholder(name))}, false
 	}
@@ -94,7 +94,7 @@ func (in *interp) indexed(st *state, pe *syntax.ParamExp, name string, io ioctx)
 		l := w.Lit()
 		all = l == "@" || l == "*"
 	}
-	v, ok := st.vars.get(name)
+	v, ok := st.vars[name]
 	var elems []text
 	unknown := false
 	switch {
@@ -172,7 +172,7 @@ func (in *interp) paramOp(st *state, pe *syntax.ParamExp, name string, v value, 
 			res = v
 		}
 		if (op == syntax.AssignUnset || op == syntax.AssignUnsetOrNull) && syntax.ValidName(name) {
-			st.vars.set(name, variable{val: res})
+			st.vars[name] = variable{val: res}
 		}
 		return res
 	case syntax.AlternateUnset, syntax.AlternateUnsetOrNull:

@@ -39,7 +39,6 @@ type variable struct {
 	arr        []text
 	isArr      bool
 	arrUnknown bool // an array whose elements lint cannot list
-	gone       bool // unset in this layer (see varStore)
 }
 
 func (v variable) same(w variable) bool {
@@ -89,7 +88,7 @@ type saved struct {
 // state is one path's view of the shell: variables, positional parameters,
 // the last exit status, and the guard under which the path runs.
 type state struct {
-	vars        *varStore
+	vars        map[string]variable
 	args        []text
 	argsUnknown bool
 	status      status
@@ -103,13 +102,13 @@ type state struct {
 }
 
 func newState() *state {
-	return &state{vars: newVarStore(), status: stOK, guard: &guard{}}
+	return &state{vars: map[string]variable{}, status: stOK, guard: &guard{}}
 }
 
 // clone copies the state so that a branch can change it independently.
 func (st *state) clone() *state {
 	c := *st
-	st.vars, c.vars = st.vars.fork()
+	c.vars = maps.Clone(st.vars)
 	return &c // locals are copied on write (declareLocal, merge)
 }
 
@@ -123,7 +122,7 @@ func (st *state) declareLocal(name string) {
 	if _, done := top[name]; done {
 		return
 	}
-	old, ok := st.vars.get(name)
+	old, ok := st.vars[name]
 	next := maps.Clone(top)
 	next[name] = saved{v: old, set: ok}
 	st.locals = append(slices.Clone(st.locals[:n-1]), next)
@@ -134,11 +133,11 @@ func (st *state) declareLocal(name string) {
 func merge(states []*state) *state {
 	m := states[0].clone()
 	m.jumps = nil
-	stores := make([]*varStore, len(states))
+	stores := make([]map[string]variable, len(states))
 	for i, s := range states {
 		stores[i] = s.vars
 	}
-	m.vars = mergeStores(stores)
+	m.vars = mergeVars(stores)
 	for _, s := range states[1:] {
 		if !sameArgs(m, s) {
 			m.args, m.argsUnknown = nil, true
@@ -332,12 +331,12 @@ func join(root *guard, states []*state, resolved []*frame, why *reason) *state {
 	}
 	if len(live) == 0 {
 		if len(jumps) > 0 {
-			return &state{vars: newVarStore(), flow: flowJumped, jumps: jumps, guard: root}
+			return &state{vars: map[string]variable{}, flow: flowJumped, jumps: jumps, guard: root}
 		}
 		if dead != nil {
 			return dead
 		}
-		return &state{vars: newVarStore(), flow: flowDead, guard: root, exitFail: true}
+		return &state{vars: map[string]variable{}, flow: flowDead, guard: root, exitFail: true}
 	}
 	var carried []*frame
 	for _, s := range live {
