@@ -109,23 +109,21 @@ func newState() *state {
 func (st *state) clone() *state {
 	c := *st
 	c.vars = maps.Clone(st.vars)
-	return &c // locals are copied on write (declareLocal, merge)
+	c.locals = slices.Clone(st.locals)
+	for i, l := range c.locals {
+		c.locals[i] = maps.Clone(l)
+	}
+	return &c
 }
 
 // declareLocal makes name local to the innermost function call.
 func (st *state) declareLocal(name string) {
-	if len(st.locals) == 0 {
-		return
+	if n := len(st.locals); n > 0 {
+		if _, done := st.locals[n-1][name]; !done {
+			old, ok := st.vars[name]
+			st.locals[n-1][name] = saved{v: old, set: ok}
+		}
 	}
-	n := len(st.locals)
-	top := st.locals[n-1]
-	if _, done := top[name]; done {
-		return
-	}
-	old, ok := st.vars[name]
-	next := maps.Clone(top)
-	next[name] = saved{v: old, set: ok}
-	st.locals = append(slices.Clone(st.locals[:n-1]), next)
 }
 
 // merge joins the variables of paths that meet again: values that differ
@@ -150,37 +148,20 @@ func merge(states []*state) *state {
 		} else {
 			m.out = union("$(…)", m.out, s.out)
 		}
-		m.locals = mergeLocals(m.locals, s.locals)
+		mergeLocals(m.locals, s.locals)
 	}
 	return m
 }
 
-// mergeLocals adds the saved outer values b has and a lacks. It copies
-// what it changes: a's maps may be shared with other paths.
-func mergeLocals(a, b []map[string]saved) []map[string]saved {
-	var out []map[string]saved
-	for i := 0; i < len(a) && i < len(b); i++ {
-		var level map[string]saved
+// mergeLocals adds to a the saved outer values b has and a lacks.
+func mergeLocals(a, b []map[string]saved) {
+	for i := range min(len(a), len(b)) {
 		for k, v := range b[i] {
-			if _, ok := a[i][k]; ok {
-				continue
+			if _, ok := a[i][k]; !ok {
+				a[i][k] = v
 			}
-			if level == nil {
-				level = maps.Clone(a[i])
-			}
-			level[k] = v
-		}
-		if level != nil {
-			if out == nil {
-				out = slices.Clone(a)
-			}
-			out[i] = level
 		}
 	}
-	if out == nil {
-		return a
-	}
-	return out
 }
 
 func mergeVar(name string, v, w variable) variable {
