@@ -102,7 +102,6 @@ func (in *interp) command(st *state, cmd syntax.Command, io ioctx) *state {
 	case *syntax.Subshell:
 		sub := in.subshell(st, io, func(sub *state, io ioctx) *state { return in.stmts(sub, c.Stmts, io) })
 		st.status, st.out = sub.status, sub.out
-		return st
 	case *syntax.IfClause:
 		return in.ifClause(st, c, io)
 	case *syntax.WhileClause:
@@ -118,34 +117,29 @@ func (in *interp) command(st *state, cmd syntax.Command, io ioctx) *state {
 			in.funcs[c.Name.Value] = c
 		}
 		st.status = stOK
-		return st
 	case *syntax.DeclClause:
 		return in.decl(st, c, io)
 	case *syntax.TestClause:
 		st.status = in.testExpr(st, c.X, io)
-		return st
 	case *syntax.ArithmCmd:
 		st.status = in.arithStatus(st, c.X, io)
-		return st
 	case *syntax.LetClause:
 		st.status = stUnknown
 		for _, x := range c.Exprs {
 			st.status = in.arithStatus(st, x, io)
 		}
-		return st
 	case *syntax.TimeClause:
 		if c.Stmt != nil {
 			return in.stmt(st, c.Stmt, io)
 		}
-		return st
 	case *syntax.CoprocClause:
 		if c.Stmt != nil {
 			in.subshell(st, io, func(sub *state, io ioctx) *state { return in.stmt(sub, c.Stmt, io) })
 		}
 		st.status = stOK
-		return st
+	default:
+		st.status = stUnknown
 	}
-	st.status = stUnknown
 	return st
 }
 
@@ -225,19 +219,14 @@ func (in *interp) ifClause(st *state, c *syntax.IfClause, io ioctx) *state {
 		}
 		return in.ifClause(st, c.Else, io)
 	}
-	root := st.guard
-	why := &reason{kind: "if", node: lastStmt(c.Cond), line: c.Position.Line()}
-	thenSt := st.clone()
-	thenSt.guard = &guard{parent: root, possible: true, why: why}
-	thenEnd := in.stmts(thenSt, c.Then, io)
-	elseSt := st
-	elseSt.guard = &guard{parent: root, possible: true, why: &reason{kind: "else", node: lastStmt(c.Cond), line: c.Position.Line()}}
-	elseSt.status = stOK
-	elseEnd := elseSt
+	root, cond, line := st.guard, lastStmt(c.Cond), c.Position.Line()
+	thenEnd := in.stmts(st.under(&reason{kind: "if", node: cond, line: line}), c.Then, io)
+	st.guard = &guard{parent: root, possible: true, why: &reason{kind: "else", node: cond, line: line}}
+	st.status = stOK
 	if c.Else != nil {
-		elseEnd = in.ifClause(elseSt, c.Else, io)
+		st = in.ifClause(st, c.Else, io)
 	}
-	return join(root, []*state{thenEnd, elseEnd}, nil, &reason{kind: "after", line: c.Position.Line()})
+	return join(root, []*state{thenEnd, st}, nil, &reason{kind: "after", line: line})
 }
 
 func (in *interp) binary(st *state, c *syntax.BinaryCmd, io ioctx) *state {
@@ -277,13 +266,10 @@ func (in *interp) binary(st *state, c *syntax.BinaryCmd, io ioctx) *state {
 	}
 	root := st.guard
 	why := &reason{kind: kind, node: c.X, line: c.OpPos.Line()}
-	ySt := st.clone()
-	ySt.guard = &guard{parent: root, possible: true, why: why}
-	yEnd := in.stmt(ySt, c.Y, io)
-	skip := st
-	skip.guard = &guard{parent: root, possible: true, why: why}
-	skip.status = runY.not()
-	return join(root, []*state{yEnd, skip}, nil, &reason{kind: "after", line: c.OpPos.Line()})
+	yEnd := in.stmt(st.under(why), c.Y, io)
+	st.guard = &guard{parent: root, possible: true, why: why}
+	st.status = runY.not()
+	return join(root, []*state{yEnd, st}, nil, &reason{kind: "after", line: c.OpPos.Line()})
 }
 
 // isTrue reports whether s is `true` or `:`, as in `cmd || true`.
@@ -312,8 +298,7 @@ func (in *interp) caseClause(st *state, c *syntax.CaseClause, io ioctx) *state {
 			// Taken on every path: run it (and what it falls through to).
 			return in.caseBody(st, c, i, io)
 		}
-		b := st.clone()
-		b.guard = &guard{parent: root, possible: true, why: &reason{kind: "case", node: item.Patterns[0], line: item.Pos().Line()}}
+		b := st.under(&reason{kind: "case", node: item.Patterns[0], line: item.Pos().Line()})
 		branches = append(branches, in.caseBody(b, c, i, io))
 		undecided = true
 		matched = m == stOK
@@ -323,10 +308,9 @@ func (in *interp) caseClause(st *state, c *syntax.CaseClause, io ioctx) *state {
 		return st
 	}
 	if !matched {
-		rest := st
-		rest.guard = &guard{parent: root, possible: true, why: &reason{kind: "case", node: c.Word, line: c.Case.Line()}}
-		rest.status = stOK
-		branches = append(branches, rest)
+		st.guard = &guard{parent: root, possible: true, why: &reason{kind: "case", node: c.Word, line: c.Case.Line()}}
+		st.status = stOK
+		branches = append(branches, st)
 	}
 	return join(root, branches, nil, &reason{kind: "after", line: c.Case.Line()})
 }

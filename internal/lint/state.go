@@ -42,13 +42,7 @@ type variable struct {
 }
 
 func (v variable) same(w variable) bool {
-	if v.isArr != w.isArr || v.arrUnknown != w.arrUnknown {
-		return false
-	}
-	if !v.isArr {
-		return v.val.same(w.val)
-	}
-	return sameTexts(v.arr, w.arr)
+	return v.isArr == w.isArr && v.arrUnknown == w.arrUnknown && v.val.same(w.val) && sameTexts(v.arr, w.arr)
 }
 
 // sameTexts reports whether a and b hold the same texts in the same order.
@@ -116,6 +110,13 @@ func (st *state) clone() *state {
 	return &c
 }
 
+// under returns a copy of st that runs under a new possible guard.
+func (st *state) under(why *reason) *state {
+	c := st.clone()
+	c.guard = &guard{parent: st.guard, possible: true, why: why}
+	return c
+}
+
 // declareLocal makes name local to the innermost function call.
 func (st *state) declareLocal(name string) {
 	if n := len(st.locals); n > 0 {
@@ -131,12 +132,8 @@ func (st *state) declareLocal(name string) {
 func merge(states []*state) *state {
 	m := states[0].clone()
 	m.jumps = nil
-	stores := make([]map[string]variable, len(states))
-	for i, s := range states {
-		stores[i] = s.vars
-	}
-	m.vars = mergeVars(stores)
 	for _, s := range states[1:] {
+		mergeVars(m.vars, s.vars)
 		if !sameArgs(m, s) {
 			m.args, m.argsUnknown = nil, true
 		}
@@ -165,20 +162,14 @@ func mergeLocals(a, b []map[string]saved) {
 }
 
 func mergeVar(name string, v, w variable) variable {
-	if v.isArr || w.isArr {
-		if v.same(w) {
-			return v
-		}
+	if v.isArr || w.isArr { // mergeVars calls it only for variables that differ
 		return variable{isArr: true, arrUnknown: true}
 	}
 	return variable{val: union(varPlaceholder(name), v.val, w.val)}
 }
 
 func sameArgs(a, b *state) bool {
-	if a.argsUnknown || b.argsUnknown {
-		return a.argsUnknown == b.argsUnknown
-	}
-	return sameTexts(a.args, b.args)
+	return a.argsUnknown == b.argsUnknown && (a.argsUnknown || sameTexts(a.args, b.args))
 }
 
 // frameKind is what a jump leaves: a function (return), a loop (break or
@@ -246,12 +237,7 @@ func isAncestor(root, g *guard) bool {
 }
 
 func resolvedBy(escapes, resolved []*frame) bool {
-	for _, e := range escapes {
-		if !slices.Contains(resolved, e) {
-			return false
-		}
-	}
-	return true
+	return !slices.ContainsFunc(escapes, func(e *frame) bool { return !slices.Contains(resolved, e) })
 }
 
 // escapesBetween lists the unresolved escapes on the chain from g up to root.
@@ -300,8 +286,8 @@ func join(root *guard, states []*state, resolved []*frame, why *reason) *state {
 			live = append(live, s)
 		case flowJumped:
 			for _, f := range s.jumps {
-				if !slices.Contains(resolved, f) {
-					jumps = addFrames(jumps, []*frame{f})
+				if !slices.Contains(resolved, f) && !slices.Contains(jumps, f) {
+					jumps = append(jumps, f)
 				}
 			}
 		case flowDead:
@@ -332,10 +318,8 @@ func join(root *guard, states []*state, resolved []*frame, why *reason) *state {
 		return s
 	}
 	m := merge(live)
-	escapes := addFrames(carried, jumps)
-	if len(escapes) == 0 {
-		m.guard = root
-	} else {
+	m.guard = root
+	if escapes := addFrames(carried, jumps); len(escapes) > 0 {
 		m.guard = &guard{parent: root, possible: true, why: why, escapes: escapes}
 	}
 	return m
@@ -344,24 +328,20 @@ func join(root *guard, states []*state, resolved []*frame, why *reason) *state {
 // unknownVar is a scalar variable lint cannot resolve.
 func unknownVar(name string) variable { return variable{val: unknownValue(varPlaceholder(name))} }
 
-// mergeVars joins the variables of paths that meet again: values that
-// differ become alternatives (or unknown); a variable some path lacks may
-// come from the environment, so it is unknown there.
-func mergeVars(stores []map[string]variable) map[string]variable {
-	out := maps.Clone(stores[0])
-	for _, s := range stores[1:] {
-		for n, v := range out {
-			if w, ok := s[n]; !ok {
-				out[n] = mergeVar(n, v, unknownVar(n))
-			} else if !v.same(w) {
-				out[n] = mergeVar(n, v, w)
-			}
-		}
-		for n, w := range s {
-			if _, ok := out[n]; !ok {
-				out[n] = mergeVar(n, unknownVar(n), w)
-			}
+// mergeVars joins the variables of another path into m: values that differ
+// become alternatives (or unknown); a variable one path lacks may come from
+// the environment, so it is unknown there.
+func mergeVars(m, s map[string]variable) {
+	for n, v := range m {
+		if w, ok := s[n]; !ok {
+			m[n] = mergeVar(n, v, unknownVar(n))
+		} else if !v.same(w) {
+			m[n] = mergeVar(n, v, w)
 		}
 	}
-	return out
+	for n, w := range s {
+		if _, ok := m[n]; !ok {
+			m[n] = mergeVar(n, unknownVar(n), w)
+		}
+	}
 }
