@@ -326,22 +326,22 @@ func (in *interp) caseBody(st *state, c *syntax.CaseClause, i int, io ioctx) *st
 	return st
 }
 
-// loop runs a loop body: concretely while the condition is known, once
-// abstractly otherwise. next reports whether another iteration starts (and
-// prepares its state); assumeOnce says whether a loop whose condition is
-// unknown is taken to run at least once (for-in over an unresolved list) or
-// not (while).
+// loopSpec describes a loop: it runs concretely while the condition is
+// known, once abstractly otherwise. next reports whether another iteration
+// starts (and prepares its state); assumeOnce says whether a loop whose
+// condition is unknown is taken to run at least once (for-in over an
+// unresolved list) or not (while).
 type loopSpec struct {
 	next       func(st *state, i int) (*state, status)
-	body       func(st *state) *state
-	post       func(st *state) *state // the C-style loop's step
-	abstract   func(st *state)        // make loop variables unknown
+	do         []*syntax.Stmt
+	post       syntax.ArithmExpr // the C-style loop's step
+	vars       []string          // loop variables, unknown in the abstract iteration
 	assumeOnce bool
 	fixpoint   bool // the condition depends only on variables
 	why        *reason
 }
 
-func (in *interp) loop(st *state, spec loopSpec) *state {
+func (in *interp) loop(st *state, spec loopSpec, io ioctx) *state {
 	root := st.guard
 	brk := &frame{kind: frameBreak}
 	cont := &frame{kind: frameCont}
@@ -355,16 +355,12 @@ func (in *interp) loop(st *state, spec loopSpec) *state {
 	for i := 0; ; i++ {
 		next, cond := spec.next(cur, i)
 		cur = next
-		if cur.flow != flowLive {
-			exits = append(exits, cur)
-			break
-		}
-		if cond == stFail {
+		if cur.flow != flowLive || cond == stFail {
 			exits = append(exits, cur)
 			break
 		}
 		if cond == stUnknown || i >= maxIterations || in.overBudget() || widen {
-			exits = append(exits, in.abstractIteration(cur, spec, cont, cond == stUnknown && (!spec.assumeOnce || i > 0))...)
+			exits = append(exits, in.abstractIteration(cur, spec, cont, cond == stUnknown && (!spec.assumeOnce || i > 0), io)...)
 			break
 		}
 		if spec.fixpoint {
@@ -376,7 +372,7 @@ func (in *interp) loop(st *state, spec loopSpec) *state {
 			prev = cur.clone()
 		}
 		records := len(in.order)
-		if cur = spec.iterate(cur, cont); cur.flow != flowLive {
+		if cur = in.iterate(cur, spec, cont, io); cur.flow != flowLive {
 			exits = append(exits, cur)
 			break
 		}
@@ -394,41 +390,36 @@ func (in *interp) loop(st *state, spec loopSpec) *state {
 
 // abstractIteration runs the body once with the loop variables unknown.
 // The state after it merges "not run" and "run", since the loop may repeat.
-func (in *interp) abstractIteration(cur *state, spec loopSpec, cont *frame, possible bool) []*state {
+func (in *interp) abstractIteration(cur *state, spec loopSpec, cont *frame, possible bool, io ioctx) []*state {
 	pre := cur.clone()
-	body := cur
-	if spec.abstract != nil {
-		spec.abstract(body)
+	for _, n := range spec.vars {
+		cur.vars[n] = unknownVar(n)
 	}
 	if possible {
-		body.guard = &guard{parent: body.guard, possible: true, why: spec.why}
+		cur.guard = &guard{parent: cur.guard, possible: true, why: spec.why}
 	}
-	it := spec.iterate(body, cont)
-	if it.flow != flowLive {
-		if possible {
-			return []*state{pre, it}
-		}
-		return []*state{it}
+	it := in.iterate(cur, spec, cont, io)
+	if it.flow == flowLive {
+		// Values after a loop that may repeat: what they were, or anything
+		// the body makes of them.
+		m := merge([]*state{it, pre})
+		m.guard, it = it.guard, m
 	}
-	// Values after a loop that may repeat: what they were, or anything the
-	// body makes of them.
-	m := merge([]*state{it, pre})
-	m.guard = it.guard
 	if possible {
-		return []*state{pre, m}
+		return []*state{pre, it}
 	}
-	return []*state{m}
+	return []*state{it}
 }
 
 // iterate runs the body once from cur, joins the paths that continue, and
 // runs the step.
-func (spec loopSpec) iterate(cur *state, cont *frame) *state {
+func (in *interp) iterate(cur *state, spec loopSpec, cont *frame, io ioctx) *state {
 	root := cur.guard
-	end := spec.body(cur)
+	end := in.stmts(cur, spec.do, io)
 	it := join(root, append(cont.states, end), []*frame{cont}, &reason{kind: "after", line: spec.why.line})
 	cont.states = nil
 	if it.flow == flowLive && spec.post != nil {
-		it = spec.post(it)
+		in.arith(it, spec.post, io)
 	}
 	return it
 }
@@ -442,19 +433,15 @@ func (in *interp) whileClause(st *state, c *syntax.WhileClause, io ioctx) *state
 	return in.loop(st, loopSpec{
 		next: func(cur *state, _ int) (*state, status) {
 			cur = in.stmts(cur, c.Cond, io)
-			if cur.flow != flowLive {
-				return cur, stUnknown
-			}
-			s := cur.status
 			if c.Until {
-				s = s.not()
+				return cur, cur.status.not()
 			}
-			return cur, s
+			return cur, cur.status
 		},
-		body:     func(cur *state) *state { return in.stmts(cur, c.Do, io) },
+		do:       c.Do,
 		fixpoint: true,
 		why:      &reason{kind: "while", node: lastStmt(c.Cond), line: c.WhilePos.Line()},
-	})
+	}, io)
 }
 
 func lastStmt(list []*syntax.Stmt) syntax.Node {
@@ -466,7 +453,6 @@ func lastStmt(list []*syntax.Stmt) syntax.Node {
 
 func (in *interp) forClause(st *state, c *syntax.ForClause, io ioctx) *state {
 	why := &reason{kind: "for", node: c.Loop, line: c.ForPos.Line()}
-	body := func(cur *state) *state { return in.stmts(cur, c.Do, io) }
 	switch l := c.Loop.(type) {
 	case *syntax.WordIter:
 		name := l.Name.Value
@@ -486,11 +472,8 @@ func (in *interp) forClause(st *state, c *syntax.ForClause, io ioctx) *state {
 				cur.vars[name] = variable{val: value{items[i]}}
 				return cur, stOK
 			},
-			body:       body,
-			abstract:   func(cur *state) { cur.vars[name] = unknownVar(name) },
-			assumeOnce: true,
-			why:        why,
-		})
+			do: c.Do, vars: []string{name}, assumeOnce: true, why: why,
+		}, io)
 	case *syntax.CStyleLoop:
 		if l.Init != nil {
 			in.arith(st, l.Init, io)
@@ -502,22 +485,8 @@ func (in *interp) forClause(st *state, c *syntax.ForClause, io ioctx) *state {
 				}
 				return cur, in.arithStatus(cur, l.Cond, io)
 			},
-			body: body,
-			post: func(cur *state) *state {
-				if l.Post != nil {
-					in.arith(cur, l.Post, io)
-				}
-				return cur
-			},
-			abstract: func(cur *state) {
-				for _, n := range arithNames(l.Init, l.Cond, l.Post) {
-					cur.vars[n] = unknownVar(n)
-				}
-			},
-			assumeOnce: true,
-			fixpoint:   true,
-			why:        why,
-		})
+			do: c.Do, post: l.Post, vars: arithNames(l.Init, l.Cond, l.Post), assumeOnce: true, fixpoint: true, why: why,
+		}, io)
 	}
 	st.status = stUnknown
 	return st
