@@ -1,6 +1,7 @@
 package lint
 
 import (
+	"slices"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -235,12 +236,7 @@ func orDefault(v value, word func() value, ph string) value {
 // hasKnownNonEmpty reports whether some known part of t is non-empty, so t
 // cannot expand to "".
 func hasKnownNonEmpty(t text) bool {
-	for _, s := range t {
-		if !s.unknown && s.s != "" {
-			return true
-		}
-	}
-	return false
+	return slices.ContainsFunc(t, func(s seg) bool { return !s.unknown && s.s != "" })
 }
 
 func (in *interp) replace(st *state, pe *syntax.ParamExp, v value, io ioctx) value {

@@ -1,7 +1,10 @@
 package lint
 
 import (
+	"slices"
 	"strings"
+
+	"mvdan.cc/sh/v3/pattern"
 )
 
 // seg is a run of an expanded string. An unknown segment stands for text
@@ -24,14 +27,7 @@ func unknownText(placeholder string) text { return text{{s: placeholder, unknown
 func varPlaceholder(name string) string { return "${" + name + "}" }
 
 // known reports whether every part of t is resolved.
-func (t text) known() bool {
-	for _, s := range t {
-		if s.unknown {
-			return false
-		}
-	}
-	return true
-}
+func (t text) known() bool { return !slices.ContainsFunc(t, func(s seg) bool { return s.unknown }) }
 
 // exact returns t's string when it is fully known.
 func (t text) exact() (string, bool) {
@@ -43,10 +39,7 @@ func (t text) exact() (string, bool) {
 
 // String renders t with placeholders for its unknown parts.
 func (t text) String() string {
-	switch len(t) {
-	case 0:
-		return ""
-	case 1:
+	if len(t) == 1 {
 		return t[0].s
 	}
 	var b strings.Builder
@@ -58,12 +51,7 @@ func (t text) String() string {
 
 // empty reports whether t is known to be "".
 func (t text) empty() bool {
-	for _, s := range t {
-		if s.unknown || s.s != "" {
-			return false
-		}
-	}
-	return true
+	return !slices.ContainsFunc(t, func(s seg) bool { return s.unknown || s.s != "" })
 }
 
 // wholeUnknown reports whether t is a single unknown segment.
@@ -128,13 +116,8 @@ func (t text) glob() string {
 	for _, s := range t {
 		if s.unknown {
 			b.WriteByte('*')
-			continue
-		}
-		for _, c := range s.s {
-			if strings.ContainsRune(`*?[]\`, c) {
-				b.WriteByte('\\')
-			}
-			b.WriteRune(c)
+		} else {
+			b.WriteString(pattern.QuoteMeta(s.s, 0))
 		}
 	}
 	return b.String()
@@ -190,12 +173,10 @@ func union(placeholder string, vs ...value) value {
 	seen := map[string]bool{}
 	for _, v := range vs {
 		for _, t := range v {
-			k := t.key()
-			if seen[k] {
-				continue
+			if k := t.key(); !seen[k] {
+				seen[k] = true
+				out = append(out, t)
 			}
-			seen[k] = true
-			out = append(out, t)
 		}
 	}
 	if len(out) > maxAlts {
