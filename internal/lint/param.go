@@ -37,13 +37,10 @@ func (in *interp) lookup(st *state, name string) (e expansion, set bool) {
 	}
 	if c := name[0]; c >= '0' && c <= '9' {
 		n, err := strconv.Atoi(name)
-		if err != nil {
-			return expansion{v: unknownValue(varPlaceholder(name))}, false
-		}
-		if st.argsUnknown {
-			return expansion{v: unknownValue(varPlaceholder(name))}, true
-		}
-		if n >= 1 && n <= len(st.args) {
+		switch {
+		case err != nil || st.argsUnknown:
+			return expansion{v: unknownValue(varPlaceholder(name))}, err == nil
+		case n >= 1 && n <= len(st.args):
 			return expansion{v: value{st.args[n-1]}}, true
 		}
 		return expansion{v: litValue("")}, false
@@ -60,79 +57,61 @@ func (in *interp) param(st *state, pe *syntax.ParamExp, io ioctx) expansion {
 	if pe.Param == nil || pe.Excl || pe.Width || pe.IsSet || pe.NestedParam != nil || len(pe.Modifiers) > 0 {
 		return expansion{v: unknownValue(in.source(pe))}
 	}
-	name := pe.Param.Value
+	var base expansion
+	var set bool
 	if pe.Index != nil {
-		return in.indexed(st, pe, name, io)
+		base, set = in.indexed(st, pe, io)
+	} else {
+		base, set = in.lookup(st, pe.Param.Value)
 	}
-	base, set := in.lookup(st, name)
-	if pe.Length {
-		if base.isList {
-			if base.listUnknown {
-				return expansion{v: unknownValue(in.source(pe))}
-			}
-			return expansion{v: litValue(strconv.Itoa(len(base.list)))}
-		}
-		return expansion{v: mapKnown(base.v, in.source(pe), runeLen)}
-	}
-	if base.isList {
-		return base
-	}
-	v := base.v
 	switch {
+	case pe.Length && base.isList && base.listUnknown:
+		return expansion{v: unknownValue(in.source(pe))}
+	case pe.Length && base.isList:
+		return expansion{v: litValue(strconv.Itoa(len(base.list)))}
+	case pe.Length:
+		return expansion{v: mapKnown(base.v, in.source(pe), runeLen)}
+	case base.isList:
+		return base
 	case pe.Exp != nil:
-		return expansion{v: in.paramOp(st, pe, name, v, set, io)}
+		return expansion{v: in.paramOp(st, pe, base.v, set, io)}
 	case pe.Repl != nil:
-		return expansion{v: in.replace(st, pe, v, io)}
+		return expansion{v: in.replace(st, pe, base.v, io)}
 	case pe.Slice != nil:
-		return expansion{v: in.slice(st, pe, v, io)}
+		return expansion{v: in.slice(st, pe, base.v, io)}
 	}
-	return expansion{v: v}
+	return base
 }
 
-func (in *interp) indexed(st *state, pe *syntax.ParamExp, name string, io ioctx) expansion {
-	all := false
-	if w, ok := pe.Index.(*syntax.Word); ok {
-		l := w.Lit()
-		all = l == "@" || l == "*"
-	}
-	v, ok := st.vars[name]
+// indexed reads ${name[@]} or ${name[i]}; set is false when there is no
+// element i.
+func (in *interp) indexed(st *state, pe *syntax.ParamExp, io ioctx) (expansion, bool) {
+	v, ok := st.vars[pe.Param.Value]
 	var elems []text
 	unknown := false
 	switch {
-	case !ok:
-		// Arrays cannot come from the environment: unset is empty.
+	case !ok: // Arrays cannot come from the environment: unset is empty.
 	case v.isArr:
 		elems, unknown = v.arr, v.arrUnknown
+	case len(v.val) == 1:
+		elems = []text{v.val[0]}
 	default:
-		if len(v.val) == 1 {
-			elems = []text{v.val[0]}
-		} else {
-			unknown = true
-		}
+		unknown = true
 	}
-	if all {
-		if pe.Length {
-			if unknown {
-				return expansion{v: unknownValue(in.source(pe))}
-			}
-			return expansion{v: litValue(strconv.Itoa(len(elems)))}
-		}
+	if w, ok := pe.Index.(*syntax.Word); ok && (w.Lit() == "@" || w.Lit() == "*") {
 		if unknown {
-			return expansion{isList: true, listUnknown: true, list: []text{unknownText(in.source(pe))}}
+			return expansion{isList: true, listUnknown: true, list: []text{unknownText(in.source(pe))}}, true
 		}
-		return expansion{isList: true, list: elems}
+		return expansion{isList: true, list: elems}, true
 	}
 	i, known := in.arith(st, pe.Index, io)
-	if unknown || !known {
-		return expansion{v: unknownValue(in.source(pe))}
+	switch {
+	case unknown || !known:
+		return expansion{v: unknownValue(in.source(pe))}, true
+	case i < 0 || i >= int64(len(elems)):
+		return expansion{v: litValue("")}, false
 	}
-	if i < 0 || i >= int64(len(elems)) {
-		return expansion{v: litValue("")}
-	}
-	if pe.Length {
-		return expansion{v: mapKnown(value{elems[i]}, in.source(pe), runeLen)}
-	}
-	return expansion{v: value{elems[i]}}
+	return expansion{v: value{elems[i]}}, true
 }
 
 // runeLen is ${#x} of a known value.
@@ -156,7 +135,7 @@ func mapKnown(v value, placeholder string, f func(string) (string, bool)) value 
 	return union(placeholder, out)
 }
 
-func (in *interp) paramOp(st *state, pe *syntax.ParamExp, name string, v value, set bool, io ioctx) value {
+func (in *interp) paramOp(st *state, pe *syntax.ParamExp, v value, set bool, io ioctx) value {
 	op := pe.Exp.Op
 	ph := in.source(pe)
 	word := func() value { return in.expandValue(st, pe.Exp.Word, io) }
@@ -172,7 +151,7 @@ func (in *interp) paramOp(st *state, pe *syntax.ParamExp, name string, v value, 
 		default:
 			res = v
 		}
-		if (op == syntax.AssignUnset || op == syntax.AssignUnsetOrNull) && syntax.ValidName(name) {
+		if name := pe.Param.Value; (op == syntax.AssignUnset || op == syntax.AssignUnsetOrNull) && pe.Index == nil && syntax.ValidName(name) {
 			st.vars[name] = variable{val: res}
 		}
 		return res
