@@ -138,43 +138,34 @@ func mapKnown(v value, placeholder string, f func(string) (string, bool)) value 
 func (in *interp) paramOp(st *state, pe *syntax.ParamExp, v value, set bool, io ioctx) value {
 	op := pe.Exp.Op
 	ph := in.source(pe)
-	word := func() value { return in.expandValue(st, pe.Exp.Word, io) }
+	var w value
+	word := func(text) value { // expanded once: it may assign or run commands
+		if w == nil {
+			w = in.expandValue(st, pe.Exp.Word, io)
+		}
+		return w
+	}
 	switch op {
 	case syntax.DefaultUnset, syntax.DefaultUnsetOrNull, syntax.AssignUnset, syntax.AssignUnsetOrNull:
-		orNull := op == syntax.DefaultUnsetOrNull || op == syntax.AssignUnsetOrNull
-		var res value
+		res := v
 		switch {
 		case !set:
-			res = word()
-		case orNull:
-			res = orDefault(v, word, ph)
-		default:
-			res = v
+			res = word(nil)
+		case op == syntax.DefaultUnsetOrNull || op == syntax.AssignUnsetOrNull:
+			res = byEmptiness(v, ph, word, func(t text) value { return value{t} })
 		}
 		if name := pe.Param.Value; (op == syntax.AssignUnset || op == syntax.AssignUnsetOrNull) && pe.Index == nil && syntax.ValidName(name) {
 			st.vars[name] = variable{val: res}
 		}
 		return res
 	case syntax.AlternateUnset, syntax.AlternateUnsetOrNull:
-		if !set {
+		switch {
+		case !set:
 			return litValue("")
+		case op == syntax.AlternateUnset:
+			return word(nil)
 		}
-		if op == syntax.AlternateUnset {
-			return word()
-		}
-		var parts []value
-		for _, t := range v {
-			s, ok := t.exact()
-			switch {
-			case ok && s == "":
-				parts = append(parts, litValue(""))
-			case ok:
-				parts = append(parts, word())
-			default:
-				parts = append(parts, litValue(""), word())
-			}
-		}
-		return union(ph, parts...)
+		return byEmptiness(v, ph, func(text) value { return litValue("") }, word)
 	case syntax.ErrorUnset, syntax.ErrorUnsetOrNull:
 		return v
 	case syntax.RemSmallSuffix, syntax.RemLargeSuffix, syntax.RemSmallPrefix, syntax.RemLargePrefix,
@@ -189,24 +180,19 @@ func (in *interp) paramOp(st *state, pe *syntax.ParamExp, v value, set bool, io 
 	return unknownValue(ph)
 }
 
-func orDefault(v value, word func() value, ph string) value {
+// byEmptiness maps every alternative t of v to empty(t) when t is "", to
+// full(t) when it cannot be "", and to both when lint cannot tell.
+func byEmptiness(v value, ph string, empty, full func(text) value) value {
 	var parts []value
-	var w value
-	def := func() value {
-		if w == nil {
-			w = word()
-		}
-		return w
-	}
 	for _, t := range v {
 		s, ok := t.exact()
 		switch {
 		case ok && s == "":
-			parts = append(parts, def())
+			parts = append(parts, empty(t))
 		case ok || hasKnownNonEmpty(t):
-			parts = append(parts, value{t})
+			parts = append(parts, full(t))
 		default:
-			parts = append(parts, value{t}, def())
+			parts = append(parts, full(t), empty(t))
 		}
 	}
 	return union(ph, parts...)
