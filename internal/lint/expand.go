@@ -2,6 +2,7 @@ package lint
 
 import (
 	"bytes"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -29,6 +30,9 @@ func (b *builder) flush() {
 	b.cur, b.open = nil, false
 }
 
+// ifs is the default IFS: the characters that separate fields.
+const ifs = " \t\n"
+
 // addSplit appends an unquoted expansion: whitespace in it separates fields.
 func (b *builder) addSplit(t text) {
 	for _, s := range t {
@@ -36,19 +40,16 @@ func (b *builder) addSplit(t text) {
 			b.add(text{s})
 			continue
 		}
-		start := 0
-		for i := 0; i < len(s.s); i++ {
-			if !isIFS(s.s[i]) {
-				continue
-			}
-			if i > start {
-				b.add(lit(s.s[start:i]))
+		rest := s.s
+		for i := strings.IndexAny(rest, ifs); i >= 0; i = strings.IndexAny(rest, ifs) {
+			if i > 0 {
+				b.add(lit(rest[:i]))
 			}
 			b.flush()
-			start = i + 1
+			rest = rest[i+1:]
 		}
-		if start < len(s.s) {
-			b.add(lit(s.s[start:]))
+		if rest != "" {
+			b.add(lit(rest))
 		}
 	}
 }
@@ -392,7 +393,6 @@ func (in *interp) target(st *state, w *syntax.Word, io ioctx) sink {
 
 // heredoc expands a here-document body: variables and command
 // substitutions when the delimiter is unquoted, nothing when it is quoted.
-// <<- strips leading tabs.
 func (in *interp) heredoc(st *state, r *syntax.Redirect, io ioctx) value {
 	if r.Hdoc == nil {
 		return litValue("")
@@ -409,47 +409,30 @@ func (in *interp) heredoc(st *state, r *syntax.Redirect, io ioctx) value {
 			quoted = true
 		}
 	}
-	var v value
-	if quoted {
-		var b strings.Builder
-		for _, p := range r.Hdoc.Parts {
-			if l, ok := p.(*syntax.Lit); ok {
-				b.WriteString(l.Value)
-			}
-		}
-		v = litValue(b.String())
-	} else {
-		v = in.expandHeredoc(st, r.Hdoc, io)
-	}
+	body := r.Hdoc
 	if r.Op == syntax.DashHdoc {
-		out := make(value, len(v))
-		for i, t := range v {
-			out[i] = stripTabs(t)
-		}
-		v = out
+		body = stripTabs(body)
 	}
-	return v
+	if quoted {
+		return litValue(body.Lit()) // a quoted body is only literal text
+	}
+	return in.expandHeredoc(st, body, io)
 }
 
-func stripTabs(t text) text {
-	out := make(text, 0, len(t))
-	atLineStart := true
-	for _, s := range t {
-		if s.unknown {
-			out = append(out, s)
-			atLineStart = false
-			continue
-		}
-		var b strings.Builder
-		for i := 0; i < len(s.s); i++ {
-			c := s.s[i]
-			if atLineStart && c == '\t' {
-				continue
+// stripTabs removes the tabs <<- strips: those that start a line of the
+// body, before it is expanded.
+func stripTabs(w *syntax.Word) *syntax.Word {
+	c := &syntax.Word{Parts: slices.Clone(w.Parts)}
+	for i, p := range c.Parts {
+		if l, ok := p.(*syntax.Lit); ok {
+			lines := strings.Split(l.Value, "\n")
+			for j := range lines {
+				if i == 0 || j > 0 {
+					lines[j] = strings.TrimLeft(lines[j], "\t")
+				}
 			}
-			atLineStart = c == '\n'
-			b.WriteByte(c)
+			c.Parts[i] = &syntax.Lit{Value: strings.Join(lines, "\n")}
 		}
-		out = out.concat(lit(b.String()))
 	}
-	return out
+	return c
 }

@@ -201,6 +201,3 @@ func concatValues(v, w value, placeholder string) value {
 	}
 	return out
 }
-
-// isIFS reports whether c separates fields.
-func isIFS(c byte) bool { return c == ' ' || c == '\t' || c == '\n' }
