@@ -3,6 +3,7 @@ package lint
 import (
 	"cmp"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/dpfdoctor/dpfdoctor/internal/access"
@@ -239,11 +240,7 @@ func (k *kubectlCtx) each(types text, f func(dpf.Kind)) {
 // guessKind is what lint assumes for a resource word it does not know:
 // a namespaced resource named like the word's plural.
 func guessKind(word string) dpf.Kind {
-	res := strings.ToLower(word)
-	group := ""
-	if i := strings.Index(res, "."); i >= 0 {
-		res, group = res[:i], res[i+1:]
-	}
+	res, group, _ := strings.Cut(strings.ToLower(word), ".")
 	return dpf.Kind{Kind: word, Group: group, Resource: plural(res), Namespaced: true}
 }
 
@@ -260,10 +257,12 @@ func resourceWords(pos []text) []text {
 	return out
 }
 
-// want adds the request for a kind and a name (nil: no name) in the
-// invocation's namespace.
-func (k *kubectlCtx) want(kind dpf.Kind, verb, sub string, name text) {
-	k.add(k.need(kind, verb, sub, name, k.ns))
+// want adds the requests of verbs on a kind (its subresource sub) and a
+// name (nil: no name) in the invocation's namespace.
+func (k *kubectlCtx) want(kind dpf.Kind, sub string, name text, verbs ...string) {
+	for _, verb := range verbs {
+		k.add(k.need(kind, verb, sub, name, k.ns))
+	}
 }
 
 // need builds a request; ns is ignored for cluster-scoped kinds and with
@@ -321,13 +320,7 @@ func cutText(t text, sep string) (before, after text, found bool) {
 }
 
 func clean(t text) text {
-	var out text
-	for _, s := range t {
-		if s.s == "" && !s.unknown {
-			continue
-		}
-		out = append(out, s)
-	}
+	out := slices.DeleteFunc(t, func(s seg) bool { return s.s == "" && !s.unknown })
 	if len(out) == 0 {
 		return lit("")
 	}
@@ -375,35 +368,29 @@ func (k *kubectlCtx) verbNeeds(stdin value) {
 		// PATCH: cli-runtime's builder retrieves objects it was not given.
 		k.targets(a.pos, func(kind dpf.Kind, name text) {
 			if verb != "get" {
-				k.want(kind, "get", sub, name)
+				k.want(kind, sub, name, "get")
 			}
-			k.want(kind, verb, sub, name)
+			k.want(kind, sub, name, verb)
 		}, nil)
 	case "delete":
 		if a.has("filename") {
 			k.objectNeeds(stdin, func(o object) { k.add(k.objectReq(o, "delete", "", true)) })
 			return
 		}
-		k.targets(a.pos, func(kind dpf.Kind, name text) { k.want(kind, "delete", "", name) }, func(kind dpf.Kind) {
+		k.targets(a.pos, func(kind dpf.Kind, name text) { k.want(kind, "", name, "delete") }, func(kind dpf.Kind) {
 			if a.has("selector") || a.has("all") || a.has("field-selector") {
-				k.want(kind, "list", "", nil)
-				k.want(kind, "delete", "", unknownText("${each}"))
+				k.want(kind, "", nil, "list")
+				k.want(kind, "", unknownText("${each}"), "delete")
 			}
 		})
 	case "label", "annotate":
 		pos := resourceWords(a.pos)
-		k.targets(pos, func(kind dpf.Kind, name text) {
-			k.want(kind, "get", "", name)
-			k.want(kind, "patch", "", name)
-		}, func(kind dpf.Kind) {
-			k.want(kind, "list", "", nil)
-			k.want(kind, "patch", "", unknownText("${each}"))
+		k.targets(pos, func(kind dpf.Kind, name text) { k.want(kind, "", name, "get", "patch") }, func(kind dpf.Kind) {
+			k.want(kind, "", nil, "list")
+			k.want(kind, "", unknownText("${each}"), "patch")
 		})
 	case "wait":
-		listWatch := func(kind dpf.Kind) {
-			k.want(kind, "list", "", nil)
-			k.want(kind, "watch", "", nil)
-		}
+		listWatch := func(kind dpf.Kind) { k.want(kind, "", nil, "list", "watch") }
 		k.targets(a.pos, func(kind dpf.Kind, _ text) { listWatch(kind) }, listWatch)
 	case "logs", "attach", "exec", "port-forward":
 		k.podNeeds()
@@ -431,15 +418,14 @@ func (k *kubectlCtx) readNeeds(stdin value) {
 		return
 	}
 	k.targets(a.pos, func(kind dpf.Kind, name text) {
-		k.want(kind, "get", "", name)
+		k.want(kind, "", name, "get")
 		if watch {
-			k.want(kind, "list", "", nil)
-			k.want(kind, "watch", "", nil)
+			k.want(kind, "", nil, "list", "watch")
 		}
 	}, func(kind dpf.Kind) {
-		k.want(kind, "list", "", nil)
+		k.want(kind, "", nil, "list")
 		if watch {
-			k.want(kind, "watch", "", nil)
+			k.want(kind, "", nil, "watch")
 		}
 	})
 }
@@ -468,10 +454,10 @@ func (k *kubectlCtx) create(stdin value) {
 			sa = a.pos[1]
 		}
 		kind := dpf.Kind{Kind: "ServiceAccount", Version: "v1", Resource: "serviceaccounts", Namespaced: true}
-		k.want(kind, "create", "token", sa)
+		k.want(kind, "token", sa, "create")
 		return
 	}
-	k.each(a.pos[0], func(kind dpf.Kind) { k.want(kind, "create", "", nil) })
+	k.each(a.pos[0], func(kind dpf.Kind) { k.want(kind, "", nil, "create") })
 }
 
 // apply: client-side apply GETs each object, then CREATEs it when absent
@@ -514,8 +500,8 @@ func (k *kubectlCtx) podNeeds() {
 		verb = "get"
 	}
 	if a.verb == "logs" && a.has("selector") {
-		k.want(pod, "list", "", nil)
-		k.want(pod, verb, sub, unknownText("${each}"))
+		k.want(pod, "", nil, "list")
+		k.want(pod, sub, unknownText("${each}"), verb)
 		return
 	}
 	if len(a.pos) == 0 {
@@ -530,17 +516,17 @@ func (k *kubectlCtx) podNeeds() {
 			return
 		}
 		if kind, ok := dpf.LookupKind(k.in.opts.Kinds, word); ok && kind.Resource != "pods" {
-			k.want(kind, "get", "", n)
-			k.want(pod, "list", "", nil)
+			k.want(kind, "", n, "get")
+			k.want(pod, "", nil, "list")
 			name = unknownText("${pod}")
 		} else {
 			name = n
 		}
 	}
 	if a.verb != "logs" {
-		k.want(pod, "get", "", name)
+		k.want(pod, "", name, "get")
 	}
-	k.want(pod, verb, sub, name)
+	k.want(pod, sub, name, verb)
 }
 
 func (k *kubectlCtx) auth() {
