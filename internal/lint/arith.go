@@ -189,30 +189,19 @@ func bashNumber(s string) bool {
 		}
 		base, digits = n, d
 	}
-	if digits == "" {
-		return false
+	if base <= 36 {
+		digits = strings.ToLower(digits) // bash reads both cases alike up to base 36
 	}
 	var n uint64
 	for _, c := range digits {
-		d := uint64(99)
-		switch {
-		case c >= '0' && c <= '9':
-			d = uint64(c - '0')
-		case c >= 'a' && c <= 'z':
-			d = uint64(c-'a') + 10
-		case c >= 'A' && c <= 'Z' && base <= 36:
-			d = uint64(c-'A') + 10
-		case c >= 'A' && c <= 'Z':
-			d = uint64(c-'A') + 36
-		case c == '@':
-			d = 62
-		case c == '_':
-			d = 63
-		}
+		d := uint64(strings.IndexRune(bashDigits, c)) // -1 wraps to a value >= base
 		if d >= base || n > (math.MaxInt64-d)/base {
 			return false
 		}
 		n = n*base + d
 	}
-	return true
+	return digits != ""
 }
+
+// bashDigits are the digits of a bash number, by value.
+const bashDigits = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ@_"
