@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/dpfdoctor/dpfdoctor/internal/dpf"
 	"github.com/dpfdoctor/dpfdoctor/internal/rbac"
@@ -73,7 +74,7 @@ func (in *interp) parseObjects(stdin value) ([]object, []string) {
 	var problems []string
 	parsed := 0
 	for _, alt := range stdin {
-		objs, err := in.decodeObjects(alt.String())
+		objs, err := in.decodeObjects(alt)
 		if err != nil {
 			problems = append(problems, "cannot read the objects kubectl reads from stdin: "+err.Error())
 			continue
@@ -149,85 +150,60 @@ func eachObject(data []byte, notObject string, fn func(js []byte) error) (line i
 	return 0, nil
 }
 
-// decodeObjects reads a YAML or JSON stream of objects.
-func (in *interp) decodeObjects(s string) ([]object, error) {
+// unknownMark is the first of the private-use characters that stand for
+// the unknown parts of a stream while it is decoded.
+const unknownMark = '\U000F0000'
+
+// decodeObjects reads a YAML or JSON stream of objects, one alternative of
+// kubectl's stdin. Its unknown parts are written as marks for the decoder
+// and read back as unknown parts of names and namespaces.
+func (in *interp) decodeObjects(alt text) ([]object, error) {
+	var b strings.Builder
+	for i, s := range alt {
+		if s.unknown {
+			b.WriteRune(unknownMark + rune(i))
+		} else {
+			b.WriteString(s.s)
+		}
+	}
+	isMark := func(r rune) bool { return r >= unknownMark && int(r-unknownMark) < len(alt) }
+	back := func(s string) text {
+		var t text
+		for i := strings.IndexFunc(s, isMark); i >= 0; i = strings.IndexFunc(s, isMark) {
+			r, n := utf8.DecodeRuneInString(s[i:])
+			t = t.concat(lit(s[:i])).concat(text{alt[r-unknownMark]})
+			s = s[i+n:]
+		}
+		return t.concat(lit(s))
+	}
 	var out []object
-	line, err := eachObject([]byte(s), "not a Kubernetes object", func(js []byte) error {
-		o, err := in.objectFromJSON(js)
+	line, err := eachObject([]byte(b.String()), "not a Kubernetes object", func(js []byte) error {
+		var h objectHeader
+		if err := json.Unmarshal(js, &h); err != nil {
+			return err
+		}
+		if h.Kind == "" || h.APIVersion == "" {
+			return fmt.Errorf("an object without apiVersion or kind")
+		}
+		if strings.ContainsFunc(h.APIVersion+h.Kind, isMark) {
+			return fmt.Errorf("an object whose apiVersion or kind is not resolved (%s %s)", back(h.APIVersion), back(h.Kind))
+		}
+		o := object{apiVersion: h.APIVersion, kind: h.Kind, name: back(h.Metadata.Name), ns: back(h.Metadata.Namespace)}
+		o.k, o.known = dpf.KindByGVK(in.opts.Kinds, h.APIVersion, h.Kind)
+		if !o.known {
+			o.k = guessKind(h.Kind)
+			o.k.Group = ""
+			if i := strings.LastIndex(h.APIVersion, "/"); i >= 0 {
+				o.k.Group = h.APIVersion[:i]
+			}
+		}
 		out = append(out, o)
-		return err
+		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("line %d of the input: %w", line, err)
 	}
 	return out, nil
-}
-
-func (in *interp) objectFromJSON(js []byte) (object, error) {
-	var h objectHeader
-	if err := json.Unmarshal(js, &h); err != nil {
-		return object{}, err
-	}
-	if h.Kind == "" || h.APIVersion == "" {
-		return object{}, fmt.Errorf("an object without apiVersion or kind")
-	}
-	if strings.Contains(h.APIVersion+h.Kind, "${") || strings.Contains(h.APIVersion+h.Kind, "$(") {
-		return object{}, fmt.Errorf("an object whose apiVersion or kind is not resolved (%s %s)", h.APIVersion, h.Kind)
-	}
-	o := object{apiVersion: h.APIVersion, kind: h.Kind, name: patternText(h.Metadata.Name)}
-	if h.Metadata.Namespace != "" {
-		o.ns = patternText(h.Metadata.Namespace)
-	}
-	o.k, o.known = dpf.KindByGVK(in.opts.Kinds, h.APIVersion, h.Kind)
-	if !o.known {
-		o.k = guessKind(h.Kind)
-		o.k.Group = ""
-		if i := strings.LastIndex(h.APIVersion, "/"); i >= 0 {
-			o.k.Group = h.APIVersion[:i]
-		}
-	}
-	return o, nil
-}
-
-// patternText turns a string rendered from a text back into one: "${...}"
-// and "$(...)" placeholders become unknown segments.
-func patternText(s string) text {
-	var t text
-	for {
-		i := strings.Index(s, "$")
-		if i < 0 || i+1 >= len(s) {
-			return t.concat(lit(s))
-		}
-		open, close := s[i+1], byte(0)
-		switch open {
-		case '{':
-			close = '}'
-		case '(':
-			close = ')'
-		default:
-			t = t.concat(lit(s[:i+1]))
-			s = s[i+1:]
-			continue
-		}
-		depth, end := 0, -1
-		for j := i + 1; j < len(s); j++ {
-			switch s[j] {
-			case open:
-				depth++
-			case close:
-				depth--
-			}
-			if depth == 0 {
-				end = j
-				break
-			}
-		}
-		if end < 0 {
-			return t.concat(lit(s))
-		}
-		t = t.concat(lit(s[:i])).concat(unknownText(s[i : end+1]))
-		s = s[end+1:]
-	}
 }
 
 // LoadKinds reads CustomResourceDefinitions from files and directories
