@@ -1,7 +1,9 @@
 package lint
 
 import (
+	"cmp"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -114,18 +116,10 @@ func (in *interp) testExpr(st *state, x syntax.TestExpr, io ioctx) status {
 		return in.testExpr(st, x.X, io)
 	case *syntax.UnaryTest:
 		switch x.Op {
-		case syntax.TsNot:
+		case syntax.TsNot, syntax.TsEmpStr: // a word tests non-empty
 			return in.testExpr(st, x.X, io).not()
-		case syntax.TsEmpStr, syntax.TsNempStr:
-			w, ok := x.X.(*syntax.Word)
-			if !ok {
-				return stUnknown
-			}
-			s := nonEmpty(in.expandValue(st, w, io))
-			if x.Op == syntax.TsEmpStr {
-				return s.not()
-			}
-			return s
+		case syntax.TsNempStr:
+			return in.testExpr(st, x.X, io)
 		}
 		return stUnknown
 	case *syntax.BinaryTest:
@@ -215,18 +209,12 @@ func compare(op string, l, r value) status {
 func compare1(op string, a, b text) status {
 	x, okA := a.exact()
 	y, okB := b.exact()
-	if !okA || !okB {
+	want, known := testResults[op]
+	if !okA || !okB || !known {
 		return stUnknown
 	}
-	switch op {
-	case "=", "==":
-		return statusOf(x == y)
-	case "!=":
-		return statusOf(x != y)
-	case "<":
-		return statusOf(x < y)
-	case ">":
-		return statusOf(x > y)
+	if !strings.HasPrefix(op, "-") {
+		return statusOf(slices.Contains(want, strings.Compare(x, y)))
 	}
 	// test and [ read decimal integers only.
 	i, err1 := strconv.ParseInt(strings.TrimSpace(x), 10, 64)
@@ -238,22 +226,16 @@ func compare1(op string, a, b text) status {
 }
 
 func intTest(op string, i, j int64) status {
-	switch op {
-	case "-eq":
-		return statusOf(i == j)
-	case "-ne":
-		return statusOf(i != j)
-	case "-lt":
-		return statusOf(i < j)
-	case "-le":
-		return statusOf(i <= j)
-	case "-gt":
-		return statusOf(i > j)
-	case "-ge":
-		return statusOf(i >= j)
+	if want, known := testResults[op]; known {
+		return statusOf(slices.Contains(want, cmp.Compare(i, j)))
 	}
 	return stUnknown
 }
+
+// testResults are the results of a comparison (-1, 0, 1) for which a test
+// operator succeeds.
+var testResults = map[string][]int{"=": {0}, "==": {0}, "!=": {-1, 1}, "<": {-1}, ">": {1},
+	"-eq": {0}, "-ne": {-1, 1}, "-lt": {-1}, "-le": {-1, 0}, "-gt": {1}, "-ge": {0, 1}}
 
 var (
 	binaryTestOps = sets.New("=", "==", "!=", "<", ">", "-eq", "-ne", "-lt", "-le", "-gt", "-ge", "-nt", "-ot", "-ef", "=~")
