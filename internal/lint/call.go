@@ -189,7 +189,7 @@ func (in *interp) callFunc(st *state, fn *syntax.FuncDecl, name string, args []t
 // builtin runs the shell builtins and simple tools lint models. alts are
 // the alternative argument lists, argv their collapsed form.
 func (in *interp) builtin(st *state, name string, alts [][]text, argv []text, io ioctx, c *syntax.CallExpr) *state {
-	st.out = nil
+	st.status, st.out = stUnknown, nil
 	switch name {
 	case "true", ":", "local", "declare", "typeset", "export", "readonly":
 		// The declarations are DeclClauses in bash; here only for other dialects.
@@ -212,78 +212,57 @@ func (in *interp) builtin(st *state, name string, alts [][]text, argv []text, io
 	case "printf":
 		st.status, st.out = stOK, printf(argv[1:])
 	case "cat":
-		st.status = stUnknown
-		if len(argv) == 1 || len(argv) == 2 && isLit(argv[1], "-") {
-			if io.stdin != nil {
-				st.status, st.out = stOK, io.stdin
-			}
+		if (len(argv) == 1 || len(argv) == 2 && isLit(argv[1], "-")) && io.stdin != nil {
+			st.status, st.out = stOK, io.stdin
 		}
 	case "seq":
 		st.status, st.out = seq(argv[1:])
 	case "basename", "dirname":
-		st.status = stUnknown
-		if len(argv) == 2 {
-			if s, ok := argv[1].exact(); ok {
-				out := path.Base(s)
-				if name == "dirname" {
-					out = path.Dir(s)
-				}
-				st.status, st.out = stOK, litValue(out+"\n")
+		if s, ok := argv[len(argv)-1].exact(); ok && len(argv) == 2 {
+			out := path.Base(s)
+			if name == "dirname" {
+				out = path.Dir(s)
 			}
+			st.status, st.out = stOK, litValue(out+"\n")
 		}
 	case "exit":
 		return in.exit(st, argv, c)
 	case "return":
 		st.status = exitStatus(argv, st.status)
-		f := in.findFrame(frameFunc, 1)
-		if f == nil {
-			st.status = stFail // return outside a function is an error
-			return st
+		if f := in.findFrame(frameFunc, 1); f != nil {
+			return in.jump(st, f)
 		}
-		return in.jump(st, f)
+		st.status = stFail // return outside a function is an error
 	case "break", "continue":
-		n := 1
-		if len(argv) > 1 {
-			if s, ok := argv[1].exact(); ok {
-				if v, err := strconv.Atoi(s); err == nil && v > 0 {
-					n = v
-				}
-			}
-		}
-		kind := frameBreak
+		kind, n := frameBreak, 1
 		if name == "continue" {
 			kind = frameCont
+		}
+		if v, err := strconv.Atoi(word(argv, 1)); err == nil && v > 0 {
+			n = v
 		}
 		st.status = stOK
 		if f := in.findFrame(kind, n); f != nil {
 			return in.jump(st, f)
 		}
 	case "shift":
-		n := 1
-		if len(argv) > 1 {
-			if s, ok := argv[1].exact(); !ok {
-				st.args, st.argsUnknown = nil, true
-				st.status = stUnknown
-				return st
-			} else if v, err := strconv.Atoi(s); err == nil {
-				n = v
-			}
-		}
+		n, err := strconv.Atoi(word(argv, 1))
 		switch {
+		case len(argv) > 1 && !argv[1].known():
+			st.args, st.argsUnknown = nil, true
 		case st.argsUnknown:
-			st.status = stUnknown
-		case n < 0 || n > len(st.args):
-			st.status = stFail
+		case err != nil:
+			n = 1
+			fallthrough
 		default:
-			st.args = st.args[n:]
-			st.status = stOK
+			st.status = statusOf(n >= 0 && n <= len(st.args))
+			if st.status == stOK {
+				st.args = st.args[n:]
+			}
 		}
 	case "set":
-		for i, a := range argv[1:] {
-			if isLit(a, "--") {
-				st.args, st.argsUnknown = append([]text(nil), argv[i+2:]...), false
-				break
-			}
+		if i := slices.IndexFunc(argv, func(a text) bool { return isLit(a, "--") }); i > 0 {
+			st.args, st.argsUnknown = slices.Clone(argv[i+1:]), false
 		}
 		st.status = stOK
 	case "unset":
@@ -295,14 +274,19 @@ func (in *interp) builtin(st *state, name string, alts [][]text, argv []text, io
 		st.status = stOK
 	case "read", "getopts", "mapfile", "readarray":
 		in.readVars(st, name, argv)
-		st.status = stUnknown
 	case "eval", "source", ".":
 		in.warn(c.Pos().Line(), name+" is not followed: kubectl calls it runs are not checked")
-		st.status = stUnknown
-	default:
-		st.status = stUnknown
 	}
 	return st
+}
+
+// word is argv[i] when it is known, else "".
+func word(argv []text, i int) string {
+	if i >= len(argv) {
+		return ""
+	}
+	s, _ := argv[i].exact()
+	return s
 }
 
 func isLit(t text, s string) bool {
@@ -314,8 +298,7 @@ func exitStatus(argv []text, last status) status {
 	if len(argv) < 2 {
 		return last
 	}
-	s, _ := argv[1].exact() // "" when unknown
-	n, err := strconv.Atoi(s)
+	n, err := strconv.Atoi(word(argv, 1))
 	if err != nil {
 		return stUnknown
 	}
