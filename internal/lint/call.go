@@ -386,14 +386,10 @@ func echo(args []text) value {
 
 // printf models the formats scripts use to print data: none, or %s.
 func printf(args []text) value {
-	if len(args) == 0 {
+	if len(args) == 0 || !args[0].known() {
 		return nil
 	}
-	f, ok := args[0].exact()
-	if !ok {
-		return nil
-	}
-	f = strings.NewReplacer(`\n`, "\n", `\t`, "\t").Replace(f)
+	f := strings.NewReplacer(`\n`, "\n", `\t`, "\t").Replace(args[0].String())
 	rest := args[1:]
 	if !strings.Contains(f, "%") {
 		return litValue(f)
@@ -414,27 +410,21 @@ func printf(args []text) value {
 
 // seq models `seq [first] last`.
 func seq(args []text) (status, value) {
+	if len(args) == 0 || len(args) > 2 {
+		return stUnknown, nil
+	}
 	var nums []int64
-	for _, a := range args {
-		s, ok := a.exact()
-		if !ok {
-			return stUnknown, nil
-		}
-		n, err := strconv.ParseInt(s, 10, 64)
+	if len(args) == 1 {
+		nums = []int64{1} // seq LAST starts at 1
+	}
+	for i := range args {
+		n, err := strconv.ParseInt(word(args, i), 10, 64)
 		if err != nil {
 			return stUnknown, nil
 		}
 		nums = append(nums, n)
 	}
-	first, last := int64(1), int64(0)
-	switch len(nums) {
-	case 1:
-		last = nums[0]
-	case 2:
-		first, last = nums[0], nums[1]
-	default:
-		return stUnknown, nil
-	}
+	first, last := nums[0], nums[1]
 	if last-first > maxIterations {
 		return stOK, nil
 	}
