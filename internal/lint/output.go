@@ -1,6 +1,7 @@
 package lint
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -28,15 +29,12 @@ func Write(w io.Writer, r *Report, format, toolVersion string) error {
 	case FormatText, "":
 		return WriteText(w, r)
 	case FormatJSON:
-		return WriteJSON(w, r)
+		return writeJSON(w, r, "lint report")
 	case FormatSARIF:
 		return WriteSARIF(w, r, toolVersion)
 	}
 	return fmt.Errorf("%w %q, allowed formats are: %s", ErrUnknownFormat, format, strings.Join(Formats, ","))
 }
-
-// WriteJSON renders the report as indented JSON.
-func WriteJSON(w io.Writer, r *Report) error { return writeJSON(w, r, "lint report") }
 
 func writeJSON(w io.Writer, v any, what string) error {
 	enc := json.NewEncoder(w)
@@ -56,31 +54,19 @@ func WriteText(w io.Writer, r *Report) error {
 	var b strings.Builder
 	args := "unknown (pass --args or --pod to decide the branches they select)"
 	if r.Args != nil {
-		args = strings.Join(r.Args, " ")
-		if args == "" {
-			args = "none"
-		}
+		args = cmp.Or(strings.Join(r.Args, " "), "none")
 	}
 	fmt.Fprintf(&b, "# dpfdoctor lint: %s as %s\n", strings.Join(r.Scripts, ", "), r.Subject.User)
 	fmt.Fprintf(&b, "# script arguments: %s\n", args)
+	titles := map[Certainty]string{Certain: "certain calls: made on every run that completes with these arguments",
+		Possible: "possible calls: depend on what lint cannot resolve"}
 	for _, c := range []Certainty{Certain, Possible} {
-		title := "certain calls: made on every run that completes with these arguments"
-		if c == Possible {
-			title = "possible calls: depend on what lint cannot resolve"
-		}
-		var lines []string
+		header := "\n## " + titles[c] + "\n" // written before the first finding
 		for _, f := range r.Findings {
 			if f.Certainty == c {
-				lines = append(lines, textLine(f))
+				b.WriteString(header + textLine(f) + "\n")
+				header = ""
 			}
-		}
-		if len(lines) == 0 {
-			continue
-		}
-		fmt.Fprintf(&b, "\n## %s\n", title)
-		for _, l := range lines {
-			b.WriteString(l)
-			b.WriteByte('\n')
 		}
 	}
 	if len(r.Warnings) > 0 {
@@ -121,20 +107,14 @@ func textLine(f Finding) string {
 		b.WriteString("DENIED (" + f.Decision.Reason + ")")
 	}
 	var notes []string
-	if f.NamePattern != "" {
-		notes = append(notes, "name not resolved, checked for any name")
-	}
-	if f.StderrHidden {
-		notes = append(notes, "stderr hidden")
-	}
-	if f.FailureIgnored {
-		notes = append(notes, "failure ignored")
-	}
-	if f.Func != "" {
-		notes = append(notes, "in "+f.Func)
-	}
-	if f.Why != "" {
-		notes = append(notes, f.Why)
+	for _, n := range []struct {
+		on   bool
+		note string
+	}{{f.NamePattern != "", "name not resolved, checked for any name"}, {f.StderrHidden, "stderr hidden"},
+		{f.FailureIgnored, "failure ignored"}, {f.Func != "", "in " + f.Func}, {f.Why != "", f.Why}} {
+		if n.on {
+			notes = append(notes, n.note)
+		}
 	}
 	if len(notes) > 0 {
 		b.WriteString(" [" + strings.Join(notes, "; ") + "]")
