@@ -48,7 +48,6 @@ type interp struct {
 	warnings []Warning
 	warned   map[Warning]bool
 	steps    int
-	callText map[*syntax.CallExpr]string
 	printer  *syntax.Printer
 	patterns map[string]*regexp.Regexp
 	calls    map[*syntax.CallExpr]bool

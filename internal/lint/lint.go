@@ -246,12 +246,9 @@ func (e *evaluator) evaluate(f *Finding) {
 	if f.NamePattern != "" {
 		var ok []string
 		for _, n := range e.names {
-			if !globMatch(f.nameGlob, n) {
-				continue
-			}
 			r := f.Request
 			r.Name = n
-			if e.decide(r).Allowed {
+			if globMatch(f.nameGlob, n) && e.decide(r).Allowed {
 				ok = append(ok, n)
 			}
 		}
@@ -322,7 +319,6 @@ func newInterp(name string, o *Options) *interp {
 		called:   map[*syntax.FuncDecl]bool{},
 		recs:     map[recKey]*record{},
 		warned:   map[Warning]bool{},
-		callText: map[*syntax.CallExpr]string{},
 		printer:  syntax.NewPrinter(syntax.SingleLine(true)),
 		patterns: map[string]*regexp.Regexp{},
 		calls:    map[*syntax.CallExpr]bool{},
@@ -400,16 +396,11 @@ func (in *interp) record(st *state, c *syntax.CallExpr, n need, io ioctx) {
 }
 
 func (in *interp) callSource(c *syntax.CallExpr) string {
-	if s, ok := in.callText[c]; ok {
-		return s
-	}
 	var b bytes.Buffer
-	s := ""
-	if err := in.printer.Print(&b, c); err == nil {
-		s = strings.TrimSpace(b.String())
+	if err := in.printer.Print(&b, c); err != nil {
+		return ""
 	}
-	in.callText[c] = s
-	return s
+	return strings.TrimSpace(b.String())
 }
 
 func (in *interp) findings() []Finding {
