@@ -318,11 +318,9 @@ func trimTrailingNewlines(t text) text {
 
 func (in *interp) redirect(st *state, redirs []*syntax.Redirect, io ioctx) ioctx {
 	for _, r := range redirs {
-		fd := -1
+		fd := -1 // the operator's default
 		if r.N != nil {
-			if n, err := strconv.Atoi(r.N.Value); err == nil {
-				fd = n
-			}
+			fd, _ = strconv.Atoi(r.N.Value) // {varname}> opens a new fd: 0 leaves 1 and 2 alone
 		}
 		switch r.Op {
 		case syntax.RdrOut, syntax.AppOut, syntax.RdrClob, syntax.AppClob:
@@ -337,11 +335,7 @@ func (in *interp) redirect(st *state, redirs []*syntax.Redirect, io ioctx) ioctx
 			if fd < 0 {
 				fd = 1
 			}
-			w := ""
-			if r.Word != nil {
-				w = r.Word.Lit()
-			}
-			switch w {
+			switch w := r.Word.Lit(); w {
 			case "1":
 				setFD(&io, fd, io.stdout)
 			case "2":
@@ -349,24 +343,22 @@ func (in *interp) redirect(st *state, redirs []*syntax.Redirect, io ioctx) ioctx
 			case "-":
 				setFD(&io, fd, sinkNull)
 			default:
-				if _, err := strconv.Atoi(w); err != nil && fd == 1 && r.N == nil {
+				if _, err := strconv.Atoi(w); err != nil && r.N == nil {
 					t := in.target(st, r.Word, io) // >& file
 					io.stdout, io.stderr = t, t
 				}
 			}
 		case syntax.RdrIn:
-			if fd < 0 || fd == 0 {
+			if fd <= 0 {
 				io.stdin = nil
-				if r.Word != nil && r.Word.Lit() == "/dev/null" {
+				if r.Word.Lit() == "/dev/null" {
 					io.stdin = litValue("")
 				}
 			}
 		case syntax.Hdoc, syntax.DashHdoc:
 			io.stdin = in.heredoc(st, r, io)
 		case syntax.WordHdoc:
-			if r.Word != nil {
-				io.stdin = concatValues(in.expandValue(st, r.Word, io), litValue("\n"), "$(…)")
-			}
+			io.stdin = concatValues(in.expandValue(st, r.Word, io), litValue("\n"), "$(…)")
 		}
 	}
 	return io
@@ -382,9 +374,6 @@ func setFD(io *ioctx, fd int, s sink) {
 }
 
 func (in *interp) target(st *state, w *syntax.Word, io ioctx) sink {
-	if w == nil {
-		return sinkFile
-	}
 	if s, ok := in.expandValue(st, w, io).exact(); ok && s == "/dev/null" {
 		return sinkNull
 	}

@@ -325,25 +325,15 @@ func (in *interp) assign(st *state, a *syntax.Assign, io ioctx) {
 		var elems []text
 		unknown := false
 		for _, e := range a.Array.Elems {
-			if e.Value == nil {
-				continue
+			if e.Value != nil {
+				alts, unknownCount := in.expandFields(st, []*syntax.Word{e.Value}, io)
+				unknown = unknown || e.Index != nil || len(alts) != 1 || unknownCount
+				elems = append(elems, alts[0]...) // not read when unknown
 			}
-			if e.Index != nil {
-				unknown = true
-			}
-			alts, unknownCount := in.expandFields(st, []*syntax.Word{e.Value}, io)
-			if len(alts) != 1 || unknownCount {
-				unknown = true
-				continue
-			}
-			elems = append(elems, alts[0]...)
 		}
 		if a.Append && had {
-			if !old.isArr || old.arrUnknown {
-				unknown = true
-			} else {
-				elems = append(append([]text(nil), old.arr...), elems...)
-			}
+			unknown = unknown || !old.isArr || old.arrUnknown
+			elems = append(slices.Clone(old.arr), elems...)
 		}
 		st.vars[name] = variable{isArr: true, arr: elems, arrUnknown: unknown}
 	case a.Index != nil:
