@@ -68,19 +68,12 @@ func (k *kubectlArgs) flagIs(name, want string) bool {
 // flags. Flags before the verb are global flags.
 func parseKubectl(args []text) (*kubectlArgs, string) {
 	k := &kubectlArgs{flags: map[string][]text{}}
-	for i := 0; i < len(args); i++ {
+	for i := 0; i < len(args) && !isLit(args[i], "--"); i++ { // after --: the command kubectl exec runs
 		s, ok := args[i].exact()
-		if !ok {
-			if k.verb == "" {
-				return nil, "the kubectl command is not resolved: " + args[i].String()
-			}
-			k.pos = append(k.pos, args[i])
-			continue
-		}
-		if s == "--" {
-			break // the rest belongs to the command kubectl exec runs
-		}
-		if !strings.HasPrefix(s, "-") || s == "-" {
+		switch {
+		case !ok && k.verb == "":
+			return nil, "the kubectl command is not resolved: " + args[i].String()
+		case !ok || !strings.HasPrefix(s, "-") || s == "-":
 			if k.verb == "" {
 				k.verb = s
 			} else {
@@ -88,16 +81,10 @@ func parseKubectl(args []text) (*kubectlArgs, string) {
 			}
 			continue
 		}
-		valueFlags := verbValueFlags
-		if k.verb == "" {
-			valueFlags = globalValueFlags
-		}
-		var name string
-		var val text
-		hasVal := false
-		if strings.HasPrefix(s, "--") {
-			name = s[2:]
-			if n, v, found := strings.Cut(name, "="); found {
+		name, val, hasVal := "", lit("true"), false
+		if long, ok := strings.CutPrefix(s, "--"); ok {
+			name = long
+			if n, v, found := strings.Cut(long, "="); found {
 				name, val, hasVal = n, lit(v), true
 			}
 		} else {
@@ -115,14 +102,13 @@ func parseKubectl(args []text) (*kubectlArgs, string) {
 				val, hasVal = lit(strings.TrimPrefix(s[2:], "=")), true
 			}
 		}
-		if !hasVal && valueFlags.Has(name) && !optionalValueFlags.Has(name) {
-			if i+1 < len(args) {
-				i++
-				val, hasVal = args[i], true
-			}
+		valueFlags := verbValueFlags
+		if k.verb == "" {
+			valueFlags = globalValueFlags
 		}
-		if !hasVal {
-			val = lit("true")
+		if !hasVal && valueFlags.Has(name) && !optionalValueFlags.Has(name) && i+1 < len(args) {
+			i++
+			val = args[i]
 		}
 		k.flags[name] = append(k.flags[name], val)
 	}
