@@ -259,18 +259,8 @@ type testParser struct {
 	bad  bool
 }
 
-func (p *testParser) peek(k int) (string, bool) {
-	if p.i+k >= len(p.args) {
-		return "", false
-	}
-	return p.args[p.i+k].exact()
-}
-
 // is reports whether the next argument is s.
-func (p *testParser) is(s string) bool {
-	w, ok := p.peek(0)
-	return ok && w == s
-}
+func (p *testParser) is(s string) bool { return p.i < len(p.args) && isLit(p.args[p.i], s) }
 
 func (p *testParser) or() status  { return p.chain("-o", p.and, or3) }
 func (p *testParser) and() status { return p.chain("-a", p.not, and3) }
@@ -294,40 +284,32 @@ func (p *testParser) not() status {
 }
 
 func (p *testParser) primary() status {
-	if p.i >= len(p.args) {
+	switch rest := p.args[p.i:]; {
+	case len(rest) == 0:
 		p.bad = true
 		return stUnknown
-	}
-	if p.is("(") {
+	case p.is("("):
 		p.i++
 		s := p.or()
-		if p.is(")") {
-			p.i++
-			return s
-		}
-		p.bad = true
-		return stUnknown
-	}
-	if op, ok := p.peek(1); ok && binaryTestOps.Has(op) && p.i+2 < len(p.args) {
-		l, r := p.args[p.i], p.args[p.i+2]
-		p.i += 3
-		if op == "-nt" || op == "-ot" || op == "-ef" || op == "=~" {
+		if !p.is(")") {
+			p.bad = true
 			return stUnknown
 		}
-		return compare1(op, l, r)
-	}
-	if op, ok := p.peek(0); ok && unaryTestOps.Has(op) && p.i+1 < len(p.args) {
-		arg := p.args[p.i+1]
+		p.i++
+		return s
+	case len(rest) >= 3 && binaryTestOps.Has(word(rest, 1)):
+		p.i += 3
+		return compare1(word(rest, 1), rest[0], rest[2]) // unknown for -nt, -ot, -ef and =~
+	case len(rest) >= 2 && unaryTestOps.Has(word(rest, 0)):
 		p.i += 2
-		switch op {
+		switch word(rest, 0) {
 		case "-z":
-			return nonEmpty(value{arg}).not()
+			return nonEmpty(value{rest[1]}).not()
 		case "-n":
-			return nonEmpty(value{arg})
+			return nonEmpty(value{rest[1]})
 		}
 		return stUnknown // file tests depend on the machine
 	}
-	arg := p.args[p.i]
 	p.i++
-	return nonEmpty(value{arg})
+	return nonEmpty(value{p.args[p.i-1]})
 }
