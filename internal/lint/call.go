@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 
+	"k8s.io/apimachinery/pkg/util/sets"
 	"mvdan.cc/sh/v3/syntax"
 )
 
@@ -317,45 +318,40 @@ func (in *interp) exit(st *state, argv []text, c *syntax.CallExpr) *state {
 	return st
 }
 
+// readOptions are the options of read, mapfile and readarray that take a
+// value.
+var readOptions = sets.New("-d", "-n", "-N", "-p", "-t", "-u", "-i", "-C", "-c", "-O", "-s")
+
 // readVars makes the variables read, getopts and mapfile assign unknown.
 func (in *interp) readVars(st *state, name string, argv []text) {
-	args := argv[1:]
-	arrayFlag := name == "mapfile" || name == "readarray"
+	array := name == "mapfile" || name == "readarray"
 	var names []string
-	for i := 0; i < len(args); i++ {
-		s, ok := args[i].exact()
-		if !ok {
-			continue
+	for i := 1; i < len(argv); i++ {
+		s, ok := argv[i].exact()
+		switch {
+		case !ok:
+		case s == "-a":
+			array = true
+		case readOptions.Has(s) && (name == "read" || s != "-t"): // mapfile -t takes none
+			i++
+		case !strings.HasPrefix(s, "-"):
+			names = append(names, s)
 		}
-		if strings.HasPrefix(s, "-") {
-			switch s {
-			case "-a":
-				arrayFlag = true
-			case "-d", "-n", "-N", "-p", "-t", "-u", "-i", "-C", "-c", "-O", "-s":
-				if name == "read" || s != "-t" {
-					i++
-				}
-			}
-			continue
-		}
-		names = append(names, s)
 	}
-	if name == "getopts" && len(names) > 1 {
+	switch {
+	case name == "getopts" && len(names) > 1:
 		names = names[1:2]
-	}
-	if len(names) == 0 && name == "read" {
+	case len(names) == 0 && name == "read":
 		names = []string{"REPLY"}
-	}
-	if len(names) == 0 && arrayFlag {
+	case len(names) == 0 && array:
 		names = []string{"MAPFILE"}
 	}
 	for _, n := range names {
-		if !syntax.ValidName(n) {
-			continue
-		}
-		if arrayFlag {
+		switch {
+		case !syntax.ValidName(n):
+		case array:
 			st.vars[n] = variable{isArr: true, arrUnknown: true}
-		} else {
+		default:
 			st.vars[n] = unknownVar(n)
 		}
 	}
