@@ -37,12 +37,10 @@ func (in *interp) call(st *state, c *syntax.CallExpr, io ioctx) *state {
 	}
 	if len(kubectl) > 0 {
 		in.kubectl(st, c, kubectl, io)
-		st.status, st.out = stUnknown, nil
-		return st
 	}
-	name, ok := commandName(alts)
-	if !ok {
-		st.status, st.out = stUnknown, nil
+	name := word(alts[0], 0)
+	if len(kubectl) > 0 || name == "" || slices.ContainsFunc(alts, func(argv []text) bool { return word(argv, 0) != name }) {
+		st.status, st.out = stUnknown, nil // a command lint does not know, or not the same on every path
 		return st
 	}
 	argv, differ := collapse(alts)
@@ -50,22 +48,6 @@ func (in *interp) call(st *state, c *syntax.CallExpr, io ioctx) *state {
 		return in.callFunc(st, fn, name, argv[1:], unknownCount || differ, io)
 	}
 	return in.builtin(st, name, alts, argv, io, c)
-}
-
-// commandName is the command word when every alternative agrees on it.
-func commandName(alts [][]text) (string, bool) {
-	name := ""
-	for i, argv := range alts {
-		if len(argv) == 0 {
-			return "", false
-		}
-		s, ok := argv[0].exact()
-		if !ok || i > 0 && s != name {
-			return "", false
-		}
-		name = s
-	}
-	return name, name != ""
 }
 
 // collapse merges alternative argument lists into one: fields that differ
