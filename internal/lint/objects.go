@@ -37,18 +37,7 @@ func (k *kubectlCtx) objectNeeds(stdin value, f func(object)) {
 		objs, problems := k.in.parseObjects(stdin)
 		k.warns = append(k.warns, problems...)
 		for _, o := range objs {
-			start := len(k.needs)
 			f(o)
-			for i := start; i < len(k.needs); i++ {
-				if !o.known {
-					k.needs[i].unknownKind = o.kind
-					k.needs[i].possible = true
-				}
-				if o.partial && !k.needs[i].possible {
-					k.needs[i].possible = true
-					k.needs[i].note = "only in some expansions of the objects"
-				}
-			}
 		}
 	}
 }
@@ -63,7 +52,14 @@ func (k *kubectlCtx) objectReq(o object, verb, sub string, named bool) need {
 	if !named {
 		name = nil
 	}
-	return k.need(o.k, verb, sub, name, ns)
+	n := k.need(o.k, verb, sub, name, ns)
+	if !o.known {
+		n.unknownKind, n.possible = o.kind, true
+	}
+	if o.partial && !n.possible {
+		n.possible, n.note = true, "only in some expansions of the objects"
+	}
+	return n
 }
 
 // parseObjects reads the objects of every alternative of stdin.
