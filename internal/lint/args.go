@@ -67,21 +67,15 @@ func (a *Args) Strings() []string {
 // none is, after the first *.sh word). A `bash -c "..."` string is split
 // with shell rules first. ok is false when argv does not run a script.
 func ScriptArgv(argv []string, script string) ([]string, bool) {
-	base := path.Base(script)
-	for pass := 0; pass < 2; pass++ {
-		for i, w := range argv {
-			b := path.Base(w)
-			if pass == 0 && b == base || pass == 1 && strings.HasSuffix(b, ".sh") {
-				return argv[i+1:], true
-			}
-		}
+	i := slices.IndexFunc(argv, func(w string) bool { return path.Base(w) == path.Base(script) })
+	if i < 0 {
+		i = slices.IndexFunc(argv, func(w string) bool { return strings.HasSuffix(path.Base(w), ".sh") })
 	}
-	for i, w := range argv {
-		if w == "-c" && i+1 < len(argv) {
-			a, err := ParseArgs(argv[i+1])
-			if err != nil {
-				return nil, false
-			}
+	if i >= 0 {
+		return argv[i+1:], true
+	}
+	if i := slices.Index(argv, "-c"); i >= 0 && i+1 < len(argv) {
+		if a, err := ParseArgs(argv[i+1]); err == nil {
 			return ScriptArgv(a.Strings(), script)
 		}
 	}
