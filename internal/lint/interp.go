@@ -46,7 +46,6 @@ type interp struct {
 	recs     map[recKey]*record
 	order    []*record
 	warnings []Warning
-	warned   map[Warning]bool
 	steps    int
 	printer  *syntax.Printer
 	patterns map[string]*regexp.Regexp
@@ -54,9 +53,7 @@ type interp struct {
 }
 
 func (in *interp) warn(line uint, msg string) {
-	w := Warning{File: in.file, Line: int(line), Message: msg}
-	if !in.warned[w] {
-		in.warned[w] = true
+	if w := (Warning{File: in.file, Line: int(line), Message: msg}); !slices.Contains(in.warnings, w) {
 		in.warnings = append(in.warnings, w)
 	}
 }

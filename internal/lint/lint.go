@@ -318,7 +318,6 @@ func newInterp(name string, o *Options) *interp {
 		funcs:    map[string]*syntax.FuncDecl{},
 		called:   map[*syntax.FuncDecl]bool{},
 		recs:     map[recKey]*record{},
-		warned:   map[Warning]bool{},
 		printer:  syntax.NewPrinter(syntax.SingleLine(true)),
 		patterns: map[string]*regexp.Regexp{},
 		calls:    map[*syntax.CallExpr]bool{},
