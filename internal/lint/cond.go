@@ -107,7 +107,6 @@ func (in *interp) matchAny(st *state, word value, patterns []*syntax.Word, io io
 	return res
 }
 
-// testExpr evaluates [[ ... ]].
 func (in *interp) testExpr(st *state, x syntax.TestExpr, io ioctx) status {
 	switch x := x.(type) {
 	case *syntax.Word:
@@ -259,7 +258,6 @@ type testParser struct {
 	bad  bool
 }
 
-// is reports whether the next argument is s.
 func (p *testParser) is(s string) bool { return p.i < len(p.args) && isLit(p.args[p.i], s) }
 
 func (p *testParser) or() status  { return p.chain("-o", p.and, or3) }

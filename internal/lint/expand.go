@@ -183,7 +183,6 @@ func (in *interp) expandValue(st *state, w *syntax.Word, io ioctx) value {
 	return in.partsValue(st, w.Parts, io, false)
 }
 
-// partsValue concatenates the values of word parts.
 func (in *interp) partsValue(st *state, parts []syntax.WordPart, io ioctx, quoted bool) value {
 	v := litValue("")
 	for _, p := range parts {

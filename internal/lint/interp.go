@@ -420,7 +420,6 @@ func (in *interp) iterate(cur *state, spec loopSpec, cont *frame, io ioctx) *sta
 	return it
 }
 
-// sameState reports whether two loop iterations start alike.
 func sameState(a, b *state) bool {
 	return sameArgs(a, b) && maps.EqualFunc(a.vars, b.vars, variable.same)
 }

@@ -423,7 +423,6 @@ func (in *interp) findings() []Finding {
 	return out
 }
 
-// explain renders why a guard is possible.
 func (in *interp) explain(r *reason) string {
 	if r == nil {
 		return "depends on values lint cannot resolve"

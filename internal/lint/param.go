@@ -52,7 +52,6 @@ func (in *interp) lookup(st *state, name string) (e expansion, set bool) {
 	return expansion{v: v.scalar(name)}, true
 }
 
-// param expands ${...}.
 func (in *interp) param(st *state, pe *syntax.ParamExp, io ioctx) expansion {
 	if pe.Param == nil || pe.Excl || pe.Width || pe.IsSet || pe.NestedParam != nil || len(pe.Modifiers) > 0 {
 		return expansion{v: unknownValue(in.source(pe))}
@@ -313,7 +312,6 @@ func (in *interp) decl(st *state, c *syntax.DeclClause, io ioctx) *state {
 	return st
 }
 
-// assign performs one assignment.
 func (in *interp) assign(st *state, a *syntax.Assign, io ioctx) {
 	if a.Name == nil {
 		return

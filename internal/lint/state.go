@@ -45,7 +45,6 @@ func (v variable) same(w variable) bool {
 	return v.isArr == w.isArr && v.arrUnknown == w.arrUnknown && v.val.same(w.val) && sameTexts(v.arr, w.arr)
 }
 
-// sameTexts reports whether a and b hold the same texts in the same order.
 func sameTexts(a, b []text) bool {
 	return slices.EqualFunc(a, b, func(x, y text) bool { return x.key() == y.key() })
 }
@@ -325,7 +324,6 @@ func join(root *guard, states []*state, resolved []*frame, why *reason) *state {
 	return m
 }
 
-// unknownVar is a scalar variable lint cannot resolve.
 func unknownVar(name string) variable { return variable{val: unknownValue(varPlaceholder(name))} }
 
 // mergeVars joins the variables of another path into m: values that differ

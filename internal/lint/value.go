@@ -17,7 +17,6 @@ type seg struct {
 // text is one way a word may expand.
 type text []seg
 
-// lit is a fully known text.
 func lit(s string) text { return text{{s: s}} }
 
 // unknownText is a text lint cannot resolve, shown as placeholder.
@@ -26,10 +25,8 @@ func unknownText(placeholder string) text { return text{{s: placeholder, unknown
 // varPlaceholder is how an unresolved variable is shown: "${name}".
 func varPlaceholder(name string) string { return "${" + name + "}" }
 
-// known reports whether every part of t is resolved.
 func (t text) known() bool { return !slices.ContainsFunc(t, func(s seg) bool { return s.unknown }) }
 
-// exact returns t's string when it is fully known.
 func (t text) exact() (string, bool) {
 	if !t.known() {
 		return "", false
@@ -37,7 +34,6 @@ func (t text) exact() (string, bool) {
 	return t.String(), true
 }
 
-// String renders t with placeholders for its unknown parts.
 func (t text) String() string {
 	if len(t) == 1 {
 		return t[0].s
@@ -54,7 +50,6 @@ func (t text) empty() bool {
 	return !slices.ContainsFunc(t, func(s seg) bool { return s.unknown || s.s != "" })
 }
 
-// wholeUnknown reports whether t is a single unknown segment.
 func (t text) wholeUnknown() bool { return len(t) == 1 && t[0].unknown }
 
 // concat returns t followed by u, merging adjacent known segments. It never
@@ -149,7 +144,6 @@ func (v value) single(placeholder string) text {
 	return unknownText(placeholder)
 }
 
-// exact returns the string v always expands to.
 func (v value) exact() (string, bool) {
 	if len(v) != 1 {
 		return "", false
