@@ -33,8 +33,12 @@ func (b *builder) flush() {
 // ifs is the default IFS: the characters that separate fields.
 const ifs = " \t\n"
 
-// addSplit appends an unquoted expansion: whitespace in it separates fields.
-func (b *builder) addSplit(t text) {
+// addText appends t; unquoted, whitespace in it separates fields.
+func (b *builder) addText(t text, quoted bool) {
+	if quoted {
+		b.add(t)
+		return
+	}
 	for _, s := range t {
 		if s.unknown {
 			b.add(text{s})
@@ -127,7 +131,7 @@ func addValue(bs []builder, v value, quoted bool) []builder {
 	}
 	if len(v) == 1 {
 		for i := range bs {
-			addText(&bs[i], v[0], quoted)
+			bs[i].addText(v[0], quoted)
 		}
 		return bs
 	}
@@ -136,19 +140,11 @@ func addValue(bs []builder, v value, quoted bool) []builder {
 		for _, t := range v {
 			c := b
 			c.fields = append([]text(nil), b.fields...)
-			addText(&c, t, quoted)
+			c.addText(t, quoted)
 			out = append(out, c)
 		}
 	}
 	return out
-}
-
-func addText(b *builder, t text, quoted bool) {
-	if quoted {
-		b.add(t)
-		return
-	}
-	b.addSplit(t)
 }
 
 func (in *interp) addList(bs []builder, e expansion, quoted bool, unknownCount *bool) []builder {
@@ -165,7 +161,7 @@ func (in *interp) addList(bs []builder, e expansion, quoted bool, unknownCount *
 				bs[i].flush()
 				bs[i].open = quoted
 			}
-			addText(&bs[i], t, quoted)
+			bs[i].addText(t, quoted)
 		}
 		if len(e.list) == 0 && quoted && len(bs[i].cur) == 0 {
 			bs[i].open = false // "$@" with no arguments expands to no field at all

@@ -255,29 +255,18 @@ func (k *kubectlCtx) want(kind dpf.Kind, sub string, name text, verbs ...string)
 // --all-namespaces.
 func (k *kubectlCtx) need(kind dpf.Kind, verb, sub string, name, ns text) need {
 	n := need{req: access.Request{Verb: verb, Group: kind.Group, Resource: kind.Resource, Subresource: sub}}
-	setName(&n, name)
-	if !kind.Namespaced || k.allNS {
-		return n
-	}
-	if s, ok := ns.exact(); ok {
-		n.req.Namespace = s
-		return n
-	}
-	n.nsPattern = ns.String()
-	n.req.Namespace = n.nsPattern
-	return n
-}
-
-func setName(n *need, name text) {
-	if len(name) == 0 {
-		return
-	}
 	if s, ok := name.exact(); ok {
 		n.req.Name = s
-		return
+	} else {
+		n.namePattern, n.nameGlob = name.String(), name.glob()
 	}
-	n.namePattern = name.String()
-	n.nameGlob = name.glob()
+	if kind.Namespaced && !k.allNS {
+		n.req.Namespace = ns.String()
+		if !ns.known() {
+			n.nsPattern = n.req.Namespace
+		}
+	}
+	return n
 }
 
 func plural(s string) string {
