@@ -177,17 +177,13 @@ func (k *kubectlCtx) targets(pos []text, named func(dpf.Kind, text), collection 
 	}
 	names := pos[1:]
 	k.each(pos[0], func(kind dpf.Kind) {
-		if len(names) == 0 {
-			if collection != nil {
-				collection(kind)
-			}
-			return
+		if len(names) == 0 && collection != nil {
+			collection(kind)
 		}
 		for _, n := range names {
-			if n.empty() {
-				continue // kubectl rejects an empty name before any request
+			if !n.empty() { // kubectl rejects an empty name before any request
+				named(kind, n)
 			}
-			named(kind, n)
 		}
 	})
 }
@@ -201,23 +197,17 @@ func (k *kubectlCtx) each(types text, f func(dpf.Kind)) {
 		return
 	}
 	for _, word := range strings.Split(s, ",") {
-		if word == "" {
-			continue
-		}
-		if word == "all" {
+		switch kind, known := dpf.LookupKind(k.in.opts.Kinds, word); {
+		case word == "":
+		case word == "all":
 			k.warnf("kubectl %s all is not expanded: its requests are not checked", k.args.verb)
-			continue
-		}
-		kind, known := dpf.LookupKind(k.in.opts.Kinds, word)
-		if !known {
-			kind = guessKind(word)
-		}
-		start := len(k.needs)
-		f(kind)
-		if !known {
+		case known:
+			f(kind)
+		default:
+			start := len(k.needs)
+			f(guessKind(word))
 			for i := start; i < len(k.needs); i++ {
-				k.needs[i].unknownKind = word
-				k.needs[i].possible = true
+				k.needs[i].unknownKind, k.needs[i].possible = word, true
 			}
 		}
 	}
@@ -232,15 +222,12 @@ func guessKind(word string) dpf.Kind {
 
 // resourceWords drops label/annotate arguments (key=value, key-).
 func resourceWords(pos []text) []text {
-	var out []text
 	for i, p := range pos {
-		s := p.String()
-		if i > 0 && (strings.Contains(s, "=") || strings.HasSuffix(s, "-")) {
-			break
+		if s := p.String(); i > 0 && (strings.Contains(s, "=") || strings.HasSuffix(s, "-")) {
+			return pos[:i]
 		}
-		out = append(out, p)
 	}
-	return out
+	return pos
 }
 
 // want adds the requests of verbs on a kind (its subresource sub) and a
