@@ -12,6 +12,7 @@ import (
 
 	"github.com/dpfdoctor/dpfdoctor/internal/dpf"
 	"github.com/dpfdoctor/dpfdoctor/internal/rbac"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -47,9 +48,7 @@ func ParseArgs(line string) (*Args, error) {
 		}
 		words = append(words, w)
 	}
-	in := newInterp("--args", &Options{})
-	st := newState()
-	alts, _ := in.expandFields(st, words, ioctx{})
+	alts, _ := newInterp("--args", &Options{}).expandFields(newState(), words, ioctx{})
 	return &Args{words: alts[0]}, nil
 }
 
@@ -114,16 +113,8 @@ func podSpec(js []byte) (corev1.PodSpec, error) {
 		Kind string `json:"kind"`
 		Spec struct {
 			corev1.PodSpec
-			Template *struct {
-				Spec corev1.PodSpec `json:"spec"`
-			} `json:"template"`
-			JobTemplate *struct {
-				Spec struct {
-					Template struct {
-						Spec corev1.PodSpec `json:"spec"`
-					} `json:"template"`
-				} `json:"spec"`
-			} `json:"jobTemplate"`
+			Template    *corev1.PodTemplateSpec  `json:"template"`
+			JobTemplate *batchv1.JobTemplateSpec `json:"jobTemplate"`
 		} `json:"spec"`
 	}
 	if err := json.Unmarshal(js, &obj); err != nil {
