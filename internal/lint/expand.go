@@ -129,17 +129,13 @@ func addValue(bs []builder, v value, quoted bool) []builder {
 	if len(bs)*len(v) > maxAlts {
 		v = value{v.single("${…}")}
 	}
-	if len(v) == 1 {
-		for i := range bs {
-			bs[i].addText(v[0], quoted)
-		}
-		return bs
-	}
 	out := make([]builder, 0, len(bs)*len(v))
 	for _, b := range bs {
-		for _, t := range v {
+		for j, t := range v {
 			c := b
-			c.fields = append([]text(nil), b.fields...)
+			if j > 0 {
+				c.fields = slices.Clone(b.fields) // the first alternative keeps b's
+			}
 			c.addText(t, quoted)
 			out = append(out, c)
 		}
