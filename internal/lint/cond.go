@@ -46,16 +46,13 @@ func (in *interp) patternOf(st *state, w *syntax.Word, io ioctx) (string, bool) 
 			b.WriteString(p.Value)
 		case *syntax.SglQuoted:
 			b.WriteString(pattern.QuoteMeta(p.Value, 0))
-		case *syntax.DblQuoted:
-			s, ok := in.partValue(st, p, io, false).exact()
-			if !ok {
-				return "", false
-			}
-			b.WriteString(pattern.QuoteMeta(s, 0))
 		default:
 			s, ok := in.partValue(st, p, io, false).exact()
 			if !ok {
 				return "", false
+			}
+			if _, dq := p.(*syntax.DblQuoted); dq {
+				s = pattern.QuoteMeta(s, 0)
 			}
 			b.WriteString(s)
 		}
@@ -178,15 +175,7 @@ func and3(a, b status) status {
 	return stUnknown
 }
 
-func or3(a, b status) status {
-	switch {
-	case a == stOK || b == stOK:
-		return stOK
-	case a == stFail && b == stFail:
-		return stFail
-	}
-	return stUnknown
-}
+func or3(a, b status) status { return and3(a.not(), b.not()).not() } // De Morgan
 
 func nonEmpty(v value) status {
 	return agree(v, func(t text) status {
