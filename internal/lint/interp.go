@@ -171,27 +171,15 @@ func (in *interp) jump(st *state, f *frame) *state {
 // subshells; exit reaches the innermost subshell or, if none, ends the
 // script (nil). n counts loop levels for break/continue n.
 func (in *interp) findFrame(k frameKind, n int) *frame {
-	for i := len(in.frames) - 1; i >= 0; i-- {
-		f := in.frames[i]
-		switch k {
-		case frameBreak, frameCont:
-			if f.kind == frameFunc || f.kind == frameSub {
-				return nil
-			}
-			if f.kind == k {
-				if n <= 1 {
-					return f
-				}
-				n--
-			}
-		case frameFunc:
-			if f.kind == frameFunc || f.kind == frameSub {
-				return f
-			}
-		case frameSub:
-			if f.kind == frameSub {
-				return f
-			}
+	loop := k == frameBreak || k == frameCont
+	for _, f := range slices.Backward(in.frames) {
+		switch {
+		case f.kind == k && (!loop || n <= 1), k == frameFunc && f.kind == frameSub:
+			return f
+		case f.kind == k:
+			n--
+		case loop && (f.kind == frameFunc || f.kind == frameSub):
+			return nil
 		}
 	}
 	return nil
