@@ -299,12 +299,8 @@ func trimTrailingNewlines(t text) text {
 	if len(t) == 0 || t[len(t)-1].unknown {
 		return t
 	}
-	last := strings.TrimRight(t[len(t)-1].s, "\n")
-	out := append(text(nil), t[:len(t)-1]...)
-	if last != "" || len(out) == 0 {
-		out = append(out, seg{s: last})
-	}
-	return out
+	n := len(t) - 1
+	return t[:n:n].concat(lit(strings.TrimRight(t[n].s, "\n")))
 }
 
 func (in *interp) redirect(st *state, redirs []*syntax.Redirect, io ioctx) ioctx {
