@@ -387,13 +387,8 @@ func named(v value, name string) value {
 }
 
 func isPositionalPlaceholder(p string) bool {
-	if !strings.HasPrefix(p, "${") || !strings.HasSuffix(p, "}") {
-		return false
-	}
-	inner := p[2 : len(p)-1]
-	if inner == "@" || inner == "*" {
-		return true
-	}
+	inner, open := strings.CutPrefix(p, "${")
+	inner, closed := strings.CutSuffix(inner, "}")
 	_, err := strconv.Atoi(inner)
-	return err == nil
+	return open && closed && (inner == "@" || inner == "*" || err == nil)
 }
