@@ -415,7 +415,7 @@ func (k *kubectlCtx) create(stdin value) {
 		if len(a.pos) > 1 {
 			sa = a.pos[1]
 		}
-		kind := dpf.Kind{Kind: "ServiceAccount", Version: "v1", Resource: "serviceaccounts", Namespaced: true}
+		kind, _ := dpf.LookupKind(dpf.Kinds(), "serviceaccounts")
 		k.want(kind, "token", sa, "create")
 		return
 	}
@@ -452,10 +452,7 @@ func (k *kubectlCtx) apply(stdin value) {
 
 func (k *kubectlCtx) podNeeds() {
 	a := k.args
-	pod, ok := dpf.LookupKind(k.in.opts.Kinds, "pods")
-	if !ok {
-		pod = dpf.Kind{Kind: "Pod", Version: "v1", Resource: "pods", Namespaced: true}
-	}
+	pod, _ := dpf.LookupKind(dpf.Kinds(), "pods") // core pods, whatever CRDs are loaded
 	sub := map[string]string{"logs": "log", "attach": "attach", "exec": "exec", "port-forward": "portforward"}[a.verb]
 	verb := "create"
 	if a.verb == "logs" {
