@@ -64,13 +64,10 @@ func collapse(alts [][]text) (argv []text, differ bool) {
 		}
 	}
 	out := make([]text, n)
-	for i := 0; i < n; i++ {
+	for i := range n {
 		out[i] = alts[0][i]
-		for _, a := range alts[1:] {
-			if a[i].key() != out[i].key() {
-				out[i] = unknownText("${…}")
-				break
-			}
+		if slices.ContainsFunc(alts[1:], func(a []text) bool { return a[i].key() != out[i].key() }) {
+			out[i] = unknownText("${…}")
 		}
 	}
 	return out, differ

@@ -373,18 +373,13 @@ func (in *interp) heredoc(st *state, r *syntax.Redirect, io ioctx) value {
 	if r.Hdoc == nil {
 		return litValue("")
 	}
-	quoted := false
-	if r.Word != nil {
-		for _, p := range r.Word.Parts {
-			switch p.(type) {
-			case *syntax.SglQuoted, *syntax.DblQuoted:
-				quoted = true
-			}
+	quoted := strings.ContainsRune(r.Word.Lit(), '\\') || slices.ContainsFunc(r.Word.Parts, func(p syntax.WordPart) bool {
+		switch p.(type) {
+		case *syntax.SglQuoted, *syntax.DblQuoted:
+			return true
 		}
-		if strings.ContainsRune(r.Word.Lit(), '\\') {
-			quoted = true
-		}
-	}
+		return false
+	})
 	body := r.Hdoc
 	if r.Op == syntax.DashHdoc {
 		body = stripTabs(body)

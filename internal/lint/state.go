@@ -1,6 +1,7 @@
 package lint
 
 import (
+	"cmp"
 	"maps"
 	"slices"
 	"strings"
@@ -292,9 +293,7 @@ func join(root *guard, states []*state, resolved []*frame, why *reason) *state {
 				}
 			}
 		case flowDead:
-			if dead == nil {
-				dead = s
-			}
+			dead = cmp.Or(dead, s) // the first one
 		}
 	}
 	if len(live) == 0 {
