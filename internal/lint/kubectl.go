@@ -318,10 +318,8 @@ func (k *kubectlCtx) verbNeeds(stdin value) {
 		if a.flagIs("dry-run", "client") {
 			verb = "get"
 		}
-		sub := ""
-		if s, ok := a.last("subresource"); ok {
-			sub = s.String()
-		}
+		s, _ := a.last("subresource")
+		sub := s.String()
 		if a.has("filename") {
 			k.objectNeeds(stdin, func(o object) { k.add(k.objectReq(o, verb, sub, true)) })
 			return
