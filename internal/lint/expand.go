@@ -189,7 +189,8 @@ func (in *interp) partValue(st *state, p syntax.WordPart, io ioctx, quoted bool)
 		return litValue(unescape(p.Value, quoted))
 	case *syntax.SglQuoted:
 		if p.Dollar {
-			return litValue(ansiC(p))
+			s, _ := expand.Literal(&expand.Config{}, &syntax.Word{Parts: []syntax.WordPart{p}}) // decodes the escapes
+			return litValue(s)
 		}
 		return litValue(p.Value)
 	case *syntax.DblQuoted:
@@ -255,12 +256,6 @@ func unescape(s string, quoted bool) string {
 		}
 	}
 	return b.String()
-}
-
-// ansiC is the value of $'...', escapes decoded by expand.
-func ansiC(p *syntax.SglQuoted) string {
-	s, _ := expand.Literal(&expand.Config{}, &syntax.Word{Parts: []syntax.WordPart{p}})
-	return s
 }
 
 // source is a node's shell source on one line, used as a placeholder.

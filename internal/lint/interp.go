@@ -348,7 +348,7 @@ func (in *interp) loop(st *state, spec loopSpec, io ioctx) *state {
 			break
 		}
 		if spec.fixpoint {
-			if prev != nil && sameState(prev, cur) {
+			if prev != nil && sameArgs(prev, cur) && maps.EqualFunc(prev.vars, cur.vars, variable.same) {
 				// Nothing changes between iterations: the loop only ends
 				// by break or exit.
 				break
@@ -406,10 +406,6 @@ func (in *interp) iterate(cur *state, spec loopSpec, cont *frame, io ioctx) *sta
 		in.arith(it, spec.post, io)
 	}
 	return it
-}
-
-func sameState(a, b *state) bool {
-	return sameArgs(a, b) && maps.EqualFunc(a.vars, b.vars, variable.same)
 }
 
 func (in *interp) whileClause(st *state, c *syntax.WhileClause, io ioctx) *state {

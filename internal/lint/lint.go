@@ -25,6 +25,7 @@ import (
 	"github.com/dpfdoctor/dpfdoctor/internal/dpf"
 	"github.com/dpfdoctor/dpfdoctor/internal/rbac"
 	rbacv1 "k8s.io/api/rbac/v1"
+	"mvdan.cc/sh/v3/pattern"
 	"mvdan.cc/sh/v3/syntax"
 )
 
@@ -245,10 +246,12 @@ func (e *evaluator) evaluate(f *Finding) {
 	}
 	if f.NamePattern != "" {
 		var ok []string
+		expr, err := pattern.Regexp(f.nameGlob, pattern.EntireString)
+		re, _ := regexp.Compile(expr)
 		for _, n := range e.names {
 			r := f.Request
 			r.Name = n
-			if globMatch(f.nameGlob, n) && e.decide(r).Allowed {
+			if err == nil && re != nil && re.MatchString(n) && e.decide(r).Allowed {
 				ok = append(ok, n)
 			}
 		}
@@ -444,11 +447,4 @@ func (in *interp) explain(r *reason) string {
 		return fmt.Sprintf("in function %s (line %d), which no run with these arguments calls", r.fn, r.line)
 	}
 	return fmt.Sprintf("only on paths that pass a conditional return, break or exit (near line %d)", r.line)
-}
-
-// globMatch matches a name against a glob built by text.glob.
-func globMatch(glob, name string) bool {
-	in := &interp{patterns: map[string]*regexp.Regexp{}}
-	p := in.pattern(glob)
-	return p != nil && p.MatchString(name)
 }

@@ -380,15 +380,12 @@ func named(v value, name string) value {
 		return v
 	}
 	p := v[0][0].s
-	if strings.HasPrefix(p, "$(") || strings.HasPrefix(p, "`") || isPositionalPlaceholder(p) {
+	inner, braced := strings.CutPrefix(p, "${")
+	inner, closed := strings.CutSuffix(inner, "}")
+	_, err := strconv.Atoi(inner)
+	positional := braced && closed && (inner == "@" || inner == "*" || err == nil)
+	if strings.HasPrefix(p, "$(") || strings.HasPrefix(p, "`") || positional {
 		return unknownValue(varPlaceholder(name))
 	}
 	return v
-}
-
-func isPositionalPlaceholder(p string) bool {
-	inner, open := strings.CutPrefix(p, "${")
-	inner, closed := strings.CutSuffix(inner, "}")
-	_, err := strconv.Atoi(inner)
-	return open && closed && (inner == "@" || inner == "*" || err == nil)
 }
