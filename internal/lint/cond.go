@@ -96,11 +96,8 @@ func (in *interp) matchAny(st *state, word value, patterns []*syntax.Word, io io
 	res := stFail
 	for _, p := range patterns {
 		pat, ok := in.patternOf(st, p, io)
-		switch in.matchValue(word, pat, ok) {
-		case stOK:
-			return stOK
-		case stUnknown:
-			res = stUnknown
+		if res = or3(res, in.matchValue(word, pat, ok)); res == stOK {
+			break
 		}
 	}
 	return res
