@@ -25,13 +25,10 @@ func (in *interp) lookup(st *state, name string) (e expansion, set bool) {
 		}
 		return expansion{v: litValue(strconv.Itoa(len(st.args)))}, true
 	case "?":
-		switch st.status {
-		case stOK:
-			return expansion{v: litValue("0")}, true
-		case stFail:
-			return expansion{v: litValue("1")}, true
+		if st.status == stUnknown {
+			return expansion{v: unknownValue("${?}")}, true
 		}
-		return expansion{v: unknownValue("${?}")}, true
+		return expansion{v: litValue(map[status]string{stOK: "0", stFail: "1"}[st.status])}, true
 	case "0":
 		return expansion{v: litValue(in.file)}, true
 	}
