@@ -109,15 +109,6 @@ func ServiceAccount(namespace, name string) Subject {
 	}
 }
 
-// ParseServiceAccountUser splits "system:serviceaccount:ns:name".
-func ParseServiceAccountUser(user string) (namespace, name string, ok bool) {
-	parts := strings.Split(user, ":")
-	if len(parts) != 4 || parts[0] != "system" || parts[1] != "serviceaccount" || parts[2] == "" || parts[3] == "" {
-		return "", "", false
-	}
-	return parts[2], parts[3], true
-}
-
 // attributes are the request as a review's attributes: exactly one of the
 // two is set.
 func (r Request) attributes() (*authorizationv1.ResourceAttributes, *authorizationv1.NonResourceAttributes) {

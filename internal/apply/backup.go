@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -149,8 +150,7 @@ func (b *Backup) Receipt() Receipt {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	r := b.receipt
-	r.Applied = append([]Applied(nil), r.Applied...)
-	r.Annotations = append([]AnnotationChange(nil), r.Annotations...)
+	r.Applied, r.Annotations = slices.Clone(r.Applied), slices.Clone(r.Annotations)
 	return r
 }
 
@@ -166,11 +166,10 @@ func (b *Backup) create(pre map[plan.ObjectRef]*unstructured.Unstructured) error
 	ts := b.now().UTC()
 	var dir string
 	for i := 0; ; i++ {
-		name := ts.Format(timestampFormat)
+		dir = filepath.Join(b.root, ts.Format(timestampFormat))
 		if i > 0 {
-			name = fmt.Sprintf("%s-%d", name, i)
+			dir = fmt.Sprintf("%s-%d", dir, i)
 		}
-		dir = filepath.Join(b.root, name)
 		err := os.Mkdir(dir, dirMode)
 		if err == nil {
 			break
@@ -192,26 +191,16 @@ func (b *Backup) create(pre map[plan.ObjectRef]*unstructured.Unstructured) error
 	m := Manifest{SchemaVersion: backupSchema, PlanID: b.plan.ID, CreatedAt: ts.Format(time.RFC3339), Server: b.server,
 		Namespace: b.plan.Namespace, PlanSHA256: sum(planYAML)}
 	for _, c := range b.plan.Changes {
-		ref := c.Ref()
-		e := Entry{Ref: ref}
-		if obj := pre[ref]; obj != nil {
-			obj = plan.Clean(obj)
-			data, err := json.MarshalIndent(obj.Object, "", "  ")
-			if err != nil {
-				return fmt.Errorf("back up %s: %w", ref, err)
-			}
-			e.Existed, e.File, e.SHA256 = true, filepath.Join(objectsDir, fileName(ref)), sum(data)
-			if err := writeFile(filepath.Join(dir, e.File), data); err != nil {
-				return err
+		e := Entry{Ref: c.Ref()}
+		if obj := pre[e.Ref]; obj != nil {
+			e.Existed, e.File = true, filepath.Join(objectsDir, fileName(e.Ref))
+			if e.SHA256, err = writeJSON(filepath.Join(dir, e.File), plan.Clean(obj).Object); err != nil {
+				return fmt.Errorf("back up %s: %w", e.Ref, err)
 			}
 		}
 		m.Objects = append(m.Objects, e)
 	}
-	data, err := json.MarshalIndent(m, "", "  ")
-	if err != nil {
-		return err
-	}
-	if err := writeFile(filepath.Join(dir, ManifestFile), data); err != nil {
+	if _, err := writeJSON(filepath.Join(dir, ManifestFile), m); err != nil {
 		return err
 	}
 	b.Dir, b.manifest = dir, m
@@ -246,17 +235,12 @@ func (b *Backup) record(changes ...plan.AnnotationChange) error {
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	index := map[string]int{}
-	for i, a := range b.receipt.Annotations {
-		index[a.Ref.String()+"|"+a.Key] = i
-	}
 	for _, c := range changes {
-		if i, ok := index[c.Ref.String()+"|"+c.Key]; ok {
+		if i := slices.IndexFunc(b.receipt.Annotations, func(a AnnotationChange) bool { return a.Ref == c.Ref && a.Key == c.Key }); i >= 0 {
 			b.receipt.Annotations[i].Value = c.Value
-			continue
+		} else {
+			b.receipt.Annotations = append(b.receipt.Annotations, c)
 		}
-		index[c.Ref.String()+"|"+c.Key] = len(b.receipt.Annotations)
-		b.receipt.Annotations = append(b.receipt.Annotations, c)
 	}
 	return b.saveLocked()
 }
@@ -284,11 +268,17 @@ func (b *Backup) saveLocked() error {
 }
 
 func saveReceipt(dir string, r Receipt) error {
-	data, err := json.MarshalIndent(r, "", "  ")
+	_, err := writeJSON(filepath.Join(dir, ReceiptFile), r)
+	return err
+}
+
+// writeJSON writes v as indented JSON with writeFile and returns its hash.
+func writeJSON(path string, v any) (string, error) {
+	data, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
-		return err
+		return "", fmt.Errorf("encode %s: %w", filepath.Base(path), err)
 	}
-	return writeFile(filepath.Join(dir, ReceiptFile), data)
+	return sum(data), writeFile(path, data)
 }
 
 // writeFile writes atomically (temporary file, then rename) with mode 0600,

@@ -196,24 +196,19 @@ func (p *Plan) keep(objs []*unstructured.Unstructured) {
 
 // roles reads the Roles and ClusterRoles among objs.
 func roles(objs []*unstructured.Unstructured) (evidence.RBAC, error) {
-	var out evidence.RBAC
+	var s rbac.Set
 	for _, o := range objs {
-		var err error
-		switch o.GetKind() {
-		case "Role":
-			var r rbacv1.Role
-			err = runtime.DefaultUnstructuredConverter.FromUnstructured(o.Object, &r)
-			out.Roles = append(out.Roles, r)
-		case "ClusterRole":
-			var r rbacv1.ClusterRole
-			err = runtime.DefaultUnstructuredConverter.FromUnstructured(o.Object, &r)
-			out.ClusterRoles = append(out.ClusterRoles, r)
-		}
-		if err != nil {
-			return evidence.RBAC{}, fmt.Errorf("plan: read %s: %w", RefOf(o), err)
+		if k := o.GetKind(); k == "Role" || k == "ClusterRole" {
+			obj, err := typed(o)
+			if err == nil {
+				err = s.Add(obj)
+			}
+			if err != nil {
+				return evidence.RBAC{}, fmt.Errorf("plan: %w", err)
+			}
 		}
 	}
-	return out, nil
+	return evidence.RBAC{Roles: s.Roles, ClusterRoles: s.ClusterRoles}, nil
 }
 
 // Clean strips the fields the server sets, leaving what dpfdoctor applies.

@@ -12,8 +12,10 @@ import (
 
 	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/dpfdoctor/dpfdoctor/internal/access"
+	"github.com/dpfdoctor/dpfdoctor/internal/rbac"
 )
 
 // SchemaVersion identifies the Plan's JSON/YAML layout.
@@ -170,13 +172,14 @@ type PodAction struct {
 // Empty reports whether the plan changes nothing and restarts nothing.
 func (p *Plan) Empty() bool { return p == nil || (len(p.Changes) == 0 && len(p.Restart) == 0) }
 
-// Objects returns the changes' objects in apply order.
-func (p *Plan) Objects() []*unstructured.Unstructured {
-	out := make([]*unstructured.Unstructured, 0, len(p.Changes))
-	for _, c := range p.Changes {
-		out = append(out, c.Object)
+// RBACYAML renders the plan's objects as one multi-document YAML stream,
+// ready to commit to a GitOps repository instead of applying.
+func (p *Plan) RBACYAML() ([]byte, error) {
+	objs := make([]client.Object, len(p.Changes))
+	for i, c := range p.Changes {
+		objs[i] = c.Object
 	}
-	return out
+	return rbac.ToYAML(objs)
 }
 
 // Subject is who the plan grants to, as the API server sees it.

@@ -161,22 +161,14 @@ func (e *evaluation) builtins() (Decision, bool) {
 		return Decision{}, false
 	}
 	b := builtins()
-	skip := map[string]bool{}
-	for _, cr := range e.set.ClusterRoles {
-		skip[cr.Name] = true
-	}
-	for _, crb := range b.ClusterRoleBindings {
-		if skip[crb.RoleRef.Name] || !AppliesTo(e.subj, crb.Subjects, "") {
+	for i, cr := range b.ClusterRoles {
+		crb := b.ClusterRoleBindings[i] // each built-in role has its binding at the same index
+		if !AppliesTo(e.subj, crb.Subjects, "") || slices.ContainsFunc(e.set.ClusterRoles, func(o rbacv1.ClusterRole) bool { return o.Name == cr.Name }) {
 			continue
 		}
-		for _, cr := range b.ClusterRoles {
-			if cr.Name != crb.RoleRef.Name {
-				continue
-			}
-			for i, r := range cr.Rules {
-				if covers(r, e.want) {
-					return Decision{Allowed: true, By: fmt.Sprintf("ClusterRole %s rule %d via ClusterRoleBinding %s (built-in)", cr.Name, i+1, crb.Name)}, true
-				}
+		for j, r := range cr.Rules {
+			if covers(r, e.want) {
+				return Decision{Allowed: true, By: fmt.Sprintf("ClusterRole %s rule %d via ClusterRoleBinding %s (built-in)", cr.Name, j+1, crb.Name)}, true
 			}
 		}
 	}

@@ -88,8 +88,12 @@ func ManifestFiles(path string) ([]string, error) {
 func ParseManifests(name string, data []byte) (*Set, error) {
 	s := &Set{}
 	for _, d := range SplitDocuments(data) {
-		if err := decodeDocument(d, s); err != nil {
-			return nil, &ManifestError{File: name, Line: err.line, Err: err.err}
+		js, line, err := d.JSON()
+		if err == nil {
+			err = decodeObject(js, s, 0)
+		}
+		if err != nil {
+			return nil, &ManifestError{File: name, Line: line, Err: err}
 		}
 	}
 	return s, nil
@@ -140,24 +144,7 @@ func isSeparator(line []byte) bool {
 	return len(line) == 3 || line[3] == ' ' || line[3] == '\t' // "--- # comment"
 }
 
-// docError is an error at a line of the original file.
-type docError struct {
-	line int
-	err  error
-}
-
 var yamlLine = regexp.MustCompile(`line (\d+)`)
-
-func decodeDocument(d Document, s *Set) *docError {
-	js, line, err := d.JSON()
-	if err != nil {
-		return &docError{line: line, err: err}
-	}
-	if err := decodeObject(js, s, 0); err != nil {
-		return &docError{line: line, err: err}
-	}
-	return nil
-}
 
 // JSON converts the document to JSON. line is where an error points: the
 // line the YAML parser names, or else the document's first content line.
@@ -234,29 +221,17 @@ func decodeObject(js []byte, s *Set, depth int) error {
 	if group != rbacv1.GroupName {
 		return nil
 	}
-	switch h.Kind {
-	case "Role":
-		return decodeInto(js, h.Kind, &s.Roles)
-	case "ClusterRole":
-		return decodeInto(js, h.Kind, &s.ClusterRoles)
-	case "RoleBinding":
-		return decodeInto(js, h.Kind, &s.RoleBindings)
-	case "ClusterRoleBinding":
-		return decodeInto(js, h.Kind, &s.ClusterRoleBindings)
+	obj, ok := NewObject(h.Kind)
+	if !ok {
+		return nil
 	}
-	return nil
-}
-
-// decodeInto decodes one object strictly (no unknown fields) and appends it.
-func decodeInto[T any](js []byte, kind string, into *[]T) error {
-	var obj T
+	// Strictly: an unknown field is an error.
 	dec := json.NewDecoder(bytes.NewReader(js))
 	dec.DisallowUnknownFields()
-	if err := dec.Decode(&obj); err != nil {
-		return fmt.Errorf("decode %s: %w", kind, err)
+	if err := dec.Decode(obj); err != nil {
+		return fmt.Errorf("decode %s: %w", h.Kind, err)
 	}
-	*into = append(*into, obj)
-	return nil
+	return s.Add(obj)
 }
 
 func decodeItems(items []json.RawMessage, s *Set, depth int) error {

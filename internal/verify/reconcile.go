@@ -14,7 +14,6 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/watch"
-	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/metadata"
 
 	"github.com/dpfdoctor/dpfdoctor/internal/dpf"
@@ -126,11 +125,7 @@ func getObject(ctx context.Context, cl *kube.Clients, ref plan.ObjectRef) (*unst
 	if err != nil {
 		return nil, err
 	}
-	ri := dynamic.ResourceInterface(cl.Dynamic.Resource(g))
-	if ref.Namespace != "" {
-		ri = cl.Dynamic.Resource(g).Namespace(ref.Namespace)
-	}
-	u, err := ri.Get(ctx, ref.Name, metav1.GetOptions{})
+	u, err := kube.Resource(cl.Dynamic, g, ref.Namespace).Get(ctx, ref.Name, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
 		return nil, nil
 	}

@@ -138,17 +138,8 @@ type Recovery struct {
 // StartRecovery starts the watches. Stop it when done.
 func StartRecovery(ctx context.Context, cl *kube.Clients, o RecoverOptions) (*Recovery, error) {
 	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	pods := cl.Kube.CoreV1().Pods(o.Namespace)
-	podsLW := &cache.ListWatch{
-		ListWithContextFunc: func(ctx context.Context, lo metav1.ListOptions) (runtime.Object, error) {
-			lo.LabelSelector = dpf.ComponentLabel
-			return pods.List(ctx, lo)
-		},
-		WatchFuncWithContext: func(ctx context.Context, lo metav1.ListOptions) (watch.Interface, error) {
-			lo.LabelSelector = dpf.ComponentLabel
-			return pods.Watch(ctx, lo)
-		},
-	}
+	podsLW := cache.NewFilteredListWatchFromClient(cl.Kube.CoreV1().RESTClient(), "pods", o.Namespace,
+		func(lo *metav1.ListOptions) { lo.LabelSelector = dpf.ComponentLabel })
 	dn := cl.Metadata.Resource(dpf.MustGVR(dpf.GroupProvisioning, "DPUNode")).Namespace(o.Namespace)
 	dpuNodesLW := &cache.ListWatch{
 		ListWithContextFunc:  func(ctx context.Context, lo metav1.ListOptions) (runtime.Object, error) { return dn.List(ctx, lo) },
@@ -197,11 +188,12 @@ func startRecovery(ctx context.Context, cancel context.CancelFunc, podsLW, dpuNo
 		if !ok || r.pods[p.Name] == nil {
 			continue
 		}
-		if t := r.pods[p.Name]; t.action.Action == plan.ActionRecreate {
+		t := r.pods[p.Name]
+		if t.action.Action == plan.ActionRecreate {
 			t.action.Action, t.action.TouchNode, t.deleted = plan.ActionWait, false, false
 			t.note = "the operator re-created the pod before dpfdoctor sent the Node event"
 		}
-		r.pods[p.Name].oldUID, r.pods[p.Name].state = p.UID, dpf.PodState(p)
+		t.oldUID, t.state = p.UID, dpf.PodState(p)
 	}
 	inf := cache.NewSharedIndexInformer(podsLW, &corev1.Pod{}, 0, cache.Indexers{})
 	if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
@@ -442,16 +434,22 @@ func (r *Recovery) seen(obj any, deleted bool) {
 		return
 	}
 	defer r.signal()
-	if deleted {
-		if p.UID == t.oldUID && t.deleting && !t.deleted {
-			t.deleted, t.state = true, "Deleted"
-			if t.action.TouchNode {
-				r.queueTouch(p.Name)
-			}
-		}
-		return
+	if !deleted {
+		r.observe(t, p)
+	} else if p.UID == t.oldUID && t.deleting {
+		r.markDeleted(t)
 	}
-	r.observe(t, p)
+}
+
+// markDeleted records that the pod is gone and, when it needs one, queues
+// its Node event; call with r.mu held.
+func (r *Recovery) markDeleted(t *tracked) {
+	if !t.deleted {
+		t.deleted, t.state = true, "Deleted"
+		if t.action.TouchNode {
+			r.queueTouch(t.action.Pod)
+		}
+	}
 }
 
 // observe records a pod's state and readiness; call with r.mu held. The
@@ -533,12 +531,7 @@ func (r *Recovery) deletePod(ctx context.Context, t *tracked) error {
 	}
 	// Already gone, or already replaced: nothing to delete.
 	r.mu.Lock()
-	if !t.deleted {
-		t.deleted, t.state = true, "Deleted"
-		if t.action.TouchNode {
-			r.queueTouch(t.action.Pod)
-		}
-	}
+	r.markDeleted(t)
 	r.mu.Unlock()
 	r.signal()
 	return nil
@@ -566,13 +559,11 @@ func (r *Recovery) journalAndTouch(ctx context.Context, queue bool) error {
 		return err
 	}
 	r.mu.Lock()
+	defer r.mu.Unlock()
 	r.journalled = true
-	r.mu.Unlock()
 	if !queue {
 		return nil
 	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
 	for name, t := range r.pods {
 		switch {
 		case !t.action.TouchNode || !t.deleted || t.touches > 0:
