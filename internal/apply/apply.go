@@ -202,9 +202,7 @@ func (a *Applier) Observe(ctx context.Context, p *plan.Plan) (map[plan.ObjectRef
 		if err != nil {
 			return nil, observed, fmt.Errorf("read %s: %w", ref, kube.Classify(err))
 		}
-		pre[ref] = nil
-		if found {
-			pre[ref] = live
+		if pre[ref] = live; found {
 			observed.Existing[ref] = live.GetLabels()
 		}
 	}

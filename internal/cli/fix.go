@@ -6,12 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
-	"golang.org/x/term"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 	"k8s.io/utils/ptr"
@@ -127,10 +126,8 @@ func (o *FixOptions) Validate() error {
 	if o.Scope != plan.ScopeNames && o.Scope != plan.ScopeNamespace {
 		return Usagef("--scope must be %q or %q, got %q", plan.ScopeNames, plan.ScopeNamespace, o.Scope)
 	}
-	for _, n := range o.Nodes {
-		if strings.TrimSpace(n) == "" {
-			return Usagef("--node needs a node name")
-		}
+	if slices.ContainsFunc(o.Nodes, func(n string) bool { return strings.TrimSpace(n) == "" }) {
+		return Usagef("--node needs a node name")
 	}
 	if o.Timeout <= 0 || o.ReconcileWait < 0 {
 		return Usagef("--timeout must be positive and --reconcile-wait not negative")
@@ -148,8 +145,7 @@ func (o *FixOptions) isInteractive() bool {
 	if o.interactive != nil {
 		return *o.interactive
 	}
-	f, ok := o.In.(*os.File)
-	return ok && term.IsTerminal(int(f.Fd()))
+	return isTerminal(o.In)
 }
 
 // Run plans, and with --apply fixes.

@@ -3,7 +3,7 @@ package verify
 import (
 	"context"
 	"fmt"
-	"sort"
+	"slices"
 	"strings"
 	"sync"
 
@@ -137,16 +137,14 @@ func getObject(ctx context.Context, cl *kube.Clients, ref plan.ObjectRef) (*unst
 
 // watches follow dpfdoctor's objects and the operator's ClusterRole.
 type watches struct {
-	mu      sync.Mutex
-	ws      []watch.Interface
-	events  []string
-	done    chan struct{}
-	wg      sync.WaitGroup
-	stopped bool
+	mu     sync.Mutex
+	ws     []watch.Interface
+	events []string
+	wg     sync.WaitGroup
 }
 
 func startWatches(ctx context.Context, cl *kube.Clients, p *plan.Plan) (*watches, error) {
-	w := &watches{done: make(chan struct{})}
+	w := &watches{}
 	managed := metav1.ListOptions{LabelSelector: plan.ManagedByLabel + "=" + plan.ManagedByValue}
 	type source struct {
 		kind string
@@ -192,42 +190,29 @@ func watchFromNow(ctx context.Context, ri metadata.ResourceInterface, opts metav
 	return ri.Watch(ctx, opts)
 }
 
+// follow records a watch's events until it is stopped, which closes its
+// result channel.
 func (w *watches) follow(kind string, wi watch.Interface) {
 	defer w.wg.Done()
-	for {
-		select {
-		case <-w.done:
-			return
-		case ev, ok := <-wi.ResultChan():
-			if !ok {
-				return
-			}
-			m, err := meta.Accessor(ev.Object)
-			if err != nil || ev.Type == watch.Bookmark || ev.Type == watch.Error {
-				continue
-			}
-			w.mu.Lock()
-			w.events = append(w.events, fmt.Sprintf("%s %s %s (resourceVersion %s)", kind, m.GetName(), ev.Type, m.GetResourceVersion()))
-			w.mu.Unlock()
+	for ev := range wi.ResultChan() {
+		m, err := meta.Accessor(ev.Object)
+		if err != nil || ev.Type == watch.Bookmark || ev.Type == watch.Error {
+			continue
 		}
+		w.mu.Lock()
+		w.events = append(w.events, fmt.Sprintf("%s %s %s (resourceVersion %s)", kind, m.GetName(), ev.Type, m.GetResourceVersion()))
+		w.mu.Unlock()
 	}
 }
 
-// stop ends the watches and returns the events seen, sorted.
+// stop ends the watches (again, harmlessly) and returns the events seen,
+// sorted.
 func (w *watches) stop() []string {
-	w.mu.Lock()
-	if !w.stopped {
-		w.stopped = true
-		close(w.done)
-		for _, wi := range w.ws {
-			wi.Stop()
-		}
+	for _, wi := range w.ws {
+		wi.Stop()
 	}
-	w.mu.Unlock()
 	w.wg.Wait()
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	out := append([]string(nil), w.events...)
-	sort.Strings(out)
-	return out
+	return slices.Sorted(slices.Values(w.events))
 }
