@@ -194,13 +194,13 @@ func (b *Backup) create(pre map[plan.ObjectRef]*unstructured.Unstructured) error
 		e := Entry{Ref: c.Ref()}
 		if obj := pre[e.Ref]; obj != nil {
 			e.Existed, e.File = true, filepath.Join(objectsDir, fileName(e.Ref))
-			if e.SHA256, err = writeJSON(filepath.Join(dir, e.File), plan.Clean(obj).Object); err != nil {
+			if e.SHA256, err = saveJSON(filepath.Join(dir, e.File), plan.Clean(obj).Object); err != nil {
 				return fmt.Errorf("back up %s: %w", e.Ref, err)
 			}
 		}
 		m.Objects = append(m.Objects, e)
 	}
-	if _, err := writeJSON(filepath.Join(dir, ManifestFile), m); err != nil {
+	if _, err := saveJSON(filepath.Join(dir, ManifestFile), m); err != nil {
 		return err
 	}
 	b.Dir, b.manifest = dir, m
@@ -268,12 +268,12 @@ func (b *Backup) saveLocked() error {
 }
 
 func saveReceipt(dir string, r Receipt) error {
-	_, err := writeJSON(filepath.Join(dir, ReceiptFile), r)
+	_, err := saveJSON(filepath.Join(dir, ReceiptFile), r)
 	return err
 }
 
-// writeJSON writes v as indented JSON with writeFile and returns its hash.
-func writeJSON(path string, v any) (string, error) {
+// saveJSON writes v as indented JSON with writeFile and returns its hash.
+func saveJSON(path string, v any) (string, error) {
 	data, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
 		return "", fmt.Errorf("encode %s: %w", filepath.Base(path), err)

@@ -84,9 +84,11 @@ func Render(grants []Grant, o RenderOptions) ([]client.Object, error) {
 		}
 		byNS[g.Request.Namespace] = append(byNS[g.Request.Namespace], g)
 	}
-	// Cluster-wide grants ("" namespace) go into the ClusterRole below.
+	// Cluster-wide grants ("" namespace) go last, into the ClusterRole.
 	namespaces := slices.DeleteFunc(slices.Sorted(maps.Keys(byNS)), func(ns string) bool { return ns == "" })
-
+	if len(byNS[""]) > 0 {
+		namespaces = append(namespaces, "")
+	}
 	base := o.NamePrefix + nameSafe(o.Subject.Name)
 	var objs []client.Object
 	for _, ns := range namespaces {
@@ -96,23 +98,17 @@ func Render(grants []Grant, o RenderOptions) ([]client.Object, error) {
 			name += "-" + nameSafe(o.Subject.Namespace)
 		}
 		meta := o.meta(name, ns, gs)
+		if ns == "" {
+			objs = append(objs,
+				&rbacv1.ClusterRole{TypeMeta: typeMeta("ClusterRole"), ObjectMeta: meta, Rules: mergeRules(gs, false)},
+				&rbacv1.ClusterRoleBinding{TypeMeta: typeMeta("ClusterRoleBinding"), ObjectMeta: *meta.DeepCopy(),
+					RoleRef: rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: name}, Subjects: []rbacv1.Subject{o.Subject}})
+			continue
+		}
 		objs = append(objs,
 			&rbacv1.Role{TypeMeta: typeMeta("Role"), ObjectMeta: meta, Rules: mergeRules(gs, o.Scope == ScopeNamespace)},
 			&rbacv1.RoleBinding{TypeMeta: typeMeta("RoleBinding"), ObjectMeta: *meta.DeepCopy(),
-				RoleRef: rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: name}, Subjects: []rbacv1.Subject{o.Subject}},
-		)
-	}
-	if gs := byNS[""]; len(gs) > 0 {
-		name := base
-		if o.Subject.Namespace != "" {
-			name += "-" + nameSafe(o.Subject.Namespace)
-		}
-		meta := o.meta(name, "", gs)
-		objs = append(objs,
-			&rbacv1.ClusterRole{TypeMeta: typeMeta("ClusterRole"), ObjectMeta: meta, Rules: mergeRules(gs, false)},
-			&rbacv1.ClusterRoleBinding{TypeMeta: typeMeta("ClusterRoleBinding"), ObjectMeta: *meta.DeepCopy(),
-				RoleRef: rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: name}, Subjects: []rbacv1.Subject{o.Subject}},
-		)
+				RoleRef: rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: name}, Subjects: []rbacv1.Subject{o.Subject}})
 	}
 	return objs, nil
 }

@@ -174,8 +174,7 @@ func startWatches(ctx context.Context, cl *kube.Clients, p *plan.Plan) (*watches
 			return nil, fmt.Errorf("watch %s: %w", s.kind, kube.Classify(err))
 		}
 		w.ws = append(w.ws, wi)
-		w.wg.Add(1)
-		go w.follow(s.kind, wi)
+		w.wg.Go(func() { w.follow(s.kind, wi) })
 	}
 	return w, nil
 }
@@ -193,7 +192,6 @@ func watchFromNow(ctx context.Context, ri metadata.ResourceInterface, opts metav
 // follow records a watch's events until it is stopped, which closes its
 // result channel.
 func (w *watches) follow(kind string, wi watch.Interface) {
-	defer w.wg.Done()
 	for ev := range wi.ResultChan() {
 		m, err := meta.Accessor(ev.Object)
 		if err != nil || ev.Type == watch.Bookmark || ev.Type == watch.Error {

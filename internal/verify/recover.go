@@ -206,19 +206,19 @@ func startRecovery(ctx context.Context, cancel context.CancelFunc, podsLW, dpuNo
 	}
 	r.podStore = inf.GetStore()
 	synced := []cache.InformerSynced{inf.HasSynced}
-	r.run(func() { inf.Run(ctx.Done()) })
+	r.wg.Go(func() { inf.Run(ctx.Done()) })
 	if r.touches() {
 		dn := cache.NewSharedIndexInformer(dpuNodesLW, &metav1.PartialObjectMetadata{}, 0, cache.Indexers{})
 		r.dpuNodes = dn.GetStore()
 		synced = append(synced, dn.HasSynced)
-		r.run(func() { dn.Run(ctx.Done()) })
+		r.wg.Go(func() { dn.Run(ctx.Done()) })
 	}
 	if !cache.WaitForCacheSync(ctx.Done(), synced...) {
 		r.Stop()
 		return nil, fmt.Errorf("watch DMS pods and DPUNodes: %w", kube.Classify(ctx.Err()))
 	}
 	for range fanout.Limit {
-		r.run(func() {
+		r.wg.Go(func() {
 			for pod := range r.touch {
 				if err := r.touchNode(ctx, pod); err != nil && ctx.Err() == nil {
 					r.mu.Lock()
@@ -231,14 +231,6 @@ func startRecovery(ctx context.Context, cancel context.CancelFunc, podsLW, dpuNo
 		})
 	}
 	return r, nil
-}
-
-func (r *Recovery) run(fn func()) {
-	r.wg.Add(1)
-	go func() {
-		defer r.wg.Done()
-		fn()
-	}()
 }
 
 // Stop ends the watches and workers.
