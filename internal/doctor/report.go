@@ -206,7 +206,7 @@ func (r *Report) Markdown() string {
 		}
 		w("## Access reviews %s\n\n%d of %d as expected.\n\n| Request | Want | Got |\n|---|---|---|\n", s.Name, s.Passed(), len(s.Checks))
 		for _, c := range s.Checks {
-			w("| %s | %s | %s |\n", cell(c.Request.String()), verdict(c.Want), verdict(c.Allowed))
+			w("| %s | %s | %s |\n", cell(c.Request.String()), verify.Verdict(c.Want), verify.Verdict(c.Allowed))
 		}
 		for _, a := range s.AllowedBefore {
 			w("\nNote: %s was already allowed before the fix.\n", a)
@@ -284,13 +284,6 @@ func (r *Report) Markdown() string {
 		w("## Rollback\n\nBackup: `%s`\n\n```sh\n%s\n```\n", r.BackupDir, r.RollbackCommand)
 	}
 	return b.String()
-}
-
-func verdict(b bool) string {
-	if b {
-		return "allowed"
-	}
-	return "denied"
 }
 
 func cell(s string) string { return strings.ReplaceAll(strings.ReplaceAll(s, "|", `\|`), "\n", " ") }

@@ -34,9 +34,11 @@ func (c Check) OK() bool { return c.Allowed == c.Want }
 
 // String renders "allowed: get secrets/x in ns (want allowed)".
 func (c Check) String() string {
-	verdict := map[bool]string{true: "allowed", false: "denied"}
-	return fmt.Sprintf("%s %s (want %s)", verdict[c.Allowed], c.Request, verdict[c.Want])
+	return fmt.Sprintf("%s %s (want %s)", Verdict(c.Allowed), c.Request, Verdict(c.Want))
 }
+
+// Verdict is "allowed" or "denied".
+func Verdict(allowed bool) string { return map[bool]string{true: "allowed", false: "denied"}[allowed] }
 
 // Checks is a list of verdicts.
 type Checks []Check

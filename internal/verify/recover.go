@@ -316,7 +316,7 @@ func (r *Recovery) Release(ctx context.Context) error {
 // until every pod is Ready or the timeout passes. Deletes carry the pod's
 // UID as a precondition, so a pod the operator already re-created is never
 // deleted; just before each, the watch caches are checked again.
-func (r *Recovery) Run(ctx context.Context) (RecoverResult, error) {
+func (r *Recovery) Run(ctx context.Context) (res RecoverResult, err error) {
 	if len(r.pods) == 0 {
 		return RecoverResult{}, nil
 	}
@@ -348,24 +348,21 @@ func (r *Recovery) Run(ctx context.Context) (RecoverResult, error) {
 	tick := r.clock.NewTicker(r.o.Retouch / 2)
 	defer tick.Stop()
 	p := newProgress(r.o.Progress, r.o.TTY, r.clock.Now)
+	defer func() { p.done(res) }()
 	for {
-		res := r.result(r.clock.Now().Sub(start))
+		res = r.result(r.clock.Now().Sub(start))
 		p.show(res, r.states())
 		if res.Ready == res.Total {
-			p.done(res)
 			return res, nil
 		}
 		select {
 		case <-ctx.Done():
-			p.done(res)
 			return res, ctx.Err()
 		case err := <-errs:
-			p.done(res)
 			return res, err
 		case <-deadline.C():
 			res = r.result(r.clock.Now().Sub(start))
 			res.TimedOut = true
-			p.done(res)
 			return res, nil
 		case <-tick.C():
 			r.retouch()
