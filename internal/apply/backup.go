@@ -74,7 +74,6 @@ const (
 	StatusPlanned          = "planned"
 	StatusApplying         = "applying"
 	StatusApplied          = "applied"
-	StatusNoOp             = "no-op"
 	StatusRolledBack       = "rolled-back"
 	StatusFailedRolledBack = "failed-rolled-back"
 	StatusRollbackFailed   = "rollback-incomplete"
@@ -118,14 +117,13 @@ type Backup struct {
 	// Dir is the backup directory, set once created.
 	Dir string
 
-	root     string
-	plan     *plan.Plan
-	server   string
-	now      func() time.Time
-	mu       sync.Mutex
-	pre      map[plan.ObjectRef]*unstructured.Unstructured
-	manifest Manifest
-	receipt  Receipt
+	root    string
+	plan    *plan.Plan
+	server  string
+	now     func() time.Time
+	mu      sync.Mutex
+	pre     map[plan.ObjectRef]*unstructured.Unstructured
+	receipt Receipt
 }
 
 // NewBackup prepares a backup under root for p, taken from server.
@@ -203,7 +201,7 @@ func (b *Backup) create(pre map[plan.ObjectRef]*unstructured.Unstructured) error
 	if _, err := saveJSON(filepath.Join(dir, ManifestFile), m); err != nil {
 		return err
 	}
-	b.Dir, b.manifest = dir, m
+	b.Dir = dir
 	return b.saveLocked()
 }
 

@@ -48,7 +48,6 @@ type Proxy struct {
 	Config *rest.Config
 
 	srv      *http.Server
-	ln       net.Listener
 	n        atomic.Int64
 	mu       sync.Mutex
 	rules    []*Rule
@@ -93,7 +92,7 @@ func Start(upstream *rest.Config, rules ...*Rule) (*Proxy, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &Proxy{rules: rules, ln: ln}
+	p := &Proxy{rules: rules}
 	rp := httputil.NewSingleHostReverseProxy(target)
 	rp.Transport = rt
 	rp.FlushInterval = -1 // stream watches

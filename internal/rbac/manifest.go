@@ -111,26 +111,15 @@ type Document struct {
 func SplitDocuments(data []byte) []Document {
 	data = bytes.TrimPrefix(data, []byte("\xef\xbb\xbf"))
 	var docs []Document
-	start, line, docLine := 0, 1, 1
-	for off := 0; off <= len(data); {
-		end := bytes.IndexByte(data[off:], '\n')
-		next := len(data) + 1
-		if end >= 0 {
-			end += off
-			next = end + 1
-		} else {
-			end = len(data)
-		}
-		if isSeparator(data[off:end]) {
+	start, off, docLine := 0, 0, 1
+	for i, l := range bytes.SplitAfter(data, []byte("\n")) {
+		if isSeparator(bytes.TrimSuffix(l, []byte("\n"))) {
 			docs = append(docs, Document{Line: docLine, Data: data[start:off]})
-			start = min(next, len(data))
-			docLine = line + 1
+			start, docLine = off+len(l), i+2
 		}
-		off = next
-		line++
+		off += len(l)
 	}
-	docs = append(docs, Document{Line: docLine, Data: data[start:]})
-	return docs
+	return append(docs, Document{Line: docLine, Data: data[start:]})
 }
 
 func isSeparator(line []byte) bool {
@@ -172,13 +161,10 @@ func (d Document) JSON() (js []byte, line int, err error) {
 // contentOffset is the number of lines before the first line that is not
 // blank or a comment.
 func contentOffset(data []byte) int {
-	n := 0
-	for _, l := range bytes.Split(data, []byte("\n")) {
-		t := bytes.TrimSpace(l)
-		if len(t) > 0 && t[0] != '#' {
+	for n, l := range bytes.Split(data, []byte("\n")) {
+		if t := bytes.TrimSpace(l); len(t) > 0 && t[0] != '#' {
 			return n
 		}
-		n++
 	}
 	return 0
 }
