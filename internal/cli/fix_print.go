@@ -196,12 +196,5 @@ func printFixSummary(w io.Writer, r *doctor.Report, col palette) error {
 	return nil
 }
 
-func short(id string) string {
-	if len(id) > 12 {
-		return id[:12]
-	}
-	if id == "" {
-		return "–"
-	}
-	return id
-}
+// short is a plan ID's first 12 characters, "–" for none.
+func short(id string) string { return cmp.Or(id[:min(len(id), 12)], "–") }

@@ -46,11 +46,8 @@ type Input struct {
 // others, a skip with their next step; for the affected pods, a restart
 // decision for the cluster's DPF release.
 func Build(in Input) (*Plan, error) {
-	switch in.Scope {
-	case "":
-		in.Scope = ScopeNames
-	case ScopeNames, ScopeNamespace:
-	default:
+	in.Scope = cmp.Or(in.Scope, ScopeNames)
+	if in.Scope != ScopeNames && in.Scope != ScopeNamespace {
 		return nil, fmt.Errorf("%w %q (want %q or %q)", ErrScope, in.Scope, ScopeNames, ScopeNamespace)
 	}
 	b := in.Bundle
@@ -61,15 +58,10 @@ func Build(in Input) (*Plan, error) {
 	if d == nil {
 		d = diagnose.Diagnose(b)
 	}
-	release, known := lookup(b.Install.Version)
-	p := &Plan{SchemaVersion: SchemaVersion, Namespace: b.Install.Namespace, Version: b.Install.Version,
-		OperatorConfig: b.Install.OperatorConfig, Scope: in.Scope}
-	p.Namespace = cmp.Or(p.Namespace, dpf.DefaultNamespace)
-	p.OperatorConfig = cmp.Or(p.OperatorConfig, dpf.OperatorConfigName)
-	if known {
-		p.OperatorClusterRole = release.ClusterRole
-		p.OperatorRules = release.Rules
-	}
+	release, known := lookup(b.Install.Version) // the zero Release when unknown
+	p := &Plan{SchemaVersion: SchemaVersion, Namespace: cmp.Or(b.Install.Namespace, dpf.DefaultNamespace), Version: b.Install.Version,
+		OperatorConfig: cmp.Or(b.Install.OperatorConfig, dpf.OperatorConfigName), Scope: in.Scope,
+		OperatorClusterRole: release.ClusterRole, OperatorRules: release.Rules}
 
 	var (
 		grants   []rbac.Grant

@@ -115,11 +115,8 @@ func Render(grants []Grant, o RenderOptions) ([]client.Object, error) {
 
 func (o RenderOptions) complete() (RenderOptions, error) {
 	o.NamePrefix = cmp.Or(o.NamePrefix, DefaultNamePrefix)
-	switch o.Scope {
-	case "":
-		o.Scope = ScopeNames
-	case ScopeNames, ScopeNamespace:
-	default:
+	o.Scope = cmp.Or(o.Scope, ScopeNames)
+	if o.Scope != ScopeNames && o.Scope != ScopeNamespace {
 		return o, fmt.Errorf("render RBAC: unknown scope %q (want %q or %q)", o.Scope, ScopeNames, ScopeNamespace)
 	}
 	o.Subject.Kind = cmp.Or(o.Subject.Kind, rbacv1.ServiceAccountKind)
