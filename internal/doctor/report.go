@@ -252,27 +252,21 @@ func (r *Report) Markdown() string {
 		}
 		w("\n")
 		if r.Plan != nil {
-			type group struct {
-				reason string
-				n      int
+			// One line per restart action, with the first pod's reason.
+			type key struct {
+				action string
+				touch  bool
 			}
-			groups := map[string]*group{}
-			var order []string
+			counts, reasons, order := map[key]int{}, map[key]string{}, []key{}
 			for _, a := range r.Plan.Restart {
-				k := fmt.Sprintf("%s/%t", a.Action, a.TouchNode)
-				if groups[k] == nil {
-					groups[k] = &group{reason: a.Reason}
-					order = append(order, k)
+				k := key{a.Action, a.TouchNode}
+				if counts[k] == 0 {
+					reasons[k], order = a.Reason, append(order, k)
 				}
-				groups[k].n++
+				counts[k]++
 			}
 			for _, k := range order {
-				g := groups[k]
-				action, touch, _ := strings.Cut(k, "/")
-				if touch == "true" {
-					action += ", then annotate the Node"
-				}
-				w("- %s (%d pods): %s\n", action, g.n, g.reason)
+				w("- %s%s (%d pods): %s\n", k.action, map[bool]string{true: ", then annotate the Node"}[k.touch], counts[k], reasons[k])
 			}
 			w("\n")
 		}
