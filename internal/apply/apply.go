@@ -32,8 +32,7 @@ var ErrApplyFailed = errors.New("apply failed")
 // Applier writes plans and rolls them back.
 type Applier struct {
 	Clients *kube.Clients
-	// Log receives one line per step; nil discards.
-	Log io.Writer
+	Log     io.Writer // receives one line per step; nil discards
 	// Retries is how often a rollback step is retried on a transient
 	// error (default 5), with Backoff doubling from 200 ms.
 	Retries int
@@ -51,8 +50,7 @@ func (a *Applier) logf(format string, args ...any) {
 
 // Result is what Apply did.
 type Result struct {
-	// NoOp is true when every object was already in place.
-	NoOp    bool
+	NoOp    bool // true when every object was already in place
 	Applied []Applied
 }
 

@@ -47,22 +47,19 @@ var ErrBadBackup = errors.New("invalid backup")
 
 // Manifest describes a backup.
 type Manifest struct {
-	SchemaVersion string `json:"schemaVersion"`
-	PlanID        string `json:"planID"`
-	CreatedAt     string `json:"createdAt"`
-	// Server is the API server the backup was taken from.
-	Server    string  `json:"server"`
-	Namespace string  `json:"namespace"`
-	Objects   []Entry `json:"objects"`
-	// PlanSHA256 is the hash of plan.yaml.
-	PlanSHA256 string `json:"planSHA256"`
+	SchemaVersion string  `json:"schemaVersion"`
+	PlanID        string  `json:"planID"`
+	CreatedAt     string  `json:"createdAt"`
+	Server        string  `json:"server"` // the API server the backup was taken from
+	Namespace     string  `json:"namespace"`
+	Objects       []Entry `json:"objects"`
+	PlanSHA256    string  `json:"planSHA256"` // the hash of plan.yaml
 }
 
 // Entry is one target object's pre-state.
 type Entry struct {
-	Ref plan.ObjectRef `json:"ref"`
-	// Existed is false when the object was absent before the apply.
-	Existed bool `json:"existed"`
+	Ref     plan.ObjectRef `json:"ref"`
+	Existed bool           `json:"existed"` // false when the object was absent before the apply
 	// File is the pre-state's path relative to the backup, and SHA256 its
 	// hash; both empty when the object was absent.
 	File   string `json:"file,omitempty"`
@@ -90,9 +87,8 @@ type Receipt struct {
 	// Annotations lists annotations set on objects dpfdoctor does not own
 	// (Nodes, the DPFOperatorConfig), with their previous values.
 	Annotations []AnnotationChange `json:"annotations,omitempty"`
-	// Error is the error that stopped the apply, if any.
-	Error     string `json:"error,omitempty"`
-	UpdatedAt string `json:"updatedAt"`
+	Error       string             `json:"error,omitempty"` // the error that stopped the apply, if any
+	UpdatedAt   string             `json:"updatedAt"`
 }
 
 // Applied is one object written by the apply.
@@ -114,8 +110,7 @@ type AnnotationChange = plan.AnnotationChange
 // Backup is one fix run's backup directory and its journal. The directory
 // is created on first need; a plan that changes nothing leaves none.
 type Backup struct {
-	// Dir is the backup directory, set once created.
-	Dir string
+	Dir string // the backup directory, set once created
 
 	root    string
 	plan    *plan.Plan

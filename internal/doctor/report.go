@@ -37,21 +37,19 @@ const (
 
 // Report is what one fix did, from measured facts only.
 type Report struct {
-	SchemaVersion string `json:"schemaVersion"`
-	Cluster       string `json:"cluster"`
-	Version       string `json:"dpfVersion,omitempty"`
-	StartedAt     string `json:"startedAt"`
-	FinishedAt    string `json:"finishedAt,omitempty"`
-	PlanID        string `json:"planID,omitempty"`
-	Outcome       string `json:"outcome"`
-	// Problems says why the outcome is not "fixed".
-	Problems []string `json:"problems,omitempty"`
-	Error    string   `json:"error,omitempty"`
+	SchemaVersion string   `json:"schemaVersion"`
+	Cluster       string   `json:"cluster"`
+	Version       string   `json:"dpfVersion,omitempty"`
+	StartedAt     string   `json:"startedAt"`
+	FinishedAt    string   `json:"finishedAt,omitempty"`
+	PlanID        string   `json:"planID,omitempty"`
+	Outcome       string   `json:"outcome"`
+	Problems      []string `json:"problems,omitempty"` // says why the outcome is not "fixed"
+	Error         string   `json:"error,omitempty"`
 	// Before and After are the findings before the fix and after it.
 	Before []FindingSummary `json:"before"`
 	After  []FindingSummary `json:"after,omitempty"`
-	// Plan is the plan that was applied.
-	Plan *plan.Plan `json:"plan,omitempty"`
+	Plan   *plan.Plan       `json:"plan,omitempty"` // the plan that was applied
 	// Applied lists each object and what the apply did with it; NoOp is
 	// true when everything was already in place.
 	Applied     []apply.Applied `json:"applied,omitempty"`
@@ -63,15 +61,13 @@ type Report struct {
 	AfterApply     Stage                   `json:"afterApply"`
 	Reconcile      *verify.ReconcileResult `json:"reconcile,omitempty"`
 	AfterReconcile *Stage                  `json:"afterReconcile,omitempty"`
-	// Recovery is each affected pod's way back to Ready.
-	Recovery *verify.RecoverResult `json:"recovery,omitempty"`
+	Recovery       *verify.RecoverResult   `json:"recovery,omitempty"` // each affected pod's way back to Ready
 	// Annotations are those dpfdoctor set on Nodes and the
 	// DPFOperatorConfig (journalled for rollback).
 	Annotations     []plan.AnnotationChange `json:"annotations,omitempty"`
 	BackupDir       string                  `json:"backupDir,omitempty"`
 	RollbackCommand string                  `json:"rollbackCommand,omitempty"`
-	// Requests is the number of API requests the fix made.
-	Requests int64 `json:"requests"`
+	Requests        int64                   `json:"requests"` // the number of API requests the fix made
 }
 
 // FindingSummary is one finding, briefly.

@@ -44,8 +44,7 @@ type Rule struct {
 
 // Proxy is a running fault-injecting proxy.
 type Proxy struct {
-	// Config is a copy of the upstream client config pointing at the proxy.
-	Config *rest.Config
+	Config *rest.Config // a copy of the upstream client config pointing at the proxy
 
 	srv      *http.Server
 	n        atomic.Int64

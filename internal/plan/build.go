@@ -30,8 +30,7 @@ var ErrScope = errors.New("unknown scope")
 type Input struct {
 	Diagnosis *diagnose.Diagnosis
 	Bundle    *evidence.Bundle
-	// Scope is ScopeNames (default) or ScopeNamespace.
-	Scope string
+	Scope     string // ScopeNames (default) or ScopeNamespace
 	// Keep are dpfdoctor's objects as it last wrote them, which the plan
 	// keeps (the guard's grant): the grants merge with these roles instead
 	// of the bundle's, so no name granted before is dropped, and each

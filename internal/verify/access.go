@@ -23,10 +23,9 @@ import (
 // Check is one SubjectAccessReview and its verdict.
 type Check struct {
 	Request access.Request `json:"request"`
-	// Want is true when the request must be allowed.
-	Want    bool   `json:"want"`
-	Allowed bool   `json:"allowed"`
-	Reason  string `json:"reason,omitempty"`
+	Want    bool           `json:"want"` // true when the request must be allowed
+	Allowed bool           `json:"allowed"`
+	Reason  string         `json:"reason,omitempty"`
 }
 
 // OK reports whether the answer is the wanted one.

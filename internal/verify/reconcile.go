@@ -44,9 +44,8 @@ type ReconcileResult struct {
 	RequestedAt string `json:"requestedAt,omitempty"`
 	// Paused is true when the DPFOperatorConfig is paused: no reconcile
 	// runs until it is resumed.
-	Paused bool `json:"paused"`
-	// WaitedSeconds is how long dpfdoctor watched.
-	WaitedSeconds float64 `json:"waitedSeconds"`
+	Paused        bool    `json:"paused"`
+	WaitedSeconds float64 `json:"waitedSeconds"` // how long dpfdoctor watched
 	// Events are the changes seen on dpfdoctor's objects and the
 	// operator's ClusterRole while watching.
 	Events []string `json:"events,omitempty"`
@@ -54,8 +53,7 @@ type ReconcileResult struct {
 	// what the plan set; Drifted names those that do not.
 	ObjectsIntact bool     `json:"objectsIntact"`
 	Drifted       []string `json:"drifted,omitempty"`
-	// OperatorRole is the operator's ClusterRole.
-	OperatorRole string `json:"operatorRole,omitempty"`
+	OperatorRole  string   `json:"operatorRole,omitempty"` // the operator's ClusterRole
 	// OperatorRoleUntouched is true when its rules are what they were
 	// before the fix.
 	OperatorRoleUntouched bool `json:"operatorRoleUntouched"`

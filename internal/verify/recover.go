@@ -29,19 +29,16 @@ import (
 type RecoverOptions struct {
 	Namespace string
 	Actions   []plan.PodAction
-	// Timeout bounds the wait for every pod to be Ready (default 10 min).
-	Timeout time.Duration
-	// Progress receives a live progress line (TTY) or plain lines.
-	Progress io.Writer
-	TTY      bool
+	Timeout   time.Duration // bounds the wait for every pod to be Ready (default 10 min)
+	Progress  io.Writer     // receives a live progress line (TTY) or plain lines
+	TTY       bool
 	// Effects makes the deletes and Node events the recovery decides on
 	// (apply.Restarts); required when an action deletes a pod.
 	Effects Effects
 	// Retouch is how long to wait for the operator to re-create a pod after
 	// a Node event before sending another (default 5 s).
 	Retouch time.Duration
-	// Clock is the clock (default the real one).
-	Clock clock.WithTicker
+	Clock   clock.WithTicker // the clock (default the real one)
 }
 
 // Effects are the writes a recovery decides on. verify writes nothing
@@ -64,19 +61,15 @@ type PodOutcome struct {
 	Node   string `json:"node"`
 	Action string `json:"action"`
 	Ready  bool   `json:"ready"`
-	// State is the last state seen, as kubectl shows it.
-	State string `json:"state"`
+	State  string `json:"state"` // the last state seen, as kubectl shows it
 	// StartedAt is when the pod could start again: the delete, the Node
 	// event that brings it back (v25.4.0), or the start of the wait.
 	// ReadyAt is when it was first seen Ready.
-	StartedAt string `json:"startedAt,omitempty"`
-	ReadyAt   string `json:"readyAt,omitempty"`
-	// SecondsToReady is ReadyAt - StartedAt.
-	SecondsToReady float64 `json:"secondsToReady,omitempty"`
-	// NodeEvents is how many Node annotations it took (v25.4.0).
-	NodeEvents int `json:"nodeEvents,omitempty"`
-	// Note says why the action differs from the plan's, if it does.
-	Note string `json:"note,omitempty"`
+	StartedAt      string  `json:"startedAt,omitempty"`
+	ReadyAt        string  `json:"readyAt,omitempty"`
+	SecondsToReady float64 `json:"secondsToReady,omitempty"` // ReadyAt - StartedAt
+	NodeEvents     int     `json:"nodeEvents,omitempty"`     // how many Node annotations it took (v25.4.0)
+	Note           string  `json:"note,omitempty"`           // says why the action differs from the plan's, if it does
 }
 
 // RecoverResult is the recovery of every affected pod.
