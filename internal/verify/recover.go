@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -200,7 +202,7 @@ func startRecovery(ctx context.Context, cancel context.CancelFunc, podsLW, dpuNo
 	r.podStore = inf.GetStore()
 	synced := []cache.InformerSynced{inf.HasSynced}
 	r.wg.Go(func() { inf.Run(ctx.Done()) })
-	if r.touches() {
+	if slices.ContainsFunc(slices.Collect(maps.Values(r.pods)), func(t *tracked) bool { return t.action.TouchNode }) {
 		dn := cache.NewSharedIndexInformer(dpuNodesLW, &metav1.PartialObjectMetadata{}, 0, cache.Indexers{})
 		r.dpuNodes = dn.GetStore()
 		synced = append(synced, dn.HasSynced)
@@ -344,7 +346,7 @@ func (r *Recovery) Run(ctx context.Context) (res RecoverResult, err error) {
 	defer func() { p.done(res) }()
 	for {
 		res = r.result(r.clock.Now().Sub(start))
-		p.show(res, r.states())
+		p.show(res, states(res))
 		if res.Ready == res.Total {
 			return res, nil
 		}
@@ -388,16 +390,6 @@ func (r *Recovery) queueTouch(pod string) {
 		default:
 		}
 	}
-}
-
-// touches reports whether any action needs a Node event.
-func (r *Recovery) touches() bool {
-	for _, t := range r.pods {
-		if t.action.TouchNode {
-			return true
-		}
-	}
-	return false
 }
 
 // seen handles one informer event.
@@ -479,15 +471,13 @@ func (r *Recovery) safeToDelete(t *tracked) string {
 // deleteAll deletes the pods, at most fanout.Limit at a time.
 func (r *Recovery) deleteAll(ctx context.Context, todo []*tracked) error {
 	sort.Slice(todo, func(i, j int) bool { return todo[i].action.Pod < todo[j].action.Pod })
-	if err := fanout.Each(len(todo), fanout.Limit, func(i int) error {
+	err := fanout.Each(len(todo), fanout.Limit, func(i int) error {
 		if ctx.Err() != nil {
 			return nil
 		}
 		return r.deletePod(ctx, todo[i])
-	}); err != nil {
-		return err
-	}
-	return ctx.Err()
+	})
+	return cmp.Or(err, ctx.Err())
 }
 
 func (r *Recovery) deletePod(ctx context.Context, t *tracked) error {
@@ -623,16 +613,10 @@ func (r *Recovery) result(elapsed time.Duration) RecoverResult {
 }
 
 // states counts the pods by state, Ready ones as "Ready".
-func (r *Recovery) states() map[string]int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
+func states(res RecoverResult) map[string]int {
 	m := map[string]int{}
-	for _, t := range r.pods {
-		if !t.readyAt.IsZero() {
-			m["Ready"]++
-		} else {
-			m[t.state]++
-		}
+	for _, p := range res.Pods {
+		m[p.State]++
 	}
 	return m
 }
