@@ -191,24 +191,20 @@ func (o *FixOptions) plan(ctx context.Context, po doctor.PlanOptions) error {
 	p := pl.Plan
 	switch o.Output {
 	case OutputYAML:
-		y, err := p.RBACYAML()
-		if err != nil {
-			return err
-		}
-		if len(y) == 0 {
-			fmt.Fprintln(o.ErrOut, "No RBAC change is needed.")
-		}
-		if _, err := o.Out.Write(y); err != nil {
-			return err
+		var y []byte
+		if y, err = p.RBACYAML(); err == nil {
+			if len(y) == 0 {
+				fmt.Fprintln(o.ErrOut, "No RBAC change is needed.")
+			}
+			_, err = o.Out.Write(y)
 		}
 	case OutputJSON:
-		if err := printStructured(o.Out, OutputJSON, p); err != nil {
-			return err
-		}
+		err = printStructured(o.Out, OutputJSON, p)
 	default:
-		if err := printPlan(o.Out, p, pl.Refused, palette(isTerminal(o.Out))); err != nil {
-			return err
-		}
+		err = printPlan(o.Out, p, pl.Refused, palette(isTerminal(o.Out)))
+	}
+	if err != nil {
+		return err
 	}
 	if pl.Refused != nil {
 		return fmt.Errorf("%w: %w", outcome.ErrProblems, pl.Refused)
