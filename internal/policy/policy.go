@@ -72,11 +72,9 @@ func CheckWith(p *plan.Plan, o Observed, opts Options) error {
 	for _, r := range o.Inventory {
 		inventory[r.Name] = r
 	}
-	roles := map[plan.ObjectRef]bool{}
+	roles := map[plan.ObjectRef]bool{} // a change without an object adds the zero ref, which no binding names
 	for _, c := range p.Changes {
-		if c.Object != nil {
-			roles[c.Ref()] = true
-		}
+		roles[c.Ref()] = true
 	}
 	for _, c := range p.Changes {
 		if c.Object == nil {
