@@ -125,15 +125,17 @@ func Build(in Input) (*Plan, error) {
 		p.MustStayDenied = mustStayDenied(p)
 	}
 	p.keep(in.Keep)
-	p.Restart = append(RestartActions(release, known, uniquePods(affected), dpuNodes(b)), MissingPodActions(release, missing)...)
+	// A pod of several findings is restarted once.
+	slices.SortFunc(affected, func(a, b AffectedPod) int { return strings.Compare(a.Name, b.Name) })
+	affected = slices.CompactFunc(affected, func(a, b AffectedPod) bool { return a.Name == b.Name })
+	p.Restart = append(RestartActions(release, known, affected, dpuNodes(b)), MissingPodActions(release, missing)...)
 	p.ID = id(p, b)
 	return p, nil
 }
 
+// lookup finds the release of a version; an empty or unknown one is the zero
+// Release.
 func lookup(version string) (dpf.Release, bool) {
-	if version == "" {
-		return dpf.Release{}, false
-	}
 	r, err := dpf.Lookup(version)
 	return r, err == nil
 }
@@ -328,18 +330,6 @@ func mustStayDenied(p *Plan) []access.Request {
 		out = append(out, access.Request{Verb: "patch", Group: rbacv1.GroupName, Resource: "clusterroles", Name: p.OperatorClusterRole})
 	}
 	return access.Unique(out)
-}
-
-func uniquePods(ps []AffectedPod) []AffectedPod {
-	seen := map[string]bool{}
-	var out []AffectedPod
-	for _, p := range ps {
-		if !seen[p.Name] {
-			seen[p.Name] = true
-			out = append(out, p)
-		}
-	}
-	return out
 }
 
 func dpuNodes(b *evidence.Bundle) map[string]bool {
