@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -316,17 +315,11 @@ func Latest(root string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("%w: no backups under %s: %v", ErrBadBackup, root, err)
 	}
-	var dirs []string
-	for _, e := range entries {
-		if e.IsDir() {
-			if _, err := os.Stat(filepath.Join(root, e.Name(), ManifestFile)); err == nil {
-				dirs = append(dirs, e.Name())
-			}
+	// os.ReadDir sorts by name, and the names are UTC timestamps.
+	for _, e := range slices.Backward(entries) {
+		if _, err := os.Stat(filepath.Join(root, e.Name(), ManifestFile)); e.IsDir() && err == nil {
+			return filepath.Join(root, e.Name()), nil
 		}
 	}
-	if len(dirs) == 0 {
-		return "", fmt.Errorf("%w: no backups under %s", ErrBadBackup, root)
-	}
-	sort.Strings(dirs)
-	return filepath.Join(root, dirs[len(dirs)-1]), nil
+	return "", fmt.Errorf("%w: no backups under %s", ErrBadBackup, root)
 }
