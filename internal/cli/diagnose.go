@@ -83,9 +83,7 @@ func newCmdDiagnose(kf *genericclioptions.ConfigFlags, o *DiagnoseOptions) *cobr
 		Example: diagnoseExample,
 		Args:    positional(cobra.NoArgs),
 		RunE: func(c *cobra.Command, _ []string) error {
-			if err := o.Complete(kf); err != nil {
-				return err
-			}
+			o.Complete(kf)
 			if err := o.Validate(); err != nil {
 				return err
 			}
@@ -104,13 +102,12 @@ func newCmdDiagnose(kf *genericclioptions.ConfigFlags, o *DiagnoseOptions) *cobr
 }
 
 // Complete fills in what the flags imply.
-func (o *DiagnoseOptions) Complete(kf *genericclioptions.ConfigFlags) error {
+func (o *DiagnoseOptions) Complete(kf *genericclioptions.ConfigFlags) {
 	o.kf = kf
 	o.color = palette(o.Output == OutputTable && isTerminal(o.Out))
 	if o.budget == nil {
 		o.budget = kube.NewBudget(0)
 	}
-	return nil
 }
 
 // Validate checks the flags before any I/O.
