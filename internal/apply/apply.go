@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -31,8 +32,7 @@ var ErrApplyFailed = errors.New("apply failed")
 // Applier writes plans and rolls them back.
 type Applier struct {
 	Clients *kube.Clients
-	// Log receives one line per step; nil discards.
-	Log io.Writer
+	Log     io.Writer // receives one line per step; nil discards
 	// Retries is how often a rollback step is retried on a transient
 	// error (default 5), with Backoff doubling from 200 ms.
 	Retries int
@@ -50,8 +50,7 @@ func (a *Applier) logf(format string, args ...any) {
 
 // Result is what Apply did.
 type Result struct {
-	// NoOp is true when every object was already in place.
-	NoOp    bool
+	NoOp    bool // true when every object was already in place
 	Applied []Applied
 }
 
@@ -202,9 +201,7 @@ func (a *Applier) Observe(ctx context.Context, p *plan.Plan) (map[plan.ObjectRef
 		if err != nil {
 			return nil, observed, fmt.Errorf("read %s: %w", ref, kube.Classify(err))
 		}
-		pre[ref] = nil
-		if found {
-			pre[ref] = live
+		if pre[ref] = live; found {
 			observed.Existing[ref] = live.GetLabels()
 		}
 	}
@@ -230,6 +227,28 @@ func (a *Applier) Observe(ctx context.Context, p *plan.Plan) (map[plan.ObjectRef
 	}
 	observed.Inventory = inv
 	return pre, observed, nil
+}
+
+// DeleteAltered deletes one of dpfdoctor's objects that another field
+// manager altered, so that Apply re-creates it: apply never forces a field
+// someone else owns. Only an object labelled managed-by dpfdoctor with
+// dpfdoctor's name prefix is deleted, and only in the version given (UID
+// and resourceVersion preconditions); one already gone is no error.
+func (a *Applier) DeleteAltered(ctx context.Context, obj *unstructured.Unstructured) error {
+	ref := plan.RefOf(obj)
+	if obj.GetLabels()[plan.ManagedByLabel] != plan.ManagedByValue || !strings.HasPrefix(ref.Name, plan.NamePrefix) {
+		return fmt.Errorf("%w: %s is not dpfdoctor's", policy.ErrRefused, ref)
+	}
+	ri, err := resource(a.Clients.Dynamic, ref)
+	if err != nil {
+		return err
+	}
+	uid, rv := obj.GetUID(), obj.GetResourceVersion()
+	err = ri.Delete(ctx, ref.Name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &uid, ResourceVersion: &rv}})
+	if err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("delete altered %s: %w", ref, kube.Classify(err))
+	}
+	return nil
 }
 
 func reasonOf(err error) string {

@@ -120,9 +120,6 @@ func (o *GuardOptions) Validate() error {
 
 // Run starts the guard and blocks until the context ends.
 func (o *GuardOptions) Run(ctx context.Context) error {
-	if ctx == nil {
-		ctx = context.Background()
-	}
 	clients, err := kube.FromFlags(o.kf, nil)
 	if err != nil {
 		return err

@@ -8,7 +8,6 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"slices"
 	"strings"
 
 	"github.com/dpfdoctor/dpfdoctor/internal/access"
@@ -140,10 +139,7 @@ func (o *LintOptions) Validate() error {
 	case o.saNS == "" || o.saName == "" || strings.Contains(o.saName, "/"):
 		return fmt.Errorf("--serviceaccount %q: want NAMESPACE/NAME", o.ServiceAccount)
 	}
-	if slices.Contains(lint.Formats, o.Output) {
-		return nil
-	}
-	return fmt.Errorf("unable to match a printer suitable for the output format %q, allowed formats are: %s", o.Output, strings.Join(lint.Formats, ","))
+	return checkOutput(o.Output, lint.Formats...)
 }
 
 // Run loads the inputs, lints and prints the report. A denied certain call

@@ -2,7 +2,6 @@ package cli
 
 import (
 	"cmp"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -59,9 +58,7 @@ func writeVersions(w io.Writer, output string) error {
 		for _, r := range dpf.Releases() {
 			rows = append(rows, row{Release: r, Calls: dpf.AllCalls(r.Script), FailureClasses: r.FailureClasses()})
 		}
-		e := json.NewEncoder(w)
-		e.SetIndent("", "  ")
-		return e.Encode(rows)
+		return printStructured(w, OutputJSON, rows)
 	default: // table
 		tw := printers.GetNewTabWriter(w)
 		fmt.Fprintln(tw, "VERSION\tSERVICEACCOUNT\tINIT CONTAINERS\tDMSINIT\tCALLS\tFAILURE CLASSES")
