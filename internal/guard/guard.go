@@ -27,6 +27,7 @@ import (
 	"k8s.io/client-go/rest"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
+	"github.com/dpfdoctor/dpfdoctor/internal/apply"
 	"github.com/dpfdoctor/dpfdoctor/internal/dpf"
 	"github.com/dpfdoctor/dpfdoctor/internal/kube"
 )
@@ -44,7 +45,7 @@ const (
 const (
 	DefaultMetricsAddr         = ":8443"
 	DefaultProbeAddr           = ":8081"
-	DefaultLeaderElectionID    = "dpfdoctor-guard"
+	DefaultLeaderElectionID    = apply.GuardLease
 	DefaultMaxLogsPerSignature = 3
 	DefaultMaxRepairsPerMinute = 6
 	DefaultStartupGrace        = 2 * time.Minute

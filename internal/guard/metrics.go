@@ -38,6 +38,7 @@ const (
 	MetricTimeToReady = "dpfdoctor_time_to_ready_seconds"
 	MetricLeader      = "dpfdoctor_guard_leader"
 	MetricBuildInfo   = "dpfdoctor_build_info"
+	MetricPaused      = "dpfdoctor_guard_paused"
 )
 
 // metrics are the guard's own Prometheus metrics.
@@ -47,6 +48,7 @@ type metrics struct {
 	repairs     *prometheus.CounterVec
 	timeToReady prometheus.Histogram
 	leader      prometheus.Gauge
+	paused      prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -62,6 +64,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Buckets: []float64{1, 5, 15, 30, 60, 120, 300, 600, 1200, 3600}}),
 		leader: prometheus.NewGauge(prometheus.GaugeOpts{Name: MetricLeader,
 			Help: "1 while this replica holds the leader lease (or runs without leader election)."}),
+		paused: prometheus.NewGauge(prometheus.GaugeOpts{Name: MetricPaused,
+			Help: "1 while the DPFOperatorConfig's dpfdoctor.dev/guard-paused annotation pauses repairs."}),
 	}
 	for _, r := range []string{ResultApplied, ResultNoOp, ResultFailed, ResultRefused} {
 		m.repairs.WithLabelValues(r)
@@ -76,6 +80,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m.repairs = register(reg, m.repairs, &err)
 	m.timeToReady = register(reg, m.timeToReady, &err)
 	m.leader = register(reg, m.leader, &err)
+	m.paused = register(reg, m.paused, &err)
 	if err != nil {
 		return nil, fmt.Errorf("guard: register metrics: %w", err)
 	}
