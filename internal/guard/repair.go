@@ -47,7 +47,7 @@ type repairer struct {
 }
 
 func newRepairer(r *reconciler) *repairer {
-	return &repairer{r: r, applier: &apply.Applier{Clients: r.clients, Log: logWriter{r.log}},
+	return &repairer{r: r, applier: &apply.Applier{Clients: r.clients, Log: logWriter{r.log}, FieldManager: apply.GuardFieldManager},
 		desired: map[plan.ObjectRef]*unstructured.Unstructured{}, refused: map[string]bool{}}
 }
 
@@ -86,12 +86,12 @@ func (rp *repairer) run(ctx context.Context, s *snapshot, b *evidence.Bundle, d 
 }
 
 // adopt takes in what the cache shows when dpfdoctor wrote it: objects seen
-// for the first time, and changes made by field manager dpfdoctor (such as
-// a `dpfdoctor fix` run). Changes by anyone else are drift.
+// for the first time, and whatever only dpfdoctor's field managers wrote
+// (a `dpfdoctor fix` run, or the guard's own write merged with one).
+// Changes by anyone else are drift.
 func (rp *repairer) adopt(live map[plan.ObjectRef]*unstructured.Unstructured) {
 	for ref, obj := range live {
-		want, ok := rp.desired[ref]
-		if !ok || (!covers(obj, want) && !foreign(obj)) {
+		if _, ok := rp.desired[ref]; !ok || !foreign(obj) {
 			rp.desired[ref] = obj
 		}
 	}

@@ -169,8 +169,10 @@ func (o RenderOptions) meta(name, ns string, gs []Grant) metav1.ObjectMeta {
 	m.Labels[ManagedByLabel] = ManagedByValue
 	reasons := map[string]bool{}
 	for _, g := range gs {
-		if g.Reason != "" {
-			reasons[g.Reason] = true
+		for _, r := range strings.Split(g.Reason, ";") { // a kept object's reasons come joined
+			if r = strings.TrimSpace(r); r != "" {
+				reasons[r] = true
+			}
 		}
 	}
 	if len(o.Annotations) > 0 || len(reasons) > 0 {
