@@ -136,6 +136,12 @@ func (r *reconciler) Reconcile(ctx context.Context, _ reconcile.Request) (reconc
 	if err != nil {
 		return reconcile.Result{}, err
 	}
+	var polled bool
+	if s.config != nil {
+		if polled, err = r.addPerDPUPods(ctx, s); err != nil {
+			return reconcile.Result{}, err
+		}
+	}
 	r.metrics.setPods(s)
 	r.recordRecovered(r.tracker.update(s))
 	if s.config == nil {
@@ -171,6 +177,9 @@ func (r *reconciler) Reconcile(ctx context.Context, _ reconcile.Request) (reconc
 	res := reconcile.Result{}
 	if !next.IsZero() {
 		res.RequeueAfter = next.Sub(s.now) + time.Second
+	}
+	if polled && (res.RequeueAfter == 0 || perDPUPoll < res.RequeueAfter) {
+		res.RequeueAfter = perDPUPoll
 	}
 	if r.opts.Mode != ModeRepair || paused {
 		return res, nil

@@ -225,3 +225,46 @@ func TestGuardSurvivesAPIServerRestart(t *testing.T) {
 		t.Errorf("pods after the restart: %s", e.podStates())
 	}
 }
+
+// v25.1's per-DPU DMS pods carry no label: the guard finds them as
+// diagnose does, records its diagnosis on each failing one, counts them in
+// its metrics, and writes no RBAC (there is none to repair on v25.1).
+func TestGuardSeesPerDPUPods(t *testing.T) {
+	t.Parallel()
+	e := startEnv(t, sim.Options{Version: "v25.1.0", Nodes: 3, Scenario: "healthy=1,rshim-occupied=2"})
+	e.eventually(60*time.Second, "2 pods failing", func() bool {
+		pods, err := e.cs.CoreV1().Pods(e.c.Namespace).List(context.Background(), metav1.ListOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for i := range pods.Items {
+			if dpf.IsPerDPUPod(&pods.Items[i]) && crashed(&pods.Items[i]) {
+				n++
+			}
+		}
+		return n == 2
+	})
+	g := e.startGuard(Options{Mode: ModeRepair})
+	e.eventually(60*time.Second, "a diagnosis event on the 2 failing pods", func() bool {
+		evs := e.guardEvents(ReasonDiagnosed)
+		n := 0
+		for _, ev := range evs {
+			if strings.HasSuffix(ev.InvolvedObject.Name, "-dms") && strings.HasPrefix(ev.Message, "RshimOccupied: ") {
+				n++
+			}
+		}
+		return n == 2
+	})
+	e.eventually(10*time.Second, "the pods in /metrics", func() bool {
+		m := e.scrape(g)
+		total := 0.0
+		for _, v := range m.with(MetricDMSPods) {
+			total += v
+		}
+		return total == 3 && m[MetricFindings+`{class="RshimOccupied"}`] == 2 && m[MetricFindings+`{class="Healthy"}`] == 1
+	})
+	if n := e.managedCount(); n != 0 {
+		t.Errorf("the guard wrote %d RBAC objects on v25.1", n)
+	}
+}
