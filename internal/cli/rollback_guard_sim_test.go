@@ -84,7 +84,12 @@ func TestRollbackWithGuard(t *testing.T) {
 	gctx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- g.Start(gctx) }()
-	t.Cleanup(func() { stop(); _ = <-done })
+	t.Cleanup(func() {
+		stop()
+		if err := <-done; err != nil {
+			t.Errorf("guard: %v", err)
+		}
+	})
 	waitFor(30*time.Second, "the guard leading", func() bool {
 		l, err := cs.CoordinationV1().Leases(c.Namespace).Get(ctx, apply.GuardLease, metav1.GetOptions{})
 		return err == nil && l.Spec.HolderIdentity != nil && *l.Spec.HolderIdentity == "guard-a" && l.Labels[apply.GuardModeLabel] == guard.ModeRepair
