@@ -98,6 +98,10 @@ type Options struct {
 	// authentication, on a loopback address only (for local runs). By
 	// default /metrics is HTTPS and needs a token allowed `get` on /metrics.
 	InsecureMetrics bool
+	// MetricsCertDir holds the serving certificate of /metrics (tls.crt,
+	// tls.key: a kubernetes.io/tls Secret, such as OpenShift's service-ca
+	// issues), reloaded when it changes. Empty: a self-signed certificate.
+	MetricsCertDir string
 	// ProbeAddr serves /healthz and /readyz ("0" disables; default :8081).
 	ProbeAddr string
 	// LeaderElect turns on Lease-based leader election.

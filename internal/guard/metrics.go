@@ -16,7 +16,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"k8s.io/client-go/rest"
-	certutil "k8s.io/client-go/util/cert"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
@@ -141,7 +140,8 @@ func buildInfo() (version, commit string) {
 type metricsServer struct {
 	addr   string
 	reg    RegistererGatherer
-	filter metricsserver.Filter // nil: plain HTTP, no authentication
+	filter metricsserver.Filter     // nil: plain HTTP, no authentication
+	certDir string // serve its tls.crt and tls.key once there; "" self-signed
 	log    logr.Logger
 
 	mu    sync.Mutex
@@ -149,7 +149,7 @@ type metricsServer struct {
 }
 
 func newMetricsServer(cfg *rest.Config, o Options) (*metricsServer, error) {
-	s := &metricsServer{addr: o.MetricsAddr, reg: o.Registry, log: o.Logger}
+	s := &metricsServer{addr: o.MetricsAddr, reg: o.Registry, log: o.Logger, certDir: o.MetricsCertDir}
 	if o.InsecureMetrics {
 		return s, nil
 	}
@@ -184,15 +184,11 @@ func (s *metricsServer) Start(ctx context.Context) error {
 		if h, err = s.filter(s.log.WithName("metrics"), h); err != nil {
 			return fmt.Errorf("metrics: %w", err)
 		}
-		cert, key, err := certutil.GenerateSelfSignedCertKey("localhost", []net.IP{{127, 0, 0, 1}}, nil)
+		sc, err := newServingCert(ctx, s.certDir, s.log)
 		if err != nil {
-			return fmt.Errorf("metrics: self-signed certificate: %w", err)
+			return err
 		}
-		pair, err := tls.X509KeyPair(cert, key)
-		if err != nil {
-			return fmt.Errorf("metrics: self-signed certificate: %w", err)
-		}
-		l = tls.NewListener(l, &tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12})
+		l = tls.NewListener(l, &tls.Config{GetCertificate: sc.get, MinVersion: tls.VersionTLS12})
 		s.log.Info("serving metrics over HTTPS to authenticated, authorized clients", "address", s.bound)
 	}
 	mux := http.NewServeMux()

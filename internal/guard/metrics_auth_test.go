@@ -2,10 +2,19 @@ package guard
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"errors"
 	"io"
+	"math/big"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -54,14 +63,9 @@ func TestMetricsAuthenticated(t *testing.T) {
 		t.Fatal(err)
 	}
 	runCtx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
+	done := make(chan error, 2)
 	go func() { done <- g.Start(runCtx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("guard: %v", err)
-		}
-	})
+	defer cancel()
 	e.eventually(30*time.Second, "metrics endpoint listening", func() bool { return g.MetricsAddr() != "" })
 
 	// The guard's certificate is self-signed; the token is what counts.
@@ -101,6 +105,100 @@ func TestMetricsAuthenticated(t *testing.T) {
 	if len(m.with(MetricBuildInfo)) != 1 || len(m.with(MetricRepairs)) != 4 {
 		t.Errorf("build info %v, repairs %v", m.with(MetricBuildInfo), m.with(MetricRepairs))
 	}
+
+	// With --metrics-cert-dir (OpenShift's service-ca Secret, mounted), a
+	// scraper verifies the certificate against the CA and the Service name.
+	const serverName = "dpfdoctor-guard-metrics.dpf-operator-system.svc"
+	files, pool := writeServingCert(t, serverName)
+	dir := t.TempDir() // the Secret, mounted optional, is filled in after the pod starts
+	v, err := New(e.guardCfg, Options{Namespace: ns, MetricsAddr: "127.0.0.1:0", MetricsCertDir: dir, ProbeAddr: "0",
+		Registry: prometheus.NewRegistry(), BackupDir: t.TempDir(), Logger: testLogger("guard-tls")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { done <- v.Start(runCtx) }()
+	e.eventually(30*time.Second, "verified metrics endpoint listening", func() bool { return v.MetricsAddr() != "" })
+	scrape := func(cfg *tls.Config) (int, error) {
+		c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: cfg}}
+		req, _ := http.NewRequest(http.MethodGet, "https://"+v.MetricsAddr()+"/metrics", nil)
+		req.Header.Set("Authorization", "Bearer "+reader)
+		resp, err := c.Do(req)
+		if err != nil {
+			return 0, err
+		}
+		resp.Body.Close()
+		return resp.StatusCode, nil
+	}
+	verified := &tls.Config{RootCAs: pool, ServerName: serverName, MinVersion: tls.VersionTLS12}
+	if _, err := scrape(verified); err == nil {
+		t.Error("the self-signed certificate verified")
+	}
+	for _, f := range []string{"tls.crt", "tls.key"} {
+		if err := os.Rename(filepath.Join(files, f), filepath.Join(dir, f)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.eventually(30*time.Second, "a verified scrape once the certificate is there", func() bool {
+		code, err := scrape(verified)
+		return err == nil && code == http.StatusOK
+	})
+	if _, err := scrape(&tls.Config{RootCAs: pool, ServerName: "other.svc", MinVersion: tls.VersionTLS12}); err == nil {
+		t.Error("a scrape for another server name verified")
+	}
+	if _, err := scrape(&tls.Config{MinVersion: tls.VersionTLS12}); err == nil {
+		t.Error("a scrape without the CA verified")
+	}
+	cancel()
+	for range 2 {
+		if err := <-done; err != nil {
+			t.Errorf("guard: %v", err)
+		}
+	}
+}
+
+// writeServingCert writes tls.crt and tls.key for name, signed by a new CA, as
+// a kubernetes.io/tls Secret mounts them, and returns the directory and a
+// pool with the CA.
+func writeServingCert(t *testing.T, name string) (string, *x509.CertPool) {
+	t.Helper()
+	newKey := func() *ecdsa.PrivateKey {
+		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return k
+	}
+	caKey, key := newKey(), newKey()
+	now := time.Now()
+	ca := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test service CA"}, NotBefore: now, NotAfter: now.Add(time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
+	caDER, err := x509.CreateCertificate(rand.Reader, ca, ca, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: name}, DNSNames: []string{name}, NotBefore: now, NotAfter: now.Add(time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, leaf, ca, &key.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	for file, block := range map[string]*pem.Block{"tls.crt": {Type: "CERTIFICATE", Bytes: der}, "tls.key": {Type: "EC PRIVATE KEY", Bytes: keyDER}} {
+		if err := os.WriteFile(filepath.Join(dir, file), pem.EncodeToMemory(block), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	caCert, err := x509.ParseCertificate(caDER)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(caCert)
+	return dir, pool
 }
 
 func TestInsecureMetricsLoopbackOnly(t *testing.T) {
