@@ -138,11 +138,11 @@ func buildInfo() (version, commit string) {
 // token passes a TokenReview and a SubjectAccessReview for `get` on the
 // /metrics non-resource URL (controller-runtime's metrics filter).
 type metricsServer struct {
-	addr   string
-	reg    RegistererGatherer
-	filter metricsserver.Filter     // nil: plain HTTP, no authentication
-	certDir string // serve its tls.crt and tls.key once there; "" self-signed
-	log    logr.Logger
+	addr    string
+	reg     RegistererGatherer
+	filter  metricsserver.Filter // nil: plain HTTP, no authentication
+	certDir string               // serve its tls.crt and tls.key once there; "" self-signed
+	log     logr.Logger
 
 	mu    sync.Mutex
 	bound string
