@@ -2,16 +2,10 @@ package guard
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
 	"io"
-	"math/big"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -26,6 +20,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
 
+	"github.com/dpfdoctor/dpfdoctor/internal/selfsigned"
 	"github.com/dpfdoctor/dpfdoctor/internal/sim"
 )
 
@@ -107,8 +102,9 @@ func TestMetricsAuthenticated(t *testing.T) {
 	}
 
 	// With --metrics-cert-dir (OpenShift's service-ca Secret, mounted), a
-	// scraper verifies the certificate against the CA and the Service name.
-	const serverName = "dpfdoctor-guard-metrics.dpf-operator-system.svc"
+	// scraper verifies the certificate against the CA and the server name
+	// (the Service's DNS name there, the loopback address here).
+	const serverName = "127.0.0.1"
 	files, pool := writeServingCert(t, serverName)
 	dir := t.TempDir() // the Secret, mounted optional, is filled in after the pod starts
 	v, err := New(e.guardCfg, Options{Namespace: ns, MetricsAddr: "127.0.0.1:0", MetricsCertDir: dir, ProbeAddr: "0",
@@ -156,48 +152,25 @@ func TestMetricsAuthenticated(t *testing.T) {
 	}
 }
 
-// writeServingCert writes tls.crt and tls.key for name, signed by a new CA, as
-// a kubernetes.io/tls Secret mounts them, and returns the directory and a
-// pool with the CA.
+// writeServingCert writes tls.crt and tls.key for the IP address name,
+// signed by a new CA, as a kubernetes.io/tls Secret mounts them, and
+// returns the directory and a pool with the CA.
 func writeServingCert(t *testing.T, name string) (string, *x509.CertPool) {
 	t.Helper()
-	newKey := func() *ecdsa.PrivateKey {
-		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return k
-	}
-	caKey, key := newKey(), newKey()
-	now := time.Now()
-	ca := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test service CA"}, NotBefore: now, NotAfter: now.Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
-	caDER, err := x509.CreateCertificate(rand.Reader, ca, ca, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	leaf := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: name}, DNSNames: []string{name}, NotBefore: now, NotAfter: now.Add(time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
-	der, err := x509.CreateCertificate(rand.Reader, leaf, ca, &key.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalECPrivateKey(key)
+	ca, crt, key, err := selfsigned.Issue(name)
 	if err != nil {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	for file, block := range map[string]*pem.Block{"tls.crt": {Type: "CERTIFICATE", Bytes: der}, "tls.key": {Type: "EC PRIVATE KEY", Bytes: keyDER}} {
-		if err := os.WriteFile(filepath.Join(dir, file), pem.EncodeToMemory(block), 0o600); err != nil {
+	for file, data := range map[string][]byte{"tls.crt": crt, "tls.key": key} {
+		if err := os.WriteFile(filepath.Join(dir, file), data, 0o600); err != nil {
 			t.Fatal(err)
 		}
 	}
-	caCert, err := x509.ParseCertificate(caDER)
-	if err != nil {
-		t.Fatal(err)
-	}
 	pool := x509.NewCertPool()
-	pool.AddCert(caCert)
+	if !pool.AppendCertsFromPEM(ca) {
+		t.Fatal("no CA")
+	}
 	return dir, pool
 }
 
