@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -152,6 +154,38 @@ func TestRollbackWithGuard(t *testing.T) {
 	}
 	if m := scrapeGuard(t, g); !strings.Contains(m, guard.MetricPaused+" 0") {
 		t.Errorf("/metrics lacks %s 0:\n%s", guard.MetricPaused, m)
+	}
+
+	// Stopped, the guard releases its Lease: nothing to refuse. A
+	// Deployment that runs one in repair mode is refused again, until it is
+	// scaled to zero.
+	stop()
+	waitFor(30*time.Second, "the Lease released", func() bool {
+		l, err := cs.CoordinationV1().Leases(c.Namespace).Get(ctx, apply.GuardLease, metav1.GetOptions{})
+		return err == nil && (l.Spec.HolderIdentity == nil || *l.Spec.HolderIdentity == "")
+	})
+	if code, out, errOut := runCLI(t, "", "rollback", kc, "--latest", "--backup-dir", backups); code != ExitOK || !strings.Contains(out, "Already rolled back") {
+		t.Fatalf("rollback with the guard stopped: exit %d\n%s\n%s", code, out, errOut)
+	}
+	one := int32(1)
+	labels := map[string]string{"app.kubernetes.io/name": "dpfdoctor-guard"}
+	dep := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "dpfdoctor-guard", Namespace: c.Namespace},
+		Spec: appsv1.DeploymentSpec{Replicas: &one, Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels}, Spec: corev1.PodSpec{Containers: []corev1.Container{
+				{Name: "guard", Image: "dpfdoctor", Args: []string{"guard", "--mode=repair", "--leader-elect"}}}}}}}
+	if dep, err = cs.AppsV1().Deployments(c.Namespace).Create(ctx, dep, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, errOut := runCLI(t, "", "rollback", kc, "--latest", "--backup-dir", backups); code != ExitGuard || !strings.Contains(errOut, "Deployment "+c.Namespace+"/dpfdoctor-guard") {
+		t.Fatalf("rollback with a repair-mode Deployment: exit %d\n%s", code, errOut)
+	}
+	zero := int32(0)
+	dep.Spec.Replicas = &zero
+	if _, err := cs.AppsV1().Deployments(c.Namespace).Update(ctx, dep, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, errOut := runCLI(t, "", "rollback", kc, "--latest", "--backup-dir", backups); code != ExitOK {
+		t.Fatalf("rollback with the Deployment scaled to zero: exit %d\n%s", code, errOut)
 	}
 }
 
