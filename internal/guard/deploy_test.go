@@ -61,23 +61,42 @@ func findObject(t testing.TB, objs []*unstructured.Unstructured, kind, name stri
 	return nil
 }
 
-// guardPod is the guard Deployment's pod template, rendered from deploy/,
-// as a Pod.
-func guardPod(t testing.TB) *corev1.Pod {
+// guardPod is the guard Deployment's pod template, from rendered
+// manifests, as a Pod.
+func guardPod(t testing.TB, objs []*unstructured.Unstructured) *corev1.Pod {
 	t.Helper()
 	var d appsv1.Deployment
-	fromUnstructured(t, findObject(t, renderDeploy(t, "."), "Deployment", ControllerName), &d)
+	fromUnstructured(t, findObject(t, objs, "Deployment", ControllerName), &d)
 	return &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: ControllerName, Namespace: d.Namespace, Labels: d.Spec.Template.Labels},
 		Spec:       d.Spec.Template.Spec,
 	}
 }
 
-// TestDeployRestrictedV2 checks the rules of OpenShift's restricted-v2 SCC
-// that the PodSecurity "restricted" level does not: the platform assigns
-// the UID and GID, and the pod uses nothing of the host.
+// guardPods are the guard's pods as deploy/ and as the chart installs them
+// (chart_test.go's cases), by source.
+func guardPods(t testing.TB) map[string]*corev1.Pod {
+	t.Helper()
+	pods := map[string]*corev1.Pod{"deploy": guardPod(t, renderDeploy(t, "."))}
+	for _, tc := range chartCases {
+		pods["chart-"+tc.name] = guardPod(t, renderChart(t, tc.namespace, tc.args...))
+	}
+	return pods
+}
+
+// TestDeployRestrictedV2 checks, on deploy/'s pod and the chart's, the
+// rules of OpenShift's restricted-v2 SCC that the PodSecurity "restricted"
+// level does not: the platform assigns the UID and GID, and the pod uses
+// nothing of the host.
 func TestDeployRestrictedV2(t *testing.T) {
-	p := guardPod(t)
+	t.Run("deploy", func(t *testing.T) { checkRestrictedV2(t, guardPod(t, renderDeploy(t, "."))) })
+	for _, tc := range chartCases {
+		t.Run("chart-"+tc.name, func(t *testing.T) { checkRestrictedV2(t, guardPod(t, renderChart(t, tc.namespace, tc.args...))) })
+	}
+}
+
+func checkRestrictedV2(t *testing.T, p *corev1.Pod) {
+	t.Helper()
 	s := p.Spec
 	if sc := s.SecurityContext; sc == nil || sc.RunAsUser != nil || sc.RunAsGroup != nil || sc.FSGroup != nil {
 		t.Errorf("pod securityContext fixes a UID or GID: %+v", sc)
@@ -114,9 +133,10 @@ func TestDeployRestrictedV2(t *testing.T) {
 	}
 }
 
-// TestDeployAdmittedRestricted creates the guard's pod in a namespace that
-// enforces the PodSecurity "restricted" level: the API server's admission
-// admits it and rejects the same pod made privileged or given a hostPath.
+// TestDeployAdmittedRestricted creates the guard's pod, from deploy/ and
+// from the chart, in namespaces that enforce the PodSecurity "restricted"
+// level: the API server's admission admits each and rejects deploy/'s pod
+// made privileged or given a hostPath.
 func TestDeployAdmittedRestricted(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts an API server (envtest); skipped under -short")
@@ -137,14 +157,20 @@ func TestDeployAdmittedRestricted(t *testing.T) {
 	cs := kubernetes.NewForConfigOrDie(cfg)
 	ctx := context.Background()
 
-	pod := guardPod(t)
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: pod.Namespace, Labels: map[string]string{
-		"pod-security.kubernetes.io/enforce": "restricted", "pod-security.kubernetes.io/enforce-version": "latest"}}}
-	if _, err := cs.CoreV1().Namespaces().Create(ctx, ns, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
+	pods := guardPods(t)
+	namespaces := map[string]bool{}
+	for _, p := range pods {
+		namespaces[p.Namespace] = true
+	}
+	for name := range namespaces {
+		ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{
+			"pod-security.kubernetes.io/enforce": "restricted", "pod-security.kubernetes.io/enforce-version": "latest"}}}
+		if _, err := cs.CoreV1().Namespaces().Create(ctx, ns, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
 	}
 	refused := func(name string, change func(*corev1.Pod)) {
-		p := pod.DeepCopy()
+		p := pods["deploy"].DeepCopy()
 		p.Name = name
 		change(p)
 		_, err := cs.CoreV1().Pods(p.Namespace).Create(ctx, p, metav1.CreateOptions{})
@@ -161,8 +187,11 @@ func TestDeployAdmittedRestricted(t *testing.T) {
 		p.Spec.Volumes = append(p.Spec.Volumes, corev1.Volume{Name: "host",
 			VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: "/var/run"}}})
 	})
-	if _, err := cs.CoreV1().Pods(pod.Namespace).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
-		t.Fatalf("the guard's pod is not admitted under PodSecurity restricted: %v", err)
+	for source, pod := range pods {
+		pod.Name = source
+		if _, err := cs.CoreV1().Pods(pod.Namespace).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
+			t.Errorf("the guard's pod from %s is not admitted under PodSecurity restricted: %v", source, err)
+		}
 	}
 }
 

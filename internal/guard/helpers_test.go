@@ -67,11 +67,18 @@ func deployObjects(t testing.TB, name string) []*unstructured.Unstructured {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return parseObjects(t, "deploy/"+name, data)
+}
+
+// parseObjects splits multi-document YAML (a file, or helm's output) into
+// objects.
+func parseObjects(t testing.TB, source string, data []byte) []*unstructured.Unstructured {
+	t.Helper()
 	var out []*unstructured.Unstructured
 	for _, doc := range strings.Split(string(data), "\n---") {
 		u := &unstructured.Unstructured{}
 		if err := yaml.Unmarshal([]byte(doc), &u.Object); err != nil {
-			t.Fatalf("deploy/%s: %v", name, err)
+			t.Fatalf("%s: %v", source, err)
 		}
 		if len(u.Object) > 0 {
 			out = append(out, u)

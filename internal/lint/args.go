@@ -1,16 +1,21 @@
 package lint
 
 import (
-	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"path"
 	"slices"
+	"sort"
 	"strings"
 
+	"github.com/dpfdoctor/dpfdoctor/internal/dpf"
 	"github.com/dpfdoctor/dpfdoctor/internal/rbac"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
 	"mvdan.cc/sh/v3/syntax"
 )
 
@@ -43,9 +48,7 @@ func ParseArgs(line string) (*Args, error) {
 		}
 		words = append(words, w)
 	}
-	in := newInterp("--args", &Options{})
-	st := newState()
-	alts, _ := in.expandFields(st, words, ioctx{})
+	alts, _ := newInterp("--args", &Options{}).expandFields(newState(), words, ioctx{})
 	return &Args{words: alts[0]}, nil
 }
 
@@ -63,21 +66,15 @@ func (a *Args) Strings() []string {
 // none is, after the first *.sh word). A `bash -c "..."` string is split
 // with shell rules first. ok is false when argv does not run a script.
 func ScriptArgv(argv []string, script string) ([]string, bool) {
-	base := path.Base(script)
-	for pass := 0; pass < 2; pass++ {
-		for i, w := range argv {
-			b := path.Base(w)
-			if pass == 0 && b == base || pass == 1 && strings.HasSuffix(b, ".sh") {
-				return argv[i+1:], true
-			}
-		}
+	i := slices.IndexFunc(argv, func(w string) bool { return path.Base(w) == path.Base(script) })
+	if i < 0 {
+		i = slices.IndexFunc(argv, func(w string) bool { return strings.HasSuffix(path.Base(w), ".sh") })
 	}
-	for i, w := range argv {
-		if w == "-c" && i+1 < len(argv) {
-			a, err := ParseArgs(argv[i+1])
-			if err != nil {
-				return nil, false
-			}
+	if i >= 0 {
+		return argv[i+1:], true
+	}
+	if i := slices.Index(argv, "-c"); i >= 0 && i+1 < len(argv) {
+		if a, err := ParseArgs(argv[i+1]); err == nil {
 			return ScriptArgv(a.Strings(), script)
 		}
 	}
@@ -89,26 +86,24 @@ func ScriptArgv(argv []string, script string) ([]string, bool) {
 // args. name is used in errors, which are *rbac.ManifestError for malformed
 // input.
 func ContainerArgv(name string, data []byte, container string) ([]string, error) {
-	var names []string
-	for _, d := range rbac.SplitDocuments(data) {
-		js, line, err := d.JSON()
-		if err != nil {
-			return nil, &rbac.ManifestError{File: name, Line: line, Err: err}
-		}
-		js = bytes.TrimSpace(js)
-		if len(js) == 0 || bytes.Equal(js, []byte("null")) {
-			continue
-		}
+	var names, argv []string
+	found := false
+	line, err := eachObject(data, "expected a Pod or a workload object", func(js []byte) error {
 		spec, err := podSpec(js)
-		if err != nil {
-			return nil, &rbac.ManifestError{File: name, Line: line, Err: err}
+		if err != nil || found {
+			return err
 		}
-		if argv, ok := containerArgv(spec, container); ok {
-			return argv, nil
-		}
+		argv, found = containerArgv(spec, container)
 		for _, c := range slices.Concat(spec.InitContainers, spec.Containers) {
 			names = append(names, c.Name)
 		}
+		return nil
+	})
+	switch {
+	case found:
+		return argv, nil
+	case err != nil:
+		return nil, &rbac.ManifestError{File: name, Line: line, Err: err}
 	}
 	return nil, fmt.Errorf("%s: no container %q (containers: %s)", name, container, strings.Join(names, ", "))
 }
@@ -118,20 +113,9 @@ func podSpec(js []byte) (corev1.PodSpec, error) {
 		Kind string `json:"kind"`
 		Spec struct {
 			corev1.PodSpec
-			Template *struct {
-				Spec corev1.PodSpec `json:"spec"`
-			} `json:"template"`
-			JobTemplate *struct {
-				Spec struct {
-					Template struct {
-						Spec corev1.PodSpec `json:"spec"`
-					} `json:"template"`
-				} `json:"spec"`
-			} `json:"jobTemplate"`
+			Template    *corev1.PodTemplateSpec  `json:"template"`
+			JobTemplate *batchv1.JobTemplateSpec `json:"jobTemplate"`
 		} `json:"spec"`
-	}
-	if js[0] != '{' {
-		return corev1.PodSpec{}, errors.New("expected a Pod or a workload object")
 	}
 	if err := json.Unmarshal(js, &obj); err != nil {
 		return corev1.PodSpec{}, fmt.Errorf("decode %s: %w", obj.Kind, err)
@@ -143,4 +127,56 @@ func podSpec(js []byte) (corev1.PodSpec, error) {
 		return obj.Spec.JobTemplate.Spec.Template.Spec, nil
 	}
 	return obj.Spec.PodSpec, nil
+}
+
+// FromCluster is the only part of lint that talks to a cluster: it lists
+// the RBAC that applies in namespace (its Roles and RoleBindings, every
+// ClusterRole and ClusterRoleBinding) and the command line of the dms-init
+// container of the first pod (by name) matching podLabelSelector there.
+// argv is nil when no such pod or container exists. Errors are the client's,
+// wrapped; the caller maps them to exit codes.
+func FromCluster(ctx context.Context, c kubernetes.Interface, namespace, podLabelSelector string) (*rbac.Set, []string, error) {
+	set := &rbac.Set{}
+	roles, err := c.RbacV1().Roles(namespace).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, nil, fmt.Errorf("list Roles in %s: %w", namespace, err)
+	}
+	set.Roles = roles.Items
+	rbs, err := c.RbacV1().RoleBindings(namespace).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, nil, fmt.Errorf("list RoleBindings in %s: %w", namespace, err)
+	}
+	set.RoleBindings = rbs.Items
+	crs, err := c.RbacV1().ClusterRoles().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, nil, fmt.Errorf("list ClusterRoles: %w", err)
+	}
+	set.ClusterRoles = crs.Items
+	crbs, err := c.RbacV1().ClusterRoleBindings().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, nil, fmt.Errorf("list ClusterRoleBindings: %w", err)
+	}
+	set.ClusterRoleBindings = crbs.Items
+
+	pods, err := c.CoreV1().Pods(namespace).List(ctx, metav1.ListOptions{LabelSelector: podLabelSelector})
+	if err != nil {
+		return nil, nil, fmt.Errorf("list pods %q in %s: %w", podLabelSelector, namespace, err)
+	}
+	items := pods.Items
+	sort.Slice(items, func(i, j int) bool { return items[i].Name < items[j].Name })
+	for _, p := range items {
+		if argv, ok := containerArgv(p.Spec, dpf.ContainerDMSInit); ok {
+			return set, argv, nil
+		}
+	}
+	return set, nil, nil
+}
+
+func containerArgv(spec corev1.PodSpec, name string) ([]string, bool) {
+	for _, c := range slices.Concat(spec.InitContainers, spec.Containers) {
+		if c.Name == name {
+			return slices.Concat(c.Command, c.Args), true
+		}
+	}
+	return nil, false
 }

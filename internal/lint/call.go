@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 
+	"k8s.io/apimachinery/pkg/util/sets"
 	"mvdan.cc/sh/v3/syntax"
 )
 
@@ -36,12 +37,10 @@ func (in *interp) call(st *state, c *syntax.CallExpr, io ioctx) *state {
 	}
 	if len(kubectl) > 0 {
 		in.kubectl(st, c, kubectl, io)
-		st.status, st.out = stUnknown, nil
-		return st
 	}
-	name, ok := commandName(alts)
-	if !ok {
-		st.status, st.out = stUnknown, nil
+	name := word(alts[0], 0)
+	if len(kubectl) > 0 || name == "" || slices.ContainsFunc(alts, func(argv []text) bool { return word(argv, 0) != name }) {
+		st.status, st.out = stUnknown, nil // a command lint does not know, or not the same on every path
 		return st
 	}
 	argv, differ := collapse(alts)
@@ -49,22 +48,6 @@ func (in *interp) call(st *state, c *syntax.CallExpr, io ioctx) *state {
 		return in.callFunc(st, fn, name, argv[1:], unknownCount || differ, io)
 	}
 	return in.builtin(st, name, alts, argv, io, c)
-}
-
-// commandName is the command word when every alternative agrees on it.
-func commandName(alts [][]text) (string, bool) {
-	name := ""
-	for i, argv := range alts {
-		if len(argv) == 0 {
-			return "", false
-		}
-		s, ok := argv[0].exact()
-		if !ok || i > 0 && s != name {
-			return "", false
-		}
-		name = s
-	}
-	return name, name != ""
 }
 
 // collapse merges alternative argument lists into one: fields that differ
@@ -81,13 +64,10 @@ func collapse(alts [][]text) (argv []text, differ bool) {
 		}
 	}
 	out := make([]text, n)
-	for i := 0; i < n; i++ {
+	for i := range n {
 		out[i] = alts[0][i]
-		for _, a := range alts[1:] {
-			if a[i].key() != out[i].key() {
-				out[i] = unknownText("${…}")
-				break
-			}
+		if slices.ContainsFunc(alts[1:], func(a []text) bool { return a[i].key() != out[i].key() }) {
+			out[i] = unknownText("${…}")
 		}
 	}
 	return out, differ
@@ -141,11 +121,7 @@ func unwrap(argv []text) []text {
 
 func isKubectl(t text) bool {
 	s, ok := t.exact()
-	if !ok {
-		return false
-	}
-	b := path.Base(s)
-	return b == "kubectl" || b == "oc"
+	return ok && (path.Base(s) == "kubectl" || path.Base(s) == "oc")
 }
 
 // callFunc runs a function of the script with its own positional
@@ -178,9 +154,9 @@ func (in *interp) callFunc(st *state, fn *syntax.FuncDecl, name string, args []t
 	if n := len(res.locals); n > 0 {
 		for k, sv := range res.locals[n-1] {
 			if sv.set {
-				res.vars.set(k, sv.v)
+				res.vars[k] = sv.v
 			} else {
-				res.vars.del(k)
+				delete(res.vars, k)
 			}
 		}
 		res.locals = res.locals[:n-1]
@@ -193,7 +169,7 @@ func (in *interp) callFunc(st *state, fn *syntax.FuncDecl, name string, args []t
 // builtin runs the shell builtins and simple tools lint models. alts are
 // the alternative argument lists, argv their collapsed form.
 func (in *interp) builtin(st *state, name string, alts [][]text, argv []text, io ioctx, c *syntax.CallExpr) *state {
-	st.out = nil
+	st.status, st.out = stUnknown, nil
 	switch name {
 	case "true", ":", "local", "declare", "typeset", "export", "readonly":
 		// The declarations are DeclClauses in bash; here only for other dialects.
@@ -216,97 +192,81 @@ func (in *interp) builtin(st *state, name string, alts [][]text, argv []text, io
 	case "printf":
 		st.status, st.out = stOK, printf(argv[1:])
 	case "cat":
-		st.status = stUnknown
-		if len(argv) == 1 || len(argv) == 2 && isLit(argv[1], "-") {
-			if io.stdin != nil {
-				st.status, st.out = stOK, io.stdin
-			}
+		if (len(argv) == 1 || len(argv) == 2 && isLit(argv[1], "-")) && io.stdin != nil {
+			st.status, st.out = stOK, io.stdin
 		}
 	case "seq":
 		st.status, st.out = seq(argv[1:])
 	case "basename", "dirname":
-		st.status = stUnknown
-		if len(argv) == 2 {
-			if s, ok := argv[1].exact(); ok {
-				out := path.Base(s)
-				if name == "dirname" {
-					out = path.Dir(s)
-				}
-				st.status, st.out = stOK, litValue(out+"\n")
+		if s, ok := argv[len(argv)-1].exact(); ok && len(argv) == 2 {
+			out := path.Base(s)
+			if name == "dirname" {
+				out = path.Dir(s)
 			}
+			st.status, st.out = stOK, litValue(out+"\n")
 		}
 	case "exit":
 		return in.exit(st, argv, c)
 	case "return":
 		st.status = exitStatus(argv, st.status)
-		f := in.findFrame(frameFunc, 1)
-		if f == nil {
-			st.status = stFail // return outside a function is an error
-			return st
+		if f := in.findFrame(frameFunc, 1); f != nil {
+			return in.jump(st, f)
 		}
-		return in.jump(st, f)
+		st.status = stFail // return outside a function is an error
 	case "break", "continue":
-		n := 1
-		if len(argv) > 1 {
-			if s, ok := argv[1].exact(); ok {
-				if v, err := strconv.Atoi(s); err == nil && v > 0 {
-					n = v
-				}
-			}
-		}
-		kind := frameBreak
+		kind, n := frameBreak, 1
 		if name == "continue" {
 			kind = frameCont
+		}
+		if v, err := strconv.Atoi(word(argv, 1)); err == nil && v > 0 {
+			n = v
 		}
 		st.status = stOK
 		if f := in.findFrame(kind, n); f != nil {
 			return in.jump(st, f)
 		}
 	case "shift":
-		n := 1
-		if len(argv) > 1 {
-			if s, ok := argv[1].exact(); !ok {
-				st.args, st.argsUnknown = nil, true
-				st.status = stUnknown
-				return st
-			} else if v, err := strconv.Atoi(s); err == nil {
-				n = v
-			}
-		}
+		n, err := strconv.Atoi(word(argv, 1))
 		switch {
+		case len(argv) > 1 && !argv[1].known():
+			st.args, st.argsUnknown = nil, true
 		case st.argsUnknown:
-			st.status = stUnknown
-		case n < 0 || n > len(st.args):
-			st.status = stFail
+		case err != nil:
+			n = 1
+			fallthrough
 		default:
-			st.args = st.args[n:]
-			st.status = stOK
+			st.status = statusOf(n >= 0 && n <= len(st.args))
+			if st.status == stOK {
+				st.args = st.args[n:]
+			}
 		}
 	case "set":
-		for i, a := range argv[1:] {
-			if isLit(a, "--") {
-				st.args, st.argsUnknown = append([]text(nil), argv[i+2:]...), false
-				break
-			}
+		if i := slices.IndexFunc(argv, func(a text) bool { return isLit(a, "--") }); i > 0 {
+			st.args, st.argsUnknown = slices.Clone(argv[i+1:]), false
 		}
 		st.status = stOK
 	case "unset":
 		for _, a := range argv[1:] {
-			if s, ok := a.exact(); ok && isName(s) {
-				st.vars.set(s, variable{val: litValue("")})
+			if s, ok := a.exact(); ok && syntax.ValidName(s) {
+				st.vars[s] = variable{val: litValue("")}
 			}
 		}
 		st.status = stOK
 	case "read", "getopts", "mapfile", "readarray":
 		in.readVars(st, name, argv)
-		st.status = stUnknown
 	case "eval", "source", ".":
 		in.warn(c.Pos().Line(), name+" is not followed: kubectl calls it runs are not checked")
-		st.status = stUnknown
-	default:
-		st.status = stUnknown
 	}
 	return st
+}
+
+// word is argv[i] when it is known, else "".
+func word(argv []text, i int) string {
+	if i >= len(argv) {
+		return ""
+	}
+	s, _ := argv[i].exact()
+	return s
 }
 
 func isLit(t text, s string) bool {
@@ -318,11 +278,7 @@ func exitStatus(argv []text, last status) status {
 	if len(argv) < 2 {
 		return last
 	}
-	s, ok := argv[1].exact()
-	if !ok {
-		return stUnknown
-	}
-	n, err := strconv.Atoi(s)
+	n, err := strconv.Atoi(word(argv, 1))
 	if err != nil {
 		return stUnknown
 	}
@@ -341,46 +297,41 @@ func (in *interp) exit(st *state, argv []text, c *syntax.CallExpr) *state {
 	return st
 }
 
+// readOptions are the options of read, mapfile and readarray that take a
+// value.
+var readOptions = sets.New("-d", "-n", "-N", "-p", "-t", "-u", "-i", "-C", "-c", "-O", "-s")
+
 // readVars makes the variables read, getopts and mapfile assign unknown.
 func (in *interp) readVars(st *state, name string, argv []text) {
-	args := argv[1:]
-	arrayFlag := name == "mapfile" || name == "readarray"
+	array := name == "mapfile" || name == "readarray"
 	var names []string
-	for i := 0; i < len(args); i++ {
-		s, ok := args[i].exact()
-		if !ok {
-			continue
+	for i := 1; i < len(argv); i++ {
+		s, ok := argv[i].exact()
+		switch {
+		case !ok:
+		case s == "-a":
+			array = true
+		case readOptions.Has(s) && (name == "read" || s != "-t"): // mapfile -t takes none
+			i++
+		case !strings.HasPrefix(s, "-"):
+			names = append(names, s)
 		}
-		if strings.HasPrefix(s, "-") {
-			switch s {
-			case "-a":
-				arrayFlag = true
-			case "-d", "-n", "-N", "-p", "-t", "-u", "-i", "-C", "-c", "-O", "-s":
-				if name == "read" || s != "-t" {
-					i++
-				}
-			}
-			continue
-		}
-		names = append(names, s)
 	}
-	if name == "getopts" && len(names) > 1 {
+	switch {
+	case name == "getopts" && len(names) > 1:
 		names = names[1:2]
-	}
-	if len(names) == 0 && name == "read" {
+	case len(names) == 0 && name == "read":
 		names = []string{"REPLY"}
-	}
-	if len(names) == 0 && arrayFlag {
+	case len(names) == 0 && array:
 		names = []string{"MAPFILE"}
 	}
 	for _, n := range names {
-		if !isName(n) {
-			continue
-		}
-		if arrayFlag {
-			st.vars.set(n, variable{isArr: true, arrUnknown: true})
-		} else {
-			st.vars.set(n, variable{val: unknownValue(varPlaceholder(n))})
+		switch {
+		case !syntax.ValidName(n):
+		case array:
+			st.vars[n] = variable{isArr: true, arrUnknown: true}
+		default:
+			st.vars[n] = unknownVar(n)
 		}
 	}
 }
@@ -410,14 +361,10 @@ func echo(args []text) value {
 
 // printf models the formats scripts use to print data: none, or %s.
 func printf(args []text) value {
-	if len(args) == 0 {
+	if len(args) == 0 || !args[0].known() {
 		return nil
 	}
-	f, ok := args[0].exact()
-	if !ok {
-		return nil
-	}
-	f = strings.NewReplacer(`\n`, "\n", `\t`, "\t").Replace(f)
+	f := strings.NewReplacer(`\n`, "\n", `\t`, "\t").Replace(args[0].String())
 	rest := args[1:]
 	if !strings.Contains(f, "%") {
 		return litValue(f)
@@ -438,27 +385,21 @@ func printf(args []text) value {
 
 // seq models `seq [first] last`.
 func seq(args []text) (status, value) {
+	if len(args) == 0 || len(args) > 2 {
+		return stUnknown, nil
+	}
 	var nums []int64
-	for _, a := range args {
-		s, ok := a.exact()
-		if !ok {
-			return stUnknown, nil
-		}
-		n, err := strconv.ParseInt(s, 10, 64)
+	if len(args) == 1 {
+		nums = []int64{1} // seq LAST starts at 1
+	}
+	for i := range args {
+		n, err := strconv.ParseInt(word(args, i), 10, 64)
 		if err != nil {
 			return stUnknown, nil
 		}
 		nums = append(nums, n)
 	}
-	first, last := int64(1), int64(0)
-	switch len(nums) {
-	case 1:
-		last = nums[0]
-	case 2:
-		first, last = nums[0], nums[1]
-	default:
-		return stUnknown, nil
-	}
+	first, last := nums[0], nums[1]
 	if last-first > maxIterations {
 		return stOK, nil
 	}

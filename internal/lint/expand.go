@@ -2,6 +2,7 @@ package lint
 
 import (
 	"bytes"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -29,26 +30,30 @@ func (b *builder) flush() {
 	b.cur, b.open = nil, false
 }
 
-// addSplit appends an unquoted expansion: whitespace in it separates fields.
-func (b *builder) addSplit(t text) {
+// ifs is the default IFS: the characters that separate fields.
+const ifs = " \t\n"
+
+// addText appends t; unquoted, whitespace in it separates fields.
+func (b *builder) addText(t text, quoted bool) {
+	if quoted {
+		b.add(t)
+		return
+	}
 	for _, s := range t {
 		if s.unknown {
 			b.add(text{s})
 			continue
 		}
-		start := 0
-		for i := 0; i < len(s.s); i++ {
-			if !isIFS(s.s[i]) {
-				continue
-			}
-			if i > start {
-				b.add(lit(s.s[start:i]))
+		rest := s.s
+		for i := strings.IndexAny(rest, ifs); i >= 0; i = strings.IndexAny(rest, ifs) {
+			if i > 0 {
+				b.add(lit(rest[:i]))
 			}
 			b.flush()
-			start = i + 1
+			rest = rest[i+1:]
 		}
-		if start < len(s.s) {
-			b.add(lit(s.s[start:]))
+		if rest != "" {
+			b.add(lit(rest))
 		}
 	}
 }
@@ -124,30 +129,18 @@ func addValue(bs []builder, v value, quoted bool) []builder {
 	if len(bs)*len(v) > maxAlts {
 		v = value{v.single("${…}")}
 	}
-	if len(v) == 1 {
-		for i := range bs {
-			addText(&bs[i], v[0], quoted)
-		}
-		return bs
-	}
 	out := make([]builder, 0, len(bs)*len(v))
 	for _, b := range bs {
-		for _, t := range v {
+		for j, t := range v {
 			c := b
-			c.fields = append([]text(nil), b.fields...)
-			addText(&c, t, quoted)
+			if j > 0 {
+				c.fields = slices.Clone(b.fields) // the first alternative keeps b's
+			}
+			c.addText(t, quoted)
 			out = append(out, c)
 		}
 	}
 	return out
-}
-
-func addText(b *builder, t text, quoted bool) {
-	if quoted {
-		b.add(t)
-		return
-	}
-	b.addSplit(t)
 }
 
 func (in *interp) addList(bs []builder, e expansion, quoted bool, unknownCount *bool) []builder {
@@ -164,7 +157,7 @@ func (in *interp) addList(bs []builder, e expansion, quoted bool, unknownCount *
 				bs[i].flush()
 				bs[i].open = quoted
 			}
-			addText(&bs[i], t, quoted)
+			bs[i].addText(t, quoted)
 		}
 		if len(e.list) == 0 && quoted && len(bs[i].cur) == 0 {
 			bs[i].open = false // "$@" with no arguments expands to no field at all
@@ -182,7 +175,6 @@ func (in *interp) expandValue(st *state, w *syntax.Word, io ioctx) value {
 	return in.partsValue(st, w.Parts, io, false)
 }
 
-// partsValue concatenates the values of word parts.
 func (in *interp) partsValue(st *state, parts []syntax.WordPart, io ioctx, quoted bool) value {
 	v := litValue("")
 	for _, p := range parts {
@@ -197,7 +189,8 @@ func (in *interp) partValue(st *state, p syntax.WordPart, io ioctx, quoted bool)
 		return litValue(unescape(p.Value, quoted))
 	case *syntax.SglQuoted:
 		if p.Dollar {
-			return litValue(ansiC(p))
+			s, _ := expand.Literal(&expand.Config{}, &syntax.Word{Parts: []syntax.WordPart{p}}) // decodes the escapes
+			return litValue(s)
 		}
 		return litValue(p.Value)
 	case *syntax.DblQuoted:
@@ -265,12 +258,6 @@ func unescape(s string, quoted bool) string {
 	return b.String()
 }
 
-// ansiC is the value of $'...', escapes decoded by expand.
-func ansiC(p *syntax.SglQuoted) string {
-	s, _ := expand.Literal(&expand.Config{}, &syntax.Word{Parts: []syntax.WordPart{p}})
-	return s
-}
-
 // source is a node's shell source on one line, used as a placeholder.
 func (in *interp) source(n syntax.Node) string {
 	var b bytes.Buffer
@@ -307,10 +294,111 @@ func trimTrailingNewlines(t text) text {
 	if len(t) == 0 || t[len(t)-1].unknown {
 		return t
 	}
-	last := strings.TrimRight(t[len(t)-1].s, "\n")
-	out := append(text(nil), t[:len(t)-1]...)
-	if last != "" || len(out) == 0 {
-		out = append(out, seg{s: last})
+	n := len(t) - 1
+	return t[:n:n].concat(lit(strings.TrimRight(t[n].s, "\n")))
+}
+
+func (in *interp) redirect(st *state, redirs []*syntax.Redirect, io ioctx) ioctx {
+	for _, r := range redirs {
+		fd := -1 // the operator's default
+		if r.N != nil {
+			fd, _ = strconv.Atoi(r.N.Value) // {varname}> opens a new fd: 0 leaves 1 and 2 alone
+		}
+		switch r.Op {
+		case syntax.RdrOut, syntax.AppOut, syntax.RdrClob, syntax.AppClob:
+			if fd < 0 {
+				fd = 1
+			}
+			setFD(&io, fd, in.target(st, r.Word, io))
+		case syntax.RdrAll, syntax.AppAll, syntax.RdrAllClob, syntax.AppAllClob:
+			t := in.target(st, r.Word, io)
+			io.stdout, io.stderr = t, t
+		case syntax.DplOut:
+			if fd < 0 {
+				fd = 1
+			}
+			switch w := r.Word.Lit(); w {
+			case "1":
+				setFD(&io, fd, io.stdout)
+			case "2":
+				setFD(&io, fd, io.stderr)
+			case "-":
+				setFD(&io, fd, sinkNull)
+			default:
+				if _, err := strconv.Atoi(w); err != nil && r.N == nil {
+					t := in.target(st, r.Word, io) // >& file
+					io.stdout, io.stderr = t, t
+				}
+			}
+		case syntax.RdrIn:
+			if fd <= 0 {
+				io.stdin = nil
+				if r.Word.Lit() == "/dev/null" {
+					io.stdin = litValue("")
+				}
+			}
+		case syntax.Hdoc, syntax.DashHdoc:
+			io.stdin = in.heredoc(st, r, io)
+		case syntax.WordHdoc:
+			io.stdin = concatValues(in.expandValue(st, r.Word, io), litValue("\n"), "$(…)")
+		}
 	}
-	return out
+	return io
+}
+
+func setFD(io *ioctx, fd int, s sink) {
+	switch fd {
+	case 1:
+		io.stdout = s
+	case 2:
+		io.stderr = s
+	}
+}
+
+func (in *interp) target(st *state, w *syntax.Word, io ioctx) sink {
+	if s, ok := in.expandValue(st, w, io).exact(); ok && s == "/dev/null" {
+		return sinkNull
+	}
+	return sinkFile
+}
+
+// heredoc expands a here-document body: variables and command
+// substitutions when the delimiter is unquoted, nothing when it is quoted.
+func (in *interp) heredoc(st *state, r *syntax.Redirect, io ioctx) value {
+	if r.Hdoc == nil {
+		return litValue("")
+	}
+	quoted := strings.ContainsRune(r.Word.Lit(), '\\') || slices.ContainsFunc(r.Word.Parts, func(p syntax.WordPart) bool {
+		switch p.(type) {
+		case *syntax.SglQuoted, *syntax.DblQuoted:
+			return true
+		}
+		return false
+	})
+	body := r.Hdoc
+	if r.Op == syntax.DashHdoc {
+		body = stripTabs(body)
+	}
+	if quoted {
+		return litValue(body.Lit()) // a quoted body is only literal text
+	}
+	return in.expandHeredoc(st, body, io)
+}
+
+// stripTabs removes the tabs <<- strips: those that start a line of the
+// body, before it is expanded.
+func stripTabs(w *syntax.Word) *syntax.Word {
+	c := &syntax.Word{Parts: slices.Clone(w.Parts)}
+	for i, p := range c.Parts {
+		if l, ok := p.(*syntax.Lit); ok {
+			lines := strings.Split(l.Value, "\n")
+			for j := range lines {
+				if i == 0 || j > 0 {
+					lines[j] = strings.TrimLeft(lines[j], "\t")
+				}
+			}
+			c.Parts[i] = &syntax.Lit{Value: strings.Join(lines, "\n")}
+		}
+	}
+	return c
 }

@@ -47,7 +47,7 @@ arr=(10 20 30); nm=n; i=1; sh=70`
 		{expr: "$((k = 3, k * 2))"}, {expr: "$((n += 2, n))"}, {expr: "$((i++ + i))"}, {expr: "$((--n))"}, {expr: "$((1 ? 2 : 3))"},
 		{expr: "$((0 && 1 / 0))"}, {expr: "$((1 || 1 / 0))"}, {expr: "$((010 + 0x10 + 2#10))"}, {expr: "$((+-5))"}, {expr: "$((~0))"},
 		{expr: "$((!5))"}, {expr: "$((5 == 5 && 3 > 2))"}, {expr: "$((nm))"}, {expr: "$((nm * 2))"}, {expr: "$((e + 1))"},
-		{expr: "$((ex))", unknown: true}, {expr: "$((${#x} + 1))"}, {expr: "$((${arr[1]} + arr[2]))"}, {expr: "$((${#arr[@]}))"},
+		{expr: "$((ex))", unknown: true}, {expr: "$((${#x} + 1))"}, {expr: "$((${arr[1]} + arr[2]))"}, {expr: "$((${#arr[@]}))"}, {expr: "${arr[1]#2}"}, {expr: "${arr[2]/3/x}"}, {expr: "${#arr[5]}"}, {expr: "${arr[5]:-d}"}, {expr: "${arr[1]:1}"},
 		{expr: "$((unset_var + 1))", unknown: true}, {expr: "$(($(echo 6) * 7))"}, {expr: `$((" 5 "))`}, {expr: "$((__lint_operand_0 + 1))", unknown: true}, {expr: "$((__lint_target_3 += 1))", unknown: true}, {expr: "$((x=__lint_operand_0, x + $n))", unknown: true}, {expr: "$((nm++))", unknown: true}, {expr: "$((nm += 1))", unknown: true}, {expr: "$((nm = 1, nm))"}, {expr: "$((k))", unknown: true},
 	}
 	for _, tc := range tests {
@@ -123,7 +123,7 @@ func lintValue(t *testing.T, src string) (string, bool) {
 	}
 	in := newInterp("t.sh", &Options{})
 	st := in.stmts(newState(), s.file.Stmts, ioctx{})
-	v, ok := st.vars.get("__r")
+	v, ok := st.vars["__r"]
 	if !ok {
 		return "", false
 	}

@@ -1,10 +1,10 @@
 package lint
 
 import (
+	"maps"
 	"regexp"
 	"slices"
 
-	"github.com/dpfdoctor/dpfdoctor/internal/dpf"
 	"mvdan.cc/sh/v3/syntax"
 )
 
@@ -39,7 +39,6 @@ type ioctx struct {
 type interp struct {
 	file     string
 	opts     *Options
-	kinds    []dpf.Kind
 	funcs    map[string]*syntax.FuncDecl
 	called   map[*syntax.FuncDecl]bool
 	stack    []string
@@ -47,18 +46,14 @@ type interp struct {
 	recs     map[recKey]*record
 	order    []*record
 	warnings []Warning
-	warned   map[Warning]bool
 	steps    int
-	callText map[*syntax.CallExpr]string
 	printer  *syntax.Printer
 	patterns map[string]*regexp.Regexp
 	calls    map[*syntax.CallExpr]bool
 }
 
 func (in *interp) warn(line uint, msg string) {
-	w := Warning{File: in.file, Line: int(line), Message: msg}
-	if !in.warned[w] {
-		in.warned[w] = true
+	if w := (Warning{File: in.file, Line: int(line), Message: msg}); !slices.Contains(in.warnings, w) {
 		in.warnings = append(in.warnings, w)
 	}
 }
@@ -103,7 +98,6 @@ func (in *interp) command(st *state, cmd syntax.Command, io ioctx) *state {
 	case *syntax.Subshell:
 		sub := in.subshell(st, io, func(sub *state, io ioctx) *state { return in.stmts(sub, c.Stmts, io) })
 		st.status, st.out = sub.status, sub.out
-		return st
 	case *syntax.IfClause:
 		return in.ifClause(st, c, io)
 	case *syntax.WhileClause:
@@ -119,34 +113,29 @@ func (in *interp) command(st *state, cmd syntax.Command, io ioctx) *state {
 			in.funcs[c.Name.Value] = c
 		}
 		st.status = stOK
-		return st
 	case *syntax.DeclClause:
 		return in.decl(st, c, io)
 	case *syntax.TestClause:
 		st.status = in.testExpr(st, c.X, io)
-		return st
 	case *syntax.ArithmCmd:
 		st.status = in.arithStatus(st, c.X, io)
-		return st
 	case *syntax.LetClause:
 		st.status = stUnknown
 		for _, x := range c.Exprs {
 			st.status = in.arithStatus(st, x, io)
 		}
-		return st
 	case *syntax.TimeClause:
 		if c.Stmt != nil {
 			return in.stmt(st, c.Stmt, io)
 		}
-		return st
 	case *syntax.CoprocClause:
 		if c.Stmt != nil {
 			in.subshell(st, io, func(sub *state, io ioctx) *state { return in.stmt(sub, c.Stmt, io) })
 		}
 		st.status = stOK
-		return st
+	default:
+		st.status = stUnknown
 	}
-	st.status = stUnknown
 	return st
 }
 
@@ -182,27 +171,15 @@ func (in *interp) jump(st *state, f *frame) *state {
 // subshells; exit reaches the innermost subshell or, if none, ends the
 // script (nil). n counts loop levels for break/continue n.
 func (in *interp) findFrame(k frameKind, n int) *frame {
-	for i := len(in.frames) - 1; i >= 0; i-- {
-		f := in.frames[i]
-		switch k {
-		case frameBreak, frameCont:
-			if f.kind == frameFunc || f.kind == frameSub {
-				return nil
-			}
-			if f.kind == k {
-				if n <= 1 {
-					return f
-				}
-				n--
-			}
-		case frameFunc:
-			if f.kind == frameFunc || f.kind == frameSub {
-				return f
-			}
-		case frameSub:
-			if f.kind == frameSub {
-				return f
-			}
+	loop := k == frameBreak || k == frameCont
+	for _, f := range slices.Backward(in.frames) {
+		switch {
+		case f.kind == k && (!loop || n <= 1), k == frameFunc && f.kind == frameSub:
+			return f
+		case f.kind == k:
+			n--
+		case loop && (f.kind == frameFunc || f.kind == frameSub):
+			return nil
 		}
 	}
 	return nil
@@ -226,19 +203,14 @@ func (in *interp) ifClause(st *state, c *syntax.IfClause, io ioctx) *state {
 		}
 		return in.ifClause(st, c.Else, io)
 	}
-	root := st.guard
-	why := &reason{kind: "if", node: lastStmt(c.Cond), line: c.Position.Line()}
-	thenSt := st.clone()
-	thenSt.guard = &guard{parent: root, possible: true, why: why}
-	thenEnd := in.stmts(thenSt, c.Then, io)
-	elseSt := st
-	elseSt.guard = &guard{parent: root, possible: true, why: &reason{kind: "else", node: lastStmt(c.Cond), line: c.Position.Line()}}
-	elseSt.status = stOK
-	elseEnd := elseSt
+	root, cond, line := st.guard, lastStmt(c.Cond), c.Position.Line()
+	thenEnd := in.stmts(st.under(&reason{kind: "if", node: cond, line: line}), c.Then, io)
+	st.guard = &guard{parent: root, possible: true, why: &reason{kind: "else", node: cond, line: line}}
+	st.status = stOK
 	if c.Else != nil {
-		elseEnd = in.ifClause(elseSt, c.Else, io)
+		st = in.ifClause(st, c.Else, io)
 	}
-	return join(root, []*state{thenEnd, elseEnd}, nil, &reason{kind: "after", line: c.Position.Line()})
+	return join(root, []*state{thenEnd, st}, nil, &reason{kind: "after", line: line})
 }
 
 func (in *interp) binary(st *state, c *syntax.BinaryCmd, io ioctx) *state {
@@ -278,13 +250,10 @@ func (in *interp) binary(st *state, c *syntax.BinaryCmd, io ioctx) *state {
 	}
 	root := st.guard
 	why := &reason{kind: kind, node: c.X, line: c.OpPos.Line()}
-	ySt := st.clone()
-	ySt.guard = &guard{parent: root, possible: true, why: why}
-	yEnd := in.stmt(ySt, c.Y, io)
-	skip := st
-	skip.guard = &guard{parent: root, possible: true, why: why}
-	skip.status = runY.not()
-	return join(root, []*state{yEnd, skip}, nil, &reason{kind: "after", line: c.OpPos.Line()})
+	yEnd := in.stmt(st.under(why), c.Y, io)
+	st.guard = &guard{parent: root, possible: true, why: why}
+	st.status = runY.not()
+	return join(root, []*state{yEnd, st}, nil, &reason{kind: "after", line: c.OpPos.Line()})
 }
 
 // isTrue reports whether s is `true` or `:`, as in `cmd || true`.
@@ -313,8 +282,7 @@ func (in *interp) caseClause(st *state, c *syntax.CaseClause, io ioctx) *state {
 			// Taken on every path: run it (and what it falls through to).
 			return in.caseBody(st, c, i, io)
 		}
-		b := st.clone()
-		b.guard = &guard{parent: root, possible: true, why: &reason{kind: "case", node: item.Patterns[0], line: item.Pos().Line()}}
+		b := st.under(&reason{kind: "case", node: item.Patterns[0], line: item.Pos().Line()})
 		branches = append(branches, in.caseBody(b, c, i, io))
 		undecided = true
 		matched = m == stOK
@@ -324,10 +292,9 @@ func (in *interp) caseClause(st *state, c *syntax.CaseClause, io ioctx) *state {
 		return st
 	}
 	if !matched {
-		rest := st
-		rest.guard = &guard{parent: root, possible: true, why: &reason{kind: "case", node: c.Word, line: c.Case.Line()}}
-		rest.status = stOK
-		branches = append(branches, rest)
+		st.guard = &guard{parent: root, possible: true, why: &reason{kind: "case", node: c.Word, line: c.Case.Line()}}
+		st.status = stOK
+		branches = append(branches, st)
 	}
 	return join(root, branches, nil, &reason{kind: "after", line: c.Case.Line()})
 }
@@ -343,15 +310,187 @@ func (in *interp) caseBody(st *state, c *syntax.CaseClause, i int, io ioctx) *st
 	return st
 }
 
-func isName(s string) bool {
-	if s == "" {
-		return false
+// loopSpec describes a loop: it runs concretely while the condition is
+// known, once abstractly otherwise. next reports whether another iteration
+// starts (and prepares its state); assumeOnce says whether a loop whose
+// condition is unknown is taken to run at least once (for-in over an
+// unresolved list) or not (while).
+type loopSpec struct {
+	next       func(st *state, i int) (*state, status)
+	do         []*syntax.Stmt
+	post       syntax.ArithmExpr // the C-style loop's step
+	vars       []string          // loop variables, unknown in the abstract iteration
+	assumeOnce bool
+	fixpoint   bool // the condition depends only on variables
+	why        *reason
+}
+
+func (in *interp) loop(st *state, spec loopSpec, io ioctx) *state {
+	root := st.guard
+	brk := &frame{kind: frameBreak}
+	cont := &frame{kind: frameCont}
+	in.frames = append(in.frames, brk, cont)
+	defer func() { in.frames = in.frames[:len(in.frames)-2] }()
+
+	var exits []*state
+	cur := st
+	var prev *state
+	widen := false
+	for i := 0; ; i++ {
+		next, cond := spec.next(cur, i)
+		cur = next
+		if cur.flow != flowLive || cond == stFail {
+			exits = append(exits, cur)
+			break
+		}
+		if cond == stUnknown || i >= maxIterations || in.overBudget() || widen {
+			exits = append(exits, in.abstractIteration(cur, spec, cont, cond == stUnknown && (!spec.assumeOnce || i > 0), io)...)
+			break
+		}
+		if spec.fixpoint {
+			if prev != nil && sameArgs(prev, cur) && maps.EqualFunc(prev.vars, cur.vars, variable.same) {
+				// Nothing changes between iterations: the loop only ends
+				// by break or exit.
+				break
+			}
+			prev = cur.clone()
+		}
+		records := len(in.order)
+		if cur = in.iterate(cur, spec, cont, io); cur.flow != flowLive {
+			exits = append(exits, cur)
+			break
+		}
+		// Once iterations only run on some paths (after a conditional
+		// break) and stop finding new calls, the rest is walked once,
+		// abstractly: a 30-attempt retry loop costs a few iterations.
+		widen = i >= minConcrete && len(in.order) == records && cur.guard.possibleBelow(root) != nil
 	}
-	for i, c := range s {
-		if c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || i > 0 && c >= '0' && c <= '9' {
+	res := join(root, append(brk.states, exits...), []*frame{brk, cont}, &reason{kind: "after", line: spec.why.line})
+	if res.flow == flowLive {
+		res.status = stOK
+	}
+	return res
+}
+
+// abstractIteration runs the body once with the loop variables unknown.
+// The state after it merges "not run" and "run", since the loop may repeat.
+func (in *interp) abstractIteration(cur *state, spec loopSpec, cont *frame, possible bool, io ioctx) []*state {
+	pre := cur.clone()
+	for _, n := range spec.vars {
+		cur.vars[n] = unknownVar(n)
+	}
+	if possible {
+		cur.guard = &guard{parent: cur.guard, possible: true, why: spec.why}
+	}
+	it := in.iterate(cur, spec, cont, io)
+	if it.flow == flowLive {
+		// Values after a loop that may repeat: what they were, or anything
+		// the body makes of them.
+		m := merge([]*state{it, pre})
+		m.guard, it = it.guard, m
+	}
+	if possible {
+		return []*state{pre, it}
+	}
+	return []*state{it}
+}
+
+// iterate runs the body once from cur, joins the paths that continue, and
+// runs the step.
+func (in *interp) iterate(cur *state, spec loopSpec, cont *frame, io ioctx) *state {
+	root := cur.guard
+	end := in.stmts(cur, spec.do, io)
+	it := join(root, append(cont.states, end), []*frame{cont}, &reason{kind: "after", line: spec.why.line})
+	cont.states = nil
+	if it.flow == flowLive && spec.post != nil {
+		in.arith(it, spec.post, io)
+	}
+	return it
+}
+
+func (in *interp) whileClause(st *state, c *syntax.WhileClause, io ioctx) *state {
+	return in.loop(st, loopSpec{
+		next: func(cur *state, _ int) (*state, status) {
+			cur = in.stmts(cur, c.Cond, io)
+			if c.Until {
+				return cur, cur.status.not()
+			}
+			return cur, cur.status
+		},
+		do:       c.Do,
+		fixpoint: true,
+		why:      &reason{kind: "while", node: lastStmt(c.Cond), line: c.WhilePos.Line()},
+	}, io)
+}
+
+func lastStmt(list []*syntax.Stmt) syntax.Node {
+	if len(list) == 0 {
+		return nil
+	}
+	return list[len(list)-1]
+}
+
+func (in *interp) forClause(st *state, c *syntax.ForClause, io ioctx) *state {
+	why := &reason{kind: "for", node: c.Loop, line: c.ForPos.Line()}
+	switch l := c.Loop.(type) {
+	case *syntax.WordIter:
+		name := l.Name.Value
+		items, unknownList := st.args, st.argsUnknown // for x; do: the arguments
+		if l.InPos.IsValid() {
+			alts, unknownCount := in.expandFields(st, l.Items, io)
+			items, unknownList = alts[0], len(alts) != 1 || unknownCount
+		}
+		return in.loop(st, loopSpec{
+			next: func(cur *state, i int) (*state, status) {
+				if unknownList {
+					return cur, stUnknown
+				}
+				if i >= len(items) {
+					return cur, stFail
+				}
+				cur.vars[name] = variable{val: value{items[i]}}
+				return cur, stOK
+			},
+			do: c.Do, vars: []string{name}, assumeOnce: true, why: why,
+		}, io)
+	case *syntax.CStyleLoop:
+		if l.Init != nil {
+			in.arith(st, l.Init, io)
+		}
+		return in.loop(st, loopSpec{
+			next: func(cur *state, _ int) (*state, status) {
+				if l.Cond == nil {
+					return cur, stOK
+				}
+				return cur, in.arithStatus(cur, l.Cond, io)
+			},
+			do: c.Do, post: l.Post, vars: arithNames(l.Init, l.Cond, l.Post), assumeOnce: true, fixpoint: true, why: why,
+		}, io)
+	}
+	st.status = stUnknown
+	return st
+}
+
+// arithNames lists the variables an arithmetic loop header uses.
+func arithNames(xs ...syntax.ArithmExpr) []string {
+	var out []string
+	for _, x := range xs {
+		if x == nil {
 			continue
 		}
-		return false
+		syntax.Walk(x, func(n syntax.Node) bool {
+			switch n := n.(type) {
+			case *syntax.Word:
+				if l := n.Lit(); l != "" && syntax.ValidName(l) {
+					out = append(out, l)
+				}
+			case *syntax.ParamExp:
+				if n.Param != nil {
+					out = append(out, n.Param.Value)
+				}
+			}
+			return true
+		})
 	}
-	return true
+	return out
 }

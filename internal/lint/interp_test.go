@@ -49,6 +49,12 @@ func TestInterpreter(t *testing.T) {
 		want []string
 	}{
 		{
+			name: "break 2 and continue 2 leave the outer loop; return in a subshell ends only the subshell",
+			src:  "for a in 1 2; do for b in x y; do break 2; done; kubectl get cm never-$a; done\nfor a in 1; do for b in x; do continue 2; done; kubectl get cm never2; done\nf() { ( return 1 ); kubectl get cm yes; }\nf\nkubectl get cm after\n",
+			args: noArgs,
+			want: []string{"certain get configmaps after in dpf-operator-system", "certain get configmaps yes in dpf-operator-system"},
+		},
+		{
 			name: "kubectl held in a variable with a prefix",
 			src:  "kc=/etc/kc\nkubectl_cmd=\"kubectl --kubeconfig $kc\"\n$kubectl_cmd get secret s1 -n ns1\n",
 			args: noArgs,

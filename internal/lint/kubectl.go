@@ -3,10 +3,12 @@ package lint
 import (
 	"cmp"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/dpfdoctor/dpfdoctor/internal/access"
 	"github.com/dpfdoctor/dpfdoctor/internal/dpf"
+	"k8s.io/apimachinery/pkg/util/sets"
 	"mvdan.cc/sh/v3/syntax"
 )
 
@@ -23,10 +25,10 @@ type need struct {
 
 // kubectl flags that take a value, by long name; short forms map to them.
 var (
-	globalValueFlags = set("kubeconfig", "context", "cluster", "user", "token", "server", "request-timeout", "as", "as-group",
+	globalValueFlags = sets.New("kubeconfig", "context", "cluster", "user", "token", "server", "request-timeout", "as", "as-group",
 		"as-uid", "certificate-authority", "client-certificate", "client-key", "tls-server-name", "cache-dir", "namespace",
 		"profile", "profile-output", "log-file", "log-dir", "v", "vmodule", "password", "username", "log-flush-frequency")
-	verbValueFlags = set("namespace", "output", "filename", "selector", "field-selector", "subresource", "type", "patch",
+	verbValueFlags = sets.New("namespace", "output", "filename", "selector", "field-selector", "subresource", "type", "patch",
 		"patch-file", "container", "since", "since-time", "tail", "template", "for", "timeout", "field-manager", "sort-by",
 		"label-columns", "grace-period", "cascade", "from-literal", "from-file", "from-env-file", "cert", "key", "image",
 		"replicas", "resource-version", "raw", "chunk-size", "max-log-requests", "pod-running-timeout", "kustomize",
@@ -37,16 +39,8 @@ var (
 		'p': "patch", 'k': "kustomize", 'L': "label-columns", 's': "server"}
 	boolShortFlags = map[byte]string{'A': "all-namespaces", 'w': "watch"}
 	// Flags written --flag=value only; bare they are booleans.
-	optionalValueFlags = set("dry-run", "server-print", "show-kind", "output-watch-events")
+	optionalValueFlags = sets.New("dry-run", "server-print", "show-kind", "output-watch-events")
 )
-
-func set(names ...string) map[string]bool {
-	m := make(map[string]bool, len(names))
-	for _, n := range names {
-		m[n] = true
-	}
-	return m
-}
 
 // kubectlArgs is a parsed kubectl command line.
 type kubectlArgs struct {
@@ -74,19 +68,12 @@ func (k *kubectlArgs) flagIs(name, want string) bool {
 // flags. Flags before the verb are global flags.
 func parseKubectl(args []text) (*kubectlArgs, string) {
 	k := &kubectlArgs{flags: map[string][]text{}}
-	for i := 0; i < len(args); i++ {
+	for i := 0; i < len(args) && !isLit(args[i], "--"); i++ { // after --: the command kubectl exec runs
 		s, ok := args[i].exact()
-		if !ok {
-			if k.verb == "" {
-				return nil, "the kubectl command is not resolved: " + args[i].String()
-			}
-			k.pos = append(k.pos, args[i])
-			continue
-		}
-		if s == "--" {
-			break // the rest belongs to the command kubectl exec runs
-		}
-		if !strings.HasPrefix(s, "-") || s == "-" {
+		switch {
+		case !ok && k.verb == "":
+			return nil, "the kubectl command is not resolved: " + args[i].String()
+		case !ok || !strings.HasPrefix(s, "-") || s == "-":
 			if k.verb == "" {
 				k.verb = s
 			} else {
@@ -94,16 +81,10 @@ func parseKubectl(args []text) (*kubectlArgs, string) {
 			}
 			continue
 		}
-		valueFlags := verbValueFlags
-		if k.verb == "" {
-			valueFlags = globalValueFlags
-		}
-		var name string
-		var val text
-		hasVal := false
-		if strings.HasPrefix(s, "--") {
-			name = s[2:]
-			if n, v, found := strings.Cut(name, "="); found {
+		name, val, hasVal := "", lit("true"), false
+		if long, ok := strings.CutPrefix(s, "--"); ok {
+			name = long
+			if n, v, found := strings.Cut(long, "="); found {
 				name, val, hasVal = n, lit(v), true
 			}
 		} else {
@@ -121,14 +102,13 @@ func parseKubectl(args []text) (*kubectlArgs, string) {
 				val, hasVal = lit(strings.TrimPrefix(s[2:], "=")), true
 			}
 		}
-		if !hasVal && valueFlags[name] && !optionalValueFlags[name] {
-			if i+1 < len(args) {
-				i++
-				val, hasVal = args[i], true
-			}
+		valueFlags := verbValueFlags
+		if k.verb == "" {
+			valueFlags = globalValueFlags
 		}
-		if !hasVal {
-			val = lit("true")
+		if !hasVal && valueFlags.Has(name) && !optionalValueFlags.Has(name) && i+1 < len(args) {
+			i++
+			val = args[i]
 		}
 		k.flags[name] = append(k.flags[name], val)
 	}
@@ -197,17 +177,13 @@ func (k *kubectlCtx) targets(pos []text, named func(dpf.Kind, text), collection 
 	}
 	names := pos[1:]
 	k.each(pos[0], func(kind dpf.Kind) {
-		if len(names) == 0 {
-			if collection != nil {
-				collection(kind)
-			}
-			return
+		if len(names) == 0 && collection != nil {
+			collection(kind)
 		}
 		for _, n := range names {
-			if n.empty() {
-				continue // kubectl rejects an empty name before any request
+			if !n.empty() { // kubectl rejects an empty name before any request
+				named(kind, n)
 			}
-			named(kind, n)
 		}
 	})
 }
@@ -221,23 +197,17 @@ func (k *kubectlCtx) each(types text, f func(dpf.Kind)) {
 		return
 	}
 	for _, word := range strings.Split(s, ",") {
-		if word == "" {
-			continue
-		}
-		if word == "all" {
+		switch kind, known := dpf.LookupKind(k.in.opts.Kinds, word); {
+		case word == "":
+		case word == "all":
 			k.warnf("kubectl %s all is not expanded: its requests are not checked", k.args.verb)
-			continue
-		}
-		kind, known := dpf.LookupKind(k.in.kinds, word)
-		if !known {
-			kind = guessKind(word)
-		}
-		start := len(k.needs)
-		f(kind)
-		if !known {
+		case known:
+			f(kind)
+		default:
+			start := len(k.needs)
+			f(guessKind(word))
 			for i := start; i < len(k.needs); i++ {
-				k.needs[i].unknownKind = word
-				k.needs[i].possible = true
+				k.needs[i].unknownKind, k.needs[i].possible = word, true
 			}
 		}
 	}
@@ -246,60 +216,44 @@ func (k *kubectlCtx) each(types text, f func(dpf.Kind)) {
 // guessKind is what lint assumes for a resource word it does not know:
 // a namespaced resource named like the word's plural.
 func guessKind(word string) dpf.Kind {
-	res := strings.ToLower(word)
-	group := ""
-	if i := strings.Index(res, "."); i >= 0 {
-		res, group = res[:i], res[i+1:]
-	}
+	res, group, _ := strings.Cut(strings.ToLower(word), ".")
 	return dpf.Kind{Kind: word, Group: group, Resource: plural(res), Namespaced: true}
 }
 
 // resourceWords drops label/annotate arguments (key=value, key-).
 func resourceWords(pos []text) []text {
-	var out []text
 	for i, p := range pos {
-		s := p.String()
-		if i > 0 && (strings.Contains(s, "=") || strings.HasSuffix(s, "-")) {
-			break
+		if s := p.String(); i > 0 && (strings.Contains(s, "=") || strings.HasSuffix(s, "-")) {
+			return pos[:i]
 		}
-		out = append(out, p)
 	}
-	return out
+	return pos
 }
 
-// want adds the request for a kind and a name (nil: no name) in the
-// invocation's namespace.
-func (k *kubectlCtx) want(kind dpf.Kind, verb, sub string, name text) {
-	k.add(k.need(kind, verb, sub, name, k.ns))
+// want adds the requests of verbs on a kind (its subresource sub) and a
+// name (nil: no name) in the invocation's namespace.
+func (k *kubectlCtx) want(kind dpf.Kind, sub string, name text, verbs ...string) {
+	for _, verb := range verbs {
+		k.add(k.need(kind, verb, sub, name, k.ns))
+	}
 }
 
 // need builds a request; ns is ignored for cluster-scoped kinds and with
 // --all-namespaces.
 func (k *kubectlCtx) need(kind dpf.Kind, verb, sub string, name, ns text) need {
 	n := need{req: access.Request{Verb: verb, Group: kind.Group, Resource: kind.Resource, Subresource: sub}}
-	setName(&n, name)
-	if !kind.Namespaced || k.allNS {
-		return n
-	}
-	if s, ok := ns.exact(); ok {
-		n.req.Namespace = s
-		return n
-	}
-	n.nsPattern = ns.String()
-	n.req.Namespace = n.nsPattern
-	return n
-}
-
-func setName(n *need, name text) {
-	if len(name) == 0 {
-		return
-	}
 	if s, ok := name.exact(); ok {
 		n.req.Name = s
-		return
+	} else {
+		n.namePattern, n.nameGlob = name.String(), name.glob()
 	}
-	n.namePattern = name.String()
-	n.nameGlob = name.glob()
+	if kind.Namespaced && !k.allNS {
+		n.req.Namespace = ns.String()
+		if !ns.known() {
+			n.nsPattern = n.req.Namespace
+		}
+	}
+	return n
 }
 
 func plural(s string) string {
@@ -328,15 +282,231 @@ func cutText(t text, sep string) (before, after text, found bool) {
 }
 
 func clean(t text) text {
-	var out text
-	for _, s := range t {
-		if s.s == "" && !s.unknown {
-			continue
-		}
-		out = append(out, s)
-	}
+	out := slices.DeleteFunc(t, func(s seg) bool { return s.s == "" && !s.unknown })
 	if len(out) == 0 {
 		return lit("")
 	}
 	return out
 }
+
+// verbNeeds maps a kubectl verb to the API requests it makes.
+func (k *kubectlCtx) verbNeeds(stdin value) {
+	a := k.args
+	switch a.verb {
+	case "get", "describe":
+		if raw, ok := a.last("raw"); ok {
+			k.nonResource("get", raw)
+			return
+		}
+		k.readNeeds(stdin)
+	case "create":
+		k.create(stdin)
+	case "apply":
+		k.apply(stdin)
+	case "replace":
+		force := a.has("force")
+		k.objectNeeds(stdin, func(o object) {
+			if force {
+				k.add(k.objectReq(o, "delete", "", true))
+				k.add(k.objectReq(o, "create", "", false))
+				return
+			}
+			k.add(k.objectReq(o, "update", "", true))
+		})
+	case "patch":
+		verb := "patch"
+		if a.flagIs("dry-run", "client") {
+			verb = "get"
+		}
+		s, _ := a.last("subresource")
+		sub := s.String()
+		if a.has("filename") {
+			k.objectNeeds(stdin, func(o object) { k.add(k.objectReq(o, verb, sub, true)) })
+			return
+		}
+		// A named target is read (its subresource, if given) before the
+		// PATCH: cli-runtime's builder retrieves objects it was not given.
+		k.targets(a.pos, func(kind dpf.Kind, name text) {
+			if verb != "get" {
+				k.want(kind, sub, name, "get")
+			}
+			k.want(kind, sub, name, verb)
+		}, nil)
+	case "delete":
+		if a.has("filename") {
+			k.objectNeeds(stdin, func(o object) { k.add(k.objectReq(o, "delete", "", true)) })
+			return
+		}
+		k.targets(a.pos, func(kind dpf.Kind, name text) { k.want(kind, "", name, "delete") }, func(kind dpf.Kind) {
+			if a.has("selector") || a.has("all") || a.has("field-selector") {
+				k.want(kind, "", nil, "list")
+				k.want(kind, "", unknownText("${each}"), "delete")
+			}
+		})
+	case "label", "annotate":
+		pos := resourceWords(a.pos)
+		k.targets(pos, func(kind dpf.Kind, name text) { k.want(kind, "", name, "get", "patch") }, func(kind dpf.Kind) {
+			k.want(kind, "", nil, "list")
+			k.want(kind, "", unknownText("${each}"), "patch")
+		})
+	case "wait":
+		listWatch := func(kind dpf.Kind) { k.want(kind, "", nil, "list", "watch") }
+		k.targets(a.pos, func(kind dpf.Kind, _ text) { listWatch(kind) }, listWatch)
+	case "logs", "attach", "exec", "port-forward":
+		k.podNeeds()
+	case "version":
+		if !a.has("client") {
+			k.nonResource("get", lit("/version"))
+		}
+	case "api-resources", "api-versions":
+		k.nonResource("get", lit("/api"))
+		k.nonResource("get", lit("/apis"))
+	case "auth":
+		k.auth()
+	case "config", "completion", "help", "plugin", "kustomize", "explain", "options", "alpha":
+	default:
+		k.warnf("kubectl %s is not modelled: its requests are not checked", a.verb)
+	}
+}
+
+// readNeeds: get/describe TYPE [NAME...] | TYPE/NAME... | -f.
+func (k *kubectlCtx) readNeeds(stdin value) {
+	a := k.args
+	watch := a.has("watch") || a.has("watch-only")
+	if a.has("filename") {
+		k.objectNeeds(stdin, func(o object) { k.add(k.objectReq(o, "get", "", true)) })
+		return
+	}
+	k.targets(a.pos, func(kind dpf.Kind, name text) {
+		k.want(kind, "", name, "get")
+		if watch {
+			k.want(kind, "", nil, "list", "watch")
+		}
+	}, func(kind dpf.Kind) {
+		k.want(kind, "", nil, "list")
+		if watch {
+			k.want(kind, "", nil, "watch")
+		}
+	})
+}
+
+func (k *kubectlCtx) create(stdin value) {
+	a := k.args
+	if a.flagIs("dry-run", "client") {
+		return
+	}
+	if a.has("filename") {
+		k.objectNeeds(stdin, func(o object) { k.add(k.objectReq(o, "create", "", false)) })
+		return
+	}
+	if len(a.pos) == 0 {
+		k.warnf("kubectl create without -f or a resource type")
+		return
+	}
+	word, ok := a.pos[0].exact()
+	if !ok {
+		k.warnf("kubectl create of an unresolved type: %s", a.pos[0].String())
+		return
+	}
+	if word == "token" {
+		sa := unknownText("${serviceaccount}")
+		if len(a.pos) > 1 {
+			sa = a.pos[1]
+		}
+		kind, _ := dpf.LookupKind(dpf.Kinds(), "serviceaccounts")
+		k.want(kind, "token", sa, "create")
+		return
+	}
+	k.each(a.pos[0], func(kind dpf.Kind) { k.want(kind, "", nil, "create") })
+}
+
+// apply: client-side apply GETs each object, then CREATEs it when absent
+// or PATCHes it when present. get and create are needed whenever the call
+// runs; patch only when the object already exists, so it is possible.
+// --server-side sends one PATCH (apply patch), which also creates.
+func (k *kubectlCtx) apply(stdin value) {
+	a := k.args
+	if a.has("kustomize") {
+		k.warnf("kubectl apply -k is not followed: its objects are not checked")
+		return
+	}
+	serverSide := a.has("server-side") && !a.flagIs("server-side", "false")
+	clientDry := a.flagIs("dry-run", "client")
+	k.objectNeeds(stdin, func(o object) {
+		if serverSide {
+			k.add(k.objectReq(o, "patch", "", true))
+			return
+		}
+		k.add(k.objectReq(o, "get", "", true))
+		if clientDry {
+			return
+		}
+		k.add(k.objectReq(o, "create", "", false))
+		n := k.objectReq(o, "patch", "", true)
+		n.possible, n.note = true, "only when the object already exists"
+		k.add(n)
+	})
+}
+
+func (k *kubectlCtx) podNeeds() {
+	a := k.args
+	pod, _ := dpf.LookupKind(dpf.Kinds(), "pods") // core pods, whatever CRDs are loaded
+	sub := map[string]string{"logs": "log", "attach": "attach", "exec": "exec", "port-forward": "portforward"}[a.verb]
+	verb := "create"
+	if a.verb == "logs" {
+		verb = "get"
+	}
+	if a.verb == "logs" && a.has("selector") {
+		k.want(pod, "", nil, "list")
+		k.want(pod, sub, unknownText("${each}"), verb)
+		return
+	}
+	if len(a.pos) == 0 {
+		k.warnf("kubectl %s without a pod", a.verb)
+		return
+	}
+	name := a.pos[0]
+	if typ, n, found := cutText(name, "/"); found {
+		word, ok := typ.exact()
+		if !ok {
+			k.warnf("kubectl %s of an unresolved type: %s", a.verb, typ.String())
+			return
+		}
+		if kind, ok := dpf.LookupKind(k.in.opts.Kinds, word); ok && kind.Resource != "pods" {
+			k.want(kind, "", n, "get")
+			k.want(pod, "", nil, "list")
+			name = unknownText("${pod}")
+		} else {
+			name = n
+		}
+	}
+	if a.verb != "logs" {
+		k.want(pod, "", name, "get")
+	}
+	k.want(pod, sub, name, verb)
+}
+
+func (k *kubectlCtx) auth() {
+	if len(k.args.pos) == 0 {
+		return
+	}
+	switch k.args.pos[0].String() {
+	case "can-i":
+		k.add(need{req: access.Request{Verb: "create", Group: "authorization.k8s.io", Resource: "selfsubjectaccessreviews"}})
+	case "whoami":
+		k.add(need{req: access.Request{Verb: "create", Group: "authentication.k8s.io", Resource: "selfsubjectreviews"}})
+	default:
+		k.warnf("kubectl auth %s is not modelled: its requests are not checked", k.args.pos[0].String())
+	}
+}
+
+func (k *kubectlCtx) nonResource(verb string, url text) {
+	s, ok := url.exact()
+	if !ok {
+		k.warnf("kubectl request to an unresolved URL: %s", url.String())
+		return
+	}
+	k.add(need{req: access.Request{Verb: verb, NonResourceURL: s}})
+}
+
+func (k *kubectlCtx) add(n need) { k.needs = append(k.needs, n) }

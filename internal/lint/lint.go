@@ -25,6 +25,7 @@ import (
 	"github.com/dpfdoctor/dpfdoctor/internal/dpf"
 	"github.com/dpfdoctor/dpfdoctor/internal/rbac"
 	rbacv1 "k8s.io/api/rbac/v1"
+	"mvdan.cc/sh/v3/pattern"
 	"mvdan.cc/sh/v3/syntax"
 )
 
@@ -245,13 +246,12 @@ func (e *evaluator) evaluate(f *Finding) {
 	}
 	if f.NamePattern != "" {
 		var ok []string
+		expr, err := pattern.Regexp(f.nameGlob, pattern.EntireString)
+		re, _ := regexp.Compile(expr)
 		for _, n := range e.names {
-			if !globMatch(f.nameGlob, n) {
-				continue
-			}
 			r := f.Request
 			r.Name = n
-			if e.decide(r).Allowed {
+			if err == nil && re != nil && re.MatchString(n) && e.decide(r).Allowed {
 				ok = append(ok, n)
 			}
 		}
@@ -315,19 +315,12 @@ func analyze(s *Script, o *Options) ([]Finding, []Warning, int) {
 }
 
 func newInterp(name string, o *Options) *interp {
-	kinds := o.Kinds
-	if kinds == nil {
-		kinds = dpf.Kinds()
-	}
 	return &interp{
 		file:     name,
 		opts:     o,
-		kinds:    kinds,
 		funcs:    map[string]*syntax.FuncDecl{},
 		called:   map[*syntax.FuncDecl]bool{},
 		recs:     map[recKey]*record{},
-		warned:   map[Warning]bool{},
-		callText: map[*syntax.CallExpr]string{},
 		printer:  syntax.NewPrinter(syntax.SingleLine(true)),
 		patterns: map[string]*regexp.Regexp{},
 		calls:    map[*syntax.CallExpr]bool{},
@@ -405,16 +398,11 @@ func (in *interp) record(st *state, c *syntax.CallExpr, n need, io ioctx) {
 }
 
 func (in *interp) callSource(c *syntax.CallExpr) string {
-	if s, ok := in.callText[c]; ok {
-		return s
-	}
 	var b bytes.Buffer
-	s := ""
-	if err := in.printer.Print(&b, c); err == nil {
-		s = strings.TrimSpace(b.String())
+	if err := in.printer.Print(&b, c); err != nil {
+		return ""
 	}
-	in.callText[c] = s
-	return s
+	return strings.TrimSpace(b.String())
 }
 
 func (in *interp) findings() []Finding {
@@ -438,7 +426,6 @@ func (in *interp) findings() []Finding {
 	return out
 }
 
-// explain renders why a guard is possible.
 func (in *interp) explain(r *reason) string {
 	if r == nil {
 		return "depends on values lint cannot resolve"
@@ -460,11 +447,4 @@ func (in *interp) explain(r *reason) string {
 		return fmt.Sprintf("in function %s (line %d), which no run with these arguments calls", r.fn, r.line)
 	}
 	return fmt.Sprintf("only on paths that pass a conditional return, break or exit (near line %d)", r.line)
-}
-
-// globMatch matches a name against a glob built by text.glob.
-func globMatch(glob, name string) bool {
-	in := &interp{patterns: map[string]*regexp.Regexp{}}
-	p := in.pattern(glob)
-	return p != nil && p.MatchString(name)
 }

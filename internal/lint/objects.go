@@ -3,8 +3,11 @@ package lint
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"os"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/dpfdoctor/dpfdoctor/internal/dpf"
 	"github.com/dpfdoctor/dpfdoctor/internal/rbac"
@@ -34,18 +37,7 @@ func (k *kubectlCtx) objectNeeds(stdin value, f func(object)) {
 		objs, problems := k.in.parseObjects(stdin)
 		k.warns = append(k.warns, problems...)
 		for _, o := range objs {
-			start := len(k.needs)
 			f(o)
-			for i := start; i < len(k.needs); i++ {
-				if !o.known {
-					k.needs[i].unknownKind = o.kind
-					k.needs[i].possible = true
-				}
-				if o.partial && !k.needs[i].possible {
-					k.needs[i].possible = true
-					k.needs[i].note = "only in some expansions of the objects"
-				}
-			}
 		}
 	}
 }
@@ -60,7 +52,14 @@ func (k *kubectlCtx) objectReq(o object, verb, sub string, named bool) need {
 	if !named {
 		name = nil
 	}
-	return k.need(o.k, verb, sub, name, ns)
+	n := k.need(o.k, verb, sub, name, ns)
+	if !o.known {
+		n.unknownKind, n.possible = o.kind, true
+	}
+	if o.partial && !n.possible {
+		n.possible, n.note = true, "only in some expansions of the objects"
+	}
+	return n
 }
 
 // parseObjects reads the objects of every alternative of stdin.
@@ -71,7 +70,7 @@ func (in *interp) parseObjects(stdin value) ([]object, []string) {
 	var problems []string
 	parsed := 0
 	for _, alt := range stdin {
-		objs, err := in.decodeObjects(alt.String())
+		objs, err := in.decodeObjects(alt)
 		if err != nil {
 			problems = append(problems, "cannot read the objects kubectl reads from stdin: "+err.Error())
 			continue
@@ -105,108 +104,181 @@ type objectHeader struct {
 		Name      string `json:"name"`
 		Namespace string `json:"namespace"`
 	} `json:"metadata"`
-	Items []json.RawMessage `json:"items"`
 }
 
-// decodeObjects reads a YAML or JSON stream of objects.
-func (in *interp) decodeObjects(s string) ([]object, error) {
-	var out []object
-	for _, d := range rbac.SplitDocuments([]byte(s)) {
+// eachObject calls fn with every object of a YAML or JSON stream, the items
+// of a List (nested at most 4 deep) in place of the List; empty documents
+// are skipped. notObject is the error for a document that is not an object.
+// line is the document an error is in.
+func eachObject(data []byte, notObject string, fn func(js []byte) error) (line int, err error) {
+	var visit func(js []byte, depth int) error
+	visit = func(js []byte, depth int) error {
+		js = bytes.TrimSpace(js)
+		if len(js) == 0 || bytes.Equal(js, []byte("null")) {
+			return nil
+		}
+		if js[0] != '{' || depth > 4 {
+			return errors.New(notObject)
+		}
+		var list struct {
+			Kind  string            `json:"kind"`
+			Items []json.RawMessage `json:"items"`
+		}
+		if json.Unmarshal(js, &list) != nil || list.Items == nil || !strings.HasSuffix(list.Kind, "List") {
+			return fn(js) // fn reports a decoding error in its own words
+		}
+		for _, it := range list.Items {
+			if err := visit(it, depth+1); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	for _, d := range rbac.SplitDocuments(data) {
 		js, line, err := d.JSON()
-		if err != nil {
-			return nil, fmt.Errorf("line %d of the input: %w", line, err)
+		if err == nil {
+			err = visit(js, 0)
 		}
-		objs, err := in.objectsFromJSON(js, 0)
 		if err != nil {
-			return nil, fmt.Errorf("line %d of the input: %w", line, err)
+			return line, err
 		}
-		out = append(out, objs...)
+	}
+	return 0, nil
+}
+
+// unknownMark is the first of the private-use characters that stand for
+// the unknown parts of a stream while it is decoded.
+const unknownMark = '\U000F0000'
+
+// decodeObjects reads a YAML or JSON stream of objects, one alternative of
+// kubectl's stdin. Its unknown parts are written as marks for the decoder
+// and read back as unknown parts of names and namespaces.
+func (in *interp) decodeObjects(alt text) ([]object, error) {
+	var b strings.Builder
+	for i, s := range alt {
+		if s.unknown {
+			b.WriteRune(unknownMark + rune(i))
+		} else {
+			b.WriteString(s.s)
+		}
+	}
+	isMark := func(r rune) bool { return r >= unknownMark && int(r-unknownMark) < len(alt) }
+	back := func(s string) text {
+		var t text
+		for i := strings.IndexFunc(s, isMark); i >= 0; i = strings.IndexFunc(s, isMark) {
+			r, n := utf8.DecodeRuneInString(s[i:])
+			t = t.concat(lit(s[:i])).concat(text{alt[r-unknownMark]})
+			s = s[i+n:]
+		}
+		return t.concat(lit(s))
+	}
+	var out []object
+	line, err := eachObject([]byte(b.String()), "not a Kubernetes object", func(js []byte) error {
+		var h objectHeader
+		if err := json.Unmarshal(js, &h); err != nil {
+			return err
+		}
+		if h.Kind == "" || h.APIVersion == "" {
+			return fmt.Errorf("an object without apiVersion or kind")
+		}
+		if strings.ContainsFunc(h.APIVersion+h.Kind, isMark) {
+			return fmt.Errorf("an object whose apiVersion or kind is not resolved (%s %s)", back(h.APIVersion), back(h.Kind))
+		}
+		o := object{apiVersion: h.APIVersion, kind: h.Kind, name: back(h.Metadata.Name), ns: back(h.Metadata.Namespace)}
+		o.k, o.known = dpf.KindByGVK(in.opts.Kinds, h.APIVersion, h.Kind)
+		if !o.known {
+			o.k = guessKind(h.Kind)
+			o.k.Group = ""
+			if i := strings.LastIndex(h.APIVersion, "/"); i >= 0 {
+				o.k.Group = h.APIVersion[:i]
+			}
+		}
+		out = append(out, o)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("line %d of the input: %w", line, err)
 	}
 	return out, nil
 }
 
-func (in *interp) objectsFromJSON(js []byte, depth int) ([]object, error) {
-	js = bytes.TrimSpace(js)
-	if len(js) == 0 || bytes.Equal(js, []byte("null")) {
-		return nil, nil
-	}
-	if js[0] != '{' || depth > 4 {
-		return nil, fmt.Errorf("not a Kubernetes object")
-	}
-	var h objectHeader
-	if err := json.Unmarshal(js, &h); err != nil {
-		return nil, err
-	}
-	if h.Items != nil && strings.HasSuffix(h.Kind, "List") {
-		var out []object
-		for _, it := range h.Items {
-			objs, err := in.objectsFromJSON(it, depth+1)
+// LoadKinds reads CustomResourceDefinitions from files and directories
+// (*.yaml, *.yml, *.json, walked recursively) and returns their kinds ahead
+// of the built-in ones (dpf.Kinds()), so a CRD overrides a built-in kind of
+// the same group. Malformed input is an *rbac.ManifestError.
+func LoadKinds(paths ...string) ([]dpf.Kind, error) {
+	var kinds []dpf.Kind
+	for _, p := range paths {
+		files, err := rbac.ManifestFiles(p)
+		if err != nil {
+			return nil, fmt.Errorf("read CRDs: %w", err)
+		}
+		for _, f := range files {
+			data, err := os.ReadFile(f)
+			if err != nil {
+				return nil, fmt.Errorf("read CRDs: %w", err)
+			}
+			ks, err := ParseCRDs(f, data)
 			if err != nil {
 				return nil, err
 			}
-			out = append(out, objs...)
+			kinds = append(kinds, ks...)
 		}
-		return out, nil
 	}
-	if h.Kind == "" || h.APIVersion == "" {
-		return nil, fmt.Errorf("an object without apiVersion or kind")
-	}
-	o := object{apiVersion: h.APIVersion, kind: h.Kind, name: patternText(h.Metadata.Name)}
-	if h.Metadata.Namespace != "" {
-		o.ns = patternText(h.Metadata.Namespace)
-	}
-	if strings.Contains(h.APIVersion+h.Kind, "${") || strings.Contains(h.APIVersion+h.Kind, "$(") {
-		return nil, fmt.Errorf("an object whose apiVersion or kind is not resolved (%s %s)", h.APIVersion, h.Kind)
-	}
-	o.k, o.known = dpf.KindByGVK(in.kinds, h.APIVersion, h.Kind)
-	if !o.known {
-		group := ""
-		if i := strings.LastIndex(h.APIVersion, "/"); i >= 0 {
-			group = h.APIVersion[:i]
-		}
-		o.k = guessKind(h.Kind)
-		o.k.Group = group
-	}
-	return []object{o}, nil
+	return append(kinds, dpf.Kinds()...), nil
 }
 
-// patternText turns a string rendered from a text back into one: "${...}"
-// and "$(...)" placeholders become unknown segments.
-func patternText(s string) text {
-	var t text
-	for {
-		i := strings.Index(s, "$")
-		if i < 0 || i+1 >= len(s) {
-			return t.concat(lit(s))
+type crd struct {
+	APIVersion string `json:"apiVersion"`
+	Kind       string `json:"kind"`
+	Spec       struct {
+		Group string `json:"group"`
+		Scope string `json:"scope"`
+		Names struct {
+			Kind       string   `json:"kind"`
+			Plural     string   `json:"plural"`
+			Singular   string   `json:"singular"`
+			ShortNames []string `json:"shortNames"`
+		} `json:"names"`
+		Version  string `json:"version"`
+		Versions []struct {
+			Name    string `json:"name"`
+			Storage bool   `json:"storage"`
+		} `json:"versions"`
+	} `json:"spec"`
+}
+
+// ParseCRDs reads the CustomResourceDefinitions of one YAML or JSON stream;
+// other kinds are ignored.
+func ParseCRDs(name string, data []byte) ([]dpf.Kind, error) {
+	var out []dpf.Kind
+	line, err := eachObject(data, "expected a CustomResourceDefinition", func(js []byte) error {
+		var c crd
+		if err := json.Unmarshal(js, &c); err != nil {
+			return fmt.Errorf("decode CustomResourceDefinition: %w", err)
 		}
-		open, close := s[i+1], byte(0)
-		switch open {
-		case '{':
-			close = '}'
-		case '(':
-			close = ')'
-		default:
-			t = t.concat(lit(s[:i+1]))
-			s = s[i+1:]
-			continue
+		if c.Kind != "CustomResourceDefinition" {
+			return nil
 		}
-		depth, end := 0, -1
-		for j := i + 1; j < len(s); j++ {
-			switch s[j] {
-			case open:
-				depth++
-			case close:
-				depth--
+		n := c.Spec.Names
+		if c.Spec.Group == "" || n.Kind == "" || n.Plural == "" {
+			return fmt.Errorf("CustomResourceDefinition without spec.group, names.kind or names.plural")
+		}
+		k := dpf.Kind{Kind: n.Kind, Group: c.Spec.Group, Version: c.Spec.Version, Resource: n.Plural,
+			Namespaced: c.Spec.Scope != "Cluster", ShortNames: append([]string(nil), n.ShortNames...)}
+		for _, v := range c.Spec.Versions {
+			if k.Version == "" || v.Storage {
+				k.Version = v.Name
 			}
-			if depth == 0 {
-				end = j
-				break
-			}
 		}
-		if end < 0 {
-			return t.concat(lit(s))
+		if n.Singular != "" && n.Singular != strings.ToLower(n.Kind) {
+			k.ShortNames = append(k.ShortNames, n.Singular)
 		}
-		t = t.concat(lit(s[:i])).concat(unknownText(s[i : end+1]))
-		s = s[end+1:]
+		out = append(out, k)
+		return nil
+	})
+	if err != nil {
+		return nil, &rbac.ManifestError{File: name, Line: line, Err: err}
 	}
+	return out, nil
 }

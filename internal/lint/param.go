@@ -1,6 +1,7 @@
 package lint
 
 import (
+	"slices"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -24,114 +25,89 @@ func (in *interp) lookup(st *state, name string) (e expansion, set bool) {
 		}
 		return expansion{v: litValue(strconv.Itoa(len(st.args)))}, true
 	case "?":
-		switch st.status {
-		case stOK:
-			return expansion{v: litValue("0")}, true
-		case stFail:
-			return expansion{v: litValue("1")}, true
+		if st.status == stUnknown {
+			return expansion{v: unknownValue("${?}")}, true
 		}
-		return expansion{v: unknownValue("${?}")}, true
+		return expansion{v: litValue(map[status]string{stOK: "0", stFail: "1"}[st.status])}, true
 	case "0":
 		return expansion{v: litValue(in.file)}, true
 	}
 	if c := name[0]; c >= '0' && c <= '9' {
 		n, err := strconv.Atoi(name)
-		if err != nil {
-			return expansion{v: unknownValue(varPlaceholder(name))}, false
-		}
-		if st.argsUnknown {
-			return expansion{v: unknownValue(varPlaceholder(name))}, true
-		}
-		if n >= 1 && n <= len(st.args) {
+		switch {
+		case err != nil || st.argsUnknown:
+			return expansion{v: unknownValue(varPlaceholder(name))}, err == nil
+		case n >= 1 && n <= len(st.args):
 			return expansion{v: value{st.args[n-1]}}, true
 		}
 		return expansion{v: litValue("")}, false
 	}
-	v, ok := st.vars.get(name)
+	v, ok := st.vars[name]
 	if !ok {
 		return expansion{v: unknownValue(varPlaceholder(name))}, false
 	}
 	return expansion{v: v.scalar(name)}, true
 }
 
-// param expands ${...}.
 func (in *interp) param(st *state, pe *syntax.ParamExp, io ioctx) expansion {
 	if pe.Param == nil || pe.Excl || pe.Width || pe.IsSet || pe.NestedParam != nil || len(pe.Modifiers) > 0 {
 		return expansion{v: unknownValue(in.source(pe))}
 	}
-	name := pe.Param.Value
+	var base expansion
+	var set bool
 	if pe.Index != nil {
-		return in.indexed(st, pe, name, io)
+		base, set = in.indexed(st, pe, io)
+	} else {
+		base, set = in.lookup(st, pe.Param.Value)
 	}
-	base, set := in.lookup(st, name)
-	if pe.Length {
-		if base.isList {
-			if base.listUnknown {
-				return expansion{v: unknownValue(in.source(pe))}
-			}
-			return expansion{v: litValue(strconv.Itoa(len(base.list)))}
-		}
-		return expansion{v: mapKnown(base.v, in.source(pe), runeLen)}
-	}
-	if base.isList {
-		return base
-	}
-	v := base.v
 	switch {
+	case pe.Length && base.isList && base.listUnknown:
+		return expansion{v: unknownValue(in.source(pe))}
+	case pe.Length && base.isList:
+		return expansion{v: litValue(strconv.Itoa(len(base.list)))}
+	case pe.Length:
+		return expansion{v: mapKnown(base.v, in.source(pe), runeLen)}
+	case base.isList:
+		return base
 	case pe.Exp != nil:
-		return expansion{v: in.paramOp(st, pe, name, v, set, io)}
+		return expansion{v: in.paramOp(st, pe, base.v, set, io)}
 	case pe.Repl != nil:
-		return expansion{v: in.replace(st, pe, v, io)}
+		return expansion{v: in.replace(st, pe, base.v, io)}
 	case pe.Slice != nil:
-		return expansion{v: in.slice(st, pe, v, io)}
+		return expansion{v: in.slice(st, pe, base.v, io)}
 	}
-	return expansion{v: v}
+	return base
 }
 
-func (in *interp) indexed(st *state, pe *syntax.ParamExp, name string, io ioctx) expansion {
-	all := false
-	if w, ok := pe.Index.(*syntax.Word); ok {
-		l := w.Lit()
-		all = l == "@" || l == "*"
-	}
-	v, ok := st.vars.get(name)
+// indexed reads ${name[@]} or ${name[i]}; set is false when there is no
+// element i.
+func (in *interp) indexed(st *state, pe *syntax.ParamExp, io ioctx) (expansion, bool) {
+	v, ok := st.vars[pe.Param.Value]
 	var elems []text
 	unknown := false
 	switch {
-	case !ok:
-		// Arrays cannot come from the environment: unset is empty.
+	case !ok: // Arrays cannot come from the environment: unset is empty.
 	case v.isArr:
 		elems, unknown = v.arr, v.arrUnknown
+	case len(v.val) == 1:
+		elems = []text{v.val[0]}
 	default:
-		if len(v.val) == 1 {
-			elems = []text{v.val[0]}
-		} else {
-			unknown = true
-		}
+		unknown = true
 	}
-	if all {
-		if pe.Length {
-			if unknown {
-				return expansion{v: unknownValue(in.source(pe))}
-			}
-			return expansion{v: litValue(strconv.Itoa(len(elems)))}
-		}
+	if w, ok := pe.Index.(*syntax.Word); ok && (w.Lit() == "@" || w.Lit() == "*") {
 		if unknown {
-			return expansion{isList: true, listUnknown: true, list: []text{unknownText(in.source(pe))}}
+			return expansion{isList: true, listUnknown: true, list: []text{unknownText(in.source(pe))}}, true
 		}
-		return expansion{isList: true, list: elems}
+		return expansion{isList: true, list: elems}, true
 	}
 	i, known := in.arith(st, pe.Index, io)
-	if unknown || !known {
-		return expansion{v: unknownValue(in.source(pe))}
+	switch {
+	case unknown || !known:
+		return expansion{v: unknownValue(in.source(pe))}, true
+	case i < 0 || i >= int64(len(elems)):
+		return expansion{v: litValue("")}, false
 	}
-	if i < 0 || i >= int64(len(elems)) {
-		return expansion{v: litValue("")}
-	}
-	if pe.Length {
-		return expansion{v: mapKnown(value{elems[i]}, in.source(pe), runeLen)}
-	}
-	return expansion{v: value{elems[i]}}
+	return expansion{v: value{elems[i]}}, true
 }
 
 // runeLen is ${#x} of a known value.
@@ -155,46 +131,37 @@ func mapKnown(v value, placeholder string, f func(string) (string, bool)) value 
 	return union(placeholder, out)
 }
 
-func (in *interp) paramOp(st *state, pe *syntax.ParamExp, name string, v value, set bool, io ioctx) value {
+func (in *interp) paramOp(st *state, pe *syntax.ParamExp, v value, set bool, io ioctx) value {
 	op := pe.Exp.Op
 	ph := in.source(pe)
-	word := func() value { return in.expandValue(st, pe.Exp.Word, io) }
+	var w value
+	word := func(text) value { // expanded once: it may assign or run commands
+		if w == nil {
+			w = in.expandValue(st, pe.Exp.Word, io)
+		}
+		return w
+	}
 	switch op {
 	case syntax.DefaultUnset, syntax.DefaultUnsetOrNull, syntax.AssignUnset, syntax.AssignUnsetOrNull:
-		orNull := op == syntax.DefaultUnsetOrNull || op == syntax.AssignUnsetOrNull
-		var res value
+		res := v
 		switch {
 		case !set:
-			res = word()
-		case orNull:
-			res = orDefault(v, word, ph)
-		default:
-			res = v
+			res = word(nil)
+		case op == syntax.DefaultUnsetOrNull || op == syntax.AssignUnsetOrNull:
+			res = byEmptiness(v, ph, word, func(t text) value { return value{t} })
 		}
-		if (op == syntax.AssignUnset || op == syntax.AssignUnsetOrNull) && isName(name) {
-			st.vars.set(name, variable{val: res})
+		if name := pe.Param.Value; (op == syntax.AssignUnset || op == syntax.AssignUnsetOrNull) && pe.Index == nil && syntax.ValidName(name) {
+			st.vars[name] = variable{val: res}
 		}
 		return res
 	case syntax.AlternateUnset, syntax.AlternateUnsetOrNull:
-		if !set {
+		switch {
+		case !set:
 			return litValue("")
+		case op == syntax.AlternateUnset:
+			return word(nil)
 		}
-		if op == syntax.AlternateUnset {
-			return word()
-		}
-		var parts []value
-		for _, t := range v {
-			s, ok := t.exact()
-			switch {
-			case ok && s == "":
-				parts = append(parts, litValue(""))
-			case ok:
-				parts = append(parts, word())
-			default:
-				parts = append(parts, litValue(""), word())
-			}
-		}
-		return union(ph, parts...)
+		return byEmptiness(v, ph, func(text) value { return litValue("") }, word)
 	case syntax.ErrorUnset, syntax.ErrorUnsetOrNull:
 		return v
 	case syntax.RemSmallSuffix, syntax.RemLargeSuffix, syntax.RemSmallPrefix, syntax.RemLargePrefix,
@@ -209,24 +176,19 @@ func (in *interp) paramOp(st *state, pe *syntax.ParamExp, name string, v value, 
 	return unknownValue(ph)
 }
 
-func orDefault(v value, word func() value, ph string) value {
+// byEmptiness maps every alternative t of v to empty(t) when t is "", to
+// full(t) when it cannot be "", and to both when lint cannot tell.
+func byEmptiness(v value, ph string, empty, full func(text) value) value {
 	var parts []value
-	var w value
-	def := func() value {
-		if w == nil {
-			w = word()
-		}
-		return w
-	}
 	for _, t := range v {
 		s, ok := t.exact()
 		switch {
 		case ok && s == "":
-			parts = append(parts, def())
+			parts = append(parts, empty(t))
 		case ok || hasKnownNonEmpty(t):
-			parts = append(parts, value{t})
+			parts = append(parts, full(t))
 		default:
-			parts = append(parts, value{t}, def())
+			parts = append(parts, full(t), empty(t))
 		}
 	}
 	return union(ph, parts...)
@@ -235,12 +197,7 @@ func orDefault(v value, word func() value, ph string) value {
 // hasKnownNonEmpty reports whether some known part of t is non-empty, so t
 // cannot expand to "".
 func hasKnownNonEmpty(t text) bool {
-	for _, s := range t {
-		if !s.unknown && s.s != "" {
-			return true
-		}
-	}
-	return false
+	return slices.ContainsFunc(t, func(s seg) bool { return !s.unknown && s.s != "" })
 }
 
 func (in *interp) replace(st *state, pe *syntax.ParamExp, v value, io ioctx) value {
@@ -323,4 +280,109 @@ func expandOn(s string, x syntax.ParamExp) (string, bool) {
 // keeps its meaning, and the empty quotes first stop tilde expansion.
 func patWord(s string) *syntax.Word {
 	return &syntax.Word{Parts: []syntax.WordPart{&syntax.SglQuoted{}, &syntax.Lit{Value: s}}}
+}
+
+// decl runs local, declare, typeset, export and readonly.
+func (in *interp) decl(st *state, c *syntax.DeclClause, io ioctx) *state {
+	variant := ""
+	if c.Variant != nil {
+		variant = c.Variant.Value
+	}
+	local := variant == "local" || (variant == "declare" || variant == "typeset") && len(st.locals) > 0
+	defer func() { st.status = stOK }() // local x=$(false) succeeds
+	for _, a := range c.Args {
+		if a.Name == nil {
+			continue // an option such as -a, -r, -x
+		}
+		name := a.Name.Value
+		if local {
+			st.declareLocal(name)
+		}
+		if a.Naked && a.Value == nil && a.Array == nil {
+			if local {
+				st.vars[name] = variable{val: litValue("")}
+			}
+			continue
+		}
+		in.assign(st, a, io)
+	}
+	return st
+}
+
+func (in *interp) assign(st *state, a *syntax.Assign, io ioctx) {
+	if a.Name == nil {
+		return
+	}
+	name := a.Name.Value
+	old, had := st.vars[name]
+	switch {
+	case a.Array != nil:
+		var elems []text
+		unknown := false
+		for _, e := range a.Array.Elems {
+			if e.Value != nil {
+				alts, unknownCount := in.expandFields(st, []*syntax.Word{e.Value}, io)
+				unknown = unknown || e.Index != nil || len(alts) != 1 || unknownCount
+				elems = append(elems, alts[0]...) // not read when unknown
+			}
+		}
+		if a.Append && had {
+			unknown = unknown || !old.isArr || old.arrUnknown
+			elems = append(slices.Clone(old.arr), elems...)
+		}
+		st.vars[name] = variable{isArr: true, arr: elems, arrUnknown: unknown}
+	case a.Index != nil:
+		v := in.expandValue(st, a.Value, io)
+		i, ok := in.arith(st, a.Index, io)
+		setElem(st, name, old, ok && had, i, v)
+	default:
+		v := in.expandValue(st, a.Value, io)
+		if a.Append {
+			base := unknownValue(varPlaceholder(name))
+			if had {
+				base = old.scalar(name)
+			}
+			v = concatValues(base, v, varPlaceholder(name))
+		}
+		if had && old.isArr && !a.Append {
+			setElem(st, name, old, true, 0, v) // x=v on an array sets element 0
+			return
+		}
+		st.vars[name] = variable{val: named(v, name)}
+	}
+}
+
+// setElem assigns element i (at most one past the end) of the array old;
+// ok false, an index out of range, or a value lint cannot follow makes the
+// array unknown.
+func setElem(st *state, name string, old variable, ok bool, i int64, v value) {
+	if !ok || !old.isArr || old.arrUnknown || len(v) != 1 || i < 0 || i > int64(len(old.arr)) {
+		st.vars[name] = variable{isArr: true, arrUnknown: true}
+		return
+	}
+	arr := append([]text(nil), old.arr...)
+	if int(i) == len(arr) {
+		arr = append(arr, v[0])
+	} else {
+		arr[i] = v[0]
+	}
+	st.vars[name] = variable{isArr: true, arr: arr}
+}
+
+// named gives a wholly unknown value the name of the variable holding it, so
+// that "$(kubectl get ...)" assigned to secret_name shows as
+// ${secret_name}. Values already named after a variable keep their name.
+func named(v value, name string) value {
+	if len(v) != 1 || !v[0].wholeUnknown() {
+		return v
+	}
+	p := v[0][0].s
+	inner, braced := strings.CutPrefix(p, "${")
+	inner, closed := strings.CutSuffix(inner, "}")
+	_, err := strconv.Atoi(inner)
+	positional := braced && closed && (inner == "@" || inner == "*" || err == nil)
+	if strings.HasPrefix(p, "$(") || strings.HasPrefix(p, "`") || positional {
+		return unknownValue(varPlaceholder(name))
+	}
+	return v
 }

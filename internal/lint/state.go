@@ -1,9 +1,12 @@
 package lint
 
 import (
+	"cmp"
 	"maps"
 	"slices"
+	"strings"
 
+	"mvdan.cc/sh/v3/pattern"
 	"mvdan.cc/sh/v3/syntax"
 )
 
@@ -39,20 +42,12 @@ type variable struct {
 	arr        []text
 	isArr      bool
 	arrUnknown bool // an array whose elements lint cannot list
-	gone       bool // unset in this layer (see varStore)
 }
 
 func (v variable) same(w variable) bool {
-	if v.isArr != w.isArr || v.arrUnknown != w.arrUnknown {
-		return false
-	}
-	if !v.isArr {
-		return v.val.same(w.val)
-	}
-	return sameTexts(v.arr, w.arr)
+	return v.isArr == w.isArr && v.arrUnknown == w.arrUnknown && v.val.same(w.val) && sameTexts(v.arr, w.arr)
 }
 
-// sameTexts reports whether a and b hold the same texts in the same order.
 func sameTexts(a, b []text) bool {
 	return slices.EqualFunc(a, b, func(x, y text) bool { return x.key() == y.key() })
 }
@@ -89,7 +84,7 @@ type saved struct {
 // state is one path's view of the shell: variables, positional parameters,
 // the last exit status, and the guard under which the path runs.
 type state struct {
-	vars        *varStore
+	vars        map[string]variable
 	args        []text
 	argsUnknown bool
 	status      status
@@ -103,30 +98,35 @@ type state struct {
 }
 
 func newState() *state {
-	return &state{vars: newVarStore(), status: stOK, guard: &guard{}}
+	return &state{vars: map[string]variable{}, status: stOK, guard: &guard{}}
 }
 
 // clone copies the state so that a branch can change it independently.
 func (st *state) clone() *state {
 	c := *st
-	st.vars, c.vars = st.vars.fork()
-	return &c // locals are copied on write (declareLocal, merge)
+	c.vars = maps.Clone(st.vars)
+	c.locals = slices.Clone(st.locals)
+	for i, l := range c.locals {
+		c.locals[i] = maps.Clone(l)
+	}
+	return &c
+}
+
+// under returns a copy of st that runs under a new possible guard.
+func (st *state) under(why *reason) *state {
+	c := st.clone()
+	c.guard = &guard{parent: st.guard, possible: true, why: why}
+	return c
 }
 
 // declareLocal makes name local to the innermost function call.
 func (st *state) declareLocal(name string) {
-	if len(st.locals) == 0 {
-		return
+	if n := len(st.locals); n > 0 {
+		if _, done := st.locals[n-1][name]; !done {
+			old, ok := st.vars[name]
+			st.locals[n-1][name] = saved{v: old, set: ok}
+		}
 	}
-	n := len(st.locals)
-	top := st.locals[n-1]
-	if _, done := top[name]; done {
-		return
-	}
-	old, ok := st.vars.get(name)
-	next := maps.Clone(top)
-	next[name] = saved{v: old, set: ok}
-	st.locals = append(slices.Clone(st.locals[:n-1]), next)
 }
 
 // merge joins the variables of paths that meet again: values that differ
@@ -134,12 +134,8 @@ func (st *state) declareLocal(name string) {
 func merge(states []*state) *state {
 	m := states[0].clone()
 	m.jumps = nil
-	stores := make([]*varStore, len(states))
-	for i, s := range states {
-		stores[i] = s.vars
-	}
-	m.vars = mergeStores(stores)
 	for _, s := range states[1:] {
+		mergeVars(m.vars, s.vars)
 		if !sameArgs(m, s) {
 			m.args, m.argsUnknown = nil, true
 		}
@@ -151,54 +147,31 @@ func merge(states []*state) *state {
 		} else {
 			m.out = union("$(…)", m.out, s.out)
 		}
-		m.locals = mergeLocals(m.locals, s.locals)
+		mergeLocals(m.locals, s.locals)
 	}
 	return m
 }
 
-// mergeLocals adds the saved outer values b has and a lacks. It copies
-// what it changes: a's maps may be shared with other paths.
-func mergeLocals(a, b []map[string]saved) []map[string]saved {
-	var out []map[string]saved
-	for i := 0; i < len(a) && i < len(b); i++ {
-		var level map[string]saved
+// mergeLocals adds to a the saved outer values b has and a lacks.
+func mergeLocals(a, b []map[string]saved) {
+	for i := range min(len(a), len(b)) {
 		for k, v := range b[i] {
-			if _, ok := a[i][k]; ok {
-				continue
+			if _, ok := a[i][k]; !ok {
+				a[i][k] = v
 			}
-			if level == nil {
-				level = maps.Clone(a[i])
-			}
-			level[k] = v
-		}
-		if level != nil {
-			if out == nil {
-				out = slices.Clone(a)
-			}
-			out[i] = level
 		}
 	}
-	if out == nil {
-		return a
-	}
-	return out
 }
 
 func mergeVar(name string, v, w variable) variable {
-	if v.isArr || w.isArr {
-		if v.same(w) {
-			return v
-		}
+	if v.isArr || w.isArr { // mergeVars calls it only for variables that differ
 		return variable{isArr: true, arrUnknown: true}
 	}
 	return variable{val: union(varPlaceholder(name), v.val, w.val)}
 }
 
 func sameArgs(a, b *state) bool {
-	if a.argsUnknown || b.argsUnknown {
-		return a.argsUnknown == b.argsUnknown
-	}
-	return sameTexts(a.args, b.args)
+	return a.argsUnknown == b.argsUnknown && (a.argsUnknown || sameTexts(a.args, b.args))
 }
 
 // frameKind is what a jump leaves: a function (return), a loop (break or
@@ -266,12 +239,7 @@ func isAncestor(root, g *guard) bool {
 }
 
 func resolvedBy(escapes, resolved []*frame) bool {
-	for _, e := range escapes {
-		if !slices.Contains(resolved, e) {
-			return false
-		}
-	}
-	return true
+	return !slices.ContainsFunc(escapes, func(e *frame) bool { return !slices.Contains(resolved, e) })
 }
 
 // escapesBetween lists the unresolved escapes on the chain from g up to root.
@@ -320,24 +288,22 @@ func join(root *guard, states []*state, resolved []*frame, why *reason) *state {
 			live = append(live, s)
 		case flowJumped:
 			for _, f := range s.jumps {
-				if !slices.Contains(resolved, f) {
-					jumps = addFrames(jumps, []*frame{f})
+				if !slices.Contains(resolved, f) && !slices.Contains(jumps, f) {
+					jumps = append(jumps, f)
 				}
 			}
 		case flowDead:
-			if dead == nil {
-				dead = s
-			}
+			dead = cmp.Or(dead, s) // the first one
 		}
 	}
 	if len(live) == 0 {
 		if len(jumps) > 0 {
-			return &state{vars: newVarStore(), flow: flowJumped, jumps: jumps, guard: root}
+			return &state{vars: map[string]variable{}, flow: flowJumped, jumps: jumps, guard: root}
 		}
 		if dead != nil {
 			return dead
 		}
-		return &state{vars: newVarStore(), flow: flowDead, guard: root, exitFail: true}
+		return &state{vars: map[string]variable{}, flow: flowDead, guard: root, exitFail: true}
 	}
 	var carried []*frame
 	for _, s := range live {
@@ -352,11 +318,218 @@ func join(root *guard, states []*state, resolved []*frame, why *reason) *state {
 		return s
 	}
 	m := merge(live)
-	escapes := addFrames(carried, jumps)
-	if len(escapes) == 0 {
-		m.guard = root
-	} else {
+	m.guard = root
+	if escapes := addFrames(carried, jumps); len(escapes) > 0 {
 		m.guard = &guard{parent: root, possible: true, why: why, escapes: escapes}
 	}
 	return m
+}
+
+func unknownVar(name string) variable { return variable{val: unknownValue(varPlaceholder(name))} }
+
+// mergeVars joins the variables of another path into m: values that differ
+// become alternatives (or unknown); a variable one path lacks may come from
+// the environment, so it is unknown there.
+func mergeVars(m, s map[string]variable) {
+	for n, v := range m {
+		if w, ok := s[n]; !ok {
+			m[n] = mergeVar(n, v, unknownVar(n))
+		} else if !v.same(w) {
+			m[n] = mergeVar(n, v, w)
+		}
+	}
+	for n, w := range s {
+		if _, ok := m[n]; !ok {
+			m[n] = mergeVar(n, unknownVar(n), w)
+		}
+	}
+}
+
+// seg is a run of an expanded string. An unknown segment stands for text
+// lint cannot resolve; s then holds its placeholder, such as "${node}".
+type seg struct {
+	s       string
+	unknown bool
+}
+
+// text is one way a word may expand.
+type text []seg
+
+func lit(s string) text { return text{{s: s}} }
+
+// unknownText is a text lint cannot resolve, shown as placeholder.
+func unknownText(placeholder string) text { return text{{s: placeholder, unknown: true}} }
+
+// varPlaceholder is how an unresolved variable is shown: "${name}".
+func varPlaceholder(name string) string { return "${" + name + "}" }
+
+func (t text) known() bool { return !slices.ContainsFunc(t, func(s seg) bool { return s.unknown }) }
+
+func (t text) exact() (string, bool) {
+	if !t.known() {
+		return "", false
+	}
+	return t.String(), true
+}
+
+func (t text) String() string {
+	if len(t) == 1 {
+		return t[0].s
+	}
+	var b strings.Builder
+	for _, s := range t {
+		b.WriteString(s.s)
+	}
+	return b.String()
+}
+
+// empty reports whether t is known to be "".
+func (t text) empty() bool {
+	return !slices.ContainsFunc(t, func(s seg) bool { return s.unknown || s.s != "" })
+}
+
+func (t text) wholeUnknown() bool { return len(t) == 1 && t[0].unknown }
+
+// concat returns t followed by u, merging adjacent known segments. It never
+// modifies t or u.
+func (t text) concat(u text) text {
+	if u.empty() {
+		return t
+	}
+	if t.empty() {
+		return u
+	}
+	out := make(text, 0, len(t)+len(u))
+	out = append(out, t...)
+	for _, s := range u {
+		if s.s == "" && !s.unknown {
+			continue
+		}
+		if last := len(out) - 1; !s.unknown && !out[last].unknown {
+			out[last] = seg{s: out[last].s + s.s}
+			continue
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+// key identifies t for comparisons.
+func (t text) key() string {
+	if len(t) == 1 && !t[0].unknown {
+		return t[0].s
+	}
+	var b strings.Builder
+	for _, s := range t {
+		if s.unknown {
+			b.WriteString("\x00")
+		}
+		b.WriteString(s.s)
+		b.WriteString("\x01")
+	}
+	return b.String()
+}
+
+// joinTexts joins ts with spaces, as "$*" and echo do.
+func joinTexts(ts []text) text {
+	var t text
+	for i, x := range ts {
+		if i > 0 {
+			t = t.concat(lit(" "))
+		}
+		t = t.concat(x)
+	}
+	return t
+}
+
+// glob turns t into a shell pattern that matches every string t may stand
+// for: known parts quoted, unknown parts "*".
+func (t text) glob() string {
+	var b strings.Builder
+	for _, s := range t {
+		if s.unknown {
+			b.WriteByte('*')
+		} else {
+			b.WriteString(pattern.QuoteMeta(s.s, 0))
+		}
+	}
+	return b.String()
+}
+
+// maxAlts bounds how many alternative expansions lint tracks per value.
+const maxAlts = 8
+
+// value is every way something may expand: one text per alternative (at
+// least one). A value of several alternatives comes from branches lint could
+// not decide, such as kubectl_cmd being "kubectl" or "kubectl --kubeconfig x".
+//
+// This lattice (known and unknown parts, alternatives, unknown arguments) is
+// lint's own because mvdan.cc/sh/v3/expand and interp compute one concrete
+// string and would have to guess every value lint cannot resolve; lint hands
+// them only fully known values (cond.go, param.go).
+type value []text
+
+func litValue(s string) value { return value{lit(s)} }
+
+func unknownValue(placeholder string) value { return value{unknownText(placeholder)} }
+
+// single returns the only alternative, or an unknown text when there are
+// several.
+func (v value) single(placeholder string) text {
+	if len(v) == 1 {
+		return v[0]
+	}
+	return unknownText(placeholder)
+}
+
+func (v value) exact() (string, bool) {
+	if len(v) != 1 {
+		return "", false
+	}
+	return v[0].exact()
+}
+
+// same reports whether v and w are the same alternatives, cheaply when they
+// share storage.
+func (v value) same(w value) bool {
+	if len(v) != len(w) {
+		return false
+	}
+	return len(v) == 0 || &v[0] == &w[0] || sameTexts(v, w)
+}
+
+// union merges alternatives, dropping duplicates. Past maxAlts the result
+// collapses to one unknown text.
+func union(placeholder string, vs ...value) value {
+	var out value
+	seen := map[string]bool{}
+	for _, v := range vs {
+		for _, t := range v {
+			if k := t.key(); !seen[k] {
+				seen[k] = true
+				out = append(out, t)
+			}
+		}
+	}
+	if len(out) > maxAlts {
+		return unknownValue(placeholder)
+	}
+	return out
+}
+
+// concatValues is every alternative of v followed by every alternative of w.
+func concatValues(v, w value, placeholder string) value {
+	if len(v) == 1 && len(w) == 1 {
+		return value{v[0].concat(w[0])}
+	}
+	if len(v)*len(w) > maxAlts {
+		return unknownValue(placeholder)
+	}
+	out := make(value, 0, len(v)*len(w))
+	for _, a := range v {
+		for _, b := range w {
+			out = append(out, a.concat(b))
+		}
+	}
+	return out
 }
