@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/pflag"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 
+	"github.com/dpfdoctor/dpfdoctor/internal/apply"
 	"github.com/dpfdoctor/dpfdoctor/internal/doctor"
 	"github.com/dpfdoctor/dpfdoctor/internal/kube"
 	"github.com/dpfdoctor/dpfdoctor/internal/outcome"
@@ -40,6 +41,7 @@ func TestExitCode(t *testing.T) {
 		{fmt.Errorf("list: %w", outcome.ErrNotInstalled), ExitNotInstalled},
 		{fmt.Errorf("need list pods: %w", kube.ErrInsufficientRights), ExitNoRights},
 		{silent(doctor.ErrDeclined), ExitDeclined},
+		{fmt.Errorf("%w (Lease x held by y)", apply.ErrGuardRepairing), ExitGuard},
 		{fmt.Errorf("wait: %w", context.DeadlineExceeded), ExitTimeout},
 		{fmt.Errorf("wait: %w", context.Canceled), ExitInterrupted},
 	} {

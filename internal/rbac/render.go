@@ -163,8 +163,10 @@ func (o RenderOptions) meta(name, ns string, gs []Grant) metav1.ObjectMeta {
 	m.Labels[ManagedByLabel] = ManagedByValue
 	reasons := sets.New[string]()
 	for _, g := range gs {
-		if g.Reason != "" {
-			reasons.Insert(g.Reason)
+		for _, r := range strings.Split(g.Reason, ";") { // a kept object's reasons come joined
+			if r = strings.TrimSpace(r); r != "" {
+				reasons.Insert(r)
+			}
 		}
 	}
 	if len(o.Annotations) > 0 || len(reasons) > 0 {
