@@ -1,6 +1,9 @@
 package dpf
 
-import "strings"
+import (
+	"slices"
+	"strings"
+)
 
 // Args are the dmsinit.sh flags that decide which calls it makes.
 type Args struct {
@@ -42,12 +45,8 @@ func ParseArgs(argv []string) Args {
 	for _, s := range argv {
 		words = append(words, strings.Fields(s)...)
 	}
-	started := true
-	for _, w := range words {
-		if strings.HasSuffix(w, "dmsinit.sh") {
-			started = false // flags before the script belong to the shell
-		}
-	}
+	// Flags before the script belong to the shell.
+	started := !slices.ContainsFunc(words, func(w string) bool { return strings.HasSuffix(w, "dmsinit.sh") })
 	for i := 0; i < len(words); i++ {
 		w := words[i]
 		if strings.HasSuffix(w, "dmsinit.sh") {

@@ -3,6 +3,7 @@ package dpf
 import (
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 
 	"github.com/dpfdoctor/dpfdoctor/internal/access"
@@ -22,12 +23,12 @@ const (
 // FailureClasses lists the classes that can occur on a release.
 func (r Release) FailureClasses() []string {
 	var out []string
-	hasScript := r.Script != ScriptNone
+	dmsInit := r.Script != ScriptNone && r.Script != ScriptHostAgent
 	if r.ServiceAccount != "" {
 		out = append(out, ClassRBACForbidden)
 	}
 	for _, c := range AllCalls(r.Script) {
-		if c.Subresource == "status" && r.Script != ScriptHostAgent {
+		if c.Subresource == "status" && dmsInit {
 			out = append(out, ClassStatusSubresourceSkew)
 			break
 		}
@@ -36,28 +37,19 @@ func (r Release) FailureClasses() []string {
 		// A newer hostdriver (dmsinit C+) against the v25.4.0 role and CRDs.
 		out = append(out, ClassStatusSubresourceSkew)
 	}
-	if hasScript && r.Script != ScriptHostAgent {
+	if dmsInit {
 		out = append(out, ClassAPIServerUnreachable)
 	}
 	if r.CertVolume {
 		out = append(out, ClassCertificateNotReady)
 	}
-	if contains(r.InitContainers, ContainerRshimPreflight) {
+	if slices.Contains(r.InitContainers, ContainerRshimPreflight) {
 		out = append(out, ClassRshimOccupied)
 	}
-	if hasScript && r.Script != ScriptHostAgent {
+	if dmsInit {
 		out = append(out, ClassNoDPUFound)
 	}
 	return append(out, ClassOperatorPaused)
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // Allowed reports whether the release's own ClusterRole covers a request,
@@ -68,7 +60,7 @@ func (r Release) Allowed(req access.Request) bool {
 		return true // system:discovery
 	}
 	for _, rule := range r.Rules {
-		if contains(rule.APIGroups, req.Group) && contains(rule.Resources, req.RBACResource()) && contains(rule.Verbs, req.Verb) {
+		if slices.Contains(rule.APIGroups, req.Group) && slices.Contains(rule.Resources, req.RBACResource()) && slices.Contains(rule.Verbs, req.Verb) {
 			return true
 		}
 	}

@@ -4,6 +4,8 @@
 // the DPF source (see docs/versions.md); nothing here talks to a cluster.
 package dpf
 
+import "strings"
+
 const (
 	// DefaultNamespace is where the operator, its DPFOperatorConfig and the
 	// DMS pods live. DPF hard-codes it in several places (known issue
@@ -61,11 +63,10 @@ func PodName(node string) string { return node + "-dms" }
 // NodeFromPodName inverts PodName; ok is false when the name does not end in
 // "-dms".
 func NodeFromPodName(pod string) (node string, ok bool) {
-	const suffix = "-dms"
-	if len(pod) <= len(suffix) || pod[len(pod)-len(suffix):] != suffix {
+	if node, ok = strings.CutSuffix(pod, "-dms"); !ok || node == "" {
 		return "", false
 	}
-	return pod[:len(pod)-len(suffix)], true
+	return node, true
 }
 
 // CertificateName is the node's DMS server Certificate: "<node>-dms-server-cert".

@@ -1,8 +1,9 @@
 package dpf
 
 import (
+	"cmp"
 	"fmt"
-	"sort"
+	"slices"
 	"strings"
 
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -140,21 +141,16 @@ var ErrUnknownVersion = fmt.Errorf("unknown DPF version")
 // "v25.7.1" or "v25.10.0-rc.2": the same major.minor line. Patch releases
 // share their line's facts.
 func Lookup(version string) (Release, error) {
-	line := Line(version)
-	for _, r := range Releases() {
-		if Line(r.Version) == line {
-			return r, nil
-		}
+	rs := Releases()
+	if i := slices.IndexFunc(rs, func(r Release) bool { return Line(r.Version) == Line(version) }); i >= 0 {
+		return rs[i], nil
 	}
 	return Release{}, fmt.Errorf("%w %q (known: %s)", ErrUnknownVersion, version, strings.Join(Versions(), ", "))
 }
 
 // Line is the "vMAJOR.MINOR" of a version: "v25.4.0-rc.1" → "v25.4".
 func Line(version string) string {
-	v := strings.TrimPrefix(strings.TrimSpace(version), "v")
-	if i := strings.IndexAny(v, "-+"); i >= 0 {
-		v = v[:i]
-	}
+	v := core(version)
 	parts := strings.SplitN(v, ".", 3)
 	if len(parts) < 2 {
 		return "v" + v
@@ -175,24 +171,25 @@ func Versions() []string {
 // ignored). It returns -1, 0 or 1.
 func Compare(a, b string) int {
 	pa, pb := numbers(a), numbers(b)
-	for i := 0; i < 3; i++ {
-		if pa[i] != pb[i] {
-			if pa[i] < pb[i] {
-				return -1
-			}
-			return 1
+	for i := range pa {
+		if c := cmp.Compare(pa[i], pb[i]); c != 0 {
+			return c
 		}
 	}
 	return 0
 }
 
-func numbers(v string) [3]int {
+// core is a version without its "v" and its pre-release or build suffix.
+func core(v string) string {
 	v = strings.TrimPrefix(strings.TrimSpace(v), "v")
-	if i := strings.IndexAny(v, "-+"); i >= 0 {
-		v = v[:i]
-	}
+	v, _, _ = strings.Cut(v, "-")
+	v, _, _ = strings.Cut(v, "+")
+	return v
+}
+
+func numbers(v string) [3]int {
 	var out [3]int
-	for i, p := range strings.SplitN(v, ".", 3) {
+	for i, p := range strings.SplitN(core(v), ".", 3) {
 		n := 0
 		for _, c := range p {
 			if c < '0' || c > '9' {
@@ -207,5 +204,5 @@ func numbers(v string) [3]int {
 
 // SortVersions sorts versions oldest first, in place.
 func SortVersions(vs []string) {
-	sort.SliceStable(vs, func(i, j int) bool { return Compare(vs[i], vs[j]) < 0 })
+	slices.SortStableFunc(vs, Compare)
 }

@@ -1,6 +1,7 @@
 package dpf
 
 import (
+	"slices"
 	"strings"
 
 	"github.com/dpfdoctor/dpfdoctor/internal/access"
@@ -110,14 +111,7 @@ func (c Call) Request(namespace, node string) access.Request {
 // order the script makes them. certPath selects the create_certificate path
 // (--external-certificate none).
 func Calls(v ScriptVariant, certPath bool) []Call {
-	var out []Call
-	for _, c := range callTable(v) {
-		if c.CertPath && !certPath {
-			continue
-		}
-		out = append(out, c)
-	}
-	return out
+	return slices.DeleteFunc(callTable(v), func(c Call) bool { return c.CertPath && !certPath })
 }
 
 // AllCalls returns every call of the variant, both modes.
