@@ -12,14 +12,7 @@ import (
 // to check kubectl version: ..."): the hostNetwork pod cannot reach the API
 // server at the address the operator gave it (DPFOperatorConfig
 // spec.overrides.kubernetesAPIServerVIP/Port → KUBERNETES_SERVICE_HOST/PORT).
-type apiServerUnreachable struct{}
-
-func (apiServerUnreachable) ID() string   { return CodeAPIServerUnreachable }
-func (apiServerUnreachable) Class() Class { return ClassAPIServerUnreachable }
-
-func (c apiServerUnreachable) Classify(b *evidence.Bundle) []Finding { return c.classify(newView(b)) }
-
-func (apiServerUnreachable) classify(v *view) []Finding {
+func apiServerUnreachable(v *view) []Finding {
 	b := v.b
 	in := b.Install
 	f := Finding{Class: ClassAPIServerUnreachable, Code: CodeAPIServerUnreachable, Severity: SeverityError}

@@ -14,14 +14,7 @@ import (
 // server-volume, so not even rshim-preflight runs. It also covers the
 // certificate path of dmsinit.sh timing out on a Secret it may read but
 // that does not exist.
-type certificateNotReady struct{}
-
-func (certificateNotReady) ID() string   { return CodeCertificateNotReady }
-func (certificateNotReady) Class() Class { return ClassCertificateNotReady }
-
-func (c certificateNotReady) Classify(b *evidence.Bundle) []Finding { return c.classify(newView(b)) }
-
-func (certificateNotReady) classify(v *view) []Finding {
+func certificateNotReady(v *view) []Finding {
 	b := v.b
 	f := Finding{Class: ClassCertificateNotReady, Code: CodeCertificateNotReady, Severity: SeverityError}
 	issuerBad := false

@@ -15,26 +15,32 @@ type Classifier interface {
 	Classify(b *evidence.Bundle) []Finding
 }
 
-// classifier is what every Classifier here also implements: classification
-// over a shared index of the bundle, so that Diagnose indexes it once.
-type classifier interface {
-	Classifier
-	classify(v *view) []Finding
+// classifier is every Classifier here: its code, its class and its
+// classification over a shared index of the bundle, so that Diagnose
+// indexes it once. Each classify function lives in its own file.
+type classifier struct {
+	id       string
+	class    Class
+	classify func(v *view) []Finding
 }
+
+func (c classifier) ID() string                            { return c.id }
+func (c classifier) Class() Class                          { return c.class }
+func (c classifier) Classify(b *evidence.Bundle) []Finding { return c.classify(newView(b)) }
 
 // All returns every classifier, in priority order, as a fresh slice.
 func All() []Classifier {
 	return []Classifier{
-		operatorPaused{},
-		certificateNotReady{},
-		rshimOccupied{},
-		apiServerUnreachable{},
-		noDPUFound{},
-		rbacForbidden{},
-		statusSubresourceSkew{},
-		podMissing{},
-		unknown{},
-		healthy{},
+		classifier{CodeOperatorPaused, ClassOperatorPaused, operatorPaused},
+		classifier{CodeCertificateNotReady, ClassCertificateNotReady, certificateNotReady},
+		classifier{CodeRshimOccupied, ClassRshimOccupied, rshimOccupied},
+		classifier{CodeAPIServerUnreachable, ClassAPIServerUnreachable, apiServerUnreachable},
+		classifier{CodeNoDPUFound, ClassNoDPUFound, noDPUFound},
+		classifier{CodeRBACForbidden, ClassRBACForbidden, rbacForbidden},
+		classifier{CodeStatusSkewFixable, ClassStatusSubresourceSkew, statusSubresourceSkew},
+		classifier{CodePodMissing, ClassPodMissing, podMissing},
+		classifier{CodeUnknown, ClassUnknown, unknown},
+		classifier{CodeHealthy, ClassHealthy, healthy},
 	}
 }
 

@@ -229,13 +229,10 @@ func Diagnose(b *evidence.Bundle) *Diagnosis {
 	v := newView(b)
 	var findings []Finding
 	for _, c := range All() {
-		switch c := c.(type) {
-		case unknown:
-			findings = append(findings, c.unclaimed(v, findings)...)
-		case classifier:
-			findings = append(findings, c.classify(v)...)
-		default:
-			findings = append(findings, c.Classify(b)...)
+		if c.Class() == ClassUnknown {
+			findings = append(findings, unclaimed(v, findings)...)
+		} else {
+			findings = append(findings, c.(classifier).classify(v)...)
 		}
 	}
 	primary := assign(b, findings)

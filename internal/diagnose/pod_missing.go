@@ -16,14 +16,7 @@ import (
 // ~5 min, is one); later releases re-create it on their own. v25.1 runs
 // pods per DPU, which this class does not cover. The finding names nodes,
 // not pods: the pod does not exist.
-type podMissing struct{}
-
-func (podMissing) ID() string   { return CodePodMissing }
-func (podMissing) Class() Class { return ClassPodMissing }
-
-func (c podMissing) Classify(b *evidence.Bundle) []Finding { return c.classify(newView(b)) }
-
-func (podMissing) classify(v *view) []Finding {
+func podMissing(v *view) []Finding {
 	b := v.b
 	rel, known := release(b.Install.Version)
 	if known && rel.PodPerDPU {

@@ -10,19 +10,6 @@ import (
 	"github.com/dpfdoctor/dpfdoctor/internal/evidence"
 )
 
-// rbacForbidden reports dms-init failing because its ServiceAccount may not
-// make a call its dmsinit.sh makes. The exact permission comes from the
-// Forbidden text kubectl prints when the script shows it, else from
-// SubjectAccessReviews against the pod's call table (the script hides
-// kubectl's stderr around the Secret read from v25.7 on, so only "Waiting
-// for secret..." reaches the log). Missing also lists denied calls the
-// script makes later, so one fix grants them all. A denied
-// dpudevices/status patch that comes first is StatusSubresourceSkew's.
-type rbacForbidden struct{}
-
-func (rbacForbidden) ID() string   { return CodeRBACForbidden }
-func (rbacForbidden) Class() Class { return ClassRBACForbidden }
-
 // rbacCase is one pod's RBAC problem.
 type rbacCase struct {
 	pod       evidence.Pod
@@ -37,9 +24,15 @@ type logForbidden struct {
 	req  access.Request // for this pod's node
 }
 
-func (c rbacForbidden) Classify(b *evidence.Bundle) []Finding { return c.classify(newView(b)) }
-
-func (rbacForbidden) classify(v *view) []Finding {
+// rbacForbidden reports dms-init failing because its ServiceAccount may not
+// make a call its dmsinit.sh makes. The exact permission comes from the
+// Forbidden text kubectl prints when the script shows it, else from
+// SubjectAccessReviews against the pod's call table (the script hides
+// kubectl's stderr around the Secret read from v25.7 on, so only "Waiting
+// for secret..." reaches the log). Missing also lists denied calls the
+// script makes later, so one fix grants them all. A denied
+// dpudevices/status patch that comes first is StatusSubresourceSkew's.
+func rbacForbidden(v *view) []Finding {
 	b := v.b
 	groups := map[string][]rbacCase{}
 	var keys []string

@@ -9,16 +9,6 @@ import (
 	"github.com/dpfdoctor/dpfdoctor/internal/evidence"
 )
 
-// statusSubresourceSkew reports a dmsinit.sh that patches DPUDevice status
-// (v25.7 and later: "Failed to update PCI address for DPUDevice ...")
-// running against an operator whose role, or whose DPUDevice CRD, predates
-// it: typically a newer hostdriver image with the v25.4.0 operator. RBAC can
-// fix it only when the CRD has a status subresource.
-type statusSubresourceSkew struct{}
-
-func (statusSubresourceSkew) ID() string   { return CodeStatusSkewFixable }
-func (statusSubresourceSkew) Class() Class { return ClassStatusSubresourceSkew }
-
 type skewCase struct {
 	pod      evidence.Pod
 	line     *logLine
@@ -26,9 +16,12 @@ type skewCase struct {
 	notFound bool // the API said the status subresource does not exist
 }
 
-func (c statusSubresourceSkew) Classify(b *evidence.Bundle) []Finding { return c.classify(newView(b)) }
-
-func (statusSubresourceSkew) classify(v *view) []Finding {
+// statusSubresourceSkew reports a dmsinit.sh that patches DPUDevice status
+// (v25.7 and later: "Failed to update PCI address for DPUDevice ...")
+// running against an operator whose role, or whose DPUDevice CRD, predates
+// it: typically a newer hostdriver image with the v25.4.0 operator. RBAC can
+// fix it only when the CRD has a status subresource.
+func statusSubresourceSkew(v *view) []Finding {
 	b := v.b
 	var fixable, crd []skewCase
 	for _, p := range v.failing() {

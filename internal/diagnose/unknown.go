@@ -7,20 +7,13 @@ import (
 	"github.com/dpfdoctor/dpfdoctor/internal/evidence"
 )
 
-// unknown reports failing pods no other classifier explains, with the raw
-// evidence: the blocking container's state, exit code, reason and
-// termination message, and the last log lines.
-type unknown struct{}
-
-func (unknown) ID() string   { return CodeUnknown }
-func (unknown) Class() Class { return ClassUnknown }
-
 // tailLines is how many log lines an Unknown finding quotes.
 const tailLines = 10
 
-func (c unknown) Classify(b *evidence.Bundle) []Finding { return c.classify(newView(b)) }
-
-func (u unknown) classify(v *view) []Finding {
+// unknown reports failing pods no other classifier explains, with the raw
+// evidence: the blocking container's state, exit code, reason and
+// termination message, and the last log lines.
+func unknown(v *view) []Finding {
 	var others []Finding
 	for _, c := range All() {
 		switch c.Class() {
@@ -29,11 +22,11 @@ func (u unknown) classify(v *view) []Finding {
 		}
 		others = append(others, c.(classifier).classify(v)...)
 	}
-	return u.unclaimed(v, others)
+	return unclaimed(v, others)
 }
 
 // unclaimed reports the failing pods no finding names.
-func (unknown) unclaimed(v *view, findings []Finding) []Finding {
+func unclaimed(v *view, findings []Finding) []Finding {
 	b := v.b
 	claimed := map[string]bool{}
 	for _, f := range findings {
