@@ -2,6 +2,7 @@ package diagnose
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/dpfdoctor/dpfdoctor/internal/dpf"
@@ -57,8 +58,8 @@ func certificateNotReady(v *view) []Finding {
 func certificateEvidence(v *view, p evidence.Pod) ([]Evidence, string, bool) {
 	b := v.b
 	secret := dpf.SecretName(p.Node)
-	if v, ok := serverVolume(p); ok && v.Secret != "" {
-		secret = v.Secret
+	if i := slices.IndexFunc(p.Volumes, func(v evidence.Volume) bool { return v.Name == dpf.ServerVolume }); i >= 0 && p.Volumes[i].Secret != "" {
+		secret = p.Volumes[i].Secret
 	}
 	certName := p.CertificateName()
 	ns := b.Install.Namespace
@@ -93,32 +94,17 @@ func certificateEvidence(v *view, p evidence.Pod) ([]Evidence, string, bool) {
 	// out on a Secret it is allowed to read: the Secret is the problem when
 	// it is absent (or, with Secrets unlisted, its Certificate is not Ready).
 	missing := absent || (!known && certBad)
-	if l, _, ok := scriptError(v.log(p.Name), dpf.MsgSecretTimeoutC); ok && missing && v.secretReadAllowed(p) {
-		return append(ev, logEvidence(l)), "timed out waiting for Secret " + secret + ", which cert-manager has not written", true
-	}
-	if l, _, ok := scriptError(v.log(p.Name), dpf.MsgSecretTimeoutB); ok && missing && v.secretReadAllowed(p) {
-		return append(ev, logEvidence(l)), "timed out waiting for Secret " + secret + ", which cert-manager has not written", true
+	for _, msg := range []string{dpf.MsgSecretTimeoutC, dpf.MsgSecretTimeoutB} {
+		if l, _, ok := scriptError(v.log(p.Name), msg); ok && missing && v.secretReadAllowed(p) {
+			return append(ev, logEvidence(l)), "timed out waiting for Secret " + secret + ", which cert-manager has not written", true
+		}
 	}
 	return nil, "", false
 }
 
-func serverVolume(p evidence.Pod) (evidence.Volume, bool) {
-	for _, v := range p.Volumes {
-		if v.Name == dpf.ServerVolume {
-			return v, true
-		}
-	}
-	return evidence.Volume{}, false
-}
-
 // secretReadAllowed reports whether no review denied the pod's Secret read.
 func (v *view) secretReadAllowed(p evidence.Pod) bool {
-	for _, d := range v.denied(p) {
-		if d.req.Resource == "secrets" {
-			return false
-		}
-	}
-	return true
+	return !slices.ContainsFunc(v.denied(p), func(d denied) bool { return d.req.Resource == "secrets" })
 }
 
 func conditionText(o evidence.Object, t string) string {

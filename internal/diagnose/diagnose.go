@@ -6,7 +6,10 @@
 package diagnose
 
 import (
-	"sort"
+	"cmp"
+	"slices"
+
+	"k8s.io/apimachinery/pkg/util/sets"
 
 	"github.com/dpfdoctor/dpfdoctor/internal/access"
 	"github.com/dpfdoctor/dpfdoctor/internal/evidence"
@@ -51,10 +54,8 @@ func Priority() []Class {
 }
 
 func rank(c Class) int {
-	for i, p := range Priority() {
-		if p == c {
-			return i
-		}
+	if i := slices.Index(Priority(), c); i >= 0 {
+		return i
 	}
 	return len(Priority())
 }
@@ -319,14 +320,8 @@ func sortFindings(fs []Finding) {
 		}
 		return rank(c)
 	}
-	sort.SliceStable(fs, func(i, j int) bool {
-		if order(fs[i].Class) != order(fs[j].Class) {
-			return order(fs[i].Class) < order(fs[j].Class)
-		}
-		if len(fs[i].Pods) != len(fs[j].Pods) {
-			return len(fs[i].Pods) > len(fs[j].Pods)
-		}
-		return fs[i].Code < fs[j].Code
+	slices.SortStableFunc(fs, func(a, b Finding) int {
+		return cmp.Or(cmp.Compare(order(a.Class), order(b.Class)), cmp.Compare(len(b.Pods), len(a.Pods)), cmp.Compare(a.Code, b.Code))
 	})
 }
 
@@ -384,14 +379,8 @@ func summarise(pods []PodResult) Summary {
 }
 
 func uniqueSorted(in []string) []string {
-	seen := map[string]bool{}
-	var out []string
-	for _, s := range in {
-		if s != "" && !seen[s] {
-			seen[s] = true
-			out = append(out, s)
-		}
+	if len(in) == 0 {
+		return nil
 	}
-	sort.Strings(out)
-	return out
+	return sets.List(sets.New(in...).Delete(""))
 }

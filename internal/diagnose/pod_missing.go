@@ -33,7 +33,7 @@ func podMissing(v *view) []Finding {
 				dpf.DPUNodeLabel, b.Install.Namespace, dpf.PodName(n), b.Install.Namespace, n)}, maxQuoted)
 	}
 	f.Summary = fmt.Sprintf("%s labelled %s %s no DMS pod and no DPUNode: nothing provisions %s DPU",
-		plural(len(nodes), "node", "nodes"), dpf.DPUNodeLabel, hasHave(len(nodes)), itsTheir(len(nodes)))
+		plural(len(nodes), "node", "nodes"), dpf.DPUNodeLabel, choose(len(nodes), "has", "have"), choose(len(nodes), "its", "their"))
 	rule := "DPF version unknown: whether the operator re-creates a deleted DMS pod by itself is not known"
 	switch {
 	case !known:
@@ -78,18 +78,4 @@ func missingPodNodes(b *evidence.Bundle) []string {
 		}
 	}
 	return uniqueSorted(out)
-}
-
-func hasHave(n int) string {
-	if n == 1 {
-		return "has"
-	}
-	return "have"
-}
-
-func itsTheir(n int) string {
-	if n == 1 {
-		return "its"
-	}
-	return "their"
 }

@@ -2,6 +2,8 @@ package diagnose
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 
 	"github.com/dpfdoctor/dpfdoctor/internal/access"
@@ -68,12 +70,7 @@ func skewCaseFor(v *view, p evidence.Pod) (skewCase, bool) {
 // patchesStatus reports whether a call table has the status patch
 // (dmsinit.sh C and later, and the host agent).
 func patchesStatus(calls []dpf.Call) bool {
-	for _, c := range calls {
-		if c.Resource == "dpudevices" && c.Subresource == "status" {
-			return true
-		}
-	}
-	return false
+	return slices.ContainsFunc(calls, func(c dpf.Call) bool { return c.Resource == "dpudevices" && c.Subresource == "status" })
 }
 
 // statusSubresource reports whether the DPUDevice CRD has a status
@@ -118,10 +115,7 @@ func skewFinding(b *evidence.Bundle, cases []skewCase, fixable bool) Finding {
 			}
 		}
 	}
-	var vs []string
-	for v := range versions {
-		vs = append(vs, v)
-	}
+	vs := slices.Collect(maps.Keys(versions))
 	dpf.SortVersions(vs)
 	f.Evidence = append(f.Evidence, Evidence{Kind: EvidenceConfig, Source: "versions",
 		Text: fmt.Sprintf("pods run hostdriver %s; the operator is %s (from %s); DPUDevice CRD status subresource: %t",

@@ -104,11 +104,14 @@ func appendLimited(es []Evidence, e Evidence, limit int) []Evidence {
 	return append(es, e)
 }
 
-func plural(n int, one, many string) string {
+func plural(n int, one, many string) string { return fmt.Sprintf("%d %s", n, choose(n, one, many)) }
+
+// choose is one when n is 1, else many.
+func choose(n int, one, many string) string {
 	if n == 1 {
-		return fmt.Sprintf("%d %s", n, one)
+		return one
 	}
-	return fmt.Sprintf("%d %s", n, many)
+	return many
 }
 
 // release returns the facts of the pod's DPF release line, if known.

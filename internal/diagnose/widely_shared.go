@@ -1,8 +1,10 @@
 package diagnose
 
 import (
+	"cmp"
 	"fmt"
-	"sort"
+	"maps"
+	"slices"
 	"strings"
 
 	"github.com/dpfdoctor/dpfdoctor/internal/evidence"
@@ -80,20 +82,13 @@ func widelyShared(v *view, d *Diagnosis) string {
 
 // secretsAllowed reports whether a review allowed reading a Secret.
 func secretsAllowed(b *evidence.Bundle) bool {
-	for _, c := range b.Access {
-		if c.Known() && c.Allowed && c.Request.Resource == "secrets" && c.Request.Group == "" {
-			return true
-		}
-	}
-	return false
+	return slices.ContainsFunc(b.Access, func(c evidence.AccessCheck) bool {
+		return c.Known() && c.Allowed && c.Request.Resource == "secrets" && c.Request.Group == ""
+	})
 }
 
 func breakdown(m map[Class]int) string {
-	classes := make([]Class, 0, len(m))
-	for c := range m {
-		classes = append(classes, c)
-	}
-	sort.Slice(classes, func(i, j int) bool { return rank(classes[i]) < rank(classes[j]) })
+	classes := slices.SortedFunc(maps.Keys(m), func(a, b Class) int { return cmp.Compare(rank(a), rank(b)) })
 	var parts []string
 	for _, c := range classes {
 		parts = append(parts, fmt.Sprintf("%d %s", m[c], c))
