@@ -1,6 +1,7 @@
 package diagnose
 
 import (
+	"cmp"
 	"fmt"
 	"strings"
 
@@ -16,10 +17,7 @@ func apiServerUnreachable(v *view) []Finding {
 	b := v.b
 	in := b.Install
 	f := Finding{Class: ClassAPIServerUnreachable, Code: CodeAPIServerUnreachable, Severity: SeverityError}
-	vip := in.APIServerVIP
-	if vip == "" {
-		vip = "(not set)"
-	}
+	vip := cmp.Or(in.APIServerVIP, "(not set)")
 	port := "(not set)"
 	if in.APIServerPort != 0 {
 		port = fmt.Sprint(in.APIServerPort)

@@ -77,7 +77,7 @@ func certificateEvidence(v *view, p evidence.Pod) ([]Evidence, string, bool) {
 	if absent {
 		ev = append(ev, Evidence{Kind: EvidenceObject, Source: "Secret " + ns + "/" + secret, Text: "absent (Secret metadata list)"})
 	}
-	cert, haveCert := v.certificate(certName)
+	cert, haveCert := v.certs[certName]
 	certBad := false
 	switch {
 	case haveCert && !cert.Ready():

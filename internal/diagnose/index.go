@@ -1,6 +1,7 @@
 package diagnose
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
 	"strings"
@@ -240,22 +241,14 @@ func (v *view) secretPresent(name string) (present, known bool) {
 	return v.secrets[name], true
 }
 
-func (v *view) certificate(name string) (evidence.Object, bool) {
-	c, ok := v.certs[name]
-	return c, ok
-}
-
 // factsOf returns the pod's dmsinit.sh facts.
 func (v *view) factsOf(p evidence.Pod) *podFacts {
 	if f, ok := v.facts[p.Name]; ok {
 		return f
 	}
 	args := p.Args()
-	ns := args.Namespace
-	if ns == "" {
-		ns = dpf.DefaultNamespace
-	}
-	f := &podFacts{args: args, calls: dpf.Calls(p.Script(v.b.Install.Version), args.CertPath()), namespace: ns, user: p.Subject().User}
+	f := &podFacts{args: args, calls: dpf.Calls(p.Script(v.b.Install.Version), args.CertPath()),
+		namespace: cmp.Or(args.Namespace, dpf.DefaultNamespace), user: p.Subject().User}
 	v.facts[p.Name] = f
 	return f
 }

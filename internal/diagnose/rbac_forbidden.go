@@ -73,16 +73,12 @@ func rbacCaseFor(v *view, p evidence.Pod) (rbacCase, bool) {
 		return rbacCase{}, false
 	}
 	if len(rc.forbidden) == 0 {
-		for _, s := range []string{dpf.MsgWaitingSecretC, dpf.MsgWaitingSecretB} {
-			if l, ok := find(lines, s); ok {
-				rc.quiet = append(rc.quiet, l)
-				break
-			}
-		}
-		for _, s := range []string{dpf.MsgSecretTimeoutC, dpf.MsgSecretTimeoutB} {
-			if l, ok := find(lines, s); ok {
-				rc.quiet = append(rc.quiet, l)
-				break
+		for _, msgs := range [][]string{{dpf.MsgWaitingSecretC, dpf.MsgWaitingSecretB}, {dpf.MsgSecretTimeoutC, dpf.MsgSecretTimeoutB}} {
+			for _, s := range msgs {
+				if l, ok := find(lines, s); ok {
+					rc.quiet = append(rc.quiet, l)
+					break
+				}
 			}
 		}
 	}
