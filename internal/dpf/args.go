@@ -16,6 +16,10 @@ type Args struct {
 	DMSPort             string `json:"dmsPort,omitempty"`
 	Kubeconfig          string `json:"kubeconfig,omitempty"`
 	NodeRebootMethod    string `json:"nodeRebootMethod,omitempty"`
+	// ConfDir and ImageDir are --dms-conf-dir and --dms-image-dir ("" when
+	// absent: the script then uses /opt/dpf/dms and <conf dir>/bfb).
+	ConfDir  string `json:"dmsConfDir,omitempty"`
+	ImageDir string `json:"dmsImageDir,omitempty"`
 	// Unknown collects flags dmsinit.sh would reject ("Unknown option").
 	Unknown []string `json:"unknown,omitempty"`
 }
@@ -38,8 +42,10 @@ func ParseArgs(argv []string) Args {
 		"--dms-port":             &a.DMSPort,
 		"--kubeconfig":           &a.Kubeconfig,
 		"--node-reboot-method":   &a.NodeRebootMethod,
+		"--dms-conf-dir":         &a.ConfDir,
+		"--dms-image-dir":        &a.ImageDir,
 	}
-	known := map[string]bool{"--issuer": true, "--script-name": true, "--dms-conf-dir": true, "--dms-image-dir": true}
+	known := map[string]bool{"--issuer": true, "--script-name": true}
 	// The script may arrive as one "bash -c" string.
 	var words []string
 	for _, s := range argv {

@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"strings"
@@ -43,8 +44,6 @@ type dmsInit struct {
 	api          apiCaller
 	attempts     int                                  // secret wait attempts (the script uses 30)
 	sleep        func(context.Context, time.Duration) // scaled sleep
-	confDir      string                               // --dms-conf-dir (default /opt/dpf/dms)
-	imageDir     string                               // --dms-image-dir (default <conf>/bfb)
 	out          []string
 }
 
@@ -86,10 +85,16 @@ func (d *dmsInit) pciLabel() string {
 // firstPCI is get_the_first_pci_address: the label with colons, 0000:3b:00.
 func (d *dmsInit) firstPCI() string { return strings.ReplaceAll(d.pciLabel(), "-", ":") }
 
+// confDir is --dms-conf-dir, by default /opt/dpf/dms.
+func (d *dmsInit) confDir() string { return cmp.Or(d.args.ConfDir, "/opt/dpf/dms") }
+
+// imageDir is --dms-image-dir, by default <conf dir>/bfb.
+func (d *dmsInit) imageDir() string { return cmp.Or(d.args.ImageDir, d.confDir()+"/bfb") }
+
 // discover is parse_arguments' last line, main's first and discover_dpu: a
 // BlueField-3 with two PFs, or none.
 func (d *dmsInit) discover() bool {
-	d.log("DMS image directory: %s", d.imageDir)
+	d.log("DMS image directory: %s", d.imageDir())
 	d.log("Running cmd %s", d.args.Cmd)
 	if d.noDPU {
 		d.log("Total DPUs discovered: 0")
@@ -103,32 +108,9 @@ func (d *dmsInit) discover() bool {
 	d.log("  PF0 Name: ens1f0np0")
 	d.log("update number of PFs for %s: 2", pci)
 	d.log("Total DPUs discovered: 1")
-	d.log("Writing PCI addresses to %s/pci_addr", d.confDir)
-	d.log("Wrote 1 PCI addresses to %s/pci_addr", d.confDir)
+	d.log("Writing PCI addresses to %s/pci_addr", d.confDir())
+	d.log("Wrote 1 PCI addresses to %s/pci_addr", d.confDir())
 	return true
-}
-
-// dirs reads --dms-conf-dir and --dms-image-dir with the script's defaults.
-func (d *dmsInit) dirs(argv []string) {
-	d.confDir, d.imageDir = "", ""
-	var words []string
-	for _, a := range argv {
-		words = append(words, strings.Fields(a)...)
-	}
-	for i := 0; i+1 < len(words); i++ {
-		switch words[i] {
-		case "--dms-conf-dir":
-			d.confDir = words[i+1]
-		case "--dms-image-dir":
-			d.imageDir = words[i+1]
-		}
-	}
-	if d.confDir == "" {
-		d.confDir = "/opt/dpf/dms"
-	}
-	if d.imageDir == "" {
-		d.imageDir = d.confDir + "/bfb"
-	}
 }
 
 // exists is check_resource_exists: any error (NotFound, Forbidden,
@@ -170,8 +152,8 @@ func (d *dmsInit) run(ctx context.Context) ([]string, int) {
 	}
 
 	if d.args.CertPath() {
-		if lines, code, done := d.createCertificate(ctx, ns); done {
-			return lines, code
+		if msg := d.createCertificate(ctx, ns); msg != "" {
+			return d.fail("create_certificate", msg)
 		}
 	}
 
@@ -234,10 +216,10 @@ spec:
 		}
 		d.log("DPUNode %s applied successfully", d.node)
 	}
-	conf := d.confDir
+	conf := d.confDir()
 	d.log("DMS configuration created at %s/dms.conf", conf)
 	d.log("DMS configuration: -bind_address %s:%s -v 99 -auth cert -ca %[3]s/certs/ca.crt -tls_key_file %[3]s/certs/tls.key -tls_cert_file %[3]s/certs/tls.crt -password admin -username admin -image_folder %s -target_pci %s -exec_timeout 900 -disable_unbind_at_activate -reboot_status_check none -debug_command=true",
-		d.args.DMSIP, d.args.DMSPort, conf, d.imageDir, d.firstPCI())
+		d.args.DMSIP, d.args.DMSPort, conf, d.imageDir(), d.firstPCI())
 	d.log("DMS systemd service file created at %s/dmsd.service", conf)
 	if d.statusPatching() {
 		d.log("Skipping Systemd service creation in Kubernetes environment")
@@ -249,16 +231,15 @@ spec:
 	return d.out, 0
 }
 
-// createCertificate is the --external-certificate none path. done is true
-// when the script exits inside it.
-func (d *dmsInit) createCertificate(ctx context.Context, ns string) (lines []string, code int, done bool) {
+// createCertificate is the --external-certificate none path. It returns the
+// message error() exits with, or "" when the script goes on.
+func (d *dmsInit) createCertificate(ctx context.Context, ns string) string {
 	cert, secret := dpf.CertificateName(d.node), dpf.SecretName(d.node)
 	if !d.exists(ctx, "Certificate", ns, cert) {
 		d.log("Creating certificate")
 		manifest := fmt.Sprintf("apiVersion: cert-manager.io/v1\nkind: Certificate\nmetadata:\n  name: %s\n  namespace: %s\nspec:\n  secretName: %s\n  commonName: %s\n  duration: 8760h\n  issuerRef:\n    name: %s\n    kind: Issuer\n  ipAddresses:\n  - %q\n", cert, ns, secret, cert, dpf.Issuer, d.args.DMSIP)
 		if out, ok := d.api.apply(ctx, manifest); !ok {
-			lines, code = d.fail("create_certificate", dpf.MsgCreateCertFailed+cert+": "+strings.TrimRight(out, "\n"))
-			return lines, code, true
+			return dpf.MsgCreateCertFailed + cert + ": " + strings.TrimRight(out, "\n")
 		}
 		d.log("Certificate %s created successfully", cert)
 	} else {
@@ -280,36 +261,33 @@ func (d *dmsInit) createCertificate(ctx context.Context, ns string) (lines []str
 			}
 		}
 		if name == "" {
-			lines, code = d.fail("create_certificate", dpf.MsgSecretTimeoutB)
-			return lines, code, true
+			return dpf.MsgSecretTimeoutB
 		}
 		d.log("Certificate secret name: %s", name)
 		if !d.hypothetical {
 			d.readSecret(ctx, ns, name, false)
-			return nil, 0, false
+			return ""
 		}
 		// The widely shared story: the reads are retried and time out.
 		for i := 1; i <= d.attempts; i++ {
 			if d.readSecret(ctx, ns, name, false) {
-				return nil, 0, false
+				return ""
 			}
 			d.log("%s (attempt %d/%d)", dpf.MsgWaitingSecretB, i, d.attempts)
 			d.sleep(ctx, 2*time.Second)
 		}
-		lines, code = d.fail("create_certificate", dpf.MsgSecretTimeoutB)
-		return lines, code, true
+		return dpf.MsgSecretTimeoutB
 	}
 	// C and later: poll the three keys with stderr hidden.
 	for i := 1; i <= d.attempts; i++ {
 		if d.readSecret(ctx, ns, secret, true) {
 			d.log("Certificate secret name: %s", secret)
-			return nil, 0, false
+			return ""
 		}
 		d.log("%s%s to be fully populated... (attempt %d/%d)", dpf.MsgWaitingSecretC, secret, i, d.attempts)
 		d.sleep(ctx, 2*time.Second)
 	}
-	lines, code = d.fail("create_certificate", fmt.Sprintf("%s%s to be fully populated. ca.crt: 0 chars, tls.crt: 0 chars, tls.key: 0 chars", dpf.MsgSecretTimeoutC, secret))
-	return lines, code, true
+	return fmt.Sprintf("%s%s to be fully populated. ca.crt: 0 chars, tls.crt: 0 chars, tls.key: 0 chars", dpf.MsgSecretTimeoutC, secret)
 }
 
 // readSecret reads ca.crt, tls.crt and tls.key; the values are only checked

@@ -13,8 +13,6 @@ import (
 	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
 	metav1ac "k8s.io/client-go/applyconfigurations/meta/v1"
 	rbacv1ac "k8s.io/client-go/applyconfigurations/rbac/v1"
-	"k8s.io/client-go/dynamic"
-	"k8s.io/client-go/kubernetes"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -29,102 +27,85 @@ var (
 	gvrDPU         = dpf.MustGVR(dpf.GroupProvisioning, "DPU")
 )
 
-// inventory is what the simulated operator server-side applies on every
-// reconcile, with force ownership, as field manager dpfoperatorconfig-controller.
-type inventory struct {
-	release   dpf.Release
-	namespace string
-	imageTag  string
-}
-
-func (inv inventory) labels() map[string]string {
+// inventoryLabels are the labels of every inventory object.
+func (c *Cluster) inventoryLabels() map[string]string {
 	l := map[string]string{
 		"app.kubernetes.io/component": "rbac",
 		"app.kubernetes.io/part-of":   "dpf-provisioning-controller-manager",
-		dpf.ApplySetPartOfLabel:       dpf.ApplySetID(dpf.ProvisioningComponent, inv.namespace),
+		dpf.ApplySetPartOfLabel:       dpf.ApplySetID(dpf.ProvisioningComponent, c.Namespace),
 		"dpu.nvidia.com/component":    "dpf-provisioning-controller-manager",
 	}
-	if inv.release.LabelsVersion {
-		l[dpf.VersionLabel] = inv.release.Version
+	if c.Release.LabelsVersion {
+		l[dpf.VersionLabel] = c.Release.Version
 	}
 	return l
 }
 
-// apply writes every inventory object. It returns the number of objects.
-func (inv inventory) apply(ctx context.Context, cs kubernetes.Interface, dyn dynamic.Interface) (int, error) {
+// applyInventory writes what the simulated operator server-side applies on
+// every reconcile, with force ownership, as field manager
+// dpfoperatorconfig-controller.
+func (c *Cluster) applyInventory(ctx context.Context) error {
 	opts := metav1.ApplyOptions{FieldManager: dpf.OperatorFieldManager, Force: true}
-	ns, r := inv.namespace, inv.release
+	ns, r, cs, labels := c.Namespace, c.Release, c.kube, c.inventoryLabels()
 	var gknn []string
-	n := 0
 	if r.ServiceAccount != "" {
-		sa := corev1ac.ServiceAccount(r.ServiceAccount, ns).WithLabels(inv.labels())
+		sa := corev1ac.ServiceAccount(r.ServiceAccount, ns).WithLabels(labels)
 		if _, err := cs.CoreV1().ServiceAccounts(ns).Apply(ctx, sa, opts); err != nil {
-			return n, fmt.Errorf("apply ServiceAccount %s: %w", r.ServiceAccount, err)
+			return fmt.Errorf("apply ServiceAccount %s: %w", r.ServiceAccount, err)
 		}
-		n++
 		gknn = append(gknn, "ServiceAccount/"+r.ServiceAccount+"."+ns)
 	}
 	if r.ClusterRole != "" {
-		cr := rbacv1ac.ClusterRole(r.ClusterRole).WithLabels(inv.labels())
+		cr := rbacv1ac.ClusterRole(r.ClusterRole).WithLabels(labels)
 		for _, rule := range r.Rules {
 			cr.WithRules(rbacv1ac.PolicyRule().WithAPIGroups(rule.APIGroups...).WithResources(rule.Resources...).WithVerbs(rule.Verbs...))
 		}
 		if _, err := cs.RbacV1().ClusterRoles().Apply(ctx, cr, opts); err != nil {
-			return n, fmt.Errorf("apply ClusterRole %s: %w", r.ClusterRole, err)
+			return fmt.Errorf("apply ClusterRole %s: %w", r.ClusterRole, err)
 		}
-		crb := rbacv1ac.ClusterRoleBinding(r.ClusterRoleBinding).WithLabels(inv.labels()).
+		crb := rbacv1ac.ClusterRoleBinding(r.ClusterRoleBinding).WithLabels(labels).
 			WithRoleRef(rbacv1ac.RoleRef().WithAPIGroup(rbacv1.GroupName).WithKind("ClusterRole").WithName(r.ClusterRole)).
 			WithSubjects(rbacv1ac.Subject().WithKind("ServiceAccount").WithName(r.ServiceAccount).WithNamespace(ns))
 		if r.Component == dpf.ComponentHostAgent {
 			crb.WithSubjects(rbacv1ac.Subject().WithKind("Group").WithAPIGroup(rbacv1.GroupName).WithName("dpf:host-agent"))
 		}
 		if _, err := cs.RbacV1().ClusterRoleBindings().Apply(ctx, crb, opts); err != nil {
-			return n, fmt.Errorf("apply ClusterRoleBinding %s: %w", r.ClusterRoleBinding, err)
+			return fmt.Errorf("apply ClusterRoleBinding %s: %w", r.ClusterRoleBinding, err)
 		}
-		n += 2
 		gknn = append(gknn, "ClusterRole.rbac.authorization.k8s.io/"+r.ClusterRole+".", "ClusterRoleBinding.rbac.authorization.k8s.io/"+r.ClusterRoleBinding+".")
 	}
 	// The provisioning controller Deployment: its image tag is one of the
 	// ways diagnose finds the version. There is no controller-manager in
 	// envtest, so it never gets pods; that does not matter here.
-	labels := map[string]string{"app.kubernetes.io/name": "dpf-provisioning-controller-manager"}
-	dep := appsv1ac.Deployment("dpf-provisioning-controller-manager", ns).WithLabels(inv.labels()).
+	selector := map[string]string{"app.kubernetes.io/name": "dpf-provisioning-controller-manager"}
+	dep := appsv1ac.Deployment("dpf-provisioning-controller-manager", ns).WithLabels(labels).
 		WithSpec(appsv1ac.DeploymentSpec().WithReplicas(1).
-			WithSelector(metav1ac.LabelSelector().WithMatchLabels(labels)).
-			WithTemplate(corev1ac.PodTemplateSpec().WithLabels(labels).WithSpec(corev1ac.PodSpec().
-				WithContainers(corev1ac.Container().WithName("manager").WithImage(ImageRepo + "/dpf-system:" + inv.imageTag)))))
+			WithSelector(metav1ac.LabelSelector().WithMatchLabels(selector)).
+			WithTemplate(corev1ac.PodTemplateSpec().WithLabels(selector).WithSpec(corev1ac.PodSpec().
+				WithContainers(corev1ac.Container().WithName("manager").WithImage(ImageRepo + "/dpf-system:" + r.Version)))))
 	if _, err := cs.AppsV1().Deployments(ns).Apply(ctx, dep, opts); err != nil {
-		return n, fmt.Errorf("apply Deployment: %w", err)
+		return fmt.Errorf("apply Deployment: %w", err)
 	}
-	n++
 	gknn = append(gknn, "Deployment.apps/dpf-provisioning-controller-manager."+ns)
 
-	for _, iss := range []struct{ name, spec string }{
-		{"dpf-provisioning-selfsigned-issuer", `{"selfSigned":{}}`},
-		{dpf.Issuer, `{"ca":{"secretName":"dpf-provisioning-ca-secret"}}`},
+	for _, iss := range []struct {
+		name string
+		spec map[string]any
+	}{
+		{"dpf-provisioning-selfsigned-issuer", map[string]any{"selfSigned": map[string]any{}}},
+		{dpf.Issuer, map[string]any{"ca": map[string]any{"secretName": "dpf-provisioning-ca-secret"}}},
 	} {
-		u := &unstructured.Unstructured{}
-		u.SetAPIVersion("cert-manager.io/v1")
-		u.SetKind("Issuer")
+		u := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "cert-manager.io/v1", "kind": "Issuer", "spec": iss.spec}}
 		u.SetName(iss.name)
 		u.SetNamespace(ns)
-		u.SetLabels(inv.labels())
-		if err := unstructured.SetNestedField(u.Object, map[string]any{}, "spec"); err != nil {
-			return n, err
-		}
-		if strings.Contains(iss.spec, "selfSigned") {
-			_ = unstructured.SetNestedField(u.Object, map[string]any{}, "spec", "selfSigned")
-		} else {
-			_ = unstructured.SetNestedField(u.Object, "dpf-provisioning-ca-secret", "spec", "ca", "secretName")
-		}
+		u.SetLabels(labels)
 		data, err := u.MarshalJSON()
 		if err != nil {
-			return n, err
+			return err
 		}
-		if _, err := dyn.Resource(gvrIssuer).Namespace(ns).Patch(ctx, iss.name, types.ApplyPatchType, data, opts.ToPatchOptions()); err != nil {
-			return n, fmt.Errorf("apply Issuer %s: %w", iss.name, err)
+		if _, err := c.dyn.Resource(gvrIssuer).Namespace(ns).Patch(ctx, iss.name, types.ApplyPatchType, data, opts.ToPatchOptions()); err != nil {
+			return fmt.Errorf("apply Issuer %s: %w", iss.name, err)
 		}
-		n++
 		gknn = append(gknn, "Issuer.cert-manager.io/"+iss.name+"."+ns)
 	}
 
@@ -136,9 +117,9 @@ func (inv inventory) apply(ctx context.Context, cs kubernetes.Interface, dyn dyn
 		WithLabels(map[string]string{dpf.ApplySetIDLabel: dpf.ApplySetID(dpf.ProvisioningComponent, ns), "dpu.nvidia.com/component": "dpf-provisioning-controller-manager"}).
 		WithAnnotations(map[string]string{dpf.ApplySetInventoryAnnotation: strings.Join(gknn, ","), dpf.ApplySetToolingAnnotation: "dpf-operator/v0"})
 	if _, err := cs.CoreV1().Secrets(ns).Apply(ctx, parent, opts); err != nil {
-		return n, fmt.Errorf("apply applyset parent: %w", err)
+		return fmt.Errorf("apply applyset parent: %w", err)
 	}
-	return n + 1, nil
+	return nil
 }
 
 // ImageRepo is the (never pulled) registry path of the simulated images.

@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"hash/fnv"
@@ -222,8 +223,7 @@ func (k *kubelet) sync(ctx context.Context, name string) error {
 	if err == nil && pod.DeletionTimestamp != nil {
 		// The kubelet confirms a graceful deletion once the containers
 		// have stopped: delete with grace period 0.
-		zero := int64(0)
-		err := k.c.kube.CoreV1().Pods(pod.Namespace).Delete(ctx, pod.Name, metav1.DeleteOptions{GracePeriodSeconds: &zero,
+		err := k.c.kube.CoreV1().Pods(pod.Namespace).Delete(ctx, pod.Name, metav1.DeleteOptions{GracePeriodSeconds: ptr(int64(0)),
 			Preconditions: &metav1.Preconditions{UID: &pod.UID}})
 		if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
 			return err
@@ -320,7 +320,6 @@ func secretVolume(p *corev1.Pod) string {
 // runContainer runs one init container's program for the pod's scenario.
 func (k *kubelet) runContainer(ctx context.Context, pod *corev1.Pod, node *corev1.Node, scen Scenario, ctr corev1.Container) containerRun {
 	run := containerRun{started: time.Now()}
-	defer func() { run.finished = time.Now() }()
 	switch ctr.Name {
 	case dpf.ContainerRshimPreflight, dpf.ContainerDMSInit:
 		if k.c.Release.Script == dpf.ScriptNone {
@@ -345,7 +344,6 @@ func (k *kubelet) runContainer(ctx context.Context, pod *corev1.Pod, node *corev
 		// fails first (check_rshim_not_occupied: "No DPUs found on this
 		// system, exiting"). The sim lets it pass so that no-dpu-found shows
 		// in dms-init, the container whose log diagnose reads.
-		d.dirs(argv)
 		lines, code := d.run(ctx)
 		run.lines, run.exitCode = lines, int32(code)
 		if code != 0 && ctr.Name == dpf.ContainerRshimPreflight {
@@ -408,11 +406,7 @@ func (k *kubelet) caller(ctx context.Context, pod *corev1.Pod, scen Scenario, ku
 		// wrong, the env already points nowhere).
 		server = k.c.closedURL
 	}
-	sa := pod.Spec.ServiceAccountName
-	if sa == "" {
-		sa = "default"
-	}
-	token, err := k.saToken(ctx, sa)
+	token, err := k.saToken(ctx, cmp.Or(pod.Spec.ServiceAccountName, "default"))
 	if err != nil {
 		return nil, err
 	}

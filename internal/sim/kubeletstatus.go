@@ -78,43 +78,33 @@ func (k *kubelet) podStatus(pod *corev1.Pod, st *podState) corev1.PodStatus {
 		return &corev1.ContainerStateTerminated{ExitCode: r.exitCode, Reason: reason, Message: r.message,
 			StartedAt: metav1.NewTime(r.started), FinishedAt: metav1.NewTime(r.finished), ContainerID: containerID(pod, r)}
 	}
-	for i, c := range pod.Spec.InitContainers {
+	// Init containers, then containers: those before st.next have run to
+	// completion (init) or are running; st.next restarts after a failure.
+	for i, c := range append(append([]corev1.Container{}, pod.Spec.InitContainers...), pod.Spec.Containers...) {
 		cs := corev1.ContainerStatus{Name: c.Name, Image: c.Image, ImageID: c.Image, RestartCount: st.failures[c.Name]}
 		runs := st.runs[c.Name]
+		isInit := i < nInit
 		switch {
-		case i < st.next:
+		case i < st.next && isInit:
 			cs.State = corev1.ContainerState{Terminated: terminated(runs[len(runs)-1])}
 			cs.Ready = true
-		case i == st.next && len(runs) > 0:
-			last := runs[len(runs)-1]
-			cs.LastTerminationState = corev1.ContainerState{Terminated: terminated(last)}
-			cs.State = waiting("CrashLoopBackOff", fmt.Sprintf("back-off %s restarting failed container=%s pod=%s_%s(%s)",
-				st.lastDelay, c.Name, pod.Name, pod.Namespace, pod.UID))
-		default:
-			cs.State = waiting("PodInitializing", "")
-		}
-		s.InitContainerStatuses = append(s.InitContainerStatuses, cs)
-	}
-	for j, c := range pod.Spec.Containers {
-		i := nInit + j
-		cs := corev1.ContainerStatus{Name: c.Name, Image: c.Image, ImageID: c.Image, RestartCount: st.failures[c.Name]}
-		runs := st.runs[c.Name]
-		started := false
-		switch {
 		case i < st.next && st.mounted:
-			started = true
 			cs.Ready = st.done
 			cs.State = corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: metav1.NewTime(runs[len(runs)-1].started)}}
 		case i == st.next && len(runs) > 0:
 			cs.LastTerminationState = corev1.ContainerState{Terminated: terminated(runs[len(runs)-1])}
 			cs.State = waiting("CrashLoopBackOff", fmt.Sprintf("back-off %s restarting failed container=%s pod=%s_%s(%s)",
 				st.lastDelay, c.Name, pod.Name, pod.Namespace, pod.UID))
-		case initDone:
+		case !isInit && initDone:
 			cs.State = waiting("ContainerCreating", "")
 		default:
 			cs.State = waiting("PodInitializing", "")
 		}
-		cs.Started = &started
+		if isInit {
+			s.InitContainerStatuses = append(s.InitContainerStatuses, cs)
+			continue
+		}
+		cs.Started = ptr(i < st.next && st.mounted)
 		s.ContainerStatuses = append(s.ContainerStatuses, cs)
 	}
 	return s

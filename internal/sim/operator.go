@@ -169,8 +169,7 @@ func (o *operator) reconcileInventory(ctx context.Context) error {
 		o.c.logf("operator: Reconciling Paused")
 		return nil
 	}
-	inv := inventory{release: o.c.Release, namespace: o.c.Namespace, imageTag: o.c.Release.Version}
-	if _, err := inv.apply(ctx, o.c.kube, o.c.dyn); err != nil {
+	if err := o.c.applyInventory(ctx); err != nil {
 		return err
 	}
 	o.reconciles.Add(1)
@@ -287,8 +286,7 @@ func (o *operator) ensureCertificate(ctx context.Context, node *corev1.Node, sce
 		cond := map[string]any{"type": "Ready", "status": "True", "reason": "Ready", "message": "Certificate is up to date and has not expired",
 			"lastTransitionTime": metav1.Now().UTC().Format(time.RFC3339)}
 		if !ready {
-			cond = map[string]any{"type": "Ready", "status": "False", "reason": "DoesNotExist", "message": "Issuing certificate as Secret does not exist",
-				"lastTransitionTime": metav1.Now().UTC().Format(time.RFC3339)}
+			cond["status"], cond["reason"], cond["message"] = "False", "DoesNotExist", "Issuing certificate as Secret does not exist"
 		}
 		_ = unstructured.SetNestedSlice(created.Object, []any{cond}, "status", "conditions")
 		if _, err := c.dyn.Resource(gvrCertificate).Namespace(ns).UpdateStatus(ctx, created, metav1.UpdateOptions{}); err != nil {

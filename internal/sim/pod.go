@@ -1,10 +1,12 @@
 package sim
 
 import (
+	"slices"
 	"strconv"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/dpfdoctor/dpfdoctor/internal/dpf"
@@ -59,12 +61,7 @@ func (c *Cluster) dmsPod(node *corev1.Node, s Scenario) *corev1.Pod {
 		// assumes.
 		extCert = "none"
 	}
-	env := []corev1.EnvVar{
-		{Name: "KUBERNETES_SERVICE_HOST", Value: c.vip()},
-		{Name: "KUBERNETES_SERVICE_PORT", Value: strconv.Itoa(c.vipPort())},
-	}
-	privileged := true
-	sc := &corev1.SecurityContext{Privileged: &privileged}
+	env, sc := c.apiEnv(), privileged()
 	mounts := []corev1.VolumeMount{{Name: "dms-config", MountPath: "/opt/dpf/dms"}, {Name: dpf.ServerVolume, MountPath: "/opt/dpf/dms/certs"},
 		{Name: "dev", MountPath: "/dev"}, {Name: "sys", MountPath: "/sys"}, {Name: "bfb", MountPath: "/bfb"}}
 	initContainers := []corev1.Container{
@@ -80,7 +77,7 @@ func (c *Cluster) dmsPod(node *corev1.Node, s Scenario) *corev1.Pod {
 		StartupProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{Exec: &corev1.ExecAction{Command: []string{"sh", "-c", "df -h | grep /bfb"}}},
 			PeriodSeconds: 10, FailureThreshold: 30}}
 	containers := []corev1.Container{dms}
-	if contains(r.InitContainers, dpf.ContainerConfigureVF) {
+	if slices.Contains(r.InitContainers, dpf.ContainerConfigureVF) {
 		initContainers = append(initContainers, configureVF)
 	} else {
 		containers = append(containers, configureVF)
@@ -92,13 +89,8 @@ func (c *Cluster) dmsPod(node *corev1.Node, s Scenario) *corev1.Pod {
 	hostPath := func(p string) corev1.VolumeSource {
 		return corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: p}}
 	}
-	f := false
 	return &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{
-			Name: dpf.PodName(node.Name), Namespace: ns, Labels: labels,
-			OwnerReferences: []metav1.OwnerReference{{APIVersion: "operator.dpu.nvidia.com/v1alpha1", Kind: "DPFOperatorConfig",
-				Name: dpf.OperatorConfigName, UID: c.configUID(), Controller: ptr(true), BlockOwnerDeletion: &f}},
-		},
+		ObjectMeta: metav1.ObjectMeta{Name: dpf.PodName(node.Name), Namespace: ns, Labels: labels, OwnerReferences: c.configOwner()},
 		Spec: corev1.PodSpec{
 			NodeName: node.Name, ServiceAccountName: r.ServiceAccount, HostNetwork: true, RestartPolicy: corev1.RestartPolicyAlways,
 			InitContainers: initContainers, Containers: containers,
@@ -112,58 +104,46 @@ func (c *Cluster) dmsPod(node *corev1.Node, s Scenario) *corev1.Pod {
 	}
 }
 
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
+// apiEnv is KUBERNETES_SERVICE_HOST/PORT as the operator passes them to DMS
+// pods: the DPFOperatorConfig's kubernetesAPIServerVIP/Port overrides, else
+// the API server's own address.
+func (c *Cluster) apiEnv() []corev1.EnvVar {
+	host, port := c.apiHost, int64(c.apiPort)
+	if cfg, err := c.op.config(); err == nil {
+		if v, _, _ := unstructured.NestedString(cfg.Object, "spec", "overrides", "kubernetesAPIServerVIP"); v != "" {
+			host = v
+		}
+		if v, _, _ := unstructured.NestedInt64(cfg.Object, "spec", "overrides", "kubernetesAPIServerPort"); v > 0 {
+			port = v
 		}
 	}
-	return false
+	return []corev1.EnvVar{{Name: "KUBERNETES_SERVICE_HOST", Value: host}, {Name: "KUBERNETES_SERVICE_PORT", Value: strconv.FormatInt(port, 10)}}
 }
 
-// vip and vipPort are the DPFOperatorConfig's kubernetesAPIServerVIP/Port
-// overrides, which the operator passes to DMS pods as KUBERNETES_SERVICE_*.
-func (c *Cluster) vip() string {
+// configOwner makes the DPFOperatorConfig a pod's controller.
+func (c *Cluster) configOwner() []metav1.OwnerReference {
+	uid := types.UID("")
 	if cfg, err := c.op.config(); err == nil {
-		if v, ok := nestedString(cfg.Object, "spec", "overrides", "kubernetesAPIServerVIP"); ok && v != "" {
-			return v
-		}
+		uid = cfg.GetUID()
 	}
-	return c.apiHost
+	return controllerRef("operator.dpu.nvidia.com/v1alpha1", "DPFOperatorConfig", dpf.OperatorConfigName, uid)
 }
 
-func (c *Cluster) vipPort() int {
-	if cfg, err := c.op.config(); err == nil {
-		if v, ok := nestedInt(cfg.Object, "spec", "overrides", "kubernetesAPIServerPort"); ok && v > 0 {
-			return int(v)
-		}
-	}
-	return c.apiPort
+func controllerRef(apiVersion, kind, name string, uid types.UID) []metav1.OwnerReference {
+	return []metav1.OwnerReference{{APIVersion: apiVersion, Kind: kind, Name: name, UID: uid, Controller: ptr(true), BlockOwnerDeletion: ptr(false)}}
 }
 
-func (c *Cluster) configUID() types.UID {
-	if cfg, err := c.op.config(); err == nil {
-		return cfg.GetUID()
-	}
-	return ""
-}
+func privileged() *corev1.SecurityContext { return &corev1.SecurityContext{Privileged: ptr(true)} }
 
 // hostAgentPod is the v25.10 pod: the host agent and dms, no init
 // containers, no certificate volume.
 func (c *Cluster) hostAgentPod(node *corev1.Node) *corev1.Pod {
 	r := c.Release
-	env := []corev1.EnvVar{
-		{Name: "KUBERNETES_SERVICE_HOST", Value: c.vip()},
-		{Name: "KUBERNETES_SERVICE_PORT", Value: strconv.Itoa(c.vipPort())},
-	}
-	privileged, f := true, false
-	sc := &corev1.SecurityContext{Privileged: &privileged}
+	env, sc := c.apiEnv(), privileged()
 	image := ImageRepo + "/dpf-system:" + r.Version
 	return &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: dpf.PodName(node.Name), Namespace: c.Namespace,
-			Labels: map[string]string{dpf.ComponentLabel: r.Component, dpf.VersionLabel: r.Version},
-			OwnerReferences: []metav1.OwnerReference{{APIVersion: "operator.dpu.nvidia.com/v1alpha1", Kind: "DPFOperatorConfig",
-				Name: dpf.OperatorConfigName, UID: c.configUID(), Controller: ptr(true), BlockOwnerDeletion: &f}}},
+			Labels: map[string]string{dpf.ComponentLabel: r.Component, dpf.VersionLabel: r.Version}, OwnerReferences: c.configOwner()},
 		Spec: corev1.PodSpec{
 			NodeName: node.Name, ServiceAccountName: r.ServiceAccount, HostNetwork: true, DNSPolicy: corev1.DNSClusterFirstWithHostNet,
 			PriorityClassName: "system-node-critical",
@@ -179,13 +159,11 @@ func (c *Cluster) hostAgentPod(node *corev1.Node) *corev1.Pod {
 // ServiceAccount, owned by the DPU, the DPU's Secret mounted for dmsd.
 func (c *Cluster) perDPUPod(node *corev1.Node) *corev1.Pod {
 	dpu := dpuName(node.Name)
-	privileged, f := true, false
-	sc := &corev1.SecurityContext{Privileged: &privileged}
+	sc := privileged()
 	image := ImageRepo + "/dpf-system:" + c.Release.Version
 	return &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: dpf.PodName(dpu), Namespace: c.Namespace,
-			OwnerReferences: []metav1.OwnerReference{{APIVersion: "provisioning.dpu.nvidia.com/v1alpha1", Kind: "DPU",
-				Name: dpu, UID: c.op.dpuUID(dpu), Controller: ptr(true), BlockOwnerDeletion: &f}}},
+			OwnerReferences: controllerRef("provisioning.dpu.nvidia.com/v1alpha1", dpf.KindDPU, dpu, c.op.dpuUID(dpu))},
 		Spec: corev1.PodSpec{
 			NodeName: node.Name, HostNetwork: true,
 			InitContainers: []corev1.Container{
