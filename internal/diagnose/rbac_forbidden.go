@@ -152,13 +152,7 @@ func rbacFinding(b *evidence.Bundle, cases []rbacCase) Finding {
 		for _, l := range rc.quiet {
 			f.Evidence = appendLimited(f.Evidence, logEvidence(l), 2*maxQuoted)
 		}
-		for _, d := range rc.denied {
-			k := d.check.Request.Key()
-			if !sarQuoted[k] {
-				sarQuoted[k] = true
-				f.Evidence = append(f.Evidence, sarEvidence(d, p.Node))
-			}
-		}
+		f.Evidence = quoteDenied(f.Evidence, sarQuoted, rc.denied, p.Node)
 	}
 	f.Missing = access.Unique(missing)
 	first := cases[0]

@@ -108,12 +108,7 @@ func skewFinding(b *evidence.Bundle, cases []skewCase, fixable bool) Finding {
 		if sc.line != nil {
 			f.Evidence = appendLimited(f.Evidence, logEvidence(*sc.line), maxQuoted)
 		}
-		for _, d := range sc.denied {
-			if k := d.check.Request.Key(); !sarQuoted[k] {
-				sarQuoted[k] = true
-				f.Evidence = append(f.Evidence, sarEvidence(d, p.Node))
-			}
-		}
+		f.Evidence = quoteDenied(f.Evidence, sarQuoted, sc.denied, p.Node)
 	}
 	vs := slices.Collect(maps.Keys(versions))
 	dpf.SortVersions(vs)

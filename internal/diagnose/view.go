@@ -86,6 +86,17 @@ func sarEvidence(d denied, node string) Evidence {
 	return Evidence{Kind: EvidenceSAR, Source: "SubjectAccessReview", Text: text}
 }
 
+// quoteDenied appends the review answers of ds not quoted yet.
+func quoteDenied(es []Evidence, quoted map[string]bool, ds []denied, node string) []Evidence {
+	for _, d := range ds {
+		if k := d.check.Request.Key(); !quoted[k] {
+			quoted[k] = true
+			es = append(es, sarEvidence(d, node))
+		}
+	}
+	return es
+}
+
 // appendLimited appends e unless the same text of the same kind is already
 // quoted or limit items of its kind are; it keeps findings short at scale.
 func appendLimited(es []Evidence, e Evidence, limit int) []Evidence {
