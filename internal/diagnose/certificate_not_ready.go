@@ -41,7 +41,7 @@ func certificateNotReady(v *view) []Finding {
 		issuerBad = true
 		f.Evidence = append(f.Evidence, Evidence{Kind: EvidenceObject, Source: "Issuer " + ns + "/" + dpf.Issuer, Text: "absent"})
 	}
-	first, _ := v.pod(f.Pods[0])
+	first := v.pods[f.Pods[0]]
 	f.Summary = fmt.Sprintf("%s cannot start: the node's DMS server certificate Secret does not exist", plural(len(f.Pods), "pod", "pods"))
 	step := fmt.Sprintf("find why cert-manager has not issued it: kubectl describe certificate %s -n %s (or `cmctl status certificate %s -n %s`)",
 		first.CertificateName(), ns, first.CertificateName(), ns)
@@ -65,7 +65,7 @@ func certificateEvidence(v *view, p evidence.Pod) ([]Evidence, string, bool) {
 	ns := b.Install.Namespace
 	var ev []Evidence
 	mount := false
-	for _, e := range v.podEvents(p.Name) {
+	for _, e := range v.events[p.Name] {
 		if e.Reason == "FailedMount" && (strings.Contains(e.Message, dpf.ServerVolume) || strings.Contains(e.Message, secret)) {
 			mount = true
 			ev = append(ev, Evidence{Kind: EvidenceEvent, Source: "pod " + p.Name + " event FailedMount", Text: e.Message})

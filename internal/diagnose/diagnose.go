@@ -288,7 +288,7 @@ func split(f *Finding, primary map[string]Class, v *view) {
 	for _, p := range f.Pods {
 		if primary[p] == f.Class {
 			pods = append(pods, p)
-			if pod, ok := v.pod(p); ok && pod.Node != "" {
+			if pod, ok := v.pods[p]; ok && pod.Node != "" {
 				nodes = append(nodes, pod.Node)
 			}
 		} else {

@@ -151,11 +151,6 @@ func (v *view) failing() []evidence.Pod {
 	return out
 }
 
-func (v *view) pod(name string) (evidence.Pod, bool) {
-	p, ok := v.pods[name]
-	return p, ok
-}
-
 // log returns the pod's log lines: its own when they were read, else those
 // its failure signature group's read pods agree on.
 func (v *view) log(pod string) []logLine {
@@ -229,8 +224,6 @@ func listNames(names []string) string {
 	}
 	return strings.Join(names, ", ")
 }
-
-func (v *view) podEvents(pod string) []evidence.Event { return v.events[pod] }
 
 // secretPresent reports whether a Secret exists; known is false when
 // Secrets could not be listed.

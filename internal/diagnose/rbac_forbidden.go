@@ -100,7 +100,7 @@ func forPodNode(v *view, p evidence.Pod, l logLine, r access.Request) access.Req
 	if l.shared == "" || r.Name == "" {
 		return r
 	}
-	peer, ok := v.pod(l.shared)
+	peer, ok := v.pods[l.shared]
 	if !ok || peer.Node == "" {
 		return r
 	}

@@ -105,7 +105,7 @@ func rawEvidence(v *view, p evidence.Pod) []Evidence {
 		state += fmt.Sprintf("; restarts %d", c.RestartCount)
 		ev = append(ev, Evidence{Kind: EvidenceObject, Source: fmt.Sprintf("pod %s container %s", p.Name, c.Name), Text: state})
 	}
-	for _, e := range v.podEvents(p.Name) {
+	for _, e := range v.events[p.Name] {
 		if e.Type == "Warning" {
 			ev = appendLimited(ev, Evidence{Kind: EvidenceEvent, Source: "pod " + p.Name + " event " + e.Reason, Text: e.Message}, maxQuoted)
 		}

@@ -40,7 +40,7 @@ func widelyShared(v *view, d *Diagnosis) string {
 			continue
 		}
 		failing++
-		if pod, ok := v.pod(p.Name); ok && !v.factsOf(pod).args.CertPath() {
+		if pod, ok := v.pods[p.Name]; ok && !v.factsOf(pod).args.CertPath() {
 			k8sMode++
 		}
 		if !secretPods[p.Name] {
