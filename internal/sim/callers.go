@@ -48,9 +48,11 @@ func (k *kubectlCaller) run(ctx context.Context, stdin string, args ...string) (
 	return o.String(), e.String(), err == nil
 }
 
+// combined is kubectl's stdout and stderr together.
+func combined(stdout, stderr string, ok bool) (string, bool) { return stdout + stderr, ok }
+
 func (k *kubectlCaller) version(ctx context.Context) (string, bool) {
-	o, e, ok := k.run(ctx, "", "version")
-	return o + e, ok
+	return combined(k.run(ctx, "", "version"))
 }
 
 func (k *kubectlCaller) get(ctx context.Context, resource, ns, name, jp string) (string, string, bool) {
@@ -62,13 +64,11 @@ func (k *kubectlCaller) get(ctx context.Context, resource, ns, name, jp string) 
 }
 
 func (k *kubectlCaller) apply(ctx context.Context, manifest string) (string, bool) {
-	o, e, ok := k.run(ctx, manifest, "apply", "-f", "-")
-	return o + e, ok
+	return combined(k.run(ctx, manifest, "apply", "-f", "-"))
 }
 
 func (k *kubectlCaller) patchStatus(ctx context.Context, resource, ns, name, patch string) (string, bool) {
-	o, e, ok := k.run(ctx, "", "patch", resource, name, "-n", ns, "--subresource", "status", "--type=merge", "-p", patch)
-	return o + e, ok
+	return combined(k.run(ctx, "", "patch", resource, name, "-n", ns, "--subresource", "status", "--type=merge", "-p", patch))
 }
 
 // clientCaller makes the same requests with client-go and the same token,
@@ -98,7 +98,7 @@ func (c *clientCaller) resource(word string) (schema.GroupVersionResource, bool,
 	if !ok {
 		return schema.GroupVersionResource{}, false, fmt.Errorf(`error: the server doesn't have a resource type %q`, word)
 	}
-	return schema.GroupVersionResource{Group: k.Group, Version: k.Version, Resource: k.Resource}, k.Namespaced, nil
+	return k.GVR(), k.Namespaced, nil
 }
 
 func (c *clientCaller) version(ctx context.Context) (string, bool) {

@@ -19,8 +19,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/informers"
-	listersv1 "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/util/workqueue"
 
@@ -46,7 +44,6 @@ const (
 type kubelet struct {
 	c     *Cluster
 	queue workqueue.TypedDelayingInterface[string]
-	pods  listersv1.PodLister
 
 	mu     sync.Mutex
 	states map[string]*podState // by pod name
@@ -104,9 +101,7 @@ func (k *kubelet) start(ctx context.Context, wg *sync.WaitGroup) error {
 	if err := os.MkdirAll(k.cacheDir, 0o700); err != nil {
 		return err
 	}
-	inf := informers.NewSharedInformerFactoryWithOptions(c.kube, 0, informers.WithNamespace(c.Namespace))
-	pi := inf.Core().V1().Pods()
-	k.pods = pi.Lister()
+	// The operator's pod informer, started and synced already.
 	enqueue := func(obj any) {
 		if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
 			obj = t.Obj
@@ -115,17 +110,13 @@ func (k *kubelet) start(ctx context.Context, wg *sync.WaitGroup) error {
 			k.queue.Add(p.Name)
 		}
 	}
-	if _, err := pi.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{AddFunc: enqueue, DeleteFunc: enqueue,
+	if _, err := c.op.podInformer.AddEventHandler(cache.ResourceEventHandlerFuncs{AddFunc: enqueue, DeleteFunc: enqueue,
 		UpdateFunc: func(o, n any) {
 			if o.(*corev1.Pod).UID != n.(*corev1.Pod).UID || n.(*corev1.Pod).DeletionTimestamp != nil {
 				enqueue(n)
 			}
 		}}); err != nil {
 		return err
-	}
-	inf.Start(ctx.Done())
-	if !cache.WaitForCacheSync(ctx.Done(), pi.Informer().HasSynced) {
-		return fmt.Errorf("kubelet cache did not sync")
 	}
 	wg.Add(1)
 	go func() {
@@ -219,7 +210,7 @@ func (k *kubelet) state(p *corev1.Pod) *podState {
 
 // sync advances one pod as far as it can go now.
 func (k *kubelet) sync(ctx context.Context, name string) error {
-	pod, err := k.pods.Pods(k.c.Namespace).Get(name)
+	pod, err := k.c.op.pods.Pods(k.c.Namespace).Get(name)
 	if err == nil && pod.DeletionTimestamp != nil {
 		// The kubelet confirms a graceful deletion once the containers
 		// have stopped: delete with grace period 0.
@@ -447,12 +438,7 @@ func (k *kubelet) saToken(ctx context.Context, sa string) (string, error) {
 	return k.token, nil
 }
 
-func (c *Cluster) kubectlPath() string {
-	if c.opts.Kubectl != "" {
-		return c.opts.Kubectl
-	}
-	return KubectlPath()
-}
+func (c *Cluster) kubectlPath() string { return cmp.Or(c.opts.Kubectl, KubectlPath()) }
 
 // KubectlPath finds kubectl: $KUBECTL, then $KUBEBUILDER_ASSETS/kubectl,
 // then kubectl on PATH.

@@ -2,12 +2,16 @@ package sim
 
 import (
 	"context"
+	"encoding/base64"
 	"fmt"
 	"reflect"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/dpfdoctor/dpfdoctor/internal/dpf"
+	"github.com/dpfdoctor/dpfdoctor/internal/selfsigned"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -18,8 +22,6 @@ import (
 	listersv1 "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/util/workqueue"
-
-	"github.com/dpfdoctor/dpfdoctor/internal/dpf"
 )
 
 // operator simulates the DPF operator (inventory reconcile) and the
@@ -34,7 +36,8 @@ type operator struct {
 	pods     listersv1.PodLister
 	dpuNodes cache.GenericLister
 	configs  cache.GenericLister
-	synced   []cache.InformerSynced
+	// podInformer is shared with the kubelet.
+	podInformer cache.SharedIndexInformer
 }
 
 func newOperator(c *Cluster) *operator {
@@ -54,7 +57,7 @@ func (o *operator) start(ctx context.Context, wg *sync.WaitGroup) error {
 	pi := podInf.Core().V1().Pods()
 	di := dynInf.ForResource(gvrDPUNode)
 	ci := dynInf.ForResource(gvrOperatorCfg)
-	o.nodes, o.pods, o.dpuNodes, o.configs = ni.Lister(), pi.Lister(), di.Lister(), ci.Lister()
+	o.nodes, o.pods, o.dpuNodes, o.configs, o.podInformer = ni.Lister(), pi.Lister(), di.Lister(), ci.Lister(), pi.Informer()
 
 	enqueueNode := func(obj any) {
 		if n, ok := obj.(*corev1.Node); ok {
@@ -92,11 +95,10 @@ func (o *operator) start(ctx context.Context, wg *sync.WaitGroup) error {
 	}}); err != nil {
 		return err
 	}
-	o.synced = []cache.InformerSynced{ni.Informer().HasSynced, pi.Informer().HasSynced, di.Informer().HasSynced, ci.Informer().HasSynced}
 	nodeInf.Start(ctx.Done())
 	podInf.Start(ctx.Done())
 	dynInf.Start(ctx.Done())
-	if !cache.WaitForCacheSync(ctx.Done(), o.synced...) {
+	if !cache.WaitForCacheSync(ctx.Done(), ni.Informer().HasSynced, pi.Informer().HasSynced, di.Informer().HasSynced, ci.Informer().HasSynced) {
 		return fmt.Errorf("operator caches did not sync")
 	}
 	wg.Add(2)
@@ -339,4 +341,34 @@ func (o *operator) dpuUID(name string) types.UID {
 		return v.(types.UID)
 	}
 	return ""
+}
+
+// The fake key material every simulated server Secret holds: one real
+// (throwaway) CA, certificate and key, made once per sim so the API server
+// accepts them as kubernetes.io/tls.
+type secretMaterial struct {
+	once         sync.Once
+	ca, crt, key []byte
+	err          error
+}
+
+func (c *Cluster) secretData() map[string][]byte {
+	m := &c.secrets
+	m.once.Do(func() { m.ca, m.crt, m.key, m.err = selfsigned.Issue("127.0.0.1") })
+	return map[string][]byte{"ca.crt": m.ca, "tls.crt": m.crt, "tls.key": m.key}
+}
+
+// SecretFingerprints returns strings that appear in the simulated Secrets'
+// data (raw and base64-encoded, as a Secret's JSON carries it) and nowhere
+// else. Tests assert that no dpfdoctor output contains any of them.
+func (c *Cluster) SecretFingerprints() []string {
+	var out []string
+	for _, v := range c.secretData() {
+		body := strings.Join(strings.Split(string(v), "\n")[1:2], "")
+		if len(body) > 40 {
+			body = body[:40]
+		}
+		out = append(out, body, base64.StdEncoding.EncodeToString(v)[:40])
+	}
+	return out
 }

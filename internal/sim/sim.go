@@ -14,13 +14,17 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/dpfdoctor/dpfdoctor/internal/dpf"
+	"github.com/dpfdoctor/dpfdoctor/internal/fanout"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -30,9 +34,6 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
-
-	"github.com/dpfdoctor/dpfdoctor/internal/dpf"
-	"github.com/dpfdoctor/dpfdoctor/internal/fanout"
 )
 
 // ScenarioLabel on a Node selects its scenario; nodes without it get the
@@ -431,3 +432,75 @@ func (c *Cluster) APIServerURL() string { return c.Config.Host }
 
 // ClosedURL is a loopback URL where nothing listens (the "wrong VIP").
 func (c *Cluster) ClosedURL() string { return c.closedURL }
+
+// Pinned envtest versions; keep in step with hack/envtest.sh.
+const (
+	envtestK8s  = "v1.31.4"
+	envtestEtcd = "v3.5.35"
+)
+
+// Assets returns the envtest binary directory: $KUBEBUILDER_ASSETS, else the
+// cache hack/envtest.sh builds into. It sets KUBEBUILDER_ASSETS when it
+// finds the cache, so envtest uses it. "" means not found.
+func Assets() string {
+	if d := os.Getenv("KUBEBUILDER_ASSETS"); d != "" {
+		return d
+	}
+	base := os.Getenv("XDG_CACHE_HOME")
+	if base == "" {
+		home, err := os.UserHomeDir()
+		if err != nil {
+			return ""
+		}
+		base = filepath.Join(home, ".cache")
+	}
+	d := filepath.Join(base, "dpfdoctor", "envtest", envtestK8s+"-"+envtestEtcd+"-"+runtime.Version())
+	for _, b := range []string{"kube-apiserver", "etcd"} {
+		if !fileExists(filepath.Join(d, b)) {
+			return ""
+		}
+	}
+	_ = os.Setenv("KUBEBUILDER_ASSETS", d)
+	return d
+}
+
+// Summary counts the DMS pods by the state kubectl shows.
+type Summary struct {
+	Total  int            `json:"total"`
+	Ready  int            `json:"ready"`
+	States map[string]int `json:"states"`
+}
+
+// Summary lists the DMS pods once and counts their states.
+func (c *Cluster) Summary(ctx context.Context) (Summary, error) {
+	opts := metav1.ListOptions{LabelSelector: dpf.ComponentLabel}
+	if c.Release.PodPerDPU {
+		opts = metav1.ListOptions{} // v25.1 pods are unlabelled
+	}
+	list, err := c.kube.CoreV1().Pods(c.Namespace).List(ctx, opts)
+	if err != nil {
+		return Summary{}, err
+	}
+	s := Summary{States: map[string]int{}}
+	for i := range list.Items {
+		p := &list.Items[i]
+		if _, ok := dpf.NodeFromPodName(p.Name); !ok {
+			continue
+		}
+		s.Total++
+		if dpf.PodReady(p) {
+			s.Ready++
+		}
+		s.States[dpf.PodState(p)]++
+	}
+	return s, nil
+}
+
+func (s Summary) String() string {
+	var parts []string
+	for st, n := range s.States {
+		parts = append(parts, fmt.Sprintf("%d %s", n, st))
+	}
+	sort.Strings(parts)
+	return fmt.Sprintf("%d/%d DMS pods ready (%s)", s.Ready, s.Total, strings.Join(parts, ", "))
+}
