@@ -18,7 +18,7 @@ type view struct {
 	pods    map[string]evidence.Pod
 	logs    map[string][]logLine // own log lines by pod
 	groups  map[string]*evidence.LogGroup
-	shared  map[string]sharedLog // by group ID
+	shared  map[string]string // group ID → the read pod whose log the group's read pods agree on
 	events  map[string][]evidence.Event
 	secrets map[string]bool
 	certs   map[string]evidence.Object
@@ -52,15 +52,9 @@ type logLine struct {
 	shared string
 }
 
-// sharedLog is what a group's read pods show, when they agree.
-type sharedLog struct {
-	lines []logLine
-	peer  string
-}
-
 func newView(b *evidence.Bundle) *view {
 	v := &view{b: b, pods: make(map[string]evidence.Pod, len(b.Pods)), logs: map[string][]logLine{},
-		groups: map[string]*evidence.LogGroup{}, shared: map[string]sharedLog{}, events: map[string][]evidence.Event{},
+		groups: map[string]*evidence.LogGroup{}, shared: map[string]string{}, events: map[string][]evidence.Event{},
 		secrets: make(map[string]bool, len(b.Secrets)), certs: make(map[string]evidence.Object, len(b.Certificates)),
 		dpuNode: make(map[string]bool, len(b.DPUNodes)), checks: make(map[string]evidence.AccessCheck, len(b.Access)),
 		denials: map[string][]denied{}, facts: make(map[string]*podFacts, len(b.Pods)), forbids: map[string][]forbiddenLine{}}
@@ -108,23 +102,23 @@ func newView(b *evidence.Bundle) *view {
 	return v
 }
 
-// agreed returns the log the group's read pods share when they fail the
-// same way (same verdict); otherwise nothing is inferred for unread pods.
-func (v *view) agreed(g *evidence.LogGroup) sharedLog {
-	var out sharedLog
-	first := ""
+// agreed returns the first read pod of the group when the read pods fail
+// the same way (same verdict); otherwise "": nothing is inferred for unread
+// pods.
+func (v *view) agreed(g *evidence.LogGroup) string {
+	out, first := "", ""
 	for _, peer := range g.Fetched {
 		lines := v.logs[peer]
 		if len(lines) == 0 {
 			continue
 		}
 		vd := verdict(lines)
-		if out.peer == "" {
-			out, first = sharedLog{lines: lines, peer: peer}, vd
+		if out == "" {
+			out, first = peer, vd
 			continue
 		}
 		if vd != first {
-			return sharedLog{}
+			return ""
 		}
 	}
 	return out
@@ -142,13 +136,7 @@ func verdict(lines []logLine) string {
 
 // failing returns the pods that are not Ready.
 func (v *view) failing() []evidence.Pod {
-	var out []evidence.Pod
-	for _, p := range v.b.Pods {
-		if !p.Ready {
-			out = append(out, p)
-		}
-	}
-	return out
+	return slices.DeleteFunc(slices.Clone(v.b.Pods), func(p evidence.Pod) bool { return p.Ready })
 }
 
 // log returns the pod's log lines: its own when they were read, else those
@@ -157,18 +145,10 @@ func (v *view) log(pod string) []logLine {
 	if lines := v.logs[pod]; len(lines) > 0 {
 		return lines
 	}
-	g, ok := v.groups[pod]
-	if !ok {
-		return nil
-	}
-	sh := v.shared[g.ID]
-	if sh.peer == "" || sh.peer == pod {
-		return nil
-	}
-	out := make([]logLine, len(sh.lines))
-	for i, l := range sh.lines {
-		l.shared = sh.peer
-		out[i] = l
+	peer := v.logsFrom(pod)
+	out := slices.Clone(v.logs[peer])
+	for i := range out {
+		out[i].shared = peer
 	}
 	return out
 }
@@ -178,8 +158,8 @@ func (v *view) logsFrom(pod string) string {
 	if len(v.logs[pod]) > 0 {
 		return ""
 	}
-	if g, ok := v.groups[pod]; ok && v.shared[g.ID].peer != pod {
-		return v.shared[g.ID].peer
+	if g, ok := v.groups[pod]; ok && v.shared[g.ID] != pod {
+		return v.shared[g.ID]
 	}
 	return ""
 }
@@ -269,10 +249,9 @@ func (v *view) forbidden(pod string) []forbiddenLine {
 	if owner == pod {
 		return fs
 	}
-	out := make([]forbiddenLine, len(fs))
-	for i, f := range fs {
-		f.line.shared = owner
-		out[i] = f
+	out := slices.Clone(fs)
+	for i := range out {
+		out[i].line.shared = owner
 	}
 	return out
 }
