@@ -352,18 +352,14 @@ type denied struct {
 // with a fatal message, and the certificate Secret read the script waits on.
 func (d denied) blocks() bool { return d.call.FatalMessage != "" || d.call.Resource == "secrets" }
 
-func (d denied) isStatusPatch() bool { return isStatusPatch(d.req) }
-
 func isStatusPatch(r access.Request) bool {
 	return r.Group == dpf.GroupProvisioning && r.Resource == "dpudevices" && r.Subresource == "status"
 }
 
 // firstBlocking is the first denied call that stops the script.
 func firstBlocking(ds []denied) (denied, bool) {
-	for _, d := range ds {
-		if d.blocks() {
-			return d, true
-		}
+	if i := slices.IndexFunc(ds, denied.blocks); i >= 0 {
+		return ds[i], true
 	}
 	return denied{}, false
 }

@@ -69,7 +69,7 @@ func rbacCaseFor(v *view, p evidence.Pod) (rbacCase, bool) {
 	rc.denied = v.denied(p)
 	_, pciFailed := find(lines, dpf.MsgUpdatePCIFailed)
 	blocking, hasBlocking := firstBlocking(rc.denied)
-	if len(rc.forbidden) == 0 && !(hasBlocking && !blocking.isStatusPatch() && !pciFailed) {
+	if len(rc.forbidden) == 0 && !(hasBlocking && !isStatusPatch(blocking.req) && !pciFailed) {
 		return rbacCase{}, false
 	}
 	if len(rc.forbidden) == 0 {

@@ -61,7 +61,7 @@ func skewCaseFor(v *view, p evidence.Pod) (skewCase, bool) {
 			return skewCase{}, false // an earlier call is refused: RBACForbidden
 		}
 	}
-	if bl, ok := firstBlocking(sc.denied); ok && bl.isStatusPatch() && patchesStatus(v.factsOf(p).calls) {
+	if bl, ok := firstBlocking(sc.denied); ok && isStatusPatch(bl.req) && patchesStatus(v.factsOf(p).calls) {
 		return sc, true
 	}
 	return skewCase{}, false

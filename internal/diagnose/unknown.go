@@ -1,6 +1,7 @@
 package diagnose
 
 import (
+	"cmp"
 	"fmt"
 	"strings"
 
@@ -81,11 +82,7 @@ func unknownSummary(v *view, p evidence.Pod) string {
 	if c.State.Kind == evidence.StateRunning && p.Restarts() == 0 {
 		return fmt.Sprintf("not Ready yet: %s is running and has not failed (still starting?)", c.Name)
 	}
-	reason := c.State.Reason
-	if reason == "" {
-		reason = c.State.Kind
-	}
-	return fmt.Sprintf("%s is %s with no known failure signature", c.Name, orUnknown(reason))
+	return fmt.Sprintf("%s is %s with no known failure signature", c.Name, orUnknown(cmp.Or(c.State.Reason, c.State.Kind)))
 }
 
 // rawEvidence quotes what is known about a pod dpfdoctor cannot classify.

@@ -5,6 +5,7 @@
 package dpf
 
 import (
+	"cmp"
 	"crypto/sha256"
 	"encoding/base64"
 	"fmt"
@@ -104,10 +105,7 @@ func PodState(p *corev1.Pod) string {
 	if p.DeletionTimestamp != nil {
 		return "Terminating"
 	}
-	reason := string(p.Status.Phase)
-	if p.Status.Reason != "" {
-		reason = p.Status.Reason
-	}
+	reason := cmp.Or(p.Status.Reason, string(p.Status.Phase))
 	initializing := false
 	for i, c := range p.Status.InitContainerStatuses {
 		switch {
@@ -136,10 +134,7 @@ func PodState(p *corev1.Pod) string {
 			}
 		}
 	}
-	if reason == "" {
-		reason = "Pending"
-	}
-	return reason
+	return cmp.Or(reason, "Pending")
 }
 
 // PodReady reports the pod's Ready condition.

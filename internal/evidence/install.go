@@ -27,7 +27,7 @@ var CRDGVR = schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version:
 // cert-manager kind.
 func gvr(kind string) schema.GroupVersionResource {
 	k, _ := dpf.LookupKind(dpf.Kinds(), kind)
-	return schema.GroupVersionResource{Group: k.Group, Version: k.Version, Resource: k.Resource}
+	return k.GVR()
 }
 
 // operatorConfig finds the DPFOperatorConfig: without it there is no DPF.
@@ -268,20 +268,10 @@ func (r *run) versionFromCRDs() {
 // needCRD reports whether the DPUDevice CRD matters: a failing pod's
 // dmsinit.sh patches DPUDevice status, or the version is still unknown.
 func (r *run) needCRD() bool {
-	if r.b.Install.Version == "" {
-		return true
-	}
-	for _, p := range r.b.Pods {
-		if p.Ready {
-			continue
-		}
-		for _, c := range p.Calls(r.b.Install.Version) {
-			if c.Resource == "dpudevices" && c.Subresource == "status" {
-				return true
-			}
-		}
-	}
-	return false
+	v := r.b.Install.Version
+	return v == "" || slices.ContainsFunc(r.b.Pods, func(p Pod) bool {
+		return !p.Ready && slices.ContainsFunc(p.Calls(v), func(c dpf.Call) bool { return c.Resource == "dpudevices" && c.Subresource == "status" })
+	})
 }
 
 // needIssuers reports whether a failing pod could be blocked by its
@@ -303,12 +293,7 @@ func (r *run) needIssuers() bool {
 	return false
 }
 
-func normalise(v string) string {
-	if !strings.HasPrefix(v, "v") {
-		return "v" + v
-	}
-	return v
-}
+func normalise(v string) string { return "v" + strings.TrimPrefix(v, "v") }
 
 func int64Field(obj map[string]any, path ...string) int64 {
 	v, ok, _ := unstructured.NestedFieldNoCopy(obj, path...)

@@ -27,11 +27,8 @@ var PodSelector = fmt.Sprintf("%s in (%s,%s)", dpf.ComponentLabel, dpf.Component
 func (r *run) pods(ctx context.Context) error {
 	ns := r.o.Namespace
 	list, err := r.core.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: PodSelector, ResourceVersion: "0"})
-	if apierrors.IsForbidden(err) {
-		return needRights(access.Request{Verb: "list", Resource: "pods", Namespace: ns}, err)
-	}
 	if err != nil {
-		return fmt.Errorf("list DMS pods in %s: %w", ns, kube.Classify(err))
+		return podListError("DMS pods", ns, err)
 	}
 	out := make([]Pod, 0, len(list.Items))
 	for i := range list.Items {
@@ -43,6 +40,14 @@ func (r *run) pods(ctx context.Context) error {
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	r.b.Pods = out
 	return nil
+}
+
+// podListError is the error of a failed pod LIST: a refusal needs rights.
+func podListError(what, ns string, err error) error {
+	if apierrors.IsForbidden(err) {
+		return needRights(access.Request{Verb: "list", Resource: "pods", Namespace: ns}, err)
+	}
+	return fmt.Errorf("list %s in %s: %w", what, ns, kube.Classify(err))
 }
 
 // needRights is the error for a refused request the collection cannot do
@@ -70,11 +75,8 @@ func (r *run) needPerDPUPods() bool {
 func (r *run) perDPUPods(ctx context.Context) error {
 	ns := r.o.Namespace
 	list, err := r.core.CoreV1().Pods(ns).List(ctx, fromCache)
-	if apierrors.IsForbidden(err) {
-		return needRights(access.Request{Verb: "list", Resource: "pods", Namespace: ns}, err)
-	}
 	if err != nil {
-		return fmt.Errorf("list per-DPU DMS pods in %s: %w", ns, kube.Classify(err))
+		return podListError("per-DPU DMS pods", ns, err)
 	}
 	seen := make(map[string]bool, len(r.b.Pods))
 	for _, p := range r.b.Pods {
@@ -144,7 +146,7 @@ func (r *run) objects(ctx context.Context) error {
 		{kind: "DPUDevice", fields: [][]string{{"spec", "pciAddress"}, {"spec", "serialNumber"}, {"status", "pciAddress"}},
 			impact: "DPUDevice state is not used", put: func(b *Bundle, os []Object) { b.DPUDevices = os }},
 		{kind: "Certificate", fields: [][]string{{"spec", "secretName"}, {"spec", "issuerRef", "name"}, {"spec", "issuerRef", "kind"}},
-			node:   func(n string) string { return trimSuffix(n, "-dms-server-cert") },
+			node:   func(n string) string { return strings.TrimSuffix(n, "-dms-server-cert") },
 			impact: "Certificate readiness is not checked", put: func(b *Bundle, os []Object) { b.Certificates = os }},
 	}
 	fns := make([]func() error, len(lists))
@@ -267,11 +269,4 @@ func (r *run) secrets(ctx context.Context) error {
 	r.b.Secrets, r.b.SecretsListed = out, true
 	r.mu.Unlock()
 	return nil
-}
-
-func trimSuffix(s, suffix string) string {
-	if len(s) > len(suffix) && s[len(s)-len(suffix):] == suffix {
-		return s[:len(s)-len(suffix)]
-	}
-	return s
 }

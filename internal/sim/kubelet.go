@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -118,21 +119,13 @@ func (k *kubelet) start(ctx context.Context, wg *sync.WaitGroup) error {
 		}}); err != nil {
 		return err
 	}
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
+	wg.Go(func() {
 		<-ctx.Done()
 		k.queue.ShutDown()
-	}()
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		k.reportNodeStatus(ctx)
-	}()
-	for i := 0; i < k.c.opts.Workers; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+	})
+	wg.Go(func() { k.reportNodeStatus(ctx) })
+	for range k.c.opts.Workers {
+		wg.Go(func() {
 			for {
 				name, quit := k.queue.Get()
 				if quit {
@@ -144,7 +137,7 @@ func (k *kubelet) start(ctx context.Context, wg *sync.WaitGroup) error {
 				}
 				k.queue.Done(name)
 			}
-		}()
+		})
 	}
 	return nil
 }
@@ -280,10 +273,7 @@ func (k *kubelet) sync(ctx context.Context, name string) error {
 			st.failures[ctr.Name]++
 			delay := st.backoff
 			st.lastDelay = delay
-			st.backoff *= 2
-			if max := k.c.scale(backoffMax); st.backoff > max {
-				st.backoff = max
-			}
+			st.backoff = min(2*st.backoff, k.c.scale(backoffMax))
 			st.due = time.Now().Add(delay)
 			k.event(ctx, pod, ctr.Name, corev1.EventTypeWarning, "BackOff",
 				fmt.Sprintf("Back-off restarting failed container %s in pod %s_%s(%s)", ctr.Name, pod.Name, pod.Namespace, pod.UID))
@@ -549,8 +539,6 @@ func (k *kubelet) podStatus(pod *corev1.Pod, st *podState) corev1.PodStatus {
 		return &corev1.ContainerStateTerminated{ExitCode: r.exitCode, Reason: reason, Message: r.message,
 			StartedAt: metav1.NewTime(r.started), FinishedAt: metav1.NewTime(r.finished), ContainerID: containerID(pod, r)}
 	}
-	// Init containers, then containers: those before st.next have run to
-	// completion (init) or are running; st.next restarts after a failure.
 	for i, c := range append(append([]corev1.Container{}, pod.Spec.InitContainers...), pod.Spec.Containers...) {
 		cs := corev1.ContainerStatus{Name: c.Name, Image: c.Image, ImageID: c.Image, RestartCount: st.failures[c.Name]}
 		runs := st.runs[c.Name]
@@ -597,10 +585,9 @@ func (k *kubelet) event(ctx context.Context, pod *corev1.Pod, container, typ, re
 	if ev != nil {
 		ev.Count++
 		ev.LastTimestamp = now
-		count, last := ev.Count, ev.LastTimestamp
+		patch, _ := json.Marshal(map[string]any{"count": ev.Count, "lastTimestamp": now})
 		name := ev.Name
 		k.evMu.Unlock()
-		patch, _ := json.Marshal(map[string]any{"count": count, "lastTimestamp": last})
 		if _, err := k.c.kube.CoreV1().Events(pod.Namespace).Patch(ctx, name, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil && ctx.Err() == nil {
 			k.c.logf("kubelet: event %s: %v", name, err)
 		}
@@ -609,13 +596,11 @@ func (k *kubelet) event(ctx context.Context, pod *corev1.Pod, container, typ, re
 	h := fnv.New64a()
 	_, _ = h.Write([]byte(key))
 	fieldPath := ""
-	if container != "" {
+	switch {
+	case slices.ContainsFunc(pod.Spec.Containers, func(c corev1.Container) bool { return c.Name == container }):
+		fieldPath = "spec.containers{" + container + "}"
+	case container != "":
 		fieldPath = "spec.initContainers{" + container + "}"
-		for _, c := range pod.Spec.Containers {
-			if c.Name == container {
-				fieldPath = "spec.containers{" + container + "}"
-			}
-		}
 	}
 	ev = &corev1.Event{
 		ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("%s.%016x", pod.Name, h.Sum64()), Namespace: pod.Namespace},

@@ -58,11 +58,7 @@ func newKubeletServer(addrs []string, logs logSource) (*kubeletServer, error) {
 		}
 	}
 	for _, l := range k.listeners {
-		k.wg.Add(1)
-		go func(l net.Listener) {
-			defer k.wg.Done()
-			_ = k.srv.ServeTLS(l, "", "")
-		}(l)
+		k.wg.Go(func() { _ = k.srv.ServeTLS(l, "", "") })
 	}
 	return k, nil
 }

@@ -101,23 +101,16 @@ func (o *operator) start(ctx context.Context, wg *sync.WaitGroup) error {
 	if !cache.WaitForCacheSync(ctx.Done(), ni.Informer().HasSynced, pi.Informer().HasSynced, di.Informer().HasSynced, ci.Informer().HasSynced) {
 		return fmt.Errorf("operator caches did not sync")
 	}
-	wg.Add(2)
-	go func() {
-		defer wg.Done()
+	wg.Go(func() {
 		<-ctx.Done()
 		o.queue.ShutDown()
-	}()
-	go func() {
-		defer wg.Done()
-		o.inventoryLoop(ctx)
-	}()
-	for i := 0; i < 4; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+	})
+	wg.Go(func() { o.inventoryLoop(ctx) })
+	for range 4 {
+		wg.Go(func() {
 			for o.processNode(ctx) {
 			}
-		}()
+		})
 	}
 	return nil
 }

@@ -398,10 +398,7 @@ func (c *Cluster) Stop() error {
 }
 
 func (c *Cluster) writeKubeconfig() error {
-	path := c.opts.KubeconfigOut
-	if path == "" {
-		path = filepath.Join(c.dir, "kubeconfig")
-	}
+	path := cmp.Or(c.opts.KubeconfigOut, filepath.Join(c.dir, "kubeconfig"))
 	kc := clientcmdapi.NewConfig()
 	kc.Clusters["dpf-sim"] = &clientcmdapi.Cluster{Server: c.Config.Host, CertificateAuthorityData: c.Config.CAData}
 	kc.AuthInfos["dpf-sim-admin"] = &clientcmdapi.AuthInfo{ClientCertificateData: c.Config.CertData, ClientKeyData: c.Config.KeyData}
