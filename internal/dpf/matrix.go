@@ -97,16 +97,9 @@ func WriteMatrix(w io.Writer) error {
 		if len(calls) > 0 {
 			b.WriteString("| function | call | needs | mode | stderr | allowed by the release's role |\n|---|---|---|---|---|---|\n")
 			for _, c := range calls {
-				mode := "Kubernetes"
-				if c.CertPath {
-					mode = "`--external-certificate none` only"
-				}
-				stderr := "visible"
-				if c.StderrHidden {
-					stderr = "hidden"
-				}
 				req := c.Request(DefaultNamespace, "<node>")
-				fmt.Fprintf(&b, "| %s | `%s` | %s | %s | %s | %s |\n", c.Func, strings.ReplaceAll(c.Command, "|", "\\|"), req, mode, stderr, yesNo(r.Allowed(req)))
+				fmt.Fprintf(&b, "| %s | `%s` | %s | %s | %s | %s |\n", c.Func, strings.ReplaceAll(c.Command, "|", "\\|"), req,
+					pick(c.CertPath, "`--external-certificate none` only", "Kubernetes"), pick(c.StderrHidden, "hidden", "visible"), yesNo(r.Allowed(req)))
 			}
 			b.WriteString("\n")
 		}
@@ -123,11 +116,14 @@ func orNone(s string) string {
 	return "`" + s + "`"
 }
 
-func yesNo(b bool) string {
+func yesNo(b bool) string { return pick(b, "yes", "no") }
+
+// pick is yes when b holds, else no.
+func pick(b bool, yes, no string) string {
 	if b {
-		return "yes"
+		return yes
 	}
-	return "no"
+	return no
 }
 
 func groupName(gs []string) string {
