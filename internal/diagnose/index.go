@@ -429,12 +429,11 @@ func release(version string) (dpf.Release, bool) {
 // subresource: `kubectl patch --subresource status` reads it first, which is
 // why DPF's own roles grant get, patch and update on dpudevices/status.
 func withStatusReads(rs []access.Request) []access.Request {
-	out := append([]access.Request(nil), rs...)
+	out := slices.Clone(rs)
 	for _, r := range rs {
 		if r.Verb == "patch" && r.Subresource == "status" {
-			g := r
-			g.Verb = "get"
-			out = append(out, g)
+			r.Verb = "get"
+			out = append(out, r)
 		}
 	}
 	return access.Unique(out)

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/dpfdoctor/dpfdoctor/internal/access"
 	"github.com/dpfdoctor/dpfdoctor/internal/evidence"
 )
 
@@ -22,14 +23,9 @@ func widelyShared(v *view, d *Diagnosis) string {
 	}
 	secretPods := map[string]bool{}
 	for _, f := range d.Findings {
-		if f.Class != ClassRBACForbidden {
-			continue
-		}
-		for _, r := range f.Missing {
-			if r.Resource == "secrets" && r.Group == "" {
-				for _, p := range f.Pods {
-					secretPods[p] = true
-				}
+		if f.Class == ClassRBACForbidden && slices.ContainsFunc(f.Missing, func(r access.Request) bool { return r.Resource == "secrets" && r.Group == "" }) {
+			for _, p := range f.Pods {
+				secretPods[p] = true
 			}
 		}
 	}
