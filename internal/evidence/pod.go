@@ -144,10 +144,7 @@ func (p Pod) Started() bool { return slices.ContainsFunc(p.all(), Container.Ran)
 
 // ImageTag is the tag of the work container's image.
 func (p Pod) ImageTag() string {
-	c, ok := p.Work()
-	if !ok {
-		return ""
-	}
+	c, _ := p.Work() // none: no image, no tag
 	return dpf.ImageTag(c.Image)
 }
 
@@ -181,11 +178,8 @@ func (p Pod) Script(clusterVersion string) dpf.ScriptVariant {
 // Args are the dmsinit.sh flags from the dms-init container's command and
 // args (script defaults for anything absent).
 func (p Pod) Args() dpf.Args {
-	c, ok := p.Init(dpf.ContainerDMSInit)
-	if !ok {
-		return dpf.ParseArgs(nil)
-	}
-	return dpf.ParseArgs(append(append([]string(nil), c.Command...), c.Args...))
+	c, _ := p.Init(dpf.ContainerDMSInit) // none: no flags
+	return dpf.ParseArgs(append(slices.Clone(c.Command), c.Args...))
 }
 
 // ScriptNamespace is the namespace dmsinit.sh works in (--namespace, by
