@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strings"
 
+	rbacv1 "k8s.io/api/rbac/v1"
+
 	"github.com/dpfdoctor/dpfdoctor/internal/access"
 )
 
@@ -61,12 +63,9 @@ func (r Release) Allowed(req access.Request) bool {
 	if req.NonResourceURL != "" {
 		return true // system:discovery
 	}
-	for _, rule := range r.Rules {
-		if slices.Contains(rule.APIGroups, req.Group) && slices.Contains(rule.Resources, req.RBACResource()) && slices.Contains(rule.Verbs, req.Verb) {
-			return true
-		}
-	}
-	return false
+	return slices.ContainsFunc(r.Rules, func(rule rbacv1.PolicyRule) bool {
+		return slices.Contains(rule.APIGroups, req.Group) && slices.Contains(rule.Resources, req.RBACResource()) && slices.Contains(rule.Verbs, req.Verb)
+	})
 }
 
 // WriteMatrix renders the compatibility matrix as Markdown: the data is the

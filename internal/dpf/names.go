@@ -11,6 +11,8 @@ import (
 	"fmt"
 	"strings"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
 	corev1 "k8s.io/api/core/v1"
 )
 
@@ -154,13 +156,7 @@ const KindDPU = "DPU"
 // controlled by a DPU (provisioning.dpu.nvidia.com). Those pods carry no
 // component label.
 func IsPerDPUPod(p *corev1.Pod) bool {
-	if _, ok := NodeFromPodName(p.Name); !ok {
-		return false
-	}
-	for _, ref := range p.OwnerReferences {
-		if ref.Controller != nil && *ref.Controller && ref.Kind == KindDPU && strings.HasPrefix(ref.APIVersion, GroupProvisioning+"/") {
-			return true
-		}
-	}
-	return false
+	_, named := NodeFromPodName(p.Name)
+	ref := metav1.GetControllerOf(p)
+	return named && ref != nil && ref.Kind == KindDPU && strings.HasPrefix(ref.APIVersion, GroupProvisioning+"/")
 }

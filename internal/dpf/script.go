@@ -199,9 +199,7 @@ func ScriptForImageTag(tag string) ScriptVariant {
 
 // ImageTag returns the tag of an image reference, or "" if it has none.
 func ImageTag(image string) string {
-	if i := strings.Index(image, "@"); i >= 0 {
-		image = image[:i]
-	}
+	image, _, _ = strings.Cut(image, "@")
 	slash := strings.LastIndex(image, "/")
 	if i := strings.LastIndex(image, ":"); i > slash {
 		return image[i+1:]
