@@ -302,13 +302,9 @@ func split(f *Finding, primary map[string]Class, v *view) {
 // keepRelevant drops findings left with no pods at all (cluster-level
 // findings have none to begin with and stay).
 func keepRelevant(fs []Finding) []Finding {
-	out := fs[:0]
-	for _, f := range fs {
-		if f.Class == ClassOperatorPaused || len(f.Pods) > 0 || len(f.SecondaryPods) > 0 || len(f.Nodes) > 0 {
-			out = append(out, f)
-		}
-	}
-	return out
+	return slices.DeleteFunc(fs, func(f Finding) bool {
+		return f.Class != ClassOperatorPaused && len(f.Pods) == 0 && len(f.SecondaryPods) == 0 && len(f.Nodes) == 0
+	})
 }
 
 func sortFindings(fs []Finding) {
@@ -332,10 +328,7 @@ func podResults(v *view, findings []Finding, primary map[string]Class) []PodResu
 	byPod := map[string][]*Finding{}
 	for i := range findings {
 		f := &findings[i]
-		for _, p := range f.Pods {
-			byPod[p] = append(byPod[p], f)
-		}
-		for _, p := range f.SecondaryPods {
+		for _, p := range slices.Concat(f.Pods, f.SecondaryPods) {
 			byPod[p] = append(byPod[p], f)
 		}
 	}
