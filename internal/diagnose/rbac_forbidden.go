@@ -2,6 +2,8 @@ package diagnose
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 
@@ -33,24 +35,16 @@ type logForbidden struct {
 // script makes later, so one fix grants them all. A denied
 // dpudevices/status patch that comes first is StatusSubresourceSkew's.
 func rbacForbidden(v *view) []Finding {
-	b := v.b
 	groups := map[string][]rbacCase{}
-	var keys []string
 	for _, p := range v.failing() {
-		rc, ok := rbacCaseFor(v, p)
-		if !ok {
-			continue
+		if rc, ok := rbacCaseFor(v, p); ok {
+			k := missingKey(rc.missing, p.Node)
+			groups[k] = append(groups[k], rc)
 		}
-		k := missingKey(rc.missing, p.Node)
-		if _, seen := groups[k]; !seen {
-			keys = append(keys, k)
-		}
-		groups[k] = append(groups[k], rc)
 	}
-	sort.Strings(keys)
 	var out []Finding
-	for _, k := range keys {
-		out = append(out, rbacFinding(b, groups[k]))
+	for _, k := range slices.Sorted(maps.Keys(groups)) {
+		out = append(out, rbacFinding(v.b, groups[k]))
 	}
 	return out
 }
