@@ -180,11 +180,8 @@ func (v *view) logNotRead(p evidence.Pod) string {
 	case !ok:
 		return "log not read"
 	case v.logsFrom(p.Name) != "":
-		word := "pods"
-		if len(g.Fetched) == 1 {
-			word = "pod"
-		}
-		return fmt.Sprintf("log not read: class inferred from %s %s with the same failure signature", word, listNames(g.Fetched))
+		return fmt.Sprintf("log not read: class inferred from %s %s with the same failure signature",
+			choose(len(g.Fetched), "pod", "pods"), listNames(g.Fetched))
 	case g.Unread == evidence.UnreadDisabled:
 		return "log not read: --max-logs 0; class from pod state, events, objects and access reviews"
 	case g.Unread == evidence.UnreadMaxLogs:

@@ -165,10 +165,7 @@ func rbacFinding(b *evidence.Bundle, cases []rbacCase) Finding {
 	if r, ok := release(b.Install.Version); ok && r.ClusterRole != "" {
 		role = r.ClusterRole
 	}
-	what := fmt.Sprintf("these %d permissions", len(f.Missing))
-	if len(f.Missing) == 1 {
-		what = "this permission"
-	}
+	what := choose(len(f.Missing), "this permission", fmt.Sprintf("these %d permissions", len(f.Missing)))
 	f.NextStep = fmt.Sprintf("run `dpfdoctor fix` to grant exactly %s in a separate Role/ClusterRole and binding for %s "+
 		"(do not edit %s: the DPF operator re-applies it and reverts the change); dms-init retries by itself",
 		what, sa, role)

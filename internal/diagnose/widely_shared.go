@@ -47,10 +47,7 @@ func widelyShared(v *view, d *Diagnosis) string {
 	var s []string
 	switch {
 	case len(secretPods) == 0:
-		none := fmt.Sprintf("none of the %d failing pods is", failing)
-		if failing == 1 {
-			none = "the failing pod is not"
-		}
+		none := choose(failing, "the failing pod is not", fmt.Sprintf("none of the %d failing pods is", failing))
 		s = append(s, fmt.Sprintf("%s is wrong for this cluster: %s blocked by Secrets RBAC.", story, none))
 		if k8sMode > 0 {
 			s = append(s, fmt.Sprintf("%s dms-init with --external-certificate other than \"none\" (the operator passes TODO), so dmsinit.sh never reads a Secret; granting secrets changes nothing.",
@@ -65,10 +62,7 @@ func widelyShared(v *view, d *Diagnosis) string {
 			story, fmt.Sprint(len(secretPods)), failing, failing-len(secretPods), breakdown(others)))
 		s = append(s, "Do not patch dpf-provisioning-dms-role as it suggests: the operator re-applies it and reverts the change.")
 	default:
-		who, their := fmt.Sprintf("all %d failing pods", failing), "their"
-		if failing == 1 {
-			who, their = "the one failing pod", "its"
-		}
+		who, their := choose(failing, "the one failing pod", fmt.Sprintf("all %d failing pods", failing)), choose(failing, "its", "their")
 		s = append(s, fmt.Sprintf("%s holds for %s here: %s dms-init runs the certificate path (--external-certificate none) and may not get %s node's Secret.",
 			story, who, their, their))
 		s = append(s, "But do not patch dpf-provisioning-dms-role as it suggests: the operator re-applies it and reverts the change; `dpfdoctor fix` grants a separate Role limited to each node's Secret name.")
