@@ -166,11 +166,11 @@ func assumptions(in Input, r *Report) []string {
 		out = append(out, fmt.Sprintf("RBAC: the operator re-applies its own %s inventory (ClusterRole %s); RBAC objects outside its inventory stay; evaluated locally.",
 			t.Version, cmp.Or(t.ClusterRole, "none")))
 	}
-	crd := "without"
+	crd := "has no"
 	if b.Install.DPUDeviceStatusSubresource {
-		crd = "with"
+		crd = "has a"
 	}
-	out = append(out, fmt.Sprintf("CRDs stay as they are now (helm upgrade does not upgrade CRDs): the DPUDevice CRD is %s a status subresource.", crd))
+	out = append(out, fmt.Sprintf("CRDs stay as they are now (helm upgrade does not upgrade CRDs): the DPUDevice CRD %s status subresource.", crd))
 	out = append(out, fmt.Sprintf("The DPFOperatorConfig %s keeps its spec.overrides, and cert-manager keeps issuing from Issuer %s.",
 		cmp.Or(b.Install.OperatorConfig, dpf.OperatorConfigName), dpf.Issuer))
 	if cur, err := dpf.Lookup(b.Install.Version); err == nil && cur.ServiceAccount != t.ServiceAccount && t.ServiceAccount != "" {

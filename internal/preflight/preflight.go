@@ -134,10 +134,6 @@ func Patterns(b *evidence.Bundle, target dpf.Release) []evidence.Pattern {
 	ns := b.Install.Namespace
 	subj := access.ServiceAccount(ns, target.ServiceAccount)
 	nodes := Nodes(b)
-	pods := make([]string, len(nodes))
-	for i, n := range nodes {
-		pods[i] = dpf.PodName(n)
-	}
 	seen := map[string]bool{}
 	var out []evidence.Pattern
 	for _, c := range dpf.Calls(target.Script, false) {
@@ -146,7 +142,7 @@ func Patterns(b *evidence.Bundle, target dpf.Release) []evidence.Pattern {
 			continue
 		}
 		seen[k] = true
-		out = append(out, evidence.Pattern{Key: k, Subject: subj, Call: c, Namespace: ns, Pods: pods, Nodes: nodes})
+		out = append(out, evidence.Pattern{Key: k, Subject: subj, Call: c, Namespace: ns, Nodes: nodes})
 	}
 	return out
 }
