@@ -47,6 +47,7 @@ type metrics struct {
 	repairs     *prometheus.CounterVec
 	timeToReady prometheus.Histogram
 	leader      prometheus.Gauge
+	upgrade     *prometheus.GaugeVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -62,6 +63,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Buckets: []float64{1, 5, 15, 30, 60, 120, 300, 600, 1200, 3600}}),
 		leader: prometheus.NewGauge(prometheus.GaugeOpts{Name: MetricLeader,
 			Help: "1 while this replica holds the leader lease (or runs without leader election)."}),
+		upgrade: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: MetricUpgradeFindings,
+			Help: "Findings of `dpfdoctor preflight`'s check for the DPF version the installation reports, by code; checked when that version changes."}, []string{"version", "code"}),
 	}
 	for _, r := range []string{ResultApplied, ResultNoOp, ResultFailed, ResultRefused} {
 		m.repairs.WithLabelValues(r)
@@ -76,6 +79,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m.repairs = register(reg, m.repairs, &err)
 	m.timeToReady = register(reg, m.timeToReady, &err)
 	m.leader = register(reg, m.leader, &err)
+	m.upgrade = register(reg, m.upgrade, &err)
 	if err != nil {
 		return nil, fmt.Errorf("guard: register metrics: %w", err)
 	}
