@@ -27,8 +27,8 @@ const MetricUpgradeFindings = "dpfdoctor_upgrade_findings"
 // from the cache; no SubjectAccessReview) whenever the version the
 // DPFOperatorConfig label or the pods report differs from the last one
 // checked: it sets dpfdoctor_upgrade_findings and, when something will
-// break, records DPFDoctorUpgradeCheck. The DPUDevice CRD is read again
-// then, since an upgrade is when it changes.
+// break, records DPFDoctorUpgradeCheck. On a change the DPUDevice CRD is
+// read again, since an upgrade is when it changes.
 func (r *reconciler) checkUpgrade(ctx context.Context, s *snapshot, b *evidence.Bundle) error {
 	v := b.Install.Version
 	if v == "" || v == r.checkedVersion {
@@ -39,9 +39,11 @@ func (r *reconciler) checkUpgrade(ctx context.Context, s *snapshot, b *evidence.
 		r.checkedVersion = v
 		return nil
 	}
-	r.crd.reset()
 	after := *b
-	r.crd.fill(ctx, r.clients, &after.Install, r.log)
+	if r.checkedVersion != "" { // the bundle has just read it at the first check
+		r.crd.reset()
+		r.crd.fill(ctx, r.clients, &after.Install, r.log)
+	}
 	// The guard reads neither Issuers nor Certificates.
 	after.Gaps = append(slices.Clone(b.Gaps), evidence.Gap{What: "issuers", Reason: "the guard does not read Issuers", Impact: "Issuer readiness is not checked"})
 	acc, err := evidence.Answer(preflight.Patterns(&after, target), fanout.Limit,
