@@ -1,10 +1,14 @@
 package cli
 
 import (
+	"bytes"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/dpfdoctor/dpfdoctor/internal/preflight"
 )
 
 // Bad input exits 2 with a message that says what is wrong, before any I/O
@@ -38,4 +42,22 @@ func TestPreflightUsage(t *testing.T) {
 	if code, _, errOut := run(t, "preflight", "--to", "25.7"); code != ExitUnreachable {
 		t.Errorf("exit %d, want %d: %s", code, ExitUnreachable, errOut)
 	}
+}
+
+// The table renders preflight's golden report (internal/preflight's
+// TestReportGolden writes it).
+func TestPreflightTableGolden(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join("..", "preflight", "testdata", "v25.4-to-v25.7.json.golden"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r preflight.Report
+	if err := json.Unmarshal(data, &r); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	if err := printPreflight(&out, &r, false); err != nil {
+		t.Fatal(err)
+	}
+	golden(t, "preflight-v25.4-to-v25.7", out.String())
 }

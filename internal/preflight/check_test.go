@@ -1,6 +1,10 @@
 package preflight
 
 import (
+	"encoding/json"
+	"flag"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -182,5 +186,43 @@ func TestPerNode(t *testing.T) {
 	}
 	if got := missingOf(r); !slices.Contains(got, "get nodes b (cluster-scoped)") || slices.Contains(got, "get nodes a (cluster-scoped)") {
 		t.Errorf("missing %v", got)
+	}
+}
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata")
+
+// The JSON report of v25.4.0 → v25.7.0 with the v25.4.0 manifests: the
+// layout `-o json` prints (cli's table golden renders the same report).
+func TestReportGolden(t *testing.T) {
+	b, paths := v254(t), []string{"testdata/rbac-v25.4.0"}
+	target, err := dpf.Lookup("v25.7.0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	acc, err := evidence.Answer(Patterns(b, target), fanout.Limit, Local(AfterUpgrade(b, target, load(t, paths[0]), RBACManifests)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := Check(Input{Bundle: b, Target: target, RBAC: RBACManifests, ManifestPaths: paths, Access: acc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got = append(got, '\n')
+	file := filepath.Join("testdata", "v25.4-to-v25.7.json.golden")
+	if *update {
+		if err := os.WriteFile(file, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(got) != string(want) {
+		t.Errorf("%s differs (go test ./internal/preflight -run %s -update to accept):\n%s", file, t.Name(), got)
 	}
 }

@@ -46,7 +46,8 @@ type Options struct {
 	To string
 	// RBAC is RBACRelease (default), RBACCurrent or RBACManifests.
 	RBAC string
-	// Manifests and ManifestPaths hold the RBAC objects for RBACManifests.
+	// Manifests and ManifestPaths hold the RBAC objects for RBACManifests;
+	// AfterUpgrade rewrites the placeholder namespace in Manifests in place.
 	Manifests     *rbac.Set
 	ManifestPaths []string
 	// Namespace DPF is installed in; "" as evidence.Options.
@@ -61,7 +62,13 @@ func Run(ctx context.Context, cl *kube.Clients, o Options) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	start := cl.Budget.Used()
+	used := func() int64 {
+		if cl.Budget == nil {
+			return 0
+		}
+		return cl.Budget.Used()
+	}
+	start := used()
 	b, err := (&evidence.Collector{Clients: cl}).Collect(ctx, evidence.Options{Namespace: o.Namespace, MaxLogs: -1, Upgrade: true})
 	if err != nil {
 		return nil, err
@@ -85,7 +92,7 @@ func Run(ctx context.Context, cl *kube.Clients, o Options) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	r.Requests = cl.Budget.Used() - start
+	r.Requests = used() - start
 	return r, nil
 }
 
