@@ -78,8 +78,9 @@ func Run(ctx context.Context, cl *kube.Clients, o Options) (*Report, error) {
 	switch o.RBAC {
 	case RBACCurrent:
 		var reviews atomic.Int64
+		set := b.RBAC.Set()
 		in.Access, err = evidence.Answer(patterns, fanout.Limit, func(p evidence.Pattern) (evidence.AccessCheck, error) {
-			return review(ctx, cl, b.RBAC.Set(), p, &reviews)
+			return review(ctx, cl, set, p, &reviews)
 		})
 		in.Reviews = int(reviews.Load())
 	default:
