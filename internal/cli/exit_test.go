@@ -72,6 +72,8 @@ func badValues(missing string) map[string][][]string {
 		"dpfdoctor sim up":   {{"--scenario", "nope"}, {"--dpf-version", "v1.0"}, {"--nodes", "0"}, {"--time-scale", "0"}},
 		"dpfdoctor sim down": {{"--pid-file", missing}},
 		"dpfdoctor versions": {{"--out", missing}},
+
+		"dpfdoctor preflight": {{"--to", "v1.0"}, {"--rbac", missing}, {"--rbac", "current", "--rbac", "release"}},
 	}
 }
 
@@ -86,6 +88,8 @@ func TestBadInputEveryCommand(t *testing.T) {
 	// base makes a command otherwise valid, so that the bad input is what fails.
 	base := map[string][]string{
 		"dpfdoctor lint": {"--script", filepath.Join(lintData, "dmsinit-v25.4.0.sh"), "--rbac", filepath.Join(lintData, "role-v25.4.0.yaml")},
+
+		"dpfdoctor preflight": {"--to", "v25.7.0"},
 	}
 	missing := filepath.Join(t.TempDir(), "no", "such", "file")
 	values := badValues(missing)

@@ -182,3 +182,24 @@ func numbers(v string) [3]int {
 func SortVersions(vs []string) {
 	slices.SortStableFunc(vs, Compare)
 }
+
+// InventoryRBAC is the ClusterRole and ClusterRoleBinding the operator's
+// inventory applies for the release, with its ServiceAccount in namespace
+// ns (and, for the host agent, Group dpf:host-agent) as subjects; nil, nil
+// for a release without them (v25.1).
+func (r Release) InventoryRBAC(ns string) (*rbacv1.ClusterRole, *rbacv1.ClusterRoleBinding) {
+	if r.ClusterRole == "" {
+		return nil, nil
+	}
+	role := &rbacv1.ClusterRole{Rules: clone(r.Rules)}
+	role.Name = r.ClusterRole
+	binding := &rbacv1.ClusterRoleBinding{
+		RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: r.ClusterRole},
+		Subjects: []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: r.ServiceAccount, Namespace: ns}},
+	}
+	binding.Name = r.ClusterRoleBinding
+	if r.Component == ComponentHostAgent {
+		binding.Subjects = append(binding.Subjects, rbacv1.Subject{Kind: rbacv1.GroupKind, APIGroup: rbacv1.GroupName, Name: "dpf:host-agent"})
+	}
+	return role, binding
+}

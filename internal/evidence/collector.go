@@ -48,6 +48,9 @@ type Options struct {
 	// Concurrency bounds parallel log reads and access reviews; 0 means
 	// DefaultConcurrency.
 	Concurrency int
+	// Upgrade reads the DPUDevice CRD and the Issuers even when no pod
+	// needs them now: an upgrade preflight checks them for the next version.
+	Upgrade bool
 }
 
 // Collector gathers a Bundle with a request count that does not grow with
@@ -102,10 +105,10 @@ func (c *Collector) Collect(ctx context.Context, o Options) (*Bundle, error) {
 	// Phase 2: what depends on the pods: the roles their ServiceAccounts'
 	// bindings reference, and the DPUDevice CRD and Issuers when needed.
 	more := []func() error{func() error { return r.rbacRoles(ctx) }}
-	if r.needCRD() {
+	if r.o.Upgrade || r.needCRD() {
 		more = append(more, func() error { return r.dpuDeviceCRD(ctx) })
 	}
-	if r.needIssuers() {
+	if r.o.Upgrade || r.needIssuers() {
 		more = append(more, func() error { return r.objectList(ctx, issuerList) })
 	}
 	if err := parallel(more...); err != nil {

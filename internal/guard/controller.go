@@ -48,6 +48,8 @@ type reconciler struct {
 	repair  *repairer
 	crd     crdInfo
 	paused  string // the pause annotation's value last acknowledged
+	// checkedVersion is the DPF version checkUpgrade last checked.
+	checkedVersion string
 }
 
 func newReconciler(g *Guard, cl *kube.Clients) (*reconciler, error) {
@@ -168,6 +170,9 @@ func (r *reconciler) Reconcile(ctx context.Context, _ reconcile.Request) (reconc
 	fresh, waiting := r.tracker.split(fails, rbacState(s.rbac), s.now)
 	b, err := r.bundle(ctx, s, fresh)
 	if err != nil {
+		return reconcile.Result{}, err
+	}
+	if err := r.checkUpgrade(ctx, s, b); err != nil {
 		return reconcile.Result{}, err
 	}
 	d := diagnose.Diagnose(b)

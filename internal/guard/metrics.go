@@ -48,6 +48,7 @@ type metrics struct {
 	timeToReady prometheus.Histogram
 	leader      prometheus.Gauge
 	paused      prometheus.Gauge
+	upgrade     *prometheus.GaugeVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -65,6 +66,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "1 while this replica holds the leader lease (or runs without leader election)."}),
 		paused: prometheus.NewGauge(prometheus.GaugeOpts{Name: MetricPaused,
 			Help: "1 while the DPFOperatorConfig's dpfdoctor.dev/guard-paused annotation pauses repairs."}),
+		upgrade: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: MetricUpgradeFindings,
+			Help: "Findings of `dpfdoctor preflight`'s check for the DPF version the installation reports, by code; checked when that version changes."}, []string{"version", "code"}),
 	}
 	for _, r := range []string{ResultApplied, ResultNoOp, ResultFailed, ResultRefused} {
 		m.repairs.WithLabelValues(r)
@@ -80,6 +83,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m.timeToReady = register(reg, m.timeToReady, &err)
 	m.leader = register(reg, m.leader, &err)
 	m.paused = register(reg, m.paused, &err)
+	m.upgrade = register(reg, m.upgrade, &err)
 	if err != nil {
 		return nil, fmt.Errorf("guard: register metrics: %w", err)
 	}
