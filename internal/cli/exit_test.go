@@ -71,6 +71,7 @@ func badValues(missing string) map[string][][]string {
 		"dpfdoctor rollback": {{"--backup", missing}, {"--latest", "--backup", missing}},
 		"dpfdoctor sim up":   {{"--scenario", "nope"}, {"--dpf-version", "v1.0"}, {"--nodes", "0"}, {"--time-scale", "0"}},
 		"dpfdoctor sim down": {{"--pid-file", missing}},
+		"dpfdoctor version":  {{"-o", "table"}},
 		"dpfdoctor versions": {{"--out", missing}},
 
 		"dpfdoctor preflight": {{"--to", "v1.0"}, {"--rbac", missing}, {"--rbac", "current", "--rbac", "release"}},

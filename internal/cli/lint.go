@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/dpfdoctor/dpfdoctor/internal/access"
+	"github.com/dpfdoctor/dpfdoctor/internal/buildinfo"
 	"github.com/dpfdoctor/dpfdoctor/internal/dpf"
 	"github.com/dpfdoctor/dpfdoctor/internal/kube"
 	"github.com/dpfdoctor/dpfdoctor/internal/lint"
@@ -182,7 +183,7 @@ func (o *LintOptions) Run(ctx context.Context) error {
 			fmt.Fprintf(o.ErrOut, "# Least-privilege RBAC that allows the denied certain requests:\n%s", y)
 		}
 	}
-	if err := lint.Write(o.Out, report, o.Output, Version); err != nil {
+	if err := lint.Write(o.Out, report, o.Output, buildinfo.Get().Version); err != nil {
 		return err
 	}
 	if report.Failed() {

@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"runtime"
-	"runtime/debug"
 	"sync"
 	"time"
 
@@ -19,6 +17,8 @@ import (
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	"github.com/dpfdoctor/dpfdoctor/internal/buildinfo"
 )
 
 // Repair results, the values of dpfdoctor_repairs_total{result}.
@@ -72,11 +72,11 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	for _, r := range []string{ResultApplied, ResultNoOp, ResultFailed, ResultRefused} {
 		m.repairs.WithLabelValues(r)
 	}
-	version, commit := buildInfo()
+	bi := buildinfo.Get()
 	info := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: MetricBuildInfo,
 		Help: "Always 1; the labels name the guard's build."}, []string{"version", "commit", "go_version"})
 	var err error
-	register(reg, info, &err).WithLabelValues(version, commit, runtime.Version()).Set(1)
+	register(reg, info, &err).WithLabelValues(bi.Version, bi.Commit, bi.GoVersion).Set(1)
 	m.pods = register(reg, m.pods, &err)
 	m.findings = register(reg, m.findings, &err)
 	m.repairs = register(reg, m.repairs, &err)
@@ -113,26 +113,6 @@ func setCounts(g *prometheus.GaugeVec, counts map[string]int) {
 	for k, n := range counts {
 		g.WithLabelValues(k).Set(float64(n))
 	}
-}
-
-// buildInfo is dpfdoctor_build_info's labels, from the binary's build
-// information: the module version ("dev" for a local build) and the VCS
-// revision ("unknown" when built without VCS stamping).
-func buildInfo() (version, commit string) {
-	version, commit = "dev", "unknown"
-	bi, ok := debug.ReadBuildInfo()
-	if !ok {
-		return version, commit
-	}
-	if v := bi.Main.Version; v != "" && v != "(devel)" {
-		version = v
-	}
-	for _, s := range bi.Settings {
-		if s.Key == "vcs.revision" && s.Value != "" {
-			commit = s.Value
-		}
-	}
-	return version, commit
 }
 
 // metricsServer serves /metrics on every replica: controller-runtime's
