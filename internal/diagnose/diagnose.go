@@ -303,7 +303,7 @@ func split(f *Finding, primary map[string]Class, v *view) {
 // keepRelevant drops findings left with no pods at all (cluster-level
 // findings have none to begin with and stay).
 func keepRelevant(fs []Finding) []Finding {
-	out := fs[:0]
+	out := make([]Finding, 0, len(fs)) // never nil: -o json prints "findings": []
 	for _, f := range fs {
 		if f.Class == ClassOperatorPaused || len(f.Pods) > 0 || len(f.SecondaryPods) > 0 || len(f.Nodes) > 0 {
 			out = append(out, f)
