@@ -178,3 +178,36 @@ func TestJUnit(t *testing.T) {
 		}
 	}
 }
+
+// Every rule's helpUri points at a heading of docs/lint.md (GitHub's
+// anchor: lower case, punctuation dropped, spaces as hyphens).
+func TestRuleHelpAnchors(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/lint.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	anchors := map[string]bool{}
+	for _, l := range strings.Split(string(doc), "\n") {
+		if h, ok := strings.CutPrefix(strings.TrimLeft(l, "#"), " "); ok && strings.HasPrefix(l, "#") {
+			slug := strings.Map(func(r rune) rune {
+				switch {
+				case r == ' ':
+					return '-'
+				case r == '-' || r == '_' || r >= 'a' && r <= 'z' || r >= '0' && r <= '9':
+					return r
+				}
+				return -1
+			}, strings.ToLower(h))
+			anchors[slug] = true
+		}
+	}
+	for _, r := range sarifRules {
+		anchor, ok := strings.CutPrefix(r.HelpURI, docsURL+"#")
+		if !ok || !anchors[anchor] {
+			t.Errorf("%s: helpUri %s names no heading of docs/lint.md", r.ID, r.HelpURI)
+		}
+		if r.Properties.SecuritySeverity == "" || !strings.Contains(string(doc), "security-severity `"+r.Properties.SecuritySeverity+"`") {
+			t.Errorf("%s: security-severity %q is not justified in docs/lint.md", r.ID, r.Properties.SecuritySeverity)
+		}
+	}
+}
