@@ -17,5 +17,6 @@ func subcommands(kf *genericclioptions.ConfigFlags, s genericiooptions.IOStreams
 		NewCmdRollback(kf, s),
 		NewCmdLint(s),
 		NewCmdGuard(kf, s),
+		NewCmdPreflight(kf, s),
 	}
 }

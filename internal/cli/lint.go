@@ -8,7 +8,6 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"slices"
 	"strings"
 
 	"github.com/dpfdoctor/dpfdoctor/internal/access"
@@ -153,10 +152,7 @@ func (o *LintOptions) Validate() error {
 	case o.FailOn != string(lint.Certain) && o.FailOn != string(lint.Possible):
 		return fmt.Errorf("--fail-on %q: want %s or %s", o.FailOn, lint.Certain, lint.Possible)
 	}
-	if slices.Contains(lint.Formats, o.Output) {
-		return nil
-	}
-	return fmt.Errorf("unable to match a printer suitable for the output format %q, allowed formats are: %s", o.Output, strings.Join(lint.Formats, ","))
+	return checkOutput(o.Output, lint.Formats...)
 }
 
 // Run loads the inputs, lints and prints the report. A denied certain call
