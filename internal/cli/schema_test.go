@@ -30,11 +30,12 @@ const (
 // docs/schema/ its documents follow. A command with -o json that is not
 // here fails TestEveryJSONOutputHasSchema.
 var outputSchemas = map[string][]string{
-	"dpfdoctor diagnose": {"diagnosis-v1alpha1"},
-	"dpfdoctor fix":      {"fix-plan-v1alpha1", "fix-report-v1alpha1"},
-	"dpfdoctor lint":     {"lint-report-v1alpha1"},
-	"dpfdoctor versions": {"versions-v1alpha1"},
-	"dpfdoctor version":  {"version-v1alpha1"},
+	"dpfdoctor diagnose":  {"diagnosis-v1alpha1"},
+	"dpfdoctor fix":       {"fix-plan-v1alpha1", "fix-report-v1alpha1"},
+	"dpfdoctor lint":      {"lint-report-v1alpha1"},
+	"dpfdoctor preflight": {"preflight-v1alpha1"},
+	"dpfdoctor versions":  {"versions-v1alpha1"},
+	"dpfdoctor version":   {"version-v1alpha1"},
 }
 
 // offline are the arguments that make a command print its JSON document
@@ -198,9 +199,9 @@ func TestEveryJSONOutputHasSchema(t *testing.T) {
 
 // Real outputs, produced offline, match their schemas: diagnose on the
 // bundles and goldens of testdata/, the plan fix would apply for them,
-// lint on internal/lint's fixtures and goldens, and the commands in
-// offline. The cluster-only fix report is checked in
-// TestFixAndRollbackCommands.
+// lint on internal/lint's fixtures and goldens, preflight's golden, and the
+// commands in offline. On envtest, TestFixAndRollbackCommands checks fix's
+// plan and report, and TestPreflightOnSim preflight's reports.
 func TestOutputsMatchSchemas(t *testing.T) {
 	sc := schemas(t)
 	s, _, _, _ := genericiooptions.NewTestIOStreams()
@@ -249,6 +250,8 @@ func TestOutputsMatchSchemas(t *testing.T) {
 			validate(t, sc["diagnosis-v1alpha1"], g, mustReadBytes(t, g))
 		}
 	}
+
+	validate(t, sc["preflight-v1alpha1"], "preflight golden", mustReadBytes(t, "../preflight/testdata/v25.4-to-v25.7.json.golden"))
 
 	config := filepath.Join(t.TempDir(), "lint.yaml")
 	if err := os.WriteFile(config, []byte("suppressions:\n- {code: DPF-LINT-001, path: '*.sh', line: 217, reason: accepted}\n- {code: DPF-LINT-003, reason: accepted}\n"), 0o600); err != nil {
