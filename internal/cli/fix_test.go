@@ -76,8 +76,11 @@ func TestFixAndRollbackCommands(t *testing.T) {
 		t.Fatalf("fix (plan): exit %d\n%s\n%s", code, out, errOut)
 	}
 	sc := schemas(t)
-	code, out, _ = runCLI(t, "", "fix", kc, "-o", "json")
-	validate(t, sc["fix-plan-v1alpha1"], "fix -o json", []byte(out))
+	if code, out, errOut := runCLI(t, "", "fix", kc, "-o", "json"); code != ExitOK {
+		t.Fatalf("fix -o json: exit %d\n%s", code, errOut)
+	} else {
+		validate(t, sc["fix-plan-v1alpha1"], "fix -o json", []byte(out))
+	}
 	code, out, _ = runCLI(t, "", "fix", kc, "-o", "yaml")
 	docs := strings.Split(out, "---\n")
 	var role map[string]any
