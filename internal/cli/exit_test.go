@@ -67,7 +67,7 @@ func badValues(missing string) map[string][][]string {
 		"dpfdoctor diagnose": {{"--max-logs", "-1"}, {"--from-bundle", missing}},
 		"dpfdoctor fix":      {{"--scope", "cluster"}, {"--timeout", "0s"}, {"--yes"}},
 		"dpfdoctor guard":    {{"--mode", "fix-everything"}, {"--max-repairs-per-minute", "0"}},
-		"dpfdoctor lint":     {{"--serviceaccount", "no-slash"}, {"--script", missing}},
+		"dpfdoctor lint":     {{"--serviceaccount", "no-slash"}, {"--script", missing}, {"--fail-on", "never"}, {"--config", missing}},
 		"dpfdoctor rollback": {{"--backup", missing}, {"--latest", "--backup", missing}},
 		"dpfdoctor sim up":   {{"--scenario", "nope"}, {"--dpf-version", "v1.0"}, {"--nodes", "0"}, {"--time-scale", "0"}},
 		"dpfdoctor sim down": {{"--pid-file", missing}},

@@ -44,6 +44,7 @@ func TestPreflightOnSim(t *testing.T) {
 		if code != wantCode {
 			t.Fatalf("exit %d, want %d; stderr %s\n%s", code, wantCode, errOut, out)
 		}
+		validate(t, schemas(t)["preflight-v1alpha1"], "preflight -o json", []byte(out))
 		var r preflight.Report
 		if err := json.Unmarshal([]byte(out), &r); err != nil {
 			t.Fatalf("%v:\n%s", err, out)

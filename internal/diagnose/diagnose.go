@@ -229,7 +229,7 @@ func Diagnose(b *evidence.Bundle) *Diagnosis {
 	}
 	// One index for every classifier; Unknown takes what the others left.
 	v := newView(b)
-	var findings []Finding
+	findings := []Finding{} // never nil: -o json prints "findings": []
 	for _, c := range All() {
 		if c.Class() == ClassUnknown {
 			findings = append(findings, unclaimed(v, findings)...)

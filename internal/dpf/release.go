@@ -12,40 +12,40 @@ import (
 // Release is one DPF release line as far as DMS provisioning is concerned.
 type Release struct {
 	// Version is the canonical version, e.g. "v25.4.0".
-	Version string
+	Version string `json:"version"`
 	// Component is the provisioning pod's component label value; empty when
 	// the release does not label its pods (v25.1).
-	Component string
+	Component string `json:"component,omitempty"`
 	// ServiceAccount the pod runs as; empty when the pod runs as the
 	// namespace's default ServiceAccount (v25.1).
-	ServiceAccount string
+	ServiceAccount string `json:"serviceAccount,omitempty"`
 	// ClusterRole and ClusterRoleBinding the operator ships for it.
-	ClusterRole        string
-	ClusterRoleBinding string
+	ClusterRole        string `json:"clusterRole,omitempty"`
+	ClusterRoleBinding string `json:"clusterRoleBinding,omitempty"`
 	// Rules are the ClusterRole's rules exactly as the operator applies them.
-	Rules []rbacv1.PolicyRule
+	Rules []rbacv1.PolicyRule `json:"rules,omitempty"`
 	// PodPerDPU is true when pods are created per DPU (v25.1) rather than per
 	// node.
-	PodPerDPU bool
+	PodPerDPU bool `json:"podPerDPU"`
 	// InitContainers and Containers of the pod, in order.
-	InitContainers []string
-	Containers     []string
+	InitContainers []string `json:"initContainers,omitempty"`
+	Containers     []string `json:"containers"`
 	// Script is the dmsinit.sh variant the release's hostdriver image ships.
-	Script ScriptVariant
+	Script ScriptVariant `json:"script"`
 	// DPUDeviceStatusSubresource is true when the DPUDevice CRD has a status
 	// subresource.
-	DPUDeviceStatusSubresource bool
+	DPUDeviceStatusSubresource bool `json:"dpuDeviceStatusSubresource"`
 	// RecreatesDeletedPod is true when the operator re-creates a deleted DMS
 	// pod even while the node's DPUNode exists. v25.4.0 does not: there a
 	// deleted pod only comes back on a Node event while no DPUNode exists.
-	RecreatesDeletedPod bool
+	RecreatesDeletedPod bool `json:"recreatesDeletedPod"`
 	// LabelsVersion is true when pods carry VersionLabel.
-	LabelsVersion bool
+	LabelsVersion bool `json:"labelsVersion"`
 	// CertVolume is true when the pod mounts the node's server Secret, so a
 	// missing Secret blocks every container (FailedMount).
-	CertVolume bool
+	CertVolume bool `json:"certVolume"`
 	// Notes are shown by `dpfdoctor versions`.
-	Notes string
+	Notes string `json:"notes"`
 }
 
 // Releases returns every release dpfdoctor knows, oldest first. It returns a

@@ -135,7 +135,7 @@ func component(t dpf.Release) string {
 
 // Nodes are the nodes with a DMS pod or a DPU label, sorted.
 func Nodes(b *evidence.Bundle) []string {
-	var out []string
+	out := []string{} // never nil: -o json prints "nodes": []
 	for _, p := range b.Pods {
 		out = append(out, p.Node)
 	}
