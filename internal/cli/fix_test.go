@@ -98,8 +98,10 @@ func TestFixAndRollbackCommands(t *testing.T) {
 	interactive := true
 	var o, eo bytes.Buffer
 	fo := &FixOptions{IOStreams: genericiooptions.IOStreams{In: strings.NewReader("n\n"), Out: &o, ErrOut: &eo}, interactive: &interactive}
-	cmd := newCmdFix(genericclioptions.NewConfigFlags(true), fo)
-	cmd.SetArgs([]string{kc, "--apply", "--backup-dir", backups})
+	kf := genericclioptions.NewConfigFlags(true)
+	kf.KubeConfig = &c.KubeconfigPath
+	cmd := newCmdFix(kf, fo)
+	cmd.SetArgs([]string{"--apply", "--backup-dir", backups})
 	if code := ExitCode(cmd.Execute()); code != ExitDeclined || !strings.Contains(eo.String(), "[y/N]") || managed() != 0 {
 		t.Fatalf("declined apply: exit %d, %d managed Roles\n%s", code, managed(), eo.String())
 	}

@@ -27,11 +27,6 @@ func NewCmdVersions(s genericiooptions.IOStreams) *cobra.Command {
 		Short: "Print the DPF compatibility matrix: pods, ServiceAccount, dms-init's calls and failure classes per version",
 		Args:  positional(cobra.NoArgs),
 		RunE: func(*cobra.Command, []string) error {
-			switch output {
-			case "table", "", "markdown", "md", "json":
-			default:
-				return Usagef("unknown output format %q (allowed: table, markdown, json)", output)
-			}
 			if out == "" {
 				return writeVersions(s.Out, output)
 			}
@@ -42,7 +37,8 @@ func NewCmdVersions(s genericiooptions.IOStreams) *cobra.Command {
 			return errors.Join(writeVersions(f, output), f.Close())
 		},
 	}
-	cmd.Flags().StringVarP(&output, "output", "o", "table", "table, markdown or json")
+	output = OutputTable
+	outputFlag(cmd, &output, "table, markdown or json", OutputTable, "markdown", "md", OutputJSON)
 	cmd.Flags().StringVar(&out, "out", "", "write to this file instead of standard output")
 	return cmd
 }
@@ -52,7 +48,18 @@ func writeVersions(w io.Writer, output string) error {
 	switch output {
 	case "markdown", "md":
 		return dpf.WriteMatrix(w)
-	case "json":
+	case OutputTable:
+		tw := printers.GetNewTabWriter(w)
+		fmt.Fprintln(tw, "VERSION\tSERVICEACCOUNT\tINIT CONTAINERS\tDMSINIT\tCALLS\tFAILURE CLASSES")
+		for _, r := range dpf.Releases() {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\n", r.Version, cmp.Or(r.ServiceAccount, "-"), cmp.Or(strings.Join(r.InitContainers, ","), "-"),
+				r.Script, len(dpf.AllCalls(r.Script)), strings.Join(r.FailureClasses(), ","))
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+		fmt.Fprintln(w, "\nEvery call and the permission it needs: dpfdoctor versions -o markdown (also docs/versions.md)")
+	default: // json or a template on it
 		type row struct {
 			dpf.Release
 			Calls          []dpf.Call `json:"calls"`
@@ -65,18 +72,7 @@ func writeVersions(w io.Writer, output string) error {
 		for _, r := range dpf.Releases() {
 			doc.Releases = append(doc.Releases, row{Release: r, Calls: append([]dpf.Call{}, dpf.AllCalls(r.Script)...), FailureClasses: r.FailureClasses()})
 		}
-		return printStructured(w, OutputJSON, doc)
-	default: // table
-		tw := printers.GetNewTabWriter(w)
-		fmt.Fprintln(tw, "VERSION\tSERVICEACCOUNT\tINIT CONTAINERS\tDMSINIT\tCALLS\tFAILURE CLASSES")
-		for _, r := range dpf.Releases() {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\n", r.Version, cmp.Or(r.ServiceAccount, "-"), cmp.Or(strings.Join(r.InitContainers, ","), "-"),
-				r.Script, len(dpf.AllCalls(r.Script)), strings.Join(r.FailureClasses(), ","))
-		}
-		if err := tw.Flush(); err != nil {
-			return err
-		}
-		fmt.Fprintln(w, "\nEvery call and the permission it needs: dpfdoctor versions -o markdown (also docs/versions.md)")
+		return printStructured(w, output, doc)
 	}
 	return nil
 }
