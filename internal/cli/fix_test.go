@@ -87,6 +87,11 @@ func TestFixAndRollbackCommands(t *testing.T) {
 	if code != ExitOK || len(docs) != 2 || yaml.Unmarshal([]byte(docs[0]), &role) != nil || role["kind"] != "Role" {
 		t.Fatalf("fix -o yaml: exit %d\n%s", code, out)
 	}
+	code, out, _ = runCLI(t, "", "fix", kc, "-o", "name") // the RBAC objects as kubectl names them
+	if want := "role.rbac.authorization.k8s.io/" + role["metadata"].(map[string]any)["name"].(string) + "\n"; code != ExitOK ||
+		!strings.HasPrefix(out, want) || !strings.Contains(out, "\nrolebinding.rbac.authorization.k8s.io/dpfdoctor-") || strings.Count(out, "\n") != 2 {
+		t.Fatalf("fix -o name: exit %d\n%s", code, out)
+	}
 	if code, _, errOut := runCLI(t, "", "fix", kc, "--apply"); code != ExitUsage || !strings.Contains(errOut, "--yes") {
 		t.Fatalf("fix --apply without a terminal: exit %d %s", code, errOut)
 	}
