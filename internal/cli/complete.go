@@ -64,11 +64,7 @@ func fromCluster(kf *genericclioptions.ConfigFlags, list func(context.Context, *
 		if err != nil {
 			return nil, cobra.ShellCompDirectiveNoFileComp
 		}
-		ctx := c.Context()
-		if ctx == nil {
-			ctx = context.Background()
-		}
-		ctx, cancel := context.WithTimeout(ctx, completionTimeout)
+		ctx, cancel := context.WithTimeout(c.Context(), completionTimeout) // cobra sets the context of __complete
 		defer cancel()
 		all, err := list(ctx, clients)
 		if err != nil {

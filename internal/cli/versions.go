@@ -21,7 +21,7 @@ const VersionsSchema = "dpfdoctor.dev/versions/v1alpha1"
 
 // NewCmdVersions prints the DPF compatibility matrix.
 func NewCmdVersions(s genericiooptions.IOStreams) *cobra.Command {
-	var output, out string
+	output, out := OutputTable, ""
 	cmd := &cobra.Command{
 		Use:   "versions",
 		Short: "Print the DPF compatibility matrix: pods, ServiceAccount, dms-init's calls and failure classes per version",
@@ -37,7 +37,6 @@ func NewCmdVersions(s genericiooptions.IOStreams) *cobra.Command {
 			return errors.Join(writeVersions(f, output), f.Close())
 		},
 	}
-	output = OutputTable
 	outputFlag(cmd, &output, "table, markdown or json", OutputTable, "markdown", "md", OutputJSON)
 	cmd.Flags().StringVar(&out, "out", "", "write to this file instead of standard output")
 	return cmd
@@ -45,21 +44,10 @@ func NewCmdVersions(s genericiooptions.IOStreams) *cobra.Command {
 
 // writeVersions renders the compatibility matrix in the given format.
 func writeVersions(w io.Writer, output string) error {
-	switch output {
-	case "markdown", "md":
+	switch {
+	case output == "markdown" || output == "md":
 		return dpf.WriteMatrix(w)
-	case OutputTable:
-		tw := printers.GetNewTabWriter(w)
-		fmt.Fprintln(tw, "VERSION\tSERVICEACCOUNT\tINIT CONTAINERS\tDMSINIT\tCALLS\tFAILURE CLASSES")
-		for _, r := range dpf.Releases() {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\n", r.Version, cmp.Or(r.ServiceAccount, "-"), cmp.Or(strings.Join(r.InitContainers, ","), "-"),
-				r.Script, len(dpf.AllCalls(r.Script)), strings.Join(r.FailureClasses(), ","))
-		}
-		if err := tw.Flush(); err != nil {
-			return err
-		}
-		fmt.Fprintln(w, "\nEvery call and the permission it needs: dpfdoctor versions -o markdown (also docs/versions.md)")
-	default: // json or a template on it
+	case output != OutputTable: // json, or a template on it
 		type row struct {
 			dpf.Release
 			Calls          []dpf.Call `json:"calls"`
@@ -73,6 +61,17 @@ func writeVersions(w io.Writer, output string) error {
 			doc.Releases = append(doc.Releases, row{Release: r, Calls: append([]dpf.Call{}, dpf.AllCalls(r.Script)...), FailureClasses: r.FailureClasses()})
 		}
 		return printStructured(w, output, doc)
+	default: // table
+		tw := printers.GetNewTabWriter(w)
+		fmt.Fprintln(tw, "VERSION\tSERVICEACCOUNT\tINIT CONTAINERS\tDMSINIT\tCALLS\tFAILURE CLASSES")
+		for _, r := range dpf.Releases() {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\n", r.Version, cmp.Or(r.ServiceAccount, "-"), cmp.Or(strings.Join(r.InitContainers, ","), "-"),
+				r.Script, len(dpf.AllCalls(r.Script)), strings.Join(r.FailureClasses(), ","))
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+		fmt.Fprintln(w, "\nEvery call and the permission it needs: dpfdoctor versions -o markdown (also docs/versions.md)")
 	}
 	return nil
 }
