@@ -56,10 +56,13 @@ type dmsInit struct {
 	// read and time out, as the widely shared story claims; the real B
 	// script ignores the failed reads and goes on.
 	hypothetical bool
-	api          apiCaller
-	attempts     int                                  // secret wait attempts (the script uses 30)
-	sleep        func(context.Context, time.Duration) // scaled sleep
-	out          []string
+	// emptyCerts is set when B's unchecked Secret reads failed: the
+	// certificate files it wrote are empty.
+	emptyCerts bool
+	api        apiCaller
+	attempts   int                                  // secret wait attempts (the script uses 30)
+	sleep      func(context.Context, time.Duration) // scaled sleep
+	out        []string
 }
 
 // Error sites: the line error() reports for each call site. create_dpu_device
@@ -280,7 +283,7 @@ func (d *dmsInit) createCertificate(ctx context.Context, ns string) string {
 		}
 		d.log("Certificate secret name: %s", name)
 		if !d.hypothetical {
-			d.readSecret(ctx, ns, name, false)
+			d.emptyCerts = !d.readSecret(ctx, ns, name, false)
 			return ""
 		}
 		// The widely shared story: the reads are retried and time out.
