@@ -337,6 +337,10 @@ func hostAgent(ctx context.Context, api apiCaller, ns, node string, noDPU bool) 
 		logf('E', "97", "unable to reach the Kubernetes API server: %s", strings.TrimSpace(lastLine(v)))
 		return out, 1
 	}
+	if _, stderr, ok := api.get(ctx, "dpfoperatorconfig", ns, "", ""); !ok {
+		logf('E', "112", "failed to list DPFOperatorConfigs: %s", oneLine(stderr))
+		return out, 1
+	}
 	if noDPU {
 		logf('E', "131", "no DPU found on this host (looked for PCI device IDs 0xa2dc, 0xa2d6)")
 		return out, 1
@@ -364,6 +368,10 @@ func hostAgent(ctx context.Context, api apiCaller, ns, node string, noDPU bool) 
 			logf('E', "193", "failed to create DPUNode %s: %s", node, oneLine(msg))
 			return out, 1
 		}
+	}
+	if msg, ok := api.patchStatus(ctx, "dpunode", ns, node, `{"status":{"dpuInstallInterface":"hostAgent"}}`); !ok {
+		logf('E', "201", "failed to update DPUNode %s status: %s", node, oneLine(msg))
+		return out, 1
 	}
 	logf('I', "210", "host agent ready: DPUDevice %s, DPUNode %s", serial, node)
 	return out, 0
@@ -469,6 +477,13 @@ func (c *clientCaller) get(ctx context.Context, resource, ns, name, jp string) (
 	if err != nil {
 		return "", err.Error() + "\n", false
 	}
+	if name == "" { // a list, as a Go client's informer starts
+		_, err := c.dyn.Resource(gvr).Namespace(ns).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return "", kubectlError(c.server, err) + "\n", false
+		}
+		return "", "", true
+	}
 	var obj *unstructured.Unstructured
 	if namespaced {
 		obj, err = c.dyn.Resource(gvr).Namespace(ns).Get(ctx, name, metav1.GetOptions{})
@@ -525,6 +540,21 @@ func (c *clientCaller) patchStatus(ctx context.Context, resource, ns, name, patc
 		return kubectlError(c.server, err) + "\n", false
 	}
 	return resource + "." + gvr.Group + "/" + name + " patched\n", true
+}
+
+// goClient is clientCaller as a Go program uses client-go: a patch is sent
+// without kubectl's read of the object first.
+type goClient struct{ *clientCaller }
+
+func (g goClient) patchStatus(ctx context.Context, resource, ns, name, patch string) (string, bool) {
+	gvr, _, err := g.resource(resource)
+	if err == nil {
+		_, err = g.dyn.Resource(gvr).Namespace(ns).Patch(ctx, name, types.MergePatchType, []byte(patch), metav1.PatchOptions{}, "status")
+	}
+	if err != nil {
+		return kubectlError(g.server, err) + "\n", false
+	}
+	return "", true
 }
 
 // kubectlError formats an error the way kubectl prints it.

@@ -363,6 +363,9 @@ func (k *kubelet) runContainer(ctx context.Context, pod *corev1.Pod, node *corev
 			run.lines, run.exitCode = []string{"sim: " + err.Error()}, 1
 			return run
 		}
+		if cc, ok := api.(*clientCaller); ok {
+			api = goClient{cc}
+		}
 		lines, code := hostAgent(ctx, api, k.c.Namespace, pod.Spec.NodeName, scen == NoDPUFound)
 		run.lines, run.exitCode = lines, int32(code)
 	default:
