@@ -198,14 +198,14 @@ func auditedAPIServer(t *testing.T) string {
 	t.Helper()
 	dir := t.TempDir()
 	policy, log, wrapper := filepath.Join(dir, "policy.yaml"), filepath.Join(dir, "audit.log"), filepath.Join(dir, "kube-apiserver")
-	writeFile(t, policy, fmt.Sprintf(`apiVersion: audit.k8s.io/v1
+	writeFile(t, policy, `apiVersion: audit.k8s.io/v1
 kind: Policy
 omitStages: [RequestReceived]
 rules:
 - level: Metadata
   userGroups: ["system:serviceaccounts"]
 - level: None
-`))
+`)
 	writeFile(t, wrapper, fmt.Sprintf("#!/bin/sh\nexec %q --audit-policy-file=%q --audit-log-path=%q \"$@\"\n",
 		filepath.Join(Assets(), "kube-apiserver"), policy, log))
 	if err := os.Chmod(wrapper, 0o755); err != nil {
