@@ -20,7 +20,7 @@ import (
 func emptyCertificateFiles(v *view) []Finding {
 	f := Finding{Class: ClassEmptyCertificateFiles, Code: CodeEmptyCertificateFiles, Severity: SeverityError}
 	for _, p := range v.failing() {
-		dms, ok := emptyCertificatePod(v, p)
+		dms, lines, ds, ok := emptyCertificatePod(v, p)
 		if !ok {
 			continue
 		}
@@ -32,16 +32,11 @@ func emptyCertificateFiles(v *view) []Finding {
 		t, _ := dms.LastTermination()
 		f.Evidence = append(f.Evidence, Evidence{Kind: EvidenceObject, Source: "pod " + p.Name,
 			Text: fmt.Sprintf("init container %s completed (exit 0); container %s exited %d (%s), restarted %d times", dpf.ContainerDMSInit, dms.Name, t.ExitCode, t.Reason, dms.RestartCount)})
-		for _, fb := range v.forbidden(p.Name) {
-			if fb.fb.Request.Resource == "secrets" {
-				f.Evidence = appendLimited(f.Evidence, logEvidence(fb.line), maxQuoted)
-				break
-			}
+		if len(lines) > 0 {
+			f.Evidence = append(f.Evidence, logEvidence(lines[0]))
 		}
-		for _, d := range v.denied(p) {
-			if d.req.Resource == "secrets" {
-				f.Evidence = append(f.Evidence, sarEvidence(d, p.Node))
-			}
+		for _, d := range ds {
+			f.Evidence = append(f.Evidence, sarEvidence(d, p.Node))
 		}
 	}
 	if len(f.Pods) == 0 {
@@ -56,28 +51,26 @@ func emptyCertificateFiles(v *view) []Finding {
 }
 
 // emptyCertificatePod returns the failing dms container of a pod whose
-// dms-init (script B, certificate path) completed although its Secret reads
-// were refused.
-func emptyCertificatePod(v *view, p evidence.Pod) (evidence.Container, bool) {
-	c, ok := p.Blocking()
-	t, terminated := c.LastTermination()
-	if !ok || c.Name != dpf.ContainerDMS || !terminated || t.ExitCode == 0 || !dmsInitCompleted(p) {
-		return evidence.Container{}, false
-	}
-	if f := v.factsOf(p); !f.args.CertPath() || p.Script(v.b.Install.Version) != dpf.ScriptB {
-		return evidence.Container{}, false
+// dms-init (script B, certificate path) completed, with the Forbidden
+// Secret reads in its log and the denied reviews of them.
+func emptyCertificatePod(v *view, p evidence.Pod) (dms evidence.Container, lines []logLine, ds []denied, ok bool) {
+	dms, blocked := p.Blocking()
+	t, terminated := dms.LastTermination()
+	if !blocked || dms.Name != dpf.ContainerDMS || !terminated || t.ExitCode == 0 || !dmsInitCompleted(p) ||
+		!v.factsOf(p).args.CertPath() || p.Script(v.b.Install.Version) != dpf.ScriptB {
+		return dms, nil, nil, false
 	}
 	for _, fb := range v.forbidden(p.Name) {
 		if fb.fb.Request.Resource == "secrets" {
-			return c, true
+			lines = append(lines, fb.line)
 		}
 	}
 	for _, d := range v.denied(p) {
 		if d.req.Resource == "secrets" {
-			return c, true
+			ds = append(ds, d)
 		}
 	}
-	return evidence.Container{}, false
+	return dms, lines, ds, len(lines)+len(ds) > 0
 }
 
 // dmsInitCompleted reports whether the pod's dms-init ran to exit 0.
