@@ -73,8 +73,10 @@ func Build(in Input) (*Plan, error) {
 			continue
 		case f.Class == diagnose.ClassPodMissing && f.Fixable:
 			missing = append(missing, f.Nodes...)
-			p.Addresses = append(p.Addresses, Addressed{Code: f.Code, Class: string(f.Class), Summary: f.Summary})
-			continue
+			if len(f.Missing) == 0 {
+				p.Addresses = append(p.Addresses, Addressed{Code: f.Code, Class: string(f.Class), Summary: f.Summary})
+				continue
+			} // else: grant what the re-created pods will need, below
 		case !f.Fixable || len(f.Missing) == 0:
 			if len(f.Pods) > 0 || len(f.SecondaryPods) > 0 || f.Severity != diagnose.SeverityInfo {
 				p.Skipped = append(p.Skipped, Skipped{Code: f.Code, Class: string(f.Class), Summary: f.Summary, Pods: f.Pods, NextStep: f.NextStep})
