@@ -12,6 +12,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/sets"
 	"k8s.io/client-go/util/workqueue"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -52,7 +53,7 @@ type reconciler struct {
 	checkedVersion string
 }
 
-func newReconciler(g *Guard, cl *kube.Clients) (*reconciler, error) {
+func newReconciler(g *Guard, cl *kube.Clients) *reconciler {
 	o := g.opts
 	r := &reconciler{
 		opts:     o,
@@ -66,7 +67,7 @@ func newReconciler(g *Guard, cl *kube.Clients) (*reconciler, error) {
 		tracker:  newTracker(),
 	}
 	r.repair = newRepairer(r)
-	return r, nil
+	return r
 }
 
 // setup registers the controller and its watches, each through the shared
@@ -138,11 +139,9 @@ func (r *reconciler) Reconcile(ctx context.Context, _ reconcile.Request) (reconc
 	if err != nil {
 		return reconcile.Result{}, err
 	}
-	var polled bool
-	if s.config != nil {
-		if polled, err = r.addPerDPUPods(ctx, s); err != nil {
-			return reconcile.Result{}, err
-		}
+	polled, err := r.addPerDPUPods(ctx, s)
+	if err != nil {
+		return reconcile.Result{}, err
 	}
 	r.metrics.setPods(s)
 	r.recordRecovered(r.tracker.update(s))
@@ -154,16 +153,14 @@ func (r *reconciler) Reconcile(ctx context.Context, _ reconcile.Request) (reconc
 	paused := r.notePause(s.config)
 	var (
 		fails []failingPod
-		next  time.Time
+		after time.Duration // when to look again; zero: on the next change
 	)
-	for i := range s.pods {
-		p := s.pods[i]
-		bad, until := failing(p, s.now, r.opts.StartupGrace)
-		if bad {
+	for _, p := range s.pods {
+		if bad, until := failing(p, s.now, r.opts.StartupGrace); bad {
 			ev := evidence.PodFrom(p)
 			fails = append(fails, failingPod{obj: p, ev: ev, sig: ev.Signature(), restarts: restarts(p)})
-		} else if !until.IsZero() && (next.IsZero() || until.Before(next)) {
-			next = until
+		} else if !until.IsZero() {
+			after = sooner(after, until.Sub(s.now)+time.Second)
 		}
 	}
 	r.tracker.failing(fails, s.now)
@@ -178,25 +175,25 @@ func (r *reconciler) Reconcile(ctx context.Context, _ reconcile.Request) (reconc
 	d := diagnose.Diagnose(b)
 	r.metrics.setFindings(d, s, r.waitingClasses(waiting))
 	r.recordDiagnoses(fresh, d)
+	if polled {
+		after = sooner(after, perDPUPoll)
+	}
+	if r.opts.Mode == ModeRepair && !paused {
+		wait, err := r.repair.run(ctx, s, b, d)
+		if err != nil {
+			return reconcile.Result{}, err
+		}
+		after = sooner(after, wait)
+	}
+	return reconcile.Result{RequeueAfter: after}, nil
+}
 
-	res := reconcile.Result{}
-	if !next.IsZero() {
-		res.RequeueAfter = next.Sub(s.now) + time.Second
+// sooner is the earlier of two delays, of which zero means never.
+func sooner(a, b time.Duration) time.Duration {
+	if a == 0 || (b > 0 && b < a) {
+		return b
 	}
-	if polled && (res.RequeueAfter == 0 || perDPUPoll < res.RequeueAfter) {
-		res.RequeueAfter = perDPUPoll
-	}
-	if r.opts.Mode != ModeRepair || paused {
-		return res, nil
-	}
-	after, err := r.repair.run(ctx, s, b, d)
-	if err != nil {
-		return reconcile.Result{}, err
-	}
-	if after > 0 && (res.RequeueAfter == 0 || after < res.RequeueAfter) {
-		res.RequeueAfter = after
-	}
-	return res, nil
+	return a
 }
 
 // waitingClasses are the last reported classes of pods awaiting a retry.
@@ -220,19 +217,16 @@ func (r *reconciler) bundle(ctx context.Context, s *snapshot, fails []failingPod
 			Impact: "whether a node's server Secret exists is judged from FailedMount events"}},
 	}
 	r.crd.fill(ctx, r.clients, &b.Install, r.log)
-	names := map[string]bool{}
+	names := sets.New[string]()
 	for _, f := range fails {
 		b.Pods = append(b.Pods, f.ev)
 		if f.ev.Node != "" {
-			names[f.ev.Node] = true
+			names.Insert(f.ev.Node)
 		}
 	}
-	nodes, err := r.nodes(ctx, names)
-	if err != nil {
+	var err error
+	if b.Nodes, err = r.nodes(ctx, sets.List(names)); err != nil {
 		return nil, err
-	}
-	for i := range nodes {
-		b.Nodes = append(b.Nodes, evidence.NodeFrom(&nodes[i]))
 	}
 	if len(fails) == 0 {
 		return b, nil

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"sync"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -30,11 +29,10 @@ type fetcher struct {
 	ns      string
 	maxLogs int
 
-	mu           sync.Mutex
 	rbacState    string
 	logs         map[types.UID]fetchedLogs
 	events       map[types.UID][]evidence.Event
-	reviews      map[string]review // by check key and representative name
+	reviews      map[string]evidence.AccessCheck // answered, by check key and representative name
 	logsDenied   bool
 	eventsDenied bool
 	// reviewsDenied: creating SubjectAccessReviews is forbidden.
@@ -58,15 +56,9 @@ func (l fetchedLogs) valid(p failingPod, rbacState string) bool {
 	return l.sig == p.sig && (l.rbacState == rbacState || l.restarts == p.restarts)
 }
 
-type review struct {
-	allowed bool
-	reason  string
-	err     string
-}
-
 func newFetcher(cs kubernetes.Interface, ns string, maxLogs int) *fetcher {
 	return &fetcher{kube: cs, ns: ns, maxLogs: maxLogs, logs: map[types.UID]fetchedLogs{},
-		events: map[types.UID][]evidence.Event{}, reviews: map[string]review{}}
+		events: map[types.UID][]evidence.Event{}, reviews: map[string]evidence.AccessCheck{}}
 }
 
 // failingPod is a failing pod, cached and converted.
@@ -80,11 +72,9 @@ type failingPod struct {
 // fill adds logs, log groups, events and access checks for the failing
 // pods to b. rbacState changes whenever dpfdoctor's RBAC objects do.
 func (f *fetcher) fill(ctx context.Context, b *evidence.Bundle, pods []failingPod, rbacState string) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
 	if rbacState != f.rbacState {
 		f.rbacState = rbacState
-		f.reviews = map[string]review{}
+		f.reviews = map[string]evidence.AccessCheck{}
 	}
 	f.prune(pods)
 	if err := f.fillLogs(ctx, b, pods); err != nil {
@@ -206,6 +196,54 @@ func (f *fetcher) fillEvents(ctx context.Context, b *evidence.Bundle, pods []fai
 			}
 		}
 		b.Events = append(b.Events, evs...)
+	}
+	return nil
+}
+
+// fillAccess answers each distinct call pattern of the failing pods with one
+// SubjectAccessReview for a representative node, remembered until
+// dpfdoctor's RBAC changes, and derives per-node answers from dpfdoctor's
+// name-restricted grants, as the collector does.
+func (f *fetcher) fillAccess(ctx context.Context, b *evidence.Bundle) error {
+	set := b.RBAC.Set()
+	checks, err := evidence.Answer(evidence.AccessPatterns(b.Pods, b.Install.Version), 1, func(p evidence.Pattern) (evidence.AccessCheck, error) {
+		check := p.Question(set)
+		if err := f.review(ctx, p.Key, &check); err != nil || check.Allowed {
+			return check, err
+		}
+		check.NodeOverrides = p.Overrides(set)
+		return check, nil
+	})
+	if err != nil {
+		return err
+	}
+	b.Access = append(b.Access, checks...)
+	if f.reviewsDenied {
+		b.Gaps = append(b.Gaps, evidence.ReviewsRefused())
+	}
+	return nil
+}
+
+// review answers c once per question and RBAC state.
+func (f *fetcher) review(ctx context.Context, checkKey string, c *evidence.AccessCheck) error {
+	c.Method = evidence.MethodReview
+	key := checkKey + "|" + c.Request.Name
+	if r, ok := f.reviews[key]; ok {
+		c.Allowed, c.Reason, c.Error = r.Allowed, r.Reason, r.Error
+		return nil
+	}
+	if f.reviewsDenied {
+		c.Error = evidence.NotAsked
+		return nil
+	}
+	refused, err := evidence.Review(ctx, f.kube, c)
+	switch {
+	case err != nil:
+		return err
+	case refused:
+		f.reviewsDenied = true
+	default:
+		f.reviews[key] = *c
 	}
 	return nil
 }

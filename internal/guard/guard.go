@@ -12,6 +12,10 @@
 // replicas from both acting.
 package guard
 
+// deploy/ is charts/dpfdoctor-guard rendered with its default values, so the
+// guard's RBAC is written once (docs/guard.md, "Install with Helm").
+//go:generate ../../hack/generate-deploy.sh
+
 import (
 	"cmp"
 	"context"
@@ -69,14 +73,7 @@ var ErrInsecureMetrics = errors.New("insecure metrics address")
 // loopback reports whether a host:port address binds to loopback only.
 func loopback(addr string) bool {
 	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return false
-	}
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
+	return err == nil && (host == "localhost" || net.ParseIP(host).IsLoopback())
 }
 
 // RegistererGatherer is a Prometheus registry: where the guard registers its
@@ -159,26 +156,24 @@ func (o *Options) complete() error {
 	o.LeaderElectionID = cmp.Or(o.LeaderElectionID, DefaultLeaderElectionID)
 	o.LeaderElectionNamespace = cmp.Or(o.LeaderElectionNamespace, o.Namespace)
 	o.MaxLogsPerSignature = cmp.Or(o.MaxLogsPerSignature, DefaultMaxLogsPerSignature)
-	if o.MaxRepairsPerMinute <= 0 {
-		o.MaxRepairsPerMinute = DefaultMaxRepairsPerMinute
-	}
-	if o.StartupGrace <= 0 {
-		o.StartupGrace = DefaultStartupGrace
-	}
+	o.MaxRepairsPerMinute = positive(o.MaxRepairsPerMinute, DefaultMaxRepairsPerMinute)
+	o.StartupGrace = positive(o.StartupGrace, DefaultStartupGrace)
 	o.BackupDir = cmp.Or(o.BackupDir, filepath.Join(os.TempDir(), "dpfdoctor-guard-backups"))
-	if o.KeepBackups <= 0 {
-		o.KeepBackups = DefaultKeepBackups
-	}
-	if o.QPS <= 0 {
-		o.QPS = DefaultQPS
-	}
-	if o.Burst <= 0 {
-		o.Burst = DefaultBurst
-	}
+	o.KeepBackups = positive(o.KeepBackups, DefaultKeepBackups)
+	o.QPS = positive(o.QPS, DefaultQPS)
+	o.Burst = positive(o.Burst, DefaultBurst)
 	if o.Registry == nil {
 		o.Registry = ctrlmetrics.Registry
 	}
 	return nil
+}
+
+// positive is v, or def when v is not positive.
+func positive[T int | float32 | time.Duration](v, def T) T {
+	if v <= 0 {
+		return def
+	}
+	return v
 }
 
 // tune returns the rest.Config every client of the guard uses: explicit

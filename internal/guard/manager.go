@@ -9,12 +9,10 @@ import (
 	"sync/atomic"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/uuid"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
@@ -61,10 +59,6 @@ func New(cfg *rest.Config, o Options) (*Guard, error) {
 	if err != nil {
 		return nil, err
 	}
-	scheme := runtime.NewScheme()
-	if err := clientgoscheme.AddToScheme(scheme); err != nil {
-		return nil, fmt.Errorf("guard: scheme: %w", err)
-	}
 	g := &Guard{cfg: cfg, opts: o, identity: o.Identity}
 	if err := g.preflight(); err != nil {
 		return nil, err
@@ -78,7 +72,6 @@ func New(cfg *rest.Config, o Options) (*Guard, error) {
 	}
 	skip := true
 	mo := manager.Options{
-		Scheme:                 scheme,
 		Logger:                 o.Logger,
 		Cache:                  cacheOptions(o.Namespace, sel),
 		Client:                 client.Options{Cache: &client.CacheOptions{Unstructured: true}},
@@ -116,11 +109,7 @@ func New(cfg *rest.Config, o Options) (*Guard, error) {
 	if err != nil {
 		return nil, err
 	}
-	r, err := newReconciler(g, clients)
-	if err != nil {
-		return nil, err
-	}
-	if err := r.setup(g.mgr); err != nil {
+	if err := newReconciler(g, clients).setup(g.mgr); err != nil {
 		return nil, fmt.Errorf("guard: controller: %w", err)
 	}
 	if err := g.addRunnables(); err != nil {
@@ -135,16 +124,10 @@ func newClients(cfg *rest.Config, namespace string, b *kube.Budget) (*kube.Clien
 	if b == nil {
 		b = kube.NewBudget(0)
 	}
-	kc, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		return nil, fmt.Errorf("guard: client: %w", err)
-	}
-	dc, err := dynamic.NewForConfig(cfg)
-	if err != nil {
-		return nil, fmt.Errorf("guard: client: %w", err)
-	}
-	mc, err := metadata.NewForConfig(cfg)
-	if err != nil {
+	kc, kerr := kubernetes.NewForConfig(cfg)
+	dc, derr := dynamic.NewForConfig(cfg)
+	mc, merr := metadata.NewForConfig(cfg)
+	if err := errors.Join(kerr, derr, merr); err != nil {
 		return nil, fmt.Errorf("guard: client: %w", err)
 	}
 	return &kube.Clients{Config: cfg, Kube: kc, Dynamic: dc, Metadata: mc, Namespace: namespace, Budget: b}, nil

@@ -10,11 +10,13 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/dpfdoctor/dpfdoctor/internal/dpf"
 	"github.com/dpfdoctor/dpfdoctor/internal/evidence"
+	"github.com/dpfdoctor/dpfdoctor/internal/kube"
 )
 
 // snapshot is one reconcile's view of the cluster, read from the informer
@@ -67,11 +69,11 @@ func (r *reconciler) read(ctx context.Context) (*snapshot, error) {
 // errNotSynced: the pod index has not seen the initial list yet.
 var errNotSynced = errors.New("the pod index has not synced yet")
 
-// nodes returns the cached DPU Nodes by name (a copy each, few: only
-// failing pods' nodes are asked for).
-func (r *reconciler) nodes(ctx context.Context, names map[string]bool) ([]corev1.Node, error) {
-	var out []corev1.Node
-	for name := range names {
+// nodes returns the cached DPU Nodes of the given names, as evidence (a
+// copy each, few: only failing pods' nodes are asked for).
+func (r *reconciler) nodes(ctx context.Context, names []string) ([]evidence.Node, error) {
+	var out []evidence.Node
+	for _, name := range names {
 		var n corev1.Node
 		err := r.cache.Get(ctx, client.ObjectKey{Name: name}, &n)
 		switch {
@@ -80,9 +82,8 @@ func (r *reconciler) nodes(ctx context.Context, names map[string]bool) ([]corev1
 		case err != nil:
 			return nil, fmt.Errorf("read node %s from the cache: %w", name, err)
 		}
-		out = append(out, n)
+		out = append(out, evidence.NodeFrom(&n))
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out, nil
 }
 
@@ -125,4 +126,36 @@ func failing(p *corev1.Pod, now time.Time, grace time.Duration) (bool, time.Time
 		return true, time.Time{}
 	}
 	return false, until
+}
+
+// perDPUPoll is how often the guard looks for v25.1's per-DPU DMS pods.
+// They carry no label, so the label-selected cache never sees them.
+const perDPUPoll = time.Minute
+
+// addPerDPUPods adds v25.1's per-DPU DMS pods to s, found as the evidence
+// collector finds them: one LIST of the namespace's pods (served from the
+// API server's watch cache), kept when dpf.IsPerDPUPod, and trimmed as the
+// cache trims. It lists only when the installed release creates pods per
+// DPU, or when no release is known and the cache holds no labelled pod,
+// and reports whether it did: the caller then looks again in perDPUPoll.
+func (r *reconciler) addPerDPUPods(ctx context.Context, s *snapshot) (bool, error) {
+	if s.config == nil {
+		return false, nil
+	}
+	rel, err := dpf.Lookup(evidence.InstallFrom(r.opts.Namespace, s.config, s.pods).Version)
+	if (err != nil && len(s.pods) > 0) || (err == nil && !rel.PodPerDPU) {
+		return false, nil
+	}
+	list, err := r.clients.Kube.CoreV1().Pods(r.opts.Namespace).List(ctx, metav1.ListOptions{ResourceVersion: "0"})
+	if err != nil {
+		return false, fmt.Errorf("list per-DPU DMS pods: %w", kube.Classify(err))
+	}
+	for i := range list.Items {
+		if dpf.IsPerDPUPod(&list.Items[i]) {
+			p, _ := trimPod(&list.Items[i])
+			s.pods = append(s.pods, p.(*corev1.Pod))
+		}
+	}
+	sort.Slice(s.pods, func(i, j int) bool { return s.pods[i].Name < s.pods[j].Name })
+	return true, nil
 }

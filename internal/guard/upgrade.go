@@ -6,11 +6,14 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/dpfdoctor/dpfdoctor/internal/dpf"
 	"github.com/dpfdoctor/dpfdoctor/internal/evidence"
-	"github.com/dpfdoctor/dpfdoctor/internal/fanout"
+	"github.com/dpfdoctor/dpfdoctor/internal/kube"
 	"github.com/dpfdoctor/dpfdoctor/internal/preflight"
 )
 
@@ -41,34 +44,49 @@ func (r *reconciler) checkUpgrade(ctx context.Context, s *snapshot, b *evidence.
 	}
 	after := *b
 	if r.checkedVersion != "" { // the bundle has just read it at the first check
-		r.crd.reset()
+		r.crd.done = false
 		r.crd.fill(ctx, r.clients, &after.Install, r.log)
 	}
 	// The guard reads neither Issuers nor Certificates.
 	after.Gaps = append(slices.Clone(b.Gaps), evidence.Gap{What: "issuers", Reason: "the guard does not read Issuers", Impact: "Issuer readiness is not checked"})
-	acc, err := evidence.Answer(preflight.Patterns(&after, target), fanout.Limit,
+	rep, err := preflight.Evaluate(preflight.Input{Bundle: &after, Target: target},
 		preflight.Local(preflight.AfterUpgrade(&after, target, nil, preflight.RBACRelease)))
-	if err != nil {
-		return err
-	}
-	rep, err := preflight.Check(preflight.Input{Bundle: &after, Target: target, RBAC: preflight.RBACRelease, Access: acc})
 	if err != nil {
 		return fmt.Errorf("upgrade check for %s: %w", v, err)
 	}
 	r.checkedVersion = v
-	counts := map[string]int{}
-	var msgs []string
-	for _, f := range rep.Findings {
-		counts[f.Code]++
-		msgs = append(msgs, f.Code+": "+f.Summary+" Next: "+f.Before)
-	}
 	r.metrics.upgrade.Reset()
 	for _, code := range []string{preflight.CodeCRD, preflight.CodeRBAC, preflight.CodeAPIServer, preflight.CodePaused} {
-		r.metrics.upgrade.WithLabelValues(v, code).Set(float64(counts[code]))
+		r.metrics.upgrade.WithLabelValues(v, code).Set(0)
+	}
+	var msgs []string
+	for _, f := range rep.Findings {
+		r.metrics.upgrade.WithLabelValues(v, f.Code).Inc()
+		msgs = append(msgs, f.Code+": "+f.Summary+" Next: "+f.Before)
 	}
 	if len(msgs) > 0 && s.config != nil {
 		r.event(s.config, corev1.EventTypeWarning, ReasonUpgradeCheck, "UpgradeCheck", fmt.Sprintf("DPF %s: %s", v, strings.Join(msgs, " | ")))
 		r.log.Info("upgrade check: something will break", "version", v, "findings", len(msgs))
 	}
 	return nil
+}
+
+// crdInfo reads the DPUDevice CRD at the first reconcile and again on a
+// version change, one GET by name: the diagnosis asks whether DPUDevice has
+// a status subresource (v25.7 on).
+type crdInfo struct{ done, found, statusSubres bool }
+
+func (c *crdInfo) fill(ctx context.Context, cl *kube.Clients, in *evidence.Install, log logr.Logger) {
+	if !c.done {
+		crd, err := cl.Dynamic.Resource(evidence.CRDGVR).Get(ctx, evidence.DPUDeviceCRDName(), metav1.GetOptions{})
+		switch {
+		case err == nil:
+			c.done, c.found, c.statusSubres = true, true, evidence.HasStatusSubresource(crd)
+		case apierrors.IsNotFound(err), apierrors.IsForbidden(err):
+			c.done = true
+		default:
+			log.Info("could not read the DPUDevice CRD; will retry", "error", err.Error())
+		}
+	}
+	in.DPUDeviceCRD, in.DPUDeviceStatusSubresource = c.found, c.statusSubres
 }
