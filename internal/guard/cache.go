@@ -2,8 +2,11 @@ package guard
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"sort"
+	"maps"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -40,47 +43,32 @@ func newOperatorConfigList() *unstructured.UnstructuredList {
 	return l
 }
 
-// selectors are the label selectors the cache lists and watches with: the
-// API server filters, so nothing else is ever sent to the guard.
-type selectors struct {
-	pods, nodes, managed labels.Selector
-}
-
-func newSelectors() (selectors, error) {
-	comp, err := labels.NewRequirement(dpf.ComponentLabel, selection.In, []string{dpf.ComponentDMS, dpf.ComponentHostAgent})
-	if err != nil {
-		return selectors{}, fmt.Errorf("pod selector: %w", err)
-	}
-	dpu, err := labels.NewRequirement(dpf.DPUNodeLabel, selection.Exists, nil)
-	if err != nil {
-		return selectors{}, fmt.Errorf("node selector: %w", err)
-	}
-	return selectors{
-		pods:    labels.NewSelector().Add(*comp),
-		nodes:   labels.NewSelector().Add(*dpu),
-		managed: labels.SelectorFromSet(labels.Set{plan.ManagedByLabel: plan.ManagedByValue}),
-	}, nil
-}
-
 // cacheOptions restrict the shared informer cache to what the guard reads:
 // namespaced kinds in the DPF namespace only, DMS and host-agent pods, DPU
-// Nodes, and the Roles and RoleBindings dpfdoctor manages there. Nothing else (Secrets
+// Nodes, and the Roles and RoleBindings dpfdoctor manages there, each
+// selected by label so that the API server filters. Nothing else (Secrets
 // above all) is ever listed or watched: a read of any other kind fails
 // instead of starting an informer.
-func cacheOptions(namespace string, sel selectors) cache.Options {
+func cacheOptions(namespace string) (cache.Options, error) {
+	comp, cerr := labels.NewRequirement(dpf.ComponentLabel, selection.In, []string{dpf.ComponentDMS, dpf.ComponentHostAgent})
+	dpu, derr := labels.NewRequirement(dpf.DPUNodeLabel, selection.Exists, nil)
+	if err := errors.Join(cerr, derr); err != nil {
+		return cache.Options{}, fmt.Errorf("guard: label selectors: %w", err)
+	}
+	managed := labels.SelectorFromSet(labels.Set{plan.ManagedByLabel: plan.ManagedByValue})
 	resync := 10 * time.Hour
 	return cache.Options{
 		DefaultNamespaces: map[string]cache.Config{namespace: {}},
 		SyncPeriod:        &resync,
 		ByObject: map[client.Object]cache.ByObject{
-			&corev1.Pod{}:         {Label: sel.pods, Transform: trimPod},
-			&corev1.Node{}:        {Label: sel.nodes, Transform: trimNode},
-			&rbacv1.Role{}:        {Label: sel.managed},
-			&rbacv1.RoleBinding{}: {Label: sel.managed},
+			&corev1.Pod{}:         {Label: labels.NewSelector().Add(*comp), Transform: trimPod},
+			&corev1.Node{}:        {Label: labels.NewSelector().Add(*dpu), Transform: trimNode},
+			&rbacv1.Role{}:        {Label: managed},
+			&rbacv1.RoleBinding{}: {Label: managed},
 			newOperatorConfig():   {},
 		},
 		ReaderFailOnMissingInformer: true,
-	}
+	}, nil
 }
 
 // trimPod keeps what the guard reads of a pod: identity, labels, node,
@@ -179,7 +167,8 @@ func (x *podIndex) OnAdd(obj any, _ bool) {
 
 // OnUpdate signals only changes the guard reads (see podChanged).
 func (x *podIndex) OnUpdate(oldObj, obj any) {
-	if x.put(obj) && (podChanged{}).Update(event.UpdateEvent{ObjectOld: asObject(oldObj), ObjectNew: asObject(obj)}) {
+	old, ok := oldObj.(*corev1.Pod)
+	if x.put(obj) && (!ok || podChanged(old, obj.(*corev1.Pod))) {
 		x.signal()
 	}
 }
@@ -216,24 +205,14 @@ func (x *podIndex) signal() {
 	}
 }
 
-func asObject(o any) client.Object {
-	if c, ok := o.(client.Object); ok {
-		return c
-	}
-	return nil
-}
-
 // synced reports whether the handler has seen the informer's initial list.
 func (x *podIndex) synced() bool { return x.reg != nil && x.reg.HasSynced() }
 
 // list returns the pods sorted by name.
 func (x *podIndex) list() []*corev1.Pod {
 	x.mu.RLock()
-	out := make([]*corev1.Pod, 0, len(x.pods))
-	for _, p := range x.pods {
-		out = append(out, p)
-	}
+	out := slices.Collect(maps.Values(x.pods))
 	x.mu.RUnlock()
-	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	slices.SortFunc(out, func(a, b *corev1.Pod) int { return strings.Compare(a.Name, b.Name) })
 	return out
 }

@@ -17,7 +17,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
-	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
@@ -80,12 +79,10 @@ func (r *reconciler) setup(mgr manager.Manager) error {
 	all := handler.EnqueueRequestsFromMapFunc(func(context.Context, client.Object) []reconcile.Request {
 		return []reconcile.Request{r.key}
 	})
-	skip := true
 	return builder.ControllerManagedBy(mgr).
 		Named(ControllerName).
 		WithOptions(controller.Options{
 			MaxConcurrentReconciles: 1,
-			SkipNameValidation:      &skip,
 			RateLimiter:             workqueue.NewTypedItemExponentialFailureRateLimiter[reconcile.Request](time.Second, 5*time.Minute),
 		}).
 		WithLogConstructor(func(*reconcile.Request) logr.Logger { return r.log }).
@@ -98,16 +95,9 @@ func (r *reconciler) setup(mgr manager.Manager) error {
 		Complete(r)
 }
 
-// podChanged passes pod updates that change what the guard reads: the
+// podChanged reports whether a pod update changes what the guard reads: the
 // state kubectl shows, readiness, restarts, or the pod itself.
-type podChanged struct{ predicate.Funcs }
-
-func (podChanged) Update(e event.UpdateEvent) bool {
-	a, okA := e.ObjectOld.(*corev1.Pod)
-	b, okB := e.ObjectNew.(*corev1.Pod)
-	if !okA || !okB {
-		return true
-	}
+func podChanged(a, b *corev1.Pod) bool {
 	return a.UID != b.UID || dpf.PodState(a) != dpf.PodState(b) || dpf.PodReady(a) != dpf.PodReady(b) ||
 		restarts(a) != restarts(b) || (a.DeletionTimestamp == nil) != (b.DeletionTimestamp == nil)
 }

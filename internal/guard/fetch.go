@@ -42,7 +42,6 @@ type fetcher struct {
 // fetchedLogs are one pod's logs, read for one failure signature, after
 // restarts restarts, with dpfdoctor's RBAC in state rbacState.
 type fetchedLogs struct {
-	pod       string
 	sig       string
 	restarts  int32
 	rbacState string
@@ -119,28 +118,25 @@ func (f *fetcher) fillLogs(ctx context.Context, b *evidence.Bundle, pods []faili
 		g := evidence.LogGroup{ID: fmt.Sprintf("g%d", i+1), Signature: sig, Container: work.Name}
 		have := 0
 		for _, p := range group {
+			g.Pods = append(g.Pods, p.ev.Name)
 			if _, ok := f.logs[p.obj.UID]; ok {
 				have++
 			}
 		}
 		for _, p := range group {
-			g.Pods = append(g.Pods, p.ev.Name)
-			c, ok := p.ev.Work()
-			if _, done := f.logs[p.obj.UID]; done || f.maxLogs < 0 || f.logsDenied || have >= f.maxLogs || !ok || !c.Ran() {
-				continue
+			_, done := f.logs[p.obj.UID]
+			if c, ok := p.ev.Work(); !done && !f.logsDenied && have < f.maxLogs && ok && c.Ran() {
+				logs, err := f.readLogs(ctx, p.ev, c)
+				if err != nil {
+					return err
+				}
+				if logs != nil {
+					f.logs[p.obj.UID] = fetchedLogs{sig: sig, restarts: p.restarts, rbacState: f.rbacState, logs: logs}
+					have++
+				}
 			}
-			logs, err := f.readLogs(ctx, p.ev, c)
-			if err != nil {
-				return err
-			}
-			if logs != nil {
-				f.logs[p.obj.UID] = fetchedLogs{pod: p.ev.Name, sig: sig, restarts: p.restarts, rbacState: f.rbacState, logs: logs}
-				have++
-			}
-		}
-		for _, p := range group {
 			if l, ok := f.logs[p.obj.UID]; ok {
-				g.Fetched = append(g.Fetched, l.pod)
+				g.Fetched = append(g.Fetched, p.ev.Name)
 				b.Logs = append(b.Logs, l.logs...)
 			}
 		}

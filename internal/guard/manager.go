@@ -55,7 +55,7 @@ func New(cfg *rest.Config, o Options) (*Guard, error) {
 		o.Logger = ctrllog.Log.WithName(ControllerName)
 	}
 	cfg = o.tune(cfg)
-	sel, err := newSelectors()
+	co, err := cacheOptions(o.Namespace)
 	if err != nil {
 		return nil, err
 	}
@@ -73,14 +73,11 @@ func New(cfg *rest.Config, o Options) (*Guard, error) {
 	skip := true
 	mo := manager.Options{
 		Logger:                 o.Logger,
-		Cache:                  cacheOptions(o.Namespace, sel),
+		Cache:                  co,
 		Client:                 client.Options{Cache: &client.CacheOptions{Unstructured: true}},
 		Metrics:                metricsserver.Options{BindAddress: "0"}, // served by metricsServer
-		HealthProbeBindAddress: o.ProbeAddr,
+		HealthProbeBindAddress: o.ProbeAddr,                             // "0": none
 		Controller:             config.Controller{SkipNameValidation: &skip},
-	}
-	if o.ProbeAddr == "0" {
-		mo.HealthProbeBindAddress = ""
 	}
 	if o.LeaderElect {
 		lock, err := leaseLock(cfg, o, g.identity)
@@ -231,12 +228,7 @@ func (g *Guard) Identity() string { return g.identity }
 
 // MetricsAddr returns the address /metrics listens on once it does, ""
 // until then or when disabled.
-func (g *Guard) MetricsAddr() string {
-	if g.server == nil {
-		return ""
-	}
-	return g.server.Addr()
-}
+func (g *Guard) MetricsAddr() string { return g.server.Addr() }
 
 // everyReplica runs fn on every replica, not only the leader.
 type everyReplica func(ctx context.Context) error

@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -132,9 +131,7 @@ type metricsServer struct {
 	filter  metricsserver.Filter // nil: plain HTTP, no authentication
 	certDir string               // serve its tls.crt and tls.key once there; "" self-signed
 	log     logr.Logger
-
-	mu    sync.Mutex
-	bound string
+	bound   atomic.Pointer[string] // the address, once listening
 }
 
 func newMetricsServer(cfg *rest.Config, o Options) (*metricsServer, error) {
@@ -159,16 +156,15 @@ func (s *metricsServer) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("metrics: listen on %s: %w", s.addr, err)
 	}
-	s.mu.Lock()
-	s.bound = l.Addr().String()
-	s.mu.Unlock()
+	bound := l.Addr().String()
+	s.bound.Store(&bound)
 	var g prometheus.Gatherer = s.reg
 	if s.reg != ctrlmetrics.Registry {
 		g = prometheus.Gatherers{ctrlmetrics.Registry, s.reg}
 	}
 	h := promhttp.HandlerFor(g, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
 	if s.filter == nil {
-		s.log.Info("serving metrics over plain HTTP without authentication (--metrics-secure=false): for local runs only", "address", s.bound)
+		s.log.Info("serving metrics over plain HTTP without authentication (--metrics-secure=false): for local runs only", "address", bound)
 	} else {
 		if h, err = s.filter(s.log.WithName("metrics"), h); err != nil {
 			return fmt.Errorf("metrics: %w", err)
@@ -178,7 +174,7 @@ func (s *metricsServer) Start(ctx context.Context) error {
 			return err
 		}
 		l = tls.NewListener(l, &tls.Config{GetCertificate: sc.get, MinVersion: tls.VersionTLS12})
-		s.log.Info("serving metrics over HTTPS to authenticated, authorized clients", "address", s.bound)
+		s.log.Info("serving metrics over HTTPS to authenticated, authorized clients", "address", bound)
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", h)
@@ -198,11 +194,13 @@ func (s *metricsServer) Start(ctx context.Context) error {
 	}
 }
 
-// Addr is the bound address once listening, else "".
+// Addr is the bound address once listening, else "" (also when s is nil:
+// metrics disabled).
 func (s *metricsServer) Addr() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.bound
+	if s == nil || s.bound.Load() == nil {
+		return ""
+	}
+	return *s.bound.Load()
 }
 
 // servingCert is the certificate /metrics serves: self-signed, until the

@@ -144,19 +144,19 @@ func (rp *repairer) settling(live map[plan.ObjectRef]*unstructured.Unstructured,
 		return 0
 	}
 	for _, ref := range w.changed {
-		before, ok := rp.written[ref]
-		if !ok {
-			return 0
-		}
-		rv := ""
-		if l := live[ref]; l != nil {
-			rv = l.GetResourceVersion()
-		}
-		if rv != before {
+		if before, ok := rp.written[ref]; !ok || resourceVersion(live, ref) != before {
 			return 0
 		}
 	}
 	return time.Second
+}
+
+// resourceVersion is ref's resourceVersion in live, "" when absent.
+func resourceVersion(live map[plan.ObjectRef]*unstructured.Unstructured, ref plan.ObjectRef) string {
+	if l := live[ref]; l != nil {
+		return l.GetResourceVersion()
+	}
+	return ""
 }
 
 // allow applies the per-minute cap; it returns how long to wait when the
@@ -196,11 +196,7 @@ func (rp *repairer) write(ctx context.Context, s *snapshot, w *work, live map[pl
 	}
 	rp.written = map[plan.ObjectRef]string{}
 	for _, c := range w.plan.Changes {
-		rv := ""
-		if l := live[c.Ref()]; l != nil {
-			rv = l.GetResourceVersion()
-		}
-		rp.written[c.Ref()] = rv
+		rp.written[c.Ref()] = resourceVersion(live, c.Ref())
 	}
 	for _, obj := range w.deletes {
 		rp.written[plan.RefOf(obj)] = ""
@@ -232,17 +228,13 @@ func (rp *repairer) refusedPlan(s *snapshot, key string, err error) error {
 	rp.refused[key] = true
 	rp.r.metrics.repairs.WithLabelValues(ResultRefused).Inc()
 	rp.r.log.Info("repair refused by policy", "reason", err.Error())
-	if s.config != nil {
-		rp.r.event(s.config, corev1.EventTypeWarning, ReasonRepairRefused, "Repair", err.Error())
-	}
+	rp.r.event(s.config, corev1.EventTypeWarning, ReasonRepairRefused, "Repair", err.Error())
 	return nil
 }
 
 func (rp *repairer) failed(s *snapshot, err error) error {
 	rp.r.metrics.repairs.WithLabelValues(ResultFailed).Inc()
-	if s.config != nil {
-		rp.r.event(s.config, corev1.EventTypeWarning, ReasonRepairFailed, "Repair", err.Error())
-	}
+	rp.r.event(s.config, corev1.EventTypeWarning, ReasonRepairFailed, "Repair", err.Error())
 	return fmt.Errorf("repair: %w", err)
 }
 
@@ -267,33 +259,28 @@ func (rp *repairer) announce(s *snapshot, w *work) {
 		return
 	}
 	for _, ref := range w.changed {
-		msg := fmt.Sprintf("dpfdoctor's grant %s was deleted or altered; restored", ref)
-		obj := rp.desired[ref]
-		if ref.Namespace == "" || obj == nil {
-			if s.config != nil {
-				r.event(s.config, corev1.EventTypeNormal, ReasonRestored, "Restore", msg)
-			}
-			continue
+		on := s.config
+		if obj := rp.desired[ref]; ref.Namespace != "" && obj != nil {
+			on = obj
 		}
-		r.event(obj, corev1.EventTypeNormal, ReasonRestored, "Restore", msg)
+		r.event(on, corev1.EventTypeNormal, ReasonRestored, "Restore", fmt.Sprintf("dpfdoctor's grant %s was deleted or altered; restored", ref))
 	}
 }
 
 // missingFor renders the permissions of a finding that concern one node:
 // those naming one of its objects, by exact name (all when none does).
 func missingFor(a plan.Addressed, node string) string {
-	var out []string
+	var all, mine []string
 	for _, m := range a.Missing {
+		all = append(all, m.String())
 		if node == "" || forNode(m, node) {
-			out = append(out, m.String())
+			mine = append(mine, m.String())
 		}
 	}
-	if len(out) == 0 {
-		for _, m := range a.Missing {
-			out = append(out, m.String())
-		}
+	if len(mine) == 0 {
+		mine = all
 	}
-	return strings.Join(out, "; ")
+	return strings.Join(mine, "; ")
 }
 
 // forNode reports whether a request names one of node's objects as the
