@@ -56,22 +56,23 @@ type metrics struct {
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	var err error
 	m := &metrics{
-		pods: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: MetricDMSPods,
-			Help: "DMS and host-agent pods by state, as kubectl shows it (Running, Init:CrashLoopBackOff, ...)."}, []string{"state"}),
-		findings: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: MetricFindings,
-			Help: "Pods by the primary class of their diagnosis (Healthy for Ready pods)."}, []string{"class"}),
-		repairs: prometheus.NewCounterVec(prometheus.CounterOpts{Name: MetricRepairs,
-			Help: "Repairs attempted by result: applied, noop, failed, refused."}, []string{"result"}),
-		timeToReady: prometheus.NewHistogram(prometheus.HistogramOpts{Name: MetricTimeToReady,
+		pods: register(reg, prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: MetricDMSPods,
+			Help: "DMS and host-agent pods by state, as kubectl shows it (Running, Init:CrashLoopBackOff, ...)."}, []string{"state"}), &err),
+		findings: register(reg, prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: MetricFindings,
+			Help: "Pods by the primary class of their diagnosis (Healthy for Ready pods)."}, []string{"class"}), &err),
+		repairs: register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{Name: MetricRepairs,
+			Help: "Repairs attempted by result: applied, noop, failed, refused."}, []string{"result"}), &err),
+		timeToReady: register(reg, prometheus.NewHistogram(prometheus.HistogramOpts{Name: MetricTimeToReady,
 			Help:    "Seconds from the guard first seeing a pod fail to the pod being Ready.",
-			Buckets: []float64{1, 5, 15, 30, 60, 120, 300, 600, 1200, 3600}}),
-		leader: prometheus.NewGauge(prometheus.GaugeOpts{Name: MetricLeader,
-			Help: "1 while this replica holds the leader lease (or runs without leader election)."}),
-		paused: prometheus.NewGauge(prometheus.GaugeOpts{Name: MetricPaused,
-			Help: "1 while the DPFOperatorConfig's dpfdoctor.dev/guard-paused annotation pauses repairs."}),
-		upgrade: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: MetricUpgradeFindings,
-			Help: "Findings of `dpfdoctor preflight`'s check for the DPF version the installation reports, by code; checked when that version changes."}, []string{"version", "code"}),
+			Buckets: []float64{1, 5, 15, 30, 60, 120, 300, 600, 1200, 3600}}), &err),
+		leader: register(reg, prometheus.NewGauge(prometheus.GaugeOpts{Name: MetricLeader,
+			Help: "1 while this replica holds the leader lease (or runs without leader election)."}), &err),
+		paused: register(reg, prometheus.NewGauge(prometheus.GaugeOpts{Name: MetricPaused,
+			Help: "1 while the DPFOperatorConfig's dpfdoctor.dev/guard-paused annotation pauses repairs."}), &err),
+		upgrade: register(reg, prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: MetricUpgradeFindings,
+			Help: "Findings of `dpfdoctor preflight`'s check for the DPF version the installation reports, by code; checked when that version changes."}, []string{"version", "code"}), &err),
 	}
 	for _, r := range []string{ResultApplied, ResultNoOp, ResultFailed, ResultRefused} {
 		m.repairs.WithLabelValues(r)
@@ -79,15 +80,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	bi := buildinfo.Get()
 	info := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: MetricBuildInfo,
 		Help: "Always 1; the labels name the guard's build."}, []string{"version", "commit", "go_version"})
-	var err error
 	register(reg, info, &err).WithLabelValues(bi.Version, bi.Commit, bi.GoVersion).Set(1)
-	m.pods = register(reg, m.pods, &err)
-	m.findings = register(reg, m.findings, &err)
-	m.repairs = register(reg, m.repairs, &err)
-	m.timeToReady = register(reg, m.timeToReady, &err)
-	m.leader = register(reg, m.leader, &err)
-	m.paused = register(reg, m.paused, &err)
-	m.upgrade = register(reg, m.upgrade, &err)
 	if err != nil {
 		return nil, fmt.Errorf("guard: register metrics: %w", err)
 	}
@@ -104,9 +97,7 @@ func register[C prometheus.Collector](reg prometheus.Registerer, c C, errp *erro
 				return existing
 			}
 		}
-		if *errp == nil {
-			*errp = err
-		}
+		*errp = errors.Join(*errp, err)
 	}
 	return c
 }
