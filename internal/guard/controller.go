@@ -202,7 +202,7 @@ func (r *reconciler) bundle(ctx context.Context, s *snapshot, fails []failingPod
 		SchemaVersion: evidence.SchemaVersion,
 		CollectedAt:   s.now.UTC().Format(time.RFC3339),
 		Install:       evidence.InstallFrom(r.opts.Namespace, s.config, s.pods),
-		RBAC:          evidence.ManagedRBAC(s.rbac.roles, s.rbac.roleBindings),
+		RBAC:          evidence.ManagedRBAC(s.rbac.Roles, s.rbac.RoleBindings),
 		Gaps: []evidence.Gap{{What: "secrets", Reason: "the guard never reads Secrets",
 			Impact: "whether a node's server Secret exists is judged from FailedMount events"}},
 	}
@@ -231,12 +231,12 @@ func (r *reconciler) bundle(ctx context.Context, s *snapshot, fails []failingPod
 
 // rbacState identifies the state of dpfdoctor's RBAC objects: what access
 // reviews and logs were read against.
-func rbacState(m managedRBAC) string {
+func rbacState(m evidence.RBAC) string {
 	var parts []string
-	for _, o := range m.roles {
+	for _, o := range m.Roles {
 		parts = append(parts, "Role/"+o.Name+"@"+o.ResourceVersion)
 	}
-	for _, o := range m.roleBindings {
+	for _, o := range m.RoleBindings {
 		parts = append(parts, "RoleBinding/"+o.Name+"@"+o.ResourceVersion)
 	}
 	sort.Strings(parts)

@@ -2,6 +2,9 @@ package guard
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -12,7 +15,10 @@ import (
 
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 
 	"github.com/dpfdoctor/dpfdoctor/internal/access"
 	"github.com/dpfdoctor/dpfdoctor/internal/apply"
@@ -93,7 +99,7 @@ func (rp *repairer) run(ctx context.Context, s *snapshot, b *evidence.Bundle, d 
 // Changes by anyone else are drift.
 func (rp *repairer) adopt(live map[plan.ObjectRef]*unstructured.Unstructured) {
 	for ref, obj := range live {
-		if _, ok := rp.desired[ref]; !ok || !foreign(obj) {
+		if _, ok := rp.desired[ref]; !ok || !apply.AlteredByOthers(obj) {
 			rp.desired[ref] = obj
 		}
 	}
@@ -124,7 +130,7 @@ func (rp *repairer) plan(b *evidence.Bundle, d *diagnose.Diagnosis, live map[pla
 			w.changed = append(w.changed, ref)
 		case !covers(l, c.Object):
 			w.changed = append(w.changed, ref)
-			if foreign(l) {
+			if apply.AlteredByOthers(l) {
 				w.deletes = append(w.deletes, l)
 			}
 		}
@@ -345,4 +351,92 @@ func pruneBackups(root string, keep int, log logr.Logger) {
 			log.Info("could not remove an old backup", "dir", d, "error", err.Error())
 		}
 	}
+}
+
+// completeBindings gives every desired Role of dpfdoctor its RoleBinding
+// when the binding was never seen (deleted before this replica started or
+// took the lead): the binding is what rbac.Render makes for the Role, with
+// the Role's metadata, bound to the DMS pods' ServiceAccount of that name.
+func (rp *repairer) completeBindings(s *snapshot) {
+	for ref, role := range rp.desired {
+		if ref.Kind != "Role" {
+			continue
+		}
+		rbRef := plan.ObjectRef{Group: rbacv1.GroupName, Kind: "RoleBinding", Namespace: ref.Namespace, Name: ref.Name}
+		if _, ok := rp.desired[rbRef]; ok {
+			continue
+		}
+		sa := podServiceAccount(s, ref.Name)
+		if sa == "" {
+			continue
+		}
+		u, err := toUnstructured("RoleBinding", &rbacv1.RoleBinding{
+			ObjectMeta: metav1.ObjectMeta{Name: ref.Name, Namespace: ref.Namespace, Labels: role.GetLabels(),
+				Annotations: role.GetAnnotations()},
+			RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: ref.Name},
+			Subjects: []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: sa, Namespace: ref.Namespace}},
+		})
+		if err != nil {
+			continue
+		}
+		unstructured.RemoveNestedField(u.Object, "metadata", "creationTimestamp")
+		rp.desired[rbRef] = u
+	}
+}
+
+// podServiceAccount is the DMS pods' ServiceAccount whose dpfdoctor grant
+// is named name, or "".
+func podServiceAccount(s *snapshot, name string) string {
+	for i := range s.pods {
+		sa := s.pods[i].Spec.ServiceAccountName
+		if sa != "" && plan.NamePrefix+sa == name {
+			return sa
+		}
+	}
+	return ""
+}
+
+// contentHash identifies a plan by its objects' content.
+func contentHash(p *plan.Plan) string {
+	data, _ := json.Marshal(p.Changes)
+	h := sha256.Sum256(data)
+	return hex.EncodeToString(h[:])[:16]
+}
+
+// liveObjects turns the cached RBAC objects into unstructured objects.
+func liveObjects(m evidence.RBAC) (map[plan.ObjectRef]*unstructured.Unstructured, error) {
+	out := map[plan.ObjectRef]*unstructured.Unstructured{}
+	var errs []error
+	add := func(kind string, obj runtime.Object) {
+		u, err := toUnstructured(kind, obj)
+		if errs = append(errs, err); err == nil {
+			out[plan.RefOf(u)] = u
+		}
+	}
+	for i := range m.Roles {
+		add("Role", &m.Roles[i])
+	}
+	for i := range m.RoleBindings {
+		add("RoleBinding", &m.RoleBindings[i])
+	}
+	return out, errors.Join(errs...)
+}
+
+// toUnstructured converts a Role or RoleBinding, with its kind set
+// (informers drop it).
+func toUnstructured(kind string, obj runtime.Object) (*unstructured.Unstructured, error) {
+	data, err := runtime.DefaultUnstructuredConverter.ToUnstructured(obj)
+	if err != nil {
+		return nil, fmt.Errorf("convert %s: %w", kind, err)
+	}
+	u := &unstructured.Unstructured{Object: data}
+	u.SetAPIVersion(rbacv1.SchemeGroupVersion.String())
+	u.SetKind(kind)
+	return u, nil
+}
+
+// covers reports whether live holds what want sets.
+func covers(live, want *unstructured.Unstructured) bool {
+	ok, err := plan.Covers(live, want)
+	return err == nil && ok
 }

@@ -25,15 +25,10 @@ type snapshot struct {
 	now    time.Time
 	config *unstructured.Unstructured // nil when DPF is not installed
 	pods   []*corev1.Pod              // sorted by name
-	rbac   managedRBAC
-}
-
-// managedRBAC are the Roles and RoleBindings labelled managed-by=dpfdoctor
-// in the DPF namespace. The guard holds no cluster-scoped write, so it
-// neither reads nor writes dpfdoctor's ClusterRoles.
-type managedRBAC struct {
-	roles        []rbacv1.Role
-	roleBindings []rbacv1.RoleBinding
+	// rbac holds the Roles and RoleBindings labelled managed-by=dpfdoctor
+	// in the DPF namespace, as cached. The guard holds no cluster-scoped
+	// write, so it neither reads nor writes dpfdoctor's ClusterRoles.
+	rbac evidence.RBAC
 }
 
 // read lists everything from the cache: no API request.
@@ -62,7 +57,7 @@ func (r *reconciler) read(ctx context.Context) (*snapshot, error) {
 			return nil, fmt.Errorf("read dpfdoctor's RBAC objects from the cache: %w", err)
 		}
 	}
-	s.rbac = managedRBAC{roles: roles.Items, roleBindings: rbs.Items}
+	s.rbac = evidence.RBAC{Roles: roles.Items, RoleBindings: rbs.Items}
 	return s, nil
 }
 
