@@ -37,12 +37,6 @@ func newOperatorConfig() *unstructured.Unstructured {
 	return u
 }
 
-func newOperatorConfigList() *unstructured.UnstructuredList {
-	l := &unstructured.UnstructuredList{}
-	l.SetGroupVersionKind(operatorConfigGVK.GroupVersion().WithKind(operatorConfigGVK.Kind + "List"))
-	return l
-}
-
 // cacheOptions restrict the shared informer cache to what the guard reads:
 // namespaced kinds in the DPF namespace only, DMS and host-agent pods, DPU
 // Nodes, and the Roles and RoleBindings dpfdoctor manages there, each
@@ -140,15 +134,14 @@ func trimNode(obj any) (any, error) {
 // also the controller's pod trigger: it signals after updating the index, so
 // a reconcile never sees the index older than the change that caused it.
 type podIndex struct {
-	ns      string
 	mu      sync.RWMutex
 	pods    map[types.UID]*corev1.Pod
 	reg     toolscache.ResourceEventHandlerRegistration
 	trigger chan event.GenericEvent
 }
 
-func newPodIndex(ctx context.Context, c cache.Cache, ns string) (*podIndex, error) {
-	x := &podIndex{ns: ns, pods: map[types.UID]*corev1.Pod{}, trigger: make(chan event.GenericEvent, 1)}
+func newPodIndex(ctx context.Context, c cache.Cache) (*podIndex, error) {
+	x := &podIndex{pods: map[types.UID]*corev1.Pod{}, trigger: make(chan event.GenericEvent, 1)}
 	inf, err := c.GetInformer(ctx, &corev1.Pod{})
 	if err != nil {
 		return nil, fmt.Errorf("pod informer: %w", err)
@@ -186,8 +179,8 @@ func (x *podIndex) OnDelete(obj any) {
 }
 
 func (x *podIndex) put(obj any) bool {
-	p, ok := obj.(*corev1.Pod)
-	if !ok || p.Namespace != x.ns {
+	p, ok := obj.(*corev1.Pod) // of the DPF namespace: the cache watches no other
+	if !ok {
 		return false
 	}
 	x.mu.Lock()

@@ -40,7 +40,6 @@ type reconciler struct {
 	recorder recorder.EventRecorder
 	metrics  *metrics
 	log      logr.Logger
-	key      reconcile.Request
 
 	pods    *podIndex
 	fetch   *fetcher
@@ -61,7 +60,6 @@ func newReconciler(g *Guard, cl *kube.Clients) *reconciler {
 		recorder: g.mgr.GetEventRecorder(ControllerName), // events.k8s.io/v1
 		metrics:  g.metrics,
 		log:      o.Logger,
-		key:      reconcile.Request{NamespacedName: types.NamespacedName{Namespace: o.Namespace, Name: "dms"}},
 		fetch:    newFetcher(cl.Kube, o.Namespace, o.MaxLogsPerSignature),
 		tracker:  newTracker(),
 	}
@@ -73,11 +71,12 @@ func newReconciler(g *Guard, cl *kube.Clients) *reconciler {
 // cache, each with a predicate that drops changes the guard does not read.
 func (r *reconciler) setup(mgr manager.Manager) error {
 	var err error
-	if r.pods, err = newPodIndex(context.Background(), mgr.GetCache(), r.opts.Namespace); err != nil {
+	if r.pods, err = newPodIndex(context.Background(), mgr.GetCache()); err != nil {
 		return err
 	}
+	key := reconcile.Request{NamespacedName: types.NamespacedName{Namespace: r.opts.Namespace, Name: "dms"}}
 	all := handler.EnqueueRequestsFromMapFunc(func(context.Context, client.Object) []reconcile.Request {
-		return []reconcile.Request{r.key}
+		return []reconcile.Request{key}
 	})
 	return builder.ControllerManagedBy(mgr).
 		Named(ControllerName).
@@ -163,7 +162,7 @@ func (r *reconciler) Reconcile(ctx context.Context, _ reconcile.Request) (reconc
 		return reconcile.Result{}, err
 	}
 	d := diagnose.Diagnose(b)
-	r.metrics.setFindings(d, s, r.waitingClasses(waiting))
+	r.setFindings(d, s, waiting)
 	r.recordDiagnoses(fresh, d)
 	if polled {
 		after = sooner(after, perDPUPoll)
@@ -184,15 +183,6 @@ func sooner(a, b time.Duration) time.Duration {
 		return b
 	}
 	return a
-}
-
-// waitingClasses are the last reported classes of pods awaiting a retry.
-func (r *reconciler) waitingClasses(waiting []failingPod) []string {
-	out := make([]string, 0, len(waiting))
-	for _, f := range waiting {
-		out = append(out, r.tracker.class(f.obj.UID))
-	}
-	return out
 }
 
 // bundle builds the evidence for the failing pods from the cache, plus what

@@ -139,10 +139,10 @@ func (m *metrics) setPods(s *snapshot) {
 // setFindings sets dpfdoctor_findings{class}: the diagnosed pods by primary
 // class, the pods awaiting a retry by their last class, and the Ready pods
 // as Healthy.
-func (m *metrics) setFindings(d *diagnose.Diagnosis, s *snapshot, waiting []string) {
+func (r *reconciler) setFindings(d *diagnose.Diagnosis, s *snapshot, waiting []failingPod) {
 	counts := map[string]int{}
-	for _, c := range waiting {
-		counts[c]++
+	for _, f := range waiting {
+		counts[r.tracker.class(f.obj.UID)]++
 	}
 	for _, pr := range d.Pods {
 		if pr.Class != diagnose.ClassHealthy {
@@ -154,5 +154,5 @@ func (m *metrics) setFindings(d *diagnose.Diagnosis, s *snapshot, waiting []stri
 			counts[string(diagnose.ClassHealthy)]++
 		}
 	}
-	setCounts(m.findings, counts)
+	setCounts(r.metrics.findings, counts)
 }

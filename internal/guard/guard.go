@@ -28,7 +28,9 @@ import (
 
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/apimachinery/pkg/util/uuid"
 	"k8s.io/client-go/rest"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	"github.com/dpfdoctor/dpfdoctor/internal/apply"
@@ -165,6 +167,16 @@ func (o *Options) complete() error {
 	if o.Registry == nil {
 		o.Registry = ctrlmetrics.Registry
 	}
+	if o.Budget == nil {
+		o.Budget = kube.NewBudget(0)
+	}
+	if o.Logger.GetSink() == nil {
+		o.Logger = ctrllog.Log.WithName(ControllerName)
+	}
+	if o.Identity == "" {
+		host, _ := os.Hostname()
+		o.Identity = host + "_" + string(uuid.NewUUID())
+	}
 	return nil
 }
 
@@ -174,15 +186,6 @@ func positive[T int | float32 | time.Duration](v, def T) T {
 		return def
 	}
 	return v
-}
-
-// tune returns the rest.Config every client of the guard uses: explicit
-// QPS/Burst, a user agent, and the request counter when one is set.
-func (o *Options) tune(cfg *rest.Config) *rest.Config {
-	c := kube.Tune(cfg, o.Budget)
-	c.QPS, c.Burst = o.QPS, o.Burst
-	c.UserAgent = ControllerName
-	return c
 }
 
 // Run starts a guard and blocks until ctx is cancelled. A clean shutdown

@@ -5,11 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"os"
 	"sync/atomic"
+	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/util/uuid"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
@@ -19,7 +18,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
-	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
@@ -31,13 +29,12 @@ import (
 // Guard is a configured guard: a controller-runtime manager with the guard's
 // controller, metrics endpoint and probes.
 type Guard struct {
-	cfg      *rest.Config
-	mgr      manager.Manager
-	opts     Options
-	identity string
-	metrics  *metrics
-	server   *metricsServer
-	synced   atomic.Bool
+	cfg     *rest.Config
+	mgr     manager.Manager
+	opts    Options
+	metrics *metrics
+	server  *metricsServer
+	synced  atomic.Bool
 }
 
 // New builds a guard from a client config (the in-cluster ServiceAccount's,
@@ -51,21 +48,17 @@ func New(cfg *rest.Config, o Options) (*Guard, error) {
 	if err := o.complete(); err != nil {
 		return nil, err
 	}
-	if o.Logger.GetSink() == nil {
-		o.Logger = ctrllog.Log.WithName(ControllerName)
-	}
-	cfg = o.tune(cfg)
+	// Every client of the guard shares its QPS/Burst, user agent and budget:
+	// each request is counted once.
+	cfg = kube.Tune(cfg, o.Budget)
+	cfg.QPS, cfg.Burst, cfg.UserAgent = o.QPS, o.Burst, ControllerName
 	co, err := cacheOptions(o.Namespace)
 	if err != nil {
 		return nil, err
 	}
-	g := &Guard{cfg: cfg, opts: o, identity: o.Identity}
+	g := &Guard{cfg: cfg, opts: o}
 	if err := g.preflight(); err != nil {
 		return nil, err
-	}
-	if g.identity == "" {
-		host, _ := os.Hostname()
-		g.identity = host + "_" + string(uuid.NewUUID())
 	}
 	if g.metrics, err = newMetrics(o.Registry); err != nil {
 		return nil, err
@@ -78,34 +71,30 @@ func New(cfg *rest.Config, o Options) (*Guard, error) {
 		Metrics:                metricsserver.Options{BindAddress: "0"}, // served by metricsServer
 		HealthProbeBindAddress: o.ProbeAddr,                             // "0": none
 		Controller:             config.Controller{SkipNameValidation: &skip},
+		LeaderElection:         o.LeaderElect,
+		LeaderElectionID:       o.LeaderElectionID,
+		// The rest only matters with LeaderElection.
+		LeaderElectionNamespace:       o.LeaderElectionNamespace,
+		LeaderElectionReleaseOnCancel: true,
+		LeaseDuration:                 optional(o.LeaseDuration),
+		RenewDeadline:                 optional(o.RenewDeadline),
+		RetryPeriod:                   optional(o.RetryPeriod),
 	}
 	if o.LeaderElect {
-		lock, err := leaseLock(cfg, o, g.identity)
-		if err != nil {
+		if mo.LeaderElectionResourceLockInterface, err = leaseLock(cfg, o); err != nil {
 			return nil, err
-		}
-		mo.LeaderElection = true
-		mo.LeaderElectionID = o.LeaderElectionID
-		mo.LeaderElectionNamespace = o.LeaderElectionNamespace
-		mo.LeaderElectionResourceLockInterface = lock
-		mo.LeaderElectionReleaseOnCancel = true
-		if o.LeaseDuration > 0 {
-			mo.LeaseDuration = &o.LeaseDuration
-		}
-		if o.RenewDeadline > 0 {
-			mo.RenewDeadline = &o.RenewDeadline
-		}
-		if o.RetryPeriod > 0 {
-			mo.RetryPeriod = &o.RetryPeriod
 		}
 	}
 	if g.mgr, err = manager.New(cfg, mo); err != nil {
 		return nil, fmt.Errorf("guard: manager: %w", kube.Classify(err))
 	}
-	clients, err := newClients(cfg, o.Namespace, o.Budget)
-	if err != nil {
-		return nil, err
+	kc, kerr := kubernetes.NewForConfig(cfg)
+	dc, derr := dynamic.NewForConfig(cfg)
+	mc, merr := metadata.NewForConfig(cfg)
+	if err := errors.Join(kerr, derr, merr); err != nil {
+		return nil, fmt.Errorf("guard: client: %w", err)
 	}
+	clients := &kube.Clients{Config: cfg, Kube: kc, Dynamic: dc, Metadata: mc, Namespace: o.Namespace, Budget: o.Budget}
 	if err := newReconciler(g, clients).setup(g.mgr); err != nil {
 		return nil, fmt.Errorf("guard: controller: %w", err)
 	}
@@ -115,23 +104,16 @@ func New(cfg *rest.Config, o Options) (*Guard, error) {
 	return g, nil
 }
 
-// newClients builds the direct clients (logs, reviews, apply) from the
-// already tuned config, so that requests are counted once.
-func newClients(cfg *rest.Config, namespace string, b *kube.Budget) (*kube.Clients, error) {
-	if b == nil {
-		b = kube.NewBudget(0)
+// optional is &d, or nil (controller-runtime's default) unless d is positive.
+func optional(d time.Duration) *time.Duration {
+	if d <= 0 {
+		return nil
 	}
-	kc, kerr := kubernetes.NewForConfig(cfg)
-	dc, derr := dynamic.NewForConfig(cfg)
-	mc, merr := metadata.NewForConfig(cfg)
-	if err := errors.Join(kerr, derr, merr); err != nil {
-		return nil, fmt.Errorf("guard: client: %w", err)
-	}
-	return &kube.Clients{Config: cfg, Kube: kc, Dynamic: dc, Metadata: mc, Namespace: namespace, Budget: b}, nil
+	return &d
 }
 
 // leaseLock is the Lease the replicas compete for, with a known identity.
-func leaseLock(cfg *rest.Config, o Options, identity string) (resourcelock.Interface, error) {
+func leaseLock(cfg *rest.Config, o Options) (resourcelock.Interface, error) {
 	cs, err := kubernetes.NewForConfig(rest.AddUserAgent(rest.CopyConfig(cfg), "leader-election"))
 	if err != nil {
 		return nil, fmt.Errorf("guard: leader election client: %w", err)
@@ -139,7 +121,7 @@ func leaseLock(cfg *rest.Config, o Options, identity string) (resourcelock.Inter
 	// The leader labels the Lease with its mode, so that rollback can tell
 	// a guard that repairs (apply.FindGuard).
 	lock, err := resourcelock.NewWithLabels(resourcelock.LeasesResourceLock, o.LeaderElectionNamespace, o.LeaderElectionID,
-		cs.CoreV1(), cs.CoordinationV1(), resourcelock.ResourceLockConfig{Identity: identity}, map[string]string{apply.GuardModeLabel: o.Mode})
+		cs.CoreV1(), cs.CoordinationV1(), resourcelock.ResourceLockConfig{Identity: o.Identity}, map[string]string{apply.GuardModeLabel: o.Mode})
 	if err != nil {
 		return nil, fmt.Errorf("guard: leader election lock: %w", err)
 	}
@@ -224,7 +206,7 @@ func (g *Guard) preflight() error {
 }
 
 // Identity is this replica's leader-election identity.
-func (g *Guard) Identity() string { return g.identity }
+func (g *Guard) Identity() string { return g.opts.Identity }
 
 // MetricsAddr returns the address /metrics listens on once it does, ""
 // until then or when disabled.

@@ -37,7 +37,8 @@ func (r *reconciler) read(ctx context.Context) (*snapshot, error) {
 	nocopy := client.UnsafeDisableDeepCopy
 	s := &snapshot{now: time.Now()}
 
-	configs := newOperatorConfigList()
+	configs := &unstructured.UnstructuredList{}
+	configs.SetGroupVersionKind(operatorConfigGVK.GroupVersion().WithKind(operatorConfigGVK.Kind + "List"))
 	if err := r.cache.List(ctx, configs, client.InNamespace(ns), nocopy); err != nil {
 		return nil, fmt.Errorf("read DPFOperatorConfigs from the cache: %w", err)
 	}
