@@ -156,7 +156,6 @@ func (r *reconciler) Reconcile(ctx context.Context, _ reconcile.Request) (reconc
 			after = sooner(after, until.Sub(s.now)+time.Second)
 		}
 	}
-	r.tracker.failing(fails, s.now)
 	fresh, waiting := r.tracker.split(fails, rbacState(s.rbac), s.now)
 	b, err := r.bundle(ctx, s, fresh)
 	if err != nil {

@@ -25,12 +25,14 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync/atomic"
 	"time"
 
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/uuid"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/dynamic"
@@ -345,17 +347,14 @@ func (g *Guard) addRunnables() error {
 	})); err != nil {
 		return err
 	}
-	if g.opts.MetricsAddr != "0" {
-		s, err := newMetricsServer(g.cfg, g.opts)
-		if err != nil {
-			return err
-		}
-		g.server = s
-		if err := g.mgr.Add(s); err != nil {
-			return err
-		}
+	if g.opts.MetricsAddr == "0" {
+		return nil
 	}
-	return nil
+	var err error
+	if g.server, err = newMetricsServer(g.cfg, g.opts); err != nil {
+		return err
+	}
+	return g.mgr.Add(g.server)
 }
 
 // Start runs the guard until ctx is cancelled; a clean shutdown returns nil.
@@ -383,10 +382,8 @@ func (g *Guard) preflight() error {
 	case err != nil:
 		return fmt.Errorf("guard: discover %s: %w", gv, kube.Classify(err))
 	}
-	for _, r := range list.APIResources {
-		if r.Kind == operatorConfigGVK.Kind {
-			return nil
-		}
+	if slices.ContainsFunc(list.APIResources, func(r metav1.APIResource) bool { return r.Kind == operatorConfigGVK.Kind }) {
+		return nil
 	}
 	return fmt.Errorf("%w: %s serves no %s", outcome.ErrNotInstalled, gv, operatorConfigGVK.Kind)
 }

@@ -7,8 +7,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -109,10 +111,7 @@ func (rp *repairer) adopt(live map[plan.ObjectRef]*unstructured.Unstructured) {
 // keeps the desired objects: a fix for failing pods merges with them, and
 // those it does not touch are written back as desired.
 func (rp *repairer) plan(b *evidence.Bundle, d *diagnose.Diagnosis, live map[plan.ObjectRef]*unstructured.Unstructured) (*work, error) {
-	in := plan.Input{Diagnosis: &diagnose.Diagnosis{}, Bundle: b, Keep: make([]*unstructured.Unstructured, 0, len(rp.desired))}
-	for _, obj := range rp.desired {
-		in.Keep = append(in.Keep, obj)
-	}
+	in := plan.Input{Diagnosis: &diagnose.Diagnosis{}, Bundle: b, Keep: slices.Collect(maps.Values(rp.desired))}
 	w := &work{built: fixable(d)}
 	if w.built {
 		in.Diagnosis = d
@@ -168,13 +167,7 @@ func resourceVersion(live map[plan.ObjectRef]*unstructured.Unstructured, ref pla
 // allow applies the per-minute cap; it returns how long to wait when the
 // cap is reached.
 func (rp *repairer) allow(now time.Time) time.Duration {
-	kept := rp.window[:0]
-	for _, t := range rp.window {
-		if now.Sub(t) < time.Minute {
-			kept = append(kept, t)
-		}
-	}
-	rp.window = kept
+	rp.window = slices.DeleteFunc(rp.window, func(t time.Time) bool { return now.Sub(t) >= time.Minute })
 	if len(rp.window) >= rp.r.opts.MaxRepairsPerMinute {
 		return rp.window[0].Add(time.Minute).Sub(now) + time.Second
 	}
@@ -313,12 +306,7 @@ func refs(rs []plan.ObjectRef) string {
 
 // fixable reports whether a failing pod has a finding a grant answers.
 func fixable(d *diagnose.Diagnosis) bool {
-	for _, f := range d.Findings {
-		if f.Fixable && len(f.Missing) > 0 && len(f.Pods) > 0 {
-			return true
-		}
-	}
-	return false
+	return slices.ContainsFunc(d.Findings, func(f diagnose.Finding) bool { return f.Fixable && len(f.Missing) > 0 && len(f.Pods) > 0 })
 }
 
 // logWriter turns apply's step lines into log entries.

@@ -206,7 +206,8 @@ func (t *tracker) update(s *snapshot) []recovery {
 // retry after a change of dpfdoctor's RBAC (such as the guard's own repair):
 // a pod already diagnosed whose last run started before the change keeps
 // its diagnosis until it runs again, instead of being judged on the logs of
-// a run that predates the change against the RBAC that follows it.
+// a run that predates the change against the RBAC that follows it. It
+// notes when each pod was first seen failing.
 func (t *tracker) split(fails []failingPod, rbacState string, now time.Time) (fresh, waiting []failingPod) {
 	switch {
 	case t.rbacState == nil:
@@ -215,6 +216,9 @@ func (t *tracker) split(fails []failingPod, rbacState string, now time.Time) (fr
 		t.rbacState, t.changedAt = &rbacState, now
 	}
 	for _, f := range fails {
+		if _, ok := t.firstFail[f.obj.UID]; !ok {
+			t.firstFail[f.obj.UID] = now
+		}
 		// Container start times have a resolution of one second: a run
 		// that started in the second of the change counts as before it.
 		if !t.changedAt.IsZero() && t.reported[f.obj.UID] != "" && !lastRunStart(f.obj).After(t.changedAt) {
@@ -252,15 +256,6 @@ func lastRunStart(p *corev1.Pod) time.Time {
 func (t *tracker) class(uid types.UID) string {
 	c, _, _ := strings.Cut(t.reported[uid], "|")
 	return c
-}
-
-// failing notes when each failing pod was first seen failing.
-func (t *tracker) failing(fails []failingPod, now time.Time) {
-	for _, f := range fails {
-		if _, ok := t.firstFail[f.obj.UID]; !ok {
-			t.firstFail[f.obj.UID] = now
-		}
-	}
 }
 
 // report returns true when what is to be said about the pod differs from
