@@ -65,11 +65,9 @@ func cacheOptions(namespace string) (cache.Options, error) {
 	}, nil
 }
 
-// trimPod keeps what the guard reads of a pod: identity, labels, node,
-// ServiceAccount, Secret volumes, each container's name, image, command,
-// args and environment (values masked except the API server address), and
-// the status. Everything else (managed fields, annotations, probes, mounts,
-// security contexts, ...) is dropped before it reaches the cache.
+// trimPod keeps only what the guard reads of a pod, environment values
+// masked except the API server address: managed fields, annotations,
+// probes, mounts, security contexts and the like never reach the cache.
 func trimPod(obj any) (any, error) {
 	p, ok := obj.(*corev1.Pod)
 	if !ok {
@@ -99,14 +97,10 @@ func trimContainers(cs []corev1.Container) []corev1.Container {
 	for i, c := range cs {
 		out[i] = corev1.Container{Name: c.Name, Image: c.Image, Command: c.Command, Args: c.Args}
 		for _, e := range c.Env {
-			switch {
-			case e.ValueFrom != nil:
-				out[i].Env = append(out[i].Env, corev1.EnvVar{Name: e.Name, ValueFrom: e.ValueFrom})
-			case evidence.VisibleEnv(e.Name) || e.Value == "":
-				out[i].Env = append(out[i].Env, e)
-			default:
-				out[i].Env = append(out[i].Env, corev1.EnvVar{Name: e.Name, Value: evidence.Masked})
+			if e.Value != "" && !evidence.VisibleEnv(e.Name) {
+				e.Value = evidence.Masked
 			}
+			out[i].Env = append(out[i].Env, e)
 		}
 	}
 	return out

@@ -15,6 +15,7 @@ import (
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	kwait "k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/rest"
 	certutil "k8s.io/client-go/util/cert"
 	"sigs.k8s.io/controller-runtime/pkg/certwatcher"
@@ -117,16 +118,13 @@ func setCounts(g *prometheus.GaugeVec, counts map[string]int) {
 // token passes a TokenReview and a SubjectAccessReview for `get` on the
 // /metrics non-resource URL (controller-runtime's metrics filter).
 type metricsServer struct {
-	addr    string
-	reg     RegistererGatherer
-	filter  metricsserver.Filter // nil: plain HTTP, no authentication
-	certDir string               // serve its tls.crt and tls.key once there; "" self-signed
-	log     logr.Logger
-	bound   atomic.Pointer[string] // the address, once listening
+	o      Options                // MetricsAddr, Registry, MetricsCertDir, Logger
+	filter metricsserver.Filter   // nil: plain HTTP, no authentication
+	bound  atomic.Pointer[string] // the address, once listening
 }
 
 func newMetricsServer(cfg *rest.Config, o Options) (*metricsServer, error) {
-	s := &metricsServer{addr: o.MetricsAddr, reg: o.Registry, log: o.Logger, certDir: o.MetricsCertDir}
+	s := &metricsServer{o: o}
 	if o.InsecureMetrics {
 		return s, nil
 	}
@@ -143,29 +141,30 @@ func newMetricsServer(cfg *rest.Config, o Options) (*metricsServer, error) {
 func (s *metricsServer) NeedLeaderElection() bool { return false }
 
 func (s *metricsServer) Start(ctx context.Context) error {
-	l, err := net.Listen("tcp", s.addr)
+	log := s.o.Logger
+	l, err := net.Listen("tcp", s.o.MetricsAddr)
 	if err != nil {
-		return fmt.Errorf("metrics: listen on %s: %w", s.addr, err)
+		return fmt.Errorf("metrics: listen on %s: %w", s.o.MetricsAddr, err)
 	}
 	bound := l.Addr().String()
 	s.bound.Store(&bound)
-	var g prometheus.Gatherer = s.reg
-	if s.reg != ctrlmetrics.Registry {
-		g = prometheus.Gatherers{ctrlmetrics.Registry, s.reg}
+	var g prometheus.Gatherer = s.o.Registry
+	if s.o.Registry != ctrlmetrics.Registry {
+		g = prometheus.Gatherers{ctrlmetrics.Registry, s.o.Registry}
 	}
 	h := promhttp.HandlerFor(g, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
 	if s.filter == nil {
-		s.log.Info("serving metrics over plain HTTP without authentication (--metrics-secure=false): for local runs only", "address", bound)
+		log.Info("serving metrics over plain HTTP without authentication (--metrics-secure=false): for local runs only", "address", bound)
 	} else {
-		if h, err = s.filter(s.log.WithName("metrics"), h); err != nil {
+		if h, err = s.filter(log.WithName("metrics"), h); err != nil {
 			return fmt.Errorf("metrics: %w", err)
 		}
-		sc, err := newServingCert(ctx, s.certDir, s.log)
+		sc, err := newServingCert(ctx, s.o.MetricsCertDir, log)
 		if err != nil {
 			return err
 		}
 		l = tls.NewListener(l, &tls.Config{GetCertificate: sc.get, MinVersion: tls.VersionTLS12})
-		s.log.Info("serving metrics over HTTPS to authenticated, authorized clients", "address", bound)
+		log.Info("serving metrics over HTTPS to authenticated, authorized clients", "address", bound)
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", h)
@@ -220,28 +219,23 @@ func newServingCert(ctx context.Context, dir string, log logr.Logger) (*servingC
 
 // watch waits for the certificate files, then serves and watches them.
 func (s *servingCert) watch(ctx context.Context, crt, key string, log logr.Logger) {
-	for first := true; ; first = false {
-		if !first {
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(5 * time.Second):
-			}
-		}
+	var cw *certwatcher.CertWatcher
+	if kwait.PollUntilContextCancel(ctx, 5*time.Second, true, func(context.Context) (bool, error) {
 		if _, err := os.Stat(crt); err != nil {
-			continue
+			return false, nil
 		}
-		cw, err := certwatcher.New(crt, key)
-		if err != nil {
+		var err error
+		if cw, err = certwatcher.New(crt, key); err != nil {
 			log.Error(err, "metrics certificate: keeping the self-signed one", "file", crt)
-			continue
 		}
-		s.watched.Store(cw)
-		log.Info("serving the metrics certificate from a file", "file", crt)
-		if err := cw.Start(ctx); err != nil {
-			log.Error(err, "watching the metrics certificate")
-		}
-		return
+		return err == nil, nil
+	}) != nil {
+		return // cancelled
+	}
+	s.watched.Store(cw)
+	log.Info("serving the metrics certificate from a file", "file", crt)
+	if err := cw.Start(ctx); err != nil {
+		log.Error(err, "watching the metrics certificate")
 	}
 }
 

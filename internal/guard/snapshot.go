@@ -97,12 +97,8 @@ var crashReasons = map[string]bool{
 func crashed(p *corev1.Pod) bool {
 	for _, list := range [][]corev1.ContainerStatus{p.Status.InitContainerStatuses, p.Status.ContainerStatuses} {
 		for _, c := range list {
-			switch {
-			case c.RestartCount > 0:
-				return true
-			case c.State.Terminated != nil && c.State.Terminated.ExitCode != 0:
-				return true
-			case c.State.Waiting != nil && crashReasons[c.State.Waiting.Reason]:
+			if c.RestartCount > 0 || (c.State.Terminated != nil && c.State.Terminated.ExitCode != 0) ||
+				(c.State.Waiting != nil && crashReasons[c.State.Waiting.Reason]) {
 				return true
 			}
 		}
@@ -117,11 +113,8 @@ func failing(p *corev1.Pod, now time.Time, grace time.Duration) (bool, time.Time
 	if p.DeletionTimestamp != nil || dpf.PodReady(p) {
 		return false, time.Time{}
 	}
-	if crashed(p) {
-		return true, time.Time{}
-	}
 	until := p.CreationTimestamp.Add(grace)
-	if !now.Before(until) {
+	if crashed(p) || !now.Before(until) {
 		return true, time.Time{}
 	}
 	return false, until
@@ -185,13 +178,9 @@ type recovery struct {
 func (t *tracker) update(s *snapshot) []recovery {
 	present := make(map[types.UID]bool, len(s.pods))
 	var out []recovery
-	for i := range s.pods {
-		p := s.pods[i]
+	for _, p := range s.pods {
 		present[p.UID] = true
-		if !dpf.PodReady(p) {
-			continue
-		}
-		if at, ok := t.firstFail[p.UID]; ok {
+		if at, ok := t.firstFail[p.UID]; ok && dpf.PodReady(p) {
 			out = append(out, recovery{pod: p, after: s.now.Sub(at)})
 			delete(t.firstFail, p.UID)
 			delete(t.reported, p.UID)
