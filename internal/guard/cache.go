@@ -195,7 +195,7 @@ func (x *podIndex) signal() {
 // synced reports whether the handler has seen the informer's initial list.
 func (x *podIndex) synced() bool { return x.reg != nil && x.reg.HasSynced() }
 
-// list returns the pods sorted by name.
+// list returns the pods, sorted by name.
 func (x *podIndex) list() []*corev1.Pod {
 	x.mu.RLock()
 	out := slices.Collect(maps.Values(x.pods))

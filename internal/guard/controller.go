@@ -21,7 +21,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
-	"sigs.k8s.io/controller-runtime/pkg/manager"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/controller-runtime/pkg/recorder"
@@ -55,25 +54,22 @@ type reconciler struct {
 	checkedVersion string
 }
 
-func newReconciler(g *Guard, cl *kube.Clients) *reconciler {
-	o := g.opts
+// addReconciler registers the controller and its watches, each through the
+// shared cache, each with a predicate that drops changes the guard does not
+// read.
+func (g *Guard) addReconciler(cl *kube.Clients) error {
+	o, mgr := g.opts, g.mgr
 	r := &reconciler{
 		opts:     o,
-		cache:    g.mgr.GetClient(),
+		cache:    mgr.GetClient(),
 		clients:  cl,
-		recorder: g.mgr.GetEventRecorder(ControllerName), // events.k8s.io/v1
+		recorder: mgr.GetEventRecorder(ControllerName), // events.k8s.io/v1
 		metrics:  g.metrics,
 		log:      o.Logger,
 		fetch:    newFetcher(cl.Kube, o.Namespace, o.MaxLogsPerSignature),
 		tracker:  newTracker(),
 	}
 	r.repair = newRepairer(r)
-	return r
-}
-
-// setup registers the controller and its watches, each through the shared
-// cache, each with a predicate that drops changes the guard does not read.
-func (r *reconciler) setup(mgr manager.Manager) error {
 	var err error
 	if r.pods, err = newPodIndex(context.Background(), mgr.GetCache()); err != nil {
 		return err
@@ -107,11 +103,10 @@ func podChanged(a, b *corev1.Pod) bool {
 
 func restarts(p *corev1.Pod) int32 {
 	var n int32
-	for _, c := range p.Status.InitContainerStatuses {
-		n += c.RestartCount
-	}
-	for _, c := range p.Status.ContainerStatuses {
-		n += c.RestartCount
+	for _, list := range [][]corev1.ContainerStatus{p.Status.InitContainerStatuses, p.Status.ContainerStatuses} {
+		for _, c := range list {
+			n += c.RestartCount
+		}
 	}
 	return n
 }
@@ -314,11 +309,12 @@ func (r *reconciler) recordDiagnoses(fails []failingPod, d *diagnose.Diagnosis) 
 		if !ok || pr.Class == diagnose.ClassHealthy {
 			continue
 		}
-		f, ok := findingFor(d, pr)
-		if !ok || !r.tracker.report(p.UID, string(pr.Class)+"|"+pr.Code) {
+		// The finding that gives the pod its primary class.
+		i := slices.IndexFunc(d.Findings, func(f diagnose.Finding) bool { return f.Class == pr.Class && slices.Contains(f.Pods, pr.Name) })
+		if i < 0 || !r.tracker.report(p.UID, string(pr.Class)+"|"+pr.Code) {
 			continue
 		}
-		r.event(p, corev1.EventTypeWarning, ReasonDiagnosed, "Diagnose", fmt.Sprintf("%s: %s", pr.Class, r.nextStep(f)))
+		r.event(p, corev1.EventTypeWarning, ReasonDiagnosed, "Diagnose", fmt.Sprintf("%s: %s", pr.Class, r.nextStep(d.Findings[i])))
 		r.log.Info("diagnosed", "pod", p.Name, "state", pr.State, "class", pr.Class, "code", pr.Code)
 	}
 }
@@ -330,15 +326,6 @@ func (r *reconciler) nextStep(f diagnose.Finding) string {
 		return fmt.Sprintf("%s; dpfdoctor guard grants the missing permissions now (see the %s event)", f.Summary, ReasonRepaired)
 	}
 	return f.NextStep
-}
-
-// findingFor is the finding that gives the pod its primary class.
-func findingFor(d *diagnose.Diagnosis, pr diagnose.PodResult) (diagnose.Finding, bool) {
-	i := slices.IndexFunc(d.Findings, func(f diagnose.Finding) bool { return f.Class == pr.Class && slices.Contains(f.Pods, pr.Name) })
-	if i < 0 {
-		return diagnose.Finding{}, false
-	}
-	return d.Findings[i], true
 }
 
 // recordRecovered observes time to Ready and records DPFDoctorRecovered.

@@ -50,7 +50,7 @@ type fetchedLogs struct {
 
 // valid reports whether logs read earlier still tell the pod's story: same
 // signature, and the pod has not failed again since dpfdoctor's RBAC
-// changed. At steady state nothing changes and nothing is read again.
+// changed.
 func (l fetchedLogs) valid(p failingPod, rbacState string) bool {
 	return l.sig == p.sig && (l.rbacState == rbacState || l.restarts == p.restarts)
 }
@@ -60,7 +60,7 @@ func newFetcher(cs kubernetes.Interface, ns string, maxLogs int) *fetcher {
 		events: map[types.UID][]evidence.Event{}, reviews: map[string]evidence.AccessCheck{}}
 }
 
-// failingPod is a failing pod, cached and converted.
+// failingPod is a failing pod, cached and as evidence.
 type failingPod struct {
 	obj      *corev1.Pod
 	ev       evidence.Pod

@@ -30,7 +30,6 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
-	"github.com/prometheus/client_golang/prometheus"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/uuid"
@@ -94,13 +93,6 @@ func loopback(addr string) bool {
 	return err == nil && (host == "localhost" || net.ParseIP(host).IsLoopback())
 }
 
-// RegistererGatherer is a Prometheus registry: where the guard registers its
-// metrics and what its /metrics endpoint serves.
-type RegistererGatherer interface {
-	prometheus.Registerer
-	prometheus.Gatherer
-}
-
 // Options configure a guard.
 type Options struct {
 	// Namespace DPF runs in (default dpf-operator-system).
@@ -148,7 +140,7 @@ type Options struct {
 	Burst int
 	// Registry receives the dpfdoctor_* metrics; /metrics serves it with
 	// controller-runtime's own. Default: controller-runtime's registry.
-	Registry RegistererGatherer
+	Registry ctrlmetrics.RegistererGatherer
 	// Budget, when set, counts every API request the guard makes.
 	Budget *kube.Budget
 	// Logger is the guard's logger (default: controller-runtime's).
@@ -196,7 +188,6 @@ func (o *Options) complete() error {
 	return nil
 }
 
-// positive is v, or def when v is not positive.
 func positive[T int | float32 | time.Duration](v, def T) T {
 	if v <= 0 {
 		return def
@@ -283,7 +274,7 @@ func New(cfg *rest.Config, o Options) (*Guard, error) {
 		return nil, fmt.Errorf("guard: client: %w", err)
 	}
 	clients := &kube.Clients{Config: cfg, Kube: kc, Dynamic: dc, Metadata: mc, Namespace: o.Namespace, Budget: o.Budget}
-	if err := newReconciler(g, clients).setup(g.mgr); err != nil {
+	if err := g.addReconciler(clients); err != nil {
 		return nil, fmt.Errorf("guard: controller: %w", err)
 	}
 	if err := g.addRunnables(); err != nil {

@@ -103,7 +103,6 @@ func register[C prometheus.Collector](reg prometheus.Registerer, c C, errp *erro
 	return c
 }
 
-// setCounts replaces a gauge vector's values with counts.
 func setCounts(g *prometheus.GaugeVec, counts map[string]int) {
 	g.Reset()
 	for k, n := range counts {

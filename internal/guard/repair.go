@@ -122,17 +122,15 @@ func (rp *repairer) plan(b *evidence.Bundle, d *diagnose.Diagnosis, live map[pla
 	}
 	p.Restart = nil // the guard restarts nothing: pods recover at their next back-off retry
 	for _, c := range p.Changes {
-		ref := c.Ref()
-		l, ok := live[ref]
-		switch {
-		case !ok:
-			w.changed = append(w.changed, ref)
-		case !covers(l, c.Object):
-			w.changed = append(w.changed, ref)
+		if l, ok := live[c.Ref()]; ok {
+			if same, err := plan.Covers(l, c.Object); err == nil && same {
+				continue
+			}
 			if apply.AlteredByOthers(l) {
 				w.deletes = append(w.deletes, l)
 			}
 		}
+		w.changed = append(w.changed, c.Ref())
 	}
 	if len(w.changed) == 0 {
 		return nil, nil
@@ -156,7 +154,6 @@ func (rp *repairer) settling(live map[plan.ObjectRef]*unstructured.Unstructured,
 	return time.Second
 }
 
-// resourceVersion is ref's resourceVersion in live, "" when absent.
 func resourceVersion(live map[plan.ObjectRef]*unstructured.Unstructured, ref plan.ObjectRef) string {
 	if l := live[ref]; l != nil {
 		return l.GetResourceVersion()
@@ -318,25 +315,16 @@ func (w logWriter) Write(p []byte) (int, error) {
 }
 
 // pruneBackups keeps the newest keep backup directories under root. Their
-// names are UTC timestamps, so name order is age order.
+// names are UTC timestamps, and os.ReadDir sorts by name: oldest first.
 func pruneBackups(root string, keep int, log logr.Logger) {
 	entries, err := os.ReadDir(root)
 	if err != nil {
 		return
 	}
-	var dirs []string
-	for _, e := range entries {
-		if e.IsDir() {
-			dirs = append(dirs, e.Name())
-		}
-	}
-	if len(dirs) <= keep {
-		return
-	}
-	sort.Strings(dirs)
-	for _, d := range dirs[:len(dirs)-keep] {
-		if err := os.RemoveAll(filepath.Join(root, d)); err != nil {
-			log.Info("could not remove an old backup", "dir", d, "error", err.Error())
+	dirs := slices.DeleteFunc(entries, func(e os.DirEntry) bool { return !e.IsDir() })
+	for _, d := range dirs[:max(len(dirs)-keep, 0)] {
+		if err := os.RemoveAll(filepath.Join(root, d.Name())); err != nil {
+			log.Info("could not remove an old backup", "dir", d.Name(), "error", err.Error())
 		}
 	}
 }
@@ -391,7 +379,6 @@ func contentHash(p *plan.Plan) string {
 	return hex.EncodeToString(h[:])[:16]
 }
 
-// liveObjects turns the cached RBAC objects into unstructured objects.
 func liveObjects(m evidence.RBAC) (map[plan.ObjectRef]*unstructured.Unstructured, error) {
 	out := map[plan.ObjectRef]*unstructured.Unstructured{}
 	var errs []error
@@ -421,10 +408,4 @@ func toUnstructured(kind string, obj runtime.Object) (*unstructured.Unstructured
 	u.SetAPIVersion(rbacv1.SchemeGroupVersion.String())
 	u.SetKind(kind)
 	return u, nil
-}
-
-// covers reports whether live holds what want sets.
-func covers(live, want *unstructured.Unstructured) bool {
-	ok, err := plan.Covers(live, want)
-	return err == nil && ok
 }

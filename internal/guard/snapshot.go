@@ -65,7 +65,6 @@ func (r *reconciler) read(ctx context.Context) (*snapshot, error) {
 	return s, nil
 }
 
-// errNotSynced: the pod index has not seen the initial list yet.
 var errNotSynced = errors.New("the pod index has not synced yet")
 
 // nodes returns the cached DPU Nodes of the given names, as evidence (a
@@ -241,7 +240,6 @@ func lastRunStart(p *corev1.Pod) time.Time {
 	return last
 }
 
-// class is the class last reported for a pod.
 func (t *tracker) class(uid types.UID) string {
 	c, _, _ := strings.Cut(t.reported[uid], "|")
 	return c
