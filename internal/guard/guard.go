@@ -151,11 +151,8 @@ type Options struct {
 
 func (o *Options) complete() error {
 	o.Namespace = cmp.Or(o.Namespace, dpf.DefaultNamespace)
-	switch o.Mode {
-	case "":
-		o.Mode = ModeObserve
-	case ModeObserve, ModeRepair:
-	default:
+	o.Mode = cmp.Or(o.Mode, ModeObserve)
+	if o.Mode != ModeObserve && o.Mode != ModeRepair {
 		return fmt.Errorf("%w %q (want %q or %q)", ErrMode, o.Mode, ModeObserve, ModeRepair)
 	}
 	o.MetricsAddr = cmp.Or(o.MetricsAddr, DefaultMetricsAddr)
