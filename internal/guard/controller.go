@@ -12,6 +12,8 @@ import (
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
@@ -31,6 +33,7 @@ import (
 	"github.com/dpfdoctor/dpfdoctor/internal/dpf"
 	"github.com/dpfdoctor/dpfdoctor/internal/evidence"
 	"github.com/dpfdoctor/dpfdoctor/internal/kube"
+	"github.com/dpfdoctor/dpfdoctor/internal/preflight"
 )
 
 // reconciler is the guard's one controller. Every watched change maps to
@@ -114,12 +117,7 @@ func restarts(p *corev1.Pod) int32 {
 // Reconcile reads the cache, updates the metrics, diagnoses the failing
 // pods, records events and, in repair mode, repairs.
 func (r *reconciler) Reconcile(ctx context.Context, _ reconcile.Request) (reconcile.Result, error) {
-	start := time.Now()
-	defer func() {
-		if r.opts.OnReconcile != nil {
-			r.opts.OnReconcile(time.Since(start))
-		}
-	}()
+	defer func(start time.Time) { r.opts.OnReconcile(time.Since(start)) }(time.Now())
 	s, err := r.read(ctx)
 	if errors.Is(err, errNotSynced) {
 		return reconcile.Result{RequeueAfter: time.Second}, nil
@@ -132,7 +130,7 @@ func (r *reconciler) Reconcile(ctx context.Context, _ reconcile.Request) (reconc
 		return reconcile.Result{}, err
 	}
 	r.metrics.setPods(s)
-	r.recordRecovered(r.tracker.update(s))
+	r.tracker.update(s, r.recordRecovered)
 	if s.config == nil {
 		setCounts(r.metrics.findings, nil)
 		r.log.Info("no DPFOperatorConfig in the namespace: DPF is not installed here, nothing to guard", "namespace", r.opts.Namespace)
@@ -329,12 +327,10 @@ func (r *reconciler) nextStep(f diagnose.Finding) string {
 }
 
 // recordRecovered observes time to Ready and records DPFDoctorRecovered.
-func (r *reconciler) recordRecovered(rs []recovery) {
-	for _, rec := range rs {
-		r.metrics.timeToReady.Observe(rec.after.Seconds())
-		r.event(rec.pod, corev1.EventTypeNormal, ReasonRecovered, "Recover", fmt.Sprintf("Ready %.1fs after dpfdoctor guard saw it fail", rec.after.Seconds()))
-		r.log.Info("recovered", "pod", rec.pod.Name, "seconds", rec.after.Seconds())
-	}
+func (r *reconciler) recordRecovered(p *corev1.Pod, after time.Duration) {
+	r.metrics.timeToReady.Observe(after.Seconds())
+	r.event(p, corev1.EventTypeNormal, ReasonRecovered, "Recover", fmt.Sprintf("Ready %.1fs after dpfdoctor guard saw it fail", after.Seconds()))
+	r.log.Info("recovered", "pod", p.Name, "seconds", after.Seconds())
 }
 
 // setPods sets dpfdoctor_dms_pods{state} from the cache.
@@ -365,4 +361,77 @@ func (r *reconciler) setFindings(d *diagnose.Diagnosis, s *snapshot, waiting []f
 		}
 	}
 	setCounts(r.metrics.findings, counts)
+}
+
+// ReasonUpgradeCheck (Warning, on the DPFOperatorConfig): the version the
+// installation reports changed, and preflight's check for it finds what
+// will break (docs/preflight.md).
+const ReasonUpgradeCheck = "DPFDoctorUpgradeCheck"
+
+// MetricUpgradeFindings is preflight's check for the reported version, by
+// finding code.
+const MetricUpgradeFindings = "dpfdoctor_upgrade_findings"
+
+// checkUpgrade runs preflight's check (RBAC as the operator re-applies it,
+// from the cache) whenever the reported version changes: it sets
+// dpfdoctor_upgrade_findings and, when something will break, records
+// DPFDoctorUpgradeCheck. It reads the DPUDevice CRD again then, since an
+// upgrade is when it changes.
+func (r *reconciler) checkUpgrade(ctx context.Context, s *snapshot, b *evidence.Bundle) error {
+	v := b.Install.Version
+	if v == "" || v == r.checkedVersion {
+		return nil
+	}
+	target, err := dpf.Lookup(v)
+	if err != nil {
+		r.checkedVersion = v
+		return nil
+	}
+	after := *b
+	if r.checkedVersion != "" { // the bundle has just read it at the first check
+		r.crd.done = false
+		r.crd.fill(ctx, r.clients, &after.Install, r.log)
+	}
+	// The guard reads neither Issuers nor Certificates.
+	after.Gaps = append(slices.Clone(b.Gaps), evidence.Gap{What: "issuers", Reason: "the guard does not read Issuers", Impact: "Issuer readiness is not checked"})
+	rep, err := preflight.Evaluate(preflight.Input{Bundle: &after, Target: target},
+		preflight.Local(preflight.AfterUpgrade(&after, target, nil, preflight.RBACRelease)))
+	if err != nil {
+		return fmt.Errorf("upgrade check for %s: %w", v, err)
+	}
+	r.checkedVersion = v
+	r.metrics.upgrade.Reset()
+	for _, code := range []string{preflight.CodeCRD, preflight.CodeRBAC, preflight.CodeAPIServer, preflight.CodePaused} {
+		r.metrics.upgrade.WithLabelValues(v, code).Set(0)
+	}
+	var msgs []string
+	for _, f := range rep.Findings {
+		r.metrics.upgrade.WithLabelValues(v, f.Code).Inc()
+		msgs = append(msgs, f.Code+": "+f.Summary+" Next: "+f.Before)
+	}
+	if len(msgs) > 0 && s.config != nil {
+		r.event(s.config, corev1.EventTypeWarning, ReasonUpgradeCheck, "UpgradeCheck", fmt.Sprintf("DPF %s: %s", v, strings.Join(msgs, " | ")))
+		r.log.Info("upgrade check: something will break", "version", v, "findings", len(msgs))
+	}
+	return nil
+}
+
+// crdInfo reads the DPUDevice CRD at the first reconcile and again on a
+// version change, one GET by name: the diagnosis asks whether DPUDevice has
+// a status subresource (v25.7 on).
+type crdInfo struct{ done, found, statusSubres bool }
+
+func (c *crdInfo) fill(ctx context.Context, cl *kube.Clients, in *evidence.Install, log logr.Logger) {
+	if !c.done {
+		crd, err := cl.Dynamic.Resource(evidence.CRDGVR).Get(ctx, evidence.DPUDeviceCRDName(), metav1.GetOptions{})
+		switch {
+		case err == nil:
+			c.done, c.found, c.statusSubres = true, true, evidence.HasStatusSubresource(crd)
+		case apierrors.IsNotFound(err), apierrors.IsForbidden(err):
+			c.done = true
+		default:
+			log.Info("could not read the DPUDevice CRD; will retry", "error", err.Error())
+		}
+	}
+	in.DPUDeviceCRD, in.DPUDeviceStatusSubresource = c.found, c.statusSubres
 }

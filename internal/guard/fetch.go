@@ -49,8 +49,7 @@ type fetchedLogs struct {
 }
 
 // valid reports whether logs read earlier still tell the pod's story: same
-// signature, and the pod has not failed again since dpfdoctor's RBAC
-// changed.
+// signature, and no new failure since dpfdoctor's RBAC changed.
 func (l fetchedLogs) valid(p failingPod, rbacState string) bool {
 	return l.sig == p.sig && (l.rbacState == rbacState || l.restarts == p.restarts)
 }

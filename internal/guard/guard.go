@@ -178,6 +178,9 @@ func (o *Options) complete() error {
 	if o.Logger.GetSink() == nil {
 		o.Logger = ctrllog.Log.WithName(ControllerName)
 	}
+	if o.OnReconcile == nil {
+		o.OnReconcile = func(time.Duration) {}
+	}
 	if o.Identity == "" {
 		host, _ := os.Hostname()
 		o.Identity = host + "_" + string(uuid.NewUUID())
@@ -347,8 +350,7 @@ func (g *Guard) addRunnables() error {
 
 // Start runs the guard until ctx is cancelled; a clean shutdown returns nil.
 func (g *Guard) Start(ctx context.Context) error {
-	err := g.mgr.Start(ctx)
-	if err != nil && ctx.Err() == nil {
+	if err := g.mgr.Start(ctx); err != nil && ctx.Err() == nil {
 		return fmt.Errorf("guard: %w", kube.Classify(err))
 	}
 	return nil

@@ -79,9 +79,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		m.repairs.WithLabelValues(r)
 	}
 	bi := buildinfo.Get()
-	info := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: MetricBuildInfo,
-		Help: "Always 1; the labels name the guard's build."}, []string{"version", "commit", "go_version"})
-	register(reg, info, &err).WithLabelValues(bi.Version, bi.Commit, bi.GoVersion).Set(1)
+	register(reg, prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: MetricBuildInfo, Help: "Always 1; the labels name the guard's build."},
+		[]string{"version", "commit", "go_version"}), &err).WithLabelValues(bi.Version, bi.Commit, bi.GoVersion).Set(1)
 	if err != nil {
 		return nil, fmt.Errorf("guard: register metrics: %w", err)
 	}

@@ -35,15 +35,12 @@ import (
 // show it before it would consider writing the same objects again.
 const settle = 10 * time.Second
 
-// repairer keeps dpfdoctor's grant in place. It remembers the grant as
-// dpfdoctor last wrote it (or as it found it at start, or as `dpfdoctor fix`
-// rewrote it): "desired". Each repair goes the way `dpfdoctor fix` does:
-// plan.Build (keeping desired, so that nothing granted before is lost, and
-// adding the grant for failing pods RBAC can fix), policy.CheckWith
-// (namespaced objects only, never the operator's inventory), then apply
-// (backup, dry run, server-side apply as field manager dpfdoctor). So a
-// desired object that was deleted, or altered by anyone but dpfdoctor, is
-// put back. Writes are rate-limited.
+// repairer keeps dpfdoctor's grant in place: "desired", as dpfdoctor last
+// wrote it (or found it at start, or `dpfdoctor fix` rewrote it). Each repair
+// goes the way `dpfdoctor fix` does: plan.Build (keeping desired, plus the
+// grant for failing pods RBAC can fix), policy.CheckWith (namespaced objects
+// only, never the operator's inventory), then apply. So a desired object
+// deleted or altered by anyone but dpfdoctor is put back, rate-limited.
 type repairer struct {
 	r       *reconciler
 	applier *apply.Applier
@@ -342,10 +339,14 @@ func (rp *repairer) completeBindings(s *snapshot) {
 		if _, ok := rp.desired[rbRef]; ok {
 			continue
 		}
-		sa := podServiceAccount(s, ref.Name)
-		if sa == "" {
+		// The DMS pods' ServiceAccount whose dpfdoctor grant the Role is.
+		i := slices.IndexFunc(s.pods, func(p *corev1.Pod) bool {
+			return p.Spec.ServiceAccountName != "" && plan.NamePrefix+p.Spec.ServiceAccountName == ref.Name
+		})
+		if i < 0 {
 			continue
 		}
+		sa := s.pods[i].Spec.ServiceAccountName
 		u, err := toUnstructured("RoleBinding", &rbacv1.RoleBinding{
 			ObjectMeta: metav1.ObjectMeta{Name: ref.Name, Namespace: ref.Namespace, Labels: role.GetLabels(),
 				Annotations: role.GetAnnotations()},
@@ -358,18 +359,6 @@ func (rp *repairer) completeBindings(s *snapshot) {
 		unstructured.RemoveNestedField(u.Object, "metadata", "creationTimestamp")
 		rp.desired[rbRef] = u
 	}
-}
-
-// podServiceAccount is the DMS pods' ServiceAccount whose dpfdoctor grant
-// is named name, or "".
-func podServiceAccount(s *snapshot, name string) string {
-	for i := range s.pods {
-		sa := s.pods[i].Spec.ServiceAccountName
-		if sa != "" && plan.NamePrefix+sa == name {
-			return sa
-		}
-	}
-	return ""
 }
 
 // contentHash identifies a plan by its objects' content.

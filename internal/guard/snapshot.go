@@ -70,14 +70,11 @@ func (r *reconciler) nodes(ctx context.Context, names []string) ([]evidence.Node
 	var out []evidence.Node
 	for _, name := range names {
 		var n corev1.Node
-		err := r.cache.Get(ctx, client.ObjectKey{Name: name}, &n)
-		switch {
-		case apierrors.IsNotFound(err):
-			continue
-		case err != nil:
+		if err := r.cache.Get(ctx, client.ObjectKey{Name: name}, &n); err == nil {
+			out = append(out, evidence.NodeFrom(&n))
+		} else if !apierrors.IsNotFound(err) {
 			return nil, fmt.Errorf("read node %s from the cache: %w", name, err)
 		}
-		out = append(out, evidence.NodeFrom(&n))
 	}
 	return out, nil
 }
@@ -120,12 +117,11 @@ func failing(p *corev1.Pod, now time.Time, grace time.Duration) (bool, time.Time
 // They carry no label, so the label-selected cache never sees them.
 const perDPUPoll = time.Minute
 
-// addPerDPUPods adds v25.1's per-DPU DMS pods to s, found as the evidence
-// collector finds them: one LIST of the namespace's pods (served from the
-// API server's watch cache), kept when dpf.IsPerDPUPod, and trimmed as the
-// cache trims. It lists only when the installed release creates pods per
-// DPU, or when no release is known and the cache holds no labelled pod,
-// and reports whether it did: the caller then looks again in perDPUPoll.
+// addPerDPUPods adds v25.1's per-DPU DMS pods to s as the evidence collector
+// finds them (one LIST from the API server's watch cache), trimmed as the
+// cache trims, when the release creates pods per DPU or is unknown with no
+// labelled pod cached. It reports whether it listed: then look again in
+// perDPUPoll.
 func (r *reconciler) addPerDPUPods(ctx context.Context, s *snapshot) (bool, error) {
 	if s.config == nil {
 		return false, nil
@@ -164,35 +160,27 @@ func newTracker() *tracker {
 	return &tracker{firstFail: map[types.UID]time.Time{}, reported: map[types.UID]string{}}
 }
 
-// recovery is a pod that became Ready after the guard saw it fail.
-type recovery struct {
-	pod   *corev1.Pod
-	after time.Duration
-}
-
-// update forgets pods that are gone and returns those that recovered.
-func (t *tracker) update(s *snapshot) []recovery {
+// update forgets pods that are gone and calls recovered for each pod Ready
+// again since the guard saw it fail.
+func (t *tracker) update(s *snapshot, recovered func(p *corev1.Pod, after time.Duration)) {
 	present := make(map[types.UID]bool, len(s.pods))
-	var out []recovery
 	for _, p := range s.pods {
 		present[p.UID] = true
 		if at, ok := t.firstFail[p.UID]; ok && dpf.PodReady(p) {
-			out = append(out, recovery{pod: p, after: s.now.Sub(at)})
+			recovered(p, s.now.Sub(at))
 			delete(t.firstFail, p.UID)
 			delete(t.reported, p.UID)
 		}
 	}
 	maps.DeleteFunc(t.firstFail, func(uid types.UID, _ time.Time) bool { return !present[uid] })
 	maps.DeleteFunc(t.reported, func(uid types.UID, _ string) bool { return !present[uid] })
-	return out
 }
 
-// split separates the failing pods to diagnose from those awaiting their
-// retry after a change of dpfdoctor's RBAC (such as the guard's own repair):
-// a pod already diagnosed whose last run started before the change keeps
-// its diagnosis until it runs again, instead of being judged on the logs of
-// a run that predates the change against the RBAC that follows it. It
-// notes when each pod was first seen failing.
+// split notes when each pod was first seen failing, and separates the pods
+// to diagnose from those awaiting their retry after a change of dpfdoctor's
+// RBAC (such as the guard's own repair): a diagnosed pod whose last run
+// started before the change keeps its diagnosis until it runs again, not
+// judged on the logs of a run before the change against the RBAC after it.
 func (t *tracker) split(fails []failingPod, rbacState string, now time.Time) (fresh, waiting []failingPod) {
 	switch {
 	case t.rbacState == nil:
@@ -346,12 +334,11 @@ func trimNode(obj any) (any, error) {
 	}, nil
 }
 
-// podIndex holds pointers to the pods in the informer's store, kept by an
-// event handler on the shared informer. A reconcile takes them without the
-// per-object copy a cache List makes (5,000 pods: ~8 ms and ~5 MB per
-// reconcile saved). The objects are the cache's: read-only. The handler is
-// also the controller's pod trigger: it signals after updating the index, so
-// a reconcile never sees the index older than the change that caused it.
+// podIndex holds pointers to the cached pods (read-only), kept by an event
+// handler on the shared informer, so a reconcile takes them without the
+// per-object copy a cache List makes (5,000 pods: ~8 ms and ~5 MB saved).
+// The handler triggers the controller after updating the index, so a
+// reconcile never sees the index older than the change that caused it.
 type podIndex struct {
 	mu      sync.RWMutex
 	pods    map[types.UID]*corev1.Pod

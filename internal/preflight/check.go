@@ -220,9 +220,8 @@ func (r *Report) crd(b *evidence.Bundle, t dpf.Release) {
 // rbac turns the denied access answers into one finding per set of
 // affected nodes, and returns every missing permission.
 func (r *Report) rbac(in Input) []access.Request {
-	byNodes := map[string]*Finding{}
-	var order []string
-	var all []access.Request
+	var fs []Finding
+	byNodes := map[string]int{} // index into fs
 	for _, c := range in.Access {
 		if c.Allowed {
 			continue
@@ -232,7 +231,7 @@ func (r *Report) rbac(in Input) []access.Request {
 		for _, n := range r.Nodes {
 			if !c.AllowedFor(n) {
 				nodes = append(nodes, n)
-				missing = append(missing, requestFor(c, r.Namespace, n))
+				missing = append(missing, requestFor(c, n))
 			}
 		}
 		if len(r.Nodes) == 0 {
@@ -245,19 +244,19 @@ func (r *Report) rbac(in Input) []access.Request {
 			nodes = nil // every node
 		}
 		k := strings.Join(nodes, ",")
-		f, ok := byNodes[k]
+		i, ok := byNodes[k]
 		if !ok {
-			f = &Finding{Code: CodeRBAC, Nodes: nodes}
-			byNodes[k] = f
-			order = append(order, k)
+			i = len(fs)
+			byNodes[k] = i
+			fs = append(fs, Finding{Code: CodeRBAC, Nodes: nodes})
 		}
-		f.Missing = append(f.Missing, missing...)
-		all = append(all, missing...)
+		fs[i].Missing = append(fs[i].Missing, missing...)
 	}
 	subj := access.ServiceAccount(r.Namespace, r.ServiceAccount).User
-	for _, k := range order {
-		f := byNodes[k]
+	var all []access.Request
+	for _, f := range fs {
 		f.Missing = access.Unique(f.Missing)
+		all = append(all, f.Missing...)
 		var perms []string
 		for _, m := range f.Missing {
 			perms = append(perms, m.Verb+" "+m.GroupResource())
@@ -265,20 +264,17 @@ func (r *Report) rbac(in Input) []access.Request {
 		slices.Sort(perms)
 		f.Summary = fmt.Sprintf("%s %s will be denied as %s: %s.", r.To, r.Component, subj, strings.Join(slices.Compact(perms), ", "))
 		f.Before = "pre-apply the least-privilege grant below (the same objects `dpfdoctor fix -o yaml` prints); the operator leaves it alone"
-		r.Findings = append(r.Findings, *f)
+		r.Findings = append(r.Findings, f)
 	}
 	return access.Unique(all)
 }
 
 // requestFor is a check's request for one node: its name pattern resolved
 // for that node.
-func requestFor(c evidence.AccessCheck, ns, node string) access.Request {
+func requestFor(c evidence.AccessCheck, node string) access.Request {
 	req := c.Request
 	if c.NamePattern != "" {
 		req.Name = strings.ReplaceAll(c.NamePattern, dpf.PatternNode, node)
-	}
-	if req.Namespace != "" {
-		req.Namespace = ns
 	}
 	return req
 }
