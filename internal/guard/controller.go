@@ -47,14 +47,13 @@ type reconciler struct {
 	metrics  *metrics
 	log      logr.Logger
 
-	pods    *podIndex
-	fetch   *fetcher
-	tracker *tracker
-	repair  *repairer
-	crd     crdInfo
-	paused  string // the pause annotation's value last acknowledged
-	// checkedVersion is the DPF version checkUpgrade last checked.
-	checkedVersion string
+	pods           *podIndex
+	fetch          *fetcher
+	tracker        *tracker
+	repair         *repairer
+	crd            crdInfo
+	paused         string // the pause annotation's value last acknowledged
+	checkedVersion string // the DPF version checkUpgrade last checked
 }
 
 // addReconciler registers the controller and its watches, each through the

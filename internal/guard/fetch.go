@@ -29,14 +29,13 @@ type fetcher struct {
 	ns      string
 	maxLogs int
 
-	rbacState    string
-	logs         map[types.UID]fetchedLogs
-	events       map[types.UID][]evidence.Event
-	reviews      map[string]evidence.AccessCheck // answered, by check key and representative name
-	logsDenied   bool
-	eventsDenied bool
-	// reviewsDenied: creating SubjectAccessReviews is forbidden.
-	reviewsDenied bool
+	rbacState     string
+	logs          map[types.UID]fetchedLogs
+	events        map[types.UID][]evidence.Event
+	reviews       map[string]evidence.AccessCheck // answered, by check key and representative name
+	logsDenied    bool
+	eventsDenied  bool
+	reviewsDenied bool // creating SubjectAccessReviews is forbidden
 }
 
 // fetchedLogs are one pod's logs, read for one failure signature, after

@@ -172,9 +172,6 @@ func (o *Options) complete() error {
 	if o.Registry == nil {
 		o.Registry = ctrlmetrics.Registry
 	}
-	if o.Budget == nil {
-		o.Budget = kube.NewBudget(0)
-	}
 	if o.Logger.GetSink() == nil {
 		o.Logger = ctrllog.Log.WithName(ControllerName)
 	}
@@ -274,6 +271,9 @@ func New(cfg *rest.Config, o Options) (*Guard, error) {
 		return nil, fmt.Errorf("guard: client: %w", err)
 	}
 	clients := &kube.Clients{Config: cfg, Kube: kc, Dynamic: dc, Metadata: mc, Namespace: o.Namespace, Budget: o.Budget}
+	if clients.Budget == nil {
+		clients.Budget = kube.NewBudget(0) // counts nothing: the config has no counter
+	}
 	if err := g.addReconciler(clients); err != nil {
 		return nil, fmt.Errorf("guard: controller: %w", err)
 	}

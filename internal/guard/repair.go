@@ -21,6 +21,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/sets"
 
 	"github.com/dpfdoctor/dpfdoctor/internal/access"
 	"github.com/dpfdoctor/dpfdoctor/internal/apply"
@@ -108,7 +109,9 @@ func (rp *repairer) adopt(live map[plan.ObjectRef]*unstructured.Unstructured) {
 // keeps the desired objects: a fix for failing pods merges with them, and
 // those it does not touch are written back as desired.
 func (rp *repairer) plan(b *evidence.Bundle, d *diagnose.Diagnosis, live map[plan.ObjectRef]*unstructured.Unstructured) (*work, error) {
-	in := plan.Input{Diagnosis: &diagnose.Diagnosis{}, Bundle: b, Keep: slices.Collect(maps.Values(rp.desired))}
+	// Keep is never nil: the plan keeps desired even when it is empty.
+	keep := slices.AppendSeq(make([]*unstructured.Unstructured, 0, len(rp.desired)), maps.Values(rp.desired))
+	in := plan.Input{Diagnosis: &diagnose.Diagnosis{}, Bundle: b, Keep: keep}
 	w := &work{built: fixable(d)}
 	if w.built {
 		in.Diagnosis = d
@@ -235,15 +238,12 @@ func (rp *repairer) failed(s *snapshot, err error) error {
 // plan answers, DPFDoctorRestored for objects put back.
 func (rp *repairer) announce(s *snapshot, w *work) {
 	r := rp.r
-	pods := map[string]*corev1.Pod{}
-	for i := range s.pods {
-		pods[s.pods[i].Name] = s.pods[i]
-	}
 	changed := refs(w.changed)
 	if w.built {
 		for _, a := range w.plan.Addresses {
-			for _, name := range a.Pods {
-				if p := pods[name]; p != nil {
+			answered := sets.New(a.Pods...)
+			for _, p := range s.pods {
+				if answered.Has(p.Name) {
 					r.event(p, corev1.EventTypeNormal, ReasonRepaired, "Repair", fmt.Sprintf(
 						"%s answered by %s (%s); the pod recovers at its next back-off retry", a.Code, changed, missingFor(a, p.Spec.NodeName)))
 				}
