@@ -82,7 +82,9 @@ func fixAfterWidelySharedScript(t *testing.T, deleteAll bool) {
 			missing = append(missing, f.Nodes...)
 			// The re-created pods will patch dpudevices/status (one
 			// review per call, not per node).
-			if !slices.ContainsFunc(f.Missing, func(r access.Request) bool { return r.Resource == "dpudevices" && r.Subresource == "status" && r.Verb == "patch" }) {
+			if !slices.ContainsFunc(f.Missing, func(r access.Request) bool {
+				return r.Resource == "dpudevices" && r.Subresource == "status" && r.Verb == "patch"
+			}) {
 				t.Errorf("PodMissing does not name the grant the re-created pods need: %v", f.Missing)
 			}
 		}
