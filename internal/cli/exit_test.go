@@ -65,7 +65,7 @@ func TestExitCode(t *testing.T) {
 func badValues(missing string) map[string][][]string {
 	return map[string][][]string{
 		"dpfdoctor diagnose": {{"--max-logs", "-1"}, {"--from-bundle", missing}},
-		"dpfdoctor fix":      {{"--scope", "cluster"}, {"--timeout", "0s"}, {"--yes"}},
+		"dpfdoctor fix":      {{"--scope", "cluster"}, {"--restart", "sometimes"}, {"--timeout", "0s"}, {"--yes"}},
 		"dpfdoctor guard":    {{"--mode", "fix-everything"}, {"--max-repairs-per-minute", "0"}},
 		"dpfdoctor lint":     {{"--serviceaccount", "no-slash"}, {"--script", missing}},
 		"dpfdoctor rollback": {{"--backup", missing}, {"--latest", "--backup", missing}},
