@@ -47,14 +47,29 @@ type Planned struct {
 	Refused error
 }
 
+// planLogBudget is the most failing pods whose logs a plan reads one by one
+// (see evidence.Options.LogBudget).
+const planLogBudget = 8
+
+// collect gathers the evidence a plan needs and diagnoses it.
+func collect(ctx context.Context, o PlanOptions) (*evidence.Bundle, *diagnose.Diagnosis, error) {
+	// A plan needs each failure signature, not every pod's log: evidence
+	// samples per signature and reads the whole signature when the sample
+	// disagrees.
+	b, err := (&evidence.Collector{Clients: o.Clients}).Collect(ctx, evidence.Options{Namespace: o.Namespace, Nodes: o.Nodes, LogBudget: planLogBudget})
+	if err != nil {
+		return nil, nil, err
+	}
+	return b, diagnose.Diagnose(b), nil
+}
+
 // Plan collects evidence, diagnoses and builds the fix plan. It changes
 // nothing.
 func Plan(ctx context.Context, o PlanOptions) (*Planned, error) {
-	b, err := (&evidence.Collector{Clients: o.Clients}).Collect(ctx, evidence.Options{Namespace: o.Namespace, Nodes: o.Nodes})
+	b, d, err := collect(ctx, o)
 	if err != nil {
 		return nil, err
 	}
-	d := diagnose.Diagnose(b)
 	p, err := plan.Build(plan.Input{Diagnosis: d, Bundle: b, Scope: o.Scope, Restart: o.Restart})
 	if err != nil {
 		return nil, err
@@ -218,14 +233,14 @@ func (f *fixRun) confirm(context.Context) error {
 // rediagnose collects and diagnoses again, and settles the outcome.
 func (f *fixRun) rediagnose(ctx context.Context) error {
 	f.logf("diagnosing again …")
-	after, err := Plan(ctx, f.o.PlanOptions)
+	_, after, err := collect(ctx, f.o.PlanOptions)
 	if err != nil {
 		return err
 	}
 	r := f.r
-	r.After = summarize(after.Diagnosis)
+	r.After = summarize(after)
 	if r.Recovery == nil || r.Recovery.Ready == r.Recovery.Total {
-		for _, fd := range after.Diagnosis.Findings {
+		for _, fd := range after.Findings {
 			if fd.Fixable && len(fd.Pods) > 0 {
 				r.Problems = append(r.Problems, fmt.Sprintf("%s still reported for %d pods after the fix", fd.Code, len(fd.Pods)))
 			}
