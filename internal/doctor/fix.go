@@ -14,6 +14,7 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 
 	"github.com/dpfdoctor/dpfdoctor/internal/apply"
+	"github.com/dpfdoctor/dpfdoctor/internal/buildinfo"
 	"github.com/dpfdoctor/dpfdoctor/internal/diagnose"
 	"github.com/dpfdoctor/dpfdoctor/internal/evidence"
 	"github.com/dpfdoctor/dpfdoctor/internal/kube"
@@ -134,7 +135,7 @@ func (o *FixOptions) defaults() {
 func Fix(ctx context.Context, o FixOptions) (*Report, error) {
 	o.defaults()
 	f := &fixRun{o: o, cl: o.Clients, startReq: o.Clients.Budget.Used(), startWait: o.Clients.Budget.Waited(),
-		r: &Report{SchemaVersion: ReportSchema, Cluster: o.Clients.Config.Host, StartedAt: o.Now().UTC().Format(time.RFC3339), VerifySeed: o.Seed}}
+		r: &Report{SchemaVersion: ReportSchema, Cluster: o.Clients.Config.Host, Tool: buildinfo.Get().Version, StartedAt: o.Now().UTC().Format(time.RFC3339), VerifySeed: o.Seed}}
 	err := f.run(ctx)
 	f.stopRecovery(ctx, err)
 	return f.report(err)

@@ -37,15 +37,17 @@ const (
 
 // Report is what one fix did, from measured facts only.
 type Report struct {
-	SchemaVersion string   `json:"schemaVersion"`
-	Cluster       string   `json:"cluster"`
-	Version       string   `json:"dpfVersion,omitempty"`
-	StartedAt     string   `json:"startedAt"`
-	FinishedAt    string   `json:"finishedAt,omitempty"`
-	PlanID        string   `json:"planID,omitempty"`
-	Outcome       string   `json:"outcome"`
-	Problems      []string `json:"problems,omitempty"` // says why the outcome is not "fixed"
-	Error         string   `json:"error,omitempty"`
+	SchemaVersion string `json:"schemaVersion"`
+	Cluster       string `json:"cluster"`
+	// Tool is the dpfdoctor build that made the fix (dpfdoctor version).
+	Tool       string   `json:"dpfdoctorVersion"`
+	Version    string   `json:"dpfVersion,omitempty"`
+	StartedAt  string   `json:"startedAt"`
+	FinishedAt string   `json:"finishedAt,omitempty"`
+	PlanID     string   `json:"planID,omitempty"`
+	Outcome    string   `json:"outcome"`
+	Problems   []string `json:"problems,omitempty"` // says why the outcome is not "fixed"
+	Error      string   `json:"error,omitempty"`
 	// Before and After are the findings before the fix and after it.
 	Before []FindingSummary `json:"before"`
 	After  []FindingSummary `json:"after,omitempty"`
@@ -163,8 +165,8 @@ func (r *Report) Markdown() string {
 	w := func(format string, a ...any) { fmt.Fprintf(&b, format, a...) }
 	w("# dpfdoctor fix report\n\n")
 	w("| | |\n|---|---|\n")
-	w("| Cluster | `%s` |\n| DPF version | %s |\n| Plan | `%s` |\n| Started | %s |\n| Finished | %s |\n| Outcome | **%s** |\n| API requests | %d |\n| Waited on API throttling | %.1fs |\n| Verification seed | %d |\n\n",
-		r.Cluster, cmp.Or(r.Version, "–"), cmp.Or(r.PlanID, "–"), r.StartedAt, cmp.Or(r.FinishedAt, "–"), r.Outcome, r.Requests, r.WaitedSeconds, r.VerifySeed)
+	w("| Cluster | `%s` |\n| dpfdoctor | %s |\n| DPF version | %s |\n| Plan | `%s` |\n| Started | %s |\n| Finished | %s |\n| Outcome | **%s** |\n| API requests | %d |\n| Waited on API throttling | %.1fs |\n| Verification seed | %d |\n\n",
+		r.Cluster, r.Tool, cmp.Or(r.Version, "–"), cmp.Or(r.PlanID, "–"), r.StartedAt, cmp.Or(r.FinishedAt, "–"), r.Outcome, r.Requests, r.WaitedSeconds, r.VerifySeed)
 	if len(r.Problems) > 0 || r.Error != "" {
 		w("## Problems remaining\n\n")
 		for _, p := range r.Problems {

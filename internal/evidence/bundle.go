@@ -27,6 +27,9 @@ type Bundle struct {
 	SchemaVersion string `json:"schemaVersion"`
 	// CollectedAt is when collection started (RFC 3339); informational only.
 	CollectedAt string `json:"collectedAt,omitempty"`
+	// CollectedBy is the dpfdoctor build that collected it (dpfdoctor
+	// version); informational only, like CollectedAt.
+	CollectedBy string `json:"collectedBy,omitempty"`
 	// Install describes the DPF installation.
 	Install Install `json:"install"`
 	// NodeFilter is the --node filter the collection used, if any.

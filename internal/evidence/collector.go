@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/dpfdoctor/dpfdoctor/internal/access"
+	"github.com/dpfdoctor/dpfdoctor/internal/buildinfo"
 	"github.com/dpfdoctor/dpfdoctor/internal/dpf"
 	"github.com/dpfdoctor/dpfdoctor/internal/kube"
 	corev1 "k8s.io/api/core/v1"
@@ -75,7 +76,7 @@ func (c *Collector) Collect(ctx context.Context, o Options) (*Bundle, error) {
 		core:  protobuf(c.Clients),
 		o:     o,
 		nodes: sets.New(o.Nodes...),
-		b:     &Bundle{SchemaVersion: SchemaVersion, CollectedAt: time.Now().UTC().Format(time.RFC3339), NodeFilter: o.Nodes},
+		b:     &Bundle{SchemaVersion: SchemaVersion, CollectedAt: time.Now().UTC().Format(time.RFC3339), CollectedBy: "dpfdoctor " + buildinfo.Get().Version, NodeFilter: o.Nodes},
 	}
 	r.b.Install.Namespace = o.Namespace
 	// Phase 1: every LIST that needs nothing else, at once. The
