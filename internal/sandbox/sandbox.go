@@ -164,7 +164,8 @@ func bwrapArgs(root string, s Spec) []string {
 		"--ro-bind", filepath.Join(root, "sbin"), "/usr/local/sbin",
 	)
 	if s.Kubectl != "" {
-		a = append(a, "--ro-bind", s.Kubectl, "/usr/local/bin/kubectl")
+		// The empty bin/kubectl is the mount point: /usr is read-only.
+		a = append(a, "--ro-bind", filepath.Join(root, "bin"), "/usr/local/bin", "--ro-bind", s.Kubectl, "/usr/local/bin/kubectl")
 	}
 	if s.Host.RshimOccupied {
 		a = append(a, "--ro-bind", filepath.Join(root, "rshim0"), "/dev/rshim0")
@@ -204,6 +205,7 @@ func (h Host) write(root string, s Spec) error {
 	if h.RshimOccupied && len(h.Devices) > 0 {
 		w.file("rshim0/misc", rshimMisc(h.Devices[0].PCI), 0o644)
 	}
+	w.file("bin/kubectl", "", 0o755)
 	for name, body := range shims(h) {
 		w.file("sbin/"+name, body, 0o755)
 	}

@@ -19,6 +19,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/dpfdoctor/dpfdoctor/internal/dpf"
+	"github.com/dpfdoctor/dpfdoctor/internal/rbac"
 )
 
 var (
@@ -35,6 +36,7 @@ type inventory struct {
 	release   dpf.Release
 	namespace string
 	imageTag  string
+	rbac      *rbac.Set // replaces the release's ClusterRole and binding (sim up --rbac)
 }
 
 func (inv inventory) labels() map[string]string {
@@ -64,7 +66,14 @@ func (inv inventory) apply(ctx context.Context, cs kubernetes.Interface, dyn dyn
 		n++
 		gknn = append(gknn, "ServiceAccount/"+r.ServiceAccount+"."+ns)
 	}
-	if r.ClusterRole != "" {
+	if inv.rbac != nil {
+		objs, err := inv.applyRBAC(ctx, cs, opts)
+		if err != nil {
+			return n, err
+		}
+		n += len(objs)
+		gknn = append(gknn, objs...)
+	} else if r.ClusterRole != "" {
 		cr := rbacv1ac.ClusterRole(r.ClusterRole).WithLabels(inv.labels())
 		for _, rule := range r.Rules {
 			cr.WithRules(rbacv1ac.PolicyRule().WithAPIGroups(rule.APIGroups...).WithResources(rule.Resources...).WithVerbs(rule.Verbs...))

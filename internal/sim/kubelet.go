@@ -323,6 +323,12 @@ func (k *kubelet) runContainer(ctx context.Context, pod *corev1.Pod, node *corev
 	defer func() { run.finished = time.Now() }()
 	switch ctr.Name {
 	case dpf.ContainerRshimPreflight, dpf.ContainerDMSInit:
+		if k.c.opts.Script != nil && k.c.useKubectl && k.c.Release.Script != dpf.ScriptNone {
+			started := run.started
+			run = k.runScript(ctx, pod, scen, ctr)
+			run.started = started
+			break
+		}
 		if k.c.Release.Script == dpf.ScriptNone {
 			// v25.1: an inline bash check, no dmsinit.sh.
 			if scen == RshimOccupied {

@@ -169,7 +169,7 @@ func (o *operator) reconcileInventory(ctx context.Context) error {
 		o.c.logf("operator: Reconciling Paused")
 		return nil
 	}
-	inv := inventory{release: o.c.Release, namespace: o.c.Namespace, imageTag: o.c.Release.Version}
+	inv := inventory{release: o.c.Release, namespace: o.c.Namespace, imageTag: o.c.Release.Version, rbac: o.c.opts.RBAC}
 	if _, err := inv.apply(ctx, o.c.kube, o.c.dyn); err != nil {
 		return err
 	}

@@ -29,6 +29,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/dpfdoctor/dpfdoctor/internal/dpf"
+	"github.com/dpfdoctor/dpfdoctor/internal/rbac"
 )
 
 // ScenarioLabel on a Node selects its scenario; nodes without it get the
@@ -74,6 +75,13 @@ type Options struct {
 	MaxAddresses int
 	// Log receives one line per notable event; nil discards.
 	Log io.Writer
+	// Script, when set, runs a real dmsinit.sh as dms-init and
+	// rshim-preflight (internal/sandbox) on sims of up to KubectlMaxNodes
+	// nodes, instead of the replay.
+	Script ScriptRunner
+	// RBAC, when set, replaces the release's ClusterRole and
+	// ClusterRoleBinding in the operator's inventory (`sim up --rbac`).
+	RBAC *rbac.Set
 	// KubeconfigOut is where the admin kubeconfig is written (default a
 	// file in the sim's temporary directory).
 	KubeconfigOut string
@@ -327,7 +335,7 @@ func (c *Cluster) install(ctx context.Context) error {
 	if _, err := c.dyn.Resource(gvrOperatorCfg).Namespace(c.Namespace).Create(ctx, cfg, metav1.CreateOptions{}); err != nil {
 		return fmt.Errorf("create DPFOperatorConfig: %w", err)
 	}
-	if _, err := (inventory{release: c.Release, namespace: c.Namespace, imageTag: c.Release.Version}).apply(ctx, c.kube, c.dyn); err != nil {
+	if _, err := (inventory{release: c.Release, namespace: c.Namespace, imageTag: c.Release.Version, rbac: c.opts.RBAC}).apply(ctx, c.kube, c.dyn); err != nil {
 		return err
 	}
 	scen := c.mix.Assign(c.opts.Nodes)
