@@ -161,11 +161,11 @@ func bwrapArgs(root string, s Spec) []string {
 		"--ro-bind", filepath.Join(root, "sys"), "/sys",
 		"--bind", filepath.Join(root, "termination-log"), "/dev/termination-log",
 		"--bind", filepath.Join(root, "opt"), "/opt",
-		"--ro-bind", filepath.Join(root, "sbin"), "/usr/local/sbin",
+		// The image's /usr/local: the shims and kubectl, nothing of the host's.
+		"--tmpfs", "/usr/local", "--ro-bind", filepath.Join(root, "sbin"), "/usr/local/sbin",
 	)
 	if s.Kubectl != "" {
-		// The empty bin/kubectl is the mount point: /usr is read-only.
-		a = append(a, "--ro-bind", filepath.Join(root, "bin"), "/usr/local/bin", "--ro-bind", s.Kubectl, "/usr/local/bin/kubectl")
+		a = append(a, "--ro-bind", s.Kubectl, "/usr/local/bin/kubectl")
 	}
 	if s.Host.RshimOccupied {
 		a = append(a, "--ro-bind", filepath.Join(root, "rshim0"), "/dev/rshim0")
@@ -205,7 +205,6 @@ func (h Host) write(root string, s Spec) error {
 	if h.RshimOccupied && len(h.Devices) > 0 {
 		w.file("rshim0/misc", rshimMisc(h.Devices[0].PCI), 0o644)
 	}
-	w.file("bin/kubectl", "", 0o755)
 	for name, body := range shims(h) {
 		w.file("sbin/"+name, body, 0o755)
 	}

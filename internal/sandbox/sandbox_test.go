@@ -65,7 +65,7 @@ func TestIsolation(t *testing.T) {
 read_port() { exec 3<>/dev/tcp/$1/$2 && head -n1 <&3; }
 echo "api: $(read_port "$KUBERNETES_SERVICE_HOST" "$KUBERNETES_SERVICE_PORT")"
 if read_port `+otherHost+` `+otherPort+` 2>/dev/null; then echo "other: reachable"; else echo "other: unreachable"; fi
-for d in /work /home /sys/class /sys/bus/pci/devices/*; do [ -e "$d" ] && echo "exists: $d"; done
+for d in /work /home /root/.cache /usr/local/go /sys/class /sys/bus/pci/devices/*; do [ -e "$d" ] && echo "exists: $d"; done
 cat /sys/bus/pci/devices/0000:3b:00.0/device
 ls /sys/bus/pci/devices/0000:3b:00.0/net
 lspci -vvs 0000:3b:00.0 | grep '\[SN\]' | awk '{print $NF}'

@@ -18,6 +18,7 @@ import (
 	"github.com/dpfdoctor/dpfdoctor/internal/cli"
 	"github.com/dpfdoctor/dpfdoctor/internal/diagnose"
 	"github.com/dpfdoctor/dpfdoctor/internal/dpf"
+	"github.com/dpfdoctor/dpfdoctor/internal/rbac"
 	"github.com/dpfdoctor/dpfdoctor/internal/sandbox"
 	"github.com/dpfdoctor/dpfdoctor/internal/sim"
 )
@@ -198,5 +199,37 @@ func TestSimHostScenarios(t *testing.T) {
 	st := p.Status.InitContainerStatuses[0]
 	if term := st.LastTerminationState.Terminated; term == nil || term.ExitCode != 1 || term.Message != "0000:3b:00" {
 		t.Errorf("rshim-preflight: %+v, want exit 1 with the script's message 0000:3b:00", st.LastTerminationState)
+	}
+}
+
+// --rbac replaces the release's role: with the v25.7-era manifests the
+// flagship's script succeeds on v25.4.0, and the operator re-applies the
+// given rules on every resync, reverting a hand edit.
+func TestSimRBACReplacesInventory(t *testing.T) {
+	set, err := rbac.LoadManifests(filepath.Join("testdata", "rbac-v25.7"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, cs := startScriptSim(t, fixture, sim.Options{Version: "v25.4.0", Nodes: 2, Scenario: string(sim.DPUDeviceStatusForbidden), RBAC: set})
+	waitPods(t, c, cs, 2, "Running", running)
+	ctx := context.Background()
+	crb, err := cs.RbacV1().ClusterRoleBindings().Get(ctx, "dpf-provisioning-dms-rolebinding", metav1.GetOptions{})
+	if err != nil || crb.Subjects[0].Namespace != c.Namespace || crb.Labels[dpf.ApplySetPartOfLabel] == "" {
+		t.Fatalf("binding: %v %+v", err, crb)
+	}
+	role, err := cs.RbacV1().ClusterRoles().Get(ctx, "dpf-provisioning-dms-role", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	role.Rules = role.Rules[:1]
+	if _, err := cs.RbacV1().ClusterRoles().Update(ctx, role, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Reconcile(ctx); err != nil {
+		t.Fatal(err)
+	}
+	role, err = cs.RbacV1().ClusterRoles().Get(ctx, "dpf-provisioning-dms-role", metav1.GetOptions{})
+	if err != nil || len(role.Rules) != 5 || role.Rules[2].Resources[0] != "dpudevices/status" {
+		t.Fatalf("after resync: %v %+v", err, role.Rules)
 	}
 }
