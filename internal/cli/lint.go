@@ -37,6 +37,7 @@ type LintOptions struct {
 	Output         string
 	Suggest        bool
 	FromCluster    bool
+	dynamic        lintDynamicFlags
 
 	argsSet      bool
 	saNS, saName string
@@ -104,6 +105,7 @@ func NewCmdLint(s genericiooptions.IOStreams) *cobra.Command {
 	f.StringVarP(&o.Output, "output", "o", o.Output, "output format: "+strings.Join(lint.Formats, "|"))
 	f.BoolVar(&o.Suggest, "suggest", false, "print least-privilege Role/RoleBinding YAML that allows the denied certain calls")
 	f.BoolVar(&o.FromCluster, "from-cluster", false, "read the RBAC and the DMS pod's dms-init arguments from the cluster (kubeconfig flags below)")
+	o.dynamic.add(f)
 	o.kf.AddFlags(f)
 	return cmd
 }
@@ -171,6 +173,9 @@ func (o *LintOptions) Run(ctx context.Context) error {
 	args, err := o.scriptArgs(clusterArgv)
 	if err != nil {
 		return err
+	}
+	if o.dynamic.on {
+		return o.runDynamic(ctx, scripts, set, kinds, args)
 	}
 	report := lint.Lint(scripts, set, lint.Options{
 		Kinds: kinds, Args: args, DefaultNamespace: o.saNS,

@@ -82,6 +82,9 @@ type Options struct {
 	// RBAC, when set, replaces the release's ClusterRole and
 	// ClusterRoleBinding in the operator's inventory (`sim up --rbac`).
 	RBAC *rbac.Set
+	// AuditUsers are the users whose requests the API server writes to
+	// Cluster.AuditLog.
+	AuditUsers []string
 	// KubeconfigOut is where the admin kubeconfig is written (default a
 	// file in the sim's temporary directory).
 	KubeconfigOut string
@@ -142,6 +145,9 @@ type Cluster struct {
 	Release dpf.Release
 	// Nodes are the initial node names, in order.
 	Nodes []string
+	// AuditLog is the API server's audit log of Options.AuditUsers (see
+	// ReadAudit); empty without them.
+	AuditLog string
 
 	opts       Options
 	mix        Mix
@@ -254,6 +260,15 @@ func (c *Cluster) start(ctx context.Context) error {
 	api.Set("authorization-mode", "RBAC")
 	api.Set("kubelet-certificate-authority", caFile)
 	api.Set("kubelet-preferred-address-types", "InternalIP")
+	if len(c.opts.AuditUsers) > 0 {
+		policy, log, err := c.auditPolicy()
+		if err != nil {
+			return err
+		}
+		api.Set("audit-policy-file", policy)
+		api.Set("audit-log-path", log)
+		c.AuditLog = log
+	}
 	cfg, err := c.env.Start()
 	if err != nil {
 		return fmt.Errorf("start envtest: %w", err)

@@ -1,0 +1,78 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"os/exec"
+	"path/filepath"
+
+	"github.com/go-logr/logr"
+	"github.com/spf13/pflag"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
+
+	"github.com/dpfdoctor/dpfdoctor/internal/access"
+	"github.com/dpfdoctor/dpfdoctor/internal/dpf"
+	"github.com/dpfdoctor/dpfdoctor/internal/lint"
+	"github.com/dpfdoctor/dpfdoctor/internal/outcome"
+	"github.com/dpfdoctor/dpfdoctor/internal/rbac"
+	"github.com/dpfdoctor/dpfdoctor/internal/sandbox"
+	"github.com/dpfdoctor/dpfdoctor/internal/sim"
+)
+
+// lintDynamicFlags are `lint --dynamic [--dynamic-dpf-version V]`: run each
+// script in the sandbox against a throwaway sim with the --rbac under test
+// and set the requests it made beside the static verdicts (docs/lint.md).
+type lintDynamicFlags struct {
+	on      bool
+	version string
+}
+
+func (f *lintDynamicFlags) add(fs *pflag.FlagSet) {
+	fs.BoolVar(&f.on, "dynamic", false, "also run each script in a bubblewrap sandbox against a throwaway sim with --rbac and compare the requests it made (audit log) with the static verdicts")
+	fs.StringVar(&f.version, "dynamic-dpf-version", "v25.7.0", "with --dynamic: the DPF release the throwaway sim runs (its CRDs)")
+}
+
+// runDynamic runs every script once per argument set: --args or --pod, else
+// the operator's (rshim-preflight's and dms-init's).
+func (o *LintOptions) runDynamic(ctx context.Context, scripts []*lint.Script, set *rbac.Set, kinds []dpf.Kind, args *lint.Args) error {
+	if _, err := dpf.Lookup(o.dynamic.version); err != nil {
+		return UsageError{Err: err}
+	}
+	if _, err := sandbox.Bwrap(); err != nil {
+		return err
+	}
+	kubectl, err := exec.LookPath(sim.KubectlPath())
+	if err != nil {
+		return fmt.Errorf("--dynamic needs kubectl (KUBECTL, KUBEBUILDER_ASSETS or PATH): %w", err)
+	}
+	argSets := sandbox.OperatorArgSets()
+	if args != nil {
+		argSets = [][]string{args.Strings()}
+	}
+	ctrllog.SetLogger(logr.Discard())
+	report := &lint.DynamicReport{}
+	for i, s := range scripts {
+		path, err := filepath.Abs(o.Scripts[i])
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(o.ErrOut, "running %s in the sandbox against a DPF %s sim (%d argument sets)...\n", o.Scripts[i], o.dynamic.version, len(argSets))
+		runs, err := sandbox.Observe(ctx, sandbox.ObserveOptions{Script: path, ArgSets: argSets, Version: o.dynamic.version, RBAC: set,
+			Namespace: o.saNS, ServiceAccount: o.saName, Kubectl: kubectl})
+		if err != nil {
+			return err
+		}
+		for _, run := range runs {
+			static := lint.Lint([]*lint.Script{s}, set, lint.Options{Kinds: kinds, Args: lint.ArgsFromArgv(run.Args), DefaultNamespace: o.saNS,
+				Subject: access.ServiceAccount(o.saNS, o.saName), ServiceAccount: o.ServiceAccount})
+			report.Runs = append(report.Runs, lint.NewDynamicRun(static, o.Scripts[i], run.Args, run.ExitCode, run.Log, run.Requests))
+		}
+	}
+	if err := lint.WriteDynamic(o.Out, report, o.Output, Version); err != nil {
+		return err
+	}
+	if report.Failed() {
+		return silent(fmt.Errorf("%w: lint --dynamic found denied or unpredicted requests", outcome.ErrProblems))
+	}
+	return nil
+}
