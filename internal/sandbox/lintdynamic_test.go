@@ -95,3 +95,18 @@ func TestLintDynamicPlantedMiss(t *testing.T) {
 		t.Errorf("sarif: exit %d\n%s", code, out)
 	}
 }
+
+// Bad input to the new flags is a usage error (exit 2), found before any
+// sandbox or API server starts.
+func TestScriptFlagsUsage(t *testing.T) {
+	for _, args := range [][]string{
+		{"sim", "up", "--dmsinit-script", filepath.Join(t.TempDir(), "missing.sh")},
+		{"sim", "up", "--dmsinit-script", fixture, "--rbac", filepath.Join(lintFixtures, "malformed-role.yaml")},
+		{"sim", "up", "--rbac", filepath.Join(t.TempDir(), "missing")},
+		{"lint", "--dynamic", "--dynamic-dpf-version", "v9.9", "--script", fixture, "--rbac", role257},
+	} {
+		if code, _, errOut := runCLI(t, args...); code != cli.ExitUsage {
+			t.Errorf("%v: exit %d, want %d\n%s", args, code, cli.ExitUsage, errOut)
+		}
+	}
+}
