@@ -9,7 +9,7 @@ BIN := bin/dpfdoctor
 PKGS := ./...
 FUZZTIME ?= 10s
 
-.PHONY: all build test test-unit test-e2e-1.31 demo bench lint tools envtest bwrap fuzz fuzz-short generate verify-generate clean
+.PHONY: all build test test-unit test-e2e-1.31 demo bench lint tools envtest bwrap fuzz fuzz-short generate verify-generate release test-release clean
 
 all: build
 
@@ -29,11 +29,12 @@ bwrap:
 
 # The README's test command: lint, generated docs up to date, every test
 # (unit and envtest) on Kubernetes 1.37, the black-box e2e suite again on
-# Kubernetes 1.31, and a short fuzz budget per parser.
+# Kubernetes 1.31, a short fuzz budget per parser, and the release snapshot.
 test: lint verify-generate envtest bwrap
 	KUBEBUILDER_ASSETS=$$(hack/envtest.sh) $(GO) test -count=1 -timeout 45m $(PKGS)
 	$(MAKE) test-e2e-1.31
 	$(MAKE) fuzz-short
+	$(MAKE) test-release
 
 # The black-box e2e suite (test/e2e) against the oldest supported API server.
 test-e2e-1.31:
@@ -58,6 +59,16 @@ lint:
 	$(GO) vet $(PKGS)
 	@gl=$$(hack/tools.sh golangci-lint) && echo "$$gl run $(PKGS)" && $$gl run $(PKGS)
 
+# An offline goreleaser snapshot into dist/ (.goreleaser.yaml): archives for
+# linux and darwin on amd64 and arm64, checksums, SBOMs, the krew manifest.
+release:
+	@hack/release.sh
+
+# The snapshot, then its check (cmd/dpfdoctor/release_test.go): names,
+# checksums, SBOMs, each binary's version, the krew manifest.
+test-release: release
+	$(GO) test -tags release -count=1 -run '^TestRelease$$' ./cmd/dpfdoctor/
+
 generate:
 	$(GO) generate ./...
 
@@ -71,4 +82,4 @@ fuzz:
 	@hack/fuzz.sh 2m
 
 clean:
-	rm -rf bin
+	rm -rf bin dist

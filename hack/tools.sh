@@ -7,27 +7,45 @@
 #
 # usage: hack/tools.sh TOOL          build if needed, print the path
 #        hack/tools.sh --check TOOL  exit 0 if it is present
-# TOOL is golangci-lint or helm.
+# TOOL is golangci-lint, helm, goreleaser, cyclonedx-gomod, validate-krew-manifest or krew.
 set -euo pipefail
 
 GOLANGCI_LINT=${GOLANGCI_LINT:-v2.15.0}
 HELM=${HELM:-v3.22.0}
+GORELEASER=${GORELEASER:-v2.15.1}
+CYCLONEDX_GOMOD=${CYCLONEDX_GOMOD:-v1.10.0}
+KREW=${KREW:-v0.4.3}
 
 check=
 if [ "${1:-}" = "--check" ]; then check=1; shift; fi
 tool=${1:?usage: hack/tools.sh [--check] TOOL}
-# cold: the cold build time on 2 idle cores, measured (bench/test-time.md).
+# cold: the measured cold build time (bench/test-time.md).
 case $tool in
 golangci-lint)
-  version=$GOLANGCI_LINT cold="about 1 minute"
+  version=$GOLANGCI_LINT cold="about 1 minute on 2 idle cores (7 on busy ones)"
   pkg=github.com/golangci/golangci-lint/v2/cmd/golangci-lint
   ;;
 helm)
   # charts/dpfdoctor-guard: make generate renders deploy/ with it, and the
-  # tests lint and render the chart. Estimated from the 162 s of CPU time of
-  # a cold build that took 354 s on busy cores (bench/test-time.md).
-  version=$HELM cold="about 2 minutes"
+  # tests lint and render the chart. 354 s on busy cores (162 s of CPU).
+  version=$HELM cold="354 s on 2 busy cores (162 s of CPU time)"
   pkg=helm.sh/helm/v3/cmd/helm
+  ;;
+goreleaser)
+  version=$GORELEASER cold="9.5 minutes on 2 busy cores (load average 11-14)"
+  pkg=github.com/goreleaser/goreleaser/v2
+  ;;
+cyclonedx-gomod)
+  version=$CYCLONEDX_GOMOD cold="49 s on 2 busy cores"
+  pkg=github.com/CycloneDX/cyclonedx-gomod/cmd/cyclonedx-gomod
+  ;;
+validate-krew-manifest)
+  version=$KREW cold="38 s on 2 busy cores"
+  pkg=sigs.k8s.io/krew/cmd/validate-krew-manifest
+  ;;
+krew)
+  version=$KREW cold="17 s on 2 busy cores, after validate-krew-manifest"
+  pkg=sigs.k8s.io/krew/cmd/krew
   ;;
 *)
   echo "tools: unknown tool $tool" >&2
@@ -43,7 +61,7 @@ if [ -x "$DIR/$tool" ]; then echo "$DIR/$tool"; exit 0; fi
 mkdir -p "$DIR"
 DIR=$(cd "$DIR" && pwd)
 start=$(date +%s)
-echo "tools: building $tool $version with $GOV into $DIR; a cold build takes $cold on 2 idle cores (several times that on busy ones)" >&2
+echo "tools: building $tool $version with $GOV into $DIR; a cold build took $cold" >&2
 # go install writes into GOBIN only when the build succeeded, so an
 # interrupted build leaves no half-written binary behind.
 GOBIN=$DIR GOFLAGS="-mod=mod -buildvcs=false" GOTOOLCHAIN=local CGO_ENABLED=0 \

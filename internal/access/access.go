@@ -74,12 +74,6 @@ func (r Request) Key() string {
 	return strings.Join([]string{r.Verb, r.Group, r.Resource, r.Subresource, r.Namespace, r.Name, r.NonResourceURL}, "|")
 }
 
-// Sort orders requests by Key, in place, and returns them.
-func Sort(rs []Request) []Request {
-	sort.Slice(rs, func(i, j int) bool { return rs[i].Key() < rs[j].Key() })
-	return rs
-}
-
 // Unique returns rs without duplicates, sorted.
 func Unique(rs []Request) []Request {
 	seen := make(map[string]bool, len(rs))
@@ -90,7 +84,8 @@ func Unique(rs []Request) []Request {
 			out = append(out, r)
 		}
 	}
-	return Sort(out)
+	sort.Slice(out, func(i, j int) bool { return out[i].Key() < out[j].Key() })
+	return out
 }
 
 // Subject is who makes a request: a user name and its groups, as the API
@@ -107,15 +102,6 @@ func ServiceAccount(namespace, name string) Subject {
 		User:   fmt.Sprintf("system:serviceaccount:%s:%s", namespace, name),
 		Groups: []string{"system:serviceaccounts", "system:serviceaccounts:" + namespace, "system:authenticated"},
 	}
-}
-
-// ParseServiceAccountUser splits "system:serviceaccount:ns:name".
-func ParseServiceAccountUser(user string) (namespace, name string, ok bool) {
-	parts := strings.Split(user, ":")
-	if len(parts) != 4 || parts[0] != "system" || parts[1] != "serviceaccount" || parts[2] == "" || parts[3] == "" {
-		return "", "", false
-	}
-	return parts[2], parts[3], true
 }
 
 // attributes are the request as a review's attributes: exactly one of the

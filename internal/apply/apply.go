@@ -7,10 +7,12 @@
 package apply
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -31,8 +33,7 @@ var ErrApplyFailed = errors.New("apply failed")
 // Applier writes plans and rolls them back.
 type Applier struct {
 	Clients *kube.Clients
-	// Log receives one line per step; nil discards.
-	Log io.Writer
+	Log     io.Writer // receives one line per step; nil discards
 	// Retries is how often a rollback step is retried on a transient
 	// error (default 5), with Backoff doubling from 200 ms.
 	Retries int
@@ -40,6 +41,9 @@ type Applier struct {
 	// BeforeWrite, when set, runs once the backup is written and before
 	// the first write; an error stops the apply with nothing written.
 	BeforeWrite func(context.Context) error
+	// FieldManager is the field manager Apply writes as (default
+	// plan.FieldManager; the guard's is GuardFieldManager).
+	FieldManager string
 }
 
 func (a *Applier) logf(format string, args ...any) {
@@ -50,8 +54,7 @@ func (a *Applier) logf(format string, args ...any) {
 
 // Result is what Apply did.
 type Result struct {
-	// NoOp is true when every object was already in place.
-	NoOp    bool
+	NoOp    bool // true when every object was already in place
 	Applied []Applied
 }
 
@@ -113,7 +116,7 @@ func (a *Applier) Apply(ctx context.Context, b *Backup) (Result, error) {
 	// A server-side dry run catches validation, admission and escalation
 	// refusals before anything is written.
 	for _, i := range todo {
-		if err := a.ssa(ctx, p.Changes[i].Object, true); err != nil {
+		if err := a.ssa(ctx, p, i, true); err != nil {
 			return Result{}, fmt.Errorf("dry run %s: %w", res.Applied[i].Ref, kube.Classify(err))
 		}
 	}
@@ -142,7 +145,7 @@ func (a *Applier) Apply(ctx context.Context, b *Backup) (Result, error) {
 	}
 	for _, i := range todo {
 		ap := res.Applied[i]
-		if err := a.ssa(ctx, p.Changes[i].Object, false); err != nil {
+		if err := a.ssa(ctx, p, i, false); err != nil {
 			return res, a.failed(ctx, b, ap.Ref, err)
 		}
 		if err := b.recordApplied(ap); err != nil {
@@ -170,22 +173,35 @@ func (a *Applier) failed(ctx context.Context, b *Backup, ref plan.ObjectRef, cau
 	return fmt.Errorf("%w: %s: %w; everything written was rolled back (backup %s)", ErrApplyFailed, ref, cause, b.Dir)
 }
 
-// ssa server-side applies one object as field manager "dpfdoctor", without
-// forcing: a field someone else owns is a conflict to report, not to take.
-func (a *Applier) ssa(ctx context.Context, obj *unstructured.Unstructured, dryRun bool) error {
+// ssa server-side applies p's change i as a.FieldManager, without forcing:
+// a field someone else owns is a conflict to report, not to take. Only a
+// conflict with dpfdoctor's other writer is resolved, by merging (mergeOurs);
+// the merged object then replaces the change's object in p.
+func (a *Applier) ssa(ctx context.Context, p *plan.Plan, i int, dryRun bool) error {
+	obj := p.Changes[i].Object
 	ri, err := resource(a.Clients.Dynamic, plan.RefOf(obj))
 	if err != nil {
 		return err
 	}
-	opts := metav1.ApplyOptions{FieldManager: plan.FieldManager, Force: false}
+	opts := metav1.ApplyOptions{FieldManager: cmp.Or(a.FieldManager, plan.FieldManager)}
 	if dryRun {
 		opts.DryRun = []string{metav1.DryRunAll}
 	}
-	_, err = ri.Apply(ctx, obj.GetName(), obj, opts)
-	if apierrors.IsConflict(err) {
-		return fmt.Errorf("another field manager owns fields dpfdoctor would set (resolve by hand; dpfdoctor does not force): %w", err)
+	for try := 0; ; try++ {
+		_, err = ri.Apply(ctx, obj.GetName(), obj, opts)
+		if !apierrors.IsConflict(err) || try == 3 {
+			return conflictErr(err)
+		}
+		merged, merr := a.mergeOurs(ctx, p, i)
+		if merr != nil || merged == nil {
+			return errors.Join(conflictErr(err), merr)
+		}
+		a.logf("%s: merged with what dpfdoctor's other writer granted meanwhile", plan.RefOf(obj))
+		obj, opts.Force = merged, true
+		if !dryRun {
+			p.Changes[i].Object = merged // what is written, for verify and the report
+		}
 	}
-	return err
 }
 
 // Observe reads what the policy decides on: each target as it is now (nil
@@ -202,9 +218,7 @@ func (a *Applier) Observe(ctx context.Context, p *plan.Plan) (map[plan.ObjectRef
 		if err != nil {
 			return nil, observed, fmt.Errorf("read %s: %w", ref, kube.Classify(err))
 		}
-		pre[ref] = nil
-		if found {
-			pre[ref] = live
+		if pre[ref] = live; found {
 			observed.Existing[ref] = live.GetLabels()
 		}
 	}
@@ -230,6 +244,28 @@ func (a *Applier) Observe(ctx context.Context, p *plan.Plan) (map[plan.ObjectRef
 	}
 	observed.Inventory = inv
 	return pre, observed, nil
+}
+
+// DeleteAltered deletes one of dpfdoctor's objects that another field
+// manager altered, so that Apply re-creates it: apply never forces a field
+// someone else owns. Only an object labelled managed-by dpfdoctor with
+// dpfdoctor's name prefix is deleted, and only in the version given (UID
+// and resourceVersion preconditions); one already gone is no error.
+func (a *Applier) DeleteAltered(ctx context.Context, obj *unstructured.Unstructured) error {
+	ref := plan.RefOf(obj)
+	if obj.GetLabels()[plan.ManagedByLabel] != plan.ManagedByValue || !strings.HasPrefix(ref.Name, plan.NamePrefix) {
+		return fmt.Errorf("%w: %s is not dpfdoctor's", policy.ErrRefused, ref)
+	}
+	ri, err := resource(a.Clients.Dynamic, ref)
+	if err != nil {
+		return err
+	}
+	uid, rv := obj.GetUID(), obj.GetResourceVersion()
+	err = ri.Delete(ctx, ref.Name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &uid, ResourceVersion: &rv}})
+	if err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("delete altered %s: %w", ref, kube.Classify(err))
+	}
+	return nil
 }
 
 func reasonOf(err error) string {

@@ -9,7 +9,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -46,22 +46,19 @@ var ErrBadBackup = errors.New("invalid backup")
 
 // Manifest describes a backup.
 type Manifest struct {
-	SchemaVersion string `json:"schemaVersion"`
-	PlanID        string `json:"planID"`
-	CreatedAt     string `json:"createdAt"`
-	// Server is the API server the backup was taken from.
-	Server    string  `json:"server"`
-	Namespace string  `json:"namespace"`
-	Objects   []Entry `json:"objects"`
-	// PlanSHA256 is the hash of plan.yaml.
-	PlanSHA256 string `json:"planSHA256"`
+	SchemaVersion string  `json:"schemaVersion"`
+	PlanID        string  `json:"planID"`
+	CreatedAt     string  `json:"createdAt"`
+	Server        string  `json:"server"` // the API server the backup was taken from
+	Namespace     string  `json:"namespace"`
+	Objects       []Entry `json:"objects"`
+	PlanSHA256    string  `json:"planSHA256"` // the hash of plan.yaml
 }
 
 // Entry is one target object's pre-state.
 type Entry struct {
-	Ref plan.ObjectRef `json:"ref"`
-	// Existed is false when the object was absent before the apply.
-	Existed bool `json:"existed"`
+	Ref     plan.ObjectRef `json:"ref"`
+	Existed bool           `json:"existed"` // false when the object was absent before the apply
 	// File is the pre-state's path relative to the backup, and SHA256 its
 	// hash; both empty when the object was absent.
 	File   string `json:"file,omitempty"`
@@ -73,7 +70,6 @@ const (
 	StatusPlanned          = "planned"
 	StatusApplying         = "applying"
 	StatusApplied          = "applied"
-	StatusNoOp             = "no-op"
 	StatusRolledBack       = "rolled-back"
 	StatusFailedRolledBack = "failed-rolled-back"
 	StatusRollbackFailed   = "rollback-incomplete"
@@ -90,9 +86,8 @@ type Receipt struct {
 	// Annotations lists annotations set on objects dpfdoctor does not own
 	// (Nodes, the DPFOperatorConfig), with their previous values.
 	Annotations []AnnotationChange `json:"annotations,omitempty"`
-	// Error is the error that stopped the apply, if any.
-	Error     string `json:"error,omitempty"`
-	UpdatedAt string `json:"updatedAt"`
+	Error       string             `json:"error,omitempty"` // the error that stopped the apply, if any
+	UpdatedAt   string             `json:"updatedAt"`
 }
 
 // Applied is one object written by the apply.
@@ -114,17 +109,15 @@ type AnnotationChange = plan.AnnotationChange
 // Backup is one fix run's backup directory and its journal. The directory
 // is created on first need; a plan that changes nothing leaves none.
 type Backup struct {
-	// Dir is the backup directory, set once created.
-	Dir string
+	Dir string // the backup directory, set once created
 
-	root     string
-	plan     *plan.Plan
-	server   string
-	now      func() time.Time
-	mu       sync.Mutex
-	pre      map[plan.ObjectRef]*unstructured.Unstructured
-	manifest Manifest
-	receipt  Receipt
+	root    string
+	plan    *plan.Plan
+	server  string
+	now     func() time.Time
+	mu      sync.Mutex
+	pre     map[plan.ObjectRef]*unstructured.Unstructured
+	receipt Receipt
 }
 
 // NewBackup prepares a backup under root for p, taken from server.
@@ -149,8 +142,7 @@ func (b *Backup) Receipt() Receipt {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	r := b.receipt
-	r.Applied = append([]Applied(nil), r.Applied...)
-	r.Annotations = append([]AnnotationChange(nil), r.Annotations...)
+	r.Applied, r.Annotations = slices.Clone(r.Applied), slices.Clone(r.Annotations)
 	return r
 }
 
@@ -166,11 +158,10 @@ func (b *Backup) create(pre map[plan.ObjectRef]*unstructured.Unstructured) error
 	ts := b.now().UTC()
 	var dir string
 	for i := 0; ; i++ {
-		name := ts.Format(timestampFormat)
+		dir = filepath.Join(b.root, ts.Format(timestampFormat))
 		if i > 0 {
-			name = fmt.Sprintf("%s-%d", name, i)
+			dir = fmt.Sprintf("%s-%d", dir, i)
 		}
-		dir = filepath.Join(b.root, name)
 		err := os.Mkdir(dir, dirMode)
 		if err == nil {
 			break
@@ -192,29 +183,19 @@ func (b *Backup) create(pre map[plan.ObjectRef]*unstructured.Unstructured) error
 	m := Manifest{SchemaVersion: backupSchema, PlanID: b.plan.ID, CreatedAt: ts.Format(time.RFC3339), Server: b.server,
 		Namespace: b.plan.Namespace, PlanSHA256: sum(planYAML)}
 	for _, c := range b.plan.Changes {
-		ref := c.Ref()
-		e := Entry{Ref: ref}
-		if obj := pre[ref]; obj != nil {
-			obj = plan.Clean(obj)
-			data, err := json.MarshalIndent(obj.Object, "", "  ")
-			if err != nil {
-				return fmt.Errorf("back up %s: %w", ref, err)
-			}
-			e.Existed, e.File, e.SHA256 = true, filepath.Join(objectsDir, fileName(ref)), sum(data)
-			if err := writeFile(filepath.Join(dir, e.File), data); err != nil {
-				return err
+		e := Entry{Ref: c.Ref()}
+		if obj := pre[e.Ref]; obj != nil {
+			e.Existed, e.File = true, filepath.Join(objectsDir, fileName(e.Ref))
+			if e.SHA256, err = saveJSON(filepath.Join(dir, e.File), plan.Clean(obj).Object); err != nil {
+				return fmt.Errorf("back up %s: %w", e.Ref, err)
 			}
 		}
 		m.Objects = append(m.Objects, e)
 	}
-	data, err := json.MarshalIndent(m, "", "  ")
-	if err != nil {
+	if _, err := saveJSON(filepath.Join(dir, ManifestFile), m); err != nil {
 		return err
 	}
-	if err := writeFile(filepath.Join(dir, ManifestFile), data); err != nil {
-		return err
-	}
-	b.Dir, b.manifest = dir, m
+	b.Dir = dir
 	return b.saveLocked()
 }
 
@@ -246,17 +227,12 @@ func (b *Backup) record(changes ...plan.AnnotationChange) error {
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	index := map[string]int{}
-	for i, a := range b.receipt.Annotations {
-		index[a.Ref.String()+"|"+a.Key] = i
-	}
 	for _, c := range changes {
-		if i, ok := index[c.Ref.String()+"|"+c.Key]; ok {
+		if i := slices.IndexFunc(b.receipt.Annotations, func(a AnnotationChange) bool { return a.Ref == c.Ref && a.Key == c.Key }); i >= 0 {
 			b.receipt.Annotations[i].Value = c.Value
-			continue
+		} else {
+			b.receipt.Annotations = append(b.receipt.Annotations, c)
 		}
-		index[c.Ref.String()+"|"+c.Key] = len(b.receipt.Annotations)
-		b.receipt.Annotations = append(b.receipt.Annotations, c)
 	}
 	return b.saveLocked()
 }
@@ -284,11 +260,17 @@ func (b *Backup) saveLocked() error {
 }
 
 func saveReceipt(dir string, r Receipt) error {
-	data, err := json.MarshalIndent(r, "", "  ")
+	_, err := saveJSON(filepath.Join(dir, ReceiptFile), r)
+	return err
+}
+
+// saveJSON writes v as indented JSON with writeFile and returns its hash.
+func saveJSON(path string, v any) (string, error) {
+	data, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
-		return err
+		return "", fmt.Errorf("encode %s: %w", filepath.Base(path), err)
 	}
-	return writeFile(filepath.Join(dir, ReceiptFile), data)
+	return sum(data), writeFile(path, data)
 }
 
 // writeFile writes atomically (temporary file, then rename) with mode 0600,
@@ -333,17 +315,11 @@ func Latest(root string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("%w: no backups under %s: %v", ErrBadBackup, root, err)
 	}
-	var dirs []string
-	for _, e := range entries {
-		if e.IsDir() {
-			if _, err := os.Stat(filepath.Join(root, e.Name(), ManifestFile)); err == nil {
-				dirs = append(dirs, e.Name())
-			}
+	// os.ReadDir sorts by name, and the names are UTC timestamps.
+	for _, e := range slices.Backward(entries) {
+		if _, err := os.Stat(filepath.Join(root, e.Name(), ManifestFile)); e.IsDir() && err == nil {
+			return filepath.Join(root, e.Name()), nil
 		}
 	}
-	if len(dirs) == 0 {
-		return "", fmt.Errorf("%w: no backups under %s", ErrBadBackup, root)
-	}
-	sort.Strings(dirs)
-	return filepath.Join(root, dirs[len(dirs)-1]), nil
+	return "", fmt.Errorf("%w: no backups under %s", ErrBadBackup, root)
 }

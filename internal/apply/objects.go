@@ -13,6 +13,7 @@ import (
 	"k8s.io/client-go/dynamic"
 
 	"github.com/dpfdoctor/dpfdoctor/internal/dpf"
+	"github.com/dpfdoctor/dpfdoctor/internal/kube"
 	"github.com/dpfdoctor/dpfdoctor/internal/plan"
 )
 
@@ -34,10 +35,7 @@ func resource(dyn dynamic.Interface, ref plan.ObjectRef) (dynamic.ResourceInterf
 	if err != nil {
 		return nil, err
 	}
-	if ref.Namespace != "" {
-		return dyn.Resource(g).Namespace(ref.Namespace), nil
-	}
-	return dyn.Resource(g), nil
+	return kube.Resource(dyn, g, ref.Namespace), nil
 }
 
 // get reads an object; found is false when it does not exist.
@@ -50,10 +48,7 @@ func get(ctx context.Context, dyn dynamic.Interface, ref plan.ObjectRef) (obj *u
 	if apierrors.IsNotFound(err) {
 		return nil, false, nil
 	}
-	if err != nil {
-		return nil, false, err
-	}
-	return obj, true, nil
+	return obj, err == nil, err
 }
 
 // annotate merge-patches one annotation on an object (value nil removes
@@ -67,10 +62,6 @@ func annotate(ctx context.Context, dyn dynamic.Interface, g schema.GroupVersionR
 	if err != nil {
 		return err
 	}
-	ri := dynamic.ResourceInterface(dyn.Resource(g))
-	if ref.Namespace != "" {
-		ri = dyn.Resource(g).Namespace(ref.Namespace)
-	}
-	_, err = ri.Patch(ctx, ref.Name, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: plan.FieldManager})
+	_, err = kube.Resource(dyn, g, ref.Namespace).Patch(ctx, ref.Name, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: plan.FieldManager})
 	return err
 }

@@ -18,9 +18,8 @@ import (
 type ReconcileRequest struct {
 	// Paused is true when the DPFOperatorConfig is paused: no reconcile
 	// runs until it is resumed, so none was requested.
-	Paused bool
-	// RequestedAt is the annotation's value; empty when paused.
-	RequestedAt string
+	Paused      bool
+	RequestedAt string // the annotation's value; empty when paused
 
 	cl       *kube.Clients
 	ref      plan.ObjectRef

@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sort"
+	"slices"
 	"sync"
 	"time"
 
@@ -71,11 +71,9 @@ func (r *Restarts) JournalNodes(ctx context.Context, nodes []string) error {
 			prev[n.Name] = &v
 		}
 	}
-	nodes = append([]string(nil), nodes...)
-	sort.Strings(nodes)
 	value := r.Backup.now().UTC().Format(time.RFC3339Nano)
 	changes := make([]plan.AnnotationChange, 0, len(nodes))
-	for _, n := range nodes {
+	for _, n := range slices.Sorted(slices.Values(nodes)) {
 		changes = append(changes, plan.AnnotationChange{Ref: nodeRef(n), Key: plan.RestartedAtAnnotation, Value: value, Previous: prev[n]})
 	}
 	if err := r.Backup.record(changes...); err != nil {

@@ -39,9 +39,7 @@ func Needs(p *plan.Plan) []access.Request {
 func escalationProof(p *plan.Plan) []access.Request {
 	var out []access.Request
 	for _, c := range p.Changes {
-		ref := c.Ref()
-		switch ref.Kind {
-		case "Role", "ClusterRole":
+		if ref := c.Ref(); ref.Kind == "Role" || ref.Kind == "ClusterRole" {
 			g, _ := gvr(ref)
 			out = append(out,
 				access.Request{Verb: "escalate", Group: rbacv1.GroupName, Resource: g.Resource, Namespace: ref.Namespace, Name: ref.Name},

@@ -8,14 +8,14 @@ import (
 
 // subcommands lists every verb. Each lives in its own file.
 func subcommands(kf *genericclioptions.ConfigFlags, s genericiooptions.IOStreams) []*cobra.Command {
-	return []*cobra.Command{
+	return append([]*cobra.Command{
 		NewCmdVersion(s),
 		NewCmdDiagnose(kf, s),
-		NewCmdSim(s),
 		NewCmdVersions(s),
 		NewCmdFix(kf, s),
 		NewCmdRollback(kf, s),
 		NewCmdLint(s),
 		NewCmdGuard(kf, s),
-	}
+		NewCmdPreflight(kf, s),
+	}, simCommands(s)...)
 }

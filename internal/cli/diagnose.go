@@ -83,9 +83,7 @@ func newCmdDiagnose(kf *genericclioptions.ConfigFlags, o *DiagnoseOptions) *cobr
 		Example: diagnoseExample,
 		Args:    positional(cobra.NoArgs),
 		RunE: func(c *cobra.Command, _ []string) error {
-			if err := o.Complete(kf); err != nil {
-				return err
-			}
+			o.Complete(kf)
 			if err := o.Validate(); err != nil {
 				return err
 			}
@@ -104,13 +102,12 @@ func newCmdDiagnose(kf *genericclioptions.ConfigFlags, o *DiagnoseOptions) *cobr
 }
 
 // Complete fills in what the flags imply.
-func (o *DiagnoseOptions) Complete(kf *genericclioptions.ConfigFlags) error {
+func (o *DiagnoseOptions) Complete(kf *genericclioptions.ConfigFlags) {
 	o.kf = kf
 	o.color = palette(o.Output == OutputTable && isTerminal(o.Out))
 	if o.budget == nil {
 		o.budget = kube.NewBudget(0)
 	}
-	return nil
 }
 
 // Validate checks the flags before any I/O.
@@ -121,10 +118,8 @@ func (o *DiagnoseOptions) Validate() error {
 	if o.MaxLogs < 0 {
 		return Usagef("--max-logs must be 0 or more, got %d", o.MaxLogs)
 	}
-	for _, n := range o.Nodes {
-		if strings.TrimSpace(n) == "" {
-			return Usagef("--node needs a node name")
-		}
+	if slices.ContainsFunc(o.Nodes, func(n string) bool { return strings.TrimSpace(n) == "" }) {
+		return Usagef("--node needs a node name")
 	}
 	if o.Bundle != "" && o.Bundle == o.FromBundle {
 		return Usagef("--bundle and --from-bundle name the same file %q", o.Bundle)
@@ -204,17 +199,8 @@ func filterNodes(b *evidence.Bundle, nodes []string) *evidence.Bundle {
 	if len(nodes) == 0 {
 		return b
 	}
-	keep := map[string]bool{}
-	for _, n := range nodes {
-		keep[n] = true
-	}
 	out := *b
-	out.Pods = nil
-	for _, p := range b.Pods {
-		if keep[p.Node] {
-			out.Pods = append(out.Pods, p)
-		}
-	}
+	out.Pods = slices.DeleteFunc(slices.Clone(b.Pods), func(p evidence.Pod) bool { return !slices.Contains(nodes, p.Node) })
 	return &out
 }
 
@@ -250,8 +236,16 @@ func (o *DiagnoseOptions) printTable(d *diagnose.Diagnosis) error {
 	} else if d.DPF.VersionSource != "" {
 		version += " (from " + d.DPF.VersionSource + ")"
 	}
-	fmt.Fprintf(w, "DPF %s in namespace %s, DPFOperatorConfig %s%s\n", version, d.DPF.Namespace, d.DPF.OperatorConfig, pausedNote(d))
-	printNodeCount(w, d.Summary)
+	fmt.Fprintf(w, "DPF %s in namespace %s, DPFOperatorConfig %s%s\n", version, d.DPF.Namespace, d.DPF.OperatorConfig,
+		map[bool]string{true: " (operator PAUSED)"}[d.DPF.Paused])
+	if s := d.Summary; s.DPUNodes > 0 {
+		// DPU nodes next to DMS pods, so "8 DPU nodes, 1 DMS pod" is visible at a glance.
+		line := count(s.DPUNodes, "DPU node", "DPU nodes") + ", " + count(s.Pods, "DMS pod", "DMS pods")
+		if s.NodesWithoutPod > 0 {
+			line += fmt.Sprintf("; %s without a DMS pod or DPUNode (%s)", count(s.NodesWithoutPod, "node", "nodes"), diagnose.ClassPodMissing)
+		}
+		fmt.Fprintln(w, line)
+	}
 	fmt.Fprintf(w, "%d pods: %d healthy, %d failing; evidence cost %d API requests\n\n", d.Summary.Pods, d.Summary.Healthy, d.Summary.Failing, d.Requests)
 	if d.Summary.Pods == 0 {
 		fmt.Fprintf(w, "No DMS or host-agent pods (label %s) in %s: check that DPU nodes are labelled and the provisioning controller runs.\n\n",
@@ -279,11 +273,7 @@ func (o *DiagnoseOptions) printTable(d *diagnose.Diagnosis) error {
 				fmt.Fprintf(w, "   evidence (%s, %s): %s\n", e.Kind, e.Source, oneLine(e.Text))
 			}
 		}
-		fixable := "no"
-		if f.Fixable {
-			fixable = "yes (dpfdoctor fix)"
-		}
-		fmt.Fprintf(w, "   Fixable: %s\n   Next: %s\n", fixable, f.NextStep)
+		fmt.Fprintf(w, "   Fixable: %s\n   Next: %s\n", map[bool]string{true: "yes (dpfdoctor fix)", false: "no"}[f.Fixable], f.NextStep)
 	}
 	if d.Summary.Inferred > 0 {
 		fmt.Fprintf(w, "\n%s classified from the dms-init logs of other pods with the same failure signature "+
@@ -312,13 +302,6 @@ func (o *DiagnoseOptions) printTable(d *diagnose.Diagnosis) error {
 		fmt.Fprintln(w, "\nPer-pod detail: add -v, or --node NAME.")
 	}
 	return nil
-}
-
-func pausedNote(d *diagnose.Diagnosis) string {
-	if d.DPF.Paused {
-		return " (operator PAUSED)"
-	}
-	return ""
 }
 
 // classTable prints one line per class with its pod counts.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/dpfdoctor/dpfdoctor/internal/apply"
 	"github.com/dpfdoctor/dpfdoctor/internal/doctor"
 	"github.com/dpfdoctor/dpfdoctor/internal/kube"
 	"github.com/dpfdoctor/dpfdoctor/internal/outcome"
@@ -21,6 +22,7 @@ const (
 	ExitNotInstalled = 5
 	ExitNoRights     = 6
 	ExitDeclined     = 7
+	ExitGuard        = 8
 	ExitTimeout      = 124
 	ExitInterrupted  = 130
 )
@@ -35,6 +37,7 @@ const ExitCodesHelp = `Exit codes (every command):
   5    DPF not installed in the cluster
   6    you lack rights dpfdoctor needs (the message names them)
   7    declined at the confirmation prompt: nothing was changed
+  8    refused: a dpfdoctor guard in repair mode would undo it (rollback --pause-guard); nothing was changed
   124  timed out
   130  interrupted`
 
@@ -69,6 +72,8 @@ func ExitCode(err error) int {
 		return ExitProblems
 	case errors.Is(err, doctor.ErrDeclined):
 		return ExitDeclined
+	case errors.Is(err, apply.ErrGuardRepairing):
+		return ExitGuard
 	default:
 		return ExitInternal
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/pflag"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 
+	"github.com/dpfdoctor/dpfdoctor/internal/apply"
 	"github.com/dpfdoctor/dpfdoctor/internal/doctor"
 	"github.com/dpfdoctor/dpfdoctor/internal/kube"
 	"github.com/dpfdoctor/dpfdoctor/internal/outcome"
@@ -40,6 +41,7 @@ func TestExitCode(t *testing.T) {
 		{fmt.Errorf("list: %w", outcome.ErrNotInstalled), ExitNotInstalled},
 		{fmt.Errorf("need list pods: %w", kube.ErrInsufficientRights), ExitNoRights},
 		{silent(doctor.ErrDeclined), ExitDeclined},
+		{fmt.Errorf("%w (Lease x held by y)", apply.ErrGuardRepairing), ExitGuard},
 		{fmt.Errorf("wait: %w", context.DeadlineExceeded), ExitTimeout},
 		{fmt.Errorf("wait: %w", context.Canceled), ExitInterrupted},
 	} {
@@ -65,11 +67,14 @@ func badValues(missing string) map[string][][]string {
 		"dpfdoctor diagnose": {{"--max-logs", "-1"}, {"--from-bundle", missing}},
 		"dpfdoctor fix":      {{"--scope", "cluster"}, {"--timeout", "0s"}, {"--yes"}},
 		"dpfdoctor guard":    {{"--mode", "fix-everything"}, {"--max-repairs-per-minute", "0"}},
-		"dpfdoctor lint":     {{"--serviceaccount", "no-slash"}, {"--script", missing}},
+		"dpfdoctor lint":     {{"--serviceaccount", "no-slash"}, {"--script", missing}, {"--fail-on", "never"}, {"--config", missing}},
 		"dpfdoctor rollback": {{"--backup", missing}, {"--latest", "--backup", missing}},
 		"dpfdoctor sim up":   {{"--scenario", "nope"}, {"--dpf-version", "v1.0"}, {"--nodes", "0"}, {"--time-scale", "0"}},
 		"dpfdoctor sim down": {{"--pid-file", missing}},
+		"dpfdoctor version":  {{"-o", "table"}},
 		"dpfdoctor versions": {{"--out", missing}},
+
+		"dpfdoctor preflight": {{"--to", "v1.0"}, {"--rbac", missing}, {"--rbac", "current", "--rbac", "release"}},
 	}
 }
 
@@ -84,6 +89,8 @@ func TestBadInputEveryCommand(t *testing.T) {
 	// base makes a command otherwise valid, so that the bad input is what fails.
 	base := map[string][]string{
 		"dpfdoctor lint": {"--script", filepath.Join(lintData, "dmsinit-v25.4.0.sh"), "--rbac", filepath.Join(lintData, "role-v25.4.0.yaml")},
+
+		"dpfdoctor preflight": {"--to", "v25.7.0"},
 	}
 	missing := filepath.Join(t.TempDir(), "no", "such", "file")
 	values := badValues(missing)

@@ -6,12 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
-	"golang.org/x/term"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 	"k8s.io/utils/ptr"
@@ -127,10 +126,8 @@ func (o *FixOptions) Validate() error {
 	if o.Scope != plan.ScopeNames && o.Scope != plan.ScopeNamespace {
 		return Usagef("--scope must be %q or %q, got %q", plan.ScopeNames, plan.ScopeNamespace, o.Scope)
 	}
-	for _, n := range o.Nodes {
-		if strings.TrimSpace(n) == "" {
-			return Usagef("--node needs a node name")
-		}
+	if slices.ContainsFunc(o.Nodes, func(n string) bool { return strings.TrimSpace(n) == "" }) {
+		return Usagef("--node needs a node name")
 	}
 	if o.Timeout <= 0 || o.ReconcileWait < 0 {
 		return Usagef("--timeout must be positive and --reconcile-wait not negative")
@@ -148,8 +145,7 @@ func (o *FixOptions) isInteractive() bool {
 	if o.interactive != nil {
 		return *o.interactive
 	}
-	f, ok := o.In.(*os.File)
-	return ok && term.IsTerminal(int(f.Fd()))
+	return isTerminal(o.In)
 }
 
 // Run plans, and with --apply fixes.
@@ -195,24 +191,20 @@ func (o *FixOptions) plan(ctx context.Context, po doctor.PlanOptions) error {
 	p := pl.Plan
 	switch o.Output {
 	case OutputYAML:
-		y, err := p.RBACYAML()
-		if err != nil {
-			return err
-		}
-		if len(y) == 0 {
-			fmt.Fprintln(o.ErrOut, "No RBAC change is needed.")
-		}
-		if _, err := o.Out.Write(y); err != nil {
-			return err
+		var y []byte
+		if y, err = p.RBACYAML(); err == nil {
+			if len(y) == 0 {
+				fmt.Fprintln(o.ErrOut, "No RBAC change is needed.")
+			}
+			_, err = o.Out.Write(y)
 		}
 	case OutputJSON:
-		if err := printStructured(o.Out, OutputJSON, p); err != nil {
-			return err
-		}
+		err = printStructured(o.Out, OutputJSON, p)
 	default:
-		if err := printPlan(o.Out, p, pl.Refused, palette(isTerminal(o.Out))); err != nil {
-			return err
-		}
+		err = printPlan(o.Out, p, pl.Refused, palette(isTerminal(o.Out)))
+	}
+	if err != nil {
+		return err
 	}
 	if pl.Refused != nil {
 		return fmt.Errorf("%w: %w", outcome.ErrProblems, pl.Refused)

@@ -43,33 +43,22 @@ func printPlan(w io.Writer, p *plan.Plan, refused error, col palette) error {
 	}
 	if len(p.Restart) > 0 {
 		fmt.Fprintf(w, "\n%s (%d)\n", col.paint(bold, "PODS"), len(p.Restart))
-		type group struct {
-			reason string
-			pods   []string
-		}
-		groups := map[string]*group{}
-		var order []string
+		// One line per action and reason, with its pods.
+		type group struct{ action, reason string }
+		pods, order := map[group][]string{}, []group{}
 		for _, a := range p.Restart {
-			action := a.Action
-			if a.TouchNode {
-				action += ", then annotate the Node"
+			g := group{a.Action + map[bool]string{true: ", then annotate the Node"}[a.TouchNode], a.Reason}
+			if pods[g] == nil {
+				order = append(order, g)
 			}
-			k := action + "\x00" + a.Reason
-			if groups[k] == nil {
-				groups[k] = &group{reason: a.Reason}
-				order = append(order, k)
-			}
-			groups[k].pods = append(groups[k].pods, a.Pod)
+			pods[g] = append(pods[g], a.Pod)
 		}
-		for _, k := range order {
-			g := groups[k]
-			action, _, _ := strings.Cut(k, "\x00")
-			pods := g.pods
-			more := ""
-			if len(pods) > maxListed {
-				pods, more = pods[:maxListed], fmt.Sprintf(" (+%d more)", len(g.pods)-maxListed)
+		for _, g := range order {
+			listed, more := pods[g], ""
+			if len(listed) > maxListed {
+				listed, more = listed[:maxListed], fmt.Sprintf(" (+%d more)", len(listed)-maxListed)
 			}
-			fmt.Fprintf(w, "  %s: %s%s\n    why: %s\n", action, strings.Join(pods, ", "), more, g.reason)
+			fmt.Fprintf(w, "  %s: %s%s\n    why: %s\n", g.action, strings.Join(listed, ", "), more, g.reason)
 		}
 	}
 	if len(p.Skipped) > 0 {
@@ -196,12 +185,5 @@ func printFixSummary(w io.Writer, r *doctor.Report, col palette) error {
 	return nil
 }
 
-func short(id string) string {
-	if len(id) > 12 {
-		return id[:12]
-	}
-	if id == "" {
-		return "–"
-	}
-	return id
-}
+// short is a plan ID's first 12 characters, "–" for none.
+func short(id string) string { return cmp.Or(id[:min(len(id), 12)], "–") }

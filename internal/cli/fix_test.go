@@ -75,6 +75,12 @@ func TestFixAndRollbackCommands(t *testing.T) {
 	if code != ExitOK || !strings.Contains(out, "CHANGES") || !strings.Contains(out, "dpfdoctor-") || !strings.Contains(out, "MUST STAY DENIED") {
 		t.Fatalf("fix (plan): exit %d\n%s\n%s", code, out, errOut)
 	}
+	sc := schemas(t)
+	if code, out, errOut := runCLI(t, "", "fix", kc, "-o", "json"); code != ExitOK {
+		t.Fatalf("fix -o json: exit %d\n%s", code, errOut)
+	} else {
+		validate(t, sc["fix-plan-v1alpha1"], "fix -o json", []byte(out))
+	}
 	code, out, _ = runCLI(t, "", "fix", kc, "-o", "yaml")
 	docs := strings.Split(out, "---\n")
 	var role map[string]any
@@ -106,6 +112,7 @@ func TestFixAndRollbackCommands(t *testing.T) {
 	if len(dirs) != 1 {
 		t.Fatalf("%d backups", len(dirs))
 	}
+	validate(t, sc["fix-report-v1alpha1"], "report.json", mustReadBytes(t, filepath.Join(backups, dirs[0].Name(), "report.json")))
 	report, err := os.ReadFile(filepath.Join(backups, dirs[0].Name(), "report.md"))
 	if err != nil || !strings.Contains(string(report), "dpfdoctor rollback --backup") || !strings.Contains(string(report), kc[len("--kubeconfig="):]) {
 		t.Fatalf("report.md: %v\n%s", err, report)

@@ -26,6 +26,7 @@ type GuardOptions struct {
 	Mode                string
 	MetricsAddr         string
 	MetricsSecure       bool
+	MetricsCertDir      string
 	ProbeAddr           string
 	LeaderElect         bool
 	LeaderElectionID    string
@@ -93,6 +94,7 @@ func NewCmdGuard(kf *genericclioptions.ConfigFlags, s genericiooptions.IOStreams
 	f.StringVar(&o.Mode, "mode", o.Mode, "observe (events and metrics only) or repair (also apply the least-privilege fix)")
 	f.StringVar(&o.MetricsAddr, "metrics-bind-address", o.MetricsAddr, "Address of the /metrics endpoint (\"0\" disables it)")
 	f.BoolVar(&o.MetricsSecure, "metrics-secure", true, "Serve /metrics over HTTPS to authenticated, authorized clients only (false: plain HTTP on a loopback address, for local runs)")
+	f.StringVar(&o.MetricsCertDir, "metrics-cert-dir", "", "Serve /metrics with tls.crt and tls.key from this directory, reloaded when they change (default: a self-signed certificate)")
 	f.StringVar(&o.ProbeAddr, "health-probe-bind-address", o.ProbeAddr, "Address of /healthz and /readyz (\"0\" disables them)")
 	f.BoolVar(&o.LeaderElect, "leader-elect", false, "Elect a leader through a Lease so that only one replica acts")
 	f.StringVar(&o.LeaderElectionID, "leader-election-id", o.LeaderElectionID, "Name of the leader-election Lease (in the DPF namespace)")
@@ -120,9 +122,6 @@ func (o *GuardOptions) Validate() error {
 
 // Run starts the guard and blocks until the context ends.
 func (o *GuardOptions) Run(ctx context.Context) error {
-	if ctx == nil {
-		ctx = context.Background()
-	}
 	clients, err := kube.FromFlags(o.kf, nil)
 	if err != nil {
 		return err
@@ -130,7 +129,7 @@ func (o *GuardOptions) Run(ctx context.Context) error {
 	log := textLogger(o.ErrOut, o.Verbosity).WithName("guard")
 	ctrllog.SetLogger(log)
 	err = guard.Run(ctx, clients.Config, guard.Options{
-		Namespace: clients.Namespace, Mode: o.Mode, MetricsAddr: o.MetricsAddr, InsecureMetrics: !o.MetricsSecure, ProbeAddr: o.ProbeAddr,
+		Namespace: clients.Namespace, Mode: o.Mode, MetricsAddr: o.MetricsAddr, InsecureMetrics: !o.MetricsSecure, MetricsCertDir: o.MetricsCertDir, ProbeAddr: o.ProbeAddr,
 		LeaderElect: o.LeaderElect, LeaderElectionID: o.LeaderElectionID, BackupDir: o.BackupDir,
 		MaxLogsPerSignature: o.MaxLogsPerSignature, MaxRepairsPerMinute: o.MaxRepairsPerMinute, Logger: log,
 	})

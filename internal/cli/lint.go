@@ -8,10 +8,10 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"slices"
 	"strings"
 
 	"github.com/dpfdoctor/dpfdoctor/internal/access"
+	"github.com/dpfdoctor/dpfdoctor/internal/buildinfo"
 	"github.com/dpfdoctor/dpfdoctor/internal/dpf"
 	"github.com/dpfdoctor/dpfdoctor/internal/kube"
 	"github.com/dpfdoctor/dpfdoctor/internal/lint"
@@ -37,6 +37,8 @@ type LintOptions struct {
 	Output         string
 	Suggest        bool
 	FromCluster    bool
+	FailOn         string // certain|possible
+	Config         string // suppressions; default lint.ConfigFile when it exists
 	dynamic        lintDynamicFlags
 
 	argsSet      bool
@@ -56,7 +58,12 @@ ServiceAccount with the Kubernetes RBAC rule matching against the Roles,
 ClusterRoles and bindings in --rbac (files, directories, Helm or kustomize
 output, "-" for stdin), or the live cluster's with --from-cluster.
 
-Exit codes: 0 every certain call is allowed; 3 a certain call is denied;
+Denials a configuration file suppresses (--config, default
+` + lint.ConfigFile + ` in the current directory when it exists) are listed
+but do not fail the run.
+
+Exit codes: 0 every certain call is allowed (with --fail-on possible: every
+call); 3 a certain call is denied (with --fail-on possible: any call);
 2 usage errors and malformed scripts or manifests (the message names
 file:line); 1 internal errors; 4 the cluster is unreachable (--from-cluster).`
 
@@ -67,8 +74,9 @@ const lintExample = `  # The v25.4.0 regression: non-Kubernetes mode reads Secre
   # Kubernetes mode, with the dms-init arguments of a rendered DMS pod
   dpfdoctor lint --script dmsinit.sh --rbac rbac/ --pod dms-pod.yaml --container dms-init
 
-  # CI: SARIF for code scanning, and the Role that would close the gaps
+  # CI: SARIF for code scanning, JUnit for test reports, and the Role that would close the gaps
   helm template dpf ./chart | dpfdoctor lint --script dmsinit.sh --rbac - -o sarif > lint.sarif
+  dpfdoctor lint --script dmsinit.sh --rbac rbac/ --fail-on possible --config .dpfdoctor-lint.yaml -o junit > lint.xml
   dpfdoctor lint --script dmsinit.sh --rbac rbac/ --args "..." --suggest`
 
 // NewCmdLint builds `dpfdoctor lint`.
@@ -76,6 +84,7 @@ func NewCmdLint(s genericiooptions.IOStreams) *cobra.Command {
 	o := &LintOptions{
 		IOStreams:      s,
 		Output:         lint.FormatText,
+		FailOn:         string(lint.Certain),
 		Container:      dpf.ContainerDMSInit,
 		ServiceAccount: dpf.DefaultNamespace + "/" + dmsServiceAccount(),
 		kf:             genericclioptions.NewConfigFlags(true),
@@ -104,6 +113,8 @@ func NewCmdLint(s genericiooptions.IOStreams) *cobra.Command {
 	f.StringSliceVar(&o.CRDs, "crds", nil, "CustomResourceDefinition files or directories, for kinds lint does not know (repeatable)")
 	f.StringVarP(&o.Output, "output", "o", o.Output, "output format: "+strings.Join(lint.Formats, "|"))
 	f.BoolVar(&o.Suggest, "suggest", false, "print least-privilege Role/RoleBinding YAML that allows the denied certain calls")
+	f.StringVar(&o.FailOn, "fail-on", o.FailOn, "exit 3 when a call of this certainty or a more certain one is denied: certain|possible")
+	f.StringVar(&o.Config, "config", "", "configuration file with suppressions (default "+lint.ConfigFile+" when it exists)")
 	f.BoolVar(&o.FromCluster, "from-cluster", false, "read the RBAC and the DMS pod's dms-init arguments from the cluster (kubeconfig flags below)")
 	o.dynamic.add(f)
 	o.kf.AddFlags(f)
@@ -141,11 +152,10 @@ func (o *LintOptions) Validate() error {
 		return errors.New("--args and --pod both give the script's arguments: use one")
 	case o.saNS == "" || o.saName == "" || strings.Contains(o.saName, "/"):
 		return fmt.Errorf("--serviceaccount %q: want NAMESPACE/NAME", o.ServiceAccount)
+	case o.FailOn != string(lint.Certain) && o.FailOn != string(lint.Possible):
+		return fmt.Errorf("--fail-on %q: want %s or %s", o.FailOn, lint.Certain, lint.Possible)
 	}
-	if slices.Contains(lint.Formats, o.Output) {
-		return nil
-	}
-	return fmt.Errorf("unable to match a printer suitable for the output format %q, allowed formats are: %s", o.Output, strings.Join(lint.Formats, ","))
+	return checkOutput(o.Output, lint.Formats...)
 }
 
 // Run loads the inputs, lints and prints the report. A denied certain call
@@ -174,13 +184,19 @@ func (o *LintOptions) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if o.dynamic.on {
-		return o.runDynamic(ctx, scripts, set, kinds, args)
+	cfg, err := o.loadConfig()
+	if err != nil {
+		return err
 	}
-	report := lint.Lint(scripts, set, lint.Options{
+	lo := lint.Options{
 		Kinds: kinds, Args: args, DefaultNamespace: o.saNS,
 		Subject: access.ServiceAccount(o.saNS, o.saName), ServiceAccount: o.ServiceAccount,
-	})
+		FailOn: lint.Certainty(o.FailOn), Suppress: cfg.Suppressions,
+	}
+	if o.dynamic.on {
+		return o.runDynamic(ctx, scripts, set, lo)
+	}
+	report := lint.Lint(scripts, set, lo)
 	if o.Suggest {
 		y, err := lint.Suggest(report, rbacv1.Subject{Kind: rbacv1.ServiceAccountKind, Name: o.saName, Namespace: o.saNS})
 		if err != nil {
@@ -191,13 +207,37 @@ func (o *LintOptions) Run(ctx context.Context) error {
 			fmt.Fprintf(o.ErrOut, "# Least-privilege RBAC that allows the denied certain requests:\n%s", y)
 		}
 	}
-	if err := lint.Write(o.Out, report, o.Output, Version); err != nil {
+	code := ExitOK
+	if report.Failed() {
+		code = ExitProblems
+	}
+	if err := lint.Write(o.Out, report, o.Output, buildinfo.Get().Version, code); err != nil {
 		return err
 	}
 	if report.Failed() {
-		return silent(fmt.Errorf("%w: %d certain kubectl %s denied", outcome.ErrProblems, report.Denied, map[bool]string{true: "request", false: "requests"}[report.Denied == 1]))
+		n, what := report.Denied, "certain"
+		if o.FailOn == string(lint.Possible) {
+			n, what = n+report.Possible, "certain or possible"
+		}
+		return silent(fmt.Errorf("%w: %d %s kubectl %s denied", outcome.ErrProblems, n, what, map[bool]string{true: "request", false: "requests"}[n == 1]))
 	}
 	return nil
+}
+
+// loadConfig reads --config, or lint.ConfigFile when it exists.
+func (o *LintOptions) loadConfig() (*lint.Config, error) {
+	file := o.Config
+	if file == "" {
+		if _, err := os.Stat(lint.ConfigFile); err != nil {
+			return &lint.Config{}, nil //nolint:nilerr // no default file: nothing suppressed
+		}
+		file = lint.ConfigFile
+	}
+	c, err := lint.LoadConfig(file)
+	if err != nil {
+		return nil, UsageError{Err: err}
+	}
+	return c, nil
 }
 
 func (o *LintOptions) loadRBAC(ctx context.Context) (*rbac.Set, []string, error) {

@@ -10,7 +10,7 @@ import (
 	"github.com/spf13/pflag"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
-	"github.com/dpfdoctor/dpfdoctor/internal/access"
+	"github.com/dpfdoctor/dpfdoctor/internal/buildinfo"
 	"github.com/dpfdoctor/dpfdoctor/internal/dpf"
 	"github.com/dpfdoctor/dpfdoctor/internal/lint"
 	"github.com/dpfdoctor/dpfdoctor/internal/outcome"
@@ -34,7 +34,10 @@ func (f *lintDynamicFlags) add(fs *pflag.FlagSet) {
 
 // runDynamic runs every script once per argument set: --args or --pod, else
 // the operator's (rshim-preflight's and dms-init's).
-func (o *LintOptions) runDynamic(ctx context.Context, scripts []*lint.Script, set *rbac.Set, kinds []dpf.Kind, args *lint.Args) error {
+func (o *LintOptions) runDynamic(ctx context.Context, scripts []*lint.Script, set *rbac.Set, lo lint.Options) error {
+	if o.Output == lint.FormatJUnit {
+		return Usagef("--dynamic writes text, json or sarif")
+	}
 	if _, err := dpf.Lookup(o.dynamic.version); err != nil {
 		return UsageError{Err: err}
 	}
@@ -46,8 +49,8 @@ func (o *LintOptions) runDynamic(ctx context.Context, scripts []*lint.Script, se
 		return fmt.Errorf("--dynamic needs kubectl (KUBECTL, KUBEBUILDER_ASSETS or PATH): %w", err)
 	}
 	argSets := sandbox.OperatorArgSets()
-	if args != nil {
-		argSets = [][]string{args.Strings()}
+	if lo.Args != nil {
+		argSets = [][]string{lo.Args.Strings()}
 	}
 	ctrllog.SetLogger(logr.Discard())
 	report := &lint.DynamicReport{}
@@ -63,12 +66,16 @@ func (o *LintOptions) runDynamic(ctx context.Context, scripts []*lint.Script, se
 			return err
 		}
 		for _, run := range runs {
-			static := lint.Lint([]*lint.Script{s}, set, lint.Options{Kinds: kinds, Args: lint.ArgsFromArgv(run.Args), DefaultNamespace: o.saNS,
-				Subject: access.ServiceAccount(o.saNS, o.saName), ServiceAccount: o.ServiceAccount})
+			lo.Args = lint.ArgsFromArgv(run.Args)
+			static := lint.Lint([]*lint.Script{s}, set, lo)
 			report.Runs = append(report.Runs, lint.NewDynamicRun(static, o.Scripts[i], run.Args, run.ExitCode, run.Log, run.Requests))
 		}
 	}
-	if err := lint.WriteDynamic(o.Out, report, o.Output, Version); err != nil {
+	code := ExitOK
+	if report.Failed() {
+		code = ExitProblems
+	}
+	if err := lint.WriteDynamic(o.Out, report, o.Output, buildinfo.Get().Version, code); err != nil {
 		return err
 	}
 	if report.Failed() {

@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"k8s.io/cli-runtime/pkg/genericiooptions"
+
+	"github.com/dpfdoctor/dpfdoctor/internal/lint"
 )
 
 const lintData = "../lint/testdata/"
@@ -16,6 +18,10 @@ func TestLintCommand(t *testing.T) {
 	script := lintData + "dmsinit-v25.4.0.sh"
 	role := lintData + "role-v25.4.0.yaml"
 	nonK8s := "--external-certificate none --k8s-env false --dms-ip 127.0.10.5 --kubeconfig /etc/dpf/kubeconfig"
+	config := filepath.Join(t.TempDir(), "lint.yaml")
+	if err := os.WriteFile(config, []byte("suppressions:\n- {code: DPF-LINT-001, call: '*get secret*', reason: not run outside Kubernetes}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name       string
 		args       []string
@@ -37,6 +43,15 @@ func TestLintCommand(t *testing.T) {
 			code: ExitProblems, jsonOutput: true, stdout: []string{`"denied": 3`, `"suggestion": "apiVersion: rbac.authorization.k8s.io/v1\nkind: Role`}},
 		{name: "sarif", args: []string{"lint", "--script", script, "--rbac", role, "--args", nonK8s, "-o", "sarif"},
 			code: ExitProblems, jsonOutput: true, stdout: []string{`"version": "2.1.0"`, `"ruleId": "DPF-LINT-001"`}},
+		{name: "junit", args: []string{"lint", "--script", script, "--rbac", role, "--args", nonK8s, "-o", "junit"},
+			code: ExitProblems, stdout: []string{`<testsuites name="dpfdoctor lint" tests="17" failures="3"`, `<failure message="DPF-LINT-001: denied to`}},
+		{name: "suppressed by --config", args: []string{"lint", "--script", script, "--rbac", role, "--args", nonK8s, "--config", config},
+			code: ExitOK, stdout: []string{"PASSED: 0 certain requests denied, 3 possible requests denied, 11 allowed, 3 suppressed"}},
+		{name: "--fail-on possible", args: []string{"lint", "--script", script, "--rbac", role, "--args", nonK8s, "--config", config, "--fail-on", "possible", "-o", "sarif"},
+			code: ExitProblems, jsonOutput: true, stdout: []string{`"exitCode": 3`, `"kind": "external"`}},
+		{name: "bad --fail-on", args: []string{"lint", "--script", script, "--rbac", role, "--fail-on", "always"}, code: ExitUsage, stderr: []string{`--fail-on "always"`}},
+		{name: "malformed config", args: []string{"lint", "--script", script, "--rbac", role, "--config", role}, code: ExitUsage, stderr: []string{"role-v25.4.0.yaml"}},
+		{name: "missing config", args: []string{"lint", "--script", script, "--rbac", role, "--config", "nope.yaml"}, code: ExitUsage, stderr: []string{"nope.yaml"}},
 		{name: "suggest appends a Role", args: []string{"lint", "--script", script, "--rbac", role, "--args", nonK8s, "--suggest"},
 			code: ExitProblems, stdout: []string{"# Least-privilege RBAC", "kind: RoleBinding", "name: dpfdoctor-dpf-provisioning-dms-service-account"}},
 		{name: "v25.7 script on the v25.4.0 role", args: []string{"lint", "--script", lintData + "dmsinit-v25.7.sh", "--rbac", role, "--pod", lintData + "dms-pod.yaml"},
@@ -96,4 +111,24 @@ func mustRead(t *testing.T, path string) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// .dpfdoctor-lint.yaml in the current directory applies without --config.
+func TestLintDefaultConfig(t *testing.T) {
+	abs := func(p string) string {
+		a, err := filepath.Abs(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a
+	}
+	script, role := abs(lintData+"dmsinit-v25.4.0.sh"), abs(lintData+"role-v25.4.0.yaml")
+	t.Chdir(t.TempDir())
+	if err := os.WriteFile(lint.ConfigFile, []byte("suppressions:\n- {code: DPF-LINT-001, reason: accepted}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut := run(t, "lint", "--script", script, "--rbac", role, "--args", "--external-certificate none --k8s-env false")
+	if code != ExitOK || !strings.Contains(out, "suppressed (DPF-LINT-001): accepted") {
+		t.Errorf("exit %d\n%s\n%s", code, out, errOut)
+	}
 }

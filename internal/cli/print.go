@@ -50,9 +50,9 @@ func printStructured(w io.Writer, format string, v any) error {
 	return err
 }
 
-// isTerminal reports whether w is a terminal (colour is used only then).
-func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
+// isTerminal reports whether a stream is a terminal (colour is used only then).
+func isTerminal(stream any) bool {
+	f, ok := stream.(*os.File)
 	return ok && term.IsTerminal(int(f.Fd()))
 }
 

@@ -21,6 +21,7 @@ type RollbackOptions struct {
 	Backup     string
 	Latest     bool
 	BackupRoot string
+	PauseGuard bool
 
 	kf *genericclioptions.ConfigFlags
 }
@@ -35,6 +36,13 @@ Running it again is harmless and says "already rolled back".
 A backup that is missing, incomplete, altered or from another cluster is
 refused (exit 2) before any change.
 
+A dpfdoctor guard in repair mode would put the grant back at once. When one
+runs (its Lease is held, or a Deployment runs guard --mode=repair), rollback
+refuses with exit 8 and changes nothing. With --pause-guard it annotates the
+DPFOperatorConfig dpfdoctor.dev/guard-paused, waits for the guard's
+DPFDoctorGuardPaused event, rolls back and leaves the guard paused: it keeps
+diagnosing but repairs nothing until the annotation is removed.
+
 `
 
 // NewCmdRollback builds `dpfdoctor rollback`.
@@ -48,7 +56,10 @@ func NewCmdRollback(kf *genericclioptions.ConfigFlags, s genericiooptions.IOStre
   dpfdoctor rollback --latest
 
   # Undo a given fix (the command is in its report.md)
-  dpfdoctor rollback --backup dpfdoctor-backups/20250101T120000Z`,
+  dpfdoctor rollback --backup dpfdoctor-backups/20250101T120000Z
+
+  # Undo it while a dpfdoctor guard runs in repair mode
+  dpfdoctor rollback --latest --pause-guard`,
 		Args: positional(cobra.NoArgs),
 		RunE: func(c *cobra.Command, _ []string) error {
 			if err := o.Validate(); err != nil {
@@ -62,6 +73,7 @@ func NewCmdRollback(kf *genericclioptions.ConfigFlags, s genericiooptions.IOStre
 	f.StringVar(&o.Backup, "backup", "", "The backup directory of the fix to undo")
 	f.BoolVar(&o.Latest, "latest", false, "Undo the newest backup under --backup-dir")
 	f.StringVar(&o.BackupRoot, "backup-dir", apply.DefaultRoot, "Where --latest looks for backups")
+	f.BoolVar(&o.PauseGuard, "pause-guard", false, "Pause a dpfdoctor guard running in repair mode first (it stays paused)")
 	kubeFlags(cmd, kf)
 	return cmd
 }
@@ -90,7 +102,7 @@ func (o *RollbackOptions) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	res, err := doctor.Rollback(ctx, doctor.RollbackOptions{Clients: clients, Dir: dir, Log: o.ErrOut})
+	res, err := doctor.Rollback(ctx, doctor.RollbackOptions{Clients: clients, Dir: dir, Log: o.ErrOut, PauseGuard: o.PauseGuard})
 	if errors.Is(err, apply.ErrBadBackup) {
 		return UsageError{Err: err}
 	}
@@ -108,6 +120,10 @@ func (o *RollbackOptions) Run(ctx context.Context) error {
 		for _, r := range res.Restored {
 			fmt.Fprintf(o.Out, "  restored %s\n", r)
 		}
+	}
+	if res.GuardPaused != "" {
+		fmt.Fprintf(o.Out, "The dpfdoctor guard stays paused: it diagnoses but does not repair. Resume it (it then repairs what fails again) with:\n"+
+			"  kubectl -n %s annotate dpfoperatorconfigs --all %s-\n", res.Namespace, apply.GuardPausedAnnotation)
 	}
 	for _, l := range res.Left {
 		fmt.Fprintf(o.ErrOut, "warning: %s\n", l)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -30,6 +31,12 @@ back cleanly; and lints the next dmsinit.sh against its RBAC in CI.
 		SilenceErrors: true,
 		Args:          positional(cobra.NoArgs),
 		RunE:          showHelp,
+	}
+	// Installed as kubectl-dpfdoctor or oc-dpfdoctor, dpfdoctor is a kubectl
+	// (or oc) plugin, and help and usage name it the way it was invoked:
+	// https://kubernetes.io/docs/tasks/extend-kubectl/kubectl-plugins/
+	if cli, ok := strings.CutSuffix(filepath.Base(os.Args[0]), "-dpfdoctor"); ok && (cli == "kubectl" || cli == "oc") {
+		root.Annotations = map[string]string{cobra.CommandDisplayNameAnnotation: cli + " dpfdoctor"}
 	}
 	root.SetIn(streams.In)
 	root.SetOut(streams.Out)

@@ -1,3 +1,5 @@
+//go:build !nosim
+
 package cli
 
 import (
@@ -250,4 +252,10 @@ func newCmdSimScenarios(s genericiooptions.IOStreams) *cobra.Command {
 			return nil
 		},
 	}
+}
+
+// simCommands is `dpfdoctor sim`; builds tagged nosim (release archives, the
+// image) leave the simulator and envtest out (internal/cli/nosim.go).
+func simCommands(s genericiooptions.IOStreams) []*cobra.Command {
+	return []*cobra.Command{NewCmdSim(s)}
 }

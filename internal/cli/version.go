@@ -5,20 +5,29 @@ import (
 
 	"github.com/spf13/cobra"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
+
+	"github.com/dpfdoctor/dpfdoctor/internal/buildinfo"
 )
 
-// Version is set at build time with -ldflags "-X .../internal/cli.Version=...".
-var Version = "dev"
-
-// NewCmdVersion prints dpfdoctor's own version.
+// NewCmdVersion prints dpfdoctor's own version (internal/buildinfo).
 func NewCmdVersion(s genericiooptions.IOStreams) *cobra.Command {
-	return &cobra.Command{
+	var output string
+	cmd := &cobra.Command{
 		Use:   "version",
-		Short: "Print dpfdoctor's version",
+		Short: "Print dpfdoctor's version, commit and build date",
 		Args:  positional(cobra.NoArgs),
 		RunE: func(*cobra.Command, []string) error {
-			_, err := fmt.Fprintf(s.Out, "dpfdoctor %s\n", Version)
+			i := buildinfo.Get()
+			if output != "" {
+				if err := checkOutput(output, OutputJSON, OutputYAML); err != nil {
+					return err
+				}
+				return printStructured(s.Out, output, i)
+			}
+			_, err := fmt.Fprintf(s.Out, "dpfdoctor %s (commit %s, built %s, %s %s)\n", i.Version, i.Commit, i.BuildDate, i.GoVersion, i.Platform)
 			return err
 		},
 	}
+	cmd.Flags().StringVarP(&output, "output", "o", "", "json or yaml; empty prints one line")
+	return cmd
 }

@@ -2,7 +2,6 @@ package cli
 
 import (
 	"cmp"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -15,6 +14,10 @@ import (
 
 	"github.com/dpfdoctor/dpfdoctor/internal/dpf"
 )
+
+// VersionsSchema identifies the layout of `versions -o json`
+// (docs/schema/versions.schema.json).
+const VersionsSchema = "dpfdoctor.dev/versions/v1alpha1"
 
 // NewCmdVersions prints the DPF compatibility matrix.
 func NewCmdVersions(s genericiooptions.IOStreams) *cobra.Command {
@@ -55,13 +58,14 @@ func writeVersions(w io.Writer, output string) error {
 			Calls          []dpf.Call `json:"calls"`
 			FailureClasses []string   `json:"failureClasses"`
 		}
-		var rows []row
+		doc := struct {
+			SchemaVersion string `json:"schemaVersion"`
+			Releases      []row  `json:"releases"`
+		}{SchemaVersion: VersionsSchema}
 		for _, r := range dpf.Releases() {
-			rows = append(rows, row{Release: r, Calls: dpf.AllCalls(r.Script), FailureClasses: r.FailureClasses()})
+			doc.Releases = append(doc.Releases, row{Release: r, Calls: append([]dpf.Call{}, dpf.AllCalls(r.Script)...), FailureClasses: r.FailureClasses()})
 		}
-		e := json.NewEncoder(w)
-		e.SetIndent("", "  ")
-		return e.Encode(rows)
+		return printStructured(w, OutputJSON, doc)
 	default: // table
 		tw := printers.GetNewTabWriter(w)
 		fmt.Fprintln(tw, "VERSION\tSERVICEACCOUNT\tINIT CONTAINERS\tDMSINIT\tCALLS\tFAILURE CLASSES")

@@ -1,6 +1,7 @@
 package diagnose
 
 import (
+	"cmp"
 	"fmt"
 	"strings"
 
@@ -12,21 +13,11 @@ import (
 // to check kubectl version: ..."): the hostNetwork pod cannot reach the API
 // server at the address the operator gave it (DPFOperatorConfig
 // spec.overrides.kubernetesAPIServerVIP/Port → KUBERNETES_SERVICE_HOST/PORT).
-type apiServerUnreachable struct{}
-
-func (apiServerUnreachable) ID() string   { return CodeAPIServerUnreachable }
-func (apiServerUnreachable) Class() Class { return ClassAPIServerUnreachable }
-
-func (c apiServerUnreachable) Classify(b *evidence.Bundle) []Finding { return c.classify(newView(b)) }
-
-func (apiServerUnreachable) classify(v *view) []Finding {
+func apiServerUnreachable(v *view) []Finding {
 	b := v.b
 	in := b.Install
 	f := Finding{Class: ClassAPIServerUnreachable, Code: CodeAPIServerUnreachable, Severity: SeverityError}
-	vip := in.APIServerVIP
-	if vip == "" {
-		vip = "(not set)"
-	}
+	vip := cmp.Or(in.APIServerVIP, "(not set)")
 	port := "(not set)"
 	if in.APIServerPort != 0 {
 		port = fmt.Sprint(in.APIServerPort)

@@ -19,17 +19,17 @@ func TestAPIServerUnreachable(t *testing.T) {
 		{"apiserver_unreachable/near-miss-other-error.yaml", nil},
 		{"rbac_forbidden/hypothetical-secrets-forbidden.yaml", nil},
 	} {
-		t.Run(tc.file, func(t *testing.T) { expect(t, apiServerUnreachable{}, tc.file, tc.want) })
+		t.Run(tc.file, func(t *testing.T) { expect(t, of(ClassAPIServerUnreachable), tc.file, tc.want) })
 	}
 }
 
 // The v25.10 host agent logs its failures in klog form.
 func TestHostAgent(t *testing.T) {
-	expect(t, apiServerUnreachable{}, "apiserver_unreachable/hostagent.yaml", &want{
+	expect(t, of(ClassAPIServerUnreachable), "apiserver_unreachable/hostagent.yaml", &want{
 		code: CodeAPIServerUnreachable, pods: []string{"h1-dms"},
 		evidence: []string{"unable to reach the Kubernetes API server", "pod h1-dms hostagent env"},
 	})
-	expect(t, noDPUFound{}, "apiserver_unreachable/hostagent.yaml", &want{
+	expect(t, of(ClassNoDPUFound), "apiserver_unreachable/hostagent.yaml", &want{
 		code: CodeNoDPUFound, pods: []string{"h2-dms"}, evidence: []string{"no DPU found on this host"},
 	})
 }

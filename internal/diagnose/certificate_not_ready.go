@@ -2,6 +2,7 @@ package diagnose
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/dpfdoctor/dpfdoctor/internal/dpf"
@@ -14,14 +15,7 @@ import (
 // server-volume, so not even rshim-preflight runs. It also covers the
 // certificate path of dmsinit.sh timing out on a Secret it may read but
 // that does not exist.
-type certificateNotReady struct{}
-
-func (certificateNotReady) ID() string   { return CodeCertificateNotReady }
-func (certificateNotReady) Class() Class { return ClassCertificateNotReady }
-
-func (c certificateNotReady) Classify(b *evidence.Bundle) []Finding { return c.classify(newView(b)) }
-
-func (certificateNotReady) classify(v *view) []Finding {
+func certificateNotReady(v *view) []Finding {
 	b := v.b
 	f := Finding{Class: ClassCertificateNotReady, Code: CodeCertificateNotReady, Severity: SeverityError}
 	issuerBad := false
@@ -47,7 +41,7 @@ func (certificateNotReady) classify(v *view) []Finding {
 		issuerBad = true
 		f.Evidence = append(f.Evidence, Evidence{Kind: EvidenceObject, Source: "Issuer " + ns + "/" + dpf.Issuer, Text: "absent"})
 	}
-	first, _ := v.pod(f.Pods[0])
+	first := v.pods[f.Pods[0]]
 	f.Summary = fmt.Sprintf("%s cannot start: the node's DMS server certificate Secret does not exist", plural(len(f.Pods), "pod", "pods"))
 	step := fmt.Sprintf("find why cert-manager has not issued it: kubectl describe certificate %s -n %s (or `cmctl status certificate %s -n %s`)",
 		first.CertificateName(), ns, first.CertificateName(), ns)
@@ -64,14 +58,14 @@ func (certificateNotReady) classify(v *view) []Finding {
 func certificateEvidence(v *view, p evidence.Pod) ([]Evidence, string, bool) {
 	b := v.b
 	secret := dpf.SecretName(p.Node)
-	if v, ok := serverVolume(p); ok && v.Secret != "" {
-		secret = v.Secret
+	if i := slices.IndexFunc(p.Volumes, func(v evidence.Volume) bool { return v.Name == dpf.ServerVolume }); i >= 0 && p.Volumes[i].Secret != "" {
+		secret = p.Volumes[i].Secret
 	}
 	certName := p.CertificateName()
 	ns := b.Install.Namespace
 	var ev []Evidence
 	mount := false
-	for _, e := range v.podEvents(p.Name) {
+	for _, e := range v.events[p.Name] {
 		if e.Reason == "FailedMount" && (strings.Contains(e.Message, dpf.ServerVolume) || strings.Contains(e.Message, secret)) {
 			mount = true
 			ev = append(ev, Evidence{Kind: EvidenceEvent, Source: "pod " + p.Name + " event FailedMount", Text: e.Message})
@@ -83,7 +77,7 @@ func certificateEvidence(v *view, p evidence.Pod) ([]Evidence, string, bool) {
 	if absent {
 		ev = append(ev, Evidence{Kind: EvidenceObject, Source: "Secret " + ns + "/" + secret, Text: "absent (Secret metadata list)"})
 	}
-	cert, haveCert := v.certificate(certName)
+	cert, haveCert := v.certs[certName]
 	certBad := false
 	switch {
 	case haveCert && !cert.Ready():
@@ -100,32 +94,17 @@ func certificateEvidence(v *view, p evidence.Pod) ([]Evidence, string, bool) {
 	// out on a Secret it is allowed to read: the Secret is the problem when
 	// it is absent (or, with Secrets unlisted, its Certificate is not Ready).
 	missing := absent || (!known && certBad)
-	if l, _, ok := scriptError(v.log(p.Name), dpf.MsgSecretTimeoutC); ok && missing && v.secretReadAllowed(p) {
-		return append(ev, logEvidence(l)), "timed out waiting for Secret " + secret + ", which cert-manager has not written", true
-	}
-	if l, _, ok := scriptError(v.log(p.Name), dpf.MsgSecretTimeoutB); ok && missing && v.secretReadAllowed(p) {
-		return append(ev, logEvidence(l)), "timed out waiting for Secret " + secret + ", which cert-manager has not written", true
+	for _, msg := range []string{dpf.MsgSecretTimeoutC, dpf.MsgSecretTimeoutB} {
+		if l, _, ok := scriptError(v.log(p.Name), msg); ok && missing && v.secretReadAllowed(p) {
+			return append(ev, logEvidence(l)), "timed out waiting for Secret " + secret + ", which cert-manager has not written", true
+		}
 	}
 	return nil, "", false
 }
 
-func serverVolume(p evidence.Pod) (evidence.Volume, bool) {
-	for _, v := range p.Volumes {
-		if v.Name == dpf.ServerVolume {
-			return v, true
-		}
-	}
-	return evidence.Volume{}, false
-}
-
 // secretReadAllowed reports whether no review denied the pod's Secret read.
 func (v *view) secretReadAllowed(p evidence.Pod) bool {
-	for _, d := range v.denied(p) {
-		if d.req.Resource == "secrets" {
-			return false
-		}
-	}
-	return true
+	return !slices.ContainsFunc(v.denied(p), func(d denied) bool { return d.req.Resource == "secrets" })
 }
 
 func conditionText(o evidence.Object, t string) string {

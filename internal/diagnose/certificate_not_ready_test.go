@@ -25,6 +25,6 @@ func TestCertificateNotReady(t *testing.T) {
 		{"certificate_not_ready/near-miss-pvc-mount.yaml", nil},
 		{"healthy/ready.yaml", nil},
 	} {
-		t.Run(tc.file, func(t *testing.T) { expect(t, certificateNotReady{}, tc.file, tc.want) })
+		t.Run(tc.file, func(t *testing.T) { expect(t, of(ClassCertificateNotReady), tc.file, tc.want) })
 	}
 }

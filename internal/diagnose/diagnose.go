@@ -6,11 +6,15 @@
 package diagnose
 
 import (
-	"sort"
+	"cmp"
+	"fmt"
+	"slices"
+	"strings"
 
 	"github.com/dpfdoctor/dpfdoctor/internal/access"
 	"github.com/dpfdoctor/dpfdoctor/internal/evidence"
 	"github.com/dpfdoctor/dpfdoctor/internal/outcome"
+	"k8s.io/apimachinery/pkg/util/sets"
 )
 
 // SchemaVersion identifies the Diagnosis JSON/YAML layout
@@ -51,10 +55,8 @@ func Priority() []Class {
 }
 
 func rank(c Class) int {
-	for i, p := range Priority() {
-		if p == c {
-			return i
-		}
+	if i := slices.Index(Priority(), c); i >= 0 {
+		return i
 	}
 	return len(Priority())
 }
@@ -227,15 +229,12 @@ func Diagnose(b *evidence.Bundle) *Diagnosis {
 	}
 	// One index for every classifier; Unknown takes what the others left.
 	v := newView(b)
-	var findings []Finding
+	findings := []Finding{} // never nil: -o json prints "findings": []
 	for _, c := range All() {
-		switch c := c.(type) {
-		case unknown:
-			findings = append(findings, c.unclaimed(v, findings)...)
-		case classifier:
-			findings = append(findings, c.classify(v)...)
-		default:
-			findings = append(findings, c.Classify(b)...)
+		if c.Class() == ClassUnknown {
+			findings = append(findings, unclaimed(v, findings)...)
+		} else {
+			findings = append(findings, c.(classifier).classify(v)...)
 		}
 	}
 	primary := assign(b, findings)
@@ -290,7 +289,7 @@ func split(f *Finding, primary map[string]Class, v *view) {
 	for _, p := range f.Pods {
 		if primary[p] == f.Class {
 			pods = append(pods, p)
-			if pod, ok := v.pod(p); ok && pod.Node != "" {
+			if pod, ok := v.pods[p]; ok && pod.Node != "" {
 				nodes = append(nodes, pod.Node)
 			}
 		} else {
@@ -303,13 +302,9 @@ func split(f *Finding, primary map[string]Class, v *view) {
 // keepRelevant drops findings left with no pods at all (cluster-level
 // findings have none to begin with and stay).
 func keepRelevant(fs []Finding) []Finding {
-	out := fs[:0]
-	for _, f := range fs {
-		if f.Class == ClassOperatorPaused || len(f.Pods) > 0 || len(f.SecondaryPods) > 0 || len(f.Nodes) > 0 {
-			out = append(out, f)
-		}
-	}
-	return out
+	return slices.DeleteFunc(fs, func(f Finding) bool {
+		return f.Class != ClassOperatorPaused && len(f.Pods) == 0 && len(f.SecondaryPods) == 0 && len(f.Nodes) == 0
+	})
 }
 
 func sortFindings(fs []Finding) {
@@ -322,14 +317,8 @@ func sortFindings(fs []Finding) {
 		}
 		return rank(c)
 	}
-	sort.SliceStable(fs, func(i, j int) bool {
-		if order(fs[i].Class) != order(fs[j].Class) {
-			return order(fs[i].Class) < order(fs[j].Class)
-		}
-		if len(fs[i].Pods) != len(fs[j].Pods) {
-			return len(fs[i].Pods) > len(fs[j].Pods)
-		}
-		return fs[i].Code < fs[j].Code
+	slices.SortStableFunc(fs, func(a, b Finding) int {
+		return cmp.Or(cmp.Compare(order(a.Class), order(b.Class)), cmp.Compare(len(b.Pods), len(a.Pods)), cmp.Compare(a.Code, b.Code))
 	})
 }
 
@@ -339,10 +328,7 @@ func podResults(v *view, findings []Finding, primary map[string]Class) []PodResu
 	byPod := map[string][]*Finding{}
 	for i := range findings {
 		f := &findings[i]
-		for _, p := range f.Pods {
-			byPod[p] = append(byPod[p], f)
-		}
-		for _, p := range f.SecondaryPods {
+		for _, p := range slices.Concat(f.Pods, f.SecondaryPods) {
 			byPod[p] = append(byPod[p], f)
 		}
 	}
@@ -387,14 +373,137 @@ func summarise(pods []PodResult) Summary {
 }
 
 func uniqueSorted(in []string) []string {
-	seen := map[string]bool{}
-	var out []string
-	for _, s := range in {
-		if s != "" && !seen[s] {
-			seen[s] = true
-			out = append(out, s)
-		}
+	if len(in) == 0 {
+		return nil
 	}
-	sort.Strings(out)
-	return out
+	return sets.List(sets.New(in...).Delete(""))
+}
+
+// Classifier finds one failure class in a bundle. Implementations are pure
+// and live one per file.
+type Classifier interface {
+	// ID is the stable code of the class's main finding, e.g. DPF-RBAC-001.
+	ID() string
+	// Class is the failure class it reports.
+	Class() Class
+	// Classify returns the findings for the class; nil when it does not
+	// apply. Findings list every pod the class applies to; Diagnose then
+	// splits them into primary and secondary pods.
+	Classify(b *evidence.Bundle) []Finding
+}
+
+// classifier is every Classifier here: its code, its class and its
+// classification over a shared index of the bundle, so that Diagnose
+// indexes it once. Each classify function lives in its own file.
+type classifier struct {
+	id       string
+	class    Class
+	classify func(v *view) []Finding
+}
+
+func (c classifier) ID() string                            { return c.id }
+func (c classifier) Class() Class                          { return c.class }
+func (c classifier) Classify(b *evidence.Bundle) []Finding { return c.classify(newView(b)) }
+
+// All returns every classifier, in priority order, as a fresh slice.
+func All() []Classifier {
+	return []Classifier{
+		classifier{CodeOperatorPaused, ClassOperatorPaused, operatorPaused},
+		classifier{CodeCertificateNotReady, ClassCertificateNotReady, certificateNotReady},
+		classifier{CodeRshimOccupied, ClassRshimOccupied, rshimOccupied},
+		classifier{CodeAPIServerUnreachable, ClassAPIServerUnreachable, apiServerUnreachable},
+		classifier{CodeNoDPUFound, ClassNoDPUFound, noDPUFound},
+		classifier{CodeRBACForbidden, ClassRBACForbidden, rbacForbidden},
+		classifier{CodeStatusSkewFixable, ClassStatusSubresourceSkew, statusSubresourceSkew},
+		classifier{CodePodMissing, ClassPodMissing, podMissing},
+		classifier{CodeUnknown, ClassUnknown, unknown},
+		classifier{CodeHealthy, ClassHealthy, healthy},
+	}
+}
+
+// Stable finding codes. Never reuse a retired one.
+const (
+	CodeOperatorPaused       = "DPF-PAUSED-001"
+	CodeCertificateNotReady  = "DPF-CERT-001"
+	CodeRshimOccupied        = "DPF-RSHIM-001"
+	CodeAPIServerUnreachable = "DPF-API-001"
+	CodeNoDPUFound           = "DPF-NODPU-001"
+	CodeRBACForbidden        = "DPF-RBAC-001"
+	CodeStatusSkewFixable    = "DPF-SKEW-001"
+	CodeStatusSkewCRD        = "DPF-SKEW-002"
+	CodePodMissing           = "DPF-NOPOD-001"
+	CodeUnknown              = "DPF-UNKNOWN-001"
+	CodeHealthy              = "DPF-OK-000"
+)
+
+// Markdown renders the diagnosis for a support case or a ticket.
+func (d *Diagnosis) Markdown() string {
+	var w strings.Builder
+	p := func(format string, a ...any) { fmt.Fprintf(&w, format, a...) }
+	p("# dpfdoctor diagnosis\n\n")
+	p("- Schema: `%s`\n", d.SchemaVersion)
+	p("- DPF: namespace `%s`, DPFOperatorConfig `%s`, version %s (from %s), paused: %t\n",
+		d.DPF.Namespace, d.DPF.OperatorConfig, orUnknown(d.DPF.Version), orUnknown(d.DPF.VersionSource), d.DPF.Paused)
+	p("- Pods: %d (%d healthy, %d failing); API requests used: %d\n", d.Summary.Pods, d.Summary.Healthy, d.Summary.Failing, d.Requests)
+	if n := d.Summary.Inferred + d.Summary.Unread; n > 0 {
+		p("- Own dms-init log not read: %d (%d classified from pods with the same failure signature); see the Pods table\n", n, d.Summary.Inferred)
+	}
+	p("\n")
+	if d.WidelySharedDiagnosis != "" {
+		p("## About the widely shared diagnosis\n\n%s\n\n", d.WidelySharedDiagnosis)
+	}
+	p("## Findings\n\n")
+	if len(d.Findings) == 0 {
+		p("No DMS or host-agent pods were found.\n\n")
+	}
+	for _, f := range d.Findings {
+		p("### %s %s (%s)\n\n%s\n\n", f.Code, f.Class, f.Severity, f.Summary)
+		if len(f.Pods) > 0 {
+			p("- Pods (%d): %s\n", len(f.Pods), listShort(f.Pods, 20))
+		}
+		if len(f.SecondaryPods) > 0 {
+			p("- Also affects, after their first problem is fixed (%d): %s\n", len(f.SecondaryPods), listShort(f.SecondaryPods, 20))
+		}
+		p("- Fixable by dpfdoctor: %t\n", f.Fixable)
+		if len(f.Missing) > 0 {
+			p("- Missing permissions (%d):\n", len(f.Missing))
+			for i, r := range f.Missing {
+				if i == 20 {
+					p("  - … and %d more\n", len(f.Missing)-20)
+					break
+				}
+				p("  - `%s`\n", r.String())
+			}
+		}
+		if len(f.Evidence) > 0 {
+			p("- Evidence:\n")
+			for _, e := range f.Evidence {
+				p("  - %s — %s:\n\n    ```\n    %s\n    ```\n", e.Kind, e.Source, strings.ReplaceAll(e.Text, "\n", "\n    "))
+			}
+		}
+		p("- Next step: %s\n\n", f.NextStep)
+	}
+	if len(d.Gaps) > 0 {
+		p("## What dpfdoctor could not see\n\n")
+		for _, g := range d.Gaps {
+			p("- **%s**: %s. %s\n", g.What, g.Reason, g.Impact)
+		}
+		p("\n")
+	}
+	p("## Pods\n\n| Pod | Node | Class | State | Restarts | Version | Detail |\n|---|---|---|---|---|---|---|\n")
+	for _, r := range d.Pods {
+		detail := r.Detail
+		if r.LogNotRead != "" {
+			detail += " (" + r.LogNotRead + ")"
+		}
+		p("| %s | %s | %s | %s | %d | %s | %s |\n", r.Name, r.Node, r.Class, r.State, r.Restarts, r.Version, strings.ReplaceAll(detail, "|", "\\|"))
+	}
+	return w.String()
+}
+
+func listShort(xs []string, n int) string {
+	if len(xs) <= n {
+		return strings.Join(xs, ", ")
+	}
+	return strings.Join(xs[:n], ", ") + fmt.Sprintf(", … (%d more)", len(xs)-n)
 }

@@ -1,16 +1,7 @@
 package diagnose
 
-import "github.com/dpfdoctor/dpfdoctor/internal/evidence"
-
 // healthy reports the pods that are Ready.
-type healthy struct{}
-
-func (healthy) ID() string   { return CodeHealthy }
-func (healthy) Class() Class { return ClassHealthy }
-
-func (c healthy) Classify(b *evidence.Bundle) []Finding { return c.classify(newView(b)) }
-
-func (healthy) classify(v *view) []Finding {
+func healthy(v *view) []Finding {
 	b := v.b
 	var pods []string
 	for _, p := range b.Pods {

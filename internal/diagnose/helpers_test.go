@@ -21,6 +21,12 @@ type want struct {
 	next      string   // substring of the next step
 }
 
+// of returns the classifier of a class.
+func of(c Class) Classifier {
+	i := slices.IndexFunc(All(), func(x Classifier) bool { return x.Class() == c })
+	return All()[i]
+}
+
 func load(t *testing.T, file string) *evidence.Bundle {
 	t.Helper()
 	b, err := evidence.Load(filepath.Join("testdata", file))

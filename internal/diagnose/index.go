@@ -1,6 +1,7 @@
 package diagnose
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
 	"strings"
@@ -17,7 +18,7 @@ type view struct {
 	pods    map[string]evidence.Pod
 	logs    map[string][]logLine // own log lines by pod
 	groups  map[string]*evidence.LogGroup
-	shared  map[string]sharedLog // by group ID
+	shared  map[string]string // group ID → the read pod whose log the group's read pods agree on
 	events  map[string][]evidence.Event
 	secrets map[string]bool
 	certs   map[string]evidence.Object
@@ -51,15 +52,9 @@ type logLine struct {
 	shared string
 }
 
-// sharedLog is what a group's read pods show, when they agree.
-type sharedLog struct {
-	lines []logLine
-	peer  string
-}
-
 func newView(b *evidence.Bundle) *view {
 	v := &view{b: b, pods: make(map[string]evidence.Pod, len(b.Pods)), logs: map[string][]logLine{},
-		groups: map[string]*evidence.LogGroup{}, shared: map[string]sharedLog{}, events: map[string][]evidence.Event{},
+		groups: map[string]*evidence.LogGroup{}, shared: map[string]string{}, events: map[string][]evidence.Event{},
 		secrets: make(map[string]bool, len(b.Secrets)), certs: make(map[string]evidence.Object, len(b.Certificates)),
 		dpuNode: make(map[string]bool, len(b.DPUNodes)), checks: make(map[string]evidence.AccessCheck, len(b.Access)),
 		denials: map[string][]denied{}, facts: make(map[string]*podFacts, len(b.Pods)), forbids: map[string][]forbiddenLine{}}
@@ -107,23 +102,23 @@ func newView(b *evidence.Bundle) *view {
 	return v
 }
 
-// agreed returns the log the group's read pods share when they fail the
-// same way (same verdict); otherwise nothing is inferred for unread pods.
-func (v *view) agreed(g *evidence.LogGroup) sharedLog {
-	var out sharedLog
-	first := ""
+// agreed returns the first read pod of the group when the read pods fail
+// the same way (same verdict); otherwise "": nothing is inferred for unread
+// pods.
+func (v *view) agreed(g *evidence.LogGroup) string {
+	out, first := "", ""
 	for _, peer := range g.Fetched {
 		lines := v.logs[peer]
 		if len(lines) == 0 {
 			continue
 		}
 		vd := verdict(lines)
-		if out.peer == "" {
-			out, first = sharedLog{lines: lines, peer: peer}, vd
+		if out == "" {
+			out, first = peer, vd
 			continue
 		}
 		if vd != first {
-			return sharedLog{}
+			return ""
 		}
 	}
 	return out
@@ -141,18 +136,7 @@ func verdict(lines []logLine) string {
 
 // failing returns the pods that are not Ready.
 func (v *view) failing() []evidence.Pod {
-	var out []evidence.Pod
-	for _, p := range v.b.Pods {
-		if !p.Ready {
-			out = append(out, p)
-		}
-	}
-	return out
-}
-
-func (v *view) pod(name string) (evidence.Pod, bool) {
-	p, ok := v.pods[name]
-	return p, ok
+	return slices.DeleteFunc(slices.Clone(v.b.Pods), func(p evidence.Pod) bool { return p.Ready })
 }
 
 // log returns the pod's log lines: its own when they were read, else those
@@ -161,18 +145,10 @@ func (v *view) log(pod string) []logLine {
 	if lines := v.logs[pod]; len(lines) > 0 {
 		return lines
 	}
-	g, ok := v.groups[pod]
-	if !ok {
-		return nil
-	}
-	sh := v.shared[g.ID]
-	if sh.peer == "" || sh.peer == pod {
-		return nil
-	}
-	out := make([]logLine, len(sh.lines))
-	for i, l := range sh.lines {
-		l.shared = sh.peer
-		out[i] = l
+	peer := v.logsFrom(pod)
+	out := slices.Clone(v.logs[peer])
+	for i := range out {
+		out[i].shared = peer
 	}
 	return out
 }
@@ -182,8 +158,8 @@ func (v *view) logsFrom(pod string) string {
 	if len(v.logs[pod]) > 0 {
 		return ""
 	}
-	if g, ok := v.groups[pod]; ok && v.shared[g.ID].peer != pod {
-		return v.shared[g.ID].peer
+	if g, ok := v.groups[pod]; ok && v.shared[g.ID] != pod {
+		return v.shared[g.ID]
 	}
 	return ""
 }
@@ -204,11 +180,8 @@ func (v *view) logNotRead(p evidence.Pod) string {
 	case !ok:
 		return "log not read"
 	case v.logsFrom(p.Name) != "":
-		word := "pods"
-		if len(g.Fetched) == 1 {
-			word = "pod"
-		}
-		return fmt.Sprintf("log not read: class inferred from %s %s with the same failure signature", word, listNames(g.Fetched))
+		return fmt.Sprintf("log not read: class inferred from %s %s with the same failure signature",
+			choose(len(g.Fetched), "pod", "pods"), listNames(g.Fetched))
 	case g.Unread == evidence.UnreadDisabled:
 		return "log not read: --max-logs 0; class from pod state, events, objects and access reviews"
 	case g.Unread == evidence.UnreadMaxLogs:
@@ -229,8 +202,6 @@ func listNames(names []string) string {
 	return strings.Join(names, ", ")
 }
 
-func (v *view) podEvents(pod string) []evidence.Event { return v.events[pod] }
-
 // secretPresent reports whether a Secret exists; known is false when
 // Secrets could not be listed.
 func (v *view) secretPresent(name string) (present, known bool) {
@@ -240,22 +211,14 @@ func (v *view) secretPresent(name string) (present, known bool) {
 	return v.secrets[name], true
 }
 
-func (v *view) certificate(name string) (evidence.Object, bool) {
-	c, ok := v.certs[name]
-	return c, ok
-}
-
 // factsOf returns the pod's dmsinit.sh facts.
 func (v *view) factsOf(p evidence.Pod) *podFacts {
 	if f, ok := v.facts[p.Name]; ok {
 		return f
 	}
 	args := p.Args()
-	ns := args.Namespace
-	if ns == "" {
-		ns = dpf.DefaultNamespace
-	}
-	f := &podFacts{args: args, calls: dpf.Calls(p.Script(v.b.Install.Version), args.CertPath()), namespace: ns, user: p.Subject().User}
+	f := &podFacts{args: args, calls: dpf.Calls(p.Script(v.b.Install.Version), args.CertPath()),
+		namespace: cmp.Or(args.Namespace, dpf.DefaultNamespace), user: p.Subject().User}
 	v.facts[p.Name] = f
 	return f
 }
@@ -283,10 +246,9 @@ func (v *view) forbidden(pod string) []forbiddenLine {
 	if owner == pod {
 		return fs
 	}
-	out := make([]forbiddenLine, len(fs))
-	for i, f := range fs {
-		f.line.shared = owner
-		out[i] = f
+	out := slices.Clone(fs)
+	for i := range out {
+		out[i].line.shared = owner
 	}
 	return out
 }
@@ -340,4 +302,136 @@ func (v *view) canRecreate(p evidence.Pod) bool {
 		return true
 	}
 	return !v.dpuNode[p.Node]
+}
+
+// maxQuoted bounds how many pods' evidence a finding quotes, so a finding
+// about 5,000 pods stays readable.
+const maxQuoted = 3
+
+// find returns the first log line containing s.
+func find(lines []logLine, s string) (logLine, bool) {
+	for _, l := range lines {
+		if strings.Contains(l.text, s) {
+			return l, true
+		}
+	}
+	return logLine{}, false
+}
+
+// scriptError returns the first "[dmsinit] Error (...)" line whose message
+// starts with prefix.
+func scriptError(lines []logLine, prefix string) (logLine, dpf.ScriptError, bool) {
+	for _, l := range lines {
+		if e, ok := dpf.ParseErrorLine(strings.TrimSpace(l.text)); ok && strings.HasPrefix(e.Message, prefix) {
+			return l, e, true
+		}
+	}
+	return logLine{}, dpf.ScriptError{}, false
+}
+
+func logEvidence(l logLine) Evidence {
+	src := l.source
+	if l.shared != "" {
+		src += " (same failure signature; this pod's logs were not read)"
+	}
+	return Evidence{Kind: EvidenceLog, Source: src, Text: strings.TrimSpace(l.text)}
+}
+
+// denied is one call of a pod's call table that its ServiceAccount may not
+// make, per SubjectAccessReview.
+type denied struct {
+	call  dpf.Call
+	req   access.Request // concrete, for the pod's node
+	check evidence.AccessCheck
+}
+
+// blocks reports whether the script stops when the call is refused: calls
+// with a fatal message, and the certificate Secret read the script waits on.
+func (d denied) blocks() bool { return d.call.FatalMessage != "" || d.call.Resource == "secrets" }
+
+func isStatusPatch(r access.Request) bool {
+	return r.Group == dpf.GroupProvisioning && r.Resource == "dpudevices" && r.Subresource == "status"
+}
+
+// firstBlocking is the first denied call that stops the script.
+func firstBlocking(ds []denied) (denied, bool) {
+	if i := slices.IndexFunc(ds, denied.blocks); i >= 0 {
+		return ds[i], true
+	}
+	return denied{}, false
+}
+
+func sarEvidence(d denied, node string) Evidence {
+	if d.check.Method == evidence.MethodNotReached {
+		return Evidence{Kind: EvidenceSAR, Source: "call order",
+			Text: fmt.Sprintf("%s needs %s: %s", d.check.Subject.User, d.req.String(), d.check.Reason)}
+	}
+	answer := "denied"
+	if d.check.Reason != "" {
+		answer += " (" + d.check.Reason + ")"
+	}
+	text := fmt.Sprintf("%s may not %s: %s", d.check.Subject.User, d.req.String(), answer)
+	if d.check.Request.Name != d.req.Name && d.check.Request.Name != "" {
+		text += fmt.Sprintf("; asked for node %s's name %q, which stands for %s", node, d.check.Request.Name, d.check.NamePattern)
+	}
+	return Evidence{Kind: EvidenceSAR, Source: "SubjectAccessReview", Text: text}
+}
+
+// quoteDenied appends the review answers of ds not quoted yet.
+func quoteDenied(es []Evidence, quoted map[string]bool, ds []denied, node string) []Evidence {
+	for _, d := range ds {
+		if k := d.check.Request.Key(); !quoted[k] {
+			quoted[k] = true
+			es = append(es, sarEvidence(d, node))
+		}
+	}
+	return es
+}
+
+// appendLimited appends e unless the same text of the same kind is already
+// quoted or limit items of its kind are; it keeps findings short at scale.
+func appendLimited(es []Evidence, e Evidence, limit int) []Evidence {
+	n := 0
+	for _, x := range es {
+		if x.Kind == e.Kind {
+			n++
+			if x.Text == e.Text {
+				return es
+			}
+		}
+	}
+	if n >= limit {
+		return es
+	}
+	return append(es, e)
+}
+
+func plural(n int, one, many string) string { return fmt.Sprintf("%d %s", n, choose(n, one, many)) }
+
+// choose is one when n is 1, else many.
+func choose(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
+}
+
+// release returns the facts of the pod's DPF release line, if known.
+func release(version string) (dpf.Release, bool) {
+	r, err := dpf.Lookup(version)
+	return r, err == nil
+}
+
+// withStatusReads adds, for every status patch, a get on the same status
+// subresource: `kubectl patch --subresource status` reads it first, which is
+// why DPF's own roles grant get, patch and update on dpudevices/status.
+func withStatusReads(rs []access.Request) []access.Request {
+	out := slices.Clone(rs)
+	for _, r := range rs {
+		if r.Verb == "patch" && r.Subresource == "status" {
+			r.Verb = "get"
+			out = append(out, r)
+		}
+	}
+	return access.Unique(out)
 }

@@ -4,7 +4,6 @@ import (
 	"fmt"
 
 	"github.com/dpfdoctor/dpfdoctor/internal/dpf"
-	"github.com/dpfdoctor/dpfdoctor/internal/evidence"
 )
 
 // hostAgentNoDPU is the v25.10 host agent's message when it finds no DPU, as
@@ -13,14 +12,7 @@ const hostAgentNoDPU = "no DPU found on this host"
 
 // noDPUFound reports dms-init finding no BlueField in sysfs ("No DPUs found
 // on this system"): the node is labelled as carrying a DPU but shows none.
-type noDPUFound struct{}
-
-func (noDPUFound) ID() string   { return CodeNoDPUFound }
-func (noDPUFound) Class() Class { return ClassNoDPUFound }
-
-func (c noDPUFound) Classify(b *evidence.Bundle) []Finding { return c.classify(newView(b)) }
-
-func (noDPUFound) classify(v *view) []Finding {
+func noDPUFound(v *view) []Finding {
 	f := Finding{Class: ClassNoDPUFound, Code: CodeNoDPUFound, Severity: SeverityError}
 	var nodes []string
 	for _, p := range v.failing() {

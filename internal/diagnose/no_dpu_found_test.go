@@ -14,6 +14,6 @@ func TestNoDPUFound(t *testing.T) {
 		}},
 		{"no_dpu_found/near-miss-dpu-found.yaml", nil},
 	} {
-		t.Run(tc.file, func(t *testing.T) { expect(t, noDPUFound{}, tc.file, tc.want) })
+		t.Run(tc.file, func(t *testing.T) { expect(t, of(ClassNoDPUFound), tc.file, tc.want) })
 	}
 }

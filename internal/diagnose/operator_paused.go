@@ -2,20 +2,11 @@ package diagnose
 
 import (
 	"fmt"
-
-	"github.com/dpfdoctor/dpfdoctor/internal/evidence"
 )
 
 // operatorPaused reports a DPFOperatorConfig with spec.overrides.paused:
 // fixes made now hold, but the operator reconciles nothing.
-type operatorPaused struct{}
-
-func (operatorPaused) ID() string   { return CodeOperatorPaused }
-func (operatorPaused) Class() Class { return ClassOperatorPaused }
-
-func (c operatorPaused) Classify(b *evidence.Bundle) []Finding { return c.classify(newView(b)) }
-
-func (operatorPaused) classify(v *view) []Finding {
+func operatorPaused(v *view) []Finding {
 	b := v.b
 	in := b.Install
 	if !in.Paused {

@@ -4,7 +4,7 @@ import "testing"
 
 func TestOperatorPaused(t *testing.T) {
 	b := load(t, "operator_paused/paused.yaml")
-	fs := operatorPaused{}.Classify(b)
+	fs := of(ClassOperatorPaused).Classify(b)
 	if len(fs) != 1 || fs[0].Code != CodeOperatorPaused || fs[0].Severity != SeverityWarning || len(fs[0].Pods) != 0 {
 		t.Fatalf("paused: %+v", fs)
 	}
@@ -15,7 +15,7 @@ func TestOperatorPaused(t *testing.T) {
 	if d.Findings[0].Class != ClassOperatorPaused {
 		t.Errorf("cluster-level finding first; got %s", d.Findings[0].Class)
 	}
-	if fs := (operatorPaused{}).Classify(load(t, "operator_paused/near-miss-running.yaml")); len(fs) != 0 {
+	if fs := of(ClassOperatorPaused).Classify(load(t, "operator_paused/near-miss-running.yaml")); len(fs) != 0 {
 		t.Fatalf("near miss: %+v", fs)
 	}
 }

@@ -16,14 +16,7 @@ import (
 // ~5 min, is one); later releases re-create it on their own. v25.1 runs
 // pods per DPU, which this class does not cover. The finding names nodes,
 // not pods: the pod does not exist.
-type podMissing struct{}
-
-func (podMissing) ID() string   { return CodePodMissing }
-func (podMissing) Class() Class { return ClassPodMissing }
-
-func (c podMissing) Classify(b *evidence.Bundle) []Finding { return c.classify(newView(b)) }
-
-func (podMissing) classify(v *view) []Finding {
+func podMissing(v *view) []Finding {
 	b := v.b
 	rel, known := release(b.Install.Version)
 	if known && rel.PodPerDPU {
@@ -40,7 +33,7 @@ func (podMissing) classify(v *view) []Finding {
 				dpf.DPUNodeLabel, b.Install.Namespace, dpf.PodName(n), b.Install.Namespace, n)}, maxQuoted)
 	}
 	f.Summary = fmt.Sprintf("%s labelled %s %s no DMS pod and no DPUNode: nothing provisions %s DPU",
-		plural(len(nodes), "node", "nodes"), dpf.DPUNodeLabel, hasHave(len(nodes)), itsTheir(len(nodes)))
+		plural(len(nodes), "node", "nodes"), dpf.DPUNodeLabel, choose(len(nodes), "has", "have"), choose(len(nodes), "its", "their"))
 	rule := "DPF version unknown: whether the operator re-creates a deleted DMS pod by itself is not known"
 	switch {
 	case !known:
@@ -85,18 +78,4 @@ func missingPodNodes(b *evidence.Bundle) []string {
 		}
 	}
 	return uniqueSorted(out)
-}
-
-func hasHave(n int) string {
-	if n == 1 {
-		return "has"
-	}
-	return "have"
-}
-
-func itsTheir(n int) string {
-	if n == 1 {
-		return "its"
-	}
-	return "their"
 }

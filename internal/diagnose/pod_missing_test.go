@@ -18,7 +18,7 @@ func TestPodMissing(t *testing.T) {
 		}},
 		{"pod_missing/near-miss-dpunode.yaml", nil},
 	} {
-		t.Run(tc.file, func(t *testing.T) { expect(t, podMissing{}, tc.file, tc.want) })
+		t.Run(tc.file, func(t *testing.T) { expect(t, of(ClassPodMissing), tc.file, tc.want) })
 	}
 }
 
@@ -52,7 +52,7 @@ func TestPodMissingNodesAndVersions(t *testing.T) {
 	} {
 		b := load(t, "pod_missing/deleted-pod.yaml")
 		b.Install.Version = tc.version
-		fs := podMissing{}.Classify(b)
+		fs := of(ClassPodMissing).Classify(b)
 		if tc.none {
 			if len(fs) != 0 {
 				t.Errorf("%s: %+v, want none (pods per DPU)", tc.version, fs)

@@ -2,6 +2,8 @@ package diagnose
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 
@@ -9,19 +11,6 @@ import (
 	"github.com/dpfdoctor/dpfdoctor/internal/dpf"
 	"github.com/dpfdoctor/dpfdoctor/internal/evidence"
 )
-
-// rbacForbidden reports dms-init failing because its ServiceAccount may not
-// make a call its dmsinit.sh makes. The exact permission comes from the
-// Forbidden text kubectl prints when the script shows it, else from
-// SubjectAccessReviews against the pod's call table (the script hides
-// kubectl's stderr around the Secret read from v25.7 on, so only "Waiting
-// for secret..." reaches the log). Missing also lists denied calls the
-// script makes later, so one fix grants them all. A denied
-// dpudevices/status patch that comes first is StatusSubresourceSkew's.
-type rbacForbidden struct{}
-
-func (rbacForbidden) ID() string   { return CodeRBACForbidden }
-func (rbacForbidden) Class() Class { return ClassRBACForbidden }
 
 // rbacCase is one pod's RBAC problem.
 type rbacCase struct {
@@ -37,27 +26,25 @@ type logForbidden struct {
 	req  access.Request // for this pod's node
 }
 
-func (c rbacForbidden) Classify(b *evidence.Bundle) []Finding { return c.classify(newView(b)) }
-
-func (rbacForbidden) classify(v *view) []Finding {
-	b := v.b
+// rbacForbidden reports dms-init failing because its ServiceAccount may not
+// make a call its dmsinit.sh makes. The exact permission comes from the
+// Forbidden text kubectl prints when the script shows it, else from
+// SubjectAccessReviews against the pod's call table (the script hides
+// kubectl's stderr around the Secret read from v25.7 on, so only "Waiting
+// for secret..." reaches the log). Missing also lists denied calls the
+// script makes later, so one fix grants them all. A denied
+// dpudevices/status patch that comes first is StatusSubresourceSkew's.
+func rbacForbidden(v *view) []Finding {
 	groups := map[string][]rbacCase{}
-	var keys []string
 	for _, p := range v.failing() {
-		rc, ok := rbacCaseFor(v, p)
-		if !ok {
-			continue
+		if rc, ok := rbacCaseFor(v, p); ok {
+			k := missingKey(rc.missing, p.Node)
+			groups[k] = append(groups[k], rc)
 		}
-		k := missingKey(rc.missing, p.Node)
-		if _, seen := groups[k]; !seen {
-			keys = append(keys, k)
-		}
-		groups[k] = append(groups[k], rc)
 	}
-	sort.Strings(keys)
 	var out []Finding
-	for _, k := range keys {
-		out = append(out, rbacFinding(b, groups[k]))
+	for _, k := range slices.Sorted(maps.Keys(groups)) {
+		out = append(out, rbacFinding(v.b, groups[k]))
 	}
 	return out
 }
@@ -76,20 +63,16 @@ func rbacCaseFor(v *view, p evidence.Pod) (rbacCase, bool) {
 	rc.denied = v.denied(p)
 	_, pciFailed := find(lines, dpf.MsgUpdatePCIFailed)
 	blocking, hasBlocking := firstBlocking(rc.denied)
-	if len(rc.forbidden) == 0 && !(hasBlocking && !blocking.isStatusPatch() && !pciFailed) {
+	if len(rc.forbidden) == 0 && !(hasBlocking && !isStatusPatch(blocking.req) && !pciFailed) {
 		return rbacCase{}, false
 	}
 	if len(rc.forbidden) == 0 {
-		for _, s := range []string{dpf.MsgWaitingSecretC, dpf.MsgWaitingSecretB} {
-			if l, ok := find(lines, s); ok {
-				rc.quiet = append(rc.quiet, l)
-				break
-			}
-		}
-		for _, s := range []string{dpf.MsgSecretTimeoutC, dpf.MsgSecretTimeoutB} {
-			if l, ok := find(lines, s); ok {
-				rc.quiet = append(rc.quiet, l)
-				break
+		for _, msgs := range [][]string{{dpf.MsgWaitingSecretC, dpf.MsgWaitingSecretB}, {dpf.MsgSecretTimeoutC, dpf.MsgSecretTimeoutB}} {
+			for _, s := range msgs {
+				if l, ok := find(lines, s); ok {
+					rc.quiet = append(rc.quiet, l)
+					break
+				}
 			}
 		}
 	}
@@ -111,7 +94,7 @@ func forPodNode(v *view, p evidence.Pod, l logLine, r access.Request) access.Req
 	if l.shared == "" || r.Name == "" {
 		return r
 	}
-	peer, ok := v.pod(l.shared)
+	peer, ok := v.pods[l.shared]
 	if !ok || peer.Node == "" {
 		return r
 	}
@@ -163,13 +146,7 @@ func rbacFinding(b *evidence.Bundle, cases []rbacCase) Finding {
 		for _, l := range rc.quiet {
 			f.Evidence = appendLimited(f.Evidence, logEvidence(l), 2*maxQuoted)
 		}
-		for _, d := range rc.denied {
-			k := d.check.Request.Key()
-			if !sarQuoted[k] {
-				sarQuoted[k] = true
-				f.Evidence = append(f.Evidence, sarEvidence(d, p.Node))
-			}
-		}
+		f.Evidence = quoteDenied(f.Evidence, sarQuoted, rc.denied, p.Node)
 	}
 	f.Missing = access.Unique(missing)
 	first := cases[0]
@@ -188,10 +165,7 @@ func rbacFinding(b *evidence.Bundle, cases []rbacCase) Finding {
 	if r, ok := release(b.Install.Version); ok && r.ClusterRole != "" {
 		role = r.ClusterRole
 	}
-	what := fmt.Sprintf("these %d permissions", len(f.Missing))
-	if len(f.Missing) == 1 {
-		what = "this permission"
-	}
+	what := choose(len(f.Missing), "this permission", fmt.Sprintf("these %d permissions", len(f.Missing)))
 	f.NextStep = fmt.Sprintf("run `dpfdoctor fix` to grant exactly %s in a separate Role/ClusterRole and binding for %s "+
 		"(do not edit %s: the DPF operator re-applies it and reverts the change); dms-init retries by itself",
 		what, sa, role)

@@ -36,12 +36,12 @@ func TestRBACForbidden(t *testing.T) {
 		{"rbac_forbidden/near-miss-granted-since.yaml", nil},
 		{"status_skew/fixable.yaml", nil},
 	} {
-		t.Run(tc.file, func(t *testing.T) { expect(t, rbacForbidden{}, tc.file, tc.want) })
+		t.Run(tc.file, func(t *testing.T) { expect(t, of(ClassRBACForbidden), tc.file, tc.want) })
 	}
 }
 
 func TestRBACForbiddenCreateDPUNode(t *testing.T) {
-	expect(t, rbacForbidden{}, "status_skew/near-miss-dpunode-forbidden.yaml", &want{
+	expect(t, of(ClassRBACForbidden), "status_skew/near-miss-dpunode-forbidden.yaml", &want{
 		code: CodeRBACForbidden, pods: []string{"w1-dms"}, fixable: true,
 		missing:  []string{"create dpunodes.provisioning.dpu.nvidia.com in dpf-operator-system"},
 		evidence: []string{"cannot create resource \"dpunodes\""},
@@ -51,7 +51,7 @@ func TestRBACForbiddenCreateDPUNode(t *testing.T) {
 // A Forbidden from a run before the grant is stale: the pod is waiting for
 // its next restart.
 func TestRBACGrantedSince(t *testing.T) {
-	expect(t, unknown{}, "rbac_forbidden/near-miss-granted-since.yaml", &want{
+	expect(t, of(ClassUnknown), "rbac_forbidden/near-miss-granted-since.yaml", &want{
 		code: CodeUnknown, pods: []string{"w1-dms"}, summary: "which is allowed now: it should pass at its next restart",
 	})
 }

@@ -11,14 +11,7 @@ import (
 // rshimOccupied reports rshim-preflight exiting 1 with a PCI address as its
 // termination message: the host's own rshim service holds the DPU, so DMS
 // cannot use it.
-type rshimOccupied struct{}
-
-func (rshimOccupied) ID() string   { return CodeRshimOccupied }
-func (rshimOccupied) Class() Class { return ClassRshimOccupied }
-
-func (c rshimOccupied) Classify(b *evidence.Bundle) []Finding { return c.classify(newView(b)) }
-
-func (rshimOccupied) classify(v *view) []Finding {
+func rshimOccupied(v *view) []Finding {
 	b := v.b
 	f := Finding{Class: ClassRshimOccupied, Code: CodeRshimOccupied, Severity: SeverityError}
 	recreate := true

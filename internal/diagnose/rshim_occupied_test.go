@@ -15,6 +15,6 @@ func TestRshimOccupied(t *testing.T) {
 		{"rshim_occupied/near-miss-other-message.yaml", nil},
 		{"no_dpu_found/no-dpu.yaml", nil},
 	} {
-		t.Run(tc.file, func(t *testing.T) { expect(t, rshimOccupied{}, tc.file, tc.want) })
+		t.Run(tc.file, func(t *testing.T) { expect(t, of(ClassRshimOccupied), tc.file, tc.want) })
 	}
 }

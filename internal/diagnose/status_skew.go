@@ -2,22 +2,14 @@ package diagnose
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 
 	"github.com/dpfdoctor/dpfdoctor/internal/access"
 	"github.com/dpfdoctor/dpfdoctor/internal/dpf"
 	"github.com/dpfdoctor/dpfdoctor/internal/evidence"
 )
-
-// statusSubresourceSkew reports a dmsinit.sh that patches DPUDevice status
-// (v25.7 and later: "Failed to update PCI address for DPUDevice ...")
-// running against an operator whose role, or whose DPUDevice CRD, predates
-// it: typically a newer hostdriver image with the v25.4.0 operator. RBAC can
-// fix it only when the CRD has a status subresource.
-type statusSubresourceSkew struct{}
-
-func (statusSubresourceSkew) ID() string   { return CodeStatusSkewFixable }
-func (statusSubresourceSkew) Class() Class { return ClassStatusSubresourceSkew }
 
 type skewCase struct {
 	pod      evidence.Pod
@@ -26,9 +18,12 @@ type skewCase struct {
 	notFound bool // the API said the status subresource does not exist
 }
 
-func (c statusSubresourceSkew) Classify(b *evidence.Bundle) []Finding { return c.classify(newView(b)) }
-
-func (statusSubresourceSkew) classify(v *view) []Finding {
+// statusSubresourceSkew reports a dmsinit.sh that patches DPUDevice status
+// (v25.7 and later: "Failed to update PCI address for DPUDevice ...")
+// running against an operator whose role, or whose DPUDevice CRD, predates
+// it: typically a newer hostdriver image with the v25.4.0 operator. RBAC can
+// fix it only when the CRD has a status subresource.
+func statusSubresourceSkew(v *view) []Finding {
 	b := v.b
 	var fixable, crd []skewCase
 	for _, p := range v.failing() {
@@ -66,7 +61,7 @@ func skewCaseFor(v *view, p evidence.Pod) (skewCase, bool) {
 			return skewCase{}, false // an earlier call is refused: RBACForbidden
 		}
 	}
-	if bl, ok := firstBlocking(sc.denied); ok && bl.isStatusPatch() && patchesStatus(v.factsOf(p).calls) {
+	if bl, ok := firstBlocking(sc.denied); ok && isStatusPatch(bl.req) && patchesStatus(v.factsOf(p).calls) {
 		return sc, true
 	}
 	return skewCase{}, false
@@ -75,12 +70,7 @@ func skewCaseFor(v *view, p evidence.Pod) (skewCase, bool) {
 // patchesStatus reports whether a call table has the status patch
 // (dmsinit.sh C and later, and the host agent).
 func patchesStatus(calls []dpf.Call) bool {
-	for _, c := range calls {
-		if c.Resource == "dpudevices" && c.Subresource == "status" {
-			return true
-		}
-	}
-	return false
+	return slices.ContainsFunc(calls, func(c dpf.Call) bool { return c.Resource == "dpudevices" && c.Subresource == "status" })
 }
 
 // statusSubresource reports whether the DPUDevice CRD has a status
@@ -118,17 +108,9 @@ func skewFinding(b *evidence.Bundle, cases []skewCase, fixable bool) Finding {
 		if sc.line != nil {
 			f.Evidence = appendLimited(f.Evidence, logEvidence(*sc.line), maxQuoted)
 		}
-		for _, d := range sc.denied {
-			if k := d.check.Request.Key(); !sarQuoted[k] {
-				sarQuoted[k] = true
-				f.Evidence = append(f.Evidence, sarEvidence(d, p.Node))
-			}
-		}
+		f.Evidence = quoteDenied(f.Evidence, sarQuoted, sc.denied, p.Node)
 	}
-	var vs []string
-	for v := range versions {
-		vs = append(vs, v)
-	}
+	vs := slices.Collect(maps.Keys(versions))
 	dpf.SortVersions(vs)
 	f.Evidence = append(f.Evidence, Evidence{Kind: EvidenceConfig, Source: "versions",
 		Text: fmt.Sprintf("pods run hostdriver %s; the operator is %s (from %s); DPUDevice CRD status subresource: %t",

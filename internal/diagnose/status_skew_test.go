@@ -34,7 +34,7 @@ func TestStatusSubresourceSkew(t *testing.T) {
 		{"status_skew/near-miss-dpunode-forbidden.yaml", nil},
 		{"rbac_forbidden/hypothetical-secrets-forbidden-quiet.yaml", nil},
 	} {
-		t.Run(tc.file, func(t *testing.T) { expect(t, statusSubresourceSkew{}, tc.file, tc.want) })
+		t.Run(tc.file, func(t *testing.T) { expect(t, of(ClassStatusSubresourceSkew), tc.file, tc.want) })
 	}
 }
 
@@ -42,7 +42,7 @@ func TestStatusSubresourceSkew(t *testing.T) {
 // classifier must not claim it, but RBACForbidden lists it.
 func TestQuietSecretIsNotSkew(t *testing.T) {
 	b := load(t, "rbac_forbidden/hypothetical-secrets-forbidden-quiet.yaml")
-	if fs := (statusSubresourceSkew{}).Classify(b); len(fs) != 0 {
+	if fs := of(ClassStatusSubresourceSkew).Classify(b); len(fs) != 0 {
 		t.Fatalf("skew fired on the quiet Secret case: %+v", fs)
 	}
 }

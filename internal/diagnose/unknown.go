@@ -1,26 +1,20 @@
 package diagnose
 
 import (
+	"cmp"
 	"fmt"
 	"strings"
 
 	"github.com/dpfdoctor/dpfdoctor/internal/evidence"
 )
 
-// unknown reports failing pods no other classifier explains, with the raw
-// evidence: the blocking container's state, exit code, reason and
-// termination message, and the last log lines.
-type unknown struct{}
-
-func (unknown) ID() string   { return CodeUnknown }
-func (unknown) Class() Class { return ClassUnknown }
-
 // tailLines is how many log lines an Unknown finding quotes.
 const tailLines = 10
 
-func (c unknown) Classify(b *evidence.Bundle) []Finding { return c.classify(newView(b)) }
-
-func (u unknown) classify(v *view) []Finding {
+// unknown reports failing pods no other classifier explains, with the raw
+// evidence: the blocking container's state, exit code, reason and
+// termination message, and the last log lines.
+func unknown(v *view) []Finding {
 	var others []Finding
 	for _, c := range All() {
 		switch c.Class() {
@@ -29,11 +23,11 @@ func (u unknown) classify(v *view) []Finding {
 		}
 		others = append(others, c.(classifier).classify(v)...)
 	}
-	return u.unclaimed(v, others)
+	return unclaimed(v, others)
 }
 
 // unclaimed reports the failing pods no finding names.
-func (unknown) unclaimed(v *view, findings []Finding) []Finding {
+func unclaimed(v *view, findings []Finding) []Finding {
 	b := v.b
 	claimed := map[string]bool{}
 	for _, f := range findings {
@@ -88,11 +82,7 @@ func unknownSummary(v *view, p evidence.Pod) string {
 	if c.State.Kind == evidence.StateRunning && p.Restarts() == 0 {
 		return fmt.Sprintf("not Ready yet: %s is running and has not failed (still starting?)", c.Name)
 	}
-	reason := c.State.Reason
-	if reason == "" {
-		reason = c.State.Kind
-	}
-	return fmt.Sprintf("%s is %s with no known failure signature", c.Name, orUnknown(reason))
+	return fmt.Sprintf("%s is %s with no known failure signature", c.Name, orUnknown(cmp.Or(c.State.Reason, c.State.Kind)))
 }
 
 // rawEvidence quotes what is known about a pod dpfdoctor cannot classify.
@@ -112,7 +102,7 @@ func rawEvidence(v *view, p evidence.Pod) []Evidence {
 		state += fmt.Sprintf("; restarts %d", c.RestartCount)
 		ev = append(ev, Evidence{Kind: EvidenceObject, Source: fmt.Sprintf("pod %s container %s", p.Name, c.Name), Text: state})
 	}
-	for _, e := range v.podEvents(p.Name) {
+	for _, e := range v.events[p.Name] {
 		if e.Type == "Warning" {
 			ev = appendLimited(ev, Evidence{Kind: EvidenceEvent, Source: "pod " + p.Name + " event " + e.Reason, Text: e.Message}, maxQuoted)
 		}

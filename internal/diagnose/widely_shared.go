@@ -1,10 +1,13 @@
 package diagnose
 
 import (
+	"cmp"
 	"fmt"
-	"sort"
+	"maps"
+	"slices"
 	"strings"
 
+	"github.com/dpfdoctor/dpfdoctor/internal/access"
 	"github.com/dpfdoctor/dpfdoctor/internal/evidence"
 )
 
@@ -20,14 +23,9 @@ func widelyShared(v *view, d *Diagnosis) string {
 	}
 	secretPods := map[string]bool{}
 	for _, f := range d.Findings {
-		if f.Class != ClassRBACForbidden {
-			continue
-		}
-		for _, r := range f.Missing {
-			if r.Resource == "secrets" && r.Group == "" {
-				for _, p := range f.Pods {
-					secretPods[p] = true
-				}
+		if f.Class == ClassRBACForbidden && slices.ContainsFunc(f.Missing, func(r access.Request) bool { return r.Resource == "secrets" && r.Group == "" }) {
+			for _, p := range f.Pods {
+				secretPods[p] = true
 			}
 		}
 	}
@@ -38,7 +36,7 @@ func widelyShared(v *view, d *Diagnosis) string {
 			continue
 		}
 		failing++
-		if pod, ok := v.pod(p.Name); ok && !v.factsOf(pod).args.CertPath() {
+		if pod, ok := v.pods[p.Name]; ok && !v.factsOf(pod).args.CertPath() {
 			k8sMode++
 		}
 		if !secretPods[p.Name] {
@@ -49,10 +47,7 @@ func widelyShared(v *view, d *Diagnosis) string {
 	var s []string
 	switch {
 	case len(secretPods) == 0:
-		none := fmt.Sprintf("none of the %d failing pods is", failing)
-		if failing == 1 {
-			none = "the failing pod is not"
-		}
+		none := choose(failing, "the failing pod is not", fmt.Sprintf("none of the %d failing pods is", failing))
 		s = append(s, fmt.Sprintf("%s is wrong for this cluster: %s blocked by Secrets RBAC.", story, none))
 		if k8sMode > 0 {
 			s = append(s, fmt.Sprintf("%s dms-init with --external-certificate other than \"none\" (the operator passes TODO), so dmsinit.sh never reads a Secret; granting secrets changes nothing.",
@@ -67,10 +62,7 @@ func widelyShared(v *view, d *Diagnosis) string {
 			story, fmt.Sprint(len(secretPods)), failing, failing-len(secretPods), breakdown(others)))
 		s = append(s, "Do not patch dpf-provisioning-dms-role as it suggests: the operator re-applies it and reverts the change.")
 	default:
-		who, their := fmt.Sprintf("all %d failing pods", failing), "their"
-		if failing == 1 {
-			who, their = "the one failing pod", "its"
-		}
+		who, their := choose(failing, "the one failing pod", fmt.Sprintf("all %d failing pods", failing)), choose(failing, "its", "their")
 		s = append(s, fmt.Sprintf("%s holds for %s here: %s dms-init runs the certificate path (--external-certificate none) and may not get %s node's Secret.",
 			story, who, their, their))
 		s = append(s, "But do not patch dpf-provisioning-dms-role as it suggests: the operator re-applies it and reverts the change; `dpfdoctor fix` grants a separate Role limited to each node's Secret name.")
@@ -80,20 +72,13 @@ func widelyShared(v *view, d *Diagnosis) string {
 
 // secretsAllowed reports whether a review allowed reading a Secret.
 func secretsAllowed(b *evidence.Bundle) bool {
-	for _, c := range b.Access {
-		if c.Known() && c.Allowed && c.Request.Resource == "secrets" && c.Request.Group == "" {
-			return true
-		}
-	}
-	return false
+	return slices.ContainsFunc(b.Access, func(c evidence.AccessCheck) bool {
+		return c.Known() && c.Allowed && c.Request.Resource == "secrets" && c.Request.Group == ""
+	})
 }
 
 func breakdown(m map[Class]int) string {
-	classes := make([]Class, 0, len(m))
-	for c := range m {
-		classes = append(classes, c)
-	}
-	sort.Slice(classes, func(i, j int) bool { return rank(classes[i]) < rank(classes[j]) })
+	classes := slices.SortedFunc(maps.Keys(m), func(a, b Class) int { return cmp.Compare(rank(a), rank(b)) })
 	var parts []string
 	for _, c := range classes {
 		parts = append(parts, fmt.Sprintf("%d %s", m[c], c))

@@ -33,8 +33,7 @@ type PlanOptions struct {
 	// dpf-operator-system).
 	Namespace string
 	Nodes     []string
-	// Scope is plan.ScopeNames (default) or plan.ScopeNamespace.
-	Scope string
+	Scope     string // plan.ScopeNames (default) or plan.ScopeNamespace
 }
 
 // Planned is a plan with what it was made from.
@@ -73,17 +72,14 @@ func Plan(ctx context.Context, o PlanOptions) (*Planned, error) {
 // FixOptions configure Fix.
 type FixOptions struct {
 	PlanOptions
-	// BackupRoot is where backups go (default ./dpfdoctor-backups).
-	BackupRoot string
+	BackupRoot string // where backups go (default ./dpfdoctor-backups)
 	// ReconcileWait is how long to give the operator after requesting a
 	// reconcile (default 15 s).
 	ReconcileWait time.Duration
-	// Timeout bounds the wait for the pods (default 10 min).
-	Timeout time.Duration
-	// Log receives one line per step; Progress the pods' live progress.
-	Log      io.Writer
-	Progress io.Writer
-	TTY      bool
+	Timeout       time.Duration // bounds the wait for the pods (default 10 min)
+	Log           io.Writer     // one line per step
+	Progress      io.Writer     // the pods' live progress
+	TTY           bool
 	// Confirm is asked once the plan is known, before any change; nil
 	// means yes.
 	Confirm func(*plan.Plan) (bool, error)

@@ -26,6 +26,9 @@ func TestStageImports(t *testing.T) {
 		"apply":  {mod + "doctor", mod + "cli", mod + "sim", mod + "verify", mod + "evidence"},
 		"verify": {mod + "doctor", mod + "cli", mod + "sim", mod + "apply"},
 		"doctor": {mod + "cli", mod + "sim"},
+
+		// preflight reads (evidence, access reviews) and decides (plan's grant); it never writes.
+		"preflight": {mod + "doctor", mod + "cli", mod + "sim", mod + "guard", mod + "apply", mod + "verify"},
 	} {
 		out, err := exec.Command("go", "list", "-f", `{{join .Imports "\n"}}`, "../"+pkg).Output()
 		if err != nil {

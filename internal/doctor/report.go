@@ -37,21 +37,19 @@ const (
 
 // Report is what one fix did, from measured facts only.
 type Report struct {
-	SchemaVersion string `json:"schemaVersion"`
-	Cluster       string `json:"cluster"`
-	Version       string `json:"dpfVersion,omitempty"`
-	StartedAt     string `json:"startedAt"`
-	FinishedAt    string `json:"finishedAt,omitempty"`
-	PlanID        string `json:"planID,omitempty"`
-	Outcome       string `json:"outcome"`
-	// Problems says why the outcome is not "fixed".
-	Problems []string `json:"problems,omitempty"`
-	Error    string   `json:"error,omitempty"`
+	SchemaVersion string   `json:"schemaVersion"`
+	Cluster       string   `json:"cluster"`
+	Version       string   `json:"dpfVersion,omitempty"`
+	StartedAt     string   `json:"startedAt"`
+	FinishedAt    string   `json:"finishedAt,omitempty"`
+	PlanID        string   `json:"planID,omitempty"`
+	Outcome       string   `json:"outcome"`
+	Problems      []string `json:"problems,omitempty"` // says why the outcome is not "fixed"
+	Error         string   `json:"error,omitempty"`
 	// Before and After are the findings before the fix and after it.
 	Before []FindingSummary `json:"before"`
 	After  []FindingSummary `json:"after,omitempty"`
-	// Plan is the plan that was applied.
-	Plan *plan.Plan `json:"plan,omitempty"`
+	Plan   *plan.Plan       `json:"plan,omitempty"` // the plan that was applied
 	// Applied lists each object and what the apply did with it; NoOp is
 	// true when everything was already in place.
 	Applied     []apply.Applied `json:"applied,omitempty"`
@@ -63,15 +61,13 @@ type Report struct {
 	AfterApply     Stage                   `json:"afterApply"`
 	Reconcile      *verify.ReconcileResult `json:"reconcile,omitempty"`
 	AfterReconcile *Stage                  `json:"afterReconcile,omitempty"`
-	// Recovery is each affected pod's way back to Ready.
-	Recovery *verify.RecoverResult `json:"recovery,omitempty"`
+	Recovery       *verify.RecoverResult   `json:"recovery,omitempty"` // each affected pod's way back to Ready
 	// Annotations are those dpfdoctor set on Nodes and the
 	// DPFOperatorConfig (journalled for rollback).
 	Annotations     []plan.AnnotationChange `json:"annotations,omitempty"`
 	BackupDir       string                  `json:"backupDir,omitempty"`
 	RollbackCommand string                  `json:"rollbackCommand,omitempty"`
-	// Requests is the number of API requests the fix made.
-	Requests int64 `json:"requests"`
+	Requests        int64                   `json:"requests"` // the number of API requests the fix made
 }
 
 // FindingSummary is one finding, briefly.
@@ -206,7 +202,7 @@ func (r *Report) Markdown() string {
 		}
 		w("## Access reviews %s\n\n%d of %d as expected.\n\n| Request | Want | Got |\n|---|---|---|\n", s.Name, s.Passed(), len(s.Checks))
 		for _, c := range s.Checks {
-			w("| %s | %s | %s |\n", cell(c.Request.String()), verdict(c.Want), verdict(c.Allowed))
+			w("| %s | %s | %s |\n", cell(c.Request.String()), verify.Verdict(c.Want), verify.Verdict(c.Allowed))
 		}
 		for _, a := range s.AllowedBefore {
 			w("\nNote: %s was already allowed before the fix.\n", a)
@@ -252,27 +248,21 @@ func (r *Report) Markdown() string {
 		}
 		w("\n")
 		if r.Plan != nil {
-			type group struct {
-				reason string
-				n      int
+			// One line per restart action, with the first pod's reason.
+			type key struct {
+				action string
+				touch  bool
 			}
-			groups := map[string]*group{}
-			var order []string
+			counts, reasons, order := map[key]int{}, map[key]string{}, []key{}
 			for _, a := range r.Plan.Restart {
-				k := fmt.Sprintf("%s/%t", a.Action, a.TouchNode)
-				if groups[k] == nil {
-					groups[k] = &group{reason: a.Reason}
-					order = append(order, k)
+				k := key{a.Action, a.TouchNode}
+				if counts[k] == 0 {
+					reasons[k], order = a.Reason, append(order, k)
 				}
-				groups[k].n++
+				counts[k]++
 			}
 			for _, k := range order {
-				g := groups[k]
-				action, touch, _ := strings.Cut(k, "/")
-				if touch == "true" {
-					action += ", then annotate the Node"
-				}
-				w("- %s (%d pods): %s\n", action, g.n, g.reason)
+				w("- %s%s (%d pods): %s\n", k.action, map[bool]string{true: ", then annotate the Node"}[k.touch], counts[k], reasons[k])
 			}
 			w("\n")
 		}
@@ -284,13 +274,6 @@ func (r *Report) Markdown() string {
 		w("## Rollback\n\nBackup: `%s`\n\n```sh\n%s\n```\n", r.BackupDir, r.RollbackCommand)
 	}
 	return b.String()
-}
-
-func verdict(b bool) string {
-	if b {
-		return "allowed"
-	}
-	return "denied"
 }
 
 func cell(s string) string { return strings.ReplaceAll(strings.ReplaceAll(s, "|", `\|`), "\n", " ") }

@@ -2,6 +2,7 @@ package dpf
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -58,22 +59,10 @@ func Kinds() []Kind {
 // short name ("cert") or a qualified form ("certificates.cert-manager.io").
 func LookupKind(kinds []Kind, word string) (Kind, bool) {
 	w := strings.ToLower(word)
-	group := ""
-	if i := strings.Index(w, "."); i >= 0 {
-		w, group = w[:i], w[i+1:]
-	}
+	w, group, _ := strings.Cut(w, ".")
 	for _, k := range kinds {
-		if group != "" && k.Group != group {
-			continue
-		}
-		singular := strings.ToLower(k.Kind)
-		if w == singular || w == k.Resource {
+		if (group == "" || k.Group == group) && (w == strings.ToLower(k.Kind) || w == k.Resource || slices.Contains(k.ShortNames, w)) {
 			return k, true
-		}
-		for _, s := range k.ShortNames {
-			if w == s {
-				return k, true
-			}
 		}
 	}
 	return Kind{}, false
@@ -85,22 +74,23 @@ func KindByGVK(kinds []Kind, apiVersion, kind string) (Kind, bool) {
 	if i := strings.LastIndex(apiVersion, "/"); i >= 0 {
 		group = apiVersion[:i]
 	}
-	for _, k := range kinds {
-		if k.Kind == kind && k.Group == group {
-			return k, true
-		}
+	return findKind(kinds, group, kind)
+}
+
+func findKind(kinds []Kind, group, kind string) (Kind, bool) {
+	i := slices.IndexFunc(kinds, func(k Kind) bool { return k.Kind == kind && k.Group == group })
+	if i < 0 {
+		return Kind{}, false
 	}
-	return Kind{}, false
+	return kinds[i], true
 }
 
 // GVR returns the resource of a built-in kind, by group and kind: the one
 // kind → resource table every package uses. An unknown kind is an error,
 // never an empty resource.
 func GVR(group, kind string) (schema.GroupVersionResource, error) {
-	for _, k := range Kinds() {
-		if k.Kind == kind && k.Group == group {
-			return k.GVR(), nil
-		}
+	if k, ok := findKind(Kinds(), group, kind); ok {
+		return k.GVR(), nil
 	}
 	if group == "" {
 		return schema.GroupVersionResource{}, fmt.Errorf("unknown kind %s", kind)

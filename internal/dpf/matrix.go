@@ -1,9 +1,14 @@
 package dpf
 
+//go:generate go run github.com/dpfdoctor/dpfdoctor/cmd/dpfdoctor versions -o markdown --out ../../docs/versions.md
+
 import (
 	"fmt"
 	"io"
+	"slices"
 	"strings"
+
+	rbacv1 "k8s.io/api/rbac/v1"
 
 	"github.com/dpfdoctor/dpfdoctor/internal/access"
 )
@@ -22,12 +27,12 @@ const (
 // FailureClasses lists the classes that can occur on a release.
 func (r Release) FailureClasses() []string {
 	var out []string
-	hasScript := r.Script != ScriptNone
+	dmsInit := r.Script != ScriptNone && r.Script != ScriptHostAgent
 	if r.ServiceAccount != "" {
 		out = append(out, ClassRBACForbidden)
 	}
 	for _, c := range AllCalls(r.Script) {
-		if c.Subresource == "status" && r.Script != ScriptHostAgent {
+		if c.Subresource == "status" && dmsInit {
 			out = append(out, ClassStatusSubresourceSkew)
 			break
 		}
@@ -36,28 +41,19 @@ func (r Release) FailureClasses() []string {
 		// A newer hostdriver (dmsinit C+) against the v25.4.0 role and CRDs.
 		out = append(out, ClassStatusSubresourceSkew)
 	}
-	if hasScript && r.Script != ScriptHostAgent {
+	if dmsInit {
 		out = append(out, ClassAPIServerUnreachable)
 	}
 	if r.CertVolume {
 		out = append(out, ClassCertificateNotReady)
 	}
-	if contains(r.InitContainers, ContainerRshimPreflight) {
+	if slices.Contains(r.InitContainers, ContainerRshimPreflight) {
 		out = append(out, ClassRshimOccupied)
 	}
-	if hasScript && r.Script != ScriptHostAgent {
+	if dmsInit {
 		out = append(out, ClassNoDPUFound)
 	}
 	return append(out, ClassOperatorPaused)
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // Allowed reports whether the release's own ClusterRole covers a request,
@@ -67,12 +63,9 @@ func (r Release) Allowed(req access.Request) bool {
 	if req.NonResourceURL != "" {
 		return true // system:discovery
 	}
-	for _, rule := range r.Rules {
-		if contains(rule.APIGroups, req.Group) && contains(rule.Resources, req.RBACResource()) && contains(rule.Verbs, req.Verb) {
-			return true
-		}
-	}
-	return false
+	return slices.ContainsFunc(r.Rules, func(rule rbacv1.PolicyRule) bool {
+		return slices.Contains(rule.APIGroups, req.Group) && slices.Contains(rule.Resources, req.RBACResource()) && slices.Contains(rule.Verbs, req.Verb)
+	})
 }
 
 // WriteMatrix renders the compatibility matrix as Markdown: the data is the
@@ -103,16 +96,9 @@ func WriteMatrix(w io.Writer) error {
 		if len(calls) > 0 {
 			b.WriteString("| function | call | needs | mode | stderr | allowed by the release's role |\n|---|---|---|---|---|---|\n")
 			for _, c := range calls {
-				mode := "Kubernetes"
-				if c.CertPath {
-					mode = "`--external-certificate none` only"
-				}
-				stderr := "visible"
-				if c.StderrHidden {
-					stderr = "hidden"
-				}
 				req := c.Request(DefaultNamespace, "<node>")
-				fmt.Fprintf(&b, "| %s | `%s` | %s | %s | %s | %s |\n", c.Func, strings.ReplaceAll(c.Command, "|", "\\|"), req, mode, stderr, yesNo(r.Allowed(req)))
+				fmt.Fprintf(&b, "| %s | `%s` | %s | %s | %s | %s |\n", c.Func, strings.ReplaceAll(c.Command, "|", "\\|"), req,
+					pick(c.CertPath, "`--external-certificate none` only", "Kubernetes"), pick(c.StderrHidden, "hidden", "visible"), yesNo(r.Allowed(req)))
 			}
 			b.WriteString("\n")
 		}
@@ -129,11 +115,14 @@ func orNone(s string) string {
 	return "`" + s + "`"
 }
 
-func yesNo(b bool) string {
+func yesNo(b bool) string { return pick(b, "yes", "no") }
+
+// pick is yes when b holds, else no.
+func pick(b bool, yes, no string) string {
 	if b {
-		return "yes"
+		return yes
 	}
-	return "no"
+	return no
 }
 
 func groupName(gs []string) string {

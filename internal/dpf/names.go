@@ -4,6 +4,18 @@
 // the DPF source (see docs/versions.md); nothing here talks to a cluster.
 package dpf
 
+import (
+	"cmp"
+	"crypto/sha256"
+	"encoding/base64"
+	"fmt"
+	"strings"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	corev1 "k8s.io/api/core/v1"
+)
+
 const (
 	// DefaultNamespace is where the operator, its DPFOperatorConfig and the
 	// DMS pods live. DPF hard-codes it in several places (known issue
@@ -61,11 +73,10 @@ func PodName(node string) string { return node + "-dms" }
 // NodeFromPodName inverts PodName; ok is false when the name does not end in
 // "-dms".
 func NodeFromPodName(pod string) (node string, ok bool) {
-	const suffix = "-dms"
-	if len(pod) <= len(suffix) || pod[len(pod)-len(suffix):] != suffix {
+	if node, ok = strings.CutSuffix(pod, "-dms"); !ok || node == "" {
 		return "", false
 	}
-	return pod[:len(pod)-len(suffix)], true
+	return node, true
 }
 
 // CertificateName is the node's DMS server Certificate: "<node>-dms-server-cert".
@@ -77,3 +88,75 @@ func SecretName(node string) string { return node + "-server-secret" }
 
 // SecretKeys are the data keys dmsinit.sh reads from the server Secret.
 var SecretKeys = []string{"ca.crt", "tls.crt", "tls.key"}
+
+// ApplySetID computes the applyset ID the operator labels its inventory
+// with: "applyset-" + base64url-no-pad(sha256("<name>.<ns>.Secret.")) + "-v1",
+// where name is "<component>-applyset".
+func ApplySetID(component, namespace string) string {
+	sum := sha256.Sum256([]byte(ApplySetParentName(component) + "." + namespace + ".Secret."))
+	return "applyset-" + base64.RawURLEncoding.EncodeToString(sum[:]) + "-v1"
+}
+
+// ApplySetParentName is the parent Secret of a component's applyset.
+func ApplySetParentName(component string) string { return component + "-applyset" }
+
+// PodState renders a pod's state the way `kubectl get pods` shows it in the
+// STATUS column: "Running", "Init:CrashLoopBackOff", "Init:0/3",
+// "PodInitializing", "Terminating", …
+func PodState(p *corev1.Pod) string {
+	if p.DeletionTimestamp != nil {
+		return "Terminating"
+	}
+	reason := cmp.Or(p.Status.Reason, string(p.Status.Phase))
+	initializing := false
+	for i, c := range p.Status.InitContainerStatuses {
+		switch {
+		case c.State.Terminated != nil && c.State.Terminated.ExitCode == 0:
+			continue
+		case c.State.Terminated != nil:
+			if c.State.Terminated.Reason != "" {
+				reason = "Init:" + c.State.Terminated.Reason
+			} else {
+				reason = fmt.Sprintf("Init:ExitCode:%d", c.State.Terminated.ExitCode)
+			}
+		case c.State.Waiting != nil && c.State.Waiting.Reason != "" && c.State.Waiting.Reason != "PodInitializing":
+			reason = "Init:" + c.State.Waiting.Reason
+		default:
+			reason = fmt.Sprintf("Init:%d/%d", i, len(p.Spec.InitContainers))
+		}
+		initializing = true
+		break
+	}
+	if !initializing {
+		for _, c := range p.Status.ContainerStatuses {
+			if c.State.Waiting != nil && c.State.Waiting.Reason != "" {
+				reason = c.State.Waiting.Reason
+			} else if c.State.Terminated != nil && c.State.Terminated.Reason != "" {
+				reason = c.State.Terminated.Reason
+			}
+		}
+	}
+	return cmp.Or(reason, "Pending")
+}
+
+// PodReady reports the pod's Ready condition.
+func PodReady(p *corev1.Pod) bool {
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
+// KindDPU is the provisioning kind that owns v25.1's per-DPU DMS pods.
+const KindDPU = "DPU"
+
+// IsPerDPUPod reports whether p is a v25.1 DMS pod: named "<dpu>-dms" and
+// controlled by a DPU (provisioning.dpu.nvidia.com). Those pods carry no
+// component label.
+func IsPerDPUPod(p *corev1.Pod) bool {
+	_, named := NodeFromPodName(p.Name)
+	ref := metav1.GetControllerOf(p)
+	return named && ref != nil && ref.Kind == KindDPU && strings.HasPrefix(ref.APIVersion, GroupProvisioning+"/")
+}

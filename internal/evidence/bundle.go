@@ -7,7 +7,11 @@
 package evidence
 
 import (
+	"slices"
+	"strings"
+
 	"github.com/dpfdoctor/dpfdoctor/internal/access"
+	"github.com/dpfdoctor/dpfdoctor/internal/dpf"
 	"github.com/dpfdoctor/dpfdoctor/internal/rbac"
 	rbacv1 "k8s.io/api/rbac/v1"
 )
@@ -109,12 +113,7 @@ type Object struct {
 
 // Condition returns the condition of type t.
 func (o Object) Condition(t string) (Condition, bool) {
-	for _, c := range o.Conditions {
-		if c.Type == t {
-			return c, true
-		}
-	}
-	return Condition{}, false
+	return first(o.Conditions, func(c Condition) bool { return c.Type == t })
 }
 
 // Ready reports whether the object's Ready condition is True.
@@ -220,10 +219,8 @@ func (c AccessCheck) Known() bool { return c.Error == "" }
 
 // AllowedFor reports whether the subject may make the request for node.
 func (c AccessCheck) AllowedFor(node string) bool {
-	for _, o := range c.NodeOverrides {
-		if o.Node == node {
-			return o.Allowed
-		}
+	if o, ok := first(c.NodeOverrides, func(o NodeOverride) bool { return o.Node == node }); ok {
+		return o.Allowed
 	}
 	return c.Allowed
 }
@@ -282,4 +279,76 @@ type Gap struct {
 	Reason  string          `json:"reason"`
 	// Impact says what the diagnosis does without it.
 	Impact string `json:"impact,omitempty"`
+}
+
+// Pod returns the named pod.
+func (b *Bundle) Pod(name string) (Pod, bool) {
+	return first(b.Pods, func(p Pod) bool { return p.Name == name })
+}
+
+// Group returns the log group a pod belongs to.
+func (b *Bundle) Group(pod string) (LogGroup, bool) {
+	return first(b.LogGroups, func(g LogGroup) bool { return slices.Contains(g.Pods, pod) })
+}
+
+// Certificate returns the named cert-manager Certificate.
+func (b *Bundle) Certificate(name string) (Object, bool) { return findObject(b.Certificates, name) }
+
+// Issuer returns the named cert-manager Issuer.
+func (b *Bundle) Issuer(name string) (Object, bool) { return findObject(b.Issuers, name) }
+
+// DPUNode returns the named DPUNode.
+func (b *Bundle) DPUNode(name string) (Object, bool) { return findObject(b.DPUNodes, name) }
+
+func findObject(os []Object, name string) (Object, bool) {
+	return first(os, func(o Object) bool { return o.Name == name })
+}
+
+// first returns the first element of xs that match accepts.
+func first[T any](xs []T, match func(T) bool) (T, bool) {
+	if i := slices.IndexFunc(xs, match); i >= 0 {
+		return xs[i], true
+	}
+	var zero T
+	return zero, false
+}
+
+// HasGap reports whether the evidence named what (e.g. "pods/log") is
+// missing.
+func (b *Bundle) HasGap(what string) bool {
+	return slices.ContainsFunc(b.Gaps, func(g Gap) bool { return g.What == what })
+}
+
+// Subject is the identity the pod's kubectl calls run as.
+func (p Pod) Subject() access.Subject {
+	return access.ServiceAccount(p.Namespace, p.ServiceAccountName())
+}
+
+// CheckKey identifies one access pattern: who asks, and the call with its
+// name pattern rather than a concrete name.
+func CheckKey(subjectUser string, c dpf.Call, namespace string) string {
+	return checkKey(subjectUser, c.Request(namespace, ""), namePattern(c))
+}
+
+// Key is the check's CheckKey.
+func (c AccessCheck) Key() string { return checkKey(c.Subject.User, c.Request, c.NamePattern) }
+
+func checkKey(user string, r access.Request, pattern string) string {
+	return strings.Join([]string{user, r.Verb, r.Group, r.Resource, r.Subresource, r.Namespace, pattern}, "|")
+}
+
+// namePattern is the name pattern dpfdoctor can resolve per node: patterns
+// naming only the node; "" for calls without a name or with parts
+// ({pci}, {serial}) only the host knows.
+func namePattern(c dpf.Call) string {
+	if c.Name == "" || strings.Contains(strings.ReplaceAll(c.Name, dpf.PatternNode, ""), "{") {
+		return ""
+	}
+	return c.Name
+}
+
+// Check returns the access check that answers a pod's call.
+func (b *Bundle) Check(p Pod, c dpf.Call) (AccessCheck, bool) {
+	k := CheckKey(p.Subject().User, c, p.ScriptNamespace())
+	return first(b.Access, func(a AccessCheck) bool { return a.Key() == k })
 }

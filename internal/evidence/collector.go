@@ -1,6 +1,7 @@
 package evidence
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -15,6 +16,7 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/sets"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 )
@@ -46,6 +48,9 @@ type Options struct {
 	// Concurrency bounds parallel log reads and access reviews; 0 means
 	// DefaultConcurrency.
 	Concurrency int
+	// Upgrade reads the DPUDevice CRD and the Issuers even when no pod
+	// needs them now: an upgrade preflight checks them for the next version.
+	Upgrade bool
 }
 
 // Collector gathers a Bundle with a request count that does not grow with
@@ -69,7 +74,7 @@ func (c *Collector) Collect(ctx context.Context, o Options) (*Bundle, error) {
 		cl:    c.Clients,
 		core:  protobuf(c.Clients),
 		o:     o,
-		nodes: nodeSet(o.Nodes),
+		nodes: sets.New(o.Nodes...),
 		b:     &Bundle{SchemaVersion: SchemaVersion, CollectedAt: time.Now().UTC().Format(time.RFC3339), NodeFilter: o.Nodes},
 	}
 	r.b.Install.Namespace = o.Namespace
@@ -98,15 +103,12 @@ func (c *Collector) Collect(ctx context.Context, o Options) (*Bundle, error) {
 	}
 	r.keepEvents()
 	// Phase 2: what depends on the pods: the roles their ServiceAccounts'
-	// bindings reference; the DPUDevice CRD when a pod's dmsinit.sh patches
-	// DPUDevice status (or no version was found); the Issuers when a pod
-	// that may wait for its certificate (blocked before dms-init, or on the
-	// certificate path) has no Ready Certificate.
+	// bindings reference, and the DPUDevice CRD and Issuers when needed.
 	more := []func() error{func() error { return r.rbacRoles(ctx) }}
-	if r.needCRD() {
+	if r.o.Upgrade || r.needCRD() {
 		more = append(more, func() error { return r.dpuDeviceCRD(ctx) })
 	}
-	if r.needIssuers() {
+	if r.o.Upgrade || r.needIssuers() {
 		more = append(more, func() error { return r.objectList(ctx, issuerList) })
 	}
 	if err := parallel(more...); err != nil {
@@ -135,8 +137,8 @@ type run struct {
 	// core lists pods, events and nodes, in protobuf when possible.
 	core  kubernetes.Interface
 	o     Options
-	nodes map[string]bool // --node filter; nil = every node
-	mu    sync.Mutex      // guards b while lists run in parallel
+	nodes sets.Set[string] // --node filter; empty = every node
+	mu    sync.Mutex       // guards b while lists run in parallel
 	b     *Bundle
 	// deployments are kept for version detection only.
 	deploymentImages []deploymentImage
@@ -177,15 +179,8 @@ func used(b *kube.Budget) int64 {
 }
 
 func (o Options) withDefaults(clientNamespace string) Options {
-	if o.Namespace == "" {
-		o.Namespace = clientNamespace
-	}
-	if o.Namespace == "" {
-		o.Namespace = dpf.DefaultNamespace
-	}
-	if o.MaxLogs == 0 {
-		o.MaxLogs = DefaultMaxLogs
-	}
+	o.Namespace = cmp.Or(o.Namespace, clientNamespace, dpf.DefaultNamespace)
+	o.MaxLogs = cmp.Or(o.MaxLogs, DefaultMaxLogs)
 	if o.LogBudget <= 0 {
 		o.LogBudget = DefaultLogBudget
 	}
@@ -227,47 +222,18 @@ func parallel(fns ...func() error) error {
 	errs := make([]error, len(fns))
 	var wg sync.WaitGroup
 	for i, fn := range fns {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs[i] = fn()
-		}()
+		wg.Go(func() { errs[i] = fn() })
 	}
 	wg.Wait()
-	for _, err := range errs {
-		if err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func nodeSet(nodes []string) map[string]bool {
-	if len(nodes) == 0 {
-		return nil
-	}
-	m := make(map[string]bool, len(nodes))
-	for _, n := range nodes {
-		m[n] = true
-	}
-	return m
+	return cmp.Or(errs...) // the first error in the order of fns
 }
 
 // keep reports whether a node passes the --node filter.
-func (r *run) keep(node string) bool { return r.nodes == nil || r.nodes[node] }
+func (r *run) keep(node string) bool { return r.nodes.Len() == 0 || r.nodes.Has(node) }
 
 func uniqueSorted(in []string) []string {
 	if len(in) == 0 {
 		return nil
 	}
-	seen := map[string]bool{}
-	var out []string
-	for _, s := range in {
-		if s != "" && !seen[s] {
-			seen[s] = true
-			out = append(out, s)
-		}
-	}
-	sort.Strings(out)
-	return out
+	return sets.List(sets.New(in...).Delete(""))
 }

@@ -21,20 +21,7 @@ import (
 // ErrMalformed is returned by Load for a file that is not an evidence Bundle.
 var ErrMalformed = errors.New("malformed evidence bundle")
 
-// Save writes the Bundle as indented JSON, readable only by its owner.
-func (b *Bundle) Save(file string) error {
-	data, err := json.MarshalIndent(b, "", "  ")
-	if err != nil {
-		return fmt.Errorf("encode evidence: %w", err)
-	}
-	if err := os.WriteFile(file, append(data, '\n'), 0o600); err != nil {
-		return fmt.Errorf("save evidence: %w", err)
-	}
-	return nil
-}
-
-// Load reads a Bundle saved by Save (JSON), or written as YAML by hand for
-// tests. A file that is not a Bundle yields ErrMalformed.
+// Load reads a Bundle saved as JSON, or written as YAML by hand for tests. A file that is not a Bundle yields ErrMalformed.
 func Load(file string) (*Bundle, error) {
 	data, err := os.ReadFile(file)
 	if err != nil {
@@ -82,10 +69,10 @@ func (b *Bundle) WriteArchive(w io.Writer, extra ...ArchiveFile) error {
 	now := time.Now()
 	for _, f := range files {
 		hdr := &tar.Header{Name: f.Name, Mode: 0o600, Size: int64(len(f.Data)), ModTime: now, Typeflag: tar.TypeReg}
-		if err := tw.WriteHeader(hdr); err != nil {
-			return fmt.Errorf("write support bundle: %w", err)
+		if err = tw.WriteHeader(hdr); err == nil {
+			_, err = tw.Write(f.Data)
 		}
-		if _, err := tw.Write(f.Data); err != nil {
+		if err != nil {
 			return fmt.Errorf("write support bundle: %w", err)
 		}
 	}

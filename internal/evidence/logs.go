@@ -110,13 +110,7 @@ func take(names []string, left *int) []string {
 }
 
 func without(names, drop []string) []string {
-	var out []string
-	for _, n := range names {
-		if !slices.Contains(drop, n) {
-			out = append(out, n)
-		}
-	}
-	return out
+	return slices.DeleteFunc(slices.Clone(names), func(n string) bool { return slices.Contains(drop, n) })
 }
 
 // agree reports whether the read logs of pods say the same (dpf.LogVerdict);

@@ -1,11 +1,15 @@
 package evidence
 
 import (
+	"cmp"
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
+	"time"
 
 	"github.com/dpfdoctor/dpfdoctor/internal/dpf"
+	corev1 "k8s.io/api/core/v1"
 )
 
 // Pod is a DMS or host-agent pod reduced to what diagnosis reads.
@@ -90,28 +94,19 @@ func (c Container) LastTermination() (State, bool) {
 
 // Getenv returns an environment variable and whether it is set.
 func (c Container) Getenv(name string) (EnvVar, bool) {
-	for _, e := range c.Env {
-		if e.Name == name {
-			return e, true
-		}
-	}
-	return EnvVar{}, false
+	return first(c.Env, func(e EnvVar) bool { return e.Name == name })
 }
 
 // Init returns the named init container.
-func (p Pod) Init(name string) (Container, bool) { return find(p.InitContainers, name) }
+func (p Pod) Init(name string) (Container, bool) { return first(p.InitContainers, named(name)) }
 
 // Main returns the named (non-init) container.
-func (p Pod) Main(name string) (Container, bool) { return find(p.Containers, name) }
+func (p Pod) Main(name string) (Container, bool) { return first(p.Containers, named(name)) }
 
-func find(cs []Container, name string) (Container, bool) {
-	for _, c := range cs {
-		if c.Name == name {
-			return c, true
-		}
-	}
-	return Container{}, false
-}
+func named(name string) func(Container) bool { return func(c Container) bool { return c.Name == name } }
+
+// all is the pod's init containers, then its containers.
+func (p Pod) all() []Container { return append(slices.Clone(p.InitContainers), p.Containers...) }
 
 // Work is the container that runs dmsinit.sh (dms-init) or, for v25.10+
 // pods, the host agent.
@@ -137,7 +132,7 @@ func (p Pod) CertificateName() string {
 // Restarts sums the restart counts of every container.
 func (p Pod) Restarts() int32 {
 	var n int32
-	for _, c := range append(append([]Container(nil), p.InitContainers...), p.Containers...) {
+	for _, c := range p.all() {
 		n += c.RestartCount
 	}
 	return n
@@ -145,21 +140,11 @@ func (p Pod) Restarts() int32 {
 
 // Started reports whether any container of the pod ever ran. A pod whose
 // Secret volume cannot be mounted never starts one.
-func (p Pod) Started() bool {
-	for _, c := range append(append([]Container(nil), p.InitContainers...), p.Containers...) {
-		if c.Ran() {
-			return true
-		}
-	}
-	return false
-}
+func (p Pod) Started() bool { return slices.ContainsFunc(p.all(), Container.Ran) }
 
 // ImageTag is the tag of the work container's image.
 func (p Pod) ImageTag() string {
-	c, ok := p.Work()
-	if !ok {
-		return ""
-	}
+	c, _ := p.Work() // none: no image, no tag
 	return dpf.ImageTag(c.Image)
 }
 
@@ -193,21 +178,13 @@ func (p Pod) Script(clusterVersion string) dpf.ScriptVariant {
 // Args are the dmsinit.sh flags from the dms-init container's command and
 // args (script defaults for anything absent).
 func (p Pod) Args() dpf.Args {
-	c, ok := p.Init(dpf.ContainerDMSInit)
-	if !ok {
-		return dpf.ParseArgs(nil)
-	}
-	return dpf.ParseArgs(append(append([]string(nil), c.Command...), c.Args...))
+	c, _ := p.Init(dpf.ContainerDMSInit) // none: no flags
+	return dpf.ParseArgs(append(slices.Clone(c.Command), c.Args...))
 }
 
 // ScriptNamespace is the namespace dmsinit.sh works in (--namespace, by
 // default dpf-operator-system).
-func (p Pod) ScriptNamespace() string {
-	if ns := p.Args().Namespace; ns != "" {
-		return ns
-	}
-	return dpf.DefaultNamespace
-}
+func (p Pod) ScriptNamespace() string { return cmp.Or(p.Args().Namespace, dpf.DefaultNamespace) }
 
 // Calls is the pod's call table: the API requests its dmsinit.sh variant
 // makes in the mode its args select.
@@ -216,20 +193,12 @@ func (p Pod) Calls(clusterVersion string) []dpf.Call {
 }
 
 // ServiceAccountName is the pod's ServiceAccount ("default" when unset).
-func (p Pod) ServiceAccountName() string {
-	if p.ServiceAccount == "" {
-		return "default"
-	}
-	return p.ServiceAccount
-}
+func (p Pod) ServiceAccountName() string { return cmp.Or(p.ServiceAccount, "default") }
 
 // Status renders the pod's status the way `kubectl get pods` does:
 // "Running", "Init:0/3", "Init:CrashLoopBackOff", "Init:Error", ...
 func (p Pod) Status() string {
-	reason := p.Phase
-	if p.Reason != "" {
-		reason = p.Reason
-	}
+	reason := cmp.Or(p.Reason, p.Phase)
 	initializing := false
 	for i, c := range p.InitContainers {
 		switch {
@@ -269,10 +238,7 @@ func (p Pod) Status() string {
 	if p.Deleting {
 		reason = "Terminating"
 	}
-	if reason == "" {
-		reason = "Unknown"
-	}
-	return reason
+	return cmp.Or(reason, "Unknown")
 }
 
 // Blocking is the first container that keeps the pod from Ready: the first
@@ -350,3 +316,133 @@ func (p Pod) normalise(msg string) string {
 // IsPCIAddress reports whether s holds a PCI address such as 0000:3b:00.0
 // or 0000:3b:00.
 func IsPCIAddress(s string) bool { return pciAddress.MatchString(s) }
+
+// VisibleEnv reports whether an environment variable's value is kept: the
+// API server address the pod's kubectl uses. Every other value is Masked.
+func VisibleEnv(name string) bool {
+	return name == "KUBERNETES_SERVICE_HOST" || name == "KUBERNETES_SERVICE_PORT"
+}
+
+// Masked replaces an environment value dpfdoctor does not keep.
+const Masked = "(masked)"
+
+// PodFrom trims a Pod to what diagnosis reads. The collector and the guard
+// (over its cache) both convert pods with it.
+func PodFrom(p *corev1.Pod) Pod {
+	out := Pod{
+		Name:           p.Name,
+		Namespace:      p.Namespace,
+		Node:           p.Spec.NodeName,
+		Component:      p.Labels[dpf.ComponentLabel],
+		Labels:         p.Labels,
+		ServiceAccount: p.Spec.ServiceAccountName,
+		Phase:          string(p.Status.Phase),
+		Reason:         p.Status.Reason,
+		Ready:          dpf.PodReady(p),
+		Deleting:       p.DeletionTimestamp != nil,
+	}
+	for _, v := range p.Spec.Volumes {
+		vol := Volume{Name: v.Name}
+		if v.Secret != nil {
+			vol.Secret = v.Secret.SecretName
+		}
+		out.Volumes = append(out.Volumes, vol)
+	}
+	out.InitContainers = containersFrom(p.Spec.InitContainers, p.Status.InitContainerStatuses)
+	out.Containers = containersFrom(p.Spec.Containers, p.Status.ContainerStatuses)
+	if out.Node == "" {
+		if n, ok := dpf.NodeFromPodName(p.Name); ok {
+			out.Node = n
+		}
+		if ref := out.Args().KubeNodeRef; ref != "" {
+			out.Node = ref
+		}
+	}
+	return out
+}
+
+func containersFrom(specs []corev1.Container, statuses []corev1.ContainerStatus) []Container {
+	out := make([]Container, 0, len(specs))
+	for _, s := range specs {
+		c := Container{Name: s.Name, Image: s.Image, Command: s.Command, Args: s.Args, Env: envFrom(s.Env)}
+		if st, ok := first(statuses, func(st corev1.ContainerStatus) bool { return st.Name == s.Name }); ok {
+			c.Ready, c.RestartCount = st.Ready, st.RestartCount
+			c.State, c.LastState = stateFrom(st.State), stateFrom(st.LastTerminationState)
+		}
+		out = append(out, c)
+	}
+	return out
+}
+
+func envFrom(env []corev1.EnvVar) []EnvVar {
+	var out []EnvVar
+	for _, e := range env {
+		v := EnvVar{Name: e.Name}
+		switch {
+		case e.ValueFrom != nil:
+			v.From = envSource(e.ValueFrom)
+		case VisibleEnv(e.Name):
+			v.Value = e.Value
+		case e.Value != "":
+			v.Value = Masked
+		}
+		out = append(out, v)
+	}
+	return out
+}
+
+func envSource(s *corev1.EnvVarSource) string {
+	switch {
+	case s.SecretKeyRef != nil:
+		return "secret " + s.SecretKeyRef.Name + " key " + s.SecretKeyRef.Key
+	case s.ConfigMapKeyRef != nil:
+		return "configmap " + s.ConfigMapKeyRef.Name + " key " + s.ConfigMapKeyRef.Key
+	case s.FieldRef != nil:
+		return "field " + s.FieldRef.FieldPath
+	case s.ResourceFieldRef != nil:
+		return "resource " + s.ResourceFieldRef.Resource
+	}
+	return "reference"
+}
+
+func stateFrom(s corev1.ContainerState) State {
+	switch {
+	case s.Terminated != nil:
+		return State{Kind: StateTerminated, Reason: s.Terminated.Reason, Message: s.Terminated.Message, ExitCode: s.Terminated.ExitCode}
+	case s.Running != nil:
+		return State{Kind: StateRunning}
+	case s.Waiting != nil:
+		return State{Kind: StateWaiting, Reason: s.Waiting.Reason, Message: s.Waiting.Message}
+	}
+	return State{}
+}
+
+// NodeFrom keeps a Node's name, labels and first internal IP.
+func NodeFrom(n *corev1.Node) Node {
+	out := Node{Name: n.Name, Labels: n.Labels}
+	for _, a := range n.Status.Addresses {
+		if a.Type == corev1.NodeInternalIP && out.InternalIP == "" {
+			out.InternalIP = a.Address
+		}
+	}
+	return out
+}
+
+// EventFrom keeps what diagnosis reads of an Event.
+func EventFrom(e *corev1.Event) Event {
+	o := e.InvolvedObject
+	return Event{Kind: o.Kind, Name: o.Name, Type: e.Type, Reason: e.Reason, Message: e.Message, Count: e.Count, LastSeen: lastSeen(e)}
+}
+
+// lastSeen is when the event last happened, in RFC 3339, or "".
+func lastSeen(e *corev1.Event) string {
+	switch {
+	case !e.LastTimestamp.IsZero():
+		return e.LastTimestamp.UTC().Format(time.RFC3339)
+	case !e.EventTime.IsZero():
+		return e.EventTime.UTC().Format(time.RFC3339)
+	case !e.FirstTimestamp.IsZero():
+		return e.FirstTimestamp.UTC().Format(time.RFC3339)
+	}
+	return ""
+}

@@ -44,11 +44,9 @@ type Rule struct {
 
 // Proxy is a running fault-injecting proxy.
 type Proxy struct {
-	// Config is a copy of the upstream client config pointing at the proxy.
-	Config *rest.Config
+	Config *rest.Config // a copy of the upstream client config pointing at the proxy
 
 	srv      *http.Server
-	ln       net.Listener
 	n        atomic.Int64
 	mu       sync.Mutex
 	rules    []*Rule
@@ -93,7 +91,7 @@ func Start(upstream *rest.Config, rules ...*Rule) (*Proxy, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &Proxy{rules: rules, ln: ln}
+	p := &Proxy{rules: rules}
 	rp := httputil.NewSingleHostReverseProxy(target)
 	rp.Transport = rt
 	rp.FlushInterval = -1 // stream watches

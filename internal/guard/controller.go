@@ -12,7 +12,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/tools/record"
 	"k8s.io/client-go/util/workqueue"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -22,6 +21,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/recorder"
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	"github.com/dpfdoctor/dpfdoctor/internal/diagnose"
@@ -37,7 +37,7 @@ type reconciler struct {
 	opts     Options
 	cache    client.Reader
 	clients  *kube.Clients
-	recorder record.EventRecorder
+	recorder recorder.EventRecorder
 	metrics  *metrics
 	log      logr.Logger
 	key      reconcile.Request
@@ -47,6 +47,9 @@ type reconciler struct {
 	tracker *tracker
 	repair  *repairer
 	crd     crdInfo
+	paused  string // the pause annotation's value last acknowledged
+	// checkedVersion is the DPF version checkUpgrade last checked.
+	checkedVersion string
 }
 
 func newReconciler(g *Guard, cl *kube.Clients) (*reconciler, error) {
@@ -55,7 +58,7 @@ func newReconciler(g *Guard, cl *kube.Clients) (*reconciler, error) {
 		opts:     o,
 		cache:    g.mgr.GetClient(),
 		clients:  cl,
-		recorder: g.mgr.GetEventRecorderFor(ControllerName), //nolint:staticcheck // SA1019: core/v1 Events, which deploy/rbac.yaml grants
+		recorder: g.mgr.GetEventRecorder(ControllerName), // events.k8s.io/v1
 		metrics:  g.metrics,
 		log:      o.Logger,
 		key:      reconcile.Request{NamespacedName: types.NamespacedName{Namespace: o.Namespace, Name: "dms"}},
@@ -135,6 +138,12 @@ func (r *reconciler) Reconcile(ctx context.Context, _ reconcile.Request) (reconc
 	if err != nil {
 		return reconcile.Result{}, err
 	}
+	var polled bool
+	if s.config != nil {
+		if polled, err = r.addPerDPUPods(ctx, s); err != nil {
+			return reconcile.Result{}, err
+		}
+	}
 	r.metrics.setPods(s)
 	r.recordRecovered(r.tracker.update(s))
 	if s.config == nil {
@@ -142,6 +151,7 @@ func (r *reconciler) Reconcile(ctx context.Context, _ reconcile.Request) (reconc
 		r.log.Info("no DPFOperatorConfig in the namespace: DPF is not installed here, nothing to guard", "namespace", r.opts.Namespace)
 		return reconcile.Result{}, nil
 	}
+	paused := r.notePause(s.config)
 	var (
 		fails []failingPod
 		next  time.Time
@@ -162,6 +172,9 @@ func (r *reconciler) Reconcile(ctx context.Context, _ reconcile.Request) (reconc
 	if err != nil {
 		return reconcile.Result{}, err
 	}
+	if err := r.checkUpgrade(ctx, s, b); err != nil {
+		return reconcile.Result{}, err
+	}
 	d := diagnose.Diagnose(b)
 	r.metrics.setFindings(d, s, r.waitingClasses(waiting))
 	r.recordDiagnoses(fresh, d)
@@ -170,7 +183,10 @@ func (r *reconciler) Reconcile(ctx context.Context, _ reconcile.Request) (reconc
 	if !next.IsZero() {
 		res.RequeueAfter = next.Sub(s.now) + time.Second
 	}
-	if r.opts.Mode != ModeRepair {
+	if polled && (res.RequeueAfter == 0 || perDPUPoll < res.RequeueAfter) {
+		res.RequeueAfter = perDPUPoll
+	}
+	if r.opts.Mode != ModeRepair || paused {
 		return res, nil
 	}
 	after, err := r.repair.run(ctx, s, b, d)

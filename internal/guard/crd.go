@@ -37,3 +37,10 @@ func (c *crdInfo) fill(ctx context.Context, cl *kube.Clients, in *evidence.Insta
 	}
 	in.DPUDeviceCRD, in.DPUDeviceStatusSubresource = c.found, c.statusSubres
 }
+
+// reset makes the next fill read the CRD again.
+func (c *crdInfo) reset() {
+	c.mu.Lock()
+	c.done = false
+	c.mu.Unlock()
+}

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -267,4 +268,48 @@ func TestPrometheusRule(t *testing.T) {
 		t.Errorf("ServiceMonitor endpoint %v does not scrape port %v over HTTPS with a token", ep, port)
 	}
 	findObject(t, objs, "Secret", secret)
+}
+
+// deploy/ serves /metrics with the certificate OpenShift's service CA
+// issues for the metrics Service, once that Secret exists (mounted
+// optional, so elsewhere the guard starts and serves a self-signed one),
+// and deploy/openshift/ scrapes it verified: the ServiceMonitor checks the
+// Service's DNS name against the injected CA bundle.
+func TestDeployOpenShiftVerifiedMetrics(t *testing.T) {
+	base := renderDeploy(t, ".")
+	svc := findObject(t, base, "Service", "dpfdoctor-guard-metrics")
+	secret := svc.GetAnnotations()["service.beta.openshift.io/serving-cert-secret-name"]
+	var d appsv1.Deployment
+	fromUnstructured(t, findObject(t, base, "Deployment", ControllerName), &d)
+	mountPath := ""
+	for _, v := range d.Spec.Template.Spec.Volumes {
+		if v.Secret != nil && v.Secret.SecretName == secret && secret != "" && v.Secret.Optional != nil && *v.Secret.Optional {
+			for _, m := range d.Spec.Template.Spec.Containers[0].VolumeMounts {
+				if m.Name == v.Name && m.ReadOnly {
+					mountPath = m.MountPath
+				}
+			}
+		}
+	}
+	if mountPath == "" || !slices.Contains(d.Spec.Template.Spec.Containers[0].Args, "--metrics-cert-dir="+mountPath) {
+		t.Errorf("the guard does not serve the optional service-ca Secret %q: volumes %+v, args %v", secret, d.Spec.Template.Spec.Volumes, d.Spec.Template.Spec.Containers[0].Args)
+	}
+	objs := renderDeploy(t, "openshift")
+	sm := findObject(t, objs, "ServiceMonitor", ControllerName)
+	eps, _, _ := unstructured.NestedSlice(sm.Object, "spec", "endpoints")
+	if len(eps) != 1 {
+		t.Fatalf("endpoints: %v", eps)
+	}
+	tc, _, _ := unstructured.NestedMap(eps[0].(map[string]any), "tlsConfig")
+	cm, _, _ := unstructured.NestedString(tc, "ca", "configMap", "name")
+	if tc["insecureSkipVerify"] == true || tc["serverName"] != svc.GetName()+"."+svc.GetNamespace()+".svc" || cm == "" {
+		t.Errorf("ServiceMonitor tlsConfig: %v", tc)
+	}
+	if findObject(t, objs, "ConfigMap", cm).GetAnnotations()["service.beta.openshift.io/inject-cabundle"] != "true" {
+		t.Errorf("ConfigMap %s gets no service CA bundle", cm)
+	}
+	tc, _, _ = unstructured.NestedMap(findObject(t, renderDeploy(t, "monitoring"), "ServiceMonitor", ControllerName).Object["spec"].(map[string]any)["endpoints"].([]any)[0].(map[string]any), "tlsConfig")
+	if tc["insecureSkipVerify"] != true {
+		t.Errorf("deploy/monitoring/ (any Prometheus Operator) changed: %v", tc)
+	}
 }

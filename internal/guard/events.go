@@ -5,7 +5,10 @@ import (
 	"slices"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 
+	"github.com/dpfdoctor/dpfdoctor/internal/apply"
 	"github.com/dpfdoctor/dpfdoctor/internal/diagnose"
 	"github.com/dpfdoctor/dpfdoctor/internal/dpf"
 )
@@ -29,7 +32,42 @@ const (
 	// policy refused.
 	ReasonRepairFailed  = "DPFDoctorRepairFailed"
 	ReasonRepairRefused = "DPFDoctorRepairRefused"
+	// ReasonGuardPaused and ReasonGuardResumed (Normal, on the
+	// DPFOperatorConfig): its apply.GuardPausedAnnotation was set (the note
+	// carries its value: the acknowledgement rollback waits for) or removed.
+	ReasonGuardPaused  = apply.ReasonGuardPaused
+	ReasonGuardResumed = "DPFDoctorGuardResumed"
 )
+
+// event records an events.k8s.io/v1 Event; action is what the guard did.
+func (r *reconciler) event(obj runtime.Object, typ, reason, action, msg string) {
+	r.recorder.Eventf(obj, nil, typ, reason, action, "%s", clip(msg))
+}
+
+// notePause follows the DPFOperatorConfig's apply.GuardPausedAnnotation and
+// reports whether repairs are paused. Each change is recorded as an Event
+// and in dpfdoctor_guard_paused. A pause also makes the repairer forget the
+// grant it remembered, so a resumed guard adopts what it finds and does not
+// undo the rollback that paused it.
+func (r *reconciler) notePause(cfg *unstructured.Unstructured) bool {
+	v := cfg.GetAnnotations()[apply.GuardPausedAnnotation]
+	if v == r.paused {
+		return v != ""
+	}
+	r.paused = v
+	if v == "" {
+		r.metrics.paused.Set(0)
+		r.event(cfg, corev1.EventTypeNormal, ReasonGuardResumed, "Resume", "repairs resumed: the annotation "+apply.GuardPausedAnnotation+" was removed")
+		r.log.Info("repairs resumed")
+		return false
+	}
+	r.metrics.paused.Set(1)
+	r.repair = newRepairer(r)
+	r.event(cfg, corev1.EventTypeNormal, ReasonGuardPaused, "Pause", fmt.Sprintf(
+		"repairs paused by the annotation %s=%s; diagnosis continues. Remove the annotation to resume", apply.GuardPausedAnnotation, v))
+	r.log.Info("repairs paused", "by", v)
+	return true
+}
 
 // maxMessage keeps event messages within what the API server accepts.
 const maxMessage = 1000
@@ -57,7 +95,7 @@ func (r *reconciler) recordDiagnoses(fails []failingPod, d *diagnose.Diagnosis) 
 		if !ok || !r.tracker.report(p.UID, string(pr.Class)+"|"+pr.Code) {
 			continue
 		}
-		r.recorder.Event(p, corev1.EventTypeWarning, ReasonDiagnosed, clip(fmt.Sprintf("%s: %s", pr.Class, r.nextStep(f))))
+		r.event(p, corev1.EventTypeWarning, ReasonDiagnosed, "Diagnose", fmt.Sprintf("%s: %s", pr.Class, r.nextStep(f)))
 		r.log.Info("diagnosed", "pod", p.Name, "state", pr.State, "class", pr.Class, "code", pr.Code)
 	}
 }
@@ -84,7 +122,7 @@ func findingFor(d *diagnose.Diagnosis, pr diagnose.PodResult) (diagnose.Finding,
 func (r *reconciler) recordRecovered(rs []recovery) {
 	for _, rec := range rs {
 		r.metrics.timeToReady.Observe(rec.after.Seconds())
-		r.recorder.Eventf(rec.pod, corev1.EventTypeNormal, ReasonRecovered, "Ready %.1fs after dpfdoctor guard saw it fail", rec.after.Seconds())
+		r.event(rec.pod, corev1.EventTypeNormal, ReasonRecovered, "Recover", fmt.Sprintf("Ready %.1fs after dpfdoctor guard saw it fail", rec.after.Seconds()))
 		r.log.Info("recovered", "pod", rec.pod.Name, "seconds", rec.after.Seconds())
 	}
 }

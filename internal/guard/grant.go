@@ -11,6 +11,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 
+	"github.com/dpfdoctor/dpfdoctor/internal/apply"
 	"github.com/dpfdoctor/dpfdoctor/internal/plan"
 )
 
@@ -98,25 +99,9 @@ func liveObjects(m managedRBAC) (map[plan.ObjectRef]*unstructured.Unstructured, 
 	return out, nil
 }
 
-// foreign reports whether a field manager other than dpfdoctor owns the
-// object's payload (rules, subjects, roleRef): someone else changed it.
-func foreign(obj *unstructured.Unstructured) bool {
-	for _, mf := range obj.GetManagedFields() {
-		if mf.Manager == plan.FieldManager || mf.FieldsV1 == nil {
-			continue
-		}
-		var fields map[string]json.RawMessage
-		if err := json.Unmarshal(mf.FieldsV1.GetRawBytes(), &fields); err != nil {
-			return true
-		}
-		for _, f := range []string{"f:rules", "f:subjects", "f:roleRef", "f:aggregationRule"} {
-			if _, ok := fields[f]; ok {
-				return true
-			}
-		}
-	}
-	return false
-}
+// foreign reports whether a field manager other than dpfdoctor's (fix's or
+// the guard's) owns the object's payload: someone else changed it.
+func foreign(obj *unstructured.Unstructured) bool { return apply.AlteredByOthers(obj) }
 
 // covers reports whether live holds what want sets.
 func covers(live, want *unstructured.Unstructured) bool {

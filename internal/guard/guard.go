@@ -27,6 +27,7 @@ import (
 	"k8s.io/client-go/rest"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
+	"github.com/dpfdoctor/dpfdoctor/internal/apply"
 	"github.com/dpfdoctor/dpfdoctor/internal/dpf"
 	"github.com/dpfdoctor/dpfdoctor/internal/kube"
 )
@@ -44,7 +45,7 @@ const (
 const (
 	DefaultMetricsAddr         = ":8443"
 	DefaultProbeAddr           = ":8081"
-	DefaultLeaderElectionID    = "dpfdoctor-guard"
+	DefaultLeaderElectionID    = apply.GuardLease
 	DefaultMaxLogsPerSignature = 3
 	DefaultMaxRepairsPerMinute = 6
 	DefaultStartupGrace        = 2 * time.Minute
@@ -97,6 +98,10 @@ type Options struct {
 	// authentication, on a loopback address only (for local runs). By
 	// default /metrics is HTTPS and needs a token allowed `get` on /metrics.
 	InsecureMetrics bool
+	// MetricsCertDir holds the serving certificate of /metrics (tls.crt,
+	// tls.key: a kubernetes.io/tls Secret, such as OpenShift's service-ca
+	// issues), reloaded when it changes. Empty: a self-signed certificate.
+	MetricsCertDir string
 	// ProbeAddr serves /healthz and /readyz ("0" disables; default :8081).
 	ProbeAddr string
 	// LeaderElect turns on Lease-based leader election.

@@ -16,6 +16,7 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 
 	"github.com/dpfdoctor/dpfdoctor/internal/access"
+	"github.com/dpfdoctor/dpfdoctor/internal/apply"
 	"github.com/dpfdoctor/dpfdoctor/internal/dpf"
 	"github.com/dpfdoctor/dpfdoctor/internal/evidence"
 	"github.com/dpfdoctor/dpfdoctor/internal/plan"
@@ -124,6 +125,8 @@ func TestForeign(t *testing.T) {
 		{"rules edited by hand", []metav1.ManagedFieldsEntry{entry(plan.FieldManager, `{"f:metadata":{}}`),
 			entry("kubectl-edit", `{"f:rules":{}}`)}, true},
 		{"subjects edited", []metav1.ManagedFieldsEntry{entry("kubectl-patch", `{"f:subjects":{}}`)}, true},
+		{"fix and the guard", []metav1.ManagedFieldsEntry{entry(plan.FieldManager, `{"f:rules":{}}`),
+			entry(apply.GuardFieldManager, `{"f:rules":{}}`)}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			u := &unstructured.Unstructured{}

@@ -352,7 +352,7 @@ func (e *env) guardEvents(reason string) []corev1.Event {
 	}
 	var out []corev1.Event
 	for _, ev := range l.Items {
-		if ev.Source.Component == ControllerName {
+		if ev.ReportingController == ControllerName {
 			out = append(out, ev)
 		}
 	}

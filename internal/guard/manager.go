@@ -25,6 +25,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
+	"github.com/dpfdoctor/dpfdoctor/internal/apply"
 	"github.com/dpfdoctor/dpfdoctor/internal/kube"
 	"github.com/dpfdoctor/dpfdoctor/internal/outcome"
 )
@@ -155,8 +156,10 @@ func leaseLock(cfg *rest.Config, o Options, identity string) (resourcelock.Inter
 	if err != nil {
 		return nil, fmt.Errorf("guard: leader election client: %w", err)
 	}
-	lock, err := resourcelock.New(resourcelock.LeasesResourceLock, o.LeaderElectionNamespace, o.LeaderElectionID,
-		cs.CoreV1(), cs.CoordinationV1(), resourcelock.ResourceLockConfig{Identity: identity})
+	// The leader labels the Lease with its mode, so that rollback can tell
+	// a guard that repairs (apply.FindGuard).
+	lock, err := resourcelock.NewWithLabels(resourcelock.LeasesResourceLock, o.LeaderElectionNamespace, o.LeaderElectionID,
+		cs.CoreV1(), cs.CoordinationV1(), resourcelock.ResourceLockConfig{Identity: identity}, map[string]string{apply.GuardModeLabel: o.Mode})
 	if err != nil {
 		return nil, fmt.Errorf("guard: leader election lock: %w", err)
 	}

@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"runtime"
-	"runtime/debug"
 	"sync"
 	"time"
 
@@ -16,10 +14,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"k8s.io/client-go/rest"
-	certutil "k8s.io/client-go/util/cert"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	"github.com/dpfdoctor/dpfdoctor/internal/buildinfo"
 )
 
 // Repair results, the values of dpfdoctor_repairs_total{result}.
@@ -38,6 +37,7 @@ const (
 	MetricTimeToReady = "dpfdoctor_time_to_ready_seconds"
 	MetricLeader      = "dpfdoctor_guard_leader"
 	MetricBuildInfo   = "dpfdoctor_build_info"
+	MetricPaused      = "dpfdoctor_guard_paused"
 )
 
 // metrics are the guard's own Prometheus metrics.
@@ -47,6 +47,8 @@ type metrics struct {
 	repairs     *prometheus.CounterVec
 	timeToReady prometheus.Histogram
 	leader      prometheus.Gauge
+	paused      prometheus.Gauge
+	upgrade     *prometheus.GaugeVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -62,20 +64,26 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Buckets: []float64{1, 5, 15, 30, 60, 120, 300, 600, 1200, 3600}}),
 		leader: prometheus.NewGauge(prometheus.GaugeOpts{Name: MetricLeader,
 			Help: "1 while this replica holds the leader lease (or runs without leader election)."}),
+		paused: prometheus.NewGauge(prometheus.GaugeOpts{Name: MetricPaused,
+			Help: "1 while the DPFOperatorConfig's dpfdoctor.dev/guard-paused annotation pauses repairs."}),
+		upgrade: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: MetricUpgradeFindings,
+			Help: "Findings of `dpfdoctor preflight`'s check for the DPF version the installation reports, by code; checked when that version changes."}, []string{"version", "code"}),
 	}
 	for _, r := range []string{ResultApplied, ResultNoOp, ResultFailed, ResultRefused} {
 		m.repairs.WithLabelValues(r)
 	}
-	version, commit := buildInfo()
+	bi := buildinfo.Get()
 	info := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: MetricBuildInfo,
 		Help: "Always 1; the labels name the guard's build."}, []string{"version", "commit", "go_version"})
 	var err error
-	register(reg, info, &err).WithLabelValues(version, commit, runtime.Version()).Set(1)
+	register(reg, info, &err).WithLabelValues(bi.Version, bi.Commit, bi.GoVersion).Set(1)
 	m.pods = register(reg, m.pods, &err)
 	m.findings = register(reg, m.findings, &err)
 	m.repairs = register(reg, m.repairs, &err)
 	m.timeToReady = register(reg, m.timeToReady, &err)
 	m.leader = register(reg, m.leader, &err)
+	m.paused = register(reg, m.paused, &err)
+	m.upgrade = register(reg, m.upgrade, &err)
 	if err != nil {
 		return nil, fmt.Errorf("guard: register metrics: %w", err)
 	}
@@ -107,26 +115,6 @@ func setCounts(g *prometheus.GaugeVec, counts map[string]int) {
 	}
 }
 
-// buildInfo is dpfdoctor_build_info's labels, from the binary's build
-// information: the module version ("dev" for a local build) and the VCS
-// revision ("unknown" when built without VCS stamping).
-func buildInfo() (version, commit string) {
-	version, commit = "dev", "unknown"
-	bi, ok := debug.ReadBuildInfo()
-	if !ok {
-		return version, commit
-	}
-	if v := bi.Main.Version; v != "" && v != "(devel)" {
-		version = v
-	}
-	for _, s := range bi.Settings {
-		if s.Key == "vcs.revision" && s.Value != "" {
-			commit = s.Value
-		}
-	}
-	return version, commit
-}
-
 // metricsServer serves /metrics on every replica: controller-runtime's
 // registry (controller, workqueue and client-go metrics) and the guard's.
 // Secure, it serves TLS (a self-signed certificate, as controller-runtime's
@@ -134,17 +122,18 @@ func buildInfo() (version, commit string) {
 // token passes a TokenReview and a SubjectAccessReview for `get` on the
 // /metrics non-resource URL (controller-runtime's metrics filter).
 type metricsServer struct {
-	addr   string
-	reg    RegistererGatherer
-	filter metricsserver.Filter // nil: plain HTTP, no authentication
-	log    logr.Logger
+	addr    string
+	reg     RegistererGatherer
+	filter  metricsserver.Filter // nil: plain HTTP, no authentication
+	certDir string               // serve its tls.crt and tls.key once there; "" self-signed
+	log     logr.Logger
 
 	mu    sync.Mutex
 	bound string
 }
 
 func newMetricsServer(cfg *rest.Config, o Options) (*metricsServer, error) {
-	s := &metricsServer{addr: o.MetricsAddr, reg: o.Registry, log: o.Logger}
+	s := &metricsServer{addr: o.MetricsAddr, reg: o.Registry, log: o.Logger, certDir: o.MetricsCertDir}
 	if o.InsecureMetrics {
 		return s, nil
 	}
@@ -179,15 +168,11 @@ func (s *metricsServer) Start(ctx context.Context) error {
 		if h, err = s.filter(s.log.WithName("metrics"), h); err != nil {
 			return fmt.Errorf("metrics: %w", err)
 		}
-		cert, key, err := certutil.GenerateSelfSignedCertKey("localhost", []net.IP{{127, 0, 0, 1}}, nil)
+		sc, err := newServingCert(ctx, s.certDir, s.log)
 		if err != nil {
-			return fmt.Errorf("metrics: self-signed certificate: %w", err)
+			return err
 		}
-		pair, err := tls.X509KeyPair(cert, key)
-		if err != nil {
-			return fmt.Errorf("metrics: self-signed certificate: %w", err)
-		}
-		l = tls.NewListener(l, &tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12})
+		l = tls.NewListener(l, &tls.Config{GetCertificate: sc.get, MinVersion: tls.VersionTLS12})
 		s.log.Info("serving metrics over HTTPS to authenticated, authorized clients", "address", s.bound)
 	}
 	mux := http.NewServeMux()

@@ -3,9 +3,12 @@ package guard
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -17,6 +20,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
 
+	"github.com/dpfdoctor/dpfdoctor/internal/selfsigned"
 	"github.com/dpfdoctor/dpfdoctor/internal/sim"
 )
 
@@ -54,14 +58,9 @@ func TestMetricsAuthenticated(t *testing.T) {
 		t.Fatal(err)
 	}
 	runCtx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
+	done := make(chan error, 2)
 	go func() { done <- g.Start(runCtx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("guard: %v", err)
-		}
-	})
+	defer cancel()
 	e.eventually(30*time.Second, "metrics endpoint listening", func() bool { return g.MetricsAddr() != "" })
 
 	// The guard's certificate is self-signed; the token is what counts.
@@ -101,6 +100,78 @@ func TestMetricsAuthenticated(t *testing.T) {
 	if len(m.with(MetricBuildInfo)) != 1 || len(m.with(MetricRepairs)) != 4 {
 		t.Errorf("build info %v, repairs %v", m.with(MetricBuildInfo), m.with(MetricRepairs))
 	}
+
+	// With --metrics-cert-dir (OpenShift's service-ca Secret, mounted), a
+	// scraper verifies the certificate against the CA and the server name
+	// (the Service's DNS name there, the loopback address here).
+	const serverName = "127.0.0.1"
+	files, pool := writeServingCert(t, serverName)
+	dir := t.TempDir() // the Secret, mounted optional, is filled in after the pod starts
+	v, err := New(e.guardCfg, Options{Namespace: ns, MetricsAddr: "127.0.0.1:0", MetricsCertDir: dir, ProbeAddr: "0",
+		Registry: prometheus.NewRegistry(), BackupDir: t.TempDir(), Logger: testLogger("guard-tls")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { done <- v.Start(runCtx) }()
+	e.eventually(30*time.Second, "verified metrics endpoint listening", func() bool { return v.MetricsAddr() != "" })
+	scrape := func(cfg *tls.Config) (int, error) {
+		c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: cfg}}
+		req, _ := http.NewRequest(http.MethodGet, "https://"+v.MetricsAddr()+"/metrics", nil)
+		req.Header.Set("Authorization", "Bearer "+reader)
+		resp, err := c.Do(req)
+		if err != nil {
+			return 0, err
+		}
+		resp.Body.Close()
+		return resp.StatusCode, nil
+	}
+	verified := &tls.Config{RootCAs: pool, ServerName: serverName, MinVersion: tls.VersionTLS12}
+	if _, err := scrape(verified); err == nil {
+		t.Error("the self-signed certificate verified")
+	}
+	for _, f := range []string{"tls.crt", "tls.key"} {
+		if err := os.Rename(filepath.Join(files, f), filepath.Join(dir, f)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.eventually(30*time.Second, "a verified scrape once the certificate is there", func() bool {
+		code, err := scrape(verified)
+		return err == nil && code == http.StatusOK
+	})
+	if _, err := scrape(&tls.Config{RootCAs: pool, ServerName: "other.svc", MinVersion: tls.VersionTLS12}); err == nil {
+		t.Error("a scrape for another server name verified")
+	}
+	if _, err := scrape(&tls.Config{MinVersion: tls.VersionTLS12}); err == nil {
+		t.Error("a scrape without the CA verified")
+	}
+	cancel()
+	for range 2 {
+		if err := <-done; err != nil {
+			t.Errorf("guard: %v", err)
+		}
+	}
+}
+
+// writeServingCert writes tls.crt and tls.key for the IP address name,
+// signed by a new CA, as a kubernetes.io/tls Secret mounts them, and
+// returns the directory and a pool with the CA.
+func writeServingCert(t *testing.T, name string) (string, *x509.CertPool) {
+	t.Helper()
+	ca, crt, key, err := selfsigned.Issue(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	for file, data := range map[string][]byte{"tls.crt": crt, "tls.key": key} {
+		if err := os.WriteFile(filepath.Join(dir, file), data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(ca) {
+		t.Fatal("no CA")
+	}
+	return dir, pool
 }
 
 func TestInsecureMetricsLoopbackOnly(t *testing.T) {

@@ -47,7 +47,7 @@ type repairer struct {
 }
 
 func newRepairer(r *reconciler) *repairer {
-	return &repairer{r: r, applier: &apply.Applier{Clients: r.clients, Log: logWriter{r.log}},
+	return &repairer{r: r, applier: &apply.Applier{Clients: r.clients, Log: logWriter{r.log}, FieldManager: apply.GuardFieldManager},
 		desired: map[plan.ObjectRef]*unstructured.Unstructured{}, refused: map[string]bool{}}
 }
 
@@ -86,12 +86,12 @@ func (rp *repairer) run(ctx context.Context, s *snapshot, b *evidence.Bundle, d 
 }
 
 // adopt takes in what the cache shows when dpfdoctor wrote it: objects seen
-// for the first time, and changes made by field manager dpfdoctor (such as
-// a `dpfdoctor fix` run). Changes by anyone else are drift.
+// for the first time, and whatever only dpfdoctor's field managers wrote
+// (a `dpfdoctor fix` run, or the guard's own write merged with one).
+// Changes by anyone else are drift.
 func (rp *repairer) adopt(live map[plan.ObjectRef]*unstructured.Unstructured) {
 	for ref, obj := range live {
-		want, ok := rp.desired[ref]
-		if !ok || (!covers(obj, want) && !foreign(obj)) {
+		if _, ok := rp.desired[ref]; !ok || !foreign(obj) {
 			rp.desired[ref] = obj
 		}
 	}
@@ -231,7 +231,7 @@ func (rp *repairer) refusedPlan(s *snapshot, key string, err error) error {
 	rp.r.metrics.repairs.WithLabelValues(ResultRefused).Inc()
 	rp.r.log.Info("repair refused by policy", "reason", err.Error())
 	if s.config != nil {
-		rp.r.recorder.Event(s.config, corev1.EventTypeWarning, ReasonRepairRefused, clip(err.Error()))
+		rp.r.event(s.config, corev1.EventTypeWarning, ReasonRepairRefused, "Repair", err.Error())
 	}
 	return nil
 }
@@ -239,7 +239,7 @@ func (rp *repairer) refusedPlan(s *snapshot, key string, err error) error {
 func (rp *repairer) failed(s *snapshot, err error) error {
 	rp.r.metrics.repairs.WithLabelValues(ResultFailed).Inc()
 	if s.config != nil {
-		rp.r.recorder.Event(s.config, corev1.EventTypeWarning, ReasonRepairFailed, clip(err.Error()))
+		rp.r.event(s.config, corev1.EventTypeWarning, ReasonRepairFailed, "Repair", err.Error())
 	}
 	return fmt.Errorf("repair: %w", err)
 }
@@ -257,8 +257,8 @@ func (rp *repairer) announce(s *snapshot, w *work) {
 		for _, a := range w.plan.Addresses {
 			for _, name := range a.Pods {
 				if p := pods[name]; p != nil {
-					r.recorder.Event(p, corev1.EventTypeNormal, ReasonRepaired, clip(fmt.Sprintf(
-						"%s answered by %s (%s); the pod recovers at its next back-off retry", a.Code, changed, missingFor(a, p.Spec.NodeName))))
+					r.event(p, corev1.EventTypeNormal, ReasonRepaired, "Repair", fmt.Sprintf(
+						"%s answered by %s (%s); the pod recovers at its next back-off retry", a.Code, changed, missingFor(a, p.Spec.NodeName)))
 				}
 			}
 		}
@@ -269,11 +269,11 @@ func (rp *repairer) announce(s *snapshot, w *work) {
 		obj := rp.desired[ref]
 		if ref.Namespace == "" || obj == nil {
 			if s.config != nil {
-				r.recorder.Event(s.config, corev1.EventTypeNormal, ReasonRestored, msg)
+				r.event(s.config, corev1.EventTypeNormal, ReasonRestored, "Restore", msg)
 			}
 			continue
 		}
-		r.recorder.Event(obj, corev1.EventTypeNormal, ReasonRestored, msg)
+		r.event(obj, corev1.EventTypeNormal, ReasonRestored, "Restore", msg)
 	}
 }
 

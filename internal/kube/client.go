@@ -5,12 +5,14 @@ import (
 	"fmt"
 	"os"
 
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/utils/ptr"
 )
 
 // Defaults for the client-side rate limiter. client-go's own defaults (5/10)
@@ -27,14 +29,8 @@ type Clients struct {
 	Kube      kubernetes.Interface
 	Dynamic   dynamic.Interface
 	Metadata  metadata.Interface
-	Namespace string // from -n or the kubeconfig context; "" if neither
+	Namespace string // from -n; "" without it
 	Budget    *Budget
-}
-
-// Configure installs QPS/Burst, the user agent and the budget on every
-// rest.Config the flags produce.
-func Configure(cf *genericclioptions.ConfigFlags, b *Budget) {
-	cf.WithWrapConfigFn(func(c *rest.Config) *rest.Config { return Tune(c, b) })
 }
 
 // Tune sets QPS/Burst, the user agent and the budget on a copy of c.
@@ -51,7 +47,7 @@ func Tune(c *rest.Config, b *Budget) *rest.Config {
 // FromFlags builds Clients from kubectl-style flags. A kubeconfig that is
 // missing, malformed or names an unknown context yields ErrBadKubeconfig.
 func FromFlags(cf *genericclioptions.ConfigFlags, b *Budget) (*Clients, error) {
-	if p := deref(cf.KubeConfig); p != "" {
+	if p := ptr.Deref(cf.KubeConfig, ""); p != "" {
 		if _, err := os.Stat(p); err != nil {
 			return nil, fmt.Errorf("%w: %v (pass a readable file to --kubeconfig)", ErrBadKubeconfig, err)
 		}
@@ -63,14 +59,8 @@ func FromFlags(cf *genericclioptions.ConfigFlags, b *Budget) (*Clients, error) {
 		}
 		return nil, fmt.Errorf("%w: %v", ErrBadKubeconfig, err)
 	}
-	ns, _, err := cf.ToRawKubeConfigLoader().Namespace()
-	if err != nil {
-		ns = ""
-	}
-	if deref(cf.Namespace) == "" {
-		ns = "" // callers decide their own default when -n is absent
-	}
-	return New(cfg, ns, b)
+	// Only -n counts: callers decide their own default when it is absent.
+	return New(cfg, ptr.Deref(cf.Namespace, ""), b)
 }
 
 // New builds Clients from a rest.Config (tests and the sim use this).
@@ -79,27 +69,19 @@ func New(cfg *rest.Config, namespace string, b *Budget) (*Clients, error) {
 		b = NewBudget(0)
 	}
 	c := Tune(cfg, b)
-	kc, err := kubernetes.NewForConfig(c)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrBadKubeconfig, err)
-	}
-	dc, err := dynamic.NewForConfig(c)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrBadKubeconfig, err)
-	}
-	mc, err := metadata.NewForConfig(c)
-	if err != nil {
+	kc, kerr := kubernetes.NewForConfig(c)
+	dc, derr := dynamic.NewForConfig(c)
+	mc, merr := metadata.NewForConfig(c)
+	if err := errors.Join(kerr, derr, merr); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrBadKubeconfig, err)
 	}
 	return &Clients{Config: c, Kube: kc, Dynamic: dc, Metadata: mc, Namespace: namespace, Budget: b}, nil
 }
 
-func deref(s *string) string {
-	if s == nil {
-		return ""
+// Resource is the dynamic client for g, in namespace ns unless ns is "".
+func Resource(dyn dynamic.Interface, g schema.GroupVersionResource, ns string) dynamic.ResourceInterface {
+	if ns == "" {
+		return dyn.Resource(g)
 	}
-	return *s
+	return dyn.Resource(g).Namespace(ns)
 }
-
-// IsBadKubeconfig reports whether err is a kubeconfig problem.
-func IsBadKubeconfig(err error) bool { return errors.Is(err, ErrBadKubeconfig) }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"path"
+	"path/filepath"
 	"regexp"
 	"strings"
 
@@ -143,15 +144,18 @@ func predicts(f Finding, o access.Request) bool {
 	return s.Name == ""
 }
 
-// WriteDynamic renders the report as text, json or sarif.
-func WriteDynamic(w io.Writer, r *DynamicReport, format, toolVersion string) error {
+// WriteDynamic renders the report as text, json or sarif; exitCode is the
+// command's.
+func WriteDynamic(w io.Writer, r *DynamicReport, format, toolVersion string, exitCode int) error {
 	switch format {
 	case FormatJSON:
 		return writeJSON(w, r, "report")
 	case FormatSARIF:
-		return writeDynamicSARIF(w, r, toolVersion)
+		return writeDynamicSARIF(w, r, toolVersion, exitCode)
+	case FormatText, "":
+		return writeDynamicText(w, r)
 	}
-	return writeDynamicText(w, r)
+	return fmt.Errorf("%w %q with --dynamic, allowed formats are: text,json,sarif", ErrUnknownFormat, format)
 }
 
 func writeDynamicText(w io.Writer, r *DynamicReport) error {
@@ -203,40 +207,45 @@ const (
 	RuleStaticMiss     = "DPF-LINT-102"
 )
 
+var dynamicRules = []sarifRule{
+	rule(RuleObservedDenied, "ObservedRequestDenied", "error", "7.5", "dynamic-run-the-script---dynamic",
+		"The script made an API request that RBAC denied",
+		"lint --dynamic ran the script in a sandbox against a sim with the given RBAC; the API server's audit log records this request as forbidden.",
+		"Grant the request with a separate Role and RoleBinding, or change the script."),
+	rule(RuleStaticMiss, "StaticAnalysisMissedRequest", "error", "7.5", "dynamic-run-the-script---dynamic",
+		"The script made an API request static analysis did not predict",
+		"This is a lint bug or a construct lint does not follow (eval, source, files): the static verdicts do not cover this request.",
+		"Report the script construct; until then, check the request by hand."),
+}
+
 // writeDynamicSARIF is the static SARIF of every run plus one result per
 // observed denial and per static miss, located at the script's first line
 // (the audit log knows no line).
-func writeDynamicSARIF(w io.Writer, r *DynamicReport, toolVersion string) error {
-	rules := []sarifRule{
-		rule(RuleObservedDenied, "ObservedRequestDenied", "error", "The script made an API request that RBAC denied",
-			"lint --dynamic ran the script in a sandbox against a sim with the given RBAC; the API server's audit log records this request as forbidden.",
-			"Grant the request with a separate Role and RoleBinding, or change the script."),
-		rule(RuleStaticMiss, "StaticAnalysisMissedRequest", "error", "The script made an API request static analysis did not predict",
-			"This is a lint bug or a construct lint does not follow (eval, source, files): the static verdicts do not cover this request.",
-			"Report the script construct; until then, check the request by hand."),
-	}
+func writeDynamicSARIF(w io.Writer, r *DynamicReport, toolVersion string, exitCode int) error {
 	var merged map[string]any
-	var results []any
+	results := []any{}
 	for _, run := range r.Runs {
 		var buf bytes.Buffer
-		if err := WriteSARIF(&buf, run.Static, toolVersion); err != nil {
+		if err := WriteSARIF(&buf, run.Static, toolVersion, exitCode); err != nil {
 			return err
 		}
 		var doc map[string]any
 		if err := json.Unmarshal(buf.Bytes(), &doc); err != nil {
 			return err
 		}
-		rn := doc["runs"].([]any)[0].(map[string]any)
 		if merged == nil {
 			merged = doc
 		}
-		if rs, ok := rn["results"].([]any); ok {
+		if rs, ok := doc["runs"].([]any)[0].(map[string]any)["results"].([]any); ok {
 			results = append(results, rs...)
 		}
 		add := func(idx int, msg string) {
-			res := result(0, msg, run.Script, 1, 0)
-			res.RuleID, res.RuleIndex, res.Level = rules[idx].ID, len(sarifRules)+idx, "error"
-			results = append(results, res)
+			loc := map[string]any{"artifactLocation": map[string]any{"uri": filepath.ToSlash(run.Script)}, "region": map[string]any{"startLine": 1}}
+			if !filepath.IsAbs(run.Script) {
+				loc["artifactLocation"].(map[string]any)["uriBaseId"] = srcRoot
+			}
+			results = append(results, map[string]any{"ruleId": dynamicRules[idx].ID, "ruleIndex": len(sarifRules) + idx, "level": "error",
+				"message": sarifText{msg}, "locations": []any{map[string]any{"physicalLocation": loc}}})
 		}
 		args := strings.Join(run.Args, " ")
 		for _, c := range run.Calls {
@@ -254,14 +263,11 @@ func writeDynamicSARIF(w io.Writer, r *DynamicReport, toolVersion string) error 
 		}
 	}
 	if merged == nil {
-		return WriteSARIF(w, &Report{}, toolVersion)
+		return WriteSARIF(w, &Report{}, toolVersion, exitCode)
 	}
 	rn := merged["runs"].([]any)[0].(map[string]any)
 	driver := rn["tool"].(map[string]any)["driver"].(map[string]any)
-	driver["rules"] = append(driver["rules"].([]any), rules[0], rules[1])
-	if results == nil {
-		results = []any{}
-	}
+	driver["rules"] = append(driver["rules"].([]any), dynamicRules[0], dynamicRules[1])
 	rn["results"] = results
 	return writeJSON(w, merged, "SARIF")
 }

@@ -51,7 +51,7 @@ func TestNewDynamicRun(t *testing.T) {
 		buf    *bytes.Buffer
 		format string
 	}{{&text, FormatText}, {&sarif, FormatSARIF}, {&js, FormatJSON}} {
-		if err := WriteDynamic(w.buf, r, w.format, "test"); err != nil {
+		if err := WriteDynamic(w.buf, r, w.format, "test", 3); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -29,6 +29,10 @@ import (
 	"mvdan.cc/sh/v3/syntax"
 )
 
+// SchemaVersion identifies the report's JSON layout
+// (docs/schema/lint-report.schema.json).
+const SchemaVersion = "dpfdoctor.dev/lint/v1alpha1"
+
 // Certainty says whether a call is made on every completing run.
 type Certainty string
 
@@ -67,8 +71,22 @@ type Finding struct {
 	// FailureIgnored: the script discards the call's failure (|| true).
 	FailureIgnored bool          `json:"failureIgnored,omitempty"`
 	Decision       rbac.Decision `json:"decision"`
+	// Suppressed is the configured suppression that matched this denial.
+	Suppressed *Suppression `json:"suppressed,omitempty"`
 
 	nameGlob string
+}
+
+// Code is the rule a denial breaks (RuleDenied or RulePossiblyDenied);
+// "" when the request is allowed.
+func (f Finding) Code() string {
+	switch {
+	case f.Decision.Allowed:
+		return ""
+	case f.Certainty == Certain:
+		return RuleDenied
+	}
+	return RulePossiblyDenied
 }
 
 // Needs renders the request with its unresolved parts:
@@ -86,10 +104,13 @@ type Warning struct {
 	File    string `json:"file"`
 	Line    int    `json:"line"`
 	Message string `json:"message"`
+	// Suppressed is the configured suppression that matched it.
+	Suppressed *Suppression `json:"suppressed,omitempty"`
 }
 
 // Report is the result of linting scripts against RBAC.
 type Report struct {
+	SchemaVersion  string         `json:"schemaVersion"`
 	Subject        access.Subject `json:"subject"`
 	ServiceAccount string         `json:"serviceAccount,omitempty"`
 	Scripts        []string       `json:"scripts"`
@@ -104,13 +125,19 @@ type Report struct {
 	Allowed  int `json:"allowed"`
 	Denied   int `json:"denied"`
 	Possible int `json:"possible"`
+	// Suppressed counts the denials and warnings a suppression matched;
+	// they are not in Denied or Possible.
+	Suppressed int `json:"suppressed"`
+	// FailOn is the certainty from which a denial fails the run.
+	FailOn Certainty `json:"failOn"`
 	// Suggestion is least-privilege RBAC YAML for the denied certain
 	// calls, when asked for.
 	Suggestion string `json:"suggestion,omitempty"`
 }
 
-// Failed reports whether a certain call is denied.
-func (r *Report) Failed() bool { return r.Denied > 0 }
+// Failed reports whether a certain call is denied, or with FailOn
+// Possible a possible one, not counting suppressed denials.
+func (r *Report) Failed() bool { return r.Denied > 0 || r.FailOn == Possible && r.Possible > 0 }
 
 // Options configure a lint run.
 type Options struct {
@@ -127,6 +154,10 @@ type Options struct {
 	Subject access.Subject
 	// ServiceAccount is shown in reports ("ns/name").
 	ServiceAccount string
+	// FailOn is Certain ("" means Certain) or Possible.
+	FailOn Certainty
+	// Suppress are the suppressions of the configuration file.
+	Suppress []Suppression
 }
 
 // Script is a parsed shell script.
@@ -184,7 +215,7 @@ func Lint(scripts []*Script, set *rbac.Set, o Options) *Report {
 	if o.Kinds == nil {
 		o.Kinds = dpf.Kinds()
 	}
-	r := &Report{Subject: o.Subject, ServiceAccount: o.ServiceAccount, Findings: []Finding{}}
+	r := &Report{SchemaVersion: SchemaVersion, Subject: o.Subject, ServiceAccount: o.ServiceAccount, Findings: []Finding{}, FailOn: cmp.Or(o.FailOn, Certain)}
 	if o.Args != nil {
 		r.Args = o.Args.Strings()
 	}
@@ -199,13 +230,24 @@ func Lint(scripts []*Script, set *rbac.Set, o Options) *Report {
 	for i := range r.Findings {
 		f := &r.Findings[i]
 		ev.evaluate(f)
+		if !f.Decision.Allowed {
+			f.Suppressed = suppressedBy(o.Suppress, f.Code(), f.File, f.Line, f.Call)
+		}
 		switch {
+		case f.Suppressed != nil:
+			r.Suppressed++
 		case f.Decision.Allowed:
 			r.Allowed++
 		case f.Certainty == Certain:
 			r.Denied++
 		default:
 			r.Possible++
+		}
+	}
+	for i := range r.Warnings {
+		w := &r.Warnings[i]
+		if w.Suppressed = suppressedBy(o.Suppress, RuleNotChecked, w.File, w.Line, ""); w.Suppressed != nil {
+			r.Suppressed++
 		}
 	}
 	return r
@@ -280,7 +322,7 @@ func (e *evaluator) evaluate(f *Finding) {
 func Suggest(r *Report, subject rbacv1.Subject) ([]byte, error) {
 	var grants []rbac.Grant
 	for _, f := range r.Findings {
-		if f.Decision.Allowed || f.Certainty != Certain || f.NamespacePattern != "" || f.UnknownKind != "" {
+		if f.Code() != RuleDenied || f.Suppressed != nil || f.NamespacePattern != "" || f.UnknownKind != "" {
 			continue
 		}
 		grants = append(grants, rbac.Grant{Request: f.Request,

@@ -34,11 +34,13 @@ type scenario struct {
 	args    string
 	sa      string
 	formats []string
+	failOn  Certainty
+	config  string // a configuration file's content
 }
 
 var scenarios = []scenario{
 	{name: "v25.4.0-non-k8s", scripts: []string{"testdata/dmsinit-v25.4.0.sh"}, rbac: "testdata/role-v25.4.0.yaml", args: nonK8sArgs,
-		formats: []string{FormatText, FormatJSON, FormatSARIF}},
+		formats: []string{FormatText, FormatJSON, FormatSARIF, FormatJUnit}},
 	{name: "v25.4.0-k8s", scripts: []string{"testdata/dmsinit-v25.4.0.sh"}, rbac: "testdata/role-v25.4.0.yaml", args: k8sArgs,
 		formats: []string{FormatText}},
 	{name: "v25.7-on-v25.4.0-role", scripts: []string{"testdata/dmsinit-v25.7.sh"}, rbac: "testdata/role-v25.4.0.yaml", args: k8sArgs,
@@ -69,7 +71,20 @@ func runScenario(t *testing.T, sc scenario) *Report {
 	if sa == "" {
 		sa = dmsSA
 	}
-	return Lint(scripts, set, Options{Args: args, DefaultNamespace: dmsNS, Subject: access.ServiceAccount(dmsNS, sa), ServiceAccount: dmsNS + "/" + sa})
+	var cfg Config
+	if sc.config != "" {
+		file := filepath.Join(t.TempDir(), ConfigFile)
+		if err := os.WriteFile(file, []byte(sc.config), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		c, err := LoadConfig(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg = *c
+	}
+	return Lint(scripts, set, Options{Args: args, DefaultNamespace: dmsNS, Subject: access.ServiceAccount(dmsNS, sa), ServiceAccount: dmsNS + "/" + sa,
+		FailOn: sc.failOn, Suppress: cfg.Suppressions})
 }
 
 func golden(t *testing.T, name string, got []byte) {
@@ -95,10 +110,14 @@ func TestGolden(t *testing.T) {
 			t.Run(sc.name+"."+format, func(t *testing.T) {
 				r := runScenario(t, sc)
 				var b bytes.Buffer
-				if err := Write(&b, r, format, "test"); err != nil {
+				code := 0
+				if r.Failed() {
+					code = 3
+				}
+				if err := Write(&b, r, format, "test", code); err != nil {
 					t.Fatal(err)
 				}
-				if format != FormatText && !json.Valid(b.Bytes()) {
+				if (format == FormatJSON || format == FormatSARIF) && !json.Valid(b.Bytes()) {
 					t.Fatalf("%s output is not valid JSON", format)
 				}
 				golden(t, sc.name+"."+format, b.Bytes())
@@ -288,7 +307,7 @@ func TestContainerArgv(t *testing.T) {
 }
 
 func TestWriteUnknownFormat(t *testing.T) {
-	err := Write(&bytes.Buffer{}, &Report{}, "yaml", "x")
+	err := Write(&bytes.Buffer{}, &Report{}, "yaml", "x", 0)
 	if !errors.Is(err, ErrUnknownFormat) || !strings.Contains(err.Error(), "text,json,sarif") {
 		t.Errorf("err = %v", err)
 	}

@@ -30,8 +30,7 @@ var ErrScope = errors.New("unknown scope")
 type Input struct {
 	Diagnosis *diagnose.Diagnosis
 	Bundle    *evidence.Bundle
-	// Scope is ScopeNames (default) or ScopeNamespace.
-	Scope string
+	Scope     string // ScopeNames (default) or ScopeNamespace
 	// Keep are dpfdoctor's objects as it last wrote them, which the plan
 	// keeps (the guard's grant): the grants merge with these roles instead
 	// of the bundle's, so no name granted before is dropped, and each
@@ -46,11 +45,8 @@ type Input struct {
 // others, a skip with their next step; for the affected pods, a restart
 // decision for the cluster's DPF release.
 func Build(in Input) (*Plan, error) {
-	switch in.Scope {
-	case "":
-		in.Scope = ScopeNames
-	case ScopeNames, ScopeNamespace:
-	default:
+	in.Scope = cmp.Or(in.Scope, ScopeNames)
+	if in.Scope != ScopeNames && in.Scope != ScopeNamespace {
 		return nil, fmt.Errorf("%w %q (want %q or %q)", ErrScope, in.Scope, ScopeNames, ScopeNamespace)
 	}
 	b := in.Bundle
@@ -61,15 +57,10 @@ func Build(in Input) (*Plan, error) {
 	if d == nil {
 		d = diagnose.Diagnose(b)
 	}
-	release, known := lookup(b.Install.Version)
-	p := &Plan{SchemaVersion: SchemaVersion, Namespace: b.Install.Namespace, Version: b.Install.Version,
-		OperatorConfig: b.Install.OperatorConfig, Scope: in.Scope}
-	p.Namespace = cmp.Or(p.Namespace, dpf.DefaultNamespace)
-	p.OperatorConfig = cmp.Or(p.OperatorConfig, dpf.OperatorConfigName)
-	if known {
-		p.OperatorClusterRole = release.ClusterRole
-		p.OperatorRules = release.Rules
-	}
+	release, known := lookup(b.Install.Version) // the zero Release when unknown
+	p := &Plan{SchemaVersion: SchemaVersion, Namespace: cmp.Or(b.Install.Namespace, dpf.DefaultNamespace), Version: b.Install.Version,
+		OperatorConfig: cmp.Or(b.Install.OperatorConfig, dpf.OperatorConfigName), Scope: in.Scope,
+		OperatorClusterRole: release.ClusterRole, OperatorRules: release.Rules}
 
 	var (
 		grants   []rbac.Grant
@@ -134,15 +125,17 @@ func Build(in Input) (*Plan, error) {
 		p.MustStayDenied = mustStayDenied(p)
 	}
 	p.keep(in.Keep)
-	p.Restart = append(RestartActions(release, known, uniquePods(affected), dpuNodes(b)), MissingPodActions(release, missing)...)
+	// A pod of several findings is restarted once.
+	slices.SortFunc(affected, func(a, b AffectedPod) int { return strings.Compare(a.Name, b.Name) })
+	affected = slices.CompactFunc(affected, func(a, b AffectedPod) bool { return a.Name == b.Name })
+	p.Restart = append(RestartActions(release, known, affected, dpuNodes(b)), MissingPodActions(release, missing)...)
 	p.ID = id(p, b)
 	return p, nil
 }
 
+// lookup finds the release of a version; an empty or unknown one is the zero
+// Release.
 func lookup(version string) (dpf.Release, bool) {
-	if version == "" {
-		return dpf.Release{}, false
-	}
 	r, err := dpf.Lookup(version)
 	return r, err == nil
 }
@@ -196,24 +189,19 @@ func (p *Plan) keep(objs []*unstructured.Unstructured) {
 
 // roles reads the Roles and ClusterRoles among objs.
 func roles(objs []*unstructured.Unstructured) (evidence.RBAC, error) {
-	var out evidence.RBAC
+	var s rbac.Set
 	for _, o := range objs {
-		var err error
-		switch o.GetKind() {
-		case "Role":
-			var r rbacv1.Role
-			err = runtime.DefaultUnstructuredConverter.FromUnstructured(o.Object, &r)
-			out.Roles = append(out.Roles, r)
-		case "ClusterRole":
-			var r rbacv1.ClusterRole
-			err = runtime.DefaultUnstructuredConverter.FromUnstructured(o.Object, &r)
-			out.ClusterRoles = append(out.ClusterRoles, r)
-		}
-		if err != nil {
-			return evidence.RBAC{}, fmt.Errorf("plan: read %s: %w", RefOf(o), err)
+		if k := o.GetKind(); k == "Role" || k == "ClusterRole" {
+			obj, err := typed(o)
+			if err == nil {
+				err = s.Add(obj)
+			}
+			if err != nil {
+				return evidence.RBAC{}, fmt.Errorf("plan: %w", err)
+			}
 		}
 	}
-	return out, nil
+	return evidence.RBAC{Roles: s.Roles, ClusterRoles: s.ClusterRoles}, nil
 }
 
 // Clean strips the fields the server sets, leaving what dpfdoctor applies.
@@ -342,18 +330,6 @@ func mustStayDenied(p *Plan) []access.Request {
 		out = append(out, access.Request{Verb: "patch", Group: rbacv1.GroupName, Resource: "clusterroles", Name: p.OperatorClusterRole})
 	}
 	return access.Unique(out)
-}
-
-func uniquePods(ps []AffectedPod) []AffectedPod {
-	seen := map[string]bool{}
-	var out []AffectedPod
-	for _, p := range ps {
-		if !seen[p.Name] {
-			seen[p.Name] = true
-			out = append(out, p)
-		}
-	}
-	return out
 }
 
 func dpuNodes(b *evidence.Bundle) map[string]bool {

@@ -8,6 +8,8 @@ import (
 	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
+
+	"github.com/dpfdoctor/dpfdoctor/internal/rbac"
 )
 
 // content is what dpfdoctor compares between two versions of an object:
@@ -23,31 +25,30 @@ type content struct {
 
 func contentOf(u *unstructured.Unstructured) (content, error) {
 	c := content{Labels: u.GetLabels(), Annotations: u.GetAnnotations()}
-	var err error
-	switch u.GetKind() {
-	case "Role":
-		var r rbacv1.Role
-		err = runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, &r)
-		c.Rules = r.Rules
-	case "ClusterRole":
-		var r rbacv1.ClusterRole
-		err = runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, &r)
-		c.Rules, c.Aggregation = r.Rules, r.AggregationRule
-	case "RoleBinding":
-		var b rbacv1.RoleBinding
-		err = runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, &b)
-		c.RoleRef, c.Subjects = b.RoleRef, b.Subjects
-	case "ClusterRoleBinding":
-		var b rbacv1.ClusterRoleBinding
-		err = runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, &b)
-		c.RoleRef, c.Subjects = b.RoleRef, b.Subjects
-	default:
-		err = fmt.Errorf("unexpected kind %q", u.GetKind())
+	obj, err := typed(u)
+	switch o := obj.(type) {
+	case *rbacv1.Role:
+		c.Rules = o.Rules
+	case *rbacv1.ClusterRole:
+		c.Rules, c.Aggregation = o.Rules, o.AggregationRule
+	case *rbacv1.RoleBinding:
+		c.RoleRef, c.Subjects = o.RoleRef, o.Subjects
+	case *rbacv1.ClusterRoleBinding:
+		c.RoleRef, c.Subjects = o.RoleRef, o.Subjects
 	}
-	if err != nil {
-		return content{}, fmt.Errorf("read %s: %w", RefOf(u), err)
+	return c, err
+}
+
+// typed converts one of the four RBAC kinds to its typed object.
+func typed(u *unstructured.Unstructured) (runtime.Object, error) {
+	obj, ok := rbac.NewObject(u.GetKind())
+	if !ok {
+		return nil, fmt.Errorf("read %s: unexpected kind %q", RefOf(u), u.GetKind())
 	}
-	return c, nil
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, obj); err != nil {
+		return nil, fmt.Errorf("read %s: %w", RefOf(u), err)
+	}
+	return obj, nil
 }
 
 // Covers reports whether live already holds everything desired sets: the

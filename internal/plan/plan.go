@@ -12,8 +12,10 @@ import (
 
 	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/dpfdoctor/dpfdoctor/internal/access"
+	"github.com/dpfdoctor/dpfdoctor/internal/rbac"
 )
 
 // SchemaVersion identifies the Plan's JSON/YAML layout.
@@ -21,17 +23,14 @@ const SchemaVersion = "dpfdoctor.dev/plan/v1alpha1"
 
 // Names, labels and annotations dpfdoctor puts on what it writes.
 const (
-	// FieldManager is the server-side apply field manager of every write.
-	FieldManager = "dpfdoctor"
+	FieldManager = "dpfdoctor" // the server-side apply field manager of every write
 	// NamePrefix starts the name of every object dpfdoctor creates.
 	NamePrefix = "dpfdoctor-"
 	// ManagedByLabel=ManagedByValue marks every object dpfdoctor creates.
-	ManagedByLabel = "app.kubernetes.io/managed-by"
-	ManagedByValue = "dpfdoctor"
-	// AnswersAnnotation lists the finding codes an object answers.
-	AnswersAnnotation = "dpfdoctor.dev/answers"
-	// ReasonAnnotation says in words why the object exists.
-	ReasonAnnotation = "dpfdoctor.dev/reason"
+	ManagedByLabel    = "app.kubernetes.io/managed-by"
+	ManagedByValue    = "dpfdoctor"
+	AnswersAnnotation = "dpfdoctor.dev/answers" // lists the finding codes an object answers
+	ReasonAnnotation  = "dpfdoctor.dev/reason"  // says in words why the object exists
 	// RestartedAtAnnotation on a Node is the harmless change that makes the
 	// v25.4.0 NodeReconciler re-create a deleted DMS pod.
 	RestartedAtAnnotation = "dpfdoctor.dev/restarted-at"
@@ -54,36 +53,26 @@ const (
 // Plan is what `dpfdoctor fix` will do. Its JSON form is versioned by
 // SchemaVersion.
 type Plan struct {
-	SchemaVersion string `json:"schemaVersion"`
-	// ID is a hash of the facts the plan rests on and of its changes.
-	ID string `json:"id"`
-	// Namespace is the DPF namespace every namespaced change lives in.
-	Namespace string `json:"namespace"`
-	// ServiceAccount is the DMS pods' ServiceAccount the changes bind.
-	ServiceAccount string `json:"serviceAccount"`
-	// Version is the cluster's DPF version; it decides restart semantics.
-	Version string `json:"version,omitempty"`
-	// OperatorConfig is the DPFOperatorConfig's name.
-	OperatorConfig string `json:"operatorConfig,omitempty"`
+	SchemaVersion  string `json:"schemaVersion"`
+	ID             string `json:"id"`                       // a hash of the facts the plan rests on and of its changes
+	Namespace      string `json:"namespace"`                // the DPF namespace every namespaced change lives in
+	ServiceAccount string `json:"serviceAccount"`           // the DMS pods' ServiceAccount the changes bind
+	Version        string `json:"version,omitempty"`        // the cluster's DPF version; it decides restart semantics
+	OperatorConfig string `json:"operatorConfig,omitempty"` // the DPFOperatorConfig's name
 	// OperatorClusterRole is the operator's DMS ClusterRole, which
 	// verification checks is left untouched.
-	OperatorClusterRole string `json:"operatorClusterRole,omitempty"`
-	// OperatorRules are that ClusterRole's rules as the release ships them.
-	OperatorRules []rbacv1.PolicyRule `json:"operatorRules,omitempty"`
-	// Scope is ScopeNames or ScopeNamespace.
-	Scope string `json:"scope"`
-	// Addresses lists the fixable findings the changes answer.
-	Addresses []Addressed `json:"addresses,omitempty"`
-	// Changes are the objects to server-side apply, roles before bindings.
-	Changes []Change `json:"changes,omitempty"`
+	OperatorClusterRole string              `json:"operatorClusterRole,omitempty"`
+	OperatorRules       []rbacv1.PolicyRule `json:"operatorRules,omitempty"` // that ClusterRole's rules as the release ships them
+	Scope               string              `json:"scope"`                   // ScopeNames or ScopeNamespace
+	Addresses           []Addressed         `json:"addresses,omitempty"`     // lists the fixable findings the changes answer
+	Changes             []Change            `json:"changes,omitempty"`       // the objects to server-side apply, roles before bindings
 	// Expect are the reviews, as the ServiceAccount, that must be allowed
 	// once the changes are applied.
 	Expect []access.Request `json:"expect,omitempty"`
 	// MustStayDenied are reviews that must stay denied: the proof that the
 	// grant is no wider than needed.
 	MustStayDenied []access.Request `json:"mustStayDenied,omitempty"`
-	// Skipped are the findings RBAC cannot fix; fix leaves them alone.
-	Skipped []Skipped `json:"skipped,omitempty"`
+	Skipped        []Skipped        `json:"skipped,omitempty"` // the findings RBAC cannot fix; fix leaves them alone
 	// Restart says, per affected pod, how it gets back to running.
 	Restart []PodAction `json:"restart,omitempty"`
 }
@@ -108,9 +97,8 @@ type Skipped struct {
 
 // Change is one object to server-side apply.
 type Change struct {
-	Object *unstructured.Unstructured `json:"object"`
-	// Answers lists the finding codes the object answers.
-	Answers []string `json:"answers,omitempty"`
+	Object  *unstructured.Unstructured `json:"object"`
+	Answers []string                   `json:"answers,omitempty"` // lists the finding codes the object answers
 }
 
 // Ref identifies the change's object.
@@ -157,10 +145,9 @@ const (
 
 // PodAction is how one affected pod gets back to running.
 type PodAction struct {
-	Pod  string `json:"pod"`
-	Node string `json:"node"`
-	// Action is ActionDelete, ActionWait or ActionRecreate.
-	Action string `json:"action"`
+	Pod    string `json:"pod"`
+	Node   string `json:"node"`
+	Action string `json:"action"` // ActionDelete, ActionWait or ActionRecreate
 	// TouchNode is true when the Node must see an event (an annotation)
 	// after the delete for the operator to re-create the pod (v25.4.0).
 	TouchNode bool   `json:"touchNode,omitempty"`
@@ -170,13 +157,14 @@ type PodAction struct {
 // Empty reports whether the plan changes nothing and restarts nothing.
 func (p *Plan) Empty() bool { return p == nil || (len(p.Changes) == 0 && len(p.Restart) == 0) }
 
-// Objects returns the changes' objects in apply order.
-func (p *Plan) Objects() []*unstructured.Unstructured {
-	out := make([]*unstructured.Unstructured, 0, len(p.Changes))
-	for _, c := range p.Changes {
-		out = append(out, c.Object)
+// RBACYAML renders the plan's objects as one multi-document YAML stream,
+// ready to commit to a GitOps repository instead of applying.
+func (p *Plan) RBACYAML() ([]byte, error) {
+	objs := make([]client.Object, len(p.Changes))
+	for i, c := range p.Changes {
+		objs[i] = c.Object
 	}
-	return out
+	return rbac.ToYAML(objs)
 }
 
 // Subject is who the plan grants to, as the API server sees it.
@@ -197,9 +185,8 @@ func KindOrder(kind string) int {
 // AnnotationChange is one annotation dpfdoctor sets on an object it does
 // not own (a Node, the DPFOperatorConfig), with the value it had before.
 type AnnotationChange struct {
-	Ref   ObjectRef `json:"ref"`
-	Key   string    `json:"key"`
-	Value string    `json:"value"`
-	// Previous is the value before, nil when the key was absent.
-	Previous *string `json:"previous,omitempty"`
+	Ref      ObjectRef `json:"ref"`
+	Key      string    `json:"key"`
+	Value    string    `json:"value"`
+	Previous *string   `json:"previous,omitempty"` // the value before, nil when the key was absent
 }

@@ -19,6 +19,7 @@ import (
 
 	"github.com/dpfdoctor/dpfdoctor/internal/dpf"
 	"github.com/dpfdoctor/dpfdoctor/internal/plan"
+	"github.com/dpfdoctor/dpfdoctor/internal/rbac"
 )
 
 // ErrRefused is wrapped by every refusal.
@@ -71,11 +72,9 @@ func CheckWith(p *plan.Plan, o Observed, opts Options) error {
 	for _, r := range o.Inventory {
 		inventory[r.Name] = r
 	}
-	roles := map[plan.ObjectRef]bool{}
+	roles := map[plan.ObjectRef]bool{} // a change without an object adds the zero ref, which no binding names
 	for _, c := range p.Changes {
-		if c.Object != nil {
-			roles[c.Ref()] = true
-		}
+		roles[c.Ref()] = true
 	}
 	for _, c := range p.Changes {
 		if c.Object == nil {
@@ -126,38 +125,26 @@ func checkObject(p *plan.Plan, u *unstructured.Unstructured, planned map[plan.Ob
 	case !namespaced && ref.Namespace != "":
 		v = append(v, "a cluster-scoped object has a namespace")
 	}
-	switch ref.Kind {
-	case "Role":
-		var r rbacv1.Role
-		if err := fromUnstructured(u, &r); err != nil {
-			return append(v, err.Error())
-		}
-		v = append(v, checkRules(r.Rules, false)...)
-	case "ClusterRole":
-		var r rbacv1.ClusterRole
-		if err := fromUnstructured(u, &r); err != nil {
-			return append(v, err.Error())
-		}
-		if r.AggregationRule != nil {
+	obj, _ := rbac.NewObject(ref.Kind) // one of the four RBAC kinds, checked above
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructuredWithValidation(u.Object, obj, true); err != nil {
+		return append(v, fmt.Sprintf("malformed %s: %v", ref.Kind, err))
+	}
+	switch o := obj.(type) {
+	case *rbacv1.Role:
+		v = append(v, checkRules(o.Rules, false)...)
+	case *rbacv1.ClusterRole:
+		if o.AggregationRule != nil {
 			v = append(v, "aggregation rules are not allowed")
 		}
-		v = append(v, checkRules(r.Rules, true)...)
-	case "RoleBinding":
-		var b rbacv1.RoleBinding
-		if err := fromUnstructured(u, &b); err != nil {
-			return append(v, err.Error())
-		}
-		v = append(v, checkBinding(p, b.RoleRef, b.Subjects, ref.Namespace, planned)...)
-		if b.RoleRef.Kind == "ClusterRole" {
+		v = append(v, checkRules(o.Rules, true)...)
+	case *rbacv1.RoleBinding:
+		v = append(v, checkBinding(p, o.RoleRef, o.Subjects, ref.Namespace, planned)...)
+		if o.RoleRef.Kind == "ClusterRole" {
 			v = append(v, "a RoleBinding must reference a Role")
 		}
-	case "ClusterRoleBinding":
-		var b rbacv1.ClusterRoleBinding
-		if err := fromUnstructured(u, &b); err != nil {
-			return append(v, err.Error())
-		}
-		v = append(v, checkBinding(p, b.RoleRef, b.Subjects, "", planned)...)
-		if b.RoleRef.Kind != "ClusterRole" {
+	case *rbacv1.ClusterRoleBinding:
+		v = append(v, checkBinding(p, o.RoleRef, o.Subjects, "", planned)...)
+		if o.RoleRef.Kind != "ClusterRole" {
 			v = append(v, "a ClusterRoleBinding must reference a ClusterRole")
 		}
 	}
@@ -242,11 +229,4 @@ func checkBinding(p *plan.Plan, ref rbacv1.RoleRef, subjects []rbacv1.Subject, n
 		}
 	}
 	return v
-}
-
-func fromUnstructured(u *unstructured.Unstructured, into any) error {
-	if err := runtime.DefaultUnstructuredConverter.FromUnstructuredWithValidation(u.Object, into, true); err != nil {
-		return fmt.Errorf("malformed %s: %w", u.GetKind(), err)
-	}
-	return nil
 }

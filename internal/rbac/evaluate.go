@@ -125,10 +125,7 @@ func (e *evaluation) clusterBindings() (Decision, bool) {
 		}
 		e.bound = true
 		via := "ClusterRoleBinding " + b.Name
-		if b.RoleRef.Kind != "ClusterRole" {
-			continue
-		}
-		if d, ok := e.match(e.clusterRoleRules(b.RoleRef.Name, via), via); ok {
+		if d, ok := e.match(e.rules(b.RoleRef, "", via), via); ok {
 			return d, true
 		}
 	}
@@ -142,14 +139,7 @@ func (e *evaluation) roleBindings(ns string) (Decision, bool) {
 		}
 		e.bound = true
 		via := "RoleBinding " + b.Namespace + "/" + b.Name
-		var rules []sourcedRule
-		switch b.RoleRef.Kind {
-		case "ClusterRole":
-			rules = e.clusterRoleRules(b.RoleRef.Name, via)
-		case "Role":
-			rules = e.roleRules(ns, b.RoleRef.Name, via)
-		}
-		if d, ok := e.match(rules, via); ok {
+		if d, ok := e.match(e.rules(b.RoleRef, ns, via), via); ok {
 			return d, true
 		}
 	}
@@ -161,22 +151,14 @@ func (e *evaluation) builtins() (Decision, bool) {
 		return Decision{}, false
 	}
 	b := builtins()
-	skip := map[string]bool{}
-	for _, cr := range e.set.ClusterRoles {
-		skip[cr.Name] = true
-	}
-	for _, crb := range b.ClusterRoleBindings {
-		if skip[crb.RoleRef.Name] || !AppliesTo(e.subj, crb.Subjects, "") {
+	for i, cr := range b.ClusterRoles {
+		crb := b.ClusterRoleBindings[i] // each built-in role has its binding at the same index
+		if !AppliesTo(e.subj, crb.Subjects, "") || slices.ContainsFunc(e.set.ClusterRoles, func(o rbacv1.ClusterRole) bool { return o.Name == cr.Name }) {
 			continue
 		}
-		for _, cr := range b.ClusterRoles {
-			if cr.Name != crb.RoleRef.Name {
-				continue
-			}
-			for i, r := range cr.Rules {
-				if covers(r, e.want) {
-					return Decision{Allowed: true, By: fmt.Sprintf("ClusterRole %s rule %d via ClusterRoleBinding %s (built-in)", cr.Name, i+1, crb.Name)}, true
-				}
+		for j, r := range cr.Rules {
+			if covers(r, e.want) {
+				return Decision{Allowed: true, By: fmt.Sprintf("ClusterRole %s rule %d via ClusterRoleBinding %s (built-in)", cr.Name, j+1, crb.Name)}, true
 			}
 		}
 	}
@@ -218,28 +200,31 @@ func (e *evaluation) match(rules []sourcedRule, via string) (Decision, bool) {
 	return Decision{}, false
 }
 
-func (e *evaluation) clusterRoleRules(name, via string) []sourcedRule {
-	for _, cr := range e.set.ClusterRoles {
-		if cr.Name != name {
-			continue
+// rules are the rules of the role a binding references; ns is the
+// RoleBinding's namespace, "" for a ClusterRoleBinding (which can reference
+// only a ClusterRole).
+func (e *evaluation) rules(ref rbacv1.RoleRef, ns, via string) []sourcedRule {
+	switch {
+	case ref.Kind == "ClusterRole":
+		for _, cr := range e.set.ClusterRoles {
+			if cr.Name == ref.Name {
+				out := numbered(cr.Rules, "ClusterRole "+cr.Name, "")
+				if cr.AggregationRule != nil {
+					out = append(out, e.aggregated(cr)...)
+				}
+				return out
+			}
 		}
-		out := numbered(cr.Rules, "ClusterRole "+cr.Name, "")
-		if cr.AggregationRule != nil {
-			out = append(out, e.aggregated(cr)...)
+	case ref.Kind == "Role" && ns != "":
+		for _, r := range e.set.Roles {
+			if r.Namespace == ns && r.Name == ref.Name {
+				return numbered(r.Rules, "Role "+ns+"/"+ref.Name, "")
+			}
 		}
-		return out
+	default:
+		return nil
 	}
-	e.dangling = append(e.dangling, fmt.Sprintf("%s references missing ClusterRole %s", via, name))
-	return nil
-}
-
-func (e *evaluation) roleRules(ns, name, via string) []sourcedRule {
-	for _, r := range e.set.Roles {
-		if r.Namespace == ns && r.Name == name {
-			return numbered(r.Rules, "Role "+ns+"/"+name, "")
-		}
-	}
-	e.dangling = append(e.dangling, fmt.Sprintf("%s references missing Role %s", via, name))
+	e.dangling = append(e.dangling, fmt.Sprintf("%s references missing %s %s", via, ref.Kind, ref.Name))
 	return nil
 }
 

@@ -88,8 +88,12 @@ func ManifestFiles(path string) ([]string, error) {
 func ParseManifests(name string, data []byte) (*Set, error) {
 	s := &Set{}
 	for _, d := range SplitDocuments(data) {
-		if err := decodeDocument(d, s); err != nil {
-			return nil, &ManifestError{File: name, Line: err.line, Err: err.err}
+		js, line, err := d.JSON()
+		if err == nil {
+			err = decodeObject(js, s, 0)
+		}
+		if err != nil {
+			return nil, &ManifestError{File: name, Line: line, Err: err}
 		}
 	}
 	return s, nil
@@ -107,26 +111,15 @@ type Document struct {
 func SplitDocuments(data []byte) []Document {
 	data = bytes.TrimPrefix(data, []byte("\xef\xbb\xbf"))
 	var docs []Document
-	start, line, docLine := 0, 1, 1
-	for off := 0; off <= len(data); {
-		end := bytes.IndexByte(data[off:], '\n')
-		next := len(data) + 1
-		if end >= 0 {
-			end += off
-			next = end + 1
-		} else {
-			end = len(data)
-		}
-		if isSeparator(data[off:end]) {
+	start, off, docLine := 0, 0, 1
+	for i, l := range bytes.SplitAfter(data, []byte("\n")) {
+		if isSeparator(bytes.TrimSuffix(l, []byte("\n"))) {
 			docs = append(docs, Document{Line: docLine, Data: data[start:off]})
-			start = min(next, len(data))
-			docLine = line + 1
+			start, docLine = off+len(l), i+2
 		}
-		off = next
-		line++
+		off += len(l)
 	}
-	docs = append(docs, Document{Line: docLine, Data: data[start:]})
-	return docs
+	return append(docs, Document{Line: docLine, Data: data[start:]})
 }
 
 func isSeparator(line []byte) bool {
@@ -140,24 +133,7 @@ func isSeparator(line []byte) bool {
 	return len(line) == 3 || line[3] == ' ' || line[3] == '\t' // "--- # comment"
 }
 
-// docError is an error at a line of the original file.
-type docError struct {
-	line int
-	err  error
-}
-
 var yamlLine = regexp.MustCompile(`line (\d+)`)
-
-func decodeDocument(d Document, s *Set) *docError {
-	js, line, err := d.JSON()
-	if err != nil {
-		return &docError{line: line, err: err}
-	}
-	if err := decodeObject(js, s, 0); err != nil {
-		return &docError{line: line, err: err}
-	}
-	return nil
-}
 
 // JSON converts the document to JSON. line is where an error points: the
 // line the YAML parser names, or else the document's first content line.
@@ -185,13 +161,10 @@ func (d Document) JSON() (js []byte, line int, err error) {
 // contentOffset is the number of lines before the first line that is not
 // blank or a comment.
 func contentOffset(data []byte) int {
-	n := 0
-	for _, l := range bytes.Split(data, []byte("\n")) {
-		t := bytes.TrimSpace(l)
-		if len(t) > 0 && t[0] != '#' {
+	for n, l := range bytes.Split(data, []byte("\n")) {
+		if t := bytes.TrimSpace(l); len(t) > 0 && t[0] != '#' {
 			return n
 		}
-		n++
 	}
 	return 0
 }
@@ -234,29 +207,17 @@ func decodeObject(js []byte, s *Set, depth int) error {
 	if group != rbacv1.GroupName {
 		return nil
 	}
-	switch h.Kind {
-	case "Role":
-		return decodeInto(js, h.Kind, &s.Roles)
-	case "ClusterRole":
-		return decodeInto(js, h.Kind, &s.ClusterRoles)
-	case "RoleBinding":
-		return decodeInto(js, h.Kind, &s.RoleBindings)
-	case "ClusterRoleBinding":
-		return decodeInto(js, h.Kind, &s.ClusterRoleBindings)
+	obj, ok := NewObject(h.Kind)
+	if !ok {
+		return nil
 	}
-	return nil
-}
-
-// decodeInto decodes one object strictly (no unknown fields) and appends it.
-func decodeInto[T any](js []byte, kind string, into *[]T) error {
-	var obj T
+	// Strictly: an unknown field is an error.
 	dec := json.NewDecoder(bytes.NewReader(js))
 	dec.DisallowUnknownFields()
-	if err := dec.Decode(&obj); err != nil {
-		return fmt.Errorf("decode %s: %w", kind, err)
+	if err := dec.Decode(obj); err != nil {
+		return fmt.Errorf("decode %s: %w", h.Kind, err)
 	}
-	*into = append(*into, obj)
-	return nil
+	return s.Add(obj)
 }
 
 func decodeItems(items []json.RawMessage, s *Set, depth int) error {

@@ -14,6 +14,7 @@ import (
 	"github.com/dpfdoctor/dpfdoctor/internal/access"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/sets"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 )
@@ -83,9 +84,11 @@ func Render(grants []Grant, o RenderOptions) ([]client.Object, error) {
 		}
 		byNS[g.Request.Namespace] = append(byNS[g.Request.Namespace], g)
 	}
-	// Cluster-wide grants ("" namespace) go into the ClusterRole below.
+	// Cluster-wide grants ("" namespace) go last, into the ClusterRole.
 	namespaces := slices.DeleteFunc(slices.Sorted(maps.Keys(byNS)), func(ns string) bool { return ns == "" })
-
+	if len(byNS[""]) > 0 {
+		namespaces = append(namespaces, "")
+	}
 	base := o.NamePrefix + nameSafe(o.Subject.Name)
 	var objs []client.Object
 	for _, ns := range namespaces {
@@ -95,34 +98,25 @@ func Render(grants []Grant, o RenderOptions) ([]client.Object, error) {
 			name += "-" + nameSafe(o.Subject.Namespace)
 		}
 		meta := o.meta(name, ns, gs)
+		if ns == "" {
+			objs = append(objs,
+				&rbacv1.ClusterRole{TypeMeta: typeMeta("ClusterRole"), ObjectMeta: meta, Rules: mergeRules(gs, false)},
+				&rbacv1.ClusterRoleBinding{TypeMeta: typeMeta("ClusterRoleBinding"), ObjectMeta: *meta.DeepCopy(),
+					RoleRef: rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: name}, Subjects: []rbacv1.Subject{o.Subject}})
+			continue
+		}
 		objs = append(objs,
 			&rbacv1.Role{TypeMeta: typeMeta("Role"), ObjectMeta: meta, Rules: mergeRules(gs, o.Scope == ScopeNamespace)},
 			&rbacv1.RoleBinding{TypeMeta: typeMeta("RoleBinding"), ObjectMeta: *meta.DeepCopy(),
-				RoleRef: rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: name}, Subjects: []rbacv1.Subject{o.Subject}},
-		)
-	}
-	if gs := byNS[""]; len(gs) > 0 {
-		name := base
-		if o.Subject.Namespace != "" {
-			name += "-" + nameSafe(o.Subject.Namespace)
-		}
-		meta := o.meta(name, "", gs)
-		objs = append(objs,
-			&rbacv1.ClusterRole{TypeMeta: typeMeta("ClusterRole"), ObjectMeta: meta, Rules: mergeRules(gs, false)},
-			&rbacv1.ClusterRoleBinding{TypeMeta: typeMeta("ClusterRoleBinding"), ObjectMeta: *meta.DeepCopy(),
-				RoleRef: rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: name}, Subjects: []rbacv1.Subject{o.Subject}},
-		)
+				RoleRef: rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: name}, Subjects: []rbacv1.Subject{o.Subject}})
 	}
 	return objs, nil
 }
 
 func (o RenderOptions) complete() (RenderOptions, error) {
 	o.NamePrefix = cmp.Or(o.NamePrefix, DefaultNamePrefix)
-	switch o.Scope {
-	case "":
-		o.Scope = ScopeNames
-	case ScopeNames, ScopeNamespace:
-	default:
+	o.Scope = cmp.Or(o.Scope, ScopeNames)
+	if o.Scope != ScopeNames && o.Scope != ScopeNamespace {
 		return o, fmt.Errorf("render RBAC: unknown scope %q (want %q or %q)", o.Scope, ScopeNames, ScopeNamespace)
 	}
 	o.Subject.Kind = cmp.Or(o.Subject.Kind, rbacv1.ServiceAccountKind)
@@ -167,17 +161,19 @@ func (o RenderOptions) meta(name, ns string, gs []Grant) metav1.ObjectMeta {
 	m := metav1.ObjectMeta{Name: name, Namespace: ns, Labels: map[string]string{}}
 	maps.Copy(m.Labels, o.Labels)
 	m.Labels[ManagedByLabel] = ManagedByValue
-	reasons := map[string]bool{}
+	reasons := sets.New[string]()
 	for _, g := range gs {
-		if g.Reason != "" {
-			reasons[g.Reason] = true
+		for _, r := range strings.Split(g.Reason, ";") { // a kept object's reasons come joined
+			if r = strings.TrimSpace(r); r != "" {
+				reasons.Insert(r)
+			}
 		}
 	}
 	if len(o.Annotations) > 0 || len(reasons) > 0 {
 		m.Annotations = map[string]string{}
 		maps.Copy(m.Annotations, o.Annotations)
 		if len(reasons) > 0 {
-			m.Annotations[AnswersAnnotation] = strings.Join(sortedKeys(reasons), "; ")
+			m.Annotations[AnswersAnnotation] = strings.Join(sets.List(reasons), "; ")
 		}
 	}
 	return m
@@ -200,7 +196,7 @@ func nameSafe(s string) string {
 type target struct{ group, resource, name, url string }
 
 func mergeRules(gs []Grant, dropNames bool) []rbacv1.PolicyRule {
-	verbs := map[target]map[string]bool{}
+	verbs := map[target]sets.Set[string]{}
 	for _, g := range gs {
 		r := g.Request
 		t := target{group: r.Group, resource: r.RBACResource(), name: r.Name}
@@ -211,22 +207,17 @@ func mergeRules(gs []Grant, dropNames bool) []rbacv1.PolicyRule {
 			t.name = ""
 		}
 		if verbs[t] == nil {
-			verbs[t] = map[string]bool{}
+			verbs[t] = sets.New[string]()
 		}
-		verbs[t][r.Verb] = true
+		verbs[t].Insert(r.Verb)
 	}
 	// A verb granted for every name makes the same verb for one name redundant.
 	for t, vs := range verbs {
 		if t.name == "" {
 			continue
 		}
-		open := verbs[target{group: t.group, resource: t.resource}]
-		for v := range vs {
-			if open[v] {
-				delete(vs, v)
-			}
-		}
-		if len(vs) == 0 {
+		vs.Delete(sets.List(verbs[target{group: t.group, resource: t.resource}])...)
+		if vs.Len() == 0 {
 			delete(verbs, t)
 		}
 	}
@@ -236,7 +227,7 @@ func mergeRules(gs []Grant, dropNames bool) []rbacv1.PolicyRule {
 	}
 	names := map[ruleKey][]string{}
 	for t, vs := range verbs {
-		k := ruleKey{group: t.group, resource: t.resource, url: t.url, verbs: strings.Join(sortedKeys(vs), ","), named: t.name != ""}
+		k := ruleKey{group: t.group, resource: t.resource, url: t.url, verbs: strings.Join(sets.List(vs), ","), named: t.name != ""}
 		names[k] = append(names[k], t.name)
 	}
 	rules := make([]rbacv1.PolicyRule, 0, len(names))

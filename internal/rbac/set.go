@@ -8,11 +8,10 @@ package rbac
 
 import (
 	"fmt"
-	"maps"
-	"slices"
 
 	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/sets"
 )
 
 // Set holds the RBAC objects one evaluation sees. The zero value is an empty
@@ -52,6 +51,14 @@ func (s *Set) Add(obj runtime.Object) error {
 	return nil
 }
 
+// NewObject returns an empty object of one of the four RBAC kinds; ok is
+// false for any other kind.
+func NewObject(kind string) (obj runtime.Object, ok bool) {
+	obj, ok = map[string]runtime.Object{"Role": &rbacv1.Role{}, "ClusterRole": &rbacv1.ClusterRole{},
+		"RoleBinding": &rbacv1.RoleBinding{}, "ClusterRoleBinding": &rbacv1.ClusterRoleBinding{}}[kind]
+	return obj, ok
+}
+
 // Merge appends every object of o.
 func (s *Set) Merge(o *Set) {
 	if o == nil {
@@ -87,33 +94,26 @@ func (s *Set) SetDefaultNamespace(ns string) {
 // sorted and without duplicates. Lint uses it to tell "denied for every
 // name" from "allowed for some names" when a name is not known.
 func (s *Set) ResourceNames() []string {
-	seen := map[string]bool{}
-	add := func(rules []rbacv1.PolicyRule) {
-		for _, r := range rules {
-			for _, n := range r.ResourceNames {
-				seen[n] = true
-			}
+	seen := sets.New[string]()
+	for _, r := range s.Roles {
+		for _, rule := range r.Rules {
+			seen.Insert(rule.ResourceNames...)
 		}
 	}
-	for _, r := range s.Roles {
-		add(r.Rules)
-	}
 	for _, r := range s.ClusterRoles {
-		add(r.Rules)
+		for _, rule := range r.Rules {
+			seen.Insert(rule.ResourceNames...)
+		}
 	}
-	return sortedKeys(seen)
+	return sets.List(seen)
 }
 
 // BindingNamespaces returns the namespaces of the set's RoleBindings, sorted
 // and without duplicates.
 func (s *Set) BindingNamespaces() []string {
-	seen := map[string]bool{}
+	seen := sets.New[string]()
 	for _, b := range s.RoleBindings {
-		seen[b.Namespace] = true
+		seen.Insert(b.Namespace)
 	}
-	return sortedKeys(seen)
-}
-
-func sortedKeys(m map[string]bool) []string {
-	return slices.Sorted(maps.Keys(m))
+	return sets.List(seen)
 }

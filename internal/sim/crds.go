@@ -105,3 +105,10 @@ func crd(group, kind, plural, singular string, short []string, v apiextensionsv1
 // CRDs returns the CRDs the sim installs, for tests that need DPF's API
 // without its operator (a partially installed DPF).
 func CRDs() []*apiextensionsv1.CustomResourceDefinition { return crds(false) }
+
+// ReleaseCRDs returns the CRDs as a release ships them (the DPUDevice CRD
+// with a status subresource from v25.7 on), for tests that upgrade the CRDs
+// ahead of the operator, as an admin would before a DPF upgrade.
+func ReleaseCRDs(r dpf.Release) []*apiextensionsv1.CustomResourceDefinition {
+	return crds(r.DPUDeviceStatusSubresource)
+}

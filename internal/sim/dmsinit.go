@@ -1,12 +1,28 @@
 package sim
 
 import (
+	"bytes"
+	"cmp"
 	"context"
+	"errors"
 	"fmt"
+	"net"
+	"net/url"
+	"os/exec"
 	"strings"
 	"time"
 
 	"github.com/dpfdoctor/dpfdoctor/internal/dpf"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/util/jsonpath"
+	"sigs.k8s.io/yaml"
 )
 
 // apiCaller makes the API requests dmsinit.sh makes through kubectl, as the
@@ -43,8 +59,6 @@ type dmsInit struct {
 	api          apiCaller
 	attempts     int                                  // secret wait attempts (the script uses 30)
 	sleep        func(context.Context, time.Duration) // scaled sleep
-	confDir      string                               // --dms-conf-dir (default /opt/dpf/dms)
-	imageDir     string                               // --dms-image-dir (default <conf>/bfb)
 	out          []string
 }
 
@@ -86,10 +100,16 @@ func (d *dmsInit) pciLabel() string {
 // firstPCI is get_the_first_pci_address: the label with colons, 0000:3b:00.
 func (d *dmsInit) firstPCI() string { return strings.ReplaceAll(d.pciLabel(), "-", ":") }
 
+// confDir is --dms-conf-dir, by default /opt/dpf/dms.
+func (d *dmsInit) confDir() string { return cmp.Or(d.args.ConfDir, "/opt/dpf/dms") }
+
+// imageDir is --dms-image-dir, by default <conf dir>/bfb.
+func (d *dmsInit) imageDir() string { return cmp.Or(d.args.ImageDir, d.confDir()+"/bfb") }
+
 // discover is parse_arguments' last line, main's first and discover_dpu: a
 // BlueField-3 with two PFs, or none.
 func (d *dmsInit) discover() bool {
-	d.log("DMS image directory: %s", d.imageDir)
+	d.log("DMS image directory: %s", d.imageDir())
 	d.log("Running cmd %s", d.args.Cmd)
 	if d.noDPU {
 		d.log("Total DPUs discovered: 0")
@@ -103,32 +123,9 @@ func (d *dmsInit) discover() bool {
 	d.log("  PF0 Name: ens1f0np0")
 	d.log("update number of PFs for %s: 2", pci)
 	d.log("Total DPUs discovered: 1")
-	d.log("Writing PCI addresses to %s/pci_addr", d.confDir)
-	d.log("Wrote 1 PCI addresses to %s/pci_addr", d.confDir)
+	d.log("Writing PCI addresses to %s/pci_addr", d.confDir())
+	d.log("Wrote 1 PCI addresses to %s/pci_addr", d.confDir())
 	return true
-}
-
-// dirs reads --dms-conf-dir and --dms-image-dir with the script's defaults.
-func (d *dmsInit) dirs(argv []string) {
-	d.confDir, d.imageDir = "", ""
-	var words []string
-	for _, a := range argv {
-		words = append(words, strings.Fields(a)...)
-	}
-	for i := 0; i+1 < len(words); i++ {
-		switch words[i] {
-		case "--dms-conf-dir":
-			d.confDir = words[i+1]
-		case "--dms-image-dir":
-			d.imageDir = words[i+1]
-		}
-	}
-	if d.confDir == "" {
-		d.confDir = "/opt/dpf/dms"
-	}
-	if d.imageDir == "" {
-		d.imageDir = d.confDir + "/bfb"
-	}
 }
 
 // exists is check_resource_exists: any error (NotFound, Forbidden,
@@ -170,8 +167,8 @@ func (d *dmsInit) run(ctx context.Context) ([]string, int) {
 	}
 
 	if d.args.CertPath() {
-		if lines, code, done := d.createCertificate(ctx, ns); done {
-			return lines, code
+		if msg := d.createCertificate(ctx, ns); msg != "" {
+			return d.fail("create_certificate", msg)
 		}
 	}
 
@@ -234,10 +231,10 @@ spec:
 		}
 		d.log("DPUNode %s applied successfully", d.node)
 	}
-	conf := d.confDir
+	conf := d.confDir()
 	d.log("DMS configuration created at %s/dms.conf", conf)
 	d.log("DMS configuration: -bind_address %s:%s -v 99 -auth cert -ca %[3]s/certs/ca.crt -tls_key_file %[3]s/certs/tls.key -tls_cert_file %[3]s/certs/tls.crt -password admin -username admin -image_folder %s -target_pci %s -exec_timeout 900 -disable_unbind_at_activate -reboot_status_check none -debug_command=true",
-		d.args.DMSIP, d.args.DMSPort, conf, d.imageDir, d.firstPCI())
+		d.args.DMSIP, d.args.DMSPort, conf, d.imageDir(), d.firstPCI())
 	d.log("DMS systemd service file created at %s/dmsd.service", conf)
 	if d.statusPatching() {
 		d.log("Skipping Systemd service creation in Kubernetes environment")
@@ -249,16 +246,15 @@ spec:
 	return d.out, 0
 }
 
-// createCertificate is the --external-certificate none path. done is true
-// when the script exits inside it.
-func (d *dmsInit) createCertificate(ctx context.Context, ns string) (lines []string, code int, done bool) {
+// createCertificate is the --external-certificate none path. It returns the
+// message error() exits with, or "" when the script goes on.
+func (d *dmsInit) createCertificate(ctx context.Context, ns string) string {
 	cert, secret := dpf.CertificateName(d.node), dpf.SecretName(d.node)
 	if !d.exists(ctx, "Certificate", ns, cert) {
 		d.log("Creating certificate")
 		manifest := fmt.Sprintf("apiVersion: cert-manager.io/v1\nkind: Certificate\nmetadata:\n  name: %s\n  namespace: %s\nspec:\n  secretName: %s\n  commonName: %s\n  duration: 8760h\n  issuerRef:\n    name: %s\n    kind: Issuer\n  ipAddresses:\n  - %q\n", cert, ns, secret, cert, dpf.Issuer, d.args.DMSIP)
 		if out, ok := d.api.apply(ctx, manifest); !ok {
-			lines, code = d.fail("create_certificate", dpf.MsgCreateCertFailed+cert+": "+strings.TrimRight(out, "\n"))
-			return lines, code, true
+			return dpf.MsgCreateCertFailed + cert + ": " + strings.TrimRight(out, "\n")
 		}
 		d.log("Certificate %s created successfully", cert)
 	} else {
@@ -280,36 +276,33 @@ func (d *dmsInit) createCertificate(ctx context.Context, ns string) (lines []str
 			}
 		}
 		if name == "" {
-			lines, code = d.fail("create_certificate", dpf.MsgSecretTimeoutB)
-			return lines, code, true
+			return dpf.MsgSecretTimeoutB
 		}
 		d.log("Certificate secret name: %s", name)
 		if !d.hypothetical {
 			d.readSecret(ctx, ns, name, false)
-			return nil, 0, false
+			return ""
 		}
 		// The widely shared story: the reads are retried and time out.
 		for i := 1; i <= d.attempts; i++ {
 			if d.readSecret(ctx, ns, name, false) {
-				return nil, 0, false
+				return ""
 			}
 			d.log("%s (attempt %d/%d)", dpf.MsgWaitingSecretB, i, d.attempts)
 			d.sleep(ctx, 2*time.Second)
 		}
-		lines, code = d.fail("create_certificate", dpf.MsgSecretTimeoutB)
-		return lines, code, true
+		return dpf.MsgSecretTimeoutB
 	}
 	// C and later: poll the three keys with stderr hidden.
 	for i := 1; i <= d.attempts; i++ {
 		if d.readSecret(ctx, ns, secret, true) {
 			d.log("Certificate secret name: %s", secret)
-			return nil, 0, false
+			return ""
 		}
 		d.log("%s%s to be fully populated... (attempt %d/%d)", dpf.MsgWaitingSecretC, secret, i, d.attempts)
 		d.sleep(ctx, 2*time.Second)
 	}
-	lines, code = d.fail("create_certificate", fmt.Sprintf("%s%s to be fully populated. ca.crt: 0 chars, tls.crt: 0 chars, tls.key: 0 chars", dpf.MsgSecretTimeoutC, secret))
-	return lines, code, true
+	return fmt.Sprintf("%s%s to be fully populated. ca.crt: 0 chars, tls.crt: 0 chars, tls.key: 0 chars", dpf.MsgSecretTimeoutC, secret)
 }
 
 // readSecret reads ca.crt, tls.crt and tls.key; the values are only checked
@@ -326,4 +319,240 @@ func (d *dmsInit) readSecret(ctx context.Context, ns, name string, quiet bool) b
 		}
 	}
 	return all
+}
+
+// hostAgent replays the v25.10 host agent's start-up (`/hostagent serve`):
+// reach the API server, find the DPU, register DPUDevice and DPUNode as the
+// host agent's ServiceAccount. Lines are klog-formatted as a Go program's.
+func hostAgent(ctx context.Context, api apiCaller, ns, node string, noDPU bool) ([]string, int) {
+	var out []string
+	logf := func(sev byte, file string, format string, a ...any) {
+		out = append(out, fmt.Sprintf("%c%s %d hostagent.go:%s] %s", sev, time.Now().UTC().Format("0102 15:04:05.000000"), 1, file, fmt.Sprintf(format, a...)))
+	}
+	logf('I', "88", "starting host agent on node %s", node)
+	if v, ok := api.version(ctx); !ok {
+		logf('E', "97", "unable to reach the Kubernetes API server: %s", strings.TrimSpace(lastLine(v)))
+		return out, 1
+	}
+	if noDPU {
+		logf('E', "131", "no DPU found on this host (looked for PCI device IDs 0xa2dc, 0xa2d6)")
+		return out, 1
+	}
+	serial := strings.ToLower(serialNumber(node))
+	if _, _, ok := api.get(ctx, "dpudevice", ns, serial, "{.metadata.name}"); !ok {
+		manifest := fmt.Sprintf("apiVersion: provisioning.dpu.nvidia.com/v1alpha1\nkind: DPUDevice\nmetadata:\n  name: %s\n  namespace: %s\nspec:\n  serialNumber: %s\n", serial, ns, serialNumber(node))
+		if msg, ok := api.apply(ctx, manifest); !ok {
+			logf('E', "164", "failed to create DPUDevice %s: %s", serial, oneLine(msg))
+			return out, 1
+		}
+	}
+	if msg, ok := api.patchStatus(ctx, "dpudevice", ns, serial, fmt.Sprintf(`{"status":{"pciAddress":%q}}`, PCIAddress)); !ok {
+		logf('E', "171", "failed to update DPUDevice %s status: %s", serial, oneLine(msg))
+		return out, 1
+	}
+	uid, stderr, _ := api.get(ctx, "node", "", node, "{.metadata.uid}")
+	if uid == "" {
+		logf('E', "180", "failed to get node %s: %s", node, oneLine(stderr))
+		return out, 1
+	}
+	if _, _, ok := api.get(ctx, "dpunode", ns, node, "{.metadata.name}"); !ok {
+		manifest := fmt.Sprintf("apiVersion: provisioning.dpu.nvidia.com/v1alpha1\nkind: DPUNode\nmetadata:\n  name: %s\n  namespace: %s\nspec:\n  nodeRebootMethod:\n    hostAgent: {}\n  dpus:\n  - name: %s\n", node, ns, serial)
+		if msg, ok := api.apply(ctx, manifest); !ok {
+			logf('E', "193", "failed to create DPUNode %s: %s", node, oneLine(msg))
+			return out, 1
+		}
+	}
+	logf('I', "210", "host agent ready: DPUDevice %s, DPUNode %s", serial, node)
+	return out, 0
+}
+
+func oneLine(s string) string {
+	return strings.Join(strings.Fields(s), " ")
+}
+
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return lines[len(lines)-1]
+}
+
+// kubectlCaller runs the real kubectl binary as the ServiceAccount: the
+// Forbidden and connection messages are kubectl's own.
+type kubectlCaller struct {
+	path       string
+	server     string // https://host:port, from the pod's KUBERNETES_SERVICE_* env
+	token      string
+	caFile     string
+	kubeconfig string // an empty file, so no stray ~/.kube/config mixes in
+	cacheDir   string
+}
+
+func (k *kubectlCaller) run(ctx context.Context, stdin string, args ...string) (stdout, stderr string, ok bool) {
+	base := []string{"--server", k.server, "--token", k.token, "--certificate-authority", k.caFile, "--cache-dir", k.cacheDir, "--request-timeout", "10s"}
+	cmd := exec.CommandContext(ctx, k.path, append(base, args...)...)
+	cmd.Env = []string{"KUBECONFIG=" + k.kubeconfig, "HOME=" + k.cacheDir, "PATH=/usr/bin:/bin"}
+	if stdin != "" {
+		cmd.Stdin = strings.NewReader(stdin)
+	}
+	var o, e bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &o, &e
+	err := cmd.Run()
+	return o.String(), e.String(), err == nil
+}
+
+// combined is kubectl's stdout and stderr together.
+func combined(stdout, stderr string, ok bool) (string, bool) { return stdout + stderr, ok }
+
+func (k *kubectlCaller) version(ctx context.Context) (string, bool) {
+	return combined(k.run(ctx, "", "version"))
+}
+
+func (k *kubectlCaller) get(ctx context.Context, resource, ns, name, jp string) (string, string, bool) {
+	args := []string{"get", resource, name, "-o", "jsonpath=" + jp}
+	if ns != "" {
+		args = append([]string{"-n", ns}, args...)
+	}
+	return k.run(ctx, "", args...)
+}
+
+func (k *kubectlCaller) apply(ctx context.Context, manifest string) (string, bool) {
+	return combined(k.run(ctx, manifest, "apply", "-f", "-"))
+}
+
+func (k *kubectlCaller) patchStatus(ctx context.Context, resource, ns, name, patch string) (string, bool) {
+	return combined(k.run(ctx, "", "patch", resource, name, "-n", ns, "--subresource", "status", "--type=merge", "-p", patch))
+}
+
+// clientCaller makes the same requests with client-go and the same token,
+// printing what kubectl would. It lets thousands of pods fit on two cores.
+type clientCaller struct {
+	server string
+	dyn    dynamic.Interface
+	disc   discovery.DiscoveryInterface
+}
+
+func newClientCaller(server, token string, caData []byte) (*clientCaller, error) {
+	cfg := &rest.Config{Host: server, BearerToken: token, TLSClientConfig: rest.TLSClientConfig{CAData: caData},
+		QPS: -1, UserAgent: "kubectl/v1.31.4 (dpfdoctor-sim)"}
+	dyn, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	disc, err := discovery.NewDiscoveryClientForConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &clientCaller{server: server, dyn: dyn, disc: disc}, nil
+}
+
+func (c *clientCaller) resource(word string) (schema.GroupVersionResource, bool, error) {
+	k, ok := dpf.LookupKind(dpf.Kinds(), word)
+	if !ok {
+		return schema.GroupVersionResource{}, false, fmt.Errorf(`error: the server doesn't have a resource type %q`, word)
+	}
+	return k.GVR(), k.Namespaced, nil
+}
+
+func (c *clientCaller) version(ctx context.Context) (string, bool) {
+	v, err := c.disc.ServerVersion()
+	out := "Client Version: v1.31.4\nKustomize Version: v5.4.2\n"
+	if err != nil {
+		return out + kubectlError(c.server, err) + "\n", false
+	}
+	return out + "Server Version: " + v.GitVersion + "\n", true
+}
+
+func (c *clientCaller) get(ctx context.Context, resource, ns, name, jp string) (string, string, bool) {
+	gvr, namespaced, err := c.resource(resource)
+	if err != nil {
+		return "", err.Error() + "\n", false
+	}
+	var obj *unstructured.Unstructured
+	if namespaced {
+		obj, err = c.dyn.Resource(gvr).Namespace(ns).Get(ctx, name, metav1.GetOptions{})
+	} else {
+		obj, err = c.dyn.Resource(gvr).Get(ctx, name, metav1.GetOptions{})
+	}
+	if err != nil {
+		return "", kubectlError(c.server, err) + "\n", false
+	}
+	p := jsonpath.New("out")
+	if err := p.Parse(jp); err != nil {
+		return "", "error: error parsing jsonpath " + jp + ", " + err.Error() + "\n", false
+	}
+	var b bytes.Buffer
+	if err := p.Execute(&b, obj.Object); err != nil {
+		return "", "", true // kubectl prints nothing for a missing field
+	}
+	return b.String(), "", true
+}
+
+func (c *clientCaller) apply(ctx context.Context, manifest string) (string, bool) {
+	obj := &unstructured.Unstructured{}
+	if err := yaml.Unmarshal([]byte(manifest), &obj.Object); err != nil {
+		return "error: error parsing STDIN: " + err.Error() + "\n", false
+	}
+	gvr, _, err := c.resource(obj.GetKind())
+	if err != nil {
+		return err.Error() + "\n", false
+	}
+	ri := c.dyn.Resource(gvr).Namespace(obj.GetNamespace())
+	kindLower := strings.ToLower(obj.GetKind()) + "." + gvr.Group
+	if _, err := ri.Get(ctx, obj.GetName(), metav1.GetOptions{}); err == nil {
+		return kindLower + "/" + obj.GetName() + " unchanged\n", true
+	} else if !apierrors.IsNotFound(err) {
+		return fmt.Sprintf("Error from server (%s): error when retrieving current configuration of:\nResource: %q, GroupVersionKind: %q\nName: %q, Namespace: %q\nfrom server for: \"STDIN\": %s\n",
+			reason(err), gvr.String(), obj.GroupVersionKind().String(), obj.GetName(), obj.GetNamespace(), statusMessage(err)), false
+	}
+	if _, err := ri.Create(ctx, obj, metav1.CreateOptions{FieldManager: "kubectl-client-side-apply"}); err != nil {
+		return fmt.Sprintf("Error from server (%s): error when creating \"STDIN\": %s\n", reason(err), statusMessage(err)), false
+	}
+	return kindLower + "/" + obj.GetName() + " created\n", true
+}
+
+func (c *clientCaller) patchStatus(ctx context.Context, resource, ns, name, patch string) (string, bool) {
+	gvr, _, err := c.resource(resource)
+	if err != nil {
+		return err.Error() + "\n", false
+	}
+	// kubectl patch reads the object (here its status) before patching.
+	if _, err := c.dyn.Resource(gvr).Namespace(ns).Get(ctx, name, metav1.GetOptions{}, "status"); err != nil {
+		return kubectlError(c.server, err) + "\n", false
+	}
+	if _, err := c.dyn.Resource(gvr).Namespace(ns).Patch(ctx, name, types.MergePatchType, []byte(patch), metav1.PatchOptions{}, "status"); err != nil {
+		return kubectlError(c.server, err) + "\n", false
+	}
+	return resource + "." + gvr.Group + "/" + name + " patched\n", true
+}
+
+// kubectlError formats an error the way kubectl prints it.
+func kubectlError(server string, err error) string {
+	var se apierrors.APIStatus
+	if errors.As(err, &se) {
+		return fmt.Sprintf("Error from server (%s): %s", reason(err), statusMessage(err))
+	}
+	host := server
+	if u, perr := url.Parse(server); perr == nil {
+		host = u.Host
+	}
+	var oe *net.OpError
+	if errors.As(err, &oe) && strings.Contains(err.Error(), "connection refused") {
+		return fmt.Sprintf("The connection to the server %s was refused - did you specify the right host or port?", host)
+	}
+	return fmt.Sprintf("Unable to connect to the server: %v", err)
+}
+
+func reason(err error) string {
+	r := apierrors.ReasonForError(err)
+	if r == metav1.StatusReasonUnknown || r == "" {
+		return "InternalError"
+	}
+	return string(r)
+}
+
+func statusMessage(err error) string {
+	var se apierrors.APIStatus
+	if errors.As(err, &se) {
+		return se.Status().Message
+	}
+	return err.Error()
 }

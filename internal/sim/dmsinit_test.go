@@ -172,7 +172,6 @@ func TestDMSInitOutput(t *testing.T) {
 			api := tc.api
 			d := &dmsInit{variant: tc.variant, args: dpf.ParseArgs(argv), node: "n1", pci: PCIAddress, serial: serialNumber("n1"),
 				noDPU: tc.noDPU, hypothetical: tc.hypo, api: &api, attempts: 2, sleep: func(context.Context, time.Duration) {}}
-			d.dirs(argv)
 			got, code := d.run(context.Background())
 			if code != tc.wantExit || strings.Join(got, "\n") != strings.Join(tc.want, "\n") {
 				t.Errorf("exit %d, want %d; lines:\n%s\nwant:\n%s", code, tc.wantExit, strings.Join(got, "\n"), strings.Join(tc.want, "\n"))

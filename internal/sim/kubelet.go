@@ -1,29 +1,33 @@
 package sim
 
 import (
+	"cmp"
 	"context"
+	"crypto/tls"
+	"encoding/json"
 	"fmt"
 	"hash/fnv"
 	"math/rand/v2"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/dpfdoctor/dpfdoctor/internal/dpf"
+	"github.com/dpfdoctor/dpfdoctor/internal/selfsigned"
 	authnv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/informers"
-	listersv1 "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/util/workqueue"
-
-	"github.com/dpfdoctor/dpfdoctor/internal/dpf"
 )
 
 // Kubelet timing (before TimeScale), as a real kubelet's.
@@ -45,7 +49,6 @@ const (
 type kubelet struct {
 	c     *Cluster
 	queue workqueue.TypedDelayingInterface[string]
-	pods  listersv1.PodLister
 
 	mu     sync.Mutex
 	states map[string]*podState // by pod name
@@ -103,9 +106,7 @@ func (k *kubelet) start(ctx context.Context, wg *sync.WaitGroup) error {
 	if err := os.MkdirAll(k.cacheDir, 0o700); err != nil {
 		return err
 	}
-	inf := informers.NewSharedInformerFactoryWithOptions(c.kube, 0, informers.WithNamespace(c.Namespace))
-	pi := inf.Core().V1().Pods()
-	k.pods = pi.Lister()
+	// The operator's pod informer, started and synced already.
 	enqueue := func(obj any) {
 		if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
 			obj = t.Obj
@@ -114,7 +115,7 @@ func (k *kubelet) start(ctx context.Context, wg *sync.WaitGroup) error {
 			k.queue.Add(p.Name)
 		}
 	}
-	if _, err := pi.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{AddFunc: enqueue, DeleteFunc: enqueue,
+	if _, err := c.op.podInformer.AddEventHandler(cache.ResourceEventHandlerFuncs{AddFunc: enqueue, DeleteFunc: enqueue,
 		UpdateFunc: func(o, n any) {
 			if o.(*corev1.Pod).UID != n.(*corev1.Pod).UID || n.(*corev1.Pod).DeletionTimestamp != nil {
 				enqueue(n)
@@ -122,25 +123,13 @@ func (k *kubelet) start(ctx context.Context, wg *sync.WaitGroup) error {
 		}}); err != nil {
 		return err
 	}
-	inf.Start(ctx.Done())
-	if !cache.WaitForCacheSync(ctx.Done(), pi.Informer().HasSynced) {
-		return fmt.Errorf("kubelet cache did not sync")
-	}
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
+	wg.Go(func() {
 		<-ctx.Done()
 		k.queue.ShutDown()
-	}()
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		k.reportNodeStatus(ctx)
-	}()
-	for i := 0; i < k.c.opts.Workers; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+	})
+	wg.Go(func() { k.reportNodeStatus(ctx) })
+	for range k.c.opts.Workers {
+		wg.Go(func() {
 			for {
 				name, quit := k.queue.Get()
 				if quit {
@@ -152,7 +141,7 @@ func (k *kubelet) start(ctx context.Context, wg *sync.WaitGroup) error {
 				}
 				k.queue.Done(name)
 			}
-		}()
+		})
 	}
 	return nil
 }
@@ -218,12 +207,11 @@ func (k *kubelet) state(p *corev1.Pod) *podState {
 
 // sync advances one pod as far as it can go now.
 func (k *kubelet) sync(ctx context.Context, name string) error {
-	pod, err := k.pods.Pods(k.c.Namespace).Get(name)
+	pod, err := k.c.op.pods.Pods(k.c.Namespace).Get(name)
 	if err == nil && pod.DeletionTimestamp != nil {
 		// The kubelet confirms a graceful deletion once the containers
 		// have stopped: delete with grace period 0.
-		zero := int64(0)
-		err := k.c.kube.CoreV1().Pods(pod.Namespace).Delete(ctx, pod.Name, metav1.DeleteOptions{GracePeriodSeconds: &zero,
+		err := k.c.kube.CoreV1().Pods(pod.Namespace).Delete(ctx, pod.Name, metav1.DeleteOptions{GracePeriodSeconds: ptr(int64(0)),
 			Preconditions: &metav1.Preconditions{UID: &pod.UID}})
 		if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
 			return err
@@ -289,10 +277,7 @@ func (k *kubelet) sync(ctx context.Context, name string) error {
 			st.failures[ctr.Name]++
 			delay := st.backoff
 			st.lastDelay = delay
-			st.backoff *= 2
-			if max := k.c.scale(backoffMax); st.backoff > max {
-				st.backoff = max
-			}
+			st.backoff = min(2*st.backoff, k.c.scale(backoffMax))
 			st.due = time.Now().Add(delay)
 			k.event(ctx, pod, ctr.Name, corev1.EventTypeWarning, "BackOff",
 				fmt.Sprintf("Back-off restarting failed container %s in pod %s_%s(%s)", ctr.Name, pod.Name, pod.Namespace, pod.UID))
@@ -320,7 +305,6 @@ func secretVolume(p *corev1.Pod) string {
 // runContainer runs one init container's program for the pod's scenario.
 func (k *kubelet) runContainer(ctx context.Context, pod *corev1.Pod, node *corev1.Node, scen Scenario, ctr corev1.Container) containerRun {
 	run := containerRun{started: time.Now()}
-	defer func() { run.finished = time.Now() }()
 	switch ctr.Name {
 	case dpf.ContainerRshimPreflight, dpf.ContainerDMSInit:
 		if k.c.opts.Script != nil && k.c.useKubectl && k.c.Release.Script != dpf.ScriptNone {
@@ -351,7 +335,6 @@ func (k *kubelet) runContainer(ctx context.Context, pod *corev1.Pod, node *corev
 		// fails first (check_rshim_not_occupied: "No DPUs found on this
 		// system, exiting"). The sim lets it pass so that no-dpu-found shows
 		// in dms-init, the container whose log diagnose reads.
-		d.dirs(argv)
 		lines, code := d.run(ctx)
 		run.lines, run.exitCode = lines, int32(code)
 		if code != 0 && ctr.Name == dpf.ContainerRshimPreflight {
@@ -397,28 +380,8 @@ func serialNumber(node string) string {
 // caller returns the API caller for a pod: the pod's KUBERNETES_SERVICE_*
 // env decides where kubectl connects; the token is the ServiceAccount's.
 func (k *kubelet) caller(ctx context.Context, pod *corev1.Pod, scen Scenario, kubectl bool) (apiCaller, error) {
-	host, port := k.c.apiHost, fmt.Sprint(k.c.apiPort)
-	for _, ctr := range append(append([]corev1.Container{}, pod.Spec.InitContainers...), pod.Spec.Containers...) {
-		for _, e := range ctr.Env {
-			switch e.Name {
-			case "KUBERNETES_SERVICE_HOST":
-				host = e.Value
-			case "KUBERNETES_SERVICE_PORT":
-				port = e.Value
-			}
-		}
-	}
-	server := "https://" + net.JoinHostPort(host, port)
-	if scen == APIServerUnreachable {
-		// This node cannot reach the VIP (when the whole cluster's VIP is
-		// wrong, the env already points nowhere).
-		server = k.c.closedURL
-	}
-	sa := pod.Spec.ServiceAccountName
-	if sa == "" {
-		sa = "default"
-	}
-	token, err := k.saToken(ctx, sa)
+	server := "https://" + k.apiAddress(pod, scen)
+	token, err := k.saToken(ctx, cmp.Or(pod.Spec.ServiceAccountName, "default"))
 	if err != nil {
 		return nil, err
 	}
@@ -440,6 +403,28 @@ func (k *kubelet) caller(ctx context.Context, pod *corev1.Pod, scen Scenario, ku
 	return a, nil
 }
 
+// apiAddress is host:port of the API server as the pod's
+// KUBERNETES_SERVICE_* env names it, or the closed port for a node that
+// cannot reach it (when the whole cluster's VIP is wrong, the env already
+// points nowhere).
+func (k *kubelet) apiAddress(pod *corev1.Pod, scen Scenario) string {
+	if scen == APIServerUnreachable {
+		return strings.TrimPrefix(k.c.closedURL, "https://")
+	}
+	host, port := k.c.apiHost, fmt.Sprint(k.c.apiPort)
+	for _, ctr := range append(append([]corev1.Container{}, pod.Spec.InitContainers...), pod.Spec.Containers...) {
+		for _, e := range ctr.Env {
+			switch e.Name {
+			case "KUBERNETES_SERVICE_HOST":
+				host = e.Value
+			case "KUBERNETES_SERVICE_PORT":
+				port = e.Value
+			}
+		}
+	}
+	return net.JoinHostPort(host, port)
+}
+
 // saToken returns a TokenRequest token for the ServiceAccount, renewed
 // before it expires.
 func (k *kubelet) saToken(ctx context.Context, sa string) (string, error) {
@@ -459,12 +444,7 @@ func (k *kubelet) saToken(ctx context.Context, sa string) (string, error) {
 	return k.token, nil
 }
 
-func (c *Cluster) kubectlPath() string {
-	if c.opts.Kubectl != "" {
-		return c.opts.Kubectl
-	}
-	return KubectlPath()
-}
+func (c *Cluster) kubectlPath() string { return cmp.Or(c.opts.Kubectl, KubectlPath()) }
 
 // KubectlPath finds kubectl: $KUBECTL, then $KUBEBUILDER_ASSETS/kubectl,
 // then kubectl on PATH.
@@ -508,4 +488,265 @@ func joinLines(lines []string) string {
 		return ""
 	}
 	return strings.Join(lines, "\n") + "\n"
+}
+
+// writeStatus writes the pod status a kubelet would report for st.
+func (k *kubelet) writeStatus(ctx context.Context, pod *corev1.Pod, st *podState) error {
+	k.mu.Lock()
+	status := k.podStatus(pod, st)
+	k.mu.Unlock()
+	for attempt := 0; attempt < 5; attempt++ {
+		p := pod.DeepCopy()
+		p.Status = status
+		_, err := k.c.kube.CoreV1().Pods(p.Namespace).UpdateStatus(ctx, p, metav1.UpdateOptions{})
+		if !apierrors.IsConflict(err) {
+			return err
+		}
+		if pod, err = k.c.kube.CoreV1().Pods(p.Namespace).Get(ctx, p.Name, metav1.GetOptions{}); err != nil {
+			return err
+		}
+		if pod.UID != st.uid {
+			return nil
+		}
+	}
+	return fmt.Errorf("status of %s: too many conflicts", pod.Name)
+}
+
+func cond(t corev1.PodConditionType, ok bool, since time.Time) corev1.PodCondition {
+	s := corev1.ConditionFalse
+	if ok {
+		s = corev1.ConditionTrue
+	}
+	return corev1.PodCondition{Type: t, Status: s, LastTransitionTime: metav1.NewTime(since)}
+}
+
+func (k *kubelet) podStatus(pod *corev1.Pod, st *podState) corev1.PodStatus {
+	now := time.Now()
+	ip := ""
+	if n, err := k.c.op.nodes.Get(pod.Spec.NodeName); err == nil {
+		ip = nodeIP(n)
+	}
+	nInit := len(pod.Spec.InitContainers)
+	initDone := st.next >= nInit && st.mounted
+	s := corev1.PodStatus{
+		Phase: corev1.PodPending, HostIP: ip, PodIP: ip, StartTime: &metav1.Time{Time: st.created},
+		Conditions: []corev1.PodCondition{
+			cond("PodReadyToStartContainers", st.mounted, now),
+			cond(corev1.PodInitialized, initDone, now),
+			cond(corev1.PodReady, st.done, now),
+			cond(corev1.ContainersReady, st.done, now),
+			cond(corev1.PodScheduled, true, st.created),
+		},
+	}
+	if ip != "" {
+		s.HostIPs, s.PodIPs = []corev1.HostIP{{IP: ip}}, []corev1.PodIP{{IP: ip}}
+	}
+	if initDone {
+		s.Phase = corev1.PodRunning
+	}
+	waiting := func(reason, msg string) corev1.ContainerState {
+		return corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: reason, Message: msg}}
+	}
+	terminated := func(r containerRun) *corev1.ContainerStateTerminated {
+		reason := "Completed"
+		if r.exitCode != 0 {
+			reason = "Error"
+		}
+		return &corev1.ContainerStateTerminated{ExitCode: r.exitCode, Reason: reason, Message: r.message,
+			StartedAt: metav1.NewTime(r.started), FinishedAt: metav1.NewTime(r.finished), ContainerID: containerID(pod, r)}
+	}
+	for i, c := range append(append([]corev1.Container{}, pod.Spec.InitContainers...), pod.Spec.Containers...) {
+		cs := corev1.ContainerStatus{Name: c.Name, Image: c.Image, ImageID: c.Image, RestartCount: st.failures[c.Name]}
+		runs := st.runs[c.Name]
+		isInit := i < nInit
+		switch {
+		case i < st.next && isInit:
+			cs.State = corev1.ContainerState{Terminated: terminated(runs[len(runs)-1])}
+			cs.Ready = true
+		case i < st.next && st.mounted:
+			cs.Ready = st.done
+			cs.State = corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: metav1.NewTime(runs[len(runs)-1].started)}}
+		case i == st.next && len(runs) > 0:
+			cs.LastTerminationState = corev1.ContainerState{Terminated: terminated(runs[len(runs)-1])}
+			cs.State = waiting("CrashLoopBackOff", fmt.Sprintf("back-off %s restarting failed container=%s pod=%s_%s(%s)",
+				st.lastDelay, c.Name, pod.Name, pod.Namespace, pod.UID))
+		case !isInit && initDone:
+			cs.State = waiting("ContainerCreating", "")
+		default:
+			cs.State = waiting("PodInitializing", "")
+		}
+		if isInit {
+			s.InitContainerStatuses = append(s.InitContainerStatuses, cs)
+			continue
+		}
+		cs.Started = ptr(i < st.next && st.mounted)
+		s.ContainerStatuses = append(s.ContainerStatuses, cs)
+	}
+	return s
+}
+
+func containerID(pod *corev1.Pod, r containerRun) string {
+	h := fnv.New64a()
+	_, _ = fmt.Fprint(h, pod.UID, r.started.UnixNano())
+	return fmt.Sprintf("containerd://%016x", h.Sum64())
+}
+
+// event records a kubelet event on the pod, aggregating repeats into count
+// as the kubelet's event broadcaster does.
+func (k *kubelet) event(ctx context.Context, pod *corev1.Pod, container, typ, reason, msg string) {
+	key := string(pod.UID) + "|" + container + "|" + reason + "|" + msg
+	now := metav1.Now()
+	k.evMu.Lock()
+	ev := k.events[key]
+	if ev != nil {
+		ev.Count++
+		ev.LastTimestamp = now
+		patch, _ := json.Marshal(map[string]any{"count": ev.Count, "lastTimestamp": now})
+		name := ev.Name
+		k.evMu.Unlock()
+		if _, err := k.c.kube.CoreV1().Events(pod.Namespace).Patch(ctx, name, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil && ctx.Err() == nil {
+			k.c.logf("kubelet: event %s: %v", name, err)
+		}
+		return
+	}
+	h := fnv.New64a()
+	_, _ = h.Write([]byte(key))
+	fieldPath := ""
+	switch {
+	case slices.ContainsFunc(pod.Spec.Containers, func(c corev1.Container) bool { return c.Name == container }):
+		fieldPath = "spec.containers{" + container + "}"
+	case container != "":
+		fieldPath = "spec.initContainers{" + container + "}"
+	}
+	ev = &corev1.Event{
+		ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("%s.%016x", pod.Name, h.Sum64()), Namespace: pod.Namespace},
+		InvolvedObject: corev1.ObjectReference{Kind: "Pod", APIVersion: "v1", Namespace: pod.Namespace, Name: pod.Name, UID: pod.UID,
+			FieldPath: fieldPath},
+		Reason: reason, Message: msg, Type: typ, Count: 1, FirstTimestamp: now, LastTimestamp: now,
+		Source:              corev1.EventSource{Component: "kubelet", Host: pod.Spec.NodeName},
+		ReportingController: "kubelet", ReportingInstance: pod.Spec.NodeName,
+	}
+	k.events[key] = ev
+	k.evMu.Unlock()
+	if _, err := k.c.kube.CoreV1().Events(pod.Namespace).Create(ctx, ev, metav1.CreateOptions{}); err != nil && ctx.Err() == nil && !apierrors.IsAlreadyExists(err) {
+		k.c.logf("kubelet: event: %v", err)
+	}
+}
+
+// kubeletServer is the HTTPS endpoint the API server proxies `pods/log` to:
+// GET /containerLogs/{namespace}/{pod}/{container}[?previous=true&tailLines=N].
+// It listens on every simulated node address (loopback only) on one port.
+type kubeletServer struct {
+	srv       *http.Server
+	port      int
+	caPEM     []byte
+	listeners []net.Listener
+	logs      logSource
+	wg        sync.WaitGroup
+}
+
+// logSource answers a container log request.
+type logSource interface {
+	containerLog(namespace, pod, container string, previous bool) (string, error)
+}
+
+// newKubeletServer starts listening on addrs (all in 127.0.0.0/8).
+func newKubeletServer(addrs []string, logs logSource) (*kubeletServer, error) {
+	for _, a := range addrs {
+		if ip := net.ParseIP(a); ip == nil || !ip.IsLoopback() {
+			return nil, fmt.Errorf("kubelet address %q is not a loopback address", a)
+		}
+	}
+	caPEM, cert, err := selfsigned.Server(addrs...)
+	if err != nil {
+		return nil, err
+	}
+	k := &kubeletServer{caPEM: caPEM, logs: logs}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/containerLogs/", k.serveLogs)
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) })
+	k.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second,
+		TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}}
+
+	// One port for every address: find a free one on the first address,
+	// then bind the rest; retry with a new port on a clash.
+	for attempt := 0; attempt < 20; attempt++ {
+		if err := k.listenAll(addrs); err == nil {
+			break
+		} else if attempt == 19 {
+			return nil, err
+		}
+	}
+	for _, l := range k.listeners {
+		k.wg.Go(func() { _ = k.srv.ServeTLS(l, "", "") })
+	}
+	return k, nil
+}
+
+func (k *kubeletServer) listenAll(addrs []string) error {
+	first, err := net.Listen("tcp", net.JoinHostPort(addrs[0], "0"))
+	if err != nil {
+		return fmt.Errorf("kubelet endpoint: %w", err)
+	}
+	port := first.Addr().(*net.TCPAddr).Port
+	ls := []net.Listener{first}
+	for _, a := range addrs[1:] {
+		l, err := net.Listen("tcp", net.JoinHostPort(a, strconv.Itoa(port)))
+		if err != nil {
+			for _, l := range ls {
+				_ = l.Close()
+			}
+			return fmt.Errorf("kubelet endpoint on %s:%d: %w", a, port, err)
+		}
+		ls = append(ls, l)
+	}
+	k.port, k.listeners = port, ls
+	return nil
+}
+
+func (k *kubeletServer) close() {
+	_ = k.srv.Close()
+	k.wg.Wait()
+}
+
+func (k *kubeletServer) serveLogs(w http.ResponseWriter, r *http.Request) {
+	parts := strings.Split(strings.TrimPrefix(r.URL.Path, "/containerLogs/"), "/")
+	if len(parts) != 3 {
+		http.Error(w, "expected /containerLogs/{namespace}/{pod}/{container}", http.StatusBadRequest)
+		return
+	}
+	q := r.URL.Query()
+	previous, _ := strconv.ParseBool(q.Get("previous"))
+	text, err := k.logs.containerLog(parts[0], parts[1], parts[2], previous)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	if n, err := strconv.Atoi(q.Get("tailLines")); err == nil && n >= 0 {
+		text = tail(text, n)
+	}
+	if n, err := strconv.Atoi(q.Get("limitBytes")); err == nil && n >= 0 && n < len(text) {
+		text = text[:n]
+	}
+	w.Header().Set("Content-Type", "text/plain")
+	_, _ = w.Write([]byte(text))
+}
+
+func tail(text string, n int) string {
+	lines := strings.SplitAfter(text, "\n")
+	if len(lines) > 0 && lines[len(lines)-1] == "" {
+		lines = lines[:len(lines)-1]
+	}
+	if n < len(lines) {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "")
+}
+
+// nodeAddress returns the loopback address of node i: 127.0.0.2, 127.0.0.3,
+// … up to maxAddrs distinct addresses, then wrapping (many simulated nodes
+// may share one address; logs are addressed by pod, not by node).
+func nodeAddress(i, maxAddrs int) string {
+	j := i % maxAddrs
+	return fmt.Sprintf("127.0.%d.%d", j/250, 2+j%250)
 }

@@ -3,9 +3,11 @@ package sim
 import (
 	"errors"
 	"fmt"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
+
+	rbacv1 "k8s.io/api/rbac/v1"
 
 	"github.com/dpfdoctor/dpfdoctor/internal/dpf"
 )
@@ -67,14 +69,7 @@ func Scenarios() []Scenario {
 // Hypothetical reports whether no real DPF combination produces a scenario.
 func (s Scenario) Hypothetical() bool { return strings.HasPrefix(string(s), "hypothetical-") }
 
-func (s Scenario) valid() bool {
-	for _, k := range Scenarios() {
-		if k == s {
-			return true
-		}
-	}
-	return false
-}
+func (s Scenario) valid() bool { return slices.Contains(Scenarios(), s) }
 
 // Mix assigns scenarios to nodes: "dpudevice-status-forbidden" (every
 // node) or "dpudevice-status-forbidden=6,healthy=2". Nodes are assigned in the order given.
@@ -127,10 +122,7 @@ func (m Mix) Assign(n int) []Scenario {
 			open++
 		}
 	}
-	rest := n - counted
-	if rest < 0 {
-		rest = 0
-	}
+	rest := max(n-counted, 0)
 	seenOpen := 0
 	for _, e := range m {
 		c := e.Count
@@ -169,32 +161,23 @@ func scenarioList() string {
 	for _, k := range Scenarios() {
 		s = append(s, string(k))
 	}
-	sort.Strings(s)
+	slices.Sort(s)
 	return strings.Join(s, ", ")
 }
 
 // Describe says in one line what a scenario simulates, with the script
 // version and the arguments that produce it.
 func Describe(s Scenario) string {
-	switch s {
-	case DPUDeviceStatusForbidden:
-		return "a v25.7-era hostdriver (dmsinit.sh C–F, operator's arguments) against the v25.4.0 role: the dpudevices/status patch is Forbidden, exit 1"
-	case APIServerUnreachable:
-		return "kubectl version fails: the API VIP the pod is given is wrong or unreachable (E/F add the VIP hint)"
-	case CertificateNotReady:
-		return "the Certificate never became a Secret: FailedMount, no container starts"
-	case RshimOccupied:
-		return "rshim-preflight (--cmd check-rshim-not-occupied) exits 1 with the PCI address: the host's rshim owns the DPU"
-	case NoDPUFound:
-		return "dms-init finds no BlueField device in sysfs and exits 1"
-	case Healthy:
-		return "everything works"
-	case HypotheticalSecretsForbidden:
-		return "not produced by any real script: dms-init reads <node>-server-secret (stderr visible), Forbidden, retries and exits 1"
-	case HypotheticalSecretsForbiddenQuiet:
-		return "a dmsinit.sh C–F with --external-certificate none (non-k8s arguments) in the pod: hidden Forbidden Secret reads, timeout, exit 1"
-	}
-	return ""
+	return map[Scenario]string{
+		DPUDeviceStatusForbidden:          "a v25.7-era hostdriver (dmsinit.sh C–F, operator's arguments) against the v25.4.0 role: the dpudevices/status patch is Forbidden, exit 1",
+		APIServerUnreachable:              "kubectl version fails: the API VIP the pod is given is wrong or unreachable (E/F add the VIP hint)",
+		CertificateNotReady:               "the Certificate never became a Secret: FailedMount, no container starts",
+		RshimOccupied:                     "rshim-preflight (--cmd check-rshim-not-occupied) exits 1 with the PCI address: the host's rshim owns the DPU",
+		NoDPUFound:                        "dms-init finds no BlueField device in sysfs and exits 1",
+		Healthy:                           "everything works",
+		HypotheticalSecretsForbidden:      "not produced by any real script: dms-init reads <node>-server-secret (stderr visible), Forbidden, retries and exits 1",
+		HypotheticalSecretsForbiddenQuiet: "a dmsinit.sh C–F with --external-certificate none (non-k8s arguments) in the pod: hidden Forbidden Secret reads, timeout, exit 1",
+	}[s]
 }
 
 // Applies reports whether a scenario can happen on a release: v25.1 has no
@@ -219,14 +202,7 @@ func Applies(s Scenario, r dpf.Release) bool {
 }
 
 func grants(r dpf.Release, resource string) bool {
-	for _, rule := range r.Rules {
-		for _, res := range rule.Resources {
-			if res == resource {
-				return true
-			}
-		}
-	}
-	return false
+	return slices.ContainsFunc(r.Rules, func(rule rbacv1.PolicyRule) bool { return slices.Contains(rule.Resources, resource) })
 }
 
 // CheckApplies returns an error naming the versions where a scenario of the

@@ -12,7 +12,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/kubernetes"
 
 	"github.com/dpfdoctor/dpfdoctor/internal/dpf"
 )
@@ -62,18 +61,7 @@ func (k *kubelet) runScript(ctx context.Context, pod *corev1.Pod, scen Scenario,
 		run.lines, run.exitCode = []string{"sim: " + err.Error()}, 1
 		return run
 	}
-	host, port := k.c.apiHost, fmt.Sprint(k.c.apiPort)
-	for _, e := range ctr.Env {
-		switch e.Name {
-		case "KUBERNETES_SERVICE_HOST":
-			host = e.Value
-		case "KUBERNETES_SERVICE_PORT":
-			port = e.Value
-		}
-	}
-	if scen == APIServerUnreachable {
-		host, port, _ = net.SplitHostPort(k.c.closedURL[len("https://"):])
-	}
+	host, port, _ := net.SplitHostPort(k.apiAddress(pod, scen))
 	res, err := k.c.opts.Script.RunScript(ctx, ScriptRun{
 		Node: pod.Spec.NodeName, Scenario: scen, Container: ctr.Name, Argv: append(append([]string{}, ctr.Command...), ctr.Args...),
 		Env:   []string{"KUBERNETES_SERVICE_HOST=" + host, "KUBERNETES_SERVICE_PORT=" + port},
@@ -99,10 +87,10 @@ const placeholderNamespace = "dpf-provisioning"
 // applies its inventory: force ownership, its labels, the placeholder
 // namespace (and a missing one) rewritten. It returns their inventory
 // entries.
-func (inv inventory) applyRBAC(ctx context.Context, cs kubernetes.Interface, opts metav1.ApplyOptions) ([]string, error) {
+func (c *Cluster) applyRBAC(ctx context.Context, opts metav1.ApplyOptions) ([]string, error) {
 	ns := func(n string) string {
 		if n == "" || n == placeholderNamespace {
-			return inv.namespace
+			return c.Namespace
 		}
 		return n
 	}
@@ -123,7 +111,7 @@ func (inv inventory) applyRBAC(ctx context.Context, cs kubernetes.Interface, opt
 		if labels == nil {
 			labels = map[string]string{}
 		}
-		for k, v := range inv.labels() {
+		for k, v := range c.inventoryLabels() {
 			labels[k] = v
 		}
 		obj.SetLabels(labels)
@@ -140,29 +128,29 @@ func (inv inventory) applyRBAC(ctx context.Context, cs kubernetes.Interface, opt
 		return nil
 	}
 	po := opts.ToPatchOptions()
-	rb := cs.RbacV1()
+	rb := c.kube.RbacV1()
 	var err error
-	for _, o := range inv.rbac.ClusterRoles {
+	for _, o := range c.opts.RBAC.ClusterRoles {
 		err = errors.Join(err, apply("ClusterRole", "", &o, func(b []byte) error {
 			_, err := rb.ClusterRoles().Patch(ctx, o.Name, types.ApplyPatchType, b, po)
 			return err
 		}))
 	}
-	for _, o := range inv.rbac.ClusterRoleBindings {
+	for _, o := range c.opts.RBAC.ClusterRoleBindings {
 		subjects(o.Subjects)
 		err = errors.Join(err, apply("ClusterRoleBinding", "", &o, func(b []byte) error {
 			_, err := rb.ClusterRoleBindings().Patch(ctx, o.Name, types.ApplyPatchType, b, po)
 			return err
 		}))
 	}
-	for _, o := range inv.rbac.Roles {
+	for _, o := range c.opts.RBAC.Roles {
 		o.Namespace = ns(o.Namespace)
 		err = errors.Join(err, apply("Role", o.Namespace, &o, func(b []byte) error {
 			_, err := rb.Roles(o.Namespace).Patch(ctx, o.Name, types.ApplyPatchType, b, po)
 			return err
 		}))
 	}
-	for _, o := range inv.rbac.RoleBindings {
+	for _, o := range c.opts.RBAC.RoleBindings {
 		o.Namespace = ns(o.Namespace)
 		subjects(o.Subjects)
 		err = errors.Join(err, apply("RoleBinding", o.Namespace, &o, func(b []byte) error {

@@ -6,6 +6,7 @@
 package sim
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -13,11 +14,18 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
+	"slices"
+	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/dpfdoctor/dpfdoctor/internal/dpf"
+	"github.com/dpfdoctor/dpfdoctor/internal/fanout"
+	"github.com/dpfdoctor/dpfdoctor/internal/rbac"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -27,9 +35,6 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
-
-	"github.com/dpfdoctor/dpfdoctor/internal/dpf"
-	"github.com/dpfdoctor/dpfdoctor/internal/rbac"
 )
 
 // ScenarioLabel on a Node selects its scenario; nodes without it get the
@@ -91,38 +96,20 @@ type Options struct {
 }
 
 func (o *Options) defaults() error {
-	if o.Version == "" {
-		o.Version = "v25.4.0"
-	}
-	if o.Nodes == 0 {
-		o.Nodes = 8
-	}
+	o.Version = cmp.Or(o.Version, "v25.4.0")
+	o.Nodes = cmp.Or(o.Nodes, 8)
+	o.Scenario = cmp.Or(o.Scenario, string(Healthy))
+	o.TimeScale = cmp.Or(o.TimeScale, 1)
+	o.Resync = cmp.Or(o.Resync, 10*time.Second)
+	o.NodeStatusReport = cmp.Or(o.NodeStatusReport, nodeStatusReport)
+	o.NodePrefix = cmp.Or(o.NodePrefix, "dpu-worker-")
+	o.KubectlMaxNodes = cmp.Or(o.KubectlMaxNodes, 32)
+	o.SecretWaitAttempts = cmp.Or(o.SecretWaitAttempts, 5)
 	if o.Nodes < 0 {
 		return fmt.Errorf("--nodes must be positive")
 	}
-	if o.Scenario == "" {
-		o.Scenario = string(Healthy)
-	}
-	if o.TimeScale == 0 {
-		o.TimeScale = 1
-	}
 	if o.TimeScale < 0 {
 		return fmt.Errorf("--time-scale must be positive")
-	}
-	if o.Resync == 0 {
-		o.Resync = 10 * time.Second
-	}
-	if o.NodeStatusReport == 0 {
-		o.NodeStatusReport = nodeStatusReport
-	}
-	if o.NodePrefix == "" {
-		o.NodePrefix = "dpu-worker-"
-	}
-	if o.KubectlMaxNodes == 0 {
-		o.KubectlMaxNodes = 32
-	}
-	if o.SecretWaitAttempts == 0 {
-		o.SecretWaitAttempts = 5
 	}
 	if o.MaxAddresses <= 0 {
 		o.MaxAddresses = 250
@@ -226,11 +213,7 @@ func (c *Cluster) scale(d time.Duration) time.Duration {
 
 func (c *Cluster) start(ctx context.Context) error {
 	n := c.opts.Nodes
-	distinct := n
-	if distinct > c.opts.MaxAddresses {
-		distinct = c.opts.MaxAddresses
-	}
-	addrs := make([]string, distinct)
+	addrs := make([]string, min(n, c.opts.MaxAddresses))
 	for i := range addrs {
 		addrs[i] = nodeAddress(i, c.opts.MaxAddresses)
 	}
@@ -310,12 +293,9 @@ func (c *Cluster) needsStatusSubresource() bool {
 	if c.Release.DPUDeviceStatusSubresource {
 		return true
 	}
-	for _, e := range c.mix {
-		if e.Scenario == DPUDeviceStatusForbidden || e.Scenario == HypotheticalSecretsForbiddenQuiet {
-			return true
-		}
-	}
-	return false
+	return slices.ContainsFunc(c.mix, func(e MixEntry) bool {
+		return e.Scenario == DPUDeviceStatusForbidden || e.Scenario == HypotheticalSecretsForbiddenQuiet
+	})
 }
 
 // install creates the namespace, the DPFOperatorConfig, the nodes, and runs
@@ -332,12 +312,11 @@ func (c *Cluster) install(ctx context.Context) error {
 		return fmt.Errorf("create default ServiceAccount: %w", err)
 	}
 	vip, port := c.apiHost, int64(c.apiPort)
-	if allUnreachable(c.mix) {
+	if !slices.ContainsFunc(c.mix, func(e MixEntry) bool { return e.Scenario != APIServerUnreachable }) {
 		// The whole cluster's DPFOperatorConfig names a VIP nothing serves.
-		h, p, _ := net.SplitHostPort(c.closedURL[len("https://"):])
-		vip = h
-		pn, _ := strconv.Atoi(p)
-		port = int64(pn)
+		var p string
+		vip, p, _ = net.SplitHostPort(strings.TrimPrefix(c.closedURL, "https://"))
+		port, _ = strconv.ParseInt(p, 10, 64)
 	}
 	cfg := &unstructured.Unstructured{Object: map[string]any{
 		"apiVersion": "operator.dpu.nvidia.com/v1alpha1", "kind": "DPFOperatorConfig",
@@ -350,39 +329,16 @@ func (c *Cluster) install(ctx context.Context) error {
 	if _, err := c.dyn.Resource(gvrOperatorCfg).Namespace(c.Namespace).Create(ctx, cfg, metav1.CreateOptions{}); err != nil {
 		return fmt.Errorf("create DPFOperatorConfig: %w", err)
 	}
-	if _, err := (inventory{release: c.Release, namespace: c.Namespace, imageTag: c.Release.Version, rbac: c.opts.RBAC}).apply(ctx, c.kube, c.dyn); err != nil {
+	if err := c.applyInventory(ctx); err != nil {
 		return err
 	}
 	scen := c.mix.Assign(c.opts.Nodes)
 	c.Nodes = make([]string, c.opts.Nodes)
-	errs := make(chan error, c.opts.Nodes)
-	sem := make(chan struct{}, 32)
-	var wg sync.WaitGroup
 	for i := range c.Nodes {
 		c.Nodes[i] = c.opts.NodePrefix + strconv.Itoa(i+1)
-		wg.Add(1)
-		sem <- struct{}{}
-		go func(i int) {
-			defer wg.Done()
-			defer func() { <-sem }()
-			if err := c.createNode(ctx, c.Nodes[i], scen[i], i); err != nil {
-				errs <- err
-			}
-		}(i)
 	}
-	wg.Wait()
-	close(errs)
 	c.nodeCount.Store(int64(c.opts.Nodes))
-	return <-errs
-}
-
-func allUnreachable(m Mix) bool {
-	for _, e := range m {
-		if e.Scenario != APIServerUnreachable {
-			return false
-		}
-	}
-	return true
+	return fanout.Each(len(c.Nodes), 2*fanout.Limit, func(i int) error { return c.createNode(ctx, c.Nodes[i], scen[i], i) })
 }
 
 // createNode creates a DPU Node with a loopback InternalIP and the kubelet
@@ -442,9 +398,6 @@ func (c *Cluster) Reconciles() int64 { return c.op.reconciles.Load() }
 // Reconcile runs one operator inventory reconcile now (as a resync would).
 func (c *Cluster) Reconcile(ctx context.Context) error { return c.op.reconcileInventory(ctx) }
 
-// KubeletPort is the port of the simulated kubelet endpoint.
-func (c *Cluster) KubeletPort() int { return c.kubelet.port }
-
 // Dir is the sim's temporary directory.
 func (c *Cluster) Dir() string { return c.dir }
 
@@ -468,10 +421,7 @@ func (c *Cluster) Stop() error {
 }
 
 func (c *Cluster) writeKubeconfig() error {
-	path := c.opts.KubeconfigOut
-	if path == "" {
-		path = filepath.Join(c.dir, "kubeconfig")
-	}
+	path := cmp.Or(c.opts.KubeconfigOut, filepath.Join(c.dir, "kubeconfig"))
 	kc := clientcmdapi.NewConfig()
 	kc.Clusters["dpf-sim"] = &clientcmdapi.Cluster{Server: c.Config.Host, CertificateAuthorityData: c.Config.CAData}
 	kc.AuthInfos["dpf-sim-admin"] = &clientcmdapi.AuthInfo{ClientCertificateData: c.Config.CertData, ClientKeyData: c.Config.KeyData}
@@ -502,3 +452,75 @@ func (c *Cluster) APIServerURL() string { return c.Config.Host }
 
 // ClosedURL is a loopback URL where nothing listens (the "wrong VIP").
 func (c *Cluster) ClosedURL() string { return c.closedURL }
+
+// Pinned envtest versions; keep in step with hack/envtest.sh.
+const (
+	envtestK8s  = "v1.31.4"
+	envtestEtcd = "v3.5.35"
+)
+
+// Assets returns the envtest binary directory: $KUBEBUILDER_ASSETS, else the
+// cache hack/envtest.sh builds into. It sets KUBEBUILDER_ASSETS when it
+// finds the cache, so envtest uses it. "" means not found.
+func Assets() string {
+	if d := os.Getenv("KUBEBUILDER_ASSETS"); d != "" {
+		return d
+	}
+	base := os.Getenv("XDG_CACHE_HOME")
+	if base == "" {
+		home, err := os.UserHomeDir()
+		if err != nil {
+			return ""
+		}
+		base = filepath.Join(home, ".cache")
+	}
+	d := filepath.Join(base, "dpfdoctor", "envtest", envtestK8s+"-"+envtestEtcd+"-"+runtime.Version())
+	for _, b := range []string{"kube-apiserver", "etcd"} {
+		if !fileExists(filepath.Join(d, b)) {
+			return ""
+		}
+	}
+	_ = os.Setenv("KUBEBUILDER_ASSETS", d)
+	return d
+}
+
+// Summary counts the DMS pods by the state kubectl shows.
+type Summary struct {
+	Total  int            `json:"total"`
+	Ready  int            `json:"ready"`
+	States map[string]int `json:"states"`
+}
+
+// Summary lists the DMS pods once and counts their states.
+func (c *Cluster) Summary(ctx context.Context) (Summary, error) {
+	opts := metav1.ListOptions{LabelSelector: dpf.ComponentLabel}
+	if c.Release.PodPerDPU {
+		opts = metav1.ListOptions{} // v25.1 pods are unlabelled
+	}
+	list, err := c.kube.CoreV1().Pods(c.Namespace).List(ctx, opts)
+	if err != nil {
+		return Summary{}, err
+	}
+	s := Summary{States: map[string]int{}}
+	for i := range list.Items {
+		p := &list.Items[i]
+		if _, ok := dpf.NodeFromPodName(p.Name); !ok {
+			continue
+		}
+		s.Total++
+		if dpf.PodReady(p) {
+			s.Ready++
+		}
+		s.States[dpf.PodState(p)]++
+	}
+	return s, nil
+}
+
+func (s Summary) String() string {
+	var parts []string
+	for st, n := range s.States {
+		parts = append(parts, fmt.Sprintf("%d %s", n, st))
+	}
+	sort.Strings(parts)
+	return fmt.Sprintf("%d/%d DMS pods ready (%s)", s.Ready, s.Total, strings.Join(parts, ", "))
+}

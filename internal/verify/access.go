@@ -23,10 +23,9 @@ import (
 // Check is one SubjectAccessReview and its verdict.
 type Check struct {
 	Request access.Request `json:"request"`
-	// Want is true when the request must be allowed.
-	Want    bool   `json:"want"`
-	Allowed bool   `json:"allowed"`
-	Reason  string `json:"reason,omitempty"`
+	Want    bool           `json:"want"` // true when the request must be allowed
+	Allowed bool           `json:"allowed"`
+	Reason  string         `json:"reason,omitempty"`
 }
 
 // OK reports whether the answer is the wanted one.
@@ -34,9 +33,11 @@ func (c Check) OK() bool { return c.Allowed == c.Want }
 
 // String renders "allowed: get secrets/x in ns (want allowed)".
 func (c Check) String() string {
-	verdict := map[bool]string{true: "allowed", false: "denied"}
-	return fmt.Sprintf("%s %s (want %s)", verdict[c.Allowed], c.Request, verdict[c.Want])
+	return fmt.Sprintf("%s %s (want %s)", Verdict(c.Allowed), c.Request, Verdict(c.Want))
 }
+
+// Verdict is "allowed" or "denied".
+func Verdict(allowed bool) string { return map[bool]string{true: "allowed", false: "denied"}[allowed] }
 
 // Checks is a list of verdicts.
 type Checks []Check

@@ -3,7 +3,7 @@ package verify
 import (
 	"context"
 	"fmt"
-	"sort"
+	"slices"
 	"strings"
 	"sync"
 
@@ -14,7 +14,6 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/watch"
-	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/metadata"
 
 	"github.com/dpfdoctor/dpfdoctor/internal/dpf"
@@ -45,9 +44,8 @@ type ReconcileResult struct {
 	RequestedAt string `json:"requestedAt,omitempty"`
 	// Paused is true when the DPFOperatorConfig is paused: no reconcile
 	// runs until it is resumed.
-	Paused bool `json:"paused"`
-	// WaitedSeconds is how long dpfdoctor watched.
-	WaitedSeconds float64 `json:"waitedSeconds"`
+	Paused        bool    `json:"paused"`
+	WaitedSeconds float64 `json:"waitedSeconds"` // how long dpfdoctor watched
 	// Events are the changes seen on dpfdoctor's objects and the
 	// operator's ClusterRole while watching.
 	Events []string `json:"events,omitempty"`
@@ -55,8 +53,7 @@ type ReconcileResult struct {
 	// what the plan set; Drifted names those that do not.
 	ObjectsIntact bool     `json:"objectsIntact"`
 	Drifted       []string `json:"drifted,omitempty"`
-	// OperatorRole is the operator's ClusterRole.
-	OperatorRole string `json:"operatorRole,omitempty"`
+	OperatorRole  string   `json:"operatorRole,omitempty"` // the operator's ClusterRole
 	// OperatorRoleUntouched is true when its rules are what they were
 	// before the fix.
 	OperatorRoleUntouched bool `json:"operatorRoleUntouched"`
@@ -126,11 +123,7 @@ func getObject(ctx context.Context, cl *kube.Clients, ref plan.ObjectRef) (*unst
 	if err != nil {
 		return nil, err
 	}
-	ri := dynamic.ResourceInterface(cl.Dynamic.Resource(g))
-	if ref.Namespace != "" {
-		ri = cl.Dynamic.Resource(g).Namespace(ref.Namespace)
-	}
-	u, err := ri.Get(ctx, ref.Name, metav1.GetOptions{})
+	u, err := kube.Resource(cl.Dynamic, g, ref.Namespace).Get(ctx, ref.Name, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
 		return nil, nil
 	}
@@ -142,16 +135,14 @@ func getObject(ctx context.Context, cl *kube.Clients, ref plan.ObjectRef) (*unst
 
 // watches follow dpfdoctor's objects and the operator's ClusterRole.
 type watches struct {
-	mu      sync.Mutex
-	ws      []watch.Interface
-	events  []string
-	done    chan struct{}
-	wg      sync.WaitGroup
-	stopped bool
+	mu     sync.Mutex
+	ws     []watch.Interface
+	events []string
+	wg     sync.WaitGroup
 }
 
 func startWatches(ctx context.Context, cl *kube.Clients, p *plan.Plan) (*watches, error) {
-	w := &watches{done: make(chan struct{})}
+	w := &watches{}
 	managed := metav1.ListOptions{LabelSelector: plan.ManagedByLabel + "=" + plan.ManagedByValue}
 	type source struct {
 		kind string
@@ -181,8 +172,7 @@ func startWatches(ctx context.Context, cl *kube.Clients, p *plan.Plan) (*watches
 			return nil, fmt.Errorf("watch %s: %w", s.kind, kube.Classify(err))
 		}
 		w.ws = append(w.ws, wi)
-		w.wg.Add(1)
-		go w.follow(s.kind, wi)
+		w.wg.Go(func() { w.follow(s.kind, wi) })
 	}
 	return w, nil
 }
@@ -197,42 +187,28 @@ func watchFromNow(ctx context.Context, ri metadata.ResourceInterface, opts metav
 	return ri.Watch(ctx, opts)
 }
 
+// follow records a watch's events until it is stopped, which closes its
+// result channel.
 func (w *watches) follow(kind string, wi watch.Interface) {
-	defer w.wg.Done()
-	for {
-		select {
-		case <-w.done:
-			return
-		case ev, ok := <-wi.ResultChan():
-			if !ok {
-				return
-			}
-			m, err := meta.Accessor(ev.Object)
-			if err != nil || ev.Type == watch.Bookmark || ev.Type == watch.Error {
-				continue
-			}
-			w.mu.Lock()
-			w.events = append(w.events, fmt.Sprintf("%s %s %s (resourceVersion %s)", kind, m.GetName(), ev.Type, m.GetResourceVersion()))
-			w.mu.Unlock()
+	for ev := range wi.ResultChan() {
+		m, err := meta.Accessor(ev.Object)
+		if err != nil || ev.Type == watch.Bookmark || ev.Type == watch.Error {
+			continue
 		}
+		w.mu.Lock()
+		w.events = append(w.events, fmt.Sprintf("%s %s %s (resourceVersion %s)", kind, m.GetName(), ev.Type, m.GetResourceVersion()))
+		w.mu.Unlock()
 	}
 }
 
-// stop ends the watches and returns the events seen, sorted.
+// stop ends the watches (again, harmlessly) and returns the events seen,
+// sorted.
 func (w *watches) stop() []string {
-	w.mu.Lock()
-	if !w.stopped {
-		w.stopped = true
-		close(w.done)
-		for _, wi := range w.ws {
-			wi.Stop()
-		}
+	for _, wi := range w.ws {
+		wi.Stop()
 	}
-	w.mu.Unlock()
 	w.wg.Wait()
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	out := append([]string(nil), w.events...)
-	sort.Strings(out)
-	return out
+	return slices.Sorted(slices.Values(w.events))
 }

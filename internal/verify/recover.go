@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -29,19 +31,16 @@ import (
 type RecoverOptions struct {
 	Namespace string
 	Actions   []plan.PodAction
-	// Timeout bounds the wait for every pod to be Ready (default 10 min).
-	Timeout time.Duration
-	// Progress receives a live progress line (TTY) or plain lines.
-	Progress io.Writer
-	TTY      bool
+	Timeout   time.Duration // bounds the wait for every pod to be Ready (default 10 min)
+	Progress  io.Writer     // receives a live progress line (TTY) or plain lines
+	TTY       bool
 	// Effects makes the deletes and Node events the recovery decides on
 	// (apply.Restarts); required when an action deletes a pod.
 	Effects Effects
 	// Retouch is how long to wait for the operator to re-create a pod after
 	// a Node event before sending another (default 5 s).
 	Retouch time.Duration
-	// Clock is the clock (default the real one).
-	Clock clock.WithTicker
+	Clock   clock.WithTicker // the clock (default the real one)
 }
 
 // Effects are the writes a recovery decides on. verify writes nothing
@@ -64,19 +63,15 @@ type PodOutcome struct {
 	Node   string `json:"node"`
 	Action string `json:"action"`
 	Ready  bool   `json:"ready"`
-	// State is the last state seen, as kubectl shows it.
-	State string `json:"state"`
+	State  string `json:"state"` // the last state seen, as kubectl shows it
 	// StartedAt is when the pod could start again: the delete, the Node
 	// event that brings it back (v25.4.0), or the start of the wait.
 	// ReadyAt is when it was first seen Ready.
-	StartedAt string `json:"startedAt,omitempty"`
-	ReadyAt   string `json:"readyAt,omitempty"`
-	// SecondsToReady is ReadyAt - StartedAt.
-	SecondsToReady float64 `json:"secondsToReady,omitempty"`
-	// NodeEvents is how many Node annotations it took (v25.4.0).
-	NodeEvents int `json:"nodeEvents,omitempty"`
-	// Note says why the action differs from the plan's, if it does.
-	Note string `json:"note,omitempty"`
+	StartedAt      string  `json:"startedAt,omitempty"`
+	ReadyAt        string  `json:"readyAt,omitempty"`
+	SecondsToReady float64 `json:"secondsToReady,omitempty"` // ReadyAt - StartedAt
+	NodeEvents     int     `json:"nodeEvents,omitempty"`     // how many Node annotations it took (v25.4.0)
+	Note           string  `json:"note,omitempty"`           // says why the action differs from the plan's, if it does
 }
 
 // RecoverResult is the recovery of every affected pod.
@@ -138,17 +133,8 @@ type Recovery struct {
 // StartRecovery starts the watches. Stop it when done.
 func StartRecovery(ctx context.Context, cl *kube.Clients, o RecoverOptions) (*Recovery, error) {
 	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	pods := cl.Kube.CoreV1().Pods(o.Namespace)
-	podsLW := &cache.ListWatch{
-		ListWithContextFunc: func(ctx context.Context, lo metav1.ListOptions) (runtime.Object, error) {
-			lo.LabelSelector = dpf.ComponentLabel
-			return pods.List(ctx, lo)
-		},
-		WatchFuncWithContext: func(ctx context.Context, lo metav1.ListOptions) (watch.Interface, error) {
-			lo.LabelSelector = dpf.ComponentLabel
-			return pods.Watch(ctx, lo)
-		},
-	}
+	podsLW := cache.NewFilteredListWatchFromClient(cl.Kube.CoreV1().RESTClient(), "pods", o.Namespace,
+		func(lo *metav1.ListOptions) { lo.LabelSelector = dpf.ComponentLabel })
 	dn := cl.Metadata.Resource(dpf.MustGVR(dpf.GroupProvisioning, "DPUNode")).Namespace(o.Namespace)
 	dpuNodesLW := &cache.ListWatch{
 		ListWithContextFunc:  func(ctx context.Context, lo metav1.ListOptions) (runtime.Object, error) { return dn.List(ctx, lo) },
@@ -197,11 +183,12 @@ func startRecovery(ctx context.Context, cancel context.CancelFunc, podsLW, dpuNo
 		if !ok || r.pods[p.Name] == nil {
 			continue
 		}
-		if t := r.pods[p.Name]; t.action.Action == plan.ActionRecreate {
+		t := r.pods[p.Name]
+		if t.action.Action == plan.ActionRecreate {
 			t.action.Action, t.action.TouchNode, t.deleted = plan.ActionWait, false, false
 			t.note = "the operator re-created the pod before dpfdoctor sent the Node event"
 		}
-		r.pods[p.Name].oldUID, r.pods[p.Name].state = p.UID, dpf.PodState(p)
+		t.oldUID, t.state = p.UID, dpf.PodState(p)
 	}
 	inf := cache.NewSharedIndexInformer(podsLW, &corev1.Pod{}, 0, cache.Indexers{})
 	if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
@@ -214,19 +201,19 @@ func startRecovery(ctx context.Context, cancel context.CancelFunc, podsLW, dpuNo
 	}
 	r.podStore = inf.GetStore()
 	synced := []cache.InformerSynced{inf.HasSynced}
-	r.run(func() { inf.Run(ctx.Done()) })
-	if r.touches() {
+	r.wg.Go(func() { inf.Run(ctx.Done()) })
+	if slices.ContainsFunc(slices.Collect(maps.Values(r.pods)), func(t *tracked) bool { return t.action.TouchNode }) {
 		dn := cache.NewSharedIndexInformer(dpuNodesLW, &metav1.PartialObjectMetadata{}, 0, cache.Indexers{})
 		r.dpuNodes = dn.GetStore()
 		synced = append(synced, dn.HasSynced)
-		r.run(func() { dn.Run(ctx.Done()) })
+		r.wg.Go(func() { dn.Run(ctx.Done()) })
 	}
 	if !cache.WaitForCacheSync(ctx.Done(), synced...) {
 		r.Stop()
 		return nil, fmt.Errorf("watch DMS pods and DPUNodes: %w", kube.Classify(ctx.Err()))
 	}
 	for range fanout.Limit {
-		r.run(func() {
+		r.wg.Go(func() {
 			for pod := range r.touch {
 				if err := r.touchNode(ctx, pod); err != nil && ctx.Err() == nil {
 					r.mu.Lock()
@@ -239,14 +226,6 @@ func startRecovery(ctx context.Context, cancel context.CancelFunc, podsLW, dpuNo
 		})
 	}
 	return r, nil
-}
-
-func (r *Recovery) run(fn func()) {
-	r.wg.Add(1)
-	go func() {
-		defer r.wg.Done()
-		fn()
-	}()
 }
 
 // Stop ends the watches and workers.
@@ -332,7 +311,7 @@ func (r *Recovery) Release(ctx context.Context) error {
 // until every pod is Ready or the timeout passes. Deletes carry the pod's
 // UID as a precondition, so a pod the operator already re-created is never
 // deleted; just before each, the watch caches are checked again.
-func (r *Recovery) Run(ctx context.Context) (RecoverResult, error) {
+func (r *Recovery) Run(ctx context.Context) (res RecoverResult, err error) {
 	if len(r.pods) == 0 {
 		return RecoverResult{}, nil
 	}
@@ -364,24 +343,21 @@ func (r *Recovery) Run(ctx context.Context) (RecoverResult, error) {
 	tick := r.clock.NewTicker(r.o.Retouch / 2)
 	defer tick.Stop()
 	p := newProgress(r.o.Progress, r.o.TTY, r.clock.Now)
+	defer func() { p.done(res) }()
 	for {
-		res := r.result(r.clock.Now().Sub(start))
-		p.show(res, r.states())
+		res = r.result(r.clock.Now().Sub(start))
+		p.show(res, states(res))
 		if res.Ready == res.Total {
-			p.done(res)
 			return res, nil
 		}
 		select {
 		case <-ctx.Done():
-			p.done(res)
 			return res, ctx.Err()
 		case err := <-errs:
-			p.done(res)
 			return res, err
 		case <-deadline.C():
 			res = r.result(r.clock.Now().Sub(start))
 			res.TimedOut = true
-			p.done(res)
 			return res, nil
 		case <-tick.C():
 			r.retouch()
@@ -416,16 +392,6 @@ func (r *Recovery) queueTouch(pod string) {
 	}
 }
 
-// touches reports whether any action needs a Node event.
-func (r *Recovery) touches() bool {
-	for _, t := range r.pods {
-		if t.action.TouchNode {
-			return true
-		}
-	}
-	return false
-}
-
 // seen handles one informer event.
 func (r *Recovery) seen(obj any, deleted bool) {
 	if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
@@ -442,16 +408,22 @@ func (r *Recovery) seen(obj any, deleted bool) {
 		return
 	}
 	defer r.signal()
-	if deleted {
-		if p.UID == t.oldUID && t.deleting && !t.deleted {
-			t.deleted, t.state = true, "Deleted"
-			if t.action.TouchNode {
-				r.queueTouch(p.Name)
-			}
-		}
-		return
+	if !deleted {
+		r.observe(t, p)
+	} else if p.UID == t.oldUID && t.deleting {
+		r.markDeleted(t)
 	}
-	r.observe(t, p)
+}
+
+// markDeleted records that the pod is gone and, when it needs one, queues
+// its Node event; call with r.mu held.
+func (r *Recovery) markDeleted(t *tracked) {
+	if !t.deleted {
+		t.deleted, t.state = true, "Deleted"
+		if t.action.TouchNode {
+			r.queueTouch(t.action.Pod)
+		}
+	}
 }
 
 // observe records a pod's state and readiness; call with r.mu held. The
@@ -499,15 +471,13 @@ func (r *Recovery) safeToDelete(t *tracked) string {
 // deleteAll deletes the pods, at most fanout.Limit at a time.
 func (r *Recovery) deleteAll(ctx context.Context, todo []*tracked) error {
 	sort.Slice(todo, func(i, j int) bool { return todo[i].action.Pod < todo[j].action.Pod })
-	if err := fanout.Each(len(todo), fanout.Limit, func(i int) error {
+	err := fanout.Each(len(todo), fanout.Limit, func(i int) error {
 		if ctx.Err() != nil {
 			return nil
 		}
 		return r.deletePod(ctx, todo[i])
-	}); err != nil {
-		return err
-	}
-	return ctx.Err()
+	})
+	return cmp.Or(err, ctx.Err())
 }
 
 func (r *Recovery) deletePod(ctx context.Context, t *tracked) error {
@@ -533,12 +503,7 @@ func (r *Recovery) deletePod(ctx context.Context, t *tracked) error {
 	}
 	// Already gone, or already replaced: nothing to delete.
 	r.mu.Lock()
-	if !t.deleted {
-		t.deleted, t.state = true, "Deleted"
-		if t.action.TouchNode {
-			r.queueTouch(t.action.Pod)
-		}
-	}
+	r.markDeleted(t)
 	r.mu.Unlock()
 	r.signal()
 	return nil
@@ -566,13 +531,11 @@ func (r *Recovery) journalAndTouch(ctx context.Context, queue bool) error {
 		return err
 	}
 	r.mu.Lock()
+	defer r.mu.Unlock()
 	r.journalled = true
-	r.mu.Unlock()
 	if !queue {
 		return nil
 	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
 	for name, t := range r.pods {
 		switch {
 		case !t.action.TouchNode || !t.deleted || t.touches > 0:
@@ -650,16 +613,10 @@ func (r *Recovery) result(elapsed time.Duration) RecoverResult {
 }
 
 // states counts the pods by state, Ready ones as "Ready".
-func (r *Recovery) states() map[string]int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
+func states(res RecoverResult) map[string]int {
 	m := map[string]int{}
-	for _, t := range r.pods {
-		if !t.readyAt.IsZero() {
-			m["Ready"]++
-		} else {
-			m[t.state]++
-		}
+	for _, p := range res.Pods {
+		m[p.State]++
 	}
 	return m
 }

@@ -1,3 +1,0 @@
-package dpf
-
-//go:generate go run github.com/dpfdoctor/dpfdoctor/cmd/dpfdoctor versions -o markdown --out ../../docs/versions.md
