@@ -3,6 +3,7 @@ module github.com/dpfdoctor/dpfdoctor
 go 1.26.7
 
 require (
+	github.com/creack/pty v1.1.24
 	github.com/prometheus/client_golang v1.25.0
 	github.com/prometheus/prometheus v0.316.0
 	github.com/spf13/cobra v1.10.2

@@ -15,7 +15,7 @@ backups=$(mktemp -d)/dpfdoctor-backups
 trap 'rm -rf "$(dirname "$backups")"' EXIT
 
 if ! declare -F section >/dev/null; then
-  section() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+  section() { if [ -t 1 ] && [ -z "${NO_COLOR:-}" ]; then printf '\n\033[1m== %s\033[0m\n' "$*"; else printf '\n== %s\n' "$*"; fi; }
   run() { printf '$ %s\n' "$*"; "$@"; }
 fi
 # runs a command whose non-zero exit is part of the story, and shows it.

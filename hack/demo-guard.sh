@@ -16,7 +16,7 @@ work=$(mktemp -d)
 guard_pid=
 
 if ! declare -F section >/dev/null; then
-  section() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+  section() { if [ -t 1 ] && [ -z "${NO_COLOR:-}" ]; then printf '\n\033[1m== %s\033[0m\n' "$*"; else printf '\n== %s\n' "$*"; fi; }
   run() { printf '$ %s\n' "$*"; "$@"; }
 fi
 stop_guard() {

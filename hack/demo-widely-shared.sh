@@ -13,7 +13,7 @@ SA=system:serviceaccount:$NS:dpf-provisioning-dms-service-account
 ROLE=dpf-provisioning-dms-role
 SEL=provisioning.dpu.nvidia.com/component=dms
 if ! declare -F section >/dev/null; then
-  section() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+  section() { if [ -t 1 ] && [ -z "${NO_COLOR:-}" ]; then printf '\n\033[1m== %s\033[0m\n' "$*"; else printf '\n== %s\n' "$*"; fi; }
   run() { printf '$ %s\n' "$*"; "$@"; }
 fi
 pods() { "$KUBECTL" get pods -n "$NS" -l "$SEL" --no-headers 2>/dev/null | wc -l; }

@@ -14,7 +14,7 @@ pid=$work/sim.pid
 NODES=${NODES:-8}
 cleanup() { "$DPFDOCTOR" sim down --pid-file "$pid" >/dev/null 2>&1 || true; rm -rf "$work"; }
 trap cleanup EXIT
-section() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+section() { if [ -t 1 ] && [ -z "${NO_COLOR:-}" ]; then printf '\n\033[1m== %s\033[0m\n' "$*"; else printf '\n== %s\n' "$*"; fi; }
 run() { printf '$ %s\n' "$*"; "$@"; }
 export -f section run
 

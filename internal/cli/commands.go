@@ -14,7 +14,7 @@ func subcommands(kf *genericclioptions.ConfigFlags, s genericiooptions.IOStreams
 		NewCmdVersions(s),
 		NewCmdFix(kf, s),
 		NewCmdRollback(kf, s),
-		NewCmdLint(s),
+		NewCmdLint(kf, s),
 		NewCmdGuard(kf, s),
 		NewCmdPreflight(kf, s),
 	}, simCommands(s)...)

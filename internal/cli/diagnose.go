@@ -25,8 +25,7 @@ import (
 type DiagnoseOptions struct {
 	genericiooptions.IOStreams
 
-	Output     string
-	Verbose    bool
+	Output     string // table, wide (per-pod detail and evidence), json, yaml or a template
 	Nodes      []string
 	MaxLogs    int
 	Bundle     string
@@ -49,8 +48,11 @@ the number of pods. A pod whose own log was not read says so, and why.
 
 Classes: RBACForbidden, StatusSubresourceSkew, APIServerUnreachable,
 CertificateNotReady, RshimOccupied, NoDPUFound, OperatorPaused, Unknown and
-Healthy; see docs/diagnose.md. -o json|yaml prints the versioned document
-described in docs/schema/diagnosis-v1alpha1.md.
+Healthy; see docs/diagnose.md. -o wide adds per-pod detail and the evidence
+behind each finding (it was -v before: -v is now the log level, as in
+kubectl). -o json|yaml prints the versioned document described in
+docs/schema/diagnosis-v1alpha1.md; -o jsonpath=… and -o go-template=… pick
+fields from it.
 
 It needs only the read-only ClusterRole in docs/rbac/dpfdoctor-readonly.yaml;
 with less it diagnoses what it can and lists what it could not see.
@@ -60,8 +62,12 @@ with less it diagnoses what it can and lists what it could not see.
 const diagnoseExample = `  # Diagnose the DPF installation of the current context
   dpfdoctor diagnose
 
-  # Per-pod detail for two nodes, as JSON for scripts
+  # Per-pod detail and the evidence behind each finding
+  dpfdoctor diagnose -o wide
+
+  # Two nodes, as JSON for scripts; or one field of it
   dpfdoctor diagnose --node worker-1 --node worker-2 -o json
+  dpfdoctor diagnose -o jsonpath='{.summary.failing}'
 
   # Write a support bundle (no Secret data) for a vendor case
   dpfdoctor diagnose --bundle support.tar.gz
@@ -83,6 +89,7 @@ func newCmdDiagnose(kf *genericclioptions.ConfigFlags, o *DiagnoseOptions) *cobr
 		Example: diagnoseExample,
 		Args:    positional(cobra.NoArgs),
 		RunE: func(c *cobra.Command, _ []string) error {
+			o.color = colour(c, o.Out)
 			o.Complete(kf)
 			if err := o.Validate(); err != nil {
 				return err
@@ -91,20 +98,18 @@ func newCmdDiagnose(kf *genericclioptions.ConfigFlags, o *DiagnoseOptions) *cobr
 		},
 	}
 	f := cmd.Flags()
-	f.StringVarP(&o.Output, "output", "o", o.Output, "Output format: table, json or yaml")
-	f.BoolVarP(&o.Verbose, "verbose", "v", false, "Show per-pod detail and the evidence behind each finding")
+	outputFlag(cmd, &o.Output, "Output format: table, wide (per-pod detail and evidence), json or yaml", OutputTable, OutputWide, OutputJSON, OutputYAML)
 	f.StringArrayVar(&o.Nodes, "node", nil, "Only diagnose the pod of this node (repeatable); shows per-pod detail")
+	_ = cmd.RegisterFlagCompletionFunc("node", completeNodes(kf))
 	f.IntVar(&o.MaxLogs, "max-logs", o.MaxLogs, "Read dms-init logs of at most this many pods in total (0: none)")
 	f.StringVar(&o.Bundle, "bundle", "", "Write a support bundle (tar.gz, no Secret data) to this file")
 	f.StringVar(&o.FromBundle, "from-bundle", "", "Diagnose a saved bundle (support tar.gz or evidence JSON) instead of a cluster")
-	kubeFlags(cmd, kf)
 	return cmd
 }
 
 // Complete fills in what the flags imply.
 func (o *DiagnoseOptions) Complete(kf *genericclioptions.ConfigFlags) {
 	o.kf = kf
-	o.color = palette(o.Output == OutputTable && isTerminal(o.Out))
 	if o.budget == nil {
 		o.budget = kube.NewBudget(0)
 	}
@@ -112,9 +117,6 @@ func (o *DiagnoseOptions) Complete(kf *genericclioptions.ConfigFlags) {
 
 // Validate checks the flags before any I/O.
 func (o *DiagnoseOptions) Validate() error {
-	if err := checkOutput(o.Output, OutputTable, OutputJSON, OutputYAML); err != nil {
-		return err
-	}
 	if o.MaxLogs < 0 {
 		return Usagef("--max-logs must be 0 or more, got %d", o.MaxLogs)
 	}
@@ -142,7 +144,7 @@ func (o *DiagnoseOptions) Run(ctx context.Context) error {
 		}
 		fmt.Fprintf(o.ErrOut, "Support bundle written to %s (evidence, dms-init logs, RBAC, events, diagnosis; no Secret data).\n", o.Bundle)
 	}
-	if o.Output == OutputTable {
+	if o.Output == OutputTable || o.Output == OutputWide {
 		err = o.printTable(d)
 	} else {
 		err = printStructured(o.Out, o.Output, d)
@@ -226,7 +228,7 @@ func writeSupportBundle(file string, b *evidence.Bundle, d *diagnose.Diagnosis) 
 }
 
 // printTable prints one line per class, the next steps, and per-pod detail
-// with -v or --node.
+// with -o wide or --node.
 func (o *DiagnoseOptions) printTable(d *diagnose.Diagnosis) error {
 	w := o.Out
 	p := o.color
@@ -268,7 +270,7 @@ func (o *DiagnoseOptions) printTable(d *diagnose.Diagnosis) error {
 			fmt.Fprintf(w, "   Also affects %s once their first problem is fixed.\n", count(len(f.SecondaryPods), "pod", "pods"))
 		}
 		printMissing(w, f)
-		if o.Verbose {
+		if o.Output == OutputWide {
 			for _, e := range f.Evidence {
 				fmt.Fprintf(w, "   evidence (%s, %s): %s\n", e.Kind, e.Source, oneLine(e.Text))
 			}
@@ -281,7 +283,7 @@ func (o *DiagnoseOptions) printTable(d *diagnose.Diagnosis) error {
 			count(d.Summary.Inferred, "pod was", "pods were"))
 	}
 	if d.Summary.Unread > 0 {
-		fmt.Fprintf(w, "\n%s not read (-v says why per pod); their class comes from pod state, events, objects and access reviews.\n",
+		fmt.Fprintf(w, "\n%s not read (-o wide says why per pod); their class comes from pod state, events, objects and access reviews.\n",
 			count(d.Summary.Unread, "failing pod's own dms-init log was", "failing pods' own dms-init logs were"))
 	}
 	if d.WidelySharedDiagnosis != "" {
@@ -294,12 +296,12 @@ func (o *DiagnoseOptions) printTable(d *diagnose.Diagnosis) error {
 		}
 		fmt.Fprintln(w, "  Grant the ClusterRole in docs/rbac/dpfdoctor-readonly.yaml to see everything.")
 	}
-	if o.Verbose || len(o.Nodes) > 0 {
+	if o.Output == OutputWide || len(o.Nodes) > 0 {
 		fmt.Fprintln(w)
 		return podTable(w, d, p)
 	}
 	if d.Summary.Failing > 0 {
-		fmt.Fprintln(w, "\nPer-pod detail: add -v, or --node NAME.")
+		fmt.Fprintln(w, "\nPer-pod detail: add -o wide, or --node NAME.")
 	}
 	return nil
 }

@@ -56,7 +56,7 @@ func TestDiagnoseGolden(t *testing.T) {
 		code int
 	}{
 		{"mixed.table", []string{"--from-bundle", "testdata/mixed.yaml"}, ExitProblems},
-		{"mixed.verbose", []string{"--from-bundle", "testdata/mixed.yaml", "-v"}, ExitProblems},
+		{"mixed.wide", []string{"--from-bundle", "testdata/mixed.yaml", "-o", "wide"}, ExitProblems},
 		{"mixed.node", []string{"--from-bundle", "testdata/mixed.yaml", "--node", "w3", "--node", "w7"}, ExitProblems},
 		{"mixed.json", []string{"--from-bundle", "testdata/mixed.yaml", "-o", "json"}, ExitProblems},
 		{"mixed.yaml", []string{"--from-bundle", "testdata/mixed.yaml", "-o", "yaml"}, ExitProblems},
@@ -98,7 +98,7 @@ func TestDiagnoseUsage(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"-o", "xml"}, "allowed formats are: table,json,yaml"},
+		{[]string{"-o", "xml"}, "allowed formats are: table,wide,json,yaml,"},
 		{[]string{"--max-logs", "-1"}, "--max-logs must be 0 or more"},
 		{[]string{"extra"}, "unknown command"},
 		{[]string{"--no-such-flag"}, "unknown flag"},

@@ -64,15 +64,16 @@ func TestExitCode(t *testing.T) {
 // ranges and paths. Flags that do not parse are found by walking the flags.
 func badValues(missing string) map[string][][]string {
 	return map[string][][]string{
-		"dpfdoctor diagnose": {{"--max-logs", "-1"}, {"--from-bundle", missing}},
-		"dpfdoctor fix":      {{"--scope", "cluster"}, {"--timeout", "0s"}, {"--yes"}},
+		"dpfdoctor":          {{"--v", "loud"}},
+		"dpfdoctor diagnose": {{"--max-logs", "-1"}, {"--from-bundle", missing}, {"-o", "jsonpath={.pods["}, {"-o", "name"}, {"-v"}},
+		"dpfdoctor fix":      {{"--scope", "cluster"}, {"--timeout", "0s"}, {"--yes"}, {"-o", "go-template={{"}, {"--apply", "--yes", "-o", "name"}},
 		"dpfdoctor guard":    {{"--mode", "fix-everything"}, {"--max-repairs-per-minute", "0"}},
-		"dpfdoctor lint":     {{"--serviceaccount", "no-slash"}, {"--script", missing}, {"--fail-on", "never"}, {"--config", missing}},
+		"dpfdoctor lint":     {{"--serviceaccount", "no-slash"}, {"--script", missing}, {"--fail-on", "never"}, {"--config", missing}, {"-o", "jsonpath"}},
 		"dpfdoctor rollback": {{"--backup", missing}, {"--latest", "--backup", missing}},
 		"dpfdoctor sim up":   {{"--scenario", "nope"}, {"--dpf-version", "v1.0"}, {"--nodes", "0"}, {"--time-scale", "0"}},
 		"dpfdoctor sim down": {{"--pid-file", missing}},
-		"dpfdoctor version":  {{"-o", "table"}},
-		"dpfdoctor versions": {{"--out", missing}},
+		"dpfdoctor version":  {{"-o", "table"}, {"-o", "name"}},
+		"dpfdoctor versions": {{"--out", missing}, {"-o", "jsonpath-file=" + missing}},
 
 		"dpfdoctor preflight": {{"--to", "v1.0"}, {"--rbac", missing}, {"--rbac", "current", "--rbac", "release"}},
 	}

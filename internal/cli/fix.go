@@ -11,8 +11,10 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
+	"k8s.io/cli-runtime/pkg/printers"
 	"k8s.io/utils/ptr"
 
 	"github.com/dpfdoctor/dpfdoctor/internal/apply"
@@ -36,8 +38,9 @@ type FixOptions struct {
 	ReconcileWait time.Duration
 	BackupRoot    string
 
-	kf     *genericclioptions.ConfigFlags
-	budget *kube.Budget
+	kf              *genericclioptions.ConfigFlags
+	budget          *kube.Budget
+	color, errColor palette // for Out and ErrOut
 	// interactive is whether In is a terminal; tests set it.
 	interactive *bool
 }
@@ -51,7 +54,8 @@ affected node's <node>-server-secret, never list). The operator's own
 ClusterRole is never touched: it re-applies it and would revert any patch.
 
 Without --apply, fix prints the plan and changes nothing; -o yaml prints only
-the RBAC objects, ready to commit to a GitOps repository.
+the RBAC objects, ready to commit to a GitOps repository, and -o name their
+names (role.rbac.authorization.k8s.io/NAME, as kubectl prints them).
 
 With --apply it checks your rights first (and changes nothing if short),
 backs up every object it will write into ./dpfdoctor-backups/<timestamp>/,
@@ -97,7 +101,7 @@ func newCmdFix(kf *genericclioptions.ConfigFlags, o *FixOptions) *cobra.Command 
 			if err := o.Validate(); err != nil {
 				return err
 			}
-			o.kf = kf
+			o.kf, o.color, o.errColor = kf, colour(c, o.Out), colour(c, o.ErrOut)
 			if o.budget == nil {
 				o.budget = kube.NewBudget(0)
 			}
@@ -105,23 +109,24 @@ func newCmdFix(kf *genericclioptions.ConfigFlags, o *FixOptions) *cobra.Command 
 		},
 	}
 	f := cmd.Flags()
-	f.StringVarP(&o.Output, "output", "o", o.Output, "Output format: table, yaml (RBAC objects only) or json (the whole plan; the report with --apply)")
+	outputFlag(cmd, &o.Output, "Output format: table, yaml (RBAC objects only), name (their names) or json (the whole plan; the report with --apply)",
+		OutputTable, OutputYAML, OutputName, OutputJSON)
 	f.StringArrayVar(&o.Nodes, "node", nil, "Only fix the pod of this node (repeatable)")
 	f.StringVar(&o.Scope, "scope", o.Scope, "Secret grants per object name (names) or for the whole DPF namespace (namespace)")
+	_ = cmd.RegisterFlagCompletionFunc("node", completeNodes(kf))
+	_ = cmd.RegisterFlagCompletionFunc("scope", oneOf(plan.ScopeNames, plan.ScopeNamespace))
 	f.BoolVar(&o.Apply, "apply", false, "Apply the plan, verify it and restart the affected pods")
 	f.BoolVarP(&o.Yes, "yes", "y", false, "Do not ask for confirmation (required with --apply when stdin is not a terminal)")
 	f.DurationVar(&o.Timeout, "timeout", 10*time.Minute, "How long to wait for the pods to be Ready")
 	f.DurationVar(&o.ReconcileWait, "reconcile-wait", 15*time.Second, "How long to watch after requesting an operator reconcile")
 	f.StringVar(&o.BackupRoot, "backup-dir", apply.DefaultRoot, "Directory the backups and reports go into")
-	kubeFlags(cmd, kf)
 	return cmd
 }
 
 // Validate checks the flags before any I/O.
 func (o *FixOptions) Validate() error {
-	allowed := []string{OutputTable, OutputYAML, OutputJSON}
-	if err := checkOutput(o.Output, allowed...); err != nil {
-		return err
+	if o.Apply && o.Output == OutputName {
+		return Usagef("-o name lists the plan's RBAC objects; --apply prints a report: use -o json or -o jsonpath=…")
 	}
 	if o.Scope != plan.ScopeNames && o.Scope != plan.ScopeNamespace {
 		return Usagef("--scope must be %q or %q, got %q", plan.ScopeNames, plan.ScopeNamespace, o.Scope)
@@ -198,10 +203,16 @@ func (o *FixOptions) plan(ctx context.Context, po doctor.PlanOptions) error {
 			}
 			_, err = o.Out.Write(y)
 		}
-	case OutputJSON:
-		err = printStructured(o.Out, OutputJSON, p)
+	case OutputName:
+		objs := &unstructured.UnstructuredList{}
+		for _, c := range p.Changes {
+			objs.Items = append(objs.Items, *c.Object)
+		}
+		err = (&printers.NamePrinter{}).PrintObj(objs, o.Out) // RESOURCE.GROUP/NAME, as kubectl -o name
+	case OutputTable:
+		err = printPlan(o.Out, p, pl.Refused, o.color)
 	default:
-		err = printPlan(o.Out, p, pl.Refused, palette(isTerminal(o.Out)))
+		err = printStructured(o.Out, o.Output, p)
 	}
 	if err != nil {
 		return err
@@ -223,7 +234,7 @@ func (o *FixOptions) confirm(cluster string) func(*plan.Plan) (bool, error) {
 		return nil
 	}
 	return func(p *plan.Plan) (bool, error) {
-		if err := printPlan(o.ErrOut, p, nil, palette(isTerminal(o.ErrOut))); err != nil {
+		if err := printPlan(o.ErrOut, p, nil, o.errColor); err != nil {
 			return false, err
 		}
 		deletes := 0
@@ -258,10 +269,10 @@ func (o *FixOptions) rollbackCommand(dir string) string {
 }
 
 func (o *FixOptions) printReport(r *doctor.Report) error {
-	if o.Output == OutputJSON || o.Output == OutputYAML {
+	if o.Output != OutputTable {
 		return printStructured(o.Out, o.Output, r)
 	}
-	return printFixSummary(o.Out, r, palette(isTerminal(o.Out)))
+	return printFixSummary(o.Out, r, o.color)
 }
 
 func shellQuote(s string) string {

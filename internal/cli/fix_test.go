@@ -87,6 +87,11 @@ func TestFixAndRollbackCommands(t *testing.T) {
 	if code != ExitOK || len(docs) != 2 || yaml.Unmarshal([]byte(docs[0]), &role) != nil || role["kind"] != "Role" {
 		t.Fatalf("fix -o yaml: exit %d\n%s", code, out)
 	}
+	code, out, _ = runCLI(t, "", "fix", kc, "-o", "name") // the RBAC objects as kubectl names them
+	if want := "role.rbac.authorization.k8s.io/" + role["metadata"].(map[string]any)["name"].(string) + "\n"; code != ExitOK ||
+		!strings.HasPrefix(out, want) || !strings.Contains(out, "\nrolebinding.rbac.authorization.k8s.io/dpfdoctor-") || strings.Count(out, "\n") != 2 {
+		t.Fatalf("fix -o name: exit %d\n%s", code, out)
+	}
 	if code, _, errOut := runCLI(t, "", "fix", kc, "--apply"); code != ExitUsage || !strings.Contains(errOut, "--yes") {
 		t.Fatalf("fix --apply without a terminal: exit %d %s", code, errOut)
 	}
@@ -98,8 +103,10 @@ func TestFixAndRollbackCommands(t *testing.T) {
 	interactive := true
 	var o, eo bytes.Buffer
 	fo := &FixOptions{IOStreams: genericiooptions.IOStreams{In: strings.NewReader("n\n"), Out: &o, ErrOut: &eo}, interactive: &interactive}
-	cmd := newCmdFix(genericclioptions.NewConfigFlags(true), fo)
-	cmd.SetArgs([]string{kc, "--apply", "--backup-dir", backups})
+	kf := genericclioptions.NewConfigFlags(true)
+	kf.KubeConfig = &c.KubeconfigPath
+	cmd := newCmdFix(kf, fo)
+	cmd.SetArgs([]string{"--apply", "--backup-dir", backups})
 	if code := ExitCode(cmd.Execute()); code != ExitDeclined || !strings.Contains(eo.String(), "[y/N]") || managed() != 0 {
 		t.Fatalf("declined apply: exit %d, %d managed Roles\n%s", code, managed(), eo.String())
 	}

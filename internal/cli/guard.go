@@ -92,6 +92,7 @@ func NewCmdGuard(kf *genericclioptions.ConfigFlags, s genericiooptions.IOStreams
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.Mode, "mode", o.Mode, "observe (events and metrics only) or repair (also apply the least-privilege fix)")
+	_ = cmd.RegisterFlagCompletionFunc("mode", oneOf(guard.ModeObserve, guard.ModeRepair))
 	f.StringVar(&o.MetricsAddr, "metrics-bind-address", o.MetricsAddr, "Address of the /metrics endpoint (\"0\" disables it)")
 	f.BoolVar(&o.MetricsSecure, "metrics-secure", true, "Serve /metrics over HTTPS to authenticated, authorized clients only (false: plain HTTP on a loopback address, for local runs)")
 	f.StringVar(&o.MetricsCertDir, "metrics-cert-dir", "", "Serve /metrics with tls.crt and tls.key from this directory, reloaded when they change (default: a self-signed certificate)")
@@ -102,7 +103,6 @@ func NewCmdGuard(kf *genericclioptions.ConfigFlags, s genericiooptions.IOStreams
 	f.IntVar(&o.MaxLogsPerSignature, "max-logs", o.MaxLogsPerSignature, "Read dms-init logs of at most this many pods per failure signature (0: none)")
 	f.IntVar(&o.MaxRepairsPerMinute, "max-repairs-per-minute", o.MaxRepairsPerMinute, "Cap on repairs written per minute")
 	f.IntVar(&o.Verbosity, "log-verbosity", 0, "Log verbosity (0: decisions, 1: every apply step)")
-	kubeFlags(cmd, kf)
 	return cmd
 }
 

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
-	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/yaml"
@@ -75,7 +74,10 @@ func TestGuardDeployArgs(t *testing.T) {
 		t.Fatalf("args %v", args)
 	}
 	s, _, _, _ := genericiooptions.NewTestIOStreams()
-	cmd := NewCmdGuard(genericclioptions.NewConfigFlags(true), s)
+	cmd, _, err := NewRootCommand(s).Find(args[:1]) // with the global flags
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := cmd.ParseFlags(args[1:]); err != nil {
 		t.Fatalf("deploy/ passes %v: %v", args, err)
 	}

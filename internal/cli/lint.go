@@ -1,13 +1,16 @@
 package cli
 
 import (
+	"bytes"
 	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/dpfdoctor/dpfdoctor/internal/access"
@@ -79,15 +82,15 @@ const lintExample = `  # The v25.4.0 regression: non-Kubernetes mode reads Secre
   dpfdoctor lint --script dmsinit.sh --rbac rbac/ --fail-on possible --config .dpfdoctor-lint.yaml -o junit > lint.xml
   dpfdoctor lint --script dmsinit.sh --rbac rbac/ --args "..." --suggest`
 
-// NewCmdLint builds `dpfdoctor lint`.
-func NewCmdLint(s genericiooptions.IOStreams) *cobra.Command {
+// NewCmdLint builds `dpfdoctor lint`; kf is read with --from-cluster.
+func NewCmdLint(kf *genericclioptions.ConfigFlags, s genericiooptions.IOStreams) *cobra.Command {
 	o := &LintOptions{
 		IOStreams:      s,
 		Output:         lint.FormatText,
 		FailOn:         string(lint.Certain),
 		Container:      dpf.ContainerDMSInit,
 		ServiceAccount: dpf.DefaultNamespace + "/" + dmsServiceAccount(),
-		kf:             genericclioptions.NewConfigFlags(true),
+		kf:             kf,
 	}
 	cmd := &cobra.Command{
 		Use:     "lint --script FILE --rbac PATH [PATH...]",
@@ -111,14 +114,26 @@ func NewCmdLint(s genericiooptions.IOStreams) *cobra.Command {
 	f.StringVar(&o.Pod, "pod", "", "a Pod (or workload) YAML whose container runs the script: its command and args become the script's arguments")
 	f.StringVar(&o.Container, "container", o.Container, "the container of --pod that runs the script")
 	f.StringSliceVar(&o.CRDs, "crds", nil, "CustomResourceDefinition files or directories, for kinds lint does not know (repeatable)")
-	f.StringVarP(&o.Output, "output", "o", o.Output, "output format: "+strings.Join(lint.Formats, "|"))
+	outputFlag(cmd, &o.Output, "output format: "+strings.Join(lint.Formats, "|"), lint.Formats...)
 	f.BoolVar(&o.Suggest, "suggest", false, "print least-privilege Role/RoleBinding YAML that allows the denied certain calls")
 	f.StringVar(&o.FailOn, "fail-on", o.FailOn, "exit 3 when a call of this certainty or a more certain one is denied: certain|possible")
 	f.StringVar(&o.Config, "config", "", "configuration file with suppressions (default "+lint.ConfigFile+" when it exists)")
-	f.BoolVar(&o.FromCluster, "from-cluster", false, "read the RBAC and the DMS pod's dms-init arguments from the cluster (kubeconfig flags below)")
+	f.BoolVar(&o.FromCluster, "from-cluster", false, "read the RBAC and the DMS pod's dms-init arguments from the cluster (the global kubeconfig flags)")
 	o.dynamic.add(f)
-	o.kf.AddFlags(f)
+	_ = cmd.RegisterFlagCompletionFunc("fail-on", oneOf(string(lint.Certain), string(lint.Possible)))
 	return cmd
+}
+
+// write prints the report; a template (-o jsonpath=…) applies to -o json.
+func (o *LintOptions) write(r *lint.Report, code int) error {
+	if slices.Contains(lint.Formats, o.Output) {
+		return lint.Write(o.Out, r, o.Output, buildinfo.Get().Version, code)
+	}
+	var js bytes.Buffer
+	if err := lint.Write(&js, r, lint.FormatJSON, buildinfo.Get().Version, code); err != nil {
+		return err
+	}
+	return printStructured(o.Out, o.Output, json.RawMessage(js.Bytes()))
 }
 
 // dmsServiceAccount is the DMS ServiceAccount of the newest release that
@@ -155,7 +170,7 @@ func (o *LintOptions) Validate() error {
 	case o.FailOn != string(lint.Certain) && o.FailOn != string(lint.Possible):
 		return fmt.Errorf("--fail-on %q: want %s or %s", o.FailOn, lint.Certain, lint.Possible)
 	}
-	return checkOutput(o.Output, lint.Formats...)
+	return nil
 }
 
 // Run loads the inputs, lints and prints the report. A denied certain call
@@ -211,7 +226,7 @@ func (o *LintOptions) Run(ctx context.Context) error {
 	if report.Failed() {
 		code = ExitProblems
 	}
-	if err := lint.Write(o.Out, report, o.Output, buildinfo.Get().Version, code); err != nil {
+	if err := o.write(report, code); err != nil {
 		return err
 	}
 	if report.Failed() {

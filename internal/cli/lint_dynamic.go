@@ -1,10 +1,13 @@
 package cli
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"os/exec"
 	"path/filepath"
+	"slices"
 
 	"github.com/go-logr/logr"
 	"github.com/spf13/pflag"
@@ -75,11 +78,23 @@ func (o *LintOptions) runDynamic(ctx context.Context, scripts []*lint.Script, se
 	if report.Failed() {
 		code = ExitProblems
 	}
-	if err := lint.WriteDynamic(o.Out, report, o.Output, buildinfo.Get().Version, code); err != nil {
+	if err := o.writeDynamic(report, code); err != nil {
 		return err
 	}
 	if report.Failed() {
 		return silent(fmt.Errorf("%w: lint --dynamic found denied or unpredicted requests", outcome.ErrProblems))
 	}
 	return nil
+}
+
+// writeDynamic prints the report; a template (-o jsonpath=…) applies to -o json.
+func (o *LintOptions) writeDynamic(r *lint.DynamicReport, code int) error {
+	if slices.Contains([]string{lint.FormatText, lint.FormatJSON, lint.FormatSARIF}, o.Output) {
+		return lint.WriteDynamic(o.Out, r, o.Output, buildinfo.Get().Version, code)
+	}
+	var js bytes.Buffer
+	if err := lint.WriteDynamic(&js, r, lint.FormatJSON, buildinfo.Get().Version, code); err != nil {
+		return err
+	}
+	return printStructured(o.Out, o.Output, json.RawMessage(js.Bytes()))
 }

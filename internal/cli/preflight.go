@@ -31,6 +31,7 @@ type PreflightOptions struct {
 	opts   preflight.Options
 	kf     *genericclioptions.ConfigFlags
 	budget *kube.Budget
+	color  palette
 }
 
 const preflightLong = `Check, before upgrading DPF, what the target version's dms-init (or host
@@ -76,7 +77,7 @@ func NewCmdPreflight(kf *genericclioptions.ConfigFlags, s genericiooptions.IOStr
 			if err := o.Validate(); err != nil {
 				return err
 			}
-			o.kf = kf
+			o.kf, o.color = kf, colour(c, o.Out)
 			if o.budget == nil {
 				o.budget = kube.NewBudget(0)
 			}
@@ -84,19 +85,16 @@ func NewCmdPreflight(kf *genericclioptions.ConfigFlags, s genericiooptions.IOStr
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&o.To, "to", "", "The DPF version to upgrade to (required; see `dpfdoctor versions`)")
+	f.StringVar(&o.To, "to", "", "The DPF version to upgrade to (required; see 'dpfdoctor versions')")
 	f.StringArrayVar(&o.RBAC, "rbac", nil, "RBAC after the upgrade: release (default), current, or manifest files/directories (repeatable)")
-	f.StringVarP(&o.Output, "output", "o", o.Output, "Output format: table, json or yaml")
-	kubeFlags(cmd, kf)
+	outputFlag(cmd, &o.Output, "Output format: table, json or yaml", OutputTable, OutputJSON, OutputYAML)
+	_ = cmd.RegisterFlagCompletionFunc("to", oneOf(dpf.Versions()...))
 	return cmd
 }
 
 // Validate checks the flags, and reads --rbac manifests, before any I/O
 // with the cluster.
 func (o *PreflightOptions) Validate() error {
-	if err := checkOutput(o.Output, OutputTable, OutputJSON, OutputYAML); err != nil {
-		return err
-	}
 	if strings.TrimSpace(o.To) == "" {
 		return Usagef("--to is required: the DPF version to upgrade to (known: %s)", strings.Join(dpf.Versions(), ", "))
 	}
@@ -136,7 +134,7 @@ func (o *PreflightOptions) Run(ctx context.Context) error {
 		return err
 	}
 	if o.Output == OutputTable {
-		err = printPreflight(o.Out, r, palette(isTerminal(o.Out)))
+		err = printPreflight(o.Out, r, o.color)
 	} else {
 		err = printStructured(o.Out, o.Output, r)
 	}

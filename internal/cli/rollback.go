@@ -74,7 +74,6 @@ func NewCmdRollback(kf *genericclioptions.ConfigFlags, s genericiooptions.IOStre
 	f.BoolVar(&o.Latest, "latest", false, "Undo the newest backup under --backup-dir")
 	f.StringVar(&o.BackupRoot, "backup-dir", apply.DefaultRoot, "Where --latest looks for backups")
 	f.BoolVar(&o.PauseGuard, "pause-guard", false, "Pause a dpfdoctor guard running in repair mode first (it stays paused)")
-	kubeFlags(cmd, kf)
 	return cmd
 }
 

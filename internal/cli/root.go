@@ -4,6 +4,7 @@ package cli
 
 import (
 	"errors"
+	goflag "flag"
 	"fmt"
 	"io"
 	"os"
@@ -13,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
+	"k8s.io/klog/v2"
 )
 
 // NewRootCommand builds `dpfdoctor` with every subcommand.
@@ -41,9 +43,36 @@ back cleanly; and lints the next dmsinit.sh against its RBAC in CI.
 	root.SetIn(streams.In)
 	root.SetOut(streams.Out)
 	root.SetErr(streams.ErrOut)
-	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return UsageError{Err: err} })
+	root.SetFlagErrorFunc(flagError)
+	root.PersistentPreRunE = func(c *cobra.Command, _ []string) error { return checkOutputFlag(c) }
+	globalFlags(root, kf)
 	root.AddCommand(subcommands(kf, streams)...)
 	return root
+}
+
+// globalFlags are kubectl's: the kubeconfig flags, and klog's -v/--v and
+// --vmodule (-v=6 logs every API request, as kubectl does), persistent on
+// the root so that help lists them once, under "Global Flags"; and
+// --no-color. They complete as kubectl's do (complete.go).
+func globalFlags(root *cobra.Command, kf *genericclioptions.ConfigFlags) {
+	pf := root.PersistentFlags()
+	kf.AddFlags(pf)
+	var gf goflag.FlagSet
+	klog.InitFlags(&gf)
+	pf.AddGoFlag(gf.Lookup("v"))
+	pf.AddGoFlag(gf.Lookup("vmodule"))
+	pf.Bool("no-color", false, "Print no ANSI colour codes (also: the NO_COLOR environment variable, or output that is not a terminal)")
+	registerGlobalCompletions(root, kf)
+}
+
+// flagError makes a flag error a usage error (exit 2). -v used to mean
+// verbose in diagnose; it is now klog's level, so its old spelling fails
+// loudly and says where the per-pod detail went.
+func flagError(_ *cobra.Command, err error) error {
+	if m := err.Error(); strings.Contains(m, "'v' in -v") || strings.Contains(m, `for "-v, --v" flag`) || strings.Contains(m, "flag: --verbose") {
+		err = fmt.Errorf("%w (-v is the log level, as in kubectl: -v=6; per-pod detail is -o wide)", err)
+	}
+	return UsageError{Err: err}
 }
 
 // positional checks a command's positional arguments with check and makes a
@@ -70,11 +99,6 @@ func positional(check cobra.PositionalArgs) cobra.PositionalArgs {
 // showHelp is the RunE of a command that only groups subcommands: without
 // one it prints the help; an unknown one fails its positional(cobra.NoArgs).
 func showHelp(c *cobra.Command, _ []string) error { return c.Help() }
-
-// kubeFlags adds --kubeconfig, --context, -n and friends to a command.
-func kubeFlags(cmd *cobra.Command, kf *genericclioptions.ConfigFlags) {
-	kf.AddFlags(cmd.Flags())
-}
 
 // Run executes the root command with args and returns the exit code; errors
 // are printed to errOut in one line with a hint, never as a stack trace.

@@ -99,15 +99,23 @@ func newCmdSimUp(s genericiooptions.IOStreams) *cobra.Command {
 	f := cmd.Flags()
 	f.StringVar(&o.Version, "dpf-version", "v25.4.0", "DPF version to simulate ("+simVersions()+")")
 	f.IntVar(&o.Nodes, "nodes", 8, "number of DPU hosts")
-	f.StringVar(&o.Scenario, "scenario", "", "scenario for every node, or a mix such as dpudevice-status-forbidden=6,healthy=2 (see `dpfdoctor sim scenarios`; default: dpudevice-status-forbidden on v25.4.x, where it happens, else apiserver-unreachable)")
+	f.StringVar(&o.Scenario, "scenario", "", "scenario for every node, or a mix such as dpudevice-status-forbidden=6,healthy=2 (see 'dpfdoctor sim scenarios'; default: dpudevice-status-forbidden on v25.4.x, where it happens, else apiserver-unreachable)")
 	f.Float64Var(&o.TimeScale, "time-scale", 1, "multiply every simulated delay (operator resync, kubelet back-off, dmsinit sleeps)")
 	f.DurationVar(&o.Resync, "resync", 10*time.Second, "operator resync period before --time-scale (real DPF: 10m)")
 	f.StringVar(&o.KubeconfigOut, "kubeconfig-out", "", "write the admin kubeconfig here (default: a file in a temporary directory)")
 	f.IntVar(&o.KubectlMaxNodes, "kubectl-max-nodes", 32, "run the real kubectl as the ServiceAccount up to this many nodes; client-go above (-1: never)")
 	f.IntVar(&o.SecretWaitAttempts, "secret-wait-attempts", 5, "how often dms-init polls the node's Secret (the script: 30)")
 	o.script.add(f)
-	f.BoolVar(&o.detach, "detach", false, "run in the background; stop with `dpfdoctor sim down --pid-file FILE`")
+	f.BoolVar(&o.detach, "detach", false, "run in the background; stop with 'dpfdoctor sim down --pid-file FILE'")
 	f.StringVar(&o.pidFile, "pid-file", filepath.Join(os.TempDir(), "dpfdoctor-sim.pid"), "with --detach: where the background process's pid is written")
+	_ = cmd.RegisterFlagCompletionFunc("dpf-version", oneOf(dpf.Versions()...))
+	_ = cmd.RegisterFlagCompletionFunc("scenario", func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
+		var names []string
+		for _, sc := range sim.Scenarios() {
+			names = append(names, string(sc))
+		}
+		return names, cobra.ShellCompDirectiveNoFileComp
+	})
 	return cmd
 }
 
@@ -236,7 +244,7 @@ func newCmdSimDown(s genericiooptions.IOStreams) *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&pidFile, "pid-file", pidFile, "the pid file `sim up --detach` wrote")
+	cmd.Flags().StringVar(&pidFile, "pid-file", pidFile, "the pid file 'sim up --detach' wrote")
 	return cmd
 }
 

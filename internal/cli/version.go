@@ -19,15 +19,12 @@ func NewCmdVersion(s genericiooptions.IOStreams) *cobra.Command {
 		RunE: func(*cobra.Command, []string) error {
 			i := buildinfo.Get()
 			if output != "" {
-				if err := checkOutput(output, OutputJSON, OutputYAML); err != nil {
-					return err
-				}
 				return printStructured(s.Out, output, i)
 			}
 			_, err := fmt.Fprintf(s.Out, "dpfdoctor %s (commit %s, built %s, %s %s)\n", i.Version, i.Commit, i.BuildDate, i.GoVersion, i.Platform)
 			return err
 		},
 	}
-	cmd.Flags().StringVarP(&output, "output", "o", "", "json or yaml; empty prints one line")
+	outputFlag(cmd, &output, "json or yaml; empty prints one line", OutputJSON, OutputYAML)
 	return cmd
 }

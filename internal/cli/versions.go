@@ -21,17 +21,12 @@ const VersionsSchema = "dpfdoctor.dev/versions/v1alpha1"
 
 // NewCmdVersions prints the DPF compatibility matrix.
 func NewCmdVersions(s genericiooptions.IOStreams) *cobra.Command {
-	var output, out string
+	output, out := OutputTable, ""
 	cmd := &cobra.Command{
 		Use:   "versions",
 		Short: "Print the DPF compatibility matrix: pods, ServiceAccount, dms-init's calls and failure classes per version",
 		Args:  positional(cobra.NoArgs),
 		RunE: func(*cobra.Command, []string) error {
-			switch output {
-			case "table", "", "markdown", "md", "json":
-			default:
-				return Usagef("unknown output format %q (allowed: table, markdown, json)", output)
-			}
 			if out == "" {
 				return writeVersions(s.Out, output)
 			}
@@ -42,17 +37,17 @@ func NewCmdVersions(s genericiooptions.IOStreams) *cobra.Command {
 			return errors.Join(writeVersions(f, output), f.Close())
 		},
 	}
-	cmd.Flags().StringVarP(&output, "output", "o", "table", "table, markdown or json")
+	outputFlag(cmd, &output, "table, markdown or json", OutputTable, "markdown", "md", OutputJSON)
 	cmd.Flags().StringVar(&out, "out", "", "write to this file instead of standard output")
 	return cmd
 }
 
 // writeVersions renders the compatibility matrix in the given format.
 func writeVersions(w io.Writer, output string) error {
-	switch output {
-	case "markdown", "md":
+	switch {
+	case output == "markdown" || output == "md":
 		return dpf.WriteMatrix(w)
-	case "json":
+	case output != OutputTable: // json, or a template on it
 		type row struct {
 			dpf.Release
 			Calls          []dpf.Call `json:"calls"`
@@ -65,7 +60,7 @@ func writeVersions(w io.Writer, output string) error {
 		for _, r := range dpf.Releases() {
 			doc.Releases = append(doc.Releases, row{Release: r, Calls: append([]dpf.Call{}, dpf.AllCalls(r.Script)...), FailureClasses: r.FailureClasses()})
 		}
-		return printStructured(w, OutputJSON, doc)
+		return printStructured(w, output, doc)
 	default: // table
 		tw := printers.GetNewTabWriter(w)
 		fmt.Fprintln(tw, "VERSION\tSERVICEACCOUNT\tINIT CONTAINERS\tDMSINIT\tCALLS\tFAILURE CLASSES")
