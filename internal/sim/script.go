@@ -3,9 +3,11 @@ package sim
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
+	"maps"
 	"net"
+	"reflect"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -94,69 +96,63 @@ func (c *Cluster) applyRBAC(ctx context.Context, opts metav1.ApplyOptions) ([]st
 		}
 		return n
 	}
-	subjects := func(ss []rbacv1.Subject) {
-		for i := range ss {
-			if ss[i].Kind == rbacv1.ServiceAccountKind {
-				ss[i].Namespace = ns(ss[i].Namespace)
-			}
-		}
+	type object interface {
+		metav1.Object
+		runtime.Object
+	}
+	var objs []object
+	s := c.opts.RBAC
+	for i := range s.ClusterRoles {
+		objs = append(objs, s.ClusterRoles[i].DeepCopy())
+	}
+	for i := range s.Roles {
+		o := s.Roles[i].DeepCopy()
+		o.Namespace = ns(o.Namespace)
+		objs = append(objs, o)
+	}
+	for i := range s.ClusterRoleBindings {
+		o := s.ClusterRoleBindings[i].DeepCopy()
+		saNamespaces(o.Subjects, ns)
+		objs = append(objs, o)
+	}
+	for i := range s.RoleBindings {
+		o := s.RoleBindings[i].DeepCopy()
+		o.Namespace = ns(o.Namespace)
+		saNamespaces(o.Subjects, ns)
+		objs = append(objs, o)
 	}
 	var gknn []string
-	apply := func(kind, namespace string, obj metav1.Object, send func([]byte) error) error {
-		obj.SetResourceVersion("")
-		obj.SetUID("")
-		obj.SetManagedFields(nil)
-		obj.SetCreationTimestamp(metav1.Time{})
-		labels := obj.GetLabels()
+	for _, o := range objs {
+		kind := reflect.TypeOf(o).Elem().Name() // Role, ClusterRole, RoleBinding, ClusterRoleBinding
+		o.SetResourceVersion("")
+		o.SetUID("")
+		o.SetManagedFields(nil)
+		o.SetCreationTimestamp(metav1.Time{})
+		labels := o.GetLabels()
 		if labels == nil {
 			labels = map[string]string{}
 		}
-		for k, v := range c.inventoryLabels() {
-			labels[k] = v
-		}
-		obj.SetLabels(labels)
-		o := obj.(runtime.Object)
+		maps.Copy(labels, c.inventoryLabels())
+		o.SetLabels(labels)
 		o.GetObjectKind().SetGroupVersionKind(rbacv1.SchemeGroupVersion.WithKind(kind))
 		data, err := json.Marshal(o)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		if err := send(data); err != nil {
-			return fmt.Errorf("apply %s %s: %w", kind, obj.GetName(), err)
+		gvr := rbacv1.SchemeGroupVersion.WithResource(strings.ToLower(kind) + "s")
+		if _, err := c.dyn.Resource(gvr).Namespace(o.GetNamespace()).Patch(ctx, o.GetName(), types.ApplyPatchType, data, opts.ToPatchOptions()); err != nil {
+			return nil, fmt.Errorf("apply %s %s: %w", kind, o.GetName(), err)
 		}
-		gknn = append(gknn, kind+"."+rbacv1.GroupName+"/"+obj.GetName()+"."+namespace)
-		return nil
+		gknn = append(gknn, kind+"."+rbacv1.GroupName+"/"+o.GetName()+"."+o.GetNamespace())
 	}
-	po := opts.ToPatchOptions()
-	rb := c.kube.RbacV1()
-	var err error
-	for _, o := range c.opts.RBAC.ClusterRoles {
-		err = errors.Join(err, apply("ClusterRole", "", &o, func(b []byte) error {
-			_, err := rb.ClusterRoles().Patch(ctx, o.Name, types.ApplyPatchType, b, po)
-			return err
-		}))
+	return gknn, nil
+}
+
+// saNamespaces rewrites the namespace of ServiceAccount subjects.
+func saNamespaces(subjects []rbacv1.Subject, ns func(string) string) {
+	for i := range subjects {
+		if subjects[i].Kind == rbacv1.ServiceAccountKind {
+			subjects[i].Namespace = ns(subjects[i].Namespace)
+		}
 	}
-	for _, o := range c.opts.RBAC.ClusterRoleBindings {
-		subjects(o.Subjects)
-		err = errors.Join(err, apply("ClusterRoleBinding", "", &o, func(b []byte) error {
-			_, err := rb.ClusterRoleBindings().Patch(ctx, o.Name, types.ApplyPatchType, b, po)
-			return err
-		}))
-	}
-	for _, o := range c.opts.RBAC.Roles {
-		o.Namespace = ns(o.Namespace)
-		err = errors.Join(err, apply("Role", o.Namespace, &o, func(b []byte) error {
-			_, err := rb.Roles(o.Namespace).Patch(ctx, o.Name, types.ApplyPatchType, b, po)
-			return err
-		}))
-	}
-	for _, o := range c.opts.RBAC.RoleBindings {
-		o.Namespace = ns(o.Namespace)
-		subjects(o.Subjects)
-		err = errors.Join(err, apply("RoleBinding", o.Namespace, &o, func(b []byte) error {
-			_, err := rb.RoleBindings(o.Namespace).Patch(ctx, o.Name, types.ApplyPatchType, b, po)
-			return err
-		}))
-	}
-	return gknn, err
 }
