@@ -9,12 +9,6 @@ import (
 	"os"
 	"time"
 
-	authnv1 "k8s.io/api/authentication/v1"
-	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
-
 	"github.com/dpfdoctor/dpfdoctor/internal/access"
 	"github.com/dpfdoctor/dpfdoctor/internal/dpf"
 	"github.com/dpfdoctor/dpfdoctor/internal/lint"
@@ -68,11 +62,7 @@ func Observe(ctx context.Context, o ObserveOptions) ([]Observation, error) {
 		return nil, fmt.Errorf("start the sim: %w", err)
 	}
 	defer func() { _ = c.Stop() }()
-	cs, err := kubernetes.NewForConfig(c.Config)
-	if err != nil {
-		return nil, err
-	}
-	token, err := serviceAccountToken(ctx, cs, o.Namespace, o.ServiceAccount)
+	token, err := c.ServiceAccountToken(ctx, o.Namespace, o.ServiceAccount)
 	if err != nil {
 		return nil, err
 	}
@@ -126,24 +116,6 @@ func audited(log string, offset int64, user string) ([]lint.Observed, int64, err
 		out = append(out, ob)
 	}
 	return out, end, nil
-}
-
-// serviceAccountToken returns a TokenRequest token, creating the
-// ServiceAccount (and its namespace) when the release has none of that name.
-func serviceAccountToken(ctx context.Context, cs kubernetes.Interface, ns, name string) (string, error) {
-	if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
-		return "", err
-	}
-	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}}
-	if _, err := cs.CoreV1().ServiceAccounts(ns).Create(ctx, sa, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
-		return "", err
-	}
-	exp := int64(3600)
-	tr, err := cs.CoreV1().ServiceAccounts(ns).CreateToken(ctx, name, &authnv1.TokenRequest{Spec: authnv1.TokenRequestSpec{ExpirationSeconds: &exp}}, metav1.CreateOptions{})
-	if err != nil {
-		return "", fmt.Errorf("token for ServiceAccount %s/%s: %w", ns, name, err)
-	}
-	return tr.Status.Token, nil
 }
 
 // OperatorArgSets are the argument sets the operator passes dmsinit.sh in

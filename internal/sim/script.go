@@ -9,8 +9,10 @@ import (
 	"reflect"
 	"strings"
 
+	authnv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
@@ -155,4 +157,22 @@ func saNamespaces(subjects []rbacv1.Subject, ns func(string) string) {
 			subjects[i].Namespace = ns(subjects[i].Namespace)
 		}
 	}
+}
+
+// ServiceAccountToken returns a TokenRequest token of a ServiceAccount,
+// creating it (and its namespace) when the release has none of that name.
+func (c *Cluster) ServiceAccountToken(ctx context.Context, ns, name string) (string, error) {
+	if _, err := c.kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		return "", err
+	}
+	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}}
+	if _, err := c.kube.CoreV1().ServiceAccounts(ns).Create(ctx, sa, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		return "", err
+	}
+	exp := int64(3600)
+	tr, err := c.kube.CoreV1().ServiceAccounts(ns).CreateToken(ctx, name, &authnv1.TokenRequest{Spec: authnv1.TokenRequestSpec{ExpirationSeconds: &exp}}, metav1.CreateOptions{})
+	if err != nil {
+		return "", fmt.Errorf("token for ServiceAccount %s/%s: %w", ns, name, err)
+	}
+	return tr.Status.Token, nil
 }
