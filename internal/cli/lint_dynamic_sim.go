@@ -39,6 +39,8 @@ func (o *LintOptions) runDynamic(ctx context.Context, scripts []*lint.Script, se
 	if err != nil {
 		return fmt.Errorf("--dynamic needs kubectl (KUBECTL, KUBEBUILDER_ASSETS or PATH): %w", err)
 	}
+	// Both sides see the manifests as the operator applies them.
+	set.RewriteNamespace(dpf.PlaceholderNamespace, o.saNS)
 	argSets := sandbox.OperatorArgSets()
 	if lo.Args != nil {
 		argSets = [][]string{lo.Args.Strings()}

@@ -161,7 +161,7 @@ func assumptions(in Input, r *Report) []string {
 			in.Reviews, access.ServiceAccount(b.Install.Namespace, t.ServiceAccount).User))
 	case RBACManifests:
 		out = append(out, fmt.Sprintf("RBAC after the upgrade is the manifests in %s (namespace %s rewritten to %s), plus the RBAC objects outside the operator's inventory that exist now; evaluated locally.",
-			strings.Join(in.ManifestPaths, ", "), placeholderNamespace, b.Install.Namespace))
+			strings.Join(in.ManifestPaths, ", "), dpf.PlaceholderNamespace, b.Install.Namespace))
 	default:
 		out = append(out, fmt.Sprintf("RBAC: the operator re-applies its own %s inventory (ClusterRole %s); RBAC objects outside its inventory stay; evaluated locally.",
 			t.Version, cmp.Or(t.ClusterRole, "none")))

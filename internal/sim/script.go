@@ -18,6 +18,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/dpfdoctor/dpfdoctor/internal/dpf"
+	"github.com/dpfdoctor/dpfdoctor/internal/rbac"
 )
 
 // ScriptRunner runs a real dmsinit.sh as a pod's dms-init or
@@ -83,45 +84,31 @@ func (k *kubelet) runScript(ctx context.Context, pod *corev1.Pod, scen Scenario,
 	return run
 }
 
-// placeholderNamespace is the namespace DPF's manifests are written for; the
-// operator rewrites it to the DPFOperatorConfig's (docs/versions.md).
-const placeholderNamespace = "dpf-provisioning"
-
 // applyRBAC server-side applies the --rbac objects the way the operator
 // applies its inventory: force ownership, its labels, the placeholder
 // namespace (and a missing one) rewritten. It returns their inventory
 // entries.
 func (c *Cluster) applyRBAC(ctx context.Context, opts metav1.ApplyOptions) ([]string, error) {
-	ns := func(n string) string {
-		if n == "" || n == placeholderNamespace {
-			return c.Namespace
-		}
-		return n
-	}
+	set := &rbac.Set{}
+	set.Merge(c.opts.RBAC)
+	set.SetDefaultNamespace(c.Namespace)
+	set.RewriteNamespace(dpf.PlaceholderNamespace, c.Namespace)
 	type object interface {
 		metav1.Object
 		runtime.Object
 	}
 	var objs []object
-	s := c.opts.RBAC
-	for i := range s.ClusterRoles {
-		objs = append(objs, s.ClusterRoles[i].DeepCopy())
+	for i := range set.ClusterRoles {
+		objs = append(objs, &set.ClusterRoles[i])
 	}
-	for i := range s.Roles {
-		o := s.Roles[i].DeepCopy()
-		o.Namespace = ns(o.Namespace)
-		objs = append(objs, o)
+	for i := range set.Roles {
+		objs = append(objs, &set.Roles[i])
 	}
-	for i := range s.ClusterRoleBindings {
-		o := s.ClusterRoleBindings[i].DeepCopy()
-		saNamespaces(o.Subjects, ns)
-		objs = append(objs, o)
+	for i := range set.ClusterRoleBindings {
+		objs = append(objs, &set.ClusterRoleBindings[i])
 	}
-	for i := range s.RoleBindings {
-		o := s.RoleBindings[i].DeepCopy()
-		o.Namespace = ns(o.Namespace)
-		saNamespaces(o.Subjects, ns)
-		objs = append(objs, o)
+	for i := range set.RoleBindings {
+		objs = append(objs, &set.RoleBindings[i])
 	}
 	var gknn []string
 	for _, o := range objs {
@@ -130,7 +117,7 @@ func (c *Cluster) applyRBAC(ctx context.Context, opts metav1.ApplyOptions) ([]st
 		o.SetUID("")
 		o.SetManagedFields(nil)
 		o.SetCreationTimestamp(metav1.Time{})
-		labels := o.GetLabels()
+		labels := maps.Clone(o.GetLabels())
 		if labels == nil {
 			labels = map[string]string{}
 		}
@@ -148,15 +135,6 @@ func (c *Cluster) applyRBAC(ctx context.Context, opts metav1.ApplyOptions) ([]st
 		gknn = append(gknn, kind+"."+rbacv1.GroupName+"/"+o.GetName()+"."+o.GetNamespace())
 	}
 	return gknn, nil
-}
-
-// saNamespaces rewrites the namespace of ServiceAccount subjects.
-func saNamespaces(subjects []rbacv1.Subject, ns func(string) string) {
-	for i := range subjects {
-		if subjects[i].Kind == rbacv1.ServiceAccountKind {
-			subjects[i].Namespace = ns(subjects[i].Namespace)
-		}
-	}
 }
 
 // ServiceAccountToken returns a TokenRequest token of a ServiceAccount,
