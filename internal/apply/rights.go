@@ -6,6 +6,7 @@ import (
 	"sort"
 	"strings"
 
+	authorizationv1 "k8s.io/api/authorization/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -14,6 +15,7 @@ import (
 	"github.com/dpfdoctor/dpfdoctor/internal/fanout"
 	"github.com/dpfdoctor/dpfdoctor/internal/kube"
 	"github.com/dpfdoctor/dpfdoctor/internal/plan"
+	"github.com/dpfdoctor/dpfdoctor/internal/rbac"
 )
 
 // Needs lists the permissions applying p and rolling it back take: read,
@@ -56,19 +58,20 @@ func escalationProof(p *plan.Plan) []access.Request {
 // kube.ErrInsufficientRights that names every missing permission, and
 // changes nothing.
 func CheckRights(ctx context.Context, cs kubernetes.Interface, p *plan.Plan, needs []access.Request) error {
-	missing, err := selfReview(ctx, cs, needs)
+	rules := selfRules(ctx, cs, p.Namespace)
+	missing, err := selfReview(ctx, cs, rules, needs)
 	if err != nil {
 		return err
 	}
 	if len(p.Changes) > 0 {
-		esc, err := selfReview(ctx, cs, escalationProof(p))
+		esc, err := selfReview(ctx, cs, rules, escalationProof(p))
 		if err != nil {
 			return err
 		}
 		if len(esc) > 0 {
 			// Without escalate/bind the user must hold every granted
 			// permission itself.
-			held, err := selfReview(ctx, cs, p.Expect)
+			held, err := selfReview(ctx, cs, rules, p.Expect)
 			if err != nil {
 				return err
 			}
@@ -101,8 +104,40 @@ func (e *RightsError) Error() string { return e.text }
 // Unwrap makes errors.Is(err, kube.ErrInsufficientRights) hold.
 func (e *RightsError) Unwrap() error { return kube.ErrInsufficientRights }
 
-// selfReview returns the requests the user may not make.
-func selfReview(ctx context.Context, cs kubernetes.Interface, reqs []access.Request) ([]access.Request, error) {
+// self is the subject selfRules binds the rules review's rules to.
+var self = access.Subject{User: "dpfdoctor:self"}
+
+// selfRules is what one SelfSubjectRulesReview says the user may do in ns,
+// as a set for the RBAC evaluator; nil when the review fails.
+func selfRules(ctx context.Context, cs kubernetes.Interface, ns string) *rbac.Set {
+	res, err := cs.AuthorizationV1().SelfSubjectRulesReviews().Create(ctx,
+		&authorizationv1.SelfSubjectRulesReview{Spec: authorizationv1.SelfSubjectRulesReviewSpec{Namespace: ns}}, metav1.CreateOptions{})
+	if err != nil {
+		return nil
+	}
+	meta := metav1.ObjectMeta{Name: self.User, Namespace: ns}
+	role := rbacv1.Role{ObjectMeta: meta}
+	for _, r := range res.Status.ResourceRules {
+		role.Rules = append(role.Rules, rbacv1.PolicyRule{Verbs: r.Verbs, APIGroups: r.APIGroups, Resources: r.Resources, ResourceNames: r.ResourceNames})
+	}
+	return &rbac.Set{Roles: []rbacv1.Role{role}, RoleBindings: []rbacv1.RoleBinding{{ObjectMeta: meta,
+		RoleRef: rbacv1.RoleRef{Kind: "Role", Name: self.User}, Subjects: []rbacv1.Subject{{Kind: rbacv1.UserKind, Name: self.User}}}}}
+}
+
+// selfReview returns the requests the user may not make. A namespaced
+// request that rules (selfRules, one rules review for the plan's namespace)
+// covers is allowed: a rules review lists what RBAC grants, so only a
+// webhook authorizer that denies outright could disagree, and the write
+// would then fail and be rolled back. The rest are asked with
+// SelfSubjectAccessReviews, so their number does not grow with the plan.
+func selfReview(ctx context.Context, cs kubernetes.Interface, rules *rbac.Set, reqs []access.Request) ([]access.Request, error) {
+	var ask []access.Request
+	for _, r := range reqs {
+		if rules == nil || r.Namespace == "" || r.Namespace != rules.Roles[0].Namespace || !rules.Evaluate(self, r).Allowed {
+			ask = append(ask, r)
+		}
+	}
+	reqs = ask
 	allowed := make([]bool, len(reqs))
 	err := fanout.Each(len(reqs), fanout.Limit, func(i int) error {
 		res, err := cs.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, reqs[i].SelfSubjectAccessReview(), metav1.CreateOptions{})

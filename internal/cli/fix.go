@@ -32,6 +32,7 @@ type FixOptions struct {
 	Output        string
 	Nodes         []string
 	Scope         string
+	Restart       string
 	Apply         bool
 	Yes           bool
 	Timeout       time.Duration
@@ -81,6 +82,9 @@ const fixExample = `  # Show the plan (changes nothing)
   # Non-interactive, for scripts
   dpfdoctor fix --apply --yes --timeout 15m
 
+  # Write only the grant; the pods pick it up at their next back-off retry
+  dpfdoctor fix --apply --restart=none
+
   # Undo the last fix
   dpfdoctor rollback --latest`
 
@@ -90,7 +94,7 @@ func NewCmdFix(kf *genericclioptions.ConfigFlags, s genericiooptions.IOStreams) 
 }
 
 func newCmdFix(kf *genericclioptions.ConfigFlags, o *FixOptions) *cobra.Command {
-	o.Output, o.Scope = OutputTable, plan.ScopeNames
+	o.Output, o.Scope, o.Restart = OutputTable, plan.ScopeNames, plan.RestartAuto
 	cmd := &cobra.Command{
 		Use:     "fix",
 		Short:   "Plan or apply the least-privilege RBAC fix that survives the operator, proven, with rollback",
@@ -113,8 +117,11 @@ func newCmdFix(kf *genericclioptions.ConfigFlags, o *FixOptions) *cobra.Command 
 		OutputTable, OutputYAML, OutputName, OutputJSON)
 	f.StringArrayVar(&o.Nodes, "node", nil, "Only fix the pod of this node (repeatable)")
 	f.StringVar(&o.Scope, "scope", o.Scope, "Secret grants per object name (names) or for the whole DPF namespace (namespace)")
+	f.StringVar(&o.Restart, "restart", o.Restart, "How the affected pods restart: delete them where the operator re-creates them (delete), "+
+		"let their back-off retry pick up the grant within 5 minutes (none), or choose by DPF version and fleet size (auto)")
 	_ = cmd.RegisterFlagCompletionFunc("node", completeNodes(kf))
 	_ = cmd.RegisterFlagCompletionFunc("scope", oneOf(plan.ScopeNames, plan.ScopeNamespace))
+	_ = cmd.RegisterFlagCompletionFunc("restart", oneOf(plan.RestartAuto, plan.RestartDelete, plan.RestartNone))
 	f.BoolVar(&o.Apply, "apply", false, "Apply the plan, verify it and restart the affected pods")
 	f.BoolVarP(&o.Yes, "yes", "y", false, "Do not ask for confirmation (required with --apply when stdin is not a terminal)")
 	f.DurationVar(&o.Timeout, "timeout", 10*time.Minute, "How long to wait for the pods to be Ready")
@@ -130,6 +137,9 @@ func (o *FixOptions) Validate() error {
 	}
 	if o.Scope != plan.ScopeNames && o.Scope != plan.ScopeNamespace {
 		return Usagef("--scope must be %q or %q, got %q", plan.ScopeNames, plan.ScopeNamespace, o.Scope)
+	}
+	if !slices.Contains([]string{plan.RestartAuto, plan.RestartDelete, plan.RestartNone}, o.Restart) {
+		return Usagef("--restart must be auto, delete or none, got %q", o.Restart)
 	}
 	if slices.ContainsFunc(o.Nodes, func(n string) bool { return strings.TrimSpace(n) == "" }) {
 		return Usagef("--node needs a node name")
@@ -159,7 +169,7 @@ func (o *FixOptions) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	po := doctor.PlanOptions{Clients: clients, Namespace: ptr.Deref(o.kf.Namespace, ""), Nodes: o.Nodes, Scope: o.Scope}
+	po := doctor.PlanOptions{Clients: clients, Namespace: ptr.Deref(o.kf.Namespace, ""), Nodes: o.Nodes, Scope: o.Scope, Restart: o.Restart}
 	if !o.Apply {
 		return o.plan(ctx, po)
 	}

@@ -42,7 +42,7 @@ func printPlan(w io.Writer, p *plan.Plan, refused error, col palette) error {
 		listRequests(w, p.MustStayDenied)
 	}
 	if len(p.Restart) > 0 {
-		fmt.Fprintf(w, "\n%s (%d)\n", col.paint(bold, "PODS"), len(p.Restart))
+		fmt.Fprintf(w, "\n%s (%d; restart %s: %s)\n", col.paint(bold, "PODS"), len(p.Restart), p.RestartMode, p.RestartWhy)
 		// One line per action and reason, with its pods.
 		type group struct{ action, reason string }
 		pods, order := map[group][]string{}, []group{}
@@ -140,7 +140,7 @@ func printFixSummary(w io.Writer, r *doctor.Report, col palette) error {
 	if r.Outcome != doctor.OutcomeFixed && r.Outcome != doctor.OutcomeAlreadyFixed && r.Outcome != doctor.OutcomeNothingToDo {
 		headline = col.paint(red, r.Outcome)
 	}
-	fmt.Fprintf(w, "\n%s %s (plan %s, %d API requests)\n", col.paint(bold, "Fix:"), headline, short(r.PlanID), r.Requests)
+	fmt.Fprintf(w, "\n%s %s (plan %s, %d API requests, %.1fs waited on API throttling)\n", col.paint(bold, "Fix:"), headline, short(r.PlanID), r.Requests, r.WaitedSeconds)
 	if r.NoOp {
 		fmt.Fprintln(w, "  nothing new to apply: every object was already in place")
 	}

@@ -33,6 +33,7 @@ const (
 	ClassRshimOccupied         Class = "RshimOccupied"
 	ClassAPIServerUnreachable  Class = "APIServerUnreachable"
 	ClassNoDPUFound            Class = "NoDPUFound"
+	ClassEmptyCertificateFiles Class = "EmptyCertificateFiles"
 	ClassRBACForbidden         Class = "RBACForbidden"
 	ClassStatusSubresourceSkew Class = "StatusSubresourceSkew"
 	ClassUnknown               Class = "Unknown"
@@ -51,7 +52,7 @@ const (
 // applies to Ready pods regardless.
 func Priority() []Class {
 	return []Class{ClassCertificateNotReady, ClassRshimOccupied, ClassAPIServerUnreachable, ClassNoDPUFound,
-		ClassRBACForbidden, ClassStatusSubresourceSkew, ClassUnknown}
+		ClassEmptyCertificateFiles, ClassRBACForbidden, ClassStatusSubresourceSkew, ClassUnknown}
 }
 
 func rank(c Class) int {
@@ -413,6 +414,7 @@ func All() []Classifier {
 		classifier{CodeRshimOccupied, ClassRshimOccupied, rshimOccupied},
 		classifier{CodeAPIServerUnreachable, ClassAPIServerUnreachable, apiServerUnreachable},
 		classifier{CodeNoDPUFound, ClassNoDPUFound, noDPUFound},
+		classifier{CodeEmptyCertificateFiles, ClassEmptyCertificateFiles, emptyCertificateFiles},
 		classifier{CodeRBACForbidden, ClassRBACForbidden, rbacForbidden},
 		classifier{CodeStatusSkewFixable, ClassStatusSubresourceSkew, statusSubresourceSkew},
 		classifier{CodePodMissing, ClassPodMissing, podMissing},
@@ -423,17 +425,18 @@ func All() []Classifier {
 
 // Stable finding codes. Never reuse a retired one.
 const (
-	CodeOperatorPaused       = "DPF-PAUSED-001"
-	CodeCertificateNotReady  = "DPF-CERT-001"
-	CodeRshimOccupied        = "DPF-RSHIM-001"
-	CodeAPIServerUnreachable = "DPF-API-001"
-	CodeNoDPUFound           = "DPF-NODPU-001"
-	CodeRBACForbidden        = "DPF-RBAC-001"
-	CodeStatusSkewFixable    = "DPF-SKEW-001"
-	CodeStatusSkewCRD        = "DPF-SKEW-002"
-	CodePodMissing           = "DPF-NOPOD-001"
-	CodeUnknown              = "DPF-UNKNOWN-001"
-	CodeHealthy              = "DPF-OK-000"
+	CodeOperatorPaused        = "DPF-PAUSED-001"
+	CodeCertificateNotReady   = "DPF-CERT-001"
+	CodeRshimOccupied         = "DPF-RSHIM-001"
+	CodeAPIServerUnreachable  = "DPF-API-001"
+	CodeNoDPUFound            = "DPF-NODPU-001"
+	CodeRBACForbidden         = "DPF-RBAC-001"
+	CodeEmptyCertificateFiles = "DPF-CERTFILES-001"
+	CodeStatusSkewFixable     = "DPF-SKEW-001"
+	CodeStatusSkewCRD         = "DPF-SKEW-002"
+	CodePodMissing            = "DPF-NOPOD-001"
+	CodeUnknown               = "DPF-UNKNOWN-001"
+	CodeHealthy               = "DPF-OK-000"
 )
 
 // Markdown renders the diagnosis for a support case or a ticket.

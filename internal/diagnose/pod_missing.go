@@ -3,8 +3,8 @@ package diagnose
 import (
 	"fmt"
 
+	"github.com/dpfdoctor/dpfdoctor/internal/access"
 	"github.com/dpfdoctor/dpfdoctor/internal/dpf"
-	"github.com/dpfdoctor/dpfdoctor/internal/evidence"
 )
 
 // podMissing reports a Node labelled as carrying a DPU that has neither a
@@ -22,7 +22,7 @@ func podMissing(v *view) []Finding {
 	if known && rel.PodPerDPU {
 		return nil
 	}
-	nodes := missingPodNodes(b)
+	nodes := b.NodesWithoutPod()
 	if len(nodes) == 0 {
 		return nil
 	}
@@ -49,33 +49,27 @@ func podMissing(v *view) []Finding {
 			"together with any grant the pods need; or wait for the kubelet's next status report", restartedAtAnnotation)
 	}
 	f.Evidence = append(f.Evidence, Evidence{Kind: EvidenceConfig, Source: "versions", Text: rule})
+	// What the pod the operator will create is denied (its shape from
+	// evidence.Bundle.ExpectedPod, one review per distinct call): granted
+	// with the re-creation, so the new pods do not fail on it first.
+	var missing []access.Request
+	quoted := map[string]bool{}
+	for _, n := range nodes {
+		if ep, ok := b.ExpectedPod(n); ok {
+			ds := v.denied(ep)
+			for _, d := range ds {
+				missing = append(missing, d.req)
+			}
+			f.Evidence = quoteDenied(f.Evidence, quoted, ds, n)
+		}
+	}
+	if f.Missing = access.Unique(withStatusReads(missing)); len(f.Missing) > 0 && known {
+		f.NextStep += fmt.Sprintf("; the pod the operator will create may not make %s, so `dpfdoctor fix` grants %s with it",
+			plural(len(f.Missing), "call", "calls"), choose(len(f.Missing), "it", "them"))
+	}
 	return []Finding{f}
 }
 
 // restartedAtAnnotation is plan.RestartedAtAnnotation (diagnose does not
 // import plan).
 const restartedAtAnnotation = "dpfdoctor.dev/restarted-at"
-
-// missingPodNodes lists the bundle's Nodes (those labelled
-// dpf.DPUNodeLabel) that have no DMS pod (by node, or by dpf.PodName) and
-// no DPUNode (by name or status.kubeNodeRef), sorted.
-func missingPodNodes(b *evidence.Bundle) []string {
-	has := map[string]bool{}
-	for _, p := range b.Pods {
-		has[p.Node] = true
-		if n, ok := dpf.NodeFromPodName(p.Name); ok {
-			has[n] = true
-		}
-	}
-	for _, d := range b.DPUNodes {
-		has[d.Name] = true
-		has[d.Fields["status.kubeNodeRef"]] = true
-	}
-	var out []string
-	for _, n := range b.Nodes {
-		if !has[n.Name] {
-			out = append(out, n.Name)
-		}
-	}
-	return uniqueSorted(out)
-}

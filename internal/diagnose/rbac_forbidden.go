@@ -51,6 +51,9 @@ func rbacForbidden(v *view) []Finding {
 
 // rbacCaseFor decides whether RBAC stops the pod's dms-init.
 func rbacCaseFor(v *view, p evidence.Pod) (rbacCase, bool) {
+	if dmsInitCompleted(p) {
+		return rbacCase{}, false // RBAC did not stop it (see emptyCertificateFiles)
+	}
 	rc := rbacCase{pod: p}
 	lines := v.log(p.Name)
 	for _, f := range v.forbidden(p.Name) {

@@ -53,6 +53,10 @@ func widelyShared(v *view, d *Diagnosis) string {
 			s = append(s, fmt.Sprintf("%s dms-init with --external-certificate other than \"none\" (the operator passes TODO), so dmsinit.sh never reads a Secret; granting secrets changes nothing.",
 				plural(k8sMode, "pod runs", "pods run")))
 		}
+		if n := others[ClassEmptyCertificateFiles]; n > 0 {
+			s = append(s, fmt.Sprintf("%s dmsinit.sh B with --external-certificate none: it ignored its Forbidden Secret reads and completed with empty certificate files; granting secrets now does not run it again.",
+				plural(n, "pod ran", "pods ran")))
+		}
 		if secretsAllowed(b) {
 			s = append(s, "The ServiceAccount may already get Secrets (SubjectAccessReview allowed), and pods still fail.")
 		}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -21,6 +22,7 @@ import (
 	"github.com/dpfdoctor/dpfdoctor/internal/doctor"
 	"github.com/dpfdoctor/dpfdoctor/internal/dpf"
 	"github.com/dpfdoctor/dpfdoctor/internal/kube"
+	"github.com/dpfdoctor/dpfdoctor/internal/plan"
 	"github.com/dpfdoctor/dpfdoctor/internal/sim"
 )
 
@@ -33,58 +35,111 @@ type fixBench struct {
 	Nodes     int     `json:"nodes"`
 	TimeScale float64 `json:"timeScale"`
 	Version   string  `json:"dpfVersion"`
-	Dpfdoctor struct {
-		Requests     int64   `json:"requests"`
-		Seconds      float64 `json:"seconds"`
-		Ready        int     `json:"ready"`
-		Outcome      string  `json:"outcome"`
-		GrantSurvive bool    `json:"grantSurvivesReconcile"`
-		// ByKind counts the requests by method and resource.
-		ByKind map[string]int `json:"byKind"`
-	} `json:"dpfdoctor"`
-	WidelyShared struct {
-		Requests       int64   `json:"requests"`
-		Seconds        float64 `json:"seconds"`
-		Ready          int     `json:"ready"`
-		Polls          int     `json:"polls"`
-		PatchReverted  bool    `json:"patchReverted"`
-		SecretsReadAll bool    `json:"everySecretReadableWhilePatched"`
-	} `json:"widelyShared"`
+	// Load is `uptime` before the runs: other work shares the CPU.
+	Load string `json:"load"`
+	// Dpfdoctor is fix --apply --restart=delete; RestartNone the same with
+	// --restart=none; V257Delete --restart=delete on DPF v25.7.0, whose
+	// operator re-creates a deleted pod by itself.
+	Dpfdoctor    benchRun   `json:"dpfdoctor"`
+	RestartNone  *benchRun  `json:"restartNone,omitempty"`
+	V257Delete   *benchRun  `json:"v25.7.0Delete,omitempty"`
+	WidelyShared *sharedRun `json:"widelyShared,omitempty"`
+}
+
+// sharedRun is the widely shared approach, measured.
+type sharedRun struct {
+	Requests       int64   `json:"requests"`
+	Seconds        float64 `json:"seconds"`
+	Ready          int     `json:"ready"`
+	Polls          int     `json:"polls"`
+	PatchReverted  bool    `json:"patchReverted"`
+	SecretsReadAll bool    `json:"everySecretReadableWhilePatched"`
+}
+
+// benchRun is one dpfdoctor fix, measured.
+type benchRun struct {
+	Restart       string  `json:"restart"`
+	Requests      int64   `json:"requests"`
+	Reviews       int     `json:"subjectAccessReviews"`
+	Seconds       float64 `json:"seconds"`
+	WaitedSeconds float64 `json:"waitedSeconds"` // on 429 Retry-After; client-side limiting is off
+	Ready         int     `json:"ready"`
+	Outcome       string  `json:"outcome"`
+	GrantSurvive  bool    `json:"grantSurvivesReconcile"`
+	// ByKind counts the requests by method and resource.
+	ByKind map[string]int `json:"byKind"`
 }
 
 // BenchmarkFix1000 measures fix-to-all-Ready on 1,000 failing v25.4.0
-// nodes (DPFDOCTOR_BENCH_NODES overrides the count): API requests and wall
-// time, beside the widely shared approach performed on a second sim of the
-// same size: patch the operator's ClusterRole with get,list on every
-// Secret, list the pods, delete each, and list every 10 s (scaled) for 5
-// minutes (scaled).
+// nodes (DPFDOCTOR_BENCH_NODES overrides the count), each on a fresh sim:
+// --restart=delete and --restart=none, --restart=delete on v25.7.0, and
+// the widely shared approach: patch the operator's ClusterRole with
+// get,list on every Secret, list the pods, delete each, and list every
+// 10 s (scaled) for 5 minutes (scaled).
 func BenchmarkFix1000(b *testing.B) {
-	if os.Getenv("KUBEBUILDER_ASSETS") == "" {
-		b.Skip("KUBEBUILDER_ASSETS is not set")
-	}
-	nodes := 1000
-	if v, err := strconv.Atoi(os.Getenv("DPFDOCTOR_BENCH_NODES")); err == nil && v > 0 {
-		nodes = v
-	}
+	nodes := benchNodes(b, 1000)
 	for i := 0; i < b.N; i++ {
-		var res fixBench
-		res.Nodes, res.TimeScale, res.Version = nodes, benchScale, "v25.4.0"
-		benchDpfdoctor(b, nodes, &res)
+		res := fixBench{Nodes: nodes, TimeScale: benchScale, Version: "v25.4.0", Load: uptime()}
+		res.Dpfdoctor = benchDpfdoctor(b, nodes, "v25.4.0", plan.RestartDelete)
+		none := benchDpfdoctor(b, nodes, "v25.4.0", plan.RestartNone)
+		v257 := benchDpfdoctor(b, nodes, "v25.7.0", plan.RestartDelete)
+		res.RestartNone, res.V257Delete = &none, &v257
 		benchWidelyShared(b, nodes, &res)
 		b.ReportMetric(float64(res.Dpfdoctor.Requests), "requests/op")
 		b.ReportMetric(res.Dpfdoctor.Seconds, "s-to-all-ready/op")
 		b.ReportMetric(float64(res.Dpfdoctor.Ready), "ready/op")
+		b.ReportMetric(float64(none.Requests), "none-requests/op")
+		b.ReportMetric(none.Seconds, "none-s-to-all-ready/op")
+		b.ReportMetric(float64(none.Ready), "none-ready/op")
+		b.ReportMetric(float64(v257.Requests), "v25.7-requests/op")
+		b.ReportMetric(v257.Seconds, "v25.7-s-to-all-ready/op")
 		b.ReportMetric(float64(res.WidelyShared.Requests), "shared-requests/op")
 		b.ReportMetric(float64(res.WidelyShared.Ready), "shared-ready/op")
 		writeBench(b, res)
 	}
 }
 
-func benchSim(b *testing.B, nodes int) (*sim.Cluster, kubernetes.Interface) {
+// BenchmarkFix5000 is fix --apply --restart=delete on 5,000 failing
+// v25.4.0 nodes: requests and time to all Ready.
+func BenchmarkFix5000(b *testing.B) {
+	nodes := benchNodes(b, 5000)
+	for i := 0; i < b.N; i++ {
+		res := fixBench{Nodes: nodes, TimeScale: benchScale, Version: "v25.4.0", Load: uptime()}
+		res.Dpfdoctor = benchDpfdoctor(b, nodes, "v25.4.0", plan.RestartDelete)
+		b.ReportMetric(float64(res.Dpfdoctor.Requests), "requests/op")
+		b.ReportMetric(res.Dpfdoctor.Seconds, "s-to-all-ready/op")
+		b.ReportMetric(float64(res.Dpfdoctor.Ready), "ready/op")
+		writeBench(b, res)
+	}
+}
+
+func benchNodes(b *testing.B, def int) int {
+	if os.Getenv("KUBEBUILDER_ASSETS") == "" {
+		b.Skip("KUBEBUILDER_ASSETS is not set")
+	}
+	if v, err := strconv.Atoi(os.Getenv("DPFDOCTOR_BENCH_NODES")); err == nil && v > 0 {
+		return v
+	}
+	return def
+}
+
+func uptime() string {
+	out, err := exec.Command("uptime").Output()
+	if err != nil {
+		return "unknown"
+	}
+	return strings.TrimSpace(string(out))
+}
+
+func benchSim(b *testing.B, nodes int, version string) (*sim.Cluster, kubernetes.Interface) {
 	b.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	c, err := sim.Start(ctx, sim.Options{Nodes: nodes, Scenario: string(sim.HypotheticalSecretsForbidden), TimeScale: benchScale,
+	scen := sim.HypotheticalSecretsForbidden
+	if version != "v25.4.0" {
+		scen = sim.HypotheticalSecretsForbiddenQuiet // the same failure; the scenario's name for later releases
+	}
+	c, err := sim.Start(ctx, sim.Options{Nodes: nodes, Version: version, Scenario: string(scen), TimeScale: benchScale,
 		SecretWaitAttempts: 2, KubectlMaxNodes: -1})
 	if err != nil {
 		b.Fatal(err)
@@ -109,8 +164,8 @@ func benchSim(b *testing.B, nodes int) (*sim.Cluster, kubernetes.Interface) {
 	}
 }
 
-func benchDpfdoctor(b *testing.B, nodes int, res *fixBench) {
-	c, _ := benchSim(b, nodes)
+func benchDpfdoctor(b *testing.B, nodes int, version, restart string) benchRun {
+	c, _ := benchSim(b, nodes, version)
 	defer func() { _ = c.Stop() }()
 	cl, err := kube.New(c.Config, c.Namespace, kube.NewBudget(0).Recording())
 	if err != nil {
@@ -119,27 +174,30 @@ func benchDpfdoctor(b *testing.B, nodes int, res *fixBench) {
 	b.ResetTimer()
 	start := time.Now()
 	rep, err := doctor.Fix(context.Background(), doctor.FixOptions{
-		PlanOptions:   doctor.PlanOptions{Clients: cl},
+		PlanOptions:   doctor.PlanOptions{Clients: cl, Restart: restart},
 		BackupRoot:    b.TempDir(),
 		ReconcileWait: time.Duration(float64(15*time.Second) * benchScale),
 		Timeout:       time.Duration(float64(10*time.Minute) * benchScale * 4),
 	})
 	b.StopTimer()
-	res.Dpfdoctor.Seconds = time.Since(start).Seconds()
-	res.Dpfdoctor.Requests = cl.Budget.Used()
-	res.Dpfdoctor.ByKind = byKind(cl.Budget.Records())
+	res := benchRun{Restart: restart, Seconds: time.Since(start).Seconds(), Requests: cl.Budget.Used(), ByKind: byKind(cl.Budget.Records())}
+	res.Reviews = res.ByKind["POST subjectaccessreviews"]
 	if err != nil {
-		b.Logf("fix: %v", err)
+		b.Logf("fix %s --restart=%s: %v", version, restart, err)
 	}
-	res.Dpfdoctor.Outcome = rep.Outcome
+	res.Outcome, res.WaitedSeconds = rep.Outcome, rep.WaitedSeconds
 	if rep.Recovery != nil {
-		res.Dpfdoctor.Ready = rep.Recovery.Ready
+		res.Ready = rep.Recovery.Ready
 	}
-	res.Dpfdoctor.GrantSurvive = rep.Reconcile != nil && rep.Reconcile.ObjectsIntact && rep.AfterReconcile != nil && len(rep.AfterReconcile.Problems) == 0
+	res.GrantSurvive = rep.Reconcile != nil && rep.Reconcile.ObjectsIntact && rep.AfterReconcile != nil && len(rep.AfterReconcile.Problems) == 0
+	b.Logf("fix %s --restart=%s on %d nodes: %d requests (%d access reviews), %d Ready in %.1fs (%s); by kind %v",
+		version, restart, nodes, res.Requests, res.Reviews, res.Ready, res.Seconds, res.Outcome, res.ByKind)
+	return res
 }
 
 func benchWidelyShared(b *testing.B, nodes int, res *fixBench) {
-	c, _ := benchSim(b, nodes)
+	res.WidelyShared = &sharedRun{}
+	c, _ := benchSim(b, nodes, "v25.4.0")
 	defer func() { _ = c.Stop() }()
 	budget := kube.NewBudget(0)
 	cl, err := kube.New(c.Config, c.Namespace, budget)
@@ -223,10 +281,7 @@ func writeBench(b *testing.B, res fixBench) {
 	if err := os.WriteFile(file, append(data, '\n'), 0o644); err != nil {
 		b.Logf("write %s: %v", file, err)
 	}
-	b.Logf("dpfdoctor requests by kind: %v", res.Dpfdoctor.ByKind)
-	b.Logf("fix on %d nodes (time scale %.2f): dpfdoctor %d requests, %d Ready in %.1fs (%s); widely shared %d requests, %d Ready after %d polls, patch reverted %t",
-		res.Nodes, res.TimeScale, res.Dpfdoctor.Requests, res.Dpfdoctor.Ready, res.Dpfdoctor.Seconds, res.Dpfdoctor.Outcome,
-		res.WidelyShared.Requests, res.WidelyShared.Ready, res.WidelyShared.Polls, res.WidelyShared.PatchReverted)
+	b.Logf("load: %s", res.Load)
 }
 
 // byKind groups requests as "METHOD resource[/subresource]" ("watch" for

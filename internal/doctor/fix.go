@@ -34,6 +34,7 @@ type PlanOptions struct {
 	Namespace string
 	Nodes     []string
 	Scope     string // plan.ScopeNames (default) or plan.ScopeNamespace
+	Restart   string // plan.RestartAuto (default), plan.RestartDelete or plan.RestartNone
 }
 
 // Planned is a plan with what it was made from.
@@ -46,15 +47,30 @@ type Planned struct {
 	Refused error
 }
 
+// planLogBudget is the most failing pods whose logs a plan reads one by one
+// (see evidence.Options.LogBudget).
+const planLogBudget = 8
+
+// collect gathers the evidence a plan needs and diagnoses it.
+func collect(ctx context.Context, o PlanOptions) (*evidence.Bundle, *diagnose.Diagnosis, error) {
+	// A plan needs each failure signature, not every pod's log: evidence
+	// samples per signature and reads the whole signature when the sample
+	// disagrees.
+	b, err := (&evidence.Collector{Clients: o.Clients}).Collect(ctx, evidence.Options{Namespace: o.Namespace, Nodes: o.Nodes, LogBudget: planLogBudget})
+	if err != nil {
+		return nil, nil, err
+	}
+	return b, diagnose.Diagnose(b), nil
+}
+
 // Plan collects evidence, diagnoses and builds the fix plan. It changes
 // nothing.
 func Plan(ctx context.Context, o PlanOptions) (*Planned, error) {
-	b, err := (&evidence.Collector{Clients: o.Clients}).Collect(ctx, evidence.Options{Namespace: o.Namespace, Nodes: o.Nodes})
+	b, d, err := collect(ctx, o)
 	if err != nil {
 		return nil, err
 	}
-	d := diagnose.Diagnose(b)
-	p, err := plan.Build(plan.Input{Diagnosis: d, Bundle: b, Scope: o.Scope})
+	p, err := plan.Build(plan.Input{Diagnosis: d, Bundle: b, Scope: o.Scope, Restart: o.Restart})
 	if err != nil {
 		return nil, err
 	}
@@ -86,6 +102,9 @@ type FixOptions struct {
 	// RollbackCommand renders the command that undoes a backup.
 	RollbackCommand func(dir string) string
 	Now             func() time.Time
+	// Seed seeds the sample of granted names the access reviews ask about
+	// (0: from the clock); the report records it.
+	Seed uint64
 }
 
 func (o *FixOptions) defaults() {
@@ -97,6 +116,9 @@ func (o *FixOptions) defaults() {
 	}
 	if o.Now == nil {
 		o.Now = time.Now
+	}
+	if o.Seed == 0 {
+		o.Seed = uint64(o.Now().UnixNano())
 	}
 	if o.RollbackCommand == nil {
 		o.RollbackCommand = func(dir string) string { return "dpfdoctor rollback --backup " + dir }
@@ -111,8 +133,8 @@ func (o *FixOptions) defaults() {
 // was written has then been rolled back).
 func Fix(ctx context.Context, o FixOptions) (*Report, error) {
 	o.defaults()
-	f := &fixRun{o: o, cl: o.Clients, startReq: o.Clients.Budget.Used(),
-		r: &Report{SchemaVersion: ReportSchema, Cluster: o.Clients.Config.Host, StartedAt: o.Now().UTC().Format(time.RFC3339)}}
+	f := &fixRun{o: o, cl: o.Clients, startReq: o.Clients.Budget.Used(), startWait: o.Clients.Budget.Waited(),
+		r: &Report{SchemaVersion: ReportSchema, Cluster: o.Clients.Config.Host, StartedAt: o.Now().UTC().Format(time.RFC3339), VerifySeed: o.Seed}}
 	err := f.run(ctx)
 	f.stopRecovery(ctx, err)
 	return f.report(err)
@@ -121,10 +143,11 @@ func Fix(ctx context.Context, o FixOptions) (*Report, error) {
 // fixRun is one fix: its options, what the steps found, and the report
 // they fill in.
 type fixRun struct {
-	o        FixOptions
-	cl       *kube.Clients
-	startReq int64
-	r        *Report
+	o         FixOptions
+	cl        *kube.Clients
+	startReq  int64
+	startWait time.Duration
+	r         *Report
 
 	plan *plan.Plan
 	// operatorRole and deniedBefore are the operator's ClusterRole and the
@@ -210,14 +233,14 @@ func (f *fixRun) confirm(context.Context) error {
 // rediagnose collects and diagnoses again, and settles the outcome.
 func (f *fixRun) rediagnose(ctx context.Context) error {
 	f.logf("diagnosing again …")
-	after, err := Plan(ctx, f.o.PlanOptions)
+	_, after, err := collect(ctx, f.o.PlanOptions)
 	if err != nil {
 		return err
 	}
 	r := f.r
-	r.After = summarize(after.Diagnosis)
+	r.After = summarize(after)
 	if r.Recovery == nil || r.Recovery.Ready == r.Recovery.Total {
-		for _, fd := range after.Diagnosis.Findings {
+		for _, fd := range after.Findings {
 			if fd.Fixable && len(fd.Pods) > 0 {
 				r.Problems = append(r.Problems, fmt.Sprintf("%s still reported for %d pods after the fix", fd.Code, len(fd.Pods)))
 			}
@@ -239,6 +262,7 @@ func (f *fixRun) report(err error) (*Report, error) {
 	r := f.r
 	r.FinishedAt = f.o.Now().UTC().Format(time.RFC3339)
 	r.Requests = f.cl.Budget.Used() - f.startReq
+	r.WaitedSeconds = (f.cl.Budget.Waited() - f.startWait).Seconds()
 	if err == nil && len(r.Problems) > 0 {
 		err = fmt.Errorf("%w: %s", outcome.ErrProblems, strings.Join(r.Problems, "; "))
 	}

@@ -2,8 +2,10 @@ package doctor
 
 import (
 	"context"
+	"slices"
 
 	"github.com/dpfdoctor/dpfdoctor/internal/apply"
+	"github.com/dpfdoctor/dpfdoctor/internal/plan"
 	"github.com/dpfdoctor/dpfdoctor/internal/verify"
 )
 
@@ -29,7 +31,7 @@ func (f *fixRun) checkRights(ctx context.Context) error {
 // backup is written and before the grant (see verify.Recovery).
 func (f *fixRun) apply(ctx context.Context) error {
 	ap := &apply.Applier{Clients: f.cl, Log: f.o.Log}
-	if f.rec != nil {
+	if f.rec != nil && slices.ContainsFunc(f.plan.Restart, func(a plan.PodAction) bool { return a.Action == plan.ActionDelete && a.TouchNode }) {
 		ap.BeforeWrite = f.quiesce
 	}
 	res, err := ap.Apply(ctx, f.backup)

@@ -9,6 +9,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
+	"github.com/dpfdoctor/dpfdoctor/internal/access"
 	"github.com/dpfdoctor/dpfdoctor/internal/diagnose"
 	"github.com/dpfdoctor/dpfdoctor/internal/doctor"
 	"github.com/dpfdoctor/dpfdoctor/internal/dpf"
@@ -24,7 +25,16 @@ import (
 // removes the Node annotations. Node status reports are off, so nothing
 // but fix re-creates the pods. As in the reproduction, two of the
 // three pods are deleted: the one left shows the grant all of them need.
+// When every failing pod is deleted, no pod shows it: the grant comes from
+// reviews of the pod the operator will create (evidence.Bundle.ExpectedPod:
+// the DPUDevices the v25.7-era script left say which script it runs).
 func TestFixAfterWidelySharedScript(t *testing.T) {
+	for _, all := range []bool{false, true} {
+		t.Run(map[bool]string{false: "two of three deleted", true: "every pod deleted"}[all], func(t *testing.T) { fixAfterWidelySharedScript(t, all) })
+	}
+}
+
+func fixAfterWidelySharedScript(t *testing.T, deleteAll bool) {
 	e := startSim(t, sim.Options{Nodes: 3, Scenario: string(sim.DPUDeviceStatusForbidden), NodeStatusReport: -1})
 	e.waitFailing(3)
 	ctx := context.Background()
@@ -36,6 +46,9 @@ func TestFixAfterWidelySharedScript(t *testing.T) {
 		t.Fatal(err)
 	}
 	deleted := e.c.Nodes[1:]
+	if deleteAll {
+		deleted = e.c.Nodes
+	}
 	for _, n := range deleted {
 		pod, err := e.cs.CoreV1().Pods(e.c.Namespace).Get(ctx, dpf.PodName(n), metav1.GetOptions{})
 		if err != nil {
@@ -60,13 +73,20 @@ func TestFixAfterWidelySharedScript(t *testing.T) {
 		t.Fatal(err)
 	}
 	d := pl.Diagnosis
-	if d.Summary.DPUNodes != 3 || d.Summary.Pods != 1 || d.Summary.NodesWithoutPod != 2 {
-		t.Errorf("summary %+v, want 3 DPU nodes, 1 pod, 2 nodes without", d.Summary)
+	if d.Summary.DPUNodes != 3 || d.Summary.Pods != 3-len(deleted) || d.Summary.NodesWithoutPod != len(deleted) {
+		t.Errorf("summary %+v, want 3 DPU nodes, %d pods, %d nodes without", d.Summary, 3-len(deleted), len(deleted))
 	}
 	var missing []string
 	for _, f := range d.Findings {
 		if f.Class == diagnose.ClassPodMissing && f.Code == diagnose.CodePodMissing && f.Fixable {
 			missing = append(missing, f.Nodes...)
+			// The re-created pods will patch dpudevices/status (one
+			// review per call, not per node).
+			if !slices.ContainsFunc(f.Missing, func(r access.Request) bool {
+				return r.Resource == "dpudevices" && r.Subresource == "status" && r.Verb == "patch"
+			}) {
+				t.Errorf("PodMissing does not name the grant the re-created pods need: %v", f.Missing)
+			}
 		}
 	}
 	if !slices.Equal(missing, deleted) {

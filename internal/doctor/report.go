@@ -68,6 +68,12 @@ type Report struct {
 	BackupDir       string                  `json:"backupDir,omitempty"`
 	RollbackCommand string                  `json:"rollbackCommand,omitempty"`
 	Requests        int64                   `json:"requests"` // the number of API requests the fix made
+	// WaitedSeconds is the time the API server asked the client to wait
+	// (429 Retry-After); client-side rate limiting is off (docs/fix.md).
+	WaitedSeconds float64 `json:"waitedSeconds"`
+	// VerifySeed seeds the sample of granted names the access reviews ask
+	// about; every name is evaluated on the objects as read back.
+	VerifySeed uint64 `json:"verifySeed"`
 }
 
 // FindingSummary is one finding, briefly.
@@ -94,6 +100,9 @@ func summarize(d *diagnose.Diagnosis) []FindingSummary {
 type Stage struct {
 	Name   string        `json:"name"`
 	Checks verify.Checks `json:"checks"`
+	// Evaluated counts the granted requests checked on the objects as
+	// read back (every one); Checks are the reviews the API server answered.
+	Evaluated int `json:"evaluatedLocally,omitempty"`
 	// AllowedBefore lists must-stay-denied requests that were already
 	// allowed before the fix: not caused by it, but worth knowing.
 	AllowedBefore []string `json:"allowedBefore,omitempty"`
@@ -154,8 +163,8 @@ func (r *Report) Markdown() string {
 	w := func(format string, a ...any) { fmt.Fprintf(&b, format, a...) }
 	w("# dpfdoctor fix report\n\n")
 	w("| | |\n|---|---|\n")
-	w("| Cluster | `%s` |\n| DPF version | %s |\n| Plan | `%s` |\n| Started | %s |\n| Finished | %s |\n| Outcome | **%s** |\n| API requests | %d |\n\n",
-		r.Cluster, cmp.Or(r.Version, "–"), cmp.Or(r.PlanID, "–"), r.StartedAt, cmp.Or(r.FinishedAt, "–"), r.Outcome, r.Requests)
+	w("| Cluster | `%s` |\n| DPF version | %s |\n| Plan | `%s` |\n| Started | %s |\n| Finished | %s |\n| Outcome | **%s** |\n| API requests | %d |\n| Waited on API throttling | %.1fs |\n| Verification seed | %d |\n\n",
+		r.Cluster, cmp.Or(r.Version, "–"), cmp.Or(r.PlanID, "–"), r.StartedAt, cmp.Or(r.FinishedAt, "–"), r.Outcome, r.Requests, r.WaitedSeconds, r.VerifySeed)
 	if len(r.Problems) > 0 || r.Error != "" {
 		w("## Problems remaining\n\n")
 		for _, p := range r.Problems {

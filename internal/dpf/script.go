@@ -157,16 +157,23 @@ func callTable(v ScriptVariant) []Call {
 	return calls
 }
 
+// hostAgentCalls are the v25.10 host agent's start-up requests as
+// internal/sim replays them (`/hostagent serve`, a Go client: no read
+// before a patch). Each is granted by the host agent's ClusterRole
+// (docs/versions.md): it reads its DPFOperatorConfig, registers the
+// DPUDevice (status pciAddress) and the DPUNode, and sets the DPUNode's
+// status.dpuInstallInterface to hostAgent.
 func hostAgentCalls() []Call {
 	return []Call{
+		{Func: "hostagent", Command: "GET /version", Verb: "get", NonResourceURL: "/version", ClusterScoped: true},
+		{Func: "hostagent", Command: "list DPFOperatorConfigs", Verb: "list", Group: GroupOperator, Resource: "dpfoperatorconfigs"},
 		{Func: "hostagent", Command: "get DPUDevice", Verb: "get", Group: GroupProvisioning, Resource: "dpudevices", Name: PatternSerial},
-		{Func: "hostagent", Command: "create DPUDevice", Verb: "create", Group: GroupProvisioning, Resource: "dpudevices"},
+		{Func: "hostagent", Command: "create DPUDevice", Verb: "create", Group: GroupProvisioning, Resource: "dpudevices", IfAbsent: true},
 		{Func: "hostagent", Command: "patch DPUDevice status", Verb: "patch", Group: GroupProvisioning, Resource: "dpudevices", Subresource: "status", Name: PatternSerial},
-		{Func: "hostagent", Command: "get DPUNode", Verb: "get", Group: GroupProvisioning, Resource: "dpunodes", Name: PatternNode},
-		{Func: "hostagent", Command: "create DPUNode", Verb: "create", Group: GroupProvisioning, Resource: "dpunodes"},
-		{Func: "hostagent", Command: "patch DPUNode status", Verb: "patch", Group: GroupProvisioning, Resource: "dpunodes", Subresource: "status", Name: PatternNode},
 		{Func: "hostagent", Command: "get Node", Verb: "get", Resource: "nodes", Name: PatternNode, ClusterScoped: true},
-		{Func: "hostagent", Command: "get DPFOperatorConfig", Verb: "list", Group: GroupOperator, Resource: "dpfoperatorconfigs"},
+		{Func: "hostagent", Command: "get DPUNode", Verb: "get", Group: GroupProvisioning, Resource: "dpunodes", Name: PatternNode},
+		{Func: "hostagent", Command: "create DPUNode", Verb: "create", Group: GroupProvisioning, Resource: "dpunodes", IfAbsent: true},
+		{Func: "hostagent", Command: "patch DPUNode status", Verb: "patch", Group: GroupProvisioning, Resource: "dpunodes", Subresource: "status", Name: PatternNode},
 	}
 }
 

@@ -42,7 +42,13 @@ type Pattern struct {
 // need, for one representative node, and derives the other nodes' answers
 // from the listed RBAC objects when a Role grants only some names.
 func (r *run) access(ctx context.Context) error {
-	patterns := AccessPatterns(r.b.Pods, r.b.Install.Version)
+	pods := r.b.Pods
+	for _, n := range r.b.NodesWithoutPod() {
+		if p, ok := r.b.ExpectedPod(n); ok {
+			pods = append(slices.Clip(pods), p)
+		}
+	}
+	patterns := AccessPatterns(pods, r.b.Install.Version)
 	if len(patterns) == 0 {
 		return nil
 	}
@@ -453,4 +459,61 @@ func ManagedRBAC(roles []rbacv1.Role, bindings []rbacv1.RoleBinding) RBAC {
 		out.RoleBindings = append(out.RoleBindings, o)
 	}
 	return out
+}
+
+// NodesWithoutPod lists the bundle's Nodes (those labelled
+// dpf.DPUNodeLabel) that have no DMS pod (by node, or by dpf.PodName) and
+// no DPUNode (by name or status.kubeNodeRef), sorted.
+func (b *Bundle) NodesWithoutPod() []string {
+	has := map[string]bool{}
+	for _, p := range b.Pods {
+		has[p.Node] = true
+		if n, ok := dpf.NodeFromPodName(p.Name); ok {
+			has[n] = true
+		}
+	}
+	for _, d := range b.DPUNodes {
+		has[d.Name] = true
+		has[d.Fields["status.kubeNodeRef"]] = true
+	}
+	var out []string
+	for _, n := range b.Nodes {
+		if !has[n.Name] {
+			out = append(out, n.Name)
+		}
+	}
+	return uniqueSorted(out)
+}
+
+// ExpectedPod is the pod the operator will create on a DPU node without one
+// (NodesWithoutPod), as far as access is concerned: one template makes
+// every DMS pod, so a remaining pod's shape (image, arguments,
+// ServiceAccount) under the node's name; with none left, the release's own
+// (internal/dpf). A DPUDevice carrying spec.serialNumber was written by a
+// v25.7-era dmsinit.sh (C–F, docs/versions.md): on a release whose own
+// script is B, the hostdriver image is newer than the operator, and the pod
+// will run that script. false on v25.1 (pods per DPU) or an unknown version.
+func (b *Bundle) ExpectedPod(node string) (Pod, bool) {
+	r, err := dpf.Lookup(b.Install.Version)
+	if err != nil || r.PodPerDPU {
+		return Pod{}, false
+	}
+	name := dpf.PodName(node)
+	for _, p := range b.Pods {
+		if _, ok := p.Work(); ok && !p.Deleting {
+			p.Name, p.Node = name, node
+			return p, true
+		}
+	}
+	p := Pod{Name: name, Namespace: cmp.Or(b.Install.Namespace, dpf.DefaultNamespace), Node: node, Component: r.Component,
+		ServiceAccount: r.ServiceAccount, Labels: map[string]string{dpf.VersionLabel: r.Version}}
+	if r.Script == dpf.ScriptHostAgent {
+		p.Containers = []Container{{Name: dpf.ContainerHostAgent}}
+		return p, true
+	}
+	if r.Script == dpf.ScriptB && slices.ContainsFunc(b.DPUDevices, func(d Object) bool { return d.Fields["spec.serialNumber"] != "" }) {
+		p.Labels[dpf.VersionLabel] = "v25.7.0" // the v25.7-era script (dpf.ScriptForImageTag)
+	}
+	p.InitContainers = []Container{{Name: dpf.ContainerDMSInit, Args: dpf.OperatorArgs(node, "", "")}}
+	return p, true
 }

@@ -9,6 +9,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/dpfdoctor/dpfdoctor/internal/kube"
 	"github.com/dpfdoctor/dpfdoctor/internal/sim"
 )
 
@@ -40,6 +41,21 @@ func TestProxyFaults(t *testing.T) {
 	}
 	if waited := time.Since(start); waited < 900*time.Millisecond || p.Requests() != 2 {
 		t.Fatalf("Retry-After not honoured: waited %v over %d requests", waited, p.Requests())
+	}
+
+	// The same through dpfdoctor's clients (client-side limiting off):
+	// the wait the API server asked for is counted.
+	b := kube.NewBudget(0)
+	cl, err := kube.New(p.Config, c.Namespace, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.SetRules(&Rule{Match: Nth(1), Action: Action{Status: http.StatusTooManyRequests, RetryAfter: 1}, Times: 1})
+	if _, err := cl.Kube.CoreV1().Namespaces().Get(ctx, c.Namespace, metav1.GetOptions{}); err != nil {
+		t.Fatalf("429 was not retried: %v", err)
+	}
+	if b.Used() != 2 || b.Waited() != time.Second || cl.Config.QPS >= 0 {
+		t.Fatalf("budget: %d requests, waited %v (want 2, 1s), QPS %v", b.Used(), b.Waited(), cl.Config.QPS)
 	}
 
 	// A dropped connection is an error to the caller.

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"sync"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -30,21 +29,18 @@ type fetcher struct {
 	ns      string
 	maxLogs int
 
-	mu           sync.Mutex
-	rbacState    string
-	logs         map[types.UID]fetchedLogs
-	events       map[types.UID][]evidence.Event
-	reviews      map[string]review // by check key and representative name
-	logsDenied   bool
-	eventsDenied bool
-	// reviewsDenied: creating SubjectAccessReviews is forbidden.
-	reviewsDenied bool
+	rbacState     string
+	logs          map[types.UID]fetchedLogs
+	events        map[types.UID][]evidence.Event
+	reviews       map[string]evidence.AccessCheck // answered, by check key and representative name
+	logsDenied    bool
+	eventsDenied  bool
+	reviewsDenied bool // creating SubjectAccessReviews is forbidden
 }
 
 // fetchedLogs are one pod's logs, read for one failure signature, after
 // restarts restarts, with dpfdoctor's RBAC in state rbacState.
 type fetchedLogs struct {
-	pod       string
 	sig       string
 	restarts  int32
 	rbacState string
@@ -52,24 +48,17 @@ type fetchedLogs struct {
 }
 
 // valid reports whether logs read earlier still tell the pod's story: same
-// signature, and the pod has not failed again since dpfdoctor's RBAC
-// changed. At steady state nothing changes and nothing is read again.
+// signature, and no new failure since dpfdoctor's RBAC changed.
 func (l fetchedLogs) valid(p failingPod, rbacState string) bool {
 	return l.sig == p.sig && (l.rbacState == rbacState || l.restarts == p.restarts)
 }
 
-type review struct {
-	allowed bool
-	reason  string
-	err     string
-}
-
 func newFetcher(cs kubernetes.Interface, ns string, maxLogs int) *fetcher {
 	return &fetcher{kube: cs, ns: ns, maxLogs: maxLogs, logs: map[types.UID]fetchedLogs{},
-		events: map[types.UID][]evidence.Event{}, reviews: map[string]review{}}
+		events: map[types.UID][]evidence.Event{}, reviews: map[string]evidence.AccessCheck{}}
 }
 
-// failingPod is a failing pod, cached and converted.
+// failingPod is a failing pod, cached and as evidence.
 type failingPod struct {
 	obj      *corev1.Pod
 	ev       evidence.Pod
@@ -80,11 +69,9 @@ type failingPod struct {
 // fill adds logs, log groups, events and access checks for the failing
 // pods to b. rbacState changes whenever dpfdoctor's RBAC objects do.
 func (f *fetcher) fill(ctx context.Context, b *evidence.Bundle, pods []failingPod, rbacState string) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
 	if rbacState != f.rbacState {
 		f.rbacState = rbacState
-		f.reviews = map[string]review{}
+		f.reviews = map[string]evidence.AccessCheck{}
 	}
 	f.prune(pods)
 	if err := f.fillLogs(ctx, b, pods); err != nil {
@@ -129,28 +116,25 @@ func (f *fetcher) fillLogs(ctx context.Context, b *evidence.Bundle, pods []faili
 		g := evidence.LogGroup{ID: fmt.Sprintf("g%d", i+1), Signature: sig, Container: work.Name}
 		have := 0
 		for _, p := range group {
+			g.Pods = append(g.Pods, p.ev.Name)
 			if _, ok := f.logs[p.obj.UID]; ok {
 				have++
 			}
 		}
 		for _, p := range group {
-			g.Pods = append(g.Pods, p.ev.Name)
-			c, ok := p.ev.Work()
-			if _, done := f.logs[p.obj.UID]; done || f.maxLogs < 0 || f.logsDenied || have >= f.maxLogs || !ok || !c.Ran() {
-				continue
+			_, done := f.logs[p.obj.UID]
+			if c, ok := p.ev.Work(); !done && !f.logsDenied && have < f.maxLogs && ok && c.Ran() {
+				logs, err := f.readLogs(ctx, p.ev, c)
+				if err != nil {
+					return err
+				}
+				if logs != nil {
+					f.logs[p.obj.UID] = fetchedLogs{sig: sig, restarts: p.restarts, rbacState: f.rbacState, logs: logs}
+					have++
+				}
 			}
-			logs, err := f.readLogs(ctx, p.ev, c)
-			if err != nil {
-				return err
-			}
-			if logs != nil {
-				f.logs[p.obj.UID] = fetchedLogs{pod: p.ev.Name, sig: sig, restarts: p.restarts, rbacState: f.rbacState, logs: logs}
-				have++
-			}
-		}
-		for _, p := range group {
 			if l, ok := f.logs[p.obj.UID]; ok {
-				g.Fetched = append(g.Fetched, l.pod)
+				g.Fetched = append(g.Fetched, p.ev.Name)
 				b.Logs = append(b.Logs, l.logs...)
 			}
 		}
@@ -206,6 +190,54 @@ func (f *fetcher) fillEvents(ctx context.Context, b *evidence.Bundle, pods []fai
 			}
 		}
 		b.Events = append(b.Events, evs...)
+	}
+	return nil
+}
+
+// fillAccess answers each distinct call pattern of the failing pods with one
+// SubjectAccessReview for a representative node, remembered until
+// dpfdoctor's RBAC changes, and derives per-node answers from dpfdoctor's
+// name-restricted grants, as the collector does.
+func (f *fetcher) fillAccess(ctx context.Context, b *evidence.Bundle) error {
+	set := b.RBAC.Set()
+	checks, err := evidence.Answer(evidence.AccessPatterns(b.Pods, b.Install.Version), 1, func(p evidence.Pattern) (evidence.AccessCheck, error) {
+		check := p.Question(set)
+		if err := f.review(ctx, p.Key, &check); err != nil || check.Allowed {
+			return check, err
+		}
+		check.NodeOverrides = p.Overrides(set)
+		return check, nil
+	})
+	if err != nil {
+		return err
+	}
+	b.Access = append(b.Access, checks...)
+	if f.reviewsDenied {
+		b.Gaps = append(b.Gaps, evidence.ReviewsRefused())
+	}
+	return nil
+}
+
+// review answers c once per question and RBAC state.
+func (f *fetcher) review(ctx context.Context, checkKey string, c *evidence.AccessCheck) error {
+	c.Method = evidence.MethodReview
+	key := checkKey + "|" + c.Request.Name
+	if r, ok := f.reviews[key]; ok {
+		c.Allowed, c.Reason, c.Error = r.Allowed, r.Reason, r.Error
+		return nil
+	}
+	if f.reviewsDenied {
+		c.Error = evidence.NotAsked
+		return nil
+	}
+	refused, err := evidence.Review(ctx, f.kube, c)
+	switch {
+	case err != nil:
+		return err
+	case refused:
+		f.reviewsDenied = true
+	default:
+		f.reviews[key] = *c
 	}
 	return nil
 }

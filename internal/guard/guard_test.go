@@ -131,7 +131,7 @@ func TestForeign(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			u := &unstructured.Unstructured{}
 			u.SetManagedFields(tc.entries)
-			if got := foreign(u); got != tc.want {
+			if got := apply.AlteredByOthers(u); got != tc.want {
 				t.Errorf("foreign = %v, want %v", got, tc.want)
 			}
 		})

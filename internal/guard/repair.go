@@ -2,15 +2,26 @@ package guard
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
 
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/sets"
 
 	"github.com/dpfdoctor/dpfdoctor/internal/access"
 	"github.com/dpfdoctor/dpfdoctor/internal/apply"
@@ -25,15 +36,12 @@ import (
 // show it before it would consider writing the same objects again.
 const settle = 10 * time.Second
 
-// repairer keeps dpfdoctor's grant in place. It remembers the grant as
-// dpfdoctor last wrote it (or as it found it at start, or as `dpfdoctor fix`
-// rewrote it): "desired". Each repair goes the way `dpfdoctor fix` does:
-// plan.Build (keeping desired, so that nothing granted before is lost, and
-// adding the grant for failing pods RBAC can fix), policy.CheckWith
-// (namespaced objects only, never the operator's inventory), then apply
-// (backup, dry run, server-side apply as field manager dpfdoctor). So a
-// desired object that was deleted, or altered by anyone but dpfdoctor, is
-// put back. Writes are rate-limited.
+// repairer keeps dpfdoctor's grant in place: "desired", as dpfdoctor last
+// wrote it (or found it at start, or `dpfdoctor fix` rewrote it). Each repair
+// goes the way `dpfdoctor fix` does: plan.Build (keeping desired, plus the
+// grant for failing pods RBAC can fix), policy.CheckWith (namespaced objects
+// only, never the operator's inventory), then apply. So a desired object
+// deleted or altered by anyone but dpfdoctor is put back, rate-limited.
 type repairer struct {
 	r       *reconciler
 	applier *apply.Applier
@@ -91,7 +99,7 @@ func (rp *repairer) run(ctx context.Context, s *snapshot, b *evidence.Bundle, d 
 // Changes by anyone else are drift.
 func (rp *repairer) adopt(live map[plan.ObjectRef]*unstructured.Unstructured) {
 	for ref, obj := range live {
-		if _, ok := rp.desired[ref]; !ok || !foreign(obj) {
+		if _, ok := rp.desired[ref]; !ok || !apply.AlteredByOthers(obj) {
 			rp.desired[ref] = obj
 		}
 	}
@@ -101,10 +109,9 @@ func (rp *repairer) adopt(live map[plan.ObjectRef]*unstructured.Unstructured) {
 // keeps the desired objects: a fix for failing pods merges with them, and
 // those it does not touch are written back as desired.
 func (rp *repairer) plan(b *evidence.Bundle, d *diagnose.Diagnosis, live map[plan.ObjectRef]*unstructured.Unstructured) (*work, error) {
-	in := plan.Input{Diagnosis: &diagnose.Diagnosis{}, Bundle: b, Keep: make([]*unstructured.Unstructured, 0, len(rp.desired))}
-	for _, obj := range rp.desired {
-		in.Keep = append(in.Keep, obj)
-	}
+	// Keep is never nil: the plan keeps desired even when it is empty.
+	keep := slices.AppendSeq(make([]*unstructured.Unstructured, 0, len(rp.desired)), maps.Values(rp.desired))
+	in := plan.Input{Diagnosis: &diagnose.Diagnosis{}, Bundle: b, Keep: keep}
 	w := &work{built: fixable(d)}
 	if w.built {
 		in.Diagnosis = d
@@ -115,17 +122,15 @@ func (rp *repairer) plan(b *evidence.Bundle, d *diagnose.Diagnosis, live map[pla
 	}
 	p.Restart = nil // the guard restarts nothing: pods recover at their next back-off retry
 	for _, c := range p.Changes {
-		ref := c.Ref()
-		l, ok := live[ref]
-		switch {
-		case !ok:
-			w.changed = append(w.changed, ref)
-		case !covers(l, c.Object):
-			w.changed = append(w.changed, ref)
-			if foreign(l) {
+		if l, ok := live[c.Ref()]; ok {
+			if same, err := plan.Covers(l, c.Object); err == nil && same {
+				continue
+			}
+			if apply.AlteredByOthers(l) {
 				w.deletes = append(w.deletes, l)
 			}
 		}
+		w.changed = append(w.changed, c.Ref())
 	}
 	if len(w.changed) == 0 {
 		return nil, nil
@@ -142,31 +147,24 @@ func (rp *repairer) settling(live map[plan.ObjectRef]*unstructured.Unstructured,
 		return 0
 	}
 	for _, ref := range w.changed {
-		before, ok := rp.written[ref]
-		if !ok {
-			return 0
-		}
-		rv := ""
-		if l := live[ref]; l != nil {
-			rv = l.GetResourceVersion()
-		}
-		if rv != before {
+		if before, ok := rp.written[ref]; !ok || resourceVersion(live, ref) != before {
 			return 0
 		}
 	}
 	return time.Second
 }
 
+func resourceVersion(live map[plan.ObjectRef]*unstructured.Unstructured, ref plan.ObjectRef) string {
+	if l := live[ref]; l != nil {
+		return l.GetResourceVersion()
+	}
+	return ""
+}
+
 // allow applies the per-minute cap; it returns how long to wait when the
 // cap is reached.
 func (rp *repairer) allow(now time.Time) time.Duration {
-	kept := rp.window[:0]
-	for _, t := range rp.window {
-		if now.Sub(t) < time.Minute {
-			kept = append(kept, t)
-		}
-	}
-	rp.window = kept
+	rp.window = slices.DeleteFunc(rp.window, func(t time.Time) bool { return now.Sub(t) >= time.Minute })
 	if len(rp.window) >= rp.r.opts.MaxRepairsPerMinute {
 		return rp.window[0].Add(time.Minute).Sub(now) + time.Second
 	}
@@ -194,11 +192,7 @@ func (rp *repairer) write(ctx context.Context, s *snapshot, w *work, live map[pl
 	}
 	rp.written = map[plan.ObjectRef]string{}
 	for _, c := range w.plan.Changes {
-		rv := ""
-		if l := live[c.Ref()]; l != nil {
-			rv = l.GetResourceVersion()
-		}
-		rp.written[c.Ref()] = rv
+		rp.written[c.Ref()] = resourceVersion(live, c.Ref())
 	}
 	for _, obj := range w.deletes {
 		rp.written[plan.RefOf(obj)] = ""
@@ -230,17 +224,13 @@ func (rp *repairer) refusedPlan(s *snapshot, key string, err error) error {
 	rp.refused[key] = true
 	rp.r.metrics.repairs.WithLabelValues(ResultRefused).Inc()
 	rp.r.log.Info("repair refused by policy", "reason", err.Error())
-	if s.config != nil {
-		rp.r.event(s.config, corev1.EventTypeWarning, ReasonRepairRefused, "Repair", err.Error())
-	}
+	rp.r.event(s.config, corev1.EventTypeWarning, ReasonRepairRefused, "Repair", err.Error())
 	return nil
 }
 
 func (rp *repairer) failed(s *snapshot, err error) error {
 	rp.r.metrics.repairs.WithLabelValues(ResultFailed).Inc()
-	if s.config != nil {
-		rp.r.event(s.config, corev1.EventTypeWarning, ReasonRepairFailed, "Repair", err.Error())
-	}
+	rp.r.event(s.config, corev1.EventTypeWarning, ReasonRepairFailed, "Repair", err.Error())
 	return fmt.Errorf("repair: %w", err)
 }
 
@@ -248,15 +238,12 @@ func (rp *repairer) failed(s *snapshot, err error) error {
 // plan answers, DPFDoctorRestored for objects put back.
 func (rp *repairer) announce(s *snapshot, w *work) {
 	r := rp.r
-	pods := map[string]*corev1.Pod{}
-	for i := range s.pods {
-		pods[s.pods[i].Name] = s.pods[i]
-	}
 	changed := refs(w.changed)
 	if w.built {
 		for _, a := range w.plan.Addresses {
-			for _, name := range a.Pods {
-				if p := pods[name]; p != nil {
+			answered := sets.New(a.Pods...)
+			for _, p := range s.pods {
+				if answered.Has(p.Name) {
 					r.event(p, corev1.EventTypeNormal, ReasonRepaired, "Repair", fmt.Sprintf(
 						"%s answered by %s (%s); the pod recovers at its next back-off retry", a.Code, changed, missingFor(a, p.Spec.NodeName)))
 				}
@@ -265,33 +252,28 @@ func (rp *repairer) announce(s *snapshot, w *work) {
 		return
 	}
 	for _, ref := range w.changed {
-		msg := fmt.Sprintf("dpfdoctor's grant %s was deleted or altered; restored", ref)
-		obj := rp.desired[ref]
-		if ref.Namespace == "" || obj == nil {
-			if s.config != nil {
-				r.event(s.config, corev1.EventTypeNormal, ReasonRestored, "Restore", msg)
-			}
-			continue
+		on := s.config
+		if obj := rp.desired[ref]; ref.Namespace != "" && obj != nil {
+			on = obj
 		}
-		r.event(obj, corev1.EventTypeNormal, ReasonRestored, "Restore", msg)
+		r.event(on, corev1.EventTypeNormal, ReasonRestored, "Restore", fmt.Sprintf("dpfdoctor's grant %s was deleted or altered; restored", ref))
 	}
 }
 
 // missingFor renders the permissions of a finding that concern one node:
 // those naming one of its objects, by exact name (all when none does).
 func missingFor(a plan.Addressed, node string) string {
-	var out []string
+	var all, mine []string
 	for _, m := range a.Missing {
+		all = append(all, m.String())
 		if node == "" || forNode(m, node) {
-			out = append(out, m.String())
+			mine = append(mine, m.String())
 		}
 	}
-	if len(out) == 0 {
-		for _, m := range a.Missing {
-			out = append(out, m.String())
-		}
+	if len(mine) == 0 {
+		mine = all
 	}
-	return strings.Join(out, "; ")
+	return strings.Join(mine, "; ")
 }
 
 // forNode reports whether a request names one of node's objects as the
@@ -318,12 +300,7 @@ func refs(rs []plan.ObjectRef) string {
 
 // fixable reports whether a failing pod has a finding a grant answers.
 func fixable(d *diagnose.Diagnosis) bool {
-	for _, f := range d.Findings {
-		if f.Fixable && len(f.Missing) > 0 && len(f.Pods) > 0 {
-			return true
-		}
-	}
-	return false
+	return slices.ContainsFunc(d.Findings, func(f diagnose.Finding) bool { return f.Fixable && len(f.Missing) > 0 && len(f.Pods) > 0 })
 }
 
 // logWriter turns apply's step lines into log entries.
@@ -332,4 +309,92 @@ type logWriter struct{ log logr.Logger }
 func (w logWriter) Write(p []byte) (int, error) {
 	w.log.V(1).Info(strings.TrimRight(string(p), "\n"), "step", "apply")
 	return len(p), nil
+}
+
+// pruneBackups keeps the newest keep backup directories under root. Their
+// names are UTC timestamps, and os.ReadDir sorts by name: oldest first.
+func pruneBackups(root string, keep int, log logr.Logger) {
+	entries, err := os.ReadDir(root)
+	if err != nil {
+		return
+	}
+	dirs := slices.DeleteFunc(entries, func(e os.DirEntry) bool { return !e.IsDir() })
+	for _, d := range dirs[:max(len(dirs)-keep, 0)] {
+		if err := os.RemoveAll(filepath.Join(root, d.Name())); err != nil {
+			log.Info("could not remove an old backup", "dir", d.Name(), "error", err.Error())
+		}
+	}
+}
+
+// completeBindings gives every desired Role of dpfdoctor its RoleBinding
+// when the binding was never seen (deleted before this replica started or
+// took the lead): the binding is what rbac.Render makes for the Role, with
+// the Role's metadata, bound to the DMS pods' ServiceAccount of that name.
+func (rp *repairer) completeBindings(s *snapshot) {
+	for ref, role := range rp.desired {
+		if ref.Kind != "Role" {
+			continue
+		}
+		rbRef := plan.ObjectRef{Group: rbacv1.GroupName, Kind: "RoleBinding", Namespace: ref.Namespace, Name: ref.Name}
+		if _, ok := rp.desired[rbRef]; ok {
+			continue
+		}
+		// The DMS pods' ServiceAccount whose dpfdoctor grant the Role is.
+		i := slices.IndexFunc(s.pods, func(p *corev1.Pod) bool {
+			return p.Spec.ServiceAccountName != "" && plan.NamePrefix+p.Spec.ServiceAccountName == ref.Name
+		})
+		if i < 0 {
+			continue
+		}
+		sa := s.pods[i].Spec.ServiceAccountName
+		u, err := toUnstructured("RoleBinding", &rbacv1.RoleBinding{
+			ObjectMeta: metav1.ObjectMeta{Name: ref.Name, Namespace: ref.Namespace, Labels: role.GetLabels(),
+				Annotations: role.GetAnnotations()},
+			RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: ref.Name},
+			Subjects: []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: sa, Namespace: ref.Namespace}},
+		})
+		if err != nil {
+			continue
+		}
+		unstructured.RemoveNestedField(u.Object, "metadata", "creationTimestamp")
+		rp.desired[rbRef] = u
+	}
+}
+
+// contentHash identifies a plan by its objects' content.
+func contentHash(p *plan.Plan) string {
+	data, _ := json.Marshal(p.Changes)
+	h := sha256.Sum256(data)
+	return hex.EncodeToString(h[:])[:16]
+}
+
+func liveObjects(m evidence.RBAC) (map[plan.ObjectRef]*unstructured.Unstructured, error) {
+	out := map[plan.ObjectRef]*unstructured.Unstructured{}
+	var errs []error
+	add := func(kind string, obj runtime.Object) {
+		u, err := toUnstructured(kind, obj)
+		if errs = append(errs, err); err == nil {
+			out[plan.RefOf(u)] = u
+		}
+	}
+	for i := range m.Roles {
+		add("Role", &m.Roles[i])
+	}
+	for i := range m.RoleBindings {
+		add("RoleBinding", &m.RoleBindings[i])
+	}
+	return out, errors.Join(errs...)
+}
+
+// toUnstructured converts a Role or RoleBinding, with its kind set
+// (informers drop it).
+func toUnstructured(kind string, obj runtime.Object) (*unstructured.Unstructured, error) {
+	data, err := runtime.DefaultUnstructuredConverter.ToUnstructured(obj)
+	if err != nil {
+		return nil, fmt.Errorf("convert %s: %w", kind, err)
+	}
+	u := &unstructured.Unstructured{Object: data}
+	u.SetAPIVersion(rbacv1.SchemeGroupVersion.String())
+	u.SetKind(kind)
+	return u, nil
 }

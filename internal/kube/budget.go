@@ -7,8 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // ErrBudgetExceeded is returned by a Budget's RoundTripper once more requests
@@ -30,6 +32,9 @@ type Record struct {
 type Budget struct {
 	used atomic.Int64
 	max  atomic.Int64
+	// waited sums the Retry-After the API server answered with (429, or
+	// 5xx with the header), which client-go sleeps before it retries.
+	waited atomic.Int64
 
 	mu      sync.Mutex
 	record  bool
@@ -61,6 +66,11 @@ func (b *Budget) Records() []Record {
 	return append([]Record(nil), b.records...)
 }
 
+// Waited is the time the API server asked the clients to wait (429 and
+// Retry-After, as API Priority and Fairness answers when it sheds load).
+// With client-side rate limiting off (Tune) it is the only wait there is.
+func (b *Budget) Waited() time.Duration { return time.Duration(b.waited.Load()) }
+
 // Reset zeroes the counter and drops the records.
 func (b *Budget) Reset() {
 	b.used.Store(0)
@@ -86,6 +96,11 @@ func (c *counting) RoundTrip(r *http.Request) (*http.Response, error) {
 		return nil, fmt.Errorf("%w: more than %d requests", ErrBudgetExceeded, max)
 	}
 	resp, err := c.next.RoundTrip(r)
+	if resp != nil && (resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500) {
+		if s, perr := strconv.Atoi(resp.Header.Get("Retry-After")); perr == nil && s > 0 {
+			c.b.waited.Add(int64(time.Duration(s) * time.Second))
+		}
+	}
 	c.b.mu.Lock()
 	if c.b.record {
 		rec := Record{Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery, Accept: r.Header.Get("Accept")}

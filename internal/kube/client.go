@@ -15,12 +15,15 @@ import (
 	"k8s.io/utils/ptr"
 )
 
-// Defaults for the client-side rate limiter. client-go's own defaults (5/10)
-// apply silently when these are zero, so they are always set explicitly.
+// QPS turns client-go's client-side rate limiter off, as controller-runtime
+// does (pkg/client/config GetConfigWithContext): a zero QPS would silently
+// mean client-go's 5/10, and any fixed rate throttles a large fix by itself
+// (docs/fix.md). Our fan-outs are bounded (fanout.Limit), and the API
+// server's Priority and Fairness sheds load with 429 and Retry-After, which
+// client-go honours (Budget.Waited reports it).
 const (
-	DefaultQPS   = 50
-	DefaultBurst = 100
-	UserAgent    = "dpfdoctor"
+	QPS       = -1
+	UserAgent = "dpfdoctor"
 )
 
 // Clients are the clients one command uses, sharing one Budget.
@@ -33,10 +36,10 @@ type Clients struct {
 	Budget    *Budget
 }
 
-// Tune sets QPS/Burst, the user agent and the budget on a copy of c.
+// Tune turns client-side rate limiting off, sets the user agent and the budget on a copy of c.
 func Tune(c *rest.Config, b *Budget) *rest.Config {
 	c = rest.CopyConfig(c)
-	c.QPS, c.Burst = DefaultQPS, DefaultBurst
+	c.QPS, c.Burst, c.RateLimiter = QPS, 0, nil
 	c.UserAgent = UserAgent
 	if b != nil {
 		c.Wrap(b.Wrap)

@@ -26,6 +26,9 @@ import (
 // ErrScope is returned for an unknown --scope.
 var ErrScope = errors.New("unknown scope")
 
+// ErrRestart is returned for an unknown restart mode.
+var ErrRestart = errors.New("unknown restart mode")
+
 // Input is what a plan is built from.
 type Input struct {
 	Diagnosis *diagnose.Diagnosis
@@ -37,6 +40,8 @@ type Input struct {
 	// object not rendered anew is carried over without its server-set
 	// fields.
 	Keep []*unstructured.Unstructured
+	// Restart is RestartAuto (default), RestartDelete or RestartNone.
+	Restart string
 }
 
 // Build makes the plan for a diagnosis: for the fixable findings, the
@@ -57,6 +62,9 @@ func Build(in Input) (*Plan, error) {
 	if d == nil {
 		d = diagnose.Diagnose(b)
 	}
+	if in.Restart = cmp.Or(in.Restart, RestartAuto); !slices.Contains([]string{RestartAuto, RestartDelete, RestartNone}, in.Restart) {
+		return nil, fmt.Errorf("%w %q (want auto, delete or none)", ErrRestart, in.Restart)
+	}
 	release, known := lookup(b.Install.Version) // the zero Release when unknown
 	p := &Plan{SchemaVersion: SchemaVersion, Namespace: cmp.Or(b.Install.Namespace, dpf.DefaultNamespace), Version: b.Install.Version,
 		OperatorConfig: cmp.Or(b.Install.OperatorConfig, dpf.OperatorConfigName), Scope: in.Scope,
@@ -73,8 +81,10 @@ func Build(in Input) (*Plan, error) {
 			continue
 		case f.Class == diagnose.ClassPodMissing && f.Fixable:
 			missing = append(missing, f.Nodes...)
-			p.Addresses = append(p.Addresses, Addressed{Code: f.Code, Class: string(f.Class), Summary: f.Summary})
-			continue
+			if len(f.Missing) == 0 {
+				p.Addresses = append(p.Addresses, Addressed{Code: f.Code, Class: string(f.Class), Summary: f.Summary})
+				continue
+			} // else: grant what the re-created pods will need, below
 		case !f.Fixable || len(f.Missing) == 0:
 			if len(f.Pods) > 0 || len(f.SecondaryPods) > 0 || f.Severity != diagnose.SeverityInfo {
 				p.Skipped = append(p.Skipped, Skipped{Code: f.Code, Class: string(f.Class), Summary: f.Summary, Pods: f.Pods, NextStep: f.NextStep})
@@ -128,7 +138,11 @@ func Build(in Input) (*Plan, error) {
 	// A pod of several findings is restarted once.
 	slices.SortFunc(affected, func(a, b AffectedPod) int { return strings.Compare(a.Name, b.Name) })
 	affected = slices.CompactFunc(affected, func(a, b AffectedPod) bool { return a.Name == b.Name })
-	p.Restart = append(RestartActions(release, known, affected, dpuNodes(b)), MissingPodActions(release, missing)...)
+	mode, why := chooseRestart(in.Restart, release, known, len(affected))
+	p.Restart = append(RestartActions(mode, release, known, affected, dpuNodes(b)), MissingPodActions(mode, release, missing)...)
+	if len(p.Restart) > 0 {
+		p.RestartMode, p.RestartWhy = mode, why
+	}
 	p.ID = id(p, b)
 	return p, nil
 }

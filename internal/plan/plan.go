@@ -73,6 +73,10 @@ type Plan struct {
 	// grant is no wider than needed.
 	MustStayDenied []access.Request `json:"mustStayDenied,omitempty"`
 	Skipped        []Skipped        `json:"skipped,omitempty"` // the findings RBAC cannot fix; fix leaves them alone
+	// RestartMode is RestartDelete or RestartNone, as chosen (with
+	// RestartWhy) from fix --restart.
+	RestartMode string `json:"restartMode,omitempty"`
+	RestartWhy  string `json:"restartWhy,omitempty"`
 	// Restart says, per affected pod, how it gets back to running.
 	Restart []PodAction `json:"restart,omitempty"`
 }

@@ -1,6 +1,8 @@
 package plan_test
 
 import (
+	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -177,17 +179,20 @@ func TestRestartActions(t *testing.T) {
 	dpuNodes := map[string]bool{"b": true}
 	for _, tc := range []struct {
 		name    string
+		mode    string
 		release dpf.Release
 		known   bool
 		want    map[string]string // pod → action[+touch]
 	}{
-		{"v25.4.0", v254, true, map[string]string{"a-dms": "delete+touch", "b-dms": "wait"}},
-		{"v25.7.0", v257, true, map[string]string{"a-dms": "delete", "b-dms": "delete"}},
-		{"unknown", dpf.Release{}, false, map[string]string{"a-dms": "wait", "b-dms": "wait"}},
+		{"v25.4.0", plan.RestartDelete, v254, true, map[string]string{"a-dms": "delete+touch", "b-dms": "wait"}},
+		{"v25.7.0", plan.RestartDelete, v257, true, map[string]string{"a-dms": "delete", "b-dms": "delete"}},
+		{"unknown", plan.RestartDelete, dpf.Release{}, false, map[string]string{"a-dms": "wait", "b-dms": "wait"}},
+		{"v25.4.0 none", plan.RestartNone, v254, true, map[string]string{"a-dms": "wait", "b-dms": "wait"}},
+		{"v25.7.0 none", plan.RestartNone, v257, true, map[string]string{"a-dms": "wait", "b-dms": "wait"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got := map[string]string{}
-			for _, a := range plan.RestartActions(tc.release, tc.known, pods, dpuNodes) {
+			for _, a := range plan.RestartActions(tc.mode, tc.release, tc.known, pods, dpuNodes) {
 				s := a.Action
 				if a.TouchNode {
 					s += "+touch"
@@ -317,5 +322,34 @@ func TestBuildMissingPods(t *testing.T) {
 				t.Fatalf("restart %v, want %s for w2-dms and w3-dms", got, tc.want)
 			}
 		})
+	}
+}
+
+// --restart=auto deletes on a small v25.4.0 fleet and waits on a large one,
+// and says why; an unknown mode is an error.
+func TestRestartModeAuto(t *testing.T) {
+	nodes := func(n int) []string {
+		out := make([]string, n)
+		for i := range out {
+			out[i] = fmt.Sprintf("w%04d", i)
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		nodes    int
+		wantMode string
+	}{{3, plan.RestartDelete}, {plan.AutoDeleteMax + 1, plan.RestartNone}} {
+		p, err := plan.Build(input("v25.4.0", nodes(tc.nodes)...))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p.RestartMode != tc.wantMode || !strings.HasPrefix(p.RestartWhy, "auto: ") || len(p.Restart) != tc.nodes {
+			t.Errorf("%d nodes: mode %q (%s), %d actions; want %q", tc.nodes, p.RestartMode, p.RestartWhy, len(p.Restart), tc.wantMode)
+		}
+	}
+	in := input("v25.4.0", "w1")
+	in.Restart = "sometimes"
+	if _, err := plan.Build(in); !errors.Is(err, plan.ErrRestart) {
+		t.Fatalf("unknown mode: %v", err)
 	}
 }

@@ -15,6 +15,34 @@ type AffectedPod struct {
 	Ready, Deleting bool
 }
 
+// Restart modes (fix --restart).
+const (
+	RestartAuto   = "auto"   // delete or none, by version and fleet size
+	RestartDelete = "delete" // delete where the operator re-creates the pod
+	RestartNone   = "none"   // write only the grant; the back-off retries pick it up
+)
+
+// AutoDeleteMax is the most pods auto deletes on DPF v25.4.0: each costs a
+// DELETE and a Node PATCH, and waiting costs at most one back-off cap.
+const AutoDeleteMax = 1000
+
+// chooseRestart resolves mode for n affected pods and says why.
+func chooseRestart(mode string, release dpf.Release, known bool, n int) (string, string) {
+	switch {
+	case mode != RestartAuto:
+		return mode, "--restart=" + mode
+	case !known:
+		return RestartNone, "auto: the DPF version is unknown, so a deleted pod might not come back"
+	case !release.RecreatesDeletedPod && n > AutoDeleteMax:
+		return RestartNone, fmt.Sprintf("auto: %d pods on DPF %s would cost %d deletes and Node patches; "+
+			"each pod retries within the 5-minute back-off cap anyway", n, release.Version, 2*n)
+	}
+	return RestartDelete, fmt.Sprintf("auto: DPF %s, %d pods: deleting costs at most two requests a pod and skips the back-off", release.Version, n)
+}
+
+// waitNone is why a pod waits under --restart=none.
+const waitNone = "--restart=none: dpfdoctor writes only the grant; the pod picks it up at the kubelet's next back-off retry (at most 5 minutes)"
+
 // RestartActions decides, per affected pod, how it gets back to running
 // without the crash-loop back-off, for the DPF release the cluster runs
 // (docs/versions.md):
@@ -23,11 +51,11 @@ type AffectedPod struct {
 //     only while the node has no DPUNode. Without a DPUNode: delete the pod,
 //     then annotate the Node. With one: do not delete (the pod would never
 //     come back); wait for the kubelet's next back-off retry;
-//   - an unknown release: wait, since a delete could lose the pod.
+//   - an unknown release, or mode RestartNone: wait.
 //
 // dpuNodes holds the names of the DPUNodes that exist. The result is sorted
 // by pod name.
-func RestartActions(release dpf.Release, known bool, pods []AffectedPod, dpuNodes map[string]bool) []PodAction {
+func RestartActions(mode string, release dpf.Release, known bool, pods []AffectedPod, dpuNodes map[string]bool) []PodAction {
 	var out []PodAction
 	for _, p := range pods {
 		if p.Ready || p.Deleting {
@@ -38,6 +66,8 @@ func RestartActions(release dpf.Release, known bool, pods []AffectedPod, dpuNode
 		case !known:
 			a.Action = ActionWait
 			a.Reason = "DPF version unknown: a deleted pod might not be re-created, so dpfdoctor waits for the kubelet's next back-off retry"
+		case mode == RestartNone:
+			a.Action, a.Reason = ActionWait, waitNone
 		case release.RecreatesDeletedPod:
 			a.Action = ActionDelete
 			a.Reason = fmt.Sprintf("DPF %s re-creates a deleted DMS pod at once; the new pod skips the back-off", release.Version)
@@ -62,12 +92,16 @@ func RestartActions(release dpf.Release, known bool, pods []AffectedPod, dpuNode
 // NodeReconciler re-creates a pod only on a Node event while the node has
 // no DPUNode, annotate the Node (after any grant). The result is sorted by
 // pod name.
-func MissingPodActions(release dpf.Release, nodes []string) []PodAction {
+func MissingPodActions(mode string, release dpf.Release, nodes []string) []PodAction {
 	var out []PodAction
 	for _, n := range nodes {
 		a := PodAction{Pod: dpf.PodName(n), Node: n, Action: ActionRecreate, TouchNode: true,
 			Reason: fmt.Sprintf("the pod is gone and DPF %s re-creates it only on a Node event while the node has no DPUNode "+
 				"(the kubelet's status report, every ~5 minutes, is one): dpfdoctor annotates the Node (%s) after any grant", release.Version, RestartedAtAnnotation)}
+		if mode == RestartNone && !release.RecreatesDeletedPod {
+			a.Action, a.TouchNode = ActionWait, false
+			a.Reason = "--restart=none: the pod is gone and comes back at the kubelet's next Node status report (about every 5 minutes)"
+		}
 		if release.RecreatesDeletedPod {
 			a.Action, a.TouchNode = ActionWait, false
 			a.Reason = fmt.Sprintf("the pod is gone and DPF %s re-creates it by itself: at once on the delete, at the latest at the operator's next resync "+

@@ -98,8 +98,7 @@ type Input struct {
 	RBAC          string
 	ManifestPaths []string
 	// Access answers Patterns(Bundle, Target) under that source.
-	Access  []evidence.AccessCheck
-	Reviews int
+	Access []evidence.AccessCheck
 }
 
 // Check decides what will break. It is pure.
@@ -107,8 +106,13 @@ func Check(in Input) (*Report, error) {
 	b, t := in.Bundle, in.Target
 	r := &Report{SchemaVersion: SchemaVersion, From: b.Install.Version, To: t.Version, Namespace: b.Install.Namespace,
 		ServiceAccount: t.ServiceAccount, Component: component(t), RBAC: cmp.Or(in.RBAC, RBACRelease),
-		Nodes: Nodes(b), Access: in.Access, Gaps: b.Gaps, Reviews: in.Reviews}
-	r.Assumptions = assumptions(in, r)
+		Nodes: Nodes(b), Access: in.Access, Gaps: b.Gaps}
+	for _, c := range in.Access {
+		if c.Method == evidence.MethodReview {
+			r.Reviews++
+		}
+	}
+	r.Assumptions = assumptions(b, t, r, in.ManifestPaths)
 	r.crd(b, t)
 	missing := r.rbac(in)
 	r.certificates(b, t)
@@ -146,10 +150,10 @@ func Nodes(b *evidence.Bundle) []string {
 	return slices.DeleteFunc(slices.Compact(out), func(s string) bool { return s == "" })
 }
 
-func assumptions(in Input, r *Report) []string {
-	b, t := in.Bundle, in.Target
+func assumptions(b *evidence.Bundle, t dpf.Release, r *Report, manifests []string) []string {
 	var out []string
-	shape := fmt.Sprintf("%s pods: init containers %s, containers %s", t.Version, orNone(t.InitContainers), orNone(t.Containers))
+	shape := fmt.Sprintf("%s pods: init containers %s, containers %s", t.Version,
+		cmp.Or(strings.Join(t.InitContainers, ", "), "none"), cmp.Or(strings.Join(t.Containers, ", "), "none"))
 	if t.ServiceAccount != "" {
 		shape += fmt.Sprintf(", ServiceAccount %s; %s makes %d API calls (dmsinit.sh %s, Kubernetes mode: --external-certificate TODO, so no Secret read and no Certificate write)",
 			t.ServiceAccount, r.Component, len(dpf.Calls(t.Script, false)), t.Script)
@@ -158,10 +162,10 @@ func assumptions(in Input, r *Report) []string {
 	switch r.RBAC {
 	case RBACCurrent:
 		out = append(out, fmt.Sprintf("RBAC stays as it is now (pinned by GitOps or by hand): answered by %d SubjectAccessReviews as %s.",
-			in.Reviews, access.ServiceAccount(b.Install.Namespace, t.ServiceAccount).User))
+			r.Reviews, access.ServiceAccount(b.Install.Namespace, t.ServiceAccount).User))
 	case RBACManifests:
 		out = append(out, fmt.Sprintf("RBAC after the upgrade is the manifests in %s (namespace %s rewritten to %s), plus the RBAC objects outside the operator's inventory that exist now; evaluated locally.",
-			strings.Join(in.ManifestPaths, ", "), dpf.PlaceholderNamespace, b.Install.Namespace))
+			strings.Join(manifests, ", "), dpf.PlaceholderNamespace, b.Install.Namespace))
 	default:
 		out = append(out, fmt.Sprintf("RBAC: the operator re-applies its own %s inventory (ClusterRole %s); RBAC objects outside its inventory stay; evaluated locally.",
 			t.Version, cmp.Or(t.ClusterRole, "none")))
@@ -182,26 +186,17 @@ func assumptions(in Input, r *Report) []string {
 	return out
 }
 
-func orNone(s []string) string {
-	if len(s) == 0 {
-		return "none"
-	}
-	return strings.Join(s, ", ")
-}
-
 // crd: a target whose calls patch dpudevices/status needs a DPUDevice CRD
 // with a status subresource, and the CRD stays as it is.
 func (r *Report) crd(b *evidence.Bundle, t dpf.Release) {
-	var patch *dpf.Call
-	for _, c := range dpf.Calls(t.Script, false) {
-		if c.Resource == "dpudevices" && c.Subresource == "status" && c.Verb == "patch" {
-			patch = &c
-			break
-		}
-	}
-	if patch == nil || b.Install.DPUDeviceStatusSubresource {
+	calls := dpf.Calls(t.Script, false)
+	i := slices.IndexFunc(calls, func(c dpf.Call) bool {
+		return c.Resource == "dpudevices" && c.Subresource == "status" && c.Verb == "patch"
+	})
+	if i < 0 || b.Install.DPUDeviceStatusSubresource {
 		return
 	}
+	patch := calls[i]
 	name := evidence.DPUDeviceCRDName()
 	why := "has no status subresource"
 	switch {
@@ -225,9 +220,8 @@ func (r *Report) crd(b *evidence.Bundle, t dpf.Release) {
 // rbac turns the denied access answers into one finding per set of
 // affected nodes, and returns every missing permission.
 func (r *Report) rbac(in Input) []access.Request {
-	byNodes := map[string]*Finding{}
-	var order []string
-	var all []access.Request
+	var fs []Finding
+	byNodes := map[string]int{} // index into fs
 	for _, c := range in.Access {
 		if c.Allowed {
 			continue
@@ -237,7 +231,7 @@ func (r *Report) rbac(in Input) []access.Request {
 		for _, n := range r.Nodes {
 			if !c.AllowedFor(n) {
 				nodes = append(nodes, n)
-				missing = append(missing, requestFor(c, r.Namespace, n))
+				missing = append(missing, requestFor(c, n))
 			}
 		}
 		if len(r.Nodes) == 0 {
@@ -250,19 +244,19 @@ func (r *Report) rbac(in Input) []access.Request {
 			nodes = nil // every node
 		}
 		k := strings.Join(nodes, ",")
-		f, ok := byNodes[k]
+		i, ok := byNodes[k]
 		if !ok {
-			f = &Finding{Code: CodeRBAC, Nodes: nodes}
-			byNodes[k] = f
-			order = append(order, k)
+			i = len(fs)
+			byNodes[k] = i
+			fs = append(fs, Finding{Code: CodeRBAC, Nodes: nodes})
 		}
-		f.Missing = append(f.Missing, missing...)
-		all = append(all, missing...)
+		fs[i].Missing = append(fs[i].Missing, missing...)
 	}
 	subj := access.ServiceAccount(r.Namespace, r.ServiceAccount).User
-	for _, k := range order {
-		f := byNodes[k]
+	var all []access.Request
+	for _, f := range fs {
 		f.Missing = access.Unique(f.Missing)
+		all = append(all, f.Missing...)
 		var perms []string
 		for _, m := range f.Missing {
 			perms = append(perms, m.Verb+" "+m.GroupResource())
@@ -270,20 +264,17 @@ func (r *Report) rbac(in Input) []access.Request {
 		slices.Sort(perms)
 		f.Summary = fmt.Sprintf("%s %s will be denied as %s: %s.", r.To, r.Component, subj, strings.Join(slices.Compact(perms), ", "))
 		f.Before = "pre-apply the least-privilege grant below (the same objects `dpfdoctor fix -o yaml` prints); the operator leaves it alone"
-		r.Findings = append(r.Findings, *f)
+		r.Findings = append(r.Findings, f)
 	}
 	return access.Unique(all)
 }
 
 // requestFor is a check's request for one node: its name pattern resolved
 // for that node.
-func requestFor(c evidence.AccessCheck, ns, node string) access.Request {
+func requestFor(c evidence.AccessCheck, node string) access.Request {
 	req := c.Request
 	if c.NamePattern != "" {
 		req.Name = strings.ReplaceAll(c.NamePattern, dpf.PatternNode, node)
-	}
-	if req.Namespace != "" {
-		req.Namespace = ns
 	}
 	return req
 }

@@ -14,7 +14,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"sync/atomic"
 
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -73,23 +72,12 @@ func Run(ctx context.Context, cl *kube.Clients, o Options) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	in := Input{Bundle: b, Target: target, RBAC: o.RBAC, ManifestPaths: o.ManifestPaths}
-	patterns := Patterns(b, target)
-	switch o.RBAC {
-	case RBACCurrent:
-		var reviews atomic.Int64
+	ask := Local(AfterUpgrade(b, target, o.Manifests, o.RBAC))
+	if o.RBAC == RBACCurrent {
 		set := b.RBAC.Set()
-		in.Access, err = evidence.Answer(patterns, fanout.Limit, func(p evidence.Pattern) (evidence.AccessCheck, error) {
-			return review(ctx, cl, set, p, &reviews)
-		})
-		in.Reviews = int(reviews.Load())
-	default:
-		in.Access, err = evidence.Answer(patterns, fanout.Limit, Local(AfterUpgrade(b, target, o.Manifests, o.RBAC)))
+		ask = func(p evidence.Pattern) (evidence.AccessCheck, error) { return review(ctx, cl, set, p) }
 	}
-	if err != nil {
-		return nil, err
-	}
-	r, err := Check(in)
+	r, err := Evaluate(Input{Bundle: b, Target: target, RBAC: o.RBAC, ManifestPaths: o.ManifestPaths}, ask)
 	if err != nil {
 		return nil, err
 	}
@@ -97,11 +85,20 @@ func Run(ctx context.Context, cl *kube.Clients, o Options) (*Report, error) {
 	return r, nil
 }
 
+// Evaluate answers the target's access questions (Patterns) with ask and
+// checks what will break.
+func Evaluate(in Input, ask func(evidence.Pattern) (evidence.AccessCheck, error)) (*Report, error) {
+	var err error
+	if in.Access, err = evidence.Answer(Patterns(in.Bundle, in.Target), fanout.Limit, ask); err != nil {
+		return nil, err
+	}
+	return Check(in)
+}
+
 // review asks the API server, as the target's ServiceAccount; set (the
 // RBAC objects evidence listed) only adds the nodes a per-name rule grants.
-func review(ctx context.Context, cl *kube.Clients, set *rbac.Set, p evidence.Pattern, n *atomic.Int64) (evidence.AccessCheck, error) {
+func review(ctx context.Context, cl *kube.Clients, set *rbac.Set, p evidence.Pattern) (evidence.AccessCheck, error) {
 	c := p.Question(set)
-	n.Add(1)
 	refused, err := evidence.Review(ctx, cl.Kube, &c)
 	switch {
 	case err != nil:

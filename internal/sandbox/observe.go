@@ -57,7 +57,7 @@ const (
 func Observe(ctx context.Context, o ObserveOptions) ([]Observation, error) {
 	user := access.ServiceAccount(o.Namespace, o.ServiceAccount).User
 	c, err := sim.Start(ctx, sim.Options{Version: o.Version, Nodes: 1, Scenario: string(sim.CertificateNotReady), RBAC: o.RBAC,
-		AuditUsers: []string{user}, Resync: time.Hour, NodeStatusReport: -1})
+		Audit: true, Resync: time.Hour, NodeStatusReport: -1})
 	if err != nil {
 		return nil, fmt.Errorf("start the sim: %w", err)
 	}

@@ -61,22 +61,18 @@ func (e AuditEvent) Incidental() bool {
 	return r.Verb == "get" && r.Resource == "namespaces" && r.Group == "" && r.Subresource == ""
 }
 
-// auditPolicy writes the policy that makes kube-apiserver log the
-// Options.AuditUsers' requests (level Metadata, with the authorizer's
+// auditPolicy writes the policy that makes kube-apiserver log every
+// ServiceAccount's requests (level Metadata, with the authorizer's
 // decision) and returns it with the log's path, <dir>/audit.log.
 func (c *Cluster) auditPolicy() (policy, log string, err error) {
-	var users []string
-	for _, u := range c.opts.AuditUsers {
-		users = append(users, fmt.Sprintf("%q", u))
-	}
 	policy = filepath.Join(c.dir, "audit-policy.yaml")
-	err = os.WriteFile(policy, []byte(fmt.Sprintf("apiVersion: audit.k8s.io/v1\nkind: Policy\nomitStages: [RequestReceived]\n"+
-		"rules:\n- level: Metadata\n  users: [%s]\n- level: None\n", strings.Join(users, ", "))), 0o600)
+	err = os.WriteFile(policy, []byte("apiVersion: audit.k8s.io/v1\nkind: Policy\nomitStages: [RequestReceived]\n"+
+		"rules:\n- level: Metadata\n  userGroups: [\"system:serviceaccounts\"]\n- level: None\n"), 0o600)
 	return policy, filepath.Join(c.dir, "audit.log"), err
 }
 
-// ReadAudit returns the completed requests of user in the audit log from
-// offset on, and the offset of the log's end.
+// ReadAudit returns the completed requests of user (any when "") in the
+// audit log from offset on, and the offset of the log's end.
 func ReadAudit(path string, offset int64, user string) ([]AuditEvent, int64, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -95,7 +91,7 @@ func ReadAudit(path string, offset int64, user string) ([]AuditEvent, int64, err
 		if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
 			return nil, offset, fmt.Errorf("audit log %s: %w", path, err)
 		}
-		if ev.Stage == "ResponseComplete" && ev.User.Username == user {
+		if ev.Stage == "ResponseComplete" && (user == "" || ev.User.Username == user) {
 			out = append(out, ev)
 		}
 	}

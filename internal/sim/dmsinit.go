@@ -56,10 +56,13 @@ type dmsInit struct {
 	// read and time out, as the widely shared story claims; the real B
 	// script ignores the failed reads and goes on.
 	hypothetical bool
-	api          apiCaller
-	attempts     int                                  // secret wait attempts (the script uses 30)
-	sleep        func(context.Context, time.Duration) // scaled sleep
-	out          []string
+	// emptyCerts is set when B's unchecked Secret reads failed: the
+	// certificate files it wrote are empty.
+	emptyCerts bool
+	api        apiCaller
+	attempts   int                                  // secret wait attempts (the script uses 30)
+	sleep      func(context.Context, time.Duration) // scaled sleep
+	out        []string
 }
 
 // Error sites: the line error() reports for each call site. create_dpu_device
@@ -280,7 +283,7 @@ func (d *dmsInit) createCertificate(ctx context.Context, ns string) string {
 		}
 		d.log("Certificate secret name: %s", name)
 		if !d.hypothetical {
-			d.readSecret(ctx, ns, name, false)
+			d.emptyCerts = !d.readSecret(ctx, ns, name, false)
 			return ""
 		}
 		// The widely shared story: the reads are retried and time out.
@@ -334,6 +337,10 @@ func hostAgent(ctx context.Context, api apiCaller, ns, node string, noDPU bool) 
 		logf('E', "97", "unable to reach the Kubernetes API server: %s", strings.TrimSpace(lastLine(v)))
 		return out, 1
 	}
+	if _, stderr, ok := api.get(ctx, "dpfoperatorconfig", ns, "", ""); !ok {
+		logf('E', "112", "failed to list DPFOperatorConfigs: %s", oneLine(stderr))
+		return out, 1
+	}
 	if noDPU {
 		logf('E', "131", "no DPU found on this host (looked for PCI device IDs 0xa2dc, 0xa2d6)")
 		return out, 1
@@ -361,6 +368,10 @@ func hostAgent(ctx context.Context, api apiCaller, ns, node string, noDPU bool) 
 			logf('E', "193", "failed to create DPUNode %s: %s", node, oneLine(msg))
 			return out, 1
 		}
+	}
+	if msg, ok := api.patchStatus(ctx, "dpunode", ns, node, `{"status":{"dpuInstallInterface":"hostAgent"}}`); !ok {
+		logf('E', "201", "failed to update DPUNode %s status: %s", node, oneLine(msg))
+		return out, 1
 	}
 	logf('I', "210", "host agent ready: DPUDevice %s, DPUNode %s", serial, node)
 	return out, 0
@@ -466,6 +477,13 @@ func (c *clientCaller) get(ctx context.Context, resource, ns, name, jp string) (
 	if err != nil {
 		return "", err.Error() + "\n", false
 	}
+	if name == "" { // a list, as a Go client's informer starts
+		_, err := c.dyn.Resource(gvr).Namespace(ns).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return "", kubectlError(c.server, err) + "\n", false
+		}
+		return "", "", true
+	}
 	var obj *unstructured.Unstructured
 	if namespaced {
 		obj, err = c.dyn.Resource(gvr).Namespace(ns).Get(ctx, name, metav1.GetOptions{})
@@ -522,6 +540,21 @@ func (c *clientCaller) patchStatus(ctx context.Context, resource, ns, name, patc
 		return kubectlError(c.server, err) + "\n", false
 	}
 	return resource + "." + gvr.Group + "/" + name + " patched\n", true
+}
+
+// goClient is clientCaller as a Go program uses client-go: a patch is sent
+// without kubectl's read of the object first.
+type goClient struct{ *clientCaller }
+
+func (g goClient) patchStatus(ctx context.Context, resource, ns, name, patch string) (string, bool) {
+	gvr, _, err := g.resource(resource)
+	if err == nil {
+		_, err = g.dyn.Resource(gvr).Namespace(ns).Patch(ctx, name, types.MergePatchType, []byte(patch), metav1.PatchOptions{}, "status")
+	}
+	if err != nil {
+		return kubectlError(g.server, err) + "\n", false
+	}
+	return "", true
 }
 
 // kubectlError formats an error the way kubectl prints it.

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+
 	"github.com/dpfdoctor/dpfdoctor/internal/dpf"
 )
 
@@ -101,6 +103,7 @@ func TestDMSInitOutput(t *testing.T) {
 		hypo     bool
 		want     []string
 		wantExit int
+		empty    bool // the certificate files written are empty
 	}{
 		{name: "healthy, B (v25.4.0)", variant: dpf.ScriptB, want: join(discovery, []string{
 			"[dmsinit] Creating DPUDevice for PCI address 0000-3b-00",
@@ -134,7 +137,7 @@ func TestDMSInitOutput(t *testing.T) {
 			"[dmsinit] No DPUs found on this system",
 			"[dmsinit] Error (main:612): No DPUs found on this system, exiting",
 		}},
-		{name: "B with --external-certificate none and Forbidden Secret reads exits 0 (empty files)", variant: dpf.ScriptB, extCert: "none",
+		{name: "hypothetical-empty-certificate-files: B with --external-certificate none and Forbidden Secret reads exits 0 (empty files)", variant: dpf.ScriptB, extCert: "none", empty: true,
 			api: fakeAPI{forbidden: map[string]bool{"secret": true}, existing: map[string]bool{"Certificate/n1-dms-server-cert": true}},
 			want: join(discovery, []string{
 				"[dmsinit] Resource n1-dms-server-cert of type Certificate already exists, skipping creation",
@@ -173,9 +176,30 @@ func TestDMSInitOutput(t *testing.T) {
 			d := &dmsInit{variant: tc.variant, args: dpf.ParseArgs(argv), node: "n1", pci: PCIAddress, serial: serialNumber("n1"),
 				noDPU: tc.noDPU, hypothetical: tc.hypo, api: &api, attempts: 2, sleep: func(context.Context, time.Duration) {}}
 			got, code := d.run(context.Background())
+			if d.emptyCerts != tc.empty {
+				t.Errorf("empty certificate files: %v, want %v", d.emptyCerts, tc.empty)
+			}
 			if code != tc.wantExit || strings.Join(got, "\n") != strings.Join(tc.want, "\n") {
 				t.Errorf("exit %d, want %d; lines:\n%s\nwant:\n%s", code, tc.wantExit, strings.Join(got, "\n"), strings.Join(tc.want, "\n"))
 			}
 		})
+	}
+}
+
+// The dms container of hypothetical-empty-certificate-files: it exits 1 with
+// the (modelled) dmsd line while dms-init's certificate files are empty,
+// and starts when they are not.
+func TestDMSContainerOnEmptyCertificates(t *testing.T) {
+	k := &kubelet{}
+	pod := &corev1.Pod{Spec: corev1.PodSpec{NodeName: "n1"}}
+	for _, empty := range []bool{true, false} {
+		run := k.runContainer(context.Background(), pod, nil, HypotheticalEmptyCertificateFiles, corev1.Container{Name: dpf.ContainerDMS}, &podState{emptyCerts: empty})
+		wantExit, wantLine := int32(0), "starting dms"
+		if empty {
+			wantExit, wantLine = 1, DMSEmptyCertificate
+		}
+		if run.exitCode != wantExit || len(run.lines) != 1 || !strings.Contains(run.lines[0], wantLine) {
+			t.Errorf("empty=%v: exit %d, lines %q; want exit %d and %q", empty, run.exitCode, run.lines, wantExit, wantLine)
+		}
 	}
 }

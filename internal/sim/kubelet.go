@@ -41,6 +41,9 @@ const (
 	nodeStatusReport = 5 * time.Minute
 	// PCIAddress is the simulated DPU's PCI address on every host.
 	PCIAddress = "0000:3b:00.0"
+	// DMSEmptyCertificate is the dms container's (modelled) last line when
+	// dms-init left empty certificate files.
+	DMSEmptyCertificate = "dmsd: load server certificate /opt/dpf/dms/certs/tls.crt: tls: failed to find any PEM data in certificate input"
 )
 
 // kubelet runs the containers of every DMS pod: init containers in order,
@@ -83,8 +86,11 @@ type podState struct {
 	due       time.Time
 	runs      map[string][]containerRun // per container, oldest first (last two kept)
 	mounted   bool
-	done      bool
-	readyAt   time.Time
+	// emptyCerts: dms-init left empty certificate files (script B after
+	// Forbidden Secret reads); dms fails on them until dms-init runs again.
+	emptyCerts bool
+	done       bool
+	readyAt    time.Time
 }
 
 func newKubelet(c *Cluster) *kubelet {
@@ -262,7 +268,7 @@ func (k *kubelet) sync(ctx context.Context, name string) error {
 	all := append(append([]corev1.Container{}, pod.Spec.InitContainers...), pod.Spec.Containers...)
 	for st.next < len(all) {
 		ctr := all[st.next]
-		run := k.runContainer(ctx, pod, node, scen, ctr)
+		run := k.runContainer(ctx, pod, node, scen, ctr, st)
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -303,7 +309,7 @@ func secretVolume(p *corev1.Pod) string {
 }
 
 // runContainer runs one init container's program for the pod's scenario.
-func (k *kubelet) runContainer(ctx context.Context, pod *corev1.Pod, node *corev1.Node, scen Scenario, ctr corev1.Container) containerRun {
+func (k *kubelet) runContainer(ctx context.Context, pod *corev1.Pod, node *corev1.Node, scen Scenario, ctr corev1.Container, st *podState) containerRun {
 	run := containerRun{started: time.Now()}
 	switch ctr.Name {
 	case dpf.ContainerRshimPreflight, dpf.ContainerDMSInit:
@@ -329,7 +335,7 @@ func (k *kubelet) runContainer(ctx context.Context, pod *corev1.Pod, node *corev
 		d := &dmsInit{
 			variant: dpf.ScriptForImageTag(dpf.ImageTag(ctr.Image)), args: dpf.ParseArgs(argv), node: pod.Spec.NodeName,
 			pci: PCIAddress, serial: serialNumber(pod.Spec.NodeName), noDPU: scen == NoDPUFound && ctr.Name == dpf.ContainerDMSInit, occupied: scen == RshimOccupied,
-			hypothetical: scen.Hypothetical(), api: api, attempts: k.c.opts.SecretWaitAttempts, sleep: k.sleep,
+			hypothetical: scen == HypotheticalSecretsForbidden, api: api, attempts: k.c.opts.SecretWaitAttempts, sleep: k.sleep,
 		}
 		// The real rshim-preflight runs discover_dpu too and, with no DPU,
 		// fails first (check_rshim_not_occupied: "No DPUs found on this
@@ -337,6 +343,9 @@ func (k *kubelet) runContainer(ctx context.Context, pod *corev1.Pod, node *corev
 		// in dms-init, the container whose log diagnose reads.
 		lines, code := d.run(ctx)
 		run.lines, run.exitCode = lines, int32(code)
+		if ctr.Name == dpf.ContainerDMSInit {
+			st.emptyCerts = d.emptyCerts
+		}
 		if code != 0 && ctr.Name == dpf.ContainerRshimPreflight {
 			// What the script writes to /dev/termination-log. B–E write
 			// the address without its function (0000:3b:00); the sim
@@ -345,12 +354,23 @@ func (k *kubelet) runContainer(ctx context.Context, pod *corev1.Pod, node *corev
 		}
 	case dpf.ContainerConfigureVF:
 		run.lines = []string{"restoring VF configuration: nothing to restore"}
+	case dpf.ContainerDMS:
+		if st.emptyCerts {
+			// Modelled: the facts record no dmsd text for empty
+			// certificate files; the TLS error is Go's for empty PEM input.
+			run.lines, run.exitCode = []string{DMSEmptyCertificate}, 1
+			break
+		}
+		run.lines = []string{fmt.Sprintf("time=%q level=info msg=\"starting %s\" node=%s", run.started.UTC().Format(time.RFC3339), ctr.Name, pod.Spec.NodeName)}
 	case dpf.ContainerHostAgent:
 		// The host agent is a Go program: client-go, never kubectl.
 		api, err := k.caller(ctx, pod, scen, false)
 		if err != nil {
 			run.lines, run.exitCode = []string{"sim: " + err.Error()}, 1
 			return run
+		}
+		if cc, ok := api.(*clientCaller); ok {
+			api = goClient{cc}
 		}
 		lines, code := hostAgent(ctx, api, k.c.Namespace, pod.Spec.NodeName, scen == NoDPUFound)
 		run.lines, run.exitCode = lines, int32(code)

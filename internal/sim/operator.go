@@ -529,7 +529,7 @@ func (c *Cluster) dmsPod(node *corev1.Node, s Scenario) *corev1.Pod {
 	ip := nodeIP(node)
 	image := ImageRepo + "/dpf-hostdriver:" + c.hostdriverTag(s)
 	extCert := "TODO"
-	if s == HypotheticalSecretsForbidden || s == HypotheticalSecretsForbiddenQuiet {
+	if s == HypotheticalSecretsForbidden || s == HypotheticalSecretsForbiddenQuiet || s == HypotheticalEmptyCertificateFiles {
 		// Hypothetical: the operator never passes "none"; these scenarios
 		// run create_certificate in the pod as the widely shared story
 		// assumes.

@@ -57,13 +57,22 @@ const (
 	// populated" and exit 1. The script's behaviour is real; the pod
 	// running it with these arguments is not.
 	HypotheticalSecretsForbiddenQuiet Scenario = "hypothetical-secrets-forbidden-quiet"
+	// HypotheticalEmptyCertificateFiles: script B (v25.4.0) with
+	// --external-certificate none and the v25.4.0 role, as observed
+	// (docs/versions.md): the three `get secret` reads are Forbidden,
+	// unchecked, and leave empty certificate files; dms-init exits 0 and
+	// the dms container fails on the empty files. Hypothetical in a pod:
+	// the operator passes TODO and mounts <node>-server-secret over the
+	// certificate directory; the empty files are what a non-k8s (systemd)
+	// install is left with. dmsd's failure text is modelled.
+	HypotheticalEmptyCertificateFiles Scenario = "hypothetical-empty-certificate-files"
 )
 
 // Scenarios lists every scenario: the real ones first, then the
 // hypothetical ones.
 func Scenarios() []Scenario {
 	return []Scenario{DPUDeviceStatusForbidden, APIServerUnreachable, CertificateNotReady, RshimOccupied, NoDPUFound, Healthy,
-		HypotheticalSecretsForbidden, HypotheticalSecretsForbiddenQuiet}
+		HypotheticalSecretsForbidden, HypotheticalSecretsForbiddenQuiet, HypotheticalEmptyCertificateFiles}
 }
 
 // Hypothetical reports whether no real DPF combination produces a scenario.
@@ -177,6 +186,8 @@ func Describe(s Scenario) string {
 		Healthy:                           "everything works",
 		HypotheticalSecretsForbidden:      "not produced by any real script: dms-init reads <node>-server-secret (stderr visible), Forbidden, retries and exits 1",
 		HypotheticalSecretsForbiddenQuiet: "a dmsinit.sh C–F with --external-certificate none (non-k8s arguments) in the pod: hidden Forbidden Secret reads, timeout, exit 1",
+		HypotheticalEmptyCertificateFiles: "dmsinit.sh B with --external-certificate none (non-k8s arguments) in the pod: Forbidden Secret reads ignored, empty certificate files, " +
+			"dms-init exits 0, then the dms container exits 1 on them (dmsd's message is modelled)",
 	}[s]
 }
 
@@ -195,7 +206,7 @@ func Applies(s Scenario, r dpf.Release) bool {
 	switch s {
 	case DPUDeviceStatusForbidden:
 		return !grants(r, "dpudevices/status")
-	case HypotheticalSecretsForbidden:
+	case HypotheticalSecretsForbidden, HypotheticalEmptyCertificateFiles:
 		return r.Script == dpf.ScriptB
 	}
 	return true

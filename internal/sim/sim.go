@@ -87,9 +87,9 @@ type Options struct {
 	// RBAC, when set, replaces the release's ClusterRole and
 	// ClusterRoleBinding in the operator's inventory (`sim up --rbac`).
 	RBAC *rbac.Set
-	// AuditUsers are the users whose requests the API server writes to
-	// Cluster.AuditLog.
-	AuditUsers []string
+	// Audit makes the API server write every ServiceAccount's requests,
+	// with the authorizer's decisions, to Cluster.AuditLog.
+	Audit bool
 	// KubeconfigOut is where the admin kubeconfig is written (default a
 	// file in the sim's temporary directory).
 	KubeconfigOut string
@@ -132,8 +132,8 @@ type Cluster struct {
 	Release dpf.Release
 	// Nodes are the initial node names, in order.
 	Nodes []string
-	// AuditLog is the API server's audit log of Options.AuditUsers (see
-	// ReadAudit); empty without them.
+	// AuditLog is the API server's audit log with Options.Audit (see
+	// ReadAudit).
 	AuditLog string
 
 	opts       Options
@@ -243,7 +243,7 @@ func (c *Cluster) start(ctx context.Context) error {
 	api.Set("authorization-mode", "RBAC")
 	api.Set("kubelet-certificate-authority", caFile)
 	api.Set("kubelet-preferred-address-types", "InternalIP")
-	if len(c.opts.AuditUsers) > 0 {
+	if c.opts.Audit {
 		policy, log, err := c.auditPolicy()
 		if err != nil {
 			return err

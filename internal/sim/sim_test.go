@@ -287,7 +287,7 @@ func TestEveryScenario(t *testing.T) {
 	for i, s := range Scenarios() {
 		byScenario[s] = dpf.PodName(c.Nodes[i])
 	}
-	want := map[Scenario]string{Healthy: "Running", CertificateNotReady: "Init:0/3"}
+	want := map[Scenario]string{Healthy: "Running", CertificateNotReady: "Init:0/3", HypotheticalEmptyCertificateFiles: "CrashLoopBackOff"}
 	waitPods(t, cs, time.Minute, "every scenario's state", func(ps []corev1.Pod) bool {
 		if len(ps) != len(mix) {
 			return false
@@ -298,7 +298,7 @@ func TestEveryScenario(t *testing.T) {
 				w = "Init:CrashLoopBackOff"
 			}
 			for i := range ps {
-				if ps[i].Name == name && (dpf.PodState(&ps[i]) != w || (w == "Init:CrashLoopBackOff" && restarts(&ps[i]) < 2)) {
+				if ps[i].Name == name && (dpf.PodState(&ps[i]) != w || (strings.HasSuffix(w, "CrashLoopBackOff") && restarts(&ps[i]) < 2)) {
 					return false
 				}
 			}
@@ -322,6 +322,7 @@ func TestEveryScenario(t *testing.T) {
 		{APIServerUnreachable, []string{"Failed to check kubectl version", "refused"}, nil},
 		{NoDPUFound, []string{"Error (main:", "No DPUs found on this system, exiting"}, nil},
 		{Healthy, []string{dpf.MsgCompleted}, []string{"Error"}},
+		{HypotheticalEmptyCertificateFiles, []string{`cannot get resource "secrets"`, dpf.MsgCompleted}, []string{"Error ("}},
 	} {
 		out := logs(tc.s, "dms-init")
 		for _, w := range tc.contains {
@@ -338,6 +339,9 @@ func TestEveryScenario(t *testing.T) {
 	// DPUDevice status skew runs the newer hostdriver against the v25.4.0 role.
 	if tag := dpf.ImageTag(getPod(t, cs, byScenario[DPUDeviceStatusForbidden]).Spec.InitContainers[1].Image); tag != "v25.7.0" {
 		t.Errorf("status-skew pod runs hostdriver %s, want v25.7.0", tag)
+	}
+	if out := logs(HypotheticalEmptyCertificateFiles, dpf.ContainerDMS); !strings.Contains(out, DMSEmptyCertificate) {
+		t.Errorf("empty certificate files: the dms log lacks %q:\n%s", DMSEmptyCertificate, out)
 	}
 	rshim := getPod(t, cs, byScenario[RshimOccupied])
 	st := rshim.Status.InitContainerStatuses[0]
@@ -356,7 +360,7 @@ func TestEveryScenario(t *testing.T) {
 
 func restarts(p *corev1.Pod) int32 {
 	var n int32
-	for _, s := range p.Status.InitContainerStatuses {
+	for _, s := range append(p.Status.InitContainerStatuses, p.Status.ContainerStatuses...) {
 		n += s.RestartCount
 	}
 	return n

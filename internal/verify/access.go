@@ -8,9 +8,12 @@ package verify
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"strings"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/dpfdoctor/dpfdoctor/internal/access"
@@ -18,6 +21,7 @@ import (
 	"github.com/dpfdoctor/dpfdoctor/internal/fanout"
 	"github.com/dpfdoctor/dpfdoctor/internal/kube"
 	"github.com/dpfdoctor/dpfdoctor/internal/plan"
+	"github.com/dpfdoctor/dpfdoctor/internal/rbac"
 )
 
 // Check is one SubjectAccessReview and its verdict.
@@ -119,33 +123,93 @@ func Needs(p *plan.Plan) []access.Request {
 	return access.Unique(out)
 }
 
-// Sample keeps, of each group of requests that differ only in their name,
-// at most perGroup spread evenly (always the first and the last), in the
-// original order.
-func Sample(rs []access.Request, perGroup int) []access.Request {
-	perGroup = max(perGroup, 2)
-	groups := map[string][]int{}
-	for i, r := range rs {
-		r.Name = ""
-		groups[r.Key()] = append(groups[r.Key()], i)
-	}
-	keep := make([]bool, len(rs))
-	for _, idx := range groups {
-		if len(idx) <= perGroup {
-			for _, i := range idx {
-				keep[i] = true
-			}
+// MaxReviews bounds the SubjectAccessReviews of one fix, whatever the
+// number of pods: every granted name is checked locally instead (Grant).
+const MaxReviews = 50
+
+// Pick chooses the granted requests one round of reviews asks the API
+// server about: the first of each rule shape (requests that differ only in
+// their name), then a random sample of the rest drawn with seed, n in all
+// (at least one per shape). The result is sorted.
+func Pick(expect []access.Request, n int, seed uint64) []access.Request {
+	shapes := map[string]bool{}
+	var out, rest []access.Request
+	for _, r := range access.Unique(expect) {
+		k := r
+		k.Name = ""
+		if !shapes[k.Key()] {
+			shapes[k.Key()] = true
+			out = append(out, r)
 			continue
 		}
-		for j := range perGroup {
-			keep[idx[j*(len(idx)-1)/(perGroup-1)]] = true
+		rest = append(rest, r)
+	}
+	rng := rand.New(rand.NewPCG(seed, seed))
+	rng.Shuffle(len(rest), func(i, j int) { rest[i], rest[j] = rest[j], rest[i] })
+	return access.Unique(append(out, rest[:max(0, min(len(rest), n-len(out)))]...))
+}
+
+// Round is one verification of the grant: every granted request evaluated
+// against the plan's objects as read back from the server, with the RBAC
+// evaluator lint uses, and a bounded set of access reviews.
+type Round struct {
+	Checks Checks `json:"checks"`
+	// Evaluated counts the granted requests evaluated locally;
+	// NotGranted lists those the objects as read back do not grant.
+	Evaluated  int              `json:"evaluatedLocally"`
+	NotGranted []access.Request `json:"notGranted,omitempty"`
+	// Mismatches are sampled requests on which the local evaluation and
+	// the API server disagree: the evaluation cannot be trusted for the
+	// names that were not sampled.
+	Mismatches []string `json:"mismatches,omitempty"`
+}
+
+// Grant verifies p's grant: live are the plan's objects as read back
+// (ReadBack), every Expect is evaluated on them, and the reviews ask the
+// API server about sample (see Pick) and deny.
+func Grant(ctx context.Context, cs kubernetes.Interface, p *plan.Plan, live []*unstructured.Unstructured, sample, deny []access.Request) (Round, error) {
+	set := &rbac.Set{}
+	for _, u := range live {
+		if u == nil {
+			continue
+		}
+		obj, _ := rbac.NewObject(u.GetKind())
+		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, obj); err != nil {
+			return Round{}, fmt.Errorf("read back %s: %w", plan.RefOf(u), err)
+		}
+		if err := set.Add(obj); err != nil {
+			return Round{}, err
 		}
 	}
-	out := make([]access.Request, 0, len(rs))
-	for i, r := range rs {
-		if keep[i] {
-			out = append(out, r)
+	subj := p.Subject()
+	rd := Round{Evaluated: len(p.Expect)}
+	local := map[string]bool{}
+	for _, r := range p.Expect {
+		if local[r.Key()] = set.Evaluate(subj, r).Allowed; !local[r.Key()] {
+			rd.NotGranted = append(rd.NotGranted, r)
 		}
 	}
-	return out
+	var err error
+	if rd.Checks, err = Access(ctx, cs, subj, sample, deny); err != nil {
+		return rd, err
+	}
+	for _, c := range rd.Checks {
+		if c.Want && local[c.Request.Key()] != c.Allowed {
+			rd.Mismatches = append(rd.Mismatches, fmt.Sprintf("%s: local evaluation %s, API server %s",
+				c.Request, Verdict(local[c.Request.Key()]), Verdict(c.Allowed)))
+		}
+	}
+	return rd, nil
+}
+
+// ReadBack reads p's objects from the server, nil for one that is absent.
+func ReadBack(ctx context.Context, cl *kube.Clients, p *plan.Plan) ([]*unstructured.Unstructured, error) {
+	out := make([]*unstructured.Unstructured, len(p.Changes))
+	for i, c := range p.Changes {
+		var err error
+		if out[i], err = getObject(ctx, cl, c.Ref()); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
 }

@@ -70,6 +70,8 @@ type ReconcileWatch struct {
 	cl *kube.Clients
 	p  *plan.Plan
 	w  *watches
+	// Live are the plan's objects as Result read them back.
+	Live []*unstructured.Unstructured
 }
 
 // WatchReconcile starts the watches. Stop them with Result or Stop.
@@ -90,21 +92,20 @@ func (rw *ReconcileWatch) Stop() { rw.w.stop() }
 func (rw *ReconcileWatch) Result(ctx context.Context, before *rbacv1.ClusterRole) (ReconcileResult, error) {
 	p := rw.p
 	res := ReconcileResult{OperatorRole: p.OperatorClusterRole, Events: rw.w.stop(), ObjectsIntact: true}
-	for _, c := range p.Changes {
-		ref := c.Ref()
-		live, err := getObject(ctx, rw.cl, ref)
-		if err != nil {
-			return res, err
-		}
+	var err error
+	if rw.Live, err = ReadBack(ctx, rw.cl, p); err != nil {
+		return res, err
+	}
+	for i, c := range p.Changes {
 		ok := false
-		if live != nil {
+		if live := rw.Live[i]; live != nil {
 			if ok, err = plan.Covers(live, c.Object); err != nil {
 				return res, err
 			}
 		}
 		if !ok {
 			res.ObjectsIntact = false
-			res.Drifted = append(res.Drifted, ref.String())
+			res.Drifted = append(res.Drifted, c.Ref().String())
 		}
 	}
 	after, err := OperatorRole(ctx, rw.cl, p)

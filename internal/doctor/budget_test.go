@@ -1,0 +1,130 @@
+package doctor_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
+	"github.com/dpfdoctor/dpfdoctor/internal/access"
+	"github.com/dpfdoctor/dpfdoctor/internal/doctor"
+	"github.com/dpfdoctor/dpfdoctor/internal/kube"
+	"github.com/dpfdoctor/dpfdoctor/internal/plan"
+	"github.com/dpfdoctor/dpfdoctor/internal/sim"
+	"github.com/dpfdoctor/dpfdoctor/internal/verify"
+)
+
+// budgetOverhead is what a fix may spend besides its restarts, whatever the
+// number of nodes: evidence twice (before, and the diagnosis after), your
+// rights, the writes, the access reviews, the reconcile watches and the
+// pods' watch. Measured 85 to 89 at 50 nodes; issue 16 aims at 60.
+const budgetOverhead = 95
+
+// The request budget of `fix --apply` on failing v25.4.0 nodes, recorded at
+// the transport: --restart=delete at most one pod DELETE and one Node PATCH
+// per pod plus budgetOverhead, --restart=none at most budgetOverhead, and
+// never more than verify.MaxReviews SubjectAccessReviews. 50 nodes here;
+// DPFDOCTOR_BUDGET_NODES=500 runs the same on 500 (minutes on two cores,
+// so not part of make test).
+func TestFixRequestBudget(t *testing.T) {
+	sizes := []int{50}
+	if os.Getenv("DPFDOCTOR_BUDGET_NODES") != "" {
+		sizes = nil
+		for _, f := range strings.Split(os.Getenv("DPFDOCTOR_BUDGET_NODES"), ",") {
+			var n int
+			if _, err := fmt.Sscan(f, &n); err != nil || n <= 0 {
+				t.Fatalf("DPFDOCTOR_BUDGET_NODES=%q", os.Getenv("DPFDOCTOR_BUDGET_NODES"))
+			}
+			sizes = append(sizes, n)
+		}
+	}
+	for _, n := range sizes {
+		for _, mode := range []string{plan.RestartDelete, plan.RestartNone} {
+			t.Run(fmt.Sprintf("%d/%s", n, mode), func(t *testing.T) {
+				e := startSim(t, sim.Options{Nodes: n, Scenario: string(sim.HypotheticalSecretsForbidden)})
+				e.waitFailing(n)
+				budget := kube.NewBudget(0).Recording()
+				cl, err := kube.New(e.c.Config, e.c.Namespace, budget)
+				if err != nil {
+					t.Fatal(err)
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+				defer cancel()
+				start := time.Now()
+				rep, err := doctor.Fix(ctx, doctor.FixOptions{PlanOptions: doctor.PlanOptions{Clients: cl, Restart: mode}, BackupRoot: t.TempDir(),
+					ReconcileWait: 500 * time.Millisecond, Timeout: 3 * time.Minute})
+				kinds := byKind(budget.Records())
+				t.Logf("%d nodes, --restart=%s: %d requests, %d Ready in %.1fs, seed %d; by kind %v", n, mode, rep.Requests,
+					readyOf(rep), time.Since(start).Seconds(), rep.VerifySeed, kinds)
+				if err != nil || rep.Outcome != doctor.OutcomeFixed || readyOf(rep) != n {
+					t.Fatalf("fix: %v (outcome %q, %d of %d Ready)", err, rep.Outcome, readyOf(rep), n)
+				}
+				want := int64(budgetOverhead)
+				if mode == plan.RestartDelete {
+					want += 2 * int64(n)
+				}
+				if rep.Requests > want || budget.Used() != rep.Requests {
+					t.Errorf("%d requests (%d recorded), budget %d", rep.Requests, budget.Used(), want)
+				}
+				if sars := kinds["POST subjectaccessreviews"]; sars > verify.MaxReviews {
+					t.Errorf("%d SubjectAccessReviews, budget %d", sars, verify.MaxReviews)
+				}
+				if mode == plan.RestartDelete && (kinds["DELETE pods"] > n || kinds["PATCH nodes"] > n) {
+					t.Errorf("%d pod deletes and %d Node patches for %d pods", kinds["DELETE pods"], kinds["PATCH nodes"], n)
+				}
+				if rep.AfterApply.Evaluated != len(rep.Plan.Expect) || len(rep.Plan.Expect) < n {
+					t.Errorf("evaluated %d of %d granted requests locally", rep.AfterApply.Evaluated, len(rep.Plan.Expect))
+				}
+				if mode == plan.RestartNone {
+					localMismatch(t, cl, rep.Plan)
+				}
+			})
+		}
+	}
+}
+
+func readyOf(r *doctor.Report) int {
+	if r == nil || r.Recovery == nil {
+		return 0
+	}
+	return r.Recovery.Ready
+}
+
+// localMismatch checks that verification fails loudly when the local
+// evaluation and the API server disagree: a Role "read back" with a name the
+// server's Role does not hold, and that name among the sampled reviews.
+func localMismatch(t *testing.T, cl *kube.Clients, p *plan.Plan) {
+	t.Helper()
+	ctx := context.Background()
+	live, err := verify.ReadBack(ctx, cl, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	extra := access.Request{Verb: "get", Resource: "secrets", Namespace: p.Namespace, Name: "not-granted-server-secret"}
+	q := *p
+	q.Expect = append(slices.Clone(p.Expect), extra)
+	rd, err := verify.Grant(ctx, cl.Kube, &q, live, []access.Request{extra}, nil)
+	if err != nil || len(rd.Mismatches) != 0 || !slices.Contains(rd.NotGranted, extra) {
+		t.Fatalf("untampered: %+v, %v; want %s not granted and no mismatch", rd, err, extra)
+	}
+	for i, u := range live {
+		if u.GetKind() == "Role" {
+			u = u.DeepCopy()
+			rules, _, _ := unstructured.NestedSlice(u.Object, "rules")
+			rules = append(rules, map[string]any{"apiGroups": []any{""}, "resources": []any{"secrets"}, "verbs": []any{"get"}, "resourceNames": []any{extra.Name}})
+			if err := unstructured.SetNestedSlice(u.Object, rules, "rules"); err != nil {
+				t.Fatal(err)
+			}
+			live[i] = u
+		}
+	}
+	rd, err = verify.Grant(ctx, cl.Kube, &q, live, []access.Request{extra}, nil)
+	if err != nil || len(rd.Mismatches) != 1 || len(rd.NotGranted) != 0 {
+		t.Fatalf("tampered read-back: %+v, %v; want one mismatch", rd, err)
+	}
+}
