@@ -9,7 +9,7 @@ BIN := bin/dpfdoctor
 PKGS := ./...
 FUZZTIME ?= 10s
 
-.PHONY: all build test test-unit test-e2e-1.31 demo bench lint tools envtest fuzz fuzz-short generate verify-generate release test-release clean
+.PHONY: all build test test-unit test-e2e-1.31 demo bench lint tools envtest bwrap fuzz fuzz-short generate verify-generate release test-release clean
 
 all: build
 
@@ -23,10 +23,14 @@ tools:
 envtest:
 	@d=$$(hack/envtest.sh all) && echo "envtest assets:" $$d
 
+# bubblewrap, for the sandbox tests (internal/sandbox); installed when missing.
+bwrap:
+	@hack/bwrap.sh >/dev/null
+
 # The README's test command: lint, generated docs up to date, every test
 # (unit and envtest) on Kubernetes 1.37, the black-box e2e suite again on
 # Kubernetes 1.31, a short fuzz budget per parser, and the release snapshot.
-test: lint verify-generate envtest
+test: lint verify-generate envtest bwrap
 	KUBEBUILDER_ASSETS=$$(hack/envtest.sh) $(GO) test -count=1 -timeout 45m $(PKGS)
 	$(MAKE) test-e2e-1.31
 	$(MAKE) fuzz-short

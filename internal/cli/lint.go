@@ -42,6 +42,7 @@ type LintOptions struct {
 	FromCluster    bool
 	FailOn         string // certain|possible
 	Config         string // suppressions; default lint.ConfigFile when it exists
+	dynamic        lintDynamicFlags
 
 	argsSet      bool
 	saNS, saName string
@@ -118,6 +119,7 @@ func NewCmdLint(kf *genericclioptions.ConfigFlags, s genericiooptions.IOStreams)
 	f.StringVar(&o.FailOn, "fail-on", o.FailOn, "exit 3 when a call of this certainty or a more certain one is denied: certain|possible")
 	f.StringVar(&o.Config, "config", "", "configuration file with suppressions (default "+lint.ConfigFile+" when it exists)")
 	f.BoolVar(&o.FromCluster, "from-cluster", false, "read the RBAC and the DMS pod's dms-init arguments from the cluster (the global kubeconfig flags)")
+	o.dynamic.add(f)
 	_ = cmd.RegisterFlagCompletionFunc("fail-on", oneOf(string(lint.Certain), string(lint.Possible)))
 	return cmd
 }
@@ -201,11 +203,15 @@ func (o *LintOptions) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	report := lint.Lint(scripts, set, lint.Options{
+	lo := lint.Options{
 		Kinds: kinds, Args: args, DefaultNamespace: o.saNS,
 		Subject: access.ServiceAccount(o.saNS, o.saName), ServiceAccount: o.ServiceAccount,
 		FailOn: lint.Certainty(o.FailOn), Suppress: cfg.Suppressions,
-	})
+	}
+	if o.dynamic.on {
+		return o.runDynamic(ctx, scripts, set, lo)
+	}
+	report := lint.Lint(scripts, set, lo)
 	if o.Suggest {
 		y, err := lint.Suggest(report, rbacv1.Subject{Kind: rbacv1.ServiceAccountKind, Name: o.saName, Namespace: o.saNS})
 		if err != nil {

@@ -51,6 +51,7 @@ type simUpOptions struct {
 	sim.Options
 	detach  bool
 	pidFile string
+	script  simScriptFlags
 }
 
 func newCmdSimUp(s genericiooptions.IOStreams) *cobra.Command {
@@ -83,6 +84,12 @@ func newCmdSimUp(s genericiooptions.IOStreams) *cobra.Command {
 			if o.Nodes <= 0 {
 				return Usagef("--nodes must be at least 1")
 			}
+			if err := o.script.complete(&o.Options); err != nil {
+				return err
+			}
+			if o.Script != nil && (o.KubectlMaxNodes < 0 || o.Nodes > o.KubectlMaxNodes) {
+				fmt.Fprintf(o.ErrOut, "warning: %d nodes exceed --kubectl-max-nodes %d: dms-init replays the script instead of running --dmsinit-script\n", o.Nodes, o.KubectlMaxNodes)
+			}
 			if o.detach {
 				return o.runDetached(c.Context())
 			}
@@ -98,6 +105,7 @@ func newCmdSimUp(s genericiooptions.IOStreams) *cobra.Command {
 	f.StringVar(&o.KubeconfigOut, "kubeconfig-out", "", "write the admin kubeconfig here (default: a file in a temporary directory)")
 	f.IntVar(&o.KubectlMaxNodes, "kubectl-max-nodes", 32, "run the real kubectl as the ServiceAccount up to this many nodes; client-go above (-1: never)")
 	f.IntVar(&o.SecretWaitAttempts, "secret-wait-attempts", 5, "how often dms-init polls the node's Secret (the script: 30)")
+	o.script.add(f)
 	f.BoolVar(&o.detach, "detach", false, "run in the background; stop with 'dpfdoctor sim down --pid-file FILE'")
 	f.StringVar(&o.pidFile, "pid-file", filepath.Join(os.TempDir(), "dpfdoctor-sim.pid"), "with --detach: where the background process's pid is written")
 	_ = cmd.RegisterFlagCompletionFunc("dpf-version", oneOf(dpf.Versions()...))

@@ -21,6 +21,9 @@ const (
 	// DMS pods live. DPF hard-codes it in several places (known issue
 	// 4427091 in the DPF v25.4.0 release notes).
 	DefaultNamespace = "dpf-operator-system"
+	// PlaceholderNamespace is the namespace the operator's manifests name;
+	// the operator rewrites it to the DPFOperatorConfig's namespace.
+	PlaceholderNamespace = "dpf-provisioning"
 	// OperatorConfigName is the default DPFOperatorConfig name.
 	OperatorConfigName = "dpfoperatorconfig"
 

@@ -258,7 +258,9 @@ func (p Pod) Blocking() (Container, bool) {
 }
 
 var (
-	pciAddress = regexp.MustCompile(`\b[0-9a-fA-F]{4}:[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7]\b`)
+	// The function is optional: dmsinit.sh B–E write the address without it
+	// (0000:3b:00) to rshim-preflight's termination log (docs/versions.md).
+	pciAddress = regexp.MustCompile(`\b[0-9a-fA-F]{4}:[0-9a-fA-F]{2}:[0-9a-fA-F]{2}(\.[0-7])?\b`)
 	ipv4       = regexp.MustCompile(`\b\d{1,3}(\.\d{1,3}){3}\b`)
 	uid        = regexp.MustCompile(`\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b`)
 	duration   = regexp.MustCompile(`\b\d+(\.\d+)?(ms|[hms])(\d+(\.\d+)?(ms|[hms]))*\b`)
@@ -311,7 +313,8 @@ func (p Pod) normalise(msg string) string {
 	return strings.TrimSpace(msg)
 }
 
-// IsPCIAddress reports whether s holds a PCI address such as 0000:3b:00.0.
+// IsPCIAddress reports whether s holds a PCI address such as 0000:3b:00.0
+// or 0000:3b:00.
 func IsPCIAddress(s string) bool { return pciAddress.MatchString(s) }
 
 // VisibleEnv reports whether an environment variable's value is kept: the

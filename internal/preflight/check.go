@@ -165,7 +165,7 @@ func assumptions(b *evidence.Bundle, t dpf.Release, r *Report, manifests []strin
 			r.Reviews, access.ServiceAccount(b.Install.Namespace, t.ServiceAccount).User))
 	case RBACManifests:
 		out = append(out, fmt.Sprintf("RBAC after the upgrade is the manifests in %s (namespace %s rewritten to %s), plus the RBAC objects outside the operator's inventory that exist now; evaluated locally.",
-			strings.Join(manifests, ", "), placeholderNamespace, b.Install.Namespace))
+			strings.Join(manifests, ", "), dpf.PlaceholderNamespace, b.Install.Namespace))
 	default:
 		out = append(out, fmt.Sprintf("RBAC: the operator re-applies its own %s inventory (ClusterRole %s); RBAC objects outside its inventory stay; evaluated locally.",
 			t.Version, cmp.Or(t.ClusterRole, "none")))

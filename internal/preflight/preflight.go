@@ -171,7 +171,7 @@ func AfterUpgrade(b *evidence.Bundle, target dpf.Release, manifests *rbac.Set, s
 		m := &rbac.Set{}
 		m.Merge(manifests)
 		m.SetDefaultNamespace(ns)
-		rewriteNamespace(m, placeholderNamespace, ns)
+		m.RewriteNamespace(dpf.PlaceholderNamespace, ns)
 		out.Merge(m)
 		return out
 	}
@@ -180,32 +180,4 @@ func AfterUpgrade(b *evidence.Bundle, target dpf.Release, manifests *rbac.Set, s
 		out.ClusterRoleBindings = append(out.ClusterRoleBindings, *binding)
 	}
 	return out
-}
-
-// placeholderNamespace is the namespace the operator's manifests name; the
-// operator rewrites it to the DPFOperatorConfig's namespace.
-const placeholderNamespace = "dpf-provisioning"
-
-// rewriteNamespace moves Roles, RoleBindings and ServiceAccount subjects
-// from namespace from to namespace to, as the operator does.
-func rewriteNamespace(s *rbac.Set, from, to string) {
-	move := func(ns *string) {
-		if *ns == from {
-			*ns = to
-		}
-	}
-	for i := range s.Roles {
-		move(&s.Roles[i].Namespace)
-	}
-	for i := range s.RoleBindings {
-		move(&s.RoleBindings[i].Namespace)
-		for j := range s.RoleBindings[i].Subjects {
-			move(&s.RoleBindings[i].Subjects[j].Namespace)
-		}
-	}
-	for i := range s.ClusterRoleBindings {
-		for j := range s.ClusterRoleBindings[i].Subjects {
-			move(&s.ClusterRoleBindings[i].Subjects[j].Namespace)
-		}
-	}
 }

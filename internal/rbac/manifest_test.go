@@ -6,6 +6,9 @@ import (
 	"io/fs"
 	"strings"
 	"testing"
+
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 func TestLoadManifests(t *testing.T) {
@@ -110,5 +113,25 @@ func TestSplitDocumentsLines(t *testing.T) {
 	}
 	if fmt.Sprint(lines) != "[1 3 6]" {
 		t.Errorf("document lines = %v, want [1 3 6]", lines)
+	}
+}
+
+// The operator's placeholder namespace moves; a set merged from another
+// keeps the other's subjects.
+func TestRewriteNamespace(t *testing.T) {
+	orig := &Set{
+		Roles:               []rbacv1.Role{{ObjectMeta: metav1.ObjectMeta{Name: "r", Namespace: "dpf-provisioning"}}},
+		RoleBindings:        []rbacv1.RoleBinding{{ObjectMeta: metav1.ObjectMeta{Name: "rb", Namespace: "other"}, Subjects: []rbacv1.Subject{{Kind: "ServiceAccount", Name: "sa", Namespace: "dpf-provisioning"}}}},
+		ClusterRoleBindings: []rbacv1.ClusterRoleBinding{{Subjects: []rbacv1.Subject{{Kind: "ServiceAccount", Name: "sa", Namespace: "dpf-provisioning"}}}},
+	}
+	s := &Set{}
+	s.Merge(orig)
+	s.RewriteNamespace("dpf-provisioning", "dpf-operator-system")
+	if s.Roles[0].Namespace != "dpf-operator-system" || s.RoleBindings[0].Namespace != "other" ||
+		s.RoleBindings[0].Subjects[0].Namespace != "dpf-operator-system" || s.ClusterRoleBindings[0].Subjects[0].Namespace != "dpf-operator-system" {
+		t.Errorf("rewritten: %+v", s)
+	}
+	if orig.RoleBindings[0].Subjects[0].Namespace != "dpf-provisioning" || orig.ClusterRoleBindings[0].Subjects[0].Namespace != "dpf-provisioning" {
+		t.Errorf("the merged set's subjects changed: %+v", orig)
 	}
 }

@@ -8,6 +8,7 @@ package rbac
 
 import (
 	"fmt"
+	"slices"
 
 	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -87,6 +88,35 @@ func (s *Set) SetDefaultNamespace(ns string) {
 		if s.RoleBindings[i].Namespace == "" {
 			s.RoleBindings[i].Namespace = ns
 		}
+	}
+}
+
+// RewriteNamespace moves Roles, RoleBindings and ServiceAccount subjects
+// from namespace from to namespace to, as the DPF operator rewrites its
+// manifests' placeholder namespace. Subject lists are copied first, so a
+// set merged into s keeps its own.
+func (s *Set) RewriteNamespace(from, to string) {
+	move := func(ns *string) {
+		if *ns == from {
+			*ns = to
+		}
+	}
+	subjects := func(ss []rbacv1.Subject) []rbacv1.Subject {
+		ss = slices.Clone(ss)
+		for i := range ss {
+			move(&ss[i].Namespace)
+		}
+		return ss
+	}
+	for i := range s.Roles {
+		move(&s.Roles[i].Namespace)
+	}
+	for i := range s.RoleBindings {
+		move(&s.RoleBindings[i].Namespace)
+		s.RoleBindings[i].Subjects = subjects(s.RoleBindings[i].Subjects)
+	}
+	for i := range s.ClusterRoleBindings {
+		s.ClusterRoleBindings[i].Subjects = subjects(s.ClusterRoleBindings[i].Subjects)
 	}
 }
 

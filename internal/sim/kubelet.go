@@ -313,6 +313,12 @@ func (k *kubelet) runContainer(ctx context.Context, pod *corev1.Pod, node *corev
 	run := containerRun{started: time.Now()}
 	switch ctr.Name {
 	case dpf.ContainerRshimPreflight, dpf.ContainerDMSInit:
+		if k.c.opts.Script != nil && k.c.useKubectl && k.c.Release.Script != dpf.ScriptNone {
+			started := run.started
+			run = k.runScript(ctx, pod, scen, ctr)
+			run.started = started
+			break
+		}
 		if k.c.Release.Script == dpf.ScriptNone {
 			// v25.1: an inline bash check, no dmsinit.sh.
 			if scen == RshimOccupied {
@@ -394,23 +400,7 @@ func serialNumber(node string) string {
 // caller returns the API caller for a pod: the pod's KUBERNETES_SERVICE_*
 // env decides where kubectl connects; the token is the ServiceAccount's.
 func (k *kubelet) caller(ctx context.Context, pod *corev1.Pod, scen Scenario, kubectl bool) (apiCaller, error) {
-	host, port := k.c.apiHost, fmt.Sprint(k.c.apiPort)
-	for _, ctr := range append(append([]corev1.Container{}, pod.Spec.InitContainers...), pod.Spec.Containers...) {
-		for _, e := range ctr.Env {
-			switch e.Name {
-			case "KUBERNETES_SERVICE_HOST":
-				host = e.Value
-			case "KUBERNETES_SERVICE_PORT":
-				port = e.Value
-			}
-		}
-	}
-	server := "https://" + net.JoinHostPort(host, port)
-	if scen == APIServerUnreachable {
-		// This node cannot reach the VIP (when the whole cluster's VIP is
-		// wrong, the env already points nowhere).
-		server = k.c.closedURL
-	}
+	server := "https://" + k.apiAddress(pod, scen)
 	token, err := k.saToken(ctx, cmp.Or(pod.Spec.ServiceAccountName, "default"))
 	if err != nil {
 		return nil, err
@@ -431,6 +421,28 @@ func (k *kubelet) caller(ctx context.Context, pod *corev1.Pod, scen Scenario, ku
 	}
 	k.callers[key] = a
 	return a, nil
+}
+
+// apiAddress is host:port of the API server as the pod's
+// KUBERNETES_SERVICE_* env names it, or the closed port for a node that
+// cannot reach it (when the whole cluster's VIP is wrong, the env already
+// points nowhere).
+func (k *kubelet) apiAddress(pod *corev1.Pod, scen Scenario) string {
+	if scen == APIServerUnreachable {
+		return strings.TrimPrefix(k.c.closedURL, "https://")
+	}
+	host, port := k.c.apiHost, fmt.Sprint(k.c.apiPort)
+	for _, ctr := range append(append([]corev1.Container{}, pod.Spec.InitContainers...), pod.Spec.Containers...) {
+		for _, e := range ctr.Env {
+			switch e.Name {
+			case "KUBERNETES_SERVICE_HOST":
+				host = e.Value
+			case "KUBERNETES_SERVICE_PORT":
+				port = e.Value
+			}
+		}
+	}
+	return net.JoinHostPort(host, port)
 }
 
 // saToken returns a TokenRequest token for the ServiceAccount, renewed

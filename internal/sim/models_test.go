@@ -9,11 +9,8 @@ package sim
 // create carries no name, as RBAC sees it.
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"fmt"
-	"os"
 	"path/filepath"
 	"regexp"
 	"sort"
@@ -174,106 +171,31 @@ func TestModelsLintAgreesWithCallTable(t *testing.T) {
 	}
 }
 
-// auditEvent is the part of an audit.k8s.io/v1 Event the test reads.
-type auditEvent struct {
-	Stage      string `json:"stage"`
-	Verb       string `json:"verb"`
-	RequestURI string `json:"requestURI"`
-	User       struct {
-		Username string `json:"username"`
-	} `json:"user"`
-	ObjectRef *struct {
-		Resource    string `json:"resource"`
-		Namespace   string `json:"namespace"`
-		Name        string `json:"name"`
-		APIGroup    string `json:"apiGroup"`
-		Subresource string `json:"subresource"`
-	} `json:"objectRef"`
-}
-
-// auditedAPIServer makes envtest start kube-apiserver with an audit log of
-// every ServiceAccount's requests (level Metadata) and returns the log's
-// path.
-func auditedAPIServer(t *testing.T) string {
-	t.Helper()
-	dir := t.TempDir()
-	policy, log, wrapper := filepath.Join(dir, "policy.yaml"), filepath.Join(dir, "audit.log"), filepath.Join(dir, "kube-apiserver")
-	writeFile(t, policy, `apiVersion: audit.k8s.io/v1
-kind: Policy
-omitStages: [RequestReceived]
-rules:
-- level: Metadata
-  userGroups: ["system:serviceaccounts"]
-- level: None
-`)
-	writeFile(t, wrapper, fmt.Sprintf("#!/bin/sh\nexec %q --audit-policy-file=%q --audit-log-path=%q \"$@\"\n",
-		filepath.Join(Assets(), "kube-apiserver"), policy, log))
-	if err := os.Chmod(wrapper, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	t.Setenv("TEST_ASSET_KUBE_APISERVER", wrapper) // envtest's override of the binary
-	return log
-}
-
-func writeFile(t *testing.T, path, content string) {
-	t.Helper()
-	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// auditRequests reads the audit log from offset and returns the requests
-// user made (any ServiceAccount when user is ""), and the offset of the
-// log's end.
+// auditRequests reads the requests user (any ServiceAccount when "") made from the audit log
+// (sim.ReadAudit, the one reader lint --dynamic uses too) from offset on,
+// leaving out kubectl's incidental ones, with the host's parts of names (PCI
+// address, serial number) as "*" and no name on create, and returns the
+// offset of the log's end.
 func auditRequests(t *testing.T, path string, offset int64, user, node string) (requestSet, int64) {
 	t.Helper()
-	f, err := os.Open(path)
+	events, end, err := ReadAudit(path, offset, user)
 	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = f.Close() }()
-	if _, err := f.Seek(offset, 0); err != nil {
 		t.Fatal(err)
 	}
 	names := strings.NewReplacer((&dmsInit{pci: PCIAddress}).pciLabel(), "*", strings.ToLower(serialNumber(node)), "*")
 	out := requestSet{}
-	sc := bufio.NewScanner(f)
-	sc.Buffer(nil, 1<<20)
-	for sc.Scan() {
-		offset += int64(len(sc.Bytes())) + 1
-		var ev auditEvent
-		if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
-			t.Fatalf("audit log: %v", err)
-		}
-		if ev.Stage != "ResponseComplete" || (user != "" && ev.User.Username != user) {
+	for _, ev := range events {
+		if ev.Incidental() {
 			continue
 		}
-		if ev.ObjectRef == nil {
-			path, _, _ := strings.Cut(ev.RequestURI, "?")
-			if path != "/version" && (strings.HasPrefix(path, "/api") || strings.HasPrefix(path, "/openapi/")) {
-				continue // kubectl's discovery and OpenAPI reads, which system:discovery allows everyone
-			}
-			out.add(access.Request{Verb: ev.Verb, NonResourceURL: path})
-			continue
-		}
-		o := ev.ObjectRef
-		if ev.Verb == "get" && o.Resource == "namespaces" && o.APIGroup == "" && o.Subresource == "" {
-			// kubectl's NotFound probe: after a NotFound in a namespace it
-			// reads the namespace to tell "no such namespace" apart, and
-			// returns the NotFound on any other answer (cli-runtime
-			// resource.Info.Get). Its refusal changes nothing.
-			continue
-		}
-		r := access.Request{Verb: ev.Verb, Group: o.APIGroup, Resource: o.Resource, Subresource: o.Subresource, Namespace: o.Namespace, Name: names.Replace(o.Name)}
+		r := ev.Request()
+		r.Name = names.Replace(r.Name)
 		if r.Verb == "create" {
 			r.Name = ""
 		}
 		out.add(r)
 	}
-	if err := sc.Err(); err != nil {
-		t.Fatal(err)
-	}
-	return out, offset
+	return out, end
 }
 
 // The requests the replay makes as the ServiceAccount, recorded by the API
@@ -303,8 +225,7 @@ func TestModelsSimReplayAgreesWithCallTable(t *testing.T) {
 				if rel.ServiceAccount != "" {
 					user = access.ServiceAccount(dpf.DefaultNamespace, rel.ServiceAccount).User
 				}
-				log := auditedAPIServer(t)
-				o := Options{Version: mv.version, Nodes: 1, TimeScale: 0.05, Resync: time.Hour}
+				o := Options{Version: mv.version, Nodes: 1, TimeScale: 0.05, Resync: time.Hour, Audit: true}
 				if !kubectl {
 					o.KubectlMaxNodes = -1
 				}
@@ -328,13 +249,13 @@ func TestModelsSimReplayAgreesWithCallTable(t *testing.T) {
 						}
 						time.Sleep(100 * time.Millisecond)
 					}
-					got, _ := auditRequests(t, log, 0, user, node)
+					got, _ := auditRequests(t, c.AuditLog, 0, user, node)
 					diff(t, mv.version+" (any ServiceAccount)", tableRequests(t, rel, node, anyCall), got, "call table", "sim")
 					return
 				}
 				first := waitPods(t, cs, time.Minute, "Ready", allState(1, "Running"))[0].UID
 				what := fmt.Sprintf("%s first run (%s)", mv.version, caller)
-				got, end := auditRequests(t, log, 0, user, node)
+				got, end := auditRequests(t, c.AuditLog, 0, user, node)
 				diff(t, what, tableRequests(t, rel, node, anyCall), got, "call table", "sim")
 				if !rel.RecreatesDeletedPod {
 					return
@@ -346,7 +267,7 @@ func TestModelsSimReplayAgreesWithCallTable(t *testing.T) {
 				waitPods(t, cs, time.Minute, "re-created pod Ready", func(ps []corev1.Pod) bool {
 					return allState(1, "Running")(ps) && ps[0].UID != first
 				})
-				got, _ = auditRequests(t, log, end, user, node)
+				got, _ = auditRequests(t, c.AuditLog, end, user, node)
 				what = fmt.Sprintf("%s second run (%s)", mv.version, caller)
 				diff(t, what, tableRequests(t, rel, node, everyRun), got, "call table", "sim")
 				if mv.script != "" {

@@ -410,7 +410,13 @@ func (c *Cluster) applyInventory(ctx context.Context) error {
 		}
 		gknn = append(gknn, "ServiceAccount/"+r.ServiceAccount+"."+ns)
 	}
-	if r.ClusterRole != "" {
+	if c.opts.RBAC != nil {
+		objs, err := c.applyRBAC(ctx, opts)
+		if err != nil {
+			return err
+		}
+		gknn = append(gknn, objs...)
+	} else if r.ClusterRole != "" {
 		cr := rbacv1ac.ClusterRole(r.ClusterRole).WithLabels(labels)
 		for _, rule := range r.Rules {
 			cr.WithRules(rbacv1ac.PolicyRule().WithAPIGroups(rule.APIGroups...).WithResources(rule.Resources...).WithVerbs(rule.Verbs...))

@@ -25,6 +25,7 @@ import (
 
 	"github.com/dpfdoctor/dpfdoctor/internal/dpf"
 	"github.com/dpfdoctor/dpfdoctor/internal/fanout"
+	"github.com/dpfdoctor/dpfdoctor/internal/rbac"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -79,6 +80,16 @@ type Options struct {
 	MaxAddresses int
 	// Log receives one line per notable event; nil discards.
 	Log io.Writer
+	// Script, when set, runs a real dmsinit.sh as dms-init and
+	// rshim-preflight (internal/sandbox) on sims of up to KubectlMaxNodes
+	// nodes, instead of the replay.
+	Script ScriptRunner
+	// RBAC, when set, replaces the release's ClusterRole and
+	// ClusterRoleBinding in the operator's inventory (`sim up --rbac`).
+	RBAC *rbac.Set
+	// Audit makes the API server write every ServiceAccount's requests,
+	// with the authorizer's decisions, to Cluster.AuditLog.
+	Audit bool
 	// KubeconfigOut is where the admin kubeconfig is written (default a
 	// file in the sim's temporary directory).
 	KubeconfigOut string
@@ -121,6 +132,9 @@ type Cluster struct {
 	Release dpf.Release
 	// Nodes are the initial node names, in order.
 	Nodes []string
+	// AuditLog is the API server's audit log with Options.Audit (see
+	// ReadAudit).
+	AuditLog string
 
 	opts       Options
 	mix        Mix
@@ -229,6 +243,15 @@ func (c *Cluster) start(ctx context.Context) error {
 	api.Set("authorization-mode", "RBAC")
 	api.Set("kubelet-certificate-authority", caFile)
 	api.Set("kubelet-preferred-address-types", "InternalIP")
+	if c.opts.Audit {
+		policy, log, err := c.auditPolicy()
+		if err != nil {
+			return err
+		}
+		api.Set("audit-policy-file", policy)
+		api.Set("audit-log-path", log)
+		c.AuditLog = log
+	}
 	cfg, err := c.env.Start()
 	if err != nil {
 		return fmt.Errorf("start envtest: %w", err)

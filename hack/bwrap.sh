@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Make sure bubblewrap is installed: the sandbox that runs a real dmsinit.sh
+# (sim up --dmsinit-script, lint --dynamic, internal/sandbox tests) needs it.
+# CI runs as root on Debian, so a missing bwrap is installed with apt-get.
+set -euo pipefail
+if ! command -v bwrap >/dev/null; then
+	if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null; then
+		echo "bwrap.sh: bubblewrap is missing; install the bubblewrap package" >&2
+		exit 1
+	fi
+	apt-get update -qq && apt-get install -y -qq bubblewrap >/dev/null
+fi
+bwrap --version

@@ -1,0 +1,61 @@
+//go:build !nosim
+
+package cli
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+
+	"github.com/spf13/pflag"
+
+	"github.com/dpfdoctor/dpfdoctor/internal/rbac"
+	"github.com/dpfdoctor/dpfdoctor/internal/sandbox"
+	"github.com/dpfdoctor/dpfdoctor/internal/sim"
+)
+
+// simScriptFlags are `sim up --dmsinit-script FILE --rbac PATH...`: run a
+// real dmsinit.sh in the sandbox, against the given RBAC (docs/sim.md).
+type simScriptFlags struct {
+	script string
+	rbac   []string
+}
+
+func (f *simScriptFlags) add(fs *pflag.FlagSet) {
+	fs.StringVar(&f.script, "dmsinit-script", "", "run this dmsinit.sh as each pod's dms-init and rshim-preflight in a bubblewrap sandbox (up to --kubectl-max-nodes nodes)")
+	fs.StringSliceVar(&f.rbac, "rbac", nil, "RBAC manifests (files, directories) that replace the release's ClusterRole and binding; namespace dpf-provisioning becomes the DPF namespace (repeatable)")
+}
+
+// complete fills the sim options; errors are usage errors.
+func (f *simScriptFlags) complete(o *sim.Options) error {
+	if len(f.rbac) > 0 {
+		set, err := rbac.LoadManifests(f.rbac...)
+		if err != nil {
+			return UsageError{Err: err}
+		}
+		o.RBAC = set
+	}
+	if f.script == "" {
+		return nil
+	}
+	script, err := filepath.Abs(f.script)
+	if err == nil {
+		_, err = os.Stat(script)
+	}
+	if err != nil {
+		return UsageError{Err: fmt.Errorf("--dmsinit-script: %w", err)}
+	}
+	if _, err := sandbox.Bwrap(); err != nil {
+		return err
+	}
+	kubectl, err := exec.LookPath(sim.KubectlPath())
+	if err != nil {
+		return fmt.Errorf("--dmsinit-script needs kubectl (KUBECTL, KUBEBUILDER_ASSETS or PATH): %w", err)
+	}
+	if kubectl, err = filepath.Abs(kubectl); err != nil {
+		return err
+	}
+	o.Script = sandbox.SimRunner{Script: script, Kubectl: kubectl}
+	return nil
+}

@@ -1,0 +1,112 @@
+package sandbox_test
+
+import (
+	"encoding/json"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/dpfdoctor/dpfdoctor/internal/cli"
+	"github.com/dpfdoctor/dpfdoctor/internal/lint"
+)
+
+var (
+	lintFixtures = filepath.Join("..", "lint", "testdata")
+	role254      = filepath.Join(lintFixtures, "role-v25.4.0.yaml")
+	role257      = filepath.Join("testdata", "rbac-v25.7")
+)
+
+// lintDynamic runs `dpfdoctor lint --dynamic -o json` and decodes the report.
+func lintDynamic(t *testing.T, args ...string) (int, *lint.DynamicReport) {
+	t.Helper()
+	code, out, errOut := runCLI(t, append([]string{"lint", "--dynamic", "-o", "json"}, args...)...)
+	var r lint.DynamicReport
+	if err := json.Unmarshal([]byte(out), &r); err != nil {
+		t.Fatalf("lint --dynamic: exit %d: %v\n%s\n%s", code, err, out, errOut)
+	}
+	return code, &r
+}
+
+// lint --dynamic agrees with static lint on every fixture: each script, run
+// with the operator's arguments against its release, makes no request lint
+// did not predict, and every request RBAC denied is one lint denies.
+func TestLintDynamicAgreesWithStatic(t *testing.T) {
+	requireSim(t)
+	for _, tc := range []struct {
+		name, script, rbac, version string
+		wantExit                    int
+	}{
+		{"sysfs fixture, v25.7 role", fixture, role257, "v25.7.0", cli.ExitOK},
+		{"sysfs fixture, v25.4.0 role", fixture, role254, "v25.4.0", cli.ExitProblems}, // dpudevices/status, denied both ways
+		{"lint v25.4.0 fixture", filepath.Join(lintFixtures, "dmsinit-v25.4.0.sh"), role254, "v25.4.0", cli.ExitOK},
+		{"lint v25.7 fixture", filepath.Join(lintFixtures, "dmsinit-v25.7.sh"), role257, "v25.7.0", cli.ExitOK},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, r := lintDynamic(t, "--script", tc.script, "--rbac", tc.rbac, "--dynamic-dpf-version", tc.version)
+			if code != tc.wantExit {
+				t.Errorf("exit %d, want %d", code, tc.wantExit)
+			}
+			if len(r.Runs) != 2 {
+				t.Fatalf("%d runs, want rshim-preflight's and dms-init's", len(r.Runs))
+			}
+			observed := 0
+			for _, run := range r.Runs {
+				for _, m := range run.Missed {
+					t.Errorf("%s: static analysis missed %s", strings.Join(run.Args, " "), m)
+				}
+				for _, c := range run.Calls {
+					observed += len(c.Observed)
+					for _, o := range c.Observed {
+						if !o.Allowed && c.Decision.Allowed {
+							t.Errorf("%s: denied at run time, allowed by lint: %s (line %d)", o, c.Call, c.Line)
+						}
+					}
+				}
+			}
+			if observed < 4 {
+				t.Errorf("only %d requests observed: the script did not reach its kubectl calls", observed)
+			}
+		})
+	}
+}
+
+// A call static analysis cannot see (eval) is reported as a lint bug, and
+// its denial fails the run: exit 3, in every format.
+func TestLintDynamicPlantedMiss(t *testing.T) {
+	requireSim(t)
+	script := filepath.Join("testdata", "planted-miss.sh")
+	code, r := lintDynamic(t, "--script", script, "--rbac", role257, "--args", "")
+	if code != cli.ExitProblems || len(r.Runs) != 1 {
+		t.Fatalf("exit %d, %d runs", code, len(r.Runs))
+	}
+	m := r.Runs[0].Missed
+	if len(m) != 1 || m[0].Request.Resource != "secrets" || m[0].Request.Name != "dpf-provisioning-client-secret" || m[0].Allowed || m[0].Code != 403 {
+		t.Fatalf("missed: %+v", m)
+	}
+	if len(r.Runs[0].Static.Warnings) == 0 || !strings.Contains(r.Runs[0].Static.Warnings[0].Message, "eval") {
+		t.Errorf("static warnings: %+v", r.Runs[0].Static.Warnings)
+	}
+	code, out, _ := runCLI(t, "lint", "--dynamic", "--script", script, "--rbac", role257, "--args", "")
+	if code != cli.ExitProblems || !strings.Contains(out, "STATIC MISS (a lint bug") || !strings.Contains(out, "get secrets dpf-provisioning-client-secret in dpf-operator-system — DENIED (403)") {
+		t.Errorf("text: exit %d\n%s", code, out)
+	}
+	code, out, _ = runCLI(t, "lint", "--dynamic", "--script", script, "--rbac", role257, "--args", "", "-o", "sarif")
+	if code != cli.ExitProblems || !strings.Contains(out, `"ruleId": "`+lint.RuleStaticMiss+`"`) || !strings.Contains(out, `"ruleId": "`+lint.RuleObservedDenied+`"`) {
+		t.Errorf("sarif: exit %d\n%s", code, out)
+	}
+}
+
+// Bad input to the new flags is a usage error (exit 2), found before any
+// sandbox or API server starts.
+func TestScriptFlagsUsage(t *testing.T) {
+	for _, args := range [][]string{
+		{"sim", "up", "--dmsinit-script", filepath.Join(t.TempDir(), "missing.sh")},
+		{"sim", "up", "--dmsinit-script", fixture, "--rbac", filepath.Join(lintFixtures, "malformed-role.yaml")},
+		{"sim", "up", "--rbac", filepath.Join(t.TempDir(), "missing")},
+		{"lint", "--dynamic", "--dynamic-dpf-version", "v9.9", "--script", fixture, "--rbac", role257},
+	} {
+		if code, _, errOut := runCLI(t, args...); code != cli.ExitUsage {
+			t.Errorf("%v: exit %d, want %d\n%s", args, code, cli.ExitUsage, errOut)
+		}
+	}
+}

@@ -1,0 +1,37 @@
+package sandbox
+
+import (
+	"context"
+	"time"
+
+	"github.com/dpfdoctor/dpfdoctor/internal/sim"
+)
+
+// SimRunner runs a script as the simulated pods' dms-init and
+// rshim-preflight (sim.Options.Script): each run gets a fresh sandbox whose
+// fake host is the node's, per its scenario.
+type SimRunner struct {
+	// Script is the host path of the dmsinit.sh to run.
+	Script string
+	// Kubectl is the kubectl binary put on the sandbox's PATH.
+	Kubectl string
+	// Timeout bounds one container run (default 2 minutes).
+	Timeout time.Duration
+}
+
+// RunScript implements sim.ScriptRunner.
+func (r SimRunner) RunScript(ctx context.Context, run sim.ScriptRun) (sim.ScriptResult, error) {
+	h := Host{Name: run.Node, RshimOccupied: run.RshimOccupied}
+	if !run.NoDPU {
+		h.Devices = []Device{{PCI: run.PCI, DeviceID: "0xa2dc", Serial: run.Serial, PF0: "ens1f0np0"}}
+	}
+	res, err := Run(ctx, Spec{
+		Script: r.Script, Argv: run.Argv, Env: run.Env, Host: h,
+		SA:      ServiceAccount{Token: run.Token, CA: run.CA, Namespace: run.Namespace},
+		Kubectl: r.Kubectl, APIServer: run.APIServer, Timeout: r.Timeout,
+	})
+	if err != nil {
+		return sim.ScriptResult{}, err
+	}
+	return sim.ScriptResult{Lines: res.Lines(), ExitCode: res.ExitCode, Message: res.TerminationMessage}, nil
+}

@@ -1,0 +1,235 @@
+package sandbox_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/cli-runtime/pkg/genericiooptions"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/dpfdoctor/dpfdoctor/internal/cli"
+	"github.com/dpfdoctor/dpfdoctor/internal/diagnose"
+	"github.com/dpfdoctor/dpfdoctor/internal/dpf"
+	"github.com/dpfdoctor/dpfdoctor/internal/rbac"
+	"github.com/dpfdoctor/dpfdoctor/internal/sandbox"
+	"github.com/dpfdoctor/dpfdoctor/internal/sim"
+)
+
+// fixture is the repo's sysfs-discovering dms-init (variant C calls).
+var fixture = filepath.Join("testdata", "dmsinit-sysfs.sh")
+
+func requireSim(t *testing.T) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("starts an API server (envtest) and bubblewrap; skipped under -short")
+	}
+	if sim.Assets() == "" {
+		t.Fatal("envtest binaries not found: export KUBEBUILDER_ASSETS=$(hack/envtest.sh)")
+	}
+	if _, err := sandbox.Bwrap(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// startScriptSim starts a sim whose dms-init and rshim-preflight run script
+// in the sandbox.
+func startScriptSim(t *testing.T, script string, o sim.Options) (*sim.Cluster, kubernetes.Interface) {
+	t.Helper()
+	requireSim(t)
+	kubectl, err := exec.LookPath(sim.KubectlPath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	abs, err := filepath.Abs(script)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.Script = sandbox.SimRunner{Script: abs, Kubectl: kubectl}
+	if o.TimeScale == 0 {
+		o.TimeScale = 0.05
+	}
+	if o.Resync == 0 {
+		o.Resync = time.Hour
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	c, err := sim.Start(ctx, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Stop() })
+	return c, kubernetes.NewForConfigOrDie(c.Config)
+}
+
+// waitPods waits until every one of n DMS pods is in a state for which ok
+// holds.
+func waitPods(t *testing.T, c *sim.Cluster, cs kubernetes.Interface, n int, what string, ok func(state string) bool) []corev1.Pod {
+	t.Helper()
+	var last []string
+	for deadline := time.Now().Add(90 * time.Second); time.Now().Before(deadline); time.Sleep(250 * time.Millisecond) {
+		pods, err := cs.CoreV1().Pods(c.Namespace).List(context.Background(), metav1.ListOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		last = last[:0]
+		good := 0
+		for i := range pods.Items {
+			s := dpf.PodState(&pods.Items[i])
+			last = append(last, pods.Items[i].Name+"="+s)
+			if ok(s) {
+				good++
+			}
+		}
+		if good == n && len(pods.Items) == n {
+			return pods.Items
+		}
+	}
+	t.Fatalf("pods not %s: %v", what, last)
+	return nil
+}
+
+func crashing(s string) bool { return strings.Contains(s, "CrashLoopBackOff") }
+func running(s string) bool  { return s == "Running" }
+
+// logOf returns a container's current log through the API server.
+func logOf(t *testing.T, cs kubernetes.Interface, ns, pod, container string) string {
+	t.Helper()
+	b, err := cs.CoreV1().Pods(ns).GetLogs(pod, &corev1.PodLogOptions{Container: container}).DoRaw(context.Background())
+	if err != nil {
+		p, _ := cs.CoreV1().Pods(ns).Get(context.Background(), pod, metav1.GetOptions{})
+		t.Fatalf("logs of %s/%s: %v: %s\n%+v", pod, container, err, b, p.Status.InitContainerStatuses)
+	}
+	return string(b)
+}
+
+func runCLI(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	s := genericiooptions.IOStreams{In: strings.NewReader(""), Out: &out, ErrOut: &errOut}
+	code := cli.Run(cli.NewRootCommand(s), args, &errOut)
+	return code, out.String(), errOut.String()
+}
+
+// classes runs `dpfdoctor diagnose -o json` and returns each pod's class by
+// node.
+func classes(t *testing.T, c *sim.Cluster) map[string]diagnose.Class {
+	t.Helper()
+	code, out, errOut := runCLI(t, "diagnose", "--kubeconfig", c.KubeconfigPath, "-o", "json")
+	var d diagnose.Diagnosis
+	if err := json.Unmarshal([]byte(out), &d); err != nil {
+		t.Fatalf("diagnose: exit %d: %v\n%s\n%s", code, err, out, errOut)
+	}
+	got := map[string]diagnose.Class{}
+	for _, p := range d.Pods {
+		got[p.Node] = p.Class
+	}
+	return got
+}
+
+// The flagship on v25.4.0: the script's real `kubectl patch --subresource
+// status` is Forbidden by the release's role; diagnose reads it from the
+// script's own log and fix makes the pods Ready.
+func TestSimFlagshipDiagnoseAndFix(t *testing.T) {
+	c, cs := startScriptSim(t, fixture, sim.Options{Version: "v25.4.0", Nodes: 2, Scenario: string(sim.DPUDeviceStatusForbidden)})
+	waitPods(t, c, cs, 2, "crashing", crashing)
+	node := c.Nodes[0]
+	log := logOf(t, cs, c.Namespace, dpf.PodName(node), dpf.ContainerDMSInit)
+	for _, want := range []string{
+		"[dmsinit]   PCI Address: 0000-3b-00",
+		"[dmsinit] Error (create_dpu_device:",
+		"Failed to update PCI address for DPUDevice mt2306xz",
+		`Error from server (Forbidden): dpudevices.provisioning.dpu.nvidia.com "mt2306xz`,
+		`cannot get resource "dpudevices/status"`,
+	} {
+		if !strings.Contains(log, want) {
+			t.Errorf("dms-init log lacks %q:\n%s", want, log)
+		}
+	}
+	for n, cl := range classes(t, c) {
+		if cl != diagnose.ClassStatusSubresourceSkew {
+			t.Errorf("%s: class %s, want %s", n, cl, diagnose.ClassStatusSubresourceSkew)
+		}
+	}
+	code, out, errOut := runCLI(t, "fix", "--kubeconfig", c.KubeconfigPath, "--apply", "--yes", "--reconcile-wait", "500ms",
+		"--timeout", "90s", "--backup-dir", t.TempDir())
+	if code != cli.ExitOK || !strings.Contains(out, "pods Ready 2/2") {
+		t.Fatalf("fix: exit %d\n%s\n%s", code, out, errOut)
+	}
+	waitPods(t, c, cs, 2, "Running", running)
+	if log := logOf(t, cs, c.Namespace, dpf.PodName(node), dpf.ContainerDMSInit); !strings.Contains(log, "Main function completed successfully") {
+		t.Errorf("dms-init after the fix:\n%s", log)
+	}
+}
+
+// Host and network scenarios on v25.7.0: each comes from the script's real
+// output on its node's fake host, and diagnose classifies each pod.
+func TestSimHostScenarios(t *testing.T) {
+	c, cs := startScriptSim(t, fixture, sim.Options{Version: "v25.7.0", Nodes: 4,
+		Scenario: "apiserver-unreachable=1,no-dpu-found=1,rshim-occupied=1,healthy=1"})
+	waitPods(t, c, cs, 4, "settled", func(s string) bool { return crashing(s) || running(s) })
+	want := map[string]diagnose.Class{c.Nodes[0]: diagnose.ClassAPIServerUnreachable, c.Nodes[1]: diagnose.ClassNoDPUFound,
+		c.Nodes[2]: diagnose.ClassRshimOccupied, c.Nodes[3]: diagnose.ClassHealthy}
+	got := classes(t, c)
+	for n, w := range want {
+		if got[n] != w {
+			t.Errorf("%s: class %s, want %s", n, got[n], w)
+		}
+	}
+	ns := c.Namespace
+	if l := logOf(t, cs, ns, dpf.PodName(c.Nodes[0]), dpf.ContainerDMSInit); !strings.Contains(l, "Failed to check kubectl version: ") ||
+		!strings.Contains(l, "connection") {
+		t.Errorf("apiserver-unreachable log:\n%s", l)
+	}
+	if l := logOf(t, cs, ns, dpf.PodName(c.Nodes[1]), dpf.ContainerDMSInit); !strings.Contains(l, "Total DPUs discovered: 0") ||
+		!strings.Contains(l, "No DPUs found on this system, exiting") {
+		t.Errorf("no-dpu-found log:\n%s", l)
+	}
+	p, err := cs.CoreV1().Pods(ns).Get(context.Background(), dpf.PodName(c.Nodes[2]), metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := p.Status.InitContainerStatuses[0]
+	if term := st.LastTerminationState.Terminated; term == nil || term.ExitCode != 1 || term.Message != "0000:3b:00" {
+		t.Errorf("rshim-preflight: %+v, want exit 1 with the script's message 0000:3b:00", st.LastTerminationState)
+	}
+}
+
+// --rbac replaces the release's role: with the v25.7-era manifests the
+// flagship's script succeeds on v25.4.0, and the operator re-applies the
+// given rules on every resync, reverting a hand edit.
+func TestSimRBACReplacesInventory(t *testing.T) {
+	set, err := rbac.LoadManifests(filepath.Join("testdata", "rbac-v25.7"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, cs := startScriptSim(t, fixture, sim.Options{Version: "v25.4.0", Nodes: 2, Scenario: string(sim.DPUDeviceStatusForbidden), RBAC: set})
+	waitPods(t, c, cs, 2, "Running", running)
+	ctx := context.Background()
+	crb, err := cs.RbacV1().ClusterRoleBindings().Get(ctx, "dpf-provisioning-dms-rolebinding", metav1.GetOptions{})
+	if err != nil || crb.Subjects[0].Namespace != c.Namespace || crb.Labels[dpf.ApplySetPartOfLabel] == "" {
+		t.Fatalf("binding: %v %+v", err, crb)
+	}
+	role, err := cs.RbacV1().ClusterRoles().Get(ctx, "dpf-provisioning-dms-role", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	role.Rules = role.Rules[:1]
+	if _, err := cs.RbacV1().ClusterRoles().Update(ctx, role, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Reconcile(ctx); err != nil {
+		t.Fatal(err)
+	}
+	role, err = cs.RbacV1().ClusterRoles().Get(ctx, "dpf-provisioning-dms-role", metav1.GetOptions{})
+	if err != nil || len(role.Rules) != 5 || role.Rules[2].Resources[0] != "dpudevices/status" {
+		t.Fatalf("after resync: %v %+v", err, role.Rules)
+	}
+}

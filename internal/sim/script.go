@@ -1,0 +1,156 @@
+package sim
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"net"
+	"reflect"
+	"strings"
+
+	authnv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/dpfdoctor/dpfdoctor/internal/dpf"
+	"github.com/dpfdoctor/dpfdoctor/internal/rbac"
+)
+
+// ScriptRunner runs a real dmsinit.sh as a pod's dms-init or
+// rshim-preflight container (internal/sandbox) instead of the sim's replay.
+type ScriptRunner interface {
+	RunScript(ctx context.Context, run ScriptRun) (ScriptResult, error)
+}
+
+// ScriptRun is one container run on one simulated host.
+type ScriptRun struct {
+	Node     string
+	Scenario Scenario
+	// Container is the pod's container; Argv its command and args.
+	Container string
+	Argv      []string
+	// Env is the container's KUBERNETES_SERVICE_HOST/PORT: the VIP the
+	// operator sets, or a closed loopback port for apiserver-unreachable.
+	Env []string
+	// Token is a TokenRequest token of the pod's ServiceAccount; CA the
+	// API server's CA; Namespace the pod's.
+	Token, Namespace string
+	CA               []byte
+	// APIServer is the API server's host:port on the loopback.
+	APIServer string
+	// NoDPU: the host has no BlueField (no-dpu-found, dms-init only);
+	// RshimOccupied: the host's rshim holds it.
+	NoDPU, RshimOccupied bool
+	// PCI and Serial of the host's DPU.
+	PCI, Serial string
+}
+
+// ScriptResult is the container's log, exit code and termination message.
+type ScriptResult struct {
+	Lines    []string
+	ExitCode int
+	Message  string
+}
+
+// runScript runs the container through Options.Script.
+func (k *kubelet) runScript(ctx context.Context, pod *corev1.Pod, scen Scenario, ctr corev1.Container) containerRun {
+	run := containerRun{}
+	sa := pod.Spec.ServiceAccountName
+	token, err := k.saToken(ctx, sa)
+	if err != nil {
+		run.lines, run.exitCode = []string{"sim: " + err.Error()}, 1
+		return run
+	}
+	host, port, _ := net.SplitHostPort(k.apiAddress(pod, scen))
+	res, err := k.c.opts.Script.RunScript(ctx, ScriptRun{
+		Node: pod.Spec.NodeName, Scenario: scen, Container: ctr.Name, Argv: append(append([]string{}, ctr.Command...), ctr.Args...),
+		Env:   []string{"KUBERNETES_SERVICE_HOST=" + host, "KUBERNETES_SERVICE_PORT=" + port},
+		Token: token, Namespace: pod.Namespace, CA: k.c.Config.CAData, APIServer: net.JoinHostPort(k.c.apiHost, fmt.Sprint(k.c.apiPort)),
+		// As the replay does, rshim-preflight finds the DPU on a
+		// no-dpu-found host, so the failure shows in dms-init's log.
+		NoDPU: scen == NoDPUFound && ctr.Name == dpf.ContainerDMSInit, RshimOccupied: scen == RshimOccupied,
+		PCI: PCIAddress, Serial: serialNumber(pod.Spec.NodeName),
+	})
+	if err != nil {
+		run.lines, run.exitCode = []string{"sim: " + err.Error()}, 1
+		return run
+	}
+	run.lines, run.exitCode, run.message = res.Lines, int32(res.ExitCode), res.Message
+	return run
+}
+
+// applyRBAC server-side applies the --rbac objects the way the operator
+// applies its inventory: force ownership, its labels, the placeholder
+// namespace (and a missing one) rewritten. It returns their inventory
+// entries.
+func (c *Cluster) applyRBAC(ctx context.Context, opts metav1.ApplyOptions) ([]string, error) {
+	set := &rbac.Set{}
+	set.Merge(c.opts.RBAC)
+	set.SetDefaultNamespace(c.Namespace)
+	set.RewriteNamespace(dpf.PlaceholderNamespace, c.Namespace)
+	type object interface {
+		metav1.Object
+		runtime.Object
+	}
+	var objs []object
+	for i := range set.ClusterRoles {
+		objs = append(objs, &set.ClusterRoles[i])
+	}
+	for i := range set.Roles {
+		objs = append(objs, &set.Roles[i])
+	}
+	for i := range set.ClusterRoleBindings {
+		objs = append(objs, &set.ClusterRoleBindings[i])
+	}
+	for i := range set.RoleBindings {
+		objs = append(objs, &set.RoleBindings[i])
+	}
+	var gknn []string
+	for _, o := range objs {
+		kind := reflect.TypeOf(o).Elem().Name() // Role, ClusterRole, RoleBinding, ClusterRoleBinding
+		o.SetResourceVersion("")
+		o.SetUID("")
+		o.SetManagedFields(nil)
+		o.SetCreationTimestamp(metav1.Time{})
+		labels := maps.Clone(o.GetLabels())
+		if labels == nil {
+			labels = map[string]string{}
+		}
+		maps.Copy(labels, c.inventoryLabels())
+		o.SetLabels(labels)
+		o.GetObjectKind().SetGroupVersionKind(rbacv1.SchemeGroupVersion.WithKind(kind))
+		data, err := json.Marshal(o)
+		if err != nil {
+			return nil, err
+		}
+		gvr := rbacv1.SchemeGroupVersion.WithResource(strings.ToLower(kind) + "s")
+		if _, err := c.dyn.Resource(gvr).Namespace(o.GetNamespace()).Patch(ctx, o.GetName(), types.ApplyPatchType, data, opts.ToPatchOptions()); err != nil {
+			return nil, fmt.Errorf("apply %s %s: %w", kind, o.GetName(), err)
+		}
+		gknn = append(gknn, kind+"."+rbacv1.GroupName+"/"+o.GetName()+"."+o.GetNamespace())
+	}
+	return gknn, nil
+}
+
+// ServiceAccountToken returns a TokenRequest token of a ServiceAccount,
+// creating it (and its namespace) when the release has none of that name.
+func (c *Cluster) ServiceAccountToken(ctx context.Context, ns, name string) (string, error) {
+	if _, err := c.kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		return "", err
+	}
+	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}}
+	if _, err := c.kube.CoreV1().ServiceAccounts(ns).Create(ctx, sa, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		return "", err
+	}
+	exp := int64(3600)
+	tr, err := c.kube.CoreV1().ServiceAccounts(ns).CreateToken(ctx, name, &authnv1.TokenRequest{Spec: authnv1.TokenRequestSpec{ExpirationSeconds: &exp}}, metav1.CreateOptions{})
+	if err != nil {
+		return "", fmt.Errorf("token for ServiceAccount %s/%s: %w", ns, name, err)
+	}
+	return tr.Status.Token, nil
+}
