@@ -77,22 +77,13 @@ func admin(t *testing.T, c *sim.Cluster) *kube.Clients {
 }
 
 // grant reports how many of the plan's Expect requests are allowed and how
-// many dpfdoctor objects exist.
+// many dpfdoctor objects exist. The RBAC authorizer follows a watch cache,
+// so when the objects are all there (or all gone) the reviews are asked
+// again for a few seconds until they agree; a grant that never follows its
+// objects still shows.
 func (f *fixture) grant(t *testing.T) (allowed, objects int) {
 	t.Helper()
 	ctx := context.Background()
-	s := f.plan.Subject()
-	for _, r := range f.plan.Expect {
-		res, err := f.cs.AuthorizationV1().SubjectAccessReviews().Create(ctx, &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
-			User: s.User, Groups: s.Groups, ResourceAttributes: &authorizationv1.ResourceAttributes{Namespace: r.Namespace, Verb: r.Verb, Resource: r.Resource, Name: r.Name}}},
-			metav1.CreateOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if res.Status.Allowed {
-			allowed++
-		}
-	}
 	sel := metav1.ListOptions{LabelSelector: plan.ManagedByLabel + "=" + plan.ManagedByValue}
 	roles, err := f.cs.RbacV1().Roles(f.c.Namespace).List(ctx, sel)
 	if err != nil {
@@ -102,7 +93,26 @@ func (f *fixture) grant(t *testing.T) (allowed, objects int) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return allowed, len(roles.Items) + len(bindings.Items)
+	objects = len(roles.Items) + len(bindings.Items)
+	want := map[int]int{0: 0, 2: len(f.plan.Expect)}
+	s := f.plan.Subject()
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		allowed = 0
+		for _, r := range f.plan.Expect {
+			res, err := f.cs.AuthorizationV1().SubjectAccessReviews().Create(ctx, &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
+				User: s.User, Groups: s.Groups, ResourceAttributes: &authorizationv1.ResourceAttributes{Namespace: r.Namespace, Verb: r.Verb, Resource: r.Resource, Name: r.Name}}},
+				metav1.CreateOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Status.Allowed {
+				allowed++
+			}
+		}
+		if w, ok := want[objects]; !ok || w == allowed || time.Now().After(deadline) {
+			return allowed, objects
+		}
+	}
 }
 
 func TestApplyIdempotentAndRollback(t *testing.T) {

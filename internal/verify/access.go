@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"strings"
+	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -58,8 +59,11 @@ func (cs Checks) Failed() Checks {
 }
 
 // Access asks, as subject, for every request in allow (wanted allowed) and
-// deny (wanted denied), at most fanout.Limit at a time. An error is
-// returned only when a review itself fails.
+// deny (wanted denied), at most fanout.Limit at a time. The API server's
+// RBAC authorizer reads its rules from a watch cache, so a review just
+// after a write can still see the old rules: a wrong answer is asked
+// again, with backoff, until Settle has passed. An error is returned only
+// when a review itself fails.
 func Access(ctx context.Context, cs kubernetes.Interface, subject access.Subject, allow, deny []access.Request) (Checks, error) {
 	out := make(Checks, 0, len(allow)+len(deny))
 	for _, r := range allow {
@@ -68,17 +72,45 @@ func Access(ctx context.Context, cs kubernetes.Interface, subject access.Subject
 	for _, r := range deny {
 		out = append(out, Check{Request: r, Want: false})
 	}
-	err := fanout.Each(len(out), fanout.Limit, func(i int) error {
-		c := &out[i]
-		res, err := cs.AuthorizationV1().SubjectAccessReviews().Create(ctx, c.Request.SubjectAccessReview(subject), metav1.CreateOptions{})
+	todo := make([]int, len(out))
+	for i := range todo {
+		todo[i] = i
+	}
+	deadline, pause := time.Now().Add(Settle), 50*time.Millisecond
+	for {
+		err := fanout.Each(len(todo), fanout.Limit, func(j int) error {
+			c := &out[todo[j]]
+			res, err := cs.AuthorizationV1().SubjectAccessReviews().Create(ctx, c.Request.SubjectAccessReview(subject), metav1.CreateOptions{})
+			if err != nil {
+				return fmt.Errorf("review %s as %s: %w", c.Request, subject.User, kube.Classify(err))
+			}
+			c.Allowed, c.Reason = res.Status.Allowed, res.Status.Reason
+			return nil
+		})
 		if err != nil {
-			return fmt.Errorf("review %s as %s: %w", c.Request, subject.User, kube.Classify(err))
+			return out, err
 		}
-		c.Allowed, c.Reason = res.Status.Allowed, res.Status.Reason
-		return nil
-	})
-	return out, err
+		todo = todo[:0]
+		for i, c := range out {
+			if !c.OK() {
+				todo = append(todo, i)
+			}
+		}
+		if len(todo) == 0 || time.Now().Add(pause).After(deadline) {
+			return out, nil
+		}
+		select {
+		case <-ctx.Done():
+			return out, ctx.Err()
+		case <-time.After(pause):
+		}
+		pause *= 2
+	}
 }
+
+// Settle is how long Access asks again about a review whose answer is not
+// the wanted one, for the authorizer's cache to catch up with a write.
+var Settle = 3 * time.Second
 
 // Needs lists the permissions verifying and recovering p take: access
 // reviews, the reconcile trigger on the DPFOperatorConfig, watches on the
