@@ -28,14 +28,16 @@ const (
 
 // outputSchemas names, per command with a JSON output, the schemas of
 // docs/schema/ its documents follow. A command with -o json that is not
-// here fails TestEveryJSONOutputHasSchema.
+// here fails TestEveryJSONOutputHasSchema. A key may end in the flag of a
+// mode that prints a document of its own ("dpfdoctor lint --dynamic").
 var outputSchemas = map[string][]string{
-	"dpfdoctor diagnose":  {"diagnosis-v1alpha1"},
-	"dpfdoctor fix":       {"fix-plan-v1alpha1", "fix-report-v1alpha1"},
-	"dpfdoctor lint":      {"lint-report-v1alpha1"},
-	"dpfdoctor preflight": {"preflight-v1alpha1"},
-	"dpfdoctor versions":  {"versions-v1alpha1"},
-	"dpfdoctor version":   {"version-v1alpha1"},
+	"dpfdoctor diagnose":       {"diagnosis-v1alpha1"},
+	"dpfdoctor fix":            {"fix-plan-v1alpha1", "fix-report-v1alpha1"},
+	"dpfdoctor lint":           {"lint-report-v1alpha1"},
+	"dpfdoctor lint --dynamic": {"lint-dynamic-v1alpha1"}, // validated by internal/sandbox's lint --dynamic tests
+	"dpfdoctor preflight":      {"preflight-v1alpha1"},
+	"dpfdoctor versions":       {"versions-v1alpha1"},
+	"dpfdoctor version":        {"version-v1alpha1"},
 }
 
 // offline are the arguments that make a command print its JSON document
@@ -167,22 +169,17 @@ func TestSchemasValid(t *testing.T) {
 }
 
 // Every command with a JSON output has a schema file, so a new output
-// cannot ship without one.
+// cannot ship without one; every key of outputSchemas names a command (and
+// flag) that exists.
 func TestEveryJSONOutputHasSchema(t *testing.T) {
 	s, _, _, _ := genericiooptions.NewTestIOStreams()
-	seen := map[string]bool{}
+	seen := map[string]*cobra.Command{}
 	var walk func(c *cobra.Command)
 	walk = func(c *cobra.Command) {
-		seen[c.CommandPath()] = true
+		seen[c.CommandPath()] = c
 		if f := c.Flags().Lookup("output"); f != nil && strings.Contains(f.Usage, "json") {
-			names, ok := outputSchemas[c.CommandPath()]
-			if !ok {
+			if _, ok := outputSchemas[c.CommandPath()]; !ok {
 				t.Errorf("%s prints JSON but has no schema in outputSchemas (docs/schema/)", c.CommandPath())
-			}
-			for _, n := range names {
-				if _, err := os.Stat(filepath.Join(schemaDir, n+".schema.json")); err != nil {
-					t.Errorf("%s: %v", c.CommandPath(), err)
-				}
 			}
 		}
 		for _, sub := range c.Commands() {
@@ -190,9 +187,18 @@ func TestEveryJSONOutputHasSchema(t *testing.T) {
 		}
 	}
 	walk(NewRootCommand(s))
-	for path := range outputSchemas {
-		if !seen[path] {
-			t.Errorf("outputSchemas names %q, which is not a command", path)
+	for key := range outputSchemas {
+		path, mode, _ := strings.Cut(key, " --")
+		switch c := seen[path]; {
+		case c == nil:
+			t.Errorf("outputSchemas names %q, which is not a command", key)
+		case mode != "" && c.Flags().Lookup(mode) == nil:
+			t.Errorf("outputSchemas names %q, but %s has no flag --%s", key, path, mode)
+		}
+		for _, n := range outputSchemas[key] {
+			if _, err := os.Stat(filepath.Join(schemaDir, n+".schema.json")); err != nil {
+				t.Errorf("%s: %v", key, err)
+			}
 		}
 	}
 }
@@ -201,7 +207,9 @@ func TestEveryJSONOutputHasSchema(t *testing.T) {
 // bundles and goldens of testdata/, the plan fix would apply for them,
 // lint on internal/lint's fixtures and goldens, preflight's golden, and the
 // commands in offline. On envtest, TestFixAndRollbackCommands checks fix's
-// plan and report, and TestPreflightOnSim preflight's reports.
+// plan and report, TestPreflightOnSim preflight's reports, and
+// internal/sandbox's lint --dynamic tests every lint --dynamic -o json they
+// run.
 func TestOutputsMatchSchemas(t *testing.T) {
 	sc := schemas(t)
 	s, _, _, _ := genericiooptions.NewTestIOStreams()

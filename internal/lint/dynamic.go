@@ -64,9 +64,15 @@ type DynamicRun struct {
 	Denied int `json:"denied"`
 }
 
+// DynamicSchemaVersion identifies the JSON layout of `lint --dynamic`'s
+// report (docs/schema/lint-dynamic-v1alpha1.schema.json).
+const DynamicSchemaVersion = "dpfdoctor.dev/lint-dynamic/v1alpha1"
+
 // DynamicReport is `lint --dynamic`'s report.
 type DynamicReport struct {
-	Runs []DynamicRun `json:"runs"`
+	// SchemaVersion is DynamicSchemaVersion in the JSON WriteDynamic prints.
+	SchemaVersion string       `json:"schemaVersion"`
+	Runs          []DynamicRun `json:"runs"`
 }
 
 // Failed: a certain call denied statically, an observed request denied, or
@@ -83,7 +89,8 @@ func (r *DynamicReport) Failed() bool {
 // NewDynamicRun pairs each observed request with the first static finding
 // that predicts it; the rest are misses.
 func NewDynamicRun(static *Report, script string, args []string, exit int, log []string, observed []Observed) DynamicRun {
-	run := DynamicRun{Script: script, Args: args, ExitCode: exit, Log: log, Static: static, Missed: []Observed{}}
+	run := DynamicRun{Script: script, Args: args, ExitCode: exit, Log: log, Static: static,
+		Calls: make([]DynamicCall, 0, len(static.Findings)), Missed: []Observed{}}
 	for _, f := range static.Findings {
 		run.Calls = append(run.Calls, DynamicCall{Finding: f, Observed: []Observed{}})
 	}
@@ -149,7 +156,9 @@ func predicts(f Finding, o access.Request) bool {
 func WriteDynamic(w io.Writer, r *DynamicReport, format, toolVersion string, exitCode int) error {
 	switch format {
 	case FormatJSON:
-		return writeJSON(w, r, "report")
+		doc := *r
+		doc.SchemaVersion = DynamicSchemaVersion
+		return writeJSON(w, &doc, "report")
 	case FormatSARIF:
 		return writeDynamicSARIF(w, r, toolVersion, exitCode)
 	case FormatText, "":

@@ -1,10 +1,14 @@
 package sandbox_test
 
 import (
+	"bytes"
 	"encoding/json"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/santhosh-tekuri/jsonschema/v6"
 
 	"github.com/dpfdoctor/dpfdoctor/internal/cli"
 	"github.com/dpfdoctor/dpfdoctor/internal/lint"
@@ -16,15 +20,68 @@ var (
 	role257      = filepath.Join("testdata", "rbac-v25.7")
 )
 
-// lintDynamic runs `dpfdoctor lint --dynamic -o json` and decodes the report.
+// lintDynamic runs `dpfdoctor lint --dynamic -o json`, checks the report
+// against its schema and decodes it.
 func lintDynamic(t *testing.T, args ...string) (int, *lint.DynamicReport) {
 	t.Helper()
 	code, out, errOut := runCLI(t, append([]string{"lint", "--dynamic", "-o", "json"}, args...)...)
-	var r lint.DynamicReport
-	if err := json.Unmarshal([]byte(out), &r); err != nil {
+	doc, err := jsonschema.UnmarshalJSON(strings.NewReader(out))
+	if err != nil {
 		t.Fatalf("lint --dynamic: exit %d: %v\n%s\n%s", code, err, out, errOut)
 	}
+	if err := dynamicSchema(t).Validate(doc); err != nil {
+		t.Errorf("lint --dynamic -o json does not match its schema:\n%v", err)
+	}
+	var r lint.DynamicReport
+	if err := json.Unmarshal([]byte(out), &r); err != nil || r.SchemaVersion != lint.DynamicSchemaVersion {
+		t.Fatalf("lint --dynamic: schemaVersion %q: %v", r.SchemaVersion, err)
+	}
 	return code, &r
+}
+
+// dynamicSchema compiles docs/schema/lint-dynamic-v1alpha1.schema.json
+// with the schemas it refers to, closed as internal/cli/schema_test.go
+// closes them (an object with properties gets additionalProperties false),
+// so a field the report prints but the schema does not describe fails.
+func dynamicSchema(t *testing.T) *jsonschema.Schema {
+	t.Helper()
+	const base = "https://raw.githubusercontent.com/dpfdoctor/dpfdoctor/main/docs/schema/"
+	c := jsonschema.NewCompiler()
+	for _, name := range []string{"defs-v1alpha1", "lint-report-v1alpha1", "lint-dynamic-v1alpha1"} {
+		b, err := os.ReadFile(filepath.Join("..", "..", "docs", "schema", name+".schema.json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(b))
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		closeObjects(doc)
+		if err := c.AddResource(base+name+".schema.json", doc); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s, err := c.Compile(base + "lint-dynamic-v1alpha1.schema.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func closeObjects(v any) {
+	switch v := v.(type) {
+	case map[string]any:
+		if _, ok := v["properties"]; ok && v["additionalProperties"] == nil {
+			v["additionalProperties"] = false
+		}
+		for _, e := range v {
+			closeObjects(e)
+		}
+	case []any:
+		for _, e := range v {
+			closeObjects(e)
+		}
+	}
 }
 
 // lint --dynamic agrees with static lint on every fixture: each script, run
