@@ -95,13 +95,12 @@ func skewFinding(b *evidence.Bundle, cases []skewCase, fixable bool) Finding {
 	sarQuoted := map[string]bool{}
 	for i, sc := range cases {
 		p := sc.pod
-		f.Pods = append(f.Pods, p.Name)
 		v := p.Version(in.Version)
 		versions[v] = true
 		for _, d := range sc.denied {
 			missing = append(missing, d.req)
 		}
-		f.setDetail(p.Name, fmt.Sprintf("dmsinit %s (%s) patches dpudevices/status; operator %s", p.Script(in.Version), v, orUnknown(in.Version)))
+		f.addPod(p.Name, fmt.Sprintf("dmsinit %s (%s) patches dpudevices/status; operator %s", p.Script(in.Version), v, orUnknown(in.Version)))
 		if i >= maxQuoted {
 			continue
 		}

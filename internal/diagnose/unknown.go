@@ -50,8 +50,7 @@ func unclaimed(v *view, findings []Finding) []Finding {
 			f.Evidence = rawEvidence(v, p)
 			f.Summary = unknownSummary(v, p)
 		}
-		f.Pods = append(f.Pods, p.Name)
-		f.setDetail(p.Name, unknownSummary(v, p))
+		f.addPod(p.Name, unknownSummary(v, p))
 	}
 	var out []Finding
 	for _, sig := range order {

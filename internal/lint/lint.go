@@ -25,7 +25,6 @@ import (
 	"github.com/dpfdoctor/dpfdoctor/internal/dpf"
 	"github.com/dpfdoctor/dpfdoctor/internal/rbac"
 	rbacv1 "k8s.io/api/rbac/v1"
-	"mvdan.cc/sh/v3/pattern"
 	"mvdan.cc/sh/v3/syntax"
 )
 
@@ -288,12 +287,11 @@ func (e *evaluator) evaluate(f *Finding) {
 	}
 	if f.NamePattern != "" {
 		var ok []string
-		expr, err := pattern.Regexp(f.nameGlob, pattern.EntireString)
-		re, _ := regexp.Compile(expr)
+		re, err := glob(f.nameGlob)
 		for _, n := range e.names {
 			r := f.Request
 			r.Name = n
-			if err == nil && re != nil && re.MatchString(n) && e.decide(r).Allowed {
+			if err == nil && re.MatchString(n) && e.decide(r).Allowed {
 				ok = append(ok, n)
 			}
 		}

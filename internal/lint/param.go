@@ -373,7 +373,7 @@ func setElem(st *state, name string, old variable, ok bool, i int64, v value) {
 // that "$(kubectl get ...)" assigned to secret_name shows as
 // ${secret_name}. Values already named after a variable keep their name.
 func named(v value, name string) value {
-	if len(v) != 1 || !v[0].wholeUnknown() {
+	if len(v) != 1 || len(v[0]) != 1 || !v[0][0].unknown {
 		return v
 	}
 	p := v[0][0].s

@@ -229,15 +229,6 @@ func (g *guard) possibleBelow(stop *guard) *guard {
 
 func (g *guard) certain() bool { return g.possibleBelow(nil) == nil }
 
-func isAncestor(root, g *guard) bool {
-	for x := g; x != nil; x = x.parent {
-		if x == root {
-			return true
-		}
-	}
-	return false
-}
-
 func resolvedBy(escapes, resolved []*frame) bool {
 	return !slices.ContainsFunc(escapes, func(e *frame) bool { return !slices.Contains(resolved, e) })
 }
@@ -256,7 +247,11 @@ func escapesBetween(g, root *guard, resolved []*frame) []*frame {
 // promote marks the guards between g and root as taken on every completing
 // run, except those that wait for an escape to be resolved.
 func promote(g, root *guard, resolved []*frame) {
-	if !isAncestor(root, g) {
+	x := g
+	for x != nil && x != root {
+		x = x.parent
+	}
+	if x == nil { // root is not on g's chain
 		return
 	}
 	for x := g; x != root; x = x.parent {
@@ -387,8 +382,6 @@ func (t text) String() string {
 func (t text) empty() bool {
 	return !slices.ContainsFunc(t, func(s seg) bool { return s.unknown || s.s != "" })
 }
-
-func (t text) wholeUnknown() bool { return len(t) == 1 && t[0].unknown }
 
 // concat returns t followed by u, merging adjacent known segments. It never
 // modifies t or u.
