@@ -210,11 +210,22 @@ type guard struct {
 // reason explains a possible guard; it is rendered only when a finding
 // needs it.
 type reason struct {
-	kind string // "if", "case", "&&", "||", "while", "after", "uncalled", "for"
+	why  string // one of the why* formats
 	node syntax.Node
 	line uint
 	fn   string
 }
+
+// The texts of reasons: %[1]s is the source of the node, %[2]d the line
+// and %[3]s the function.
+const (
+	whySucceeds = "only if `%[1]s` succeeds (line %[2]d), which lint cannot resolve"
+	whyFails    = "only if `%[1]s` fails (line %[2]d), which lint cannot resolve"
+	whyCase     = "only when case pattern `%[1]s` matches (line %[2]d), which lint cannot resolve"
+	whyLoop     = "inside a loop (line %[2]d) that may not run: `%[1]s` is not resolved"
+	whyUncalled = "in function %[3]s (line %[2]d), which no run with these arguments calls"
+	whyAfter    = "only on paths that pass a conditional return, break or exit (near line %[2]d)"
+)
 
 // possibleBelow returns the innermost possible guard on the chain from g up
 // to (not including) stop, nil if there is none.
