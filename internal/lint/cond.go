@@ -22,10 +22,7 @@ func (in *interp) pattern(pat string) *regexp.Regexp {
 	if p, ok := in.patterns[pat]; ok {
 		return p
 	}
-	var p *regexp.Regexp
-	if expr, err := pattern.Regexp(pat, pattern.EntireString); err == nil {
-		p, _ = regexp.Compile(expr)
-	}
+	p, _ := glob(pat)
 	if len(in.patterns) < maxPatternCache {
 		in.patterns[pat] = p
 	}

@@ -119,14 +119,13 @@ func mapKnown(v value, placeholder string, f func(string) (string, bool)) value 
 	out := make(value, 0, len(v))
 	for _, t := range v {
 		s, ok := t.exact()
+		if ok {
+			s, ok = f(s)
+		}
 		if !ok {
 			return unknownValue(placeholder)
 		}
-		r, ok := f(s)
-		if !ok {
-			return unknownValue(placeholder)
-		}
-		out = append(out, lit(r))
+		out = append(out, lit(s))
 	}
 	return union(placeholder, out)
 }
@@ -360,12 +359,8 @@ func setElem(st *state, name string, old variable, ok bool, i int64, v value) {
 		st.vars[name] = variable{isArr: true, arrUnknown: true}
 		return
 	}
-	arr := append([]text(nil), old.arr...)
-	if int(i) == len(arr) {
-		arr = append(arr, v[0])
-	} else {
-		arr[i] = v[0]
-	}
+	// Replace sets element i, or appends when i is one past the end.
+	arr := slices.Replace(slices.Clone(old.arr), int(i), min(int(i)+1, len(old.arr)), v[0])
 	st.vars[name] = variable{isArr: true, arr: arr}
 }
 
