@@ -443,7 +443,7 @@ func (d *Diagnosis) Markdown() string {
 	p("# dpfdoctor diagnosis\n\n")
 	p("- Schema: `%s`\n", d.SchemaVersion)
 	p("- DPF: namespace `%s`, DPFOperatorConfig `%s`, version %s (from %s), paused: %t\n",
-		d.DPF.Namespace, d.DPF.OperatorConfig, orUnknown(d.DPF.Version), orUnknown(d.DPF.VersionSource), d.DPF.Paused)
+		d.DPF.Namespace, d.DPF.OperatorConfig, cmp.Or(d.DPF.Version, "unknown"), cmp.Or(d.DPF.VersionSource, "unknown"), d.DPF.Paused)
 	p("- Pods: %d (%d healthy, %d failing); API requests used: %d\n", d.Summary.Pods, d.Summary.Healthy, d.Summary.Failing, d.Requests)
 	if n := d.Summary.Inferred + d.Summary.Unread; n > 0 {
 		p("- Own dms-init log not read: %d (%d classified from pods with the same failure signature); see the Pods table\n", n, d.Summary.Inferred)

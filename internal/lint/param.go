@@ -66,7 +66,8 @@ func (in *interp) param(st *state, pe *syntax.ParamExp, io ioctx) expansion {
 	case pe.Length && base.isList:
 		return expansion{v: litValue(strconv.Itoa(len(base.list)))}
 	case pe.Length:
-		return expansion{v: mapKnown(base.v, in.source(pe), runeLen)}
+		length := func(s string) (string, bool) { return expandOn(s, syntax.ParamExp{Length: true}) }
+		return expansion{v: mapKnown(base.v, in.source(pe), length)}
 	case base.isList:
 		return base
 	case pe.Exp != nil:
@@ -109,9 +110,6 @@ func (in *interp) indexed(st *state, pe *syntax.ParamExp, io ioctx) (expansion, 
 	}
 	return expansion{v: value{elems[i]}}, true
 }
-
-// runeLen is ${#x} of a known value.
-func runeLen(s string) (string, bool) { return strconv.Itoa(utf8.RuneCountInString(s)), true }
 
 // mapKnown applies f to every fully known alternative; any unknown
 // alternative makes the result unknown.
