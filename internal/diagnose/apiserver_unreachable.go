@@ -14,8 +14,7 @@ import (
 // server at the address the operator gave it (DPFOperatorConfig
 // spec.overrides.kubernetesAPIServerVIP/Port → KUBERNETES_SERVICE_HOST/PORT).
 func apiServerUnreachable(v *view) []Finding {
-	b := v.b
-	in := b.Install
+	in := v.b.Install
 	f := Finding{Class: ClassAPIServerUnreachable, Code: CodeAPIServerUnreachable, Severity: SeverityError}
 	vip := cmp.Or(in.APIServerVIP, "(not set)")
 	port := "(not set)"
@@ -35,14 +34,12 @@ func apiServerUnreachable(v *view) []Finding {
 			}
 			e.Message = dpf.MsgVersionFailed + l.text[strings.Index(l.text, hostAgentUnreachable)+len(hostAgentUnreachable):]
 		}
-		f.Pods = append(f.Pods, p.Name)
 		f.Evidence = appendLimited(f.Evidence, logEvidence(l), maxQuoted)
-		env := podAPIEnv(p)
-		if !envs[env] {
+		if container, env := podAPIEnv(p); !envs[env] {
 			envs[env] = true
-			f.Evidence = append(f.Evidence, Evidence{Kind: EvidenceObject, Source: fmt.Sprintf("pod %s %s env", p.Name, workName(p)), Text: env})
+			f.Evidence = append(f.Evidence, Evidence{Kind: EvidenceObject, Source: fmt.Sprintf("pod %s %s env", p.Name, container), Text: env})
 		}
-		f.setDetail(p.Name, "kubectl cannot reach the API server: "+shorten(strings.TrimPrefix(e.Message, dpf.MsgVersionFailed), 120))
+		f.addPod(p.Name, "kubectl cannot reach the API server: "+shorten(strings.TrimPrefix(e.Message, dpf.MsgVersionFailed), 120))
 	}
 	if len(f.Pods) == 0 {
 		return nil
@@ -62,18 +59,12 @@ func apiServerUnreachable(v *view) []Finding {
 // the host agent's messages).
 const hostAgentUnreachable = "unable to reach the Kubernetes API server: "
 
-func workName(p evidence.Pod) string {
-	if c, ok := p.Work(); ok {
-		return c.Name
-	}
-	return dpf.ContainerDMSInit
-}
-
-// podAPIEnv renders the pod's KUBERNETES_SERVICE_HOST/PORT.
-func podAPIEnv(p evidence.Pod) string {
+// podAPIEnv renders the KUBERNETES_SERVICE_HOST/PORT of the pod's work
+// container, and names the container.
+func podAPIEnv(p evidence.Pod) (container, env string) {
 	c, ok := p.Work()
 	if !ok {
-		return "no dms-init container"
+		return dpf.ContainerDMSInit, "no dms-init container"
 	}
 	var parts []string
 	for _, name := range []string{"KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT"} {
@@ -87,7 +78,7 @@ func podAPIEnv(p evidence.Pod) string {
 			parts = append(parts, name+"="+v.Value)
 		}
 	}
-	return strings.Join(parts, ", ")
+	return c.Name, strings.Join(parts, ", ")
 }
 
 func shorten(s string, n int) string {

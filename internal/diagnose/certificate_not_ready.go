@@ -24,8 +24,7 @@ func certificateNotReady(v *view) []Finding {
 		if !ok {
 			continue
 		}
-		f.Pods = append(f.Pods, p.Name)
-		f.setDetail(p.Name, detail)
+		f.addPod(p.Name, detail)
 		if len(f.Pods) <= maxQuoted {
 			f.Evidence = append(f.Evidence, ev...)
 		}
@@ -72,8 +71,8 @@ func certificateEvidence(v *view, p evidence.Pod) ([]Evidence, string, bool) {
 			break
 		}
 	}
-	present, known := v.secretPresent(secret)
-	absent := known && !present
+	known := b.SecretsListed // else whether the Secret exists is not known
+	absent := known && !v.secrets[secret]
 	if absent {
 		ev = append(ev, Evidence{Kind: EvidenceObject, Source: "Secret " + ns + "/" + secret, Text: "absent (Secret metadata list)"})
 	}

@@ -13,16 +13,12 @@ import (
 
 	"github.com/dpfdoctor/dpfdoctor/internal/access"
 	"github.com/dpfdoctor/dpfdoctor/internal/evidence"
-	"github.com/dpfdoctor/dpfdoctor/internal/outcome"
 	"k8s.io/apimachinery/pkg/util/sets"
 )
 
 // SchemaVersion identifies the Diagnosis JSON/YAML layout
 // (docs/schema/diagnosis-v1alpha1.md).
 const SchemaVersion = "dpfdoctor.dev/v1alpha1"
-
-// ErrProblems is returned by commands when a diagnosis found problems.
-var ErrProblems = outcome.ErrProblems
 
 // Class is a failure class.
 type Class string
@@ -118,12 +114,13 @@ type Finding struct {
 	detail map[string]string
 }
 
-// setDetail records a pod's one-line reason.
-func (f *Finding) setDetail(pod, text string) {
+// addPod adds a pod the finding names, with its one-line reason.
+func (f *Finding) addPod(pod, detail string) {
 	if f.detail == nil {
 		f.detail = map[string]string{}
 	}
-	f.detail[pod] = text
+	f.Pods = append(f.Pods, pod)
+	f.detail[pod] = detail
 }
 
 // PodResult is one pod's primary class.
@@ -446,7 +443,7 @@ func (d *Diagnosis) Markdown() string {
 	p("# dpfdoctor diagnosis\n\n")
 	p("- Schema: `%s`\n", d.SchemaVersion)
 	p("- DPF: namespace `%s`, DPFOperatorConfig `%s`, version %s (from %s), paused: %t\n",
-		d.DPF.Namespace, d.DPF.OperatorConfig, orUnknown(d.DPF.Version), orUnknown(d.DPF.VersionSource), d.DPF.Paused)
+		d.DPF.Namespace, d.DPF.OperatorConfig, cmp.Or(d.DPF.Version, "unknown"), cmp.Or(d.DPF.VersionSource, "unknown"), d.DPF.Paused)
 	p("- Pods: %d (%d healthy, %d failing); API requests used: %d\n", d.Summary.Pods, d.Summary.Healthy, d.Summary.Failing, d.Requests)
 	if n := d.Summary.Inferred + d.Summary.Unread; n > 0 {
 		p("- Own dms-init log not read: %d (%d classified from pods with the same failure signature); see the Pods table\n", n, d.Summary.Inferred)

@@ -24,8 +24,7 @@ func emptyCertificateFiles(v *view) []Finding {
 		if !ok {
 			continue
 		}
-		f.Pods = append(f.Pods, p.Name)
-		f.setDetail(p.Name, "dms-init completed with empty certificate files (Secret reads Forbidden); dms exits on them")
+		f.addPod(p.Name, "dms-init completed with empty certificate files (Secret reads Forbidden); dms exits on them")
 		if len(f.Pods) > maxQuoted {
 			continue
 		}

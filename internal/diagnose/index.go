@@ -112,7 +112,13 @@ func (v *view) agreed(g *evidence.LogGroup) string {
 		if len(lines) == 0 {
 			continue
 		}
-		vd := verdict(lines)
+		texts := make([]string, len(lines))
+		for i, l := range lines {
+			texts[i] = l.text
+		}
+		// dpf.LogVerdict is the rule evidence also uses to stop reading a
+		// failure signature's logs.
+		vd := dpf.LogVerdict(texts)
 		if out == "" {
 			out, first = peer, vd
 			continue
@@ -122,16 +128,6 @@ func (v *view) agreed(g *evidence.LogGroup) string {
 		}
 	}
 	return out
-}
-
-// verdict is dpf.LogVerdict of the lines: the rule evidence also uses to
-// stop reading a failure signature's logs.
-func verdict(lines []logLine) string {
-	texts := make([]string, len(lines))
-	for i, l := range lines {
-		texts[i] = l.text
-	}
-	return dpf.LogVerdict(texts)
 }
 
 // failing returns the pods that are not Ready.
@@ -200,15 +196,6 @@ func listNames(names []string) string {
 		return strings.Join(names[:5], ", ") + fmt.Sprintf(" and %d more", len(names)-5)
 	}
 	return strings.Join(names, ", ")
-}
-
-// secretPresent reports whether a Secret exists; known is false when
-// Secrets could not be listed.
-func (v *view) secretPresent(name string) (present, known bool) {
-	if !v.b.SecretsListed {
-		return false, false
-	}
-	return v.secrets[name], true
 }
 
 // factsOf returns the pod's dmsinit.sh facts.
@@ -286,8 +273,7 @@ func (v *view) denied(p evidence.Pod) []denied {
 func (v *view) nowAllowed(p evidence.Pod, r access.Request) bool {
 	f := v.factsOf(p)
 	for _, c := range f.calls {
-		cr := c.Request(f.namespace, p.Node)
-		if cr.Verb != r.Verb || cr.Group != r.Group || cr.Resource != r.Resource || cr.Subresource != r.Subresource {
+		if !sameResource(c.Request(f.namespace, p.Node), r) {
 			continue
 		}
 		chk, ok := v.checks[evidence.CheckKey(f.user, c, f.namespace)]
@@ -296,12 +282,10 @@ func (v *view) nowAllowed(p evidence.Pod, r access.Request) bool {
 	return false
 }
 
-// canRecreate says whether deleting the pod brings it back at once.
-func (v *view) canRecreate(p evidence.Pod) bool {
-	if r, ok := release(v.b.Install.Version); ok && r.RecreatesDeletedPod {
-		return true
-	}
-	return !v.dpuNode[p.Node]
+// sameResource reports whether a and b are the same verb on the same
+// resource and subresource.
+func sameResource(a, b access.Request) bool {
+	return a.Verb == b.Verb && a.Group == b.Group && a.Resource == b.Resource && a.Subresource == b.Subresource
 }
 
 // maxQuoted bounds how many pods' evidence a finding quotes, so a finding

@@ -14,7 +14,6 @@ const hostAgentNoDPU = "no DPU found on this host"
 // on this system"): the node is labelled as carrying a DPU but shows none.
 func noDPUFound(v *view) []Finding {
 	f := Finding{Class: ClassNoDPUFound, Code: CodeNoDPUFound, Severity: SeverityError}
-	var nodes []string
 	for _, p := range v.failing() {
 		lines := v.log(p.Name)
 		l, ok := find(lines, dpf.MsgNoDPUs)
@@ -23,21 +22,15 @@ func noDPUFound(v *view) []Finding {
 				continue
 			}
 		}
-		f.Pods = append(f.Pods, p.Name)
-		nodes = append(nodes, p.Node)
 		f.Evidence = appendLimited(f.Evidence, logEvidence(l), maxQuoted)
-		f.setDetail(p.Name, "no BlueField (PCI 15b3:a2dc / 15b3:a2d6) visible on the host")
+		f.addPod(p.Name, "no BlueField (PCI 15b3:a2dc / 15b3:a2d6) visible on the host")
 	}
 	if len(f.Pods) == 0 {
 		return nil
 	}
-	example := "<node>"
-	if len(nodes) > 0 {
-		example = nodes[0]
-	}
 	f.Summary = fmt.Sprintf("dms-init found no DPU on %s labelled %s", plural(len(f.Pods), "node", "nodes"), dpf.DPUNodeLabel)
 	f.NextStep = fmt.Sprintf("on each node, check the PCI devices: `lspci -nn -d 15b3:a2dc` (BlueField-3) and `lspci -nn -d 15b3:a2d6` (BlueField-2); "+
 		"if the DPU is there, check its firmware/mode and that /sys/bus/pci is visible to the pod; if the host has no DPU, remove the label: "+
-		"kubectl label node %s %s-", example, dpf.DPUNodeLabel)
+		"kubectl label node %s %s-", v.pods[f.Pods[0]].Node, dpf.DPUNodeLabel)
 	return []Finding{f}
 }

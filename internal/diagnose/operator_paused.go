@@ -1,14 +1,11 @@
 package diagnose
 
-import (
-	"fmt"
-)
+import "fmt"
 
 // operatorPaused reports a DPFOperatorConfig with spec.overrides.paused:
 // fixes made now hold, but the operator reconciles nothing.
 func operatorPaused(v *view) []Finding {
-	b := v.b
-	in := b.Install
+	in := v.b.Install
 	if !in.Paused {
 		return nil
 	}

@@ -103,8 +103,7 @@ func forPodNode(v *view, p evidence.Pod, l logLine, r access.Request) access.Req
 	}
 	f := v.factsOf(p)
 	for _, c := range f.calls {
-		cr := c.Request(f.namespace, peer.Node)
-		if cr.Verb == r.Verb && cr.Group == r.Group && cr.Resource == r.Resource && cr.Subresource == r.Subresource && cr.Name == r.Name {
+		if cr := c.Request(f.namespace, peer.Node); sameResource(cr, r) && cr.Name == r.Name {
 			return c.Request(r.Namespace, p.Node)
 		}
 	}
@@ -137,9 +136,8 @@ func rbacFinding(b *evidence.Bundle, cases []rbacCase) Finding {
 	sarQuoted := map[string]bool{}
 	for i, rc := range cases {
 		p := rc.pod
-		f.Pods = append(f.Pods, p.Name)
 		missing = append(missing, rc.missing...)
-		f.setDetail(p.Name, podDetail(rc))
+		f.addPod(p.Name, podDetail(rc))
 		if i >= maxQuoted {
 			continue
 		}

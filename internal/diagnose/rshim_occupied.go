@@ -14,6 +14,9 @@ import (
 func rshimOccupied(v *view) []Finding {
 	b := v.b
 	f := Finding{Class: ClassRshimOccupied, Code: CodeRshimOccupied, Severity: SeverityError}
+	// Deleting a pod brings it back at once when the release re-creates
+	// deleted pods, or while its node has no DPUNode.
+	rel, known := release(b.Install.Version)
 	recreate := true
 	for _, p := range v.failing() {
 		c, ok := p.Init(dpf.ContainerRshimPreflight)
@@ -24,11 +27,10 @@ func rshimOccupied(v *view) []Finding {
 		if !ok || t.ExitCode != 1 || !evidence.IsPCIAddress(t.Message) {
 			continue
 		}
-		f.Pods = append(f.Pods, p.Name)
 		msg := strings.TrimSpace(t.Message)
 		f.Evidence = appendLimited(f.Evidence, Evidence{Kind: EvidenceObject, Source: fmt.Sprintf("pod %s %s termination message (exit 1)", p.Name, c.Name), Text: msg}, maxQuoted)
-		f.setDetail(p.Name, "the host's rshim holds the DPU at "+msg)
-		recreate = recreate && v.canRecreate(p)
+		f.addPod(p.Name, "the host's rshim holds the DPU at "+msg)
+		recreate = recreate && (known && rel.RecreatesDeletedPod || !v.dpuNode[p.Node])
 	}
 	if len(f.Pods) == 0 {
 		return nil

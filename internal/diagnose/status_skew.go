@@ -1,6 +1,7 @@
 package diagnose
 
 import (
+	"cmp"
 	"fmt"
 	"maps"
 	"slices"
@@ -95,13 +96,12 @@ func skewFinding(b *evidence.Bundle, cases []skewCase, fixable bool) Finding {
 	sarQuoted := map[string]bool{}
 	for i, sc := range cases {
 		p := sc.pod
-		f.Pods = append(f.Pods, p.Name)
 		v := p.Version(in.Version)
 		versions[v] = true
 		for _, d := range sc.denied {
 			missing = append(missing, d.req)
 		}
-		f.setDetail(p.Name, fmt.Sprintf("dmsinit %s (%s) patches dpudevices/status; operator %s", p.Script(in.Version), v, orUnknown(in.Version)))
+		f.addPod(p.Name, fmt.Sprintf("dmsinit %s (%s) patches dpudevices/status; operator %s", p.Script(in.Version), v, cmp.Or(in.Version, "unknown")))
 		if i >= maxQuoted {
 			continue
 		}
@@ -114,26 +114,19 @@ func skewFinding(b *evidence.Bundle, cases []skewCase, fixable bool) Finding {
 	dpf.SortVersions(vs)
 	f.Evidence = append(f.Evidence, Evidence{Kind: EvidenceConfig, Source: "versions",
 		Text: fmt.Sprintf("pods run hostdriver %s; the operator is %s (from %s); DPUDevice CRD status subresource: %t",
-			strings.Join(vs, ", "), orUnknown(in.Version), orUnknown(in.VersionSource), statusSubresource(b))})
+			strings.Join(vs, ", "), cmp.Or(in.Version, "unknown"), cmp.Or(in.VersionSource, "unknown"), statusSubresource(b))})
 	if fixable {
 		status := access.Request{Verb: "patch", Group: dpf.GroupProvisioning, Resource: "dpudevices", Subresource: "status", Namespace: in.Namespace}
 		f.Missing = withStatusReads(append(missing, status))
 		f.Summary = fmt.Sprintf("%s: dmsinit.sh patches dpudevices/status, which the operator's DMS role (%s) does not grant: hostdriver and operator versions differ",
-			plural(len(cases), "pod", "pods"), orUnknown(in.Version))
+			plural(len(cases), "pod", "pods"), cmp.Or(in.Version, "unknown"))
 		f.NextStep = "run `dpfdoctor fix` to grant get and patch on dpudevices/status in " + in.Namespace +
 			" (no resourceNames: DPUDevice names are serial numbers) in a separate Role; in the long run, run the hostdriver image that matches the operator version"
 		return f
 	}
 	f.Summary = fmt.Sprintf("%s: dmsinit.sh patches dpudevices/status, but this cluster's DPUDevice CRD has no status subresource (operator %s): no RBAC change can fix it",
-		plural(len(cases), "pod", "pods"), orUnknown(in.Version))
+		plural(len(cases), "pod", "pods"), cmp.Or(in.Version, "unknown"))
 	f.NextStep = fmt.Sprintf("align versions: either upgrade the DPF operator and its CRDs to the hostdriver's version (%s), or run the hostdriver image of the operator's version (%s)",
-		strings.Join(vs, ", "), orUnknown(in.Version))
+		strings.Join(vs, ", "), cmp.Or(in.Version, "unknown"))
 	return f
-}
-
-func orUnknown(s string) string {
-	if s == "" {
-		return "unknown"
-	}
-	return s
 }

@@ -50,8 +50,7 @@ func unclaimed(v *view, findings []Finding) []Finding {
 			f.Evidence = rawEvidence(v, p)
 			f.Summary = unknownSummary(v, p)
 		}
-		f.Pods = append(f.Pods, p.Name)
-		f.setDetail(p.Name, unknownSummary(v, p))
+		f.addPod(p.Name, unknownSummary(v, p))
 	}
 	var out []Finding
 	for _, sig := range order {
@@ -77,24 +76,24 @@ func unknownSummary(v *view, p evidence.Pod) string {
 		return "not Ready, no container is blocking"
 	}
 	if t, ok := c.LastTermination(); ok {
-		return fmt.Sprintf("%s exits %d (%s) with no known failure signature", c.Name, t.ExitCode, orUnknown(t.Reason))
+		return fmt.Sprintf("%s exits %d (%s) with no known failure signature", c.Name, t.ExitCode, cmp.Or(t.Reason, "unknown"))
 	}
 	if c.State.Kind == evidence.StateRunning && p.Restarts() == 0 {
 		return fmt.Sprintf("not Ready yet: %s is running and has not failed (still starting?)", c.Name)
 	}
-	return fmt.Sprintf("%s is %s with no known failure signature", c.Name, orUnknown(cmp.Or(c.State.Reason, c.State.Kind)))
+	return fmt.Sprintf("%s is %s with no known failure signature", c.Name, cmp.Or(c.State.Reason, c.State.Kind, "unknown"))
 }
 
 // rawEvidence quotes what is known about a pod dpfdoctor cannot classify.
 func rawEvidence(v *view, p evidence.Pod) []Evidence {
 	var ev []Evidence
 	if c, ok := p.Blocking(); ok {
-		state := fmt.Sprintf("state %s", orUnknown(c.State.Kind))
+		state := fmt.Sprintf("state %s", cmp.Or(c.State.Kind, "unknown"))
 		if c.State.Reason != "" {
 			state += " (" + c.State.Reason + ")"
 		}
 		if t, ok := c.LastTermination(); ok {
-			state += fmt.Sprintf("; last exit %d (%s)", t.ExitCode, orUnknown(t.Reason))
+			state += fmt.Sprintf("; last exit %d (%s)", t.ExitCode, cmp.Or(t.Reason, "unknown"))
 			if m := strings.TrimSpace(t.Message); m != "" {
 				state += "; termination message: " + shorten(m, 300)
 			}

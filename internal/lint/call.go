@@ -147,7 +147,7 @@ func (in *interp) callFunc(st *state, fn *syntax.FuncDecl, name string, args []t
 	if end.flow != flowJumped {
 		states = append(states, end)
 	}
-	res := join(root, states, []*frame{f}, &reason{kind: "after", line: fn.Position.Line()})
+	res := join(root, states, []*frame{f}, &reason{why: whyAfter, line: fn.Position.Line()})
 	if res.flow != flowLive {
 		return res
 	}

@@ -22,10 +22,7 @@ func (in *interp) pattern(pat string) *regexp.Regexp {
 	if p, ok := in.patterns[pat]; ok {
 		return p
 	}
-	var p *regexp.Regexp
-	if expr, err := pattern.Regexp(pat, pattern.EntireString); err == nil {
-		p, _ = regexp.Compile(expr)
-	}
+	p, _ := glob(pat)
 	if len(in.patterns) < maxPatternCache {
 		in.patterns[pat] = p
 	}
@@ -118,19 +115,15 @@ func (in *interp) testExpr(st *state, x syntax.TestExpr, io ioctx) status {
 		}
 		return stUnknown
 	case *syntax.BinaryTest:
-		switch x.Op {
-		case syntax.AndTest:
-			l := in.testExpr(st, x.X, io)
-			if l == stFail {
-				return stFail
+		if x.Op == syntax.AndTest || x.Op == syntax.OrTest {
+			decides, join := stFail, and3 // the left side's status that skips the right side
+			if x.Op == syntax.OrTest {
+				decides, join = stOK, or3
 			}
-			return and3(l, in.testExpr(st, x.Y, io))
-		case syntax.OrTest:
-			l := in.testExpr(st, x.X, io)
-			if l == stOK {
-				return stOK
+			if l := in.testExpr(st, x.X, io); l != decides {
+				return join(l, in.testExpr(st, x.Y, io))
 			}
-			return or3(l, in.testExpr(st, x.Y, io))
+			return decides
 		}
 		lw, lok := x.X.(*syntax.Word)
 		rw, rok := x.Y.(*syntax.Word)

@@ -66,9 +66,9 @@ func LoadConfig(file string) (*Config, error) {
 	return &c, nil
 }
 
-// glob compiles a shell glob; "" matches anything.
+// glob compiles a shell pattern that matches entire strings.
 func glob(g string) (*regexp.Regexp, error) {
-	expr, err := pattern.Regexp(cmp.Or(g, "*"), pattern.EntireString)
+	expr, err := pattern.Regexp(g, pattern.EntireString)
 	if err != nil {
 		return nil, err
 	}
@@ -76,8 +76,8 @@ func glob(g string) (*regexp.Regexp, error) {
 }
 
 func (s *Suppression) matches(code, file string, line int, call string) bool {
-	path, err1 := glob(s.Path)
-	c, err2 := glob(s.Call)
+	path, err1 := glob(cmp.Or(s.Path, "*")) // "" matches anything
+	c, err2 := glob(cmp.Or(s.Call, "*"))
 	return s.Code == code && (s.Line == 0 || s.Line == line) && err1 == nil && err2 == nil &&
 		path.MatchString(strings.TrimPrefix(filepath.ToSlash(file), "./")) && c.MatchString(call)
 }

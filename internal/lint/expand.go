@@ -300,23 +300,17 @@ func trimTrailingNewlines(t text) text {
 
 func (in *interp) redirect(st *state, redirs []*syntax.Redirect, io ioctx) ioctx {
 	for _, r := range redirs {
-		fd := -1 // the operator's default
+		fd := 1 // output operators' default
 		if r.N != nil {
 			fd, _ = strconv.Atoi(r.N.Value) // {varname}> opens a new fd: 0 leaves 1 and 2 alone
 		}
 		switch r.Op {
 		case syntax.RdrOut, syntax.AppOut, syntax.RdrClob, syntax.AppClob:
-			if fd < 0 {
-				fd = 1
-			}
 			setFD(&io, fd, in.target(st, r.Word, io))
 		case syntax.RdrAll, syntax.AppAll, syntax.RdrAllClob, syntax.AppAllClob:
 			t := in.target(st, r.Word, io)
 			io.stdout, io.stderr = t, t
 		case syntax.DplOut:
-			if fd < 0 {
-				fd = 1
-			}
 			switch w := r.Word.Lit(); w {
 			case "1":
 				setFD(&io, fd, io.stdout)
@@ -331,7 +325,7 @@ func (in *interp) redirect(st *state, redirs []*syntax.Redirect, io ioctx) ioctx
 				}
 			}
 		case syntax.RdrIn:
-			if fd <= 0 {
+			if r.N == nil || fd == 0 {
 				io.stdin = nil
 				if r.Word.Lit() == "/dev/null" {
 					io.stdin = litValue("")

@@ -148,7 +148,7 @@ func (in *interp) subshell(st *state, io ioctx, body func(*state, ioctx) *state)
 	end := body(st.clone(), io)
 	in.frames = in.frames[:len(in.frames)-1]
 	states := append(slices.Clip(f.states), end)
-	res := join(st.guard, states, []*frame{f}, &reason{kind: "after"})
+	res := join(st.guard, states, []*frame{f}, &reason{why: whyAfter})
 	if res.flow != flowLive {
 		return &state{status: stFail, guard: st.guard}
 	}
@@ -204,13 +204,13 @@ func (in *interp) ifClause(st *state, c *syntax.IfClause, io ioctx) *state {
 		return in.ifClause(st, c.Else, io)
 	}
 	root, cond, line := st.guard, lastStmt(c.Cond), c.Position.Line()
-	thenEnd := in.stmts(st.under(&reason{kind: "if", node: cond, line: line}), c.Then, io)
-	st.guard = &guard{parent: root, possible: true, why: &reason{kind: "else", node: cond, line: line}}
+	thenEnd := in.stmts(st.under(&reason{why: whySucceeds, node: cond, line: line}), c.Then, io)
+	st.guard = &guard{parent: root, possible: true, why: &reason{why: whyFails, node: cond, line: line}}
 	st.status = stOK
 	if c.Else != nil {
 		st = in.ifClause(st, c.Else, io)
 	}
-	return join(root, []*state{thenEnd, st}, nil, &reason{kind: "after", line: line})
+	return join(root, []*state{thenEnd, st}, nil, &reason{why: whyAfter, line: line})
 }
 
 func (in *interp) binary(st *state, c *syntax.BinaryCmd, io ioctx) *state {
@@ -232,10 +232,10 @@ func (in *interp) binary(st *state, c *syntax.BinaryCmd, io ioctx) *state {
 		st.status = stUnknown
 		return st
 	}
-	runY, kind := stOK, "&&"
+	runY, why := stOK, whySucceeds
 	xio := io
 	if c.Op == syntax.OrStmt {
-		runY, kind = stFail, "||"
+		runY, why = stFail, whyFails
 		xio.ignored = xio.ignored || isTrue(c.Y)
 	}
 	st = in.stmt(st, c.X, xio)
@@ -249,11 +249,11 @@ func (in *interp) binary(st *state, c *syntax.BinaryCmd, io ioctx) *state {
 		return st
 	}
 	root := st.guard
-	why := &reason{kind: kind, node: c.X, line: c.OpPos.Line()}
-	yEnd := in.stmt(st.under(why), c.Y, io)
-	st.guard = &guard{parent: root, possible: true, why: why}
+	r := &reason{why: why, node: c.X, line: c.OpPos.Line()}
+	yEnd := in.stmt(st.under(r), c.Y, io)
+	st.guard = &guard{parent: root, possible: true, why: r}
 	st.status = runY.not()
-	return join(root, []*state{yEnd, st}, nil, &reason{kind: "after", line: c.OpPos.Line()})
+	return join(root, []*state{yEnd, st}, nil, &reason{why: whyAfter, line: c.OpPos.Line()})
 }
 
 // isTrue reports whether s is `true` or `:`, as in `cmd || true`.
@@ -282,7 +282,7 @@ func (in *interp) caseClause(st *state, c *syntax.CaseClause, io ioctx) *state {
 			// Taken on every path: run it (and what it falls through to).
 			return in.caseBody(st, c, i, io)
 		}
-		b := st.under(&reason{kind: "case", node: item.Patterns[0], line: item.Pos().Line()})
+		b := st.under(&reason{why: whyCase, node: item.Patterns[0], line: item.Pos().Line()})
 		branches = append(branches, in.caseBody(b, c, i, io))
 		undecided = true
 		matched = m == stOK
@@ -292,11 +292,11 @@ func (in *interp) caseClause(st *state, c *syntax.CaseClause, io ioctx) *state {
 		return st
 	}
 	if !matched {
-		st.guard = &guard{parent: root, possible: true, why: &reason{kind: "case", node: c.Word, line: c.Case.Line()}}
+		st.guard = &guard{parent: root, possible: true, why: &reason{why: whyCase, node: c.Word, line: c.Case.Line()}}
 		st.status = stOK
 		branches = append(branches, st)
 	}
-	return join(root, branches, nil, &reason{kind: "after", line: c.Case.Line()})
+	return join(root, branches, nil, &reason{why: whyAfter, line: c.Case.Line()})
 }
 
 func (in *interp) caseBody(st *state, c *syntax.CaseClause, i int, io ioctx) *state {
@@ -365,7 +365,7 @@ func (in *interp) loop(st *state, spec loopSpec, io ioctx) *state {
 		// abstractly: a 30-attempt retry loop costs a few iterations.
 		widen = i >= minConcrete && len(in.order) == records && cur.guard.possibleBelow(root) != nil
 	}
-	res := join(root, append(brk.states, exits...), []*frame{brk, cont}, &reason{kind: "after", line: spec.why.line})
+	res := join(root, append(brk.states, exits...), []*frame{brk, cont}, &reason{why: whyAfter, line: spec.why.line})
 	if res.flow == flowLive {
 		res.status = stOK
 	}
@@ -400,7 +400,7 @@ func (in *interp) abstractIteration(cur *state, spec loopSpec, cont *frame, poss
 func (in *interp) iterate(cur *state, spec loopSpec, cont *frame, io ioctx) *state {
 	root := cur.guard
 	end := in.stmts(cur, spec.do, io)
-	it := join(root, append(cont.states, end), []*frame{cont}, &reason{kind: "after", line: spec.why.line})
+	it := join(root, append(cont.states, end), []*frame{cont}, &reason{why: whyAfter, line: spec.why.line})
 	cont.states = nil
 	if it.flow == flowLive && spec.post != nil {
 		in.arith(it, spec.post, io)
@@ -419,7 +419,7 @@ func (in *interp) whileClause(st *state, c *syntax.WhileClause, io ioctx) *state
 		},
 		do:       c.Do,
 		fixpoint: true,
-		why:      &reason{kind: "while", node: lastStmt(c.Cond), line: c.WhilePos.Line()},
+		why:      &reason{why: whyLoop, node: lastStmt(c.Cond), line: c.WhilePos.Line()},
 	}, io)
 }
 
@@ -431,7 +431,7 @@ func lastStmt(list []*syntax.Stmt) syntax.Node {
 }
 
 func (in *interp) forClause(st *state, c *syntax.ForClause, io ioctx) *state {
-	why := &reason{kind: "for", node: c.Loop, line: c.ForPos.Line()}
+	why := &reason{why: whyLoop, node: c.Loop, line: c.ForPos.Line()}
 	switch l := c.Loop.(type) {
 	case *syntax.WordIter:
 		name := l.Name.Value

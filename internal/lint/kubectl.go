@@ -121,11 +121,11 @@ func parseKubectl(args []text) (*kubectlArgs, string) {
 // kubectlCtx resolves what one invocation touches.
 type kubectlCtx struct {
 	in    *interp
+	line  uint // of the call, for warnings
 	args  *kubectlArgs
 	ns    text
 	allNS bool
 	needs []need
-	warns []string
 }
 
 // kubectl records the requests of a kubectl invocation, one alternative
@@ -137,15 +137,12 @@ func (in *interp) kubectl(st *state, c *syntax.CallExpr, alts [][]text, io ioctx
 			in.warn(c.Pos().Line(), problem)
 			continue
 		}
-		k := &kubectlCtx{in: in, args: args, ns: lit(cmp.Or(in.opts.DefaultNamespace, "default"))}
-		if ns, ok := args.last("namespace"); ok {
-			k.ns = ns
+		ns, ok := args.last("namespace")
+		if !ok {
+			ns = lit(cmp.Or(in.opts.DefaultNamespace, "default"))
 		}
-		k.allNS = args.has("all-namespaces")
+		k := &kubectlCtx{in: in, line: c.Pos().Line(), args: args, ns: ns, allNS: args.has("all-namespaces")}
 		k.verbNeeds(io.stdin)
-		for _, w := range k.warns {
-			in.warn(c.Pos().Line(), w)
-		}
 		for _, n := range k.needs {
 			in.record(st, c, n, io)
 		}
@@ -153,7 +150,7 @@ func (in *interp) kubectl(st *state, c *syntax.CallExpr, alts [][]text, io ioctx
 }
 
 func (k *kubectlCtx) warnf(format string, a ...any) {
-	k.warns = append(k.warns, fmt.Sprintf(format, a...))
+	k.in.warn(k.line, fmt.Sprintf(format, a...))
 }
 
 // targets walks "TYPE[,TYPE] NAME..." or "TYPE/NAME..." arguments. named is

@@ -25,7 +25,6 @@ import (
 	"github.com/dpfdoctor/dpfdoctor/internal/dpf"
 	"github.com/dpfdoctor/dpfdoctor/internal/rbac"
 	rbacv1 "k8s.io/api/rbac/v1"
-	"mvdan.cc/sh/v3/pattern"
 	"mvdan.cc/sh/v3/syntax"
 )
 
@@ -288,12 +287,11 @@ func (e *evaluator) evaluate(f *Finding) {
 	}
 	if f.NamePattern != "" {
 		var ok []string
-		expr, err := pattern.Regexp(f.nameGlob, pattern.EntireString)
-		re, _ := regexp.Compile(expr)
+		re, err := glob(f.nameGlob)
 		for _, n := range e.names {
 			r := f.Request
 			r.Name = n
-			if err == nil && re != nil && re.MatchString(n) && e.decide(r).Allowed {
+			if err == nil && re.MatchString(n) && e.decide(r).Allowed {
 				ok = append(ok, n)
 			}
 		}
@@ -394,7 +392,7 @@ func (in *interp) walkUncalled(f *syntax.File, end *state) {
 		}
 		st := base.clone()
 		st.flow, st.status = flowLive, stOK
-		st.guard = &guard{possible: true, why: &reason{kind: "uncalled", fn: name, line: fd.Position.Line()}}
+		st.guard = &guard{possible: true, why: &reason{why: whyUncalled, fn: name, line: fd.Position.Line()}}
 		in.callFunc(st, fd, name, nil, true, ioctx{})
 	}
 }
@@ -476,17 +474,5 @@ func (in *interp) explain(r *reason) string {
 	if r.node != nil {
 		src = in.source(r.node)
 	}
-	switch r.kind {
-	case "if", "&&":
-		return fmt.Sprintf("only if `%s` succeeds (line %d), which lint cannot resolve", src, r.line)
-	case "else", "||":
-		return fmt.Sprintf("only if `%s` fails (line %d), which lint cannot resolve", src, r.line)
-	case "case":
-		return fmt.Sprintf("only when case pattern `%s` matches (line %d), which lint cannot resolve", src, r.line)
-	case "while", "for":
-		return fmt.Sprintf("inside a loop (line %d) that may not run: `%s` is not resolved", r.line, src)
-	case "uncalled":
-		return fmt.Sprintf("in function %s (line %d), which no run with these arguments calls", r.fn, r.line)
-	}
-	return fmt.Sprintf("only on paths that pass a conditional return, break or exit (near line %d)", r.line)
+	return fmt.Sprintf(r.why, src, r.line, r.fn)
 }

@@ -34,9 +34,7 @@ func (k *kubectlCtx) objectNeeds(stdin value, f func(object)) {
 			k.warnf("kubectl %s -f - reads objects from an input lint cannot resolve: they are not checked", k.args.verb)
 			continue
 		}
-		objs, problems := k.in.parseObjects(stdin)
-		k.warns = append(k.warns, problems...)
-		for _, o := range objs {
+		for _, o := range k.in.parseObjects(stdin, k.line) {
 			f(o)
 		}
 	}
@@ -62,17 +60,17 @@ func (k *kubectlCtx) objectReq(o object, verb, sub string, named bool) need {
 	return n
 }
 
-// parseObjects reads the objects of every alternative of stdin.
-func (in *interp) parseObjects(stdin value) ([]object, []string) {
+// parseObjects reads the objects of every alternative of stdin, warning
+// at line about those it cannot read.
+func (in *interp) parseObjects(stdin value, line uint) []object {
 	var out []object
 	var counts []int // how many alternatives hold out[i]
 	index := map[string]int{}
-	var problems []string
 	parsed := 0
 	for _, alt := range stdin {
 		objs, err := in.decodeObjects(alt)
 		if err != nil {
-			problems = append(problems, "cannot read the objects kubectl reads from stdin: "+err.Error())
+			in.warn(line, "cannot read the objects kubectl reads from stdin: "+err.Error())
 			continue
 		}
 		parsed++
@@ -94,7 +92,7 @@ func (in *interp) parseObjects(stdin value) ([]object, []string) {
 	for i := range out {
 		out[i].partial = counts[i] < parsed || parsed < len(stdin)
 	}
-	return out, problems
+	return out
 }
 
 type objectHeader struct {

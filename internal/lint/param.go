@@ -66,7 +66,8 @@ func (in *interp) param(st *state, pe *syntax.ParamExp, io ioctx) expansion {
 	case pe.Length && base.isList:
 		return expansion{v: litValue(strconv.Itoa(len(base.list)))}
 	case pe.Length:
-		return expansion{v: mapKnown(base.v, in.source(pe), runeLen)}
+		length := func(s string) (string, bool) { return expandOn(s, syntax.ParamExp{Length: true}) }
+		return expansion{v: mapKnown(base.v, in.source(pe), length)}
 	case base.isList:
 		return base
 	case pe.Exp != nil:
@@ -110,23 +111,19 @@ func (in *interp) indexed(st *state, pe *syntax.ParamExp, io ioctx) (expansion, 
 	return expansion{v: value{elems[i]}}, true
 }
 
-// runeLen is ${#x} of a known value.
-func runeLen(s string) (string, bool) { return strconv.Itoa(utf8.RuneCountInString(s)), true }
-
 // mapKnown applies f to every fully known alternative; any unknown
 // alternative makes the result unknown.
 func mapKnown(v value, placeholder string, f func(string) (string, bool)) value {
 	out := make(value, 0, len(v))
 	for _, t := range v {
 		s, ok := t.exact()
+		if ok {
+			s, ok = f(s)
+		}
 		if !ok {
 			return unknownValue(placeholder)
 		}
-		r, ok := f(s)
-		if !ok {
-			return unknownValue(placeholder)
-		}
-		out = append(out, lit(r))
+		out = append(out, lit(s))
 	}
 	return union(placeholder, out)
 }
@@ -360,12 +357,8 @@ func setElem(st *state, name string, old variable, ok bool, i int64, v value) {
 		st.vars[name] = variable{isArr: true, arrUnknown: true}
 		return
 	}
-	arr := append([]text(nil), old.arr...)
-	if int(i) == len(arr) {
-		arr = append(arr, v[0])
-	} else {
-		arr[i] = v[0]
-	}
+	// Replace sets element i, or appends when i is one past the end.
+	arr := slices.Replace(slices.Clone(old.arr), int(i), min(int(i)+1, len(old.arr)), v[0])
 	st.vars[name] = variable{isArr: true, arr: arr}
 }
 
@@ -373,7 +366,7 @@ func setElem(st *state, name string, old variable, ok bool, i int64, v value) {
 // that "$(kubectl get ...)" assigned to secret_name shows as
 // ${secret_name}. Values already named after a variable keep their name.
 func named(v value, name string) value {
-	if len(v) != 1 || !v[0].wholeUnknown() {
+	if len(v) != 1 || len(v[0]) != 1 || !v[0][0].unknown {
 		return v
 	}
 	p := v[0][0].s

@@ -210,11 +210,22 @@ type guard struct {
 // reason explains a possible guard; it is rendered only when a finding
 // needs it.
 type reason struct {
-	kind string // "if", "case", "&&", "||", "while", "after", "uncalled", "for"
+	why  string // one of the why* formats
 	node syntax.Node
 	line uint
 	fn   string
 }
+
+// The texts of reasons: %[1]s is the source of the node, %[2]d the line
+// and %[3]s the function.
+const (
+	whySucceeds = "only if `%[1]s` succeeds (line %[2]d), which lint cannot resolve"
+	whyFails    = "only if `%[1]s` fails (line %[2]d), which lint cannot resolve"
+	whyCase     = "only when case pattern `%[1]s` matches (line %[2]d), which lint cannot resolve"
+	whyLoop     = "inside a loop (line %[2]d) that may not run: `%[1]s` is not resolved"
+	whyUncalled = "in function %[3]s (line %[2]d), which no run with these arguments calls"
+	whyAfter    = "only on paths that pass a conditional return, break or exit (near line %[2]d)"
+)
 
 // possibleBelow returns the innermost possible guard on the chain from g up
 // to (not including) stop, nil if there is none.
@@ -228,15 +239,6 @@ func (g *guard) possibleBelow(stop *guard) *guard {
 }
 
 func (g *guard) certain() bool { return g.possibleBelow(nil) == nil }
-
-func isAncestor(root, g *guard) bool {
-	for x := g; x != nil; x = x.parent {
-		if x == root {
-			return true
-		}
-	}
-	return false
-}
 
 func resolvedBy(escapes, resolved []*frame) bool {
 	return !slices.ContainsFunc(escapes, func(e *frame) bool { return !slices.Contains(resolved, e) })
@@ -256,7 +258,11 @@ func escapesBetween(g, root *guard, resolved []*frame) []*frame {
 // promote marks the guards between g and root as taken on every completing
 // run, except those that wait for an escape to be resolved.
 func promote(g, root *guard, resolved []*frame) {
-	if !isAncestor(root, g) {
+	x := g
+	for x != nil && x != root {
+		x = x.parent
+	}
+	if x == nil { // root is not on g's chain
 		return
 	}
 	for x := g; x != root; x = x.parent {
@@ -387,8 +393,6 @@ func (t text) String() string {
 func (t text) empty() bool {
 	return !slices.ContainsFunc(t, func(s seg) bool { return s.unknown || s.s != "" })
 }
-
-func (t text) wholeUnknown() bool { return len(t) == 1 && t[0].unknown }
 
 // concat returns t followed by u, merging adjacent known segments. It never
 // modifies t or u.
