@@ -73,6 +73,9 @@ type Result struct {
 	ExitCode int
 	// TerminationMessage is what the script wrote to /dev/termination-log.
 	TerminationMessage string
+	// EmptyCertificates: the script left an empty file in
+	// /opt/dpf/dms/certs (dmsinit.sh B after Forbidden Secret reads).
+	EmptyCertificates bool
 }
 
 // Lines splits the output into log lines.
@@ -133,6 +136,12 @@ func Run(ctx context.Context, s Spec) (Result, error) {
 	}
 	if msg, err := os.ReadFile(filepath.Join(root, "termination-log")); err == nil {
 		res.TerminationMessage = strings.TrimSpace(string(msg))
+	}
+	certs, _ := os.ReadDir(filepath.Join(root, "opt", "dpf", "dms", "certs"))
+	for _, e := range certs {
+		if fi, err := e.Info(); err == nil && fi.Mode().IsRegular() && fi.Size() == 0 {
+			res.EmptyCertificates = true
+		}
 	}
 	return res, nil
 }

@@ -33,5 +33,5 @@ func (r SimRunner) RunScript(ctx context.Context, run sim.ScriptRun) (sim.Script
 	if err != nil {
 		return sim.ScriptResult{}, err
 	}
-	return sim.ScriptResult{Lines: res.Lines(), ExitCode: res.ExitCode, Message: res.TerminationMessage}, nil
+	return sim.ScriptResult{Lines: res.Lines(), ExitCode: res.ExitCode, Message: res.TerminationMessage, EmptyCerts: res.EmptyCertificates}, nil
 }

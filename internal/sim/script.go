@@ -51,14 +51,17 @@ type ScriptRun struct {
 }
 
 // ScriptResult is the container's log, exit code and termination message.
+// EmptyCerts: it left an empty certificate file, which the dms container
+// then fails on (hypothetical-empty-certificate-files).
 type ScriptResult struct {
-	Lines    []string
-	ExitCode int
-	Message  string
+	Lines      []string
+	ExitCode   int
+	Message    string
+	EmptyCerts bool
 }
 
 // runScript runs the container through Options.Script.
-func (k *kubelet) runScript(ctx context.Context, pod *corev1.Pod, scen Scenario, ctr corev1.Container) containerRun {
+func (k *kubelet) runScript(ctx context.Context, pod *corev1.Pod, scen Scenario, ctr corev1.Container, st *podState) containerRun {
 	run := containerRun{}
 	sa := pod.Spec.ServiceAccountName
 	token, err := k.saToken(ctx, sa)
@@ -81,6 +84,9 @@ func (k *kubelet) runScript(ctx context.Context, pod *corev1.Pod, scen Scenario,
 		return run
 	}
 	run.lines, run.exitCode, run.message = res.Lines, int32(res.ExitCode), res.Message
+	if ctr.Name == dpf.ContainerDMSInit {
+		st.emptyCerts = res.EmptyCerts
+	}
 	return run
 }
 
