@@ -23,7 +23,7 @@ type simScriptFlags struct {
 }
 
 func (f *simScriptFlags) add(fs *pflag.FlagSet) {
-	fs.StringVar(&f.script, "dmsinit-script", "", "run this dmsinit.sh as each pod's dms-init and rshim-preflight in a bubblewrap sandbox (up to --kubectl-max-nodes nodes)")
+	fs.StringVar(&f.script, "dmsinit-script", "", "run this dmsinit.sh as each pod's dms-init and rshim-preflight in a sandbox, bubblewrap or unshare (up to --kubectl-max-nodes nodes)")
 	fs.StringSliceVar(&f.rbac, "rbac", nil, "RBAC manifests (files, directories) that replace the release's ClusterRole and binding; namespace dpf-provisioning becomes the DPF namespace (repeatable)")
 }
 
@@ -46,7 +46,7 @@ func (f *simScriptFlags) complete(o *sim.Options) error {
 	if err != nil {
 		return UsageError{Err: fmt.Errorf("--dmsinit-script: %w", err)}
 	}
-	if _, err := sandbox.Bwrap(); err != nil {
+	if _, err := sandbox.Launcher(); err != nil {
 		return err
 	}
 	kubectl, err := exec.LookPath(sim.KubectlPath())

@@ -37,7 +37,7 @@ func requireSim(t *testing.T) {
 	if sim.Assets() == "" {
 		t.Fatal("envtest binaries not found: export KUBEBUILDER_ASSETS=$(hack/envtest.sh)")
 	}
-	if _, err := sandbox.Bwrap(); err != nil {
+	if _, err := sandbox.Launcher(); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -221,8 +221,22 @@ func TestSimFlagshipDiagnoseAndFix(t *testing.T) {
 }
 
 // Host and network scenarios on v25.7.0: each comes from the script's real
-// output on its node's fake host, and diagnose classifies each pod.
+// output on its node's fake host, and diagnose classifies each pod. The
+// unshare fallback (bwrap missing, or DPFDOCTOR_SANDBOX=unshare) makes the
+// same observations as bubblewrap.
 func TestSimHostScenarios(t *testing.T) {
+	for _, l := range []string{"bwrap", "unshare"} {
+		t.Run(l, func(t *testing.T) {
+			t.Setenv(sandbox.LauncherEnv, l)
+			if got, err := sandbox.Launcher(); got != l {
+				t.Fatalf("launcher %q, %v", got, err)
+			}
+			hostScenarios(t)
+		})
+	}
+}
+
+func hostScenarios(t *testing.T) {
 	c, cs := startScriptSim(t, fixture, sim.Options{Version: "v25.7.0", Nodes: 4,
 		Scenario: "apiserver-unreachable=1,no-dpu-found=1,rshim-occupied=1,healthy=1"})
 	waitPods(t, c, cs, 4, "settled", func(s string) bool { return crashing(s) || running(s) })
