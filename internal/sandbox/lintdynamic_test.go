@@ -103,6 +103,8 @@ func TestScriptFlagsUsage(t *testing.T) {
 		{"sim", "up", "--dmsinit-script", filepath.Join(t.TempDir(), "missing.sh")},
 		{"sim", "up", "--dmsinit-script", fixture, "--rbac", filepath.Join(lintFixtures, "malformed-role.yaml")},
 		{"sim", "up", "--rbac", filepath.Join(t.TempDir(), "missing")},
+		{"sim", "up", "--dmsinit-script", fixture, "--host-dpus", "bf3,bf4"},
+		{"sim", "up", "--dmsinit-script", fixture, "--host-dpus", "bf3,bf3,bf3,bf3,bf3,bf3,bf3,bf3,bf3"},
 		{"lint", "--dynamic", "--dynamic-dpf-version", "v9.9", "--script", fixture, "--rbac", role257},
 	} {
 		if code, _, errOut := runCLI(t, args...); code != cli.ExitUsage {

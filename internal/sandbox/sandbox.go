@@ -15,16 +15,13 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/dpfdoctor/dpfdoctor/internal/sim"
 )
 
 // Device is one BlueField DPU in the fake host's sysfs: function 0 and 1 of
-// PCI, each with a PF netdev.
-type Device struct {
-	PCI      string // function 0, e.g. 0000:3b:00.0
-	DeviceID string // 0xa2dc (BlueField-3) or 0xa2d6 (BlueField-2)
-	Serial   string // the VPD serial number lspci -vv prints
-	PF0      string // netdev of function 0, e.g. ens1f0np0
-}
+// its PCI address, each with a PF netdev.
+type Device = sim.DPU
 
 // Host is the fake host a script sees.
 type Host struct {
@@ -215,7 +212,7 @@ func (h Host) write(root string, s Spec) error {
 		w.pciFunction(base+".1", "0x15b3", d.DeviceID, strings.Replace(d.PF0, "f0np0", "f1np1", 1))
 	}
 	if h.RshimOccupied && len(h.Devices) > 0 {
-		w.file("rshim0/misc", rshimMisc(h.Devices[0].PCI), 0o644)
+		w.file("rshim0/misc", rshimMisc(h.Devices[0]), 0o644)
 	}
 	for name, body := range shims(h) {
 		w.file("sbin/"+name, body, 0o755)
@@ -234,10 +231,14 @@ func (w *treeWriter) pciFunction(addr, vendor, device, netdev string) {
 }
 
 // rshimMisc is the rshim driver's misc file for a device it has claimed.
-func rshimMisc(pci string) string {
+func rshimMisc(d Device) string {
+	model := "BlueField-3"
+	if d.DeviceID == sim.DeviceBlueField2 {
+		model = "BlueField-2"
+	}
 	return "DISPLAY_LEVEL   0 (0:basic, 1:advanced, 2:log)\nBOOT_MODE       1 (0:rshim, 1:emmc, 2:emmc-boot-swap)\n" +
 		"BOOT_TIMEOUT    150 (seconds)\nDROP_MODE       0 (0:normal, 1:drop)\nSW_RESET        0 (1: reset)\n" +
-		"DEV_NAME        pcie-" + pci + "\nDEV_INFO        BlueField-3(Rev 1)\n"
+		"DEV_NAME        pcie-" + d.PCI + "\nDEV_INFO        " + model + "(Rev 1)\n"
 }
 
 // treeWriter writes files, keeping the first error.

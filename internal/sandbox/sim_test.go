@@ -14,7 +14,9 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/dpfdoctor/dpfdoctor/internal/cli"
@@ -263,15 +265,18 @@ func hostScenarios(t *testing.T) {
 
 // --rbac replaces the release's role: with the v25.7-era manifests the
 // flagship's script succeeds on v25.4.0, and the operator re-applies the
-// given rules on every resync, reverting a hand edit.
+// given rules on every resync, reverting a hand edit. Each host has a
+// BlueField-3 and a BlueField-2, and the script registers both.
 func TestSimRBACReplacesInventory(t *testing.T) {
 	set, err := rbac.LoadManifests(filepath.Join("testdata", "rbac-v25.7"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, cs := startScriptSim(t, fixture, sim.Options{Version: "v25.4.0", Nodes: 2, Scenario: string(sim.DPUDeviceStatusForbidden), RBAC: set})
+	c, cs := startScriptSim(t, fixture, sim.Options{Version: "v25.4.0", Nodes: 2, Scenario: string(sim.DPUDeviceStatusForbidden), RBAC: set,
+		HostDPUs: []string{sim.DeviceBlueField3, sim.DeviceBlueField2}})
 	waitPods(t, c, cs, 2, "Running", running)
 	ctx := context.Background()
+	twoDevices(t, c, cs)
 	crb, err := cs.RbacV1().ClusterRoleBindings().Get(ctx, "dpf-provisioning-dms-rolebinding", metav1.GetOptions{})
 	if err != nil || crb.Subjects[0].Namespace != c.Namespace || crb.Labels[dpf.ApplySetPartOfLabel] == "" {
 		t.Fatalf("binding: %v %+v", err, crb)
@@ -394,4 +399,48 @@ func TestSimSecretsForbiddenQuiet(t *testing.T) {
 	}
 	wantClasses(t, c, map[string]diagnose.Class{c.Nodes[0]: diagnose.ClassRBACForbidden, c.Nodes[1]: diagnose.ClassRBACForbidden})
 	fixToReady(t, c, cs, 2)
+}
+
+// twoDevices checks that the script on each host found the BlueField-3 at
+// 0000:3b:00.0 and the BlueField-2 at 0000:4b:00.0 in sysfs, and
+// registered both: a DPUDevice each, with its PCI address in the status,
+// and a DPUNode naming both.
+func twoDevices(t *testing.T, c *sim.Cluster, cs kubernetes.Interface) {
+	t.Helper()
+	ctx := context.Background()
+	dyn := dynamic.NewForConfigOrDie(c.Config)
+	devices, err := dyn.Resource(dpf.MustGVR(dpf.GroupProvisioning, "DPUDevice")).Namespace(c.Namespace).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pci := map[string]string{}
+	for _, d := range devices.Items {
+		pci[d.GetName()], _, _ = unstructured.NestedString(d.Object, "status", "pciAddress")
+	}
+	for _, node := range c.Nodes {
+		l := logOf(t, cs, c.Namespace, dpf.PodName(node), dpf.ContainerDMSInit)
+		for _, w := range []string{"PCI Address: 0000-3b-00", "Device ID: " + sim.DeviceBlueField3, "PF0 Name: ens1f0np0",
+			"PCI Address: 0000-4b-00", "Device ID: " + sim.DeviceBlueField2, "PF0 Name: ens2f0np0", "Total DPUs discovered: 2", dpf.MsgCompleted} {
+			if !strings.Contains(l, w) {
+				t.Errorf("%s: dms-init log lacks %q:\n%s", node, w, l)
+			}
+		}
+		dn, err := dyn.Resource(dpf.MustGVR(dpf.GroupProvisioning, "DPUNode")).Namespace(c.Namespace).Get(ctx, node, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		dpus, _, _ := unstructured.NestedSlice(dn.Object, "spec", "dpus")
+		if len(dpus) != 2 {
+			t.Errorf("DPUNode %s: dpus %v, want two", node, dpus)
+		}
+		for _, d := range dpus {
+			name, _ := d.(map[string]any)["name"].(string)
+			if p, ok := pci[name]; !ok || (p != "0000-3b-00" && p != "0000-4b-00") {
+				t.Errorf("DPUNode %s names DPUDevice %q: PCI address %q, found %t", node, name, p, ok)
+			}
+		}
+	}
+	if len(pci) != 2*len(c.Nodes) {
+		t.Errorf("DPUDevices: %v, want two per node", pci)
+	}
 }
