@@ -11,6 +11,6 @@ type lintDynamicFlags struct {
 }
 
 func (f *lintDynamicFlags) add(fs *pflag.FlagSet) {
-	fs.BoolVar(&f.on, "dynamic", false, "also run each script in a bubblewrap sandbox against a throwaway sim with --rbac and compare the requests it made (audit log) with the static verdicts")
+	fs.BoolVar(&f.on, "dynamic", false, "also run each script in a sandbox (bubblewrap or unshare) against a throwaway sim with --rbac and compare the requests it made (audit log) with the static verdicts")
 	fs.StringVar(&f.version, "dynamic-dpf-version", "v25.7.0", "with --dynamic: the DPF release the throwaway sim runs (its CRDs)")
 }

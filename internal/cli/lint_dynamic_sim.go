@@ -32,7 +32,7 @@ func (o *LintOptions) runDynamic(ctx context.Context, scripts []*lint.Script, se
 	if _, err := dpf.Lookup(o.dynamic.version); err != nil {
 		return UsageError{Err: err}
 	}
-	if _, err := sandbox.Bwrap(); err != nil {
+	if _, err := sandbox.Launcher(); err != nil {
 		return err
 	}
 	kubectl, err := exec.LookPath(sim.KubectlPath())

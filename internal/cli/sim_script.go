@@ -20,10 +20,12 @@ import (
 type simScriptFlags struct {
 	script string
 	rbac   []string
+	dpus   []string
 }
 
 func (f *simScriptFlags) add(fs *pflag.FlagSet) {
-	fs.StringVar(&f.script, "dmsinit-script", "", "run this dmsinit.sh as each pod's dms-init and rshim-preflight in a bubblewrap sandbox (up to --kubectl-max-nodes nodes)")
+	fs.StringVar(&f.script, "dmsinit-script", "", "run this dmsinit.sh as each pod's dms-init and rshim-preflight in a sandbox, bubblewrap or unshare (up to --kubectl-max-nodes nodes)")
+	fs.StringSliceVar(&f.dpus, "host-dpus", nil, "with --dmsinit-script: every host's BlueField devices in PCI order, bf3 or bf2 (default bf3; at most 8)")
 	fs.StringSliceVar(&f.rbac, "rbac", nil, "RBAC manifests (files, directories) that replace the release's ClusterRole and binding; namespace dpf-provisioning becomes the DPF namespace (repeatable)")
 }
 
@@ -36,6 +38,16 @@ func (f *simScriptFlags) complete(o *sim.Options) error {
 		}
 		o.RBAC = set
 	}
+	if len(f.dpus) > 8 {
+		return UsageError{Err: fmt.Errorf("--host-dpus: %d devices, at most 8", len(f.dpus))}
+	}
+	for _, d := range f.dpus {
+		id, ok := map[string]string{"bf3": sim.DeviceBlueField3, "bf2": sim.DeviceBlueField2}[d]
+		if !ok {
+			return UsageError{Err: fmt.Errorf("--host-dpus: %q is not bf3 or bf2", d)}
+		}
+		o.HostDPUs = append(o.HostDPUs, id)
+	}
 	if f.script == "" {
 		return nil
 	}
@@ -46,7 +58,7 @@ func (f *simScriptFlags) complete(o *sim.Options) error {
 	if err != nil {
 		return UsageError{Err: fmt.Errorf("--dmsinit-script: %w", err)}
 	}
-	if _, err := sandbox.Bwrap(); err != nil {
+	if _, err := sandbox.Launcher(); err != nil {
 		return err
 	}
 	kubectl, err := exec.LookPath(sim.KubectlPath())

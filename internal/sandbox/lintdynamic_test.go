@@ -106,6 +106,11 @@ func TestLintDynamicAgreesWithStatic(t *testing.T) {
 			if len(r.Runs) != 2 {
 				t.Fatalf("%d runs, want rshim-preflight's and dms-init's", len(r.Runs))
 			}
+			// rshim-preflight gets --cmd check-rshim-not-occupied alone, as
+			// the operator passes it, and the host's rshim is free.
+			if pre := r.Runs[0]; strings.Join(pre.Args, " ") != "--cmd check-rshim-not-occupied" || pre.ExitCode != 0 {
+				t.Errorf("rshim-preflight %v: exit %d\n%s", pre.Args, pre.ExitCode, strings.Join(pre.Log, "\n"))
+			}
 			observed := 0
 			for _, run := range r.Runs {
 				for _, m := range run.Missed {
@@ -160,6 +165,8 @@ func TestScriptFlagsUsage(t *testing.T) {
 		{"sim", "up", "--dmsinit-script", filepath.Join(t.TempDir(), "missing.sh")},
 		{"sim", "up", "--dmsinit-script", fixture, "--rbac", filepath.Join(lintFixtures, "malformed-role.yaml")},
 		{"sim", "up", "--rbac", filepath.Join(t.TempDir(), "missing")},
+		{"sim", "up", "--dmsinit-script", fixture, "--host-dpus", "bf3,bf4"},
+		{"sim", "up", "--dmsinit-script", fixture, "--host-dpus", "bf3,bf3,bf3,bf3,bf3,bf3,bf3,bf3,bf3"},
 		{"lint", "--dynamic", "--dynamic-dpf-version", "v9.9", "--script", fixture, "--rbac", role257},
 	} {
 		if code, _, errOut := runCLI(t, args...); code != cli.ExitUsage {

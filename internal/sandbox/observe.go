@@ -77,7 +77,7 @@ func Observe(ctx context.Context, o ObserveOptions) ([]Observation, error) {
 		res, err := Run(ctx, Spec{
 			Script: o.Script, Argv: append([]string{"/bin/bash", "/opt/dpf/dmsinit.sh"}, args...),
 			Env:  []string{"KUBERNETES_SERVICE_HOST=" + host, "KUBERNETES_SERVICE_PORT=" + port},
-			Host: Host{Name: SimNode, Devices: []Device{{PCI: sim.PCIAddress, DeviceID: "0xa2dc", Serial: "MT2306XZ0001", PF0: "ens1f0np0"}}},
+			Host: Host{Name: SimNode, Devices: []Device{{PCI: sim.PCIAddress, DeviceID: sim.DeviceBlueField3, Serial: "MT2306XZ0001", PF0: "ens1f0np0"}}},
 			SA:   ServiceAccount{Token: token, CA: c.Config.CAData, Namespace: o.Namespace}, Kubectl: o.Kubectl,
 			APIServer: net.JoinHostPort(host, port), Timeout: o.Timeout,
 		})

@@ -1,5 +1,5 @@
 // Package sandbox runs a provisioning script (a real dmsinit.sh) hermetically
-// with bubblewrap: a fake host (sysfs, /dev/rshim*, /opt/dpf, shims for
+// with bubblewrap, or util-linux unshare without it: a fake host (sysfs, /dev/rshim*, /opt/dpf, shims for
 // lspci, devlink, systemctl and ip), the in-cluster ServiceAccount files, the
 // real kubectl, and a network namespace of its own in which exactly one
 // loopback port, the API server's, is bridged to the host (docs/sim.md).
@@ -15,19 +15,13 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/dpfdoctor/dpfdoctor/internal/sim"
 )
 
-// ErrNoBwrap is returned when bubblewrap is not installed.
-var ErrNoBwrap = errors.New("bubblewrap (bwrap) not found: install the Debian package bubblewrap (hack/bwrap.sh)")
-
 // Device is one BlueField DPU in the fake host's sysfs: function 0 and 1 of
-// PCI, each with a PF netdev.
-type Device struct {
-	PCI      string // function 0, e.g. 0000:3b:00.0
-	DeviceID string // 0xa2dc (BlueField-3) or 0xa2d6 (BlueField-2)
-	Serial   string // the VPD serial number lspci -vv prints
-	PF0      string // netdev of function 0, e.g. ens1f0np0
-}
+// its PCI address, each with a PF netdev.
+type Device = sim.DPU
 
 // Host is the fake host a script sees.
 type Host struct {
@@ -73,6 +67,9 @@ type Result struct {
 	ExitCode int
 	// TerminationMessage is what the script wrote to /dev/termination-log.
 	TerminationMessage string
+	// EmptyCertificates: the script left an empty file in
+	// /opt/dpf/dms/certs (dmsinit.sh B after Forbidden Secret reads).
+	EmptyCertificates bool
 }
 
 // Lines splits the output into log lines.
@@ -84,19 +81,10 @@ func (r Result) Lines() []string {
 	return strings.Split(s, "\n")
 }
 
-// Bwrap returns the path of bwrap, or ErrNoBwrap.
-func Bwrap() (string, error) {
-	p, err := exec.LookPath("bwrap")
-	if err != nil {
-		return "", ErrNoBwrap
-	}
-	return p, nil
-}
-
 // Run runs the spec in a fresh sandbox and returns its outcome. An error
 // means the sandbox itself failed; a script failure is a Result.
 func Run(ctx context.Context, s Spec) (Result, error) {
-	bwrap, err := Bwrap()
+	launcher, err := Launcher()
 	if err != nil {
 		return Result{}, err
 	}
@@ -114,8 +102,10 @@ func Run(ctx context.Context, s Spec) (Result, error) {
 	if err := s.Host.write(root, s); err != nil {
 		return Result{}, fmt.Errorf("build fake host: %w", err)
 	}
-	cmd := exec.CommandContext(ctx, bwrap, append(bwrapArgs(root, s), s.Argv...)...)
-	cmd.Env = []string{}
+	cmd, err := newLayout(root, s).command(ctx, launcher, dir, s.Argv)
+	if err != nil {
+		return Result{}, err
+	}
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out // one pipe: the log keeps the order of the writes
 	cmd.WaitDelay = 5 * time.Second
@@ -134,50 +124,69 @@ func Run(ctx context.Context, s Spec) (Result, error) {
 	if msg, err := os.ReadFile(filepath.Join(root, "termination-log")); err == nil {
 		res.TerminationMessage = strings.TrimSpace(string(msg))
 	}
+	certs, _ := os.ReadDir(filepath.Join(root, "opt", "dpf", "dms", "certs"))
+	for _, e := range certs {
+		if fi, err := e.Info(); err == nil && fi.Mode().IsRegular() && fi.Size() == 0 {
+			res.EmptyCertificates = true
+		}
+	}
 	return res, nil
 }
 
-// bwrapArgs mounts the fake host over a read-only view of the host's
-// programs and libraries. Nothing else of the host is visible: not /home,
-// /root, /work, /var or the host's /sys and /dev.
-func bwrapArgs(root string, s Spec) []string {
-	a := []string{"--die-with-parent", "--new-session", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
-		"--hostname", s.Host.Name, "--ro-bind", "/usr", "/usr"}
+// layout is the sandbox a launcher (bwrap or unshare, launch.go) makes:
+// the fake host mounted over a read-only view of the host's programs and
+// libraries, in order over an empty root, plus hostname and environment.
+// Nothing else of the host is visible: not /home, /root, /work, /var or the
+// host's /sys and /dev.
+type layout struct {
+	hostname string
+	mounts   []mount
+	env      []string // the whole environment, K=V
+}
+
+// mount is one step: op is ro-bind, bind, tmpfs, dir, symlink (src is the
+// target), proc or dev (a minimal /dev, as bwrap's --dev).
+type mount struct{ op, src, dst string }
+
+func newLayout(root string, s Spec) layout {
+	l := layout{hostname: s.Host.Name}
+	add := func(op, src, dst string) { l.mounts = append(l.mounts, mount{op, src, dst}) }
+	add("ro-bind", "/usr", "/usr")
 	for _, d := range []string{"/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"} {
 		if t, err := os.Readlink(d); err == nil {
-			a = append(a, "--symlink", t, d)
+			add("symlink", t, d)
 		} else if fi, err := os.Stat(d); err == nil && fi.IsDir() {
-			a = append(a, "--ro-bind", d, d)
+			add("ro-bind", d, d)
 		}
 	}
 	for _, f := range []string{"/etc/alternatives", "/etc/ld.so.cache", "/etc/passwd", "/etc/group", "/etc/nsswitch.conf"} {
-		a = append(a, "--ro-bind-try", f, f)
-	}
-	a = append(a,
-		"--ro-bind", filepath.Join(root, "etc", "hosts"), "/etc/hosts",
-		"--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--tmpfs", "/root", "--tmpfs", "/run",
-		"--dir", "/var", "--symlink", "../run", "/var/run",
-		"--ro-bind", filepath.Join(root, "serviceaccount"), "/run/secrets/kubernetes.io/serviceaccount",
-		"--ro-bind", filepath.Join(root, "sys"), "/sys",
-		"--bind", filepath.Join(root, "termination-log"), "/dev/termination-log",
-		"--bind", filepath.Join(root, "opt"), "/opt",
-		// The image's /usr/local: the shims and kubectl, nothing of the host's.
-		"--tmpfs", "/usr/local", "--ro-bind", filepath.Join(root, "sbin"), "/usr/local/sbin",
-	)
-	if s.Kubectl != "" {
-		a = append(a, "--ro-bind", s.Kubectl, "/usr/local/bin/kubectl")
-	}
-	if s.Host.RshimOccupied {
-		a = append(a, "--ro-bind", filepath.Join(root, "rshim0"), "/dev/rshim0")
-	}
-	a = append(a, "--clearenv", "--setenv", "PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-		"--setenv", "HOME", "/root", "--setenv", "HOSTNAME", s.Host.Name)
-	for _, e := range s.Env {
-		if k, v, ok := strings.Cut(e, "="); ok {
-			a = append(a, "--setenv", k, v)
+		if _, err := os.Stat(f); err == nil {
+			add("ro-bind", f, f)
 		}
 	}
-	return append(a, "--chdir", "/", "--")
+	add("ro-bind", filepath.Join(root, "etc", "hosts"), "/etc/hosts")
+	add("proc", "", "/proc")
+	add("dev", "", "/dev")
+	for _, d := range []string{"/tmp", "/root", "/run"} {
+		add("tmpfs", "", d)
+	}
+	add("dir", "", "/var")
+	add("symlink", "../run", "/var/run")
+	add("ro-bind", filepath.Join(root, "serviceaccount"), "/run/secrets/kubernetes.io/serviceaccount")
+	add("ro-bind", filepath.Join(root, "sys"), "/sys")
+	add("bind", filepath.Join(root, "termination-log"), "/dev/termination-log")
+	add("bind", filepath.Join(root, "opt"), "/opt")
+	// The image's /usr/local: the shims and kubectl, nothing of the host's.
+	add("tmpfs", "", "/usr/local")
+	add("ro-bind", filepath.Join(root, "sbin"), "/usr/local/sbin")
+	if s.Kubectl != "" {
+		add("ro-bind", s.Kubectl, "/usr/local/bin/kubectl")
+	}
+	if s.Host.RshimOccupied {
+		add("ro-bind", filepath.Join(root, "rshim0"), "/dev/rshim0")
+	}
+	l.env = append([]string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root", "HOSTNAME=" + s.Host.Name}, s.Env...)
+	return l
 }
 
 // write lays out the fake host under root.
@@ -203,7 +212,7 @@ func (h Host) write(root string, s Spec) error {
 		w.pciFunction(base+".1", "0x15b3", d.DeviceID, strings.Replace(d.PF0, "f0np0", "f1np1", 1))
 	}
 	if h.RshimOccupied && len(h.Devices) > 0 {
-		w.file("rshim0/misc", rshimMisc(h.Devices[0].PCI), 0o644)
+		w.file("rshim0/misc", rshimMisc(h.Devices[0]), 0o644)
 	}
 	for name, body := range shims(h) {
 		w.file("sbin/"+name, body, 0o755)
@@ -222,10 +231,14 @@ func (w *treeWriter) pciFunction(addr, vendor, device, netdev string) {
 }
 
 // rshimMisc is the rshim driver's misc file for a device it has claimed.
-func rshimMisc(pci string) string {
+func rshimMisc(d Device) string {
+	model := "BlueField-3"
+	if d.DeviceID == sim.DeviceBlueField2 {
+		model = "BlueField-2"
+	}
 	return "DISPLAY_LEVEL   0 (0:basic, 1:advanced, 2:log)\nBOOT_MODE       1 (0:rshim, 1:emmc, 2:emmc-boot-swap)\n" +
 		"BOOT_TIMEOUT    150 (seconds)\nDROP_MODE       0 (0:normal, 1:drop)\nSW_RESET        0 (1: reset)\n" +
-		"DEV_NAME        pcie-" + pci + "\nDEV_INFO        BlueField-3(Rev 1)\n"
+		"DEV_NAME        pcie-" + d.PCI + "\nDEV_INFO        " + model + "(Rev 1)\n"
 }
 
 // treeWriter writes files, keeping the first error.

@@ -3,23 +3,33 @@ package sandbox
 import (
 	"bufio"
 	"context"
+	"errors"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 )
 
-// requireBwrap fails (never skips) when bubblewrap is missing: make test
-// installs it (hack/bwrap.sh). Only -short skips sandbox runs.
-func requireBwrap(t *testing.T) {
+// launchers runs test once per launcher, each forced through LauncherEnv.
+// It fails (never skips) when one is missing: make test installs
+// bubblewrap (hack/bwrap.sh), and unshare is util-linux's. Only -short
+// skips sandbox runs.
+func launchers(t *testing.T, test func(t *testing.T)) {
 	t.Helper()
 	if testing.Short() {
-		t.Skip("runs bubblewrap; skipped under -short")
+		t.Skip("runs bubblewrap and unshare; skipped under -short")
 	}
-	if _, err := Bwrap(); err != nil {
-		t.Fatal(err)
+	for _, l := range []string{"bwrap", "unshare"} {
+		t.Run(l, func(t *testing.T) {
+			t.Setenv(LauncherEnv, l)
+			if got, err := Launcher(); err != nil || got != l {
+				t.Fatalf("launcher %q, %v", got, err)
+			}
+			test(t)
+		})
 	}
 }
 
@@ -55,9 +65,10 @@ func writeScript(t *testing.T, body string) string {
 
 // The sandbox reaches the API server's port and nothing else on the host's
 // loopback, sees the fake host and not the real one, and reports output,
-// exit code and termination message.
-func TestIsolation(t *testing.T) {
-	requireBwrap(t)
+// exit code and termination message: the same with either launcher.
+func TestIsolation(t *testing.T) { launchers(t, isolation) }
+
+func isolation(t *testing.T) {
 	api, other := listen(t, "api"), listen(t, "other")
 	apiHost, apiPort, _ := net.SplitHostPort(api)
 	otherHost, otherPort, _ := net.SplitHostPort(other)
@@ -71,6 +82,9 @@ ls /sys/bus/pci/devices/0000:3b:00.0/net
 lspci -vvs 0000:3b:00.0 | grep '\[SN\]' | awk '{print $NF}'
 cat /run/secrets/kubernetes.io/serviceaccount/namespace; echo
 grep DEV_NAME /dev/rshim0/misc
+touch /usr/x 2>/dev/null && ro=writable || ro=read-only
+[ $$ -le 2 ] && pid=own || pid=host
+echo "$(hostname) uid=$(id -u) /usr $ro, $pid PIDs, host devices: $(ls /dev | grep -c -x -e vda -e sda -e kmsg -e mem)"
 echo "$1 $2" >&2
 echo 0000:3b:00 > /dev/termination-log
 exit 7
@@ -97,6 +111,7 @@ exit 7
 		"MT2306XZ0001",
 		"dpf-operator-system",
 		"DEV_NAME        pcie-0000:3b:00.0",
+		"node-1 uid=0 /usr read-only, own PIDs, host devices: 0",
 		"--cmd x",
 	}
 	if got := res.Lines(); strings.Join(got, "\n") != strings.Join(want, "\n") {
@@ -115,5 +130,34 @@ exit 7
 	_ = c.Close()
 	if line != "hello other\n" {
 		t.Errorf("host port answered %q", line)
+	}
+}
+
+// Without bwrap on PATH the sandbox falls back to unshare; without either
+// it names both.
+func TestLauncherFallback(t *testing.T) {
+	unshare, err := exec.LookPath("unshare")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	t.Setenv("PATH", dir)
+	t.Setenv(LauncherEnv, "")
+	if _, err := Launcher(); !errors.Is(err, ErrNoSandbox) {
+		t.Errorf("no launcher: %v, want ErrNoSandbox", err)
+	}
+	if err := os.Symlink(unshare, filepath.Join(dir, "unshare")); err != nil {
+		t.Fatal(err)
+	}
+	if l, err := Launcher(); l != "unshare" || err != nil {
+		t.Errorf("launcher %q, %v; want unshare", l, err)
+	}
+	t.Setenv(LauncherEnv, "bwrap")
+	if _, err := Launcher(); err == nil {
+		t.Error("DPFDOCTOR_SANDBOX=bwrap without bwrap: no error")
+	}
+	t.Setenv(LauncherEnv, "chroot")
+	if _, err := Launcher(); err == nil {
+		t.Error("DPFDOCTOR_SANDBOX=chroot: no error")
 	}
 }

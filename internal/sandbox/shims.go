@@ -3,6 +3,8 @@ package sandbox
 import (
 	"fmt"
 	"strings"
+
+	"github.com/dpfdoctor/dpfdoctor/internal/sim"
 )
 
 // shims are the host tools dmsinit.sh calls besides kubectl, answering from
@@ -13,7 +15,7 @@ func shims(h Host) map[string]string {
 	for _, d := range h.Devices {
 		short := strings.TrimPrefix(d.PCI, "0000:")
 		model := "MT43244 BlueField-3 integrated ConnectX-7 network controller"
-		if d.DeviceID == "0xa2d6" {
+		if d.DeviceID == sim.DeviceBlueField2 {
 			model = "MT42822 BlueField-2 integrated ConnectX-6 Dx network controller"
 		}
 		fmt.Fprintf(&lspci, "%s|%s) echo '%s Ethernet controller: Mellanox Technologies %s (rev 01)'\n", d.PCI, short, short, model)

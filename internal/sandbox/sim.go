@@ -23,7 +23,7 @@ type SimRunner struct {
 func (r SimRunner) RunScript(ctx context.Context, run sim.ScriptRun) (sim.ScriptResult, error) {
 	h := Host{Name: run.Node, RshimOccupied: run.RshimOccupied}
 	if !run.NoDPU {
-		h.Devices = []Device{{PCI: run.PCI, DeviceID: "0xa2dc", Serial: run.Serial, PF0: "ens1f0np0"}}
+		h.Devices = run.DPUs
 	}
 	res, err := Run(ctx, Spec{
 		Script: r.Script, Argv: run.Argv, Env: run.Env, Host: h,
@@ -33,5 +33,5 @@ func (r SimRunner) RunScript(ctx context.Context, run sim.ScriptRun) (sim.Script
 	if err != nil {
 		return sim.ScriptResult{}, err
 	}
-	return sim.ScriptResult{Lines: res.Lines(), ExitCode: res.ExitCode, Message: res.TerminationMessage}, nil
+	return sim.ScriptResult{Lines: res.Lines(), ExitCode: res.ExitCode, Message: res.TerminationMessage, EmptyCerts: res.EmptyCertificates}, nil
 }

@@ -315,7 +315,7 @@ func (k *kubelet) runContainer(ctx context.Context, pod *corev1.Pod, node *corev
 	case dpf.ContainerRshimPreflight, dpf.ContainerDMSInit:
 		if k.c.opts.Script != nil && k.c.useKubectl && k.c.Release.Script != dpf.ScriptNone {
 			started := run.started
-			run = k.runScript(ctx, pod, scen, ctr)
+			run = k.runScript(ctx, pod, scen, ctr, st)
 			run.started = started
 			break
 		}

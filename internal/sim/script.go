@@ -44,21 +44,57 @@ type ScriptRun struct {
 	// APIServer is the API server's host:port on the loopback.
 	APIServer string
 	// NoDPU: the host has no BlueField (no-dpu-found, dms-init only);
-	// RshimOccupied: the host's rshim holds it.
+	// RshimOccupied: the host's rshim holds the first.
 	NoDPU, RshimOccupied bool
-	// PCI and Serial of the host's DPU.
-	PCI, Serial string
+	// DPUs are the host's BlueField devices.
+	DPUs []DPU
+}
+
+// BlueField PCI device IDs (vendor 0x15b3), as dmsinit.sh's discover_dpu
+// looks for them.
+const (
+	DeviceBlueField3 = "0xa2dc"
+	DeviceBlueField2 = "0xa2d6"
+)
+
+// DPU is one BlueField device of a simulated host.
+type DPU struct {
+	PCI      string // function 0, e.g. 0000:3b:00.0
+	DeviceID string // DeviceBlueField3 or DeviceBlueField2
+	Serial   string // the VPD serial number lspci -vv prints
+	PF0      string // netdev of function 0, e.g. ens1f0np0
+}
+
+// hostDPUs are a node's devices, one per Options.HostDPUs entry: the
+// first at PCIAddress with the node's serial number (the replay's DPU),
+// the others on buses 0x4b, 0x5b, ….
+func (c *Cluster) hostDPUs(node string) []DPU {
+	ids := c.opts.HostDPUs
+	if len(ids) == 0 {
+		ids = []string{DeviceBlueField3}
+	}
+	out := make([]DPU, len(ids))
+	for i, id := range ids {
+		out[i] = DPU{PCI: fmt.Sprintf("0000:%02x:00.0", 0x3b+0x10*i), DeviceID: id, Serial: serialNumber(node), PF0: fmt.Sprintf("ens%df0np0", i+1)}
+		if i > 0 {
+			out[i].Serial = serialNumber(fmt.Sprintf("%s/%d", node, i))
+		}
+	}
+	return out
 }
 
 // ScriptResult is the container's log, exit code and termination message.
+// EmptyCerts: it left an empty certificate file, which the dms container
+// then fails on (hypothetical-empty-certificate-files).
 type ScriptResult struct {
-	Lines    []string
-	ExitCode int
-	Message  string
+	Lines      []string
+	ExitCode   int
+	Message    string
+	EmptyCerts bool
 }
 
 // runScript runs the container through Options.Script.
-func (k *kubelet) runScript(ctx context.Context, pod *corev1.Pod, scen Scenario, ctr corev1.Container) containerRun {
+func (k *kubelet) runScript(ctx context.Context, pod *corev1.Pod, scen Scenario, ctr corev1.Container, st *podState) containerRun {
 	run := containerRun{}
 	sa := pod.Spec.ServiceAccountName
 	token, err := k.saToken(ctx, sa)
@@ -74,13 +110,16 @@ func (k *kubelet) runScript(ctx context.Context, pod *corev1.Pod, scen Scenario,
 		// As the replay does, rshim-preflight finds the DPU on a
 		// no-dpu-found host, so the failure shows in dms-init's log.
 		NoDPU: scen == NoDPUFound && ctr.Name == dpf.ContainerDMSInit, RshimOccupied: scen == RshimOccupied,
-		PCI: PCIAddress, Serial: serialNumber(pod.Spec.NodeName),
+		DPUs: k.c.hostDPUs(pod.Spec.NodeName),
 	})
 	if err != nil {
 		run.lines, run.exitCode = []string{"sim: " + err.Error()}, 1
 		return run
 	}
 	run.lines, run.exitCode, run.message = res.Lines, int32(res.ExitCode), res.Message
+	if ctr.Name == dpf.ContainerDMSInit {
+		st.emptyCerts = res.EmptyCerts
+	}
 	return run
 }
 

@@ -84,6 +84,10 @@ type Options struct {
 	// rshim-preflight (internal/sandbox) on sims of up to KubectlMaxNodes
 	// nodes, instead of the replay.
 	Script ScriptRunner
+	// HostDPUs are the PCI device IDs of every host's BlueField devices
+	// in the Script's fake host, in PCI order (default one BlueField-3);
+	// the replay and the operator's objects know the first only.
+	HostDPUs []string
 	// RBAC, when set, replaces the release's ClusterRole and
 	// ClusterRoleBinding in the operator's inventory (`sim up --rbac`).
 	RBAC *rbac.Set

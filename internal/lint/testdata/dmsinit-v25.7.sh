@@ -405,7 +405,7 @@ main() {
     if [ "$node_reboot_method" != "script" ] && [ -n "$script_name" ]; then
         error "--script-name is only used when the --node-reboot-method is script"
     fi
-    if [ "$k8s_env" == "true" ] && [ -z "$kube_node_ref" ]; then
+    if [ "$k8s_env" == "true" ] && [ "$cmd" == "register" ] && [ -z "$kube_node_ref" ]; then
         error "in k8s env, kube-node-ref is required"
     fi
     if [ "$k8s_env" != "true" ]; then
