@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -215,12 +216,9 @@ func writeSupportBundle(file string, b *evidence.Bundle, d *diagnose.Diagnosis) 
 	if err != nil {
 		return fmt.Errorf("write support bundle: %w", err)
 	}
-	werr := b.WriteArchive(f,
+	werr := errors.Join(b.WriteArchive(f,
 		evidence.ArchiveFile{Name: "diagnosis.md", Data: []byte(d.Markdown())},
-		evidence.ArchiveFile{Name: "diagnosis.json", Data: append(dj, '\n')})
-	if cerr := f.Close(); werr == nil {
-		werr = cerr
-	}
+		evidence.ArchiveFile{Name: "diagnosis.json", Data: append(dj, '\n')}), f.Close())
 	if werr != nil {
 		return fmt.Errorf("write support bundle %s: %w", file, werr)
 	}

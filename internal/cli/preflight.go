@@ -133,12 +133,7 @@ func (o *PreflightOptions) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if o.Output == OutputTable {
-		err = printPreflight(o.Out, r, o.color)
-	} else {
-		err = printStructured(o.Out, o.Output, r)
-	}
-	if err != nil {
+	if err := printReport(o.Out, o.Output, r, func() error { return printPreflight(o.Out, r, o.color) }); err != nil {
 		return err
 	}
 	if r.WillBreak() {
@@ -165,11 +160,7 @@ func printPreflight(w io.Writer, r *preflight.Report, col palette) error {
 	for _, f := range r.Findings {
 		where := "every node"
 		if len(f.Nodes) > 0 {
-			nodes, more := f.Nodes, ""
-			if len(nodes) > maxListed {
-				nodes, more = nodes[:maxListed], fmt.Sprintf(" (+%d more)", len(f.Nodes)-maxListed)
-			}
-			where = "nodes " + strings.Join(nodes, ", ") + more
+			where = "nodes " + firstFew(f.Nodes)
 		}
 		fmt.Fprintf(w, "  %s  %s\n    %s\n    before upgrading: %s\n", col.paint(red, f.Code), where, f.Summary, f.Before)
 	}

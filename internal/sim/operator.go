@@ -456,15 +456,10 @@ func (c *Cluster) applyInventory(ctx context.Context) error {
 		{"dpf-provisioning-selfsigned-issuer", map[string]any{"selfSigned": map[string]any{}}},
 		{dpf.Issuer, map[string]any{"ca": map[string]any{"secretName": "dpf-provisioning-ca-secret"}}},
 	} {
-		u := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "cert-manager.io/v1", "kind": "Issuer", "spec": iss.spec}}
-		u.SetName(iss.name)
-		u.SetNamespace(ns)
+		u := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "cert-manager.io/v1", "kind": "Issuer",
+			"metadata": map[string]any{"name": iss.name, "namespace": ns}, "spec": iss.spec}}
 		u.SetLabels(labels)
-		data, err := u.MarshalJSON()
-		if err != nil {
-			return err
-		}
-		if _, err := c.dyn.Resource(gvrIssuer).Namespace(ns).Patch(ctx, iss.name, types.ApplyPatchType, data, opts.ToPatchOptions()); err != nil {
+		if _, err := c.dyn.Resource(gvrIssuer).Namespace(ns).Apply(ctx, iss.name, u, opts); err != nil {
 			return fmt.Errorf("apply Issuer %s: %w", iss.name, err)
 		}
 		gknn = append(gknn, "Issuer.cert-manager.io/"+iss.name+"."+ns)
