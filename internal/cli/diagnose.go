@@ -32,9 +32,8 @@ type DiagnoseOptions struct {
 	Bundle     string
 	FromBundle string
 
-	kf     *genericclioptions.ConfigFlags
-	budget *kube.Budget // set by tests to record requests
-	color  palette
+	kf    *genericclioptions.ConfigFlags
+	color palette
 }
 
 const diagnoseLong = `Find why DPF's DMS (or host-agent) pods fail, per pod, from evidence: pod
@@ -90,8 +89,7 @@ func newCmdDiagnose(kf *genericclioptions.ConfigFlags, o *DiagnoseOptions) *cobr
 		Example: diagnoseExample,
 		Args:    positional(cobra.NoArgs),
 		RunE: func(c *cobra.Command, _ []string) error {
-			o.color = colour(c, o.Out)
-			o.Complete(kf)
+			o.kf, o.color = kf, colour(c, o.Out)
 			if err := o.Validate(); err != nil {
 				return err
 			}
@@ -106,14 +104,6 @@ func newCmdDiagnose(kf *genericclioptions.ConfigFlags, o *DiagnoseOptions) *cobr
 	f.StringVar(&o.Bundle, "bundle", "", "Write a support bundle (tar.gz, no Secret data) to this file")
 	f.StringVar(&o.FromBundle, "from-bundle", "", "Diagnose a saved bundle (support tar.gz or evidence JSON) instead of a cluster")
 	return cmd
-}
-
-// Complete fills in what the flags imply.
-func (o *DiagnoseOptions) Complete(kf *genericclioptions.ConfigFlags) {
-	o.kf = kf
-	if o.budget == nil {
-		o.budget = kube.NewBudget(0)
-	}
 }
 
 // Validate checks the flags before any I/O.
@@ -167,7 +157,7 @@ func (o *DiagnoseOptions) evidence(ctx context.Context) (*evidence.Bundle, error
 		}
 		return filterNodes(b, o.Nodes), nil
 	}
-	clients, err := kube.FromFlags(o.kf, o.budget)
+	clients, err := kube.FromFlags(o.kf, nil)
 	if err != nil {
 		return nil, err
 	}

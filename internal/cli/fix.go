@@ -45,7 +45,6 @@ type FixOptions struct {
 	BackupRoot    string
 
 	kf              *genericclioptions.ConfigFlags
-	budget          *kube.Budget
 	color, errColor palette // for Out and ErrOut
 	// interactive is whether In is a terminal; tests set it.
 	interactive *bool
@@ -111,9 +110,6 @@ func newCmdFix(kf *genericclioptions.ConfigFlags, o *FixOptions) *cobra.Command 
 				return err
 			}
 			o.kf, o.color, o.errColor = kf, colour(c, o.Out), colour(c, o.ErrOut)
-			if o.budget == nil {
-				o.budget = kube.NewBudget(0)
-			}
 			return o.Run(c.Context())
 		},
 	}
@@ -163,7 +159,7 @@ func (o *FixOptions) Validate() error {
 
 // Run plans, and with --apply fixes.
 func (o *FixOptions) Run(ctx context.Context) error {
-	clients, err := kube.FromFlags(o.kf, o.budget)
+	clients, err := kube.FromFlags(o.kf, nil)
 	if err != nil {
 		return err
 	}

@@ -28,10 +28,9 @@ type PreflightOptions struct {
 	RBAC   []string
 	Output string
 
-	opts   preflight.Options
-	kf     *genericclioptions.ConfigFlags
-	budget *kube.Budget
-	color  palette
+	opts  preflight.Options
+	kf    *genericclioptions.ConfigFlags
+	color palette
 }
 
 const preflightLong = `Check, before upgrading DPF, what the target version's dms-init (or host
@@ -78,9 +77,6 @@ func NewCmdPreflight(kf *genericclioptions.ConfigFlags, s genericiooptions.IOStr
 				return err
 			}
 			o.kf, o.color = kf, colour(c, o.Out)
-			if o.budget == nil {
-				o.budget = kube.NewBudget(0)
-			}
 			return o.Run(c.Context())
 		},
 	}
@@ -124,7 +120,7 @@ func (o *PreflightOptions) Validate() error {
 
 // Run checks the cluster and prints the report.
 func (o *PreflightOptions) Run(ctx context.Context) error {
-	clients, err := kube.FromFlags(o.kf, o.budget)
+	clients, err := kube.FromFlags(o.kf, nil)
 	if err != nil {
 		return err
 	}

@@ -39,6 +39,7 @@ import (
 	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
@@ -239,14 +240,13 @@ func New(cfg *rest.Config, o Options) (*Guard, error) {
 	if g.metrics, err = newMetrics(o.Registry); err != nil {
 		return nil, err
 	}
-	skip := true
 	mo := manager.Options{
 		Logger:                 o.Logger,
 		Cache:                  co,
 		Client:                 client.Options{Cache: &client.CacheOptions{Unstructured: true}},
 		Metrics:                metricsserver.Options{BindAddress: "0"}, // served by metricsServer
 		HealthProbeBindAddress: o.ProbeAddr,                             // "0": none
-		Controller:             config.Controller{SkipNameValidation: &skip},
+		Controller:             config.Controller{SkipNameValidation: ptr.To(true)},
 		LeaderElection:         o.LeaderElect,
 		LeaderElectionID:       o.LeaderElectionID,
 		// The rest only matters with LeaderElection.

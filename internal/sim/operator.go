@@ -98,7 +98,10 @@ func (o *operator) start(ctx context.Context, wg *sync.WaitGroup) error {
 		// Spec, labels and annotations trigger a reconcile; the operator's
 		// own status writes do not.
 		if a.GetGeneration() != b.GetGeneration() || !reflect.DeepEqual(a.GetAnnotations(), b.GetAnnotations()) || !reflect.DeepEqual(a.GetLabels(), b.GetLabels()) {
-			o.kick()
+			select {
+			case o.trigger <- struct{}{}:
+			default:
+			}
 		}
 	}}); err != nil {
 		return err
@@ -121,13 +124,6 @@ func (o *operator) start(ctx context.Context, wg *sync.WaitGroup) error {
 		})
 	}
 	return nil
-}
-
-func (o *operator) kick() {
-	select {
-	case o.trigger <- struct{}{}:
-	default:
-	}
 }
 
 // inventoryLoop reconciles the inventory every resync and whenever the
@@ -156,21 +152,14 @@ func (o *operator) config() (*unstructured.Unstructured, error) {
 	return obj.(*unstructured.Unstructured), nil
 }
 
-func (o *operator) paused() bool {
-	cfg, err := o.config()
-	if err != nil {
-		return false
-	}
-	p, _, _ := unstructured.NestedBool(cfg.Object, "spec", "overrides", "paused")
-	return p
-}
-
 // reconcileInventory server-side applies the operator's objects with force
 // ownership, reverting any change to them; a paused config is left alone.
 func (o *operator) reconcileInventory(ctx context.Context) error {
-	if o.paused() {
-		o.c.logf("operator: Reconciling Paused")
-		return nil
+	if cfg, err := o.config(); err == nil {
+		if paused, _, _ := unstructured.NestedBool(cfg.Object, "spec", "overrides", "paused"); paused {
+			o.c.logf("operator: Reconciling Paused")
+			return nil
+		}
 	}
 	if err := o.c.applyInventory(ctx); err != nil {
 		return err

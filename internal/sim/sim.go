@@ -212,13 +212,12 @@ func (c *Cluster) start(ctx context.Context) error {
 		addrs[i] = nodeAddress(i, c.opts.MaxAddresses)
 	}
 	c.kl = newKubelet(c)
-	kl, err := newKubeletServer(addrs, c.kl)
-	if err != nil {
+	var err error
+	if c.kubelet, err = newKubeletServer(addrs, c.kl); err != nil {
 		return err
 	}
-	c.kubelet = kl
 	caFile := filepath.Join(c.dir, "kubelet-ca.crt")
-	if err := os.WriteFile(caFile, kl.caPEM, 0o600); err != nil {
+	if err := os.WriteFile(caFile, c.kubelet.caPEM, 0o600); err != nil {
 		return err
 	}
 
