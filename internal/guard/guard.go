@@ -170,9 +170,7 @@ func (o *Options) complete() error {
 	o.KeepBackups = positive(o.KeepBackups, DefaultKeepBackups)
 	o.QPS = positive(o.QPS, DefaultQPS)
 	o.Burst = positive(o.Burst, DefaultBurst)
-	if o.Registry == nil {
-		o.Registry = ctrlmetrics.Registry
-	}
+	o.Registry = cmp.Or[ctrlmetrics.RegistererGatherer](o.Registry, ctrlmetrics.Registry)
 	if o.Logger.GetSink() == nil {
 		o.Logger = ctrllog.Log.WithName(ControllerName)
 	}
