@@ -77,11 +77,7 @@ const diagnoseExample = `  # Diagnose the DPF installation of the current contex
 
 // NewCmdDiagnose builds `dpfdoctor diagnose`.
 func NewCmdDiagnose(kf *genericclioptions.ConfigFlags, s genericiooptions.IOStreams) *cobra.Command {
-	return newCmdDiagnose(kf, &DiagnoseOptions{IOStreams: s})
-}
-
-func newCmdDiagnose(kf *genericclioptions.ConfigFlags, o *DiagnoseOptions) *cobra.Command {
-	o.Output, o.MaxLogs = OutputTable, evidence.DefaultMaxLogs
+	o := &DiagnoseOptions{IOStreams: s, Output: OutputTable, MaxLogs: evidence.DefaultMaxLogs}
 	cmd := &cobra.Command{
 		Use:     "diagnose",
 		Short:   "Find the root cause of failing DMS pods, per pod, from evidence (read-only)",

@@ -399,7 +399,7 @@ func (k *kubelet) caller(ctx context.Context, pod *corev1.Pod, scen Scenario, ku
 		return nil, err
 	}
 	if kubectl && k.c.useKubectl {
-		return &kubectlCaller{path: k.c.kubectlPath(), server: server, token: token, caFile: k.caFile,
+		return &kubectlCaller{path: cmp.Or(k.c.opts.Kubectl, KubectlPath()), server: server, token: token, caFile: k.caFile,
 			kubeconfig: k.emptyKubeconfig, cacheDir: k.cacheDir}, nil
 	}
 	k.tokMu.Lock()
@@ -456,8 +456,6 @@ func (k *kubelet) saToken(ctx context.Context, sa string) (string, error) {
 	k.callers = map[string]apiCaller{}
 	return k.token, nil
 }
-
-func (c *Cluster) kubectlPath() string { return cmp.Or(c.opts.Kubectl, KubectlPath()) }
 
 // KubectlPath finds kubectl: $KUBECTL, then $KUBEBUILDER_ASSETS/kubectl,
 // then kubectl on PATH.
@@ -710,11 +708,6 @@ func (k *kubeletServer) listenAll(addrs []string) error {
 	}
 	k.port, k.listeners = port, ls
 	return nil
-}
-
-func (k *kubeletServer) close() {
-	_ = k.srv.Close()
-	k.wg.Wait()
 }
 
 func (k *kubeletServer) serveLogs(w http.ResponseWriter, r *http.Request) {

@@ -400,7 +400,8 @@ func (c *Cluster) Stop() error {
 		}
 		c.wg.Wait()
 		if c.kubelet != nil {
-			c.kubelet.close()
+			_ = c.kubelet.srv.Close()
+			c.kubelet.wg.Wait()
 		}
 		if c.env != nil {
 			c.stopErr = c.env.Stop()
