@@ -242,7 +242,8 @@ func (k *kubelet) sync(ctx context.Context, name string) error {
 
 	// Volumes: the node's server Secret must exist before anything runs.
 	if !st.mounted {
-		if vol := secretVolume(pod); vol != "" {
+		if i := slices.IndexFunc(pod.Spec.Volumes, func(v corev1.Volume) bool { return v.Secret != nil }); i >= 0 && pod.Spec.Volumes[i].Secret.SecretName != "" {
+			vol := pod.Spec.Volumes[i].Secret.SecretName
 			if _, err := k.c.kube.CoreV1().Secrets(k.c.Namespace).Get(ctx, vol, metav1.GetOptions{}); apierrors.IsNotFound(err) {
 				k.event(ctx, pod, "", corev1.EventTypeWarning, "FailedMount",
 					fmt.Sprintf("MountVolume.SetUp failed for volume %q : secret %q not found", dpf.ServerVolume, vol))
@@ -290,15 +291,6 @@ func (k *kubelet) sync(ctx context.Context, name string) error {
 	st.done = true
 	k.mu.Unlock()
 	return k.writeStatus(ctx, pod, st)
-}
-
-func secretVolume(p *corev1.Pod) string {
-	for _, v := range p.Spec.Volumes {
-		if v.Secret != nil {
-			return v.Secret.SecretName
-		}
-	}
-	return ""
 }
 
 // runContainer runs one init container's program for the pod's scenario.

@@ -75,9 +75,6 @@ func Scenarios() []Scenario {
 		HypotheticalSecretsForbidden, HypotheticalSecretsForbiddenQuiet, HypotheticalEmptyCertificateFiles}
 }
 
-// Hypothetical reports whether no real DPF combination produces a scenario.
-func (s Scenario) Hypothetical() bool { return strings.HasPrefix(string(s), "hypothetical-") }
-
 func (s Scenario) valid() bool { return slices.Contains(Scenarios(), s) }
 
 // Mix assigns scenarios to nodes: "dpudevice-status-forbidden" (every
