@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -31,9 +32,8 @@ type DiagnoseOptions struct {
 	Bundle     string
 	FromBundle string
 
-	kf     *genericclioptions.ConfigFlags
-	budget *kube.Budget // set by tests to record requests
-	color  palette
+	kf    *genericclioptions.ConfigFlags
+	color palette
 }
 
 const diagnoseLong = `Find why DPF's DMS (or host-agent) pods fail, per pod, from evidence: pod
@@ -77,11 +77,7 @@ const diagnoseExample = `  # Diagnose the DPF installation of the current contex
 
 // NewCmdDiagnose builds `dpfdoctor diagnose`.
 func NewCmdDiagnose(kf *genericclioptions.ConfigFlags, s genericiooptions.IOStreams) *cobra.Command {
-	return newCmdDiagnose(kf, &DiagnoseOptions{IOStreams: s})
-}
-
-func newCmdDiagnose(kf *genericclioptions.ConfigFlags, o *DiagnoseOptions) *cobra.Command {
-	o.Output, o.MaxLogs = OutputTable, evidence.DefaultMaxLogs
+	o := &DiagnoseOptions{IOStreams: s, Output: OutputTable, MaxLogs: evidence.DefaultMaxLogs}
 	cmd := &cobra.Command{
 		Use:     "diagnose",
 		Short:   "Find the root cause of failing DMS pods, per pod, from evidence (read-only)",
@@ -89,8 +85,7 @@ func newCmdDiagnose(kf *genericclioptions.ConfigFlags, o *DiagnoseOptions) *cobr
 		Example: diagnoseExample,
 		Args:    positional(cobra.NoArgs),
 		RunE: func(c *cobra.Command, _ []string) error {
-			o.color = colour(c, o.Out)
-			o.Complete(kf)
+			o.kf, o.color = kf, colour(c, o.Out)
 			if err := o.Validate(); err != nil {
 				return err
 			}
@@ -105,14 +100,6 @@ func newCmdDiagnose(kf *genericclioptions.ConfigFlags, o *DiagnoseOptions) *cobr
 	f.StringVar(&o.Bundle, "bundle", "", "Write a support bundle (tar.gz, no Secret data) to this file")
 	f.StringVar(&o.FromBundle, "from-bundle", "", "Diagnose a saved bundle (support tar.gz or evidence JSON) instead of a cluster")
 	return cmd
-}
-
-// Complete fills in what the flags imply.
-func (o *DiagnoseOptions) Complete(kf *genericclioptions.ConfigFlags) {
-	o.kf = kf
-	if o.budget == nil {
-		o.budget = kube.NewBudget(0)
-	}
 }
 
 // Validate checks the flags before any I/O.
@@ -166,7 +153,7 @@ func (o *DiagnoseOptions) evidence(ctx context.Context) (*evidence.Bundle, error
 		}
 		return filterNodes(b, o.Nodes), nil
 	}
-	clients, err := kube.FromFlags(o.kf, o.budget)
+	clients, err := kube.FromFlags(o.kf, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -215,12 +202,9 @@ func writeSupportBundle(file string, b *evidence.Bundle, d *diagnose.Diagnosis) 
 	if err != nil {
 		return fmt.Errorf("write support bundle: %w", err)
 	}
-	werr := b.WriteArchive(f,
+	werr := errors.Join(b.WriteArchive(f,
 		evidence.ArchiveFile{Name: "diagnosis.md", Data: []byte(d.Markdown())},
-		evidence.ArchiveFile{Name: "diagnosis.json", Data: append(dj, '\n')})
-	if cerr := f.Close(); werr == nil {
-		werr = cerr
-	}
+		evidence.ArchiveFile{Name: "diagnosis.json", Data: append(dj, '\n')}), f.Close())
 	if werr != nil {
 		return fmt.Errorf("write support bundle %s: %w", file, werr)
 	}

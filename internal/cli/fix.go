@@ -2,21 +2,26 @@ package cli
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"slices"
+	"sort"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
+	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 	"k8s.io/cli-runtime/pkg/printers"
 	"k8s.io/utils/ptr"
 
+	"github.com/dpfdoctor/dpfdoctor/internal/access"
 	"github.com/dpfdoctor/dpfdoctor/internal/apply"
 	"github.com/dpfdoctor/dpfdoctor/internal/doctor"
 	"github.com/dpfdoctor/dpfdoctor/internal/kube"
@@ -40,7 +45,6 @@ type FixOptions struct {
 	BackupRoot    string
 
 	kf              *genericclioptions.ConfigFlags
-	budget          *kube.Budget
 	color, errColor palette // for Out and ErrOut
 	// interactive is whether In is a terminal; tests set it.
 	interactive *bool
@@ -106,9 +110,6 @@ func newCmdFix(kf *genericclioptions.ConfigFlags, o *FixOptions) *cobra.Command 
 				return err
 			}
 			o.kf, o.color, o.errColor = kf, colour(c, o.Out), colour(c, o.ErrOut)
-			if o.budget == nil {
-				o.budget = kube.NewBudget(0)
-			}
 			return o.Run(c.Context())
 		},
 	}
@@ -150,22 +151,15 @@ func (o *FixOptions) Validate() error {
 	if o.Yes && !o.Apply {
 		return Usagef("--yes only makes sense with --apply")
 	}
-	if o.Apply && !o.Yes && !o.isInteractive() {
+	if o.Apply && !o.Yes && !ptr.Deref(o.interactive, isTerminal(o.In)) {
 		return Usagef("--apply asks for confirmation, but stdin is not a terminal: add --yes")
 	}
 	return nil
 }
 
-func (o *FixOptions) isInteractive() bool {
-	if o.interactive != nil {
-		return *o.interactive
-	}
-	return isTerminal(o.In)
-}
-
 // Run plans, and with --apply fixes.
 func (o *FixOptions) Run(ctx context.Context) error {
-	clients, err := kube.FromFlags(o.kf, o.budget)
+	clients, err := kube.FromFlags(o.kf, nil)
 	if err != nil {
 		return err
 	}
@@ -180,7 +174,7 @@ func (o *FixOptions) Run(ctx context.Context) error {
 		RollbackCommand: o.rollbackCommand,
 	})
 	if rep != nil {
-		if perr := o.printReport(rep); perr != nil {
+		if perr := printReport(o.Out, o.Output, rep, func() error { return printFixSummary(o.Out, rep, o.color) }); perr != nil {
 			return perr
 		}
 	}
@@ -278,13 +272,6 @@ func (o *FixOptions) rollbackCommand(dir string) string {
 	return strings.Join(parts, " ")
 }
 
-func (o *FixOptions) printReport(r *doctor.Report) error {
-	if o.Output != OutputTable {
-		return printStructured(o.Out, o.Output, r)
-	}
-	return printFixSummary(o.Out, r, o.color)
-}
-
 func shellQuote(s string) string {
 	if s != "" && strings.IndexFunc(s, func(r rune) bool {
 		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_./:=@+", r))
@@ -293,3 +280,179 @@ func shellQuote(s string) string {
 	}
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
+
+// maxListed bounds how many requests or pods a table lists before "+N more".
+const maxListed = 8
+
+// printPlan renders a plan as tables.
+func printPlan(w io.Writer, p *plan.Plan, refused error, col palette) error {
+	fmt.Fprintf(w, "%s %s · DPF %s in %s · ServiceAccount %s · scope %s\n\n", col.paint(bold, "Plan"), short(p.ID),
+		cmp.Or(p.Version, "unknown"), p.Namespace, cmp.Or(p.ServiceAccount, "unknown"), p.Scope)
+	if len(p.Changes) == 0 {
+		fmt.Fprintln(w, "No RBAC change: no finding RBAC can fix.")
+	} else {
+		fmt.Fprintf(w, "%s (server-side apply, field manager %s; the operator's %s is not touched)\n",
+			col.paint(bold, "CHANGES"), plan.FieldManager, cmp.Or(p.OperatorClusterRole, "unknown"))
+		tw := printers.GetNewTabWriter(w)
+		fmt.Fprintln(tw, "KIND\tNAME\tGRANTS\tANSWERS")
+		for _, c := range p.Changes {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", c.Ref().Kind, qualified(c.Ref()), grants(c), strings.Join(c.Answers, ", "))
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+		fmt.Fprintf(w, "\n%s (%d access reviews as %s)\n", col.paint(bold, "MUST BE ALLOWED AFTERWARDS"), len(p.Expect), p.Subject().User)
+		listRequests(w, p.Expect)
+		fmt.Fprintf(w, "%s (proof the grant is no wider)\n", col.paint(bold, "MUST STAY DENIED"))
+		listRequests(w, p.MustStayDenied)
+	}
+	if len(p.Restart) > 0 {
+		fmt.Fprintf(w, "\n%s (%d; restart %s: %s)\n", col.paint(bold, "PODS"), len(p.Restart), p.RestartMode, p.RestartWhy)
+		// One line per action and reason, with its pods.
+		type group struct{ action, reason string }
+		pods, order := map[group][]string{}, []group{}
+		for _, a := range p.Restart {
+			g := group{a.Action + map[bool]string{true: ", then annotate the Node"}[a.TouchNode], a.Reason}
+			if pods[g] == nil {
+				order = append(order, g)
+			}
+			pods[g] = append(pods[g], a.Pod)
+		}
+		for _, g := range order {
+			fmt.Fprintf(w, "  %s: %s\n    why: %s\n", g.action, firstFew(pods[g]), g.reason)
+		}
+	}
+	if len(p.Skipped) > 0 {
+		fmt.Fprintf(w, "\n%s (not an RBAC problem; fix will not touch them)\n", col.paint(yellow, "NOT FIXED BY RBAC"))
+		for _, s := range p.Skipped {
+			fmt.Fprintf(w, "  %s  %s\n    next step: %s\n", col.paint(red, s.Code), oneLine(s.Summary), oneLine(s.NextStep))
+		}
+	}
+	if refused != nil {
+		fmt.Fprintf(w, "\n%s %v\n", col.paint(red, "POLICY:"), refused)
+		return nil
+	}
+	if len(p.Changes) > 0 {
+		fmt.Fprintf(w, "\n%s allowed: dpfdoctor-… RBAC objects only, no wildcards, no Secret list/watch, the DPF namespace only, no name from the operator's inventory\n",
+			col.paint(bold, "POLICY:"))
+	}
+	if len(p.Changes) > 0 || len(p.Restart) > 0 {
+		fmt.Fprintln(w, "\nApply with `dpfdoctor fix --apply`, or commit the RBAC objects from `dpfdoctor fix -o yaml` instead.")
+	}
+	return nil
+}
+
+// firstFew joins up to maxListed names, then says how many more there are.
+func firstFew(names []string) string {
+	if len(names) <= maxListed {
+		return strings.Join(names, ", ")
+	}
+	return fmt.Sprintf("%s (+%d more)", strings.Join(names[:maxListed], ", "), len(names)-maxListed)
+}
+
+func listRequests(w io.Writer, rs []access.Request) {
+	for i, r := range rs {
+		if i == maxListed {
+			fmt.Fprintf(w, "  +%d more\n", len(rs)-maxListed)
+			break
+		}
+		fmt.Fprintf(w, "  %s\n", r)
+	}
+}
+
+func qualified(r plan.ObjectRef) string {
+	if r.Namespace == "" {
+		return r.Name
+	}
+	return r.Namespace + "/" + r.Name
+}
+
+// grants summarises what an object grants: its rules, or its binding.
+func grants(c plan.Change) string {
+	switch c.Ref().Kind {
+	case "Role", "ClusterRole":
+		var r rbacv1.ClusterRole // same rules field for both kinds
+		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(c.Object.Object, &r); err != nil {
+			return "?"
+		}
+		var parts []string
+		for _, rule := range r.Rules {
+			s := strings.Join(rule.Verbs, ",") + " " + strings.Join(rule.Resources, ",")
+			if g := strings.Join(rule.APIGroups, ","); g != "" {
+				s += "." + g
+			}
+			switch n := len(rule.ResourceNames); {
+			case n == 1:
+				s += " " + rule.ResourceNames[0]
+			case n > 1:
+				s += fmt.Sprintf(" (%d names)", n)
+			}
+			parts = append(parts, s)
+		}
+		return strings.Join(parts, "; ")
+	default:
+		var b rbacv1.ClusterRoleBinding
+		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(c.Object.Object, &b); err != nil {
+			return "?"
+		}
+		var subs []string
+		for _, s := range b.Subjects {
+			subs = append(subs, s.Kind+" "+s.Namespace+"/"+s.Name)
+		}
+		return fmt.Sprintf("%s %s → %s", b.RoleRef.Kind, b.RoleRef.Name, strings.Join(subs, ", "))
+	}
+}
+
+// printFixSummary renders the end of `fix --apply`.
+func printFixSummary(w io.Writer, r *doctor.Report, col palette) error {
+	headline := col.paint(green, r.Outcome)
+	if r.Outcome != doctor.OutcomeFixed && r.Outcome != doctor.OutcomeAlreadyFixed && r.Outcome != doctor.OutcomeNothingToDo {
+		headline = col.paint(red, r.Outcome)
+	}
+	fmt.Fprintf(w, "\n%s %s (plan %s, %d API requests, %.1fs waited on API throttling)\n", col.paint(bold, "Fix:"), headline, short(r.PlanID), r.Requests, r.WaitedSeconds)
+	if r.NoOp {
+		fmt.Fprintln(w, "  nothing new to apply: every object was already in place")
+	}
+	for _, a := range r.Applied {
+		fmt.Fprintf(w, "  %-9s %s\n", a.Action, a.Ref)
+	}
+	stage := func(s *doctor.Stage) {
+		if s == nil || len(s.Checks) == 0 {
+			return
+		}
+		fmt.Fprintf(w, "  access reviews %s: %d/%d as expected\n", s.Name, s.Passed(), len(s.Checks))
+	}
+	stage(&r.AfterApply)
+	if rec := r.Reconcile; rec != nil {
+		if rec.Paused {
+			fmt.Fprintln(w, "  operator reconcile: the DPFOperatorConfig is paused")
+		} else {
+			fmt.Fprintf(w, "  operator reconcile requested, watched %.0fs: objects intact %t, operator role untouched %t\n",
+				rec.WaitedSeconds, rec.ObjectsIntact, rec.OperatorRoleUntouched || rec.OperatorRoleMatchesRelease)
+		}
+	}
+	stage(r.AfterReconcile)
+	if rec := r.Recovery; rec != nil {
+		fmt.Fprintf(w, "  pods Ready %d/%d after %.1fs%s\n", rec.Ready, rec.Total, rec.Seconds, map[bool]string{true: " (timed out)"}[rec.TimedOut])
+		var ttr []float64
+		for _, p := range rec.Pods {
+			if p.Ready {
+				ttr = append(ttr, p.SecondsToReady)
+			}
+		}
+		if len(ttr) > 0 {
+			sort.Float64s(ttr)
+			fmt.Fprintf(w, "  time to Ready: median %.1fs, max %.1fs\n", ttr[len(ttr)/2], ttr[len(ttr)-1])
+		}
+	}
+	for _, p := range r.Problems {
+		fmt.Fprintf(w, "  %s %s\n", col.paint(red, "problem:"), p)
+	}
+	if r.BackupDir != "" {
+		fmt.Fprintf(w, "  report:   %s/%s\n  rollback: %s\n", r.BackupDir, doctor.ReportMarkdown, r.RollbackCommand)
+	}
+	return nil
+}
+
+// short is a plan ID's first 12 characters, "–" for none.
+func short(id string) string { return cmp.Or(id[:min(len(id), 12)], "–") }

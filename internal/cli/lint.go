@@ -259,7 +259,7 @@ func (o *LintOptions) loadRBAC(ctx context.Context) (*rbac.Set, []string, error)
 	set := &rbac.Set{}
 	var argv []string
 	if o.FromCluster {
-		clients, err := kube.FromFlags(o.kf, kube.NewBudget(0))
+		clients, err := kube.FromFlags(o.kf, nil)
 		if err != nil {
 			return nil, nil, err
 		}

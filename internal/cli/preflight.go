@@ -28,10 +28,9 @@ type PreflightOptions struct {
 	RBAC   []string
 	Output string
 
-	opts   preflight.Options
-	kf     *genericclioptions.ConfigFlags
-	budget *kube.Budget
-	color  palette
+	opts  preflight.Options
+	kf    *genericclioptions.ConfigFlags
+	color palette
 }
 
 const preflightLong = `Check, before upgrading DPF, what the target version's dms-init (or host
@@ -78,9 +77,6 @@ func NewCmdPreflight(kf *genericclioptions.ConfigFlags, s genericiooptions.IOStr
 				return err
 			}
 			o.kf, o.color = kf, colour(c, o.Out)
-			if o.budget == nil {
-				o.budget = kube.NewBudget(0)
-			}
 			return o.Run(c.Context())
 		},
 	}
@@ -124,7 +120,7 @@ func (o *PreflightOptions) Validate() error {
 
 // Run checks the cluster and prints the report.
 func (o *PreflightOptions) Run(ctx context.Context) error {
-	clients, err := kube.FromFlags(o.kf, o.budget)
+	clients, err := kube.FromFlags(o.kf, nil)
 	if err != nil {
 		return err
 	}
@@ -133,12 +129,7 @@ func (o *PreflightOptions) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if o.Output == OutputTable {
-		err = printPreflight(o.Out, r, o.color)
-	} else {
-		err = printStructured(o.Out, o.Output, r)
-	}
-	if err != nil {
+	if err := printReport(o.Out, o.Output, r, func() error { return printPreflight(o.Out, r, o.color) }); err != nil {
 		return err
 	}
 	if r.WillBreak() {
@@ -165,11 +156,7 @@ func printPreflight(w io.Writer, r *preflight.Report, col palette) error {
 	for _, f := range r.Findings {
 		where := "every node"
 		if len(f.Nodes) > 0 {
-			nodes, more := f.Nodes, ""
-			if len(nodes) > maxListed {
-				nodes, more = nodes[:maxListed], fmt.Sprintf(" (+%d more)", len(f.Nodes)-maxListed)
-			}
-			where = "nodes " + strings.Join(nodes, ", ") + more
+			where = "nodes " + firstFew(f.Nodes)
 		}
 		fmt.Fprintf(w, "  %s  %s\n    %s\n    before upgrading: %s\n", col.paint(red, f.Code), where, f.Summary, f.Before)
 	}

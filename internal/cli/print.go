@@ -89,6 +89,14 @@ func printStructured(w io.Writer, format string, v any) error {
 	return err
 }
 
+// printReport prints v with table for -o table, else as printStructured does.
+func printReport(w io.Writer, format string, v any, table func() error) error {
+	if format == OutputTable {
+		return table()
+	}
+	return printStructured(w, format, v)
+}
+
 // printTemplate applies the template of -o format to v's JSON. The user
 // wrote the template, so a template that fails is a usage error.
 func printTemplate(w io.Writer, format string, v any) error {

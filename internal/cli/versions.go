@@ -12,6 +12,7 @@ import (
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 	"k8s.io/cli-runtime/pkg/printers"
 
+	"github.com/dpfdoctor/dpfdoctor/internal/buildinfo"
 	"github.com/dpfdoctor/dpfdoctor/internal/dpf"
 )
 
@@ -74,4 +75,24 @@ func writeVersions(w io.Writer, output string) error {
 		fmt.Fprintln(w, "\nEvery call and the permission it needs: dpfdoctor versions -o markdown (also docs/versions.md)")
 	}
 	return nil
+}
+
+// NewCmdVersion prints dpfdoctor's own version (internal/buildinfo).
+func NewCmdVersion(s genericiooptions.IOStreams) *cobra.Command {
+	var output string
+	cmd := &cobra.Command{
+		Use:   "version",
+		Short: "Print dpfdoctor's version, commit and build date",
+		Args:  positional(cobra.NoArgs),
+		RunE: func(*cobra.Command, []string) error {
+			i := buildinfo.Get()
+			if output != "" {
+				return printStructured(s.Out, output, i)
+			}
+			_, err := fmt.Fprintf(s.Out, "dpfdoctor %s (commit %s, built %s, %s %s)\n", i.Version, i.Commit, i.BuildDate, i.GoVersion, i.Platform)
+			return err
+		},
+	}
+	outputFlag(cmd, &output, "json or yaml; empty prints one line", OutputJSON, OutputYAML)
+	return cmd
 }

@@ -255,8 +255,12 @@ const (
 )
 
 // event records an events.k8s.io/v1 Event; action is what the guard did.
+// The message is clipped to maxMessage, which the API server accepts.
 func (r *reconciler) event(obj runtime.Object, typ, reason, action, msg string) {
-	r.recorder.Eventf(obj, nil, typ, reason, action, "%s", clip(msg))
+	if len(msg) > maxMessage {
+		msg = msg[:maxMessage-3] + "..."
+	}
+	r.recorder.Eventf(obj, nil, typ, reason, action, "%s", msg)
 }
 
 // notePause follows the DPFOperatorConfig's apply.GuardPausedAnnotation and
@@ -284,15 +288,7 @@ func (r *reconciler) notePause(cfg *unstructured.Unstructured) bool {
 	return true
 }
 
-// maxMessage keeps event messages within what the API server accepts.
 const maxMessage = 1000
-
-func clip(s string) string {
-	if len(s) <= maxMessage {
-		return s
-	}
-	return s[:maxMessage-3] + "..."
-}
 
 // recordDiagnoses records DPFDoctorDiagnosed on each failing pod whose
 // diagnosis is new.

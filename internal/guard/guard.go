@@ -39,6 +39,7 @@ import (
 	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
@@ -169,9 +170,7 @@ func (o *Options) complete() error {
 	o.KeepBackups = positive(o.KeepBackups, DefaultKeepBackups)
 	o.QPS = positive(o.QPS, DefaultQPS)
 	o.Burst = positive(o.Burst, DefaultBurst)
-	if o.Registry == nil {
-		o.Registry = ctrlmetrics.Registry
-	}
+	o.Registry = cmp.Or[ctrlmetrics.RegistererGatherer](o.Registry, ctrlmetrics.Registry)
 	if o.Logger.GetSink() == nil {
 		o.Logger = ctrllog.Log.WithName(ControllerName)
 	}
@@ -239,14 +238,13 @@ func New(cfg *rest.Config, o Options) (*Guard, error) {
 	if g.metrics, err = newMetrics(o.Registry); err != nil {
 		return nil, err
 	}
-	skip := true
 	mo := manager.Options{
 		Logger:                 o.Logger,
 		Cache:                  co,
 		Client:                 client.Options{Cache: &client.CacheOptions{Unstructured: true}},
 		Metrics:                metricsserver.Options{BindAddress: "0"}, // served by metricsServer
 		HealthProbeBindAddress: o.ProbeAddr,                             // "0": none
-		Controller:             config.Controller{SkipNameValidation: &skip},
+		Controller:             config.Controller{SkipNameValidation: ptr.To(true)},
 		LeaderElection:         o.LeaderElect,
 		LeaderElectionID:       o.LeaderElectionID,
 		// The rest only matters with LeaderElection.

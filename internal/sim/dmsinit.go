@@ -332,46 +332,42 @@ func hostAgent(ctx context.Context, api apiCaller, ns, node string, noDPU bool) 
 	logf := func(sev byte, file string, format string, a ...any) {
 		out = append(out, fmt.Sprintf("%c%s %d hostagent.go:%s] %s", sev, time.Now().UTC().Format("0102 15:04:05.000000"), 1, file, fmt.Sprintf(format, a...)))
 	}
+	fail := func(file string, format string, a ...any) ([]string, int) {
+		logf('E', file, format, a...)
+		return out, 1
+	}
 	logf('I', "88", "starting host agent on node %s", node)
 	if v, ok := api.version(ctx); !ok {
-		logf('E', "97", "unable to reach the Kubernetes API server: %s", strings.TrimSpace(lastLine(v)))
-		return out, 1
+		return fail("97", "unable to reach the Kubernetes API server: %s", strings.TrimSpace(lastLine(v)))
 	}
 	if _, stderr, ok := api.get(ctx, "dpfoperatorconfig", ns, "", ""); !ok {
-		logf('E', "112", "failed to list DPFOperatorConfigs: %s", oneLine(stderr))
-		return out, 1
+		return fail("112", "failed to list DPFOperatorConfigs: %s", oneLine(stderr))
 	}
 	if noDPU {
-		logf('E', "131", "no DPU found on this host (looked for PCI device IDs 0xa2dc, 0xa2d6)")
-		return out, 1
+		return fail("131", "no DPU found on this host (looked for PCI device IDs 0xa2dc, 0xa2d6)")
 	}
 	serial := strings.ToLower(serialNumber(node))
 	if _, _, ok := api.get(ctx, "dpudevice", ns, serial, "{.metadata.name}"); !ok {
 		manifest := fmt.Sprintf("apiVersion: provisioning.dpu.nvidia.com/v1alpha1\nkind: DPUDevice\nmetadata:\n  name: %s\n  namespace: %s\nspec:\n  serialNumber: %s\n", serial, ns, serialNumber(node))
 		if msg, ok := api.apply(ctx, manifest); !ok {
-			logf('E', "164", "failed to create DPUDevice %s: %s", serial, oneLine(msg))
-			return out, 1
+			return fail("164", "failed to create DPUDevice %s: %s", serial, oneLine(msg))
 		}
 	}
 	if msg, ok := api.patchStatus(ctx, "dpudevice", ns, serial, fmt.Sprintf(`{"status":{"pciAddress":%q}}`, PCIAddress)); !ok {
-		logf('E', "171", "failed to update DPUDevice %s status: %s", serial, oneLine(msg))
-		return out, 1
+		return fail("171", "failed to update DPUDevice %s status: %s", serial, oneLine(msg))
 	}
 	uid, stderr, _ := api.get(ctx, "node", "", node, "{.metadata.uid}")
 	if uid == "" {
-		logf('E', "180", "failed to get node %s: %s", node, oneLine(stderr))
-		return out, 1
+		return fail("180", "failed to get node %s: %s", node, oneLine(stderr))
 	}
 	if _, _, ok := api.get(ctx, "dpunode", ns, node, "{.metadata.name}"); !ok {
 		manifest := fmt.Sprintf("apiVersion: provisioning.dpu.nvidia.com/v1alpha1\nkind: DPUNode\nmetadata:\n  name: %s\n  namespace: %s\nspec:\n  nodeRebootMethod:\n    hostAgent: {}\n  dpus:\n  - name: %s\n", node, ns, serial)
 		if msg, ok := api.apply(ctx, manifest); !ok {
-			logf('E', "193", "failed to create DPUNode %s: %s", node, oneLine(msg))
-			return out, 1
+			return fail("193", "failed to create DPUNode %s: %s", node, oneLine(msg))
 		}
 	}
 	if msg, ok := api.patchStatus(ctx, "dpunode", ns, node, `{"status":{"dpuInstallInterface":"hostAgent"}}`); !ok {
-		logf('E', "201", "failed to update DPUNode %s status: %s", node, oneLine(msg))
-		return out, 1
+		return fail("201", "failed to update DPUNode %s status: %s", node, oneLine(msg))
 	}
 	logf('I', "210", "host agent ready: DPUDevice %s, DPUNode %s", serial, node)
 	return out, 0
@@ -439,6 +435,9 @@ type clientCaller struct {
 	server string
 	dyn    dynamic.Interface
 	disc   discovery.DiscoveryInterface
+	// goClient: as a Go program uses client-go, a patch is sent without
+	// kubectl's read of the object first, and prints nothing.
+	goClient bool
 }
 
 func newClientCaller(server, token string, caData []byte) (*clientCaller, error) {
@@ -484,12 +483,10 @@ func (c *clientCaller) get(ctx context.Context, resource, ns, name, jp string) (
 		}
 		return "", "", true
 	}
-	var obj *unstructured.Unstructured
-	if namespaced {
-		obj, err = c.dyn.Resource(gvr).Namespace(ns).Get(ctx, name, metav1.GetOptions{})
-	} else {
-		obj, err = c.dyn.Resource(gvr).Get(ctx, name, metav1.GetOptions{})
+	if !namespaced {
+		ns = ""
 	}
+	obj, err := c.dyn.Resource(gvr).Namespace(ns).Get(ctx, name, metav1.GetOptions{})
 	if err != nil {
 		return "", kubectlError(c.server, err) + "\n", false
 	}
@@ -533,28 +530,18 @@ func (c *clientCaller) patchStatus(ctx context.Context, resource, ns, name, patc
 		return err.Error() + "\n", false
 	}
 	// kubectl patch reads the object (here its status) before patching.
-	if _, err := c.dyn.Resource(gvr).Namespace(ns).Get(ctx, name, metav1.GetOptions{}, "status"); err != nil {
-		return kubectlError(c.server, err) + "\n", false
+	if !c.goClient {
+		if _, err := c.dyn.Resource(gvr).Namespace(ns).Get(ctx, name, metav1.GetOptions{}, "status"); err != nil {
+			return kubectlError(c.server, err) + "\n", false
+		}
 	}
 	if _, err := c.dyn.Resource(gvr).Namespace(ns).Patch(ctx, name, types.MergePatchType, []byte(patch), metav1.PatchOptions{}, "status"); err != nil {
 		return kubectlError(c.server, err) + "\n", false
 	}
+	if c.goClient {
+		return "", true
+	}
 	return resource + "." + gvr.Group + "/" + name + " patched\n", true
-}
-
-// goClient is clientCaller as a Go program uses client-go: a patch is sent
-// without kubectl's read of the object first.
-type goClient struct{ *clientCaller }
-
-func (g goClient) patchStatus(ctx context.Context, resource, ns, name, patch string) (string, bool) {
-	gvr, _, err := g.resource(resource)
-	if err == nil {
-		_, err = g.dyn.Resource(gvr).Namespace(ns).Patch(ctx, name, types.MergePatchType, []byte(patch), metav1.PatchOptions{}, "status")
-	}
-	if err != nil {
-		return kubectlError(g.server, err) + "\n", false
-	}
-	return "", true
 }
 
 // kubectlError formats an error the way kubectl prints it.

@@ -193,7 +193,7 @@ func TestDMSContainerOnEmptyCertificates(t *testing.T) {
 	k := &kubelet{}
 	pod := &corev1.Pod{Spec: corev1.PodSpec{NodeName: "n1"}}
 	for _, empty := range []bool{true, false} {
-		run := k.runContainer(context.Background(), pod, nil, HypotheticalEmptyCertificateFiles, corev1.Container{Name: dpf.ContainerDMS}, &podState{emptyCerts: empty})
+		run := k.runContainer(context.Background(), pod, HypotheticalEmptyCertificateFiles, corev1.Container{Name: dpf.ContainerDMS}, &podState{emptyCerts: empty})
 		wantExit, wantLine := int32(0), "starting dms"
 		if empty {
 			wantExit, wantLine = 1, DMSEmptyCertificate

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"hash/fnv"
 	"math/rand/v2"
@@ -77,7 +78,6 @@ type containerRun struct {
 
 type podState struct {
 	uid       types.UID
-	node      string
 	created   time.Time
 	next      int // index of the init container to run next
 	failures  map[string]int32
@@ -90,7 +90,6 @@ type podState struct {
 	// Forbidden Secret reads); dms fails on them until dms-init runs again.
 	emptyCerts bool
 	done       bool
-	readyAt    time.Time
 }
 
 func newKubelet(c *Cluster) *kubelet {
@@ -103,13 +102,7 @@ func (k *kubelet) start(ctx context.Context, wg *sync.WaitGroup) error {
 	k.caFile = filepath.Join(c.dir, "apiserver-ca.crt")
 	k.emptyKubeconfig = filepath.Join(c.dir, "empty-kubeconfig")
 	k.cacheDir = filepath.Join(c.dir, "kubectl-cache")
-	if err := os.WriteFile(k.caFile, c.Config.CAData, 0o600); err != nil {
-		return err
-	}
-	if err := os.WriteFile(k.emptyKubeconfig, nil, 0o600); err != nil {
-		return err
-	}
-	if err := os.MkdirAll(k.cacheDir, 0o700); err != nil {
+	if err := errors.Join(os.WriteFile(k.caFile, c.Config.CAData, 0o600), os.WriteFile(k.emptyKubeconfig, nil, 0o600), os.MkdirAll(k.cacheDir, 0o700)); err != nil {
 		return err
 	}
 	// The operator's pod informer, started and synced already.
@@ -201,7 +194,7 @@ func (k *kubelet) state(p *corev1.Pod) *podState {
 	defer k.mu.Unlock()
 	st := k.states[p.Name]
 	if st == nil || st.uid != p.UID {
-		st = &podState{uid: p.UID, node: p.Spec.NodeName, created: p.CreationTimestamp.Time, failures: map[string]int32{},
+		st = &podState{uid: p.UID, created: p.CreationTimestamp.Time, failures: map[string]int32{},
 			backoff: k.c.scale(backoffInitial), runs: map[string][]containerRun{}}
 		if st.created.IsZero() {
 			st.created = time.Now()
@@ -222,16 +215,16 @@ func (k *kubelet) sync(ctx context.Context, name string) error {
 		if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
 			return err
 		}
+	} else if err != nil && !apierrors.IsNotFound(err) {
+		return err
 	}
-	if apierrors.IsNotFound(err) || (err == nil && pod.DeletionTimestamp != nil) {
+	if err != nil || pod.DeletionTimestamp != nil {
 		k.mu.Lock()
 		if st := k.states[name]; st != nil && (pod == nil || st.uid == pod.UID) {
 			delete(k.states, name)
 		}
 		k.mu.Unlock()
 		return nil
-	} else if err != nil {
-		return err
 	}
 	st := k.state(pod)
 	if st.done {
@@ -249,7 +242,8 @@ func (k *kubelet) sync(ctx context.Context, name string) error {
 
 	// Volumes: the node's server Secret must exist before anything runs.
 	if !st.mounted {
-		if vol := secretVolume(pod); vol != "" {
+		if i := slices.IndexFunc(pod.Spec.Volumes, func(v corev1.Volume) bool { return v.Secret != nil }); i >= 0 && pod.Spec.Volumes[i].Secret.SecretName != "" {
+			vol := pod.Spec.Volumes[i].Secret.SecretName
 			if _, err := k.c.kube.CoreV1().Secrets(k.c.Namespace).Get(ctx, vol, metav1.GetOptions{}); apierrors.IsNotFound(err) {
 				k.event(ctx, pod, "", corev1.EventTypeWarning, "FailedMount",
 					fmt.Sprintf("MountVolume.SetUp failed for volume %q : secret %q not found", dpf.ServerVolume, vol))
@@ -268,7 +262,7 @@ func (k *kubelet) sync(ctx context.Context, name string) error {
 	all := append(append([]corev1.Container{}, pod.Spec.InitContainers...), pod.Spec.Containers...)
 	for st.next < len(all) {
 		ctr := all[st.next]
-		run := k.runContainer(ctx, pod, node, scen, ctr, st)
+		run := k.runContainer(ctx, pod, scen, ctr, st)
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -294,25 +288,20 @@ func (k *kubelet) sync(ctx context.Context, name string) error {
 		st.backoff = k.c.scale(backoffInitial)
 	}
 	k.mu.Lock()
-	st.done, st.readyAt = true, time.Now()
+	st.done = true
 	k.mu.Unlock()
 	return k.writeStatus(ctx, pod, st)
 }
 
-func secretVolume(p *corev1.Pod) string {
-	for _, v := range p.Spec.Volumes {
-		if v.Secret != nil {
-			return v.Secret.SecretName
-		}
-	}
-	return ""
-}
-
 // runContainer runs one init container's program for the pod's scenario.
-func (k *kubelet) runContainer(ctx context.Context, pod *corev1.Pod, node *corev1.Node, scen Scenario, ctr corev1.Container, st *podState) containerRun {
+func (k *kubelet) runContainer(ctx context.Context, pod *corev1.Pod, scen Scenario, ctr corev1.Container, st *podState) containerRun {
 	run := containerRun{started: time.Now()}
-	switch ctr.Name {
-	case dpf.ContainerRshimPreflight, dpf.ContainerDMSInit:
+	fail := func(err error) containerRun {
+		run.lines, run.exitCode = []string{"sim: " + err.Error()}, 1
+		return run
+	}
+	switch {
+	case ctr.Name == dpf.ContainerRshimPreflight || ctr.Name == dpf.ContainerDMSInit:
 		if k.c.opts.Script != nil && k.c.useKubectl && k.c.Release.Script != dpf.ScriptNone {
 			started := run.started
 			run = k.runScript(ctx, pod, scen, ctr, st)
@@ -328,8 +317,7 @@ func (k *kubelet) runContainer(ctx context.Context, pod *corev1.Pod, node *corev
 		}
 		api, err := k.caller(ctx, pod, scen, true)
 		if err != nil {
-			run.lines, run.exitCode = []string{"sim: " + err.Error()}, 1
-			return run
+			return fail(err)
 		}
 		argv := append(append([]string{}, ctr.Command...), ctr.Args...)
 		d := &dmsInit{
@@ -352,25 +340,22 @@ func (k *kubelet) runContainer(ctx context.Context, pod *corev1.Pod, node *corev
 			// keeps the function so evidence.IsPCIAddress matches it.
 			run.message = PCIAddress
 		}
-	case dpf.ContainerConfigureVF:
+	case ctr.Name == dpf.ContainerConfigureVF:
 		run.lines = []string{"restoring VF configuration: nothing to restore"}
-	case dpf.ContainerDMS:
-		if st.emptyCerts {
-			// Modelled: the facts record no dmsd text for empty
-			// certificate files; the TLS error is Go's for empty PEM input.
-			run.lines, run.exitCode = []string{DMSEmptyCertificate}, 1
-			break
-		}
-		run.lines = []string{fmt.Sprintf("time=%q level=info msg=\"starting %s\" node=%s", run.started.UTC().Format(time.RFC3339), ctr.Name, pod.Spec.NodeName)}
-	case dpf.ContainerHostAgent:
+	case ctr.Name == dpf.ContainerDMS && st.emptyCerts:
+		// Modelled: the facts record no dmsd text for empty certificate
+		// files; the TLS error is Go's for empty PEM input.
+		run.lines, run.exitCode = []string{DMSEmptyCertificate}, 1
+	case ctr.Name == dpf.ContainerHostAgent:
 		// The host agent is a Go program: client-go, never kubectl.
 		api, err := k.caller(ctx, pod, scen, false)
 		if err != nil {
-			run.lines, run.exitCode = []string{"sim: " + err.Error()}, 1
-			return run
+			return fail(err)
 		}
 		if cc, ok := api.(*clientCaller); ok {
-			api = goClient{cc}
+			g := *cc
+			g.goClient = true
+			api = &g
 		}
 		lines, code := hostAgent(ctx, api, k.c.Namespace, pod.Spec.NodeName, scen == NoDPUFound)
 		run.lines, run.exitCode = lines, int32(code)
@@ -406,7 +391,7 @@ func (k *kubelet) caller(ctx context.Context, pod *corev1.Pod, scen Scenario, ku
 		return nil, err
 	}
 	if kubectl && k.c.useKubectl {
-		return &kubectlCaller{path: k.c.kubectlPath(), server: server, token: token, caFile: k.caFile,
+		return &kubectlCaller{path: cmp.Or(k.c.opts.Kubectl, KubectlPath()), server: server, token: token, caFile: k.caFile,
 			kubeconfig: k.emptyKubeconfig, cacheDir: k.cacheDir}, nil
 	}
 	k.tokMu.Lock()
@@ -429,7 +414,7 @@ func (k *kubelet) caller(ctx context.Context, pod *corev1.Pod, scen Scenario, ku
 // points nowhere).
 func (k *kubelet) apiAddress(pod *corev1.Pod, scen Scenario) string {
 	if scen == APIServerUnreachable {
-		return strings.TrimPrefix(k.c.closedURL, "https://")
+		return k.c.closedAddr
 	}
 	host, port := k.c.apiHost, fmt.Sprint(k.c.apiPort)
 	for _, ctr := range append(append([]corev1.Container{}, pod.Spec.InitContainers...), pod.Spec.Containers...) {
@@ -463,8 +448,6 @@ func (k *kubelet) saToken(ctx context.Context, sa string) (string, error) {
 	k.callers = map[string]apiCaller{}
 	return k.token, nil
 }
-
-func (c *Cluster) kubectlPath() string { return cmp.Or(c.opts.Kubectl, KubectlPath()) }
 
 // KubectlPath finds kubectl: $KUBECTL, then $KUBEBUILDER_ASSETS/kubectl,
 // then kubectl on PATH.
@@ -661,17 +644,12 @@ type kubeletServer struct {
 	port      int
 	caPEM     []byte
 	listeners []net.Listener
-	logs      logSource
+	logs      *kubelet
 	wg        sync.WaitGroup
 }
 
-// logSource answers a container log request.
-type logSource interface {
-	containerLog(namespace, pod, container string, previous bool) (string, error)
-}
-
 // newKubeletServer starts listening on addrs (all in 127.0.0.0/8).
-func newKubeletServer(addrs []string, logs logSource) (*kubeletServer, error) {
+func newKubeletServer(addrs []string, logs *kubelet) (*kubeletServer, error) {
 	for _, a := range addrs {
 		if ip := net.ParseIP(a); ip == nil || !ip.IsLoopback() {
 			return nil, fmt.Errorf("kubelet address %q is not a loopback address", a)
@@ -722,11 +700,6 @@ func (k *kubeletServer) listenAll(addrs []string) error {
 	}
 	k.port, k.listeners = port, ls
 	return nil
-}
-
-func (k *kubeletServer) close() {
-	_ = k.srv.Close()
-	k.wg.Wait()
 }
 
 func (k *kubeletServer) serveLogs(w http.ResponseWriter, r *http.Request) {

@@ -98,7 +98,10 @@ func (o *operator) start(ctx context.Context, wg *sync.WaitGroup) error {
 		// Spec, labels and annotations trigger a reconcile; the operator's
 		// own status writes do not.
 		if a.GetGeneration() != b.GetGeneration() || !reflect.DeepEqual(a.GetAnnotations(), b.GetAnnotations()) || !reflect.DeepEqual(a.GetLabels(), b.GetLabels()) {
-			o.kick()
+			select {
+			case o.trigger <- struct{}{}:
+			default:
+			}
 		}
 	}}); err != nil {
 		return err
@@ -121,13 +124,6 @@ func (o *operator) start(ctx context.Context, wg *sync.WaitGroup) error {
 		})
 	}
 	return nil
-}
-
-func (o *operator) kick() {
-	select {
-	case o.trigger <- struct{}{}:
-	default:
-	}
 }
 
 // inventoryLoop reconciles the inventory every resync and whenever the
@@ -156,21 +152,14 @@ func (o *operator) config() (*unstructured.Unstructured, error) {
 	return obj.(*unstructured.Unstructured), nil
 }
 
-func (o *operator) paused() bool {
-	cfg, err := o.config()
-	if err != nil {
-		return false
-	}
-	p, _, _ := unstructured.NestedBool(cfg.Object, "spec", "overrides", "paused")
-	return p
-}
-
 // reconcileInventory server-side applies the operator's objects with force
 // ownership, reverting any change to them; a paused config is left alone.
 func (o *operator) reconcileInventory(ctx context.Context) error {
-	if o.paused() {
-		o.c.logf("operator: Reconciling Paused")
-		return nil
+	if cfg, err := o.config(); err == nil {
+		if paused, _, _ := unstructured.NestedBool(cfg.Object, "spec", "overrides", "paused"); paused {
+			o.c.logf("operator: Reconciling Paused")
+			return nil
+		}
 	}
 	if err := o.c.applyInventory(ctx); err != nil {
 		return err
@@ -456,15 +445,10 @@ func (c *Cluster) applyInventory(ctx context.Context) error {
 		{"dpf-provisioning-selfsigned-issuer", map[string]any{"selfSigned": map[string]any{}}},
 		{dpf.Issuer, map[string]any{"ca": map[string]any{"secretName": "dpf-provisioning-ca-secret"}}},
 	} {
-		u := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "cert-manager.io/v1", "kind": "Issuer", "spec": iss.spec}}
-		u.SetName(iss.name)
-		u.SetNamespace(ns)
+		u := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "cert-manager.io/v1", "kind": "Issuer",
+			"metadata": map[string]any{"name": iss.name, "namespace": ns}, "spec": iss.spec}}
 		u.SetLabels(labels)
-		data, err := u.MarshalJSON()
-		if err != nil {
-			return err
-		}
-		if _, err := c.dyn.Resource(gvrIssuer).Namespace(ns).Patch(ctx, iss.name, types.ApplyPatchType, data, opts.ToPatchOptions()); err != nil {
+		if _, err := c.dyn.Resource(gvrIssuer).Namespace(ns).Apply(ctx, iss.name, u, opts); err != nil {
 			return fmt.Errorf("apply Issuer %s: %w", iss.name, err)
 		}
 		gknn = append(gknn, "Issuer.cert-manager.io/"+iss.name+"."+ns)

@@ -75,9 +75,6 @@ func Scenarios() []Scenario {
 		HypotheticalSecretsForbidden, HypotheticalSecretsForbiddenQuiet, HypotheticalEmptyCertificateFiles}
 }
 
-// Hypothetical reports whether no real DPF combination produces a scenario.
-func (s Scenario) Hypothetical() bool { return strings.HasPrefix(string(s), "hypothetical-") }
-
 func (s Scenario) valid() bool { return slices.Contains(Scenarios(), s) }
 
 // Mix assigns scenarios to nodes: "dpudevice-status-forbidden" (every
@@ -166,12 +163,17 @@ func (m Mix) String() string {
 }
 
 func scenarioList() string {
-	var s []string
-	for _, k := range Scenarios() {
-		s = append(s, string(k))
-	}
+	s := scenarioNames(Scenarios())
 	slices.Sort(s)
 	return strings.Join(s, ", ")
+}
+
+func scenarioNames(ss []Scenario) []string {
+	out := make([]string, len(ss))
+	for i, s := range ss {
+		out[i] = string(s)
+	}
+	return out
 }
 
 // Describe says in one line what a scenario simulates, with the script
@@ -205,15 +207,11 @@ func Applies(s Scenario, r dpf.Release) bool {
 	}
 	switch s {
 	case DPUDeviceStatusForbidden:
-		return !grants(r, "dpudevices/status")
+		return !slices.ContainsFunc(r.Rules, func(rule rbacv1.PolicyRule) bool { return slices.Contains(rule.Resources, "dpudevices/status") })
 	case HypotheticalSecretsForbidden, HypotheticalEmptyCertificateFiles:
 		return r.Script == dpf.ScriptB
 	}
 	return true
-}
-
-func grants(r dpf.Release, resource string) bool {
-	return slices.ContainsFunc(r.Rules, func(rule rbacv1.PolicyRule) bool { return slices.Contains(rule.Resources, resource) })
 }
 
 // CheckApplies returns an error naming the versions where a scenario of the
@@ -247,11 +245,5 @@ func DefaultScenario(r dpf.Release) Scenario {
 }
 
 func scenariosFor(r dpf.Release) string {
-	var out []string
-	for _, s := range Scenarios() {
-		if Applies(s, r) {
-			out = append(out, string(s))
-		}
-	}
-	return strings.Join(out, ", ")
+	return strings.Join(scenarioNames(slices.DeleteFunc(Scenarios(), func(s Scenario) bool { return !Applies(s, r) })), ", ")
 }

@@ -29,6 +29,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -118,9 +119,7 @@ func (o *Options) defaults() error {
 	if o.MaxAddresses <= 0 {
 		o.MaxAddresses = 250
 	}
-	if o.Log == nil {
-		o.Log = io.Discard
-	}
+	o.Log = cmp.Or[io.Writer](o.Log, io.Discard)
 	return nil
 }
 
@@ -147,7 +146,7 @@ type Cluster struct {
 	kube       kubernetes.Interface
 	dyn        dynamic.Interface
 	kubelet    *kubeletServer
-	closedURL  string // a loopback address nothing listens on: the wrong VIP
+	closedAddr string // a loopback host:port nothing listens on: the wrong VIP
 	apiHost    string
 	apiPort    int
 	useKubectl bool
@@ -194,12 +193,7 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	}
 	c := &Cluster{opts: opts, mix: mix, Release: release, Namespace: dpf.DefaultNamespace, dir: dir}
 	c.useKubectl = opts.KubectlMaxNodes > 0 && opts.Nodes <= opts.KubectlMaxNodes
-	if c.opts.Workers == 0 {
-		c.opts.Workers = 16
-		if c.useKubectl {
-			c.opts.Workers = 4
-		}
-	}
+	c.opts.Workers = cmp.Or(c.opts.Workers, map[bool]int{true: 4, false: 16}[c.useKubectl])
 	if err := c.start(ctx); err != nil {
 		_ = c.Stop()
 		return nil, err
@@ -222,13 +216,12 @@ func (c *Cluster) start(ctx context.Context) error {
 		addrs[i] = nodeAddress(i, c.opts.MaxAddresses)
 	}
 	c.kl = newKubelet(c)
-	kl, err := newKubeletServer(addrs, c.kl)
-	if err != nil {
+	var err error
+	if c.kubelet, err = newKubeletServer(addrs, c.kl); err != nil {
 		return err
 	}
-	c.kubelet = kl
 	caFile := filepath.Join(c.dir, "kubelet-ca.crt")
-	if err := os.WriteFile(caFile, kl.caPEM, 0o600); err != nil {
+	if err := os.WriteFile(caFile, c.kubelet.caPEM, 0o600); err != nil {
 		return err
 	}
 
@@ -237,7 +230,7 @@ func (c *Cluster) start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	c.closedURL = "https://" + l.Addr().String()
+	c.closedAddr = l.Addr().String()
 	_ = l.Close()
 
 	c.env = &envtest.Environment{
@@ -319,7 +312,7 @@ func (c *Cluster) install(ctx context.Context) error {
 	if !slices.ContainsFunc(c.mix, func(e MixEntry) bool { return e.Scenario != APIServerUnreachable }) {
 		// The whole cluster's DPFOperatorConfig names a VIP nothing serves.
 		var p string
-		vip, p, _ = net.SplitHostPort(strings.TrimPrefix(c.closedURL, "https://"))
+		vip, p, _ = net.SplitHostPort(c.closedAddr)
 		port, _ = strconv.ParseInt(p, 10, 64)
 	}
 	cfg := &unstructured.Unstructured{Object: map[string]any{
@@ -402,9 +395,6 @@ func (c *Cluster) Reconciles() int64 { return c.op.reconciles.Load() }
 // Reconcile runs one operator inventory reconcile now (as a resync would).
 func (c *Cluster) Reconcile(ctx context.Context) error { return c.op.reconcileInventory(ctx) }
 
-// Dir is the sim's temporary directory.
-func (c *Cluster) Dir() string { return c.dir }
-
 // Stop stops the loops, the kubelet endpoint and envtest, and removes the
 // temporary directory (not KubeconfigOut). It is safe to call twice.
 func (c *Cluster) Stop() error {
@@ -414,7 +404,8 @@ func (c *Cluster) Stop() error {
 		}
 		c.wg.Wait()
 		if c.kubelet != nil {
-			c.kubelet.close()
+			_ = c.kubelet.srv.Close()
+			c.kubelet.wg.Wait()
 		}
 		if c.env != nil {
 			c.stopErr = c.env.Stop()
@@ -455,7 +446,7 @@ func (c *Cluster) UserConfig(name string, groups ...string) (*rest.Config, error
 func (c *Cluster) APIServerURL() string { return c.Config.Host }
 
 // ClosedURL is a loopback URL where nothing listens (the "wrong VIP").
-func (c *Cluster) ClosedURL() string { return c.closedURL }
+func (c *Cluster) ClosedURL() string { return "https://" + c.closedAddr }
 
 // Pinned envtest versions; keep in step with hack/envtest.sh.
 const (
@@ -527,4 +518,41 @@ func (s Summary) String() string {
 	}
 	sort.Strings(parts)
 	return fmt.Sprintf("%d/%d DMS pods ready (%s)", s.Ready, s.Total, strings.Join(parts, ", "))
+}
+
+// RestartAPIServer stops the kube-apiserver (killed when it has not shut
+// down gracefully within 2 s, as a crash would), calls during while it is
+// down, and starts it again on the same etcd data, address, certificates
+// and ServiceAccount signing keys, so that existing clients and tokens
+// reconnect. envtest would otherwise remove its certificate directory on
+// stop and start with fresh ones.
+func (c *Cluster) RestartAPIServer(ctx context.Context, during func()) error {
+	api := c.env.ControlPlane.APIServer
+	keep, err := os.MkdirTemp(c.dir, "apiserver-")
+	if err != nil {
+		return err
+	}
+	if err := os.CopyFS(keep, os.DirFS(api.CertDir)); err != nil {
+		return fmt.Errorf("keep the API server's certificates: %w", err)
+	}
+	api.StopTimeout = 2 * time.Second
+	stopErr := api.Stop() // a timeout after which it was killed is fine: the port tells
+	addr := net.JoinHostPort(c.apiHost, fmt.Sprint(c.apiPort))
+	if err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 30*time.Second, true, func(context.Context) (bool, error) {
+		conn, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			_ = conn.Close()
+		}
+		return err != nil, nil
+	}); err != nil {
+		return fmt.Errorf("the API server still listens on %s: %w", addr, errors.Join(err, stopErr))
+	}
+	api.CertDir = keep
+	if during != nil {
+		during()
+	}
+	if err := api.Start(); err != nil {
+		return fmt.Errorf("start the API server again: %w", err)
+	}
+	return nil
 }
