@@ -48,6 +48,7 @@ func StartControlPlane(audit bool) (*ControlPlane, error) {
 	api := p.env.ControlPlane.GetAPIServer().Configure()
 	api.Set("authorization-mode", "RBAC")
 	api.Set("kubelet-preferred-address-types", "InternalIP")
+	api.Set("delete-collection-workers", "8") // reset deletes thousands of objects after a large sim
 	if audit {
 		policy, log, err := (&Cluster{dir: dir}).auditPolicy()
 		if err != nil {
@@ -80,11 +81,13 @@ var systemNamespaces = []string{"kube-system", "kube-public", "kube-node-lease"}
 // and ClusterRoleBindings other than the API server's own. CRDs stay; the
 // next sim updates them.
 func (p *ControlPlane) reset(ctx context.Context) error {
-	kube, err := kubernetes.NewForConfig(p.cfg)
+	cfg := rest.CopyConfig(p.cfg)
+	cfg.WarningHandler = rest.NoWarnings{}
+	kube, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return err
 	}
-	dyn, err := dynamic.NewForConfig(p.cfg)
+	dyn, err := dynamic.NewForConfig(cfg)
 	if err != nil {
 		return err
 	}
