@@ -118,7 +118,7 @@ func (f *fixture) grant(t *testing.T) (allowed, objects int) {
 	objects = len(roles.Items) + len(bindings.Items)
 	want := map[int]int{0: 0, 2: len(f.plan.Expect)}
 	s := f.plan.Subject()
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
 		allowed = 0
 		for _, r := range f.plan.Expect {
 			res, err := f.cs.AuthorizationV1().SubjectAccessReviews().Create(ctx, &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
