@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync"
 	"testing"
 	"time"
 
@@ -30,6 +31,22 @@ type fixture struct {
 	plan *plan.Plan
 }
 
+// shared is the API server each test's sim uses in turn: started on first
+// use (never under -short), stopped by TestMain.
+var shared struct {
+	once sync.Once
+	cp   *sim.ControlPlane
+	err  error
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if shared.cp != nil {
+		_ = shared.cp.Stop()
+	}
+	os.Exit(code)
+}
+
 func setup(t *testing.T) *fixture {
 	t.Helper()
 	if testing.Short() {
@@ -41,7 +58,12 @@ func setup(t *testing.T) *fixture {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	// The operator resyncs rarely here: these tests are about the API.
-	c, err := sim.Start(ctx, sim.Options{Nodes: 3, Scenario: "hypothetical-secrets-forbidden", TimeScale: 0.05, SecretWaitAttempts: 2, KubectlMaxNodes: -1, Resync: time.Hour})
+	shared.once.Do(func() { shared.cp, shared.err = sim.StartControlPlane(false) })
+	if shared.err != nil {
+		t.Fatal(shared.err)
+	}
+	c, err := sim.Start(ctx, sim.Options{Nodes: 3, Scenario: "hypothetical-secrets-forbidden", TimeScale: 0.05, SecretWaitAttempts: 2, KubectlMaxNodes: -1, Resync: time.Hour,
+		ControlPlane: shared.cp})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,7 +118,7 @@ func (f *fixture) grant(t *testing.T) (allowed, objects int) {
 	objects = len(roles.Items) + len(bindings.Items)
 	want := map[int]int{0: 0, 2: len(f.plan.Expect)}
 	s := f.plan.Subject()
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
 		allowed = 0
 		for _, r := range f.plan.Expect {
 			res, err := f.cs.AuthorizationV1().SubjectAccessReviews().Create(ctx, &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{

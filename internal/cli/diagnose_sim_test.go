@@ -52,10 +52,31 @@ func bareCluster(t *testing.T) *rest.Config {
 	return bare.cfg
 }
 
+// shared is the API server the package's sims use one after another:
+// started on first use, stopped in TestMain.
+var shared struct {
+	once sync.Once
+	cp   *sim.ControlPlane
+	err  error
+}
+
+func sharedControlPlane(t *testing.T) *sim.ControlPlane {
+	t.Helper()
+	requireAssets(t)
+	shared.once.Do(func() { shared.cp, shared.err = sim.StartControlPlane(false) })
+	if shared.err != nil {
+		t.Fatal(shared.err)
+	}
+	return shared.cp
+}
+
 func TestMain(m *testing.M) {
 	code := m.Run()
 	if bare.cfg != nil {
 		_ = bare.env.Stop()
+	}
+	if shared.cp != nil {
+		_ = shared.cp.Stop()
 	}
 	os.Exit(code)
 }
@@ -66,7 +87,8 @@ func TestDiagnoseOnSim(t *testing.T) {
 	requireAssets(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	c, err := sim.Start(ctx, sim.Options{Nodes: 3, Scenario: "hypothetical-secrets-forbidden=2,healthy=1", TimeScale: 0.05, SecretWaitAttempts: 1, Resync: time.Hour})
+	c, err := sim.Start(ctx, sim.Options{Nodes: 3, Scenario: "hypothetical-secrets-forbidden=2,healthy=1", TimeScale: 0.05, SecretWaitAttempts: 1, Resync: time.Hour,
+		ControlPlane: sharedControlPlane(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -40,7 +40,8 @@ func TestFixAndRollbackCommands(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	c, err := sim.Start(ctx, sim.Options{Nodes: 3, Scenario: "hypothetical-secrets-forbidden", TimeScale: 0.05, SecretWaitAttempts: 2})
+	c, err := sim.Start(ctx, sim.Options{Nodes: 3, Scenario: "hypothetical-secrets-forbidden", TimeScale: 0.05, SecretWaitAttempts: 2,
+		ControlPlane: sharedControlPlane(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

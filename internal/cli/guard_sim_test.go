@@ -25,7 +25,7 @@ func TestGuardOnSim(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	c, err := sim.Start(ctx, sim.Options{Nodes: 2, Scenario: "hypothetical-secrets-forbidden", TimeScale: 0.05, SecretWaitAttempts: 1,
-		KubectlMaxNodes: -1, Resync: time.Hour})
+		KubectlMaxNodes: -1, Resync: time.Hour, ControlPlane: sharedControlPlane(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -30,7 +30,8 @@ func TestPreflightOnSim(t *testing.T) {
 	requireAssets(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	c, err := sim.Start(ctx, sim.Options{Version: "v25.4.0", Nodes: 3, TimeScale: 0.05, Resync: time.Hour, KubectlMaxNodes: -1})
+	c, err := sim.Start(ctx, sim.Options{Version: "v25.4.0", Nodes: 3, TimeScale: 0.05, Resync: time.Hour, KubectlMaxNodes: -1,
+		ControlPlane: sharedControlPlane(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -34,7 +34,7 @@ func TestRollbackWithGuard(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	c, err := sim.Start(ctx, sim.Options{Nodes: 3, Scenario: "hypothetical-secrets-forbidden", TimeScale: 0.05, SecretWaitAttempts: 1,
-		KubectlMaxNodes: -1, Resync: time.Hour})
+		KubectlMaxNodes: -1, Resync: time.Hour, ControlPlane: sharedControlPlane(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,5 +10,9 @@ import (
 
 func TestMain(m *testing.M) {
 	ctrllog.SetLogger(logr.Discard())
-	os.Exit(m.Run())
+	code := m.Run()
+	if shared.cp != nil {
+		_ = shared.cp.Stop()
+	}
+	os.Exit(code)
 }

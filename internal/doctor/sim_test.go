@@ -6,6 +6,7 @@ import (
 	"os"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -31,6 +32,25 @@ type env struct {
 	dyn dynamic.Interface
 }
 
+// shared is the package's API server, started on first use (so that -short
+// starts none) and stopped by TestMain; each test's sim resets it.
+var shared struct {
+	once sync.Once
+	cp   *sim.ControlPlane
+	err  error
+}
+
+func sharedControlPlane(t *testing.T) *sim.ControlPlane {
+	t.Helper()
+	shared.once.Do(func() { shared.cp, shared.err = sim.StartControlPlane(false) })
+	if shared.err != nil {
+		t.Fatalf("start the shared control plane: %v", shared.err)
+	}
+	return shared.cp
+}
+
+// startSim starts a sim on the package's API server for one test and stops
+// it at the end.
 func startSim(t *testing.T, o sim.Options) *env {
 	t.Helper()
 	if testing.Short() {
@@ -51,6 +71,7 @@ func startSim(t *testing.T, o sim.Options) *env {
 	if os.Getenv("SIM_LOG") != "" {
 		o.Log = testLog{t}
 	}
+	o.ControlPlane = sharedControlPlane(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	c, err := sim.Start(ctx, o)

@@ -56,8 +56,12 @@ func scenarioPairs(t *testing.T, r dpf.Release, failing []sim.Scenario) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	c, err := sim.Start(ctx, sim.Options{Version: r.Version, Nodes: perScenario * len(failing), Scenario: strings.Join(mix, ","),
+	o, err := onShared(sim.Options{Version: r.Version, Nodes: perScenario * len(failing), Scenario: strings.Join(mix, ","),
 		TimeScale: 0.05, SecretWaitAttempts: 1, Resync: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := sim.Start(ctx, o)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -23,8 +23,12 @@ func TestPerDPUPodsClassified(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	c, err := sim.Start(ctx, sim.Options{Version: "v25.1.0", Nodes: 3, Scenario: "healthy=1,rshim-occupied=1,certificate-not-ready=1",
+	o, err := onShared(sim.Options{Version: "v25.1.0", Nodes: 3, Scenario: "healthy=1,rshim-occupied=1,certificate-not-ready=1",
 		TimeScale: 0.05, Resync: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := sim.Start(ctx, o)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/dpfdoctor/dpfdoctor/internal/diagnose"
 	"github.com/dpfdoctor/dpfdoctor/internal/dpf"
 	"github.com/dpfdoctor/dpfdoctor/internal/evidence"
+	"github.com/dpfdoctor/dpfdoctor/internal/fanout"
 	"github.com/dpfdoctor/dpfdoctor/internal/kube"
 	"github.com/dpfdoctor/dpfdoctor/internal/sim"
 )
@@ -40,9 +41,11 @@ func TestRequestsDoNotGrowWithPods(t *testing.T) {
 		t.Skip("starts an API server (envtest); skipped under -short")
 	}
 	// MaxAddresses 10: the sim's kubelet serves logs on the addresses of
-	// the nodes it starts with, so the nodes added later share them.
-	c, err := startSim(sim.Options{Nodes: 10, Scenario: scaleScenarios, TimeScale: 0.05, SecretWaitAttempts: 1,
-		KubectlMaxNodes: -1, Resync: time.Hour, MaxAddresses: 10})
+	// the nodes it starts with, so the nodes added later share them. No
+	// Node status reports: nothing here reads them, and 1,000 nodes'
+	// would cost more than the rest.
+	c, err := startShared(sim.Options{Nodes: 10, Scenario: scaleScenarios, TimeScale: 0.05, SecretWaitAttempts: 1,
+		KubectlMaxNodes: -1, Resync: time.Hour, MaxAddresses: 10, NodeStatusReport: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -62,11 +65,14 @@ func TestRequestsDoNotGrowWithPods(t *testing.T) {
 	for _, n := range c.Nodes {
 		scen = append(scen, c.byNode[n])
 	}
-	for i := 0; len(c.byNode) < 1000; i++ {
-		name, err := c.AddNode(ctx, scen[i%len(scen)])
-		if err != nil {
-			t.Fatal(err)
-		}
+	added := make([]string, 1000-len(c.byNode))
+	if err := fanout.Each(len(added), fanout.Limit, func(i int) (err error) {
+		added[i], err = c.AddNode(ctx, scen[i%len(scen)])
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for i, name := range added {
 		c.byNode[name] = scen[i%len(scen)]
 	}
 	sctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
@@ -208,7 +214,7 @@ func TestRequestBudget(t *testing.T) {
 			c := mixed(t)
 			if tc.scenario != mixedScenarios {
 				var err error
-				c, err = startSim(sim.Options{Nodes: tc.nodes, Scenario: tc.scenario, TimeScale: 0.05, SecretWaitAttempts: 1, Resync: time.Hour})
+				c, err = startShared(sim.Options{Nodes: tc.nodes, Scenario: tc.scenario, TimeScale: 0.05, SecretWaitAttempts: 1, Resync: time.Hour})
 				if err != nil {
 					t.Fatal(err)
 				}

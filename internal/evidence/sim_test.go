@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	authorizationv1 "k8s.io/api/authorization/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -62,15 +63,43 @@ func mixed(t testing.TB) *simCluster {
 	return mixedSim.c
 }
 
+// shared is the API server the other sims of the package use one after
+// another (the mixed sim, alive throughout, has its own), started on first
+// use and stopped by TestMain.
+var shared struct {
+	once sync.Once
+	cp   *sim.ControlPlane
+	err  error
+}
+
+// onShared returns o on the shared API server.
+func onShared(o sim.Options) (sim.Options, error) {
+	shared.once.Do(func() { shared.cp, shared.err = sim.StartControlPlane(false) })
+	o.ControlPlane = shared.cp
+	return o, shared.err
+}
+
 func TestMain(m *testing.M) {
 	code := m.Run()
 	if mixedSim.c != nil {
 		_ = mixedSim.c.Stop()
 	}
+	if shared.cp != nil {
+		_ = shared.cp.Stop()
+	}
 	os.Exit(code)
 }
 
 func startSim(o sim.Options) (*simCluster, error) { return startSimFailed(o, 2) }
+
+// startShared starts a sim on the shared API server, as startSim.
+func startShared(o sim.Options) (*simCluster, error) {
+	o, err := onShared(o)
+	if err != nil {
+		return nil, err
+	}
+	return startSim(o)
+}
 
 // startSimFailed starts a sim and waits until each failing pod has failed
 // `failures` times.
@@ -181,20 +210,29 @@ func user(t *testing.T, c *simCluster, name string, rules []rbacv1.PolicyRule) *
 		_ = c.kube.RbacV1().ClusterRoleBindings().Delete(ctx, crb.Name, metav1.DeleteOptions{})
 		_ = c.kube.RbacV1().ClusterRoles().Delete(ctx, cr.Name, metav1.DeleteOptions{})
 	})
-	waitAllowed(t, kubernetes.NewForConfigOrDie(cfg))
+	waitAllowed(t, kubernetes.NewForConfigOrDie(cfg), rules)
 	return cfg
 }
 
-// waitAllowed waits until a new binding is visible to the authorizer.
-func waitAllowed(t *testing.T, cs kubernetes.Interface) {
+// waitAllowed waits until a new binding is visible to the authorizer: the
+// user may do what the first rule grants (nothing to wait for without one).
+func waitAllowed(t *testing.T, cs kubernetes.Interface, rules []rbacv1.PolicyRule) {
 	t.Helper()
+	if len(rules) == 0 || len(rules[0].APIGroups) == 0 || len(rules[0].Resources) == 0 {
+		return
+	}
+	r := rules[0]
+	attrs := &authorizationv1.ResourceAttributes{Namespace: dpf.DefaultNamespace, Verb: r.Verbs[0], Group: r.APIGroups[0], Resource: r.Resources[0]}
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
-		if _, err := cs.CoreV1().Pods(dpf.DefaultNamespace).List(context.Background(), metav1.ListOptions{Limit: 1}); err == nil {
+		res, err := cs.AuthorizationV1().SelfSubjectAccessReviews().Create(context.Background(),
+			&authorizationv1.SelfSubjectAccessReview{Spec: authorizationv1.SelfSubjectAccessReviewSpec{ResourceAttributes: attrs}}, metav1.CreateOptions{})
+		if err == nil && res.Status.Allowed {
 			return
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	t.Fatalf("the authorizer does not see the binding: may not %+v", attrs)
 }
 
 // readonlyRules are the rules of the published read-only ClusterRole.

@@ -249,13 +249,13 @@ func TestModelsSimReplayAgreesWithCallTable(t *testing.T) {
 						}
 						time.Sleep(100 * time.Millisecond)
 					}
-					got, _ := auditRequests(t, c.AuditLog, 0, user, node)
+					got, _ := auditRequests(t, c.AuditLog, c.AuditStart, user, node)
 					diff(t, mv.version+" (any ServiceAccount)", tableRequests(t, rel, node, anyCall), got, "call table", "sim")
 					return
 				}
 				first := waitPods(t, cs, time.Minute, "Ready", allState(1, "Running"))[0].UID
 				what := fmt.Sprintf("%s first run (%s)", mv.version, caller)
-				got, end := auditRequests(t, c.AuditLog, 0, user, node)
+				got, end := auditRequests(t, c.AuditLog, c.AuditStart, user, node)
 				diff(t, what, tableRequests(t, rel, node, anyCall), got, "call table", "sim")
 				if !rel.RecreatesDeletedPod {
 					return

@@ -42,5 +42,9 @@ func TestMixAssign(t *testing.T) {
 
 func TestMain(m *testing.M) {
 	ctrllog.SetLogger(logr.Discard())
-	os.Exit(m.Run())
+	code := m.Run()
+	if shared.cp != nil {
+		_ = shared.cp.Stop()
+	}
+	os.Exit(code)
 }

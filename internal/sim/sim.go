@@ -27,6 +27,7 @@ import (
 	"github.com/dpfdoctor/dpfdoctor/internal/fanout"
 	"github.com/dpfdoctor/dpfdoctor/internal/rbac"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/util/wait"
@@ -98,6 +99,9 @@ type Options struct {
 	// KubeconfigOut is where the admin kubeconfig is written (default a
 	// file in the sim's temporary directory).
 	KubeconfigOut string
+	// ControlPlane, when set, is a started API server this sim uses
+	// instead of its own; Stop then resets it for the next sim.
+	ControlPlane *ControlPlane
 }
 
 func (o *Options) defaults() error {
@@ -136,8 +140,9 @@ type Cluster struct {
 	// Nodes are the initial node names, in order.
 	Nodes []string
 	// AuditLog is the API server's audit log with Options.Audit (see
-	// ReadAudit).
-	AuditLog string
+	// ReadAudit), this sim's requests from offset AuditStart on.
+	AuditLog   string
+	AuditStart int64
 
 	opts       Options
 	mix        Mix
@@ -150,6 +155,8 @@ type Cluster struct {
 	apiHost    string
 	apiPort    int
 	useKubectl bool
+
+	shared *ControlPlane
 
 	op     *operator
 	kl     *kubelet
@@ -233,27 +240,10 @@ func (c *Cluster) start(ctx context.Context) error {
 	c.closedAddr = l.Addr().String()
 	_ = l.Close()
 
-	c.env = &envtest.Environment{
-		CRDInstallOptions: envtest.CRDInstallOptions{CRDs: crds(c.needsStatusSubresource())},
-	}
-	api := c.env.ControlPlane.GetAPIServer().Configure()
-	api.Set("authorization-mode", "RBAC")
-	api.Set("kubelet-certificate-authority", caFile)
-	api.Set("kubelet-preferred-address-types", "InternalIP")
-	if c.opts.Audit {
-		policy, log, err := c.auditPolicy()
-		if err != nil {
-			return err
-		}
-		api.Set("audit-policy-file", policy)
-		api.Set("audit-log-path", log)
-		c.AuditLog = log
-	}
-	cfg, err := c.env.Start()
+	cfg, err := c.startAPIServer(caFile)
 	if err != nil {
-		return fmt.Errorf("start envtest: %w", err)
+		return err
 	}
-	cfg.QPS, cfg.Burst = 1000, 2000
 	c.Config = cfg
 	u := c.env.ControlPlane.APIServer.ListenAddr
 	c.apiHost = u.Address
@@ -283,6 +273,42 @@ func (c *Cluster) start(ctx context.Context) error {
 	return nil
 }
 
+// startAPIServer starts the sim's own API server, or installs the CRDs on
+// the shared one.
+func (c *Cluster) startAPIServer(kubeletCA string) (*rest.Config, error) {
+	crdOpts := envtest.CRDInstallOptions{CRDs: crds(c.needsStatusSubresource())}
+	if p := c.opts.ControlPlane; p != nil {
+		if err := p.acquire(c); err != nil {
+			return nil, err
+		}
+		c.shared, c.env = p, p.env
+		if _, err := envtest.InstallCRDs(p.cfg, crdOpts); err != nil {
+			return nil, fmt.Errorf("install CRDs: %w", err)
+		}
+		return rest.CopyConfig(p.cfg), nil
+	}
+	c.env = &envtest.Environment{CRDInstallOptions: crdOpts}
+	api := c.env.ControlPlane.GetAPIServer().Configure()
+	api.Set("authorization-mode", "RBAC")
+	api.Set("kubelet-certificate-authority", kubeletCA)
+	api.Set("kubelet-preferred-address-types", "InternalIP")
+	if c.opts.Audit {
+		policy, log, err := c.auditPolicy()
+		if err != nil {
+			return nil, err
+		}
+		api.Set("audit-policy-file", policy)
+		api.Set("audit-log-path", log)
+		c.AuditLog = log
+	}
+	cfg, err := c.env.Start()
+	if err != nil {
+		return nil, fmt.Errorf("start envtest: %w", err)
+	}
+	cfg.QPS, cfg.Burst = 1000, 2000
+	return cfg, nil
+}
+
 // needsStatusSubresource: v25.7 CRDs, or v25.4.0 with a newer hostdriver
 // whose dms-init patches dpudevices/status (CRDs upgraded ahead of the
 // operator's role).
@@ -299,7 +325,7 @@ func (c *Cluster) needsStatusSubresource() bool {
 // the operator's first inventory apply.
 func (c *Cluster) install(ctx context.Context) error {
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: c.Namespace}}
-	if _, err := c.kube.CoreV1().Namespaces().Create(ctx, ns, metav1.CreateOptions{}); err != nil {
+	if _, err := c.kube.CoreV1().Namespaces().Create(ctx, ns, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 		return fmt.Errorf("create namespace: %w", err)
 	}
 	// v25.1 pods run as the default ServiceAccount; the ServiceAccount
@@ -407,7 +433,10 @@ func (c *Cluster) Stop() error {
 			_ = c.kubelet.srv.Close()
 			c.kubelet.wg.Wait()
 		}
-		if c.env != nil {
+		switch {
+		case c.shared != nil:
+			c.stopErr = c.shared.release()
+		case c.env != nil:
 			c.stopErr = c.env.Stop()
 		}
 		_ = os.RemoveAll(c.dir)

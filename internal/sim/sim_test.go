@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os/exec"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -22,7 +23,26 @@ import (
 	"github.com/dpfdoctor/dpfdoctor/internal/dpf"
 )
 
-// startSim starts a sim for one test and stops it at the end.
+// shared is the package's API server, with an audit log for the call-table
+// tests, started on first use (so that -short starts none) and stopped by
+// TestMain.
+var shared struct {
+	once sync.Once
+	cp   *ControlPlane
+	err  error
+}
+
+func sharedControlPlane(t *testing.T) *ControlPlane {
+	t.Helper()
+	shared.once.Do(func() { shared.cp, shared.err = StartControlPlane(true) })
+	if shared.err != nil {
+		t.Fatalf("start the shared control plane: %v", shared.err)
+	}
+	return shared.cp
+}
+
+// startSim starts a sim for one test on the package's API server and stops
+// it at the end.
 func startSim(t *testing.T, o Options) (*Cluster, kubernetes.Interface) {
 	t.Helper()
 	if testing.Short() {
@@ -31,6 +51,7 @@ func startSim(t *testing.T, o Options) (*Cluster, kubernetes.Interface) {
 	if Assets() == "" {
 		t.Fatal("KUBEBUILDER_ASSETS is not set: run the tests with `make test` (it builds the envtest binaries)")
 	}
+	o.ControlPlane = sharedControlPlane(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	c, err := Start(ctx, o)
@@ -373,7 +394,9 @@ func restarts(p *corev1.Pod) int32 {
 // other Node event.
 func TestNodeStatusReportRecreatesPod(t *testing.T) {
 	ctx := context.Background()
-	c, cs := startSim(t, Options{Nodes: 1, Scenario: string(DPUDeviceStatusForbidden), TimeScale: 0.05, KubectlMaxNodes: -1, Resync: time.Hour})
+	// A report period of 1 s (20 s × 0.05) ± 10 %.
+	c, cs := startSim(t, Options{Nodes: 1, Scenario: string(DPUDeviceStatusForbidden), TimeScale: 0.05, KubectlMaxNodes: -1, Resync: time.Hour,
+		NodeStatusReport: 20 * time.Second})
 	waitPods(t, cs, 30*time.Second, "dms-init failing", allState(1, "Init:CrashLoopBackOff"))
 	pod := dpf.PodName(c.Nodes[0])
 	if err := cs.CoreV1().Pods(c.Namespace).Delete(ctx, pod, metav1.DeleteOptions{}); err != nil {
@@ -381,7 +404,6 @@ func TestNodeStatusReportRecreatesPod(t *testing.T) {
 	}
 	deleted := time.Now()
 	waitPods(t, cs, 30*time.Second, "pod gone", func(ps []corev1.Pod) bool { return len(ps) == 0 })
-	// The report period is 15 s here (5 min × 0.05) ± 10 %.
 	waitPods(t, cs, 25*time.Second, "pod re-created after a Node status report", func(ps []corev1.Pod) bool { return len(ps) == 1 })
 	n, err := cs.CoreV1().Nodes().Get(ctx, c.Nodes[0], metav1.GetOptions{})
 	if err != nil {

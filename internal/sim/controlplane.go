@@ -1,0 +1,154 @@
+package sim
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"sync"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+)
+
+// ControlPlane is one API server (envtest) that sims started one after
+// another share, as the tests of one package do (Options.ControlPlane):
+// starting an API server costs more than most tests. Stopping such a sim
+// deletes what it and its test created instead of stopping the API server.
+// The shared API server does not verify the sim kubelets' serving
+// certificates (no --kubelet-certificate-authority), and a sim on it
+// cannot restart it.
+type ControlPlane struct {
+	env      *envtest.Environment
+	cfg      *rest.Config
+	dir      string
+	auditLog string
+	busy     sync.Mutex
+}
+
+// StartControlPlane starts a shared API server, with an audit log of every
+// ServiceAccount's requests when audit is set (sims with Options.Audit need
+// one); stop it with Stop.
+func StartControlPlane(audit bool) (*ControlPlane, error) {
+	if Assets() == "" {
+		return nil, ErrAssets
+	}
+	dir, err := os.MkdirTemp("", "dpfdoctor-controlplane-")
+	if err != nil {
+		return nil, err
+	}
+	p := &ControlPlane{env: &envtest.Environment{}, dir: dir}
+	api := p.env.ControlPlane.GetAPIServer().Configure()
+	api.Set("authorization-mode", "RBAC")
+	api.Set("kubelet-preferred-address-types", "InternalIP")
+	api.Set("delete-collection-workers", "8") // reset deletes thousands of objects after a large sim
+	if audit {
+		policy, log, err := (&Cluster{dir: dir}).auditPolicy()
+		if err != nil {
+			return nil, err
+		}
+		api.Set("audit-policy-file", policy)
+		api.Set("audit-log-path", log)
+		p.auditLog = log
+	}
+	if p.cfg, err = p.env.Start(); err != nil {
+		_ = os.RemoveAll(dir)
+		return nil, fmt.Errorf("start envtest: %w", err)
+	}
+	p.cfg.QPS, p.cfg.Burst = 1000, 2000
+	return p, nil
+}
+
+// Stop stops the API server.
+func (p *ControlPlane) Stop() error {
+	defer func() { _ = os.RemoveAll(p.dir) }()
+	return p.env.Stop()
+}
+
+// systemNamespaces keep their contents across sims.
+var systemNamespaces = []string{"kube-system", "kube-public", "kube-node-lease"}
+
+// reset deletes every object a sim or a test may have created: the
+// contents of every namespace but the system ones (namespaces stay: envtest
+// runs no namespace controller to finalize them), Nodes, and ClusterRoles
+// and ClusterRoleBindings other than the API server's own. CRDs stay; the
+// next sim updates them.
+func (p *ControlPlane) reset(ctx context.Context) error {
+	cfg := rest.CopyConfig(p.cfg)
+	cfg.WarningHandler = rest.NoWarnings{}
+	kube, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return err
+	}
+	dyn, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		return err
+	}
+	lists, err := discovery.NewDiscoveryClient(kube.Discovery().RESTClient()).ServerPreferredNamespacedResources()
+	if err != nil {
+		return fmt.Errorf("discover resources: %w", err)
+	}
+	nss, err := kube.CoreV1().Namespaces().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return err
+	}
+	now := metav1.DeleteOptions{GracePeriodSeconds: new(int64)}
+	var errs []error
+	for _, ns := range nss.Items {
+		if slices.Contains(systemNamespaces, ns.Name) {
+			continue
+		}
+		for _, l := range lists {
+			gv, _ := schema.ParseGroupVersion(l.GroupVersion)
+			for _, r := range l.APIResources {
+				// The default namespace's kubernetes Service and its
+				// endpoints belong to the API server.
+				if !slices.Contains(r.Verbs, "deletecollection") || (ns.Name == "default" && slices.Contains([]string{"services", "endpoints", "endpointslices"}, r.Name)) {
+					continue
+				}
+				err := dyn.Resource(gv.WithResource(r.Name)).Namespace(ns.Name).DeleteCollection(ctx, now, metav1.ListOptions{})
+				if err != nil {
+					errs = append(errs, fmt.Errorf("delete %s in %s: %w", r.Name, ns.Name, err))
+				}
+			}
+		}
+	}
+	own := metav1.ListOptions{LabelSelector: "!kubernetes.io/bootstrapping"}
+	errs = append(errs, kube.CoreV1().Nodes().DeleteCollection(ctx, now, metav1.ListOptions{}),
+		kube.RbacV1().ClusterRoleBindings().DeleteCollection(ctx, now, own),
+		kube.RbacV1().ClusterRoles().DeleteCollection(ctx, now, own))
+	return errors.Join(errs...)
+}
+
+// acquire takes the control plane for one sim: its audit log, if any,
+// from the current end on.
+func (p *ControlPlane) acquire(c *Cluster) error {
+	if c.opts.Audit && p.auditLog == "" {
+		return errors.New("a sim with an audit log needs a control plane started with one")
+	}
+	if !p.busy.TryLock() {
+		return errors.New("the shared control plane runs another sim")
+	}
+	if c.opts.Audit {
+		c.AuditLog = p.auditLog
+		if fi, err := os.Stat(p.auditLog); err == nil {
+			c.AuditStart = fi.Size()
+		}
+	}
+	return nil
+}
+
+// release resets the control plane after a sim and frees it.
+func (p *ControlPlane) release() error {
+	defer p.busy.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	return p.reset(ctx)
+}
