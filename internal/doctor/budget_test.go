@@ -56,9 +56,11 @@ func TestFixRequestBudget(t *testing.T) {
 				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 				defer cancel()
 				start := time.Now()
+				steps := &stepLog{b: budget}
 				rep, err := doctor.Fix(ctx, doctor.FixOptions{PlanOptions: doctor.PlanOptions{Clients: cl, Restart: mode}, BackupRoot: t.TempDir(),
-					ReconcileWait: 500 * time.Millisecond, Timeout: 3 * time.Minute})
+					ReconcileWait: 500 * time.Millisecond, Timeout: 3 * time.Minute, Log: steps})
 				kinds := byKind(budget.Records())
+				steps.report(t)
 				t.Logf("%d nodes, --restart=%s: %d requests, %d Ready in %.1fs, seed %d; by kind %v", n, mode, rep.Requests,
 					readyOf(rep), time.Since(start).Seconds(), rep.VerifySeed, kinds)
 				if err != nil || rep.Outcome != doctor.OutcomeFixed || readyOf(rep) != n {
@@ -126,5 +128,32 @@ func localMismatch(t *testing.T, cl *kube.Clients, p *plan.Plan) {
 	rd, err = verify.Grant(ctx, cl.Kube, &q, live, []access.Request{extra}, nil)
 	if err != nil || len(rd.Mismatches) != 1 || len(rd.NotGranted) != 0 {
 		t.Fatalf("tampered read-back: %+v, %v; want one mismatch", rd, err)
+	}
+}
+
+// stepLog splits the recorded requests by the fix's step lines: each line
+// starts a step, and the requests recorded until the next line are its own.
+type stepLog struct {
+	b     *kube.Budget
+	names []string
+	at    []int
+}
+
+func (l *stepLog) Write(p []byte) (int, error) {
+	l.names = append(l.names, strings.TrimRight(string(p), "\n"))
+	l.at = append(l.at, len(l.b.Records()))
+	return len(p), nil
+}
+
+// report logs each step's requests by kind.
+func (l *stepLog) report(t *testing.T) {
+	t.Helper()
+	recs := l.b.Records()
+	for i, name := range l.names {
+		end := len(recs)
+		if i+1 < len(l.at) {
+			end = l.at[i+1]
+		}
+		t.Logf("%3d  %s %v", end-l.at[i], name, byKind(recs[l.at[i]:end]))
 	}
 }

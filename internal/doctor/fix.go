@@ -52,12 +52,20 @@ type Planned struct {
 // (see evidence.Options.LogBudget).
 const planLogBudget = 8
 
-// collect gathers the evidence a plan needs and diagnoses it.
-func collect(ctx context.Context, o PlanOptions) (*evidence.Bundle, *diagnose.Diagnosis, error) {
+// collect gathers the evidence a plan needs and diagnoses it; with prev,
+// it collects again only what a fix changes (evidence.Collector.Refresh).
+func collect(ctx context.Context, o PlanOptions, prev *evidence.Bundle) (*evidence.Bundle, *diagnose.Diagnosis, error) {
 	// A plan needs each failure signature, not every pod's log: evidence
 	// samples per signature and reads the whole signature when the sample
 	// disagrees.
-	b, err := (&evidence.Collector{Clients: o.Clients}).Collect(ctx, evidence.Options{Namespace: o.Namespace, Nodes: o.Nodes, LogBudget: planLogBudget})
+	c, eo := &evidence.Collector{Clients: o.Clients}, evidence.Options{Namespace: o.Namespace, Nodes: o.Nodes, LogBudget: planLogBudget}
+	var b *evidence.Bundle
+	var err error
+	if prev != nil {
+		b, err = c.Refresh(ctx, prev, eo)
+	} else {
+		b, err = c.Collect(ctx, eo)
+	}
 	if err != nil {
 		return nil, nil, err
 	}
@@ -67,7 +75,13 @@ func collect(ctx context.Context, o PlanOptions) (*evidence.Bundle, *diagnose.Di
 // Plan collects evidence, diagnoses and builds the fix plan. It changes
 // nothing.
 func Plan(ctx context.Context, o PlanOptions) (*Planned, error) {
-	b, d, err := collect(ctx, o)
+	return makePlan(ctx, o, true)
+}
+
+// makePlan is Plan; observe asks the policy now, which apply does again
+// right before writing.
+func makePlan(ctx context.Context, o PlanOptions, observe bool) (*Planned, error) {
+	b, d, err := collect(ctx, o, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -76,7 +90,7 @@ func Plan(ctx context.Context, o PlanOptions) (*Planned, error) {
 		return nil, err
 	}
 	out := &Planned{Bundle: b, Diagnosis: d, Plan: p}
-	if len(p.Changes) > 0 {
+	if observe && len(p.Changes) > 0 {
 		_, observed, err := (&apply.Applier{Clients: o.Clients}).Observe(ctx, p)
 		if err != nil {
 			return nil, err
@@ -150,12 +164,14 @@ type fixRun struct {
 	startWait time.Duration
 	r         *Report
 
-	plan *plan.Plan
+	plan   *plan.Plan
+	bundle *evidence.Bundle // the evidence the plan was made from
 	// operatorRole and deniedBefore are the operator's ClusterRole and the
 	// must-stay-denied reviews before any change.
 	operatorRole *rbacv1.ClusterRole
 	deniedBefore verify.Checks
 	backup       *apply.Backup
+	watch        *verify.ReconcileWatch // follows the operator's ClusterRole and dpfdoctor's objects
 	rec          *verify.Recovery
 	noOp         bool
 }
@@ -187,12 +203,15 @@ func (f *fixRun) logf(format string, a ...any) {
 // refuses or there is nothing to fix.
 func (f *fixRun) makePlan(ctx context.Context) error {
 	f.logf("collecting evidence …")
-	pl, err := Plan(ctx, f.o.PlanOptions)
+	// Without a prompt, apply asks the policy moments later on what it
+	// reads before writing: asking here too would read the same objects
+	// twice.
+	pl, err := makePlan(ctx, f.o.PlanOptions, f.o.Confirm != nil)
 	if err != nil {
 		return err
 	}
 	p, r := pl.Plan, f.r
-	f.plan = p
+	f.plan, f.bundle = p, pl.Bundle
 	r.Plan, r.PlanID, r.Version = p, p.ID, p.Version
 	r.Before = summarize(pl.Diagnosis)
 	for _, s := range p.Skipped {
@@ -234,7 +253,7 @@ func (f *fixRun) confirm(context.Context) error {
 // rediagnose collects and diagnoses again, and settles the outcome.
 func (f *fixRun) rediagnose(ctx context.Context) error {
 	f.logf("diagnosing again …")
-	_, after, err := collect(ctx, f.o.PlanOptions)
+	_, after, err := collect(ctx, f.o.PlanOptions, f.bundle)
 	if err != nil {
 		return err
 	}

@@ -2,29 +2,67 @@ package doctor
 
 import (
 	"context"
+	"errors"
 	"slices"
 
+	rbacv1 "k8s.io/api/rbac/v1"
+
+	"github.com/dpfdoctor/dpfdoctor/internal/access"
 	"github.com/dpfdoctor/dpfdoctor/internal/apply"
+	"github.com/dpfdoctor/dpfdoctor/internal/evidence"
 	"github.com/dpfdoctor/dpfdoctor/internal/plan"
+	"github.com/dpfdoctor/dpfdoctor/internal/policy"
 	"github.com/dpfdoctor/dpfdoctor/internal/verify"
 )
 
 // checkRights asks, with SelfSubjectAccessReviews, whether the user may do
-// everything the fix does, and records what verify compares against: the
-// operator's ClusterRole and the must-stay-denied reviews as they are.
+// everything the fix does, records what verify compares against (the
+// operator's ClusterRole and the must-stay-denied reviews as they are) and
+// starts watching that ClusterRole from there.
 func (f *fixRun) checkRights(ctx context.Context) error {
 	f.logf("checking your rights …")
 	p := f.plan
-	if err := apply.CheckRights(ctx, f.cl.Kube, p, append(apply.Needs(p), verify.Needs(p)...)); err != nil {
+	needs := append(apply.Needs(p), verify.Needs(p)...)
+	if reviewed(f.bundle) {
+		// The evidence's own access reviews went through: asking whether
+		// you may create one would ask the same again.
+		needs = slices.DeleteFunc(needs, func(r access.Request) bool { return r.Resource == "subjectaccessreviews" })
+	}
+	if err := apply.CheckRights(ctx, f.cl.Kube, p, needs); err != nil {
 		f.r.Outcome = OutcomeRefused
 		return err
 	}
 	var err error
-	if f.operatorRole, err = verify.OperatorRole(ctx, f.cl, p); err != nil {
+	if f.operatorRole, err = f.beforeRole(ctx); err != nil {
 		return err
+	}
+	if len(p.Changes) > 0 {
+		if f.watch, err = verify.WatchReconcile(ctx, f.cl, p, f.operatorRole); err != nil {
+			return err
+		}
 	}
 	f.deniedBefore, err = verify.Access(ctx, f.cl.Kube, p.Subject(), nil, p.MustStayDenied)
 	return err
+}
+
+// beforeRole is the operator's ClusterRole before any change: the
+// evidence's copy when no prompt came between (it was read moments ago),
+// else read now.
+func (f *fixRun) beforeRole(ctx context.Context) (*rbacv1.ClusterRole, error) {
+	if name := f.plan.OperatorClusterRole; name != "" && f.o.Confirm == nil && f.bundle != nil {
+		for i, cr := range f.bundle.RBAC.ClusterRoles {
+			if cr.Name == name && cr.ResourceVersion != "" {
+				return &f.bundle.RBAC.ClusterRoles[i], nil
+			}
+		}
+	}
+	return verify.OperatorRole(ctx, f.cl, f.plan)
+}
+
+// reviewed reports whether the evidence sent an access review that the API
+// server answered.
+func reviewed(b *evidence.Bundle) bool {
+	return b != nil && slices.ContainsFunc(b.Access, func(c evidence.AccessCheck) bool { return c.Method == evidence.MethodReview && c.Known() })
 }
 
 // apply backs up and writes the plan; the v25.4.0 pods are deleted once the
@@ -37,7 +75,11 @@ func (f *fixRun) apply(ctx context.Context) error {
 	res, err := ap.Apply(ctx, f.backup)
 	f.setBackup()
 	f.r.Applied, f.r.NoOp, f.noOp = res.Applied, res.NoOp, res.NoOp
-	if err != nil {
+	switch {
+	case errors.Is(err, policy.ErrRefused):
+		f.r.Outcome = OutcomeRefused
+		return err
+	case err != nil:
 		f.r.Outcome = OutcomeFailed
 		return err
 	}

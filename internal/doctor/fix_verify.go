@@ -25,6 +25,12 @@ func (f *fixRun) verifyGrant(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// The reconcile's watches start from this read-back.
+	if f.watch != nil && !f.noOp {
+		if err := f.watch.Follow(ctx, live); err != nil {
+			return err
+		}
+	}
 	// The must-stay-denied set is asked before any change and once the
 	// grant is final, after the operator's reconcile; here only when no
 	// reconcile follows.
@@ -96,11 +102,7 @@ func (f *fixRun) reconcile(ctx context.Context) error {
 // watchReconcile requests the reconcile (journalled, and withdrawn again
 // afterwards), waits ReconcileWait while watching, and checks the objects.
 func (f *fixRun) watchReconcile(ctx context.Context) (verify.ReconcileResult, []*unstructured.Unstructured, error) {
-	w, err := verify.WatchReconcile(ctx, f.cl, f.plan)
-	if err != nil {
-		return verify.ReconcileResult{}, nil, err
-	}
-	defer w.Stop()
+	w := f.watch
 	start := f.o.Now()
 	req, err := apply.RequestReconcile(ctx, f.cl, f.backup)
 	defer func() { _ = req.Withdraw(context.WithoutCancel(ctx)) }()
