@@ -8,10 +8,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"time"
 
 	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 
 	"github.com/dpfdoctor/dpfdoctor/internal/apply"
 	"github.com/dpfdoctor/dpfdoctor/internal/buildinfo"
@@ -253,7 +257,11 @@ func (f *fixRun) confirm(context.Context) error {
 // rediagnose collects and diagnoses again, and settles the outcome.
 func (f *fixRun) rediagnose(ctx context.Context) error {
 	f.logf("diagnosing again …")
-	_, after, err := collect(ctx, f.o.PlanOptions, f.bundle)
+	prev, err := f.lastRead()
+	if err != nil {
+		return err
+	}
+	_, after, err := collect(ctx, f.o.PlanOptions, prev)
 	if err != nil {
 		return err
 	}
@@ -274,6 +282,70 @@ func (f *fixRun) rediagnose(ctx context.Context) error {
 		r.Outcome = OutcomeProblems
 	}
 	return nil
+}
+
+// lastRead is the plan's evidence with dpfdoctor's objects and the
+// operator's ClusterRole as the reconcile's watches saw them last: what a
+// second collection would read again, and the rest a fix does not touch.
+func (f *fixRun) lastRead() (*evidence.Bundle, error) {
+	w := f.watch
+	if w == nil || w.Live == nil {
+		return f.bundle, nil
+	}
+	b := *f.bundle
+	rb := &b.RBAC
+	rb.ClusterRoles, rb.ClusterRoleBindings = slices.Clone(rb.ClusterRoles), slices.Clone(rb.ClusterRoleBindings)
+	rb.Roles, rb.RoleBindings = slices.Clone(rb.Roles), slices.Clone(rb.RoleBindings)
+	if w.Role != nil {
+		rb.ClusterRoles = put(rb.ClusterRoles, w.Role.Name, w.Role)
+	}
+	for i, c := range f.plan.Changes {
+		ref, u := c.Ref(), w.Live[i]
+		var err error
+		switch ref.Kind {
+		case "Role":
+			rb.Roles, err = putLive(rb.Roles, ref, u)
+		case "RoleBinding":
+			rb.RoleBindings, err = putLive(rb.RoleBindings, ref, u)
+		case "ClusterRole":
+			rb.ClusterRoles, err = putLive(rb.ClusterRoles, ref, u)
+		case "ClusterRoleBinding":
+			rb.ClusterRoleBindings, err = putLive(rb.ClusterRoleBindings, ref, u)
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	return &b, nil
+}
+
+// putLive replaces ref in objs with u converted (or drops it when u is nil).
+func putLive[T any, P interface {
+	*T
+	metav1.Object
+}](objs []T, ref plan.ObjectRef, u *unstructured.Unstructured) ([]T, error) {
+	if u == nil {
+		return put[T, P](objs, ref.Name, nil), nil
+	}
+	var obj T
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, &obj); err != nil {
+		return nil, fmt.Errorf("read back %s: %w", ref, err)
+	}
+	P(&obj).SetManagedFields(nil)
+	return put[T, P](objs, ref.Name, &obj), nil
+}
+
+// put replaces the object named name in objs with obj, appends it, or,
+// when obj is nil, drops it. objs hold one namespace's objects.
+func put[T any, P interface {
+	*T
+	metav1.Object
+}](objs []T, name string, obj *T) []T {
+	objs = slices.DeleteFunc(objs, func(o T) bool { return P(&o).GetName() == name })
+	if obj != nil {
+		objs = append(objs, *obj)
+	}
+	return objs
 }
 
 // report finishes the report, writes it into the backup directory if there

@@ -41,8 +41,34 @@ func (f *fixRun) checkRights(ctx context.Context) error {
 			return err
 		}
 	}
-	f.deniedBefore, err = verify.Access(ctx, f.cl.Kube, p.Subject(), nil, p.MustStayDenied)
+	f.deniedBefore, err = f.denied(ctx)
 	return err
+}
+
+// denied answers the must-stay-denied requests as they stand before any
+// change. The evidence read every RoleBinding in the DPF namespace and
+// every ClusterRoleBinding that applies to the ServiceAccount, with their
+// roles: what RBAC allows it there and cluster-wide is already known, and
+// is evaluated on those objects with the evaluator verify uses. The rest
+// (other namespaces, or RBAC the evidence could not read) is asked with
+// access reviews.
+func (f *fixRun) denied(ctx context.Context) (verify.Checks, error) {
+	p, b := f.plan, f.bundle
+	subj := p.Subject()
+	known := b != nil && !slices.ContainsFunc([]string{"clusterrolebindings", "rolebindings", "clusterroles", "roles"}, b.HasGap) &&
+		slices.ContainsFunc(b.Pods, func(pod evidence.Pod) bool { return pod.Subject().User == subj.User })
+	var local verify.Checks
+	var ask []access.Request
+	for _, r := range p.MustStayDenied {
+		if !known || (r.Namespace != "" && r.Namespace != p.Namespace) {
+			ask = append(ask, r)
+			continue
+		}
+		d := b.RBAC.Set().Evaluate(subj, r)
+		local = append(local, verify.Check{Request: r, Allowed: d.Allowed, Reason: "evaluated on the RBAC objects the evidence read"})
+	}
+	asked, err := verify.Access(ctx, f.cl.Kube, subj, nil, ask)
+	return append(local, asked...), err
 }
 
 // beforeRole is the operator's ClusterRole before any change: the

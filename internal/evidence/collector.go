@@ -70,11 +70,13 @@ func (c *Collector) Collect(ctx context.Context, o Options) (*Bundle, error) {
 }
 
 // Refresh collects again, with the same options, what a fix changes or
-// proves: the pods, their events, the RBAC objects, the access reviews and
-// the failing pods' logs. The rest (the DPFOperatorConfig and the version,
-// Deployments, DPF and cert-manager objects, Nodes, Secret names and their
+// proves: the pods, their events, the access reviews and the failing pods'
+// logs. The rest (the DPFOperatorConfig and the version, Deployments, DPF
+// and cert-manager objects, Nodes, Secret names, the RBAC objects and their
 // gaps) it takes from prev, collected shortly before: a fix does not touch
-// them, so reading them again would only repeat prev's answers.
+// them, or, for the RBAC objects it writes, has just read them itself and
+// put them into prev (see doctor's rediagnose), so reading them again would
+// only repeat prev's answers.
 func (c *Collector) Refresh(ctx context.Context, prev *Bundle, o Options) (*Bundle, error) {
 	if prev == nil {
 		return nil, errors.New("refresh evidence: no earlier bundle")
@@ -83,8 +85,7 @@ func (c *Collector) Refresh(ctx context.Context, prev *Bundle, o Options) (*Bund
 }
 
 // refreshed are the gaps Refresh finds anew; prev's other gaps carry over.
-var refreshed = map[string]bool{"events": true, "clusterrolebindings": true, "rolebindings": true, "clusterroles": true, "roles": true,
-	"pods/log": true, ReviewsRefused().What: true}
+var refreshed = map[string]bool{"events": true, "pods/log": true, ReviewsRefused().What: true}
 
 func (c *Collector) collect(ctx context.Context, o Options, prev *Bundle) (*Bundle, error) {
 	if c == nil || c.Clients == nil {
@@ -107,7 +108,6 @@ func (c *Collector) collect(ctx context.Context, o Options, prev *Bundle) (*Bund
 	lists := []func() error{
 		func() error { return r.pods(ctx) },
 		func() error { return r.events(ctx) },
-		func() error { return r.rbacBindings(ctx) },
 	}
 	if prev == nil {
 		lists = append([]func() error{func() error { return r.operatorConfig(ctx) }}, lists...)
@@ -116,6 +116,7 @@ func (c *Collector) collect(ctx context.Context, o Options, prev *Bundle) (*Bund
 			func() error { return r.objects(ctx) },
 			func() error { return r.nodeList(ctx) },
 			func() error { return r.secrets(ctx) },
+			func() error { return r.rbacBindings(ctx) },
 		)
 	}
 	if err := parallel(lists...); err != nil {
@@ -135,17 +136,17 @@ func (c *Collector) collect(ctx context.Context, o Options, prev *Bundle) (*Bund
 	r.keepEvents()
 	// Phase 2: what depends on the pods: the roles their ServiceAccounts'
 	// bindings reference, and the DPUDevice CRD and Issuers when needed.
-	more := []func() error{func() error { return r.rbacRoles(ctx) }}
-	if prev == nil && (r.o.Upgrade || r.needCRD()) {
-		more = append(more, func() error { return r.dpuDeviceCRD(ctx) })
-	}
-	if prev == nil && (r.o.Upgrade || r.needIssuers()) {
-		more = append(more, func() error { return r.objectList(ctx, issuerList) })
-	}
-	if err := parallel(more...); err != nil {
-		return nil, err
-	}
 	if prev == nil {
+		more := []func() error{func() error { return r.rbacRoles(ctx) }}
+		if r.o.Upgrade || r.needCRD() {
+			more = append(more, func() error { return r.dpuDeviceCRD(ctx) })
+		}
+		if r.o.Upgrade || r.needIssuers() {
+			more = append(more, func() error { return r.objectList(ctx, issuerList) })
+		}
+		if err := parallel(more...); err != nil {
+			return nil, err
+		}
 		r.versionFromCRDs()
 	}
 	// Phase 3: access reviews and log reads, side by side.
@@ -162,7 +163,7 @@ func (c *Collector) collect(ctx context.Context, o Options, prev *Bundle) (*Bund
 func (r *run) carry(prev *Bundle) {
 	b := r.b
 	b.Install, b.DPUNodes, b.DPUDevices, b.Certificates, b.Issuers = prev.Install, prev.DPUNodes, prev.DPUDevices, prev.Certificates, prev.Issuers
-	b.Nodes, b.Secrets, b.SecretsListed = prev.Nodes, prev.Secrets, prev.SecretsListed
+	b.Nodes, b.Secrets, b.SecretsListed, b.RBAC = prev.Nodes, prev.Secrets, prev.SecretsListed, prev.RBAC
 	for _, g := range prev.Gaps {
 		if !refreshed[g.What] {
 			b.Gaps = append(b.Gaps, g)

@@ -73,8 +73,10 @@ type ReconcileWatch struct {
 	p    *plan.Plan
 	role *follower   // the operator's ClusterRole; nil when the plan names none
 	objs []*follower // the plan's objects, by index in p.Changes
-	// Live are the plan's objects as Result saw them last.
+	// Live are the plan's objects and Role the operator's ClusterRole
+	// (nil when absent) as Result saw them last.
 	Live []*unstructured.Unstructured
+	Role *rbacv1.ClusterRole
 }
 
 // WatchReconcile starts following the operator's ClusterRole from before,
@@ -161,10 +163,11 @@ func (rw *ReconcileWatch) Result(ctx context.Context, before *rbacv1.ClusterRole
 	if err != nil || u == nil {
 		return res, err
 	}
-	var after rbacv1.ClusterRole
-	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, &after); err != nil {
+	after := &rbacv1.ClusterRole{}
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, after); err != nil {
 		return res, err
 	}
+	rw.Role = after
 	res.OperatorRoleUntouched = before != nil && plan.SameRules(before.Rules, after.Rules)
 	res.OperatorRoleMatchesRelease = len(p.OperatorRules) > 0 && plan.SameRules(p.OperatorRules, after.Rules)
 	return res, nil
