@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -57,12 +58,13 @@ type Planned struct {
 const planLogBudget = 8
 
 // collect gathers the evidence a plan needs and diagnoses it; with prev,
-// it collects again only what a fix changes (evidence.Collector.Refresh).
-func collect(ctx context.Context, o PlanOptions, prev *evidence.Bundle) (*evidence.Bundle, *diagnose.Diagnosis, error) {
+// it collects again only what a fix changes (evidence.Collector.Refresh),
+// with pods as a watch holds them when given.
+func collect(ctx context.Context, o PlanOptions, prev *evidence.Bundle, pods []*corev1.Pod) (*evidence.Bundle, *diagnose.Diagnosis, error) {
 	// A plan needs each failure signature, not every pod's log: evidence
 	// samples per signature and reads the whole signature when the sample
 	// disagrees.
-	c, eo := &evidence.Collector{Clients: o.Clients}, evidence.Options{Namespace: o.Namespace, Nodes: o.Nodes, LogBudget: planLogBudget}
+	c, eo := &evidence.Collector{Clients: o.Clients}, evidence.Options{Namespace: o.Namespace, Nodes: o.Nodes, LogBudget: planLogBudget, Pods: pods}
 	var b *evidence.Bundle
 	var err error
 	if prev != nil {
@@ -85,7 +87,7 @@ func Plan(ctx context.Context, o PlanOptions) (*Planned, error) {
 // makePlan is Plan; observe asks the policy now, which apply does again
 // right before writing.
 func makePlan(ctx context.Context, o PlanOptions, observe bool) (*Planned, error) {
-	b, d, err := collect(ctx, o, nil)
+	b, d, err := collect(ctx, o, nil, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -261,7 +263,11 @@ func (f *fixRun) rediagnose(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	_, after, err := collect(ctx, f.o.PlanOptions, prev)
+	var pods []*corev1.Pod
+	if f.rec != nil {
+		pods = f.rec.Pods() // the recovery watches them: no LIST again
+	}
+	_, after, err := collect(ctx, f.o.PlanOptions, prev, pods)
 	if err != nil {
 		return err
 	}

@@ -22,12 +22,7 @@ import (
 func (f *fixRun) checkRights(ctx context.Context) error {
 	f.logf("checking your rights …")
 	p := f.plan
-	needs := append(apply.Needs(p), verify.Needs(p)...)
-	if reviewed(f.bundle) {
-		// The evidence's own access reviews went through: asking whether
-		// you may create one would ask the same again.
-		needs = slices.DeleteFunc(needs, func(r access.Request) bool { return r.Resource == "subjectaccessreviews" })
-	}
+	needs := slices.DeleteFunc(append(apply.Needs(p), verify.Needs(p)...), f.evidenceMade)
 	if err := apply.CheckRights(ctx, f.cl.Kube, p, needs); err != nil {
 		f.r.Outcome = OutcomeRefused
 		return err
@@ -85,10 +80,21 @@ func (f *fixRun) beforeRole(ctx context.Context) (*rbacv1.ClusterRole, error) {
 	return verify.OperatorRole(ctx, f.cl, f.plan)
 }
 
-// reviewed reports whether the evidence sent an access review that the API
-// server answered.
-func reviewed(b *evidence.Bundle) bool {
-	return b != nil && slices.ContainsFunc(b.Access, func(c evidence.AccessCheck) bool { return c.Method == evidence.MethodReview && c.Known() })
+// evidenceMade reports whether the evidence made request r, and the API
+// server answered: asking whether you may would ask the same again. That
+// is so for an access review the evidence sent, and for its Node LIST
+// (cluster-wide, filtered here) when it left no gap.
+func (f *fixRun) evidenceMade(r access.Request) bool {
+	b := f.bundle
+	switch {
+	case b == nil || r.Group != "" && r.Group != "authorization.k8s.io":
+		return false
+	case r.Verb == "create" && r.Resource == "subjectaccessreviews":
+		return slices.ContainsFunc(b.Access, func(c evidence.AccessCheck) bool { return c.Method == evidence.MethodReview && c.Known() })
+	case r.Verb == "list" && r.Resource == "nodes" && r.Name == "":
+		return !b.HasGap("nodes")
+	}
+	return false
 }
 
 // apply backs up and writes the plan; the v25.4.0 pods are deleted once the

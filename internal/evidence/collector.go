@@ -52,6 +52,10 @@ type Options struct {
 	// Upgrade reads the DPUDevice CRD and the Issuers even when no pod
 	// needs them now: an upgrade preflight checks them for the next version.
 	Upgrade bool
+	// Pods, when set, are the namespace's pods as a watch holds them (the
+	// fix's recovery): a Refresh takes the DMS and host-agent pods among
+	// them instead of listing them again.
+	Pods []*corev1.Pod
 }
 
 // Collector gathers a Bundle with a request count that does not grow with
@@ -106,7 +110,7 @@ func (c *Collector) collect(ctx context.Context, o Options, prev *Bundle) (*Bund
 	// pods'; other refusals are gaps.
 	// A refresh lists only what a fix changes (see Refresh).
 	lists := []func() error{
-		func() error { return r.pods(ctx) },
+		func() error { return r.pods(ctx, prev != nil) },
 		func() error { return r.events(ctx) },
 	}
 	if prev == nil {
