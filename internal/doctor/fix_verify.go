@@ -31,9 +31,9 @@ func (f *fixRun) verifyGrant(ctx context.Context) error {
 			return err
 		}
 	}
-	// The must-stay-denied set is asked before any change and once the
-	// grant is final, after the operator's reconcile; here only when no
-	// reconcile follows.
+	// The must-stay-denied set is asked once the grant is final, after the
+	// operator's reconcile; here only when no reconcile follows. What was
+	// allowed before any change is known from checkRights (f.denied).
 	var deny []access.Request
 	if f.noOp {
 		deny = f.plan.MustStayDenied
@@ -44,8 +44,8 @@ func (f *fixRun) verifyGrant(ctx context.Context) error {
 }
 
 // reviewSample is how many granted requests a round asks the API server
-// about: with the must-stay-denied set asked twice and evidence's few
-// reviews, a fix stays well under verify.MaxReviews.
+// about: with the must-stay-denied set and evidence's few reviews, a fix
+// stays well under verify.MaxReviews.
 const reviewSample = 8
 
 // grantStage runs one verification round, with reviews for the denied
