@@ -8,10 +8,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 
 	"github.com/dpfdoctor/dpfdoctor/internal/apply"
 	"github.com/dpfdoctor/dpfdoctor/internal/buildinfo"
@@ -52,12 +57,21 @@ type Planned struct {
 // (see evidence.Options.LogBudget).
 const planLogBudget = 8
 
-// collect gathers the evidence a plan needs and diagnoses it.
-func collect(ctx context.Context, o PlanOptions) (*evidence.Bundle, *diagnose.Diagnosis, error) {
+// collect gathers the evidence a plan needs and diagnoses it; with prev,
+// it collects again only what a fix changes (evidence.Collector.Refresh),
+// with pods as a watch holds them when given.
+func collect(ctx context.Context, o PlanOptions, prev *evidence.Bundle, pods []*corev1.Pod) (*evidence.Bundle, *diagnose.Diagnosis, error) {
 	// A plan needs each failure signature, not every pod's log: evidence
 	// samples per signature and reads the whole signature when the sample
 	// disagrees.
-	b, err := (&evidence.Collector{Clients: o.Clients}).Collect(ctx, evidence.Options{Namespace: o.Namespace, Nodes: o.Nodes, LogBudget: planLogBudget})
+	c, eo := &evidence.Collector{Clients: o.Clients}, evidence.Options{Namespace: o.Namespace, Nodes: o.Nodes, LogBudget: planLogBudget, Pods: pods}
+	var b *evidence.Bundle
+	var err error
+	if prev != nil {
+		b, err = c.Refresh(ctx, prev, eo)
+	} else {
+		b, err = c.Collect(ctx, eo)
+	}
 	if err != nil {
 		return nil, nil, err
 	}
@@ -67,7 +81,13 @@ func collect(ctx context.Context, o PlanOptions) (*evidence.Bundle, *diagnose.Di
 // Plan collects evidence, diagnoses and builds the fix plan. It changes
 // nothing.
 func Plan(ctx context.Context, o PlanOptions) (*Planned, error) {
-	b, d, err := collect(ctx, o)
+	return makePlan(ctx, o, true)
+}
+
+// makePlan is Plan; observe asks the policy now, which apply does again
+// right before writing.
+func makePlan(ctx context.Context, o PlanOptions, observe bool) (*Planned, error) {
+	b, d, err := collect(ctx, o, nil, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -76,7 +96,7 @@ func Plan(ctx context.Context, o PlanOptions) (*Planned, error) {
 		return nil, err
 	}
 	out := &Planned{Bundle: b, Diagnosis: d, Plan: p}
-	if len(p.Changes) > 0 {
+	if observe && len(p.Changes) > 0 {
 		_, observed, err := (&apply.Applier{Clients: o.Clients}).Observe(ctx, p)
 		if err != nil {
 			return nil, err
@@ -150,12 +170,14 @@ type fixRun struct {
 	startWait time.Duration
 	r         *Report
 
-	plan *plan.Plan
+	plan   *plan.Plan
+	bundle *evidence.Bundle // the evidence the plan was made from
 	// operatorRole and deniedBefore are the operator's ClusterRole and the
 	// must-stay-denied reviews before any change.
 	operatorRole *rbacv1.ClusterRole
 	deniedBefore verify.Checks
 	backup       *apply.Backup
+	watch        *verify.ReconcileWatch // follows the operator's ClusterRole and dpfdoctor's objects
 	rec          *verify.Recovery
 	noOp         bool
 }
@@ -187,12 +209,15 @@ func (f *fixRun) logf(format string, a ...any) {
 // refuses or there is nothing to fix.
 func (f *fixRun) makePlan(ctx context.Context) error {
 	f.logf("collecting evidence …")
-	pl, err := Plan(ctx, f.o.PlanOptions)
+	// Without a prompt, apply asks the policy moments later on what it
+	// reads before writing: asking here too would read the same objects
+	// twice.
+	pl, err := makePlan(ctx, f.o.PlanOptions, f.o.Confirm != nil)
 	if err != nil {
 		return err
 	}
 	p, r := pl.Plan, f.r
-	f.plan = p
+	f.plan, f.bundle = p, pl.Bundle
 	r.Plan, r.PlanID, r.Version = p, p.ID, p.Version
 	r.Before = summarize(pl.Diagnosis)
 	for _, s := range p.Skipped {
@@ -234,7 +259,15 @@ func (f *fixRun) confirm(context.Context) error {
 // rediagnose collects and diagnoses again, and settles the outcome.
 func (f *fixRun) rediagnose(ctx context.Context) error {
 	f.logf("diagnosing again …")
-	_, after, err := collect(ctx, f.o.PlanOptions)
+	prev, err := f.lastRead()
+	if err != nil {
+		return err
+	}
+	var pods []*corev1.Pod
+	if f.rec != nil {
+		pods = f.rec.Pods() // the recovery watches them: no LIST again
+	}
+	_, after, err := collect(ctx, f.o.PlanOptions, prev, pods)
 	if err != nil {
 		return err
 	}
@@ -255,6 +288,70 @@ func (f *fixRun) rediagnose(ctx context.Context) error {
 		r.Outcome = OutcomeProblems
 	}
 	return nil
+}
+
+// lastRead is the plan's evidence with dpfdoctor's objects and the
+// operator's ClusterRole as the reconcile's watches saw them last: what a
+// second collection would read again, and the rest a fix does not touch.
+func (f *fixRun) lastRead() (*evidence.Bundle, error) {
+	w := f.watch
+	if w == nil || w.Live == nil {
+		return f.bundle, nil
+	}
+	b := *f.bundle
+	rb := &b.RBAC
+	rb.ClusterRoles, rb.ClusterRoleBindings = slices.Clone(rb.ClusterRoles), slices.Clone(rb.ClusterRoleBindings)
+	rb.Roles, rb.RoleBindings = slices.Clone(rb.Roles), slices.Clone(rb.RoleBindings)
+	if w.Role != nil {
+		rb.ClusterRoles = put(rb.ClusterRoles, w.Role.Name, w.Role)
+	}
+	for i, c := range f.plan.Changes {
+		ref, u := c.Ref(), w.Live[i]
+		var err error
+		switch ref.Kind {
+		case "Role":
+			rb.Roles, err = putLive(rb.Roles, ref, u)
+		case "RoleBinding":
+			rb.RoleBindings, err = putLive(rb.RoleBindings, ref, u)
+		case "ClusterRole":
+			rb.ClusterRoles, err = putLive(rb.ClusterRoles, ref, u)
+		case "ClusterRoleBinding":
+			rb.ClusterRoleBindings, err = putLive(rb.ClusterRoleBindings, ref, u)
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	return &b, nil
+}
+
+// putLive replaces ref in objs with u converted (or drops it when u is nil).
+func putLive[T any, P interface {
+	*T
+	metav1.Object
+}](objs []T, ref plan.ObjectRef, u *unstructured.Unstructured) ([]T, error) {
+	if u == nil {
+		return put[T, P](objs, ref.Name, nil), nil
+	}
+	var obj T
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, &obj); err != nil {
+		return nil, fmt.Errorf("read back %s: %w", ref, err)
+	}
+	P(&obj).SetManagedFields(nil)
+	return put[T, P](objs, ref.Name, &obj), nil
+}
+
+// put replaces the object named name in objs with obj, appends it, or,
+// when obj is nil, drops it. objs hold one namespace's objects.
+func put[T any, P interface {
+	*T
+	metav1.Object
+}](objs []T, name string, obj *T) []T {
+	objs = slices.DeleteFunc(objs, func(o T) bool { return P(&o).GetName() == name })
+	if obj != nil {
+		objs = append(objs, *obj)
+	}
+	return objs
 }
 
 // report finishes the report, writes it into the backup directory if there

@@ -57,6 +57,9 @@ func (f *fixRun) recover(ctx context.Context) error {
 // stopRecovery ends the watches. When the fix failed before recover, the
 // Node events for the pods quiesce deleted still bring them back.
 func (f *fixRun) stopRecovery(ctx context.Context, err error) {
+	if f.watch != nil {
+		f.watch.Stop()
+	}
 	if f.rec == nil {
 		return
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/dpfdoctor/dpfdoctor/internal/kube"
 	"github.com/dpfdoctor/dpfdoctor/internal/outcome"
 	"github.com/dpfdoctor/dpfdoctor/internal/plan"
+	"github.com/dpfdoctor/dpfdoctor/internal/policy"
 	"github.com/dpfdoctor/dpfdoctor/internal/sim"
 	"github.com/dpfdoctor/dpfdoctor/internal/verify"
 )
@@ -399,5 +400,30 @@ func TestRecoveryRelease(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatalf("the pods did not come back: %d", len(pods.Items))
 		}
+	}
+}
+
+// Without a prompt the policy is asked once, by apply right before it
+// writes: a refused plan still ends refused (exit 3), with nothing changed.
+func TestFixRefusedByPolicy(t *testing.T) {
+	e := startSim(t, sim.Options{Nodes: 2, Scenario: string(sim.HypotheticalSecretsForbidden)})
+	e.waitFailing(2)
+	ctx := context.Background()
+	// Someone else's Role under the name dpfdoctor's would take.
+	role := &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: "dpfdoctor-" + e.c.Release.ServiceAccount, Namespace: e.c.Namespace}}
+	if _, err := e.cs.RbacV1().Roles(e.c.Namespace).Create(ctx, role, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	pre := e.state()
+	rep, err := doctor.Fix(ctx, doctor.FixOptions{PlanOptions: doctor.PlanOptions{Clients: e.clients(), Restart: plan.RestartDelete},
+		BackupRoot: t.TempDir(), ReconcileWait: 100 * time.Millisecond})
+	if !errors.Is(err, policy.ErrRefused) || rep.Outcome != doctor.OutcomeRefused || rep.BackupDir != "" {
+		t.Fatalf("fix over someone else's Role: %v (outcome %q, backup %q)", err, rep.Outcome, rep.BackupDir)
+	}
+	if got := e.state(); got.String() != pre.String() {
+		t.Fatalf("a refused fix changed the cluster:\n got %s\nwant %s", got, pre)
+	}
+	if ready, total := e.readyPods(); total != 2 || ready != 0 {
+		t.Fatalf("%d of %d pods Ready, want the 2 failing pods left alone", ready, total)
 	}
 }

@@ -25,9 +25,15 @@ func (f *fixRun) verifyGrant(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	// The must-stay-denied set is asked before any change and once the
-	// grant is final, after the operator's reconcile; here only when no
-	// reconcile follows.
+	// The reconcile's watches start from this read-back.
+	if f.watch != nil && !f.noOp {
+		if err := f.watch.Follow(ctx, live); err != nil {
+			return err
+		}
+	}
+	// The must-stay-denied set is asked once the grant is final, after the
+	// operator's reconcile; here only when no reconcile follows. What was
+	// allowed before any change is known from checkRights (f.denied).
 	var deny []access.Request
 	if f.noOp {
 		deny = f.plan.MustStayDenied
@@ -38,8 +44,8 @@ func (f *fixRun) verifyGrant(ctx context.Context) error {
 }
 
 // reviewSample is how many granted requests a round asks the API server
-// about: with the must-stay-denied set asked twice and evidence's few
-// reviews, a fix stays well under verify.MaxReviews.
+// about: with the must-stay-denied set and evidence's few reviews, a fix
+// stays well under verify.MaxReviews.
 const reviewSample = 8
 
 // grantStage runs one verification round, with reviews for the denied
@@ -96,11 +102,7 @@ func (f *fixRun) reconcile(ctx context.Context) error {
 // watchReconcile requests the reconcile (journalled, and withdrawn again
 // afterwards), waits ReconcileWait while watching, and checks the objects.
 func (f *fixRun) watchReconcile(ctx context.Context) (verify.ReconcileResult, []*unstructured.Unstructured, error) {
-	w, err := verify.WatchReconcile(ctx, f.cl, f.plan)
-	if err != nil {
-		return verify.ReconcileResult{}, nil, err
-	}
-	defer w.Stop()
+	w := f.watch
 	start := f.o.Now()
 	req, err := apply.RequestReconcile(ctx, f.cl, f.backup)
 	defer func() { _ = req.Withdraw(context.WithoutCancel(ctx)) }()

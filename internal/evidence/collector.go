@@ -52,6 +52,10 @@ type Options struct {
 	// Upgrade reads the DPUDevice CRD and the Issuers even when no pod
 	// needs them now: an upgrade preflight checks them for the next version.
 	Upgrade bool
+	// Pods, when set, are the namespace's pods as a watch holds them (the
+	// fix's recovery): a Refresh takes the DMS and host-agent pods among
+	// them instead of listing them again.
+	Pods []*corev1.Pod
 }
 
 // Collector gathers a Bundle with a request count that does not grow with
@@ -66,6 +70,28 @@ type Collector struct {
 // kube.Classify sentinels for transport and authentication failures. Other
 // refused reads are recorded as Gaps.
 func (c *Collector) Collect(ctx context.Context, o Options) (*Bundle, error) {
+	return c.collect(ctx, o, nil)
+}
+
+// Refresh collects again, with the same options, what a fix changes or
+// proves: the pods, their events, the access reviews and the failing pods'
+// logs. The rest (the DPFOperatorConfig and the version, Deployments, DPF
+// and cert-manager objects, Nodes, Secret names, the RBAC objects and their
+// gaps) it takes from prev, collected shortly before: a fix does not touch
+// them, or, for the RBAC objects it writes, has just read them itself and
+// put them into prev (see doctor's rediagnose), so reading them again would
+// only repeat prev's answers.
+func (c *Collector) Refresh(ctx context.Context, prev *Bundle, o Options) (*Bundle, error) {
+	if prev == nil {
+		return nil, errors.New("refresh evidence: no earlier bundle")
+	}
+	return c.collect(ctx, o, prev)
+}
+
+// refreshed are the gaps Refresh finds anew; prev's other gaps carry over.
+var refreshed = map[string]bool{"events": true, "pods/log": true, ReviewsRefused().What: true}
+
+func (c *Collector) collect(ctx context.Context, o Options, prev *Bundle) (*Bundle, error) {
 	if c == nil || c.Clients == nil {
 		return nil, errors.New("collect evidence: no clients")
 	}
@@ -82,20 +108,29 @@ func (c *Collector) Collect(ctx context.Context, o Options) (*Bundle, error) {
 	// Phase 1: every LIST that needs nothing else, at once. The
 	// DPFOperatorConfig's error comes first (no DPF, no rights), then the
 	// pods'; other refusals are gaps.
-	err := parallel(
-		func() error { return r.operatorConfig(ctx) },
-		func() error { return r.pods(ctx) },
-		func() error { return r.deployments(ctx) },
+	// A refresh lists only what a fix changes (see Refresh).
+	lists := []func() error{
+		func() error { return r.pods(ctx, prev != nil) },
 		func() error { return r.events(ctx) },
-		func() error { return r.objects(ctx) },
-		func() error { return r.nodeList(ctx) },
-		func() error { return r.secrets(ctx) },
-		func() error { return r.rbacBindings(ctx) },
-	)
-	if err != nil {
+	}
+	if prev == nil {
+		lists = append([]func() error{func() error { return r.operatorConfig(ctx) }}, lists...)
+		lists = append(lists,
+			func() error { return r.deployments(ctx) },
+			func() error { return r.objects(ctx) },
+			func() error { return r.nodeList(ctx) },
+			func() error { return r.secrets(ctx) },
+			func() error { return r.rbacBindings(ctx) },
+		)
+	}
+	if err := parallel(lists...); err != nil {
 		return nil, err
 	}
-	r.detectVersion()
+	if prev == nil {
+		r.detectVersion()
+	} else {
+		r.carry(prev)
+	}
 	// v25.1's DMS pods carry no label: find them by name and owner.
 	if r.needPerDPUPods() {
 		if err := r.perDPUPods(ctx); err != nil {
@@ -105,17 +140,19 @@ func (c *Collector) Collect(ctx context.Context, o Options) (*Bundle, error) {
 	r.keepEvents()
 	// Phase 2: what depends on the pods: the roles their ServiceAccounts'
 	// bindings reference, and the DPUDevice CRD and Issuers when needed.
-	more := []func() error{func() error { return r.rbacRoles(ctx) }}
-	if r.o.Upgrade || r.needCRD() {
-		more = append(more, func() error { return r.dpuDeviceCRD(ctx) })
+	if prev == nil {
+		more := []func() error{func() error { return r.rbacRoles(ctx) }}
+		if r.o.Upgrade || r.needCRD() {
+			more = append(more, func() error { return r.dpuDeviceCRD(ctx) })
+		}
+		if r.o.Upgrade || r.needIssuers() {
+			more = append(more, func() error { return r.objectList(ctx, issuerList) })
+		}
+		if err := parallel(more...); err != nil {
+			return nil, err
+		}
+		r.versionFromCRDs()
 	}
-	if r.o.Upgrade || r.needIssuers() {
-		more = append(more, func() error { return r.objectList(ctx, issuerList) })
-	}
-	if err := parallel(more...); err != nil {
-		return nil, err
-	}
-	r.versionFromCRDs()
 	// Phase 3: access reviews and log reads, side by side.
 	r.rbacOK = r.rbacComplete()
 	if err := parallel(func() error { return r.access(ctx) }, func() error { return r.logs(ctx) }); err != nil {
@@ -124,6 +161,18 @@ func (c *Collector) Collect(ctx context.Context, o Options) (*Bundle, error) {
 	sort.SliceStable(r.b.Gaps, func(i, j int) bool { return r.b.Gaps[i].What < r.b.Gaps[j].What })
 	r.b.Requests = used(c.Clients.Budget) - start
 	return r.b, nil
+}
+
+// carry takes from prev what a refresh does not list again.
+func (r *run) carry(prev *Bundle) {
+	b := r.b
+	b.Install, b.DPUNodes, b.DPUDevices, b.Certificates, b.Issuers = prev.Install, prev.DPUNodes, prev.DPUDevices, prev.Certificates, prev.Issuers
+	b.Nodes, b.Secrets, b.SecretsListed, b.RBAC = prev.Nodes, prev.Secrets, prev.SecretsListed, prev.RBAC
+	for _, g := range prev.Gaps {
+		if !refreshed[g.What] {
+			b.Gaps = append(b.Gaps, g)
+		}
+	}
 }
 
 // fromCache lets the API server answer a LIST from its watch cache

@@ -19,23 +19,37 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 )
 
 // PodSelector selects DMS and host-agent pods.
 var PodSelector = fmt.Sprintf("%s in (%s,%s)", dpf.ComponentLabel, dpf.ComponentDMS, dpf.ComponentHostAgent)
 
-// pods lists the DMS and host-agent pods with one LIST. Without it there is
-// nothing to diagnose, so a refusal is fatal.
-func (r *run) pods(ctx context.Context) error {
+// pods lists the DMS and host-agent pods with one LIST, or, on a refresh,
+// takes them from Options.Pods when given. Without them there is nothing
+// to diagnose, so a refusal is fatal.
+func (r *run) pods(ctx context.Context, refresh bool) error {
 	ns := r.o.Namespace
-	list, err := r.core.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: PodSelector, ResourceVersion: "0"})
-	if err != nil {
-		return podListError("DMS pods", ns, err)
+	var items []*corev1.Pod
+	if sel, _ := labels.Parse(PodSelector); refresh && r.o.Pods != nil {
+		for _, p := range r.o.Pods {
+			if p.Namespace == ns && sel.Matches(labels.Set(p.Labels)) {
+				items = append(items, p)
+			}
+		}
+	} else {
+		list, err := r.core.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: PodSelector, ResourceVersion: "0"})
+		if err != nil {
+			return podListError("DMS pods", ns, err)
+		}
+		for i := range list.Items {
+			items = append(items, &list.Items[i])
+		}
 	}
-	out := make([]Pod, 0, len(list.Items))
-	for i := range list.Items {
-		p := PodFrom(&list.Items[i])
+	out := make([]Pod, 0, len(items))
+	for _, item := range items {
+		p := PodFrom(item)
 		if r.keep(p.Node) {
 			out = append(out, p)
 		}

@@ -138,9 +138,14 @@ func Needs(p *plan.Plan) []access.Request {
 			if strings.HasPrefix(kind, "Cluster") {
 				n = ""
 			}
+			// Each watch starts from an object already read: a LIST only
+			// when that object was absent or too old to watch from, which
+			// the rules review answers in the namespace.
 			g := dpf.MustGVR(dpf.GroupRBAC, kind)
-			out = append(out, access.Request{Verb: "list", Group: g.Group, Resource: g.Resource, Namespace: n},
-				access.Request{Verb: "watch", Group: g.Group, Resource: g.Resource, Namespace: n})
+			out = append(out, access.Request{Verb: "watch", Group: g.Group, Resource: g.Resource, Namespace: n})
+			if n != "" {
+				out = append(out, access.Request{Verb: "list", Group: g.Group, Resource: g.Resource, Namespace: n})
+			}
 		}
 	}
 	// Asked without names: one review each however many pods there are.

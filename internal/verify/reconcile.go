@@ -4,17 +4,15 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"strings"
 	"sync"
 
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/watch"
-	"k8s.io/client-go/metadata"
 
 	"github.com/dpfdoctor/dpfdoctor/internal/dpf"
 	"github.com/dpfdoctor/dpfdoctor/internal/kube"
@@ -62,41 +60,91 @@ type ReconcileResult struct {
 	OperatorRoleMatchesRelease bool `json:"operatorRoleMatchesRelease"`
 }
 
-// ReconcileWatch watches dpfdoctor's objects and the operator's
-// ClusterRole while the operator reconciles (apply.RequestReconcile asks it
-// to), then checks that the objects still hold what the plan set and that
-// the operator's ClusterRole is untouched.
+// ReconcileWatch follows the operator's ClusterRole from before the fix
+// and dpfdoctor's objects from their read-back after the apply
+// (apply.RequestReconcile asks the operator to reconcile meanwhile), then
+// checks that the objects still hold what the plan set and that the
+// operator's ClusterRole is untouched. Each watch starts at the
+// resourceVersion of the object it follows, so the read that gave the
+// object is also the watch's start: no LIST, and no read again at the end
+// while the watch is unbroken.
 type ReconcileWatch struct {
-	cl *kube.Clients
-	p  *plan.Plan
-	w  *watches
-	// Live are the plan's objects as Result read them back.
+	cl   *kube.Clients
+	p    *plan.Plan
+	role *follower   // the operator's ClusterRole; nil when the plan names none
+	objs []*follower // the plan's objects, by index in p.Changes
+	// Live are the plan's objects and Role the operator's ClusterRole
+	// (nil when absent) as Result saw them last.
 	Live []*unstructured.Unstructured
+	Role *rbacv1.ClusterRole
 }
 
-// WatchReconcile starts the watches. Stop them with Result or Stop.
-func WatchReconcile(ctx context.Context, cl *kube.Clients, p *plan.Plan) (*ReconcileWatch, error) {
-	w, err := startWatches(ctx, cl, p)
-	if err != nil {
-		return nil, err
+// WatchReconcile starts following the operator's ClusterRole from before,
+// as read before any change (nil when absent or the plan names none).
+// Stop it with Stop.
+func WatchReconcile(ctx context.Context, cl *kube.Clients, p *plan.Plan, before *rbacv1.ClusterRole) (*ReconcileWatch, error) {
+	rw := &ReconcileWatch{cl: cl, p: p}
+	if p.OperatorClusterRole == "" {
+		return rw, nil
 	}
-	return &ReconcileWatch{cl: cl, p: p, w: w}, nil
+	var from *unstructured.Unstructured
+	if before != nil {
+		m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(before)
+		if err != nil {
+			return nil, err
+		}
+		from = &unstructured.Unstructured{Object: m}
+	}
+	var err error
+	rw.role, err = follow(ctx, cl, plan.ObjectRef{Group: rbacv1.GroupName, Kind: "ClusterRole", Name: p.OperatorClusterRole}, from)
+	return rw, err
+}
+
+// Follow starts following the plan's objects from live, as read back after
+// the apply (ReadBack).
+func (rw *ReconcileWatch) Follow(ctx context.Context, live []*unstructured.Unstructured) error {
+	for i, c := range rw.p.Changes {
+		f, err := follow(ctx, rw.cl, c.Ref(), live[i])
+		if err != nil {
+			return err
+		}
+		rw.objs = append(rw.objs, f)
+	}
+	return nil
 }
 
 // Stop ends the watches.
-func (rw *ReconcileWatch) Stop() { rw.w.stop() }
+func (rw *ReconcileWatch) Stop() {
+	for _, f := range rw.all() {
+		f.stop()
+	}
+}
 
-// Result stops the watches and reads back the plan's objects and the
-// operator's ClusterRole; before is that ClusterRole as it was before the
-// fix. It fills everything but the request's fields.
+func (rw *ReconcileWatch) all() []*follower {
+	if rw.role == nil {
+		return rw.objs
+	}
+	return append([]*follower{rw.role}, rw.objs...)
+}
+
+// Result stops the watches and takes the plan's objects and the operator's
+// ClusterRole as the watches saw them last (read again only where a watch
+// broke); before is that ClusterRole as it was before the fix. It fills
+// everything but the request's fields.
 func (rw *ReconcileWatch) Result(ctx context.Context, before *rbacv1.ClusterRole) (ReconcileResult, error) {
 	p := rw.p
-	res := ReconcileResult{OperatorRole: p.OperatorClusterRole, Events: rw.w.stop(), ObjectsIntact: true}
-	var err error
-	if rw.Live, err = ReadBack(ctx, rw.cl, p); err != nil {
-		return res, err
+	res := ReconcileResult{OperatorRole: p.OperatorClusterRole, ObjectsIntact: true}
+	rw.Stop()
+	for _, f := range rw.all() {
+		res.Events = append(res.Events, f.events...)
 	}
+	slices.Sort(res.Events)
+	rw.Live = make([]*unstructured.Unstructured, len(p.Changes))
 	for i, c := range p.Changes {
+		var err error
+		if rw.Live[i], err = rw.objs[i].last(ctx, rw.cl); err != nil {
+			return res, err
+		}
 		ok := false
 		if live := rw.Live[i]; live != nil {
 			if ok, err = plan.Covers(live, c.Object); err != nil {
@@ -108,15 +156,112 @@ func (rw *ReconcileWatch) Result(ctx context.Context, before *rbacv1.ClusterRole
 			res.Drifted = append(res.Drifted, c.Ref().String())
 		}
 	}
-	after, err := OperatorRole(ctx, rw.cl, p)
-	if err != nil {
+	if rw.role == nil {
+		return res, nil
+	}
+	u, err := rw.role.last(ctx, rw.cl)
+	if err != nil || u == nil {
 		return res, err
 	}
-	if after != nil {
-		res.OperatorRoleUntouched = before != nil && plan.SameRules(before.Rules, after.Rules)
-		res.OperatorRoleMatchesRelease = len(p.OperatorRules) > 0 && plan.SameRules(p.OperatorRules, after.Rules)
+	after := &rbacv1.ClusterRole{}
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, after); err != nil {
+		return res, err
 	}
+	rw.Role = after
+	res.OperatorRoleUntouched = before != nil && plan.SameRules(before.Rules, after.Rules)
+	res.OperatorRoleMatchesRelease = len(p.OperatorRules) > 0 && plan.SameRules(p.OperatorRules, after.Rules)
 	return res, nil
+}
+
+// follower is one object followed by a watch on its name.
+type follower struct {
+	ref     plan.ObjectRef
+	wi      watch.Interface
+	done    chan struct{}
+	mu      sync.Mutex
+	obj     *unstructured.Unstructured // as last seen; nil when absent
+	broken  bool                       // the watch failed or ended by itself
+	stopped bool
+	events  []string
+}
+
+// follow watches ref from from's resourceVersion, or, when from is nil or
+// that version is too old, from a LIST of that one name.
+func follow(ctx context.Context, cl *kube.Clients, ref plan.ObjectRef, from *unstructured.Unstructured) (*follower, error) {
+	g, err := dpf.GVR(ref.Group, ref.Kind)
+	if err != nil {
+		return nil, err
+	}
+	ri := kube.Resource(cl.Dynamic, g, ref.Namespace)
+	opts := metav1.ListOptions{FieldSelector: fields.OneTermEqualSelector("metadata.name", ref.Name).String()}
+	f := &follower{ref: ref, obj: from, done: make(chan struct{})}
+	if from != nil {
+		opts.ResourceVersion = from.GetResourceVersion()
+		f.wi, err = ri.Watch(ctx, opts)
+	}
+	if from == nil || apierrors.IsResourceExpired(err) || apierrors.IsGone(err) {
+		var l *unstructured.UnstructuredList
+		if l, err = ri.List(ctx, metav1.ListOptions{FieldSelector: opts.FieldSelector}); err == nil {
+			f.obj = nil
+			if len(l.Items) > 0 {
+				f.obj = &l.Items[0]
+			}
+			opts.ResourceVersion = l.GetResourceVersion()
+			f.wi, err = ri.Watch(ctx, opts)
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("watch %s: %w", ref, kube.Classify(err))
+	}
+	go f.run()
+	return f, nil
+}
+
+// run records the watch's events until it is stopped, which closes its
+// result channel.
+func (f *follower) run() {
+	defer close(f.done)
+	for ev := range f.wi.ResultChan() {
+		f.mu.Lock()
+		u, ok := ev.Object.(*unstructured.Unstructured)
+		switch {
+		case ev.Type == watch.Error || !ok:
+			// Stopping a watch can end its stream with an error event.
+			f.broken = f.broken || !f.stopped
+		case ev.Type == watch.Added || ev.Type == watch.Modified:
+			f.obj = u
+		case ev.Type == watch.Deleted:
+			f.obj = nil
+		}
+		if ok && ev.Type != watch.Bookmark && ev.Type != watch.Error {
+			f.events = append(f.events, fmt.Sprintf("%s %s %s (resourceVersion %s)", f.ref.Kind, u.GetName(), ev.Type, u.GetResourceVersion()))
+		}
+		f.mu.Unlock()
+	}
+	f.mu.Lock()
+	f.broken = f.broken || f.wi != nil && !f.stopped
+	f.mu.Unlock()
+}
+
+// stop ends the watch (again, harmlessly) and waits for run to return.
+func (f *follower) stop() {
+	f.mu.Lock()
+	f.stopped = true
+	f.mu.Unlock()
+	f.wi.Stop()
+	<-f.done
+}
+
+// last is the object as the watch saw it last, or as read now when the
+// watch broke.
+func (f *follower) last(ctx context.Context, cl *kube.Clients) (*unstructured.Unstructured, error) {
+	f.mu.Lock()
+	obj, broken := f.obj, f.broken
+	f.mu.Unlock()
+	if !broken {
+		return obj, nil
+	}
+	return getObject(ctx, cl, f.ref)
 }
 
 func getObject(ctx context.Context, cl *kube.Clients, ref plan.ObjectRef) (*unstructured.Unstructured, error) {
@@ -132,84 +277,4 @@ func getObject(ctx context.Context, cl *kube.Clients, ref plan.ObjectRef) (*unst
 		return nil, fmt.Errorf("read %s: %w", ref, kube.Classify(err))
 	}
 	return u, nil
-}
-
-// watches follow dpfdoctor's objects and the operator's ClusterRole.
-type watches struct {
-	mu     sync.Mutex
-	ws     []watch.Interface
-	events []string
-	wg     sync.WaitGroup
-}
-
-func startWatches(ctx context.Context, cl *kube.Clients, p *plan.Plan) (*watches, error) {
-	w := &watches{}
-	managed := metav1.ListOptions{LabelSelector: plan.ManagedByLabel + "=" + plan.ManagedByValue}
-	type source struct {
-		kind string
-		opts metav1.ListOptions
-	}
-	var sources []source
-	if p.OperatorClusterRole != "" {
-		sources = append(sources, source{"ClusterRole", metav1.ListOptions{FieldSelector: fields.OneTermEqualSelector("metadata.name", p.OperatorClusterRole).String()}})
-	}
-	kinds := map[string]bool{}
-	for _, c := range p.Changes {
-		kinds[c.Ref().Kind] = true
-	}
-	for _, kind := range []string{"Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding"} {
-		if kinds[kind] {
-			sources = append(sources, source{kind, managed})
-		}
-	}
-	for _, s := range sources {
-		ri := metadata.ResourceInterface(cl.Metadata.Resource(dpf.MustGVR(dpf.GroupRBAC, s.kind)))
-		if !strings.HasPrefix(s.kind, "Cluster") {
-			ri = cl.Metadata.Resource(dpf.MustGVR(dpf.GroupRBAC, s.kind)).Namespace(p.Namespace)
-		}
-		wi, err := watchFromNow(ctx, ri, s.opts)
-		if err != nil {
-			w.stop()
-			return nil, fmt.Errorf("watch %s: %w", s.kind, kube.Classify(err))
-		}
-		w.ws = append(w.ws, wi)
-		w.wg.Go(func() { w.follow(s.kind, wi) })
-	}
-	return w, nil
-}
-
-// watchFromNow lists (for the resource version) and watches from there.
-func watchFromNow(ctx context.Context, ri metadata.ResourceInterface, opts metav1.ListOptions) (watch.Interface, error) {
-	l, err := ri.List(ctx, opts)
-	if err != nil {
-		return nil, err
-	}
-	opts.ResourceVersion = l.ResourceVersion
-	return ri.Watch(ctx, opts)
-}
-
-// follow records a watch's events until it is stopped, which closes its
-// result channel.
-func (w *watches) follow(kind string, wi watch.Interface) {
-	for ev := range wi.ResultChan() {
-		m, err := meta.Accessor(ev.Object)
-		if err != nil || ev.Type == watch.Bookmark || ev.Type == watch.Error {
-			continue
-		}
-		w.mu.Lock()
-		w.events = append(w.events, fmt.Sprintf("%s %s %s (resourceVersion %s)", kind, m.GetName(), ev.Type, m.GetResourceVersion()))
-		w.mu.Unlock()
-	}
-}
-
-// stop ends the watches (again, harmlessly) and returns the events seen,
-// sorted.
-func (w *watches) stop() []string {
-	for _, wi := range w.ws {
-		wi.Stop()
-	}
-	w.wg.Wait()
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return slices.Sorted(slices.Values(w.events))
 }

@@ -228,6 +228,21 @@ func startRecovery(ctx context.Context, cancel context.CancelFunc, podsLW, dpuNo
 	return r, nil
 }
 
+// Pods returns the DMS-labelled pods as the watch holds them now; nil when
+// it watches none.
+func (r *Recovery) Pods() []*corev1.Pod {
+	if r.podStore == nil {
+		return nil
+	}
+	var out []*corev1.Pod
+	for _, obj := range r.podStore.List() {
+		if p, ok := obj.(*corev1.Pod); ok {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
 // Stop ends the watches and workers.
 func (r *Recovery) Stop() {
 	r.cancel()
