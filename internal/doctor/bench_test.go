@@ -177,7 +177,9 @@ func benchDpfdoctor(b *testing.B, nodes int, version, restart string) benchRun {
 		PlanOptions:   doctor.PlanOptions{Clients: cl, Restart: restart},
 		BackupRoot:    b.TempDir(),
 		ReconcileWait: time.Duration(float64(15*time.Second) * benchScale),
-		Timeout:       time.Duration(float64(10*time.Minute) * benchScale * 4),
+		// Two minutes (scaled) per 1,000 nodes: the restarts of a large
+		// fleet outlast the default.
+		Timeout: time.Duration(float64(10*time.Minute)*benchScale*4) * time.Duration(max(1, nodes/1000)),
 	})
 	b.StopTimer()
 	res := benchRun{Restart: restart, Seconds: time.Since(start).Seconds(), Requests: cl.Budget.Used(), ByKind: byKind(cl.Budget.Records())}
