@@ -75,7 +75,7 @@ type benchRun struct {
 // --restart=delete and --restart=none, --restart=delete on v25.7.0, and
 // the widely shared approach: patch the operator's ClusterRole with
 // get,list on every Secret, list the pods, delete each, and list every
-// 10 s (scaled) for 5 minutes (scaled).
+// 10 s (scaled) for 10 minutes (scaled), two node status report periods.
 func BenchmarkFix1000(b *testing.B) {
 	nodes := benchNodes(b, 1000)
 	for i := 0; i < b.N; i++ {
