@@ -28,15 +28,15 @@ golangci-lint)
 helm)
   # charts/dpfdoctor-guard: make generate renders deploy/ with it, and the
   # tests lint and render the chart. 354 s on busy cores (162 s of CPU).
-  version=$HELM cold="354 s on 2 busy cores (162 s of CPU time)"
+  version=$HELM cold="64 s on 2 idle cores (354 s on busy ones)"
   pkg=helm.sh/helm/v3/cmd/helm
   ;;
 goreleaser)
-  version=$GORELEASER cold="9.5 minutes on 2 busy cores (load average 11-14)"
+  version=$GORELEASER cold="137 s on 2 idle cores (9.5 minutes on busy ones)"
   pkg=github.com/goreleaser/goreleaser/v2
   ;;
 cyclonedx-gomod)
-  version=$CYCLONEDX_GOMOD cold="49 s on 2 busy cores"
+  version=$CYCLONEDX_GOMOD cold="16 s on 2 idle cores (49 s on busy ones)"
   pkg=github.com/CycloneDX/cyclonedx-gomod/cmd/cyclonedx-gomod
   ;;
 validate-krew-manifest)
