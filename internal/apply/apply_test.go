@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"sync"
 	"testing"
 	"time"
 
@@ -33,17 +32,11 @@ type fixture struct {
 
 // shared is the API server each test's sim uses in turn: started on first
 // use (never under -short), stopped by TestMain.
-var shared struct {
-	once sync.Once
-	cp   *sim.ControlPlane
-	err  error
-}
+var shared sim.SharedControlPlane
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if shared.cp != nil {
-		_ = shared.cp.Stop()
-	}
+	shared.Stop()
 	os.Exit(code)
 }
 
@@ -58,12 +51,12 @@ func setup(t *testing.T) *fixture {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	// The operator resyncs rarely here: these tests are about the API.
-	shared.once.Do(func() { shared.cp, shared.err = sim.StartControlPlane(false) })
-	if shared.err != nil {
-		t.Fatal(shared.err)
+	cp, err := shared.Get()
+	if err != nil {
+		t.Fatal(err)
 	}
 	c, err := sim.Start(ctx, sim.Options{Nodes: 3, Scenario: "hypothetical-secrets-forbidden", TimeScale: 0.05, SecretWaitAttempts: 2, KubectlMaxNodes: -1, Resync: time.Hour,
-		ControlPlane: shared.cp})
+		ControlPlane: cp})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -54,20 +54,16 @@ func bareCluster(t *testing.T) *rest.Config {
 
 // shared is the API server the package's sims use one after another:
 // started on first use, stopped in TestMain.
-var shared struct {
-	once sync.Once
-	cp   *sim.ControlPlane
-	err  error
-}
+var shared sim.SharedControlPlane
 
 func sharedControlPlane(t *testing.T) *sim.ControlPlane {
 	t.Helper()
 	requireAssets(t)
-	shared.once.Do(func() { shared.cp, shared.err = sim.StartControlPlane(false) })
-	if shared.err != nil {
-		t.Fatal(shared.err)
+	cp, err := shared.Get()
+	if err != nil {
+		t.Fatal(err)
 	}
-	return shared.cp
+	return cp
 }
 
 func TestMain(m *testing.M) {
@@ -75,9 +71,7 @@ func TestMain(m *testing.M) {
 	if bare.cfg != nil {
 		_ = bare.env.Stop()
 	}
-	if shared.cp != nil {
-		_ = shared.cp.Stop()
-	}
+	shared.Stop()
 	os.Exit(code)
 }
 

@@ -11,8 +11,6 @@ import (
 func TestMain(m *testing.M) {
 	ctrllog.SetLogger(logr.Discard())
 	code := m.Run()
-	if shared.cp != nil {
-		_ = shared.cp.Stop()
-	}
+	shared.Stop()
 	os.Exit(code)
 }

@@ -6,7 +6,6 @@ import (
 	"os"
 	"sort"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -34,19 +33,15 @@ type env struct {
 
 // shared is the package's API server, started on first use (so that -short
 // starts none) and stopped by TestMain; each test's sim resets it.
-var shared struct {
-	once sync.Once
-	cp   *sim.ControlPlane
-	err  error
-}
+var shared sim.SharedControlPlane
 
 func sharedControlPlane(t *testing.T) *sim.ControlPlane {
 	t.Helper()
-	shared.once.Do(func() { shared.cp, shared.err = sim.StartControlPlane(false) })
-	if shared.err != nil {
-		t.Fatalf("start the shared control plane: %v", shared.err)
+	cp, err := shared.Get()
+	if err != nil {
+		t.Fatalf("start the shared control plane: %v", err)
 	}
-	return shared.cp
+	return cp
 }
 
 // startSim starts a sim on the package's API server for one test and stops

@@ -66,17 +66,13 @@ func mixed(t testing.TB) *simCluster {
 // shared is the API server the other sims of the package use one after
 // another (the mixed sim, alive throughout, has its own), started on first
 // use and stopped by TestMain.
-var shared struct {
-	once sync.Once
-	cp   *sim.ControlPlane
-	err  error
-}
+var shared sim.SharedControlPlane
 
 // onShared returns o on the shared API server.
 func onShared(o sim.Options) (sim.Options, error) {
-	shared.once.Do(func() { shared.cp, shared.err = sim.StartControlPlane(false) })
-	o.ControlPlane = shared.cp
-	return o, shared.err
+	cp, err := shared.Get()
+	o.ControlPlane = cp
+	return o, err
 }
 
 func TestMain(m *testing.M) {
@@ -84,9 +80,7 @@ func TestMain(m *testing.M) {
 	if mixedSim.c != nil {
 		_ = mixedSim.c.Stop()
 	}
-	if shared.cp != nil {
-		_ = shared.cp.Stop()
-	}
+	shared.Stop()
 	os.Exit(code)
 }
 

@@ -152,3 +152,26 @@ func (p *ControlPlane) release() error {
 	defer cancel()
 	return p.reset(ctx)
 }
+
+// SharedControlPlane starts one ControlPlane on first use, so that a test
+// package's sims share it one after another and -short starts none. The
+// package's TestMain calls Stop.
+type SharedControlPlane struct {
+	Audit bool // start it with an audit log (StartControlPlane)
+	once  sync.Once
+	cp    *ControlPlane
+	err   error
+}
+
+// Get starts the control plane on the first call and returns it.
+func (s *SharedControlPlane) Get() (*ControlPlane, error) {
+	s.once.Do(func() { s.cp, s.err = StartControlPlane(s.Audit) })
+	return s.cp, s.err
+}
+
+// Stop stops the control plane if it was started.
+func (s *SharedControlPlane) Stop() {
+	if s.cp != nil {
+		_ = s.cp.Stop()
+	}
+}

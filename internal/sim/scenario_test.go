@@ -43,8 +43,6 @@ func TestMixAssign(t *testing.T) {
 func TestMain(m *testing.M) {
 	ctrllog.SetLogger(logr.Discard())
 	code := m.Run()
-	if shared.cp != nil {
-		_ = shared.cp.Stop()
-	}
+	shared.Stop()
 	os.Exit(code)
 }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os/exec"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -26,19 +25,15 @@ import (
 // shared is the package's API server, with an audit log for the call-table
 // tests, started on first use (so that -short starts none) and stopped by
 // TestMain.
-var shared struct {
-	once sync.Once
-	cp   *ControlPlane
-	err  error
-}
+var shared = SharedControlPlane{Audit: true}
 
 func sharedControlPlane(t *testing.T) *ControlPlane {
 	t.Helper()
-	shared.once.Do(func() { shared.cp, shared.err = StartControlPlane(true) })
-	if shared.err != nil {
-		t.Fatalf("start the shared control plane: %v", shared.err)
+	cp, err := shared.Get()
+	if err != nil {
+		t.Fatalf("start the shared control plane: %v", err)
 	}
-	return shared.cp
+	return cp
 }
 
 // startSim starts a sim for one test on the package's API server and stops
