@@ -20,8 +20,11 @@ const LauncherEnv = "DPFDOCTOR_SANDBOX"
 
 // Launcher returns the program that makes the sandbox: bwrap, or unshare
 // when bwrap is not on PATH or LauncherEnv asks for it.
-func Launcher() (string, error) {
-	want := os.Getenv(LauncherEnv)
+func Launcher() (string, error) { return launcher(os.Getenv(LauncherEnv)) }
+
+// launcher returns want (bwrap or unshare) if it is on PATH, or with want
+// empty the first of them that is.
+func launcher(want string) (string, error) {
 	switch want {
 	case "", "bwrap", "unshare":
 	default:

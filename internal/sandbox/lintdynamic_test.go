@@ -2,6 +2,7 @@ package sandbox_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/dpfdoctor/dpfdoctor/internal/cli"
 	"github.com/dpfdoctor/dpfdoctor/internal/lint"
+	"github.com/dpfdoctor/dpfdoctor/internal/sandbox"
 )
 
 var (
@@ -20,11 +22,18 @@ var (
 	role257      = filepath.Join("testdata", "rbac-v25.7")
 )
 
-// lintDynamic runs `dpfdoctor lint --dynamic -o json`, checks the report
-// against its schema and decodes it.
-func lintDynamic(t *testing.T, args ...string) (int, *lint.DynamicReport) {
+// onPlane returns a context in which lint --dynamic's sims start on a
+// control plane from planes.
+func onPlane(t *testing.T) context.Context {
 	t.Helper()
-	code, out, errOut := runCLI(t, append([]string{"lint", "--dynamic", "-o", "json"}, args...)...)
+	return sandbox.WithControlPlane(context.Background(), planes.get(t))
+}
+
+// lintDynamic runs `dpfdoctor lint --dynamic -o json` in ctx, checks the
+// report against its schema and decodes it.
+func lintDynamic(t *testing.T, ctx context.Context, args ...string) (int, *lint.DynamicReport) {
+	t.Helper()
+	code, out, errOut := runCLIContext(t, ctx, append([]string{"lint", "--dynamic", "-o", "json"}, args...)...)
 	doc, err := jsonschema.UnmarshalJSON(strings.NewReader(out))
 	if err != nil {
 		t.Fatalf("lint --dynamic: exit %d: %v\n%s\n%s", code, err, out, errOut)
@@ -88,6 +97,7 @@ func closeObjects(v any) {
 // with the operator's arguments against its release, makes no request lint
 // did not predict, and every request RBAC denied is one lint denies.
 func TestLintDynamicAgreesWithStatic(t *testing.T) {
+	t.Parallel()
 	requireSim(t)
 	for _, tc := range []struct {
 		name, script, rbac, version string
@@ -99,7 +109,8 @@ func TestLintDynamicAgreesWithStatic(t *testing.T) {
 		{"lint v25.7 fixture", filepath.Join(lintFixtures, "dmsinit-v25.7.sh"), role257, "v25.7.0", cli.ExitOK},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			code, r := lintDynamic(t, "--script", tc.script, "--rbac", tc.rbac, "--dynamic-dpf-version", tc.version)
+			t.Parallel()
+			code, r := lintDynamic(t, onPlane(t), "--script", tc.script, "--rbac", tc.rbac, "--dynamic-dpf-version", tc.version)
 			if code != tc.wantExit {
 				t.Errorf("exit %d, want %d", code, tc.wantExit)
 			}
@@ -135,9 +146,11 @@ func TestLintDynamicAgreesWithStatic(t *testing.T) {
 // A call static analysis cannot see (eval) is reported as a lint bug, and
 // its denial fails the run: exit 3, in every format.
 func TestLintDynamicPlantedMiss(t *testing.T) {
+	t.Parallel()
 	requireSim(t)
+	ctx := onPlane(t)
 	script := filepath.Join("testdata", "planted-miss.sh")
-	code, r := lintDynamic(t, "--script", script, "--rbac", role257, "--args", "")
+	code, r := lintDynamic(t, ctx, "--script", script, "--rbac", role257, "--args", "")
 	if code != cli.ExitProblems || len(r.Runs) != 1 {
 		t.Fatalf("exit %d, %d runs", code, len(r.Runs))
 	}
@@ -148,11 +161,11 @@ func TestLintDynamicPlantedMiss(t *testing.T) {
 	if len(r.Runs[0].Static.Warnings) == 0 || !strings.Contains(r.Runs[0].Static.Warnings[0].Message, "eval") {
 		t.Errorf("static warnings: %+v", r.Runs[0].Static.Warnings)
 	}
-	code, out, _ := runCLI(t, "lint", "--dynamic", "--script", script, "--rbac", role257, "--args", "")
+	code, out, _ := runCLIContext(t, ctx, "lint", "--dynamic", "--script", script, "--rbac", role257, "--args", "")
 	if code != cli.ExitProblems || !strings.Contains(out, "STATIC MISS (a lint bug") || !strings.Contains(out, "get secrets dpf-provisioning-client-secret in dpf-operator-system — DENIED (403)") {
 		t.Errorf("text: exit %d\n%s", code, out)
 	}
-	code, out, _ = runCLI(t, "lint", "--dynamic", "--script", script, "--rbac", role257, "--args", "", "-o", "sarif")
+	code, out, _ = runCLIContext(t, ctx, "lint", "--dynamic", "--script", script, "--rbac", role257, "--args", "", "-o", "sarif")
 	if code != cli.ExitProblems || !strings.Contains(out, `"ruleId": "`+lint.RuleStaticMiss+`"`) || !strings.Contains(out, `"ruleId": "`+lint.RuleObservedDenied+`"`) {
 		t.Errorf("sarif: exit %d\n%s", code, out)
 	}

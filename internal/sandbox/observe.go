@@ -50,14 +50,25 @@ const (
 	SimNodeIP = "127.0.0.2"
 )
 
+// controlPlaneKey carries WithControlPlane's control plane.
+type controlPlaneKey struct{}
+
+// WithControlPlane returns a context in which Observe starts its throwaway
+// sims on cp (started with an audit log) instead of on API servers of their
+// own: tests that run `lint --dynamic` through the CLI many times start one.
+func WithControlPlane(ctx context.Context, cp *sim.ControlPlane) context.Context {
+	return context.WithValue(ctx, controlPlaneKey{}, cp)
+}
+
 // Observe starts a throwaway sim with one DPU node whose DMS pod never
 // runs a container (certificate-not-ready), so that the ServiceAccount's
 // only requests are the script's, and runs the script once per argument
 // set in the sandbox on a healthy BlueField-3 host.
 func Observe(ctx context.Context, o ObserveOptions) ([]Observation, error) {
 	user := access.ServiceAccount(o.Namespace, o.ServiceAccount).User
+	cp, _ := ctx.Value(controlPlaneKey{}).(*sim.ControlPlane)
 	c, err := sim.Start(ctx, sim.Options{Version: o.Version, Nodes: 1, Scenario: string(sim.CertificateNotReady), RBAC: o.RBAC,
-		Audit: true, Resync: time.Hour, NodeStatusReport: -1})
+		Audit: true, Resync: time.Hour, NodeStatusReport: -1, ControlPlane: cp})
 	if err != nil {
 		return nil, fmt.Errorf("start the sim: %w", err)
 	}
@@ -72,7 +83,7 @@ func Observe(ctx context.Context, o ObserveOptions) ([]Observation, error) {
 	}
 	host, port := u.Hostname(), u.Port()
 	var runs []Observation
-	var offset int64
+	offset := c.AuditStart // a shared control plane's log holds earlier sims' requests
 	for _, args := range o.ArgSets {
 		res, err := Run(ctx, Spec{
 			Script: o.Script, Argv: append([]string{"/bin/bash", "/opt/dpf/dmsinit.sh"}, args...),

@@ -7,6 +7,7 @@ package sandbox
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -58,6 +59,9 @@ type Spec struct {
 	APIServer string
 	// Timeout bounds the run (default 2 minutes).
 	Timeout time.Duration
+	// Launcher forces bwrap or unshare, as LauncherEnv does (default
+	// Launcher()).
+	Launcher string
 }
 
 // Result is the container's outcome.
@@ -84,7 +88,7 @@ func (r Result) Lines() []string {
 // Run runs the spec in a fresh sandbox and returns its outcome. An error
 // means the sandbox itself failed; a script failure is a Result.
 func Run(ctx context.Context, s Spec) (Result, error) {
-	launcher, err := Launcher()
+	prog, err := launcher(cmp.Or(s.Launcher, os.Getenv(LauncherEnv)))
 	if err != nil {
 		return Result{}, err
 	}
@@ -102,7 +106,7 @@ func Run(ctx context.Context, s Spec) (Result, error) {
 	if err := s.Host.write(root, s); err != nil {
 		return Result{}, fmt.Errorf("build fake host: %w", err)
 	}
-	cmd, err := newLayout(root, s).command(ctx, launcher, dir, s.Argv)
+	cmd, err := newLayout(root, s).command(ctx, prog, dir, s.Argv)
 	if err != nil {
 		return Result{}, err
 	}

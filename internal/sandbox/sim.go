@@ -17,6 +17,8 @@ type SimRunner struct {
 	Kubectl string
 	// Timeout bounds one container run (default 2 minutes).
 	Timeout time.Duration
+	// Launcher forces bwrap or unshare (Spec.Launcher).
+	Launcher string
 }
 
 // RunScript implements sim.ScriptRunner.
@@ -28,7 +30,7 @@ func (r SimRunner) RunScript(ctx context.Context, run sim.ScriptRun) (sim.Script
 	res, err := Run(ctx, Spec{
 		Script: r.Script, Argv: run.Argv, Env: run.Env, Host: h,
 		SA:      ServiceAccount{Token: run.Token, CA: run.CA, Namespace: run.Namespace},
-		Kubectl: r.Kubectl, APIServer: run.APIServer, Timeout: r.Timeout,
+		Kubectl: r.Kubectl, APIServer: run.APIServer, Timeout: r.Timeout, Launcher: r.Launcher,
 	})
 	if err != nil {
 		return sim.ScriptResult{}, err

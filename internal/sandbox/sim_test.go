@@ -44,9 +44,10 @@ func requireSim(t *testing.T) {
 	}
 }
 
-// startScriptSim starts a sim whose dms-init and rshim-preflight run script
-// in the sandbox.
-func startScriptSim(t *testing.T, script string, o sim.Options) (*sim.Cluster, kubernetes.Interface) {
+// startScriptSim starts a sim on a control plane from planes whose dms-init
+// and rshim-preflight run script in the sandbox made by launcher (bwrap or
+// unshare; empty: sandbox.Launcher()).
+func startScriptSim(t *testing.T, launcher, script string, o sim.Options) (*sim.Cluster, kubernetes.Interface) {
 	t.Helper()
 	requireSim(t)
 	kubectl, err := exec.LookPath(sim.KubectlPath())
@@ -57,7 +58,8 @@ func startScriptSim(t *testing.T, script string, o sim.Options) (*sim.Cluster, k
 	if err != nil {
 		t.Fatal(err)
 	}
-	o.Script = sandbox.SimRunner{Script: abs, Kubectl: kubectl}
+	o.Script = sandbox.SimRunner{Script: abs, Kubectl: kubectl, Launcher: launcher}
+	o.ControlPlane = planes.get(t)
 	if o.TimeScale == 0 {
 		o.TimeScale = 0.05
 	}
@@ -170,9 +172,17 @@ func logOf(t *testing.T, cs kubernetes.Interface, ns, pod, container string) str
 
 func runCLI(t *testing.T, args ...string) (int, string, string) {
 	t.Helper()
+	return runCLIContext(t, context.Background(), args...)
+}
+
+// runCLIContext runs dpfdoctor in ctx (sandbox.WithControlPlane).
+func runCLIContext(t *testing.T, ctx context.Context, args ...string) (int, string, string) {
+	t.Helper()
 	var out, errOut bytes.Buffer
 	s := genericiooptions.IOStreams{In: strings.NewReader(""), Out: &out, ErrOut: &errOut}
-	code := cli.Run(cli.NewRootCommand(s), args, &errOut)
+	root := cli.NewRootCommand(s)
+	root.SetContext(ctx)
+	code := cli.Run(root, args, &errOut)
 	return code, out.String(), errOut.String()
 }
 
@@ -194,9 +204,11 @@ func classes(t *testing.T, c *sim.Cluster) map[string]diagnose.Class {
 
 // The flagship on v25.4.0: the script's real `kubectl patch --subresource
 // status` is Forbidden by the release's role; diagnose reads it from the
-// script's own log and fix makes the pods Ready.
+// script's own log and fix makes the pods Ready. The sandbox is
+// bubblewrap's.
 func TestSimFlagshipDiagnoseAndFix(t *testing.T) {
-	c, cs := startScriptSim(t, fixture, sim.Options{Version: "v25.4.0", Nodes: 2, Scenario: string(sim.DPUDeviceStatusForbidden)})
+	t.Parallel()
+	c, cs := startScriptSim(t, "bwrap", fixture, sim.Options{Version: "v25.4.0", Nodes: 2, Scenario: string(sim.DPUDeviceStatusForbidden)})
 	waitPods(t, c, cs, 2, "crashing", crashing)
 	node := c.Nodes[0]
 	log := logOf(t, cs, c.Namespace, dpf.PodName(node), dpf.ContainerDMSInit)
@@ -224,22 +236,12 @@ func TestSimFlagshipDiagnoseAndFix(t *testing.T) {
 
 // Host and network scenarios on v25.7.0: each comes from the script's real
 // output on its node's fake host, and diagnose classifies each pod. The
-// unshare fallback (bwrap missing, or DPFDOCTOR_SANDBOX=unshare) makes the
-// same observations as bubblewrap.
+// sandbox is the unshare fallback's (bwrap missing, or
+// DPFDOCTOR_SANDBOX=unshare), which the other sim tests do not use;
+// TestIsolation shows that both launchers isolate alike.
 func TestSimHostScenarios(t *testing.T) {
-	for _, l := range []string{"bwrap", "unshare"} {
-		t.Run(l, func(t *testing.T) {
-			t.Setenv(sandbox.LauncherEnv, l)
-			if got, err := sandbox.Launcher(); got != l {
-				t.Fatalf("launcher %q, %v", got, err)
-			}
-			hostScenarios(t)
-		})
-	}
-}
-
-func hostScenarios(t *testing.T) {
-	c, cs := startScriptSim(t, fixture, sim.Options{Version: "v25.7.0", Nodes: 4,
+	t.Parallel()
+	c, cs := startScriptSim(t, "unshare", fixture, sim.Options{Version: "v25.7.0", Nodes: 4,
 		Scenario: "apiserver-unreachable=1,no-dpu-found=1,rshim-occupied=1,healthy=1"})
 	waitPods(t, c, cs, 4, "settled", func(s string) bool { return crashing(s) || running(s) })
 	wantClasses(t, c, map[string]diagnose.Class{c.Nodes[0]: diagnose.ClassAPIServerUnreachable, c.Nodes[1]: diagnose.ClassNoDPUFound,
@@ -268,11 +270,12 @@ func hostScenarios(t *testing.T) {
 // given rules on every resync, reverting a hand edit. Each host has a
 // BlueField-3 and a BlueField-2, and the script registers both.
 func TestSimRBACReplacesInventory(t *testing.T) {
+	t.Parallel()
 	set, err := rbac.LoadManifests(filepath.Join("testdata", "rbac-v25.7"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, cs := startScriptSim(t, fixture, sim.Options{Version: "v25.4.0", Nodes: 2, Scenario: string(sim.DPUDeviceStatusForbidden), RBAC: set,
+	c, cs := startScriptSim(t, "", fixture, sim.Options{Version: "v25.4.0", Nodes: 2, Scenario: string(sim.DPUDeviceStatusForbidden), RBAC: set,
 		HostDPUs: []string{sim.DeviceBlueField3, sim.DeviceBlueField2}})
 	waitPods(t, c, cs, 2, "Running", running)
 	ctx := context.Background()
@@ -310,7 +313,8 @@ func TestSimRBACReplacesInventory(t *testing.T) {
 //
 // Diagnose says neither failure is fixable, and fix plans no change.
 func TestSimNotFixableScenarios(t *testing.T) {
-	c, cs := startScriptSim(t, fixtureAs(t, "B"), sim.Options{Version: "v25.4.0", Nodes: 3,
+	t.Parallel()
+	c, cs := startScriptSim(t, "", fixtureAs(t, "B"), sim.Options{Version: "v25.4.0", Nodes: 3,
 		Scenario: "hypothetical-empty-certificate-files=1,certificate-not-ready=1,healthy=1"})
 	empty, notReady, healthy := c.Nodes[0], c.Nodes[1], c.Nodes[2]
 	want := map[string]string{empty: "CrashLoopBackOff", notReady: "Init:0/3", healthy: "Running"}
@@ -374,7 +378,8 @@ func TestSimNotFixableScenarios(t *testing.T) {
 // v25.4.0: diagnose reads RBACForbidden from the script's log, and fix's
 // Secret grant lets the next run through.
 func TestSimSecretsForbiddenStory(t *testing.T) {
-	c, cs := startScriptSim(t, fixtureAs(t, "story"), sim.Options{Version: "v25.4.0", Nodes: 2, Scenario: string(sim.HypotheticalSecretsForbidden)})
+	t.Parallel()
+	c, cs := startScriptSim(t, "", fixtureAs(t, "story"), sim.Options{Version: "v25.4.0", Nodes: 2, Scenario: string(sim.HypotheticalSecretsForbidden)})
 	waitPods(t, c, cs, 2, "crashing", crashing)
 	l := logOf(t, cs, c.Namespace, dpf.PodName(c.Nodes[0]), dpf.ContainerDMSInit)
 	for _, w := range []string{`cannot get resource "secrets"`, dpf.MsgWaitingSecretB, "Error (create_certificate:", dpf.MsgSecretTimeoutB} {
@@ -391,7 +396,8 @@ func TestSimSecretsForbiddenStory(t *testing.T) {
 // diagnose still finds the denied Secret read (RBACForbidden) and fix
 // brings the pods to Ready.
 func TestSimSecretsForbiddenQuiet(t *testing.T) {
-	c, cs := startScriptSim(t, fixtureAs(t, "C"), sim.Options{Version: "v25.7.0", Nodes: 2, Scenario: string(sim.HypotheticalSecretsForbiddenQuiet)})
+	t.Parallel()
+	c, cs := startScriptSim(t, "", fixtureAs(t, "C"), sim.Options{Version: "v25.7.0", Nodes: 2, Scenario: string(sim.HypotheticalSecretsForbiddenQuiet)})
 	waitPods(t, c, cs, 2, "crashing", crashing)
 	l := logOf(t, cs, c.Namespace, dpf.PodName(c.Nodes[0]), dpf.ContainerDMSInit)
 	if !strings.Contains(l, dpf.MsgSecretTimeoutC+dpf.SecretName(c.Nodes[0])+" to be fully populated") || strings.Contains(l, "Forbidden") {
