@@ -203,7 +203,8 @@ func (o *operator) setConfigReady(ctx context.Context) error {
 // the provisioning manager's --concurrency, which it passes to
 // controller-runtime as MaxConcurrentReconciles, defaults to 1
 // (cmd/provisioning/main.go in NVIDIA/doca-platform at v25.4.0, 785d519),
-// and the operator's Deployment does not set it.
+// and neither the manager's Deployment (config/provisioning/manager) nor
+// the operator's edits to it (internal/operator/inventory) set it.
 const nodeReconcilers = 1
 
 func (o *operator) processNode(ctx context.Context) bool {
