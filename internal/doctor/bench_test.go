@@ -68,6 +68,8 @@ type benchRun struct {
 	GrantSurvive  bool    `json:"grantSurvivesReconcile"`
 	// ByKind counts the requests by method and resource.
 	ByKind map[string]int `json:"byKind"`
+	// Phases are the report's phase times.
+	Phases *doctor.Timings `json:"phaseSeconds,omitempty"`
 }
 
 // BenchmarkFix1000 measures fix-to-all-Ready on 1,000 failing v25.4.0
@@ -87,12 +89,15 @@ func BenchmarkFix1000(b *testing.B) {
 		benchWidelyShared(b, nodes, &res)
 		b.ReportMetric(float64(res.Dpfdoctor.Requests), "requests/op")
 		b.ReportMetric(res.Dpfdoctor.Seconds, "s-to-all-ready/op")
+		reportPhases(b, "", res.Dpfdoctor.Phases)
 		b.ReportMetric(float64(res.Dpfdoctor.Ready), "ready/op")
 		b.ReportMetric(float64(none.Requests), "none-requests/op")
 		b.ReportMetric(none.Seconds, "none-s-to-all-ready/op")
+		reportPhases(b, "none-", none.Phases)
 		b.ReportMetric(float64(none.Ready), "none-ready/op")
 		b.ReportMetric(float64(v257.Requests), "v25.7-requests/op")
 		b.ReportMetric(v257.Seconds, "v25.7-s-to-all-ready/op")
+		reportPhases(b, "v25.7-", v257.Phases)
 		b.ReportMetric(float64(res.WidelyShared.Requests), "shared-requests/op")
 		b.ReportMetric(float64(res.WidelyShared.Ready), "shared-ready/op")
 		writeBench(b, res)
@@ -108,8 +113,21 @@ func BenchmarkFix5000(b *testing.B) {
 		res.Dpfdoctor = benchDpfdoctor(b, nodes, "v25.4.0", plan.RestartDelete)
 		b.ReportMetric(float64(res.Dpfdoctor.Requests), "requests/op")
 		b.ReportMetric(res.Dpfdoctor.Seconds, "s-to-all-ready/op")
+		reportPhases(b, "", res.Dpfdoctor.Phases)
 		b.ReportMetric(float64(res.Dpfdoctor.Ready), "ready/op")
 		writeBench(b, res)
+	}
+}
+
+// reportPhases reports the times from the grant and from the first
+// restart to all Ready; the other phases are in the log line and the JSON.
+func reportPhases(b *testing.B, prefix string, t *doctor.Timings) {
+	if t == nil {
+		return
+	}
+	b.ReportMetric(t.GrantToAllReady, prefix+"s-grant-to-all-ready/op")
+	if t.RestartToAllReady > 0 {
+		b.ReportMetric(t.RestartToAllReady, prefix+"s-restart-to-all-ready/op")
 	}
 }
 
@@ -187,13 +205,13 @@ func benchDpfdoctor(b *testing.B, nodes int, version, restart string) benchRun {
 	if err != nil {
 		b.Logf("fix %s --restart=%s: %v", version, restart, err)
 	}
-	res.Outcome, res.WaitedSeconds = rep.Outcome, rep.WaitedSeconds
+	res.Outcome, res.WaitedSeconds, res.Phases = rep.Outcome, rep.WaitedSeconds, rep.Seconds
 	if rep.Recovery != nil {
 		res.Ready = rep.Recovery.Ready
 	}
 	res.GrantSurvive = rep.Reconcile != nil && rep.Reconcile.ObjectsIntact && rep.AfterReconcile != nil && len(rep.AfterReconcile.Problems) == 0
-	b.Logf("fix %s --restart=%s on %d nodes: %d requests (%d access reviews), %d Ready in %.1fs (%s); by kind %v",
-		version, restart, nodes, res.Requests, res.Reviews, res.Ready, res.Seconds, res.Outcome, res.ByKind)
+	b.Logf("fix %s --restart=%s on %d nodes: %d requests (%d access reviews), %d Ready in %.1fs (%s); phases: %v; by kind %v",
+		version, restart, nodes, res.Requests, res.Reviews, res.Ready, res.Seconds, res.Outcome, res.Phases, res.ByKind)
 	return res
 }
 

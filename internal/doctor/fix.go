@@ -10,6 +10,7 @@ import (
 	"io"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -51,6 +52,7 @@ type Planned struct {
 	// Refused is the policy's refusal of the plan as the cluster is now
 	// (nil: allowed). Apply asks the policy again before writing.
 	Refused error
+	took    time.Duration // collecting and diagnosing
 }
 
 // planLogBudget is the most failing pods whose logs a plan reads one by one
@@ -87,15 +89,17 @@ func Plan(ctx context.Context, o PlanOptions) (*Planned, error) {
 // makePlan is Plan; observe asks the policy now, which apply does again
 // right before writing.
 func makePlan(ctx context.Context, o PlanOptions, observe bool) (*Planned, error) {
+	start := time.Now()
 	b, d, err := collect(ctx, o, nil, nil)
 	if err != nil {
 		return nil, err
 	}
+	took := time.Since(start)
 	p, err := plan.Build(plan.Input{Diagnosis: d, Bundle: b, Scope: o.Scope, Restart: o.Restart})
 	if err != nil {
 		return nil, err
 	}
-	out := &Planned{Bundle: b, Diagnosis: d, Plan: p}
+	out := &Planned{Bundle: b, Diagnosis: d, Plan: p, took: took}
 	if observe && len(p.Changes) > 0 {
 		_, observed, err := (&apply.Applier{Clients: o.Clients}).Observe(ctx, p)
 		if err != nil {
@@ -154,6 +158,11 @@ func (o *FixOptions) defaults() {
 // was written has then been rolled back).
 func Fix(ctx context.Context, o FixOptions) (*Report, error) {
 	o.defaults()
+	if o.Log != nil && o.Progress != nil {
+		// The recovery's progress runs beside the steps' lines.
+		mu := &sync.Mutex{}
+		o.Log, o.Progress = lockedWriter{mu, o.Log}, lockedWriter{mu, o.Progress}
+	}
 	f := &fixRun{o: o, cl: o.Clients, startReq: o.Clients.Budget.Used(), startWait: o.Clients.Budget.Waited(),
 		r: &Report{SchemaVersion: ReportSchema, Cluster: o.Clients.Config.Host, Tool: buildinfo.Get().Version, StartedAt: o.Now().UTC().Format(time.RFC3339), VerifySeed: o.Seed}}
 	err := f.run(ctx)
@@ -180,17 +189,48 @@ type fixRun struct {
 	watch        *verify.ReconcileWatch // follows the operator's ClusterRole and dpfdoctor's objects
 	rec          *verify.Recovery
 	noOp         bool
+
+	t       Timings
+	grantAt time.Time // when the grant was written
+	// The recovery runs from the grant on (bring); recover waits for it.
+	stopRun context.CancelFunc
+	ran     chan struct{}
+	recRes  verify.RecoverResult
+	recErr  error
+}
+
+// lockedWriter serialises writes to w.
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }
 
 // errDone ends a fix early without an error: there is nothing to do.
 var errDone = errors.New("nothing to do")
 
-// run runs the steps in order until one fails or there is nothing to do.
+// run runs the steps in order until one fails or there is nothing to do,
+// and times each into its phase.
 func (f *fixRun) run(ctx context.Context) error {
-	for _, step := range []func(context.Context) error{
-		f.makePlan, f.confirm, f.checkRights, f.startRecovery, f.apply, f.verifyGrant, f.reconcile, f.recover, f.rediagnose,
+	t := &f.t
+	for _, s := range []struct {
+		step  func(context.Context) error
+		phase *float64
+	}{
+		{f.makePlan, &t.Plan}, {f.confirm, nil}, {f.checkRights, &t.Plan}, {f.startRecovery, &t.Plan}, {f.apply, &t.Apply},
+		{f.verifyGrant, &t.Verify}, {f.reconcile, &t.ReconcileWait}, {f.recover, nil}, {f.rediagnose, &t.Verify},
 	} {
-		if err := step(ctx); errors.Is(err, errDone) {
+		start := f.o.Now()
+		err := s.step(ctx)
+		if s.phase != nil {
+			*s.phase += f.o.Now().Sub(start).Seconds()
+		}
+		if errors.Is(err, errDone) {
 			return nil
 		} else if err != nil {
 			return err
@@ -218,6 +258,8 @@ func (f *fixRun) makePlan(ctx context.Context) error {
 	}
 	p, r := pl.Plan, f.r
 	f.plan, f.bundle = p, pl.Bundle
+	f.t.Evidence = pl.took.Seconds()
+	f.t.Plan -= f.t.Evidence // the step's time goes to Plan
 	r.Plan, r.PlanID, r.Version = p, p.ID, p.Version
 	r.Before = summarize(pl.Diagnosis)
 	for _, s := range p.Skipped {
@@ -361,6 +403,7 @@ func (f *fixRun) report(err error) (*Report, error) {
 	r.FinishedAt = f.o.Now().UTC().Format(time.RFC3339)
 	r.Requests = f.cl.Budget.Used() - f.startReq
 	r.WaitedSeconds = (f.cl.Budget.Waited() - f.startWait).Seconds()
+	r.Seconds = f.timings()
 	if err == nil && len(r.Problems) > 0 {
 		err = fmt.Errorf("%w: %s", outcome.ErrProblems, strings.Join(r.Problems, "; "))
 	}

@@ -115,9 +115,11 @@ func (f *fixRun) apply(ctx context.Context) error {
 		f.r.Outcome = OutcomeFailed
 		return err
 	}
+	f.grantAt = f.o.Now()
 	if y, yerr := f.plan.RBACYAML(); yerr == nil {
 		f.r.AppliedYAML = string(y)
 	}
+	f.bring(ctx)
 	return nil
 }
 

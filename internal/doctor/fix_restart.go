@@ -3,6 +3,7 @@ package doctor
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/dpfdoctor/dpfdoctor/internal/apply"
 	"github.com/dpfdoctor/dpfdoctor/internal/verify"
@@ -27,19 +28,38 @@ func (f *fixRun) startRecovery(ctx context.Context) error {
 // event to come back.
 func (f *fixRun) quiesce(ctx context.Context) error {
 	f.logf("deleting the v25.4.0 pods that need a Node event, before the grant …")
+	start := f.o.Now()
+	defer func() { f.t.Apply -= f.o.Now().Sub(start).Seconds() }() // Restart's, not Apply's
 	return f.rec.Quiesce(ctx)
 }
 
-// recover brings the pods back and watches them until Ready or the
-// timeout.
-func (f *fixRun) recover(ctx context.Context) error {
+// bring starts, once the grant is in place, the restarts and the watch
+// until the pods are Ready. They need nothing the verification or the
+// operator's reconcile finds, so they run beside them and recover waits
+// for the result; a failure there cancels them (stopRecovery).
+func (f *fixRun) bring(ctx context.Context) {
 	if f.rec == nil {
-		return nil
+		return
 	}
 	f.logf("bringing %d pods back and watching them …", len(f.plan.Restart))
-	rr, err := f.rec.Run(ctx)
+	ctx, f.stopRun = context.WithCancel(ctx)
+	f.ran = make(chan struct{})
+	go func() {
+		defer close(f.ran)
+		f.recRes, f.recErr = f.rec.Run(ctx)
+	}()
+}
+
+// recover waits until the pods are Ready or the timeout.
+func (f *fixRun) recover(context.Context) error {
+	if f.ran == nil {
+		return nil
+	}
+	<-f.ran
+	rr, err := f.recRes, f.recErr
 	f.setBackup()
 	f.r.Recovery = &rr
+	f.t.Recovery = rr.Seconds
 	if err != nil {
 		return err
 	}
@@ -54,8 +74,9 @@ func (f *fixRun) recover(ctx context.Context) error {
 	return nil
 }
 
-// stopRecovery ends the watches. When the fix failed before recover, the
-// Node events for the pods quiesce deleted still bring them back.
+// stopRecovery ends the watches. When the fix failed before the recovery
+// sent them all, the Node events for the pods quiesce deleted still bring
+// them back.
 func (f *fixRun) stopRecovery(ctx context.Context, err error) {
 	if f.watch != nil {
 		f.watch.Stop()
@@ -63,10 +84,47 @@ func (f *fixRun) stopRecovery(ctx context.Context, err error) {
 	if f.rec == nil {
 		return
 	}
+	if f.ran != nil {
+		f.stopRun()
+		<-f.ran
+	}
 	if err != nil {
 		if rerr := f.rec.Release(context.WithoutCancel(ctx)); rerr != nil {
 			f.logf("warning: could not send the Node events that bring the deleted pods back: %v", rerr)
 		}
 	}
 	f.rec.Stop()
+}
+
+// timings are the phases as timed, with the restarts and the time to all
+// Ready from the recovery.
+func (f *fixRun) timings() *Timings {
+	t := f.t
+	for _, d := range []*float64{&t.Plan, &t.Apply, &t.ReconcileWait} {
+		*d = max(0, *d) // a step's time less a part timed apart
+	}
+	if f.rec == nil {
+		return &t
+	}
+	first, last := f.rec.Restarts()
+	if !first.IsZero() {
+		t.Restart = last.Sub(first).Seconds()
+	}
+	rr := f.r.Recovery
+	if rr == nil || rr.Total == 0 || rr.Ready < rr.Total {
+		return &t
+	}
+	var lastReady time.Time
+	for _, p := range rr.Pods {
+		if at, err := time.Parse(time.RFC3339Nano, p.ReadyAt); err == nil && at.After(lastReady) {
+			lastReady = at
+		}
+	}
+	if !f.grantAt.IsZero() {
+		t.GrantToAllReady = max(0, lastReady.Sub(f.grantAt).Seconds())
+	}
+	if !first.IsZero() {
+		t.RestartToAllReady = max(0, lastReady.Sub(first).Seconds())
+	}
+	return &t
 }

@@ -76,6 +76,42 @@ type Report struct {
 	// VerifySeed seeds the sample of granted names the access reviews ask
 	// about; every name is evaluated on the objects as read back.
 	VerifySeed uint64 `json:"verifySeed"`
+	// Seconds are the fix's phases, timed.
+	Seconds *Timings `json:"phaseSeconds,omitempty"`
+}
+
+// Timings are the wall times of a fix's phases, in seconds. The restarts
+// and the recovery run beside the verification and the reconcile wait, so
+// the phases overlap and need not add up to the whole.
+type Timings struct {
+	Evidence float64 `json:"evidence"` // collect and diagnose
+	Plan     float64 `json:"plan"`     // plan, policy, rights checks, the watches' start
+	// Apply is backup, dry runs and writes, up to the moment the grant is
+	// in place; the deletes before it (v25.4.0) count as Restart.
+	Apply         float64 `json:"apply"`
+	Restart       float64 `json:"restart"`       // from the first delete or Node event to the last
+	Verify        float64 `json:"verify"`        // read-backs, access reviews, the second diagnosis
+	ReconcileWait float64 `json:"reconcileWait"` // the operator's reconcile, requested and watched
+	Recovery      float64 `json:"recovery"`      // from the grant to the last pod Ready, or the timeout
+	// GrantToAllReady and RestartToAllReady run from the moment the grant
+	// was written and from the first restart to the last pod seen Ready;
+	// omitted unless every pod got Ready (and, for the second, one was
+	// restarted).
+	GrantToAllReady   float64 `json:"grantToAllReady,omitempty"`
+	RestartToAllReady float64 `json:"restartToAllReady,omitempty"`
+}
+
+// String is the timings on one line.
+func (t Timings) String() string {
+	s := fmt.Sprintf("evidence %.1fs, plan %.1fs, apply %.1fs, restart %.1fs, verify %.1fs, reconcile wait %.1fs, recovery %.1fs",
+		t.Evidence, t.Plan, t.Apply, t.Restart, t.Verify, t.ReconcileWait, t.Recovery)
+	if t.GrantToAllReady > 0 {
+		s += fmt.Sprintf("; all Ready %.1fs after the grant", t.GrantToAllReady)
+	}
+	if t.RestartToAllReady > 0 {
+		s += fmt.Sprintf(", %.1fs after the first restart", t.RestartToAllReady)
+	}
+	return s
 }
 
 // FindingSummary is one finding, briefly.
@@ -167,6 +203,9 @@ func (r *Report) Markdown() string {
 	w("| | |\n|---|---|\n")
 	w("| Cluster | `%s` |\n| dpfdoctor | %s |\n| DPF version | %s |\n| Plan | `%s` |\n| Started | %s |\n| Finished | %s |\n| Outcome | **%s** |\n| API requests | %d |\n| Waited on API throttling | %.1fs |\n| Verification seed | %d |\n\n",
 		r.Cluster, r.Tool, cmp.Or(r.Version, "–"), cmp.Or(r.PlanID, "–"), r.StartedAt, cmp.Or(r.FinishedAt, "–"), r.Outcome, r.Requests, r.WaitedSeconds, r.VerifySeed)
+	if r.Seconds != nil {
+		w("Phases: %s.\n\n", r.Seconds)
+	}
 	if len(r.Problems) > 0 || r.Error != "" {
 		w("## Problems remaining\n\n")
 		for _, p := range r.Problems {

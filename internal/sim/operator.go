@@ -42,8 +42,10 @@ type operator struct {
 
 	nodes    listersv1.NodeLister
 	pods     listersv1.PodLister
+	secrets  listersv1.SecretLister
 	dpuNodes cache.GenericLister
 	configs  cache.GenericLister
+	certs    cache.GenericLister
 	// podInformer is shared with the kubelet.
 	podInformer cache.SharedIndexInformer
 }
@@ -65,7 +67,12 @@ func (o *operator) start(ctx context.Context, wg *sync.WaitGroup) error {
 	pi := podInf.Core().V1().Pods()
 	di := dynInf.ForResource(gvrDPUNode)
 	ci := dynInf.ForResource(gvrOperatorCfg)
+	// The NodeReconciler reads through controller-runtime's cache, so it
+	// creates a Certificate (and, as cert-manager, its Secret) only when
+	// the cache has none: an API request per re-created pod, not three.
+	si, cti := podInf.Core().V1().Secrets(), dynInf.ForResource(gvrCertificate)
 	o.nodes, o.pods, o.dpuNodes, o.configs, o.podInformer = ni.Lister(), pi.Lister(), di.Lister(), ci.Lister(), pi.Informer()
+	o.secrets, o.certs = si.Lister(), cti.Lister()
 
 	enqueueNode := func(obj any) {
 		if n, ok := obj.(*corev1.Node); ok {
@@ -109,7 +116,8 @@ func (o *operator) start(ctx context.Context, wg *sync.WaitGroup) error {
 	nodeInf.Start(ctx.Done())
 	podInf.Start(ctx.Done())
 	dynInf.Start(ctx.Done())
-	if !cache.WaitForCacheSync(ctx.Done(), ni.Informer().HasSynced, pi.Informer().HasSynced, di.Informer().HasSynced, ci.Informer().HasSynced) {
+	if !cache.WaitForCacheSync(ctx.Done(), ni.Informer().HasSynced, pi.Informer().HasSynced, di.Informer().HasSynced, ci.Informer().HasSynced,
+		si.Informer().HasSynced, cti.Informer().HasSynced) {
 		return fmt.Errorf("operator caches did not sync")
 	}
 	wg.Go(func() {
@@ -117,7 +125,7 @@ func (o *operator) start(ctx context.Context, wg *sync.WaitGroup) error {
 		o.queue.ShutDown()
 	})
 	wg.Go(func() { o.inventoryLoop(ctx) })
-	for range 4 {
+	for range nodeReconcilers {
 		wg.Go(func() {
 			for o.processNode(ctx) {
 			}
@@ -191,6 +199,14 @@ func (o *operator) setConfigReady(ctx context.Context) error {
 	return err
 }
 
+// nodeReconcilers is how many Nodes the NodeReconciler reconciles at once:
+// the provisioning manager's --concurrency, which it passes to
+// controller-runtime as MaxConcurrentReconciles, defaults to 1
+// (cmd/provisioning/main.go in NVIDIA/doca-platform at v25.4.0, 785d519),
+// and neither the manager's Deployment (config/provisioning/manager) nor
+// the operator's edits to it (internal/operator/inventory) set it.
+const nodeReconcilers = 1
+
 func (o *operator) processNode(ctx context.Context) bool {
 	name, quit := o.queue.Get()
 	if quit {
@@ -261,6 +277,9 @@ func (o *operator) ensureCertificate(ctx context.Context, node *corev1.Node, sce
 	subject := c.subject(node.Name)
 	certName := dpf.CertificateName(subject)
 	ready := scen != CertificateNotReady
+	if _, err := o.certs.ByNamespace(ns).Get(certName); err == nil {
+		return o.ensureSecret(ctx, subject, certName, ready)
+	}
 	cert := &unstructured.Unstructured{Object: map[string]any{
 		"apiVersion": "cert-manager.io/v1", "kind": "Certificate",
 		"metadata": map[string]any{"name": certName, "namespace": ns},
@@ -285,7 +304,17 @@ func (o *operator) ensureCertificate(ctx context.Context, node *corev1.Node, sce
 			return fmt.Errorf("set certificate status: %w", err)
 		}
 	}
+	return o.ensureSecret(ctx, subject, certName, ready)
+}
+
+// ensureSecret creates the Certificate's Secret, as cert-manager would once
+// the Certificate is ready, unless the cache holds it.
+func (o *operator) ensureSecret(ctx context.Context, subject, certName string, ready bool) error {
+	ns, c := o.c.Namespace, o.c
 	if !ready {
+		return nil
+	}
+	if _, err := o.secrets.Secrets(ns).Get(dpf.SecretName(subject)); err == nil {
 		return nil
 	}
 	secret := &corev1.Secret{

@@ -117,17 +117,19 @@ type Recovery struct {
 	changed chan struct{}
 	touch   chan string
 	closed  bool
-	// journalled is true once the Node annotations are journalled;
-	// running once Run has started.
-	journalled, running bool
-	podStore            cache.Store
-	dpuNodes            cache.Store
+	// journalled is true once the Node annotations are journalled.
+	journalled bool
+	podStore   cache.Store
+	dpuNodes   cache.Store
 	// lastFresh is when a replacement pod was last seen: while the operator
 	// keeps creating pods it is working through its queue, not missing
 	// events.
 	lastFresh time.Time
-	cancel    context.CancelFunc
-	wg        sync.WaitGroup
+	// firstRestart and lastRestart are when the first and the last delete
+	// or Node event were sent.
+	firstRestart, lastRestart time.Time
+	cancel                    context.CancelFunc
+	wg                        sync.WaitGroup
 }
 
 // StartRecovery starts the watches. Stop it when done.
@@ -289,23 +291,23 @@ func (r *Recovery) Quiesce(ctx context.Context) error {
 	}
 }
 
-// Release sends the Node events for pods Quiesce deleted, without waiting
-// for anything: used when the fix failed before Run, so the operator
-// re-creates the pods as they were. It does nothing once Run has started
-// or when Quiesce deleted nothing.
+// Release sends the Node events for pods Quiesce deleted that have had
+// none and are still gone, without waiting for anything: used when the fix
+// failed before Run sent them all (Run's context was cancelled), so the
+// operator re-creates the pods as they were. It does nothing when Quiesce
+// deleted nothing.
 func (r *Recovery) Release(ctx context.Context) error {
 	r.mu.Lock()
 	var pods []string
 	quiesced := false
 	for name, t := range r.pods {
 		quiesced = quiesced || t.deleting
-		if t.action.TouchNode && t.deleted && t.touches == 0 {
+		if t.action.TouchNode && t.deleted && t.touches == 0 && t.state == "Deleted" {
 			pods = append(pods, name)
 		}
 	}
-	running := r.running
 	r.mu.Unlock()
-	if running || !quiesced {
+	if !quiesced {
 		return nil
 	}
 	if err := r.journalAndTouch(ctx, false); err != nil {
@@ -332,7 +334,6 @@ func (r *Recovery) Run(ctx context.Context) (res RecoverResult, err error) {
 	}
 	start := r.clock.Now()
 	r.mu.Lock()
-	r.running = true
 	var todo []*tracked
 	for _, t := range r.pods {
 		if !t.deleting {
@@ -359,21 +360,26 @@ func (r *Recovery) Run(ctx context.Context) (res RecoverResult, err error) {
 	defer tick.Stop()
 	p := newProgress(r.o.Progress, r.o.TTY, r.clock.Now)
 	defer func() { p.done(res) }()
+	final := func(timedOut bool) RecoverResult {
+		res := r.result(r.clock.Now().Sub(start))
+		res.TimedOut = timedOut
+		return res
+	}
 	for {
-		res = r.result(r.clock.Now().Sub(start))
-		p.show(res, states(res))
-		if res.Ready == res.Total {
-			return res, nil
+		// Counting, not r.result: the loop runs on every pod event, and a
+		// full result per event is quadratic in the number of pods.
+		sum, by := r.count(r.clock.Now().Sub(start))
+		p.show(sum, by)
+		if sum.Ready == sum.Total {
+			return final(false), nil
 		}
 		select {
 		case <-ctx.Done():
-			return res, ctx.Err()
+			return final(false), ctx.Err()
 		case err := <-errs:
-			return res, err
+			return final(false), err
 		case <-deadline.C():
-			res = r.result(r.clock.Now().Sub(start))
-			res.TimedOut = true
-			return res, nil
+			return final(true), nil
 		case <-tick.C():
 			r.retouch()
 		case <-r.changed:
@@ -508,6 +514,7 @@ func (r *Recovery) deletePod(ctx context.Context, t *tracked) error {
 	}
 	uid := t.oldUID
 	t.deleting, t.started = true, r.clock.Now()
+	r.restarted(t.started)
 	r.mu.Unlock()
 	if r.o.Effects == nil {
 		return fmt.Errorf("restart: nothing to delete pod %s with", t.action.Pod)
@@ -577,6 +584,7 @@ func (r *Recovery) touchNode(ctx context.Context, pod string) error {
 		return nil
 	}
 	t.touchedAt, t.touches = r.clock.Now(), t.touches+1
+	r.restarted(t.touchedAt)
 	node, n := t.action.Node, t.touches
 	r.mu.Unlock()
 	return r.o.Effects.TouchNode(ctx, node, n)
@@ -627,11 +635,37 @@ func (r *Recovery) result(elapsed time.Duration) RecoverResult {
 	return res
 }
 
-// states counts the pods by state, Ready ones as "Ready".
-func states(res RecoverResult) map[string]int {
-	m := map[string]int{}
-	for _, p := range res.Pods {
-		m[p.State]++
+// count is the progress so far: the pods Ready, in all, and by state
+// (Ready ones as "Ready").
+func (r *Recovery) count(elapsed time.Duration) (RecoverResult, map[string]int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	res, by := RecoverResult{Total: len(r.pods), Seconds: elapsed.Seconds()}, map[string]int{}
+	for _, t := range r.pods {
+		if !t.readyAt.IsZero() {
+			res.Ready++
+			by["Ready"]++
+		} else {
+			by[t.state]++
+		}
 	}
-	return m
+	return res, by
+}
+
+// restarted records a delete or Node event sent at t; call with r.mu held.
+func (r *Recovery) restarted(t time.Time) {
+	if r.firstRestart.IsZero() {
+		r.firstRestart = t
+	}
+	if t.After(r.lastRestart) {
+		r.lastRestart = t
+	}
+}
+
+// Restarts returns when the first and the last delete or Node event were
+// sent (zero when none was).
+func (r *Recovery) Restarts() (first, last time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.firstRestart, r.lastRestart
 }
