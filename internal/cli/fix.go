@@ -445,6 +445,9 @@ func printFixSummary(w io.Writer, r *doctor.Report, col palette) error {
 			fmt.Fprintf(w, "  time to Ready: median %.1fs, max %.1fs\n", ttr[len(ttr)/2], ttr[len(ttr)-1])
 		}
 	}
+	if r.Seconds != nil {
+		fmt.Fprintf(w, "  phases: %s\n", r.Seconds)
+	}
 	for _, p := range r.Problems {
 		fmt.Fprintf(w, "  %s %s\n", col.paint(red, "problem:"), p)
 	}
