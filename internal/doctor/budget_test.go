@@ -41,6 +41,7 @@ const budgetOverhead = 60
 // minute on two cores); DPFDOCTOR_BUDGET_NODES=N[,M…] runs both modes on
 // those sizes instead.
 func TestFixRequestBudget(t *testing.T) {
+	t.Parallel()
 	type run struct {
 		n    int
 		mode string
@@ -59,7 +60,7 @@ func TestFixRequestBudget(t *testing.T) {
 	for _, r := range runs {
 		n, mode := r.n, r.mode
 		t.Run(fmt.Sprintf("%d/%s", n, mode), func(t *testing.T) {
-			e := startSim(t, sim.Options{Nodes: n, Scenario: string(sim.HypotheticalSecretsForbidden)})
+			e := startSimOn(t, &budgetPlane, sim.Options{Nodes: n, Scenario: string(sim.HypotheticalSecretsForbidden)})
 			e.waitFailing(n)
 			budget := kube.NewBudget(0).Recording()
 			cl, err := kube.New(e.c.Config, e.c.Namespace, budget)

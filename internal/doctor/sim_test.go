@@ -6,6 +6,7 @@ import (
 	"os"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -31,22 +32,29 @@ type env struct {
 	dyn dynamic.Interface
 }
 
-// shared is the package's API server, started on first use (so that -short
-// starts none) and stopped by TestMain; each test's sim resets it.
-var shared sim.SharedControlPlane
-
-func sharedControlPlane(t *testing.T) *sim.ControlPlane {
-	t.Helper()
-	cp, err := shared.Get()
-	if err != nil {
-		t.Fatalf("start the shared control plane: %v", err)
-	}
-	return cp
+// plane is an API server that the package's tests share, started on first
+// use (so that -short starts none) and stopped by TestMain. Its tests take
+// turns: startSim holds it until the test's sim has stopped and reset it.
+type plane struct {
+	sim.SharedControlPlane
+	turn sync.Mutex
 }
 
-// startSim starts a sim on the package's API server for one test and stops
-// it at the end.
+// shared serves every test but TestFixRequestBudget, which has its own
+// (budgetPlane), so that its 500-node sim, mostly waiting on back-off
+// timers, runs while the other tests run (they are all t.Parallel).
+var shared, budgetPlane plane
+
+// startSim starts a sim on the package's shared API server for one test
+// and stops it at the end.
 func startSim(t *testing.T, o sim.Options) *env {
+	t.Helper()
+	return startSimOn(t, &shared, o)
+}
+
+// startSimOn starts a sim on p for one test, once p is free, and stops it
+// at the end.
+func startSimOn(t *testing.T, p *plane, o sim.Options) *env {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("starts an API server (envtest); skipped under -short")
@@ -66,7 +74,13 @@ func startSim(t *testing.T, o sim.Options) *env {
 	if os.Getenv("SIM_LOG") != "" {
 		o.Log = testLog{t}
 	}
-	o.ControlPlane = sharedControlPlane(t)
+	p.turn.Lock()
+	t.Cleanup(p.turn.Unlock) // after the sim's Stop below: cleanups run last first
+	cp, err := p.Get()
+	if err != nil {
+		t.Fatalf("start the shared control plane: %v", err)
+	}
+	o.ControlPlane = cp
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	c, err := sim.Start(ctx, o)
