@@ -95,7 +95,7 @@ func TestFixFullStory(t *testing.T) {
 			}
 
 			// The grant survives three operator resyncs.
-			e.waitReconciles(3)
+			e.reconcile(3)
 			for _, n := range e.c.Nodes {
 				if !e.sar(access.Request{Verb: "get", Resource: "secrets", Namespace: e.c.Namespace, Name: dpf.SecretName(n)}) {
 					t.Errorf("after 3 resyncs the SA may not get %s", dpf.SecretName(n))

@@ -62,7 +62,7 @@ func fixAfterWidelySharedScript(t *testing.T, deleteAll bool) {
 			t.Fatal(err)
 		}
 	}
-	e.waitReconciles(1)
+	e.reconcile(1)
 	if cr, err := rb.Get(ctx, e.c.Release.ClusterRole, metav1.GetOptions{}); err != nil || strings.Contains(cr.String(), "secrets") {
 		t.Fatalf("the operator did not revert its ClusterRole: %v", err)
 	}
