@@ -11,11 +11,15 @@ import (
 	"time"
 
 	authorizationv1 "k8s.io/api/authorization/v1"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
+	watchtools "k8s.io/client-go/tools/watch"
 
 	"github.com/dpfdoctor/dpfdoctor/internal/access"
 	"github.com/dpfdoctor/dpfdoctor/internal/dpf"
@@ -106,28 +110,36 @@ func (e *env) clients() *kube.Clients {
 }
 
 // waitFailing waits until n DMS pods exist and none is Ready, and each has
-// failed at least once.
+// failed at least once, watching the pods (a LIST of 500 pods every few
+// hundred milliseconds costs the API server more than the sim does).
 func (e *env) waitFailing(n int) {
 	e.t.Helper()
-	deadline := time.Now().Add(90 * time.Second)
-	for {
-		pods, err := e.cs.CoreV1().Pods(e.c.Namespace).List(context.Background(), metav1.ListOptions{LabelSelector: dpf.ComponentLabel})
-		if err == nil && len(pods.Items) == n {
-			failing := 0
-			for i := range pods.Items {
-				s := dpf.PodState(&pods.Items[i])
-				if strings.Contains(s, "CrashLoopBackOff") || strings.Contains(s, "Error") || strings.HasPrefix(s, "Init:0/") {
-					failing++
-				}
-			}
-			if failing == n {
-				return
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	lw := cache.NewFilteredListWatchFromClient(e.cs.CoreV1().RESTClient(), "pods", e.c.Namespace,
+		func(o *metav1.ListOptions) { o.LabelSelector = dpf.ComponentLabel })
+	failing := map[string]bool{} // pod → failing
+	count := 0                   // failing pods
+	_, err := watchtools.UntilWithSync(ctx, lw, &corev1.Pod{}, nil, func(ev watch.Event) (bool, error) {
+		p, ok := ev.Object.(*corev1.Pod)
+		if !ok {
+			return false, nil
+		}
+		if failing[p.Name] {
+			count--
+		}
+		delete(failing, p.Name)
+		if ev.Type != watch.Deleted {
+			s := dpf.PodState(p)
+			failing[p.Name] = strings.Contains(s, "CrashLoopBackOff") || strings.Contains(s, "Error") || strings.HasPrefix(s, "Init:0/")
+			if failing[p.Name] {
+				count++
 			}
 		}
-		if time.Now().After(deadline) {
-			e.t.Fatalf("pods did not all fail in time")
-		}
-		time.Sleep(200 * time.Millisecond)
+		return len(failing) == n && count == n, nil
+	})
+	if err != nil {
+		e.t.Fatalf("pods did not all fail in time: %d of %d failing, %d pods: %v", count, n, len(failing), err)
 	}
 }
 
