@@ -78,8 +78,12 @@ func startSimOn(t *testing.T, p *plane, o sim.Options) *env {
 	if os.Getenv("SIM_LOG") != "" {
 		o.Log = testLog{t}
 	}
+	asked := time.Now()
 	p.turn.Lock()
 	t.Cleanup(p.turn.Unlock) // after the sim's Stop below: cleanups run last first
+	if w := time.Since(asked); w > time.Second {
+		t.Logf("waited %.1fs for the API server", w.Seconds())
+	}
 	cp, err := p.Get()
 	if err != nil {
 		t.Fatalf("start the shared control plane: %v", err)
