@@ -18,6 +18,7 @@ import (
 // targets an object the plan names (its RBAC objects, the DPFOperatorConfig
 // annotation, the restarted pods and their Nodes) or is an access review.
 func TestFixAndRollbackRequestAudit(t *testing.T) {
+	t.Parallel()
 	e := startSim(t, sim.Options{Nodes: 4, Scenario: string(sim.HypotheticalSecretsForbidden)})
 	e.waitFailing(4)
 	budget := kube.NewBudget(0).Recording()

@@ -41,6 +41,7 @@ func (e *env) fix(root string) (*doctor.Report, error) {
 // reconciles, every pod Ready, least privilege proven, idempotent, rolled
 // back exactly, rollback idempotent.
 func TestFixFullStory(t *testing.T) {
+	t.Parallel()
 	for _, scen := range []sim.Scenario{sim.HypotheticalSecretsForbidden, sim.HypotheticalSecretsForbiddenQuiet} {
 		t.Run(string(scen), func(t *testing.T) {
 			e := startSim(t, sim.Options{Nodes: 20, Scenario: string(scen)})
@@ -94,7 +95,7 @@ func TestFixFullStory(t *testing.T) {
 			}
 
 			// The grant survives three operator resyncs.
-			e.waitReconciles(3)
+			e.reconcile(3)
 			for _, n := range e.c.Nodes {
 				if !e.sar(access.Request{Verb: "get", Resource: "secrets", Namespace: e.c.Namespace, Name: dpf.SecretName(n)}) {
 					t.Errorf("after 3 resyncs the SA may not get %s", dpf.SecretName(n))
@@ -163,6 +164,7 @@ func TestFixFullStory(t *testing.T) {
 }
 
 func TestFixDPUDeviceStatus(t *testing.T) {
+	t.Parallel()
 	e := startSim(t, sim.Options{Nodes: 4, Scenario: string(sim.DPUDeviceStatusForbidden)})
 	e.waitFailing(4)
 	rep, err := e.fix(t.TempDir())
@@ -183,6 +185,7 @@ func TestFixDPUDeviceStatus(t *testing.T) {
 
 // Problems RBAC cannot fix are left alone, and the outcome says so.
 func TestFixLeavesNonRBACProblems(t *testing.T) {
+	t.Parallel()
 	e := startSim(t, sim.Options{Nodes: 4, Scenario: "apiserver-unreachable=2,certificate-not-ready=2"})
 	e.waitFailing(4)
 	pre := e.state()
@@ -211,6 +214,7 @@ func TestFixLeavesNonRBACProblems(t *testing.T) {
 // delete it, and the pod recovers at the kubelet's next retry. v25.7
 // re-creates deleted pods, so no Node event is needed.
 func TestFixRestartSemantics(t *testing.T) {
+	t.Parallel()
 	t.Run("v25.4.0 with a DPUNode", func(t *testing.T) {
 		e := startSim(t, sim.Options{Nodes: 2, Scenario: string(sim.HypotheticalSecretsForbidden)})
 		e.waitFailing(2)
@@ -276,6 +280,7 @@ func TestFixRestartSemantics(t *testing.T) {
 
 // A backup altered after the fact is refused before any change.
 func TestRollbackRefusesTamperedBackup(t *testing.T) {
+	t.Parallel()
 	e := startSim(t, sim.Options{Nodes: 2, Scenario: string(sim.HypotheticalSecretsForbidden)})
 	e.waitFailing(2)
 	rep, err := e.fix(t.TempDir())
@@ -303,6 +308,7 @@ func TestRollbackRefusesTamperedBackup(t *testing.T) {
 // A user who may read everything but write no RBAC is refused before any
 // change, with the missing permissions named.
 func TestFixWithoutRights(t *testing.T) {
+	t.Parallel()
 	e := startSim(t, sim.Options{Nodes: 2, Scenario: string(sim.HypotheticalSecretsForbidden)})
 	e.waitFailing(2)
 	ctx := context.Background()
@@ -358,6 +364,7 @@ func TestFixWithoutRights(t *testing.T) {
 // the quiesce, before the grant), Release sends the Node events that bring
 // them back (failing, as before), journalled in the backup.
 func TestRecoveryRelease(t *testing.T) {
+	t.Parallel()
 	e := startSim(t, sim.Options{Nodes: 2, Scenario: string(sim.HypotheticalSecretsForbidden)})
 	e.waitFailing(2)
 	ctx := context.Background()
@@ -406,6 +413,7 @@ func TestRecoveryRelease(t *testing.T) {
 // Without a prompt the policy is asked once, by apply right before it
 // writes: a refused plan still ends refused (exit 3), with nothing changed.
 func TestFixRefusedByPolicy(t *testing.T) {
+	t.Parallel()
 	e := startSim(t, sim.Options{Nodes: 2, Scenario: string(sim.HypotheticalSecretsForbidden)})
 	e.waitFailing(2)
 	ctx := context.Background()

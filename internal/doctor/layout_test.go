@@ -19,6 +19,7 @@ import (
 // import no cluster client themselves; evidence's types come with its
 // collector), and no stage imports the facade, the CLI or the sim.
 func TestStageImports(t *testing.T) {
+	t.Parallel()
 	const mod = "github.com/dpfdoctor/dpfdoctor/internal/"
 	for pkg, banned := range map[string][]string{
 		"plan":   {mod + "kube", "k8s.io/client-go/kubernetes", "k8s.io/client-go/rest", mod + "apply", mod + "verify"},
@@ -57,6 +58,7 @@ var reviews = map[string]bool{"SubjectAccessReviewInterface": true, "SelfSubject
 // controller-runtime client. The check type-checks the module's non-test
 // source against the export data `go list -export` builds.
 func TestOnlyApplyWrites(t *testing.T) {
+	t.Parallel()
 	const mod = "github.com/dpfdoctor/dpfdoctor/"
 	out, err := exec.Command("go", "list", "-export", "-deps", "-f", "{{.ImportPath}}\t{{.Export}}\t{{.Dir}}\t{{join .GoFiles \" \"}}", mod+"...").Output()
 	if err != nil {

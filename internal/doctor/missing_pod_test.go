@@ -29,6 +29,7 @@ import (
 // reviews of the pod the operator will create (evidence.Bundle.ExpectedPod:
 // the DPUDevices the v25.7-era script left say which script it runs).
 func TestFixAfterWidelySharedScript(t *testing.T) {
+	t.Parallel()
 	for _, all := range []bool{false, true} {
 		t.Run(map[bool]string{false: "two of three deleted", true: "every pod deleted"}[all], func(t *testing.T) { fixAfterWidelySharedScript(t, all) })
 	}
@@ -61,7 +62,7 @@ func fixAfterWidelySharedScript(t *testing.T, deleteAll bool) {
 			t.Fatal(err)
 		}
 	}
-	e.waitReconciles(1)
+	e.reconcile(1)
 	if cr, err := rb.Get(ctx, e.c.Release.ClusterRole, metav1.GetOptions{}); err != nil || strings.Contains(cr.String(), "secrets") {
 		t.Fatalf("the operator did not revert its ClusterRole: %v", err)
 	}

@@ -6,15 +6,20 @@ import (
 	"os"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	authorizationv1 "k8s.io/api/authorization/v1"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
+	watchtools "k8s.io/client-go/tools/watch"
 
 	"github.com/dpfdoctor/dpfdoctor/internal/access"
 	"github.com/dpfdoctor/dpfdoctor/internal/dpf"
@@ -31,22 +36,29 @@ type env struct {
 	dyn dynamic.Interface
 }
 
-// shared is the package's API server, started on first use (so that -short
-// starts none) and stopped by TestMain; each test's sim resets it.
-var shared sim.SharedControlPlane
-
-func sharedControlPlane(t *testing.T) *sim.ControlPlane {
-	t.Helper()
-	cp, err := shared.Get()
-	if err != nil {
-		t.Fatalf("start the shared control plane: %v", err)
-	}
-	return cp
+// plane is an API server that the package's tests share, started on first
+// use (so that -short starts none) and stopped by TestMain. Its tests take
+// turns: startSim holds it until the test's sim has stopped and reset it.
+type plane struct {
+	sim.SharedControlPlane
+	turn sync.Mutex
 }
 
-// startSim starts a sim on the package's API server for one test and stops
-// it at the end.
+// shared serves every test but TestFixRequestBudget, which has its own
+// (budgetPlane), so that its 500-node sim, mostly waiting on back-off
+// timers, runs while the other tests run (they are all t.Parallel).
+var shared, budgetPlane plane
+
+// startSim starts a sim on the package's shared API server for one test
+// and stops it at the end.
 func startSim(t *testing.T, o sim.Options) *env {
+	t.Helper()
+	return startSimOn(t, &shared, o)
+}
+
+// startSimOn starts a sim on p for one test, once p is free, and stops it
+// at the end.
+func startSimOn(t *testing.T, p *plane, o sim.Options) *env {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("starts an API server (envtest); skipped under -short")
@@ -66,7 +78,17 @@ func startSim(t *testing.T, o sim.Options) *env {
 	if os.Getenv("SIM_LOG") != "" {
 		o.Log = testLog{t}
 	}
-	o.ControlPlane = sharedControlPlane(t)
+	asked := time.Now()
+	p.turn.Lock()
+	t.Cleanup(p.turn.Unlock) // after the sim's Stop below: cleanups run last first
+	if w := time.Since(asked); w > time.Second {
+		t.Logf("waited %.1fs for the API server", w.Seconds())
+	}
+	cp, err := p.Get()
+	if err != nil {
+		t.Fatalf("start the shared control plane: %v", err)
+	}
+	o.ControlPlane = cp
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	c, err := sim.Start(ctx, o)
@@ -92,28 +114,36 @@ func (e *env) clients() *kube.Clients {
 }
 
 // waitFailing waits until n DMS pods exist and none is Ready, and each has
-// failed at least once.
+// failed at least once, watching the pods (a LIST of 500 pods every few
+// hundred milliseconds costs the API server more than the sim does).
 func (e *env) waitFailing(n int) {
 	e.t.Helper()
-	deadline := time.Now().Add(90 * time.Second)
-	for {
-		pods, err := e.cs.CoreV1().Pods(e.c.Namespace).List(context.Background(), metav1.ListOptions{LabelSelector: dpf.ComponentLabel})
-		if err == nil && len(pods.Items) == n {
-			failing := 0
-			for i := range pods.Items {
-				s := dpf.PodState(&pods.Items[i])
-				if strings.Contains(s, "CrashLoopBackOff") || strings.Contains(s, "Error") || strings.HasPrefix(s, "Init:0/") {
-					failing++
-				}
-			}
-			if failing == n {
-				return
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	lw := cache.NewFilteredListWatchFromClient(e.cs.CoreV1().RESTClient(), "pods", e.c.Namespace,
+		func(o *metav1.ListOptions) { o.LabelSelector = dpf.ComponentLabel })
+	failing := map[string]bool{} // pod → failing
+	count := 0                   // failing pods
+	_, err := watchtools.UntilWithSync(ctx, lw, &corev1.Pod{}, nil, func(ev watch.Event) (bool, error) {
+		p, ok := ev.Object.(*corev1.Pod)
+		if !ok {
+			return false, nil
+		}
+		if failing[p.Name] {
+			count--
+		}
+		delete(failing, p.Name)
+		if ev.Type != watch.Deleted {
+			s := dpf.PodState(p)
+			failing[p.Name] = strings.Contains(s, "CrashLoopBackOff") || strings.Contains(s, "Error") || strings.HasPrefix(s, "Init:0/")
+			if failing[p.Name] {
+				count++
 			}
 		}
-		if time.Now().After(deadline) {
-			e.t.Fatalf("pods did not all fail in time")
-		}
-		time.Sleep(200 * time.Millisecond)
+		return len(failing) == n && count == n, nil
+	})
+	if err != nil {
+		e.t.Fatalf("pods did not all fail in time: %d of %d failing, %d pods: %v", count, n, len(failing), err)
 	}
 }
 
@@ -144,16 +174,14 @@ func (e *env) sar(r access.Request) bool {
 	return res.Status.Allowed
 }
 
-// waitReconciles waits for n more operator reconciles.
-func (e *env) waitReconciles(n int64) {
+// reconcile runs n operator inventory reconciles now, as n resyncs would,
+// instead of waiting n resync periods for them.
+func (e *env) reconcile(n int) {
 	e.t.Helper()
-	want := e.c.Reconciles() + n
-	deadline := time.Now().Add(time.Minute)
-	for e.c.Reconciles() < want {
-		if time.Now().After(deadline) {
-			e.t.Fatalf("operator ran %d reconciles, want %d", e.c.Reconciles(), want)
+	for range n {
+		if err := e.c.Reconcile(context.Background()); err != nil {
+			e.t.Fatalf("operator reconcile: %v", err)
 		}
-		time.Sleep(50 * time.Millisecond)
 	}
 }
 
