@@ -175,7 +175,7 @@ func TestGuardSurvivesAPIServerRestart(t *testing.T) {
 	b.Budget.Reset()
 
 	start := time.Now()
-	if err := e.c.RestartAPIServer(ctx, func() { time.Sleep(2 * time.Second) }); err != nil {
+	if err := e.c.RestartAPIServer(ctx, func() { time.Sleep(500 * time.Millisecond) }); err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("API server back after %s", time.Since(start))
