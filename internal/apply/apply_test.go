@@ -3,8 +3,12 @@ package apply_test
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"os"
+	"runtime"
+	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -31,30 +35,64 @@ type fixture struct {
 }
 
 // shared is the API server each test's sim uses in turn: started on first
-// use (never under -short), stopped by TestMain.
-var shared sim.SharedControlPlane
+// use (never under -short), stopped by TestMain. sharedBusy makes its
+// tests wait for each other while they run in parallel with the fault
+// tests.
+var (
+	shared     sim.SharedControlPlane
+	sharedBusy sync.Mutex
+)
 
 func TestMain(m *testing.M) {
+	flag.Parse()
+	if f := flag.Lookup("test.parallel"); f.Value.String() == f.DefValue {
+		// The fault tests run on API servers of their own, alongside the
+		// shared one's tests, and mostly wait (client-go's 1 s retry after
+		// a broken read); the default -parallel (GOMAXPROCS) would run
+		// two at a time.
+		_ = flag.Set("test.parallel", strconv.Itoa(max(runtime.GOMAXPROCS(0), 4)))
+	}
 	code := m.Run()
 	shared.Stop()
 	os.Exit(code)
 }
 
+// setup starts a sim on the shared API server once the previous test on
+// it has ended, and runs the test in parallel with the fault tests.
 func setup(t *testing.T) *fixture {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("starts an API server (envtest); skipped under -short")
 	}
+	t.Parallel()
+	sharedBusy.Lock()
+	t.Cleanup(sharedBusy.Unlock) // after the sim's Stop, registered later
+	cp, err := shared.Get()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return start(t, cp)
+}
+
+// setupAlone starts a sim with an API server of its own and runs the test
+// in parallel with the others.
+func setupAlone(t *testing.T) *fixture {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("starts an API server (envtest); skipped under -short")
+	}
+	t.Parallel()
+	return start(t, nil)
+}
+
+func start(t *testing.T, cp *sim.ControlPlane) *fixture {
+	t.Helper()
 	if sim.Assets() == "" {
 		t.Fatal("envtest binaries not found: run `make test`, or `export KUBEBUILDER_ASSETS=$(hack/envtest.sh)`")
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	// The operator resyncs rarely here: these tests are about the API.
-	cp, err := shared.Get()
-	if err != nil {
-		t.Fatal(err)
-	}
 	c, err := sim.Start(ctx, sim.Options{Nodes: 3, Scenario: "hypothetical-secrets-forbidden", TimeScale: 0.05, SecretWaitAttempts: 2, KubectlMaxNodes: -1, Resync: time.Hour,
 		ControlPlane: cp})
 	if err != nil {
@@ -229,8 +267,19 @@ func TestCheckRightsNamesMissing(t *testing.T) {
 
 // Breaking the connection at every point of the apply leaves the full
 // grant or none: never part of it, never a stray object.
+//
+// Both halves (request lost, response lost) run at once, each on a sim of
+// its own: most of the time goes to client-go's 1 s wait before it retries
+// a broken read.
 func TestApplyFaultInjection(t *testing.T) {
-	f := setup(t)
+	t.Parallel()
+	for _, after := range []bool{false, true} {
+		t.Run(fmt.Sprintf("response-lost=%t", after), func(t *testing.T) { faultInjection(t, after) })
+	}
+}
+
+func faultInjection(t *testing.T, after bool) {
+	f := setupAlone(t)
 	ctx := context.Background()
 	proxy := startFaultProxy(t, f.c.Config)
 	cl, err := kube.New(proxy.config(), f.c.Namespace, nil)
@@ -239,40 +288,38 @@ func TestApplyFaultInjection(t *testing.T) {
 	}
 	clean := &apply.Applier{Clients: admin(t, f.c)}
 	var failed, succeeded, broken int64
-	for _, after := range []bool{false, true} {
-		for _, width := range []int64{1, 3} {
-			for k := int64(0); k <= 8; k++ {
-				name := fmt.Sprintf("k=%d width=%d response-lost=%t", k, width, after)
-				root := t.TempDir()
-				proxy.arm(k, width, after)
-				b := apply.NewBackup(root, f.plan, "", nil)
-				_, err := (&apply.Applier{Clients: cl, Backoff: 20 * time.Millisecond}).Apply(ctx, b)
-				broken += proxy.broken.Load()
-				proxy.arm(-1, 0, false)
-				if err != nil {
-					failed++
-				} else {
-					succeeded++
+	for _, width := range []int64{1, 3} {
+		for k := int64(0); k <= 8; k++ {
+			name := fmt.Sprintf("k=%d width=%d", k, width)
+			root := t.TempDir()
+			proxy.arm(k, width, after)
+			b := apply.NewBackup(root, f.plan, "", nil)
+			_, err := (&apply.Applier{Clients: cl, Backoff: 20 * time.Millisecond}).Apply(ctx, b)
+			broken += proxy.broken.Load()
+			proxy.arm(-1, 0, false)
+			if err != nil {
+				failed++
+			} else {
+				succeeded++
+			}
+			allowed, objects := f.grant(t)
+			full := allowed == len(f.plan.Expect) && objects == 2
+			none := allowed == 0 && objects == 0
+			switch {
+			case err == nil && !full:
+				t.Errorf("%s: apply succeeded but the grant is partial (%d allowed, %d objects)", name, allowed, objects)
+			case err != nil && !none:
+				t.Errorf("%s: apply failed (%v) and left %d allowed, %d objects", name, err, allowed, objects)
+			case err != nil && !errors.Is(err, apply.ErrApplyFailed) && !errors.Is(err, kube.ErrUnreachable):
+				t.Errorf("%s: error %v is neither an apply failure nor unreachable", name, err)
+			}
+			if b.Created() {
+				if _, err := clean.Rollback(ctx, b.Dir); err != nil {
+					t.Fatalf("%s: clean-up rollback: %v", name, err)
 				}
-				allowed, objects := f.grant(t)
-				full := allowed == len(f.plan.Expect) && objects == 2
-				none := allowed == 0 && objects == 0
-				switch {
-				case err == nil && !full:
-					t.Errorf("%s: apply succeeded but the grant is partial (%d allowed, %d objects)", name, allowed, objects)
-				case err != nil && !none:
-					t.Errorf("%s: apply failed (%v) and left %d allowed, %d objects", name, err, allowed, objects)
-				case err != nil && !errors.Is(err, apply.ErrApplyFailed) && !errors.Is(err, kube.ErrUnreachable):
-					t.Errorf("%s: error %v is neither an apply failure nor unreachable", name, err)
-				}
-				if b.Created() {
-					if _, err := clean.Rollback(ctx, b.Dir); err != nil {
-						t.Fatalf("%s: clean-up rollback: %v", name, err)
-					}
-				}
-				if allowed, objects := f.grant(t); allowed != 0 || objects != 0 {
-					t.Fatalf("%s: clean-up left %d allowed, %d objects", name, allowed, objects)
-				}
+			}
+			if allowed, objects := f.grant(t); allowed != 0 || objects != 0 {
+				t.Fatalf("%s: clean-up left %d allowed, %d objects", name, allowed, objects)
 			}
 		}
 	}

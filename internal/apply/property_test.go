@@ -57,7 +57,7 @@ func randomFaults(rng *rand.Rand) ([]*faultproxy.Rule, string) {
 // with none after a rollback that says it succeeded, and a later clean
 // rollback always restores the exact pre-state and is idempotent.
 func TestApplyAndRollbackUnderRandomFaults(t *testing.T) {
-	f := setup(t)
+	f := setupAlone(t)
 	ctx := context.Background()
 	p, err := faultproxy.Start(f.c.Config)
 	if err != nil {

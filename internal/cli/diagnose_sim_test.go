@@ -4,9 +4,12 @@ import (
 	"archive/tar"
 	"compress/gzip"
 	"context"
+	"flag"
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -42,9 +45,12 @@ var bare struct {
 	err  error
 }
 
+// bareCluster returns the bare API server and runs the test in parallel
+// with the others from here on.
 func bareCluster(t *testing.T) *rest.Config {
 	t.Helper()
 	requireAssets(t)
+	t.Parallel()
 	bare.once.Do(func() { bare.cfg, bare.err = bare.env.Start() })
 	if bare.err != nil {
 		t.Fatal(bare.err)
@@ -53,12 +59,22 @@ func bareCluster(t *testing.T) *rest.Config {
 }
 
 // shared is the API server the package's sims use one after another:
-// started on first use, stopped in TestMain.
-var shared sim.SharedControlPlane
+// started on first use, stopped in TestMain. sharedBusy makes its tests
+// wait for each other while they run in parallel with the rest.
+var (
+	shared     sim.SharedControlPlane
+	sharedBusy sync.Mutex
+)
 
+// sharedControlPlane returns the shared API server once the previous test
+// on it has ended (and its sim stopped), and runs the test in parallel with
+// those that do not use it.
 func sharedControlPlane(t *testing.T) *sim.ControlPlane {
 	t.Helper()
 	requireAssets(t)
+	t.Parallel()
+	sharedBusy.Lock()
+	t.Cleanup(sharedBusy.Unlock) // after the sim's Stop, registered later
 	cp, err := shared.Get()
 	if err != nil {
 		t.Fatal(err)
@@ -67,6 +83,13 @@ func sharedControlPlane(t *testing.T) *sim.ControlPlane {
 }
 
 func TestMain(m *testing.M) {
+	flag.Parse()
+	if f := flag.Lookup("test.parallel"); f.Value.String() == f.DefValue {
+		// The envtest tests mostly wait; those on the shared API server
+		// hold a slot while they wait for it. The default -parallel
+		// (GOMAXPROCS) would run them two at a time.
+		_ = flag.Set("test.parallel", strconv.Itoa(max(runtime.GOMAXPROCS(0), 8)))
+	}
 	code := m.Run()
 	if bare.cfg != nil {
 		_ = bare.env.Stop()

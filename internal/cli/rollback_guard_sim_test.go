@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -29,12 +30,15 @@ import (
 // refuses (exit 8) and changes nothing; with it, the guard acknowledges
 // the pause, the rollback holds through several guard reconciles and
 // operator resyncs, and a resumed guard does not restore the grant.
+//
+// It runs on an API server of its own, alongside the shared one's tests.
 func TestRollbackWithGuard(t *testing.T) {
 	requireAssets(t)
+	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	c, err := sim.Start(ctx, sim.Options{Nodes: 3, Scenario: "hypothetical-secrets-forbidden", TimeScale: 0.05, SecretWaitAttempts: 1,
-		KubectlMaxNodes: -1, Resync: time.Hour, ControlPlane: sharedControlPlane(t)})
+		KubectlMaxNodes: -1, Resync: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,9 +81,11 @@ func TestRollbackWithGuard(t *testing.T) {
 	}
 
 	reg := prometheus.NewRegistry()
+	var lastStart atomic.Int64 // when the guard's latest finished reconcile started
 	g, err := guard.New(c.Config, guard.Options{Namespace: c.Namespace, Mode: guard.ModeRepair, LeaderElect: true, Identity: "guard-a",
 		LeaseDuration: 4 * time.Second, RenewDeadline: 3 * time.Second, RetryPeriod: 500 * time.Millisecond,
-		MetricsAddr: "127.0.0.1:0", InsecureMetrics: true, ProbeAddr: "0", Registry: reg, BackupDir: t.TempDir()})
+		MetricsAddr: "127.0.0.1:0", InsecureMetrics: true, ProbeAddr: "0", Registry: reg, BackupDir: t.TempDir(),
+		OnReconcile: func(d time.Duration) { lastStart.Store(time.Now().Add(-d).UnixNano()) }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -118,9 +124,12 @@ func TestRollbackWithGuard(t *testing.T) {
 	if err != nil || len(evs.Items) != 1 || evs.Items[0].ReportingController != guard.ControllerName || evs.Items[0].Regarding.Kind != "DPFOperatorConfig" {
 		t.Fatalf("pause events: %v %+v", err, evs)
 	}
-	// Several guard reconciles (Node label changes) and operator resyncs:
-	// the grant stays removed.
-	for i := range 5 {
+	// A Node label change makes the guard reconcile; with one worker, once
+	// a reconcile that started after the change has ended, every earlier
+	// one has too.
+	touch := func(i int) {
+		t.Helper()
+		mark := time.Now()
 		patch := fmt.Sprintf(`{"metadata":{"labels":{"dpfdoctor-test/touch":"%d"}}}`, i)
 		if _, err := cs.CoreV1().Nodes().Patch(ctx, c.Nodes[i%len(c.Nodes)], types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
 			t.Fatal(err)
@@ -128,7 +137,12 @@ func TestRollbackWithGuard(t *testing.T) {
 		if err := c.Reconcile(ctx); err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(time.Second)
+		waitFor(30*time.Second, "a guard reconcile after the Node's change", func() bool { return lastStart.Load() > mark.UnixNano() })
+	}
+	// Several guard reconciles (Node label changes) and operator resyncs:
+	// the grant stays removed.
+	for i := range 5 {
+		touch(i)
 		if _, ok := role(); ok {
 			t.Fatalf("the paused guard re-created the grant after %d reconciles", i+1)
 		}
@@ -148,7 +162,7 @@ func TestRollbackWithGuard(t *testing.T) {
 		l, err := cs.EventsV1().Events(c.Namespace).List(ctx, metav1.ListOptions{FieldSelector: "reason=" + guard.ReasonGuardResumed})
 		return err == nil && len(l.Items) == 1
 	})
-	time.Sleep(2 * time.Second)
+	touch(5)
 	if _, ok := role(); ok {
 		t.Fatal("the resumed guard restored the grant the rollback deleted")
 	}

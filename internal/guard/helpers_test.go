@@ -3,6 +3,7 @@ package guard
 import (
 	"bufio"
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -38,7 +39,24 @@ import (
 
 func TestMain(m *testing.M) {
 	ctrllog.SetLogger(testLogger("controller-runtime"))
+	flag.Parse()
+	if !flagSet("test.parallel") {
+		// Each envtest test here starts its own API server and then mostly
+		// waits (watches, back-offs, the sim's pods), using about a third of
+		// two cores; the default -parallel (GOMAXPROCS) would run them two
+		// by two. An explicit -parallel still wins.
+		_ = flag.Set("test.parallel", strconv.Itoa(max(runtime.GOMAXPROCS(0), envtestParallel)))
+	}
 	os.Exit(m.Run())
+}
+
+// envtestParallel is how many of this package's envtest tests run at once.
+const envtestParallel = 8
+
+func flagSet(name string) bool {
+	set := false
+	flag.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
 }
 
 // testLogger prints to stderr with -v only.
