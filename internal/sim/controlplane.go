@@ -16,6 +16,8 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	"github.com/dpfdoctor/dpfdoctor/internal/fanout"
 )
 
 // ControlPlane is one API server (envtest) that sims started one after
@@ -100,7 +102,11 @@ func (p *ControlPlane) reset(ctx context.Context) error {
 		return err
 	}
 	now := metav1.DeleteOptions{GracePeriodSeconds: new(int64)}
-	var errs []error
+	type job struct {
+		ns  string
+		gvr schema.GroupVersionResource
+	}
+	var jobs []job
 	for _, ns := range nss.Items {
 		if slices.Contains(systemNamespaces, ns.Name) {
 			continue
@@ -113,13 +119,20 @@ func (p *ControlPlane) reset(ctx context.Context) error {
 				if !slices.Contains(r.Verbs, "deletecollection") || (ns.Name == "default" && slices.Contains([]string{"services", "endpoints", "endpointslices"}, r.Name)) {
 					continue
 				}
-				err := dyn.Resource(gv.WithResource(r.Name)).Namespace(ns.Name).DeleteCollection(ctx, now, metav1.ListOptions{})
-				if err != nil {
-					errs = append(errs, fmt.Errorf("delete %s in %s: %w", r.Name, ns.Name, err))
-				}
+				jobs = append(jobs, job{ns.Name, gv.WithResource(r.Name)})
 			}
 		}
 	}
+	// One collection at a time left the API server mostly idle after a
+	// large sim; the collections are independent.
+	err = fanout.Each(len(jobs), fanout.Limit, func(i int) error {
+		j := jobs[i]
+		if err := dyn.Resource(j.gvr).Namespace(j.ns).DeleteCollection(ctx, now, metav1.ListOptions{}); err != nil {
+			return fmt.Errorf("delete %s in %s: %w", j.gvr.Resource, j.ns, err)
+		}
+		return nil
+	})
+	errs := []error{err}
 	own := metav1.ListOptions{LabelSelector: "!kubernetes.io/bootstrapping"}
 	errs = append(errs, kube.CoreV1().Nodes().DeleteCollection(ctx, now, metav1.ListOptions{}),
 		kube.RbacV1().ClusterRoleBindings().DeleteCollection(ctx, now, own),
