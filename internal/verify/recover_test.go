@@ -2,6 +2,7 @@ package verify
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -10,11 +11,14 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	fcache "k8s.io/client-go/tools/cache/testing"
 	clocktesting "k8s.io/utils/clock/testing"
 
+	"github.com/dpfdoctor/dpfdoctor/internal/dpf"
 	"github.com/dpfdoctor/dpfdoctor/internal/plan"
 )
 
@@ -40,14 +44,23 @@ type fakeEffects struct {
 	// node's pod, Ready (0: never).
 	recreateAt map[string]int
 
+	// conflicts is how many deletes of a pod the API server answers with
+	// a Conflict before one goes through.
+	conflicts map[string]int
+
 	mu      sync.Mutex
 	deleted []string
 	journal [][]string
 	touches map[string]int
 }
 
-func (f *fakeEffects) DeletePod(_ context.Context, name string, uid types.UID) (bool, error) {
+func (f *fakeEffects) DeletePod(_ context.Context, name string, uid types.UID, _ string) (bool, error) {
 	f.mu.Lock()
+	if f.conflicts[name] > 0 {
+		f.conflicts[name]--
+		f.mu.Unlock()
+		return false, apierrors.NewConflict(schema.GroupResource{Resource: "pods"}, name, errors.New("the object has been modified"))
+	}
 	f.deleted = append(f.deleted, name)
 	f.mu.Unlock()
 	f.pods.Delete(dmsPod(strings.TrimSuffix(name, "-dms"), uid, false))
@@ -224,6 +237,59 @@ func TestRecoveryKeepsPodWithDPUNode(t *testing.T) {
 	}
 }
 
+// waitSeen waits until the recovery's pod informer has seen ok(pod).
+func (h *harness) waitSeen(t *testing.T, name string, ok func(*corev1.Pod) bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if obj, found, _ := h.r.podStore.GetByKey(ns + "/" + name); found && ok(obj.(*corev1.Pod)) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the informer did not see the update of %s", name)
+		}
+	}
+}
+
+// v25.4.0: a pod whose dms-init is running when its turn comes is not
+// deleted (it may get through, and then it would never come back); a delete
+// the API server refuses with a Conflict is tried again.
+func TestRecoveryQuiesceRunningAndConflict(t *testing.T) {
+	h := start(t, []plan.PodAction{touch("w1"), touch("w2")}, nil, map[string]int{"w2": 1})
+	h.fx.conflicts = map[string]int{"w2-dms": 2}
+	running := dmsPod("w1", "w1-old", false)
+	running.Status.InitContainerStatuses = []corev1.ContainerStatus{{Name: dpf.ContainerDMSInit,
+		State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{}}}}
+	h.pods.Modify(running)
+	h.waitSeen(t, "w1-dms", func(p *corev1.Pod) bool { return len(p.Status.InitContainerStatuses) > 0 })
+	stop := make(chan struct{})
+	go func() { // the conflict's wait runs on the fake clock
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(10 * time.Millisecond):
+				h.clock.Step(time.Second)
+			}
+		}
+	}()
+	err := h.r.Quiesce(context.Background())
+	close(stop)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if deleted, _, _ := h.fx.snapshot(); !slices.Equal(deleted, []string{"w2-dms"}) {
+		t.Fatalf("deleted %v, want only w2-dms, after two conflicts", deleted)
+	}
+	h.pods.Modify(dmsPod("w1", "w1-old", true))
+	res := h.run(t)
+	if res.Ready != 2 {
+		t.Fatalf("result %+v", res)
+	}
+	if p := res.Pods[0]; p.Action != plan.ActionWait || p.NodeEvents != 0 || !strings.Contains(p.Note, "dms-init was running") {
+		t.Errorf("w1: %+v", p)
+	}
+}
+
 // v25.7: pods are deleted in Run, with no Node event; a pod that recovered
 // on its own before its turn is left alone; the wait ends at the timeout.
 func TestRecoveryDeleteAndTimeout(t *testing.T) {
@@ -232,16 +298,8 @@ func TestRecoveryDeleteAndTimeout(t *testing.T) {
 	}
 	h := start(t, []plan.PodAction{del("w1"), del("w2")}, nil, nil)
 	h.pods.Modify(dmsPod("w1", "w1-old", true))
-	// Wait until the informer has seen it, as Run's safety check reads
-	// the watch cache.
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		if obj, ok, _ := h.r.podStore.GetByKey(ns + "/w1-dms"); ok && len(obj.(*corev1.Pod).Status.Conditions) > 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the informer did not see the update")
-		}
-	}
+	// Run's safety check reads the watch cache.
+	h.waitSeen(t, "w1-dms", func(p *corev1.Pod) bool { return len(p.Status.Conditions) > 0 })
 	res := h.run(t)
 	if !res.TimedOut || res.Ready != 1 || res.Seconds < 60 {
 		t.Fatalf("result %+v", res)
