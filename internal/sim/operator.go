@@ -117,7 +117,7 @@ func (o *operator) start(ctx context.Context, wg *sync.WaitGroup) error {
 		o.queue.ShutDown()
 	})
 	wg.Go(func() { o.inventoryLoop(ctx) })
-	for range 4 {
+	for range o.c.opts.OperatorWorkers {
 		wg.Go(func() {
 			for o.processNode(ctx) {
 			}

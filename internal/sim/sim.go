@@ -78,6 +78,9 @@ type Options struct {
 	// Workers run pods' containers in parallel (default 4 with kubectl,
 	// 16 with client-go).
 	Workers int
+	// OperatorWorkers reconcile nodes in parallel (default 4); a test
+	// that adds hundreds of nodes at once raises it.
+	OperatorWorkers int
 	// MaxAddresses caps the distinct loopback node addresses (default 250).
 	MaxAddresses int
 	// Log receives one line per notable event; nil discards.
@@ -114,6 +117,7 @@ func (o *Options) defaults() error {
 	o.NodePrefix = cmp.Or(o.NodePrefix, "dpu-worker-")
 	o.KubectlMaxNodes = cmp.Or(o.KubectlMaxNodes, 32)
 	o.SecretWaitAttempts = cmp.Or(o.SecretWaitAttempts, 5)
+	o.OperatorWorkers = cmp.Or(o.OperatorWorkers, 4)
 	if o.Nodes < 0 {
 		return fmt.Errorf("--nodes must be positive")
 	}
