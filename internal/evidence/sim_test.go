@@ -61,7 +61,9 @@ func startMixed(t testing.TB) {
 				mixedSim.err = fmt.Errorf("envtest binaries not found: export KUBEBUILDER_ASSETS=$(hack/envtest.sh)")
 				return
 			}
-			mixedSim.c, mixedSim.err = startSim(sim.Options{Nodes: 10, Scenario: mixedScenarios, TimeScale: 0.05, SecretWaitAttempts: 1, Resync: time.Hour})
+			// Time scale 0.2: its pods restart less often (back-off 2 s
+			// doubling to 60 s) while the package's tests run.
+			mixedSim.c, mixedSim.err = startSim(sim.Options{Nodes: 10, Scenario: mixedScenarios, TimeScale: 0.2, SecretWaitAttempts: 1, Resync: time.Hour})
 		}()
 	})
 }
