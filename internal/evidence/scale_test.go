@@ -228,7 +228,9 @@ func TestRequestBudget(t *testing.T) {
 			c := mixed(t)
 			if tc.scenario != mixedScenarios {
 				var err error
-				c, err = startShared(sim.Options{Nodes: tc.nodes, Scenario: tc.scenario, TimeScale: 0.05, SecretWaitAttempts: 1, Resync: time.Hour})
+				// dms-init through client-go, not kubectl: the budget is
+				// dpfdoctor's requests, and the pods fail sooner.
+				c, err = startShared(sim.Options{Nodes: tc.nodes, Scenario: tc.scenario, TimeScale: 0.05, SecretWaitAttempts: 1, Resync: time.Hour, KubectlMaxNodes: -1})
 				if err != nil {
 					t.Fatal(err)
 				}

@@ -104,13 +104,16 @@ func onShared(o sim.Options) (sim.Options, error) {
 
 func TestMain(m *testing.M) {
 	code := m.Run()
+	// Both API servers stop side by side.
+	var wg sync.WaitGroup
+	wg.Go(shared.Stop)
 	if mixedSim.ready != nil {
 		<-mixedSim.ready
 	}
 	if mixedSim.c != nil {
 		_ = mixedSim.c.Stop()
 	}
-	shared.Stop()
+	wg.Wait()
 	os.Exit(code)
 }
 
