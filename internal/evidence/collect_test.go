@@ -18,7 +18,7 @@ import (
 // Every scenario of the sim is classified right, with the right pods and
 // evidence, in one mixed cluster.
 func TestScenariosClassified(t *testing.T) {
-	m := mixed(t)
+	m := mixedParallel(t)
 	b, _, err := collect(t, m.Config, evidence.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -128,7 +128,7 @@ func TestScenariosClassified(t *testing.T) {
 
 // --node keeps only those nodes' pods; the classification does not change.
 func TestNodeFilter(t *testing.T) {
-	m := mixed(t)
+	m := mixedParallel(t)
 	un := m.nodesOf(sim.APIServerUnreachable)[0]
 	hl := m.nodesOf(sim.Healthy)[0]
 	b, _, err := collect(t, m.Config, evidence.Options{Nodes: []string{un, hl}})
@@ -146,7 +146,7 @@ func TestNodeFilter(t *testing.T) {
 
 // No request reads Secret data: the only Secret request is a metadata LIST.
 func TestNoSecretReads(t *testing.T) {
-	m := mixed(t)
+	m := mixedParallel(t)
 	b, budget, err := collect(t, m.Config, evidence.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -180,7 +180,7 @@ func TestNoSecretReads(t *testing.T) {
 
 // With just the published read-only ClusterRole, diagnose sees everything.
 func TestReadOnlyClusterRole(t *testing.T) {
-	m := mixed(t)
+	m := mixedParallel(t)
 	cfg := user(t, m, "reader", readonlyRules(t))
 	b, _, err := collect(t, cfg, evidence.Options{})
 	if err != nil {
@@ -198,7 +198,7 @@ func TestReadOnlyClusterRole(t *testing.T) {
 // Without pods/log, diagnose still classifies what SubjectAccessReviews,
 // states and events show, and lists the gap.
 func TestWithoutLogRights(t *testing.T) {
-	m := mixed(t)
+	m := mixedParallel(t)
 	cfg := user(t, m, "nologs", without(readonlyRules(t), "pods/log"))
 	b, _, err := collect(t, cfg, evidence.Options{})
 	if err != nil {
@@ -234,7 +234,7 @@ func TestWithoutLogRights(t *testing.T) {
 
 // Without Secret list rights the Secret's absence comes from FailedMount.
 func TestWithoutSecretList(t *testing.T) {
-	m := mixed(t)
+	m := mixedParallel(t)
 	cfg := user(t, m, "nosecrets", without(readonlyRules(t), "secrets"))
 	b, budget, err := collect(t, cfg, evidence.Options{})
 	if err != nil {
@@ -257,7 +257,7 @@ func TestWithoutSecretList(t *testing.T) {
 // Without the right to list pods there is nothing to diagnose: the error
 // names the permission.
 func TestWithoutPodList(t *testing.T) {
-	m := mixed(t)
+	m := mixedParallel(t)
 	cfg := user(t, m, "nopods", []rbacv1.PolicyRule{
 		{APIGroups: []string{dpf.GroupOperator}, Resources: []string{"dpfoperatorconfigs"}, Verbs: []string{"list"}},
 	})
@@ -275,7 +275,7 @@ func TestWithoutPodList(t *testing.T) {
 // A namespace without a DPFOperatorConfig is "not installed", and the error
 // says where one is.
 func TestWrongNamespace(t *testing.T) {
-	m := mixed(t)
+	m := mixedParallel(t)
 	_, _, err := collect(t, m.Config, evidence.Options{Namespace: "default"})
 	if !errors.Is(err, outcome.ErrNotInstalled) || !strings.Contains(err.Error(), "pass -n dpf-operator-system") {
 		t.Fatalf("err = %v", err)
@@ -286,7 +286,7 @@ func TestWrongNamespace(t *testing.T) {
 // names the permission, and the Secret list and FailedMount events still
 // show the certificate problem.
 func TestWithoutCertificateList(t *testing.T) {
-	m := mixed(t)
+	m := mixedParallel(t)
 	cfg := user(t, m, "nocerts", without(readonlyRules(t), "certificates"))
 	b, _, err := collect(t, cfg, evidence.Options{})
 	if err != nil {

@@ -8,11 +8,13 @@ import (
 	"testing"
 	"time"
 
-	"k8s.io/client-go/rest"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
 
 	"github.com/dpfdoctor/dpfdoctor/internal/diagnose"
 	"github.com/dpfdoctor/dpfdoctor/internal/dpf"
 	"github.com/dpfdoctor/dpfdoctor/internal/evidence"
+	"github.com/dpfdoctor/dpfdoctor/internal/fanout"
 	"github.com/dpfdoctor/dpfdoctor/internal/sim"
 )
 
@@ -73,7 +75,7 @@ func scenarioPairs(t *testing.T, r dpf.Release, failing []sim.Scenario) {
 		scenarioOf[c.Nodes[i]] = s
 		nodesOf[s] = append(nodesOf[s], c.Nodes[i])
 	}
-	want := settledClasses(ctx, t, c.Config, scenarioOf)
+	want := settledClasses(ctx, t, c, scenarioOf)
 	t.Logf("%s: %v", r.Version, want)
 	// Not in the mixed sim of TestScenariosClassified: pinned here. dms-init
 	// exits 0, so it must never read as dms-init's RBAC failure.
@@ -81,37 +83,59 @@ func scenarioPairs(t *testing.T, r dpf.Release, failing []sim.Scenario) {
 		t.Errorf("%s: %s pods are %s, want %s", r.Version, sim.HypotheticalEmptyCertificateFiles, got, diagnose.ClassEmptyCertificateFiles)
 	}
 
+	// The pairs are collected four at a time: each collection is a
+	// separate client with its own node filter, as separate runs are.
+	type pair struct {
+		a, b  sim.Scenario
+		nodes []string
+		o     evidence.Options
+	}
+	var pairs []pair
 	for i, a := range failing {
 		for _, b := range failing[i+1:] {
 			nodes := append(append([]string(nil), nodesOf[a]...), nodesOf[b]...)
 			for _, o := range []evidence.Options{{Nodes: nodes}, {Nodes: nodes, LogBudget: 1}} {
-				bundle, _, err := collect(t, c.Config, o)
-				if err != nil {
-					t.Fatal(err)
-				}
-				d := diagnose.Diagnose(bundle)
-				if len(d.Pods) != len(nodes) {
-					t.Errorf("%s + %s: %d pods for %d nodes", a, b, len(d.Pods), len(nodes))
-				}
-				for _, p := range d.Pods {
-					if s := scenarioOf[p.Node]; p.Class != want[s] {
-						t.Errorf("%s + %s (log budget %d): %s (%s) is %s, want %s: %s [%s]",
-							a, b, o.LogBudget, p.Name, s, p.Class, want[s], p.Detail, p.LogNotRead)
-					}
-				}
+				pairs = append(pairs, pair{a, b, nodes, o})
 			}
 		}
+	}
+	err = fanout.Each(len(pairs), 4, func(i int) error {
+		pr := pairs[i]
+		bundle, _, err := collectAs(c.Config, pr.o)
+		if err != nil {
+			return fmt.Errorf("%s + %s (log budget %d): %w", pr.a, pr.b, pr.o.LogBudget, err)
+		}
+		d := diagnose.Diagnose(bundle)
+		if len(d.Pods) != len(pr.nodes) {
+			t.Errorf("%s + %s: %d pods for %d nodes", pr.a, pr.b, len(d.Pods), len(pr.nodes))
+		}
+		for _, p := range d.Pods {
+			if s := scenarioOf[p.Node]; p.Class != want[s] {
+				t.Errorf("%s + %s (log budget %d): %s (%s) is %s, want %s: %s [%s]",
+					pr.a, pr.b, pr.o.LogBudget, p.Name, s, p.Class, want[s], p.Detail, p.LogNotRead)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }
 
 // settledClasses waits until every node's pod has settled (Ready, failed
 // twice, or never started) and every scenario's pods share one class other
-// than Unknown, twice in a row, and returns that class per scenario.
-func settledClasses(ctx context.Context, t *testing.T, cfg *rest.Config, scenarioOf map[string]sim.Scenario) map[sim.Scenario]diagnose.Class {
+// than Unknown, twice in a row, and returns that class per scenario. It
+// looks again whenever a pod changes (a watch), at least every second.
+func settledClasses(ctx context.Context, t *testing.T, c *sim.Cluster, scenarioOf map[string]sim.Scenario) map[sim.Scenario]diagnose.Class {
 	t.Helper()
+	w, err := kubernetes.NewForConfigOrDie(c.Config).CoreV1().Pods(c.Namespace).Watch(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
 	var prev, last string
 	for {
-		b, _, err := collect(t, cfg, evidence.Options{})
+		b, _, err := collect(t, c.Config, evidence.Options{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -142,10 +166,23 @@ func settledClasses(ctx context.Context, t *testing.T, cfg *rest.Config, scenari
 		} else {
 			prev, last = "", strings.Join(why, "; ")
 		}
+		// The next pod change, then whatever follows it within 50 ms.
 		select {
 		case <-ctx.Done():
 			t.Fatalf("pods did not settle to one known class per scenario: %s", last)
+		case _, ok := <-w.ResultChan():
+			if !ok {
+				t.Fatal("pod watch closed")
+			}
 		case <-time.After(time.Second):
+		}
+		for quiet := time.After(50 * time.Millisecond); ; {
+			select {
+			case <-w.ResultChan():
+				continue
+			case <-quiet:
+			}
+			break
 		}
 	}
 }

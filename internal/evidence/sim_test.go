@@ -27,11 +27,13 @@ import (
 
 // mixedSim is the shared simulated cluster: every scenario, with three
 // nodes failing the same way so that the --max-logs group limit shows. It
-// starts on first use, so tests that need no cluster run without one.
+// has its own API server and starts on first use (startMixed), in the
+// background, so tests that need no cluster run without one.
 var mixedSim struct {
-	once sync.Once
-	c    *simCluster
-	err  error
+	once  sync.Once
+	ready chan struct{} // closed once c or err is set
+	c     *simCluster
+	err   error
 }
 
 // mixedScenarios assigns dpu-worker-1..10 in this order.
@@ -44,23 +46,48 @@ type simCluster struct {
 	byNode map[string]sim.Scenario
 }
 
-// mixed returns the shared cluster, starting it if needed.
-func mixed(t testing.TB) *simCluster {
+// startMixed starts the shared cluster in the background, once; it skips
+// t under -short.
+func startMixed(t testing.TB) {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("starts an API server (envtest); skipped under -short")
 	}
 	mixedSim.once.Do(func() {
-		if sim.Assets() == "" {
-			mixedSim.err = fmt.Errorf("envtest binaries not found: export KUBEBUILDER_ASSETS=$(hack/envtest.sh)")
-			return
-		}
-		mixedSim.c, mixedSim.err = startSim(sim.Options{Nodes: 10, Scenario: mixedScenarios, TimeScale: 0.05, SecretWaitAttempts: 1, Resync: time.Hour})
+		mixedSim.ready = make(chan struct{})
+		go func() {
+			defer close(mixedSim.ready)
+			if sim.Assets() == "" {
+				mixedSim.err = fmt.Errorf("envtest binaries not found: export KUBEBUILDER_ASSETS=$(hack/envtest.sh)")
+				return
+			}
+			// Time scale 0.2: its pods restart less often (back-off 2 s
+			// doubling to 60 s) while the package's tests run.
+			mixedSim.c, mixedSim.err = startSim(sim.Options{Nodes: 10, Scenario: mixedScenarios, TimeScale: 0.2, SecretWaitAttempts: 1, Resync: time.Hour})
+		}()
 	})
+}
+
+// mixed returns the shared cluster, waiting until it has started.
+func mixed(t testing.TB) *simCluster {
+	t.Helper()
+	startMixed(t)
+	<-mixedSim.ready
 	if mixedSim.err != nil {
 		t.Fatal(mixedSim.err)
 	}
 	return mixedSim.c
+}
+
+// mixedParallel returns the shared cluster to a test that only reads it
+// or acts as a user of its own: the test runs in parallel with the other
+// tests on it, after the package's serial tests, which run on the shared
+// API server while the mixed cluster starts.
+func mixedParallel(t *testing.T) *simCluster {
+	t.Helper()
+	startMixed(t)
+	t.Parallel()
+	return mixed(t)
 }
 
 // shared is the API server the other sims of the package use one after
@@ -77,10 +104,16 @@ func onShared(o sim.Options) (sim.Options, error) {
 
 func TestMain(m *testing.M) {
 	code := m.Run()
+	// Both API servers stop side by side.
+	var wg sync.WaitGroup
+	wg.Go(shared.Stop)
+	if mixedSim.ready != nil {
+		<-mixedSim.ready
+	}
 	if mixedSim.c != nil {
 		_ = mixedSim.c.Stop()
 	}
-	shared.Stop()
+	wg.Wait()
 	os.Exit(code)
 }
 
@@ -129,6 +162,7 @@ func (c *simCluster) settle(ctx context.Context, failures int32) error {
 			return err
 		}
 		done := len(pods.Items) == len(c.byNode)
+		hist := map[string]int{}
 		for i := range pods.Items {
 			p := &pods.Items[i]
 			switch c.byNode[p.Spec.NodeName] {
@@ -144,13 +178,14 @@ func (c *simCluster) settle(ctx context.Context, failures int32) error {
 				done = done && dpf.PodState(p) == "Init:CrashLoopBackOff" && n >= failures
 			}
 			last = p.Name + "=" + dpf.PodState(p)
+			hist[string(c.byNode[p.Spec.NodeName])+"/"+dpf.PodState(p)]++
 		}
 		if done {
 			return nil
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("pods did not settle (%d nodes, e.g. %s): %w", len(c.byNode), last, ctx.Err())
+			return fmt.Errorf("pods did not settle (%d nodes, %d pods, e.g. %s %v): %w", len(c.byNode), len(pods.Items), last, hist, ctx.Err())
 		case <-time.After(200*time.Millisecond + time.Duration(len(c.byNode))*time.Millisecond):
 		}
 	}
@@ -171,10 +206,15 @@ func (c *simCluster) nodesOf(s sim.Scenario) []string {
 // recorded requests.
 func collect(t *testing.T, cfg *rest.Config, o evidence.Options) (*evidence.Bundle, *kube.Budget, error) {
 	t.Helper()
+	return collectAs(cfg, o)
+}
+
+// collectAs is collect for any goroutine.
+func collectAs(cfg *rest.Config, o evidence.Options) (*evidence.Bundle, *kube.Budget, error) {
 	budget := kube.NewBudget(0).Recording()
 	cl, err := kube.New(cfg, "", budget)
 	if err != nil {
-		t.Fatal(err)
+		return nil, nil, err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()

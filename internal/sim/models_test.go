@@ -204,6 +204,7 @@ func auditRequests(t *testing.T, path string, offset int64, user, node string) (
 // the pod runs again.
 // Both callers run: the real kubectl and client-go (large sims).
 func TestModelsSimReplayAgreesWithCallTable(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("starts API servers (envtest); skipped under -short")
 	}

@@ -125,7 +125,7 @@ func (o *operator) start(ctx context.Context, wg *sync.WaitGroup) error {
 		o.queue.ShutDown()
 	})
 	wg.Go(func() { o.inventoryLoop(ctx) })
-	for range nodeReconcilers {
+	for range o.c.opts.OperatorWorkers {
 		wg.Go(func() {
 			for o.processNode(ctx) {
 			}
@@ -198,14 +198,6 @@ func (o *operator) setConfigReady(ctx context.Context) error {
 	}
 	return err
 }
-
-// nodeReconcilers is how many Nodes the NodeReconciler reconciles at once:
-// the provisioning manager's --concurrency, which it passes to
-// controller-runtime as MaxConcurrentReconciles, defaults to 1
-// (cmd/provisioning/main.go in NVIDIA/doca-platform at v25.4.0, 785d519),
-// and neither the manager's Deployment (config/provisioning/manager) nor
-// the operator's edits to it (internal/operator/inventory) set it.
-const nodeReconcilers = 1
 
 func (o *operator) processNode(ctx context.Context) bool {
 	name, quit := o.queue.Get()

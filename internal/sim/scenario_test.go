@@ -43,6 +43,8 @@ func TestMixAssign(t *testing.T) {
 func TestMain(m *testing.M) {
 	ctrllog.SetLogger(logr.Discard())
 	code := m.Run()
-	shared.Stop()
+	for i := range planes {
+		planes[i].Stop()
+	}
 	os.Exit(code)
 }

@@ -78,6 +78,16 @@ type Options struct {
 	// Workers run pods' containers in parallel (default 4 with kubectl,
 	// 16 with client-go).
 	Workers int
+	// OperatorWorkers is how many Nodes the NodeReconciler reconciles at
+	// once. The default, 1, is DPF's: the provisioning manager's
+	// --concurrency, which it passes to controller-runtime as
+	// MaxConcurrentReconciles, defaults to 1 (cmd/provisioning/main.go in
+	// NVIDIA/doca-platform at v25.4.0, 785d519), and neither the manager's
+	// Deployment (config/provisioning/manager) nor the operator's edits to
+	// it (internal/operator/inventory) set it. A test that adds hundreds
+	// of nodes at once, and whose outcome does not depend on the order of
+	// re-creation, may raise it.
+	OperatorWorkers int
 	// MaxAddresses caps the distinct loopback node addresses (default 250).
 	MaxAddresses int
 	// Log receives one line per notable event; nil discards.
@@ -114,6 +124,7 @@ func (o *Options) defaults() error {
 	o.NodePrefix = cmp.Or(o.NodePrefix, "dpu-worker-")
 	o.KubectlMaxNodes = cmp.Or(o.KubectlMaxNodes, 32)
 	o.SecretWaitAttempts = cmp.Or(o.SecretWaitAttempts, 5)
+	o.OperatorWorkers = cmp.Or(o.OperatorWorkers, 1)
 	if o.Nodes < 0 {
 		return fmt.Errorf("--nodes must be positive")
 	}

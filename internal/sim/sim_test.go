@@ -22,22 +22,24 @@ import (
 	"github.com/dpfdoctor/dpfdoctor/internal/dpf"
 )
 
-// shared is the package's API server, with an audit log for the call-table
-// tests, started on first use (so that -short starts none) and stopped by
-// TestMain.
-var shared = SharedControlPlane{Audit: true}
+// planes are the package's two API servers, with an audit log for the
+// call-table tests, each started on first use (so that -short starts none)
+// and stopped by TestMain. A test takes one for its sim and gives it back
+// once the sim has stopped, so that two tests' sims run side by side: a
+// sim test mostly waits on time-scaled back-offs and dms-init's kubectl.
+var (
+	planes    = [2]SharedControlPlane{{Audit: true}, {Audit: true}}
+	freePlane = func() chan int {
+		free := make(chan int, len(planes))
+		for i := range planes {
+			free <- i
+		}
+		return free
+	}()
+)
 
-func sharedControlPlane(t *testing.T) *ControlPlane {
-	t.Helper()
-	cp, err := shared.Get()
-	if err != nil {
-		t.Fatalf("start the shared control plane: %v", err)
-	}
-	return cp
-}
-
-// startSim starts a sim for one test on the package's API server and stops
-// it at the end.
+// startSim starts a sim for one test on a free API server of the package
+// and stops it at the end. Tests that call it run in parallel.
 func startSim(t *testing.T, o Options) (*Cluster, kubernetes.Interface) {
 	t.Helper()
 	if testing.Short() {
@@ -46,7 +48,13 @@ func startSim(t *testing.T, o Options) (*Cluster, kubernetes.Interface) {
 	if Assets() == "" {
 		t.Fatal("KUBEBUILDER_ASSETS is not set: run the tests with `make test` (it builds the envtest binaries)")
 	}
-	o.ControlPlane = sharedControlPlane(t)
+	i := <-freePlane
+	t.Cleanup(func() { freePlane <- i }) // after Stop, registered below
+	cp, err := planes[i].Get()
+	if err != nil {
+		t.Fatalf("start the shared control plane: %v", err)
+	}
+	o.ControlPlane = cp
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	c, err := Start(ctx, o)
@@ -149,8 +157,9 @@ func hasRule(t *testing.T, cs kubernetes.Interface, resource string) bool {
 // ClusterRole is reverted; a separate Role + RoleBinding survives and the
 // pods become Ready.
 func TestSecretsForbiddenStory(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
-	c, cs := startSim(t, Options{Nodes: 2, Scenario: "hypothetical-secrets-forbidden", TimeScale: 0.05, SecretWaitAttempts: 1, Resync: time.Hour})
+	c, cs := startSim(t, Options{Nodes: 2, Scenario: "hypothetical-secrets-forbidden", TimeScale: 0.01, SecretWaitAttempts: 1, Resync: time.Hour})
 	if !c.useKubectl {
 		t.Fatal("a 2-node sim should run the real kubectl")
 	}
@@ -294,6 +303,7 @@ func grantSecrets(t *testing.T, cs kubernetes.Interface, nodes ...string) {
 
 // Every scenario yields its pod state, log lines and events.
 func TestEveryScenario(t *testing.T) {
+	t.Parallel()
 	var mix []string
 	for _, s := range Scenarios() {
 		mix = append(mix, string(s)+"=1")
@@ -388,6 +398,7 @@ func restarts(p *corev1.Pod) int32 {
 // kubelet's next Node status report (5 min × time scale, jittered), with no
 // other Node event.
 func TestNodeStatusReportRecreatesPod(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	// A report period of 1 s (20 s × 0.05) ± 10 %.
 	c, cs := startSim(t, Options{Nodes: 1, Scenario: string(DPUDeviceStatusForbidden), TimeScale: 0.05, KubectlMaxNodes: -1, Resync: time.Hour,
@@ -412,6 +423,7 @@ func TestNodeStatusReportRecreatesPod(t *testing.T) {
 }
 
 func TestPodRecreation(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		version  string
 		recreate bool
@@ -444,6 +456,7 @@ func TestPodRecreation(t *testing.T) {
 // When every node is unreachable the DPFOperatorConfig's VIP is wrong and
 // the pods carry it; a paused operator does not revert drift.
 func TestUnreachableVIPAndPause(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	c, cs := startSim(t, Options{Nodes: 2, Scenario: "apiserver-unreachable", TimeScale: 0.05, KubectlMaxNodes: -1, Resync: time.Hour})
 	pods := waitPods(t, cs, 30*time.Second, "CrashLoopBackOff", allState(2, "Init:CrashLoopBackOff"))
@@ -481,6 +494,7 @@ func TestUnreachableVIPAndPause(t *testing.T) {
 // v25.1 (pods per DPU, no ServiceAccount, unlabelled) and v25.10 (the host
 // agent) are simulated with the scenarios that apply to them.
 func TestOtherVersions(t *testing.T) {
+	t.Parallel()
 	t.Run("v25.1.0", func(t *testing.T) {
 		c, cs := startSim(t, Options{Version: "v25.1.0", Nodes: 3, Scenario: "healthy=1,rshim-occupied=1,certificate-not-ready=1", TimeScale: 0.05})
 		var pods []corev1.Pod

@@ -12,6 +12,7 @@ import (
 // Bad input across commands: each gives its documented exit code and a
 // message that says what to do next, never a panic.
 func TestBadInput(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("starts an API server (envtest); skipped under -short")
 	}
@@ -60,6 +61,7 @@ func TestBadInput(t *testing.T) {
 		{"lint without --rbac", "", []string{"lint", "--script", testdata("dmsinit-v25.4.0.sh")}, 2, []string{"--rbac"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			r := dpfdoctor(t, tc.kubeconfig, tc.args...)
 			if r.code != tc.code {
 				t.Fatalf("exit %d, want %d\nstdout:\n%s\nstderr:\n%s", r.code, tc.code, r.stdout, r.stderr)
@@ -87,6 +89,7 @@ func testdata(name string) string {
 
 // The happy path of the read-only commands on a failing cluster.
 func TestDiagnoseFindsProblems(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("starts an API server (envtest); skipped under -short")
 	}

@@ -39,6 +39,7 @@ func managed(t *testing.T, cs kubernetes.Interface, ns string) int {
 // SIGINT while `fix --apply` writes: exit 130, and the cluster holds none of
 // the grant (the apply is rolled back), not part of it.
 func TestInterruptedApplyLeavesNothing(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("starts an API server (envtest); skipped under -short")
 	}
@@ -58,17 +59,16 @@ func TestInterruptedApplyLeavesNothing(t *testing.T) {
 			t.Fatalf("pods did not fail: %v %v", s, err)
 		}
 	}
-	// Every RBAC write (and server-side dry run) is held 3 s at the proxy,
-	// so the interrupt arrives while the first real write is in flight.
+	// Every real RBAC write (not the server-side dry runs before them) is
+	// held 3 s at the proxy, so the interrupt arrives while the first one
+	// is in flight.
 	var writes atomic.Int64
 	p, err := faultproxy.Start(c.Config, &faultproxy.Rule{
 		Match: func(_ int64, r *http.Request) bool {
-			if r.Method == http.MethodGet || !strings.Contains(r.URL.Path, "/apis/rbac.authorization.k8s.io/") {
+			if r.Method == http.MethodGet || !strings.Contains(r.URL.Path, "/apis/rbac.authorization.k8s.io/") || strings.Contains(r.URL.RawQuery, "dryRun") {
 				return false
 			}
-			if !strings.Contains(r.URL.RawQuery, "dryRun") {
-				writes.Add(1) // a real write: the interrupt lands mid-apply
-			}
+			writes.Add(1) // a real write: the interrupt lands mid-apply
 			return true
 		},
 		Action: faultproxy.Action{Delay: 3 * time.Second},
@@ -130,6 +130,7 @@ func TestInterruptedApplyLeavesNothing(t *testing.T) {
 // Rollback refuses a backup folder that is missing or tampered with, before
 // touching the cluster.
 func TestRollbackBadBackups(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("starts an API server (envtest); skipped under -short")
 	}

@@ -5,6 +5,7 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"log"
@@ -12,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -28,6 +30,8 @@ import (
 )
 
 // suite is what every test in this package shares; set once in TestMain.
+// The tests run in parallel: they read the clusters, or act as users of
+// their own, and a test that writes starts a sim of its own.
 type suite struct {
 	bin     string
 	dir     string
@@ -60,34 +64,45 @@ func run(m *testing.M) (int, error) {
 	defer os.RemoveAll(dir)
 	s.dir = dir
 	s.bin = filepath.Join(dir, "dpfdoctor")
-	build := exec.Command("go", "build", "-o", s.bin, "github.com/dpfdoctor/dpfdoctor/cmd/dpfdoctor")
-	build.Stderr = os.Stderr
-	if err := build.Run(); err != nil {
-		return 1, fmt.Errorf("build: %w", err)
-	}
 	if sim.Assets() == "" {
 		return 1, sim.ErrAssets
 	}
-	ctx := context.Background()
-	c, err := sim.Start(ctx, sim.Options{Nodes: 3, Scenario: "hypothetical-secrets-forbidden", TimeScale: 0.05, SecretWaitAttempts: 1, KubectlMaxNodes: -1})
-	if err != nil {
+	// The binary and the three API servers take seconds each, mostly
+	// waiting: build and start them side by side.
+	var (
+		wg   sync.WaitGroup
+		errs [4]error
+		envs [2]*envtest.Environment
+		cfgs [2]*rest.Config
+	)
+	wg.Go(func() {
+		// -s -w: no symbol table or DWARF, as the release; half the link time.
+		build := exec.Command("go", "build", "-ldflags", "-s -w", "-o", s.bin, "github.com/dpfdoctor/dpfdoctor/cmd/dpfdoctor")
+		build.Stderr = os.Stderr
+		if err := build.Run(); err != nil {
+			errs[0] = fmt.Errorf("build: %w", err)
+		}
+	})
+	wg.Go(func() {
+		s.dpf, errs[1] = sim.Start(context.Background(), sim.Options{Nodes: 3, Scenario: "hypothetical-secrets-forbidden", TimeScale: 0.05, SecretWaitAttempts: 1, KubectlMaxNodes: -1})
+	})
+	for i, crds := range [][]*apiextensionsv1.CustomResourceDefinition{nil, sim.CRDs()} {
+		envs[i] = &envtest.Environment{CRDInstallOptions: envtest.CRDInstallOptions{CRDs: crds}}
+		wg.Go(func() { cfgs[i], errs[2+i] = envs[i].Start() })
+	}
+	wg.Wait()
+	if s.dpf != nil {
+		defer s.dpf.Stop()
+	}
+	for i := range envs {
+		if cfgs[i] != nil {
+			defer envs[i].Stop() //nolint:gocritic // both servers serve every test and stop when run returns
+		}
+	}
+	if err := errors.Join(errs[:]...); err != nil {
 		return 1, err
 	}
-	defer c.Stop()
-	s.dpf = c
-	for _, crds := range [][]*apiextensionsv1.CustomResourceDefinition{nil, sim.CRDs()} {
-		env := &envtest.Environment{CRDInstallOptions: envtest.CRDInstallOptions{CRDs: crds}}
-		cfg, err := env.Start()
-		if err != nil {
-			return 1, err
-		}
-		defer env.Stop() //nolint:gocritic // both servers serve every test and stop when run returns
-		if crds == nil {
-			s.bare = cfg
-		} else {
-			s.partial = cfg
-		}
-	}
+	s.bare, s.partial = cfgs[0], cfgs[1]
 	return m.Run(), nil
 }
 
