@@ -64,9 +64,11 @@ func TestFixRequestBudget(t *testing.T) {
 			// The budget counts the fix's requests, not the sim's: no operator
 			// resync and no Node heartbeats (with --restart=delete, the fix's
 			// own Node PATCHes bring the v25.4.0 pods back), which on 500
-			// nodes are a fifth of the API server's load.
+			// nodes are a fifth of the API server's load; and 16 operator
+			// workers create the 500 pods, whose order the budget does not
+			// depend on (DPF runs one).
 			e := startSimOn(t, &budgetPlane, sim.Options{Nodes: n, Scenario: string(sim.HypotheticalSecretsForbidden),
-				Resync: time.Hour, NodeStatusReport: -1})
+				Resync: time.Hour, NodeStatusReport: -1, OperatorWorkers: 16})
 			e.waitFailing(n)
 			budget := kube.NewBudget(0).Recording()
 			cl, err := kube.New(e.c.Config, e.c.Namespace, budget)
