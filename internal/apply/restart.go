@@ -34,27 +34,20 @@ type Restarts struct {
 // NewRestarts makes the restarts of b's plan, journalled in b.
 func NewRestarts(cl *kube.Clients, b *Backup) *Restarts { return &Restarts{Clients: cl, Backup: b} }
 
-// DeletePod deletes a DMS pod if its UID is still uid and, when rv is set,
-// its resourceVersion still rv (any pod when both are empty). gone is true
-// when the pod is gone already. A pod that was replaced or changed since
-// is left alone, with the API server's Conflict as the error, so the
-// caller can look again.
-func (r *Restarts) DeletePod(ctx context.Context, name string, uid types.UID, rv string) (gone bool, err error) {
-	var pre metav1.Preconditions
+// DeletePod deletes a DMS pod if its UID is still uid (any pod when uid is
+// empty). gone is true when there was nothing to delete: the pod is gone
+// already or was replaced.
+func (r *Restarts) DeletePod(ctx context.Context, name string, uid types.UID) (gone bool, err error) {
+	opts := metav1.DeleteOptions{}
 	if uid != "" {
-		pre.UID = &uid
+		opts.Preconditions = &metav1.Preconditions{UID: &uid}
 	}
-	if rv != "" {
-		pre.ResourceVersion = &rv
-	}
-	err = r.Clients.Kube.CoreV1().Pods(r.Backup.plan.Namespace).Delete(ctx, name, metav1.DeleteOptions{Preconditions: &pre})
+	err = r.Clients.Kube.CoreV1().Pods(r.Backup.plan.Namespace).Delete(ctx, name, opts)
 	switch {
 	case err == nil:
 		return false, nil
-	case apierrors.IsNotFound(err):
+	case apierrors.IsNotFound(err), apierrors.IsConflict(err):
 		return true, nil
-	case apierrors.IsConflict(err):
-		return false, fmt.Errorf("delete pod %s: %w", name, err)
 	}
 	return false, fmt.Errorf("delete pod %s: %w", name, kube.Classify(err))
 }

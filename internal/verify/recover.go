@@ -13,7 +13,6 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -48,10 +47,9 @@ type RecoverOptions struct {
 // itself: apply.Restarts makes them and journals the Node annotations in
 // the fix's backup.
 type Effects interface {
-	// DeletePod deletes the pod if its UID is still uid and its
-	// resourceVersion still rv; gone is true when there was nothing to
-	// delete, and a Conflict error means the pod was replaced or changed.
-	DeletePod(ctx context.Context, name string, uid types.UID, rv string) (gone bool, err error)
+	// DeletePod deletes the pod if its UID is still uid; gone is true when
+	// there was nothing to delete.
+	DeletePod(ctx context.Context, name string, uid types.UID) (gone bool, err error)
 	// JournalNodes journals the Node annotation for every Node that may
 	// get one, before any is set.
 	JournalNodes(ctx context.Context, nodes []string) error
@@ -468,27 +466,25 @@ func (r *Recovery) observe(t *tracked, p *corev1.Pod) {
 }
 
 // safeToDelete checks, from the watch caches, that deleting the pod now
-// brings a fresh one back. It returns why not otherwise, and for a v25.4.0
-// pod the resourceVersion to delete it at: a pod the watch has not yet
-// seen change is not deleted (a Conflict, and another look). Call with
-// r.mu held.
-func (r *Recovery) safeToDelete(t *tracked) (why, rv string) {
+// brings a fresh one back. It returns why not otherwise; call with r.mu
+// held.
+func (r *Recovery) safeToDelete(t *tracked) string {
 	obj, ok, _ := r.podStore.GetByKey(r.o.Namespace + "/" + t.action.Pod)
 	if !ok {
-		return "", ""
+		return ""
 	}
 	p := obj.(*corev1.Pod)
 	if p.UID != t.oldUID {
-		return "the operator already replaced the pod", ""
+		return "the operator already replaced the pod"
 	}
 	if dpf.PodReady(p) {
-		return "the pod recovered on its own retry before dpfdoctor came to delete it", ""
+		return "the pod recovered on its own retry before dpfdoctor came to delete it"
 	}
 	if !t.action.TouchNode {
-		return "", ""
+		return ""
 	}
 	if _, exists, _ := r.dpuNodes.GetByKey(r.o.Namespace + "/" + t.action.Node); exists {
-		return fmt.Sprintf("DPUNode %s exists (dms-init got through on a retry); deleting the pod would lose it", t.action.Node), ""
+		return fmt.Sprintf("DPUNode %s exists (dms-init got through on a retry); deleting the pod would lose it", t.action.Node)
 	}
 	// A running dms-init may get through (someone else's grant, the
 	// guard's): its last step creates the DPUNode, and v25.4.0 never
@@ -496,18 +492,11 @@ func (r *Recovery) safeToDelete(t *tracked) (why, rv string) {
 	// brings it up once the grant is in place.
 	for _, c := range p.Status.InitContainerStatuses {
 		if c.Name == dpf.ContainerDMSInit && c.State.Running != nil {
-			return "dms-init was running when dpfdoctor came to delete the pod (it may get through, and v25.4.0 would not re-create a pod deleted after that); left to the kubelet's retry", ""
+			return "dms-init was running when dpfdoctor came to delete the pod (it may get through, and v25.4.0 would not re-create a pod deleted after that); left to the kubelet's retry"
 		}
 	}
-	return "", p.ResourceVersion
+	return ""
 }
-
-// A delete that conflicts (the pod changed since the watch saw it) is
-// looked at again after conflictWait, up to maxDeleteAttempts times.
-const (
-	maxDeleteAttempts = 5
-	conflictWait      = 200 * time.Millisecond
-)
 
 // deleteAll deletes the pods, at most fanout.Limit at a time.
 func (r *Recovery) deleteAll(ctx context.Context, todo []*tracked) error {
@@ -522,52 +511,33 @@ func (r *Recovery) deleteAll(ctx context.Context, todo []*tracked) error {
 }
 
 func (r *Recovery) deletePod(ctx context.Context, t *tracked) error {
-	for attempt := 1; ; attempt++ {
-		r.mu.Lock()
-		why, rv := r.safeToDelete(t)
-		if why == "" && attempt > maxDeleteAttempts {
-			why = "the pod kept changing while dpfdoctor came to delete it; left to the kubelet's retry"
+	r.mu.Lock()
+	if why := r.safeToDelete(t); why != "" {
+		t.action.Action, t.action.TouchNode, t.note = plan.ActionWait, false, why
+		if obj, ok, _ := r.podStore.GetByKey(r.o.Namespace + "/" + t.action.Pod); ok {
+			r.observe(t, obj.(*corev1.Pod))
 		}
-		if why != "" {
-			t.action.Action, t.action.TouchNode, t.note = plan.ActionWait, false, why
-			if obj, ok, _ := r.podStore.GetByKey(r.o.Namespace + "/" + t.action.Pod); ok {
-				r.observe(t, obj.(*corev1.Pod))
-			}
-			r.mu.Unlock()
-			r.signal()
-			return nil
-		}
-		uid := t.oldUID
-		t.deleting, t.started = true, r.clock.Now()
-		r.restarted(t.started)
-		r.mu.Unlock()
-		if r.o.Effects == nil {
-			return fmt.Errorf("restart: nothing to delete pod %s with", t.action.Pod)
-		}
-		gone, err := r.o.Effects.DeletePod(ctx, t.action.Pod, uid, rv)
-		if apierrors.IsConflict(err) {
-			// Replaced or changed since the watch saw it: look again
-			// once the watch has caught up.
-			r.mu.Lock()
-			t.deleting = false
-			r.mu.Unlock()
-			select {
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-r.clock.After(conflictWait):
-			}
-			continue
-		}
-		if err != nil || !gone {
-			return err
-		}
-		// Already gone: nothing to delete.
-		r.mu.Lock()
-		r.markDeleted(t)
 		r.mu.Unlock()
 		r.signal()
 		return nil
 	}
+	uid := t.oldUID
+	t.deleting, t.started = true, r.clock.Now()
+	r.restarted(t.started)
+	r.mu.Unlock()
+	if r.o.Effects == nil {
+		return fmt.Errorf("restart: nothing to delete pod %s with", t.action.Pod)
+	}
+	gone, err := r.o.Effects.DeletePod(ctx, t.action.Pod, uid)
+	if err != nil || !gone {
+		return err
+	}
+	// Already gone, or already replaced: nothing to delete.
+	r.mu.Lock()
+	r.markDeleted(t)
+	r.mu.Unlock()
+	r.signal()
+	return nil
 }
 
 // journalAndTouch journals, in one write, the Node annotations for the

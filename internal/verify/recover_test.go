@@ -2,7 +2,6 @@ package verify
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -11,9 +10,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	fcache "k8s.io/client-go/tools/cache/testing"
 	clocktesting "k8s.io/utils/clock/testing"
@@ -44,23 +41,14 @@ type fakeEffects struct {
 	// node's pod, Ready (0: never).
 	recreateAt map[string]int
 
-	// conflicts is how many deletes of a pod the API server answers with
-	// a Conflict before one goes through.
-	conflicts map[string]int
-
 	mu      sync.Mutex
 	deleted []string
 	journal [][]string
 	touches map[string]int
 }
 
-func (f *fakeEffects) DeletePod(_ context.Context, name string, uid types.UID, _ string) (bool, error) {
+func (f *fakeEffects) DeletePod(_ context.Context, name string, uid types.UID) (bool, error) {
 	f.mu.Lock()
-	if f.conflicts[name] > 0 {
-		f.conflicts[name]--
-		f.mu.Unlock()
-		return false, apierrors.NewConflict(schema.GroupResource{Resource: "pods"}, name, errors.New("the object has been modified"))
-	}
 	f.deleted = append(f.deleted, name)
 	f.mu.Unlock()
 	f.pods.Delete(dmsPod(strings.TrimSuffix(name, "-dms"), uid, false))
@@ -251,34 +239,19 @@ func (h *harness) waitSeen(t *testing.T, name string, ok func(*corev1.Pod) bool)
 }
 
 // v25.4.0: a pod whose dms-init is running when its turn comes is not
-// deleted (it may get through, and then it would never come back); a delete
-// the API server refuses with a Conflict is tried again.
-func TestRecoveryQuiesceRunningAndConflict(t *testing.T) {
+// deleted: it may get through, and then it would never come back.
+func TestRecoveryQuiesceLeavesRunningDMSInit(t *testing.T) {
 	h := start(t, []plan.PodAction{touch("w1"), touch("w2")}, nil, map[string]int{"w2": 1})
-	h.fx.conflicts = map[string]int{"w2-dms": 2}
 	running := dmsPod("w1", "w1-old", false)
 	running.Status.InitContainerStatuses = []corev1.ContainerStatus{{Name: dpf.ContainerDMSInit,
 		State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{}}}}
 	h.pods.Modify(running)
 	h.waitSeen(t, "w1-dms", func(p *corev1.Pod) bool { return len(p.Status.InitContainerStatuses) > 0 })
-	stop := make(chan struct{})
-	go func() { // the conflict's wait runs on the fake clock
-		for {
-			select {
-			case <-stop:
-				return
-			case <-time.After(10 * time.Millisecond):
-				h.clock.Step(time.Second)
-			}
-		}
-	}()
-	err := h.r.Quiesce(context.Background())
-	close(stop)
-	if err != nil {
+	if err := h.r.Quiesce(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	if deleted, _, _ := h.fx.snapshot(); !slices.Equal(deleted, []string{"w2-dms"}) {
-		t.Fatalf("deleted %v, want only w2-dms, after two conflicts", deleted)
+		t.Fatalf("deleted %v, want only w2-dms", deleted)
 	}
 	h.pods.Modify(dmsPod("w1", "w1-old", true))
 	res := h.run(t)
