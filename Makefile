@@ -8,6 +8,9 @@ export GOTOOLCHAIN ?= local
 BIN := bin/dpfdoctor
 PKGS := ./...
 FUZZTIME ?= 10s
+# The slowest test packages first, and three at a time: the envtest tests
+# mostly wait (bench/test-time.md), so a third package fills the cores.
+TESTPKGS := ./internal/doctor ./internal/evidence ./internal/guard ./internal/apply ./internal/sandbox ./internal/sim ./test/e2e ./internal/cli ./...
 
 .PHONY: all build test test-unit test-e2e-1.31 demo bench lint tools envtest bwrap fuzz fuzz-short generate verify-generate release test-release clean
 
@@ -31,7 +34,7 @@ bwrap:
 # (unit and envtest) on Kubernetes 1.37, the black-box e2e suite again on
 # Kubernetes 1.31, a short fuzz budget per parser, and the release snapshot.
 test: lint verify-generate envtest bwrap
-	KUBEBUILDER_ASSETS=$$(hack/envtest.sh) $(GO) test -count=1 -timeout 45m $(PKGS)
+	KUBEBUILDER_ASSETS=$$(hack/envtest.sh) $(GO) test -p 3 -count=1 -timeout 45m $(TESTPKGS)
 	$(MAKE) test-e2e-1.31
 	$(MAKE) fuzz-short
 	$(MAKE) test-release
