@@ -201,27 +201,46 @@ func TestRecoveryRecreatesMissingPods(t *testing.T) {
 	}
 }
 
-// A pod whose DPUNode exists is not deleted (v25.4.0 would never re-create
-// it): it is waited for, and recovers on the kubelet's retry.
-func TestRecoveryKeepsPodWithDPUNode(t *testing.T) {
-	h := start(t, []plan.PodAction{touch("w1"), touch("w2")}, []string{"w1"}, map[string]int{"w2": 1})
-	if err := h.r.Quiesce(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	if deleted, _, _ := h.fx.snapshot(); !slices.Equal(deleted, []string{"w2-dms"}) {
-		t.Fatalf("deleted %v, want only w2-dms", deleted)
-	}
-	h.pods.Modify(dmsPod("w1", "w1-old", true))
-	res := h.run(t)
-	if res.Ready != 2 {
-		t.Fatalf("result %+v", res)
-	}
-	p := res.Pods[0]
-	if p.Action != plan.ActionWait || p.NodeEvents != 0 || !strings.Contains(p.Note, "DPUNode w1 exists") {
-		t.Errorf("w1: %+v", p)
-	}
-	if _, journal, _ := h.fx.snapshot(); len(journal) != 1 || !slices.Equal(journal[0], []string{"w2"}) {
-		t.Errorf("journal %v, want w2 only", journal)
+// On v25.4.0 a pod is not deleted when its DPUNode exists, or when its
+// dms-init is running (it may get through): v25.4.0 would never re-create
+// it. It is waited for, and recovers on the kubelet's retry.
+func TestRecoveryKeepsPodThatCouldGetThrough(t *testing.T) {
+	running := dmsPod("w1", "w1-old", false)
+	running.Status.InitContainerStatuses = []corev1.ContainerStatus{{Name: dpf.ContainerDMSInit,
+		State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{}}}}
+	for _, tc := range []struct {
+		name     string
+		dpuNodes []string
+		w1       *corev1.Pod // w1's pod as the watch sees it before Quiesce
+		note     string
+	}{
+		{"DPUNode exists", []string{"w1"}, nil, "DPUNode w1 exists"},
+		{"dms-init running", nil, running, "dms-init was running"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := start(t, []plan.PodAction{touch("w1"), touch("w2")}, tc.dpuNodes, map[string]int{"w2": 1})
+			if tc.w1 != nil {
+				h.pods.Modify(tc.w1)
+				h.waitSeen(t, "w1-dms", func(p *corev1.Pod) bool { return len(p.Status.InitContainerStatuses) > 0 })
+			}
+			if err := h.r.Quiesce(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			if deleted, _, _ := h.fx.snapshot(); !slices.Equal(deleted, []string{"w2-dms"}) {
+				t.Fatalf("deleted %v, want only w2-dms", deleted)
+			}
+			h.pods.Modify(dmsPod("w1", "w1-old", true))
+			res := h.run(t)
+			if res.Ready != 2 {
+				t.Fatalf("result %+v", res)
+			}
+			if p := res.Pods[0]; p.Action != plan.ActionWait || p.NodeEvents != 0 || !strings.Contains(p.Note, tc.note) {
+				t.Errorf("w1: %+v", p)
+			}
+			if _, journal, _ := h.fx.snapshot(); len(journal) != 1 || !slices.Equal(journal[0], []string{"w2"}) {
+				t.Errorf("journal %v, want w2 only", journal)
+			}
+		})
 	}
 }
 
@@ -235,31 +254,6 @@ func (h *harness) waitSeen(t *testing.T, name string, ok func(*corev1.Pod) bool)
 		if time.Now().After(deadline) {
 			t.Fatalf("the informer did not see the update of %s", name)
 		}
-	}
-}
-
-// v25.4.0: a pod whose dms-init is running when its turn comes is not
-// deleted: it may get through, and then it would never come back.
-func TestRecoveryQuiesceLeavesRunningDMSInit(t *testing.T) {
-	h := start(t, []plan.PodAction{touch("w1"), touch("w2")}, nil, map[string]int{"w2": 1})
-	running := dmsPod("w1", "w1-old", false)
-	running.Status.InitContainerStatuses = []corev1.ContainerStatus{{Name: dpf.ContainerDMSInit,
-		State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{}}}}
-	h.pods.Modify(running)
-	h.waitSeen(t, "w1-dms", func(p *corev1.Pod) bool { return len(p.Status.InitContainerStatuses) > 0 })
-	if err := h.r.Quiesce(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	if deleted, _, _ := h.fx.snapshot(); !slices.Equal(deleted, []string{"w2-dms"}) {
-		t.Fatalf("deleted %v, want only w2-dms", deleted)
-	}
-	h.pods.Modify(dmsPod("w1", "w1-old", true))
-	res := h.run(t)
-	if res.Ready != 2 {
-		t.Fatalf("result %+v", res)
-	}
-	if p := res.Pods[0]; p.Action != plan.ActionWait || p.NodeEvents != 0 || !strings.Contains(p.Note, "dms-init was running") {
-		t.Errorf("w1: %+v", p)
 	}
 }
 
