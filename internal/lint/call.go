@@ -31,7 +31,8 @@ func (in *interp) call(st *state, c *syntax.CallExpr, io ioctx) *state {
 	alts, unknownCount := in.expandFields(st, c.Args, io)
 	var kubectl [][]text
 	for _, argv := range alts {
-		if argv = unwrap(argv); len(argv) > 0 && isKubectl(argv[0]) {
+		argv = unwrap(argv)
+		if cmd := path.Base(word(argv, 0)); cmd == "kubectl" || cmd == "oc" {
 			kubectl = append(kubectl, argv)
 		}
 	}
@@ -117,11 +118,6 @@ func unwrap(argv []text) []text {
 		argv = argv[i:]
 	}
 	return argv
-}
-
-func isKubectl(t text) bool {
-	s, ok := t.exact()
-	return ok && (path.Base(s) == "kubectl" || path.Base(s) == "oc")
 }
 
 // callFunc runs a function of the script with its own positional

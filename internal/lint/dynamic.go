@@ -8,6 +8,7 @@ import (
 	"path"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 
 	"github.com/dpfdoctor/dpfdoctor/internal/access"
@@ -98,15 +99,12 @@ func NewDynamicRun(static *Report, script string, args []string, exit int, log [
 		if !o.Allowed {
 			run.Denied++
 		}
-		i := 0
-		for i < len(run.Calls) && !predicts(run.Calls[i].Finding, o.Request) {
-			i++
-		}
+		i := slices.IndexFunc(run.Calls, func(c DynamicCall) bool { return predicts(c.Finding, o.Request) })
 		switch {
-		case i == len(run.Calls) && o.Allowed && o.Request.NonResourceURL == "/version":
+		case i < 0 && o.Allowed && o.Request.NonResourceURL == "/version":
 			// kubectl reads the server version for its own purposes, too;
 			// system:discovery allows it to everyone.
-		case i == len(run.Calls):
+		case i < 0:
 			run.Missed = count(run.Missed, o)
 		default:
 			run.Calls[i].Observed = count(run.Calls[i].Observed, o)

@@ -214,23 +214,6 @@ func (in *interp) partValue(st *state, p syntax.WordPart, io ioctx, quoted bool)
 	return unknownValue(in.source(p))
 }
 
-// expandHeredoc expands an unquoted here-document body; expand.Document
-// unescapes its literal parts (\$, \` and \\).
-func (in *interp) expandHeredoc(st *state, w *syntax.Word, io ioctx) value {
-	v := litValue("")
-	for _, p := range w.Parts {
-		var pv value
-		if l, ok := p.(*syntax.Lit); ok {
-			s, _ := expand.Document(&expand.Config{}, &syntax.Word{Parts: []syntax.WordPart{l}})
-			pv = litValue(s)
-		} else {
-			pv = in.partValue(st, p, io, true)
-		}
-		v = concatValues(v, pv, "${…}")
-	}
-	return v
-}
-
 // unescape removes the backslashes the shell removes: every one outside
 // quotes, and before $ ` " \ or a newline inside double quotes.
 func unescape(s string, quoted bool) string {
@@ -282,20 +265,15 @@ func (in *interp) cmdSubst(st *state, cs *syntax.CmdSubst, io ioctx) value {
 	st.status = res.status
 	if res.out != nil && len(cs.Stmts) == 1 {
 		out := make(value, len(res.out))
-		for i, t := range res.out {
-			out[i] = trimTrailingNewlines(t)
+		for i, t := range res.out { // without the trailing newlines
+			if n := len(t) - 1; n >= 0 && !t[n].unknown {
+				t = t[:n:n].concat(lit(strings.TrimRight(t[n].s, "\n")))
+			}
+			out[i] = t
 		}
 		return out
 	}
 	return unknownValue(in.source(cs))
-}
-
-func trimTrailingNewlines(t text) text {
-	if len(t) == 0 || t[len(t)-1].unknown {
-		return t
-	}
-	n := len(t) - 1
-	return t[:n:n].concat(lit(strings.TrimRight(t[n].s, "\n")))
 }
 
 func (in *interp) redirect(st *state, redirs []*syntax.Redirect, io ioctx) ioctx {
@@ -358,6 +336,8 @@ func (in *interp) target(st *state, w *syntax.Word, io ioctx) sink {
 
 // heredoc expands a here-document body: variables and command
 // substitutions when the delimiter is unquoted, nothing when it is quoted.
+// Its literal parts lose the tabs <<- strips (those that start a line)
+// and, unquoted, are unescaped by expand.Document (\$, \` and \\).
 func (in *interp) heredoc(st *state, r *syntax.Redirect, io ioctx) value {
 	if r.Hdoc == nil {
 		return litValue("")
@@ -369,30 +349,26 @@ func (in *interp) heredoc(st *state, r *syntax.Redirect, io ioctx) value {
 		}
 		return false
 	})
-	body := r.Hdoc
-	if r.Op == syntax.DashHdoc {
-		body = stripTabs(body)
-	}
-	if quoted {
-		return litValue(body.Lit()) // a quoted body is only literal text
-	}
-	return in.expandHeredoc(st, body, io)
-}
-
-// stripTabs removes the tabs <<- strips: those that start a line of the
-// body, before it is expanded.
-func stripTabs(w *syntax.Word) *syntax.Word {
-	c := &syntax.Word{Parts: slices.Clone(w.Parts)}
-	for i, p := range c.Parts {
-		if l, ok := p.(*syntax.Lit); ok {
-			lines := strings.Split(l.Value, "\n")
+	parts := slices.Clone(r.Hdoc.Parts)
+	for i, p := range parts {
+		l, ok := p.(*syntax.Lit)
+		if !ok {
+			continue
+		}
+		s := l.Value
+		if r.Op == syntax.DashHdoc {
+			lines := strings.Split(s, "\n")
 			for j := range lines {
 				if i == 0 || j > 0 {
 					lines[j] = strings.TrimLeft(lines[j], "\t")
 				}
 			}
-			c.Parts[i] = &syntax.Lit{Value: strings.Join(lines, "\n")}
+			s = strings.Join(lines, "\n")
 		}
+		if !quoted {
+			s, _ = expand.Document(&expand.Config{}, &syntax.Word{Parts: []syntax.WordPart{&syntax.Lit{Value: s}}})
+		}
+		parts[i] = &syntax.SglQuoted{Value: s} // literal text from here on
 	}
-	return c
+	return in.partsValue(st, parts, io, true)
 }

@@ -62,6 +62,13 @@ func WriteJUnit(w io.Writer, r *Report) error {
 		c.Classname, c.File, c.Time = filepath.ToSlash(file), filepath.ToSlash(file), "0"
 		s := &all.Suites[index[file]]
 		s.Cases = append(s.Cases, c)
+		s.Tests++
+		if c.Failure != nil {
+			s.Failures++
+		}
+		if c.Skipped != nil {
+			s.Skipped++
+		}
 	}
 	for _, f := range r.Findings {
 		c := junitCase{Name: fmt.Sprintf("line %d: %s needs %s", f.Line, f.Call, f.Needs()), Line: f.Line}
@@ -89,17 +96,7 @@ func WriteJUnit(w io.Writer, r *Report) error {
 		}
 		add(wn.File, junitCase{Name: fmt.Sprintf("line %d: not checked", wn.Line), Line: wn.Line, Skipped: &junitMessage{Message: msg}})
 	}
-	for i := range all.Suites {
-		s := &all.Suites[i]
-		for _, c := range s.Cases {
-			s.Tests++
-			if c.Failure != nil {
-				s.Failures++
-			}
-			if c.Skipped != nil {
-				s.Skipped++
-			}
-		}
+	for _, s := range all.Suites {
 		all.Tests, all.Failures, all.Skipped = all.Tests+s.Tests, all.Failures+s.Failures, all.Skipped+s.Skipped
 	}
 	out, err := xml.MarshalIndent(all, "", "  ")

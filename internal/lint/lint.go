@@ -370,21 +370,15 @@ func newInterp(name string, o *Options) *interp {
 // walkUncalled runs the functions no path called, with unknown arguments:
 // their calls are possible.
 func (in *interp) walkUncalled(f *syntax.File, end *state) {
-	var decls []*syntax.FuncDecl
-	syntax.Walk(f, func(n syntax.Node) bool {
-		if fd, ok := n.(*syntax.FuncDecl); ok && fd.Name != nil {
-			decls = append(decls, fd)
-		}
-		return true
-	})
 	base := newState()
 	if end.flow == flowLive {
 		base = end.clone()
 	}
 	base.locals = nil
-	for _, fd := range decls {
-		if in.called[fd] {
-			continue
+	syntax.Walk(f, func(n syntax.Node) bool {
+		fd, ok := n.(*syntax.FuncDecl)
+		if !ok || fd.Name == nil || in.called[fd] {
+			return true
 		}
 		name := fd.Name.Value
 		if _, ok := in.funcs[name]; !ok {
@@ -394,7 +388,8 @@ func (in *interp) walkUncalled(f *syntax.File, end *state) {
 		st.flow, st.status = flowLive, stOK
 		st.guard = &guard{possible: true, why: &reason{why: whyUncalled, fn: name, line: fd.Position.Line()}}
 		in.callFunc(st, fd, name, nil, true, ioctx{})
-	}
+		return true
+	})
 }
 
 type recKey struct {
