@@ -138,7 +138,7 @@ func (a *Applier) Apply(ctx context.Context, b *Backup) (Result, error) {
 	}
 	for _, ap := range res.Applied {
 		if ap.Action == ActionUnchanged {
-			if err := b.recordApplied(ap); err != nil {
+			if err := b.update(func(r *Receipt) { r.Applied = append(r.Applied, ap) }); err != nil {
 				return Result{}, err
 			}
 		}
@@ -148,7 +148,7 @@ func (a *Applier) Apply(ctx context.Context, b *Backup) (Result, error) {
 		if err := a.ssa(ctx, p, i, false); err != nil {
 			return res, a.failed(ctx, b, ap.Ref, err)
 		}
-		if err := b.recordApplied(ap); err != nil {
+		if err := b.update(func(r *Receipt) { r.Applied = append(r.Applied, ap) }); err != nil {
 			return res, a.failed(ctx, b, ap.Ref, err)
 		}
 		a.logf("%s %s", ap.Action, ap.Ref)

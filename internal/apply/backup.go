@@ -225,29 +225,26 @@ func (b *Backup) record(changes ...plan.AnnotationChange) error {
 	if err := b.Ensure(); err != nil {
 		return err
 	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	for _, c := range changes {
-		if i := slices.IndexFunc(b.receipt.Annotations, func(a AnnotationChange) bool { return a.Ref == c.Ref && a.Key == c.Key }); i >= 0 {
-			b.receipt.Annotations[i].Value = c.Value
-		} else {
-			b.receipt.Annotations = append(b.receipt.Annotations, c)
+	return b.update(func(r *Receipt) {
+		for _, c := range changes {
+			if i := slices.IndexFunc(r.Annotations, func(a AnnotationChange) bool { return a.Ref == c.Ref && a.Key == c.Key }); i >= 0 {
+				r.Annotations[i].Value = c.Value
+			} else {
+				r.Annotations = append(r.Annotations, c)
+			}
 		}
-	}
-	return b.saveLocked()
+	})
 }
 
 func (b *Backup) setStatus(status, errText string) error {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.receipt.Status, b.receipt.Error = status, errText
-	return b.saveLocked()
+	return b.update(func(r *Receipt) { r.Status, r.Error = status, errText })
 }
 
-func (b *Backup) recordApplied(a Applied) error {
+// update changes the journal and saves it.
+func (b *Backup) update(fn func(*Receipt)) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.receipt.Applied = append(b.receipt.Applied, a)
+	fn(&b.receipt)
 	return b.saveLocked()
 }
 

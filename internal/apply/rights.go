@@ -3,6 +3,7 @@ package apply
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -131,13 +132,9 @@ func selfRules(ctx context.Context, cs kubernetes.Interface, ns string) *rbac.Se
 // would then fail and be rolled back. The rest are asked with
 // SelfSubjectAccessReviews, so their number does not grow with the plan.
 func selfReview(ctx context.Context, cs kubernetes.Interface, rules *rbac.Set, reqs []access.Request) ([]access.Request, error) {
-	var ask []access.Request
-	for _, r := range reqs {
-		if rules == nil || r.Namespace == "" || r.Namespace != rules.Roles[0].Namespace || !rules.Evaluate(self, r).Allowed {
-			ask = append(ask, r)
-		}
-	}
-	reqs = ask
+	reqs = slices.DeleteFunc(slices.Clone(reqs), func(r access.Request) bool {
+		return rules != nil && r.Namespace != "" && r.Namespace == rules.Roles[0].Namespace && rules.Evaluate(self, r).Allowed
+	})
 	allowed := make([]bool, len(reqs))
 	err := fanout.Each(len(reqs), fanout.Limit, func(i int) error {
 		res, err := cs.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, reqs[i].SelfSubjectAccessReview(), metav1.CreateOptions{})

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -135,22 +136,19 @@ func (a *Applier) Rollback(ctx context.Context, dir string) (RollbackResult, err
 		return RollbackResult{Dir: dir}, err
 	}
 	res := RollbackResult{Dir: dir}
-	anns := l.Receipt.Annotations
-	for i := len(anns) - 1; i >= 0; i-- {
-		done, left, err := a.undoAnnotation(ctx, anns[i])
+	for _, c := range slices.Backward(l.Receipt.Annotations) {
+		done, left, err := a.undoAnnotation(ctx, c)
 		if err != nil {
 			return res, a.rollbackErr(l, err)
 		}
 		if done {
-			res.Annotations = append(res.Annotations, anns[i])
+			res.Annotations = append(res.Annotations, c)
 		}
 		if left != "" {
 			res.Left = append(res.Left, left)
 		}
 	}
-	objs := append([]Entry(nil), l.Manifest.Objects...)
-	for i := len(objs) - 1; i >= 0; i-- {
-		e := objs[i]
+	for _, e := range slices.Backward(l.Manifest.Objects) {
 		var (
 			changed bool
 			left    string
@@ -186,10 +184,7 @@ func (a *Applier) Rollback(ctx context.Context, dir string) (RollbackResult, err
 	}
 	l.Receipt.Status = status
 	l.Receipt.UpdatedAt = time.Now().UTC().Format(time.RFC3339)
-	if err := saveReceipt(dir, l.Receipt); err != nil {
-		return res, err
-	}
-	return res, nil
+	return res, saveReceipt(dir, l.Receipt)
 }
 
 func (a *Applier) rollbackErr(l *Loaded, err error) error {
@@ -261,14 +256,7 @@ func (a *Applier) undoAnnotation(ctx context.Context, c AnnotationChange) (done 
 	}
 	err = a.retry(ctx, func() error {
 		done, left = false, ""
-		ri := a.Clients.Metadata.Resource(g)
-		var m *metav1.PartialObjectMetadata
-		var err error
-		if c.Ref.Namespace != "" {
-			m, err = ri.Namespace(c.Ref.Namespace).Get(ctx, c.Ref.Name, metav1.GetOptions{})
-		} else {
-			m, err = ri.Get(ctx, c.Ref.Name, metav1.GetOptions{})
-		}
+		m, err := a.Clients.Metadata.Resource(g).Namespace(c.Ref.Namespace).Get(ctx, c.Ref.Name, metav1.GetOptions{})
 		if apierrors.IsNotFound(err) {
 			return nil
 		}

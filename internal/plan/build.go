@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -268,8 +269,11 @@ func render(earlier evidence.RBAC, p *Plan, grants []rbac.Grant) ([]client.Objec
 // given names back into grants, keeping the findings they answered.
 func earlierGrants(rb evidence.RBAC, names map[ObjectRef]bool) []rbac.Grant {
 	var out []rbac.Grant
-	add := func(ns string, meta map[string]string, rules []rbacv1.PolicyRule) {
-		reason := meta[AnswersAnnotation]
+	add := func(kind, ns string, m metav1.ObjectMeta, rules []rbacv1.PolicyRule) {
+		if !names[ObjectRef{Group: rbacv1.GroupName, Kind: kind, Namespace: ns, Name: m.Name}] || m.Labels[ManagedByLabel] != ManagedByValue {
+			return
+		}
+		reason := m.Annotations[AnswersAnnotation]
 		for _, r := range rules {
 			if len(r.NonResourceURLs) > 0 {
 				continue
@@ -292,14 +296,10 @@ func earlierGrants(rb evidence.RBAC, names map[ObjectRef]bool) []rbac.Grant {
 		}
 	}
 	for _, r := range rb.Roles {
-		if names[ObjectRef{Group: rbacv1.GroupName, Kind: "Role", Namespace: r.Namespace, Name: r.Name}] && r.Labels[ManagedByLabel] == ManagedByValue {
-			add(r.Namespace, r.Annotations, r.Rules)
-		}
+		add("Role", r.Namespace, r.ObjectMeta, r.Rules)
 	}
 	for _, r := range rb.ClusterRoles {
-		if names[ObjectRef{Group: rbacv1.GroupName, Kind: "ClusterRole", Name: r.Name}] && r.Labels[ManagedByLabel] == ManagedByValue {
-			add("", r.Annotations, r.Rules)
-		}
+		add("ClusterRole", "", r.ObjectMeta, r.Rules)
 	}
 	return out
 }

@@ -54,28 +54,25 @@ func typed(u *unstructured.Unstructured) (runtime.Object, error) {
 // Covers reports whether live already holds everything desired sets: the
 // same payload, and desired's labels and annotations among live's.
 func Covers(live, desired *unstructured.Unstructured) (bool, error) {
-	l, err := contentOf(live)
-	if err != nil {
-		return false, err
-	}
-	d, err := contentOf(desired)
-	if err != nil {
-		return false, err
-	}
-	return samePayload(l, d) && subset(d.Labels, l.Labels) && subset(d.Annotations, l.Annotations), nil
+	return compare(live, desired, subset)
 }
 
 // Identical reports whether live is exactly like a backed-up version.
 func Identical(live, backup *unstructured.Unstructured) (bool, error) {
+	return compare(live, backup, maps.Equal[map[string]string])
+}
+
+// compare compares payloads, and labels and annotations with meta.
+func compare(live, other *unstructured.Unstructured, meta func(other, live map[string]string) bool) (bool, error) {
 	l, err := contentOf(live)
 	if err != nil {
 		return false, err
 	}
-	b, err := contentOf(backup)
+	o, err := contentOf(other)
 	if err != nil {
 		return false, err
 	}
-	return samePayload(l, b) && maps.Equal(l.Labels, b.Labels) && maps.Equal(l.Annotations, b.Annotations), nil
+	return samePayload(l, o) && meta(o.Labels, l.Labels) && meta(o.Annotations, l.Annotations), nil
 }
 
 // samePayload compares what an object grants or binds; Semantic.DeepEqual

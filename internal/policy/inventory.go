@@ -14,10 +14,8 @@ import (
 // accepted too. Entries that fit neither form are returned as an error
 // together with those that parsed.
 func ParseInventory(annotation string) ([]plan.ObjectRef, error) {
-	var (
-		out []plan.ObjectRef
-		bad []string
-	)
+	var out []plan.ObjectRef
+	var bad []string
 	for _, s := range strings.Split(annotation, ",") {
 		s = strings.TrimSpace(s)
 		if s == "" {
@@ -44,30 +42,16 @@ func parseGKNN(s string) (plan.ObjectRef, bool) {
 	// A kind cannot contain a dot; a group can.
 	kind, group, _ := strings.Cut(kindGroup, ".")
 	r := plan.ObjectRef{Kind: kind, Group: group}
-	if strings.Contains(rest, "/") {
-		rest = strings.TrimPrefix(rest, "/")
-		if ns, name, ok := cutLast(rest, "/"); ok {
-			r.Namespace, r.Name = ns, name
-		} else {
-			r.Name = rest
-		}
-	} else {
+	if i := strings.LastIndex(rest, "/"); i >= 0 {
+		r.Namespace, r.Name = strings.TrimPrefix(rest[:i], "/"), rest[i+1:]
+	} else if i := strings.LastIndex(rest, "."); i >= 0 {
 		// A namespace cannot contain a dot; a name can.
-		name, ns, ok := cutLast(rest, ".")
-		if !ok {
-			return plan.ObjectRef{}, false
-		}
-		r.Name, r.Namespace = name, ns
+		r.Name, r.Namespace = rest[:i], rest[i+1:]
+	} else {
+		return plan.ObjectRef{}, false
 	}
 	if r.Kind == "" || r.Name == "" {
 		return plan.ObjectRef{}, false
 	}
 	return r, true
-}
-
-func cutLast(s, sep string) (before, after string, found bool) {
-	if i := strings.LastIndex(s, sep); i >= 0 {
-		return s[:i], s[i+len(sep):], true
-	}
-	return s, "", false
 }

@@ -21,25 +21,17 @@ type progress struct {
 	lastSize int
 }
 
-func newProgress(w io.Writer, tty bool, now func() time.Time) *progress {
-	return &progress{w: w, tty: tty, now: now}
-}
-
-func line(res RecoverResult, states map[string]int) string {
+func (p *progress) show(res RecoverResult, states map[string]int) {
+	if p.w == nil {
+		return
+	}
 	parts := []string{fmt.Sprintf("pods Ready %d/%d", res.Ready, res.Total)}
 	for _, k := range slices.Sorted(maps.Keys(states)) {
 		if k != "Ready" {
 			parts = append(parts, fmt.Sprintf("%s %d", k, states[k]))
 		}
 	}
-	return strings.Join(parts, " · ")
-}
-
-func (p *progress) show(res RecoverResult, states map[string]int) {
-	if p.w == nil {
-		return
-	}
-	l := line(res, states)
+	l := strings.Join(parts, " · ")
 	elapsed := fmt.Sprintf(" · %ds", int(res.Seconds))
 	if p.tty {
 		text := l + elapsed

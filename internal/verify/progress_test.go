@@ -14,7 +14,7 @@ func TestProgress(t *testing.T) {
 	states := map[string]int{"Ready": 1, "Init:CrashLoopBackOff": 1, "Deleted": 1}
 
 	var plain bytes.Buffer
-	p := newProgress(&plain, false, clock)
+	p := &progress{w: &plain, now: clock}
 	p.show(res, states)
 	p.show(res, states) // unchanged: no new line
 	now = now.Add(2 * time.Second)
@@ -27,7 +27,7 @@ func TestProgress(t *testing.T) {
 	}
 
 	var tty bytes.Buffer
-	p = newProgress(&tty, true, clock)
+	p = &progress{w: &tty, tty: true, now: clock}
 	p.show(RecoverResult{Ready: 0, Total: 3}, map[string]int{"Init:CrashLoopBackOff": 3})
 	p.show(RecoverResult{Ready: 3, Total: 3}, map[string]int{"Ready": 3})
 	p.done(RecoverResult{Ready: 2, Total: 3, TimedOut: true, Seconds: 600})

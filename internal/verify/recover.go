@@ -358,7 +358,7 @@ func (r *Recovery) Run(ctx context.Context) (res RecoverResult, err error) {
 	defer deadline.Stop()
 	tick := r.clock.NewTicker(r.o.Retouch / 2)
 	defer tick.Stop()
-	p := newProgress(r.o.Progress, r.o.TTY, r.clock.Now)
+	p := &progress{w: r.o.Progress, tty: r.o.TTY, now: r.clock.Now}
 	defer func() { p.done(res) }()
 	final := func(timedOut bool) RecoverResult {
 		res := r.result(r.clock.Now().Sub(start))
