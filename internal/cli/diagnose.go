@@ -77,20 +77,14 @@ const diagnoseExample = `  # Diagnose the DPF installation of the current contex
 
 // NewCmdDiagnose builds `dpfdoctor diagnose`.
 func NewCmdDiagnose(kf *genericclioptions.ConfigFlags, s genericiooptions.IOStreams) *cobra.Command {
-	o := &DiagnoseOptions{IOStreams: s, Output: OutputTable, MaxLogs: evidence.DefaultMaxLogs}
+	o := &DiagnoseOptions{IOStreams: s, Output: OutputTable, MaxLogs: evidence.DefaultMaxLogs, kf: kf}
 	cmd := &cobra.Command{
 		Use:     "diagnose",
 		Short:   "Find the root cause of failing DMS pods, per pod, from evidence (read-only)",
 		Long:    diagnoseLong + ExitCodesHelp,
 		Example: diagnoseExample,
 		Args:    positional(cobra.NoArgs),
-		RunE: func(c *cobra.Command, _ []string) error {
-			o.kf, o.color = kf, colour(c, o.Out)
-			if err := o.Validate(); err != nil {
-				return err
-			}
-			return o.Run(c.Context())
-		},
+		RunE:    runE(o, func(c *cobra.Command, _ []string) { o.color = colour(c, o.Out) }),
 	}
 	f := cmd.Flags()
 	outputFlag(cmd, &o.Output, "Output format: table, wide (per-pod detail and evidence), json or yaml", OutputTable, OutputWide, OutputJSON, OutputYAML)
@@ -131,12 +125,7 @@ func (o *DiagnoseOptions) Run(ctx context.Context) error {
 		}
 		fmt.Fprintf(o.ErrOut, "Support bundle written to %s (evidence, dms-init logs, RBAC, events, diagnosis; no Secret data).\n", o.Bundle)
 	}
-	if o.Output == OutputTable || o.Output == OutputWide {
-		err = o.printTable(d)
-	} else {
-		err = printStructured(o.Out, o.Output, d)
-	}
-	if err != nil {
+	if err := printReport(o.Out, o.Output, d, func() error { return o.printTable(d) }); err != nil {
 		return err
 	}
 	if d.Problems() {

@@ -98,20 +98,16 @@ func NewCmdFix(kf *genericclioptions.ConfigFlags, s genericiooptions.IOStreams) 
 }
 
 func newCmdFix(kf *genericclioptions.ConfigFlags, o *FixOptions) *cobra.Command {
-	o.Output, o.Scope, o.Restart = OutputTable, plan.ScopeNames, plan.RestartAuto
+	o.Output, o.Scope, o.Restart, o.kf = OutputTable, plan.ScopeNames, plan.RestartAuto, kf
 	cmd := &cobra.Command{
 		Use:     "fix",
 		Short:   "Plan or apply the least-privilege RBAC fix that survives the operator, proven, with rollback",
 		Long:    fixLong + ExitCodesHelp,
 		Example: fixExample,
 		Args:    positional(cobra.NoArgs),
-		RunE: func(c *cobra.Command, _ []string) error {
-			if err := o.Validate(); err != nil {
-				return err
-			}
-			o.kf, o.color, o.errColor = kf, colour(c, o.Out), colour(c, o.ErrOut)
-			return o.Run(c.Context())
-		},
+		RunE: runE(o, func(c *cobra.Command, _ []string) {
+			o.color, o.errColor = colour(c, o.Out), colour(c, o.ErrOut)
+		}),
 	}
 	f := cmd.Flags()
 	outputFlag(cmd, &o.Output, "Output format: table, yaml (RBAC objects only), name (their names) or json (the whole plan; the report with --apply)",

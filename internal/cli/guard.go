@@ -75,20 +75,14 @@ const guardExample = `  # Watch and report only (events and metrics), from your 
 func NewCmdGuard(kf *genericclioptions.ConfigFlags, s genericiooptions.IOStreams) *cobra.Command {
 	o := &GuardOptions{IOStreams: s, Mode: guard.ModeObserve, MetricsAddr: guard.DefaultMetricsAddr, ProbeAddr: guard.DefaultProbeAddr,
 		LeaderElectionID: guard.DefaultLeaderElectionID, MaxLogsPerSignature: guard.DefaultMaxLogsPerSignature,
-		MaxRepairsPerMinute: guard.DefaultMaxRepairsPerMinute}
+		MaxRepairsPerMinute: guard.DefaultMaxRepairsPerMinute, kf: kf}
 	cmd := &cobra.Command{
 		Use:     "guard",
 		Short:   "Keep DMS pods fixed: watch, diagnose, record events and metrics, repair (controller)",
 		Long:    guardLong + ExitCodesHelp,
 		Example: guardExample,
 		Args:    positional(cobra.NoArgs),
-		RunE: func(c *cobra.Command, _ []string) error {
-			o.kf = kf
-			if err := o.Validate(); err != nil {
-				return err
-			}
-			return o.Run(c.Context())
-		},
+		RunE:    runE(o, nil),
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.Mode, "mode", o.Mode, "observe (events and metrics only) or repair (also apply the least-privilege fix)")

@@ -42,7 +42,11 @@ type LintOptions struct {
 	FromCluster    bool
 	FailOn         string // certain|possible
 	Config         string // suppressions; default lint.ConfigFile when it exists
-	dynamic        lintDynamicFlags
+	// Dynamic runs each script in the sandbox against a throwaway sim of
+	// DynamicVersion with the --rbac under test and sets the requests it
+	// made beside the static verdicts (docs/lint.md).
+	Dynamic        bool
+	DynamicVersion string
 
 	argsSet      bool
 	saNS, saName string
@@ -98,13 +102,7 @@ func NewCmdLint(kf *genericclioptions.ConfigFlags, s genericiooptions.IOStreams)
 		Long:    lintLong,
 		Example: lintExample,
 		Args:    positional(cobra.ArbitraryArgs), // more RBAC paths
-		RunE: func(c *cobra.Command, args []string) error {
-			o.Complete(c, args)
-			if err := o.Validate(); err != nil {
-				return UsageError{Err: err}
-			}
-			return o.Run(c.Context())
-		},
+		RunE:    runE(o, o.Complete),
 	}
 	f := cmd.Flags()
 	f.StringArrayVar(&o.Scripts, "script", nil, "shell script to check (repeatable)")
@@ -119,21 +117,23 @@ func NewCmdLint(kf *genericclioptions.ConfigFlags, s genericiooptions.IOStreams)
 	f.StringVar(&o.FailOn, "fail-on", o.FailOn, "exit 3 when a call of this certainty or a more certain one is denied: certain|possible")
 	f.StringVar(&o.Config, "config", "", "configuration file with suppressions (default "+lint.ConfigFile+" when it exists)")
 	f.BoolVar(&o.FromCluster, "from-cluster", false, "read the RBAC and the DMS pod's dms-init arguments from the cluster (the global kubeconfig flags)")
-	o.dynamic.add(f)
+	f.BoolVar(&o.Dynamic, "dynamic", false, "also run each script in a sandbox (bubblewrap or unshare) against a throwaway sim with --rbac and compare the requests it made (audit log) with the static verdicts")
+	f.StringVar(&o.DynamicVersion, "dynamic-dpf-version", "v25.7.0", "with --dynamic: the DPF release the throwaway sim runs (its CRDs)")
 	_ = cmd.RegisterFlagCompletionFunc("fail-on", oneOf(string(lint.Certain), string(lint.Possible)))
 	return cmd
 }
 
-// write prints the report; a template (-o jsonpath=…) applies to -o json.
-func (o *LintOptions) write(r *lint.Report, code int) error {
-	if slices.Contains(lint.Formats, o.Output) {
-		return lint.Write(o.Out, r, o.Output, buildinfo.Get().Version, code)
+// printLint prints a lint report with write, in one of the formats it
+// writes itself; a template (-o jsonpath=…) applies to its -o json.
+func printLint(w io.Writer, output string, formats []string, write func(w io.Writer, format, version string) error) error {
+	if slices.Contains(formats, output) {
+		return write(w, output, buildinfo.Get().Version)
 	}
 	var js bytes.Buffer
-	if err := lint.Write(&js, r, lint.FormatJSON, buildinfo.Get().Version, code); err != nil {
+	if err := write(&js, lint.FormatJSON, buildinfo.Get().Version); err != nil {
 		return err
 	}
-	return printStructured(o.Out, o.Output, json.RawMessage(js.Bytes()))
+	return printStructured(w, output, json.RawMessage(js.Bytes()))
 }
 
 // dmsServiceAccount is the DMS ServiceAccount of the newest release that
@@ -160,15 +160,15 @@ func (o *LintOptions) Complete(c *cobra.Command, args []string) {
 func (o *LintOptions) Validate() error {
 	switch {
 	case len(o.Scripts) == 0:
-		return errors.New("--script is required")
+		return Usagef("--script is required")
 	case len(o.RBAC) == 0 && !o.FromCluster:
-		return errors.New("--rbac (or --from-cluster) is required")
+		return Usagef("--rbac (or --from-cluster) is required")
 	case o.argsSet && o.Pod != "":
-		return errors.New("--args and --pod both give the script's arguments: use one")
+		return Usagef("--args and --pod both give the script's arguments: use one")
 	case o.saNS == "" || o.saName == "" || strings.Contains(o.saName, "/"):
-		return fmt.Errorf("--serviceaccount %q: want NAMESPACE/NAME", o.ServiceAccount)
+		return Usagef("--serviceaccount %q: want NAMESPACE/NAME", o.ServiceAccount)
 	case o.FailOn != string(lint.Certain) && o.FailOn != string(lint.Possible):
-		return fmt.Errorf("--fail-on %q: want %s or %s", o.FailOn, lint.Certain, lint.Possible)
+		return Usagef("--fail-on %q: want %s or %s", o.FailOn, lint.Certain, lint.Possible)
 	}
 	return nil
 }
@@ -208,7 +208,7 @@ func (o *LintOptions) Run(ctx context.Context) error {
 		Subject: access.ServiceAccount(o.saNS, o.saName), ServiceAccount: o.ServiceAccount,
 		FailOn: lint.Certainty(o.FailOn), Suppress: cfg.Suppressions,
 	}
-	if o.dynamic.on {
+	if o.Dynamic {
 		return o.runDynamic(ctx, scripts, set, lo)
 	}
 	report := lint.Lint(scripts, set, lo)
@@ -226,7 +226,9 @@ func (o *LintOptions) Run(ctx context.Context) error {
 	if report.Failed() {
 		code = ExitProblems
 	}
-	if err := o.write(report, code); err != nil {
+	if err := printLint(o.Out, o.Output, lint.Formats, func(w io.Writer, format, version string) error {
+		return lint.Write(w, report, format, version, code)
+	}); err != nil {
 		return err
 	}
 	if report.Failed() {

@@ -3,18 +3,15 @@
 package cli
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
+	"io"
 	"os/exec"
 	"path/filepath"
-	"slices"
 
 	"github.com/go-logr/logr"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
-	"github.com/dpfdoctor/dpfdoctor/internal/buildinfo"
 	"github.com/dpfdoctor/dpfdoctor/internal/dpf"
 	"github.com/dpfdoctor/dpfdoctor/internal/lint"
 	"github.com/dpfdoctor/dpfdoctor/internal/outcome"
@@ -29,7 +26,7 @@ func (o *LintOptions) runDynamic(ctx context.Context, scripts []*lint.Script, se
 	if o.Output == lint.FormatJUnit {
 		return Usagef("--dynamic writes text, json or sarif")
 	}
-	if _, err := dpf.Lookup(o.dynamic.version); err != nil {
+	if _, err := dpf.Lookup(o.DynamicVersion); err != nil {
 		return UsageError{Err: err}
 	}
 	if _, err := sandbox.Launcher(); err != nil {
@@ -52,8 +49,8 @@ func (o *LintOptions) runDynamic(ctx context.Context, scripts []*lint.Script, se
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(o.ErrOut, "running %s in the sandbox against a DPF %s sim (%d argument sets)...\n", o.Scripts[i], o.dynamic.version, len(argSets))
-		runs, err := sandbox.Observe(ctx, sandbox.ObserveOptions{Script: path, ArgSets: argSets, Version: o.dynamic.version, RBAC: set,
+		fmt.Fprintf(o.ErrOut, "running %s in the sandbox against a DPF %s sim (%d argument sets)...\n", o.Scripts[i], o.DynamicVersion, len(argSets))
+		runs, err := sandbox.Observe(ctx, sandbox.ObserveOptions{Script: path, ArgSets: argSets, Version: o.DynamicVersion, RBAC: set,
 			Namespace: o.saNS, ServiceAccount: o.saName, Kubectl: kubectl})
 		if err != nil {
 			return err
@@ -68,23 +65,13 @@ func (o *LintOptions) runDynamic(ctx context.Context, scripts []*lint.Script, se
 	if report.Failed() {
 		code = ExitProblems
 	}
-	if err := o.writeDynamic(report, code); err != nil {
+	if err := printLint(o.Out, o.Output, []string{lint.FormatText, lint.FormatJSON, lint.FormatSARIF}, func(w io.Writer, format, version string) error {
+		return lint.WriteDynamic(w, report, format, version, code)
+	}); err != nil {
 		return err
 	}
 	if report.Failed() {
 		return silent(fmt.Errorf("%w: lint --dynamic found denied or unpredicted requests", outcome.ErrProblems))
 	}
 	return nil
-}
-
-// writeDynamic prints the report; a template (-o jsonpath=…) applies to -o json.
-func (o *LintOptions) writeDynamic(r *lint.DynamicReport, code int) error {
-	if slices.Contains([]string{lint.FormatText, lint.FormatJSON, lint.FormatSARIF}, o.Output) {
-		return lint.WriteDynamic(o.Out, r, o.Output, buildinfo.Get().Version, code)
-	}
-	var js bytes.Buffer
-	if err := lint.WriteDynamic(&js, r, lint.FormatJSON, buildinfo.Get().Version, code); err != nil {
-		return err
-	}
-	return printStructured(o.Out, o.Output, json.RawMessage(js.Bytes()))
 }

@@ -65,20 +65,14 @@ const preflightExample = `  # Will upgrading to v25.7.0 break dms-init? (the ope
 
 // NewCmdPreflight builds `dpfdoctor preflight`.
 func NewCmdPreflight(kf *genericclioptions.ConfigFlags, s genericiooptions.IOStreams) *cobra.Command {
-	o := &PreflightOptions{IOStreams: s, Output: OutputTable}
+	o := &PreflightOptions{IOStreams: s, Output: OutputTable, kf: kf}
 	cmd := &cobra.Command{
 		Use:     "preflight --to VERSION",
 		Short:   "Before a DPF upgrade: what the target's dms-init will need, checked against the cluster after the upgrade",
 		Long:    preflightLong + ExitCodesHelp,
 		Example: preflightExample,
 		Args:    positional(cobra.NoArgs),
-		RunE: func(c *cobra.Command, _ []string) error {
-			if err := o.Validate(); err != nil {
-				return err
-			}
-			o.kf, o.color = kf, colour(c, o.Out)
-			return o.Run(c.Context())
-		},
+		RunE:    runE(o, func(c *cobra.Command, _ []string) { o.color = colour(c, o.Out) }),
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.To, "to", "", "The DPF version to upgrade to (required; see 'dpfdoctor versions')")

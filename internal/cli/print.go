@@ -89,9 +89,10 @@ func printStructured(w io.Writer, format string, v any) error {
 	return err
 }
 
-// printReport prints v with table for -o table, else as printStructured does.
+// printReport prints v with table for -o table (or wide), else as
+// printStructured does.
 func printReport(w io.Writer, format string, v any, table func() error) error {
-	if format == OutputTable {
+	if format == OutputTable || format == OutputWide {
 		return table()
 	}
 	return printStructured(w, format, v)

@@ -47,7 +47,7 @@ diagnosing but repairs nothing until the annotation is removed.
 
 // NewCmdRollback builds `dpfdoctor rollback`.
 func NewCmdRollback(kf *genericclioptions.ConfigFlags, s genericiooptions.IOStreams) *cobra.Command {
-	o := &RollbackOptions{IOStreams: s}
+	o := &RollbackOptions{IOStreams: s, kf: kf}
 	cmd := &cobra.Command{
 		Use:   "rollback (--backup DIR | --latest)",
 		Short: "Undo a fix exactly, from its backup",
@@ -61,13 +61,7 @@ func NewCmdRollback(kf *genericclioptions.ConfigFlags, s genericiooptions.IOStre
   # Undo it while a dpfdoctor guard runs in repair mode
   dpfdoctor rollback --latest --pause-guard`,
 		Args: positional(cobra.NoArgs),
-		RunE: func(c *cobra.Command, _ []string) error {
-			if err := o.Validate(); err != nil {
-				return err
-			}
-			o.kf = kf
-			return o.Run(c.Context())
-		},
+		RunE: runE(o, nil),
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.Backup, "backup", "", "The backup directory of the fix to undo")

@@ -108,6 +108,27 @@ func positional(check cobra.PositionalArgs) cobra.PositionalArgs {
 // one it prints the help; an unknown one fails its positional(cobra.NoArgs).
 func showHelp(c *cobra.Command, _ []string) error { return c.Help() }
 
+// options are a command's Options: Validate checks the flags before any
+// I/O, and Run does the work.
+type options interface {
+	Validate() error
+	Run(context.Context) error
+}
+
+// runE is the RunE of a command with options: complete, when not nil,
+// takes what o needs from the command; then o is validated and run.
+func runE(o options, complete func(*cobra.Command, []string)) func(*cobra.Command, []string) error {
+	return func(c *cobra.Command, args []string) error {
+		if complete != nil {
+			complete(c, args)
+		}
+		if err := o.Validate(); err != nil {
+			return err
+		}
+		return o.Run(c.Context())
+	}
+}
+
 // Run executes the root command with args and returns the exit code; errors
 // are printed to errOut in one line with a hint, never as a stack trace.
 func Run(cmd *cobra.Command, args []string, errOut io.Writer) int {

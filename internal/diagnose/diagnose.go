@@ -459,10 +459,10 @@ func (d *Diagnosis) Markdown() string {
 	for _, f := range d.Findings {
 		p("### %s %s (%s)\n\n%s\n\n", f.Code, f.Class, f.Severity, f.Summary)
 		if len(f.Pods) > 0 {
-			p("- Pods (%d): %s\n", len(f.Pods), listShort(f.Pods, 20))
+			p("- Pods (%d): %s\n", len(f.Pods), listFirst(f.Pods, 20, ", … (%d more)"))
 		}
 		if len(f.SecondaryPods) > 0 {
-			p("- Also affects, after their first problem is fixed (%d): %s\n", len(f.SecondaryPods), listShort(f.SecondaryPods, 20))
+			p("- Also affects, after their first problem is fixed (%d): %s\n", len(f.SecondaryPods), listFirst(f.SecondaryPods, 20, ", … (%d more)"))
 		}
 		p("- Fixable by dpfdoctor: %t\n", f.Fixable)
 		if len(f.Missing) > 0 {
@@ -499,11 +499,4 @@ func (d *Diagnosis) Markdown() string {
 		p("| %s | %s | %s | %s | %d | %s | %s |\n", r.Name, r.Node, r.Class, r.State, r.Restarts, r.Version, strings.ReplaceAll(detail, "|", "\\|"))
 	}
 	return w.String()
-}
-
-func listShort(xs []string, n int) string {
-	if len(xs) <= n {
-		return strings.Join(xs, ", ")
-	}
-	return strings.Join(xs[:n], ", ") + fmt.Sprintf(", … (%d more)", len(xs)-n)
 }

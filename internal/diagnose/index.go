@@ -177,7 +177,7 @@ func (v *view) logNotRead(p evidence.Pod) string {
 		return "log not read"
 	case v.logsFrom(p.Name) != "":
 		return fmt.Sprintf("log not read: class inferred from %s %s with the same failure signature",
-			choose(len(g.Fetched), "pod", "pods"), listNames(g.Fetched))
+			choose(len(g.Fetched), "pod", "pods"), listFirst(g.Fetched, 5, " and %d more"))
 	case g.Unread == evidence.UnreadDisabled:
 		return "log not read: --max-logs 0; class from pod state, events, objects and access reviews"
 	case g.Unread == evidence.UnreadMaxLogs:
@@ -185,17 +185,17 @@ func (v *view) logNotRead(p evidence.Pod) string {
 	case slices.Contains(g.Fetched, p.Name):
 		return "log read but empty or unreadable"
 	case len(g.Fetched) > 0:
-		return fmt.Sprintf("log not read, and the pods read for its failure signature (%s) fail differently", listNames(g.Fetched))
+		return fmt.Sprintf("log not read, and the pods read for its failure signature (%s) fail differently", listFirst(g.Fetched, 5, " and %d more"))
 	}
 	return "log not read"
 }
 
-// listNames joins up to five names.
-func listNames(names []string) string {
-	if len(names) > 5 {
-		return strings.Join(names[:5], ", ") + fmt.Sprintf(" and %d more", len(names)-5)
+// listFirst joins up to n names, then says with more how many are left.
+func listFirst(names []string, n int, more string) string {
+	if len(names) <= n {
+		return strings.Join(names, ", ")
 	}
-	return strings.Join(names, ", ")
+	return strings.Join(names[:n], ", ") + fmt.Sprintf(more, len(names)-n)
 }
 
 // factsOf returns the pod's dmsinit.sh facts.
@@ -292,11 +292,13 @@ func sameResource(a, b access.Request) bool {
 // about 5,000 pods stays readable.
 const maxQuoted = 3
 
-// find returns the first log line containing s.
-func find(lines []logLine, s string) (logLine, bool) {
-	for _, l := range lines {
-		if strings.Contains(l.text, s) {
-			return l, true
+// find returns the first log line containing the first of ss that one does.
+func find(lines []logLine, ss ...string) (logLine, bool) {
+	for _, s := range ss {
+		for _, l := range lines {
+			if strings.Contains(l.text, s) {
+				return l, true
+			}
 		}
 	}
 	return logLine{}, false

@@ -15,12 +15,9 @@ const hostAgentNoDPU = "no DPU found on this host"
 func noDPUFound(v *view) []Finding {
 	f := Finding{Class: ClassNoDPUFound, Code: CodeNoDPUFound, Severity: SeverityError}
 	for _, p := range v.failing() {
-		lines := v.log(p.Name)
-		l, ok := find(lines, dpf.MsgNoDPUs)
+		l, ok := find(v.log(p.Name), dpf.MsgNoDPUs, hostAgentNoDPU)
 		if !ok {
-			if l, ok = find(lines, hostAgentNoDPU); !ok {
-				continue
-			}
+			continue
 		}
 		f.Evidence = appendLimited(f.Evidence, logEvidence(l), maxQuoted)
 		f.addPod(p.Name, "no BlueField (PCI 15b3:a2dc / 15b3:a2d6) visible on the host")

@@ -71,11 +71,8 @@ func rbacCaseFor(v *view, p evidence.Pod) (rbacCase, bool) {
 	}
 	if len(rc.forbidden) == 0 {
 		for _, msgs := range [][]string{{dpf.MsgWaitingSecretC, dpf.MsgWaitingSecretB}, {dpf.MsgSecretTimeoutC, dpf.MsgSecretTimeoutB}} {
-			for _, s := range msgs {
-				if l, ok := find(lines, s); ok {
-					rc.quiet = append(rc.quiet, l)
-					break
-				}
+			if l, ok := find(lines, msgs...); ok {
+				rc.quiet = append(rc.quiet, l)
 			}
 		}
 	}
