@@ -5,6 +5,7 @@
 package faultproxy
 
 import (
+	"cmp"
 	"crypto/tls"
 	"fmt"
 	"net"
@@ -165,21 +166,16 @@ func (p *Proxy) serve(rp *httputil.ReverseProxy, w http.ResponseWriter, r *http.
 			w.Header().Set("Content-Type", "application/json")
 			w.WriteHeader(act.Status)
 			fmt.Fprintf(w, `{"kind":"Status","apiVersion":"v1","status":"Failure","message":"injected by faultproxy","reason":%q,"code":%d}`,
-				reasonFor(act.Status), act.Status)
+				cmp.Or(reasons[act.Status], "Unknown"), act.Status)
 			return
 		}
 	}
 	rp.ServeHTTP(w, r)
 }
 
-func reasonFor(code int) string {
-	switch code {
-	case http.StatusTooManyRequests:
-		return "TooManyRequests"
-	case http.StatusServiceUnavailable:
-		return "ServiceUnavailable"
-	case http.StatusInternalServerError:
-		return "InternalError"
-	}
-	return "Unknown"
+// reasons are the Status reasons of the codes tests inject.
+var reasons = map[int]string{
+	http.StatusTooManyRequests:     "TooManyRequests",
+	http.StatusServiceUnavailable:  "ServiceUnavailable",
+	http.StatusInternalServerError: "InternalError",
 }

@@ -26,22 +26,20 @@ func Launcher() (string, error) { return launcher(os.Getenv(LauncherEnv)) }
 // empty the first of them that is.
 func launcher(want string) (string, error) {
 	switch want {
-	case "", "bwrap", "unshare":
-	default:
-		return "", fmt.Errorf("%s=%s: want bwrap or unshare", LauncherEnv, want)
-	}
-	for _, l := range []string{"bwrap", "unshare"} {
-		if want != "" && want != l {
-			continue
+	case "":
+		for _, l := range []string{"bwrap", "unshare"} {
+			if _, err := exec.LookPath(l); err == nil {
+				return l, nil
+			}
 		}
-		if _, err := exec.LookPath(l); err == nil {
-			return l, nil
+		return "", ErrNoSandbox
+	case "bwrap", "unshare":
+		if _, err := exec.LookPath(want); err != nil {
+			return "", fmt.Errorf("%s=%s: %s not found on PATH", LauncherEnv, want, want)
 		}
+		return want, nil
 	}
-	if want != "" {
-		return "", fmt.Errorf("%s=%s: %s not found on PATH", LauncherEnv, want, want)
-	}
-	return "", ErrNoSandbox
+	return "", fmt.Errorf("%s=%s: want bwrap or unshare", LauncherEnv, want)
 }
 
 // command returns the launcher's command that makes the layout and runs

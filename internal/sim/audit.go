@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 
 	"github.com/dpfdoctor/dpfdoctor/internal/access"
@@ -59,16 +58,6 @@ func (e AuditEvent) Incidental() bool {
 		return r.NonResourceURL != "/version" && (strings.HasPrefix(r.NonResourceURL, "/api") || strings.HasPrefix(r.NonResourceURL, "/openapi/"))
 	}
 	return r.Verb == "get" && r.Resource == "namespaces" && r.Group == "" && r.Subresource == ""
-}
-
-// auditPolicy writes the policy that makes kube-apiserver log every
-// ServiceAccount's requests (level Metadata, with the authorizer's
-// decision) and returns it with the log's path, <dir>/audit.log.
-func (c *Cluster) auditPolicy() (policy, log string, err error) {
-	policy = filepath.Join(c.dir, "audit-policy.yaml")
-	err = os.WriteFile(policy, []byte("apiVersion: audit.k8s.io/v1\nkind: Policy\nomitStages: [RequestReceived]\n"+
-		"rules:\n- level: Metadata\n  userGroups: [\"system:serviceaccounts\"]\n- level: None\n"), 0o600)
-	return policy, filepath.Join(c.dir, "audit.log"), err
 }
 
 // ReadAudit returns the completed requests of user (any when "") in the

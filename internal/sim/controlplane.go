@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
 	"sync"
 	"time"
@@ -47,25 +48,42 @@ func StartControlPlane(audit bool) (*ControlPlane, error) {
 		return nil, err
 	}
 	p := &ControlPlane{env: &envtest.Environment{}, dir: dir}
-	api := p.env.ControlPlane.GetAPIServer().Configure()
+	// reset deletes thousands of objects after a large sim.
+	if p.cfg, p.auditLog, err = startEnv(p.env, dir, audit, map[string]string{"delete-collection-workers": "8"}); err != nil {
+		_ = os.RemoveAll(dir)
+		return nil, err
+	}
+	return p, nil
+}
+
+// startEnv starts env's API server with RBAC, nodes reached at their
+// InternalIP, the given flags and, with audit, an audit log of every
+// ServiceAccount's requests (level Metadata, with the authorizer's
+// decision) at <dir>/audit.log, whose path it returns.
+func startEnv(env *envtest.Environment, dir string, audit bool, flags map[string]string) (*rest.Config, string, error) {
+	api := env.ControlPlane.GetAPIServer().Configure()
 	api.Set("authorization-mode", "RBAC")
 	api.Set("kubelet-preferred-address-types", "InternalIP")
-	api.Set("delete-collection-workers", "8") // reset deletes thousands of objects after a large sim
+	for k, v := range flags {
+		api.Set(k, v)
+	}
+	var log string
 	if audit {
-		policy, log, err := (&Cluster{dir: dir}).auditPolicy()
-		if err != nil {
-			return nil, err
+		policy := filepath.Join(dir, "audit-policy.yaml")
+		if err := os.WriteFile(policy, []byte("apiVersion: audit.k8s.io/v1\nkind: Policy\nomitStages: [RequestReceived]\n"+
+			"rules:\n- level: Metadata\n  userGroups: [\"system:serviceaccounts\"]\n- level: None\n"), 0o600); err != nil {
+			return nil, "", err
 		}
+		log = filepath.Join(dir, "audit.log")
 		api.Set("audit-policy-file", policy)
 		api.Set("audit-log-path", log)
-		p.auditLog = log
 	}
-	if p.cfg, err = p.env.Start(); err != nil {
-		_ = os.RemoveAll(dir)
-		return nil, fmt.Errorf("start envtest: %w", err)
+	cfg, err := env.Start()
+	if err != nil {
+		return nil, log, fmt.Errorf("start envtest: %w", err)
 	}
-	p.cfg.QPS, p.cfg.Burst = 1000, 2000
-	return p, nil
+	cfg.QPS, cfg.Burst = 1000, 2000
+	return cfg, log, nil
 }
 
 // Stop stops the API server.
@@ -132,12 +150,10 @@ func (p *ControlPlane) reset(ctx context.Context) error {
 		}
 		return nil
 	})
-	errs := []error{err}
 	own := metav1.ListOptions{LabelSelector: "!kubernetes.io/bootstrapping"}
-	errs = append(errs, kube.CoreV1().Nodes().DeleteCollection(ctx, now, metav1.ListOptions{}),
+	return errors.Join(err, kube.CoreV1().Nodes().DeleteCollection(ctx, now, metav1.ListOptions{}),
 		kube.RbacV1().ClusterRoleBindings().DeleteCollection(ctx, now, own),
 		kube.RbacV1().ClusterRoles().DeleteCollection(ctx, now, own))
-	return errors.Join(errs...)
 }
 
 // acquire takes the control plane for one sim: its audit log, if any,

@@ -477,8 +477,7 @@ func (c *clientCaller) get(ctx context.Context, resource, ns, name, jp string) (
 		return "", err.Error() + "\n", false
 	}
 	if name == "" { // a list, as a Go client's informer starts
-		_, err := c.dyn.Resource(gvr).Namespace(ns).List(ctx, metav1.ListOptions{})
-		if err != nil {
+		if _, err := c.dyn.Resource(gvr).Namespace(ns).List(ctx, metav1.ListOptions{}); err != nil {
 			return "", kubectlError(c.server, err) + "\n", false
 		}
 		return "", "", true

@@ -122,26 +122,13 @@ func (k *kubelet) start(ctx context.Context, wg *sync.WaitGroup) error {
 		}}); err != nil {
 		return err
 	}
-	wg.Go(func() {
-		<-ctx.Done()
-		k.queue.ShutDown()
-	})
 	wg.Go(func() { k.reportNodeStatus(ctx) })
-	for range k.c.opts.Workers {
-		wg.Go(func() {
-			for {
-				name, quit := k.queue.Get()
-				if quit {
-					return
-				}
-				if err := k.sync(ctx, name); err != nil && ctx.Err() == nil {
-					k.c.logf("kubelet: pod %s: %v", name, err)
-					k.queue.AddAfter(name, k.c.scale(time.Second))
-				}
-				k.queue.Done(name)
-			}
-		})
-	}
+	work(ctx, wg, k.queue, k.c.opts.Workers, func(name string) {
+		if err := k.sync(ctx, name); err != nil && ctx.Err() == nil {
+			k.c.logf("kubelet: pod %s: %v", name, err)
+			k.queue.AddAfter(name, k.c.scale(time.Second))
+		}
+	})
 	return nil
 }
 
@@ -367,11 +354,9 @@ func (k *kubelet) runContainer(ctx context.Context, pod *corev1.Pod, scen Scenar
 }
 
 func (k *kubelet) sleep(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(k.c.scale(d))
-	defer t.Stop()
 	select {
 	case <-ctx.Done():
-	case <-t.C:
+	case <-time.After(k.c.scale(d)):
 	}
 }
 
@@ -438,9 +423,8 @@ func (k *kubelet) saToken(ctx context.Context, sa string) (string, error) {
 	if k.token != "" && time.Until(k.tokenExp) > 10*time.Minute {
 		return k.token, nil
 	}
-	exp := int64(3600)
 	tr, err := k.c.kube.CoreV1().ServiceAccounts(k.c.Namespace).CreateToken(ctx, sa,
-		&authnv1.TokenRequest{Spec: authnv1.TokenRequestSpec{ExpirationSeconds: &exp}}, metav1.CreateOptions{})
+		&authnv1.TokenRequest{Spec: authnv1.TokenRequestSpec{ExpirationSeconds: ptr(int64(3600))}}, metav1.CreateOptions{})
 	if err != nil {
 		return "", fmt.Errorf("token for ServiceAccount %s: %w", sa, err)
 	}

@@ -120,18 +120,37 @@ func (o *operator) start(ctx context.Context, wg *sync.WaitGroup) error {
 		si.Informer().HasSynced, cti.Informer().HasSynced) {
 		return fmt.Errorf("operator caches did not sync")
 	}
+	wg.Go(func() { o.inventoryLoop(ctx) })
+	work(ctx, wg, o.queue, o.c.opts.OperatorWorkers, func(name string) {
+		if err := o.reconcileNode(ctx, name); err != nil && ctx.Err() == nil {
+			o.c.logf("operator: node %s: %v", name, err)
+			o.queue.AddRateLimited(name)
+			return
+		}
+		o.queue.Forget(name)
+	})
+	return nil
+}
+
+// work runs n workers that hand each name from q to handle until ctx ends,
+// then shuts q down.
+func work(ctx context.Context, wg *sync.WaitGroup, q workqueue.TypedInterface[string], n int, handle func(name string)) {
 	wg.Go(func() {
 		<-ctx.Done()
-		o.queue.ShutDown()
+		q.ShutDown()
 	})
-	wg.Go(func() { o.inventoryLoop(ctx) })
-	for range o.c.opts.OperatorWorkers {
+	for range n {
 		wg.Go(func() {
-			for o.processNode(ctx) {
+			for {
+				name, quit := q.Get()
+				if quit {
+					return
+				}
+				handle(name)
+				q.Done(name)
 			}
 		})
 	}
-	return nil
 }
 
 // inventoryLoop reconciles the inventory every resync and whenever the
@@ -199,21 +218,6 @@ func (o *operator) setConfigReady(ctx context.Context) error {
 	return err
 }
 
-func (o *operator) processNode(ctx context.Context) bool {
-	name, quit := o.queue.Get()
-	if quit {
-		return false
-	}
-	defer o.queue.Done(name)
-	if err := o.reconcileNode(ctx, name); err != nil && ctx.Err() == nil {
-		o.c.logf("operator: node %s: %v", name, err)
-		o.queue.AddRateLimited(name)
-		return true
-	}
-	o.queue.Forget(name)
-	return true
-}
-
 // reconcileNode is the NodeReconciler: for a DPU node without a DPUNode it
 // ensures the DMS server Certificate (and, as cert-manager would, its
 // Secret) and the DMS pod. In v25.4.0 it returns early once the DPUNode
@@ -269,44 +273,35 @@ func (o *operator) ensureCertificate(ctx context.Context, node *corev1.Node, sce
 	subject := c.subject(node.Name)
 	certName := dpf.CertificateName(subject)
 	ready := scen != CertificateNotReady
-	if _, err := o.certs.ByNamespace(ns).Get(certName); err == nil {
-		return o.ensureSecret(ctx, subject, certName, ready)
-	}
-	cert := &unstructured.Unstructured{Object: map[string]any{
-		"apiVersion": "cert-manager.io/v1", "kind": "Certificate",
-		"metadata": map[string]any{"name": certName, "namespace": ns},
-		"spec": map[string]any{
-			"secretName": dpf.SecretName(subject), "duration": "8760h", "renewBefore": "4380h",
-			"ipAddresses": []any{nodeIP(node)}, "issuerRef": map[string]any{"name": dpf.Issuer, "kind": "Issuer"},
-		},
-	}}
-	created, err := c.dyn.Resource(gvrCertificate).Namespace(ns).Create(ctx, cert, metav1.CreateOptions{})
-	switch {
-	case apierrors.IsAlreadyExists(err):
-	case err != nil:
-		return fmt.Errorf("create certificate: %w", err)
-	default:
-		cond := map[string]any{"type": "Ready", "status": "True", "reason": "Ready", "message": "Certificate is up to date and has not expired",
-			"lastTransitionTime": metav1.Now().UTC().Format(time.RFC3339)}
-		if !ready {
-			cond["status"], cond["reason"], cond["message"] = "False", "DoesNotExist", "Issuing certificate as Secret does not exist"
+	if _, err := o.certs.ByNamespace(ns).Get(certName); err != nil {
+		cert := &unstructured.Unstructured{Object: map[string]any{
+			"apiVersion": "cert-manager.io/v1", "kind": "Certificate",
+			"metadata": map[string]any{"name": certName, "namespace": ns},
+			"spec": map[string]any{
+				"secretName": dpf.SecretName(subject), "duration": "8760h", "renewBefore": "4380h",
+				"ipAddresses": []any{nodeIP(node)}, "issuerRef": map[string]any{"name": dpf.Issuer, "kind": "Issuer"},
+			},
+		}}
+		created, err := c.dyn.Resource(gvrCertificate).Namespace(ns).Create(ctx, cert, metav1.CreateOptions{})
+		switch {
+		case apierrors.IsAlreadyExists(err):
+		case err != nil:
+			return fmt.Errorf("create certificate: %w", err)
+		default:
+			cond := map[string]any{"type": "Ready", "status": "True", "reason": "Ready", "message": "Certificate is up to date and has not expired",
+				"lastTransitionTime": metav1.Now().UTC().Format(time.RFC3339)}
+			if !ready {
+				cond["status"], cond["reason"], cond["message"] = "False", "DoesNotExist", "Issuing certificate as Secret does not exist"
+			}
+			_ = unstructured.SetNestedSlice(created.Object, []any{cond}, "status", "conditions")
+			if _, err := c.dyn.Resource(gvrCertificate).Namespace(ns).UpdateStatus(ctx, created, metav1.UpdateOptions{}); err != nil {
+				return fmt.Errorf("set certificate status: %w", err)
+			}
 		}
-		_ = unstructured.SetNestedSlice(created.Object, []any{cond}, "status", "conditions")
-		if _, err := c.dyn.Resource(gvrCertificate).Namespace(ns).UpdateStatus(ctx, created, metav1.UpdateOptions{}); err != nil {
-			return fmt.Errorf("set certificate status: %w", err)
-		}
 	}
-	return o.ensureSecret(ctx, subject, certName, ready)
-}
-
-// ensureSecret creates the Certificate's Secret, as cert-manager would once
-// the Certificate is ready, unless the cache holds it.
-func (o *operator) ensureSecret(ctx context.Context, subject, certName string, ready bool) error {
-	ns, c := o.c.Namespace, o.c
-	if !ready {
-		return nil
-	}
-	if _, err := o.secrets.Secrets(ns).Get(dpf.SecretName(subject)); err == nil {
+	// The Secret, as cert-manager would issue it once the Certificate is
+	// ready, unless the cache holds it.
+	if _, err := o.secrets.Secrets(ns).Get(dpf.SecretName(subject)); !ready || err == nil {
 		return nil
 	}
 	secret := &corev1.Secret{
@@ -565,9 +560,6 @@ func (c *Cluster) dmsPod(node *corev1.Node, s Scenario) *corev1.Pod {
 	if r.LabelsVersion {
 		labels[dpf.VersionLabel] = r.Version
 	}
-	hostPath := func(p string) corev1.VolumeSource {
-		return corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: p}}
-	}
 	return &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: dpf.PodName(node.Name), Namespace: ns, Labels: labels, OwnerReferences: c.configOwner()},
 		Spec: corev1.PodSpec{
@@ -576,7 +568,8 @@ func (c *Cluster) dmsPod(node *corev1.Node, s Scenario) *corev1.Pod {
 			Volumes: []corev1.Volume{
 				{Name: "dms-config", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
 				{Name: dpf.ServerVolume, VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: dpf.SecretName(node.Name)}}},
-				{Name: "dev", VolumeSource: hostPath("/dev")}, {Name: "sys", VolumeSource: hostPath("/sys")},
+				{Name: "dev", VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: "/dev"}}},
+				{Name: "sys", VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: "/sys"}}},
 				{Name: "bfb", VolumeSource: corev1.VolumeSource{PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: "bfb-pvc"}}},
 			},
 		},

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"maps"
 	"net"
 	"reflect"
 	"strings"
@@ -14,6 +13,7 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 
@@ -156,12 +156,7 @@ func (c *Cluster) applyRBAC(ctx context.Context, opts metav1.ApplyOptions) ([]st
 		o.SetUID("")
 		o.SetManagedFields(nil)
 		o.SetCreationTimestamp(metav1.Time{})
-		labels := maps.Clone(o.GetLabels())
-		if labels == nil {
-			labels = map[string]string{}
-		}
-		maps.Copy(labels, c.inventoryLabels())
-		o.SetLabels(labels)
+		o.SetLabels(labels.Merge(o.GetLabels(), c.inventoryLabels()))
 		o.GetObjectKind().SetGroupVersionKind(rbacv1.SchemeGroupVersion.WithKind(kind))
 		data, err := json.Marshal(o)
 		if err != nil {
@@ -186,8 +181,7 @@ func (c *Cluster) ServiceAccountToken(ctx context.Context, ns, name string) (str
 	if _, err := c.kube.CoreV1().ServiceAccounts(ns).Create(ctx, sa, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 		return "", err
 	}
-	exp := int64(3600)
-	tr, err := c.kube.CoreV1().ServiceAccounts(ns).CreateToken(ctx, name, &authnv1.TokenRequest{Spec: authnv1.TokenRequestSpec{ExpirationSeconds: &exp}}, metav1.CreateOptions{})
+	tr, err := c.kube.CoreV1().ServiceAccounts(ns).CreateToken(ctx, name, &authnv1.TokenRequest{Spec: authnv1.TokenRequestSpec{ExpirationSeconds: ptr(int64(3600))}}, metav1.CreateOptions{})
 	if err != nil {
 		return "", fmt.Errorf("token for ServiceAccount %s/%s: %w", ns, name, err)
 	}

@@ -299,29 +299,15 @@ func (c *Cluster) startAPIServer(kubeletCA string) (*rest.Config, error) {
 		return rest.CopyConfig(p.cfg), nil
 	}
 	c.env = &envtest.Environment{CRDInstallOptions: crdOpts}
-	api := c.env.ControlPlane.GetAPIServer().Configure()
-	api.Set("authorization-mode", "RBAC")
-	api.Set("kubelet-certificate-authority", kubeletCA)
-	api.Set("kubelet-preferred-address-types", "InternalIP")
-	// Close open watches on SIGTERM after 1 s instead of waiting for them:
-	// otherwise any informer keeps kube-apiserver running until envtest's
-	// 20 s stop timeout kills it (RestartAPIServer, Stop).
-	api.Set("shutdown-watch-termination-grace-period", "1s")
-	if c.opts.Audit {
-		policy, log, err := c.auditPolicy()
-		if err != nil {
-			return nil, err
-		}
-		api.Set("audit-policy-file", policy)
-		api.Set("audit-log-path", log)
-		c.AuditLog = log
-	}
-	cfg, err := c.env.Start()
-	if err != nil {
-		return nil, fmt.Errorf("start envtest: %w", err)
-	}
-	cfg.QPS, cfg.Burst = 1000, 2000
-	return cfg, nil
+	cfg, log, err := startEnv(c.env, c.dir, c.opts.Audit, map[string]string{
+		"kubelet-certificate-authority": kubeletCA,
+		// Close open watches on SIGTERM after 1 s instead of waiting for
+		// them: otherwise any informer keeps kube-apiserver running until
+		// envtest's 20 s stop timeout kills it (RestartAPIServer, Stop).
+		"shutdown-watch-termination-grace-period": "1s",
+	})
+	c.AuditLog = log
+	return cfg, err
 }
 
 // needsStatusSubresource: v25.7 CRDs, or v25.4.0 with a newer hostdriver
