@@ -5,10 +5,11 @@ package access
 
 import (
 	"fmt"
-	"sort"
+	"slices"
 	"strings"
 
 	authorizationv1 "k8s.io/api/authorization/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 )
 
 // Request is one resource access: what a SubjectAccessReview asks and what a
@@ -29,12 +30,9 @@ type Request struct {
 // GroupResource is "resource.group", or "resource" for the core group, with
 // "/subresource" appended when set: the form kubectl and RBAC messages use.
 func (r Request) GroupResource() string {
-	s := r.Resource
-	if r.Group != "" {
-		s += "." + r.Group
-	}
+	s := schema.GroupResource{Group: r.Group, Resource: r.Resource}.String()
 	if r.Subresource != "" {
-		s += "/" + r.Subresource
+		return s + "/" + r.Subresource
 	}
 	return s
 }
@@ -54,19 +52,14 @@ func (r Request) String() string {
 	if r.NonResourceURL != "" {
 		return r.Verb + " " + r.NonResourceURL
 	}
-	var b strings.Builder
-	b.WriteString(r.Verb)
-	b.WriteByte(' ')
-	b.WriteString(r.GroupResource())
+	s := r.Verb + " " + r.GroupResource()
 	if r.Name != "" {
-		b.WriteString(" " + r.Name)
+		s += " " + r.Name
 	}
 	if r.Namespace != "" {
-		b.WriteString(" in " + r.Namespace)
-	} else {
-		b.WriteString(" (cluster-scoped)")
+		return s + " in " + r.Namespace
 	}
-	return b.String()
+	return s + " (cluster-scoped)"
 }
 
 // Key is a stable identity for de-duplication and sorting.
@@ -76,16 +69,9 @@ func (r Request) Key() string {
 
 // Unique returns rs without duplicates, sorted.
 func Unique(rs []Request) []Request {
-	seen := make(map[string]bool, len(rs))
-	out := make([]Request, 0, len(rs))
-	for _, r := range rs {
-		if k := r.Key(); !seen[k] {
-			seen[k] = true
-			out = append(out, r)
-		}
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Key() < out[j].Key() })
-	return out
+	out := append(make([]Request, 0, len(rs)), rs...)
+	slices.SortStableFunc(out, func(a, b Request) int { return strings.Compare(a.Key(), b.Key()) })
+	return slices.CompactFunc(out, func(a, b Request) bool { return a.Key() == b.Key() })
 }
 
 // Subject is who makes a request: a user name and its groups, as the API

@@ -92,10 +92,7 @@ func GVR(group, kind string) (schema.GroupVersionResource, error) {
 	if k, ok := findKind(Kinds(), group, kind); ok {
 		return k.GVR(), nil
 	}
-	if group == "" {
-		return schema.GroupVersionResource{}, fmt.Errorf("unknown kind %s", kind)
-	}
-	return schema.GroupVersionResource{}, fmt.Errorf("unknown kind %s.%s", kind, group)
+	return schema.GroupVersionResource{}, fmt.Errorf("unknown kind %s", schema.GroupKind{Group: group, Kind: kind})
 }
 
 // MustGVR is GVR for the kinds this package itself lists; it panics on a
@@ -111,9 +108,4 @@ func MustGVR(group, kind string) schema.GroupVersionResource {
 // GVR is the kind's group, version and resource.
 func (k Kind) GVR() schema.GroupVersionResource {
 	return schema.GroupVersionResource{Group: k.Group, Version: k.Version, Resource: k.Resource}
-}
-
-// GVK is the kind's group, version and kind.
-func (k Kind) GVK() schema.GroupVersionKind {
-	return schema.GroupVersionKind{Group: k.Group, Version: k.Version, Kind: k.Kind}
 }

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/dpfdoctor/dpfdoctor/internal/access"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 )
 
 // LogPrefix starts every line dmsinit.sh prints through log() or error().
@@ -84,21 +85,15 @@ func ParseForbidden(line string) (Forbidden, bool) {
 // ForbiddenMessage renders the API server's Forbidden text for a request, as
 // kubectl shows it after "Error from server (Forbidden): ".
 func ForbiddenMessage(user string, r access.Request) string {
-	var b strings.Builder
-	b.WriteString(r.Resource)
-	if r.Group != "" {
-		b.WriteString("." + r.Group)
-	}
+	s := schema.GroupResource{Group: r.Group, Resource: r.Resource}.String()
 	if r.Name != "" {
-		b.WriteString(` "` + r.Name + `"`)
+		s += ` "` + r.Name + `"`
 	}
-	b.WriteString(` is forbidden: User "` + user + `" cannot ` + r.Verb + ` resource "` + r.RBACResource() + `" in API group "` + r.Group + `"`)
+	s += ` is forbidden: User "` + user + `" cannot ` + r.Verb + ` resource "` + r.RBACResource() + `" in API group "` + r.Group + `"`
 	if r.Namespace != "" {
-		b.WriteString(` in the namespace "` + r.Namespace + `"`)
-	} else {
-		b.WriteString(" at the cluster scope")
+		return s + ` in the namespace "` + r.Namespace + `"`
 	}
-	return b.String()
+	return s + " at the cluster scope"
 }
 
 // LogVerdict is how one pod's dms-init (or host agent) log says the work

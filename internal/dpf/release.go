@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 // Release is one DPF release line as far as DMS provisioning is concerned.
@@ -191,13 +192,12 @@ func (r Release) InventoryRBAC(ns string) (*rbacv1.ClusterRole, *rbacv1.ClusterR
 	if r.ClusterRole == "" {
 		return nil, nil
 	}
-	role := &rbacv1.ClusterRole{Rules: clone(r.Rules)}
-	role.Name = r.ClusterRole
+	role := &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: r.ClusterRole}, Rules: clone(r.Rules)}
 	binding := &rbacv1.ClusterRoleBinding{
-		RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: r.ClusterRole},
-		Subjects: []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: r.ServiceAccount, Namespace: ns}},
+		ObjectMeta: metav1.ObjectMeta{Name: r.ClusterRoleBinding},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: r.ClusterRole},
+		Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: r.ServiceAccount, Namespace: ns}},
 	}
-	binding.Name = r.ClusterRoleBinding
 	if r.Component == ComponentHostAgent {
 		binding.Subjects = append(binding.Subjects, rbacv1.Subject{Kind: rbacv1.GroupKind, APIGroup: rbacv1.GroupName, Name: "dpf:host-agent"})
 	}
