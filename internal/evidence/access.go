@@ -409,7 +409,9 @@ func (r *run) rbacRoles(ctx context.Context) error {
 	sort.Slice(out.ClusterRoleBindings, func(i, j int) bool { return out.ClusterRoleBindings[i].Name < out.ClusterRoleBindings[j].Name })
 	sort.Slice(out.Roles, func(i, j int) bool { return out.Roles[i].Name < out.Roles[j].Name })
 	sort.Slice(out.RoleBindings, func(i, j int) bool { return out.RoleBindings[i].Name < out.RoleBindings[j].Name })
+	r.mu.Lock()
 	r.b.RBAC = out
+	r.mu.Unlock()
 	return nil
 }
 

@@ -96,7 +96,7 @@ func (c *Collector) collect(ctx context.Context, o Options, prev *Bundle) (*Bund
 		return nil, errors.New("collect evidence: no clients")
 	}
 	o = o.withDefaults(c.Clients.Namespace)
-	start := c.Clients.Budget.Used()
+	start := used(c.Clients.Budget)
 	r := &run{
 		cl:    c.Clients,
 		core:  protobuf(c.Clients),
@@ -159,7 +159,7 @@ func (c *Collector) collect(ctx context.Context, o Options, prev *Bundle) (*Bund
 		return nil, err
 	}
 	sort.SliceStable(r.b.Gaps, func(i, j int) bool { return r.b.Gaps[i].What < r.b.Gaps[j].What })
-	r.b.Requests = c.Clients.Budget.Used() - start
+	r.b.Requests = used(c.Clients.Budget) - start
 	return r.b, nil
 }
 
@@ -188,7 +188,7 @@ type run struct {
 	core  kubernetes.Interface
 	o     Options
 	nodes sets.Set[string] // --node filter; empty = every node
-	mu    sync.Mutex       // guards b.Gaps while lists run in parallel; each list sets only its own fields of b
+	mu    sync.Mutex       // guards b while lists run in parallel
 	b     *Bundle
 	// deployments are kept for version detection only.
 	deploymentImages []deploymentImage
@@ -218,6 +218,14 @@ func protobuf(cl *kube.Clients) kubernetes.Interface {
 		return cl.Kube
 	}
 	return cs
+}
+
+// used is the budget's request count; clients built without one count none.
+func used(b *kube.Budget) int64 {
+	if b == nil {
+		return 0
+	}
+	return b.Used()
 }
 
 func (o Options) withDefaults(clientNamespace string) Options {

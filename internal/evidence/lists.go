@@ -192,7 +192,9 @@ func (r *run) objectList(ctx context.Context, l objectList) error {
 		out = append(out, it.object(l.kind, l.fields))
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	r.mu.Lock()
 	l.put(r.b, out)
+	r.mu.Unlock()
 	return nil
 }
 
@@ -261,7 +263,9 @@ func (r *run) nodeList(ctx context.Context) error {
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	r.mu.Lock()
 	r.b.Nodes = out
+	r.mu.Unlock()
 	return nil
 }
 
@@ -278,7 +282,9 @@ func (r *run) secrets(ctx context.Context) error {
 		out = append(out, SecretMeta{Name: s.Name, Labels: s.Labels, Created: s.CreationTimestamp.UTC().Format(time.RFC3339)})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	r.mu.Lock()
 	r.b.Secrets, r.b.SecretsListed = out, true
+	r.mu.Unlock()
 	return nil
 }
 
@@ -423,13 +429,18 @@ func (r *run) dpuDeviceCRD(ctx context.Context) error {
 		return r.optional("customresourcedefinitions", access.Request{Verb: "get", Group: CRDGVR.Group, Resource: CRDGVR.Resource, Name: name},
 			"the DPUDevice status subresource is inferred from the DPF version", err)
 	}
+	r.mu.Lock()
 	r.b.Install.DPUDeviceCRD = true
 	r.b.Install.DPUDeviceStatusSubresource = HasStatusSubresource(crd)
+	r.mu.Unlock()
 	return nil
 }
 
 // DPUDeviceCRDName is the name of the DPUDevice CRD.
-func DPUDeviceCRDName() string { return gvr("DPUDevice").GroupResource().String() }
+func DPUDeviceCRDName() string {
+	res := gvr("DPUDevice")
+	return res.Resource + "." + res.Group
+}
 
 // HasStatusSubresource reports whether any version of a CRD has a status
 // subresource.
@@ -462,7 +473,9 @@ func (r *run) deployments(ctx context.Context) error {
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].deployment < out[j].deployment })
+	r.mu.Lock()
 	r.deploymentImages = out
+	r.mu.Unlock()
 	return nil
 }
 
