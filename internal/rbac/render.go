@@ -3,7 +3,6 @@ package rbac
 import (
 	"bytes"
 	"cmp"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -14,6 +13,7 @@ import (
 	"github.com/dpfdoctor/dpfdoctor/internal/access"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/sets"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
@@ -264,12 +264,8 @@ func ruleSortKey(r rbacv1.PolicyRule) string {
 func ToYAML(objs []client.Object) ([]byte, error) {
 	var b bytes.Buffer
 	for i, o := range objs {
-		js, err := json.Marshal(o)
+		m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(o)
 		if err != nil {
-			return nil, fmt.Errorf("render %T as YAML: %w", o, err)
-		}
-		var m map[string]any
-		if err := json.Unmarshal(js, &m); err != nil {
 			return nil, fmt.Errorf("render %T as YAML: %w", o, err)
 		}
 		if md, ok := m["metadata"].(map[string]any); ok && md["creationTimestamp"] == nil {
