@@ -9,6 +9,10 @@ export GOTOOLCHAIN ?= local
 # ships, and a test binary links in a third of the time without the
 # external linker.
 export CGO_ENABLED ?= 0
+# envtest gives each kube-apiserver and etcd 20 s to start, then kills and
+# retries it. With several test packages each starting API servers on two
+# busy cores, a start can take longer, and the retries only add load.
+export KUBEBUILDER_CONTROLPLANE_START_TIMEOUT ?= 2m
 BIN := bin/dpfdoctor
 PKGS := ./...
 FUZZTIME ?= 10s
