@@ -118,7 +118,9 @@ func (e *env) clients() *kube.Clients {
 // hundred milliseconds costs the API server more than the sim does).
 func (e *env) waitFailing(n int) {
 	e.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	// A deadline, not a target: on two busy cores 500 pods took more than
+	// 90 s to reach their first failure beside the guard's API servers.
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second+time.Duration(n)*300*time.Millisecond)
 	defer cancel()
 	lw := cache.NewFilteredListWatchFromClient(e.cs.CoreV1().RESTClient(), "pods", e.c.Namespace,
 		func(o *metav1.ListOptions) { o.LabelSelector = dpf.ComponentLabel })
