@@ -9,6 +9,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"time"
 
@@ -62,8 +63,10 @@ func (cs Checks) Failed() Checks {
 // deny (wanted denied), at most fanout.Limit at a time. The API server's
 // RBAC authorizer reads its rules from a watch cache, so a review just
 // after a write can still see the old rules: a wrong answer is asked
-// again, with backoff, until Settle has passed. An error is returned only
-// when a review itself fails.
+// again, with backoff, until Settle has passed. The first wanted-allowed
+// request goes alone until it passes, so a lagging cache costs one review
+// a round instead of all of them. An error is returned only when a review
+// itself fails.
 func Access(ctx context.Context, cs kubernetes.Interface, subject access.Subject, allow, deny []access.Request) (Checks, error) {
 	out := make(Checks, 0, len(allow)+len(deny))
 	for _, r := range allow {
@@ -72,13 +75,8 @@ func Access(ctx context.Context, cs kubernetes.Interface, subject access.Subject
 	for _, r := range deny {
 		out = append(out, Check{Request: r, Want: false})
 	}
-	todo := make([]int, len(out))
-	for i := range todo {
-		todo[i] = i
-	}
-	deadline, pause := time.Now().Add(Settle), 50*time.Millisecond
-	for {
-		err := fanout.Each(len(todo), fanout.Limit, func(j int) error {
+	ask := func(todo []int) error {
+		return fanout.Each(len(todo), fanout.Limit, func(j int) error {
 			c := &out[todo[j]]
 			res, err := cs.AuthorizationV1().SubjectAccessReviews().Create(ctx, c.Request.SubjectAccessReview(subject), metav1.CreateOptions{})
 			if err != nil {
@@ -87,25 +85,38 @@ func Access(ctx context.Context, cs kubernetes.Interface, subject access.Subject
 			c.Allowed, c.Reason = res.Status.Allowed, res.Status.Reason
 			return nil
 		})
-		if err != nil {
+	}
+	deadline, pause := time.Now().Add(Settle), 50*time.Millisecond
+	// settle asks todo, then again whichever of them is wrong, until none
+	// is or the deadline has passed.
+	settle := func(todo []int) error {
+		for {
+			if err := ask(todo); err != nil {
+				return err
+			}
+			todo = slices.DeleteFunc(todo, func(i int) bool { return out[i].OK() })
+			if len(todo) == 0 || time.Now().Add(pause).After(deadline) {
+				return nil
+			}
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(pause):
+			}
+			pause *= 2
+		}
+	}
+	rest := make([]int, 0, len(out))
+	for i := range out {
+		rest = append(rest, i)
+	}
+	if len(allow) > 0 && len(out) > 1 {
+		if err := settle([]int{0}); err != nil {
 			return out, err
 		}
-		todo = todo[:0]
-		for i, c := range out {
-			if !c.OK() {
-				todo = append(todo, i)
-			}
-		}
-		if len(todo) == 0 || time.Now().Add(pause).After(deadline) {
-			return out, nil
-		}
-		select {
-		case <-ctx.Done():
-			return out, ctx.Err()
-		case <-time.After(pause):
-		}
-		pause *= 2
+		rest = rest[1:]
 	}
+	return out, settle(rest)
 }
 
 // Settle is how long Access asks again about a review whose answer is not
