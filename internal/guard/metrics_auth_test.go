@@ -63,8 +63,10 @@ func TestMetricsAuthenticated(t *testing.T) {
 	defer cancel()
 	e.eventually(30*time.Second, "metrics endpoint listening", func() bool { return g.MetricsAddr() != "" })
 
-	// The guard's certificate is self-signed; the token is what counts.
-	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}} //nolint:gosec // self-signed
+	// The guard's certificate is self-signed; the token is what counts. Each
+	// scrape waits on a TokenReview and an access review: on two busy cores
+	// that took more than 10 s.
+	hc := &http.Client{Timeout: time.Minute, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}} //nolint:gosec // self-signed
 	get := func(scheme, tok string) (int, string) {
 		t.Helper()
 		req, _ := http.NewRequest(http.MethodGet, scheme+"://"+g.MetricsAddr()+"/metrics", nil)
@@ -115,7 +117,7 @@ func TestMetricsAuthenticated(t *testing.T) {
 	go func() { done <- v.Start(runCtx) }()
 	e.eventually(30*time.Second, "verified metrics endpoint listening", func() bool { return v.MetricsAddr() != "" })
 	scrape := func(cfg *tls.Config) (int, error) {
-		c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: cfg}}
+		c := &http.Client{Timeout: time.Minute, Transport: &http.Transport{TLSClientConfig: cfg}}
 		req, _ := http.NewRequest(http.MethodGet, "https://"+v.MetricsAddr()+"/metrics", nil)
 		req.Header.Set("Authorization", "Bearer "+reader)
 		resp, err := c.Do(req)
