@@ -205,8 +205,7 @@ func (a *Applier) remove(ctx context.Context, ref plan.ObjectRef) (changed bool,
 		return false, fmt.Sprintf("%s is no longer labelled %s=%s; left alone", ref, plan.ManagedByLabel, plan.ManagedByValue), nil
 	}
 	ri, _ := resource(a.Clients.Dynamic, ref)
-	uid := live.GetUID()
-	err = ri.Delete(ctx, ref.Name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &uid}})
+	err = ri.Delete(ctx, ref.Name, metav1.DeleteOptions{Preconditions: metav1.NewUIDPreconditions(string(live.GetUID()))})
 	if apierrors.IsNotFound(err) {
 		return false, "", nil
 	}
@@ -235,8 +234,7 @@ func (a *Applier) restore(ctx context.Context, backup *unstructured.Unstructured
 	want := plan.Clean(backup)
 	if lr, br := live.Object["roleRef"], want.Object["roleRef"]; lr != nil && !equality.Semantic.DeepEqual(lr, br) {
 		// roleRef is immutable: replace the binding.
-		uid := live.GetUID()
-		if err := ri.Delete(ctx, ref.Name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &uid}}); err != nil && !apierrors.IsNotFound(err) {
+		if err := ri.Delete(ctx, ref.Name, metav1.DeleteOptions{Preconditions: metav1.NewUIDPreconditions(string(live.GetUID()))}); err != nil && !apierrors.IsNotFound(err) {
 			return false, err
 		}
 		_, err := ri.Create(ctx, want, metav1.CreateOptions{FieldManager: plan.FieldManager})

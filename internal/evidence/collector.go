@@ -96,7 +96,7 @@ func (c *Collector) collect(ctx context.Context, o Options, prev *Bundle) (*Bund
 		return nil, errors.New("collect evidence: no clients")
 	}
 	o = o.withDefaults(c.Clients.Namespace)
-	start := used(c.Clients.Budget)
+	start := c.Clients.Budget.Used()
 	r := &run{
 		cl:    c.Clients,
 		core:  protobuf(c.Clients),
@@ -159,7 +159,7 @@ func (c *Collector) collect(ctx context.Context, o Options, prev *Bundle) (*Bund
 		return nil, err
 	}
 	sort.SliceStable(r.b.Gaps, func(i, j int) bool { return r.b.Gaps[i].What < r.b.Gaps[j].What })
-	r.b.Requests = used(c.Clients.Budget) - start
+	r.b.Requests = c.Clients.Budget.Used() - start
 	return r.b, nil
 }
 
@@ -218,14 +218,6 @@ func protobuf(cl *kube.Clients) kubernetes.Interface {
 		return cl.Kube
 	}
 	return cs
-}
-
-// used is the budget's request count; clients built without one count none.
-func used(b *kube.Budget) int64 {
-	if b == nil {
-		return 0
-	}
-	return b.Used()
 }
 
 func (o Options) withDefaults(clientNamespace string) Options {

@@ -34,9 +34,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/uuid"
 	"k8s.io/client-go/discovery"
-	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
 	"k8s.io/utils/ptr"
@@ -262,15 +260,10 @@ func New(cfg *rest.Config, o Options) (*Guard, error) {
 	if g.mgr, err = manager.New(cfg, mo); err != nil {
 		return nil, fmt.Errorf("guard: manager: %w", kube.Classify(err))
 	}
-	kc, kerr := kubernetes.NewForConfig(cfg)
-	dc, derr := dynamic.NewForConfig(cfg)
-	mc, merr := metadata.NewForConfig(cfg)
-	if err := errors.Join(kerr, derr, merr); err != nil {
+	// Without o.Budget the clients' budget counts nothing: the config has no counter.
+	clients, err := kube.ForConfig(cfg, o.Namespace, cmp.Or(o.Budget, kube.NewBudget(0)))
+	if err != nil {
 		return nil, fmt.Errorf("guard: client: %w", err)
-	}
-	clients := &kube.Clients{Config: cfg, Kube: kc, Dynamic: dc, Metadata: mc, Namespace: o.Namespace, Budget: o.Budget}
-	if clients.Budget == nil {
-		clients.Budget = kube.NewBudget(0) // counts nothing: the config has no counter
 	}
 	if err := g.addReconciler(clients); err != nil {
 		return nil, fmt.Errorf("guard: controller: %w", err)

@@ -448,12 +448,6 @@ type fetchedLogs struct {
 	logs      []evidence.Log
 }
 
-// valid reports whether logs read earlier still tell the pod's story: same
-// signature, and no new failure since dpfdoctor's RBAC changed.
-func (l fetchedLogs) valid(p failingPod, rbacState string) bool {
-	return l.sig == p.sig && (l.rbacState == rbacState || l.restarts == p.restarts)
-}
-
 func newFetcher(cs kubernetes.Interface, ns string, maxLogs int) *fetcher {
 	return &fetcher{kube: cs, ns: ns, maxLogs: maxLogs, logs: map[types.UID]fetchedLogs{},
 		events: map[types.UID][]evidence.Event{}, reviews: map[string]evidence.AccessCheck{}}
@@ -490,9 +484,11 @@ func (f *fetcher) prune(pods []failingPod) {
 	for _, p := range pods {
 		live[p.obj.UID] = p
 	}
+	// Logs read earlier still tell a live pod's story with the same
+	// signature and no new failure since dpfdoctor's RBAC changed.
 	maps.DeleteFunc(f.logs, func(uid types.UID, l fetchedLogs) bool {
 		p, ok := live[uid]
-		return !ok || !l.valid(p, f.rbacState)
+		return !ok || l.sig != p.sig || (l.rbacState != f.rbacState && l.restarts != p.restarts)
 	})
 	maps.DeleteFunc(f.events, func(uid types.UID, _ []evidence.Event) bool {
 		_, ok := live[uid]

@@ -56,8 +56,14 @@ func (b *Budget) Recording() *Budget {
 	return b
 }
 
-// Used returns the number of requests attempted so far.
-func (b *Budget) Used() int64 { return b.used.Load() }
+// Used returns the number of requests attempted so far; a nil Budget (clients
+// built without one) counts none.
+func (b *Budget) Used() int64 {
+	if b == nil {
+		return 0
+	}
+	return b.used.Load()
+}
 
 // Records returns a copy of the recorded requests.
 func (b *Budget) Records() []Record {

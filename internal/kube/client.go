@@ -71,14 +71,19 @@ func New(cfg *rest.Config, namespace string, b *Budget) (*Clients, error) {
 	if b == nil {
 		b = NewBudget(0)
 	}
-	c := Tune(cfg, b)
-	kc, kerr := kubernetes.NewForConfig(c)
-	dc, derr := dynamic.NewForConfig(c)
-	mc, merr := metadata.NewForConfig(c)
+	return ForConfig(Tune(cfg, b), namespace, b)
+}
+
+// ForConfig builds Clients on cfg as it is: its caller has tuned it (Tune)
+// with b, or left b out of it.
+func ForConfig(cfg *rest.Config, namespace string, b *Budget) (*Clients, error) {
+	kc, kerr := kubernetes.NewForConfig(cfg)
+	dc, derr := dynamic.NewForConfig(cfg)
+	mc, merr := metadata.NewForConfig(cfg)
 	if err := errors.Join(kerr, derr, merr); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrBadKubeconfig, err)
 	}
-	return &Clients{Config: c, Kube: kc, Dynamic: dc, Metadata: mc, Namespace: namespace, Budget: b}, nil
+	return &Clients{Config: cfg, Kube: kc, Dynamic: dc, Metadata: mc, Namespace: namespace, Budget: b}, nil
 }
 
 // Resource is the dynamic client for g, in namespace ns unless ns is "".

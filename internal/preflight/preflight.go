@@ -61,13 +61,7 @@ func Run(ctx context.Context, cl *kube.Clients, o Options) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	used := func() int64 {
-		if cl.Budget == nil {
-			return 0
-		}
-		return cl.Budget.Used()
-	}
-	start := used()
+	start := cl.Budget.Used()
 	b, err := (&evidence.Collector{Clients: cl}).Collect(ctx, evidence.Options{Namespace: o.Namespace, MaxLogs: -1, Upgrade: true})
 	if err != nil {
 		return nil, err
@@ -81,7 +75,7 @@ func Run(ctx context.Context, cl *kube.Clients, o Options) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	r.Requests = used() - start
+	r.Requests = cl.Budget.Used() - start
 	return r, nil
 }
 

@@ -50,11 +50,16 @@ func (s *Set) EvaluateNamed(subj access.Subject, req access.Request) Decision {
 
 func (s *Set) evaluate(subj access.Subject, req access.Request, named bool) Decision {
 	e := evaluation{set: s, subj: subj, want: requestRule(req), named: named}
-	if d, ok := e.clusterBindings(); ok {
-		return d
+	for _, b := range s.ClusterRoleBindings {
+		if d, ok := e.through(b.Subjects, b.RoleRef, "", "ClusterRoleBinding "+b.Name); ok {
+			return d
+		}
 	}
-	if req.Namespace != "" && req.NonResourceURL == "" {
-		if d, ok := e.roleBindings(req.Namespace); ok {
+	for _, b := range s.RoleBindings {
+		if b.Namespace != req.Namespace || req.Namespace == "" || req.NonResourceURL != "" {
+			continue
+		}
+		if d, ok := e.through(b.Subjects, b.RoleRef, b.Namespace, "RoleBinding "+b.Namespace+"/"+b.Name); ok {
 			return d
 		}
 	}
@@ -62,18 +67,6 @@ func (s *Set) evaluate(subj access.Subject, req access.Request, named bool) Deci
 		return d
 	}
 	return Decision{Reason: e.denialReason()}
-}
-
-// Missing returns the requests of reqs that subj may not make, sorted and
-// without duplicates.
-func Missing(set *Set, subj access.Subject, reqs []access.Request) []access.Request {
-	var out []access.Request
-	for _, r := range reqs {
-		if !set.Evaluate(subj, r).Allowed {
-			out = append(out, r)
-		}
-	}
-	return access.Unique(out)
 }
 
 // requestRule turns a request into the single-verb rule Covers compares.
@@ -118,32 +111,14 @@ type evaluation struct {
 	nearMiss string   // a rule that matches but for its resourceNames
 }
 
-func (e *evaluation) clusterBindings() (Decision, bool) {
-	for _, b := range e.set.ClusterRoleBindings {
-		if !AppliesTo(e.subj, b.Subjects, "") {
-			continue
-		}
-		e.bound = true
-		via := "ClusterRoleBinding " + b.Name
-		if d, ok := e.match(e.rules(b.RoleRef, "", via), via); ok {
-			return d, true
-		}
+// through evaluates one binding (in ns, "" for a ClusterRoleBinding), if
+// it applies to the subject.
+func (e *evaluation) through(subjects []rbacv1.Subject, ref rbacv1.RoleRef, ns, via string) (Decision, bool) {
+	if !AppliesTo(e.subj, subjects, ns) {
+		return Decision{}, false
 	}
-	return Decision{}, false
-}
-
-func (e *evaluation) roleBindings(ns string) (Decision, bool) {
-	for _, b := range e.set.RoleBindings {
-		if b.Namespace != ns || !AppliesTo(e.subj, b.Subjects, b.Namespace) {
-			continue
-		}
-		e.bound = true
-		via := "RoleBinding " + b.Namespace + "/" + b.Name
-		if d, ok := e.match(e.rules(b.RoleRef, ns, via), via); ok {
-			return d, true
-		}
-	}
-	return Decision{}, false
+	e.bound = true
+	return e.match(e.rules(ref, ns, via), via)
 }
 
 func (e *evaluation) builtins() (Decision, bool) {

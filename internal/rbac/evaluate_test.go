@@ -155,19 +155,6 @@ func TestEvaluateSetOverridesBuiltin(t *testing.T) {
 	}
 }
 
-func TestMissing(t *testing.T) {
-	dms := access.ServiceAccount(testNS, "dms-sa")
-	reqs := []access.Request{
-		{Verb: "get", Resource: "secrets", Namespace: testNS, Name: "a"},
-		{Verb: "get", Resource: "nodes", Name: "n"},
-		{Verb: "get", Resource: "secrets", Namespace: testNS, Name: "a"},
-	}
-	got := Missing(testSet(), dms, reqs)
-	if len(got) != 1 || got[0].Name != "a" {
-		t.Errorf("Missing = %v, want just get secrets a", got)
-	}
-}
-
 func TestSetHelpers(t *testing.T) {
 	s := &Set{}
 	if err := s.Add(&rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: "r"}, Rules: []rbacv1.PolicyRule{{ResourceNames: []string{"b", "a"}}}}); err != nil {
