@@ -58,7 +58,7 @@ func TestAccessProbesALaggingAuthorizer(t *testing.T) {
 		name      string
 		allow     []access.Request
 		lag       time.Duration // the authorizer answers from the old rules this long
-		wantFewer int // reviews at most
+		wantFewer int           // reviews at most
 		wantOK    bool
 	}{
 		{"settled", allow, 0, 8, true},
