@@ -259,7 +259,7 @@ func TestGuardSeesPerDPUPods(t *testing.T) {
 		}
 		return n == 2
 	})
-	e.eventually(10*time.Second, "the pods in /metrics", func() bool {
+	e.eventually(30*time.Second, "the pods in /metrics", func() bool {
 		m := e.scrape(g)
 		total := 0.0
 		for _, v := range m.with(MetricDMSPods) {

@@ -52,7 +52,7 @@ func TestGuardRepairs(t *testing.T) {
 		t.Errorf("%d pods have a %s event, want 6", got, ReasonRepaired)
 	}
 	// The guard sees the last recovery at its next reconcile.
-	e.eventually(10*time.Second, "time to ready observed for the 6 pods", func() bool {
+	e.eventually(30*time.Second, "time to ready observed for the 6 pods", func() bool {
 		return e.scrape(g)[MetricTimeToReady+"_count"] >= 6
 	})
 	m := e.scrape(g)
@@ -197,7 +197,7 @@ func TestGuardObserveThenLeaderElection(t *testing.T) {
 
 	obs := e.startGuard(Options{Mode: ModeObserve})
 	e.eventually(30*time.Second, "a diagnosis event on every pod", func() bool { return len(e.eventedPods(ReasonDiagnosed)) == 4 })
-	e.eventually(10*time.Second, "findings in /metrics", func() bool {
+	e.eventually(30*time.Second, "findings in /metrics", func() bool {
 		return e.scrape(obs)[MetricFindings+`{class="RBACForbidden"}`] == 4
 	})
 	time.Sleep(2 * time.Second)

@@ -229,7 +229,7 @@ func (r *running) stop() {
 func (e *env) scrape(r *running) metricValues {
 	e.t.Helper()
 	var addr string
-	e.eventually(10*time.Second, "metrics endpoint listening", func() bool { addr = r.g.MetricsAddr(); return addr != "" })
+	e.eventually(30*time.Second, "metrics endpoint listening", func() bool { addr = r.g.MetricsAddr(); return addr != "" })
 	resp, err := http.Get("http://" + addr + "/metrics")
 	if err != nil {
 		e.t.Fatalf("scrape: %v", err)
