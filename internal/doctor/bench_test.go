@@ -182,6 +182,7 @@ func benchSim(b *testing.B, nodes int, version string) (*sim.Cluster, kubernetes
 			return c, cs
 		}
 	}
+	_ = c.Stop() // b.Fatalf skips the caller's deferred Stop
 	b.Fatalf("%d of %d pods failing after %s", failing, nodes, wait)
 	return nil, nil
 }
