@@ -18,8 +18,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/sets"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
 )
 
 // Defaults for Options.
@@ -99,7 +97,6 @@ func (c *Collector) collect(ctx context.Context, o Options, prev *Bundle) (*Bund
 	start := c.Clients.Budget.Used()
 	r := &run{
 		cl:    c.Clients,
-		core:  protobuf(c.Clients),
 		o:     o,
 		nodes: sets.New(o.Nodes...),
 		b:     &Bundle{SchemaVersion: SchemaVersion, CollectedAt: time.Now().UTC().Format(time.RFC3339), CollectedBy: "dpfdoctor " + buildinfo.Get().Version, NodeFilter: o.Nodes},
@@ -183,9 +180,7 @@ var fromCache = metav1.ListOptions{ResourceVersion: "0"}
 
 // run is one collection: the Bundle being filled and what fills it.
 type run struct {
-	cl *kube.Clients
-	// core lists pods, events and nodes, in protobuf when possible.
-	core  kubernetes.Interface
+	cl    *kube.Clients
 	o     Options
 	nodes sets.Set[string] // --node filter; empty = every node
 	mu    sync.Mutex       // guards b while lists run in parallel
@@ -200,24 +195,6 @@ type run struct {
 	crbFailed, rbFailed bool
 	// rbacOK is true when every RBAC list succeeded.
 	rbacOK bool
-}
-
-// protobuf returns a clientset for the built-in types that speaks protobuf,
-// several times cheaper to decode than JSON for thousands of pods; it shares
-// the clients' rest.Config, so requests are counted the same. Clients built
-// without a Config (fakes) are used as they are.
-func protobuf(cl *kube.Clients) kubernetes.Interface {
-	if cl.Config == nil {
-		return cl.Kube
-	}
-	cfg := rest.CopyConfig(cl.Config)
-	cfg.ContentType = "application/vnd.kubernetes.protobuf"
-	cfg.AcceptContentTypes = "application/vnd.kubernetes.protobuf,application/json"
-	cs, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		return cl.Kube
-	}
-	return cs
 }
 
 func (o Options) withDefaults(clientNamespace string) Options {

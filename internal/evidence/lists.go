@@ -39,7 +39,7 @@ func (r *run) pods(ctx context.Context, refresh bool) error {
 			}
 		}
 	} else {
-		list, err := r.core.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: PodSelector, ResourceVersion: "0"})
+		list, err := r.cl.Kube.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: PodSelector, ResourceVersion: "0"})
 		if err != nil {
 			return podListError("DMS pods", ns, err)
 		}
@@ -91,7 +91,7 @@ func (r *run) needPerDPUPods() bool {
 // many pods there are.
 func (r *run) perDPUPods(ctx context.Context) error {
 	ns := r.o.Namespace
-	list, err := r.core.CoreV1().Pods(ns).List(ctx, fromCache)
+	list, err := r.cl.Kube.CoreV1().Pods(ns).List(ctx, fromCache)
 	if err != nil {
 		return podListError("per-DPU DMS pods", ns, err)
 	}
@@ -114,7 +114,7 @@ func (r *run) perDPUPods(ctx context.Context) error {
 // events lists the namespace's Events once.
 func (r *run) events(ctx context.Context) error {
 	ns := r.o.Namespace
-	list, err := r.core.CoreV1().Events(ns).List(ctx, fromCache)
+	list, err := r.cl.Kube.CoreV1().Events(ns).List(ctx, fromCache)
 	if err != nil {
 		return r.optional("events", access.Request{Verb: "list", Resource: "events", Namespace: ns},
 			"FailedMount and other pod events are not used; certificate problems are judged from Certificates and Secrets", err)
@@ -252,7 +252,7 @@ func (o *listedObject) object(kind string, fields [][]string) Object {
 
 // nodeList lists the Nodes labelled as carrying a DPU.
 func (r *run) nodeList(ctx context.Context) error {
-	list, err := r.core.CoreV1().Nodes().List(ctx, metav1.ListOptions{LabelSelector: dpf.DPUNodeLabel, ResourceVersion: "0"})
+	list, err := r.cl.Kube.CoreV1().Nodes().List(ctx, metav1.ListOptions{LabelSelector: dpf.DPUNodeLabel, ResourceVersion: "0"})
 	if err != nil {
 		return r.optional("nodes", access.Request{Verb: "list", Resource: "nodes"}, "node labels and addresses are not shown", err)
 	}

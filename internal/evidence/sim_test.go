@@ -137,9 +137,7 @@ func startSimFailed(o sim.Options, failures int32) (*simCluster, error) {
 	if err != nil {
 		return nil, fmt.Errorf("start sim: %w", err)
 	}
-	proto := rest.CopyConfig(c.Config)
-	proto.ContentType = "application/vnd.kubernetes.protobuf"
-	sc := &simCluster{Cluster: c, kube: kubernetes.NewForConfigOrDie(proto), byNode: map[string]sim.Scenario{}}
+	sc := &simCluster{Cluster: c, kube: kubernetes.NewForConfigOrDie(kube.Protobuf(c.Config)), byNode: map[string]sim.Scenario{}}
 	mix, _ := sim.ParseMix(o.Scenario)
 	for i, s := range mix.Assign(len(c.Nodes)) {
 		sc.byNode[c.Nodes[i]] = s

@@ -47,6 +47,17 @@ func Tune(c *rest.Config, b *Budget) *rest.Config {
 	return c
 }
 
+// Protobuf returns a copy of c that sends and accepts protobuf, several
+// times cheaper than JSON for the API server to encode and for the client
+// to decode: for clientsets of the built-in types only (custom resources
+// have no protobuf encoding).
+func Protobuf(c *rest.Config) *rest.Config {
+	c = rest.CopyConfig(c)
+	c.ContentType = "application/vnd.kubernetes.protobuf"
+	c.AcceptContentTypes = "application/vnd.kubernetes.protobuf,application/json"
+	return c
+}
+
 // FromFlags builds Clients from kubectl-style flags. A kubeconfig that is
 // missing, malformed or names an unknown context yields ErrBadKubeconfig.
 func FromFlags(cf *genericclioptions.ConfigFlags, b *Budget) (*Clients, error) {
@@ -75,9 +86,10 @@ func New(cfg *rest.Config, namespace string, b *Budget) (*Clients, error) {
 }
 
 // ForConfig builds Clients on cfg as it is: its caller has tuned it (Tune)
-// with b, or left b out of it.
+// with b, or left b out of it. The clientset of the built-in types speaks
+// protobuf (thousands of pods decode several times faster).
 func ForConfig(cfg *rest.Config, namespace string, b *Budget) (*Clients, error) {
-	kc, kerr := kubernetes.NewForConfig(cfg)
+	kc, kerr := kubernetes.NewForConfig(Protobuf(cfg))
 	dc, derr := dynamic.NewForConfig(cfg)
 	mc, merr := metadata.NewForConfig(cfg)
 	if err := errors.Join(kerr, derr, merr); err != nil {

@@ -25,6 +25,7 @@ import (
 
 	"github.com/dpfdoctor/dpfdoctor/internal/dpf"
 	"github.com/dpfdoctor/dpfdoctor/internal/fanout"
+	"github.com/dpfdoctor/dpfdoctor/internal/kube"
 	"github.com/dpfdoctor/dpfdoctor/internal/rbac"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -259,7 +260,10 @@ func (c *Cluster) start(ctx context.Context) error {
 	u := c.env.ControlPlane.APIServer.ListenAddr
 	c.apiHost = u.Address
 	c.apiPort, _ = strconv.Atoi(u.Port)
-	if c.kube, err = kubernetes.NewForConfig(cfg); err != nil {
+	// The kubelets and the operator speak protobuf for the built-in types,
+	// as a kubelet (--kube-api-content-type) and controller-runtime's
+	// client do; custom resources have only JSON.
+	if c.kube, err = kubernetes.NewForConfig(kube.Protobuf(cfg)); err != nil {
 		return err
 	}
 	if c.dyn, err = dynamic.NewForConfig(cfg); err != nil {
