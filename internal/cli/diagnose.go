@@ -140,6 +140,9 @@ func (o *DiagnoseOptions) evidence(ctx context.Context) (*evidence.Bundle, error
 		if err != nil {
 			return nil, UsageError{Err: err}
 		}
+		if err := b.CheckNodes(o.Nodes); err != nil {
+			return nil, err
+		}
 		return filterNodes(b, o.Nodes), nil
 	}
 	clients, err := kube.FromFlags(o.kf, nil)

@@ -15,12 +15,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr"
 	authorizationv1 "k8s.io/api/authorization/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/dpfdoctor/dpfdoctor/internal/dpf"
 	"github.com/dpfdoctor/dpfdoctor/internal/sim"
@@ -83,6 +85,7 @@ func sharedControlPlane(t *testing.T) *sim.ControlPlane {
 }
 
 func TestMain(m *testing.M) {
+	ctrllog.SetLogger(logr.Discard()) // envtest logs through controller-runtime
 	flag.Parse()
 	if f := flag.Lookup("test.parallel"); f.Value.String() == f.DefValue {
 		// The envtest tests mostly wait; those on the shared API server
@@ -165,6 +168,15 @@ func TestDiagnoseOnSim(t *testing.T) {
 		code, out, errOut := run(t, "diagnose", "--kubeconfig", c.KubeconfigPath, "--node", c.Nodes[2])
 		if code != ExitOK || !strings.Contains(out, "Healthy") {
 			t.Errorf("exit %d; stderr %s; out %s", code, errOut, out)
+		}
+	})
+
+	t.Run("unknown node", func(t *testing.T) {
+		for _, cmd := range []string{"diagnose", "fix"} {
+			code, out, errOut := run(t, cmd, "--kubeconfig", c.KubeconfigPath, "--node", c.Nodes[0], "--node", "no-such-node")
+			if code != ExitUsage || out != "" || !strings.Contains(errOut, `--node "no-such-node" names no DPU node`) {
+				t.Errorf("%s: exit %d; stdout %q; stderr %s", cmd, code, out, errOut)
+			}
 		}
 	})
 

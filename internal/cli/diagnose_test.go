@@ -75,6 +75,14 @@ func TestDiagnoseGolden(t *testing.T) {
 	}
 }
 
+// A --node that names nothing in the bundle is a usage error, not an empty report.
+func TestDiagnoseUnknownNodeInBundle(t *testing.T) {
+	code, out, errOut := run(t, "diagnose", "--from-bundle", "testdata/mixed.yaml", "--node", "w3", "--node", "w99")
+	if code != ExitUsage || out != "" || !strings.Contains(errOut, `--node "w99" names no DPU node`) {
+		t.Errorf("exit %d; stdout %q; stderr %s", code, out, errOut)
+	}
+}
+
 // -o json is the versioned document scripts read.
 func TestDiagnoseJSONSchema(t *testing.T) {
 	_, out, _ := run(t, "diagnose", "--from-bundle", "testdata/mixed.yaml", "-o", "json")

@@ -7,6 +7,7 @@ import (
 
 	"github.com/dpfdoctor/dpfdoctor/internal/apply"
 	"github.com/dpfdoctor/dpfdoctor/internal/doctor"
+	"github.com/dpfdoctor/dpfdoctor/internal/evidence"
 	"github.com/dpfdoctor/dpfdoctor/internal/kube"
 	"github.com/dpfdoctor/dpfdoctor/internal/outcome"
 )
@@ -56,7 +57,7 @@ func ExitCode(err error) int {
 	switch {
 	case err == nil:
 		return ExitOK
-	case errors.As(err, &u):
+	case errors.As(err, &u), errors.Is(err, evidence.ErrUnknownNode):
 		return ExitUsage
 	case errors.Is(err, context.Canceled):
 		return ExitInterrupted

@@ -282,8 +282,12 @@ const maxListed = 8
 
 // printPlan renders a plan as tables.
 func printPlan(w io.Writer, p *plan.Plan, refused error, col palette) error {
-	fmt.Fprintf(w, "%s %s · DPF %s in %s · ServiceAccount %s · scope %s\n\n", col.paint(bold, "Plan"), short(p.ID),
-		cmp.Or(p.Version, "unknown"), p.Namespace, cmp.Or(p.ServiceAccount, "unknown"), p.Scope)
+	sa := "" // a plan without grants has no subject
+	if p.ServiceAccount != "" {
+		sa = " · ServiceAccount " + p.ServiceAccount
+	}
+	fmt.Fprintf(w, "%s %s · DPF %s in %s%s · scope %s\n\n", col.paint(bold, "Plan"), short(p.ID),
+		cmp.Or(p.Version, "unknown"), p.Namespace, sa, p.Scope)
 	if len(p.Changes) == 0 {
 		fmt.Fprintln(w, "No RBAC change: no finding RBAC can fix.")
 	} else {

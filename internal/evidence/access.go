@@ -8,6 +8,7 @@ import (
 	"maps"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync/atomic"
 
@@ -465,6 +466,19 @@ func ManagedRBAC(roles []rbacv1.Role, bindings []rbacv1.RoleBinding) RBAC {
 // dpf.DPUNodeLabel) that have no DMS pod (by node, or by dpf.PodName) and
 // no DPUNode (by name or status.kubeNodeRef), sorted.
 func (b *Bundle) NodesWithoutPod() []string {
+	has := b.claimedNodes()
+	var out []string
+	for _, n := range b.Nodes {
+		if !has[n.Name] {
+			out = append(out, n.Name)
+		}
+	}
+	return uniqueSorted(out)
+}
+
+// claimedNodes are the node names a DMS pod (by node, or by dpf.PodName) or
+// a DPUNode (by name or status.kubeNodeRef) carries.
+func (b *Bundle) claimedNodes() map[string]bool {
 	has := map[string]bool{}
 	for _, p := range b.Pods {
 		has[p.Node] = true
@@ -476,13 +490,36 @@ func (b *Bundle) NodesWithoutPod() []string {
 		has[d.Name] = true
 		has[d.Fields["status.kubeNodeRef"]] = true
 	}
-	var out []string
+	return has
+}
+
+// ErrUnknownNode: a --node names nothing DPF knows.
+var ErrUnknownNode = errors.New("names no DPU node, DMS pod or DPUNode")
+
+// CheckNodes fails, wrapping ErrUnknownNode, when one of names is carried by
+// no DPU node, DMS pod or DPUNode in the bundle: a mistyped --node would
+// otherwise read as a namespace without DMS pods. With the Node list refused
+// (a gap), a DPU node whose pod is gone cannot be told from a typo, so it
+// accepts every name.
+func (b *Bundle) CheckNodes(names []string) error {
+	if len(names) == 0 || b.HasGap("nodes") {
+		return nil
+	}
+	known := b.claimedNodes()
 	for _, n := range b.Nodes {
-		if !has[n.Name] {
-			out = append(out, n.Name)
+		known[n.Name] = true
+	}
+	var unknown []string
+	for _, n := range uniqueSorted(names) {
+		if !known[n] {
+			unknown = append(unknown, strconv.Quote(n))
 		}
 	}
-	return uniqueSorted(out)
+	if len(unknown) == 0 {
+		return nil
+	}
+	return fmt.Errorf("--node %s %w in %s (DPU nodes carry the label %s); list them: kubectl get nodes -l %s",
+		strings.Join(unknown, ", "), ErrUnknownNode, b.Install.Namespace, dpf.DPUNodeLabel, dpf.DPUNodeLabel)
 }
 
 // ExpectedPod is the pod the operator will create on a DPU node without one

@@ -2,7 +2,9 @@ package evidence
 
 import (
 	"errors"
+	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 )
@@ -87,5 +89,39 @@ func TestAnswerStopsOnError(t *testing.T) {
 	}
 	if i := slices.IndexFunc(asked, func(p Pattern) bool { return p.Call.AfterRead }); i >= 0 {
 		t.Errorf("the second round ran after the first failed: %s asked", asked[i].Key)
+	}
+}
+
+// A --node must name a DPU node, a DMS pod's node or a DPUNode; with the
+// Node list refused, every name passes.
+func TestCheckNodes(t *testing.T) {
+	b := &Bundle{
+		Install:  Install{Namespace: "dpf-operator-system"},
+		Pods:     []Pod{{Name: "w1-dms", Node: "w1"}, {Name: "w2-dms"}},
+		Nodes:    []Node{{Name: "w3"}},
+		DPUNodes: []Object{{Name: "w4"}, {Name: "dpunode-x", Fields: map[string]string{"status.kubeNodeRef": "w5"}}},
+	}
+	for _, tc := range []struct {
+		names   []string
+		gap     bool
+		unknown string // "" = accepted
+	}{
+		{names: nil},
+		{names: []string{"w1", "w2", "w3", "w4", "w5"}},
+		{names: []string{"w1", "nope", "w1-dms", "nope"}, unknown: `--node "nope", "w1-dms" names`},
+		{names: []string{"nope"}, gap: true},
+	} {
+		c := *b
+		if tc.gap {
+			c.Gaps = []Gap{{What: "nodes"}}
+		}
+		err := c.CheckNodes(tc.names)
+		switch {
+		case tc.unknown == "" && err != nil:
+			t.Errorf("%v: %v", tc.names, err)
+		case tc.unknown != "" && (!errors.Is(err, ErrUnknownNode) || !strings.Contains(fmt.Sprint(err), tc.unknown) ||
+			!strings.Contains(fmt.Sprint(err), "in dpf-operator-system")):
+			t.Errorf("%v: got %v, want one naming %s", tc.names, err, tc.unknown)
+		}
 	}
 }

@@ -134,6 +134,11 @@ func (c *Collector) collect(ctx context.Context, o Options, prev *Bundle) (*Bund
 			return nil, err
 		}
 	}
+	if prev == nil {
+		if err := r.b.CheckNodes(o.Nodes); err != nil {
+			return nil, err
+		}
+	}
 	r.keepEvents()
 	// Phase 2: what depends on the pods: the roles their ServiceAccounts'
 	// bindings reference, and the DPUDevice CRD and Issuers when needed.
