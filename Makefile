@@ -68,11 +68,13 @@ bench:
 	@mkdir -p bench
 	KUBEBUILDER_ASSETS=$$(hack/envtest.sh) hack/bench.sh
 
-# gofmt, go vet, then golangci-lint (.golangci.yml) at the version
-# hack/tools.sh pins; it is built from the Go module proxy on first use.
+# gofmt, the shared modules at Kubernetes' versions (hack/verify-deps.sh),
+# go vet, then golangci-lint (.golangci.yml) at the version hack/tools.sh
+# pins; it is built from the Go module proxy on first use.
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	  if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	@hack/verify-deps.sh
 	$(GO) vet $(PKGS)
 	@gl=$$(hack/tools.sh golangci-lint) && echo "$$gl run $(PKGS)" && $$gl run $(PKGS)
 

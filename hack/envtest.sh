@@ -6,6 +6,8 @@
 # k8s.io/kubernetes $K8S with every k8s.io staging module replaced by the
 # matching v0.x.y release (the list is read from kubernetes' own go.mod);
 # etcd from go.etcd.io/etcd/server/v3 $ETCD, whose module root is etcd's main.
+# dpfdoctor's own modules are at the 1.37 set's versions (hack/verify-deps.sh),
+# so the tests reuse most of what the kube-apiserver build compiled.
 #
 # Two pinned sets, the Kubernetes versions dpfdoctor is tested on (README):
 #   1.37  kube-apiserver/kubectl v1.37.2, etcd v3.6.16   (the default)

@@ -2,7 +2,6 @@ package guard
 
 import (
 	"context"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -205,7 +204,7 @@ func TestPrometheusRule(t *testing.T) {
 		t.Fatal(err)
 	}
 	promql := parser.NewParser(parser.Options{})
-	groups, errs := rulefmt.Parse(spec, false, model.UTF8Validation, promql, slog.New(slog.DiscardHandler))
+	groups, errs := rulefmt.Parse(spec, false, model.UTF8Validation, promql)
 	for _, err := range errs {
 		t.Errorf("prometheusrule.yaml: %v", err)
 	}
