@@ -19,6 +19,6 @@ fi
 # packages, so the second must start after the first to find them in the
 # build cache instead of compiling them again beside it.
 start=$(date +%s)
-echo "release: goreleaser snapshot into dist/; from a cold build cache it takes about 8.5 minutes on 2 idle cores (four platforms compiled from scratch; 41 minutes on busy ones), warm 1.5 minutes" >&2
+echo "release: goreleaser snapshot into dist/; after the tests, with three platforms still to compile, it takes about 7.5 minutes on 2 idle cores (bench/test-time.md), warm 1.5 minutes" >&2
 "$goreleaser" release --snapshot --clean --parallelism 1 --skip=publish,sign,docker,ko,announce,validate
 echo "release: snapshot built in $(( $(date +%s) - start ))s" >&2
