@@ -15,6 +15,7 @@
 # then `go get` each module this script names at the version it names.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+export LC_ALL=C # join and sort must agree on the order
 api=$(go list -m -f '{{.Version}}' k8s.io/api)
 k8s=v1.${api#v0.}
 grep -q "K8S=\${K8S:-$k8s}" hack/envtest.sh || {
