@@ -76,8 +76,8 @@ type Options struct {
 	// SecretWaitAttempts is how often dms-init polls the Secret (the
 	// script uses 30 × 2 s; default 5).
 	SecretWaitAttempts int
-	// Workers run pods' containers in parallel (default 4 with kubectl;
-	// with client-go one per node, at least 16).
+	// Workers run pods' containers in parallel (default 4 with kubectl,
+	// 16 with client-go).
 	Workers int
 	// OperatorWorkers is how many Nodes the NodeReconciler reconciles at
 	// once. The default, 1, is DPF's: the provisioning manager's
@@ -212,11 +212,7 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	}
 	c := &Cluster{opts: opts, mix: mix, Release: release, Namespace: dpf.DefaultNamespace, dir: dir}
 	c.useKubectl = opts.KubectlMaxNodes > 0 && opts.Nodes <= opts.KubectlMaxNodes
-	// A real node's kubelet runs each pod on its own; a shared pool smaller
-	// than the fleet queues one node's restart behind another's and
-	// stretches every back-off (docs/sim.md). Spawning kubectl is costly,
-	// and kubectl sims are small.
-	c.opts.Workers = cmp.Or(c.opts.Workers, map[bool]int{true: 4, false: max(16, opts.Nodes)}[c.useKubectl])
+	c.opts.Workers = cmp.Or(c.opts.Workers, map[bool]int{true: 4, false: 16}[c.useKubectl])
 	if err := c.start(ctx); err != nil {
 		_ = c.Stop()
 		return nil, err
