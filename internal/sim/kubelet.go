@@ -36,6 +36,10 @@ const (
 	backoffInitial = 10 * time.Second
 	backoffMax     = 5 * time.Minute
 	mountRetry     = 10 * time.Second
+	// syncFrequency is the kubelet's --sync-frequency: a pod in back-off
+	// is synced again when its back-off ends, but at most this long
+	// after its last sync (requeue).
+	syncFrequency = time.Minute
 	// nodeStatusReport is the kubelet's nodeStatusReportFrequency: without
 	// a change it still posts its Node status this often, and each post is
 	// a Node update event the operator's NodeReconciler sees.
@@ -217,8 +221,8 @@ func (k *kubelet) sync(ctx context.Context, name string) error {
 	if st.done {
 		return nil
 	}
-	if wait := time.Until(st.due); wait > 0 {
-		k.queue.AddAfter(name, wait)
+	if left := time.Until(st.due); left > 0 {
+		k.requeue(name, left)
 		return nil
 	}
 	node := &corev1.Node{}
@@ -235,7 +239,7 @@ func (k *kubelet) sync(ctx context.Context, name string) error {
 				k.event(ctx, pod, "", corev1.EventTypeWarning, "FailedMount",
 					fmt.Sprintf("MountVolume.SetUp failed for volume %q : secret %q not found", dpf.ServerVolume, vol))
 				st.due = time.Now().Add(k.c.scale(mountRetry))
-				k.queue.AddAfter(name, k.c.scale(mountRetry))
+				k.requeue(name, k.c.scale(mountRetry))
 				return k.writeStatus(ctx, pod, st)
 			} else if err != nil {
 				return err
@@ -268,7 +272,7 @@ func (k *kubelet) sync(ctx context.Context, name string) error {
 			st.due = time.Now().Add(delay)
 			k.event(ctx, pod, ctr.Name, corev1.EventTypeWarning, "BackOff",
 				fmt.Sprintf("Back-off restarting failed container %s in pod %s_%s(%s)", ctr.Name, pod.Name, pod.Namespace, pod.UID))
-			k.queue.AddAfter(name, delay)
+			k.requeue(name, delay)
 			return k.writeStatus(ctx, pod, st)
 		}
 		st.next++
@@ -278,6 +282,28 @@ func (k *kubelet) sync(ctx context.Context, name string) error {
 	st.done = true
 	k.mu.Unlock()
 	return k.writeStatus(ctx, pod, st)
+}
+
+// requeue schedules a pod in back-off for the kubelet's sync that restarts
+// it. The kubelet's pod worker syncs such a pod again when its back-off
+// ends, but at most syncFrequency after the last sync, each delay jittered
+// by up to +50 % (completeWork in pkg/kubelet/pod_workers.go, Kubernetes
+// v1.37), and restarts the container at the first sync after the
+// back-off: up to half a sync period late, 30 s after a 5-minute back-off.
+// The sim queues that sync alone, not the ones before it.
+func (k *kubelet) requeue(name string, backoff time.Duration) {
+	k.queue.AddAfter(name, restartAfter(backoff, k.c.scale(syncFrequency), rand.Float64))
+}
+
+// restartAfter is when the first pod sync at or after backoff comes, the
+// syncs spaced as the pod worker spaces them; rnd is uniform in [0, 1).
+func restartAfter(backoff, sync time.Duration, rnd func() float64) time.Duration {
+	var at time.Duration
+	for at < backoff {
+		d := min(backoff-at, max(sync, time.Millisecond))
+		at += d + time.Duration(0.5*rnd()*float64(d))
+	}
+	return at
 }
 
 // runContainer runs one init container's program for the pod's scenario.

@@ -279,3 +279,36 @@ func TestModelsSimReplayAgreesWithCallTable(t *testing.T) {
 		}
 	}
 }
+
+// A container in back-off restarts at the first pod sync after its
+// back-off ends, as a v1.37 kubelet's pod worker spaces them: never early,
+// and at most half a sync period late (30 s after a 5-minute cap).
+func TestRestartAfterBackoff(t *testing.T) {
+	for _, tc := range []struct {
+		backoff, maxLate time.Duration
+	}{
+		{10 * time.Second, 5 * time.Second},
+		{40 * time.Second, 20 * time.Second},
+		{backoffMax, syncFrequency / 2},
+	} {
+		for _, r := range []float64{0, 0.25, 0.5, 0.999} {
+			late := restartAfter(tc.backoff, syncFrequency, func() float64 { return r }) - tc.backoff
+			if late < 0 || late >= tc.maxLate {
+				t.Errorf("back-off %v, r=%v: restart %v late, want [0, %v)", tc.backoff, r, late, tc.maxLate)
+			}
+			if want := time.Duration(0.5 * r * float64(tc.backoff)); tc.backoff <= syncFrequency && late != want {
+				t.Errorf("back-off %v, r=%v: restart %v late, want %v (one jittered sync)", tc.backoff, r, late, want)
+			}
+		}
+		if tc.backoff != backoffMax {
+			continue
+		}
+		// r=0.5: four syncs of 75 s end at 5 minutes exactly. r=0.999:
+		// three syncs of 89.97 s, then 30.09 s jittered to 45.12 s.
+		for r, want := range map[float64]time.Duration{0.5: backoffMax, 0.999: 315030 * time.Millisecond} {
+			if got := restartAfter(tc.backoff, syncFrequency, func() float64 { return r }); (got - want).Abs() > 10*time.Millisecond {
+				t.Errorf("r=%v: restart after a 5-minute back-off at %v, want %v", r, got, want)
+			}
+		}
+	}
+}
