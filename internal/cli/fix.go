@@ -115,7 +115,7 @@ func newCmdFix(kf *genericclioptions.ConfigFlags, o *FixOptions) *cobra.Command 
 	f.StringArrayVar(&o.Nodes, "node", nil, "Only fix the pod of this node (repeatable)")
 	f.StringVar(&o.Scope, "scope", o.Scope, "Secret grants per object name (names) or for the whole DPF namespace (namespace)")
 	f.StringVar(&o.Restart, "restart", o.Restart, "How the affected pods restart: delete them where the operator re-creates them (delete), "+
-		"let their back-off retry pick up the grant within 5 minutes (none), or choose by DPF version and fleet size (auto)")
+		"let their back-off retry pick up the grant within 5.5 minutes (none), or choose by DPF version and fleet size (auto)")
 	_ = cmd.RegisterFlagCompletionFunc("node", completeNodes(kf))
 	_ = cmd.RegisterFlagCompletionFunc("scope", oneOf(plan.ScopeNames, plan.ScopeNamespace))
 	_ = cmd.RegisterFlagCompletionFunc("restart", oneOf(plan.RestartAuto, plan.RestartDelete, plan.RestartNone))

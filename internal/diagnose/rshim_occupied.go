@@ -37,7 +37,7 @@ func rshimOccupied(v *view) []Finding {
 	}
 	f.Summary = fmt.Sprintf("rshim-preflight found the DPU's rshim in use by the host on %s", plural(len(f.Pods), "node", "nodes"))
 	step := "on each node, stop and disable the host's rshim service: `sudo systemctl stop rshim && sudo systemctl disable rshim`; " +
-		"rshim-preflight then passes at its next restart (CrashLoopBackOff retries within 5 minutes)"
+		"rshim-preflight then passes at its next restart, " + dpf.RetryWithin
 	if recreate {
 		step += fmt.Sprintf("; to retry at once: kubectl delete pod %s -n %s (the operator re-creates it)", f.Pods[0], b.Install.Namespace)
 	} else {

@@ -27,6 +27,13 @@ const (
 	// OperatorConfigName is the default DPFOperatorConfig name.
 	OperatorConfigName = "dpfoperatorconfig"
 
+	// RetryWithin is how soon a crash-looping init container runs again:
+	// the kubelet caps CrashLoopBackOff at 5 minutes and restarts the
+	// container at its next sync of the pod, at most half its 1-minute
+	// sync period after the back-off ends (completeWork in
+	// pkg/kubelet/pod_workers.go, Kubernetes v1.37).
+	RetryWithin = "within 5.5 minutes (the kubelet's 5-minute back-off cap, then its next sync of the pod)"
+
 	// ComponentLabel selects provisioning pods; its value is ComponentDMS or
 	// ComponentHostAgent.
 	ComponentLabel     = "provisioning.dpu.nvidia.com/component"

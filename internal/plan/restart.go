@@ -35,13 +35,13 @@ func chooseRestart(mode string, release dpf.Release, known bool, n int) (string,
 		return RestartNone, "auto: the DPF version is unknown, so a deleted pod might not come back"
 	case !release.RecreatesDeletedPod && n > AutoDeleteMax:
 		return RestartNone, fmt.Sprintf("auto: %d pods on DPF %s would cost %d deletes and Node patches; "+
-			"each pod retries within the 5-minute back-off cap anyway", n, release.Version, 2*n)
+			"each pod retries "+dpf.RetryWithin+" anyway", n, release.Version, 2*n)
 	}
 	return RestartDelete, fmt.Sprintf("auto: DPF %s, %d pods: deleting costs at most two requests a pod and skips the back-off", release.Version, n)
 }
 
 // waitNone is why a pod waits under --restart=none.
-const waitNone = "--restart=none: dpfdoctor writes only the grant; the pod picks it up at the kubelet's next back-off retry (at most 5 minutes)"
+const waitNone = "--restart=none: dpfdoctor writes only the grant; the pod picks it up at the kubelet's next back-off retry, " + dpf.RetryWithin
 
 // RestartActions decides, per affected pod, how it gets back to running
 // without the crash-loop back-off, for the DPF release the cluster runs
@@ -78,7 +78,7 @@ func RestartActions(mode string, release dpf.Release, known bool, pods []Affecte
 		default:
 			a.Action = ActionWait
 			a.Reason = fmt.Sprintf("the node's DPUNode exists, so DPF %s would never re-create a deleted pod: dpfdoctor leaves it; "+
-				"it recovers at the kubelet's next back-off retry (at most 5 minutes)", release.Version)
+				"it recovers at the kubelet's next back-off retry, "+dpf.RetryWithin, release.Version)
 		}
 		out = append(out, a)
 	}
