@@ -164,7 +164,7 @@ func benchSim(b *testing.B, nodes int, version string) (*sim.Cluster, kubernetes
 	// one of the sim kubelet's 16 workers, and with two polls 1,000 pods
 	// at the back-off cap need more worker time than 16 have, so the
 	// pool, not the kubelet's schedule, decided when pods retried
-	// (docs/fix.md). The fix's requests do not depend on the polls.
+	// (bench/fix.md). The fix's requests do not depend on the polls.
 	c, err := sim.Start(ctx, sim.Options{Nodes: nodes, Version: version, Scenario: string(scen), TimeScale: benchScale,
 		SecretWaitAttempts: 1, KubectlMaxNodes: -1})
 	if err != nil {
