@@ -57,9 +57,14 @@ const (
 type kubelet struct {
 	c     *Cluster
 	queue workqueue.TypedDelayingInterface[string]
+	// terminating confirms the graceful deletion of a pod no worker is
+	// syncing, on workers of its own: a real kubelet handles a pod's
+	// termination on that pod's worker, not behind other pods' runs.
+	terminating workqueue.TypedInterface[string]
 
 	mu     sync.Mutex
 	states map[string]*podState // by pod name
+	busy   map[string]bool      // pods a worker has (claim)
 
 	tokMu    sync.Mutex
 	token    string
@@ -97,8 +102,9 @@ type podState struct {
 }
 
 func newKubelet(c *Cluster) *kubelet {
-	return &kubelet{c: c, states: map[string]*podState{}, callers: map[string]apiCaller{}, events: map[string]*corev1.Event{},
-		queue: workqueue.NewTypedDelayingQueueWithConfig(workqueue.TypedDelayingQueueConfig[string]{Name: "sim-kubelet"})}
+	return &kubelet{c: c, states: map[string]*podState{}, busy: map[string]bool{}, callers: map[string]apiCaller{}, events: map[string]*corev1.Event{},
+		queue:       workqueue.NewTypedDelayingQueueWithConfig(workqueue.TypedDelayingQueueConfig[string]{Name: "sim-kubelet"}),
+		terminating: workqueue.NewTypedWithConfig(workqueue.TypedQueueConfig[string]{Name: "sim-kubelet-terminating"})}
 }
 
 func (k *kubelet) start(ctx context.Context, wg *sync.WaitGroup) error {
@@ -123,17 +129,55 @@ func (k *kubelet) start(ctx context.Context, wg *sync.WaitGroup) error {
 			if o.(*corev1.Pod).UID != n.(*corev1.Pod).UID || n.(*corev1.Pod).DeletionTimestamp != nil {
 				enqueue(n)
 			}
+			if p := n.(*corev1.Pod); p.DeletionTimestamp != nil && p.Spec.NodeName != "" {
+				k.terminating.Add(p.Name)
+			}
 		}}); err != nil {
 		return err
 	}
 	wg.Go(func() { k.reportNodeStatus(ctx) })
-	work(ctx, wg, k.queue, k.c.opts.Workers, func(name string) {
-		if err := k.sync(ctx, name); err != nil && ctx.Err() == nil {
+	retry := func(name string, err error) {
+		if err != nil && ctx.Err() == nil {
 			k.c.logf("kubelet: pod %s: %v", name, err)
 			k.queue.AddAfter(name, k.c.scale(time.Second))
 		}
+	}
+	work(ctx, wg, k.queue, k.c.opts.Workers, func(name string) {
+		if !k.claim(name) { // being confirmed deleted: look again then
+			k.queue.AddAfter(name, k.c.scale(time.Second))
+			return
+		}
+		defer k.release(name)
+		retry(name, k.sync(ctx, name))
+	})
+	// A pod being run is left to its worker, which confirms the deletion
+	// when the run ends: dms-init, PID 1 of its container, ignores SIGTERM
+	// and runs on until it ends or the grace period does.
+	work(ctx, wg, k.terminating, k.c.opts.Workers, func(name string) {
+		if p, err := k.c.op.pods.Pods(k.c.Namespace).Get(name); err != nil || p.DeletionTimestamp == nil || !k.claim(name) {
+			return
+		}
+		defer k.release(name)
+		retry(name, k.sync(ctx, name))
 	})
 	return nil
+}
+
+// claim gives a pod to the calling worker; false when another has it.
+func (k *kubelet) claim(name string) bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.busy[name] {
+		return false
+	}
+	k.busy[name] = true
+	return true
+}
+
+func (k *kubelet) release(name string) {
+	k.mu.Lock()
+	delete(k.busy, name)
+	k.mu.Unlock()
 }
 
 // reportNodeStatus posts each registered node's status every

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -553,4 +554,48 @@ func TestOtherVersions(t *testing.T) {
 			t.Fatalf("host agent did not register its DPUNode as its ServiceAccount: %v", err)
 		}
 	})
+}
+
+// A pod's deletion is confirmed by its own worker, as a real kubelet's pod
+// worker does, not behind another pod's run: with one worker busy on a
+// 20 s dms-init run (200 Secret polls of 2 s, scaled by 0.05), the other
+// pod, which nothing runs, is gone at once, and the running one only when
+// its run ends.
+func TestDeletionNotBehindOtherRuns(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	c, cs := startSim(t, Options{Nodes: 2, Scenario: string(HypotheticalSecretsForbidden), TimeScale: 0.05, KubectlMaxNodes: -1,
+		Workers: 1, SecretWaitAttempts: 200})
+	waitPods(t, cs, 30*time.Second, "both pods created", func(ps []corev1.Pod) bool { return len(ps) == 2 })
+	deadline := time.Now().Add(10 * time.Second)
+	running := func() int {
+		c.kl.mu.Lock()
+		defer c.kl.mu.Unlock()
+		return len(c.kl.busy)
+	}
+	for running() != 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("no dms-init run started")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	deleted := map[types.UID]bool{}
+	for _, p := range listPods(t, cs) {
+		deleted[p.UID] = true
+		if err := cs.CoreV1().Pods(c.Namespace).Delete(ctx, p.Name, metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The operator may re-create a pod (a Node status report): count only
+	// the deleted ones.
+	left := func(n int) func([]corev1.Pod) bool {
+		return func(ps []corev1.Pod) bool {
+			return len(slices.DeleteFunc(ps, func(p corev1.Pod) bool { return !deleted[p.UID] })) <= n
+		}
+	}
+	waitPods(t, cs, 5*time.Second, "the pod nothing ran gone", left(1))
+	if left(0)(listPods(t, cs)) {
+		t.Fatal("the running pod is gone too: its deletion should wait for its run")
+	}
+	waitPods(t, cs, 40*time.Second, "the running pod gone after its run", left(0))
 }
