@@ -3,6 +3,8 @@ package dpf
 import (
 	"testing"
 
+	"k8s.io/apimachinery/pkg/runtime/schema"
+
 	"github.com/dpfdoctor/dpfdoctor/internal/access"
 )
 
@@ -99,13 +101,13 @@ func TestParseForbidden(t *testing.T) {
 		if !ok || f.Request != tc.want {
 			t.Errorf("ParseForbidden(%q) = %+v, %v; want %+v", tc.line, f.Request, ok, tc.want)
 		}
-		if ok && ForbiddenMessage(f.User, f.Request) == "" {
+		if ok && forbiddenMessage(f.User, f.Request) == "" {
 			t.Error("empty message")
 		}
 	}
 	// Round trip: what the sim prints parses back to the same request.
 	r := access.Request{Verb: "get", Resource: "secrets", Namespace: "ns", Name: "x"}
-	if f, ok := ParseForbidden(ForbiddenMessage("u", r)); !ok || f.Request != r {
+	if f, ok := ParseForbidden(forbiddenMessage("u", r)); !ok || f.Request != r {
 		t.Fatalf("round trip failed: %+v", f)
 	}
 }
@@ -153,4 +155,18 @@ func TestMatrixMatchesRoles(t *testing.T) {
 			t.Errorf("v25.7.0 role denies its own call %s", c.Command)
 		}
 	}
+}
+
+// forbiddenMessage renders the API server's Forbidden text for a request, as
+// kubectl shows it after "Error from server (Forbidden): ".
+func forbiddenMessage(user string, r access.Request) string {
+	s := schema.GroupResource{Group: r.Group, Resource: r.Resource}.String()
+	if r.Name != "" {
+		s += ` "` + r.Name + `"`
+	}
+	s += ` is forbidden: User "` + user + `" cannot ` + r.Verb + ` resource "` + r.RBACResource() + `" in API group "` + r.Group + `"`
+	if r.Namespace != "" {
+		return s + ` in the namespace "` + r.Namespace + `"`
+	}
+	return s + " at the cluster scope"
 }

@@ -7,7 +7,6 @@ import (
 	"strings"
 
 	"github.com/dpfdoctor/dpfdoctor/internal/access"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 )
 
 // LogPrefix starts every line dmsinit.sh prints through log() or error().
@@ -80,20 +79,6 @@ func ParseForbidden(line string) (Forbidden, bool) {
 	return Forbidden{User: m[3], Request: access.Request{
 		Verb: m[4], Resource: m[5], Subresource: m[6], Group: m[7], Namespace: m[8], Name: m[2],
 	}}, true
-}
-
-// ForbiddenMessage renders the API server's Forbidden text for a request, as
-// kubectl shows it after "Error from server (Forbidden): ".
-func ForbiddenMessage(user string, r access.Request) string {
-	s := schema.GroupResource{Group: r.Group, Resource: r.Resource}.String()
-	if r.Name != "" {
-		s += ` "` + r.Name + `"`
-	}
-	s += ` is forbidden: User "` + user + `" cannot ` + r.Verb + ` resource "` + r.RBACResource() + `" in API group "` + r.Group + `"`
-	if r.Namespace != "" {
-		return s + ` in the namespace "` + r.Namespace + `"`
-	}
-	return s + " at the cluster scope"
 }
 
 // LogVerdict is how one pod's dms-init (or host agent) log says the work

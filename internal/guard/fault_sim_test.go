@@ -194,7 +194,7 @@ func TestGuardSurvivesAPIServerRestart(t *testing.T) {
 		t.Errorf("after the restart: %d leaders, leader changed %v", n, after != before)
 	}
 	lease, err := e.cs.CoordinationV1().Leases(e.c.Namespace).Get(ctx, DefaultLeaderElectionID, metav1.GetOptions{})
-	if err != nil || lease.Spec.HolderIdentity == nil || *lease.Spec.HolderIdentity != before.g.Identity() {
+	if err != nil || lease.Spec.HolderIdentity == nil || *lease.Spec.HolderIdentity != before.g.opts.Identity {
 		t.Errorf("lease: %v %v", lease, err)
 	}
 	time.Sleep(3 * time.Second) // any second write would land now

@@ -369,9 +369,6 @@ func (g *Guard) preflight() error {
 	return fmt.Errorf("%w: %s serves no %s", outcome.ErrNotInstalled, gv, operatorConfigGVK.Kind)
 }
 
-// Identity is this replica's leader-election identity.
-func (g *Guard) Identity() string { return g.opts.Identity }
-
 // MetricsAddr returns the address /metrics listens on once it does, ""
 // until then or when disabled.
 func (g *Guard) MetricsAddr() string { return g.server.Addr() }

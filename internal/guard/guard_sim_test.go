@@ -241,8 +241,8 @@ func TestGuardObserveThenLeaderElection(t *testing.T) {
 		t.Errorf("the follower diagnosed: %v", mf.with(MetricFindings))
 	}
 	lease, err := e.cs.CoordinationV1().Leases(e.c.Namespace).Get(ctx, DefaultLeaderElectionID, metav1.GetOptions{})
-	if err != nil || lease.Spec.HolderIdentity == nil || *lease.Spec.HolderIdentity != leader.g.Identity() {
-		t.Fatalf("lease holder: %v (err %v), want %s", lease.Spec.HolderIdentity, err, leader.g.Identity())
+	if err != nil || lease.Spec.HolderIdentity == nil || *lease.Spec.HolderIdentity != leader.g.opts.Identity {
+		t.Fatalf("lease holder: %v (err %v), want %s", lease.Spec.HolderIdentity, err, leader.g.opts.Identity)
 	}
 
 	// The leader stops (and releases the lease); the other takes over and
