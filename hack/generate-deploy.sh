@@ -24,7 +24,7 @@ render() {
   mv "$out.tmp" "$out"
 }
 
-for f in serviceaccount rbac deployment service; do
+for f in serviceaccount rbac admissionpolicy deployment service; do
   render "deploy/$f.yaml" "templates/$f.yaml"
 done
 for f in scraper servicemonitor prometheusrule; do

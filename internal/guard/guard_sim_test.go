@@ -3,6 +3,7 @@ package guard
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -265,8 +266,13 @@ func TestGuardObserveThenLeaderElection(t *testing.T) {
 }
 
 // deploy/ grants nothing on Secrets, no wildcards, and writes only
-// dpfdoctor's grant by name.
+// dpfdoctor's grants by name: one for each provisioning ServiceAccount of
+// the DPF releases.
 func TestDeployRBACLeastPrivilege(t *testing.T) {
+	var grants []string
+	for _, sa := range grantServiceAccounts() {
+		grants = append(grants, plan.NamePrefix+sa)
+	}
 	for _, u := range deployObjects(t, "rbac.yaml") {
 		var rules []rbacv1.PolicyRule
 		switch u.GetKind() {
@@ -301,8 +307,8 @@ func TestDeployRBACLeastPrivilege(t *testing.T) {
 					t.Errorf("%s %s grants %v on %s", u.GetKind(), u.GetName(), r.Verbs, res)
 				}
 				if writes && (res == "roles" || res == "rolebindings" || res == "clusterroles" || res == "clusterrolebindings") {
-					if len(r.ResourceNames) != 1 || r.ResourceNames[0] != plan.NamePrefix+"dpf-provisioning-dms-service-account" {
-						t.Errorf("%s %s writes %s beyond dpfdoctor's grant: %+v", u.GetKind(), u.GetName(), res, r)
+					if !slices.Equal(r.ResourceNames, grants) {
+						t.Errorf("%s %s writes %s beyond dpfdoctor's grants %v: %+v", u.GetKind(), u.GetName(), res, grants, r)
 					}
 				}
 			}

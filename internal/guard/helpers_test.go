@@ -19,6 +19,7 @@ import (
 	"github.com/go-logr/logr"
 	"github.com/go-logr/logr/funcr"
 	"github.com/prometheus/client_golang/prometheus"
+	admissionv1 "k8s.io/api/admissionregistration/v1"
 	authnv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -100,11 +101,13 @@ func parseObjects(t testing.TB, source string, data []byte) []*unstructured.Unst
 }
 
 var kindResources = map[string]schema.GroupVersionResource{
-	"ServiceAccount":     {Version: "v1", Resource: "serviceaccounts"},
-	"Role":               rbacv1.SchemeGroupVersion.WithResource("roles"),
-	"RoleBinding":        rbacv1.SchemeGroupVersion.WithResource("rolebindings"),
-	"ClusterRole":        rbacv1.SchemeGroupVersion.WithResource("clusterroles"),
-	"ClusterRoleBinding": rbacv1.SchemeGroupVersion.WithResource("clusterrolebindings"),
+	"ServiceAccount":                   {Version: "v1", Resource: "serviceaccounts"},
+	"Role":                             rbacv1.SchemeGroupVersion.WithResource("roles"),
+	"RoleBinding":                      rbacv1.SchemeGroupVersion.WithResource("rolebindings"),
+	"ClusterRole":                      rbacv1.SchemeGroupVersion.WithResource("clusterroles"),
+	"ClusterRoleBinding":               rbacv1.SchemeGroupVersion.WithResource("clusterrolebindings"),
+	"ValidatingAdmissionPolicy":        admissionv1.SchemeGroupVersion.WithResource("validatingadmissionpolicies"),
+	"ValidatingAdmissionPolicyBinding": admissionv1.SchemeGroupVersion.WithResource("validatingadmissionpolicybindings"),
 }
 
 // env is one simulated cluster with the guard's ServiceAccount and RBAC
@@ -145,12 +148,15 @@ func startEnv(t testing.TB, o sim.Options) *env {
 	return e
 }
 
-// installDeployRBAC creates deploy/'s ServiceAccount and RBAC and returns a
-// client config that authenticates as that ServiceAccount with a token.
+// installDeployRBAC creates deploy/'s ServiceAccount, RBAC and admission
+// policy and returns a client config that authenticates as that ServiceAccount with a token.
 func (e *env) installDeployRBAC() *rest.Config {
 	e.t.Helper()
 	ctx := context.Background()
-	objs := append(deployObjects(e.t, "serviceaccount.yaml"), deployObjects(e.t, "rbac.yaml")...)
+	var objs []*unstructured.Unstructured
+	for _, f := range []string{"serviceaccount.yaml", "rbac.yaml", "admissionpolicy.yaml"} {
+		objs = append(objs, deployObjects(e.t, f)...)
+	}
 	for _, u := range objs {
 		gvr, ok := kindResources[u.GetKind()]
 		if !ok {

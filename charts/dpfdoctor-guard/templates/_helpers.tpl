@@ -15,6 +15,17 @@ app.kubernetes.io/part-of: dpfdoctor
   namespace: {{ .Release.Namespace }}
 {{- end }}
 
+{{/* The guard's username, as the API server authenticates its token. */}}
+{{- define "dpfdoctor-guard.username" -}}
+system:serviceaccount:{{ .Release.Namespace }}:dpfdoctor-guard
+{{- end }}
+
+{{/* The names of the grants the guard writes (plan.NamePrefix + the
+ServiceAccount), as a YAML flow list. */}}
+{{- define "dpfdoctor-guard.grantNames" -}}
+[{{ range $i, $sa := .Values.grantServiceAccounts }}{{ if $i }}, {{ end }}{{ printf "dpfdoctor-%s" $sa | quote }}{{ end }}]
+{{- end }}
+
 {{/* --metrics-bind-address: "0" disables /metrics. */}}
 {{- define "dpfdoctor-guard.metricsAddress" -}}
 {{- if not .Values.metrics.enabled -}}
