@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"slices"
 	"strconv"
 	"sync"
 	"testing"
@@ -16,6 +17,8 @@ import (
 	authorizationv1 "k8s.io/api/authorization/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	k8sruntime "k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
@@ -330,4 +333,83 @@ func faultInjection(t *testing.T, after bool) {
 	if failed == 0 || succeeded == 0 || broken == 0 {
 		t.Fatal("the faults did not exercise both outcomes")
 	}
+}
+
+// A writer whose RBAC names the objects it may write, as the guard's does,
+// can put back a backed-up object that was deleted: rollback re-creates it
+// by server-side apply, which the API server authorizes with the name (a
+// POST create carries none).
+func TestRollbackRestoresWithNamedRights(t *testing.T) {
+	f := setup(t)
+	ctx := context.Background()
+	var names []string
+	for _, c := range f.plan.Changes {
+		names = append(names, c.Ref().Name)
+	}
+	writer := &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: "named-writer", Namespace: f.c.Namespace}, Rules: []rbacv1.PolicyRule{
+		{APIGroups: []string{rbacv1.GroupName}, Resources: []string{"roles", "rolebindings"}, ResourceNames: names, Verbs: []string{"get", "create", "patch", "update", "delete"}},
+		{APIGroups: []string{rbacv1.GroupName}, Resources: []string{"roles"}, ResourceNames: names, Verbs: []string{"escalate", "bind"}},
+	}}
+	binding := &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "named-writer", Namespace: f.c.Namespace},
+		RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: writer.Name},
+		Subjects: []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: "named-writer"}}}
+	if _, err := f.cs.RbacV1().Roles(f.c.Namespace).Create(ctx, writer, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.cs.RbacV1().RoleBindings(f.c.Namespace).Create(ctx, binding, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := f.c.UserConfig("named-writer")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl, err := kube.New(cfg, f.c.Namespace, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := &apply.Applier{Clients: cl, Backoff: 20 * time.Millisecond}
+	root := t.TempDir()
+	if _, err := a.Apply(ctx, apply.NewBackup(root, f.plan, "", nil)); err != nil {
+		t.Fatalf("apply with named rights: %v", err)
+	}
+	// A second apply that changes the Role backs up the first one's.
+	changed := *f.plan
+	changed.Changes = slices.Clone(f.plan.Changes)
+	role := changed.Changes[0].Object.DeepCopy()
+	if role.GetKind() != "Role" {
+		t.Fatalf("the plan's first change is a %s", role.GetKind())
+	}
+	rules, _, _ := unstructured.NestedSlice(role.Object, "rules")
+	rules = append(rules, map[string]any{"apiGroups": []any{"provisioning.dpu.nvidia.com"}, "resources": []any{"dpunodes"}, "verbs": []any{"get"}})
+	if err := unstructured.SetNestedSlice(role.Object, rules, "rules"); err != nil {
+		t.Fatal(err)
+	}
+	changed.Changes[0].Object = role
+	second := apply.NewBackup(root, &changed, "", nil)
+	if _, err := a.Apply(ctx, second); err != nil {
+		t.Fatalf("second apply: %v", err)
+	}
+	before, _ := f.cs.RbacV1().Roles(f.c.Namespace).Get(ctx, role.GetName(), metav1.GetOptions{})
+	if err := f.cs.RbacV1().Roles(f.c.Namespace).Delete(ctx, role.GetName(), metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Rollback(ctx, second.Dir); err != nil {
+		t.Fatalf("rollback with named rights: %v", err)
+	}
+	got, err := f.cs.RbacV1().Roles(f.c.Namespace).Get(ctx, role.GetName(), metav1.GetOptions{})
+	if err != nil {
+		t.Fatalf("the deleted Role was not restored: %v", err)
+	}
+	if want := f.plan.Changes[0].Object; !plan.SameRules(got.Rules, rulesOf(t, want)) || len(got.Rules) == len(before.Rules) {
+		t.Errorf("restored rules %+v, want the first apply's (%d rules; the second had %d)", got.Rules, len(rulesOf(t, want)), len(before.Rules))
+	}
+}
+
+func rulesOf(t *testing.T, u *unstructured.Unstructured) []rbacv1.PolicyRule {
+	t.Helper()
+	var r rbacv1.Role
+	if err := k8sruntime.DefaultUnstructuredConverter.FromUnstructured(u.Object, &r); err != nil {
+		t.Fatal(err)
+	}
+	return r.Rules
 }

@@ -1,6 +1,7 @@
 package apply
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -223,9 +224,15 @@ func (a *Applier) restore(ctx context.Context, backup *unstructured.Unstructured
 	if err != nil {
 		return false, err
 	}
-	if !found {
-		_, err := ri.Create(ctx, plan.Clean(backup), metav1.CreateOptions{FieldManager: plan.FieldManager})
+	// An object that is gone is put back by server-side apply, not POST: the
+	// API server authorizes that create with the object's name, so a writer
+	// whose RBAC names its objects (the guard) may restore them too.
+	create := func(obj *unstructured.Unstructured) (bool, error) {
+		_, err := ri.Apply(ctx, ref.Name, obj, metav1.ApplyOptions{FieldManager: cmp.Or(a.FieldManager, plan.FieldManager)})
 		return err == nil, err
+	}
+	if !found {
+		return create(plan.Clean(backup))
 	}
 	same, err := plan.Identical(live, backup)
 	if err != nil || same {
@@ -237,8 +244,7 @@ func (a *Applier) restore(ctx context.Context, backup *unstructured.Unstructured
 		if err := ri.Delete(ctx, ref.Name, metav1.DeleteOptions{Preconditions: metav1.NewUIDPreconditions(string(live.GetUID()))}); err != nil && !apierrors.IsNotFound(err) {
 			return false, err
 		}
-		_, err := ri.Create(ctx, want, metav1.CreateOptions{FieldManager: plan.FieldManager})
-		return err == nil, err
+		return create(want)
 	}
 	want.SetResourceVersion(live.GetResourceVersion())
 	_, err = ri.Update(ctx, want, metav1.UpdateOptions{FieldManager: plan.FieldManager})
