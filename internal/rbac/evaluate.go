@@ -182,12 +182,11 @@ func (e *evaluation) rules(ref rbacv1.RoleRef, ns, via string) []sourcedRule {
 	switch {
 	case ref.Kind == "ClusterRole":
 		for _, cr := range e.set.ClusterRoles {
+			if cr.Name == ref.Name && cr.AggregationRule != nil {
+				return e.aggregated(cr)
+			}
 			if cr.Name == ref.Name {
-				out := numbered(cr.Rules, "ClusterRole "+cr.Name, "")
-				if cr.AggregationRule != nil {
-					out = append(out, e.aggregated(cr)...)
-				}
-				return out
+				return numbered(cr.Rules, "ClusterRole "+cr.Name, "")
 			}
 		}
 	case ref.Kind == "Role" && ns != "":
@@ -204,7 +203,8 @@ func (e *evaluation) rules(ref rbacv1.RoleRef, ns, via string) []sourcedRule {
 }
 
 // aggregated collects the rules of the ClusterRoles an aggregating
-// ClusterRole selects, as the cluster's aggregation controller would.
+// ClusterRole selects. The cluster's aggregation controller replaces the
+// aggregating role's own rules with them, so those are not in force.
 func (e *evaluation) aggregated(agg rbacv1.ClusterRole) []sourcedRule {
 	var out []sourcedRule
 	for _, sel := range agg.AggregationRule.ClusterRoleSelectors {

@@ -217,6 +217,15 @@ func decodeObject(js []byte, s *Set, depth int) error {
 	if err := dec.Decode(obj); err != nil {
 		return fmt.Errorf("decode %s: %w", h.Kind, err)
 	}
+	if crb, ok := obj.(*rbacv1.ClusterRoleBinding); ok {
+		// The API server refuses it (a RoleBinding's namespace stands in
+		// only for a RoleBinding's subjects), so it would grant nothing.
+		for i, sub := range crb.Subjects {
+			if sub.Kind == rbacv1.ServiceAccountKind && sub.Namespace == "" {
+				return fmt.Errorf("ClusterRoleBinding %s: subjects[%d]: a ServiceAccount subject needs a namespace (the API server refuses it without one)", crb.Name, i)
+			}
+		}
+	}
 	return s.Add(obj)
 }
 

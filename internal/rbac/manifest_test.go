@@ -84,6 +84,9 @@ func TestParseManifests(t *testing.T) {
 		{name: "typed list", data: "apiVersion: rbac.authorization.k8s.io/v1\nkind: RoleList\nitems:\n- apiVersion: rbac.authorization.k8s.io/v1\n  kind: Role\n  metadata: {name: a, namespace: b}\n", objects: 1},
 		{name: "top-level JSON array", data: `[{"apiVersion":"rbac.authorization.k8s.io/v1","kind":"ClusterRole","metadata":{"name":"a"}}]`, objects: 1},
 		{name: "scalar document", data: "just text\n", wantErr: "x.yaml:1: expected a Kubernetes object"},
+		{name: "ClusterRoleBinding to a ServiceAccount without a namespace", data: "apiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata: {name: a, namespace: b}\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata: {name: c}\nroleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: r}\nsubjects:\n- {kind: ServiceAccount, name: dms}\n",
+			wantErr: "x.yaml:5: ClusterRoleBinding c: subjects[0]: a ServiceAccount subject needs a namespace"},
+		{name: "RoleBinding to a ServiceAccount without a namespace", data: "apiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata: {name: c, namespace: b}\nroleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: r}\nsubjects:\n- {kind: ServiceAccount, name: dms}\n", objects: 1},
 		{name: "v1beta1 group version still read", data: "apiVersion: rbac.authorization.k8s.io/v1beta1\nkind: ClusterRole\nmetadata: {name: a}\n", objects: 1},
 	}
 	for _, tc := range tests {

@@ -164,6 +164,7 @@ func sarCases() []sarCase {
 	}
 	agg := &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: "agg"}, AggregationRule: &rbacv1.AggregationRule{
 		ClusterRoleSelectors: []metav1.LabelSelector{{MatchLabels: map[string]string{"agg.test/aggregate-to-agg": "true"}}}}}
+	agg.Rules = []rbacv1.PolicyRule{rule("get", "agg-own.test", "widgets")} // replaced by the aggregation
 	aggPart := clusterRole("agg-part", rule("get", "agg.test", "widgets"))
 	aggPart.Labels = map[string]string{"agg.test/aggregate-to-agg": "true"}
 
@@ -247,6 +248,9 @@ func sarCases() []sarCase {
 		{name: "aggregated ClusterRole",
 			objects: []runtime.Object{aggPart, agg, clusterRoleBinding("agg", "agg", saSubject("agg", "dms"))},
 			subj:    sa("agg", "dms"), req: get("agg.test", "widgets", "agg", "w"), allowed: true},
+		{name: "aggregated ClusterRole: its own rules are replaced",
+			objects: []runtime.Object{aggPart, agg, clusterRoleBinding("agg", "agg", saSubject("agg", "dms"))},
+			subj:    sa("agg", "dms"), req: get("agg-own.test", "widgets", "agg", "w")},
 		{name: "RoleBinding in another namespace", objects: otherNS,
 			subj: sa("rb-ns-b", "dms"), req: get("rb-ns.test", "widgets", "rb-ns-b", "w")},
 		{name: "RoleBinding binds a ServiceAccount of another namespace", objects: otherNS,
@@ -320,14 +324,15 @@ func TestEvaluateAgreesWithAPIServer(t *testing.T) {
 
 // serverCopy is obj as the API server should hold it. envtest runs no
 // controller-manager, so an aggregating ClusterRole gets the rules of the
-// ClusterRoles it selects here, as the aggregation controller would write
-// them.
+// ClusterRoles it selects here, in place of its own, as the aggregation
+// controller writes them (clusterroleaggregation_controller.go).
 func serverCopy(obj runtime.Object, all []runtime.Object) runtime.Object {
 	cr, ok := obj.(*rbacv1.ClusterRole)
 	if !ok || cr.AggregationRule == nil {
 		return obj
 	}
 	cr = cr.DeepCopy()
+	cr.Rules = nil
 	for _, sel := range cr.AggregationRule.ClusterRoleSelectors {
 		s, err := metav1.LabelSelectorAsSelector(&sel)
 		if err != nil {
