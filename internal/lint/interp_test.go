@@ -228,9 +228,23 @@ func TestInterpreter(t *testing.T) {
 			args: noArgs,
 			want: []string{"certain create pods/exec p2 in dpf-operator-system", "certain create selfsubjectaccessreviews.authorization.k8s.io (cluster-scoped)",
 				"certain delete pods ${each} in dpf-operator-system", "certain get nodes n1 (cluster-scoped)",
-				"certain get pods p2 in dpf-operator-system", "certain get pods/log p1 in dpf-operator-system",
-				"certain list pods in dpf-operator-system", "certain list pods in dpf-operator-system", "certain patch nodes n1 (cluster-scoped)",
-				"certain watch pods in dpf-operator-system"},
+				"certain get pods p2 in dpf-operator-system", "certain get pods p3 in dpf-operator-system", "certain get pods/log p1 in dpf-operator-system",
+				"certain list pods in dpf-operator-system", "certain list pods p3 in dpf-operator-system", "certain patch nodes n1 (cluster-scoped)",
+				"certain watch pods p3 in dpf-operator-system"},
+		},
+		{
+			// kubectl watches one object, and waits on each, with a
+			// metadata.name field selector, which RBAC reads as the name.
+			name: "watch and wait by name, field selector by name",
+			src: "kubectl get secret w1 -w\nkubectl wait --for=delete secret/w2\nkubectl get secrets --field-selector metadata.name=w3 -w\n" +
+				"kubectl get cm --field-selector=status.x=y,metadata.name==w4\nkubectl wait --for=condition=Ready pods -l app=x\n",
+			args: noArgs,
+			want: []string{"certain get pods ${each} in dpf-operator-system", "certain get secrets w1 in dpf-operator-system",
+				"certain get secrets w2 in dpf-operator-system", "certain list configmaps w4 in dpf-operator-system",
+				"certain list pods ${each} in dpf-operator-system", "certain list pods in dpf-operator-system",
+				"certain list secrets w2 in dpf-operator-system", "certain list secrets w3 in dpf-operator-system",
+				"certain watch pods ${each} in dpf-operator-system", "certain watch secrets w1 in dpf-operator-system",
+				"certain watch secrets w2 in dpf-operator-system", "certain watch secrets w3 in dpf-operator-system"},
 		},
 		{
 			name: "wrappers and an unknown kind",

@@ -64,6 +64,27 @@ func (k *kubectlArgs) flagIs(name, want string) bool {
 	return ok && isLit(t, want)
 }
 
+// nameSelector is the name a --field-selector pins with metadata.name=NAME
+// (or ==): the API server authorizes such a list or watch as one for that
+// name, so RBAC's resourceNames apply. nil when there is none, or when the
+// selector is not known.
+func (k *kubectlArgs) nameSelector() text {
+	t, ok := k.last("field-selector")
+	if !ok {
+		return nil
+	}
+	sel, ok := t.exact()
+	if !ok {
+		return nil
+	}
+	for term := range strings.SplitSeq(sel, ",") {
+		if name, ok := strings.CutPrefix(strings.Replace(term, "==", "=", 1), "metadata.name="); ok {
+			return lit(name)
+		}
+	}
+	return nil
+}
+
 // parseKubectl splits argv (after "kubectl") into verb, positionals and
 // flags. Flags before the verb are global flags.
 func parseKubectl(args []text) (*kubectlArgs, string) {
@@ -347,8 +368,12 @@ func (k *kubectlCtx) verbNeeds(stdin value) {
 			k.want(kind, "", unknownText("${each}"), "patch")
 		})
 	case "wait":
-		listWatch := func(kind dpf.Kind) { k.want(kind, "", nil, "list", "watch") }
-		k.targets(a.pos, func(kind dpf.Kind, _ text) { listWatch(kind) }, listWatch)
+		// Each object is read, then listed and watched with a
+		// metadata.name field selector: RBAC sees its name.
+		k.targets(a.pos, func(kind dpf.Kind, name text) { k.want(kind, "", name, "get", "list", "watch") }, func(kind dpf.Kind) {
+			k.want(kind, "", a.nameSelector(), "list")
+			k.want(kind, "", unknownText("${each}"), "get", "list", "watch")
+		})
 	case "logs", "attach", "exec", "port-forward":
 		k.podNeeds()
 	case "version":
@@ -374,15 +399,18 @@ func (k *kubectlCtx) readNeeds(stdin value) {
 		k.objectNeeds(stdin, func(o object) { k.add(k.objectReq(o, "get", "", true)) })
 		return
 	}
+	// A named object is watched with a metadata.name field selector, which
+	// RBAC reads as its name; so is a type listed with one.
 	k.targets(a.pos, func(kind dpf.Kind, name text) {
 		k.want(kind, "", name, "get")
 		if watch {
-			k.want(kind, "", nil, "list", "watch")
+			k.want(kind, "", name, "watch")
 		}
 	}, func(kind dpf.Kind) {
-		k.want(kind, "", nil, "list")
+		name := a.nameSelector()
+		k.want(kind, "", name, "list")
 		if watch {
-			k.want(kind, "", nil, "watch")
+			k.want(kind, "", name, "watch")
 		}
 	})
 }

@@ -171,6 +171,39 @@ func TestLintDynamicPlantedMiss(t *testing.T) {
 	}
 }
 
+// Lists and watches that kubectl pins to one name with a metadata.name
+// field selector (get NAME -w, get --field-selector, wait --for=delete) are
+// allowed by a Role that names the object, as the API server decides:
+// static lint allows them, and at run time nothing is denied or missed.
+func TestLintDynamicListWatchByName(t *testing.T) {
+	t.Parallel()
+	requireSim(t)
+	dir := filepath.Join("testdata", "by-name")
+	code, r := lintDynamic(t, onPlane(t), "--script", filepath.Join(dir, "watch-by-name.sh"), "--rbac", filepath.Join(dir, "role.yaml"), "--args", "")
+	if code != cli.ExitOK || len(r.Runs) != 1 {
+		t.Fatalf("exit %d, %d runs, want 0 and 1", code, len(r.Runs))
+	}
+	run := r.Runs[0]
+	for _, m := range run.Missed {
+		t.Errorf("static analysis missed %s", m)
+	}
+	verbs := map[string]bool{}
+	for _, c := range run.Calls {
+		if !c.Decision.Allowed {
+			t.Errorf("lint denies %s (line %d): %s", c.Call, c.Line, c.Decision.Reason)
+		}
+		for _, o := range c.Observed {
+			verbs[o.Request.Verb] = true
+			if !o.Allowed || o.Request.Name != sandbox.SimNode+"-dms" {
+				t.Errorf("observed %s", o)
+			}
+		}
+	}
+	if !verbs["list"] || !verbs["watch"] {
+		t.Errorf("observed verbs %v: the script did not list and watch; its log:\n%s", verbs, strings.Join(run.Log, "\n"))
+	}
+}
+
 // Bad input to the new flags is a usage error (exit 2), found before any
 // sandbox or API server starts.
 func TestScriptFlagsUsage(t *testing.T) {
