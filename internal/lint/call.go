@@ -252,8 +252,37 @@ func (in *interp) builtin(st *state, name string, alts [][]text, argv []text, io
 		in.readVars(st, name, argv)
 	case "eval", "source", ".":
 		in.warn(c.Pos().Line(), name+" is not followed: kubectl calls it runs are not checked")
+	case "trap", "alias", "xargs", "parallel", "bash", "sh", "dash", "ksh", "zsh":
+		// Code these run (a handler, an alias, a command line, a -c
+		// string) is not walked: say so when it may call kubectl.
+		what := name
+		switch name {
+		case "trap":
+			what = "a trap handler"
+		case "bash", "sh", "dash", "ksh", "zsh":
+			what += " -c"
+			if !slices.ContainsFunc(argv[1:], func(a text) bool { return isLit(a, "-c") }) {
+				return st
+			}
+		}
+		if slices.ContainsFunc(argv[1:], in.mayRunKubectl) {
+			in.warn(c.Pos().Line(), what+" is not followed: kubectl calls it runs are not checked")
+		}
 	}
 	return st
+}
+
+// mayRunKubectl reports whether a word that names code to run later (a
+// trap handler, a -c string, an alias) may call kubectl: it is not known,
+// or it mentions kubectl or a function of the script.
+func (in *interp) mayRunKubectl(t text) bool {
+	s, ok := t.exact()
+	if !ok {
+		return true
+	}
+	return slices.ContainsFunc(strings.FieldsFunc(s, func(r rune) bool { return strings.ContainsRune(" \t\n;&|()=`$\"'", r) }), func(w string) bool {
+		return w == "kubectl" || path.Base(w) == "kubectl" || in.funcs[w] != nil
+	})
 }
 
 // word is argv[i] when it is known, else "".

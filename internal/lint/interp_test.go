@@ -290,6 +290,14 @@ func mustParseArgs(t *testing.T, line string) *Args {
 	return a
 }
 
+// Code run later that cannot call kubectl is no gap in the check.
+func TestNoWarningsWithoutKubectl(t *testing.T) {
+	src := "trap 'echo bye' INT\ntrap - EXIT\necho x | xargs echo\nbash -c \"echo hi\"\nbash ./other.sh\nalias ll='ls -l'\n"
+	if r := lintSource(t, src, ArgsFromArgv(nil)); len(r.Warnings) > 0 {
+		t.Errorf("warnings: %+v", r.Warnings)
+	}
+}
+
 func TestWarnings(t *testing.T) {
 	tests := []struct {
 		name string
@@ -298,6 +306,12 @@ func TestWarnings(t *testing.T) {
 		want string
 	}{
 		{name: "eval", src: "eval \"kubectl get cm x\"\n", want: "t.sh:1: eval is not followed"},
+		{name: "trap handler", src: "trap 'kubectl delete cm tmp' EXIT\n", want: "t.sh:1: a trap handler is not followed"},
+		{name: "trap of a function", src: "cleanup() { kubectl delete cm tmp; }\ntrap cleanup EXIT\n", want: "t.sh:2: a trap handler is not followed"},
+		{name: "xargs", src: "echo s3 | xargs kubectl get secret\n", want: "t.sh:1: xargs is not followed"},
+		{name: "bash -c", src: "bash -c \"kubectl get secret s7\"\n", want: "t.sh:1: bash -c is not followed"},
+		{name: "sh -c with an unknown string", src: "sh -c \"$cmd\"\n", want: "t.sh:1: sh -c is not followed"},
+		{name: "alias", src: "shopt -s expand_aliases\nalias k=/usr/bin/kubectl\nk get secret s4\n", want: "t.sh:2: alias is not followed"},
 		{name: "apply from a file", src: "kubectl apply -f manifests/dpunode.yaml\n", want: "t.sh:1: kubectl apply -f manifests/dpunode.yaml reads a file lint does not follow"},
 		{name: "apply from an unknown input", src: "kubectl apply -f - < \"$f\"\n", want: "t.sh:1: kubectl apply -f - reads objects from an input lint cannot resolve"},
 		{name: "unparseable objects", src: "kubectl apply -f - <<EOF\nkind: [\nEOF\n", want: "cannot read the objects kubectl reads from stdin"},
