@@ -232,10 +232,10 @@ func (in *interp) binary(st *state, c *syntax.BinaryCmd, io ioctx) *state {
 		st.status = stUnknown
 		return st
 	}
-	runY, why := stOK, whySucceeds
+	runY, why, skip := stOK, whySucceeds, whyFails
 	xio := io
 	if c.Op == syntax.OrStmt {
-		runY, why = stFail, whyFails
+		runY, why, skip = stFail, whyFails, whySucceeds
 		xio.ignored = xio.ignored || isTrue(c.Y)
 	}
 	st = in.stmt(st, c.X, xio)
@@ -251,7 +251,7 @@ func (in *interp) binary(st *state, c *syntax.BinaryCmd, io ioctx) *state {
 	root := st.guard
 	r := &reason{why: why, node: c.X, line: c.OpPos.Line()}
 	yEnd := in.stmt(st.under(r), c.Y, io)
-	st.guard = &guard{parent: root, possible: true, why: r}
+	st.guard = &guard{parent: root, possible: true, why: &reason{why: skip, node: c.X, line: r.line}}
 	st.status = runY.not()
 	return join(root, []*state{yEnd, st}, nil, &reason{why: whyAfter, line: c.OpPos.Line()})
 }
