@@ -12,6 +12,13 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// The first signal cancels the work, which then puts back what it must
+	// (fix sends the Node events of pods it deleted); a second one ends
+	// the process at once.
+	go func() {
+		<-ctx.Done()
+		stop()
+	}()
 	streams := cli.DefaultStreams()
 	cmd := cli.NewRootCommand(streams)
 	cmd.SetContext(ctx)

@@ -130,7 +130,9 @@ func simVersions() string {
 
 func (o *simUpOptions) run(ctx context.Context) error {
 	ctrllog.SetLogger(logr.Discard())
-	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	// A closed terminal (SIGHUP) stops it too, so that its API server and
+	// etcd do not outlive it.
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	defer stop()
 	fmt.Fprintf(o.ErrOut, "starting a simulated DPF %s cluster with %d nodes (%s)...\n", o.Version, o.Nodes, o.Scenario)
 	c, err := sim.Start(ctx, o.Options)

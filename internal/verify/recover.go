@@ -292,24 +292,49 @@ func (r *Recovery) Quiesce(ctx context.Context) error {
 }
 
 // Release sends the Node events for pods Quiesce deleted that have had
-// none and are still gone, without waiting for anything: used when the fix
-// failed before Run sent them all (Run's context was cancelled), so the
-// operator re-creates the pods as they were. It does nothing when Quiesce
-// deleted nothing.
+// none and are gone, without waiting for the pods: used when the fix failed
+// before Run sent them all (Run's context was cancelled, Ctrl-C among
+// others), so the operator re-creates the pods as they were. A delete that
+// was sent but is not yet seen done (the pod is terminating) is waited for,
+// up to a minute, since a Node event while the pod still exists finds it
+// present and is the last one the operator gets. It does nothing when
+// Quiesce deleted nothing.
 func (r *Recovery) Release(ctx context.Context) error {
+	deadline := r.clock.NewTimer(time.Minute)
+	defer deadline.Stop()
+	for waiting := true; waiting; {
+		r.mu.Lock()
+		quiesced, pending := false, 0
+		for _, t := range r.pods {
+			quiesced = quiesced || t.deleting
+			if r.deleteInFlight(t) {
+				pending++
+			}
+		}
+		r.mu.Unlock()
+		if !quiesced {
+			return nil
+		}
+		if pending == 0 {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-deadline.C():
+			waiting = false
+		case <-r.changed:
+		case <-r.clock.After(time.Second): // deleteInFlight ages
+		}
+	}
 	r.mu.Lock()
 	var pods []string
-	quiesced := false
 	for name, t := range r.pods {
-		quiesced = quiesced || t.deleting
 		if t.action.TouchNode && t.deleted && t.touches == 0 && t.state == "Deleted" {
 			pods = append(pods, name)
 		}
 	}
 	r.mu.Unlock()
-	if !quiesced {
-		return nil
-	}
 	if err := r.journalAndTouch(ctx, false); err != nil {
 		return err
 	}
@@ -321,6 +346,27 @@ func (r *Recovery) Release(ctx context.Context) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// NeedsRelease reports whether a pod Quiesce deleted still waits for its
+// Node event.
+func (r *Recovery) NeedsRelease() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, t := range r.pods {
+		if t.deleting && t.action.TouchNode && t.touches == 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// deleteInFlight reports whether a pod that needs a Node event was sent a
+// delete that is not yet seen done: it is terminating, or the delete went
+// out moments ago. Call with r.mu held.
+func (r *Recovery) deleteInFlight(t *tracked) bool {
+	return t.action.TouchNode && t.deleting && !t.deleted && t.touches == 0 &&
+		(t.state == "Terminating" || r.clock.Since(t.started) < 5*time.Second)
 }
 
 // Run sends the Node events for the pods Quiesce deleted, deletes the pods

@@ -2,6 +2,7 @@ package verify
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -41,6 +42,10 @@ type fakeEffects struct {
 	// node's pod, Ready (0: never).
 	recreateAt map[string]int
 
+	// graceful leaves a deleted pod terminating until the test deletes
+	// it; lost fails every delete before it reaches the server.
+	graceful, lost bool
+
 	mu      sync.Mutex
 	deleted []string
 	journal [][]string
@@ -48,10 +53,19 @@ type fakeEffects struct {
 }
 
 func (f *fakeEffects) DeletePod(_ context.Context, name string, uid types.UID) (bool, error) {
+	if f.lost {
+		return false, context.Canceled
+	}
 	f.mu.Lock()
 	f.deleted = append(f.deleted, name)
 	f.mu.Unlock()
-	f.pods.Delete(dmsPod(strings.TrimSuffix(name, "-dms"), uid, false))
+	p := dmsPod(strings.TrimSuffix(name, "-dms"), uid, false)
+	if f.graceful {
+		p.DeletionTimestamp = &metav1.Time{Time: time.Now()}
+		f.pods.Modify(p)
+		return false, nil
+	}
+	f.pods.Delete(p)
 	return false, nil
 }
 
@@ -279,6 +293,73 @@ func TestRecoveryDeleteAndTimeout(t *testing.T) {
 	}
 	if p := res.Pods[1]; p.Ready || p.State != "Deleted" {
 		t.Errorf("w2: %+v", p)
+	}
+}
+
+// A fix interrupted while its deletes are in flight: Release waits until
+// the terminating pods are gone before their Node events, since an event
+// while a pod still exists finds it present and the pod is then lost. A
+// delete that never reached the server is not waited for.
+func TestRecoveryReleaseWaitsForTerminatingPods(t *testing.T) {
+	h := start(t, []plan.PodAction{touch("w1"), touch("w2")}, nil, nil)
+	h.fx.graceful = true
+	ctx, cancel := context.WithCancel(context.Background())
+	quiesced := make(chan error, 1)
+	go func() { quiesced <- h.r.Quiesce(ctx) }()
+	for _, pod := range []string{"w1-dms", "w2-dms"} {
+		h.waitSeen(t, pod, func(p *corev1.Pod) bool { return p.DeletionTimestamp != nil })
+	}
+	cancel() // Ctrl-C
+	if err := <-quiesced; !errors.Is(err, context.Canceled) {
+		t.Fatalf("Quiesce: %v", err)
+	}
+	if !h.r.NeedsRelease() {
+		t.Fatal("NeedsRelease is false with two deleted pods and no Node event")
+	}
+	released := make(chan error, 1)
+	go func() { released <- h.r.Release(context.Background()) }()
+	select {
+	case err := <-released:
+		t.Fatalf("Release returned while the pods were terminating: %v", err)
+	case <-time.After(300 * time.Millisecond):
+	}
+	if _, _, touches := h.fx.snapshot(); len(touches) != 0 {
+		t.Fatalf("Node events while the pods still exist: %v", touches)
+	}
+	h.pods.Delete(dmsPod("w1", "w1-old", false))
+	h.pods.Delete(dmsPod("w2", "w2-old", false))
+	select {
+	case err := <-released:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Release did not return once the pods were gone")
+	}
+	if _, _, touches := h.fx.snapshot(); touches["w1"] != 1 || touches["w2"] != 1 {
+		t.Fatalf("touches %v, want one Node event each", touches)
+	}
+
+	lost := start(t, []plan.PodAction{touch("w3")}, nil, nil)
+	lost.fx.lost = true
+	if err := lost.r.Quiesce(context.Background()); err == nil {
+		t.Fatal("Quiesce with a failed delete: no error")
+	}
+	released = make(chan error, 1)
+	go func() { released <- lost.r.Release(context.Background()) }()
+	for i := 0; ; i++ {
+		select {
+		case err := <-released:
+			if _, _, touches := lost.fx.snapshot(); err != nil || len(touches) != 0 {
+				t.Fatalf("Release after a lost delete: %v, touches %v", err, touches)
+			}
+			return
+		case <-time.After(10 * time.Millisecond):
+			if i > 1000 {
+				t.Fatal("Release waits for a delete that never reached the server")
+			}
+			lost.clock.Step(time.Second)
+		}
 	}
 }
 

@@ -17,6 +17,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/dpfdoctor/dpfdoctor/internal/dpf"
 	"github.com/dpfdoctor/dpfdoctor/internal/faultproxy"
 	"github.com/dpfdoctor/dpfdoctor/internal/sim"
 )
@@ -78,7 +79,68 @@ func TestInterruptedApplyLeavesNothing(t *testing.T) {
 	}
 	defer p.Close()
 	kc := kubeconfig(t, p.Config, nil)
+	code, log := interruptFix(t, kc, func(line string) bool {
+		if !strings.HasPrefix(line, "backup: ") {
+			return false
+		}
+		// Wait until the first write is held at the proxy, then interrupt.
+		for deadline := time.Now().Add(20 * time.Second); writes.Load() == 0 && time.Now().Before(deadline); {
+			time.Sleep(10 * time.Millisecond)
+		}
+		return true
+	})
+	if code != 130 {
+		t.Fatalf("exit %d after SIGINT, want 130\n%s", code, log)
+	}
+	if n := managed(t, cs, c.Namespace); n != 0 {
+		t.Fatalf("an interrupted apply left %d dpfdoctor objects\n%s", n, log)
+	}
+	if strings.Contains(log, "panic") {
+		t.Fatalf("panic:\n%s", log)
+	}
+	waitPods(t, cs, c.Namespace, 2, log)
+}
 
+// SIGINT while `fix --apply` deletes the v25.4.0 pods before the grant,
+// with deletes in flight: exit 130, and every deleted pod comes back (its
+// Node event is sent once its deletion completes), since v25.4.0 never
+// re-creates a deleted pod by itself.
+func TestInterruptedQuiesceBringsPodsBack(t *testing.T) {
+	t.Parallel()
+	if testing.Short() {
+		t.Skip("starts an API server (envtest); skipped under -short")
+	}
+	ctx := context.Background()
+	const nodes = 12
+	c, err := sim.Start(ctx, sim.Options{Version: "v25.4.0", Nodes: nodes, Scenario: "hypothetical-secrets-forbidden", TimeScale: 1, SecretWaitAttempts: 1, KubectlMaxNodes: -1, Resync: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Stop()
+	cs := kubernetes.NewForConfigOrDie(c.Config)
+	for deadline := time.Now().Add(2 * time.Minute); ; time.Sleep(200 * time.Millisecond) {
+		s, err := c.Summary(ctx)
+		if err == nil && s.States["Init:CrashLoopBackOff"] == nodes {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("pods did not fail: %v %v", s, err)
+		}
+	}
+	code, log := interruptFix(t, kubeconfig(t, c.Config, nil), func(line string) bool {
+		return strings.HasPrefix(line, "deleting the v25.4.0 pods")
+	})
+	if code != 130 {
+		t.Fatalf("exit %d after SIGINT, want 130\n%s", code, log)
+	}
+	waitPods(t, cs, c.Namespace, nodes, log)
+}
+
+// interruptFix runs `fix --apply --yes` with kubeconfig kc and sends
+// SIGINT once, at the first line of its stderr that interrupt accepts. It
+// returns the exit code, and stdout and stderr.
+func interruptFix(t *testing.T, kc string, interrupt func(line string) bool) (int, string) {
+	t.Helper()
 	dir := t.TempDir()
 	cmd := exec.Command(s.bin, "fix", "--apply", "--yes", "--backup-dir", filepath.Join(dir, "backups"), "--reconcile-wait", "1s")
 	cmd.Dir = dir
@@ -97,11 +159,7 @@ func TestInterruptedApplyLeavesNothing(t *testing.T) {
 	interrupted := false
 	for sc.Scan() {
 		log.WriteString(sc.Text() + "\n")
-		if !interrupted && strings.HasPrefix(sc.Text(), "backup: ") {
-			// Wait until the first write is held at the proxy, then interrupt.
-			for deadline := time.Now().Add(20 * time.Second); writes.Load() == 0 && time.Now().Before(deadline); {
-				time.Sleep(10 * time.Millisecond)
-			}
+		if !interrupted && interrupt(sc.Text()) {
 			if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
 				t.Fatal(err)
 			}
@@ -114,16 +172,23 @@ func TestInterruptedApplyLeavesNothing(t *testing.T) {
 		code = ee.ExitCode()
 	}
 	if !interrupted {
-		t.Fatalf("never reached the apply:\n%s", log.String())
+		t.Fatalf("never reached the point to interrupt:\n%s", log.String())
 	}
-	if code != 130 {
-		t.Fatalf("exit %d after SIGINT, want 130\n%s\n%s", code, stdout.String(), log.String())
-	}
-	if n := managed(t, cs, c.Namespace); n != 0 {
-		t.Fatalf("an interrupted apply left %d dpfdoctor objects\n%s", n, log.String())
-	}
-	if strings.Contains(log.String(), "panic") {
-		t.Fatalf("panic:\n%s", log.String())
+	return code, stdout.String() + log.String()
+}
+
+// waitPods waits up to a minute until the namespace holds n DMS pods.
+func waitPods(t *testing.T, cs kubernetes.Interface, ns string, n int, log string) {
+	t.Helper()
+	sel := metav1.ListOptions{LabelSelector: dpf.ComponentLabel + "=" + dpf.ComponentDMS}
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(200 * time.Millisecond) {
+		pods, err := cs.CoreV1().Pods(ns).List(context.Background(), sel)
+		if err == nil && len(pods.Items) == n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("DMS pods a minute after the interrupted fix: %d, want %d (%v)\n%s", len(pods.Items), n, err, log)
+		}
 	}
 }
 
