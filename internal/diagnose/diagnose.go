@@ -246,7 +246,7 @@ func Diagnose(b *evidence.Bundle) *Diagnosis {
 	d.Summary = summarise(d.Pods)
 	d.Summary.DPUNodes = len(b.Nodes)
 	for _, f := range findings {
-		if f.Class == ClassPodMissing {
+		if f.Code == CodePodMissing {
 			d.Summary.NodesWithoutPod += len(f.Nodes)
 		}
 	}
@@ -432,6 +432,7 @@ const (
 	CodeStatusSkewFixable     = "DPF-SKEW-001"
 	CodeStatusSkewCRD         = "DPF-SKEW-002"
 	CodePodMissing            = "DPF-NOPOD-001"
+	CodePodStranded           = "DPF-NOPOD-002"
 	CodeUnknown               = "DPF-UNKNOWN-001"
 	CodeHealthy               = "DPF-OK-000"
 )

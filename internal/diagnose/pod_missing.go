@@ -22,9 +22,13 @@ func podMissing(v *view) []Finding {
 	if known && rel.PodPerDPU {
 		return nil
 	}
+	var out []Finding
+	if known && !rel.RecreatesDeletedPod {
+		out = podStranded(v, rel)
+	}
 	nodes := b.NodesWithoutPod()
 	if len(nodes) == 0 {
-		return nil
+		return out
 	}
 	f := Finding{Class: ClassPodMissing, Code: CodePodMissing, Severity: SeverityError, Nodes: nodes, Fixable: known}
 	for _, n := range nodes {
@@ -67,6 +71,31 @@ func podMissing(v *view) []Finding {
 		f.NextStep += fmt.Sprintf("; the pod the operator will create may not make %s, so `dpfdoctor fix` grants %s with it",
 			plural(len(f.Missing), "call", "calls"), choose(len(f.Missing), "it", "them"))
 	}
+	return append(out, f)
+}
+
+// podStranded reports DPU nodes whose DMS pod is gone while their DPUNode
+// exists, on a release that re-creates a deleted pod only while no DPUNode
+// exists (v25.4.0): nothing brings that pod back, so DMS no longer runs
+// on the host. Typically a pod deleted by hand or by a script after it had
+// registered its node.
+func podStranded(v *view, rel dpf.Release) []Finding {
+	b := v.b
+	nodes := b.NodesWithOnlyDPUNode()
+	if len(nodes) == 0 {
+		return nil
+	}
+	f := Finding{Class: ClassPodMissing, Code: CodePodStranded, Severity: SeverityError, Nodes: nodes}
+	for _, n := range nodes {
+		f.Evidence = appendLimited(f.Evidence, Evidence{Kind: EvidenceObject, Source: "Node " + n,
+			Text: fmt.Sprintf("labelled %s; DPUNode %s/%s exists; no pod %s/%s", dpf.DPUNodeLabel, b.Install.Namespace, n, b.Install.Namespace, dpf.PodName(n))}, maxQuoted)
+	}
+	f.Evidence = append(f.Evidence, Evidence{Kind: EvidenceConfig, Source: "versions", Text: fmt.Sprintf(
+		"DPF %s re-creates a deleted DMS pod only on a Node event while the node has no DPUNode; nothing re-creates it while the DPUNode exists", rel.Version)})
+	f.Summary = fmt.Sprintf("%s %s a DPUNode but no DMS pod, and DPF %s does not re-create it: DMS no longer runs there",
+		plural(len(nodes), "node", "nodes"), choose(len(nodes), "has", "have"), rel.Version)
+	f.NextStep = "neither dpfdoctor nor the operator can bring the pod back on this release (so `dpfdoctor fix` never deletes a pod whose DPUNode exists); " +
+		"upgrading DPF to v25.7 or later re-creates it: that operator re-creates a DMS pod that is missing while its DPUNode exists"
 	return []Finding{f}
 }
 

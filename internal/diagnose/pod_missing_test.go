@@ -27,14 +27,22 @@ func TestPodMissing(t *testing.T) {
 func TestPodMissingNodesAndVersions(t *testing.T) {
 	b := load(t, "pod_missing/deleted-pod.yaml")
 	d := Diagnose(b)
-	var f *Finding
+	var f, stranded *Finding
 	for i := range d.Findings {
-		if d.Findings[i].Class == ClassPodMissing {
+		switch d.Findings[i].Code {
+		case CodePodMissing:
 			f = &d.Findings[i]
+		case CodePodStranded:
+			stranded = &d.Findings[i]
 		}
 	}
 	if f == nil || strings.Join(f.Nodes, ",") != "w3" {
 		t.Fatalf("PodMissing finding %+v, want node w3", f)
+	}
+	// w4's DPUNode exists: v25.4.0 never re-creates its pod.
+	if stranded == nil || strings.Join(stranded.Nodes, ",") != "w4" || stranded.Fixable || stranded.Severity != SeverityError ||
+		!strings.Contains(stranded.NextStep, "v25.7 or later") {
+		t.Fatalf("%s finding %+v, want node w4, not fixable", CodePodStranded, stranded)
 	}
 	if d.Summary.DPUNodes != 4 || d.Summary.NodesWithoutPod != 1 || d.Summary.Pods != 2 || d.Summary.Failing != 0 {
 		t.Errorf("summary %+v", d.Summary)

@@ -476,6 +476,30 @@ func (b *Bundle) NodesWithoutPod() []string {
 	return uniqueSorted(out)
 }
 
+// NodesWithOnlyDPUNode returns the names of DPU Nodes that have a DPUNode
+// but no DMS (or host agent) pod, sorted.
+func (b *Bundle) NodesWithOnlyDPUNode() []string {
+	pods := map[string]bool{}
+	for _, p := range b.Pods {
+		pods[p.Node] = true
+		if n, ok := dpf.NodeFromPodName(p.Name); ok {
+			pods[n] = true
+		}
+	}
+	dpuNodes := map[string]bool{}
+	for _, d := range b.DPUNodes {
+		dpuNodes[d.Name] = true
+		dpuNodes[d.Fields["status.kubeNodeRef"]] = true
+	}
+	var out []string
+	for _, n := range b.Nodes {
+		if dpuNodes[n.Name] && !pods[n.Name] {
+			out = append(out, n.Name)
+		}
+	}
+	return uniqueSorted(out)
+}
+
 // claimedNodes are the node names a DMS pod (by node, or by dpf.PodName) or
 // a DPUNode (by name or status.kubeNodeRef) carries.
 func (b *Bundle) claimedNodes() map[string]bool {
