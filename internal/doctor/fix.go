@@ -409,6 +409,12 @@ func (f *fixRun) report(err error) (*Report, error) {
 	}
 	if err != nil {
 		r.Error = err.Error()
+		switch {
+		case errors.Is(err, context.Canceled) && r.Outcome != OutcomeDeclined:
+			r.Outcome = OutcomeInterrupted
+		case r.Outcome == "":
+			r.Outcome = OutcomeFailed
+		}
 	}
 	if r.BackupDir != "" {
 		if werr := r.Write(r.BackupDir); werr != nil {

@@ -33,6 +33,9 @@ const (
 	OutcomeRefused      = "refused"
 	OutcomeDeclined     = "declined"
 	OutcomeFailed       = "failed"
+	// OutcomeInterrupted: Ctrl-C (or SIGTERM) ended the fix; what it wrote
+	// was rolled back, and pods it deleted were brought back (fix.md).
+	OutcomeInterrupted = "interrupted"
 )
 
 // Report is what one fix did, from measured facts only.

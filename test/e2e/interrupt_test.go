@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"net/http"
 	"os"
 	"os/exec"
@@ -79,7 +80,7 @@ func TestInterruptedApplyLeavesNothing(t *testing.T) {
 	}
 	defer p.Close()
 	kc := kubeconfig(t, p.Config, nil)
-	code, log := interruptFix(t, kc, func(line string) bool {
+	code, log, backups := interruptFix(t, kc, func(line string) bool {
 		if !strings.HasPrefix(line, "backup: ") {
 			return false
 		}
@@ -97,6 +98,9 @@ func TestInterruptedApplyLeavesNothing(t *testing.T) {
 	}
 	if strings.Contains(log, "panic") {
 		t.Fatalf("panic:\n%s", log)
+	}
+	if got := reportOutcome(t, backups); got != "interrupted" {
+		t.Errorf("the report's outcome is %q, want interrupted", got)
 	}
 	waitPods(t, cs, c.Namespace, 2, log)
 }
@@ -127,7 +131,7 @@ func TestInterruptedQuiesceBringsPodsBack(t *testing.T) {
 			t.Fatalf("pods did not fail: %v %v", s, err)
 		}
 	}
-	code, log := interruptFix(t, kubeconfig(t, c.Config, nil), func(line string) bool {
+	code, log, _ := interruptFix(t, kubeconfig(t, c.Config, nil), func(line string) bool {
 		return strings.HasPrefix(line, "deleting the v25.4.0 pods")
 	})
 	if code != 130 {
@@ -139,10 +143,11 @@ func TestInterruptedQuiesceBringsPodsBack(t *testing.T) {
 // interruptFix runs `fix --apply --yes` with kubeconfig kc and sends
 // SIGINT once, at the first line of its stderr that interrupt accepts. It
 // returns the exit code, and stdout and stderr.
-func interruptFix(t *testing.T, kc string, interrupt func(line string) bool) (int, string) {
+func interruptFix(t *testing.T, kc string, interrupt func(line string) bool) (code int, log, backups string) {
 	t.Helper()
 	dir := t.TempDir()
-	cmd := exec.Command(s.bin, "fix", "--apply", "--yes", "--backup-dir", filepath.Join(dir, "backups"), "--reconcile-wait", "1s")
+	backups = filepath.Join(dir, "backups")
+	cmd := exec.Command(s.bin, "fix", "--apply", "--yes", "--backup-dir", backups, "--reconcile-wait", "1s")
 	cmd.Dir = dir
 	cmd.Env = []string{"HOME=" + dir, "PATH=" + os.Getenv("PATH"), "KUBECONFIG=" + kc}
 	var stdout bytes.Buffer
@@ -154,11 +159,11 @@ func interruptFix(t *testing.T, kc string, interrupt func(line string) bool) (in
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	var log strings.Builder
+	var stderrLog strings.Builder
 	sc := bufio.NewScanner(stderr)
 	interrupted := false
 	for sc.Scan() {
-		log.WriteString(sc.Text() + "\n")
+		stderrLog.WriteString(sc.Text() + "\n")
 		if !interrupted && interrupt(sc.Text()) {
 			if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
 				t.Fatal(err)
@@ -167,14 +172,33 @@ func interruptFix(t *testing.T, kc string, interrupt func(line string) bool) (in
 		}
 	}
 	err = cmd.Wait()
-	code := 0
 	if ee, ok := err.(*exec.ExitError); ok {
 		code = ee.ExitCode()
 	}
 	if !interrupted {
-		t.Fatalf("never reached the point to interrupt:\n%s", log.String())
+		t.Fatalf("never reached the point to interrupt:\n%s", stderrLog.String())
 	}
-	return code, stdout.String() + log.String()
+	return code, stdout.String() + stderrLog.String(), backups
+}
+
+// reportOutcome is the outcome in the one fix report under backups.
+func reportOutcome(t *testing.T, backups string) string {
+	t.Helper()
+	files, _ := filepath.Glob(filepath.Join(backups, "*", "report.json"))
+	if len(files) != 1 {
+		t.Fatalf("%d fix reports under %s, want 1", len(files), backups)
+	}
+	data, err := os.ReadFile(files[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r struct {
+		Outcome string `json:"outcome"`
+	}
+	if err := json.Unmarshal(data, &r); err != nil {
+		t.Fatal(err)
+	}
+	return r.Outcome
 }
 
 // waitPods waits up to a minute until the namespace holds n DMS pods.
