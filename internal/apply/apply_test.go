@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -335,44 +336,48 @@ func faultInjection(t *testing.T, after bool) {
 	}
 }
 
-// A writer whose RBAC names the objects it may write, as the guard's does,
-// can put back a backed-up object that was deleted: rollback re-creates it
-// by server-side apply, which the API server authorizes with the name (a
-// POST create carries none).
-func TestRollbackRestoresWithNamedRights(t *testing.T) {
+// Rollback undoes one fix only where the objects are still as it left
+// them, for a writer whose RBAC names its objects as the guard's does: a
+// fix rolled back out of order leaves what a later fix wrote or relies on,
+// and names that fix; an object edited by hand since is left alone; once
+// the later fix is rolled back and the edit undone, each rollback restores
+// (an update, authorized by name) or deletes exactly.
+func TestRollbackLeavesLaterChanges(t *testing.T) {
 	f := setup(t)
 	ctx := context.Background()
+	ns := f.c.Namespace
 	var names []string
 	for _, c := range f.plan.Changes {
 		names = append(names, c.Ref().Name)
 	}
-	writer := &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: "named-writer", Namespace: f.c.Namespace}, Rules: []rbacv1.PolicyRule{
+	writer := &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: "named-writer", Namespace: ns}, Rules: []rbacv1.PolicyRule{
 		{APIGroups: []string{rbacv1.GroupName}, Resources: []string{"roles", "rolebindings"}, ResourceNames: names, Verbs: []string{"get", "create", "patch", "update", "delete"}},
 		{APIGroups: []string{rbacv1.GroupName}, Resources: []string{"roles"}, ResourceNames: names, Verbs: []string{"escalate", "bind"}},
 	}}
-	binding := &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "named-writer", Namespace: f.c.Namespace},
+	binding := &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "named-writer", Namespace: ns},
 		RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: writer.Name},
 		Subjects: []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: "named-writer"}}}
-	if _, err := f.cs.RbacV1().Roles(f.c.Namespace).Create(ctx, writer, metav1.CreateOptions{}); err != nil {
+	if _, err := f.cs.RbacV1().Roles(ns).Create(ctx, writer, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := f.cs.RbacV1().RoleBindings(f.c.Namespace).Create(ctx, binding, metav1.CreateOptions{}); err != nil {
+	if _, err := f.cs.RbacV1().RoleBindings(ns).Create(ctx, binding, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	cfg, err := f.c.UserConfig("named-writer")
 	if err != nil {
 		t.Fatal(err)
 	}
-	cl, err := kube.New(cfg, f.c.Namespace, nil)
+	cl, err := kube.New(cfg, ns, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	a := &apply.Applier{Clients: cl, Backoff: 20 * time.Millisecond}
 	root := t.TempDir()
-	if _, err := a.Apply(ctx, apply.NewBackup(root, f.plan, "", nil)); err != nil {
+	first := apply.NewBackup(root, f.plan, f.c.Config.Host, nil)
+	if _, err := a.Apply(ctx, first); err != nil {
 		t.Fatalf("apply with named rights: %v", err)
 	}
-	// A second apply that changes the Role backs up the first one's.
+	// A second fix adds a rule to the Role; its binding is unchanged.
 	changed := *f.plan
 	changed.Changes = slices.Clone(f.plan.Changes)
 	role := changed.Changes[0].Object.DeepCopy()
@@ -385,23 +390,60 @@ func TestRollbackRestoresWithNamedRights(t *testing.T) {
 		t.Fatal(err)
 	}
 	changed.Changes[0].Object = role
-	second := apply.NewBackup(root, &changed, "", nil)
+	second := apply.NewBackup(root, &changed, f.c.Config.Host, nil)
 	if _, err := a.Apply(ctx, second); err != nil {
 		t.Fatalf("second apply: %v", err)
 	}
-	before, _ := f.cs.RbacV1().Roles(f.c.Namespace).Get(ctx, role.GetName(), metav1.GetOptions{})
-	if err := f.cs.RbacV1().Roles(f.c.Namespace).Delete(ctx, role.GetName(), metav1.DeleteOptions{}); err != nil {
+	liveRules := func() []rbacv1.PolicyRule {
+		t.Helper()
+		r, err := f.cs.RbacV1().Roles(ns).Get(ctx, role.GetName(), metav1.GetOptions{})
+		if err != nil {
+			t.Fatalf("the grant Role: %v", err)
+		}
+		return r.Rules
+	}
+	secondRules := liveRules()
+
+	res, err := a.Rollback(ctx, first.Dir)
+	if err != nil || len(res.Deleted)+len(res.Restored) != 0 || len(res.Left) != 2 || !strings.Contains(res.Left[0], second.Dir) {
+		t.Fatalf("rollback of the first fix before the second: %+v %v", res, err)
+	}
+	if !plan.SameRules(liveRules(), secondRules) {
+		t.Fatal("rolling back the first fix changed the second fix's Role")
+	}
+
+	// A hand edit: the second fix's rollback leaves the Role alone.
+	edited, _ := f.cs.RbacV1().Roles(ns).Get(ctx, role.GetName(), metav1.GetOptions{})
+	edited.Rules = append(edited.Rules, rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"configmaps"}, Verbs: []string{"get"}})
+	if _, err := f.cs.RbacV1().Roles(ns).Update(ctx, edited, metav1.UpdateOptions{FieldManager: "kubectl-edit"}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := a.Rollback(ctx, second.Dir); err != nil {
-		t.Fatalf("rollback with named rights: %v", err)
+	res, err = a.Rollback(ctx, second.Dir)
+	if err != nil || len(res.Restored) != 0 || len(res.Left) != 1 || !strings.Contains(res.Left[0], "changed since this fix") {
+		t.Fatalf("rollback over a hand edit: %+v %v", res, err)
 	}
-	got, err := f.cs.RbacV1().Roles(f.c.Namespace).Get(ctx, role.GetName(), metav1.GetOptions{})
-	if err != nil {
-		t.Fatalf("the deleted Role was not restored: %v", err)
+	if got := liveRules(); len(got) != len(secondRules)+1 {
+		t.Fatalf("the hand-edited Role was changed: %+v", got)
 	}
-	if want := f.plan.Changes[0].Object; !plan.SameRules(got.Rules, rulesOf(t, want)) || len(got.Rules) == len(before.Rules) {
-		t.Errorf("restored rules %+v, want the first apply's (%d rules; the second had %d)", got.Rules, len(rulesOf(t, want)), len(before.Rules))
+
+	// The edit undone: the second fix rolls back to the first's Role, then
+	// the first fix removes the grant.
+	edited, _ = f.cs.RbacV1().Roles(ns).Get(ctx, role.GetName(), metav1.GetOptions{})
+	edited.Rules = secondRules
+	if _, err := f.cs.RbacV1().Roles(ns).Update(ctx, edited, metav1.UpdateOptions{FieldManager: "kubectl-edit"}); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := a.Rollback(ctx, second.Dir); err != nil || len(res.Restored) != 1 || len(res.Left) != 0 {
+		t.Fatalf("rollback of the second fix: %+v %v", res, err)
+	}
+	if got := liveRules(); !plan.SameRules(got, rulesOf(t, f.plan.Changes[0].Object)) {
+		t.Fatalf("restored rules %+v, want the first fix's", got)
+	}
+	if res, err := a.Rollback(ctx, first.Dir); err != nil || len(res.Deleted) != 2 || len(res.Left) != 0 {
+		t.Fatalf("rollback of the first fix: %+v %v", res, err)
+	}
+	if allowed, objects := f.grant(t); allowed != 0 || objects != 0 {
+		t.Fatalf("after both rollbacks: %d allowed, %d objects", allowed, objects)
 	}
 }
 

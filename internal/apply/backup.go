@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -312,11 +313,28 @@ func Latest(root string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("%w: no backups under %s: %v", ErrBadBackup, root, err)
 	}
-	// os.ReadDir sorts by name, and the names are UTC timestamps.
+	slices.SortFunc(entries, func(a, b os.DirEntry) int { return compareBackupNames(a.Name(), b.Name()) })
 	for _, e := range slices.Backward(entries) {
 		if _, err := os.Stat(filepath.Join(root, e.Name(), ManifestFile)); e.IsDir() && err == nil {
 			return filepath.Join(root, e.Name()), nil
 		}
 	}
 	return "", fmt.Errorf("%w: no backups under %s", ErrBadBackup, root)
+}
+
+// compareBackupNames orders backup directory names as they were created:
+// by UTC timestamp, then by the counter create appends within a second
+// ("…Z", "…Z-1", …, "…Z-10").
+func compareBackupNames(a, b string) int {
+	key := func(s string) (string, int) {
+		ts, n, ok := strings.Cut(s, "-")
+		i, err := strconv.Atoi(n)
+		if !ok || err != nil {
+			return s, 0
+		}
+		return ts, i
+	}
+	at, ai := key(a)
+	bt, bi := key(b)
+	return cmp.Or(strings.Compare(at, bt), cmp.Compare(ai, bi))
 }

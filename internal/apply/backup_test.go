@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -98,5 +99,15 @@ func writeJSON(t *testing.T, file string, v any) {
 	data, _ := json.Marshal(v)
 	if err := os.WriteFile(file, data, 0o600); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// Backups made within one second sort by their counter, not as text.
+func TestCompareBackupNames(t *testing.T) {
+	names := []string{"20261203T145237Z-10", "20261203T145238Z", "20261203T145237Z-2", "20261203T145237Z", "20261203T145237Z-1"}
+	slices.SortFunc(names, compareBackupNames)
+	want := []string{"20261203T145237Z", "20261203T145237Z-1", "20261203T145237Z-2", "20261203T145237Z-10", "20261203T145238Z"}
+	if !slices.Equal(names, want) {
+		t.Errorf("sorted %v, want %v", names, want)
 	}
 }

@@ -149,17 +149,23 @@ func (a *Applier) Rollback(ctx context.Context, dir string) (RollbackResult, err
 			res.Left = append(res.Left, left)
 		}
 	}
+	later := laterFixes(l)
 	for _, e := range slices.Backward(l.Manifest.Objects) {
 		var (
 			changed bool
 			left    string
 		)
+		if d, ok := later[e.Ref]; ok {
+			res.Left = append(res.Left, fmt.Sprintf("%s is also part of a later fix that is not rolled back; left alone: roll that back first (dpfdoctor rollback --backup %s)", e.Ref, d))
+			continue
+		}
+		written := l.written(e.Ref)
 		err := a.retry(ctx, func() error {
 			var err error
 			if e.Existed {
-				changed, err = a.restore(ctx, l.Pre[e.Ref])
+				changed, left, err = a.restore(ctx, l.Pre[e.Ref], written)
 			} else {
-				changed, left, err = a.remove(ctx, e.Ref)
+				changed, left, err = a.remove(ctx, e.Ref, written)
 			}
 			return err
 		})
@@ -195,15 +201,68 @@ func (a *Applier) rollbackErr(l *Loaded, err error) error {
 	return fmt.Errorf("roll back %s: %w", l.Dir, err)
 }
 
-// remove deletes an object the apply created, if it still carries
-// dpfdoctor's label.
-func (a *Applier) remove(ctx context.Context, ref plan.ObjectRef) (changed bool, left string, err error) {
+// laterFixes maps each object that a later fix in the same backup root, on
+// the same API server and still applied, wrote or relied on unchanged, to
+// that fix's backup directory (the newest). Undoing it here would undo
+// part of that fix too.
+func laterFixes(l *Loaded) map[plan.ObjectRef]string {
+	root, self := filepath.Dir(l.Dir), filepath.Base(l.Dir)
+	entries, err := os.ReadDir(root)
+	if err != nil {
+		return nil
+	}
+	out := map[plan.ObjectRef]string{}
+	slices.SortFunc(entries, func(a, b os.DirEntry) int { return compareBackupNames(a.Name(), b.Name()) })
+	for _, e := range entries {
+		if !e.IsDir() || compareBackupNames(e.Name(), self) <= 0 {
+			continue
+		}
+		o, err := Load(filepath.Join(root, e.Name()))
+		if err != nil || o.Manifest.Server != l.Manifest.Server || o.Receipt.Status != StatusApplied {
+			continue
+		}
+		for _, ap := range o.Receipt.Applied {
+			out[ap.Ref] = o.Dir
+		}
+	}
+	return out
+}
+
+// written is what the fix wrote to ref: the plan's object.
+func (l *Loaded) written(ref plan.ObjectRef) *unstructured.Unstructured {
+	for _, c := range l.Plan.Changes {
+		if c.Ref() == ref {
+			return c.Object
+		}
+	}
+	return nil
+}
+
+// changedSince says why live is no longer what the fix wrote, "" when it
+// is: someone else (a later fix, a person, a GitOps tool) changed it, and
+// rollback leaves it alone.
+func changedSince(ref plan.ObjectRef, live, written *unstructured.Unstructured) (string, error) {
+	if live.GetLabels()[plan.ManagedByLabel] != plan.ManagedByValue {
+		return fmt.Sprintf("%s is no longer labelled %s=%s; left alone", ref, plan.ManagedByLabel, plan.ManagedByValue), nil
+	}
+	if written == nil {
+		return "", nil
+	}
+	same, err := plan.Covers(live, written)
+	if err != nil || same {
+		return "", err
+	}
+	return fmt.Sprintf("%s was changed since this fix wrote it (by a later fix, or by hand); left alone: roll back later fixes first, newest first", ref), nil
+}
+
+// remove deletes an object the apply created, unless it changed since.
+func (a *Applier) remove(ctx context.Context, ref plan.ObjectRef, written *unstructured.Unstructured) (changed bool, left string, err error) {
 	live, found, err := get(ctx, a.Clients.Dynamic, ref)
 	if err != nil || !found {
 		return false, "", err
 	}
-	if live.GetLabels()[plan.ManagedByLabel] != plan.ManagedByValue {
-		return false, fmt.Sprintf("%s is no longer labelled %s=%s; left alone", ref, plan.ManagedByLabel, plan.ManagedByValue), nil
+	if left, err := changedSince(ref, live, written); left != "" || err != nil {
+		return false, left, err
 	}
 	ri, _ := resource(a.Clients.Dynamic, ref)
 	err = ri.Delete(ctx, ref.Name, metav1.DeleteOptions{Preconditions: metav1.NewUIDPreconditions(string(live.GetUID()))})
@@ -213,42 +272,43 @@ func (a *Applier) remove(ctx context.Context, ref plan.ObjectRef) (changed bool,
 	return err == nil, "", err
 }
 
-// restore puts a backed-up object back as it was.
-func (a *Applier) restore(ctx context.Context, backup *unstructured.Unstructured) (bool, error) {
+// restore puts a backed-up object back as it was, unless it changed since
+// the fix wrote it; one deleted since is left deleted.
+func (a *Applier) restore(ctx context.Context, backup, written *unstructured.Unstructured) (bool, string, error) {
 	ref := plan.RefOf(backup)
 	ri, err := resource(a.Clients.Dynamic, ref)
 	if err != nil {
-		return false, err
+		return false, "", err
 	}
 	live, found, err := get(ctx, a.Clients.Dynamic, ref)
 	if err != nil {
-		return false, err
-	}
-	// An object that is gone is put back by server-side apply, not POST: the
-	// API server authorizes that create with the object's name, so a writer
-	// whose RBAC names its objects (the guard) may restore them too.
-	create := func(obj *unstructured.Unstructured) (bool, error) {
-		_, err := ri.Apply(ctx, ref.Name, obj, metav1.ApplyOptions{FieldManager: cmp.Or(a.FieldManager, plan.FieldManager)})
-		return err == nil, err
+		return false, "", err
 	}
 	if !found {
-		return create(plan.Clean(backup))
+		return false, fmt.Sprintf("%s was deleted since this fix; left deleted (its earlier state is in the backup)", ref), nil
 	}
 	same, err := plan.Identical(live, backup)
 	if err != nil || same {
-		return false, err
+		return false, "", err
+	}
+	if left, err := changedSince(ref, live, written); left != "" || err != nil {
+		return false, left, err
 	}
 	want := plan.Clean(backup)
 	if lr, br := live.Object["roleRef"], want.Object["roleRef"]; lr != nil && !equality.Semantic.DeepEqual(lr, br) {
-		// roleRef is immutable: replace the binding.
+		// roleRef is immutable: replace the binding, re-created by
+		// server-side apply, not POST: the API server authorizes that create
+		// with the object's name, so a writer whose RBAC names its objects
+		// (the guard) may do it too.
 		if err := ri.Delete(ctx, ref.Name, metav1.DeleteOptions{Preconditions: metav1.NewUIDPreconditions(string(live.GetUID()))}); err != nil && !apierrors.IsNotFound(err) {
-			return false, err
+			return false, "", err
 		}
-		return create(want)
+		_, err := ri.Apply(ctx, ref.Name, want, metav1.ApplyOptions{FieldManager: cmp.Or(a.FieldManager, plan.FieldManager)})
+		return err == nil, "", err
 	}
 	want.SetResourceVersion(live.GetResourceVersion())
 	_, err = ri.Update(ctx, want, metav1.UpdateOptions{FieldManager: plan.FieldManager})
-	return err == nil, err
+	return err == nil, "", err
 }
 
 // undoAnnotation restores one annotation dpfdoctor set, unless someone has

@@ -30,7 +30,8 @@ const rollbackLong = `Undo a ` + "`dpfdoctor fix --apply`" + ` exactly, from its
 objects it created, restore those it changed, and remove the annotations it
 set on Nodes and the DPFOperatorConfig (or restore their earlier values).
 Only dpfdoctor-managed RBAC objects and dpfdoctor.dev/ annotations are ever
-touched; anything changed by someone else since is left alone and named.
+touched; anything changed by someone else since, or that a later fix not
+rolled back also wrote, is left alone and named: roll back newest first.
 Running it again is harmless and says "already rolled back".
 
 A backup that is missing, incomplete, altered or from another cluster is
