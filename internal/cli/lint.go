@@ -313,7 +313,7 @@ func (o *LintOptions) scriptArgs(clusterArgv []string) (*lint.Args, error) {
 		}
 		argv, err := lint.ContainerArgv(o.Pod, data, o.Container)
 		if err != nil {
-			return nil, inputError(err)
+			return nil, UsageError{Err: err} // the file or --container is wrong
 		}
 		words, ok := lint.ScriptArgv(argv, o.Scripts[0])
 		if !ok {

@@ -55,6 +55,18 @@ back cleanly; and lints the next dmsinit.sh against its RBAC in CI.
 	root.PersistentPreRunE = func(c *cobra.Command, _ []string) error { return checkOutputFlag(c) }
 	globalFlags(root, kf)
 	root.AddCommand(subcommands(kf, streams)...)
+	// cobra's `completion` follows the same conventions: an unknown shell or
+	// an extra argument is a usage error (exit 2).
+	root.InitDefaultCompletionCmd()
+	for _, c := range root.Commands() {
+		if c.Name() != "completion" {
+			continue
+		}
+		c.Args, c.RunE = positional(cobra.NoArgs), showHelp
+		for _, shell := range c.Commands() {
+			shell.Args = positional(cobra.NoArgs)
+		}
+	}
 	return root
 }
 

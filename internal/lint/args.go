@@ -105,6 +105,9 @@ func ContainerArgv(name string, data []byte, container string) ([]string, error)
 	case err != nil:
 		return nil, &rbac.ManifestError{File: name, Line: line, Err: err}
 	}
+	if len(names) == 0 {
+		return nil, fmt.Errorf("%s holds no Pod or workload with containers", name)
+	}
 	return nil, fmt.Errorf("%s: no container %q (containers: %s)", name, container, strings.Join(names, ", "))
 }
 
