@@ -428,6 +428,7 @@ const (
 	CodeAPIServerUnreachable  = "DPF-API-001"
 	CodeNoDPUFound            = "DPF-NODPU-001"
 	CodeRBACForbidden         = "DPF-RBAC-001"
+	CodeRBACGranted           = "DPF-RBAC-002"
 	CodeEmptyCertificateFiles = "DPF-CERTFILES-001"
 	CodeStatusSkewFixable     = "DPF-SKEW-001"
 	CodeStatusSkewCRD         = "DPF-SKEW-002"

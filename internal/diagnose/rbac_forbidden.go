@@ -36,17 +36,55 @@ type logForbidden struct {
 // dpudevices/status patch that comes first is StatusSubresourceSkew's.
 func rbacForbidden(v *view) []Finding {
 	groups := map[string][]rbacCase{}
+	granted := Finding{Class: ClassRBACForbidden, Code: CodeRBACGranted, Severity: SeverityError, Fixable: true}
 	for _, p := range v.failing() {
 		if rc, ok := rbacCaseFor(v, p); ok {
 			k := missingKey(rc.missing, p.Node)
 			groups[k] = append(groups[k], rc)
+		} else if detail, ev, ok := grantedSince(v, p); ok {
+			granted.addPod(p.Name, detail)
+			granted.Evidence = appendLimited(granted.Evidence, ev, maxQuoted)
 		}
 	}
 	var out []Finding
 	for _, k := range slices.Sorted(maps.Keys(groups)) {
 		out = append(out, rbacFinding(v.b, groups[k]))
 	}
+	if len(granted.Pods) > 0 {
+		granted.Summary = fmt.Sprintf("%s failed on RBAC that allows the call now (granted since that run): %s at the next restart",
+			plural(len(granted.Pods), "pod", "pods"), choose(len(granted.Pods), "it passes", "they pass"))
+		granted.NextStep = "nothing to grant; dms-init passes at its next restart, " + dpf.RetryWithin +
+			"; `dpfdoctor fix --apply` restarts the pods now where the operator re-creates them (v25.7+) and otherwise watches them recover"
+		out = append(out, granted)
+	}
 	return out
+}
+
+// grantedSince reports a pod whose last dms-init run failed on RBAC that
+// allows the call now: a Forbidden in its log for a call a review allows,
+// or (the script hiding kubectl's error) a wait for the node's Secret that
+// exists and that it may read now. Such a pod passes at its next restart;
+// typically dpfdoctor's own grant, written moments ago or by GitOps.
+func grantedSince(v *view, p evidence.Pod) (string, Evidence, bool) {
+	if dmsInitCompleted(p) {
+		return "", Evidence{}, false
+	}
+	for _, f := range v.forbidden(p.Name) {
+		if req := forPodNode(v, p, f.line, f.fb.Request); !isStatusPatch(req) && v.nowAllowed(p, req) {
+			return fmt.Sprintf("its last run was refused %s, which is allowed now", req), logEvidence(f.line), true
+		}
+	}
+	l, ok := find(v.log(p.Name), dpf.MsgSecretTimeoutC, dpf.MsgSecretTimeoutB, dpf.MsgWaitingSecretC, dpf.MsgWaitingSecretB)
+	if !ok || !v.b.SecretsListed {
+		return "", Evidence{}, false
+	}
+	f := v.factsOf(p)
+	for _, c := range f.calls {
+		if req := c.Request(f.namespace, p.Node); c.Resource == "secrets" && req.Name != "" && v.secrets[req.Name] && v.nowAllowed(p, req) {
+			return fmt.Sprintf("its last run timed out waiting for Secret %s, which exists and which it may read now", req.Name), logEvidence(l), true
+		}
+	}
+	return "", Evidence{}, false
 }
 
 // rbacCaseFor decides whether RBAC stops the pod's dms-init.

@@ -1,6 +1,9 @@
 package diagnose
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 func TestRBACForbidden(t *testing.T) {
 	const ns = " in dpf-operator-system"
@@ -33,7 +36,6 @@ func TestRBACForbidden(t *testing.T) {
 			missing: []string{"get secrets w2-server-secret" + ns},
 		}},
 		{"rbac_forbidden/near-miss-secrets-granted.yaml", nil},
-		{"rbac_forbidden/near-miss-granted-since.yaml", nil},
 		{"status_skew/fixable.yaml", nil},
 	} {
 		t.Run(tc.file, func(t *testing.T) { expect(t, of(ClassRBACForbidden), tc.file, tc.want) })
@@ -49,9 +51,27 @@ func TestRBACForbiddenCreateDPUNode(t *testing.T) {
 }
 
 // A Forbidden from a run before the grant is stale: the pod is waiting for
-// its next restart.
+// its next restart, and fix has nothing to grant, only restarts. So is a
+// timed-out wait for a Secret that exists and may be read now (the script
+// hid kubectl's error).
 func TestRBACGrantedSince(t *testing.T) {
-	expect(t, of(ClassUnknown), "rbac_forbidden/near-miss-granted-since.yaml", &want{
-		code: CodeUnknown, pods: []string{"w1-dms"}, summary: "which is allowed now: it should pass at its next restart",
+	expect(t, of(ClassRBACForbidden), "rbac_forbidden/near-miss-granted-since.yaml", &want{
+		code: CodeRBACGranted, pods: []string{"w1-dms"}, fixable: true,
+		summary:  "1 pod failed on RBAC that allows the call now (granted since that run)",
+		evidence: []string{`secrets "w1-server-secret" is forbidden`},
+		next:     "dpfdoctor fix --apply",
 	})
+	b := load(t, "rbac_forbidden/hypothetical-secrets-forbidden-quiet.yaml")
+	for i := range b.Access {
+		b.Access[i].Allowed = true
+	}
+	fs := of(ClassRBACForbidden).Classify(b)
+	if len(fs) != 1 || fs[0].Code != CodeRBACGranted || len(fs[0].Missing) != 0 || !fs[0].Fixable ||
+		!strings.Contains(fs[0].detail["w1-dms"], "timed out waiting for Secret w1-server-secret, which exists") {
+		t.Fatalf("quiet, granted since: %+v", fs)
+	}
+	b.Secrets = nil // a Secret that does not exist is no grant's doing
+	if fs := of(ClassRBACForbidden).Classify(b); len(fs) != 0 {
+		t.Errorf("without the Secret: %+v", fs)
+	}
 }

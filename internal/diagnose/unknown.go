@@ -65,12 +65,7 @@ func unclaimed(v *view, findings []Finding) []Finding {
 	return out
 }
 
-func unknownSummary(v *view, p evidence.Pod) string {
-	for _, f := range v.forbidden(p.Name) {
-		if v.nowAllowed(p, f.fb.Request) {
-			return fmt.Sprintf("its last run was refused %s, which is allowed now: it should pass at its next restart (CrashLoopBackOff waits up to 5 minutes)", f.fb.Request)
-		}
-	}
+func unknownSummary(_ *view, p evidence.Pod) string {
 	c, ok := p.Blocking()
 	if !ok {
 		return "not Ready, no container is blocking"

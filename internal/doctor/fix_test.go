@@ -14,6 +14,7 @@ import (
 
 	"github.com/dpfdoctor/dpfdoctor/internal/access"
 	"github.com/dpfdoctor/dpfdoctor/internal/apply"
+	"github.com/dpfdoctor/dpfdoctor/internal/diagnose"
 	"github.com/dpfdoctor/dpfdoctor/internal/doctor"
 	"github.com/dpfdoctor/dpfdoctor/internal/dpf"
 	"github.com/dpfdoctor/dpfdoctor/internal/kube"
@@ -433,5 +434,72 @@ func TestFixRefusedByPolicy(t *testing.T) {
 	}
 	if ready, total := e.readyPods(); total != 2 || ready != 0 {
 		t.Fatalf("%d of %d pods Ready, want the 2 failing pods left alone", ready, total)
+	}
+}
+
+// The grant written out of band (fix -o yaml through GitOps, or an
+// interrupted fix) before the pods' next retry: diagnose says the pods wait
+// for that retry (DPF-RBAC-002), never that it does not know the failure,
+// and fix grants nothing more and brings them back: on v25.7.0 by
+// deleting them, on v25.4.0 by waiting for their retry (a delete there
+// could race it).
+func TestFixAfterGrantWrittenElsewhere(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		version  string
+		scenario sim.Scenario
+		action   string
+	}{
+		{"v25.4.0", sim.HypotheticalSecretsForbidden, plan.ActionWait},
+		{"v25.7.0", sim.HypotheticalSecretsForbiddenQuiet, plan.ActionDelete},
+	} {
+		t.Run(tc.version, func(t *testing.T) {
+			// Real time, so that the pods' next retry comes well after the grant.
+			e := startSim(t, sim.Options{Version: tc.version, Nodes: 3, Scenario: string(tc.scenario), TimeScale: 1})
+			e.waitFailing(3)
+			ctx := context.Background()
+			pl, err := doctor.Plan(ctx, doctor.PlanOptions{Clients: e.clients()})
+			if err != nil || len(pl.Plan.Changes) == 0 {
+				t.Fatalf("plan: %v %+v", err, pl)
+			}
+			for _, c := range pl.Plan.Changes { // as a GitOps tool applies `fix -o yaml`
+				gvr := dpf.MustGVR(c.Object.GroupVersionKind().Group, c.Object.GetKind())
+				if _, err := e.dyn.Resource(gvr).Namespace(c.Object.GetNamespace()).Apply(ctx, c.Object.GetName(), c.Object,
+					metav1.ApplyOptions{FieldManager: "gitops"}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			granted := false
+			for deadline := time.Now().Add(20 * time.Second); !granted && time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+				pl, err = doctor.Plan(ctx, doctor.PlanOptions{Clients: e.clients()})
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, f := range pl.Diagnosis.Findings {
+					if f.Class == diagnose.ClassUnknown {
+						t.Fatalf("a pod waiting for its retry after the grant is Unknown: %+v", f)
+					}
+					granted = granted || f.Code == diagnose.CodeRBACGranted && len(f.Pods) == 3
+				}
+			}
+			if !granted {
+				t.Fatalf("no %s finding for the 3 pods after the grant: %+v", diagnose.CodeRBACGranted, pl.Diagnosis.Findings)
+			}
+			if len(pl.Plan.Changes) != 0 || len(pl.Plan.Restart) != 3 {
+				t.Fatalf("plan after the grant: %d changes, %d restarts", len(pl.Plan.Changes), len(pl.Plan.Restart))
+			}
+			for _, a := range pl.Plan.Restart {
+				if a.Action != tc.action || a.TouchNode {
+					t.Errorf("%s: %s (touch node %t), want %s: %s", a.Pod, a.Action, a.TouchNode, tc.action, a.Reason)
+				}
+			}
+			rep, err := e.fix(t.TempDir())
+			if err != nil {
+				t.Fatalf("fix: %v (%v)", err, rep.Problems)
+			}
+			if rep.Recovery == nil || rep.Recovery.Ready != rep.Recovery.Total {
+				t.Fatalf("recovery: %+v", rep.Recovery)
+			}
+		})
 	}
 }

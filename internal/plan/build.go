@@ -74,6 +74,7 @@ func Build(in Input) (*Plan, error) {
 	var (
 		grants   []rbac.Grant
 		affected []AffectedPod
+		granted  []AffectedPod // failed on RBAC granted since: restarts only
 		missing  []string
 	)
 	for _, f := range d.Findings {
@@ -86,7 +87,7 @@ func Build(in Input) (*Plan, error) {
 				p.Addresses = append(p.Addresses, Addressed{Code: f.Code, Class: string(f.Class), Summary: f.Summary})
 				continue
 			} // else: grant what the re-created pods will need, below
-		case !f.Fixable || len(f.Missing) == 0:
+		case !f.Fixable || len(f.Missing) == 0 && f.Code != diagnose.CodeRBACGranted:
 			if len(f.Pods) > 0 || len(f.SecondaryPods) > 0 || f.Severity != diagnose.SeverityInfo {
 				p.Skipped = append(p.Skipped, Skipped{Code: f.Code, Class: string(f.Class), Summary: f.Summary, Pods: f.Pods, NextStep: f.NextStep})
 			}
@@ -109,7 +110,12 @@ func Build(in Input) (*Plan, error) {
 		}
 		for _, name := range f.Pods {
 			if pod, ok := b.Pod(name); ok {
-				affected = append(affected, AffectedPod{Name: pod.Name, Node: pod.Node, Ready: pod.Ready, Deleting: pod.Deleting})
+				ap := AffectedPod{Name: pod.Name, Node: pod.Node, Ready: pod.Ready, Deleting: pod.Deleting}
+				if f.Code == diagnose.CodeRBACGranted {
+					granted = append(granted, ap)
+				} else {
+					affected = append(affected, ap)
+				}
 			}
 		}
 	}
@@ -139,8 +145,10 @@ func Build(in Input) (*Plan, error) {
 	// A pod of several findings is restarted once.
 	slices.SortFunc(affected, func(a, b AffectedPod) int { return strings.Compare(a.Name, b.Name) })
 	affected = slices.CompactFunc(affected, func(a, b AffectedPod) bool { return a.Name == b.Name })
-	mode, why := chooseRestart(in.Restart, release, known, len(affected))
-	p.Restart = append(RestartActions(mode, release, known, affected, dpuNodes(b)), MissingPodActions(mode, release, missing)...)
+	mode, why := chooseRestart(in.Restart, release, known, len(affected)+len(granted))
+	p.Restart = slices.Concat(RestartActions(mode, release, known, affected, dpuNodes(b)), GrantedPodActions(mode, release, known, granted),
+		MissingPodActions(mode, release, missing))
+	slices.SortFunc(p.Restart, func(a, b PodAction) int { return strings.Compare(a.Pod, b.Pod) })
 	if len(p.Restart) > 0 {
 		p.RestartMode, p.RestartWhy = mode, why
 	}

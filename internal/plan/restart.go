@@ -86,6 +86,24 @@ func RestartActions(mode string, release dpf.Release, known bool, pods []Affecte
 	return out
 }
 
+// GrantedPodActions decides, per pod that failed on RBAC granted since its
+// last run (diagnose's DPF-RBAC-002), as RestartActions does, except on
+// v25.4.0: with the grant already in place the pod's own retry may run
+// dms-init to the end, which creates the DPUNode, while its delete is under
+// way, and v25.4.0 never re-creates a pod whose DPUNode exists; so there
+// the pod is left to that retry.
+func GrantedPodActions(mode string, release dpf.Release, known bool, pods []AffectedPod) []PodAction {
+	out := RestartActions(mode, release, known, pods, nil)
+	for i := range out {
+		if known && !release.RecreatesDeletedPod && out[i].Action == ActionDelete {
+			out[i].Action, out[i].TouchNode = ActionWait, false
+			out[i].Reason = fmt.Sprintf("the grant is in place already: on DPF %s a delete now could race the pod's own retry, whose dms-init "+
+				"may create the DPUNode first, and the pod would not come back; it recovers at that retry, "+dpf.RetryWithin, release.Version)
+		}
+	}
+	return out
+}
+
 // MissingPodActions decides, per DPU node without its DMS pod (diagnose's
 // PodMissing), how the pod comes back: on a release that re-creates
 // deleted pods by itself, wait for the operator; on v25.4.0, whose
