@@ -23,6 +23,7 @@ import (
 
 	"github.com/dpfdoctor/dpfdoctor/internal/access"
 	"github.com/dpfdoctor/dpfdoctor/internal/dpf"
+	"github.com/dpfdoctor/dpfdoctor/internal/policy"
 	"github.com/dpfdoctor/dpfdoctor/internal/rbac"
 	rbacv1 "k8s.io/api/rbac/v1"
 	"mvdan.cc/sh/v3/syntax"
@@ -316,24 +317,37 @@ func (e *evaluator) evaluate(f *Finding) {
 
 // Suggest renders least-privilege RBAC for the denied certain calls, with
 // the generator `dpfdoctor fix` uses. Requests whose namespace or kind is not
-// resolved are left out; unresolved names are granted for every name.
+// resolved are left out; unresolved names are granted for every name. What
+// fix's policy would never grant (Secret lists, RBAC, wildcards, …) is left
+// out too, and named in a comment at the top.
 func Suggest(r *Report, subject rbacv1.Subject) ([]byte, error) {
 	var grants []rbac.Grant
+	var refused []string
 	for _, f := range r.Findings {
 		if f.Code() != RuleDenied || f.Suppressed != nil || f.NamespacePattern != "" || f.UnknownKind != "" {
 			continue
 		}
-		grants = append(grants, rbac.Grant{Request: f.Request,
-			Reason: fmt.Sprintf("%s:%d %s", filepath.Base(f.File), f.Line, f.Needs())})
+		at := fmt.Sprintf("%s:%d", filepath.Base(f.File), f.Line)
+		if why := policy.RefuseRequest(f.Request); why != "" {
+			refused = append(refused, fmt.Sprintf("# - %s (%s): %s", f.Request, at, why))
+			continue
+		}
+		grants = append(grants, rbac.Grant{Request: f.Request, Reason: at + " " + f.Needs()})
+	}
+	var out []byte
+	if len(refused) > 0 {
+		out = fmt.Appendf(nil, "# Not suggested: dpfdoctor's policy never grants these; change the calls instead:\n%s\n",
+			strings.Join(slices.Compact(refused), "\n"))
 	}
 	if len(grants) == 0 {
-		return nil, nil
+		return out, nil
 	}
 	objs, err := rbac.Render(grants, rbac.RenderOptions{Subject: subject})
 	if err != nil {
 		return nil, fmt.Errorf("suggest RBAC: %w", err)
 	}
-	return rbac.ToYAML(objs)
+	y, err := rbac.ToYAML(objs)
+	return append(out, y...), err
 }
 
 // analyze walks one script and returns its findings (without decisions),

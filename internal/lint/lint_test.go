@@ -312,3 +312,26 @@ func TestWriteUnknownFormat(t *testing.T) {
 		t.Errorf("err = %v", err)
 	}
 }
+
+// A suggestion leaves out what dpfdoctor's policy never grants, and names it.
+func TestSuggestLeavesOutWhatPolicyRefuses(t *testing.T) {
+	src := "kubectl get secrets -A\nkubectl create clusterrolebinding x --clusterrole=cluster-admin --serviceaccount=a:b\nkubectl get cm a -n " + dmsNS + "\n"
+	r := lintSource(t, src, ArgsFromArgv(nil))
+	y, err := Suggest(r, rbacv1.Subject{Kind: rbacv1.ServiceAccountKind, Name: dmsSA, Namespace: dmsNS})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := string(y)
+	for _, want := range []string{"# Not suggested", "# - list secrets (cluster-scoped)", "# - create clusterrolebindings.rbac.authorization.k8s.io (cluster-scoped)"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("suggestion lacks %q:\n%s", want, out)
+		}
+	}
+	set, err := rbac.ParseManifests("suggestion", y)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(set.ClusterRoles) != 0 || len(set.Roles) != 1 || len(set.Roles[0].Rules) != 1 || set.Roles[0].Rules[0].Resources[0] != "configmaps" {
+		t.Errorf("suggested RBAC: %+v", set)
+	}
+}

@@ -17,6 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 
+	"github.com/dpfdoctor/dpfdoctor/internal/access"
 	"github.com/dpfdoctor/dpfdoctor/internal/dpf"
 	"github.com/dpfdoctor/dpfdoctor/internal/plan"
 	"github.com/dpfdoctor/dpfdoctor/internal/rbac"
@@ -149,6 +150,27 @@ func checkObject(p *plan.Plan, u *unstructured.Unstructured, planned map[plan.Ob
 		}
 	}
 	return v
+}
+
+// RefuseRequest says why the policy would refuse a grant of r alone, ""
+// when it would not: for a suggestion to leave out what fix would never
+// write.
+func RefuseRequest(r access.Request) string {
+	rule := rbacv1.PolicyRule{Verbs: []string{r.Verb}}
+	if r.NonResourceURL != "" {
+		rule.NonResourceURLs = []string{r.NonResourceURL}
+	} else {
+		rule.APIGroups, rule.Resources = []string{r.Group}, []string{r.RBACResource()}
+	}
+	if r.Name != "" {
+		rule.ResourceNames = []string{r.Name}
+	}
+	v := checkRules([]rbacv1.PolicyRule{rule}, r.Namespace == "")
+	if len(v) == 0 {
+		return ""
+	}
+	_, why, _ := strings.Cut(v[0], ": ") // "rule 1: …"
+	return why
 }
 
 // forbiddenVerbs are never granted: they let the holder widen its own or
