@@ -66,7 +66,7 @@ func badValues(missing string) map[string][][]string {
 	return map[string][][]string{
 		"dpfdoctor":          {{"--v", "loud"}},
 		"dpfdoctor diagnose": {{"--max-logs", "-1"}, {"--from-bundle", missing}, {"-o", "jsonpath={.pods["}, {"-o", "name"}, {"-v"}},
-		"dpfdoctor fix":      {{"--scope", "cluster"}, {"--restart", "sometimes"}, {"--timeout", "0s"}, {"--yes"}, {"-o", "go-template={{"}, {"--apply", "--yes", "-o", "name"}},
+		"dpfdoctor fix":      {{"--scope", "cluster"}, {"--restart", "sometimes"}, {"--timeout", "0s"}, {"--reconcile-wait", "0s"}, {"--yes"}, {"-o", "go-template={{"}, {"--apply", "--yes", "-o", "name"}},
 		"dpfdoctor guard":    {{"--mode", "fix-everything"}, {"--max-repairs-per-minute", "0"}},
 		"dpfdoctor lint":     {{"--serviceaccount", "no-slash"}, {"--script", missing}, {"--fail-on", "never"}, {"--config", missing}, {"-o", "jsonpath"}},
 		"dpfdoctor rollback": {{"--backup", missing}, {"--latest", "--backup", missing}},

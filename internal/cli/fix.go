@@ -141,8 +141,8 @@ func (o *FixOptions) Validate() error {
 	if slices.ContainsFunc(o.Nodes, func(n string) bool { return strings.TrimSpace(n) == "" }) {
 		return Usagef("--node needs a node name")
 	}
-	if o.Timeout <= 0 || o.ReconcileWait < 0 {
-		return Usagef("--timeout must be positive and --reconcile-wait not negative")
+	if o.Timeout <= 0 || o.ReconcileWait <= 0 {
+		return Usagef("--timeout and --reconcile-wait must be positive (the fix watches the operator's reconcile to prove the grant survives it)")
 	}
 	if o.Yes && !o.Apply {
 		return Usagef("--yes only makes sense with --apply")
