@@ -107,6 +107,9 @@ func (o *DiagnoseOptions) Validate() error {
 	if o.Bundle != "" && o.Bundle == o.FromBundle {
 		return Usagef("--bundle and --from-bundle name the same file %q", o.Bundle)
 	}
+	if o.Bundle != "" {
+		return checkOutputPath("bundle", o.Bundle, false)
+	}
 	return nil
 }
 

@@ -62,11 +62,11 @@ func TestExitCode(t *testing.T) {
 
 // badValues are flag values that parse but are wrong, per command: enums,
 // ranges and paths. Flags that do not parse are found by walking the flags.
-func badValues(missing string) map[string][][]string {
+func badValues(missing, file string) map[string][][]string {
 	return map[string][][]string{
 		"dpfdoctor":          {{"--v", "loud"}},
-		"dpfdoctor diagnose": {{"--max-logs", "-1"}, {"--from-bundle", missing}, {"-o", "jsonpath={.pods["}, {"-o", "name"}, {"-v"}},
-		"dpfdoctor fix":      {{"--scope", "cluster"}, {"--restart", "sometimes"}, {"--timeout", "0s"}, {"--reconcile-wait", "0s"}, {"--yes"}, {"-o", "go-template={{"}, {"--apply", "--yes", "-o", "name"}},
+		"dpfdoctor diagnose": {{"--max-logs", "-1"}, {"--from-bundle", missing}, {"--bundle", missing}, {"--bundle", os.TempDir()}, {"-o", "jsonpath={.pods["}, {"-o", "name"}, {"-v"}},
+		"dpfdoctor fix":      {{"--scope", "cluster"}, {"--restart", "sometimes"}, {"--timeout", "0s"}, {"--reconcile-wait", "0s"}, {"--yes"}, {"-o", "go-template={{"}, {"--apply", "--yes", "-o", "name"}, {"--apply", "--yes", "--backup-dir", filepath.Join(file, "sub")}},
 		"dpfdoctor guard":    {{"--mode", "fix-everything"}, {"--max-repairs-per-minute", "0"}},
 		"dpfdoctor lint":     {{"--serviceaccount", "no-slash"}, {"--script", missing}, {"--fail-on", "never"}, {"--config", missing}, {"-o", "jsonpath"}},
 		"dpfdoctor rollback": {{"--backup", missing}, {"--latest", "--backup", missing}},
@@ -94,7 +94,11 @@ func TestBadInputEveryCommand(t *testing.T) {
 		"dpfdoctor preflight": {"--to", "v25.7.0"},
 	}
 	missing := filepath.Join(t.TempDir(), "no", "such", "file")
-	values := badValues(missing)
+	file := filepath.Join(t.TempDir(), "a-file")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	values := badValues(missing, file)
 	seen := map[string]bool{}
 
 	type tcase struct {

@@ -147,6 +147,11 @@ func (o *FixOptions) Validate() error {
 	if o.Yes && !o.Apply {
 		return Usagef("--yes only makes sense with --apply")
 	}
+	if o.Apply {
+		if err := checkOutputPath("backup-dir", o.BackupRoot, true); err != nil {
+			return err
+		}
+	}
 	if o.Apply && !o.Yes && !ptr.Deref(o.interactive, isTerminal(o.In)) {
 		return Usagef("--apply asks for confirmation, but stdin is not a terminal: add --yes")
 	}

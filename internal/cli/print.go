@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 
@@ -147,4 +148,35 @@ func (p palette) paint(code, s string) string {
 		return s
 	}
 	return "\x1b[" + code + "m" + s + "\x1b[0m"
+}
+
+// checkOutputPath checks, before any request, that a flag's output path
+// can be written: a file (dir false) whose directory exists, or a directory
+// (dir true) that exists or can be made under its nearest existing
+// ancestor. Anything else is a usage error, so no work is lost at the end.
+func checkOutputPath(flag, path string, dir bool) error {
+	if fi, err := os.Stat(path); err == nil {
+		if fi.IsDir() != dir {
+			return Usagef("--%s %s: %s", flag, path, choose(dir, "is a file, not a directory", "is a directory, not a file"))
+		}
+		return nil
+	}
+	parent := filepath.Dir(path)
+	for dir {
+		if _, err := os.Stat(parent); err == nil || parent == filepath.Dir(parent) {
+			break
+		}
+		parent = filepath.Dir(parent)
+	}
+	if fi, err := os.Stat(parent); err != nil || !fi.IsDir() {
+		return Usagef("--%s %s: %s is not a directory", flag, path, parent)
+	}
+	return nil
+}
+
+func choose[T any](c bool, a, b T) T {
+	if c {
+		return a
+	}
+	return b
 }
