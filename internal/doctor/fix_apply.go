@@ -24,7 +24,7 @@ func (f *fixRun) checkRights(ctx context.Context) error {
 	p := f.plan
 	needs := slices.DeleteFunc(append(apply.Needs(p), verify.Needs(p)...), f.evidenceMade)
 	if err := apply.CheckRights(ctx, f.cl.Kube, p, needs); err != nil {
-		f.r.Outcome = OutcomeRefused
+		f.r.Outcome = OutcomeNoRights
 		return err
 	}
 	var err error

@@ -339,7 +339,7 @@ func TestFixWithoutRights(t *testing.T) {
 	root := t.TempDir()
 	rep, err := doctor.Fix(ctx, doctor.FixOptions{PlanOptions: doctor.PlanOptions{Clients: cl}, BackupRoot: root, ReconcileWait: 100 * time.Millisecond})
 	var re *apply.RightsError
-	if !errors.Is(err, kube.ErrInsufficientRights) || !errors.As(err, &re) || rep.Outcome != doctor.OutcomeRefused {
+	if !errors.Is(err, kube.ErrInsufficientRights) || !errors.As(err, &re) || rep.Outcome != doctor.OutcomeNoRights {
 		t.Fatalf("fix as a viewer: %v (outcome %q)", err, rep.Outcome)
 	}
 	for _, want := range []string{"create roles.rbac.authorization.k8s.io in " + e.c.Namespace, "delete pods in " + e.c.Namespace, "patch nodes"} {

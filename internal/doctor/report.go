@@ -30,9 +30,11 @@ const (
 	OutcomeAlreadyFixed = "already in place"
 	OutcomeNothingToDo  = "nothing to do"
 	OutcomeProblems     = "problems remain"
-	OutcomeRefused      = "refused"
-	OutcomeDeclined     = "declined"
-	OutcomeFailed       = "failed"
+	OutcomeRefused      = "refused" // by the policy
+	// OutcomeNoRights: the user lacks rights the fix needs (exit 6).
+	OutcomeNoRights = "insufficient rights"
+	OutcomeDeclined = "declined"
+	OutcomeFailed   = "failed"
 	// OutcomeInterrupted: Ctrl-C (or SIGTERM) ended the fix; what it wrote
 	// was rolled back, and pods it deleted were brought back (fix.md).
 	OutcomeInterrupted = "interrupted"
