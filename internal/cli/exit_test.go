@@ -70,7 +70,7 @@ func badValues(missing, file string) map[string][][]string {
 		"dpfdoctor guard":    {{"--mode", "fix-everything"}, {"--max-repairs-per-minute", "0"}},
 		"dpfdoctor lint":     {{"--serviceaccount", "no-slash"}, {"--script", missing}, {"--fail-on", "never"}, {"--config", missing}, {"-o", "jsonpath"}},
 		"dpfdoctor rollback": {{"--backup", missing}, {"--latest", "--backup", missing}},
-		"dpfdoctor sim up":   {{"--scenario", "nope"}, {"--dpf-version", "v1.0"}, {"--nodes", "0"}, {"--time-scale", "0"}},
+		"dpfdoctor sim up":   {{"--scenario", "nope"}, {"--scenario", "healthy=3", "--nodes", "2"}, {"--dpf-version", "v1.0"}, {"--nodes", "0"}, {"--time-scale", "0"}},
 		"dpfdoctor sim down": {{"--pid-file", missing}},
 		"dpfdoctor version":  {{"-o", "table"}, {"-o", "name"}},
 		"dpfdoctor versions": {{"--out", missing}, {"-o", "jsonpath-file=" + missing}},

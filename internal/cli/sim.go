@@ -84,6 +84,9 @@ func newCmdSimUp(s genericiooptions.IOStreams) *cobra.Command {
 			if o.Nodes <= 0 {
 				return Usagef("--nodes must be at least 1")
 			}
+			if err := mix.Fits(o.Nodes); err != nil {
+				return UsageError{Err: err}
+			}
 			if err := o.script.complete(&o.Options); err != nil {
 				return err
 			}

@@ -100,6 +100,9 @@ func ParseMix(s string) (Mix, error) {
 		if !e.Scenario.valid() {
 			return nil, fmt.Errorf("unknown scenario %q (known: %s)", name, scenarioList())
 		}
+		if slices.ContainsFunc(m, func(o MixEntry) bool { return o.Scenario == e.Scenario }) {
+			return nil, fmt.Errorf("scenario %q is given twice", e.Scenario)
+		}
 		if hasCount {
 			n, err := strconv.Atoi(strings.TrimSpace(count))
 			if err != nil || n < 0 {
@@ -113,6 +116,18 @@ func ParseMix(s string) (Mix, error) {
 		return nil, fmt.Errorf("no scenario given (known: %s)", scenarioList())
 	}
 	return m, nil
+}
+
+// Fits reports an error when the counts ask for more than n nodes.
+func (m Mix) Fits(n int) error {
+	counted := 0
+	for _, e := range m {
+		counted += e.Count
+	}
+	if counted > n {
+		return fmt.Errorf("the scenario counts add up to %d nodes, more than the %d nodes of the sim", counted, n)
+	}
+	return nil
 }
 
 // Assign returns the scenario of each of n nodes. Entries without a count

@@ -33,10 +33,14 @@ func TestMixAssign(t *testing.T) {
 			t.Errorf("%q over %d nodes = %v, want %v", tc.in, tc.n, got, tc.want)
 		}
 	}
-	for _, bad := range []string{"", "nope", "healthy=x", "healthy=-1"} {
+	for _, bad := range []string{"", "nope", "healthy=x", "healthy=-1", "healthy=1,healthy=2"} {
 		if _, err := ParseMix(bad); err == nil {
 			t.Errorf("ParseMix(%q) succeeded", bad)
 		}
+	}
+	m, _ := ParseMix("healthy=3")
+	if m.Fits(3) != nil || m.Fits(2) == nil {
+		t.Errorf("healthy=3 fits 3 nodes and not 2: %v, %v", m.Fits(3), m.Fits(2))
 	}
 }
 

@@ -200,7 +200,7 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := CheckApplies(mix, release); err != nil {
+	if err := errors.Join(CheckApplies(mix, release), mix.Fits(opts.Nodes)); err != nil {
 		return nil, err
 	}
 	if Assets() == "" {
