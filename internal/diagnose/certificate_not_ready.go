@@ -33,10 +33,12 @@ func certificateNotReady(v *view) []Finding {
 		return nil
 	}
 	ns := b.Install.Namespace
-	if is, ok := b.Issuer(dpf.Issuer); ok && !is.Ready() {
-		issuerBad = true
-		f.Evidence = append(f.Evidence, Evidence{Kind: EvidenceObject, Source: "Issuer " + ns + "/" + dpf.Issuer, Text: conditionText(is, "Ready")})
-	} else if !ok && len(b.Issuers) > 0 {
+	if is, ok := b.Issuer(dpf.Issuer); ok {
+		if _, notReady := is.NotReady(); notReady {
+			issuerBad = true
+			f.Evidence = append(f.Evidence, Evidence{Kind: EvidenceObject, Source: "Issuer " + ns + "/" + dpf.Issuer, Text: conditionText(is, "Ready")})
+		}
+	} else if len(b.Issuers) > 0 {
 		issuerBad = true
 		f.Evidence = append(f.Evidence, Evidence{Kind: EvidenceObject, Source: "Issuer " + ns + "/" + dpf.Issuer, Text: "absent"})
 	}

@@ -125,6 +125,14 @@ func (o Object) Ready() bool {
 	return ok && c.Status == "True"
 }
 
+// NotReady returns the object's Ready condition when it is set and not
+// True. An object without one (its controller has not reported yet) is
+// neither Ready nor NotReady.
+func (o Object) NotReady() (Condition, bool) {
+	c, ok := o.Condition("Ready")
+	return c, ok && c.Status != "True"
+}
+
 // Node is a Kubernetes Node carrying a DPU.
 type Node struct {
 	Name       string            `json:"name"`

@@ -289,7 +289,7 @@ func (r *Report) certificates(b *evidence.Bundle, t dpf.Release) {
 		r.Findings = append(r.Findings, Finding{Code: CodeIssuer,
 			Summary: fmt.Sprintf("Issuer %s is absent: no DMS server Certificate is issued, and a pod whose <node>-server-secret is missing cannot start (FailedMount).", dpf.Issuer),
 			Before:  "make cert-manager and the operator's Issuer work (kubectl describe issuer -n " + r.Namespace + " " + dpf.Issuer + ")"})
-	} else if c, known := iss.Condition("Ready"); ok && known && c.Status != "True" {
+	} else if c, notReady := iss.NotReady(); ok && notReady {
 		r.Findings = append(r.Findings, Finding{Code: CodeIssuer,
 			Summary: fmt.Sprintf("Issuer %s is not Ready (%s): no DMS server Certificate is issued.", dpf.Issuer, cmp.Or(c.Message, c.Reason)),
 			Before:  "make the Issuer Ready (kubectl describe issuer -n " + r.Namespace + " " + dpf.Issuer + ")"})
@@ -297,7 +297,7 @@ func (r *Report) certificates(b *evidence.Bundle, t dpf.Release) {
 	var nodes []string
 	for _, n := range r.Nodes {
 		cert, ok := b.Certificate(dpf.CertificateName(n))
-		if c, known := cert.Condition("Ready"); ok && known && c.Status != "True" {
+		if _, notReady := cert.NotReady(); ok && notReady {
 			nodes = append(nodes, n)
 		}
 	}

@@ -464,10 +464,21 @@ func (c *Cluster) applyInventory(ctx context.Context) error {
 		u := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "cert-manager.io/v1", "kind": "Issuer",
 			"metadata": map[string]any{"name": iss.name, "namespace": ns}, "spec": iss.spec}}
 		u.SetLabels(labels)
-		if _, err := c.dyn.Resource(gvrIssuer).Namespace(ns).Apply(ctx, iss.name, u, opts); err != nil {
+		applied, err := c.dyn.Resource(gvrIssuer).Namespace(ns).Apply(ctx, iss.name, u, opts)
+		if err != nil {
 			return fmt.Errorf("apply Issuer %s: %w", iss.name, err)
 		}
 		gknn = append(gknn, "Issuer.cert-manager.io/"+iss.name+"."+ns)
+		// cert-manager marks a working Issuer Ready; the sim plays it.
+		if conds, _, _ := unstructured.NestedSlice(applied.Object, "status", "conditions"); len(conds) > 0 {
+			continue
+		}
+		cond := map[string]any{"type": "Ready", "status": "True", "reason": "KeyPairVerified", "message": "Signing CA verified",
+			"lastTransitionTime": time.Now().UTC().Format(time.RFC3339)}
+		_ = unstructured.SetNestedSlice(applied.Object, []any{cond}, "status", "conditions")
+		if _, err := c.dyn.Resource(gvrIssuer).Namespace(ns).UpdateStatus(ctx, applied, metav1.UpdateOptions{}); err != nil {
+			return fmt.Errorf("mark Issuer %s Ready: %w", iss.name, err)
+		}
 	}
 
 	// The applyset parent: a Secret with no data, labelled with the ID and
