@@ -67,7 +67,7 @@ func badValues(missing, file string) map[string][][]string {
 		"dpfdoctor":          {{"--v", "loud"}},
 		"dpfdoctor diagnose": {{"--max-logs", "-1"}, {"--from-bundle", missing}, {"--bundle", missing}, {"--bundle", os.TempDir()}, {"-o", "jsonpath={.pods["}, {"-o", "name"}, {"-v"}},
 		"dpfdoctor fix":      {{"--scope", "cluster"}, {"--restart", "sometimes"}, {"--timeout", "0s"}, {"--reconcile-wait", "0s"}, {"--yes"}, {"-o", "go-template={{"}, {"--apply", "--yes", "-o", "name"}, {"--apply", "--yes", "--backup-dir", filepath.Join(file, "sub")}},
-		"dpfdoctor guard":    {{"--mode", "fix-everything"}, {"--max-repairs-per-minute", "0"}},
+		"dpfdoctor guard":    {{"--mode", "fix-everything"}, {"--max-repairs-per-minute", "0"}, {"--max-logs", "-1"}},
 		"dpfdoctor lint":     {{"--serviceaccount", "no-slash"}, {"--script", missing}, {"--fail-on", "never"}, {"--config", missing}, {"-o", "jsonpath"}},
 		"dpfdoctor rollback": {{"--backup", missing}, {"--latest", "--backup", missing}},
 		"dpfdoctor sim up":   {{"--scenario", "nope"}, {"--scenario", "healthy=3", "--nodes", "2"}, {"--dpf-version", "v1.0"}, {"--nodes", "0"}, {"--time-scale", "0"}},

@@ -108,8 +108,11 @@ func (o *GuardOptions) Validate() error {
 	if o.MaxRepairsPerMinute <= 0 {
 		return Usagef("--max-repairs-per-minute must be positive")
 	}
-	if o.MaxLogsPerSignature == 0 {
-		o.MaxLogsPerSignature = -1
+	switch {
+	case o.MaxLogsPerSignature < 0:
+		return Usagef("--max-logs must be 0 or more, got %d", o.MaxLogsPerSignature)
+	case o.MaxLogsPerSignature == 0:
+		o.MaxLogsPerSignature = -1 // guard.Options: 0 is the default, below 0 none
 	}
 	return nil
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/go-logr/logr"
 	"github.com/spf13/cobra"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
+	"k8s.io/cli-runtime/pkg/printers"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/dpfdoctor/dpfdoctor/internal/dpf"
@@ -259,10 +260,11 @@ func newCmdSimScenarios(s genericiooptions.IOStreams) *cobra.Command {
 		Short: "List the scenarios a simulated node can have",
 		Args:  positional(cobra.NoArgs),
 		RunE: func(*cobra.Command, []string) error {
+			tw := printers.GetNewTabWriter(s.Out)
 			for _, sc := range sim.Scenarios() {
-				fmt.Fprintf(s.Out, "%-28s %s\n", sc, sim.Describe(sc))
+				fmt.Fprintf(tw, "%s\t%s\n", sc, sim.Describe(sc))
 			}
-			return nil
+			return tw.Flush()
 		},
 	}
 }
