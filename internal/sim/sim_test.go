@@ -405,12 +405,19 @@ func TestNodeStatusReportRecreatesPod(t *testing.T) {
 		NodeStatusReport: 20 * time.Second})
 	waitPods(t, cs, 30*time.Second, "dms-init failing", allState(1, "Init:CrashLoopBackOff"))
 	pod := dpf.PodName(c.Nodes[0])
+	old, err := cs.CoreV1().Pods(c.Namespace).Get(ctx, pod, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := cs.CoreV1().Pods(c.Namespace).Delete(ctx, pod, metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	deleted := time.Now()
-	waitPods(t, cs, 30*time.Second, "pod gone", func(ps []corev1.Pod) bool { return len(ps) == 0 })
-	waitPods(t, cs, 25*time.Second, "pod re-created after a Node status report", func(ps []corev1.Pod) bool { return len(ps) == 1 })
+	// The report comes every second, so the gap between the old pod and
+	// its replacement can be shorter than a poll: wait for the new UID.
+	waitPods(t, cs, 55*time.Second, "pod re-created after a Node status report", func(ps []corev1.Pod) bool {
+		return len(ps) == 1 && ps[0].UID != old.UID
+	})
 	n, err := cs.CoreV1().Nodes().Get(ctx, c.Nodes[0], metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
