@@ -163,7 +163,10 @@ func (a *Applier) failed(ctx context.Context, b *Backup, ref plan.ObjectRef, cau
 	// The caller's context may be what failed; the rollback gets its own.
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 	defer cancel()
-	_, rbErr := a.Rollback(rctx, b.Dir)
+	res, rbErr := a.rollback(rctx, b.Dir, b.plan)
+	if rbErr == nil && len(res.Left) > 0 {
+		rbErr = fmt.Errorf("it left %s", strings.Join(res.Left, "; "))
+	}
 	if rbErr != nil {
 		_ = b.setStatus(StatusRollbackFailed, cause.Error())
 		return fmt.Errorf("%w: %s: %w; the rollback did not complete either (%v): run `dpfdoctor rollback --backup %s`",

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"runtime"
 	"slices"
@@ -17,10 +19,12 @@ import (
 	"github.com/go-logr/logr"
 	authorizationv1 "k8s.io/api/authorization/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	k8sruntime "k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/dpfdoctor/dpfdoctor/internal/access"
@@ -454,4 +458,68 @@ func rulesOf(t *testing.T, u *unstructured.Unstructured) []rbacv1.PolicyRule {
 		t.Fatal(err)
 	}
 	return r.Rules
+}
+
+// failRoundTripper answers 500 to the requests fail matches.
+type failRoundTripper struct {
+	next http.RoundTripper
+	fail func(*http.Request) bool
+}
+
+func (f failRoundTripper) RoundTrip(r *http.Request) (*http.Response, error) {
+	if f.fail(r) {
+		return &http.Response{StatusCode: http.StatusInternalServerError, Header: http.Header{"Content-Type": {"application/json"}},
+			Body:    io.NopCloser(strings.NewReader(`{"kind":"Status","apiVersion":"v1","status":"Failure","code":500,"reason":"InternalError","message":"injected"}`)),
+			Request: r}, nil
+	}
+	return f.next.RoundTrip(r)
+}
+
+// The Role write conflicts with dpfdoctor's other writer (the guard) and is
+// merged; then the binding's write fails. The automatic rollback puts the
+// Role back as the guard had it, although what the apply wrote is the
+// merged Role and not the planned one, and leaves no binding.
+func TestRollbackAfterMergedWrite(t *testing.T) {
+	f := setup(t)
+	ctx := context.Background()
+	admin := admin(t, f.c)
+	role := f.plan.Changes[0].Object.DeepCopy()
+	if role.GetKind() != "Role" || f.plan.Changes[1].Object.GetKind() != "RoleBinding" {
+		t.Fatalf("plan changes: %s, %s", role.GetKind(), f.plan.Changes[1].Object.GetKind())
+	}
+	guardRule := map[string]any{"apiGroups": []any{"provisioning.dpu.nvidia.com"}, "resources": []any{"dpunodes"}, "verbs": []any{"get"}}
+	if err := unstructured.SetNestedSlice(role.Object, []any{guardRule}, "rules"); err != nil {
+		t.Fatal(err)
+	}
+	ri := admin.Dynamic.Resource(rbacv1.SchemeGroupVersion.WithResource("roles")).Namespace(role.GetNamespace())
+	if _, err := ri.Apply(ctx, role.GetName(), role, metav1.ApplyOptions{FieldManager: apply.GuardFieldManager}); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := f.cs.RbacV1().Roles(role.GetNamespace()).Get(ctx, role.GetName(), metav1.GetOptions{})
+
+	cfg := rest.CopyConfig(f.c.Config)
+	cfg.Wrap(func(next http.RoundTripper) http.RoundTripper {
+		return failRoundTripper{next: next, fail: func(r *http.Request) bool {
+			return r.Method == http.MethodPatch && strings.Contains(r.URL.Path, "/rolebindings/") && !strings.Contains(r.URL.RawQuery, "dryRun")
+		}}
+	})
+	cl, err := kube.New(cfg, f.c.Namespace, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := apply.NewBackup(t.TempDir(), f.plan, "", nil)
+	_, err = (&apply.Applier{Clients: cl, Backoff: 20 * time.Millisecond}).Apply(ctx, b)
+	if !errors.Is(err, apply.ErrApplyFailed) || !strings.Contains(err.Error(), "everything written was rolled back") {
+		t.Fatalf("apply: %v", err)
+	}
+	after, err := f.cs.RbacV1().Roles(role.GetNamespace()).Get(ctx, role.GetName(), metav1.GetOptions{})
+	if err != nil || !plan.SameRules(after.Rules, before.Rules) {
+		t.Fatalf("the Role after the rollback: %+v (%v), want the guard's %+v", after.Rules, err, before.Rules)
+	}
+	if _, err := f.cs.RbacV1().RoleBindings(role.GetNamespace()).Get(ctx, role.GetName(), metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("the binding after the rollback: %v", err)
+	}
+	if st := b.Receipt().Status; st != apply.StatusFailedRolledBack {
+		t.Errorf("backup status %s", st)
+	}
 }

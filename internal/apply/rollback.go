@@ -132,9 +132,19 @@ type RollbackResult struct {
 // ever touches dpfdoctor-managed RBAC objects and dpfdoctor.dev/
 // annotations. Running it again changes nothing and reports Already.
 func (a *Applier) Rollback(ctx context.Context, dir string) (RollbackResult, error) {
+	return a.rollback(ctx, dir, nil)
+}
+
+// rollback is Rollback; wrote, when not nil, is the plan as the apply wrote
+// it (objects merged with dpfdoctor's other writer replace the planned
+// ones), for the rollback of a half-written apply.
+func (a *Applier) rollback(ctx context.Context, dir string, wrote *plan.Plan) (RollbackResult, error) {
 	l, err := Load(dir)
 	if err != nil {
 		return RollbackResult{Dir: dir}, err
+	}
+	if wrote != nil {
+		l.Plan = wrote
 	}
 	res := RollbackResult{Dir: dir}
 	for _, c := range slices.Backward(l.Receipt.Annotations) {
@@ -252,7 +262,7 @@ func changedSince(ref plan.ObjectRef, live, written *unstructured.Unstructured) 
 	if err != nil || same {
 		return "", err
 	}
-	return fmt.Sprintf("%s was changed since this fix wrote it (by a later fix, or by hand); left alone: roll back later fixes first, newest first", ref), nil
+	return fmt.Sprintf("%s was changed since this fix wrote it (by a later fix, the guard, or by hand); left alone: roll back later fixes first, newest first", ref), nil
 }
 
 // remove deletes an object the apply created, unless it changed since.
