@@ -66,8 +66,8 @@ func rbacForbidden(v *view) []Finding {
 // exists and that it may read now. Such a pod passes at its next restart;
 // typically dpfdoctor's own grant, written moments ago or by GitOps.
 func grantedSince(v *view, p evidence.Pod) (string, Evidence, bool) {
-	if dmsInitCompleted(p) {
-		return "", Evidence{}, false
+	if _, denied := firstBlocking(v.denied(p)); denied || dmsInitCompleted(p) {
+		return "", Evidence{}, false // a call is still refused (the skew's, say): not waiting for a retry
 	}
 	for _, f := range v.forbidden(p.Name) {
 		if req := forPodNode(v, p, f.line, f.fb.Request); !isStatusPatch(req) && v.nowAllowed(p, req) {

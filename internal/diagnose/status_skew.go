@@ -58,7 +58,7 @@ func skewCaseFor(v *view, p evidence.Pod) (skewCase, bool) {
 		return sc, true
 	}
 	for _, f := range v.forbidden(p.Name) {
-		if !isStatusPatch(f.fb.Request) {
+		if req := forPodNode(v, p, f.line, f.fb.Request); !isStatusPatch(req) && !v.nowAllowed(p, req) {
 			return skewCase{}, false // an earlier call is refused: RBACForbidden
 		}
 	}

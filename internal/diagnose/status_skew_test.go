@@ -1,6 +1,11 @@
 package diagnose
 
-import "testing"
+import (
+	"slices"
+	"testing"
+
+	"github.com/dpfdoctor/dpfdoctor/internal/evidence"
+)
 
 func TestStatusSubresourceSkew(t *testing.T) {
 	const ns = " in dpf-operator-system"
@@ -44,5 +49,23 @@ func TestQuietSecretIsNotSkew(t *testing.T) {
 	b := load(t, "rbac_forbidden/hypothetical-secrets-forbidden-quiet.yaml")
 	if fs := of(ClassStatusSubresourceSkew).Classify(b); len(fs) != 0 {
 		t.Fatalf("skew fired on the quiet Secret case: %+v", fs)
+	}
+}
+
+// A Forbidden from an earlier run for a call allowed now does not hide the
+// status patch that is still refused: the skew, not a pod waiting for its
+// retry (DPF-RBAC-002).
+func TestStatusSkewBehindAStaleForbidden(t *testing.T) {
+	b := load(t, "status_skew/sar-only.yaml")
+	b.Logs = append(b.Logs, evidence.Log{Pod: "w1-dms", Container: "dms-init", Instance: "current", Text: "[dmsinit] Creating DPUDevice\n" +
+		`Error from server (Forbidden): dpudevices.provisioning.dpu.nvidia.com is forbidden: User "system:serviceaccount:dpf-operator-system:dpf-provisioning-dms-service-account" cannot create resource "dpudevices" in API group "provisioning.dpu.nvidia.com" in the namespace "dpf-operator-system"` + "\n"})
+	b.LogGroups[0].Fetched = []string{"w1-dms"}
+	b.Gaps = nil
+	var codes []string
+	for _, f := range Diagnose(b).Findings {
+		codes = append(codes, f.Code)
+	}
+	if !slices.Contains(codes, CodeStatusSkewFixable) || slices.Contains(codes, CodeRBACGranted) {
+		t.Errorf("findings %v, want %s and no %s", codes, CodeStatusSkewFixable, CodeRBACGranted)
 	}
 }
