@@ -72,10 +72,11 @@ func Build(in Input) (*Plan, error) {
 		OperatorClusterRole: release.ClusterRole, OperatorRules: release.Rules}
 
 	var (
-		grants   []rbac.Grant
-		affected []AffectedPod
-		granted  []AffectedPod // failed on RBAC granted since: restarts only
-		missing  []string
+		grants    []rbac.Grant
+		affected  []AffectedPod
+		granted   []AffectedPod // failed on RBAC granted since: restarts only
+		grantedSA string
+		missing   []string
 	)
 	for _, f := range d.Findings {
 		switch {
@@ -97,9 +98,13 @@ func Build(in Input) (*Plan, error) {
 		if err != nil {
 			return nil, err
 		}
-		if p.ServiceAccount == "" {
+		switch {
+		case f.Code == diagnose.CodeRBACGranted:
+			// Restarts only: it names no ServiceAccount for the grant.
+			grantedSA = cmp.Or(grantedSA, sa)
+		case p.ServiceAccount == "":
 			p.ServiceAccount = sa
-		} else if sa != p.ServiceAccount {
+		case sa != p.ServiceAccount:
 			p.Skipped = append(p.Skipped, Skipped{Code: f.Code, Class: string(f.Class), Summary: f.Summary, Pods: f.Pods,
 				NextStep: fmt.Sprintf("these pods run as ServiceAccount %s, not %s: run `dpfdoctor fix --node ...` for their nodes separately", sa, p.ServiceAccount)})
 			continue
@@ -119,6 +124,7 @@ func Build(in Input) (*Plan, error) {
 			}
 		}
 	}
+	p.ServiceAccount = cmp.Or(p.ServiceAccount, grantedSA)
 	if len(grants) > 0 {
 		earlier := b.RBAC
 		if in.Keep != nil {

@@ -3,6 +3,7 @@ package plan_test
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 
@@ -351,5 +352,32 @@ func TestRestartModeAuto(t *testing.T) {
 	in.Restart = "sometimes"
 	if _, err := plan.Build(in); !errors.Is(err, plan.ErrRestart) {
 		t.Fatalf("unknown mode: %v", err)
+	}
+}
+
+// Pods that failed on RBAC granted since (DPF-RBAC-002) only restart: on
+// v25.4.0 they wait for their own retry, and their ServiceAccount never
+// displaces the one the grant is for.
+func TestBuildGrantedSince(t *testing.T) {
+	in := input("v25.4.0", "w1")
+	const other = "dpf-provisioning-hostagent-service-account"
+	in.Bundle.Pods = append(in.Bundle.Pods, evidence.Pod{Name: "g1-dms", Namespace: ns, Node: "g1", ServiceAccount: other})
+	granted := diagnose.Finding{Class: diagnose.ClassRBACForbidden, Code: diagnose.CodeRBACGranted, Severity: diagnose.SeverityError,
+		Fixable: true, Pods: []string{"g1-dms"}}
+	in.Diagnosis.Findings = append([]diagnose.Finding{granted}, in.Diagnosis.Findings...)
+	p, err := plan.Build(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.ServiceAccount != sa || len(p.Changes) != 2 {
+		t.Fatalf("plan for %s with %d changes, want %s and the grant", p.ServiceAccount, len(p.Changes), sa)
+	}
+	for _, a := range p.Restart {
+		if a.Pod == "g1-dms" && (a.Action != plan.ActionWait || a.TouchNode) {
+			t.Errorf("g1-dms on v25.4.0: %s (touch node %t), want wait", a.Action, a.TouchNode)
+		}
+	}
+	if !slices.ContainsFunc(p.Restart, func(a plan.PodAction) bool { return a.Pod == "g1-dms" }) {
+		t.Errorf("no action for g1-dms: %+v", p.Restart)
 	}
 }
