@@ -281,10 +281,6 @@ func addFrames(to, from []*frame) []*frame {
 	return to
 }
 
-// scriptEnd is where `exit 0` goes: no construct resolves it, so a guard
-// that escapes to it stays possible to the end.
-var scriptEnd = &frame{}
-
 // join merges the paths that meet after a construct. root is the guard in
 // force before it; resolved are the frames that end here (the function
 // called, the loop left). See guard for the promotion rules.
@@ -321,23 +317,11 @@ func join(root *guard, states []*state, resolved []*frame, why *reason) *state {
 	for _, s := range live {
 		carried = addFrames(carried, escapesBetween(s.guard, root, resolved))
 	}
-	if succeeded && len(live) > 0 {
-		// What follows runs only on the paths that did not exit 0: their
-		// guards escape to the script's end, so no join promotes them.
-		for _, s := range live {
-			for x := s.guard; x != nil && x != root; x = x.parent {
-				if x.possible {
-					x.escapes = addFrames(x.escapes, []*frame{scriptEnd})
-				}
-			}
-		}
-		if len(live) == 1 && len(jumps) == 0 {
-			return live[0] // under its own guard, which says why
-		}
-		jumps = addFrames(jumps, []*frame{scriptEnd})
-	}
 	if len(live) == 1 && len(jumps) == 0 {
 		s := live[0]
+		if succeeded {
+			return s // what follows runs only under the surviving path's guard
+		}
 		promote(s.guard, root, resolved)
 		if len(carried) == 0 {
 			s.guard = root
@@ -346,7 +330,7 @@ func join(root *guard, states []*state, resolved []*frame, why *reason) *state {
 	}
 	m := merge(live)
 	m.guard = root
-	if escapes := addFrames(carried, jumps); len(escapes) > 0 {
+	if escapes := addFrames(carried, jumps); len(escapes) > 0 || succeeded {
 		m.guard = &guard{parent: root, possible: true, why: why, escapes: escapes}
 	}
 	return m
