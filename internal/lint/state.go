@@ -288,7 +288,6 @@ func join(root *guard, states []*state, resolved []*frame, why *reason) *state {
 	var live []*state
 	var jumps []*frame
 	var dead *state
-	succeeded := false // a path ended in exit 0: a run that completes without what follows
 	for _, s := range states {
 		switch s.flow {
 		case flowLive:
@@ -301,7 +300,6 @@ func join(root *guard, states []*state, resolved []*frame, why *reason) *state {
 			}
 		case flowDead:
 			dead = cmp.Or(dead, s) // the first one
-			succeeded = succeeded || !s.exitFail
 		}
 	}
 	if len(live) == 0 {
@@ -319,9 +317,6 @@ func join(root *guard, states []*state, resolved []*frame, why *reason) *state {
 	}
 	if len(live) == 1 && len(jumps) == 0 {
 		s := live[0]
-		if succeeded {
-			return s // what follows runs only under the surviving path's guard
-		}
 		promote(s.guard, root, resolved)
 		if len(carried) == 0 {
 			s.guard = root
@@ -330,7 +325,7 @@ func join(root *guard, states []*state, resolved []*frame, why *reason) *state {
 	}
 	m := merge(live)
 	m.guard = root
-	if escapes := addFrames(carried, jumps); len(escapes) > 0 || succeeded {
+	if escapes := addFrames(carried, jumps); len(escapes) > 0 {
 		m.guard = &guard{parent: root, possible: true, why: why, escapes: escapes}
 	}
 	return m
