@@ -35,6 +35,7 @@ func (in *interp) call(st *state, c *syntax.CallExpr, io ioctx) *state {
 		if cmd := path.Base(word(argv, 0)); cmd == "kubectl" || cmd == "oc" {
 			kubectl = append(kubectl, argv)
 		}
+		in.notFollowed(c, argv)
 	}
 	if len(kubectl) > 0 {
 		in.kubectl(st, c, kubectl, io)
@@ -252,36 +253,48 @@ func (in *interp) builtin(st *state, name string, alts [][]text, argv []text, io
 		in.readVars(st, name, argv)
 	case "eval", "source", ".":
 		in.warn(c.Pos().Line(), name+" is not followed: kubectl calls it runs are not checked")
-	case "trap", "alias", "xargs", "parallel", "bash", "sh", "dash", "ksh", "zsh":
-		// Code these run (a handler, an alias, a command line, a -c
-		// string) is not walked: say so when it may call kubectl.
-		what := name
-		switch name {
-		case "trap":
-			what = "a trap handler"
-		case "bash", "sh", "dash", "ksh", "zsh":
-			what += " -c"
-			if !slices.ContainsFunc(argv[1:], func(a text) bool { return isLit(a, "-c") }) {
-				return st
-			}
-		}
-		if slices.ContainsFunc(argv[1:], in.mayRunKubectl) {
-			in.warn(c.Pos().Line(), what+" is not followed: kubectl calls it runs are not checked")
-		}
 	}
 	return st
 }
 
-// mayRunKubectl reports whether a word that names code to run later (a
-// trap handler, a -c string, an alias) may call kubectl: it is not known,
-// or it mentions kubectl or a function of the script.
+// notFollowed warns about code a command runs later or elsewhere, which
+// lint does not walk (a trap handler, an alias, a -c string, an xargs
+// command line), when it may call kubectl. argv is unwrapped (sudo, env,
+// timeout, …).
+func (in *interp) notFollowed(c *syntax.CallExpr, argv []text) {
+	what := path.Base(word(argv, 0))
+	args := argv[min(1, len(argv)):]
+	switch what {
+	case "trap":
+		what = "a trap handler"
+	case "alias", "xargs", "parallel":
+	case "bash", "sh", "dash", "ksh", "zsh":
+		// -c, or a cluster of short options with c in it (-ec, -lc).
+		if !slices.ContainsFunc(args, func(a text) bool {
+			s, _ := a.exact()
+			return len(s) > 1 && s[0] == '-' && s[1] != '-' && strings.ContainsRune(s[1:], 'c')
+		}) {
+			return
+		}
+		what += " -c"
+	default:
+		return
+	}
+	if slices.ContainsFunc(args, in.mayRunKubectl) {
+		in.warn(c.Pos().Line(), what+" is not followed: kubectl calls it runs are not checked")
+	}
+}
+
+// mayRunKubectl reports whether a word that names code to run later may
+// call kubectl: it is not known, or it mentions kubectl (also as part of a
+// name: $KUBECTL, $kubectl_cmd) or a function of the script.
 func (in *interp) mayRunKubectl(t text) bool {
 	s, ok := t.exact()
-	if !ok {
+	if !ok || strings.Contains(strings.ToLower(s), "kubectl") {
 		return true
 	}
-	return slices.ContainsFunc(strings.FieldsFunc(s, func(r rune) bool { return strings.ContainsRune(" \t\n;&|()=`$\"'", r) }), func(w string) bool {
-		return w == "kubectl" || path.Base(w) == "kubectl" || in.funcs[w] != nil
+	return slices.ContainsFunc(strings.FieldsFunc(s, func(r rune) bool { return strings.ContainsRune(" \t\n;&|()=`$\"'{}", r) }), func(w string) bool {
+		return in.funcs[w] != nil
 	})
 }
 
