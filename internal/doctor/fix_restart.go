@@ -90,8 +90,11 @@ func (f *fixRun) stopRecovery(ctx context.Context, err error) {
 	}
 	if err != nil && f.rec.NeedsRelease() {
 		f.logf("sending the Node events that bring back the pods deleted before the grant (after their deletion completes, up to a minute) …")
-		// Bounded by Release itself; a second Ctrl-C ends the process.
-		if rerr := f.rec.Release(context.WithoutCancel(ctx)); rerr != nil {
+		// Release waits up to a minute; its writes get one more. A second
+		// Ctrl-C ends the process.
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
+		defer cancel()
+		if rerr := f.rec.Release(rctx); rerr != nil {
 			f.logf("warning: could not send the Node events that bring the deleted pods back: %v; their DMS pods come back at the kubelet's next Node status report, or run `dpfdoctor fix --apply` again", rerr)
 		} else {
 			f.logf("the deleted pods come back as they were; `dpfdoctor rollback --latest` removes the Node annotations that brought them back")

@@ -328,10 +328,13 @@ func (r *Recovery) Release(ctx context.Context) error {
 		}
 	}
 	r.mu.Lock()
-	var pods []string
+	var pods, stuck []string
 	for name, t := range r.pods {
-		if t.action.TouchNode && t.deleted && t.touches == 0 && t.state == "Deleted" {
+		switch {
+		case t.action.TouchNode && t.deleted && t.touches == 0 && t.state == "Deleted":
 			pods = append(pods, name)
+		case r.deleteInFlight(t):
+			stuck = append(stuck, name)
 		}
 	}
 	r.mu.Unlock()
@@ -344,6 +347,10 @@ func (r *Recovery) Release(ctx context.Context) error {
 		if err := r.touchNode(ctx, pod); err != nil {
 			errs = append(errs, err)
 		}
+	}
+	if len(stuck) > 0 {
+		sort.Strings(stuck)
+		errs = append(errs, fmt.Errorf("no Node event was sent for %v: still terminating after a minute", stuck))
 	}
 	return errors.Join(errs...)
 }

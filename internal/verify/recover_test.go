@@ -340,27 +340,51 @@ func TestRecoveryReleaseWaitsForTerminatingPods(t *testing.T) {
 		t.Fatalf("touches %v, want one Node event each", touches)
 	}
 
+	// A pod that is still terminating after a minute gets no Node event,
+	// and Release says so.
+	stuck := start(t, []plan.PodAction{touch("w4")}, nil, nil)
+	stuck.fx.graceful = true
+	sctx, scancel := context.WithCancel(context.Background())
+	go func() { quiesced <- stuck.r.Quiesce(sctx) }()
+	stuck.waitSeen(t, "w4-dms", func(p *corev1.Pod) bool { return p.DeletionTimestamp != nil })
+	scancel()
+	<-quiesced
+	if err := stuck.releaseStepping(t); err == nil || !strings.Contains(err.Error(), "w4-dms") {
+		t.Fatalf("Release with a pod stuck terminating: %v", err)
+	}
+	if _, _, touches := stuck.fx.snapshot(); len(touches) != 0 {
+		t.Fatalf("Node events for a pod still terminating: %v", touches)
+	}
+
 	lost := start(t, []plan.PodAction{touch("w3")}, nil, nil)
 	lost.fx.lost = true
 	if err := lost.r.Quiesce(context.Background()); err == nil {
 		t.Fatal("Quiesce with a failed delete: no error")
 	}
-	released = make(chan error, 1)
-	go func() { released <- lost.r.Release(context.Background()) }()
-	for i := 0; ; i++ {
+	if err := lost.releaseStepping(t); err != nil {
+		t.Fatalf("Release after a lost delete: %v", err)
+	}
+	if _, _, touches := lost.fx.snapshot(); len(touches) != 0 {
+		t.Fatalf("Node events after a lost delete: %v", touches)
+	}
+}
+
+// releaseStepping runs Release while stepping the fake clock a second at a
+// time, and returns its result.
+func (h *harness) releaseStepping(t *testing.T) error {
+	t.Helper()
+	released := make(chan error, 1)
+	go func() { released <- h.r.Release(context.Background()) }()
+	for i := 0; i < 2000; i++ {
 		select {
 		case err := <-released:
-			if _, _, touches := lost.fx.snapshot(); err != nil || len(touches) != 0 {
-				t.Fatalf("Release after a lost delete: %v, touches %v", err, touches)
-			}
-			return
+			return err
 		case <-time.After(10 * time.Millisecond):
-			if i > 1000 {
-				t.Fatal("Release waits for a delete that never reached the server")
-			}
-			lost.clock.Step(time.Second)
+			h.clock.Step(time.Second)
 		}
 	}
+	t.Fatal("Release did not return")
+	return nil
 }
 
 // Release sends the Node events for the pods Quiesce deleted when the fix
