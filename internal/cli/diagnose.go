@@ -178,13 +178,14 @@ func loadBundle(file string) (*evidence.Bundle, error) {
 	return evidence.Load(file)
 }
 
-// filterNodes keeps the pods of the given nodes (all when none given).
+// filterNodes keeps the given nodes and their pods (all when none given).
 func filterNodes(b *evidence.Bundle, nodes []string) *evidence.Bundle {
 	if len(nodes) == 0 {
 		return b
 	}
 	out := *b
 	out.Pods = slices.DeleteFunc(slices.Clone(b.Pods), func(p evidence.Pod) bool { return !slices.Contains(nodes, p.Node) })
+	out.Nodes = slices.DeleteFunc(slices.Clone(b.Nodes), func(n evidence.Node) bool { return !slices.Contains(nodes, n.Name) })
 	return &out
 }
 

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -80,6 +81,31 @@ func TestDiagnoseUnknownNodeInBundle(t *testing.T) {
 	code, out, errOut := run(t, "diagnose", "--from-bundle", "testdata/mixed.yaml", "--node", "w3", "--node", "w99")
 	if code != ExitUsage || out != "" || !strings.Contains(errOut, `--node "w99" names no DPU node`) {
 		t.Errorf("exit %d; stdout %q; stderr %s", code, out, errOut)
+	}
+}
+
+// --node on a bundle scopes the nodes too: the other nodes' missing or
+// stranded pods are not this node's findings.
+func TestDiagnoseBundleNodeScopesNodes(t *testing.T) {
+	bundle := filepath.Join("..", "diagnose", "testdata", "pod_missing", "deleted-pod.yaml")
+	codes := func(args ...string) []string {
+		t.Helper()
+		_, out, errOut := run(t, append([]string{"diagnose", "--from-bundle", bundle, "-o", "json"}, args...)...)
+		var d diagnose.Diagnosis
+		if err := json.Unmarshal([]byte(out), &d); err != nil {
+			t.Fatalf("%v: %s", err, errOut)
+		}
+		var c []string
+		for _, f := range d.Findings {
+			c = append(c, f.Code)
+		}
+		return c
+	}
+	if all := codes(); !slices.Contains(all, diagnose.CodePodMissing) || !slices.Contains(all, diagnose.CodePodStranded) {
+		t.Fatalf("the whole bundle: %v, want %s and %s", all, diagnose.CodePodMissing, diagnose.CodePodStranded)
+	}
+	if one := codes("--node", "w1"); slices.Contains(one, diagnose.CodePodMissing) || slices.Contains(one, diagnose.CodePodStranded) {
+		t.Errorf("--node w1: %v, want neither the other nodes' missing nor stranded pods", one)
 	}
 }
 
