@@ -56,9 +56,15 @@ func apiServerUnreachable(v *view) []Finding {
 		return nil
 	}
 	f.Summary = fmt.Sprintf("dms-init cannot reach the Kubernetes API server from %s (kubectl version fails)", plural(len(f.Pods), "host", "hosts"))
-	if ready := len(v.b.Pods) - len(v.failing()); ready > 0 {
-		// Every DMS pod gets the same address: where others reach it, the
-		// failing hosts' own network is the first suspect.
+	ready := 0
+	for _, p := range v.b.Pods {
+		if _, env := podAPIEnv(p); p.Ready && envs[env] {
+			ready++
+		}
+	}
+	if ready > 0 {
+		// Ready pods given the same address reach it: the failing hosts'
+		// own network is the first suspect, not the address.
 		f.NextStep = fmt.Sprintf("other hosts reach the API server at the same address (%s), so check the failing hosts' route to it first: "+
 			"from each, `curl -k https://<host>:<port>/version` with the pods' KUBERNETES_SERVICE_HOST and _PORT (above); "+
 			"once it answers, dms-init passes at its next restart, %s", plural(ready, "Ready DMS pod", "Ready DMS pods"), dpf.RetryWithin) +

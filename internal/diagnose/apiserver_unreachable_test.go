@@ -75,6 +75,12 @@ func TestAPIServerUnreachableNextStep(t *testing.T) {
 	if n, _ := next(t, b); !strings.Contains(n, "other hosts reach the API server at the same address (1 Ready DMS pod)") || strings.Contains(n, "kubectl patch") {
 		t.Errorf("one host healthy: %s", n)
 	}
+	// A Ready pod that still has the old address says nothing of the new one.
+	b.Pods[len(b.Pods)-1].Containers = nil
+	b.Pods[len(b.Pods)-1].InitContainers = nil
+	if n, _ := next(t, b); !strings.Contains(n, "kubectl patch dpfoperatorconfig") {
+		t.Errorf("a Ready pod with another address: %s", n)
+	}
 
 	b = load(t, file)
 	for i := range 10 {
