@@ -151,9 +151,10 @@ func (p palette) paint(code, s string) string {
 }
 
 // checkOutputPath checks, before any request, that a flag's output path
-// can be written: a file (dir false) whose directory exists, or a directory
-// (dir true) that exists or can be made under its nearest existing
-// ancestor. Anything else is a usage error, so no work is lost at the end.
+// has the right shape: a file (dir false) whose directory exists, or a
+// directory (dir true) that exists or whose nearest existing ancestor is a
+// directory. Anything else is a usage error, so no work is lost at the
+// end. Permissions are left to the write.
 func checkOutputPath(flag, path string, dir bool) error {
 	if fi, err := os.Stat(path); err == nil {
 		if fi.IsDir() != dir {

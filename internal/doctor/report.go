@@ -35,8 +35,9 @@ const (
 	OutcomeNoRights = "insufficient rights"
 	OutcomeDeclined = "declined"
 	OutcomeFailed   = "failed"
-	// OutcomeInterrupted: Ctrl-C (or SIGTERM) ended the fix; what it wrote
-	// was rolled back, and pods it deleted were brought back (fix.md).
+	// OutcomeInterrupted: Ctrl-C (or SIGTERM) ended the fix. An apply under
+	// way was rolled back; a grant already written stays (rollback undoes
+	// it); pods deleted before the grant were brought back (fix.md).
 	OutcomeInterrupted = "interrupted"
 )
 
