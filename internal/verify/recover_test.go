@@ -348,7 +348,9 @@ func TestRecoveryReleaseWaitsForTerminatingPods(t *testing.T) {
 	go func() { quiesced <- stuck.r.Quiesce(sctx) }()
 	stuck.waitSeen(t, "w4-dms", func(p *corev1.Pod) bool { return p.DeletionTimestamp != nil })
 	scancel()
-	<-quiesced
+	if err := <-quiesced; !errors.Is(err, context.Canceled) {
+		t.Fatalf("Quiesce: %v", err)
+	}
 	if err := stuck.releaseStepping(t); err == nil || !strings.Contains(err.Error(), "w4-dms") {
 		t.Fatalf("Release with a pod stuck terminating: %v", err)
 	}
