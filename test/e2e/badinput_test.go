@@ -12,10 +12,7 @@ import (
 // Bad input across commands: each gives its documented exit code and a
 // message that says what to do next, never a panic.
 func TestBadInput(t *testing.T) {
-	t.Parallel()
-	if testing.Short() {
-		t.Skip("starts an API server (envtest); skipped under -short")
-	}
+	parallel(t)
 	good := kubeconfig(t, s.dpf.Config, nil)
 	garbage := filepath.Join(t.TempDir(), "garbage")
 	if err := os.WriteFile(garbage, []byte("apiVersion: v1\nclusters: [this is: not: yaml\n"), 0o600); err != nil {
@@ -89,10 +86,7 @@ func testdata(name string) string {
 
 // The happy path of the read-only commands on a failing cluster.
 func TestDiagnoseFindsProblems(t *testing.T) {
-	t.Parallel()
-	if testing.Short() {
-		t.Skip("starts an API server (envtest); skipped under -short")
-	}
+	parallel(t)
 	r := dpfdoctor(t, kubeconfig(t, s.dpf.Config, nil), "diagnose", "-o", "json")
 	if r.code != 3 || !strings.Contains(r.stdout, "RBACForbidden") {
 		t.Fatalf("exit %d, want 3 with RBACForbidden:\n%s\n%s", r.code, r.stdout, r.stderr)

@@ -21,10 +21,7 @@ import (
 // refuses the guard's token a grant Role that lists Secrets, and admits one
 // of DPF's calls.
 func TestDeployAdmissionPolicyWithKubectl(t *testing.T) {
-	t.Parallel()
-	if testing.Short() {
-		t.Skip("starts an API server (envtest); skipped under -short")
-	}
+	parallel(t)
 	ctx := context.Background()
 	c, err := sim.Start(ctx, sim.Options{Nodes: 1, Scenario: "healthy", TimeScale: 0.05, KubectlMaxNodes: -1, Resync: time.Hour})
 	if err != nil {

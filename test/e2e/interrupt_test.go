@@ -41,10 +41,7 @@ func managed(t *testing.T, cs kubernetes.Interface, ns string) int {
 // SIGINT while `fix --apply` writes: exit 130, and the cluster holds none of
 // the grant (the apply is rolled back), not part of it.
 func TestInterruptedApplyLeavesNothing(t *testing.T) {
-	t.Parallel()
-	if testing.Short() {
-		t.Skip("starts an API server (envtest); skipped under -short")
-	}
+	parallel(t)
 	ctx := context.Background()
 	c, err := sim.Start(ctx, sim.Options{Nodes: 2, Scenario: "hypothetical-secrets-forbidden", TimeScale: 0.05, SecretWaitAttempts: 1, KubectlMaxNodes: -1, Resync: time.Hour})
 	if err != nil {
@@ -110,10 +107,7 @@ func TestInterruptedApplyLeavesNothing(t *testing.T) {
 // Node event is sent once its deletion completes), since v25.4.0 never
 // re-creates a deleted pod by itself.
 func TestInterruptedQuiesceBringsPodsBack(t *testing.T) {
-	t.Parallel()
-	if testing.Short() {
-		t.Skip("starts an API server (envtest); skipped under -short")
-	}
+	parallel(t)
 	ctx := context.Background()
 	const nodes = 12
 	c, err := sim.Start(ctx, sim.Options{Version: "v25.4.0", Nodes: nodes, Scenario: "hypothetical-secrets-forbidden", TimeScale: 1, SecretWaitAttempts: 1, KubectlMaxNodes: -1, Resync: time.Hour})
@@ -219,10 +213,7 @@ func waitPods(t *testing.T, cs kubernetes.Interface, ns string, n int, log strin
 // Rollback refuses a backup folder that is missing or tampered with, before
 // touching the cluster.
 func TestRollbackBadBackups(t *testing.T) {
-	t.Parallel()
-	if testing.Short() {
-		t.Skip("starts an API server (envtest); skipped under -short")
-	}
+	parallel(t)
 	kc := kubeconfig(t, s.dpf.Config, nil)
 	cs := kubernetes.NewForConfigOrDie(s.dpf.Config)
 	before := managed(t, cs, s.dpf.Namespace)

@@ -106,6 +106,16 @@ func run(m *testing.M) (int, error) {
 	return m.Run(), nil
 }
 
+// parallel runs an e2e test beside the others; under -short, where TestMain
+// starts no cluster, it skips.
+func parallel(t *testing.T) {
+	t.Helper()
+	t.Parallel()
+	if testing.Short() {
+		t.Skip("needs the suite's API servers (envtest); skipped under -short")
+	}
+}
+
 // result is one run of the binary.
 type result struct {
 	code           int

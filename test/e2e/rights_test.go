@@ -20,10 +20,7 @@ import (
 // diagnose (exit 3: problems found) but not fix: `fix --apply` refuses
 // before any change, naming what is missing (exit 6).
 func TestReadOnlyUser(t *testing.T) {
-	t.Parallel()
-	if testing.Short() {
-		t.Skip("starts an API server (envtest); skipped under -short")
-	}
+	parallel(t)
 	ctx := context.Background()
 	set, err := rbac.LoadManifests(filepath.Join("..", "..", "docs", "rbac", "dpfdoctor-readonly.yaml"))
 	if err != nil {
