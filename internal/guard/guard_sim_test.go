@@ -27,7 +27,17 @@ func TestGuardRepairs(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	e := startEnv(t, sim.Options{Nodes: 8, Scenario: "hypothetical-secrets-forbidden=6,healthy=2"})
-	e.eventually(60*time.Second, "6 pods failing in dms-init", func() bool { return e.failingCount() == 6 })
+	// The healthy pods Ready first: a pod still starting when the guard's
+	// (test-short) startup grace ends is diagnosed like any other.
+	e.eventually(60*time.Second, "6 pods failing in dms-init and 2 Ready", func() bool {
+		ready := 0
+		for _, p := range e.pods() {
+			if dpf.PodReady(&p) {
+				ready++
+			}
+		}
+		return e.failingCount() == 6 && ready == 2
+	})
 
 	start := time.Now()
 	g := e.startGuard(Options{Mode: ModeRepair})
